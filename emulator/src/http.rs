@@ -219,7 +219,9 @@ fn classify<'a>(method: &Method, segs: &[&'a str]) -> Option<(&'static str, Opti
         ("POST", ["v2", "namespaces", ns]) => ("write", Some(*ns)),
         ("DELETE", ["v2", "namespaces", ns]) => ("delete", Some(*ns)),
         ("POST", ["v2", "namespaces", ns, "async"]) => ("copy_async", Some(*ns)),
-        ("POST", ["v2", "namespaces", ns, "query"]) => ("query", Some(*ns)),
+        // v1 query is the legacy path some clients (hevlayer's `query_turbopuffer_namespace`)
+        // still call; the body shape is the same.
+        ("POST", ["v1" | "v2", "namespaces", ns, "query"]) => ("query", Some(*ns)),
         ("POST", ["v2", "namespaces", ns, "explain_query"]) => ("explain", Some(*ns)),
         ("GET", ["v1" | "v2", "namespaces", ns, "metadata"]) => ("metadata", Some(*ns)),
         ("PATCH", ["v1" | "v2", "namespaces", ns, "metadata"]) => ("update_metadata", Some(*ns)),

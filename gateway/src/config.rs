@@ -1,0 +1,438 @@
+//! Gateway configuration: `layer.yaml` (sections mirror the CRD specs), overridden by `LAYER_*`
+//! environment variables from one table ([`ENV_OVERRIDES`]), overridden by command-line flags.
+//! Unknown keys in the file are errors; every default is written next to its field.
+//!
+//! ```yaml
+//! gateway:
+//!   listen: 127.0.0.1:8080        # LAYER_LISTEN
+//!   shards: 0                     # LAYER_SHARDS; 0 = one per core
+//!   workStealing: false           # LAYER_WORK_STEALING
+//!   dataDir: ./.layer             # LAYER_DATA_DIR
+//!   maxBodyBytes: 67108864        # LAYER_MAX_BODY_BYTES (64 MiB)
+//!   maxJsonDepth: 64              # LAYER_MAX_JSON_DEPTH
+//!   drainTimeoutMs: 10000         # LAYER_DRAIN_TIMEOUT_MS
+//! vectorStore:
+//!   kind: turbopuffer
+//!   endpoint:
+//!     url: https://aws-us-east-1.turbopuffer.com   # LAYER_UPSTREAM_URL, TURBOPUFFER_API_URL
+//!     region: aws-us-east-1
+//!   credential:
+//!     value: tpuf_...             # LAYER_UPSTREAM_API_KEY, TURBOPUFFER_API_KEY
+//!   connectTimeoutMs: 2000        # LAYER_UPSTREAM_CONNECT_TIMEOUT_MS
+//!   requestTimeoutMs: 30000       # LAYER_UPSTREAM_REQUEST_TIMEOUT_MS
+//!   inboundAuth:
+//!     mode: deriveFromStore       # LAYER_AUTH_MODE: deriveFromStore | keys | open
+//!     keys:
+//!       - name: shop-rw
+//!         scopes: [read, write]
+//!         namespaces: ["shop-*"]  # globs; empty = every namespace
+//!         token: hvl_...          # or tokenEnv: NAME_OF_ENV_VAR
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Errors while loading configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("parsing {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: serde_yaml_ng::Error,
+    },
+    #[error("environment variable {var}={value:?}: {reason}")]
+    Env {
+        var: &'static str,
+        value: String,
+        reason: String,
+    },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// The whole configuration.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct Config {
+    pub gateway: GatewayConfig,
+    pub vector_store: VectorStoreConfig,
+}
+
+/// The data plane's own settings.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct GatewayConfig {
+    pub listen: SocketAddr,
+    /// Shard runtimes (0 = one per core).
+    pub shards: usize,
+    /// One work-stealing runtime instead of pinned shards (few long-lived HTTP/2 clients).
+    pub work_stealing: bool,
+    pub data_dir: PathBuf,
+    /// Largest request body accepted (413 above it).
+    pub max_body_bytes: usize,
+    /// Deepest JSON nesting accepted in bodies the gateway parses.
+    pub max_json_depth: usize,
+    /// How long in-flight requests may take to finish after SIGTERM/SIGINT.
+    pub drain_timeout_ms: u64,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            shards: 0,
+            work_stealing: false,
+            data_dir: PathBuf::from(".layer"),
+            max_body_bytes: 64 << 20,
+            max_json_depth: 64,
+            drain_timeout_ms: 10_000,
+        }
+    }
+}
+
+/// The upstream store (the `VectorStore` CRD's spec).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct VectorStoreConfig {
+    pub kind: StoreKind,
+    pub endpoint: Endpoint,
+    pub credential: Credential,
+    pub connect_timeout_ms: u64,
+    pub request_timeout_ms: u64,
+    pub inbound_auth: InboundAuth,
+}
+
+impl Default for VectorStoreConfig {
+    fn default() -> Self {
+        VectorStoreConfig {
+            kind: StoreKind::Turbopuffer,
+            endpoint: Endpoint::default(),
+            credential: Credential::default(),
+            connect_timeout_ms: 2_000,
+            request_timeout_ms: 30_000,
+            inbound_auth: InboundAuth::default(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    #[default]
+    Turbopuffer,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Endpoint {
+    pub url: String,
+    pub region: Option<String>,
+}
+
+impl Default for Endpoint {
+    fn default() -> Self {
+        Endpoint {
+            url: "https://aws-us-east-1.turbopuffer.com".into(),
+            region: None,
+        }
+    }
+}
+
+/// The upstream credential: inline, or read from an environment variable at start.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Credential {
+    pub value: Option<String>,
+    pub env: Option<String>,
+}
+
+/// Inbound auth policy (`VectorStore.spec.inboundAuth`).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct InboundAuth {
+    pub mode: AuthMode,
+    pub keys: Vec<KeyConfig>,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+pub enum AuthMode {
+    /// The upstream credential is the (admin) bearer.
+    #[default]
+    #[serde(rename = "deriveFromStore")]
+    DeriveFromStore,
+    /// Configured keys with scopes and namespace globs.
+    #[serde(rename = "keys")]
+    Keys,
+    /// No inbound auth.
+    #[serde(rename = "open")]
+    Open,
+}
+
+impl std::str::FromStr for AuthMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "deriveFromStore" => Ok(AuthMode::DeriveFromStore),
+            "keys" => Ok(AuthMode::Keys),
+            "open" => Ok(AuthMode::Open),
+            other => Err(format!(
+                "unknown auth mode {other:?} (deriveFromStore, keys, open)"
+            )),
+        }
+    }
+}
+
+/// Key scopes.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    Read,
+    Write,
+    Admin,
+}
+
+impl Scope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Read => "read",
+            Scope::Write => "write",
+            Scope::Admin => "admin",
+        }
+    }
+}
+
+/// One configured inbound key.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct KeyConfig {
+    pub name: String,
+    pub scopes: Vec<Scope>,
+    #[serde(default)]
+    pub namespaces: Vec<String>,
+    #[serde(default)]
+    pub token: Option<String>,
+    #[serde(default)]
+    pub token_env: Option<String>,
+}
+
+/// The `LAYER_*` environment overrides, in one table: variable, what it sets.
+pub const ENV_OVERRIDES: &[(&str, &str)] = &[
+    ("LAYER_LISTEN", "gateway.listen"),
+    ("LAYER_SHARDS", "gateway.shards"),
+    ("LAYER_WORK_STEALING", "gateway.workStealing"),
+    ("LAYER_DATA_DIR", "gateway.dataDir"),
+    ("LAYER_MAX_BODY_BYTES", "gateway.maxBodyBytes"),
+    ("LAYER_MAX_JSON_DEPTH", "gateway.maxJsonDepth"),
+    ("LAYER_DRAIN_TIMEOUT_MS", "gateway.drainTimeoutMs"),
+    (
+        "LAYER_UPSTREAM_URL",
+        "vectorStore.endpoint.url (also TURBOPUFFER_API_URL)",
+    ),
+    (
+        "LAYER_UPSTREAM_API_KEY",
+        "vectorStore.credential.value (also TURBOPUFFER_API_KEY)",
+    ),
+    (
+        "LAYER_UPSTREAM_CONNECT_TIMEOUT_MS",
+        "vectorStore.connectTimeoutMs",
+    ),
+    (
+        "LAYER_UPSTREAM_REQUEST_TIMEOUT_MS",
+        "vectorStore.requestTimeoutMs",
+    ),
+    ("LAYER_AUTH_MODE", "vectorStore.inboundAuth.mode"),
+];
+
+impl Config {
+    /// Loads the file (if any), then applies environment overrides from `env`.
+    pub fn load(
+        path: Option<&Path>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let mut cfg = match path {
+            None => Config::default(),
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.into(),
+                    source,
+                })?;
+                serde_yaml_ng::from_str(&text).map_err(|source| ConfigError::Parse {
+                    path: p.into(),
+                    source,
+                })?
+            }
+        };
+        cfg.apply_env(env)?;
+        Ok(cfg)
+    }
+
+    fn apply_env(&mut self, env: &dyn Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        fn parse<T: std::str::FromStr>(var: &'static str, v: String) -> Result<T, ConfigError>
+        where
+            T::Err: std::fmt::Display,
+        {
+            v.parse().map_err(|e: T::Err| ConfigError::Env {
+                var,
+                reason: e.to_string(),
+                value: v,
+            })
+        }
+        let g = &mut self.gateway;
+        let s = &mut self.vector_store;
+        for (var, _) in ENV_OVERRIDES {
+            let Some(v) = env(var) else { continue };
+            match *var {
+                "LAYER_LISTEN" => g.listen = parse(var, v)?,
+                "LAYER_SHARDS" => g.shards = parse(var, v)?,
+                "LAYER_WORK_STEALING" => g.work_stealing = parse(var, v)?,
+                "LAYER_DATA_DIR" => g.data_dir = PathBuf::from(v),
+                "LAYER_MAX_BODY_BYTES" => g.max_body_bytes = parse(var, v)?,
+                "LAYER_MAX_JSON_DEPTH" => g.max_json_depth = parse(var, v)?,
+                "LAYER_DRAIN_TIMEOUT_MS" => g.drain_timeout_ms = parse(var, v)?,
+                "LAYER_UPSTREAM_URL" => s.endpoint.url = v,
+                "LAYER_UPSTREAM_API_KEY" => s.credential.value = Some(v),
+                "LAYER_UPSTREAM_CONNECT_TIMEOUT_MS" => s.connect_timeout_ms = parse(var, v)?,
+                "LAYER_UPSTREAM_REQUEST_TIMEOUT_MS" => s.request_timeout_ms = parse(var, v)?,
+                "LAYER_AUTH_MODE" => s.inbound_auth.mode = parse(var, v)?,
+                _ => {}
+            }
+        }
+        // The Turbopuffer SDK variables are honoured when the LAYER_ ones are absent.
+        if env("LAYER_UPSTREAM_URL").is_none()
+            && let Some(v) = env("TURBOPUFFER_API_URL")
+        {
+            s.endpoint.url = v;
+        }
+        if env("LAYER_UPSTREAM_API_KEY").is_none()
+            && s.credential.value.is_none()
+            && let Some(v) = env("TURBOPUFFER_API_KEY")
+        {
+            s.credential.value = Some(v);
+        }
+        Ok(())
+    }
+
+    /// The upstream credential after resolving `credential.env`.
+    pub fn upstream_key(&self, env: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+        let c = &self.vector_store.credential;
+        c.value
+            .clone()
+            .or_else(|| c.env.as_deref().and_then(env))
+            .filter(|k| !k.trim().is_empty())
+    }
+
+    /// Checks cross-field rules once everything is merged.
+    pub fn validate(&self, env: &dyn Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        let url = &self.vector_store.endpoint.url;
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(ConfigError::Invalid(format!(
+                "vectorStore.endpoint.url must be http(s): {url:?}"
+            )));
+        }
+        let auth = &self.vector_store.inbound_auth;
+        if auth.mode == AuthMode::DeriveFromStore && self.upstream_key(env).is_none() {
+            return Err(ConfigError::Invalid(
+                "inboundAuth.mode deriveFromStore needs the upstream credential (vectorStore.credential, --upstream-api-key or TURBOPUFFER_API_KEY)".into(),
+            ));
+        }
+        if auth.mode == AuthMode::Keys && auth.keys.is_empty() {
+            return Err(ConfigError::Invalid(
+                "inboundAuth.mode keys needs at least one key".into(),
+            ));
+        }
+        for k in &auth.keys {
+            if k.token.is_none() == k.token_env.is_none() {
+                return Err(ConfigError::Invalid(format!(
+                    "key {:?}: set exactly one of token and tokenEnv",
+                    k.name
+                )));
+            }
+            if k.scopes.is_empty() {
+                return Err(ConfigError::Invalid(format!(
+                    "key {:?}: scopes must not be empty",
+                    k.name
+                )));
+            }
+        }
+        if self.gateway.max_json_depth == 0 || self.gateway.max_body_bytes == 0 {
+            return Err(ConfigError::Invalid(
+                "maxJsonDepth and maxBodyBytes must be positive".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| m.get(k).cloned()
+    }
+
+    #[test]
+    fn defaults_are_documented_values() {
+        let c = Config::default();
+        assert_eq!(c.gateway.max_body_bytes, 64 << 20);
+        assert_eq!(c.vector_store.inbound_auth.mode, AuthMode::DeriveFromStore);
+        assert_eq!(c.vector_store.request_timeout_ms, 30_000);
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let dir = std::env::temp_dir().join(format!("layer-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("bad.yaml");
+        std::fs::write(&p, "gateway:\n  listen: 127.0.0.1:1\n  shardz: 2\n").unwrap();
+        let err = Config::load(Some(&p), &env(&[])).unwrap_err().to_string();
+        assert!(err.contains("unknown field `shardz`"), "{err}");
+        std::fs::write(&p, "vectorStore:\n  inboundAuth:\n    mode: keys\n    keys:\n      - name: a\n        scopes: [read]\n        token: t\n").unwrap();
+        let c = Config::load(Some(&p), &env(&[])).unwrap();
+        assert_eq!(
+            c.vector_store.inbound_auth.keys[0].scopes,
+            vec![Scope::Read]
+        );
+    }
+
+    #[test]
+    fn env_overrides_file_and_sdk_variables_fill_in() {
+        let c = Config::load(
+            None,
+            &env(&[
+                ("LAYER_SHARDS", "3"),
+                ("TURBOPUFFER_API_KEY", "k"),
+                ("TURBOPUFFER_API_URL", "http://x"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.gateway.shards, 3);
+        assert_eq!(c.vector_store.endpoint.url, "http://x");
+        assert_eq!(c.upstream_key(&env(&[])).as_deref(), Some("k"));
+        let err = Config::load(None, &env(&[("LAYER_SHARDS", "many")])).unwrap_err();
+        assert!(err.to_string().contains("LAYER_SHARDS"));
+        let err = Config::load(None, &env(&[("LAYER_AUTH_MODE", "none")])).unwrap_err();
+        assert!(err.to_string().contains("unknown auth mode"));
+    }
+
+    #[test]
+    fn validation_catches_missing_credentials() {
+        let c = Config::default();
+        assert!(c.validate(&env(&[])).is_err());
+        let mut c = Config::default();
+        c.vector_store.credential.value = Some("k".into());
+        assert!(c.validate(&env(&[])).is_ok());
+    }
+}

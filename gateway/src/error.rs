@@ -1,0 +1,147 @@
+//! The gateway's error type and the one function that maps an error to an HTTP response.
+//!
+//! Layer's own errors are `{"error": "<code>", "message": "<text>", ...context}`; upstream
+//! non-2xx responses never become a [`GatewayError`] — they are relayed verbatim.
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use http_body_util::Full;
+use serde_json::{Value, json};
+
+use crate::config::Scope;
+
+/// Everything that can go wrong in the gateway itself.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("missing bearer token")]
+    MissingToken,
+    #[error("invalid bearer token")]
+    InvalidToken,
+    #[error("insufficient API key scope")]
+    InsufficientScope { required: Scope },
+    #[error("namespace not in key grant")]
+    NamespaceNotGranted { namespace: String },
+    #[error("{0}")]
+    Validation(String),
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    #[error("no route for {method} {path}")]
+    NotFound { method: String, path: String },
+    #[error("upstream unreachable: {0}")]
+    Upstream(String),
+    #[error("upstream did not answer within {0} ms")]
+    UpstreamTimeout(u64),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl GatewayError {
+    /// Status code for this error.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            GatewayError::MissingToken | GatewayError::InvalidToken => StatusCode::UNAUTHORIZED,
+            GatewayError::InsufficientScope { .. } | GatewayError::NamespaceNotGranted { .. } => {
+                StatusCode::FORBIDDEN
+            }
+            GatewayError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            GatewayError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            GatewayError::NotFound { .. } => StatusCode::NOT_FOUND,
+            GatewayError::Upstream(_) => StatusCode::BAD_GATEWAY,
+            GatewayError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            GatewayError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The JSON body: a stable `error` code, a human `message`, and the context the spec names.
+    pub fn body(&self) -> Value {
+        let message = self.to_string();
+        match self {
+            GatewayError::MissingToken | GatewayError::InvalidToken => {
+                json!({"error": "unauthorized", "message": message})
+            }
+            GatewayError::InsufficientScope { required } => json!({
+                "error": "insufficient API key scope", "required_scope": required.as_str(),
+                "message": format!("this route needs the {} scope", required.as_str()),
+            }),
+            GatewayError::NamespaceNotGranted { namespace } => json!({
+                "error": "namespace not in key grant", "namespace": namespace,
+                "message": format!("the key's namespace grant does not include {namespace:?}"),
+            }),
+            GatewayError::Validation(_) => json!({"error": "validation_error", "message": message}),
+            GatewayError::PayloadTooLarge(_) => {
+                json!({"error": "payload_too_large", "message": message})
+            }
+            GatewayError::NotFound { .. } => json!({"error": "not_found", "message": message}),
+            GatewayError::Upstream(_) | GatewayError::UpstreamTimeout(_) => {
+                json!({"error": "upstream_error", "message": message})
+            }
+            GatewayError::Internal(_) => json!({"error": "internal_error", "message": message}),
+        }
+    }
+
+    /// The stable code used as a metrics label.
+    pub fn code(&self) -> &'static str {
+        match self {
+            GatewayError::MissingToken | GatewayError::InvalidToken => "unauthorized",
+            GatewayError::InsufficientScope { .. } | GatewayError::NamespaceNotGranted { .. } => {
+                "forbidden"
+            }
+            GatewayError::Validation(_) => "validation_error",
+            GatewayError::PayloadTooLarge(_) => "payload_too_large",
+            GatewayError::NotFound { .. } => "not_found",
+            GatewayError::Upstream(_) | GatewayError::UpstreamTimeout(_) => "upstream_error",
+            GatewayError::Internal(_) => "internal_error",
+        }
+    }
+
+    /// The response for this error. This is the only place errors become HTTP.
+    pub fn into_response(self) -> Response<Full<Bytes>> {
+        let status = self.status();
+        let body = serde_json::to_vec(&self.body()).unwrap_or_default();
+        let mut resp = Response::new(Full::new(Bytes::from(body)));
+        *resp.status_mut() = status;
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        if status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        resp
+    }
+}
+
+impl From<scatter::RewriteError> for GatewayError {
+    fn from(e: scatter::RewriteError) -> Self {
+        if e.status_code() == 413 {
+            GatewayError::PayloadTooLarge(e.to_string())
+        } else {
+            GatewayError::Validation(e.to_string())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_name_the_reason() {
+        let e = GatewayError::InsufficientScope {
+            required: Scope::Admin,
+        };
+        assert_eq!(e.status(), 403);
+        assert_eq!(e.body()["error"], "insufficient API key scope");
+        assert_eq!(e.body()["required_scope"], "admin");
+        let e = GatewayError::NamespaceNotGranted {
+            namespace: "orders".into(),
+        };
+        assert_eq!(e.body()["namespace"], "orders");
+        assert_eq!(GatewayError::Upstream("refused".into()).status(), 502);
+        assert_eq!(
+            GatewayError::Validation("x".into()).body()["error"],
+            "validation_error"
+        );
+    }
+}

@@ -1,0 +1,267 @@
+//! The request pipeline on a shard: classify → admit → read body → per-route work → upstream →
+//! respond → record. Start at [`handle`].
+
+use std::io::Read;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use serde_json::{Value, json};
+
+use crate::auth::{Auth, Principal};
+use crate::config::Config;
+use crate::error::GatewayError;
+use crate::metrics;
+use crate::route::{self, Action, Route};
+use crate::upstream::{Upstream, UpstreamResponse};
+
+/// State shared by every shard, read lock-free.
+pub struct Shared {
+    pub config: Config,
+    pub auth: ArcSwap<Auth>,
+    pub limits: scatter::Limits,
+    pub shards: usize,
+    pub started: Instant,
+}
+
+/// One shard's context: the shared state and the shard's own upstream pool.
+pub struct ShardCtx {
+    pub shared: Arc<Shared>,
+    pub upstream: Upstream,
+}
+
+type Resp = Response<Full<Bytes>>;
+
+/// Serves one request. Never fails: every error becomes a response here.
+pub async fn handle(ctx: Arc<ShardCtx>, req: Request<Incoming>) -> Resp {
+    let started = Instant::now();
+    metrics::request_started();
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path().to_string();
+    let route = route::classify(&parts.method, &path);
+    let (resp, name, query_ns) = match route {
+        None => {
+            let e = GatewayError::NotFound {
+                method: parts.method.to_string(),
+                path: path.clone(),
+            };
+            (e.into_response(), "unknown", None)
+        }
+        Some(r) => {
+            let query_ns = matches!(r.name, "query" | "query_v1")
+                .then(|| r.namespace.unwrap_or_default().to_string());
+            let resp = match serve(&ctx, r, parts, body).await {
+                Ok(resp) => resp,
+                Err(e) => e.into_response(),
+            };
+            (resp, r.name, query_ns)
+        }
+    };
+    metrics::request_finished(
+        name,
+        resp.status().as_u16(),
+        started.elapsed(),
+        query_ns.as_deref(),
+    );
+    resp
+}
+
+async fn serve(
+    ctx: &ShardCtx,
+    route: Route<'_>,
+    parts: http::request::Parts,
+    body: Incoming,
+) -> Result<Resp, GatewayError> {
+    let shared = &ctx.shared;
+    let principal = shared.auth.load().admit(&parts.headers, &route)?;
+    match route.action {
+        Action::Health => return Ok(json_response(StatusCode::OK, &health(shared))),
+        Action::Metrics => {
+            let mut r = Response::new(Full::new(Bytes::from(metrics::render(shared.shards))));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4"),
+            );
+            return Ok(r);
+        }
+        _ => {}
+    }
+    let limit = shared.config.gateway.max_body_bytes;
+    let raw = Limited::new(body, limit)
+        .collect()
+        .await
+        .map_err(|e| {
+            GatewayError::PayloadTooLarge(format!(
+                "request body rejected (limit {limit} bytes): {e}"
+            ))
+        })?
+        .to_bytes();
+    let mut headers = parts.headers;
+    ensure_traceparent(&mut headers);
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_string();
+    let body = match route.action {
+        Action::Write => {
+            let decoded = decode_gzip(&headers, raw, limit)?;
+            let stamped = scatter::stamp_write(&decoded, now_ms(), &shared.limits)
+                .inspect_err(|e| metrics::write_rejected(e.error_code()))?;
+            // The stamped body is sent uncompressed.
+            headers.remove(header::CONTENT_ENCODING);
+            Bytes::from(stamped)
+        }
+        Action::SchemaUpdate => {
+            let decoded = decode_gzip(&headers, raw.clone(), limit)?;
+            check_schema(&decoded, &shared.limits)
+                .inspect_err(|_| metrics::write_rejected("reserved_attribute"))?;
+            raw
+        }
+        _ => raw,
+    };
+    let trace = headers.get("traceparent").cloned();
+    let up = ctx
+        .upstream
+        .send(route.name, parts.method, &path_and_query, &headers, body)
+        .await?;
+    let up = if route.name == "list" && principal.is_namespace_limited() {
+        filter_listing(up, &principal)
+    } else {
+        up
+    };
+    Ok(relay(up, trace))
+}
+
+/// A bare schema map (`POST /v1/namespaces/{ns}/schema`) gets the same reserved-attribute and
+/// validation rules as a write's `schema`, by checking it as `{"schema": <body>}`.
+fn check_schema(body: &[u8], limits: &scatter::Limits) -> Result<(), GatewayError> {
+    let mut wrapped = Vec::with_capacity(body.len() + 12);
+    wrapped.extend_from_slice(b"{\"schema\":");
+    wrapped.extend_from_slice(body);
+    wrapped.push(b'}');
+    scatter::stamp_write(&wrapped, 0, limits)?;
+    Ok(())
+}
+
+fn decode_gzip(headers: &HeaderMap, raw: Bytes, limit: usize) -> Result<Bytes, GatewayError> {
+    let gz = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("gzip"));
+    if !gz {
+        return Ok(raw);
+    }
+    let mut out = Vec::with_capacity(raw.len().saturating_mul(4).min(limit));
+    let read = flate2::read::GzDecoder::new(raw.as_ref())
+        .take(limit as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| GatewayError::Validation(format!("request body is not valid gzip: {e}")))?;
+    if read > limit {
+        return Err(GatewayError::PayloadTooLarge(format!(
+            "decompressed request body exceeds {limit} bytes"
+        )));
+    }
+    Ok(Bytes::from(out))
+}
+
+/// Keeps only granted namespaces in a `GET /v1/namespaces` page for a namespace-limited key.
+fn filter_listing(mut up: UpstreamResponse, principal: &Principal) -> UpstreamResponse {
+    if !up.status.is_success() || up.headers.contains_key(header::CONTENT_ENCODING) {
+        return up;
+    }
+    let Ok(mut v) = serde_json::from_slice::<Value>(&up.body) else {
+        return up;
+    };
+    if let Some(list) = v.get_mut("namespaces").and_then(Value::as_array_mut) {
+        list.retain(|n| {
+            n.get("id")
+                .and_then(Value::as_str)
+                .is_some_and(|id| principal.may_access(id))
+        });
+    }
+    if let Ok(b) = serde_json::to_vec(&v) {
+        up.body = Bytes::from(b);
+    }
+    up
+}
+
+fn relay(up: UpstreamResponse, trace: Option<HeaderValue>) -> Resp {
+    let mut resp = Response::new(Full::new(up.body));
+    *resp.status_mut() = up.status;
+    *resp.headers_mut() = up.headers;
+    if let Some(t) = trace {
+        resp.headers_mut().entry("traceparent").or_insert(t);
+    }
+    resp
+}
+
+fn json_response(status: StatusCode, v: &Value) -> Resp {
+    let mut r = Response::new(Full::new(Bytes::from(
+        serde_json::to_vec(v).unwrap_or_default(),
+    )));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn health(shared: &Shared) -> Value {
+    // The cache tier does not exist yet: it reports as absent rather than pretending to be warm.
+    json!({
+        "status": "ok",
+        "uptime_seconds": shared.started.elapsed().as_secs(),
+        "shards": shared.shards,
+        "cache": {"state": "disabled", "reconnect_generation": 0},
+        "namespaces": [],
+    })
+}
+
+/// Adds a W3C `traceparent` when the caller sent none, so upstream logs and ours correlate.
+fn ensure_traceparent(headers: &mut HeaderMap) {
+    if headers.contains_key("traceparent") {
+        return;
+    }
+    let trace: u128 = rand::random::<u128>() | 1;
+    let span: u64 = rand::random::<u64>() | 1;
+    if let Ok(v) = HeaderValue::from_str(&format!("00-{trace:032x}-{span:016x}-01")) {
+        headers.insert("traceparent", v);
+    }
+}
+
+/// Server time in epoch milliseconds (the write stamp).
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traceparent_is_generated_once() {
+        let mut h = HeaderMap::new();
+        ensure_traceparent(&mut h);
+        let t = h["traceparent"].to_str().unwrap().to_string();
+        assert_eq!(t.len(), 55);
+        ensure_traceparent(&mut h);
+        assert_eq!(h["traceparent"], t.as_str());
+    }
+
+    #[test]
+    fn schema_maps_with_reserved_attributes_are_rejected() {
+        let limits = scatter::Limits::default();
+        assert!(check_schema(br#"{"title": {"type": "string"}}"#, &limits).is_ok());
+        assert!(check_schema(br#"{"_hevlayer_upserted_at": "int"}"#, &limits).is_err());
+        assert!(check_schema(br#"{"a": 1, "a": 2}"#, &limits).is_err());
+    }
+}

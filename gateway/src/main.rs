@@ -1,0 +1,95 @@
+//! `layer-gateway --listen ADDR --upstream-url URL --upstream-api-key KEY [--shards N]
+//! [--config FILE] [--data-dir DIR] [--work-stealing]`
+//!
+//! Prints `layer-gateway listening on http://ADDR` once every shard is bound, then serves until
+//! SIGTERM or SIGINT, and drains in-flight requests before exiting.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "layer-gateway",
+    version,
+    about = "Layer's data plane in front of Turbopuffer"
+)]
+struct Args {
+    /// layer.yaml (flags override it; LAYER_* environment variables override the file).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Listen address (port 0 picks a free port).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Upstream base URL (also TURBOPUFFER_API_URL).
+    #[arg(long)]
+    upstream_url: Option<String>,
+    /// Upstream API key (also TURBOPUFFER_API_KEY).
+    #[arg(long)]
+    upstream_api_key: Option<String>,
+    /// Shard runtimes (default: one per core).
+    #[arg(long)]
+    shards: Option<usize>,
+    /// Use one work-stealing runtime instead of pinned shards.
+    #[arg(long)]
+    work_stealing: bool,
+    /// Local data directory.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("LAYER_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let env = |k: &str| std::env::var(k).ok();
+    let mut cfg = layer_gateway::Config::load(args.config.as_deref(), &env)?;
+    if let Some(l) = args.listen {
+        cfg.gateway.listen = l;
+    }
+    if let Some(u) = args.upstream_url {
+        cfg.vector_store.endpoint.url = u;
+    }
+    if let Some(k) = args.upstream_api_key {
+        cfg.vector_store.credential.value = Some(k);
+    }
+    if let Some(n) = args.shards {
+        cfg.gateway.shards = n;
+    }
+    if args.work_stealing {
+        cfg.gateway.work_stealing = true;
+    }
+    if let Some(d) = args.data_dir {
+        cfg.gateway.data_dir = d;
+    }
+    let running = layer_gateway::start(cfg, &env)?;
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "layer-gateway listening on http://{}", running.addr)?;
+        out.flush()?;
+    }
+    // The control runtime: hosts signal handling now, background loops as they arrive.
+    let control = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("layer-control")
+        .enable_all()
+        .build()?;
+    control.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        anyhow::Ok(())
+    })?;
+    tracing::info!("shutting down: draining in-flight requests");
+    running.shutdown();
+    Ok(())
+}

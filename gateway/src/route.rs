@@ -1,0 +1,127 @@
+//! Route classification: method + path → what the gateway does, which scope it needs and which
+//! namespace it touches. A path the gateway does not serve is `None` and gets a Layer 404 — it is
+//! never forwarded.
+
+use http::Method;
+
+use crate::config::Scope;
+
+/// What the gateway does with a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// `GET /health`.
+    Health,
+    /// `GET /metrics`.
+    Metrics,
+    /// Forwarded upstream byte for byte.
+    Passthrough,
+    /// `POST /v2/namespaces/{ns}`: validated, stamped, forwarded.
+    Write,
+    /// `POST /v1/namespaces/{ns}/schema`: reserved attributes rejected, forwarded unchanged.
+    SchemaUpdate,
+    /// `POST /v2/namespaces/{ns}/query` (single and multi): forwarded (stable reads plug in here).
+    Query,
+}
+
+/// A classified request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Route<'a> {
+    pub action: Action,
+    /// Metrics label and log name (matches the emulator's fault-route names where they overlap).
+    pub name: &'static str,
+    /// Scope a key needs; `None` for unauthenticated routes.
+    pub scope: Option<Scope>,
+    pub namespace: Option<&'a str>,
+}
+
+/// Classifies a request path (without the query string).
+pub fn classify<'a>(method: &Method, path: &'a str) -> Option<Route<'a>> {
+    use Action::*;
+    let segs: Vec<&'a str> = path.trim_start_matches('/').split('/').collect();
+    let r = |action, name, scope, namespace| {
+        Some(Route {
+            action,
+            name,
+            scope: Some(scope),
+            namespace,
+        })
+    };
+    match (method.as_str(), segs.as_slice()) {
+        ("GET", ["health"]) => Some(Route {
+            action: Health,
+            name: "health",
+            scope: None,
+            namespace: None,
+        }),
+        ("GET", ["metrics"]) => Some(Route {
+            action: Metrics,
+            name: "metrics",
+            scope: None,
+            namespace: None,
+        }),
+        ("GET", ["v1", "namespaces"]) => r(Passthrough, "list", Scope::Read, None),
+        ("POST", ["v2", "namespaces", ns]) => r(Write, "write", Scope::Write, Some(*ns)),
+        ("DELETE", ["v2", "namespaces", ns]) => r(Passthrough, "delete", Scope::Write, Some(*ns)),
+        ("POST", ["v2", "namespaces", ns, "async"]) => {
+            r(Passthrough, "copy_async", Scope::Write, Some(*ns))
+        }
+        ("POST", ["v2", "namespaces", ns, "query"]) => r(Query, "query", Scope::Read, Some(*ns)),
+        ("POST", ["v1", "namespaces", ns, "query"]) => {
+            r(Passthrough, "query_v1", Scope::Read, Some(*ns))
+        }
+        ("POST", ["v2", "namespaces", ns, "explain_query"]) => {
+            r(Passthrough, "explain", Scope::Read, Some(*ns))
+        }
+        ("GET", ["v1" | "v2", "namespaces", ns, "metadata"]) => {
+            r(Passthrough, "metadata", Scope::Read, Some(*ns))
+        }
+        ("PATCH", ["v1" | "v2", "namespaces", ns, "metadata"]) => {
+            r(Passthrough, "update_metadata", Scope::Write, Some(*ns))
+        }
+        ("GET", ["v1", "namespaces", ns, "schema"]) => {
+            r(Passthrough, "schema", Scope::Read, Some(*ns))
+        }
+        ("POST", ["v1", "namespaces", ns, "schema"]) => {
+            r(SchemaUpdate, "update_schema", Scope::Write, Some(*ns))
+        }
+        ("GET", ["v1", "namespaces", ns, "hint_cache_warm"]) => {
+            r(Passthrough, "hint_cache_warm", Scope::Read, Some(*ns))
+        }
+        ("POST", ["v1", "namespaces", ns, "_debug", "recall"]) => {
+            r(Passthrough, "recall", Scope::Read, Some(*ns))
+        }
+        ("GET", ["v1", "namespaces", ns, "operations", _token]) => {
+            r(Passthrough, "operation", Scope::Read, Some(*ns))
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_and_scopes() {
+        let w = classify(&Method::POST, "/v2/namespaces/shop").unwrap();
+        assert_eq!(
+            (w.action, w.scope, w.namespace),
+            (Action::Write, Some(Scope::Write), Some("shop"))
+        );
+        let q = classify(&Method::POST, "/v2/namespaces/shop/query").unwrap();
+        assert_eq!((q.action, q.scope), (Action::Query, Some(Scope::Read)));
+        assert_eq!(classify(&Method::GET, "/health").unwrap().scope, None);
+        assert_eq!(
+            classify(&Method::GET, "/v1/namespaces").unwrap().namespace,
+            None
+        );
+        assert!(classify(&Method::GET, "/v2/namespaces/shop/nope").is_none());
+        assert!(classify(&Method::PUT, "/v2/namespaces/shop").is_none());
+        assert_eq!(
+            classify(&Method::GET, "/v1/namespaces/a/operations/op_1")
+                .unwrap()
+                .name,
+            "operation"
+        );
+    }
+}

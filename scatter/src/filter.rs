@@ -1,0 +1,265 @@
+//! Filter injection for query bodies (`POST /v2/namespaces/{ns}/query`).
+//!
+//! [`inject_filter`] validates the whole body ([`crate::validate()`]) and then ANDs a
+//! gateway-chosen predicate (a watermark `["_hevlayer_upserted_at","Lte",wm]`, a tenant filter,
+//! ...) into the query:
+//!
+//! - single query: `filters` becomes `["And",[<old filters, verbatim>,<predicate>]]`; when
+//!   `filters` is absent (or `null`) it becomes `<predicate>`, inserted as the first key of the
+//!   object (`{"filters":<predicate>,...}`);
+//! - multi-query (a non-null top-level `queries`): the same for **every** sub-query object; the
+//!   root is left alone (upstream ignores root query fields when `queries` is present). `queries`
+//!   must be an array of objects, otherwise [`RewriteError::Malformed`].
+//!
+//! The old filter is never re-serialised: the wrapper is two insertions around its bytes.
+
+use sonic_rs::LazyValue;
+
+use crate::splice::{Splice, is_null, span_of};
+use crate::validate::{json_error, parse_top};
+use crate::{Limits, RewriteError};
+
+/// ANDs `predicate` (raw JSON, e.g. `["_hevlayer_upserted_at","Lte",123]`) into a query body's
+/// `filters`, or into every sub-query's `filters` for a multi-query body.
+///
+/// # Errors
+/// Any validation error for the body; [`RewriteError::Malformed`] when `queries` is not an array
+/// of objects; [`RewriteError::InvalidPredicate`] when `predicate` is not one valid JSON value.
+pub fn inject_filter(
+    body: &[u8],
+    predicate: &[u8],
+    limits: &Limits,
+) -> Result<Vec<u8>, RewriteError> {
+    check_predicate(predicate)?;
+    let entries = parse_top(body, limits)?;
+    let mut splice = Splice::new(body);
+    let pred = splice.piece(predicate);
+    let mut inj = Injector {
+        body,
+        splice,
+        pred,
+        wrap_open: 0..0,
+        wrap_close: 0..0,
+        absent: 0..0,
+        absent_comma: 0..0,
+    };
+    inj.prepare(predicate);
+
+    let queries = entries.iter().find(|(k, v)| k == "queries" && !is_null(v));
+    match queries {
+        Some((_, queries)) => {
+            let subs = queries.clone().into_array_iter().ok_or_else(|| {
+                RewriteError::malformed("`queries` must be an array of query objects")
+            })?;
+            for (i, sub) in subs.enumerate() {
+                let sub = sub.map_err(|e| json_error(&e, true))?;
+                let fields = sub.clone().into_object_iter().ok_or_else(|| {
+                    RewriteError::malformed(format!("`queries[{i}]` must be a query object"))
+                })?;
+                let mut filters = None;
+                let mut empty = true;
+                for field in fields {
+                    let (key, v) = field.map_err(|e| json_error(&e, true))?;
+                    empty = false;
+                    if key == "filters" {
+                        filters = Some(v);
+                    }
+                }
+                inj.inject(&sub, empty, filters.as_ref())?;
+            }
+        }
+        None => {
+            let filters = entries.iter().find(|(k, _)| k == "filters").map(|(_, v)| v);
+            let open = body
+                .iter()
+                .position(|&b| b == b'{')
+                .ok_or(RewriteError::NotAnObject)?;
+            inj.inject_at(open + 1, entries.is_empty(), filters)?;
+        }
+    }
+    inj.splice.finish()
+}
+
+/// The predicate comes from the gateway, but a bad one would corrupt every body it touches, so
+/// it must parse as exactly one JSON value.
+fn check_predicate(predicate: &[u8]) -> Result<(), RewriteError> {
+    sonic_rs::from_slice::<sonic_rs::Value>(predicate)
+        .map(|_| ())
+        .map_err(|e| RewriteError::InvalidPredicate {
+            message: e.to_string().lines().next().unwrap_or_default().to_owned(),
+        })
+}
+
+struct Injector<'a> {
+    body: &'a [u8],
+    splice: Splice<'a>,
+    pred: std::ops::Range<usize>,
+    /// `["And",[` — goes before the old filter.
+    wrap_open: std::ops::Range<usize>,
+    /// `,<predicate>]]` — goes after the old filter.
+    wrap_close: std::ops::Range<usize>,
+    /// `"filters":<predicate>` for an empty object, and with a trailing comma otherwise.
+    absent: std::ops::Range<usize>,
+    absent_comma: std::ops::Range<usize>,
+}
+
+impl<'a> Injector<'a> {
+    /// Builds the shared pieces once; every sub-query references them.
+    fn prepare(&mut self, predicate: &[u8]) {
+        self.wrap_open = self.splice.piece(b"[\"And\",[");
+        let start = self.splice.arena().len();
+        let arena = self.splice.arena();
+        arena.push(b',');
+        arena.extend_from_slice(predicate);
+        arena.extend_from_slice(b"]]");
+        self.wrap_close = self.splice.mark(start);
+        let start = self.splice.arena().len();
+        let arena = self.splice.arena();
+        arena.extend_from_slice(b"\"filters\":");
+        arena.extend_from_slice(predicate);
+        self.absent = self.splice.mark(start);
+        self.splice.arena().push(b',');
+        self.absent_comma = self.splice.mark(start);
+    }
+
+    /// Injects into the object `object` (a sub-query).
+    fn inject(
+        &mut self,
+        object: &LazyValue<'a>,
+        empty: bool,
+        filters: Option<&LazyValue<'a>>,
+    ) -> Result<(), RewriteError> {
+        let at = span_of(self.body, object)?.start + 1;
+        self.inject_at(at, empty, filters)
+    }
+
+    /// `after_open` is the offset just past the object's `{`.
+    fn inject_at(
+        &mut self,
+        after_open: usize,
+        empty: bool,
+        filters: Option<&LazyValue<'a>>,
+    ) -> Result<(), RewriteError> {
+        match filters {
+            Some(old) if !is_null(old) => {
+                let span = span_of(self.body, old)?;
+                self.splice.insert_piece(span.start, self.wrap_open.clone());
+                self.splice.insert_piece(span.end, self.wrap_close.clone());
+            }
+            Some(null) => {
+                let span = span_of(self.body, null)?;
+                self.splice.replace_piece(span, self.pred.clone());
+            }
+            None => {
+                let piece = if empty {
+                    self.absent.clone()
+                } else {
+                    self.absent_comma.clone()
+                };
+                self.splice.insert_piece(after_open, piece);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PRED: &[u8] = br#"["_hevlayer_upserted_at","Lte",123]"#;
+
+    fn inject(body: &str) -> Result<String, RewriteError> {
+        inject_filter(body.as_bytes(), PRED, &Limits::default())
+            .map(|b| String::from_utf8(b).unwrap())
+    }
+
+    #[test]
+    fn wraps_existing_filters_verbatim() {
+        let out = inject(
+            r#"{"rank_by":["v","ANN",[0.10,1e-3]], "filters" : ["a","Eq",1.50], "top_k":10}"#,
+        );
+        assert_eq!(
+            out.unwrap(),
+            r#"{"rank_by":["v","ANN",[0.10,1e-3]], "filters" : ["And",[["a","Eq",1.50],["_hevlayer_upserted_at","Lte",123]]], "top_k":10}"#
+        );
+    }
+
+    #[test]
+    fn adds_filters_when_absent_or_null() {
+        assert_eq!(
+            inject(r#" {"top_k":1}"#).unwrap(),
+            r#" {"filters":["_hevlayer_upserted_at","Lte",123],"top_k":1}"#
+        );
+        assert_eq!(
+            inject("{ }").unwrap(),
+            r#"{"filters":["_hevlayer_upserted_at","Lte",123] }"#
+        );
+        assert_eq!(
+            inject(r#"{"filters":null,"top_k":1}"#).unwrap(),
+            r#"{"filters":["_hevlayer_upserted_at","Lte",123],"top_k":1}"#
+        );
+    }
+
+    #[test]
+    fn multi_query_injects_into_every_sub_query_not_the_root() {
+        let out = inject(
+            r#"{"queries":[{"top_k":1},{"filters":["x","Eq","y"]},{}],"filters":["r","Eq",1],"limit":5}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            r#"{"queries":[{"filters":["_hevlayer_upserted_at","Lte",123],"top_k":1},{"filters":["And",[["x","Eq","y"],["_hevlayer_upserted_at","Lte",123]]]},{"filters":["_hevlayer_upserted_at","Lte",123]}],"filters":["r","Eq",1],"limit":5}"#
+        );
+    }
+
+    #[test]
+    fn rejects_bad_multi_query_shapes() {
+        for body in [
+            r#"{"queries":{}}"#,
+            r#"{"queries":[1]}"#,
+            r#"{"queries":"x"}"#,
+        ] {
+            assert!(
+                matches!(inject(body), Err(RewriteError::Malformed { .. })),
+                "{body}"
+            );
+        }
+        // `queries: null` is a single query.
+        assert_eq!(
+            inject(r#"{"queries":null}"#).unwrap(),
+            r#"{"filters":["_hevlayer_upserted_at","Lte",123],"queries":null}"#
+        );
+    }
+
+    #[test]
+    fn duplicate_filters_is_rejected_before_injection() {
+        assert!(matches!(
+            inject(r#"{"filters":["a","Eq",1],"filters":["b","Eq",2]}"#),
+            Err(RewriteError::DuplicateKey { .. })
+        ));
+        assert!(matches!(
+            inject(r#"{"queries":[{"filters":1,"filters":2}]}"#),
+            Err(RewriteError::DuplicateKey { .. })
+        ));
+    }
+
+    #[test]
+    fn rejects_bad_predicates() {
+        for pred in [&b""[..], b"[1", b"[1] [2]", b"nul"] {
+            assert!(matches!(
+                inject_filter(b"{}", pred, &Limits::default()),
+                Err(RewriteError::InvalidPredicate { .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn rejects_invalid_bodies() {
+        assert!(matches!(inject("[]"), Err(RewriteError::NotAnObject)));
+        assert!(matches!(
+            inject("{} {}"),
+            Err(RewriteError::InvalidJson { .. })
+        ));
+    }
+}

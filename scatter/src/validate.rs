@@ -1,0 +1,428 @@
+//! Whole-body validation: the safety gate every rewrite goes through first.
+//!
+//! A rewrite that only looked at the keys it edits would be unsafe: `{"filters":A,"filters":B}`
+//! lets a caller hide a second filter from the gateway if upstream keeps the last copy, and a
+//! malformed tail could be read differently upstream. So before any splice the body must:
+//!
+//! 1. be at most [`Limits::max_body_bytes`] long ([`RewriteError::Oversize`], 413);
+//! 2. nest arrays and objects at most [`Limits::effective_max_depth`] deep
+//!    ([`RewriteError::TooDeep`]). This is checked by a byte scan *before* sonic-rs runs, because
+//!    sonic-rs's validating skip recurses once per level and has no depth limit of its own;
+//! 3. start with `{` ([`RewriteError::NotAnObject`]);
+//! 4. be valid JSON to the last byte: sonic-rs's `to_object_iter` validates every top-level value
+//!    (UTF-8, strings, escapes, numbers); we then check that only whitespace follows the closing `}`,
+//!    which the lazy iterator does not;
+//! 5. repeat no key in any object at any depth, comparing keys after unescaping, so
+//!    `"filt\u0065rs"` collides with `"filters"` ([`RewriteError::DuplicateKey`]).
+//!
+//! `parse_top` returns the validated top-level entries so the rewriters don't parse twice.
+
+use std::borrow::Cow;
+use std::collections::HashSet;
+
+use sonic_rs::{LazyValue, to_object_iter};
+
+use crate::splice::span_of;
+use crate::{Limits, RewriteError};
+
+/// One validated top-level member: unescaped key and its lazily parsed value.
+pub(crate) type Entry<'a> = (Cow<'a, str>, LazyValue<'a>);
+
+/// Validates `body` as a whole (see the module docs for every rule).
+///
+/// # Errors
+/// [`RewriteError::Oversize`], [`RewriteError::TooDeep`], [`RewriteError::NotAnObject`],
+/// [`RewriteError::InvalidJson`] or [`RewriteError::DuplicateKey`].
+pub fn validate(body: &[u8], limits: &Limits) -> Result<(), RewriteError> {
+    parse_top(body, limits).map(|_| ())
+}
+
+/// Validates `body` and returns its top-level members in document order.
+pub(crate) fn parse_top<'a>(
+    body: &'a [u8],
+    limits: &Limits,
+) -> Result<Vec<Entry<'a>>, RewriteError> {
+    if body.len() > limits.max_body_bytes {
+        return Err(RewriteError::Oversize {
+            len: body.len(),
+            max: limits.max_body_bytes,
+        });
+    }
+    let open = skip_ws(body, 0);
+    match body.get(open) {
+        Some(b'{') => {}
+        None => {
+            return Err(RewriteError::InvalidJson {
+                message: "empty request body".into(),
+            });
+        }
+        Some(_) => return Err(RewriteError::NotAnObject),
+    }
+    check_depth(body, limits.effective_max_depth())?;
+
+    let mut entries: Vec<Entry<'a>> = Vec::new();
+    let mut keys = KeySet::default();
+    for item in to_object_iter(body) {
+        let (key, value) = item.map_err(|e| json_error(&e, false))?;
+        if keys.contains(&key) {
+            return Err(RewriteError::DuplicateKey {
+                key: key.into_owned(),
+                path: "the top-level object".into(),
+            });
+        }
+        check_value(value.clone()).map_err(|w| w.into_error(Seg::Key(&key)))?;
+        keys.insert(key.clone());
+        entries.push((key, value));
+    }
+
+    // The lazy iterator stops at the closing `}` without looking further: check the tail.
+    let end = match entries.last() {
+        Some((_, last)) => span_of(body, last)?.end,
+        None => open + 1,
+    };
+    let close = skip_ws(body, end);
+    if body.get(close) != Some(&b'}') {
+        return Err(RewriteError::Internal {
+            message: "object iterator ended before the closing brace",
+        });
+    }
+    let tail = skip_ws(body, close + 1);
+    if tail < body.len() {
+        return Err(RewriteError::InvalidJson {
+            message: format!("trailing characters after the top-level object at byte {tail}"),
+        });
+    }
+    Ok(entries)
+}
+
+/// Index of the first non-whitespace byte at or after `from` (JSON whitespace only).
+pub(crate) fn skip_ws(body: &[u8], from: usize) -> usize {
+    let mut i = from;
+    while let Some(b' ' | b'\t' | b'\n' | b'\r') = body.get(i) {
+        i += 1;
+    }
+    i
+}
+
+/// Rejects bodies whose arrays/objects nest deeper than `max`, without parsing them.
+///
+/// Brackets inside strings are skipped. On any valid prefix of a JSON text this count equals the
+/// parser's nesting, and sonic-rs stops at the first invalid byte, so the parser never recurses
+/// deeper than the maximum measured here.
+fn check_depth(body: &[u8], max: usize) -> Result<(), RewriteError> {
+    let mut depth = 0usize;
+    let mut i = 0usize;
+    while let Some(&b) = body.get(i) {
+        match b {
+            b'"' => {
+                i += 1;
+                loop {
+                    match body.get(i) {
+                        Some(b'"') | None => break,
+                        Some(b'\\') => i += 2,
+                        Some(_) => i += 1,
+                    }
+                }
+            }
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return Err(RewriteError::TooDeep { max });
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        i += 1;
+    }
+    Ok(())
+}
+
+/// A step of the path to a duplicate key, collected while unwinding.
+enum Seg<'k> {
+    Key(&'k str),
+    Index(usize),
+}
+
+/// Failure inside a nested value: a duplicate (with its path, innermost segment first) or a
+/// parse error from decoding a nested key.
+enum Walk {
+    Dup { key: String, rev_path: Vec<String> },
+    Json(RewriteError),
+}
+
+impl Walk {
+    fn push(mut self, seg: Seg<'_>) -> Self {
+        if let Self::Dup { rev_path, .. } = &mut self {
+            rev_path.push(match seg {
+                Seg::Key(k) => format!(".{k}"),
+                Seg::Index(i) => format!("[{i}]"),
+            });
+        }
+        self
+    }
+
+    fn into_error(self, top: Seg<'_>) -> RewriteError {
+        match self.push(top) {
+            Self::Json(e) => e,
+            Self::Dup { key, rev_path } => {
+                let mut path: String = rev_path.into_iter().rev().collect();
+                if path.starts_with('.') {
+                    path.remove(0);
+                }
+                RewriteError::DuplicateKey { key, path }
+            }
+        }
+    }
+}
+
+/// Checks one nested value for duplicate keys, recursing into objects and arrays.
+///
+/// The value was already validated by the strict top-level skip, so the nested iterators only
+/// re-scan structure; recursion depth is bounded by [`check_depth`].
+fn check_value(value: LazyValue<'_>) -> Result<(), Walk> {
+    let raw = value.as_raw_str().as_bytes();
+    match raw.first() {
+        Some(b'{') => {
+            let Some(iter) = value.into_object_iter() else {
+                return Ok(());
+            };
+            let mut keys = KeySet::default();
+            for item in iter {
+                let (key, child) = item.map_err(|e| Walk::Json(json_error(&e, true)))?;
+                if keys.contains(&key) {
+                    return Err(Walk::Dup {
+                        key: key.into_owned(),
+                        rev_path: Vec::new(),
+                    });
+                }
+                check_value(child).map_err(|w| w.push(Seg::Key(&key)))?;
+                keys.insert(key);
+            }
+            Ok(())
+        }
+        // An array with no `{` anywhere inside holds no object, hence no key: skip it (this
+        // keeps long vectors of floats cheap).
+        Some(b'[') if raw.contains(&b'{') => {
+            let Some(iter) = value.into_array_iter() else {
+                return Ok(());
+            };
+            for (i, item) in iter.enumerate() {
+                let child = item.map_err(|e| Walk::Json(json_error(&e, true)))?;
+                check_value(child).map_err(|w| w.push(Seg::Index(i)))?;
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Keys seen so far in one object: a linear scan while small, a hash set once large.
+#[derive(Default)]
+struct KeySet<'a> {
+    small: Vec<Cow<'a, str>>,
+    large: Option<HashSet<Cow<'a, str>>>,
+}
+
+impl<'a> KeySet<'a> {
+    const SMALL: usize = 16;
+
+    fn contains(&self, key: &str) -> bool {
+        match &self.large {
+            Some(set) => set.contains(key),
+            None => self.small.iter().any(|k| k == key),
+        }
+    }
+
+    fn insert(&mut self, key: Cow<'a, str>) {
+        if let Some(set) = &mut self.large {
+            set.insert(key);
+        } else if self.small.len() < Self::SMALL {
+            self.small.push(key);
+        } else {
+            let mut set: HashSet<Cow<'a, str>> = self.small.drain(..).collect();
+            set.insert(key);
+            self.large = Some(set);
+        }
+    }
+}
+
+/// Turns a sonic-rs error into [`RewriteError::InvalidJson`], keeping only the first line (the
+/// rest is a multi-line excerpt of the input).
+pub(crate) fn json_error(e: &sonic_rs::Error, nested: bool) -> RewriteError {
+    let text = e.to_string();
+    let first = text.lines().next().unwrap_or("malformed JSON").trim();
+    let message = if nested {
+        format!("{first} (position relative to a nested value)")
+    } else {
+        first.to_owned()
+    };
+    RewriteError::InvalidJson { message }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(body: &str) -> Result<(), RewriteError> {
+        validate(body.as_bytes(), &Limits::default())
+    }
+
+    #[test]
+    fn accepts_ordinary_bodies() {
+        for body in [
+            "{}",
+            " \n{ } \r\n\t",
+            r#"{"a":1,"b":[1,2,{"c":"d"}],"e":{"f":{"g":null}}}"#,
+            r#"{"id":18446744073709551615,"v":"zczMPc3MTD6amZk+","s":"\"}{]["}"#,
+            r#"{"a":{"x":1},"b":{"x":2}}"#,
+            r#"{"a":[{"x":1},{"x":1}]}"#,
+        ] {
+            assert_eq!(check(body), Ok(()), "{body}");
+        }
+    }
+
+    #[test]
+    fn rejects_duplicate_keys_at_any_depth() {
+        let cases = [
+            (
+                r#"{"filters":1,"filters":2}"#,
+                "filters",
+                "the top-level object",
+            ),
+            (
+                r#"{"filters":1,"filt\u0065rs":2}"#,
+                "filters",
+                "the top-level object",
+            ),
+            (r#"{"a":{"b":{"c":1,"c":2}}}"#, "c", "a.b"),
+            (
+                r#"{"upsert_rows":[{"id":1},{"id":2,"x":1,"x":2}]}"#,
+                "x",
+                "upsert_rows[1]",
+            ),
+            (r#"{"q":[[{"k":1,"k":1}]]}"#, "k", "q[0][0]"),
+        ];
+        for (body, key, path) in cases {
+            assert_eq!(
+                check(body),
+                Err(RewriteError::DuplicateKey {
+                    key: key.into(),
+                    path: path.into()
+                }),
+                "{body}"
+            );
+        }
+    }
+
+    #[test]
+    fn duplicate_detection_survives_large_objects() {
+        let mut body = String::from("{");
+        for i in 0..40 {
+            body.push_str(&format!("\"k{i}\":{i},"));
+        }
+        body.push_str("\"k3\":0}");
+        assert!(matches!(
+            check(&body),
+            Err(RewriteError::DuplicateKey { .. })
+        ));
+    }
+
+    #[test]
+    fn rejects_non_objects_and_garbage() {
+        assert_eq!(check("[1,2]"), Err(RewriteError::NotAnObject));
+        assert_eq!(check("\"x\""), Err(RewriteError::NotAnObject));
+        assert_eq!(check("\u{feff}{}"), Err(RewriteError::NotAnObject));
+        assert!(matches!(check(""), Err(RewriteError::InvalidJson { .. })));
+        assert!(matches!(check("  "), Err(RewriteError::InvalidJson { .. })));
+        for body in [
+            "{} x",
+            "{}}",
+            r#"{"a":1}{"a":2}"#,
+            r#"{"a":1"#,
+            r#"{"a":01}"#,
+            r#"{"a":[1,]}"#,
+            "{\"a\":\"\x01\"}",
+            r#"{"a":"\q"}"#,
+            r#"{"a":{"\ud800":1}}"#,
+            "{\"a\":1} \u{0}",
+        ] {
+            assert!(
+                matches!(check(body), Err(RewriteError::InvalidJson { .. })),
+                "{body}"
+            );
+        }
+        let bad_utf8 = b"{\"a\":\"\xff\"}";
+        assert!(matches!(
+            validate(bad_utf8, &Limits::default()),
+            Err(RewriteError::InvalidJson { .. })
+        ));
+    }
+
+    #[test]
+    fn error_message_is_one_line() {
+        let Err(RewriteError::InvalidJson { message }) = check(r#"{"a":tru}"#) else {
+            panic!("expected invalid json");
+        };
+        assert!(!message.contains('\n'), "{message}");
+        assert!(message.contains("line 1"), "{message}");
+    }
+
+    #[test]
+    fn depth_limit() {
+        let limits = Limits {
+            max_depth: 3,
+            ..Limits::default()
+        };
+        assert_eq!(validate(br#"{"a":[[1]]}"#, &limits), Ok(()));
+        assert_eq!(
+            validate(br#"{"a":[[[1]]]}"#, &limits),
+            Err(RewriteError::TooDeep { max: 3 })
+        );
+        // Brackets inside strings do not count.
+        assert_eq!(validate(br#"{"a":"[[[[[[\"[[["}"#, &limits), Ok(()));
+    }
+
+    #[test]
+    fn depth_bomb_is_rejected_without_recursing() {
+        let mut bomb = b"{\"a\":".to_vec();
+        bomb.extend(std::iter::repeat_n(b'[', 1_000_000));
+        assert_eq!(
+            validate(&bomb, &Limits::default()),
+            Err(RewriteError::TooDeep { max: 64 })
+        );
+        let limits = Limits {
+            max_depth: usize::MAX,
+            ..Limits::default()
+        };
+        assert_eq!(
+            validate(&bomb, &limits),
+            Err(RewriteError::TooDeep {
+                max: crate::MAX_DEPTH_CEILING
+            })
+        );
+    }
+
+    #[test]
+    fn oversize() {
+        let limits = Limits {
+            max_body_bytes: 7,
+            ..Limits::default()
+        };
+        assert_eq!(validate(b"{\"a\":1}", &limits), Ok(()));
+        assert_eq!(
+            validate(b"{\"ab\":1}", &limits),
+            Err(RewriteError::Oversize { len: 8, max: 7 })
+        );
+    }
+
+    #[test]
+    fn parse_top_keeps_document_order() {
+        let entries = parse_top(br#"{"b":1, "a" : [2], "c":"x"}"#, &Limits::default()).unwrap();
+        let got: Vec<(&str, &str)> = entries
+            .iter()
+            .map(|(k, v)| (k.as_ref(), v.as_raw_str()))
+            .collect();
+        assert_eq!(got, [("b", "1"), ("a", "[2]"), ("c", "\"x\"")]);
+    }
+}

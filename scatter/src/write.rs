@@ -1,0 +1,427 @@
+//! Write stamping for `POST /v2/namespaces/{ns}` bodies.
+//!
+//! [`stamp_write`] validates the whole body ([`crate::validate()`]), then:
+//!
+//! - rejects any caller-set attribute named `_hevlayer_*` ([`RewriteError::ReservedAttribute`],
+//!   422): keys of every `upsert_rows` / `patch_rows` row, keys of `upsert_columns` /
+//!   `patch_columns`, keys of `patch_by_filter.patch` and keys of `schema`. Keys are compared
+//!   after unescaping, so `"\u005fhevlayer_x"` is caught too;
+//! - rejects a body with none of the recognised write keys ([`RewriteError::NoWriteOperation`],
+//!   422): `upsert_rows`, `upsert_columns`, `patch_rows`, `patch_columns`, `deletes`,
+//!   `delete_by_filter`, `patch_by_filter`, `copy_from_namespace`, `branch_from_namespace`,
+//!   `schema`. A key whose value is `null` counts as absent (upstream's optional fields treat it
+//!   so);
+//! - stamps `"_hevlayer_upserted_at":<now_ms>` into every `upsert_rows` / `patch_rows` row and into
+//!   `patch_by_filter.patch`, and adds a full column `"_hevlayer_upserted_at":[now_ms, ...]` (as
+//!   long as the `id` column) to `upsert_columns` / `patch_columns`. Deletes, filter deletes,
+//!   copy/branch and schema-only writes are not stamped. Callers cannot send the attribute (see
+//!   above), so a stamp never overwrites anything;
+//! - optionally stamps `_hevlayer_shard` (see [`StampOptions::shard`]) into every row and as a
+//!   column, computed from each row's `id`. `patch_by_filter` has no ids and gets no shard.
+//!
+//! **Where the stamp goes:** right after the opening `{` of each row / columns object / patch
+//! object, so it is that object's *first* key: `{"_hevlayer_upserted_at":1700000000000,"id":1,...}`
+//! (`{"_hevlayer_upserted_at":1700000000000}` for an empty object). With a shard it is
+//! `{"_hevlayer_upserted_at":N,"_hevlayer_shard":S,...}`. Every other byte of the body is copied
+//! verbatim.
+//!
+//! Shapes the stamper must edit are checked and rejected with [`RewriteError::Malformed`] (422)
+//! rather than forwarded unstamped: `upsert_rows`/`patch_rows` must be an array of objects,
+//! `*_columns` an object with an `id` array, `patch_by_filter` an object with a `patch` object,
+//! `schema` an object; with a shard function every row must have an `id`.
+
+use std::borrow::Cow;
+
+use bytes::Bytes;
+use sonic_rs::LazyValue;
+
+use crate::splice::{Splice, is_null, span_of};
+use crate::validate::{json_error, parse_top};
+use crate::{Limits, RESERVED_PREFIX, RewriteError};
+
+/// A row's `id`, as handed to the shard function.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdRef<'a> {
+    raw: &'a str,
+    value: IdValue<'a>,
+}
+
+/// The decoded form of an id. Hash this, not [`IdRef::raw`]: `"ab"` and `"a\u0062"` are the same
+/// id with different raw bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdValue<'a> {
+    /// A JSON integer that fits in `u64` (full precision, never via `f64`).
+    Uint(u64),
+    /// A JSON string, unescaped. UUID strings are not canonicalised.
+    Str(Cow<'a, str>),
+    /// Anything else (negative or fractional numbers, objects, ...); upstream rejects these ids.
+    Other,
+}
+
+impl<'a> IdRef<'a> {
+    /// Builds an id from its raw JSON text, decoding it.
+    #[must_use]
+    pub fn parse(raw: &'a str) -> Self {
+        let value = match raw.as_bytes().first() {
+            Some(b'"') if !raw.contains('\\') => raw
+                .strip_prefix('"')
+                .and_then(|s| s.strip_suffix('"'))
+                .map_or(IdValue::Other, |s| IdValue::Str(Cow::Borrowed(s))),
+            Some(b'"') => sonic_rs::from_str::<String>(raw)
+                .map_or(IdValue::Other, |s| IdValue::Str(Cow::Owned(s))),
+            Some(b'0'..=b'9') => raw.parse::<u64>().map_or(IdValue::Other, IdValue::Uint),
+            _ => IdValue::Other,
+        };
+        Self { raw, value }
+    }
+
+    /// Builds an id from parts (for callers that decoded it themselves, e.g. a DOM reference).
+    #[must_use]
+    pub fn from_parts(raw: &'a str, value: IdValue<'a>) -> Self {
+        Self { raw, value }
+    }
+
+    /// The id's JSON text exactly as the caller sent it.
+    #[must_use]
+    pub fn raw(&self) -> &'a str {
+        self.raw
+    }
+
+    /// The decoded id.
+    #[must_use]
+    pub fn value(&self) -> &IdValue<'a> {
+        &self.value
+    }
+}
+
+/// What to stamp into a write.
+#[derive(Clone, Copy)]
+pub struct StampOptions<'a> {
+    /// Value of `_hevlayer_upserted_at`, epoch milliseconds.
+    pub now_ms: u64,
+    /// When set, also stamp `_hevlayer_shard` = `shard(id)` into every row (and as a column for
+    /// columnar writes). Unset for unsharded namespaces.
+    pub shard: Option<&'a dyn Fn(&IdRef<'_>) -> u32>,
+}
+
+impl std::fmt::Debug for StampOptions<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StampOptions")
+            .field("now_ms", &self.now_ms)
+            .field("shard", &self.shard.is_some())
+            .finish()
+    }
+}
+
+impl StampOptions<'_> {
+    /// Stamp the write time only.
+    #[must_use]
+    pub fn new(now_ms: u64) -> Self {
+        Self {
+            now_ms,
+            shard: None,
+        }
+    }
+}
+
+/// Validates a write body and stamps `_hevlayer_upserted_at = now_ms` (see the module docs).
+///
+/// # Errors
+/// Any validation error, [`RewriteError::ReservedAttribute`], [`RewriteError::NoWriteOperation`]
+/// or [`RewriteError::Malformed`].
+pub fn stamp_write(body: &[u8], now_ms: u64, limits: &Limits) -> Result<Vec<u8>, RewriteError> {
+    stamp_write_with(body, &StampOptions::new(now_ms), limits)
+}
+
+/// [`stamp_write`] with all options (shard stamping).
+///
+/// # Errors
+/// As [`stamp_write`], plus [`RewriteError::Malformed`] for a row without `id` when a shard
+/// function is set.
+pub fn stamp_write_with(
+    body: &[u8],
+    opts: &StampOptions<'_>,
+    limits: &Limits,
+) -> Result<Vec<u8>, RewriteError> {
+    plan(body, opts, limits)?.finish()
+}
+
+/// [`stamp_write_with`] for a `Bytes` body: when nothing needs stamping (deletes, copy, schema
+/// only) the body itself is returned (a reference-count bump, no copy).
+///
+/// # Errors
+/// As [`stamp_write_with`].
+pub fn stamp_write_bytes(
+    body: &Bytes,
+    opts: &StampOptions<'_>,
+    limits: &Limits,
+) -> Result<Bytes, RewriteError> {
+    let splice = plan(body, opts, limits)?;
+    if splice.is_empty() {
+        return Ok(body.clone());
+    }
+    splice.finish().map(Bytes::from)
+}
+
+fn plan<'a>(
+    body: &'a [u8],
+    opts: &StampOptions<'_>,
+    limits: &Limits,
+) -> Result<Splice<'a>, RewriteError> {
+    let entries = parse_top(body, limits)?;
+    let mut st = Stamper::new(body, opts);
+    let mut any_op = false;
+    for (key, value) in &entries {
+        if is_null(value) {
+            continue;
+        }
+        match key.as_ref() {
+            op @ ("upsert_rows" | "patch_rows") => {
+                any_op = true;
+                st.rows(op, value)?;
+            }
+            op @ ("upsert_columns" | "patch_columns") => {
+                any_op = true;
+                st.columns(op, value)?;
+            }
+            "patch_by_filter" => {
+                any_op = true;
+                st.patch_by_filter(value)?;
+            }
+            "schema" => {
+                any_op = true;
+                st.schema(value)?;
+            }
+            "deletes" | "delete_by_filter" | "copy_from_namespace" | "branch_from_namespace" => {
+                any_op = true;
+            }
+            _ => {}
+        }
+    }
+    if !any_op {
+        return Err(RewriteError::NoWriteOperation);
+    }
+    Ok(st.splice)
+}
+
+fn reserved(key: &str) -> Result<(), RewriteError> {
+    if key.starts_with(RESERVED_PREFIX) {
+        return Err(RewriteError::ReservedAttribute {
+            attribute: key.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// Appends the decimal text of `n` (no allocation).
+fn push_u64(buf: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    buf.extend_from_slice(&digits[i..]);
+}
+
+struct Stamper<'a, 'o> {
+    body: &'a [u8],
+    splice: Splice<'a>,
+    opts: &'o StampOptions<'o>,
+    /// `"_hevlayer_upserted_at":N,` and the same without the comma, shared by every row.
+    stamp_comma: std::ops::Range<usize>,
+    stamp_bare: std::ops::Range<usize>,
+}
+
+impl<'a, 'o> Stamper<'a, 'o> {
+    fn new(body: &'a [u8], opts: &'o StampOptions<'o>) -> Self {
+        let mut splice = Splice::new(body);
+        let start = splice.arena().len();
+        let arena = splice.arena();
+        arena.extend_from_slice(b"\"_hevlayer_upserted_at\":");
+        push_u64(arena, opts.now_ms);
+        let stamp_bare = splice.mark(start);
+        splice.arena().push(b',');
+        let stamp_comma = splice.mark(start);
+        Self {
+            body,
+            splice,
+            opts,
+            stamp_comma,
+            stamp_bare,
+        }
+    }
+
+    /// Inserts the stamp as the first key of the object `object` (a row or a patch).
+    fn stamp_object(
+        &mut self,
+        object: &LazyValue<'a>,
+        empty: bool,
+        id: Option<&IdRef<'_>>,
+    ) -> Result<(), RewriteError> {
+        let at = span_of(self.body, object)?.start + 1;
+        match (self.opts.shard, id) {
+            (Some(shard), Some(id)) => {
+                let start = self.splice.arena().len();
+                let arena = self.splice.arena();
+                arena.extend_from_slice(b"\"_hevlayer_upserted_at\":");
+                push_u64(arena, self.opts.now_ms);
+                arena.extend_from_slice(b",\"_hevlayer_shard\":");
+                push_u64(arena, u64::from(shard(id)));
+                if !empty {
+                    arena.push(b',');
+                }
+                let piece = self.splice.mark(start);
+                self.splice.insert_piece(at, piece);
+            }
+            _ => {
+                let piece = if empty {
+                    self.stamp_bare.clone()
+                } else {
+                    self.stamp_comma.clone()
+                };
+                self.splice.insert_piece(at, piece);
+            }
+        }
+        Ok(())
+    }
+
+    fn rows(&mut self, op: &str, value: &LazyValue<'a>) -> Result<(), RewriteError> {
+        let rows = value.clone().into_array_iter().ok_or_else(|| {
+            RewriteError::malformed(format!("`{op}` must be an array of row objects"))
+        })?;
+        for (i, row) in rows.enumerate() {
+            let row = row.map_err(|e| json_error(&e, true))?;
+            let fields = row
+                .clone()
+                .into_object_iter()
+                .ok_or_else(|| RewriteError::malformed(format!("`{op}[{i}]` must be an object")))?;
+            let mut empty = true;
+            let mut id_raw: Option<&'a str> = None;
+            for field in fields {
+                let (key, v) = field.map_err(|e| json_error(&e, true))?;
+                empty = false;
+                reserved(&key)?;
+                if key == "id" {
+                    id_raw = Some(raw_of(self.body, &v)?);
+                }
+            }
+            let id = id_raw.map(IdRef::parse);
+            if self.opts.shard.is_some() && id.is_none() {
+                return Err(RewriteError::malformed(format!(
+                    "`{op}[{i}]` has no `id` (needed to assign a shard)"
+                )));
+            }
+            self.stamp_object(&row, empty, id.as_ref())?;
+        }
+        Ok(())
+    }
+
+    fn columns(&mut self, op: &str, value: &LazyValue<'a>) -> Result<(), RewriteError> {
+        let fields = value.clone().into_object_iter().ok_or_else(|| {
+            RewriteError::malformed(format!("`{op}` must be an object of attribute columns"))
+        })?;
+        let mut id_column = None;
+        for field in fields {
+            let (key, v) = field.map_err(|e| json_error(&e, true))?;
+            reserved(&key)?;
+            if key == "id" {
+                id_column = Some(v);
+            }
+        }
+        let ids = id_column
+            .and_then(LazyValue::into_array_iter)
+            .ok_or_else(|| RewriteError::malformed(format!("`{op}.id` must be an array of ids")))?;
+
+        let mut shards = Vec::new();
+        let start = self.splice.arena().len();
+        self.splice
+            .arena()
+            .extend_from_slice(b"\"_hevlayer_upserted_at\":[");
+        for (i, id) in ids.enumerate() {
+            let id = id.map_err(|e| json_error(&e, true))?;
+            if let Some(shard) = self.opts.shard {
+                shards.push(shard(&IdRef::parse(raw_of(self.body, &id)?)));
+            }
+            let arena = self.splice.arena();
+            if i > 0 {
+                arena.push(b',');
+            }
+            push_u64(arena, self.opts.now_ms);
+        }
+        let arena = self.splice.arena();
+        arena.push(b']');
+        if self.opts.shard.is_some() {
+            arena.extend_from_slice(b",\"_hevlayer_shard\":[");
+            for (i, s) in shards.into_iter().enumerate() {
+                if i > 0 {
+                    arena.push(b',');
+                }
+                push_u64(arena, u64::from(s));
+            }
+            arena.push(b']');
+        }
+        // The object holds at least `id`, so a comma always follows.
+        arena.push(b',');
+        let piece = self.splice.mark(start);
+        let at = span_of(self.body, value)?.start + 1;
+        self.splice.insert_piece(at, piece);
+        Ok(())
+    }
+
+    fn patch_by_filter(&mut self, value: &LazyValue<'a>) -> Result<(), RewriteError> {
+        let fields = value.clone().into_object_iter().ok_or_else(|| {
+            RewriteError::malformed(
+                "`patch_by_filter` must be an object with `filters` and `patch`",
+            )
+        })?;
+        let mut patch = None;
+        for field in fields {
+            let (key, v) = field.map_err(|e| json_error(&e, true))?;
+            if key == "patch" {
+                patch = Some(v);
+            }
+        }
+        let patch = patch
+            .ok_or_else(|| RewriteError::malformed("`patch_by_filter` has no `patch` object"))?;
+        let attrs = patch.clone().into_object_iter().ok_or_else(|| {
+            RewriteError::malformed("`patch_by_filter.patch` must be an object of attributes")
+        })?;
+        let mut empty = true;
+        for field in attrs {
+            let (key, _) = field.map_err(|e| json_error(&e, true))?;
+            empty = false;
+            reserved(&key)?;
+        }
+        self.stamp_object(&patch, empty, None)
+    }
+
+    fn schema(&mut self, value: &LazyValue<'a>) -> Result<(), RewriteError> {
+        let fields = value.clone().into_object_iter().ok_or_else(|| {
+            RewriteError::malformed("`schema` must be an object of attribute schemas")
+        })?;
+        for field in fields {
+            let (key, _) = field.map_err(|e| json_error(&e, true))?;
+            reserved(&key)?;
+        }
+        Ok(())
+    }
+}
+
+/// The raw text of a value, borrowed from the body itself (so it outlives the iterator).
+fn raw_of<'a>(body: &'a [u8], value: &LazyValue<'_>) -> Result<&'a str, RewriteError> {
+    let span = span_of(body, value)?;
+    body.get(span)
+        .and_then(|b| std::str::from_utf8(b).ok())
+        .ok_or(RewriteError::Internal {
+            message: "id is not valid UTF-8",
+        })
+}
+
+#[cfg(test)]
+#[path = "write_tests.rs"]
+mod tests;

@@ -1,0 +1,253 @@
+//! End-to-end harness: starts a `turbopuffer-emulator` and a `layer-gateway` in process on
+//! `127.0.0.1:0` and talks to both over real HTTP. Tests in `tests/tests/` use [`Stack`].
+//!
+//! The emulator's request log (`GET /_emu/requests`) is how tests prove the exact bytes the
+//! gateway sent upstream.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+
+/// Blocks the calling test thread. Test threads are not runtime threads, so the workspace ban on
+/// `std::thread::sleep` (which protects shard runtimes) does not apply here.
+#[allow(clippy::disallowed_methods)]
+pub fn pause(d: Duration) {
+    std::thread::sleep(d);
+}
+
+/// The upstream key every stack uses.
+pub const UPSTREAM_KEY: &str = "tpuf_e2e_upstream_key";
+
+/// A response, fully read.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    /// The body as JSON (panics with the body text when it is not JSON: tests only).
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// An HTTP/1.1 client on its own runtime, with blocking helpers.
+pub struct Http {
+    rt: tokio::runtime::Runtime,
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Self::new(false)
+    }
+}
+
+impl Http {
+    /// `h2c` selects HTTP/2 with prior knowledge.
+    pub fn new(h2c: bool) -> Self {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("client runtime");
+        let client = Client::builder(TokioExecutor::new())
+            .http2_only(h2c)
+            .build_http();
+        Http { rt, client }
+    }
+
+    /// Sends a request and reads the response.
+    pub fn send(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> Reply {
+        let mut req = Request::builder().method(method).uri(url);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req.body(Full::new(body.into())).expect("request");
+        self.rt.block_on(async {
+            let resp = tokio::time::timeout(Duration::from_secs(30), self.client.request(req))
+                .await
+                .expect("timed out")
+                .expect("request failed");
+            let (parts, body) = resp.into_parts();
+            let body = body.collect().await.expect("body").to_bytes();
+            Reply {
+                status: parts.status,
+                headers: parts.headers,
+                body,
+            }
+        })
+    }
+
+    /// Runs a future on the client runtime (for concurrent requests in a test).
+    pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.rt.block_on(f)
+    }
+
+    /// Starts a future on the client runtime and returns its handle.
+    pub fn spawn<F>(&self, f: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.rt.spawn(f)
+    }
+
+    /// The underlying client (for concurrent requests).
+    pub fn client(&self) -> &Client<HttpConnector, Full<Bytes>> {
+        &self.client
+    }
+}
+
+/// An emulator on its own runtime.
+pub struct Emulator {
+    _rt: tokio::runtime::Runtime,
+    pub addr: SocketAddr,
+}
+
+impl Emulator {
+    pub fn start() -> Self {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("emulator runtime");
+        let running = rt
+            .block_on(turbopuffer_emulator::start(turbopuffer_emulator::Config {
+                api_keys: vec![UPSTREAM_KEY.to_string()],
+                ..Default::default()
+            }))
+            .expect("emulator start");
+        Emulator {
+            addr: running.addr,
+            _rt: rt,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+/// Emulator + gateway.
+pub struct Stack {
+    pub http: Http,
+    pub emulator: Emulator,
+    pub gateway: Option<layer_gateway::Running>,
+    pub gateway_url: String,
+}
+
+impl Stack {
+    /// Emulator plus a gateway in the default mode (`deriveFromStore`, 2 shards).
+    pub fn start() -> Self {
+        Self::start_with(|_| {})
+    }
+
+    /// Emulator plus a gateway whose config `tweak` adjusts.
+    pub fn start_with(tweak: impl FnOnce(&mut layer_gateway::Config)) -> Self {
+        let emulator = Emulator::start();
+        let mut cfg = layer_gateway::Config::default();
+        cfg.gateway.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        cfg.gateway.shards = 2;
+        cfg.vector_store.endpoint.url = emulator.url();
+        cfg.vector_store.credential.value = Some(UPSTREAM_KEY.into());
+        tweak(&mut cfg);
+        let gateway = layer_gateway::start(cfg, &|_| None).expect("gateway start");
+        let gateway_url = format!("http://{}", gateway.addr);
+        Stack {
+            http: Http::default(),
+            emulator,
+            gateway: Some(gateway),
+            gateway_url,
+        }
+    }
+
+    /// A request to the gateway with the upstream key as bearer.
+    pub fn gw(&self, method: Method, path: &str, body: impl Into<Bytes>) -> Reply {
+        self.gw_with(method, path, &[], body)
+    }
+
+    /// A request to the gateway with extra headers (the bearer is added unless given).
+    pub fn gw_with(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> Reply {
+        let bearer = format!("Bearer {UPSTREAM_KEY}");
+        let mut h: Vec<(&str, &str)> = headers.to_vec();
+        if !h
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+        {
+            h.push(("authorization", bearer.as_str()));
+        }
+        if !h
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        {
+            h.push(("content-type", "application/json"));
+        }
+        self.http
+            .send(method, &format!("{}{path}", self.gateway_url), &h, body)
+    }
+
+    /// A request straight to the emulator.
+    pub fn direct(&self, method: Method, path: &str, body: impl Into<Bytes>) -> Reply {
+        let bearer = format!("Bearer {UPSTREAM_KEY}");
+        self.http.send(
+            method,
+            &format!("{}{path}", self.emulator.url()),
+            &[
+                ("authorization", &bearer),
+                ("content-type", "application/json"),
+            ],
+            body,
+        )
+    }
+
+    /// The requests the emulator received, oldest first.
+    pub fn upstream_requests(&self) -> Vec<Value> {
+        let r = self.direct(Method::GET, "/_emu/requests?limit=1000", Bytes::new());
+        r.json()["requests"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Clears the emulator's request log.
+    pub fn clear_requests(&self) {
+        self.direct(Method::DELETE, "/_emu/requests", Bytes::new());
+    }
+
+    /// Stops the gateway (graceful drain).
+    pub fn stop_gateway(&mut self) {
+        if let Some(g) = self.gateway.take() {
+            g.shutdown();
+        }
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        self.stop_gateway();
+    }
+}
