@@ -11,6 +11,12 @@
 //!   maxBodyBytes: 67108864        # LAYER_MAX_BODY_BYTES (64 MiB)
 //!   maxJsonDepth: 64              # LAYER_MAX_JSON_DEPTH
 //!   drainTimeoutMs: 10000         # LAYER_DRAIN_TIMEOUT_MS
+//!   namespaceListCacheTtlMs: 10000  # NAMESPACE_LIST_CACHE_TTL_MS
+//!   consistency:
+//!     pollIntervalMs: 1000        # CONSISTENCY_POLL_INTERVAL_MS (cold and updating namespaces)
+//!     stablePollIntervalMs: 60000 # CONSISTENCY_STABLE_POLL_INTERVAL_MS (stable namespaces)
+//!     safetyMarginMs: 500         # CONSISTENCY_SAFETY_MARGIN_MS
+//!     maxConcurrentPolls: 16      # LAYER_CONSISTENCY_MAX_CONCURRENT_POLLS
 //! vectorStore:
 //!   kind: turbopuffer
 //!   endpoint:
@@ -27,6 +33,11 @@
 //!         scopes: [read, write]
 //!         namespaces: ["shop-*"]  # globs; empty = every namespace
 //!         token: hvl_...          # or tokenEnv: NAME_OF_ENV_VAR
+//! indexes:                        # the Index CRD's spec, one entry per namespace
+//!   - name: products
+//!     backend: {namespace: products}   # upstream namespace (default: name)
+//!     consistency: stable         # stable (default) | strong | eventual
+//!     metadata: {labels: {app: shop}}
 //! ```
 
 use std::net::SocketAddr;
@@ -63,6 +74,111 @@ pub enum ConfigError {
 pub struct Config {
     pub gateway: GatewayConfig,
     pub vector_store: VectorStoreConfig,
+    pub indexes: Vec<IndexConfig>,
+}
+
+/// One `Index` (the CRD's spec): a namespace exposed through the gateway.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct IndexConfig {
+    pub name: String,
+    pub backend: IndexBackend,
+    pub metadata: IndexMetadata,
+    pub snapshot: IndexSnapshot,
+    pub scan: IndexScan,
+    pub cache: IndexCache,
+    pub consistency: IndexConsistency,
+}
+
+impl IndexConfig {
+    /// The upstream namespace this index serves.
+    pub fn namespace(&self) -> &str {
+        self.backend.namespace.as_deref().unwrap_or(&self.name)
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct IndexBackend {
+    pub store_ref: Option<String>,
+    pub namespace: Option<String>,
+    pub distance_metric: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IndexMetadata {
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub tags: Vec<String>,
+}
+
+/// Snapshot policy (used by the history issue; parsed and validated now).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct IndexSnapshot {
+    pub facet_fields: Vec<String>,
+    pub interval: String,
+    pub retention: String,
+}
+
+impl Default for IndexSnapshot {
+    fn default() -> Self {
+        IndexSnapshot {
+            facet_fields: Vec::new(),
+            interval: "5m".into(),
+            retention: "never".into(),
+        }
+    }
+}
+
+/// Cache posture (used by the cache issue; parsed and validated now).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct IndexCache {
+    pub ttl: Option<String>,
+    #[serde(rename = "capGiB")]
+    pub cap_gib: Option<u64>,
+    pub mode: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IndexScan {
+    pub threads: Option<u32>,
+}
+
+/// Per-namespace read consistency.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum IndexConsistency {
+    /// Stable reads: eventual upstream reads cut at the watermark while the index is updating.
+    #[default]
+    Stable,
+    /// Stable reads off: queries are forwarded unchanged (upstream's default is strong).
+    Strong,
+    /// Stable reads off, but queries are sent with eventual consistency and no predicate.
+    Eventual,
+}
+
+/// The consistency watcher's tunables.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct ConsistencyConfig {
+    pub poll_interval_ms: u64,
+    pub stable_poll_interval_ms: u64,
+    pub safety_margin_ms: u64,
+    pub max_concurrent_polls: usize,
+}
+
+impl Default for ConsistencyConfig {
+    fn default() -> Self {
+        ConsistencyConfig {
+            poll_interval_ms: 1_000,
+            stable_poll_interval_ms: 60_000,
+            safety_margin_ms: 500,
+            max_concurrent_polls: 16,
+        }
+    }
 }
 
 /// The data plane's own settings.
@@ -81,6 +197,9 @@ pub struct GatewayConfig {
     pub max_json_depth: usize,
     /// How long in-flight requests may take to finish after SIGTERM/SIGINT.
     pub drain_timeout_ms: u64,
+    /// TTL of the enriched `GET /v2/namespaces` listing cache.
+    pub namespace_list_cache_ttl_ms: u64,
+    pub consistency: ConsistencyConfig,
 }
 
 impl Default for GatewayConfig {
@@ -93,6 +212,8 @@ impl Default for GatewayConfig {
             max_body_bytes: 64 << 20,
             max_json_depth: 64,
             drain_timeout_ms: 10_000,
+            namespace_list_cache_ttl_ms: 10_000,
+            consistency: ConsistencyConfig::default(),
         }
     }
 }
@@ -248,6 +369,26 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
         "vectorStore.requestTimeoutMs",
     ),
     ("LAYER_AUTH_MODE", "vectorStore.inboundAuth.mode"),
+    (
+        "CONSISTENCY_POLL_INTERVAL_MS",
+        "gateway.consistency.pollIntervalMs",
+    ),
+    (
+        "CONSISTENCY_STABLE_POLL_INTERVAL_MS",
+        "gateway.consistency.stablePollIntervalMs",
+    ),
+    (
+        "CONSISTENCY_SAFETY_MARGIN_MS",
+        "gateway.consistency.safetyMarginMs",
+    ),
+    (
+        "LAYER_CONSISTENCY_MAX_CONCURRENT_POLLS",
+        "gateway.consistency.maxConcurrentPolls",
+    ),
+    (
+        "NAMESPACE_LIST_CACHE_TTL_MS",
+        "gateway.namespaceListCacheTtlMs",
+    ),
 ];
 
 impl Config {
@@ -301,6 +442,15 @@ impl Config {
                 "LAYER_UPSTREAM_CONNECT_TIMEOUT_MS" => s.connect_timeout_ms = parse(var, v)?,
                 "LAYER_UPSTREAM_REQUEST_TIMEOUT_MS" => s.request_timeout_ms = parse(var, v)?,
                 "LAYER_AUTH_MODE" => s.inbound_auth.mode = parse(var, v)?,
+                "CONSISTENCY_POLL_INTERVAL_MS" => g.consistency.poll_interval_ms = parse(var, v)?,
+                "CONSISTENCY_STABLE_POLL_INTERVAL_MS" => {
+                    g.consistency.stable_poll_interval_ms = parse(var, v)?
+                }
+                "CONSISTENCY_SAFETY_MARGIN_MS" => g.consistency.safety_margin_ms = parse(var, v)?,
+                "LAYER_CONSISTENCY_MAX_CONCURRENT_POLLS" => {
+                    g.consistency.max_concurrent_polls = parse(var, v)?
+                }
+                "NAMESPACE_LIST_CACHE_TTL_MS" => g.namespace_list_cache_ttl_ms = parse(var, v)?,
                 _ => {}
             }
         }
@@ -358,6 +508,25 @@ impl Config {
                 return Err(ConfigError::Invalid(format!(
                     "key {:?}: scopes must not be empty",
                     k.name
+                )));
+            }
+        }
+        let c = &self.gateway.consistency;
+        if c.poll_interval_ms == 0 || c.stable_poll_interval_ms == 0 || c.max_concurrent_polls == 0
+        {
+            return Err(ConfigError::Invalid(
+                "consistency poll intervals and maxConcurrentPolls must be positive".into(),
+            ));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for idx in &self.indexes {
+            if idx.name.is_empty() {
+                return Err(ConfigError::Invalid("every index needs a name".into()));
+            }
+            if !seen.insert(idx.namespace().to_string()) {
+                return Err(ConfigError::Invalid(format!(
+                    "two indexes resolve to the upstream namespace {:?}",
+                    idx.namespace()
                 )));
             }
         }

@@ -13,12 +13,16 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use serde_json::{Value, json};
 
+use std::collections::HashMap;
+
 use crate::auth::{Auth, Principal};
-use crate::config::Config;
+use crate::config::{Config, IndexConfig};
 use crate::error::GatewayError;
 use crate::metrics;
 use crate::route::{self, Action, Route};
 use crate::upstream::{Upstream, UpstreamResponse};
+use crate::watcher::Watcher;
+use crate::{namespaces, stable};
 
 /// State shared by every shard, read lock-free.
 pub struct Shared {
@@ -27,6 +31,9 @@ pub struct Shared {
     pub limits: scatter::Limits,
     pub shards: usize,
     pub started: Instant,
+    pub watcher: Arc<Watcher>,
+    /// Configured indexes by upstream namespace.
+    pub indexes: HashMap<String, IndexConfig>,
 }
 
 /// One shard's context: the shared state and the shard's own upstream pool.
@@ -89,6 +96,10 @@ async fn serve(
             );
             return Ok(r);
         }
+        Action::ListNamespaces => {
+            let page = namespaces::list(ctx, parts.uri.query().unwrap_or(""), &principal).await?;
+            return Ok(json_response(StatusCode::OK, &page));
+        }
         _ => {}
     }
     let limit = shared.config.gateway.max_body_bytes;
@@ -126,15 +137,29 @@ async fn serve(
         _ => raw,
     };
     let trace = headers.get("traceparent").cloned();
-    let up = ctx
+    let ns = route.namespace.unwrap_or_default();
+    match route.action {
+        Action::Query => {
+            let (up, watermark) =
+                stable::query(ctx, ns, &path_and_query, &mut headers, body).await?;
+            let mut resp = relay(up, trace);
+            stable::stamp_header(resp.headers_mut(), watermark);
+            return Ok(resp);
+        }
+        Action::Write => shared.watcher.note_write(ns),
+        _ => {}
+    }
+    let mut up = ctx
         .upstream
         .send(route.name, parts.method, &path_and_query, &headers, body)
         .await?;
-    let up = if route.name == "list" && principal.is_namespace_limited() {
-        filter_listing(up, &principal)
-    } else {
-        up
-    };
+    match route.action {
+        Action::Metadata => namespaces::enrich_metadata(&mut up, ns, shared.watcher.snapshot(ns)),
+        _ if route.name == "list" && principal.is_namespace_limited() => {
+            up = filter_listing(up, &principal)
+        }
+        _ => {}
+    }
     Ok(relay(up, trace))
 }
 
@@ -149,7 +174,7 @@ fn check_schema(body: &[u8], limits: &scatter::Limits) -> Result<(), GatewayErro
     Ok(())
 }
 
-fn decode_gzip(headers: &HeaderMap, raw: Bytes, limit: usize) -> Result<Bytes, GatewayError> {
+pub fn decode_gzip(headers: &HeaderMap, raw: Bytes, limit: usize) -> Result<Bytes, GatewayError> {
     let gz = headers
         .get(header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())

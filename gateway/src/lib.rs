@@ -13,9 +13,12 @@ pub mod config;
 pub mod error;
 pub mod handler;
 pub mod metrics;
+pub mod namespaces;
 pub mod route;
 pub mod runtime;
+pub mod stable;
 pub mod upstream;
+pub mod watcher;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -39,12 +42,23 @@ pub fn start(config: Config, env: &dyn Fn(&str) -> Option<String>) -> Result<Run
         max_depth: config.gateway.max_json_depth,
     };
     let upstream_key = config.upstream_key(env);
+    let (watcher, registrations) = watcher::Watcher::new(config.gateway.consistency.clone());
+    let indexes = config
+        .indexes
+        .iter()
+        .map(|i| (i.namespace().to_string(), i.clone()))
+        .collect();
+    for i in &config.indexes {
+        watcher.register(i.namespace());
+    }
     let shared = Arc::new(handler::Shared {
         config,
         auth: ArcSwap::from_pointee(auth),
         limits,
         shards,
         started: Instant::now(),
+        watcher,
+        indexes,
     });
-    runtime::start(shared, upstream_key)
+    runtime::start(shared, upstream_key, registrations)
 }

@@ -13,6 +13,7 @@
 //! | `layer_upstream_duration_seconds` | histogram | `route` |
 //! | `layer_upstream_errors_total` | counter | `route`, `kind` (`connect`, `timeout`) |
 //! | `layer_write_rejections_total` | counter | `reason` |
+//! | `layer_consistency_events_total` | counter | `event` (`poll_stable`, `poll_updating`, `poll_failed`, `poll_not_found`, `poll_unparseable`, `registration_dropped`, `retry_429`) |
 //! | `layer_in_flight_requests` | gauge | |
 //! | `layer_shards` | gauge | |
 
@@ -66,6 +67,7 @@ pub struct ShardMetrics {
     upstream_latency: BTreeMap<&'static str, Series>,
     upstream_errors: BTreeMap<(&'static str, &'static str), u64>,
     write_rejections: BTreeMap<&'static str, u64>,
+    watcher_events: BTreeMap<&'static str, u64>,
     in_flight: i64,
 }
 
@@ -97,6 +99,9 @@ impl ShardMetrics {
         }
         for (k, v) in &o.write_rejections {
             *self.write_rejections.entry(k).or_default() += v;
+        }
+        for (k, v) in &o.watcher_events {
+            *self.watcher_events.entry(k).or_default() += v;
         }
         self.in_flight += o.in_flight;
     }
@@ -165,6 +170,11 @@ pub fn upstream_error(route: &'static str, kind: &'static str) {
 /// A write was rejected before forwarding.
 pub fn write_rejected(reason: &'static str) {
     with_local(|m| *m.write_rejections.entry(reason).or_default() += 1);
+}
+
+/// A consistency-watcher or stable-read event.
+pub fn watcher_event(event: &'static str) {
+    with_local(|m| *m.watcher_events.entry(event).or_default() += 1);
 }
 
 /// Renders every thread's metrics, merged, in the Prometheus text format.
@@ -253,6 +263,18 @@ pub fn render(shards: usize) -> String {
         let _ = writeln!(
             out,
             "layer_write_rejections_total{{reason=\"{reason}\"}} {n}"
+        );
+    }
+    header(
+        &mut out,
+        "layer_consistency_events_total",
+        "counter",
+        "Consistency watcher polls and stable-read events.",
+    );
+    for (event, n) in &all.watcher_events {
+        let _ = writeln!(
+            out,
+            "layer_consistency_events_total{{event=\"{event}\"}} {n}"
         );
     }
     header(

@@ -19,8 +19,12 @@ pub enum Action {
     Write,
     /// `POST /v1/namespaces/{ns}/schema`: reserved attributes rejected, forwarded unchanged.
     SchemaUpdate,
-    /// `POST /v2/namespaces/{ns}/query` (single and multi): forwarded (stable reads plug in here).
+    /// `POST /v2/namespaces/{ns}/query` (single and multi): stable reads.
     Query,
+    /// Namespace metadata (GET v1/v2 and the PATCH response): upstream body + `id` + `layer`.
+    Metadata,
+    /// `GET /v2/namespaces`: the enriched Layer listing.
+    ListNamespaces,
 }
 
 /// A classified request.
@@ -60,6 +64,7 @@ pub fn classify<'a>(method: &Method, path: &'a str) -> Option<Route<'a>> {
             namespace: None,
         }),
         ("GET", ["v1", "namespaces"]) => r(Passthrough, "list", Scope::Read, None),
+        ("GET", ["v2", "namespaces"]) => r(ListNamespaces, "list_namespaces", Scope::Read, None),
         ("POST", ["v2", "namespaces", ns]) => r(Write, "write", Scope::Write, Some(*ns)),
         ("DELETE", ["v2", "namespaces", ns]) => r(Passthrough, "delete", Scope::Write, Some(*ns)),
         ("POST", ["v2", "namespaces", ns, "async"]) => {
@@ -73,10 +78,10 @@ pub fn classify<'a>(method: &Method, path: &'a str) -> Option<Route<'a>> {
             r(Passthrough, "explain", Scope::Read, Some(*ns))
         }
         ("GET", ["v1" | "v2", "namespaces", ns, "metadata"]) => {
-            r(Passthrough, "metadata", Scope::Read, Some(*ns))
+            r(Metadata, "metadata", Scope::Read, Some(*ns))
         }
         ("PATCH", ["v1" | "v2", "namespaces", ns, "metadata"]) => {
-            r(Passthrough, "update_metadata", Scope::Write, Some(*ns))
+            r(Metadata, "update_metadata", Scope::Write, Some(*ns))
         }
         ("GET", ["v1", "namespaces", ns, "schema"]) => {
             r(Passthrough, "schema", Scope::Read, Some(*ns))

@@ -40,6 +40,8 @@ pub struct Running {
     pub addr: SocketAddr,
     shutdown: watch::Sender<bool>,
     threads: Vec<JoinHandle<()>>,
+    /// The control runtime: consistency watcher and other background loops.
+    control: Option<tokio::runtime::Runtime>,
 }
 
 impl Running {
@@ -49,6 +51,9 @@ impl Running {
         let _ = self.shutdown.send(true);
         for t in self.threads {
             let _ = t.join();
+        }
+        if let Some(rt) = self.control {
+            rt.shutdown_background();
         }
     }
 }
@@ -69,7 +74,11 @@ fn bind(addr: SocketAddr, reuse_port: bool) -> Result<StdListener, StartError> {
 }
 
 /// Starts the shards (or the work-stealing runtime) and returns once every listener is bound.
-pub fn start(shared: Arc<Shared>, upstream_key: Option<String>) -> Result<Running, StartError> {
+pub fn start(
+    shared: Arc<Shared>,
+    upstream_key: Option<String>,
+    registrations: tokio::sync::mpsc::Receiver<String>,
+) -> Result<Running, StartError> {
     let g = &shared.config.gateway;
     let vs = &shared.config.vector_store;
     let first = bind(g.listen, !g.work_stealing)?;
@@ -88,7 +97,15 @@ pub fn start(shared: Arc<Shared>, upstream_key: Option<String>) -> Result<Runnin
         move || Upstream::new(&url, upstream_key.as_deref(), connect, request)
     };
     // Fail fast on a bad upstream URL before any thread starts.
-    make_upstream()?;
+    let control_upstream = make_upstream()?;
+    let control = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("layer-control")
+        .enable_all()
+        .build()
+        .map_err(StartError::Runtime)?;
+    control.spawn(shared.watcher.clone().run(registrations, control_upstream));
+    let control = Some(control);
     let mut threads = Vec::new();
     if g.work_stealing {
         let workers = shared.shards;
@@ -120,6 +137,7 @@ pub fn start(shared: Arc<Shared>, upstream_key: Option<String>) -> Result<Runnin
             addr,
             shutdown: tx,
             threads,
+            control,
         });
     }
     let cores = core_affinity::get_core_ids().unwrap_or_default();
@@ -158,6 +176,7 @@ pub fn start(shared: Arc<Shared>, upstream_key: Option<String>) -> Result<Runnin
         addr,
         shutdown: tx,
         threads,
+        control,
     })
 }
 

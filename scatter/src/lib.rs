@@ -50,11 +50,13 @@ pub mod filter;
 #[cfg(any(test, feature = "reference"))]
 pub mod reference;
 mod splice;
+pub mod stable;
 pub mod validate;
 pub mod write;
 
 pub use error::RewriteError;
 pub use filter::inject_filter;
+pub use stable::{StablePlan, plan_stable_read};
 pub use validate::validate;
 pub use write::{IdRef, IdValue, StampOptions, stamp_write, stamp_write_bytes, stamp_write_with};
 

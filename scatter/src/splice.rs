@@ -92,7 +92,6 @@ impl<'a> Splice<'a> {
     }
 
     /// Inserts `bytes` at `at`.
-    #[cfg(test)]
     pub(crate) fn insert(&mut self, at: usize, bytes: &[u8]) {
         let piece = self.piece(bytes);
         self.insert_piece(at, piece);

@@ -1,0 +1,201 @@
+//! Stable-read planning for query bodies (single and multi-query).
+//!
+//! [`plan_stable_read`] decides and rewrites in one place:
+//!
+//! - a caller that explicitly asks for `consistency: {"level": "strong"}` gets its body back
+//!   untouched ([`StablePlan::caller_strong`]): stable reads are the default, not a prison;
+//! - otherwise the root `consistency` becomes `{"level":"eventual"}` (inserted as the first key
+//!   when absent or `null`; an explicit eventual consistency, with its `max_staleness_seconds`, is
+//!   kept verbatim; any other shape is left for upstream to reject) and, when a predicate is
+//!   given, it is ANDed into the query or into every sub-query ([`crate::inject_filter`]).
+//!
+//! Both edits are splices: every other byte of the body is copied verbatim.
+
+use sonic_rs::LazyValue;
+
+use crate::splice::{Splice, is_null, raw_trimmed, span_of};
+use crate::validate::{json_error, parse_top, skip_ws};
+use crate::{Limits, RewriteError};
+
+/// The outcome of planning a stable read.
+#[derive(Debug, PartialEq, Eq)]
+pub struct StablePlan {
+    /// The body to send upstream.
+    pub body: Vec<u8>,
+    /// The caller asked for a strong read: the body is unchanged and no predicate was added.
+    pub caller_strong: bool,
+    /// The predicate was injected.
+    pub injected: bool,
+}
+
+/// Plans a stable read of `body` with the optional watermark `predicate` (raw JSON filter).
+///
+/// # Errors
+/// Any validation error of the body or the predicate (see [`crate::inject_filter`]).
+pub fn plan_stable_read(
+    body: &[u8],
+    predicate: Option<&[u8]>,
+    limits: &Limits,
+) -> Result<StablePlan, RewriteError> {
+    let entries = parse_top(body, limits)?;
+    let consistency = entries
+        .iter()
+        .find(|(k, _)| k == "consistency")
+        .map(|(_, v)| v);
+    match consistency.map(level_of).transpose()? {
+        Some(Some(Level::Strong)) => {
+            return Ok(StablePlan {
+                body: body.to_vec(),
+                caller_strong: true,
+                injected: false,
+            });
+        }
+        Some(Some(Level::Eventual)) | Some(Some(Level::Other)) => {
+            // Already eventual (kept verbatim) or a shape upstream will reject: no consistency edit.
+            let (body, injected) = inject(body, predicate, limits)?;
+            return Ok(StablePlan {
+                body,
+                caller_strong: false,
+                injected,
+            });
+        }
+        Some(None) | None => {}
+    }
+    // Absent or null consistency: force eventual, then inject.
+    let mut splice = Splice::new(body);
+    match consistency {
+        Some(v) => {
+            let range = span_of(body, v)?;
+            let piece = splice.piece(br#"{"level":"eventual"}"#);
+            splice.replace_piece(range, piece);
+        }
+        None => {
+            let open = skip_ws(body, 0);
+            let piece: &[u8] = if entries.is_empty() {
+                br#""consistency":{"level":"eventual"}"#
+            } else {
+                br#""consistency":{"level":"eventual"},"#
+            };
+            splice.insert(open + 1, piece);
+        }
+    }
+    let eventual = splice.finish()?;
+    let (body, injected) = inject(&eventual, predicate, limits)?;
+    Ok(StablePlan {
+        body,
+        caller_strong: false,
+        injected,
+    })
+}
+
+fn inject(
+    body: &[u8],
+    predicate: Option<&[u8]>,
+    limits: &Limits,
+) -> Result<(Vec<u8>, bool), RewriteError> {
+    match predicate {
+        Some(p) => Ok((crate::inject_filter(body, p, limits)?, true)),
+        None => Ok((body.to_vec(), false)),
+    }
+}
+
+enum Level {
+    Strong,
+    Eventual,
+    Other,
+}
+
+/// `None` for a `null` consistency; the level for an object with a string `level`; `Other` for
+/// every other shape.
+fn level_of(v: &LazyValue<'_>) -> Result<Option<Level>, RewriteError> {
+    if is_null(v) {
+        return Ok(None);
+    }
+    let Some(fields) = v.clone().into_object_iter() else {
+        return Ok(Some(Level::Other));
+    };
+    for field in fields {
+        let (key, value) = field.map_err(|e| json_error(&e, true))?;
+        if key == "level" {
+            return Ok(Some(match raw_trimmed(&value) {
+                "\"strong\"" => Level::Strong,
+                "\"eventual\"" => Level::Eventual,
+                _ => Level::Other,
+            }));
+        }
+    }
+    Ok(Some(Level::Other))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PRED: &[u8] = br#"["_hevlayer_upserted_at","Lte",42]"#;
+
+    fn plan(body: &str, pred: Option<&[u8]>) -> (String, bool, bool) {
+        let p = plan_stable_read(body.as_bytes(), pred, &Limits::default()).unwrap();
+        (
+            String::from_utf8(p.body).unwrap(),
+            p.caller_strong,
+            p.injected,
+        )
+    }
+
+    #[test]
+    fn caller_strong_is_untouched() {
+        let body = r#"{"rank_by":["id","asc"],"top_k":1,"consistency":{"level":"strong"}}"#;
+        assert_eq!(plan(body, Some(PRED)), (body.to_string(), true, false));
+    }
+
+    #[test]
+    fn absent_consistency_becomes_eventual_and_predicate_is_anded() {
+        let (b, strong, injected) = plan(
+            r#"{"rank_by":["id","asc"],"top_k":1,"filters":["a","Eq",1]}"#,
+            Some(PRED),
+        );
+        assert!(!strong && injected);
+        assert_eq!(
+            b,
+            r#"{"consistency":{"level":"eventual"},"rank_by":["id","asc"],"top_k":1,"filters":["And",[["a","Eq",1],["_hevlayer_upserted_at","Lte",42]]]}"#
+        );
+        let (b, _, injected) = plan(r#"{"rank_by":["id","asc"],"consistency":null}"#, None);
+        assert!(!injected);
+        assert_eq!(
+            b,
+            r#"{"rank_by":["id","asc"],"consistency":{"level":"eventual"}}"#
+        );
+        assert_eq!(
+            plan("{}", None).0,
+            r#"{"consistency":{"level":"eventual"}}"#
+        );
+    }
+
+    #[test]
+    fn explicit_eventual_is_kept_verbatim() {
+        let body = r#"{"top_k":1,"consistency":{"level":"eventual","max_staleness_seconds":5}}"#;
+        let (b, _, _) = plan(body, None);
+        assert_eq!(b, body);
+    }
+
+    #[test]
+    fn multi_query_gets_one_root_consistency_and_every_leg_the_predicate() {
+        let body = r#"{"queries":[{"rank_by":["id","asc"],"top_k":1},{"rank_by":["id","desc"],"top_k":1,"filters":["x","Eq",2]}]}"#;
+        let (b, _, injected) = plan(body, Some(PRED));
+        assert!(injected);
+        let v: serde_json::Value = serde_json::from_str(&b).unwrap();
+        assert_eq!(v["consistency"]["level"], "eventual");
+        assert_eq!(
+            v["queries"][0]["filters"],
+            serde_json::json!(["_hevlayer_upserted_at", "Lte", 42])
+        );
+        assert_eq!(v["queries"][1]["filters"][0], "And");
+        assert!(v["queries"][0].get("consistency").is_none());
+    }
+
+    #[test]
+    fn invalid_bodies_are_rejected() {
+        assert!(plan_stable_read(br#"{"a":1,"a":2}"#, None, &Limits::default()).is_err());
+        assert!(plan_stable_read(b"[1]", None, &Limits::default()).is_err());
+    }
+}
