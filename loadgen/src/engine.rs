@@ -1,0 +1,383 @@
+//! The load engine: connection slots, the closed and open loops, and request construction.
+//!
+//! Every connection slot is one HTTP/1.1 keep-alive connection (hyper's low-level
+//! `client::conn::http1`, no pool) with at most one request in flight. All slots are connected
+//! before the clock starts, so connection set-up is not part of warm-up or measurement. A slot
+//! whose connection is closed by the server reconnects before its next request (counted as a
+//! reconnect, not an error); a slot whose request fails or times out drops the connection.
+//!
+//! Closed loop: each slot sends, reads the whole response, and sends again, until the window
+//! closes. Open loop: slots take tickets from a shared counter; ticket `i` is sent at
+//! `t0 + i/rate` and its latency is measured from that scheduled instant (see
+//! [`crate::schedule`]). Tokio's timer has millisecond granularity, so at high rates requests
+//! leave in small bursts; the `send_lag` histogram reports how late they actually left, and that
+//! lateness is part of the measured latency, never hidden.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Request, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
+
+use crate::guard::{Target, is_loopback_addr};
+use crate::report::Stats;
+use crate::scenario::{Mode, Plan};
+use crate::template::RenderCtx;
+use crate::zipf::SplitMix64;
+
+/// Pause after a failed connect, so a dead target does not turn into a busy loop.
+const CONNECT_BACKOFF: Duration = Duration::from_millis(10);
+
+/// One keep-alive connection; dropping it closes the socket.
+struct Conn {
+    sender: http1::SendRequest<Full<Bytes>>,
+    driver: JoinHandle<()>,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.driver.abort();
+    }
+}
+
+async fn connect(addr: SocketAddr) -> Result<Conn, String> {
+    if !is_loopback_addr(&addr) {
+        return Err(format!("refusing to connect to non-loopback {addr}"));
+    }
+    let stream = TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect {addr}: {e}"))?;
+    stream
+        .set_nodelay(true)
+        .map_err(|e| format!("TCP_NODELAY: {e}"))?;
+    let (sender, conn) = http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| format!("HTTP handshake with {addr}: {e}"))?;
+    let driver = tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(Conn { sender, driver })
+}
+
+/// Request parts that never change, prepared once.
+struct Fixed {
+    uri: Uri,
+    body: Bytes,
+}
+
+/// Builds requests for one plan.
+struct Factory {
+    plan: Arc<Plan>,
+    /// Static headers plus `Host`.
+    base_headers: HeaderMap,
+    fixed: Option<Fixed>,
+}
+
+impl Factory {
+    fn new(plan: Arc<Plan>, target: &Target) -> Result<Factory, String> {
+        let mut base_headers = HeaderMap::new();
+        base_headers.insert(
+            http::header::HOST,
+            HeaderValue::from_str(&target.authority).map_err(|e| format!("Host header: {e}"))?,
+        );
+        for (k, t) in &plan.headers {
+            if let Some(v) = t.as_static() {
+                let v = HeaderValue::from_bytes(v).map_err(|e| format!("header {k}: {e}"))?;
+                base_headers.append(k.clone(), v);
+            }
+        }
+        let fixed = if plan.is_static() {
+            let uri = Uri::try_from(plan.path.as_static().unwrap_or(b"/"))
+                .map_err(|e| format!("path: {e}"))?;
+            let body = plan
+                .body
+                .as_ref()
+                .and_then(|b| b.as_static())
+                .map(Bytes::copy_from_slice)
+                .unwrap_or_default();
+            Some(Fixed { uri, body })
+        } else {
+            None
+        };
+        Ok(Factory {
+            plan,
+            base_headers,
+            fixed,
+        })
+    }
+
+    /// One request and its body length; `None` only if a rendering is invalid, which
+    /// [`Plan::compile`] already rules out.
+    fn build(&self, seq: u64, rng: &mut SplitMix64) -> Option<(Request<Full<Bytes>>, u64)> {
+        let (uri, headers, body) = self.parts(seq, rng)?;
+        let len = body.len() as u64;
+        let mut req = Request::new(Full::new(body));
+        *req.method_mut() = self.plan.method.clone();
+        *req.uri_mut() = uri;
+        *req.headers_mut() = headers;
+        Some((req, len))
+    }
+
+    fn parts(&self, seq: u64, rng: &mut SplitMix64) -> Option<(Uri, HeaderMap, Bytes)> {
+        Some(match &self.fixed {
+            Some(f) => (f.uri.clone(), self.base_headers.clone(), f.body.clone()),
+            None => {
+                let mut ctx = RenderCtx {
+                    seq,
+                    rng,
+                    zipf: self.plan.zipf.as_deref(),
+                };
+                let uri = Uri::try_from(self.plan.path.render_vec(&mut ctx)).ok()?;
+                let mut headers = self.base_headers.clone();
+                for (k, t) in &self.plan.headers {
+                    if t.as_static().is_none() {
+                        let v = HeaderValue::from_maybe_shared(Bytes::from(t.render_vec(&mut ctx)))
+                            .ok()?;
+                        headers.append(k.clone(), v);
+                    }
+                }
+                let body = match &self.plan.body {
+                    Some(b) => Bytes::from(b.render_vec(&mut ctx)),
+                    None => Bytes::new(),
+                };
+                (uri, headers, body)
+            }
+        })
+    }
+}
+
+/// State shared by all slots of a run.
+struct Shared {
+    plan: Arc<Plan>,
+    factory: Factory,
+    addr: SocketAddr,
+    seed: u64,
+    t0: Instant,
+    /// Closed loop: the next sequence number. Open loop: the next ticket.
+    next: AtomicU64,
+}
+
+enum Outcome {
+    Response { status: u16, bytes: u64 },
+    Connect,
+    Io,
+    Timeout,
+}
+
+/// Returns a ready connection, reconnecting if the slot is empty or its connection closed.
+async fn ready<'a>(
+    addr: SocketAddr,
+    slot: &'a mut Option<Conn>,
+    st: &mut Stats,
+) -> Option<&'a mut Conn> {
+    let alive = match slot.as_mut() {
+        Some(c) => !c.sender.is_closed() && c.sender.ready().await.is_ok(),
+        None => false,
+    };
+    if !alive {
+        *slot = None;
+        let c = connect(addr).await.ok()?;
+        st.reconnects += 1;
+        *slot = Some(c);
+    }
+    slot.as_mut()
+}
+
+async fn exchange(c: &mut Conn, req: Request<Full<Bytes>>) -> Result<(u16, u64), hyper::Error> {
+    let resp = c.sender.send_request(req).await?;
+    let status = resp.status().as_u16();
+    let mut body = resp.into_body();
+    let mut n = 0u64;
+    while let Some(frame) = body.frame().await {
+        if let Ok(d) = frame?.into_data() {
+            n += d.len() as u64;
+        }
+    }
+    Ok((status, n))
+}
+
+/// Sends one request on the slot, with the plan's timeout.
+async fn send_one(
+    sh: &Shared,
+    slot: &mut Option<Conn>,
+    req: Request<Full<Bytes>>,
+    st: &mut Stats,
+) -> Outcome {
+    let attempt = async {
+        let Some(c) = ready(sh.addr, slot, st).await else {
+            return Outcome::Connect;
+        };
+        match exchange(c, req).await {
+            Ok((status, bytes)) => Outcome::Response { status, bytes },
+            Err(_) => {
+                *slot = None;
+                Outcome::Io
+            }
+        }
+    };
+    match tokio::time::timeout(sh.plan.timeout, attempt).await {
+        Ok(o) => o,
+        Err(_) => {
+            // The connection is mid-request; drop it rather than wait for the late response.
+            *slot = None;
+            Outcome::Timeout
+        }
+    }
+}
+
+/// Books an outcome; `latency` is measured by the caller from the scheduled start.
+fn account(st: &mut Stats, o: &Outcome, measured: bool, latency: Duration, body_len: u64) {
+    if let Outcome::Response { .. } = o {
+        st.all_responses += 1;
+    }
+    if !measured {
+        return;
+    }
+    match *o {
+        Outcome::Response { status, bytes } => {
+            st.record_latency(latency);
+            *st.status.entry(status).or_default() += 1;
+            st.bytes_in += bytes;
+            st.bytes_out += body_len;
+        }
+        Outcome::Connect => st.errors.connect += 1,
+        Outcome::Io => st.errors.io += 1,
+        Outcome::Timeout => st.errors.timeout += 1,
+    }
+}
+
+async fn closed_slot(sh: Arc<Shared>, id: u64, mut slot: Option<Conn>) -> Stats {
+    let mut st = Stats::default();
+    let mut rng = SplitMix64::new(sh.seed, id);
+    let window = sh.plan.window;
+    loop {
+        let start = Instant::now();
+        let at = start.saturating_duration_since(sh.t0);
+        if !window.is_open(at) {
+            break;
+        }
+        let measured = window.is_measured(at);
+        let seq = sh.next.fetch_add(1, Ordering::Relaxed);
+        let Some((req, body_len)) = sh.factory.build(seq, &mut rng) else {
+            st.errors.io += 1;
+            break;
+        };
+        let o = send_one(&sh, &mut slot, req, &mut st).await;
+        account(&mut st, &o, measured, start.elapsed(), body_len);
+        if let Outcome::Connect = o {
+            tokio::time::sleep(CONNECT_BACKOFF).await;
+        }
+    }
+    st
+}
+
+async fn open_slot(sh: Arc<Shared>, id: u64, mut slot: Option<Conn>) -> Stats {
+    let Mode::Open { schedule, .. } = sh.plan.mode else {
+        return Stats::default();
+    };
+    let mut st = Stats::default();
+    let mut rng = SplitMix64::new(sh.seed, id);
+    let window = sh.plan.window;
+    loop {
+        let i = sh.next.fetch_add(1, Ordering::Relaxed);
+        let offset = schedule.offset(i);
+        if !window.is_open(offset) {
+            break;
+        }
+        let due = sh.t0 + offset;
+        if due > Instant::now() {
+            tokio::time::sleep_until(due.into()).await;
+        }
+        let measured = window.is_measured(offset);
+        if measured {
+            st.record_lag(Instant::now().saturating_duration_since(due));
+        }
+        let Some((req, body_len)) = sh.factory.build(i, &mut rng) else {
+            st.errors.io += 1;
+            break;
+        };
+        let o = send_one(&sh, &mut slot, req, &mut st).await;
+        account(&mut st, &o, measured, due.elapsed(), body_len);
+        if let Outcome::Connect = o {
+            tokio::time::sleep(CONNECT_BACKOFF).await;
+        }
+    }
+    st
+}
+
+/// Connects every slot, runs the plan, and returns the merged stats and the wall time.
+///
+/// Must be called inside a tokio runtime with the time and I/O drivers enabled.
+pub async fn run(plan: Arc<Plan>, target: &Target, seed: u64) -> Result<(Stats, Duration), String> {
+    let wall = Instant::now();
+    let n = plan.mode.connections();
+    let mut conns = Vec::with_capacity(n);
+    for i in 0..n {
+        let c = connect(target.addr).await.map_err(|e| {
+            format!(
+                "could not open connection {} of {n} to {target}: {e}",
+                i + 1
+            )
+        })?;
+        conns.push(c);
+    }
+    let sh = Arc::new(Shared {
+        factory: Factory::new(plan.clone(), target)?,
+        plan: plan.clone(),
+        addr: target.addr,
+        seed,
+        t0: Instant::now(),
+        next: AtomicU64::new(0),
+    });
+    let mut tasks = Vec::with_capacity(n);
+    for (id, c) in conns.into_iter().enumerate() {
+        let sh = sh.clone();
+        let id = id as u64;
+        tasks.push(match plan.mode {
+            Mode::Closed { .. } => tokio::spawn(closed_slot(sh, id, Some(c))),
+            Mode::Open { .. } => tokio::spawn(open_slot(sh, id, Some(c))),
+        });
+    }
+    let mut total = Stats::default();
+    for t in tasks {
+        let st = t.await.map_err(|e| format!("load task failed: {e}"))?;
+        total.merge(&st);
+    }
+    Ok((total, wall.elapsed()))
+}
+
+/// Renders the first request of a plan as text (for `--dry-run`).
+pub fn describe_first_request(plan: Arc<Plan>, target: &Target, seed: u64) -> String {
+    let factory = match Factory::new(plan, target) {
+        Ok(f) => f,
+        Err(e) => return format!("error: {e}"),
+    };
+    let mut rng = SplitMix64::new(seed, 0);
+    let Some((uri, headers, body)) = factory.parts(0, &mut rng) else {
+        return "error: the request does not render".into();
+    };
+    let mut out = format!("{} {uri} HTTP/1.1\n", factory.plan.method);
+    for (k, v) in &headers {
+        out.push_str(&format!("{k}: {}\n", String::from_utf8_lossy(v.as_bytes())));
+    }
+    if !body.is_empty() {
+        out.push_str(&format!("content-length: {}\n", body.len()));
+    }
+    out.push('\n');
+    out.push_str(&String::from_utf8_lossy(&body));
+    if !body.ends_with(b"\n") {
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+#[path = "engine_tests.rs"]
+mod tests;
