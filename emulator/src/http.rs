@@ -297,7 +297,7 @@ async fn dispatch(
             )?))
         }
         "write" => routes::write(store, ns, body, prefer_async, false),
-        "copy_async" => routes::write(store, ns, body, true, true),
+        "copy_async" => routes::write(store, ns, body, prefer_async, true),
         "delete" => store.delete(ns).map(Reply::ok),
         "query" => routes::query(store, ns, body).await,
         "explain" => {

@@ -135,29 +135,42 @@ impl NsState {
         });
     }
 
-    /// Indexes WAL entries until `budget_rows` rows are consumed (at least one entry when any
-    /// budget is given). Returns the rows indexed.
+    /// Indexes up to `budget_rows` rows of the WAL, oldest first, splitting an entry when the
+    /// budget ends inside it (so `rows_per_sec` throttles large writes too). Returns the rows
+    /// indexed.
     pub fn index_step(&mut self, budget_rows: u64) -> u64 {
         let mut done = 0;
-        while let Some(front) = self.wal.front() {
-            if done > 0 && done + front.rows > budget_rows {
-                break;
-            }
-            if budget_rows == 0 {
-                break;
-            }
-            let Some(entry) = self.wal.pop_front() else {
+        while done < budget_rows {
+            let Some(front) = self.wal.front_mut() else {
                 break;
             };
-            for (id, doc) in entry.effects {
+            let room = budget_rows - done;
+            let part = if front.rows <= room {
+                let Some(entry) = self.wal.pop_front() else {
+                    break;
+                };
+                entry
+            } else {
+                let take = room as usize;
+                let effects: Vec<Effect> = front.effects.drain(..take).collect();
+                let bytes = front.bytes * room / front.rows;
+                front.rows -= room;
+                front.bytes -= bytes;
+                WalEntry {
+                    bytes,
+                    rows: room,
+                    effects,
+                }
+            };
+            for (id, doc) in part.effects {
                 match doc {
                     Some(d) => self.indexed.insert(id, d),
                     None => self.indexed.remove(&id),
                 };
             }
-            self.unindexed_bytes -= entry.bytes;
-            self.unindexed_rows -= entry.rows;
-            done += entry.rows.max(1);
+            self.unindexed_bytes -= part.bytes;
+            self.unindexed_rows -= part.rows;
+            done += part.rows.max(1);
         }
         done
     }
@@ -288,6 +301,23 @@ mod tests {
         assert_eq!(s.indexed_size().0, 2);
         s.flush();
         assert_eq!((s.unindexed_rows, s.indexed.len()), (0, 3));
+    }
+
+    #[test]
+    fn a_large_entry_is_indexed_in_parts() {
+        let mut s = NsState::new(0);
+        let effects: Vec<Effect> = (0..10).map(effect).collect();
+        s.append_wal(1000, effects);
+        assert_eq!(s.index_step(3), 3);
+        assert_eq!(
+            (s.indexed.len(), s.unindexed_rows, s.unindexed_bytes),
+            (3, 7, 700)
+        );
+        s.flush();
+        assert_eq!(
+            (s.indexed.len(), s.unindexed_rows, s.unindexed_bytes),
+            (10, 0, 0)
+        );
     }
 
     #[test]

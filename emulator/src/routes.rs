@@ -62,16 +62,20 @@ pub fn write(
         let is_copy = req.copy_from_namespace.is_some();
         if is_copy && (force_async || (prefer_async && store.knobs.read().honour_respond_async)) {
             let token = store.start_copy(ns, source);
+            let mut headers = vec![(
+                "location".into(),
+                format!("/v1/namespaces/{ns}/operations/{token}"),
+            )];
+            // The SDK polls when the server says it applied the caller's preference. The
+            // dedicated `/async` route is async by definition and answers with the token alone
+            // (the SDK sends `prefer: respond-async` on every request, so it must not claim it).
+            if prefer_async && !force_async {
+                headers.push(("preference-applied".into(), "respond-async".into()));
+            }
             return Ok(Reply {
                 status: 202,
                 body: json!({"token": token}),
-                headers: vec![
-                    ("preference-applied".into(), "respond-async".into()),
-                    (
-                        "location".into(),
-                        format!("/v1/namespaces/{ns}/operations/{token}"),
-                    ),
-                ],
+                headers,
             });
         }
         return store.copy(ns, &source).map(Reply::ok);

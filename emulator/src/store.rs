@@ -103,6 +103,8 @@ pub struct Store {
     data_dir: Option<PathBuf>,
     ops: Mutex<HashMap<String, Operation>>,
     rng: Mutex<StdRng>,
+    /// Indexer settings for namespaces that do not exist yet (applied when they are created).
+    pending_indexer: Mutex<HashMap<String, IndexerCfg>>,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -132,6 +134,7 @@ impl Store {
             data_dir,
             ops: Mutex::new(HashMap::new()),
             rng: Mutex::new(rng),
+            pending_indexer: Mutex::new(HashMap::new()),
         };
         if let Some(dir) = &store.data_dir {
             let dir = dir.join("namespaces");
@@ -233,12 +236,19 @@ impl Store {
         match namespace {
             None => {
                 *self.indexer.lock() = cfg;
+                self.pending_indexer.lock().clear();
                 // A global setting replaces per-namespace overrides.
                 for ns in self.namespaces.read().values() {
                     ns.indexer.lock().0 = None;
                 }
             }
-            Some(name) => self.get(name)?.indexer.lock().0 = Some(cfg),
+            Some(name) => match self.namespaces.read().get(name) {
+                Some(ns) => ns.indexer.lock().0 = Some(cfg),
+                // Lets a test pause indexing before the namespace's first write.
+                None => {
+                    self.pending_indexer.lock().insert(name.to_string(), cfg);
+                }
+            },
         }
         Ok(())
     }
@@ -253,6 +263,15 @@ impl Store {
             ns.state.write().flush();
         }
         Ok(())
+    }
+
+    /// A new namespace, with any indexer setting that was made for it before it existed.
+    fn new_namespace(&self, name: &str, state: NsState, permits: u32) -> Arc<Namespace> {
+        let ns = Namespace::new(state, permits);
+        if let Some(cfg) = self.pending_indexer.lock().remove(name) {
+            ns.indexer.lock().0 = Some(cfg);
+        }
+        ns
     }
 
     /// Looks up a namespace or 404s.
@@ -295,7 +314,10 @@ impl Store {
                     return Err(ApiError::invalid("write request contains no operations"));
                 }
                 let permits = self.knobs.read().query_permits;
-                (Namespace::new(NsState::new(now_ms()), permits), false)
+                (
+                    self.new_namespace(name, NsState::new(now_ms()), permits),
+                    false,
+                )
             }
         };
         if !existed && req.create_namespace == Some(true) && !req.has_document_ops() {
@@ -350,7 +372,7 @@ impl Store {
                     "destination namespace already exists".into(),
                 ));
             }
-            map.insert(dest.to_string(), Namespace::new(copied, permits));
+            map.insert(dest.to_string(), self.new_namespace(dest, copied, permits));
         }
         self.dirty.lock().insert(dest.to_string());
         Ok(json!({

@@ -676,6 +676,20 @@ fn coerce(attr: &str, ty: AttrType, v: &Value) -> ApiResult<Value> {
 }
 
 fn resolve_metric(st: &NsState, req: &WriteRequest, schema: &Schema) -> ApiResult<Option<Metric>> {
+    let has_vector_rows = req.upsert_rows.as_ref().is_some_and(|r| {
+        r.iter()
+            .any(|r| r.attrs.get("vector").is_some_and(|v| !v.is_null()))
+    }) || req
+        .upsert_columns
+        .as_ref()
+        .is_some_and(|c| c.cols.get("vector").is_some_and(|v| !v.is_null()));
+    // Vector columns are fixed when a namespace is created: an existing namespace without one
+    // cannot gain one, whatever metric the write names.
+    if has_vector_rows && st.schema.values().all(|s| !s.ty.is_vector()) && !st.docs.is_empty() {
+        return Err(ApiError::invalid(
+            "Vector provided for namespace without vector attribute",
+        ));
+    }
     match (st.metric, req.distance_metric) {
         (Some(have), Some(want)) if have != want => Err(ApiError::invalid(format!(
             "distance metric mismatch, expected {}, got {}",
@@ -688,19 +702,6 @@ fn resolve_metric(st: &NsState, req: &WriteRequest, schema: &Schema) -> ApiResul
         }
         (None, Some(want)) => Ok(Some(want)),
         (None, None) => {
-            let has_vector_rows = req.upsert_rows.as_ref().is_some_and(|r| {
-                r.iter()
-                    .any(|r| r.attrs.get("vector").is_some_and(|v| !v.is_null()))
-            }) || req
-                .upsert_columns
-                .as_ref()
-                .is_some_and(|c| c.cols.get("vector").is_some_and(|v| !v.is_null()));
-            let vectorless = st.schema.values().all(|s| !s.ty.is_vector()) && !st.docs.is_empty();
-            if has_vector_rows && vectorless {
-                return Err(ApiError::invalid(
-                    "Vector provided for namespace without vector attribute",
-                ));
-            }
             if has_vector_rows || schema.values().any(|s| s.ty.is_vector()) {
                 return Err(ApiError::invalid(
                     "distance_metric must be specified for write to namespace with a vector",

@@ -13,6 +13,7 @@
 //!   drainTimeoutMs: 10000         # LAYER_DRAIN_TIMEOUT_MS
 //!   namespaceListCacheTtlMs: 10000  # NAMESPACE_LIST_CACHE_TTL_MS
 //!   consistency:
+//!     defaultMode: stable         # LAYER_DEFAULT_CONSISTENCY: stable | strong | eventual
 //!     pollIntervalMs: 1000        # CONSISTENCY_POLL_INTERVAL_MS (cold and updating namespaces)
 //!     stablePollIntervalMs: 60000 # CONSISTENCY_STABLE_POLL_INTERVAL_MS (stable namespaces)
 //!     safetyMarginMs: 500         # CONSISTENCY_SAFETY_MARGIN_MS
@@ -147,6 +148,20 @@ pub struct IndexScan {
     pub threads: Option<u32>,
 }
 
+impl std::str::FromStr for IndexConsistency {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "stable" => Ok(IndexConsistency::Stable),
+            "strong" => Ok(IndexConsistency::Strong),
+            "eventual" => Ok(IndexConsistency::Eventual),
+            other => Err(format!(
+                "unknown consistency mode {other:?} (stable, strong, eventual)"
+            )),
+        }
+    }
+}
+
 /// Per-namespace read consistency.
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -164,6 +179,8 @@ pub enum IndexConsistency {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct ConsistencyConfig {
+    /// Read consistency of namespaces without an index entry (`stable` unless set).
+    pub default_mode: IndexConsistency,
     pub poll_interval_ms: u64,
     pub stable_poll_interval_ms: u64,
     pub safety_margin_ms: u64,
@@ -173,6 +190,7 @@ pub struct ConsistencyConfig {
 impl Default for ConsistencyConfig {
     fn default() -> Self {
         ConsistencyConfig {
+            default_mode: IndexConsistency::Stable,
             poll_interval_ms: 1_000,
             stable_poll_interval_ms: 60_000,
             safety_margin_ms: 500,
@@ -370,6 +388,10 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ),
     ("LAYER_AUTH_MODE", "vectorStore.inboundAuth.mode"),
     (
+        "LAYER_DEFAULT_CONSISTENCY",
+        "gateway.consistency.defaultMode",
+    ),
+    (
         "CONSISTENCY_POLL_INTERVAL_MS",
         "gateway.consistency.pollIntervalMs",
     ),
@@ -442,6 +464,7 @@ impl Config {
                 "LAYER_UPSTREAM_CONNECT_TIMEOUT_MS" => s.connect_timeout_ms = parse(var, v)?,
                 "LAYER_UPSTREAM_REQUEST_TIMEOUT_MS" => s.request_timeout_ms = parse(var, v)?,
                 "LAYER_AUTH_MODE" => s.inbound_auth.mode = parse(var, v)?,
+                "LAYER_DEFAULT_CONSISTENCY" => g.consistency.default_mode = parse(var, v)?,
                 "CONSISTENCY_POLL_INTERVAL_MS" => g.consistency.poll_interval_ms = parse(var, v)?,
                 "CONSISTENCY_STABLE_POLL_INTERVAL_MS" => {
                     g.consistency.stable_poll_interval_ms = parse(var, v)?

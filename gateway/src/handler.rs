@@ -121,17 +121,32 @@ async fn serve(
         .to_string();
     let body = match route.action {
         Action::Write => {
-            let decoded = decode_gzip(&headers, raw, limit)?;
-            let stamped = scatter::stamp_write(&decoded, now_ms(), &shared.limits)
-                .inspect_err(|e| metrics::write_rejected(e.error_code()))?;
-            // The stamped body is sent uncompressed.
-            headers.remove(header::CONTENT_ENCODING);
-            Bytes::from(stamped)
+            let decoded = decode_gzip(&headers, raw.clone(), limit)?;
+            match scatter::stamp_write(&decoded, now_ms(), &shared.limits) {
+                Ok(stamped) => {
+                    // The stamped body is sent uncompressed.
+                    headers.remove(header::CONTENT_ENCODING);
+                    Bytes::from(stamped)
+                }
+                // Bad JSON or a wrongly shaped field: upstream rejects it itself, and its own
+                // error is what Turbopuffer clients expect. Nothing is written either way.
+                Err(e) if e.upstream_would_reject() => raw,
+                Err(e) => {
+                    metrics::write_rejected(e.error_code());
+                    return Err(e.into());
+                }
+            }
         }
         Action::SchemaUpdate => {
             let decoded = decode_gzip(&headers, raw.clone(), limit)?;
-            check_schema(&decoded, &shared.limits)
-                .inspect_err(|_| metrics::write_rejected("reserved_attribute"))?;
+            match check_schema(&decoded, &shared.limits) {
+                Ok(()) => {}
+                Err(e) if e.upstream_would_reject() => {}
+                Err(e) => {
+                    metrics::write_rejected("reserved_attribute");
+                    return Err(e.into());
+                }
+            }
             raw
         }
         _ => raw,
@@ -149,12 +164,23 @@ async fn serve(
         Action::Write => shared.watcher.note_write(ns),
         _ => {}
     }
+    // Responses the gateway rewrites must come back uncompressed; everything else keeps the
+    // caller's accept-encoding and is relayed as is.
+    let rewrites = route.action == Action::Metadata
+        || matches!(route.name, "schema" | "update_schema")
+        || (route.name == "list" && principal.is_namespace_limited());
+    if rewrites {
+        headers.remove(header::ACCEPT_ENCODING);
+    }
     let mut up = ctx
         .upstream
         .send(route.name, parts.method, &path_and_query, &headers, body)
         .await?;
     match route.action {
         Action::Metadata => namespaces::enrich_metadata(&mut up, ns, shared.watcher.snapshot(ns)),
+        _ if matches!(route.name, "schema" | "update_schema") => {
+            namespaces::strip_reserved_schema(&mut up, false)
+        }
         _ if route.name == "list" && principal.is_namespace_limited() => {
             up = filter_listing(up, &principal)
         }
@@ -165,7 +191,7 @@ async fn serve(
 
 /// A bare schema map (`POST /v1/namespaces/{ns}/schema`) gets the same reserved-attribute and
 /// validation rules as a write's `schema`, by checking it as `{"schema": <body>}`.
-fn check_schema(body: &[u8], limits: &scatter::Limits) -> Result<(), GatewayError> {
+fn check_schema(body: &[u8], limits: &scatter::Limits) -> Result<(), scatter::RewriteError> {
     let mut wrapped = Vec::with_capacity(body.len() + 12);
     wrapped.extend_from_slice(b"{\"schema\":");
     wrapped.extend_from_slice(body);

@@ -30,11 +30,38 @@ const LIST_CONCURRENCY: usize = 8;
 /// Largest upstream list page.
 const MAX_PAGE: u32 = 1000;
 
-/// Splices `id` (when absent) and the `layer` block into a successful metadata body.
+/// Removes the gateway's own `_hevlayer_*` attributes from a schema map (the top level of a
+/// schema response, or the `schema` member of a metadata body when `nested`). The body is only
+/// re-serialised when something was removed.
+pub fn strip_reserved_schema(up: &mut UpstreamResponse, nested: bool) {
+    if !up.status.is_success() || up.headers.contains_key(http::header::CONTENT_ENCODING) {
+        return;
+    }
+    let Ok(mut v) = serde_json::from_slice::<Value>(&up.body) else {
+        return;
+    };
+    let map = if nested {
+        v.get_mut("schema").and_then(Value::as_object_mut)
+    } else {
+        v.as_object_mut()
+    };
+    let Some(map) = map else { return };
+    let before = map.len();
+    map.retain(|k, _| !k.starts_with(scatter::RESERVED_PREFIX));
+    if map.len() != before
+        && let Ok(b) = serde_json::to_vec(&v)
+    {
+        up.body = Bytes::from(b);
+    }
+}
+
+/// Splices `id` (when absent) and the `layer` block into a successful metadata body (after
+/// hiding the gateway's own attributes from its schema).
 pub fn enrich_metadata(up: &mut UpstreamResponse, ns: &str, watch: (Status, Option<u64>)) {
     if !up.status.is_success() || up.headers.contains_key(http::header::CONTENT_ENCODING) {
         return;
     }
+    strip_reserved_schema(up, true);
     let body = &up.body;
     let Some(open) = body
         .iter()

@@ -2,17 +2,21 @@
 //!
 //! Per request, one read of the namespace's watcher state decides everything:
 //!
-//! | index consistency | watcher status | what goes upstream |
+//! The mode is the namespace's index `consistency`, else `gateway.consistency.defaultMode`.
+//!
+//! | mode | watcher status | what goes upstream |
 //! |---|---|---|
 //! | `stable` (default) | updating, with a watermark | eventual read + `["_hevlayer_upserted_at","Lte",wm]` ANDed into every leg |
 //! | `stable` | stable or unknown | eventual read, no predicate |
 //! | `eventual` | any | eventual read, no predicate |
-//! | `strong` | any | the body unchanged |
+//! | `strong` | any | the body unchanged (but for the projection rule below) |
 //!
 //! A caller that sends `consistency: {"level": "strong"}` gets its body forwarded unchanged
 //! (read-your-writes). A 429 to a query sent without a predicate is retried once with the
 //! predicate forced, when a watermark exists. `x-layer-stable-as-of` carries the watermark
-//! whenever one exists; every leg of a request shares it.
+//! whenever one exists; every leg of a request shares it. In every mode, wildcard projections
+//! (`include_attributes: true`, `exclude_attributes`) are rewritten so the gateway's own
+//! `_hevlayer_*` attributes stay hidden (`scatter::hide_reserved`).
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
@@ -43,8 +47,27 @@ pub async fn query(
     let mode = shared
         .indexes
         .get(ns)
-        .map_or(IndexConsistency::Stable, |i| i.consistency);
+        .map_or(shared.config.gateway.consistency.default_mode, |i| {
+            i.consistency
+        });
     let (status, watermark) = shared.watcher.snapshot(ns);
+    // Every mode parses the body; a compressed body is decoded and forwarded uncompressed.
+    let body = crate::handler::decode_gzip(headers, body, shared.config.gateway.max_body_bytes)?;
+    headers.remove(header::CONTENT_ENCODING);
+    // The gateway's own attributes stay out of wildcard projections.
+    let body = match scatter::hide_reserved(&body, &shared.limits) {
+        Ok(Some(b)) => Bytes::from(b),
+        Ok(None) => body,
+        // Upstream rejects such a body itself: relay its own error.
+        Err(e) if e.upstream_would_reject() => {
+            let up = ctx
+                .upstream
+                .send("query", Method::POST, path_and_query, headers, body)
+                .await?;
+            return Ok((up, watermark));
+        }
+        Err(e) => return Err(e.into()),
+    };
     if mode == IndexConsistency::Strong {
         let up = ctx
             .upstream
@@ -52,9 +75,6 @@ pub async fn query(
             .await?;
         return Ok((up, watermark));
     }
-    // The planner parses the body; a compressed body is decoded and forwarded uncompressed.
-    let body = crate::handler::decode_gzip(headers, body, shared.config.gateway.max_body_bytes)?;
-    headers.remove(header::CONTENT_ENCODING);
     let pred = match (mode, status, watermark) {
         (IndexConsistency::Stable, Status::Updating, Some(wm)) => Some(predicate(wm)),
         _ => None,

@@ -101,6 +101,18 @@ impl RewriteError {
         }
     }
 
+    /// Whether the body is simply not a usable request (bad JSON, not an object, a field of the
+    /// wrong shape), as opposed to one Layer refuses on purpose (duplicate keys, reserved
+    /// attributes, limits). Upstream rejects such bodies itself, so the gateway may forward them
+    /// untouched and relay upstream's own error, which is what Turbopuffer clients expect.
+    #[must_use]
+    pub fn upstream_would_reject(&self) -> bool {
+        matches!(
+            self,
+            Self::InvalidJson { .. } | Self::NotAnObject | Self::Malformed { .. }
+        )
+    }
+
     /// The stable `error` code for Layer's error body: `payload_too_large` for 413,
     /// `internal_error` for 500, `validation_error` for everything else.
     #[must_use]

@@ -49,6 +49,7 @@ mod error;
 pub mod filter;
 #[cfg(any(test, feature = "reference"))]
 pub mod reference;
+pub mod reserved;
 mod splice;
 pub mod stable;
 pub mod validate;
@@ -56,6 +57,7 @@ pub mod write;
 
 pub use error::RewriteError;
 pub use filter::inject_filter;
+pub use reserved::hide_reserved;
 pub use stable::{StablePlan, plan_stable_read};
 pub use validate::validate;
 pub use write::{IdRef, IdValue, StampOptions, stamp_write, stamp_write_bytes, stamp_write_with};

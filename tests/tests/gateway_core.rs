@@ -108,7 +108,7 @@ fn reserved_attributes_and_bad_bodies_never_reach_upstream() {
         r#"{"schema":{"_hevlayer_upserted_at":"int"}}"#,
         r#"{"unknown_op":true}"#,
         r#"{"upsert_rows":[{"id":1}],"upsert_rows":[{"id":2}]}"#,
-        r#"{"upsert_rows":[{"id":1}]} trailing"#,
+        r#"{"upsert_rows":[{"id":1,"m":{"a":1,"a":2}}]}"#,
     ];
     for body in cases {
         let r = stack.gw(Method::POST, "/v2/namespaces/reserved", body);
@@ -126,6 +126,26 @@ fn reserved_attributes_and_bad_bodies_never_reach_upstream() {
         stack.upstream_requests().is_empty(),
         "rejected bodies are not forwarded"
     );
+    // Bodies upstream rejects by itself (bad JSON, wrong shapes) are forwarded untouched, so
+    // the caller gets upstream's own error, exactly as talking to it directly.
+    for body in [
+        r#"{"upsert_rows":[{"id":1}]} trailing"#,
+        r#"{"upsert_rows":{"id":1}}"#,
+        "[1,2]",
+    ] {
+        let via = stack.gw(Method::POST, "/v2/namespaces/reserved", body);
+        let direct = stack.direct(Method::POST, "/v2/namespaces/reserved", body);
+        assert_eq!(
+            (via.status, via.text()),
+            (direct.status, direct.text()),
+            "{body}"
+        );
+        assert!(
+            via.status == 400 || via.status == 422,
+            "{body} -> {}",
+            via.status
+        );
+    }
     // The schema route forwards a clean map byte for byte.
     let body = r#"{"title":{"type":"string"}}"#;
     assert_eq!(
