@@ -38,6 +38,8 @@
 //!   - name: products
 //!     backend: {namespace: products}   # upstream namespace (default: name)
 //!     consistency: stable         # stable (default) | strong | eventual
+//!     shards: 1                   # scatter/gather buckets (1 = unsharded)
+//!     scan: {threads: 8}          # max concurrent upstream legs per request (cap 32)
 //!     metadata: {labels: {app: shop}}
 //! ```
 
@@ -89,6 +91,9 @@ pub struct IndexConfig {
     pub scan: IndexScan,
     pub cache: IndexCache,
     pub consistency: IndexConsistency,
+    /// Hash buckets the namespace is split into (`_hevlayer_shard = xxh64(id) % shards`); 1 =
+    /// unsharded. A Layer extension of the Index spec; fixed for the namespace's lifetime.
+    pub shards: u32,
 }
 
 impl IndexConfig {

@@ -27,6 +27,12 @@ pub enum GatewayError {
     PayloadTooLarge(String),
     #[error("no route for {method} {path}")]
     NotFound { method: String, path: String },
+    /// Documents a request names do not exist (`nearest_to_id`, fetch).
+    #[error("{message}")]
+    NotFoundDocs {
+        message: String,
+        missing: Vec<String>,
+    },
     #[error("upstream unreachable: {0}")]
     Upstream(String),
     #[error("upstream did not answer within {0} ms")]
@@ -45,7 +51,9 @@ impl GatewayError {
             }
             GatewayError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             GatewayError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            GatewayError::NotFound { .. } => StatusCode::NOT_FOUND,
+            GatewayError::NotFound { .. } | GatewayError::NotFoundDocs { .. } => {
+                StatusCode::NOT_FOUND
+            }
             GatewayError::Upstream(_) => StatusCode::BAD_GATEWAY,
             GatewayError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             GatewayError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -72,6 +80,15 @@ impl GatewayError {
                 json!({"error": "payload_too_large", "message": message})
             }
             GatewayError::NotFound { .. } => json!({"error": "not_found", "message": message}),
+            GatewayError::NotFoundDocs { missing, .. } => {
+                let ids: Vec<Value> = missing
+                    .iter()
+                    .map(|raw| {
+                        serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.clone()))
+                    })
+                    .collect();
+                json!({"error": "not_found", "message": message, "missing": ids})
+            }
             GatewayError::Upstream(_) | GatewayError::UpstreamTimeout(_) => {
                 json!({"error": "upstream_error", "message": message})
             }
@@ -88,7 +105,7 @@ impl GatewayError {
             }
             GatewayError::Validation(_) => "validation_error",
             GatewayError::PayloadTooLarge(_) => "payload_too_large",
-            GatewayError::NotFound { .. } => "not_found",
+            GatewayError::NotFound { .. } | GatewayError::NotFoundDocs { .. } => "not_found",
             GatewayError::Upstream(_) | GatewayError::UpstreamTimeout(_) => "upstream_error",
             GatewayError::Internal(_) => "internal_error",
         }

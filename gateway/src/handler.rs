@@ -22,7 +22,7 @@ use crate::metrics;
 use crate::route::{self, Action, Route};
 use crate::upstream::{Upstream, UpstreamResponse};
 use crate::watcher::Watcher;
-use crate::{namespaces, stable};
+use crate::{namespaces, query, stable};
 
 /// State shared by every shard, read lock-free.
 pub struct Shared {
@@ -122,7 +122,17 @@ async fn serve(
     let body = match route.action {
         Action::Write => {
             let decoded = decode_gzip(&headers, raw.clone(), limit)?;
-            match scatter::stamp_write(&decoded, now_ms(), &shared.limits) {
+            // Sharded namespaces also get `_hevlayer_shard = xxh64(id) % shards` on every row.
+            let shards = shared
+                .indexes
+                .get(ns_of(&route))
+                .map_or(1, |i| i.shards.max(1));
+            let shard_fn = move |id: &scatter::IdRef<'_>| scatter::shard_of_ref(id, shards);
+            let mut opts = scatter::StampOptions::new(now_ms());
+            if shards > 1 {
+                opts.shard = Some(&shard_fn);
+            }
+            match scatter::stamp_write_with(&decoded, &opts, &shared.limits) {
                 Ok(stamped) => {
                     // The stamped body is sent uncompressed.
                     headers.remove(header::CONTENT_ENCODING);
@@ -155,10 +165,19 @@ async fn serve(
     let ns = route.namespace.unwrap_or_default();
     match route.action {
         Action::Query => {
-            let (up, watermark) =
-                stable::query(ctx, ns, &path_and_query, &mut headers, body).await?;
+            search_context(&headers)?;
+            let gzip_ok = accepts_gzip(&headers);
+            let a = query::serve(ctx, ns, &path_and_query, &mut headers, body).await?;
+            let mut up = UpstreamResponse {
+                status: a.status,
+                headers: a.headers,
+                body: a.body,
+            };
+            if gzip_ok {
+                gzip_response(&mut up);
+            }
             let mut resp = relay(up, trace);
-            stable::stamp_header(resp.headers_mut(), watermark);
+            stable::stamp_header(resp.headers_mut(), a.watermark);
             return Ok(resp);
         }
         Action::Write => shared.watcher.note_write(ns),
@@ -187,6 +206,86 @@ async fn serve(
         _ => {}
     }
     Ok(relay(up, trace))
+}
+
+fn accepts_gzip(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .any(|v| v.to_str().is_ok_and(|v| v.contains("gzip")))
+}
+
+/// Compresses a response the gateway built (query answers are fetched uncompressed so they can
+/// be merged) when the caller accepts gzip. Small bodies are not worth it.
+fn gzip_response(up: &mut UpstreamResponse) {
+    use std::io::Write;
+    if up.body.len() < 1024 || up.headers.contains_key(header::CONTENT_ENCODING) {
+        return;
+    }
+    let mut enc = flate2::write::GzEncoder::new(
+        Vec::with_capacity(up.body.len() / 3),
+        flate2::Compression::fast(),
+    );
+    if enc.write_all(&up.body).is_ok()
+        && let Ok(gz) = enc.finish()
+    {
+        up.body = Bytes::from(gz);
+        up.headers
+            .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+}
+
+fn ns_of<'a>(route: &Route<'a>) -> &'a str {
+    route.namespace.unwrap_or_default()
+}
+
+/// Search metadata headers (`x-hevlayer-search-query`, `x-hevlayer-tags`), validated per the tag
+/// contract: tags are trimmed, empties dropped, at most 128 bytes of `[A-Za-z0-9:_\-./=+]`,
+/// deduplicated and sorted, at most 32. Search history (a later feature) consumes them.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct SearchContext {
+    pub raw_query: Option<String>,
+    pub tags: Vec<String>,
+}
+
+/// Reads and validates the search metadata headers (422 on an invalid tag).
+pub fn search_context(headers: &HeaderMap) -> Result<SearchContext, GatewayError> {
+    let raw_query = headers
+        .get("x-hevlayer-search-query")
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_string())
+        .filter(|q| !q.is_empty());
+    let mut tags: Vec<String> = Vec::new();
+    for value in headers.get_all("x-hevlayer-tags") {
+        for tag in String::from_utf8_lossy(value.as_bytes()).split(',') {
+            let tag = tag.trim();
+            if tag.is_empty() {
+                continue;
+            }
+            if tag.len() > 128 {
+                return Err(GatewayError::Validation(format!(
+                    "tag {tag:?} is longer than 128 bytes"
+                )));
+            }
+            if !tag
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b":_-./=+".contains(&b))
+            {
+                return Err(GatewayError::Validation(format!(
+                    "tag {tag:?} has a character outside ASCII letters, digits and : _ - . / = +"
+                )));
+            }
+            tags.push(tag.to_string());
+        }
+    }
+    tags.sort();
+    tags.dedup();
+    if tags.len() > 32 {
+        return Err(GatewayError::Validation(format!(
+            "at most 32 tags are allowed, got {}",
+            tags.len()
+        )));
+    }
+    Ok(SearchContext { raw_query, tags })
 }
 
 /// A bare schema map (`POST /v1/namespaces/{ns}/schema`) gets the same reserved-attribute and

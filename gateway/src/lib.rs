@@ -14,6 +14,7 @@ pub mod error;
 pub mod handler;
 pub mod metrics;
 pub mod namespaces;
+pub mod query;
 pub mod route;
 pub mod runtime;
 pub mod stable;

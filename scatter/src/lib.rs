@@ -14,6 +14,11 @@
 //!   `_hevlayer_upserted_at` (optionally `_hevlayer_shard`) into every row-producing operation.
 //! - [`mod@filter`]: [`inject_filter`] for query bodies. ANDs a gateway predicate into `filters`, or
 //!   into every sub-query of a multi-query body.
+//! - Query expansion and scatter/gather (planning and merging only; I/O stays in the gateway):
+//!   [`mod@layer_query`] ([`plan_query`]: Layer shapes, `HybridText` via [`mod@hybrid`],
+//!   `Auto` via [`mod@route`], multi-query rules), [`mod@tokens`] (the tokenizer policy),
+//!   [`mod@shard`] ([`shard_of`], [`plan_shards`]), [`mod@merge`] + [`mod@order`] (gather),
+//!   [`mod@respond`] (echo blocks, `rows`, deferral). Errors: [`QueryError`].
 //! - `reference` (feature `reference`, and in tests): the same transformations on a serde_json DOM.
 //!   The property tests and fuzz targets check the splicer against it.
 //!
@@ -47,17 +52,37 @@
 
 mod error;
 pub mod filter;
+pub mod hybrid;
+pub mod layer_query;
+pub mod merge;
+pub mod order;
+mod query_error;
 #[cfg(any(test, feature = "reference"))]
 pub mod reference;
 pub mod reserved;
+pub mod respond;
+pub mod route;
+pub mod shard;
 mod splice;
 pub mod stable;
+pub mod tokens;
 pub mod validate;
 pub mod write;
 
 pub use error::RewriteError;
 pub use filter::inject_filter;
+pub use layer_query::{
+    CentroidRequest, Merge, PendingCentroids, QueryContext, QueryPlan, UpstreamQuery, plan_query,
+};
+pub use merge::{MergeSpec, merge_multi_query_responses, merge_query_responses};
+pub use order::{Direction, RowOrder};
+pub use query_error::{Expansion, QueryError};
 pub use reserved::hide_reserved;
+pub use respond::{
+    Echo, Fuzziness, HybridEcho, Route, RoutingEcho, UpstreamShape, deferral_body, ensure_rows,
+    finish_response,
+};
+pub use shard::{ShardPlan, plan_shards, shard_of, shard_of_ref};
 pub use stable::{StablePlan, plan_stable_read};
 pub use validate::validate;
 pub use write::{IdRef, IdValue, StampOptions, stamp_write, stamp_write_bytes, stamp_write_with};

@@ -214,3 +214,51 @@ def test_metadata_listing_and_stable_as_of_parse(layer):
             assert [r.rows[0]["id"] for r in b.results] == ["x", "x"]
 
     run(go())
+
+
+def test_query_namespace_hybrid_auto_and_vector_shapes(layer):
+    ns = fresh("hybrid")
+
+    async def go():
+        async with await _client(layer) as c:
+            await c.write_namespace(
+                ns,
+                {
+                    "upsert_rows": [
+                        {"id": "t1", "vector": [1.0, 0.0], "content": "Connection timeout on Kubernetes ingress"},
+                        {"id": "t2", "vector": [0.0, 1.0], "content": "Billing page shows wrong currency"},
+                    ],
+                    "distance_metric": "cosine_distance",
+                    "schema": {"content": {"type": "string", "full_text_search": True, "fuzzy": True}},
+                },
+            )
+            r = await c.query_namespace(
+                ns,
+                {"rank_by": ["content", "HybridText", "conection timout kubernets"], "top_k": 3, "include_attributes": ["content"]},
+                raw_query="conection timout kubernets",
+                tags=["suite:compat", "feature:hybrid"],
+            )
+            assert r.rows[0]["id"] == "t1"
+            assert r.hybrid.tokens == ["conection", "timout", "kubernets"]
+            assert r.hybrid.legs == 4 and r.hybrid.rank_constant == 60
+
+            auto = await c.query_namespace(ns, {"rank_by": ["content", "Auto", "billing currency"], "top_k": 3})
+            assert auto.routing.route == "hybrid_text" and auto.routing.executed is True
+            assert auto.rows[0]["id"] == "t2"
+            deferred = await c.query_namespace(ns, {"rank_by": ["content", "Auto", "why does billing show the wrong currency"], "top_k": 3})
+            assert deferred.routing.executed is False and deferred.rows == []
+            fused = await c.query_namespace(
+                ns, {"rank_by": ["content", "Auto", "why does billing show the wrong currency", {"vector": [0.0, 1.0]}], "top_k": 2}
+            )
+            assert fused.routing.route == "fused" and fused.routing.executed is True
+            assert fused.rows[0]["id"] == "t2"
+
+            by_vector = await c.query_namespace(ns, {"vector": [1.0, 0.0], "top_k": 1})
+            assert [row["id"] for row in by_vector.rows] == ["t1"]
+            by_id = await c.query_namespace(ns, {"nearest_to_id": ["t2"], "top_k": 1})
+            assert [row["id"] for row in by_id.rows] == ["t2"]
+            with pytest.raises(HevlayerError) as e:
+                await c.query_namespace(ns, {"nearest_to_id": ["nope"], "top_k": 1})
+            assert e.value.status_code == 404
+
+    run(go())

@@ -405,7 +405,10 @@ fn open_mode_needs_no_bearer() {
 #[test]
 fn gzip_bodies() {
     let stack = Stack::start();
-    let body = br#"{"upsert_rows":[{"id":1,"t":"zipped"}]}"#;
+    // Large enough that the gateway compresses the query answer it builds.
+    let text = format!("zipped {}", "z".repeat(2000));
+    let body = format!(r#"{{"upsert_rows":[{{"id":1,"t":"{text}"}}]}}"#);
+    let body = body.as_bytes();
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     enc.write_all(body).unwrap();
     let gz = enc.finish().unwrap();
@@ -451,7 +454,7 @@ fn gzip_bodies() {
     .unwrap();
     assert_eq!(
         serde_json::from_str::<Value>(&plain).unwrap()["rows"][0]["t"],
-        "zipped"
+        text.as_str()
     );
 }
 
