@@ -64,10 +64,12 @@ start() {
 start emulator "$LOAD_CPU" X=1 -- "$BIN/turbopuffer-emulator" --listen 127.0.0.1:0 --api-key "$KEY" --threads 1
 EMU=$REPLY; EMU_PID=${PIDS[-1]}
 start stable "$PROXY_CPU" CONSISTENCY_POLL_INTERVAL_MS=100 LAYER_LOG=warn -- \
-  "$BIN/layer-gateway" --listen 127.0.0.1:0 --upstream-url "http://$EMU" --upstream-api-key "$KEY" --shards 1
+  "$BIN/layer-gateway" --listen 127.0.0.1:0 --upstream-url "http://$EMU" --upstream-api-key "$KEY" --shards 1 \
+  --data-dir "$TMP/gw-stable"
 STABLE=$REPLY; STABLE_PID=${PIDS[-1]}
 start passthrough "$PROXY_CPU" LAYER_DEFAULT_CONSISTENCY=strong LAYER_LOG=warn -- \
-  "$BIN/layer-gateway" --listen 127.0.0.1:0 --upstream-url "http://$EMU" --upstream-api-key "$KEY" --shards 1
+  "$BIN/layer-gateway" --listen 127.0.0.1:0 --upstream-url "http://$EMU" --upstream-api-key "$KEY" --shards 1 \
+  --data-dir "$TMP/gw-pass"
 PASS=$REPLY; PASS_PID=${PIDS[-1]}
 
 auth=(-H "Authorization: Bearer $KEY" -H "content-type: application/json")

@@ -12,6 +12,12 @@
 //!   maxJsonDepth: 64              # LAYER_MAX_JSON_DEPTH
 //!   drainTimeoutMs: 10000         # LAYER_DRAIN_TIMEOUT_MS
 //!   namespaceListCacheTtlMs: 10000  # NAMESPACE_LIST_CACHE_TTL_MS
+//!   cache:
+//!     tier: nvme                  # LAYER_CACHE_TIER: nvme | disabled
+//!     dir: <dataDir>/cache        # LAYER_CACHE_DIR
+//!     maxBytes: 1073741824        # LAYER_CACHE_MAX_BYTES (NVMe tier bound)
+//!     hotBytesPerShard: 67108864  # LAYER_CACHE_HOT_BYTES_PER_SHARD
+//!     recover: true               # LAYER_CACHE_RECOVER (false = clear at start)
 //!   consistency:
 //!     defaultMode: stable         # LAYER_DEFAULT_CONSISTENCY: stable | strong | eventual
 //!     pollIntervalMs: 1000        # CONSISTENCY_POLL_INTERVAL_MS (cold and updating namespaces)
@@ -180,6 +186,53 @@ pub enum IndexConsistency {
     Eventual,
 }
 
+/// The document cache tier.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct CacheConfig {
+    /// `nvme` (log-structured segments under `dir`, io_uring) or `disabled`.
+    pub tier: CacheTierKind,
+    /// Segment directory (default: `<dataDir>/cache`).
+    pub dir: Option<PathBuf>,
+    /// Size bound of the NVMe tier.
+    pub max_bytes: u64,
+    /// Hot cache per shard, in bytes.
+    pub hot_bytes_per_shard: usize,
+    /// Recover the NVMe tier's segments at start (`true`) or clear them.
+    pub recover: bool,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            tier: CacheTierKind::Nvme,
+            dir: None,
+            max_bytes: 1 << 30,
+            hot_bytes_per_shard: 64 << 20,
+            recover: true,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum CacheTierKind {
+    #[default]
+    Nvme,
+    Disabled,
+}
+
+impl std::str::FromStr for CacheTierKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "nvme" => Ok(CacheTierKind::Nvme),
+            "disabled" => Ok(CacheTierKind::Disabled),
+            other => Err(format!("unknown cache tier {other:?} (nvme, disabled)")),
+        }
+    }
+}
+
 /// The consistency watcher's tunables.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "camelCase")]
@@ -222,6 +275,7 @@ pub struct GatewayConfig {
     pub drain_timeout_ms: u64,
     /// TTL of the enriched `GET /v2/namespaces` listing cache.
     pub namespace_list_cache_ttl_ms: u64,
+    pub cache: CacheConfig,
     pub consistency: ConsistencyConfig,
 }
 
@@ -235,6 +289,7 @@ impl Default for GatewayConfig {
             max_body_bytes: 64 << 20,
             max_json_depth: 64,
             drain_timeout_ms: 10_000,
+            cache: CacheConfig::default(),
             namespace_list_cache_ttl_ms: 10_000,
             consistency: ConsistencyConfig::default(),
         }
@@ -396,6 +451,14 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
         "LAYER_DEFAULT_CONSISTENCY",
         "gateway.consistency.defaultMode",
     ),
+    ("LAYER_CACHE_TIER", "gateway.cache.tier"),
+    ("LAYER_CACHE_DIR", "gateway.cache.dir"),
+    ("LAYER_CACHE_MAX_BYTES", "gateway.cache.maxBytes"),
+    (
+        "LAYER_CACHE_HOT_BYTES_PER_SHARD",
+        "gateway.cache.hotBytesPerShard",
+    ),
+    ("LAYER_CACHE_RECOVER", "gateway.cache.recover"),
     (
         "CONSISTENCY_POLL_INTERVAL_MS",
         "gateway.consistency.pollIntervalMs",
@@ -470,6 +533,11 @@ impl Config {
                 "LAYER_UPSTREAM_REQUEST_TIMEOUT_MS" => s.request_timeout_ms = parse(var, v)?,
                 "LAYER_AUTH_MODE" => s.inbound_auth.mode = parse(var, v)?,
                 "LAYER_DEFAULT_CONSISTENCY" => g.consistency.default_mode = parse(var, v)?,
+                "LAYER_CACHE_TIER" => g.cache.tier = parse(var, v)?,
+                "LAYER_CACHE_DIR" => g.cache.dir = Some(PathBuf::from(v)),
+                "LAYER_CACHE_MAX_BYTES" => g.cache.max_bytes = parse(var, v)?,
+                "LAYER_CACHE_HOT_BYTES_PER_SHARD" => g.cache.hot_bytes_per_shard = parse(var, v)?,
+                "LAYER_CACHE_RECOVER" => g.cache.recover = parse(var, v)?,
                 "CONSISTENCY_POLL_INTERVAL_MS" => g.consistency.poll_interval_ms = parse(var, v)?,
                 "CONSISTENCY_STABLE_POLL_INTERVAL_MS" => {
                     g.consistency.stable_poll_interval_ms = parse(var, v)?

@@ -22,7 +22,7 @@ use crate::metrics;
 use crate::route::{self, Action, Route};
 use crate::upstream::{Upstream, UpstreamResponse};
 use crate::watcher::Watcher;
-use crate::{namespaces, query, stable};
+use crate::{fetch, namespaces, query, stable};
 
 /// State shared by every shard, read lock-free.
 pub struct Shared {
@@ -32,6 +32,7 @@ pub struct Shared {
     pub shards: usize,
     pub started: Instant,
     pub watcher: Arc<Watcher>,
+    pub cache: crate::fetch::CacheTier,
     /// Configured indexes by upstream namespace.
     pub indexes: HashMap<String, IndexConfig>,
 }
@@ -87,7 +88,10 @@ async fn serve(
     let shared = &ctx.shared;
     let principal = shared.auth.load().admit(&parts.headers, &route)?;
     match route.action {
-        Action::Health => return Ok(json_response(StatusCode::OK, &health(shared))),
+        Action::Health => {
+            let (status, body) = health(shared);
+            return Ok(json_response(status, &body));
+        }
         Action::Metrics => {
             let mut r = Response::new(Full::new(Bytes::from(metrics::render(shared.shards))));
             r.headers_mut().insert(
@@ -100,7 +104,45 @@ async fn serve(
             let page = namespaces::list(ctx, parts.uri.query().unwrap_or(""), &principal).await?;
             return Ok(json_response(StatusCode::OK, &page));
         }
+        Action::Fetch => {
+            let ns = route.namespace.unwrap_or_default();
+            let raw_id = parts.uri.path().rsplit('/').next().unwrap_or_default();
+            let id = namespaces::decode(raw_id);
+            let include = namespaces::parse_query(parts.uri.query().unwrap_or(""))
+                .get("include_attributes")
+                .map(|s| {
+                    s.split(',')
+                        .map(str::trim)
+                        .filter(|a| !a.is_empty())
+                        .map(str::to_string)
+                        .collect()
+                });
+            let (doc, served) = fetch::fetch_one(ctx, ns, &id, include).await?;
+            let mut r = json_response(StatusCode::OK, &doc);
+            r.headers_mut()
+                .insert("x-layer-cache", HeaderValue::from_static(served.header()));
+            return Ok(r);
+        }
         _ => {}
+    }
+    if route.action == Action::BatchFetch {
+        let limit = shared.config.gateway.max_body_bytes;
+        let raw = Limited::new(body, limit)
+            .collect()
+            .await
+            .map_err(|e| {
+                GatewayError::PayloadTooLarge(format!(
+                    "request body rejected (limit {limit} bytes): {e}"
+                ))
+            })?
+            .to_bytes();
+        let raw = decode_gzip(&parts.headers, raw, limit)?;
+        let (page, served) =
+            fetch::fetch_many(ctx, route.namespace.unwrap_or_default(), &raw).await?;
+        let mut r = json_response(StatusCode::OK, &page);
+        r.headers_mut()
+            .insert("x-layer-cache", HeaderValue::from_static(served.header()));
+        return Ok(r);
     }
     let limit = shared.config.gateway.max_body_bytes;
     let raw = Limited::new(body, limit)
@@ -183,6 +225,19 @@ async fn serve(
         Action::Write => shared.watcher.note_write(ns),
         _ => {}
     }
+    // The document cache never serves what a write changed: invalidate before forwarding and
+    // again once upstream acknowledged (a fetch racing the write may have backfilled the old row).
+    let touched = match (route.action, route.name) {
+        (Action::Write, _) => Some(fetch::touched(&body)),
+        (_, "delete" | "copy_async") => Some(fetch::Touched {
+            ids: Vec::new(),
+            whole_namespace: true,
+        }),
+        _ => None,
+    };
+    if let Some(t) = &touched {
+        fetch::invalidate(ctx, ns, t);
+    }
     // Responses the gateway rewrites must come back uncompressed; everything else keeps the
     // caller's accept-encoding and is relayed as is.
     let rewrites = route.action == Action::Metadata
@@ -195,6 +250,11 @@ async fn serve(
         .upstream
         .send(route.name, parts.method, &path_and_query, &headers, body)
         .await?;
+    if let Some(t) = &touched
+        && up.status.is_success()
+    {
+        fetch::invalidate(ctx, ns, t);
+    }
     match route.action {
         Action::Metadata => namespaces::enrich_metadata(&mut up, ns, shared.watcher.snapshot(ns)),
         _ if matches!(route.name, "schema" | "update_schema") => {
@@ -363,15 +423,22 @@ fn json_response(status: StatusCode, v: &Value) -> Resp {
     r
 }
 
-fn health(shared: &Shared) -> Value {
-    // The cache tier does not exist yet: it reports as absent rather than pretending to be warm.
-    json!({
-        "status": "ok",
+fn health(shared: &Shared) -> (StatusCode, Value) {
+    let h = shared.cache.tier.health();
+    // 503 means up but degraded: the cache tier went cold (fetches still fall through to origin).
+    let status = if h.state == layer_cache::CacheState::Cold {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    let body = json!({
+        "status": if status == StatusCode::OK { "ok" } else { "degraded" },
         "uptime_seconds": shared.started.elapsed().as_secs(),
         "shards": shared.shards,
-        "cache": {"state": "disabled", "reconnect_generation": 0},
+        "cache": {"state": h.state.as_str(), "reconnect_generation": h.reconnect_generation, "backend": shared.cache.tier.name()},
         "namespaces": [],
-    })
+    });
+    (status, body)
 }
 
 /// Adds a W3C `traceparent` when the caller sent none, so upstream logs and ours correlate.

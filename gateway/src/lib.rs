@@ -11,6 +11,7 @@
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod fetch;
 pub mod handler;
 pub mod metrics;
 pub mod namespaces;
@@ -32,7 +33,49 @@ pub use runtime::{Running, StartError};
 /// Validates the configuration and starts the data plane. `env` resolves credentials and
 /// `tokenEnv` references (pass `|k| std::env::var(k).ok()` in production).
 pub fn start(config: Config, env: &dyn Fn(&str) -> Option<String>) -> Result<Running, StartError> {
+    start_with_tier(config, env, None)
+}
+
+/// Opens the configured cache tier (blocking while the NVMe tier recovers).
+fn open_tier(config: &Config) -> Result<Arc<dyn layer_cache::Tier>, StartError> {
+    let c = &config.gateway.cache;
+    Ok(match c.tier {
+        config::CacheTierKind::Disabled => Arc::new(layer_cache::DisabledTier),
+        config::CacheTierKind::Nvme => {
+            let dir = c
+                .dir
+                .clone()
+                .unwrap_or_else(|| config.gateway.data_dir.join("cache"));
+            let mut nc = layer_cache::NvmeConfig::new(dir, c.max_bytes);
+            nc.start = if c.recover {
+                layer_cache::StartMode::Recover
+            } else {
+                layer_cache::StartMode::Clear
+            };
+            let tier =
+                layer_cache::NvmeTier::open(nc).map_err(|e| StartError::Cache(e.to_string()))?;
+            tracing::info!(
+                backend = tier.backend(),
+                direct_io = tier.direct_io(),
+                "NVMe cache tier open"
+            );
+            Arc::new(tier)
+        }
+    })
+}
+
+/// Like [`start`], with a cache tier supplied by the caller (tests inject failures this way).
+pub fn start_with_tier(
+    config: Config,
+    env: &dyn Fn(&str) -> Option<String>,
+    tier: Option<Arc<dyn layer_cache::Tier>>,
+) -> Result<Running, StartError> {
     config.validate(env)?;
+    let tier = match tier {
+        Some(t) => t,
+        None => open_tier(&config)?,
+    };
+    let cache = fetch::CacheTier::new(tier, config.gateway.cache.hot_bytes_per_shard);
     let auth = auth::Auth::from_config(&config, env)?;
     let shards = match config.gateway.shards {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -60,6 +103,7 @@ pub fn start(config: Config, env: &dyn Fn(&str) -> Option<String>) -> Result<Run
         started: Instant::now(),
         watcher,
         indexes,
+        cache,
     });
     runtime::start(shared, upstream_key, registrations)
 }

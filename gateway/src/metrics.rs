@@ -14,6 +14,7 @@
 //! | `layer_upstream_errors_total` | counter | `route`, `kind` (`connect`, `timeout`) |
 //! | `layer_write_rejections_total` | counter | `reason` |
 //! | `layer_consistency_events_total` | counter | `event` (`poll_stable`, `poll_updating`, `poll_failed`, `poll_not_found`, `poll_unparseable`, `registration_dropped`, `retry_429`) |
+//! | `layer_document_cache_events_total` | counter | `event` (`hot_hit`, `tier_hit`, `miss`, `error`, `disabled`, `backfill_failed`, `invalidate_failed`) |
 //! | `layer_in_flight_requests` | gauge | |
 //! | `layer_shards` | gauge | |
 
@@ -68,6 +69,7 @@ pub struct ShardMetrics {
     upstream_errors: BTreeMap<(&'static str, &'static str), u64>,
     write_rejections: BTreeMap<&'static str, u64>,
     watcher_events: BTreeMap<&'static str, u64>,
+    cache_events: BTreeMap<&'static str, u64>,
     in_flight: i64,
 }
 
@@ -99,6 +101,9 @@ impl ShardMetrics {
         }
         for (k, v) in &o.write_rejections {
             *self.write_rejections.entry(k).or_default() += v;
+        }
+        for (k, v) in &o.cache_events {
+            *self.cache_events.entry(k).or_default() += v;
         }
         for (k, v) in &o.watcher_events {
             *self.watcher_events.entry(k).or_default() += v;
@@ -170,6 +175,12 @@ pub fn upstream_error(route: &'static str, kind: &'static str) {
 /// A write was rejected before forwarding.
 pub fn write_rejected(reason: &'static str) {
     with_local(|m| *m.write_rejections.entry(reason).or_default() += 1);
+}
+
+/// A document-cache event (`hot_hit`, `tier_hit`, `miss`, `error`, `disabled`,
+/// `backfill_failed`, `invalidate_failed`).
+pub fn cache_event(event: &'static str) {
+    with_local(|m| *m.cache_events.entry(event).or_default() += 1);
 }
 
 /// A consistency-watcher or stable-read event.
@@ -263,6 +274,18 @@ pub fn render(shards: usize) -> String {
         let _ = writeln!(
             out,
             "layer_write_rejections_total{{reason=\"{reason}\"}} {n}"
+        );
+    }
+    header(
+        &mut out,
+        "layer_document_cache_events_total",
+        "counter",
+        "Document cache lookups and failures, by event.",
+    );
+    for (event, n) in &all.cache_events {
+        let _ = writeln!(
+            out,
+            "layer_document_cache_events_total{{event=\"{event}\"}} {n}"
         );
     }
     header(

@@ -311,68 +311,43 @@ async fn upstream_judges(
     ))
 }
 
-/// Resolves the unweighted centroid of the stored vectors of `ids` (raw JSON ids) by a strong
-/// origin read without the stable-read predicate: a document that exists is never missed.
+/// Resolves the unweighted centroid of the stored vectors of `ids` (raw JSON ids): document
+/// cache first, origin on a miss (a strong read without the stable-read predicate, so a document
+/// that exists is never missed) with a backfill. 404 names every id without a stored vector.
 pub async fn resolve_centroid(
     ctx: &ShardCtx,
     ns: &str,
     ids: &[String],
 ) -> Result<Vec<f32>, GatewayError> {
-    let body = format!(
-        "{{\"filters\":[\"id\",\"In\",[{}]],\"rank_by\":[\"id\",\"asc\"],\"top_k\":{},\"include_attributes\":[\"vector\"],\"consistency\":{{\"level\":\"strong\"}}}}",
-        ids.join(","),
-        ids.len().max(1)
-    );
-    let up = ctx
-        .upstream
-        .send(
-            "nearest_to_id",
-            Method::POST,
-            &format!("/v2/namespaces/{ns}/query"),
-            &HeaderMap::new(),
-            Bytes::from(body),
-        )
-        .await?;
-    if up.status == StatusCode::NOT_FOUND {
-        return Err(GatewayError::NotFoundDocs {
-            message: format!("namespace {ns:?} was not found"),
-            missing: ids.to_vec(),
-        });
-    }
-    if !up.status.is_success() {
-        return Err(GatewayError::Upstream(format!(
-            "resolving nearest_to_id answered {}: {}",
-            up.status,
-            String::from_utf8_lossy(&up.body)
-        )));
-    }
-    let v: Value = serde_json::from_slice(&up.body)
-        .map_err(|e| GatewayError::Upstream(format!("resolving nearest_to_id: {e}")))?;
-    let rows = v
-        .get("rows")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    let mut found: Vec<(String, Vec<f32>)> = Vec::new();
-    for row in &rows {
-        let id = row.get("id").map(Value::to_string).unwrap_or_default();
-        let Some(vec) = row.get("vector").and_then(vector_of) else {
-            continue;
-        };
-        found.push((id, vec));
-    }
-    let missing: Vec<String> = ids
+    // Raw JSON ids (`"a"`, `5`) → wire ids (`a`, `5`).
+    let wire: Vec<String> = ids
         .iter()
-        .filter(|id| !found.iter().any(|(f, _)| canonical(f) == canonical(id)))
-        .cloned()
+        .map(|raw| match serde_json::from_str::<Value>(raw) {
+            Ok(Value::String(s)) => s,
+            Ok(other) => other.to_string(),
+            Err(_) => raw.clone(),
+        })
         .collect();
+    let (rows, _served) = crate::fetch::rows(ctx, ns, &wire).await?;
+    let mut vectors = Vec::with_capacity(rows.len());
+    let mut missing = Vec::new();
+    for (raw, row) in ids.iter().zip(rows) {
+        match row
+            .as_ref()
+            .and_then(|r| r.get("vector"))
+            .and_then(vector_of)
+        {
+            Some(v) => vectors.push(v),
+            None => missing.push(raw.clone()),
+        }
+    }
     if !missing.is_empty() {
         return Err(GatewayError::NotFoundDocs {
             message: format!("nearest_to_id: no stored vector for {}", missing.join(", ")),
             missing,
         });
     }
-    centroid(found.into_iter().map(|(_, v)| v).collect())
+    centroid(vectors)
 }
 
 /// Whether a query body uses a Layer-only feature (the Layer single-query shape, HybridText,
@@ -401,10 +376,6 @@ fn layer_features(body: &[u8]) -> bool {
         || v.get("queries")
             .and_then(Value::as_array)
             .is_some_and(|legs| legs.iter().any(query_uses))
-}
-
-fn canonical(raw: &str) -> String {
-    serde_json::from_str::<Value>(raw).map_or_else(|_| raw.to_string(), |v| v.to_string())
 }
 
 fn vector_of(v: &Value) -> Option<Vec<f32>> {
@@ -448,11 +419,5 @@ mod tests {
         );
         assert!(centroid(vec![vec![1.0], vec![1.0, 2.0]]).is_err());
         assert!(centroid(vec![]).is_err());
-    }
-
-    #[test]
-    fn ids_compare_canonically() {
-        assert_eq!(canonical("\"a\""), canonical(" \"a\""));
-        assert_eq!(canonical("5"), "5");
     }
 }

@@ -25,6 +25,10 @@ pub enum Action {
     Metadata,
     /// `GET /v2/namespaces`: the enriched Layer listing.
     ListNamespaces,
+    /// `GET /v2/namespaces/{ns}/documents/{id}`: cache-first fetch.
+    Fetch,
+    /// `POST /v2/namespaces/{ns}/documents`: cache-first batch fetch.
+    BatchFetch,
 }
 
 /// A classified request.
@@ -65,6 +69,12 @@ pub fn classify<'a>(method: &Method, path: &'a str) -> Option<Route<'a>> {
         }),
         ("GET", ["v1", "namespaces"]) => r(Passthrough, "list", Scope::Read, None),
         ("GET", ["v2", "namespaces"]) => r(ListNamespaces, "list_namespaces", Scope::Read, None),
+        ("GET", ["v2", "namespaces", ns, "documents", _id]) => {
+            r(Fetch, "fetch", Scope::Read, Some(*ns))
+        }
+        ("POST", ["v2", "namespaces", ns, "documents"]) => {
+            r(BatchFetch, "batch_fetch", Scope::Read, Some(*ns))
+        }
         ("POST", ["v2", "namespaces", ns]) => r(Write, "write", Scope::Write, Some(*ns)),
         ("DELETE", ["v2", "namespaces", ns]) => r(Passthrough, "delete", Scope::Write, Some(*ns)),
         ("POST", ["v2", "namespaces", ns, "async"]) => {

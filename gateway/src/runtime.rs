@@ -33,6 +33,8 @@ pub enum StartError {
     Config(#[from] crate::config::ConfigError),
     #[error(transparent)]
     Gateway(#[from] crate::error::GatewayError),
+    #[error("opening the cache tier: {0}")]
+    Cache(String),
 }
 
 /// A running data plane.

@@ -192,6 +192,9 @@ def target() -> Iterator[Target]:
                     emulator.url,
                     "--upstream-api-key",
                     API_KEY,
+                    # Each gateway gets its own data dir (its NVMe cache lives there).
+                    "--data-dir",
+                    tempfile.mkdtemp(prefix="compat-gateway-"),
                 ],
             )
             failure = _start(gateway)

@@ -262,3 +262,27 @@ def test_query_namespace_hybrid_auto_and_vector_shapes(layer):
             assert e.value.status_code == 404
 
     run(go())
+
+
+def test_fetch_document_and_documents(layer):
+    ns = fresh("fetch")
+
+    async def go():
+        async with await _client(layer) as c:
+            await c.write_namespace(ns, {"upsert_rows": [{"id": "a", "title": "alpha"}, {"id": "b", "title": "bravo"}]})
+            first = await c.fetch_document(ns, "a", with_perf=True)
+            assert first.data.id == "a" and first.data.attributes == {"title": "alpha"}
+            assert first.perf.cache_status == "miss"
+            again = await c.fetch_document(ns, "a", include_attributes=["title"], with_perf=True)
+            assert again.perf.cache_status in ("hit", "miss")  # another shard may serve it
+            batch = await c.fetch_documents(ns, {"ids": ["b", "missing-id", "a"]})
+            assert [d.id for d in batch.documents] == ["b", "a"]
+            assert batch.missing == ["missing-id"]
+            with pytest.raises(HevlayerError) as e:
+                await c.fetch_document(ns, "missing-id")
+            assert e.value.status_code == 404
+            # A write through the gateway is visible to the next fetch.
+            await c.write_namespace(ns, {"patch_rows": [{"id": "a", "title": "alpha-2"}]})
+            assert (await c.fetch_document(ns, "a")).attributes == {"title": "alpha-2"}
+
+    run(go())

@@ -22,6 +22,16 @@ pub fn pause(d: Duration) {
     std::thread::sleep(d);
 }
 
+/// A fresh directory under the system temp dir, unique to this process and call.
+pub fn temp_dir(tag: &str) -> std::path::PathBuf {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("layer-e2e-{tag}-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
 /// The upstream key every stack uses.
 pub const UPSTREAM_KEY: &str = "tpuf_e2e_upstream_key";
 
@@ -165,14 +175,25 @@ impl Stack {
 
     /// Emulator plus a gateway whose config `tweak` adjusts.
     pub fn start_with(tweak: impl FnOnce(&mut layer_gateway::Config)) -> Self {
+        Self::start_with_tier(tweak, None)
+    }
+
+    /// Like [`Stack::start_with`], with the gateway's cache tier supplied (e.g. a `FaultyTier`).
+    pub fn start_with_tier(
+        tweak: impl FnOnce(&mut layer_gateway::Config),
+        tier: Option<std::sync::Arc<dyn layer_cache::Tier>>,
+    ) -> Self {
         let emulator = Emulator::start();
         let mut cfg = layer_gateway::Config::default();
         cfg.gateway.listen = SocketAddr::from(([127, 0, 0, 1], 0));
         cfg.gateway.shards = 2;
         cfg.vector_store.endpoint.url = emulator.url();
         cfg.vector_store.credential.value = Some(UPSTREAM_KEY.into());
+        cfg.gateway.data_dir = temp_dir("gateway");
+        cfg.gateway.cache.max_bytes = 64 << 20;
+        cfg.gateway.cache.recover = false;
         tweak(&mut cfg);
-        let gateway = layer_gateway::start(cfg, &|_| None).expect("gateway start");
+        let gateway = layer_gateway::start_with_tier(cfg, &|_| None, tier).expect("gateway start");
         let gateway_url = format!("http://{}", gateway.addr);
         Stack {
             http: Http::default(),

@@ -1,0 +1,195 @@
+//! The document cache end to end: fetch and batch fetch (hit, miss, miss-on-error, 404, order),
+//! no stale reads after writes through the gateway, health, and nearest_to_id through the cache.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::Method;
+use layer_cache::{FaultyTier, NvmeConfig, NvmeTier, Tier};
+use layer_e2e::{Stack, temp_dir};
+use serde_json::{Value, json};
+
+fn stack_with_faulty_tier() -> (Stack, Arc<FaultyTier>) {
+    let dir = temp_dir("nvme");
+    let nvme: Arc<dyn Tier> =
+        Arc::new(NvmeTier::open(NvmeConfig::new(dir, 16 << 20)).expect("nvme tier"));
+    let faulty = Arc::new(FaultyTier::new(nvme));
+    let tier: Arc<dyn Tier> = faulty.clone();
+    // One shard, so consecutive requests share the shard's hot cache.
+    (
+        Stack::start_with_tier(|c| c.gateway.shards = 1, Some(tier)),
+        faulty,
+    )
+}
+
+fn fetch(stack: &Stack, ns: &str, id: &str, query: &str) -> (u16, Option<String>, Value) {
+    let r = stack.gw(
+        Method::GET,
+        &format!("/v2/namespaces/{ns}/documents/{id}{query}"),
+        Bytes::new(),
+    );
+    let cache = r
+        .headers
+        .get("x-layer-cache")
+        .map(|v| v.to_str().unwrap().to_string());
+    (r.status.as_u16(), cache, r.json())
+}
+
+fn write(stack: &Stack, ns: &str, body: Value) {
+    let r = stack.gw(
+        Method::POST,
+        &format!("/v2/namespaces/{ns}"),
+        body.to_string(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+#[test]
+fn fetch_hits_misses_and_falls_through_on_cache_errors() {
+    let (stack, faulty) = stack_with_faulty_tier();
+    write(
+        &stack,
+        "docs",
+        json!({"upsert_rows": [{"id": "a", "title": "alpha", "n": 1}, {"id": "b", "title": "bravo", "n": 2}]}),
+    );
+    let (status, cache, doc) = fetch(&stack, "docs", "a", "");
+    assert_eq!((status, cache.as_deref()), (200, Some("miss")));
+    assert_eq!(
+        doc,
+        json!({"id": "a", "attributes": {"n": 1, "title": "alpha"}}),
+        "reserved attributes stay hidden"
+    );
+    let (status, cache, doc) = fetch(&stack, "docs", "a", "?include_attributes=title");
+    assert_eq!((status, cache.as_deref()), (200, Some("hit")));
+    assert_eq!(doc["attributes"], json!({"title": "alpha"}));
+
+    // A cache outage never turns into a missing document.
+    faulty.set_down(true);
+    let (status, cache, doc) = fetch(&stack, "docs", "b", "");
+    assert_eq!((status, cache.as_deref()), (200, Some("miss-on-error")));
+    assert_eq!(doc["attributes"]["title"], "bravo");
+    faulty.set_down(false);
+
+    // Absent everywhere: 404. Numeric ids are fetched by their decimal string.
+    let (status, _, body) = fetch(&stack, "docs", "zzz", "");
+    assert_eq!((status, body["error"].clone()), (404, json!("not_found")));
+    write(
+        &stack,
+        "numeric",
+        json!({"upsert_rows": [{"id": 7, "title": "seven"}]}),
+    );
+    let (status, _, doc) = fetch(&stack, "numeric", "7", "");
+    assert_eq!(
+        (
+            status,
+            doc["id"].clone(),
+            doc["attributes"]["title"].clone()
+        ),
+        (200, json!("7"), json!("seven"))
+    );
+
+    // Batch fetch keeps request order and lists absent ids inline.
+    let r = stack.gw(
+        Method::POST,
+        "/v2/namespaces/docs/documents",
+        json!({"ids": ["b", "nope", "a"], "include_attributes": ["n"]}).to_string(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.json(),
+        json!({"documents": [{"id": "b", "attributes": {"n": 2}}, {"id": "a", "attributes": {"n": 1}}], "missing": ["nope"]})
+    );
+    assert!(r.headers.contains_key("x-layer-cache"));
+    let r = stack.gw(
+        Method::POST,
+        "/v2/namespaces/docs/documents",
+        json!({"ids": "a"}).to_string(),
+    );
+    assert_eq!(r.status, 422);
+}
+
+#[test]
+fn reads_after_writes_through_the_gateway_are_never_stale() {
+    let (stack, _faulty) = stack_with_faulty_tier();
+    write(
+        &stack,
+        "fresh",
+        json!({"upsert_rows": [{"id": 1, "v": "one"}, {"id": 2, "v": "two"}, {"id": 3, "v": "three"}]}),
+    );
+    for id in ["1", "2", "3"] {
+        fetch(&stack, "fresh", id, "");
+        assert_eq!(fetch(&stack, "fresh", id, "").1.as_deref(), Some("hit"));
+    }
+    write(
+        &stack,
+        "fresh",
+        json!({"upsert_rows": [{"id": 1, "v": "uno"}]}),
+    );
+    assert_eq!(fetch(&stack, "fresh", "1", "").2["attributes"]["v"], "uno");
+    write(
+        &stack,
+        "fresh",
+        json!({"patch_rows": [{"id": 2, "v": "dos"}]}),
+    );
+    assert_eq!(fetch(&stack, "fresh", "2", "").2["attributes"]["v"], "dos");
+    write(&stack, "fresh", json!({"deletes": [3]}));
+    assert_eq!(fetch(&stack, "fresh", "3", "").0, 404);
+    write(
+        &stack,
+        "fresh",
+        json!({"patch_by_filter": {"filters": ["v", "Eq", "uno"], "patch": {"v": "filtered"}}}),
+    );
+    assert_eq!(
+        fetch(&stack, "fresh", "1", "").2["attributes"]["v"],
+        "filtered"
+    );
+    write(
+        &stack,
+        "fresh",
+        json!({"delete_by_filter": ["id", "Eq", 2]}),
+    );
+    assert_eq!(fetch(&stack, "fresh", "2", "").0, 404);
+}
+
+#[test]
+fn health_reports_the_cache_and_nearest_to_id_uses_it() {
+    let (stack, _faulty) = stack_with_faulty_tier();
+    let h = stack.http.send(
+        Method::GET,
+        &format!("{}/health", stack.gateway_url),
+        &[],
+        Bytes::new(),
+    );
+    assert_eq!(h.status, 200);
+    assert_eq!(h.json()["cache"]["backend"], "nvme");
+    assert_eq!(h.json()["cache"]["state"], "warm");
+    write(
+        &stack,
+        "vecs",
+        json!({"upsert_rows": [{"id": "x", "vector": [1.0, 0.0]}, {"id": "y", "vector": [0.0, 1.0]}, {"id": "z", "vector": [0.7, 0.7]}], "distance_metric": "euclidean_squared"}),
+    );
+    // Warm the cache, then resolve nearest_to_id from it: no origin read for the seeds.
+    fetch(&stack, "vecs", "x", "");
+    fetch(&stack, "vecs", "y", "");
+    stack.clear_requests();
+    let r = stack.gw(
+        Method::POST,
+        "/v2/namespaces/vecs/query",
+        json!({"nearest_to_id": ["x", "y"], "top_k": 1}).to_string(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.json()["rows"][0]["id"],
+        "z",
+        "the centroid (0.5, 0.5) is nearest to z"
+    );
+    let origin_reads = stack
+        .upstream_requests()
+        .into_iter()
+        .filter(|q| q["path"] == "/v2/namespaces/vecs/query")
+        .count();
+    assert_eq!(
+        origin_reads, 1,
+        "only the ranking query went upstream; the seeds came from the cache"
+    );
+}
