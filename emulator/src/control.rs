@@ -220,6 +220,8 @@ impl Control {
                 }
                 let knobs: Knobs =
                     serde_json::from_value(current).map_err(ApiError::deserialize)?;
+                let old_permits = store.knobs.read().query_permits;
+                store.resize_permits(old_permits, knobs.query_permits);
                 *store.knobs.write() = knobs.clone();
                 Ok(Reply::ok(
                     serde_json::to_value(knobs).unwrap_or(Value::Null),

@@ -485,6 +485,17 @@ impl Store {
         Ok(body)
     }
 
+    /// Applies a change of the `query_permits` knob to existing namespaces too.
+    pub fn resize_permits(&self, old: u32, new: u32) {
+        for ns in self.namespaces.read().values() {
+            if new > old {
+                ns.permits.add_permits((new - old) as usize);
+            } else {
+                ns.permits.forget_permits((old - new) as usize);
+            }
+        }
+    }
+
     /// Removes every namespace (used by tests through `DELETE /_emu/namespaces`).
     pub fn reset(&self) {
         let names: Vec<String> = std::mem::take(&mut *self.namespaces.write())

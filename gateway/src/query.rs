@@ -110,7 +110,15 @@ pub async fn serve(
     headers.remove(header::CONTENT_ENCODING);
     // Responses are merged or finished here, so they must come back uncompressed.
     headers.remove(header::ACCEPT_ENCODING);
-    let body = match scatter::hide_reserved(&body, &shared.limits) {
+    // A body without `_attributes` (and no escapes that could spell it) has no projection to
+    // rewrite: skip that parse.
+    let may_project = memfind(&body, b"_attributes") || body.contains(&b'\\');
+    let hidden = if may_project {
+        scatter::hide_reserved(&body, &shared.limits)
+    } else {
+        Ok(None)
+    };
+    let body = match hidden {
         Ok(Some(b)) => Bytes::from(b),
         Ok(None) => body,
         Err(e) => return upstream_judges(ctx, path_and_query, headers, body, watermark, e).await,
@@ -348,6 +356,10 @@ pub async fn resolve_centroid(
         });
     }
     centroid(vectors)
+}
+
+fn memfind(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
 }
 
 /// Whether a query body uses a Layer-only feature (the Layer single-query shape, HybridText,

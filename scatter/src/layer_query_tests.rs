@@ -29,8 +29,10 @@ fn native_query_is_byte_for_byte() {
     let u = upstream(body, &ctx());
     assert_eq!(u.body, body.as_bytes());
     assert_eq!(u.shape, UpstreamShape::Single);
+    // The gather spec is derived only where a gather happens (sharded namespaces).
+    let sharded = QueryContext { shards: 4, ..ctx() };
     assert_eq!(
-        u.merge,
+        upstream(body, &sharded).merge,
         Merge::Single(MergeSpec::rows(RowOrder::DistAsc, 10))
     );
 }

@@ -27,9 +27,10 @@
 //! - `performance`: fields ending in `_ms` (latencies: `query_execution_ms`, `server_total_ms`,
 //!   `embedding_ms`, ...) take the **max** (legs run in parallel); `cache_hit_ratio` the mean;
 //!   `cache_temperature` the coldest (`cold` > `warm` > `hot`); `last_included_write_at` the
-//!   minimum (the cut every leg includes); every other number (`approx_namespace_size`,
-//!   `exhaustive_search_count`, `embedding_tokens`, ...) is **summed**; other values keep the
-//!   first input's.
+//!   minimum (the cut every leg includes); `approx_namespace_size` and
+//!   `exhaustive_search_count` the max (every shard leg queries the same upstream namespace);
+//!   every other number (`embedding_tokens`, ...) is **summed**; other values keep the first
+//!   input's.
 //!
 //! Other top-level keys are dropped.
 //!
@@ -345,6 +346,9 @@ fn performance_policy(key: &str) -> Combine {
         "cache_hit_ratio" => Combine::Mean,
         "cache_temperature" => Combine::Coldest,
         "last_included_write_at" => Combine::Min,
+        // Every shard leg queries the same upstream namespace: these describe the namespace,
+        // not the leg, so summing them would multiply them by the shard count.
+        "approx_namespace_size" | "exhaustive_search_count" => Combine::Max,
         k if k.ends_with("_ms") => Combine::Max,
         _ => Combine::Sum,
     }

@@ -80,7 +80,7 @@ fn aggregations_and_groups() {
     assert!(v.get("rows").is_none());
     assert_eq!(
         v["performance"],
-        json!({"server_total_ms": 9, "query_execution_ms": 4, "approx_namespace_size": 15, "cache_hit_ratio": 0.75, "cache_temperature": "cold", "exhaustive_search_count": 1})
+        json!({"server_total_ms": 9, "query_execution_ms": 4, "approx_namespace_size": 10, "cache_hit_ratio": 0.75, "cache_temperature": "cold", "exhaustive_search_count": 1})
     );
     let a = r#"{"aggregation_groups":[{"color":"blue","n":2},{"color":"red","n":1}]}"#;
     let b = r#"{"aggregation_groups":[{"color":null,"n":5},{"color":"bl\u0075e","n":3},{"color":"green","n":1}]}"#;

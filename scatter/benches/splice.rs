@@ -1,0 +1,73 @@
+//! Byte splicing vs a serde_json DOM round trip, for the two rewrites on the request path:
+//! stamping a write (100 rows, ~58 KB) and injecting the watermark predicate into a query
+//! (~1.7 KB). The DOM side is `scatter::reference` (parse to `serde_json::Value`, edit, serialise),
+//! the implementation the splicer is property-tested against.
+//!
+//! Run: `cargo bench -p scatter --bench splice -- --warm-up-time 1 --measurement-time 3`.
+
+use std::hint::black_box;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use scatter::{Limits, StampOptions};
+
+fn write_body() -> Vec<u8> {
+    let rows: Vec<String> = (0..100)
+        .map(|i| {
+            let v: Vec<String> = (0..64).map(|d| format!("{:.4}", ((i * 31 + d * 7) % 97) as f64 / 97.0)).collect();
+            format!(r#"{{"id":{i},"vector":[{}],"title":"document number {i}","category":"c{}","price":{}.5}}"#, v.join(","), i % 20, i % 500)
+        })
+        .collect();
+    format!(
+        r#"{{"upsert_rows":[{}],"distance_metric":"cosine_distance"}}"#,
+        rows.join(",")
+    )
+    .into_bytes()
+}
+
+fn query_body() -> Vec<u8> {
+    let v: Vec<String> = (0..160)
+        .map(|d| format!("{:.5}", (d % 13) as f64 / 13.0))
+        .collect();
+    format!(
+        r#"{{"rank_by":["vector","ANN",[{}]],"top_k":20,"filters":["And",[["tenant","Eq","t_42"],["price","Lt",100]]],"include_attributes":["title","url"],"consistency":{{"level":"eventual"}}}}"#,
+        v.join(",")
+    )
+    .into_bytes()
+}
+
+fn bench(c: &mut Criterion) {
+    let limits = Limits::default();
+    let write = write_body();
+    let query = query_body();
+    let pred = br#"["_hevlayer_upserted_at","Lte",1795436505630]"#;
+    let opts = StampOptions::new(1_795_436_505_630);
+    let mut g = c.benchmark_group("stamp_write_58KB");
+    g.bench_function("splice", |b| {
+        b.iter(|| black_box(scatter::stamp_write(&write, 1_795_436_505_630, &limits).unwrap()))
+    });
+    g.bench_function("serde_json_dom", |b| {
+        b.iter(|| {
+            black_box(
+                serde_json::to_vec(&scatter::reference::stamp_write(&write, &opts).unwrap())
+                    .unwrap(),
+            )
+        })
+    });
+    g.finish();
+    let mut g = c.benchmark_group("inject_filter_1.7KB");
+    g.bench_function("splice", |b| {
+        b.iter(|| black_box(scatter::inject_filter(&query, pred, &limits).unwrap()))
+    });
+    g.bench_function("serde_json_dom", |b| {
+        b.iter(|| {
+            black_box(
+                serde_json::to_vec(&scatter::reference::inject_filter(&query, pred).unwrap())
+                    .unwrap(),
+            )
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
