@@ -125,17 +125,9 @@ async fn serve(
         }
         _ => {}
     }
+    let limit = shared.config.gateway.max_body_bytes;
+    let raw = read_body(body, limit).await?;
     if route.action == Action::BatchFetch {
-        let limit = shared.config.gateway.max_body_bytes;
-        let raw = Limited::new(body, limit)
-            .collect()
-            .await
-            .map_err(|e| {
-                GatewayError::PayloadTooLarge(format!(
-                    "request body rejected (limit {limit} bytes): {e}"
-                ))
-            })?
-            .to_bytes();
         let raw = decode_gzip(&parts.headers, raw, limit)?;
         let (page, served) =
             fetch::fetch_many(ctx, route.namespace.unwrap_or_default(), &raw).await?;
@@ -144,16 +136,6 @@ async fn serve(
             .insert("x-layer-cache", HeaderValue::from_static(served.header()));
         return Ok(r);
     }
-    let limit = shared.config.gateway.max_body_bytes;
-    let raw = Limited::new(body, limit)
-        .collect()
-        .await
-        .map_err(|e| {
-            GatewayError::PayloadTooLarge(format!(
-                "request body rejected (limit {limit} bytes): {e}"
-            ))
-        })?
-        .to_bytes();
     let mut headers = parts.headers;
     ensure_traceparent(&mut headers);
     let path_and_query = parts
@@ -266,6 +248,19 @@ async fn serve(
         _ => {}
     }
     Ok(relay(up, trace))
+}
+
+/// Reads a request body, refusing (413) anything larger than `limit`.
+async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, GatewayError> {
+    Ok(Limited::new(body, limit)
+        .collect()
+        .await
+        .map_err(|e| {
+            GatewayError::PayloadTooLarge(format!(
+                "request body rejected (limit {limit} bytes): {e}"
+            ))
+        })?
+        .to_bytes())
 }
 
 fn accepts_gzip(headers: &HeaderMap) -> bool {

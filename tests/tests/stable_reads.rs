@@ -231,7 +231,7 @@ fn the_watermark_never_moves_backwards() {
     wait_stable(&stack, ns, true);
     let mut last = 0;
     let mut advanced = 0;
-    for i in 0..12 {
+    for i in 0..24 {
         if i % 3 == 0 {
             stack.gw(
                 Method::POST,
