@@ -39,6 +39,13 @@ pub enum GatewayError {
     UpstreamTimeout(u64),
     #[error("{0}")]
     Internal(String),
+    /// An upstream answer relayed verbatim from inside a Layer route (fetch's origin read).
+    #[error("upstream answered {status}")]
+    Relay {
+        status: StatusCode,
+        content_type: Option<HeaderValue>,
+        body: Bytes,
+    },
 }
 
 impl GatewayError {
@@ -57,6 +64,7 @@ impl GatewayError {
             GatewayError::Upstream(_) => StatusCode::BAD_GATEWAY,
             GatewayError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             GatewayError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            GatewayError::Relay { status, .. } => *status,
         }
     }
 
@@ -93,6 +101,7 @@ impl GatewayError {
                 json!({"error": "upstream_error", "message": message})
             }
             GatewayError::Internal(_) => json!({"error": "internal_error", "message": message}),
+            GatewayError::Relay { body, .. } => serde_json::from_slice(body).unwrap_or(Value::Null),
         }
     }
 
@@ -108,11 +117,25 @@ impl GatewayError {
             GatewayError::NotFound { .. } | GatewayError::NotFoundDocs { .. } => "not_found",
             GatewayError::Upstream(_) | GatewayError::UpstreamTimeout(_) => "upstream_error",
             GatewayError::Internal(_) => "internal_error",
+            GatewayError::Relay { .. } => "upstream_relayed",
         }
     }
 
     /// The response for this error. This is the only place errors become HTTP.
     pub fn into_response(self) -> Response<Full<Bytes>> {
+        if let GatewayError::Relay {
+            status,
+            content_type,
+            body,
+        } = self
+        {
+            let mut resp = Response::new(Full::new(body));
+            *resp.status_mut() = status;
+            if let Some(ct) = content_type {
+                resp.headers_mut().insert(header::CONTENT_TYPE, ct);
+            }
+            return resp;
+        }
         let status = self.status();
         let body = serde_json::to_vec(&self.body()).unwrap_or_default();
         let mut resp = Response::new(Full::new(Bytes::from(body)));

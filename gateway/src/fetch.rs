@@ -209,6 +209,14 @@ async fn origin(
     if up.status == StatusCode::NOT_FOUND {
         return Ok(Vec::new());
     }
+    if up.status.is_client_error() {
+        // Upstream's own verdict on the request (e.g. an invalid namespace name): relay it.
+        return Err(GatewayError::Relay {
+            status: up.status,
+            content_type: up.headers.get(http::header::CONTENT_TYPE).cloned(),
+            body: up.body,
+        });
+    }
     if !up.status.is_success() {
         return Err(GatewayError::Upstream(format!(
             "origin read answered {}: {}",

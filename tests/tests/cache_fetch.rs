@@ -88,6 +88,20 @@ fn fetch_hits_misses_and_falls_through_on_cache_errors() {
         (200, json!("7"), json!("seven"))
     );
 
+    // Upstream's own verdict on a bad request is relayed verbatim (here: an invalid namespace).
+    let r = stack.gw(
+        Method::GET,
+        "/v2/namespaces/bad!ns/documents/a",
+        Bytes::new(),
+    );
+    assert_eq!(r.status, 400);
+    assert!(
+        r.text()
+            .starts_with("Invalid URL: Namespace contains invalid characters"),
+        "{}",
+        r.text()
+    );
+
     // Batch fetch keeps request order and lists absent ids inline.
     let r = stack.gw(
         Method::POST,
