@@ -167,13 +167,12 @@ impl Default for HybridOptions {
     }
 }
 
-/// Parses the options object of a HybridText expression (see the module docs).
-pub(crate) fn parse_options(options: Option<&LazyValue<'_>>) -> Result<HybridOptions, QueryError> {
-    let op = Expansion::HybridText;
-    let mut out = HybridOptions::default();
-    let Some(options) = options else {
-        return Ok(out);
-    };
+/// The members of an expression's options object (`null` members are "not given" and left
+/// out), shared by the HybridText and Auto option parsers.
+pub(crate) fn option_fields<'a>(
+    options: &LazyValue<'a>,
+    op: Expansion,
+) -> Result<Vec<(String, LazyValue<'a>)>, QueryError> {
     let fields =
         options
             .clone()
@@ -182,13 +181,26 @@ pub(crate) fn parse_options(options: Option<&LazyValue<'_>>) -> Result<HybridOpt
                 op,
                 message: "the options must be an object".into(),
             })?;
+    let mut out = Vec::new();
     for field in fields {
         let (key, value) = field.map_err(|e| json_error(&e, true))?;
-        let raw = raw_trimmed(&value);
-        if raw == "null" {
-            continue;
+        if raw_trimmed(&value) != "null" {
+            out.push((key.to_string(), value));
         }
-        match key.as_ref() {
+    }
+    Ok(out)
+}
+
+/// Parses the options object of a HybridText expression (see the module docs).
+pub(crate) fn parse_options(options: Option<&LazyValue<'_>>) -> Result<HybridOptions, QueryError> {
+    let op = Expansion::HybridText;
+    let mut out = HybridOptions::default();
+    let Some(options) = options else {
+        return Ok(out);
+    };
+    for (key, value) in option_fields(options, op)? {
+        let raw = raw_trimmed(&value);
+        match key.as_str() {
             "fuzziness" => {
                 out.fuzziness = match raw {
                     "\"auto\"" => Fuzziness::Auto,

@@ -28,7 +28,6 @@ use sonic_rs::LazyValue;
 use crate::order::raw_of;
 use crate::respond::Route;
 use crate::splice::raw_trimmed;
-use crate::validate::json_error;
 use crate::{Expansion, QueryError};
 
 /// The routing policy version.
@@ -64,21 +63,9 @@ pub(crate) fn parse_auto_options<'a>(
     let Some(options) = options else {
         return Ok(out);
     };
-    let fields =
-        options
-            .clone()
-            .into_object_iter()
-            .ok_or_else(|| QueryError::MalformedExpression {
-                op,
-                message: "the options must be an object".into(),
-            })?;
-    for field in fields {
-        let (key, value) = field.map_err(|e| json_error(&e, true))?;
+    for (key, value) in crate::hybrid::option_fields(options, op)? {
         let raw = raw_trimmed(&value);
-        if raw == "null" {
-            continue;
-        }
-        match key.as_ref() {
+        match key.as_str() {
             "route" => {
                 out.route = match raw {
                     "\"auto\"" => None,
