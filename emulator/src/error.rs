@@ -33,9 +33,6 @@ pub enum ApiError {
     /// 429 (concurrency permits or write backpressure).
     #[error("{0}")]
     TooManyRequests(String),
-    /// 202 with an error envelope (the "index still building" case, and async not-ready).
-    #[error("{0}")]
-    AcceptedError(String),
     /// Anything else: a status and envelope text chosen by the caller (fault injection, 5xx).
     #[error("{message}")]
     Status { status: StatusCode, message: String },
@@ -73,7 +70,6 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::AcceptedError(_) => StatusCode::ACCEPTED,
             ApiError::Status { status, .. } => *status,
         }
     }

@@ -179,15 +179,13 @@ pub fn apply(
     }
 
     let mut schema = st.schema.clone();
-    let mut retokenize = BTreeSet::new();
+    let mut fts_changed = false;
     if let Some(changes) = &req.schema {
         for (attr, v) in changes {
             if attr == "id" {
                 continue;
             }
-            if schema::apply_change(&mut schema, attr, schema::parse_attr(attr, v)?)? {
-                retokenize.insert(attr.clone());
-            }
+            fts_changed |= schema::apply_change(&mut schema, attr, schema::parse_attr(attr, v)?)?;
         }
     }
     let mut id_kind = st.id_kind;
@@ -344,8 +342,8 @@ pub fn apply(
         id_kind,
         ..
     } = w;
-    if !retokenize.is_empty() {
-        retokenize_all(st, &schema, &retokenize);
+    if fts_changed {
+        retokenize_all(st, &schema);
     }
     let effects: Vec<Effect> = overlay.into_iter().collect();
     for (id, doc) in &effects {
@@ -741,7 +739,9 @@ pub fn tokenize_doc(schema: &Schema, doc: &mut Doc) {
     }
 }
 
-fn retokenize_all(st: &mut NsState, schema: &Schema, _attrs: &BTreeSet<String>) {
+/// Re-analyses every document after a full-text setting changed (tokens of all FTS attributes
+/// are rebuilt together by `tokenize_doc`).
+fn retokenize_all(st: &mut NsState, schema: &Schema) {
     for map in [&mut st.docs, &mut st.indexed] {
         for doc in map.values_mut() {
             let mut d = (**doc).clone();

@@ -348,48 +348,61 @@ pub struct Touched {
     pub whole_namespace: bool,
 }
 
-/// Reads the ids a (validated) write body touches.
+/// Reads the ids a (validated) write body touches, lazily: only the id fields are decoded, so a
+/// large write is not turned into a JSON tree a second time. An unreadable body counts as touching
+/// the whole namespace.
 pub fn touched(body: &[u8]) -> Touched {
-    let Ok(v) = serde_json::from_slice::<Value>(body) else {
-        return Touched {
-            ids: Vec::new(),
-            whole_namespace: true,
-        };
+    let whole = Touched {
+        ids: Vec::new(),
+        whole_namespace: true,
     };
     let mut t = Touched::default();
-    for key in ["upsert_rows", "patch_rows"] {
-        for row in v.get(key).and_then(Value::as_array).into_iter().flatten() {
-            t.ids.extend(row.get("id").and_then(wire_id));
+    for field in sonic_rs::to_object_iter(body) {
+        let Ok((key, value)) = field else {
+            return whole;
+        };
+        let raw = value.as_raw_str();
+        match key.as_ref() {
+            "upsert_rows" | "patch_rows" => {
+                for row in sonic_rs::to_array_iter(raw) {
+                    let Ok(row) = row else { return whole };
+                    if let Ok(id) = sonic_rs::get(row.as_raw_str(), ["id"]) {
+                        t.ids.extend(raw_id(id.as_raw_str()));
+                    }
+                }
+            }
+            "upsert_columns" | "patch_columns" => {
+                if let Ok(ids) = sonic_rs::get(raw, ["id"]) {
+                    for id in sonic_rs::to_array_iter(ids.as_raw_str()) {
+                        let Ok(id) = id else { return whole };
+                        t.ids.extend(raw_id(id.as_raw_str()));
+                    }
+                }
+            }
+            "deletes" => {
+                for id in sonic_rs::to_array_iter(raw) {
+                    let Ok(id) = id else { return whole };
+                    t.ids.extend(raw_id(id.as_raw_str()));
+                }
+            }
+            "delete_by_filter"
+            | "patch_by_filter"
+            | "copy_from_namespace"
+            | "branch_from_namespace" => {
+                t.whole_namespace |= raw.trim() != "null";
+            }
+            _ => {}
         }
     }
-    for key in ["upsert_columns", "patch_columns"] {
-        for id in v
-            .get(key)
-            .and_then(|c| c.get("id"))
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            t.ids.extend(wire_id(id));
-        }
-    }
-    for id in v
-        .get("deletes")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        t.ids.extend(wire_id(id));
-    }
-    t.whole_namespace = [
-        "delete_by_filter",
-        "patch_by_filter",
-        "copy_from_namespace",
-        "branch_from_namespace",
-    ]
-    .iter()
-    .any(|k| v.get(*k).is_some_and(|x| !x.is_null()));
     t
+}
+
+/// A raw JSON id (`"a"`, `7`) as a wire id.
+fn raw_id(raw: &str) -> Option<String> {
+    serde_json::from_str::<Value>(raw.trim())
+        .ok()
+        .as_ref()
+        .and_then(wire_id)
 }
 
 /// Invalidates what a write touches: every shard's hot entries of the namespace, and the ids (or
@@ -426,6 +439,14 @@ mod tests {
         );
         assert_eq!(t.ids, vec!["1", "a", "2", "3"]);
         assert!(!t.whole_namespace);
+        assert_eq!(
+            touched(br#"{"deletes":["a\u0062"],"delete_by_filter":null}"#),
+            Touched {
+                ids: vec!["ab".into()],
+                whole_namespace: false
+            }
+        );
+        assert!(touched(b"{not json").whole_namespace);
         assert!(touched(br#"{"delete_by_filter":["a","Eq",1]}"#).whole_namespace);
     }
 

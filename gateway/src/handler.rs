@@ -50,19 +50,20 @@ pub async fn handle(ctx: Arc<ShardCtx>, req: Request<Incoming>) -> Resp {
     let started = Instant::now();
     metrics::request_started();
     let (parts, body) = req.into_parts();
-    let path = parts.uri.path().to_string();
-    let route = route::classify(&parts.method, &path);
+    // A `Uri` clone shares its bytes: the route borrows from it while `parts` moves on.
+    let uri = parts.uri.clone();
+    let route = route::classify(&parts.method, uri.path());
     let (resp, name, query_ns) = match route {
         None => {
             let e = GatewayError::NotFound {
                 method: parts.method.to_string(),
-                path: path.clone(),
+                path: uri.path().to_string(),
             };
             (e.into_response(), "unknown", None)
         }
         Some(r) => {
-            let query_ns = matches!(r.name, "query" | "query_v1")
-                .then(|| r.namespace.unwrap_or_default().to_string());
+            let query_ns =
+                matches!(r.name, "query" | "query_v1").then(|| r.namespace.unwrap_or_default());
             let resp = match serve(&ctx, r, parts, body).await {
                 Ok(resp) => resp,
                 Err(e) => e.into_response(),
@@ -70,12 +71,7 @@ pub async fn handle(ctx: Arc<ShardCtx>, req: Request<Incoming>) -> Resp {
             (resp, r.name, query_ns)
         }
     };
-    metrics::request_finished(
-        name,
-        resp.status().as_u16(),
-        started.elapsed(),
-        query_ns.as_deref(),
-    );
+    metrics::request_finished(name, resp.status().as_u16(), started.elapsed(), query_ns);
     resp
 }
 

@@ -64,7 +64,8 @@ impl Series {
 pub struct ShardMetrics {
     requests: BTreeMap<(&'static str, u16), u64>,
     request_latency: BTreeMap<&'static str, Series>,
-    query_latency: BTreeMap<(String, u16), Series>,
+    /// namespace → status → latency; nested so the hit path looks up by `&str` without allocating.
+    query_latency: BTreeMap<String, BTreeMap<u16, Series>>,
     upstream_latency: BTreeMap<&'static str, Series>,
     upstream_errors: BTreeMap<(&'static str, &'static str), u64>,
     write_rejections: BTreeMap<&'static str, u64>,
@@ -84,11 +85,11 @@ impl ShardMetrics {
                 .or_insert_with(Series::new)
                 .merge(v);
         }
-        for (k, v) in &o.query_latency {
-            self.query_latency
-                .entry(k.clone())
-                .or_insert_with(Series::new)
-                .merge(v);
+        for (ns, by_status) in &o.query_latency {
+            let mine = self.query_latency.entry(ns.clone()).or_default();
+            for (status, v) in by_status {
+                mine.entry(*status).or_insert_with(Series::new).merge(v);
+            }
         }
         for (k, v) in &o.upstream_latency {
             self.upstream_latency
@@ -149,8 +150,12 @@ pub fn request_finished(
             .or_insert_with(Series::new)
             .record(elapsed);
         if let Some(ns) = query_ns {
-            m.query_latency
-                .entry((ns.to_string(), status))
+            let by_status = match m.query_latency.get_mut(ns) {
+                Some(s) => s,
+                None => m.query_latency.entry(ns.to_string()).or_default(),
+            };
+            by_status
+                .entry(status)
                 .or_insert_with(Series::new)
                 .record(elapsed);
         }
@@ -230,13 +235,15 @@ pub fn render(shards: usize) -> String {
         "histogram",
         "Total wall-clock for a query through layer.",
     );
-    for ((ns, status), s) in &all.query_latency {
-        histogram(
-            &mut out,
-            "layer_query_duration_seconds",
-            &format!("namespace=\"{}\",status=\"{status}\"", escape(ns)),
-            s,
-        );
+    for (ns, by_status) in &all.query_latency {
+        for (status, s) in by_status {
+            histogram(
+                &mut out,
+                "layer_query_duration_seconds",
+                &format!("namespace=\"{}\",status=\"{status}\"", escape(ns)),
+                s,
+            );
+        }
     }
     header(
         &mut out,

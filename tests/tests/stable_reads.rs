@@ -87,6 +87,29 @@ fn upstream_queries(stack: &Stack) -> Vec<Value> {
         .collect()
 }
 
+/// Writes through the gateway (asserting success).
+fn write(stack: &Stack, ns: &str, body: &str) {
+    let r = stack.gw(
+        Method::POST,
+        &format!("/v2/namespaces/{ns}"),
+        body.to_string(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+/// Writes `first`, waits until the watcher reports the namespace stable, pauses its indexer and
+/// writes `second`: the namespace is then updating with `second` above the watermark.
+fn stable_then_behind(stack: &Stack, ns: &str, first: &str, second: &str) {
+    write(stack, ns, first);
+    wait_stable(stack, ns, true);
+    emu(
+        stack,
+        "/_emu/indexer",
+        json!({"namespace": ns, "paused": true}),
+    );
+    write(stack, ns, second);
+}
+
 const ALL: &str = r#"{"rank_by":["id","asc"],"top_k":100}"#;
 
 #[test]
@@ -195,20 +218,10 @@ fn a_write_to_a_stable_namespace_is_cut_immediately() {
         c.gateway.consistency.stable_poll_interval_ms = 60_000;
     });
     let ns = "stable-write-race";
-    stack.gw(
-        Method::POST,
-        &format!("/v2/namespaces/{ns}"),
-        r#"{"upsert_rows":[{"id":1}]}"#,
-    );
-    wait_stable(&stack, ns, true);
-    emu(
+    stable_then_behind(
         &stack,
-        "/_emu/indexer",
-        json!({"namespace": ns, "paused": true}),
-    );
-    stack.gw(
-        Method::POST,
-        &format!("/v2/namespaces/{ns}"),
+        ns,
+        r#"{"upsert_rows":[{"id":1}]}"#,
         r#"{"upsert_rows":[{"id":2}]}"#,
     );
     let (ids, _) = query_ids(&stack, ns, ALL);
@@ -256,20 +269,10 @@ fn the_watermark_never_moves_backwards() {
 fn every_leg_of_a_multi_query_shares_one_cut() {
     let stack = Stack::start_with(fast);
     let ns = "stable-multi";
-    stack.gw(
-        Method::POST,
-        &format!("/v2/namespaces/{ns}"),
-        r#"{"upsert_rows":[{"id":1,"t":"a"},{"id":2,"t":"b"}]}"#,
-    );
-    wait_stable(&stack, ns, true);
-    emu(
+    stable_then_behind(
         &stack,
-        "/_emu/indexer",
-        json!({"namespace": ns, "paused": true}),
-    );
-    stack.gw(
-        Method::POST,
-        &format!("/v2/namespaces/{ns}"),
+        ns,
+        r#"{"upsert_rows":[{"id":1,"t":"a"},{"id":2,"t":"b"}]}"#,
         r#"{"upsert_rows":[{"id":3,"t":"c"}]}"#,
     );
     stack.clear_requests();
@@ -376,20 +379,10 @@ fn unstamped_rows_stay_visible_under_the_cut() {
     // The documented limit: rows written around the gateway carry no stamp, and Lte matches null.
     let stack = Stack::start_with(fast);
     let ns = "stable-unstamped";
-    stack.gw(
-        Method::POST,
-        &format!("/v2/namespaces/{ns}"),
-        r#"{"upsert_rows":[{"id":1}]}"#,
-    );
-    wait_stable(&stack, ns, true);
-    emu(
+    stable_then_behind(
         &stack,
-        "/_emu/indexer",
-        json!({"namespace": ns, "paused": true}),
-    );
-    stack.gw(
-        Method::POST,
-        &format!("/v2/namespaces/{ns}"),
+        ns,
+        r#"{"upsert_rows":[{"id":1}]}"#,
         r#"{"upsert_rows":[{"id":2}]}"#,
     );
     stack.direct(
@@ -419,20 +412,10 @@ fn index_consistency_modes() {
         ];
     });
     for ns in ["mode-strong", "mode-eventual"] {
-        stack.gw(
-            Method::POST,
-            &format!("/v2/namespaces/{ns}"),
-            r#"{"upsert_rows":[{"id":1}]}"#,
-        );
-        wait_stable(&stack, ns, true);
-        emu(
+        stable_then_behind(
             &stack,
-            "/_emu/indexer",
-            json!({"namespace": ns, "paused": true}),
-        );
-        stack.gw(
-            Method::POST,
-            &format!("/v2/namespaces/{ns}"),
+            ns,
+            r#"{"upsert_rows":[{"id":1}]}"#,
             r#"{"upsert_rows":[{"id":2}]}"#,
         );
         stack.clear_requests();
