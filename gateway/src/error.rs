@@ -39,6 +39,16 @@ pub enum GatewayError {
     UpstreamTimeout(u64),
     #[error("{0}")]
     Internal(String),
+    /// The cache tier is unavailable and the route needs it (warm jobs, cache scans, cache
+    /// snapshot jobs): 503 `cache_cold`.
+    #[error("{0}")]
+    CacheCold(String),
+    /// A precondition of an explicitly requested source does not hold (412 `precondition_failed`).
+    #[error("{0}")]
+    PreconditionFailed(String),
+    /// The object store failed while serving a Layer read route (502 `object_store_error`).
+    #[error("{0}")]
+    ObjectStore(String),
     /// An upstream answer relayed verbatim from inside a Layer route (fetch's origin read).
     #[error("upstream answered {status}")]
     Relay {
@@ -64,6 +74,9 @@ impl GatewayError {
             GatewayError::Upstream(_) => StatusCode::BAD_GATEWAY,
             GatewayError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             GatewayError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            GatewayError::CacheCold(_) => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
+            GatewayError::ObjectStore(_) => StatusCode::BAD_GATEWAY,
             GatewayError::Relay { status, .. } => *status,
         }
     }
@@ -101,6 +114,13 @@ impl GatewayError {
                 json!({"error": "upstream_error", "message": message})
             }
             GatewayError::Internal(_) => json!({"error": "internal_error", "message": message}),
+            GatewayError::CacheCold(_) => json!({"error": "cache_cold", "message": message}),
+            GatewayError::PreconditionFailed(_) => {
+                json!({"error": "precondition_failed", "message": message})
+            }
+            GatewayError::ObjectStore(_) => {
+                json!({"error": "object_store_error", "message": message})
+            }
             GatewayError::Relay { body, .. } => serde_json::from_slice(body).unwrap_or(Value::Null),
         }
     }
@@ -117,6 +137,9 @@ impl GatewayError {
             GatewayError::NotFound { .. } | GatewayError::NotFoundDocs { .. } => "not_found",
             GatewayError::Upstream(_) | GatewayError::UpstreamTimeout(_) => "upstream_error",
             GatewayError::Internal(_) => "internal_error",
+            GatewayError::CacheCold(_) => "cache_cold",
+            GatewayError::PreconditionFailed(_) => "precondition_failed",
+            GatewayError::ObjectStore(_) => "object_store_error",
             GatewayError::Relay { .. } => "upstream_relayed",
         }
     }
@@ -159,6 +182,12 @@ impl From<scatter::RewriteError> for GatewayError {
         } else {
             GatewayError::Validation(e.to_string())
         }
+    }
+}
+
+impl From<crate::store::StoreError> for GatewayError {
+    fn from(e: crate::store::StoreError) -> Self {
+        GatewayError::ObjectStore(e.to_string())
     }
 }
 

@@ -35,6 +35,31 @@ pub struct Shared {
     pub cache: crate::fetch::CacheTier,
     /// Configured indexes by upstream namespace.
     pub indexes: HashMap<String, IndexConfig>,
+    /// The durable object store (history, clickstream, snapshot bodies).
+    pub store: crate::store::ObjectStore,
+    pub history: crate::history::History,
+    pub snapshots: crate::snapshots::Snapshots,
+    pub scans: crate::scans::Scans,
+    pub warm: crate::warm::Warm,
+    /// The control runtime (background loops and jobs); set once at start.
+    pub control: std::sync::OnceLock<Control>,
+}
+
+/// The control runtime: where background loops and jobs run, with its own upstream pool, so
+/// long scans never occupy a shard.
+#[derive(Clone)]
+pub struct Control {
+    pub handle: tokio::runtime::Handle,
+    pub upstream: Upstream,
+}
+
+impl Shared {
+    /// The control runtime (present once the gateway started).
+    pub fn control(&self) -> Result<&Control, GatewayError> {
+        self.control
+            .get()
+            .ok_or_else(|| GatewayError::Internal("the control runtime is not running".into()))
+    }
 }
 
 /// One shard's context: the shared state and the shard's own upstream pool.
@@ -43,7 +68,7 @@ pub struct ShardCtx {
     pub upstream: Upstream,
 }
 
-type Resp = Response<Full<Bytes>>;
+pub type Resp = Response<Full<Bytes>>;
 
 /// Serves one request. Never fails: every error becomes a response here.
 pub async fn handle(ctx: Arc<ShardCtx>, req: Request<Incoming>) -> Resp {
@@ -114,6 +139,13 @@ async fn serve(
                         .collect()
                 });
             let (doc, served) = fetch::fetch_one(ctx, ns, &id, include).await?;
+            crate::history::record_fetch(
+                ctx,
+                ns,
+                &parts.headers,
+                std::slice::from_ref(&id),
+                served,
+            );
             let mut r = json_response(StatusCode::OK, &doc);
             r.headers_mut()
                 .insert("x-layer-cache", HeaderValue::from_static(served.header()));
@@ -123,10 +155,31 @@ async fn serve(
     }
     let limit = shared.config.gateway.max_body_bytes;
     let raw = read_body(body, limit).await?;
+    match route.action {
+        Action::History => return crate::history::serve(ctx, route, &principal, parts, raw).await,
+        Action::Snapshots => {
+            return crate::snapshots::serve(ctx, route, &principal, parts, raw).await;
+        }
+        Action::Scans => return crate::scans::serve(ctx, route, &principal, parts, raw).await,
+        Action::Warm => return crate::warm::serve(ctx, route, &principal, parts, raw).await,
+        _ => {}
+    }
     if route.action == Action::BatchFetch {
         let raw = decode_gzip(&parts.headers, raw, limit)?;
-        let (page, served) =
-            fetch::fetch_many(ctx, route.namespace.unwrap_or_default(), &raw).await?;
+        let ns = route.namespace.unwrap_or_default();
+        let (page, served) = fetch::fetch_many(ctx, ns, &raw).await?;
+        if parts.headers.contains_key("traceparent") {
+            let ids: Vec<String> = page
+                .get("documents")
+                .and_then(Value::as_array)
+                .map(|docs| {
+                    docs.iter()
+                        .filter_map(|d| d.get("id").and_then(Value::as_str).map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default();
+            crate::history::record_fetch(ctx, ns, &parts.headers, &ids, served);
+        }
         let mut r = json_response(StatusCode::OK, &page);
         r.headers_mut()
             .insert("x-layer-cache", HeaderValue::from_static(served.header()));
@@ -185,9 +238,20 @@ async fn serve(
     let ns = route.namespace.unwrap_or_default();
     match route.action {
         Action::Query => {
-            search_context(&headers)?;
+            let search = search_context(&headers)?;
             let gzip_ok = accepts_gzip(&headers);
+            let request = body.clone();
             let a = query::serve(ctx, ns, &path_and_query, &mut headers, body).await?;
+            crate::history::record_query(
+                ctx,
+                ns,
+                &search,
+                trace.as_ref(),
+                &request,
+                a.status,
+                &a.body,
+                a.watermark,
+            );
             let mut up = UpstreamResponse {
                 status: a.status,
                 headers: a.headers,
@@ -392,7 +456,7 @@ fn filter_listing(mut up: UpstreamResponse, principal: &Principal) -> UpstreamRe
     up
 }
 
-fn relay(up: UpstreamResponse, trace: Option<HeaderValue>) -> Resp {
+pub fn relay(up: UpstreamResponse, trace: Option<HeaderValue>) -> Resp {
     let mut resp = Response::new(Full::new(up.body));
     *resp.status_mut() = up.status;
     *resp.headers_mut() = up.headers;
@@ -402,7 +466,7 @@ fn relay(up: UpstreamResponse, trace: Option<HeaderValue>) -> Resp {
     resp
 }
 
-fn json_response(status: StatusCode, v: &Value) -> Resp {
+pub fn json_response(status: StatusCode, v: &Value) -> Resp {
     let mut r = Response::new(Full::new(Bytes::from(
         serde_json::to_vec(v).unwrap_or_default(),
     )));

@@ -13,13 +13,20 @@ pub mod config;
 pub mod error;
 pub mod fetch;
 pub mod handler;
+pub mod history;
+pub mod jobs;
 pub mod metrics;
 pub mod namespaces;
+pub mod origin;
 pub mod query;
 pub mod route;
 pub mod runtime;
+pub mod scans;
+pub mod snapshots;
 pub mod stable;
+pub mod store;
 pub mod upstream;
+pub mod warm;
 pub mod watcher;
 
 use std::sync::Arc;
@@ -95,7 +102,19 @@ pub fn start_with_tier(
     for i in &config.indexes {
         watcher.register(i.namespace());
     }
+    let store =
+        store::ObjectStore::open(&config, env).map_err(|e| StartError::Store(e.to_string()))?;
+    let history = history::History::new(&config, store.clone());
+    let snapshots = snapshots::Snapshots::new(&config, store.clone());
+    let scans = scans::Scans::new(&config);
+    let warm = warm::Warm::new(&config);
     let shared = Arc::new(handler::Shared {
+        store,
+        history,
+        snapshots,
+        scans,
+        warm,
+        control: std::sync::OnceLock::new(),
         config,
         auth: ArcSwap::from_pointee(auth),
         limits,

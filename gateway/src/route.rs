@@ -29,6 +29,14 @@ pub enum Action {
     Fetch,
     /// `POST /v2/namespaces/{ns}/documents`: cache-first batch fetch.
     BatchFetch,
+    /// Search history and clickstream listings (crate::history).
+    History,
+    /// Snapshot jobs, history, bodies, activity and policy (crate::snapshots).
+    Snapshots,
+    /// Scan jobs, counts and results (crate::scans).
+    Scans,
+    /// Warm jobs and `hint_cache_warm` (crate::warm).
+    Warm,
 }
 
 /// A classified request.
@@ -100,7 +108,59 @@ pub fn classify<'a>(method: &Method, path: &'a str) -> Option<Route<'a>> {
             r(SchemaUpdate, "update_schema", Scope::Write, Some(*ns))
         }
         ("GET", ["v1", "namespaces", ns, "hint_cache_warm"]) => {
-            r(Passthrough, "hint_cache_warm", Scope::Read, Some(*ns))
+            r(Warm, "hint_cache_warm", Scope::Read, Some(*ns))
+        }
+        ("POST", ["v2", "namespaces", ns, "warm"]) => r(Warm, "warm", Scope::Read, Some(*ns)),
+        ("GET", ["v2", "namespaces", ns, "warm-jobs"]) => {
+            r(Warm, "list_warm_jobs", Scope::Read, Some(*ns))
+        }
+        ("GET", ["v2", "namespaces", ns, "warm-jobs", _id]) => {
+            r(Warm, "get_warm_job", Scope::Read, Some(*ns))
+        }
+        ("GET", ["v1" | "v2", "namespaces", ns, "search-history"]) => {
+            r(History, "search_history", Scope::Read, Some(*ns))
+        }
+        ("GET", ["v1" | "v2", "namespaces", ns, "clickstream"]) => {
+            r(History, "clickstream", Scope::Read, Some(*ns))
+        }
+        ("POST", ["v2", "namespaces", ns, "snapshots"]) => {
+            r(Snapshots, "create_snapshot", Scope::Read, Some(*ns))
+        }
+        ("GET", ["v2", "namespaces", ns, "snapshot-jobs"]) => {
+            r(Snapshots, "list_snapshot_jobs", Scope::Read, Some(*ns))
+        }
+        ("GET", ["v2", "namespaces", ns, "snapshot-jobs", _id]) => {
+            r(Snapshots, "get_snapshot_job", Scope::Read, Some(*ns))
+        }
+        ("GET", ["v2", "namespaces", ns, "history"]) => {
+            r(Snapshots, "namespace_history", Scope::Read, Some(*ns))
+        }
+        ("GET", ["v2", "namespaces", ns, "snapshots", _sha]) => {
+            r(Snapshots, "get_snapshot", Scope::Read, Some(*ns))
+        }
+        ("GET", ["v2", "namespaces", ns, "snapshot-policy"]) => {
+            r(Snapshots, "get_snapshot_policy", Scope::Read, Some(*ns))
+        }
+        ("PUT", ["v2", "namespaces", ns, "snapshot-policy"]) => {
+            r(Snapshots, "put_snapshot_policy", Scope::Write, Some(*ns))
+        }
+        ("GET", ["v2", "activity", "snapshots"]) => {
+            r(Snapshots, "snapshot_activity", Scope::Read, None)
+        }
+        ("POST", ["v2", "namespaces", ns, "scans"]) => {
+            r(Scans, "create_scan", Scope::Read, Some(*ns))
+        }
+        ("GET", ["v2", "namespaces", ns, "scans"]) => {
+            r(Scans, "list_scans", Scope::Read, Some(*ns))
+        }
+        ("GET", ["v2", "namespaces", ns, "scans", _id]) => {
+            r(Scans, "get_scan", Scope::Read, Some(*ns))
+        }
+        ("DELETE", ["v2", "namespaces", ns, "scans", _id]) => {
+            r(Scans, "delete_scan", Scope::Read, Some(*ns))
+        }
+        ("GET", ["v2", "namespaces", ns, "scans", _id, "results"]) => {
+            r(Scans, "scan_results", Scope::Read, Some(*ns))
         }
         ("POST", ["v1", "namespaces", ns, "_debug", "recall"]) => {
             r(Passthrough, "recall", Scope::Read, Some(*ns))

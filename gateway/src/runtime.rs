@@ -35,6 +35,8 @@ pub enum StartError {
     Gateway(#[from] crate::error::GatewayError),
     #[error("opening the cache tier: {0}")]
     Cache(String),
+    #[error("opening the object store: {0}")]
+    Store(String),
 }
 
 /// A running data plane.
@@ -106,7 +108,19 @@ pub fn start(
         .enable_all()
         .build()
         .map_err(StartError::Runtime)?;
-    control.spawn(shared.watcher.clone().run(registrations, control_upstream));
+    control.spawn(
+        shared
+            .watcher
+            .clone()
+            .run(registrations, control_upstream.clone()),
+    );
+    let ctl = handler::Control {
+        handle: control.handle().clone(),
+        upstream: control_upstream,
+    };
+    let _ = shared.control.set(ctl.clone());
+    crate::history::spawn(&shared, &ctl);
+    crate::snapshots::spawn(&shared, &ctl);
     let control = Some(control);
     let mut threads = Vec::new();
     if g.work_stealing {

@@ -61,6 +61,10 @@ impl Upstream {
         connect_timeout: Duration,
         request_timeout: Duration,
     ) -> Result<Self, GatewayError> {
+        // Two rustls crypto providers are linked (ring for our client, aws-lc-rs through the
+        // object store's S3 client), so rustls cannot pick one by itself: choose ring,
+        // process-wide, before the first TLS config is built. A second call is a no-op.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let uri: Uri = base_url
             .parse()
             .map_err(|e| GatewayError::Internal(format!("bad upstream url {base_url:?}: {e}")))?;

@@ -24,6 +24,10 @@
 //!     stablePollIntervalMs: 60000 # CONSISTENCY_STABLE_POLL_INTERVAL_MS (stable namespaces)
 //!     safetyMarginMs: 500         # CONSISTENCY_SAFETY_MARGIN_MS
 //!     maxConcurrentPolls: 16      # LAYER_CONSISTENCY_MAX_CONCURRENT_POLLS
+//!   objectStore: {backend: local}   # history and snapshots; see [`features`] for every key
+//!   history: {flushIntervalMs: 1000}
+//!   snapshots: {minIntervalMs: 300000}
+//!   scan: {defaultThreads: 8, valuesCap: 1000000}
 //! vectorStore:
 //!   kind: turbopuffer
 //!   endpoint:
@@ -53,6 +57,12 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+
+mod features;
+pub use features::{
+    HistoryConfig, ObjectStoreBackend, ObjectStoreConfig, ScanConfig, SnapshotsConfig,
+    parse_duration_ms,
+};
 
 /// Errors while loading configuration.
 #[derive(Debug, thiserror::Error)]
@@ -277,6 +287,10 @@ pub struct GatewayConfig {
     pub namespace_list_cache_ttl_ms: u64,
     pub cache: CacheConfig,
     pub consistency: ConsistencyConfig,
+    pub object_store: ObjectStoreConfig,
+    pub history: HistoryConfig,
+    pub snapshots: SnapshotsConfig,
+    pub scan: ScanConfig,
 }
 
 impl Default for GatewayConfig {
@@ -292,6 +306,10 @@ impl Default for GatewayConfig {
             cache: CacheConfig::default(),
             namespace_list_cache_ttl_ms: 10_000,
             consistency: ConsistencyConfig::default(),
+            object_store: ObjectStoreConfig::default(),
+            history: HistoryConfig::default(),
+            snapshots: SnapshotsConfig::default(),
+            scan: ScanConfig::default(),
         }
     }
 }
@@ -479,6 +497,35 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
         "NAMESPACE_LIST_CACHE_TTL_MS",
         "gateway.namespaceListCacheTtlMs",
     ),
+    ("LAYER_OBJECT_STORE", "gateway.objectStore.backend"),
+    ("LAYER_OBJECT_STORE_DIR", "gateway.objectStore.dir"),
+    ("LAYER_S3_BUCKET", "gateway.objectStore.bucket"),
+    (
+        "LAYER_S3_ENDPOINT",
+        "gateway.objectStore.endpoint (also AWS_ENDPOINT_URL)",
+    ),
+    (
+        "LAYER_S3_REGION",
+        "gateway.objectStore.region (also AWS_REGION)",
+    ),
+    ("LAYER_OBJECT_STORE_PREFIX", "gateway.objectStore.prefix"),
+    ("LAYER_S3_ALLOW_HTTP", "gateway.objectStore.allowHttp"),
+    (
+        "LAYER_HISTORY_FLUSH_INTERVAL_MS",
+        "gateway.history.flushIntervalMs",
+    ),
+    ("LAYER_HISTORY_MAX_BATCH", "gateway.history.maxBatchEntries"),
+    ("LAYER_HISTORY_QUEUE", "gateway.history.queueCapacity"),
+    (
+        "LAYER_HISTORY_RECENT_WINDOW",
+        "gateway.history.recentWindow",
+    ),
+    (
+        "LAYER_SNAPSHOT_MIN_INTERVAL_MS",
+        "gateway.snapshots.minIntervalMs",
+    ),
+    ("LAYER_SCAN_THREADS", "gateway.scan.defaultThreads"),
+    ("LAYER_SCAN_VALUES_CAP", "gateway.scan.valuesCap"),
 ];
 
 impl Config {
@@ -547,6 +594,20 @@ impl Config {
                     g.consistency.max_concurrent_polls = parse(var, v)?
                 }
                 "NAMESPACE_LIST_CACHE_TTL_MS" => g.namespace_list_cache_ttl_ms = parse(var, v)?,
+                "LAYER_OBJECT_STORE" => g.object_store.backend = parse(var, v)?,
+                "LAYER_OBJECT_STORE_DIR" => g.object_store.dir = Some(PathBuf::from(v)),
+                "LAYER_S3_BUCKET" => g.object_store.bucket = Some(v),
+                "LAYER_S3_ENDPOINT" => g.object_store.endpoint = Some(v),
+                "LAYER_S3_REGION" => g.object_store.region = Some(v),
+                "LAYER_OBJECT_STORE_PREFIX" => g.object_store.prefix = v,
+                "LAYER_S3_ALLOW_HTTP" => g.object_store.allow_http = parse(var, v)?,
+                "LAYER_HISTORY_FLUSH_INTERVAL_MS" => g.history.flush_interval_ms = parse(var, v)?,
+                "LAYER_HISTORY_MAX_BATCH" => g.history.max_batch_entries = parse(var, v)?,
+                "LAYER_HISTORY_QUEUE" => g.history.queue_capacity = parse(var, v)?,
+                "LAYER_HISTORY_RECENT_WINDOW" => g.history.recent_window = parse(var, v)?,
+                "LAYER_SNAPSHOT_MIN_INTERVAL_MS" => g.snapshots.min_interval_ms = parse(var, v)?,
+                "LAYER_SCAN_THREADS" => g.scan.default_threads = parse(var, v)?,
+                "LAYER_SCAN_VALUES_CAP" => g.scan.values_cap = parse(var, v)?,
                 _ => {}
             }
         }
@@ -605,6 +666,25 @@ impl Config {
                     "key {:?}: scopes must not be empty",
                     k.name
                 )));
+            }
+        }
+        let o = &self.gateway.object_store;
+        if o.backend == ObjectStoreBackend::S3 && o.bucket.as_deref().is_none_or(str::is_empty) {
+            return Err(ConfigError::Invalid(
+                "objectStore.backend s3 needs objectStore.bucket (LAYER_S3_BUCKET)".into(),
+            ));
+        }
+        for i in &self.indexes {
+            for (what, v) in [
+                ("interval", &i.snapshot.interval),
+                ("retention", &i.snapshot.retention),
+            ] {
+                if let Err(e) = parse_duration_ms(v) {
+                    return Err(ConfigError::Invalid(format!(
+                        "index {:?}: snapshot.{what}: {e}",
+                        i.name
+                    )));
+                }
             }
         }
         let c = &self.gateway.consistency;
