@@ -2,7 +2,12 @@
 //! backed by an Aerospike server (the product's production document cache).
 //!
 //! Layout: Aerospike namespace from config; Aerospike `set` = [`Set::as_str`] (`documents`,
-//! `chunks`, `snapshots`); user key = `"{len(ns)}:{ns}:{generation}:{id}"`; one blob bin `v`.
+//! `chunks`, `snapshots`); user key = `"{len(ns)}:{ns}:{generation}:{id}"`; a blob bin `v` with
+//! the value, and bins `ns`, `gen`, `id` so [`Tier::scan`] can recover keys (Aerospike stores only
+//! the key's digest). A scan is an Aerospike query over the set with a filter expression
+//! `ns == <ns> && gen == <current generation>`, paged with the client's partition cursor
+//! (`max_records` per page), so cleared generations and deleted records never come back.
+//! Records written before these bins existed are invisible to scans (they still serve `get`).
 //! Namespace clears bump a generation kept in the `layer_generations` set (bin `g`), so a clear
 //! never scans: old records become unreachable and age out by the namespace's TTL / eviction.
 //! Generations are cached in memory per gateway after the first read (single gateway writer per
@@ -12,16 +17,23 @@
 
 use std::sync::Arc;
 
-use aerospike::{Bin, Bins, Client, ClientPolicy, Key, ReadPolicy, ResultCode, Value, WritePolicy};
+use aerospike::expressions::{and, eq, int_bin, int_val, string_bin, string_val};
+use aerospike::{
+    Bin, Bins, Client, ClientPolicy, Key, PartitionFilter, QueryPolicy, ReadPolicy, Record,
+    ResultCode, Statement, Value, WritePolicy,
+};
 use bytes::Bytes;
 use hashbrown::HashMap;
 use parking_lot::Mutex;
 
 use crate::key::check_key;
-use crate::tier::TierFuture;
-use crate::{CacheError, CacheState, Health, HealthCell, Set, Tier};
+use crate::tier::{CursorPos, TierFuture};
+use crate::{CacheError, CacheState, Health, HealthCell, ScanCursor, ScanPage, Set, Tier};
 
 const VALUE_BIN: &str = "v";
+const NS_BIN: &str = "ns";
+const ID_BIN: &str = "id";
+const RECORD_GEN_BIN: &str = "gen";
 const GEN_BIN: &str = "g";
 const GEN_SET: &str = "layer_generations";
 
@@ -151,8 +163,14 @@ impl Inner {
     }
 
     async fn put(&self, set: Set, ns: &str, id: &str, value: Bytes) -> Result<(), CacheError> {
-        let key = self.record_key(set, ns, self.generation(set, ns).await?, id)?;
-        let bins = [Bin::new(VALUE_BIN, Value::Blob(value.to_vec()))];
+        let gen_ = self.generation(set, ns).await?;
+        let key = self.record_key(set, ns, gen_, id)?;
+        let bins = [
+            Bin::new(VALUE_BIN, Value::Blob(value.to_vec())),
+            Bin::new(NS_BIN, Value::String(ns.to_string())),
+            Bin::new(ID_BIN, Value::String(id.to_string())),
+            Bin::new(RECORD_GEN_BIN, Value::Int(gen_ as i64)),
+        ];
         self.client
             .put(&WritePolicy::default(), &key, &bins)
             .await
@@ -178,6 +196,78 @@ impl Inner {
             .map_err(|e| backend(&e))?;
         self.generations.lock().insert((set, ns.to_string()), next);
         Ok(())
+    }
+
+    /// One page of a scan: a query over the set filtered to the namespace's current generation,
+    /// resumed from the partition cursor and stopped after `limit` records.
+    async fn scan(
+        &self,
+        set: Set,
+        ns: &str,
+        cursor: Option<ScanCursor>,
+        limit: usize,
+    ) -> Result<ScanPage, CacheError> {
+        let gen_ = self.generation(set, ns).await?;
+        let mut policy = QueryPolicy {
+            max_records: limit.max(1) as u64,
+            ..QueryPolicy::default()
+        };
+        policy.base_policy.filter_expression = Some(and(vec![
+            eq(string_bin(NS_BIN), string_val(ns.to_string())),
+            eq(int_bin(RECORD_GEN_BIN), int_val(gen_ as i64)),
+        ]));
+        let filter = match cursor {
+            Some(ScanCursor(CursorPos::Partitions(f))) => f,
+            _ => PartitionFilter::all(),
+        };
+        let statement = Statement::new(self.namespace.clone(), set.as_str(), Bins::All);
+        let found: Arc<Mutex<Found>> = Arc::default();
+        let sink = Arc::clone(&found);
+        let mut handle = self
+            .client
+            .query_foreach(&policy, filter, statement, move |rec| {
+                let sink = Arc::clone(&sink);
+                async move {
+                    let mut out = sink.lock();
+                    match rec.map_err(|e| backend(&e)).and_then(|r| scanned(&r)) {
+                        Ok(entry) => {
+                            out.0.push(entry);
+                            true
+                        }
+                        Err(e) => {
+                            out.1.get_or_insert(e);
+                            false
+                        }
+                    }
+                }
+            })
+            .await
+            .map_err(|e| backend(&e))?;
+        handle.wait().await.map_err(|e| backend(&e))?;
+        let next = handle
+            .partition_filter()
+            .filter(|f| !f.done())
+            .map(|f| ScanCursor(CursorPos::Partitions(f)));
+        let (entries, error) = std::mem::take(&mut *found.lock());
+        match error {
+            Some(e) => Err(e),
+            None => Ok(ScanPage { entries, next }),
+        }
+    }
+}
+
+/// What a scan page's callback collected: entries, and the first error that stopped it.
+type Found = (Vec<(String, Bytes)>, Option<CacheError>);
+
+/// The `(id, value)` of one scanned record.
+fn scanned(rec: &Record) -> Result<(String, Bytes), CacheError> {
+    match (rec.bins.get(ID_BIN), rec.bins.get(VALUE_BIN)) {
+        (Some(Value::String(id)), Some(Value::Blob(v))) => {
+            Ok((id.clone(), Bytes::copy_from_slice(v)))
+        }
+        _ => Err(CacheError::Corrupt(
+            "aerospike record lacks the id or value bin".into(),
+        )),
     }
 }
 
@@ -211,6 +301,20 @@ impl Tier for AerospikeTier {
         Box::pin(async move {
             check_key(&ns, "")?;
             inner.observe(inner.clear_namespace(set, &ns).await)
+        })
+    }
+
+    fn scan(
+        &self,
+        set: Set,
+        ns: &str,
+        cursor: Option<ScanCursor>,
+        limit: usize,
+    ) -> TierFuture<ScanPage> {
+        let (inner, ns) = (Arc::clone(&self.inner), ns.to_string());
+        Box::pin(async move {
+            check_key(&ns, "")?;
+            inner.observe(inner.scan(set, &ns, cursor, limit).await)
         })
     }
 

@@ -10,6 +10,9 @@
 //!   or, with cargo feature `aerospike`, `AerospikeTier`. [`FaultyTier`] wraps any tier to inject
 //!   failures in tests; [`DisabledTier`] is the "no shared tier" tier.
 //!
+//! [`Tier::scan`] enumerates the live entries of one `(set, namespace)` page by page (cache-sourced
+//! scans and warm checks in the gateway); [`scan_all`] collects every page.
+//!
 //! Around them: [`Set`] separates documents, pipeline chunks and snapshot bodies; namespaces are
 //! invalidated wholesale by generation counters ([`Invalidations`] fans a clear out to every
 //! shard's hot cache without touching it); [`LocalCoalescer`] / [`SharedCoalescer`] make N
@@ -53,7 +56,7 @@ pub use health::{CacheState, Health, HealthCell};
 pub use hot::{HotCache, HotCacheConfig, HotStats, Invalidations, Policy};
 pub use key::{MAX_ID_LEN, MAX_NAMESPACE_LEN, Set, render_u64_id};
 pub use nvme::{NvmeConfig, NvmeStats, NvmeTier, StartMode};
-pub use tier::{DisabledTier, FaultyTier, Tier, TierFuture};
+pub use tier::{DisabledTier, FaultyTier, ScanCursor, ScanPage, Tier, TierFuture, scan_all};
 
 #[cfg(feature = "aerospike")]
 pub use aerospike::{AerospikeConfig, AerospikeTier};

@@ -15,6 +15,8 @@ mod engine;
 mod io;
 mod record;
 #[cfg(test)]
+mod scan_tests;
+#[cfg(test)]
 mod tests;
 mod uring;
 
@@ -29,7 +31,7 @@ use futures_channel::oneshot;
 
 use crate::key::check_key;
 use crate::tier::TierFuture;
-use crate::{CacheError, CacheState, Health, HealthCell, Set, Tier};
+use crate::{CacheError, CacheState, Health, HealthCell, ScanCursor, ScanPage, Set, Tier};
 use engine::{Engine, Request};
 
 /// What to do with segment files found at start.
@@ -123,6 +125,10 @@ pub struct NvmeStats {
     pub torn_records: u64,
     /// Failed disk operations.
     pub io_errors: u64,
+    /// Scan pages served.
+    pub scan_pages: u64,
+    /// Disk reads issued by scans (one per run of nearby records).
+    pub scan_reads: u64,
 }
 
 /// Front end of the NVMe tier. Clones share the thread; the thread flushes and exits when the
@@ -306,6 +312,20 @@ impl Tier for NvmeTier {
             return fail(e);
         }
         self.call(|r| Request::Clear(set, ns.into(), r))
+    }
+
+    fn scan(
+        &self,
+        set: Set,
+        ns: &str,
+        cursor: Option<ScanCursor>,
+        limit: usize,
+    ) -> TierFuture<ScanPage> {
+        if let Err(e) = check_key(ns, "") {
+            return fail(e);
+        }
+        let after = ScanCursor::after_id(cursor.as_ref()).map(Box::<str>::from);
+        self.call(|r| Request::Scan(set, ns.into(), after, limit, r))
     }
 
     fn health(&self) -> Health {

@@ -4,6 +4,11 @@
 //! The trait is object safe so the gateway can hold `Arc<dyn Tier>` and pick the backend (NVMe or
 //! Aerospike) from config. Futures are boxed, `Send` and `'static` (they own their inputs), so a
 //! shard can `.await` them inline or spawn them (e.g. a best-effort backfill `put`).
+//!
+//! Enumeration ([`Tier::scan`]) is paged: each call returns at most `limit` live entries of one
+//! `(set, namespace)` and a [`ScanCursor`] to resume from, so a scan over a large namespace never
+//! holds more than one page in memory. [`scan_all`] loops the pages for callers that want every
+//! entry at once (tests, small namespaces).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -16,6 +21,46 @@ use crate::{CacheError, CacheState, Health, Set};
 
 /// The future every [`Tier`] method returns.
 pub type TierFuture<T> = Pin<Box<dyn Future<Output = Result<T, CacheError>> + Send + 'static>>;
+
+/// Where a paged [`Tier::scan`] resumes. Opaque: only the tier that returned it understands it
+/// (handing one tier's cursor to another tier restarts the scan from the beginning).
+#[derive(Debug)]
+pub struct ScanCursor(pub(crate) CursorPos);
+
+#[derive(Debug)]
+pub(crate) enum CursorPos {
+    /// Ids strictly greater than this one (tiers that enumerate in id order).
+    AfterId(Box<str>),
+    /// The Aerospike client's partition cursor.
+    #[cfg(feature = "aerospike")]
+    Partitions(aerospike::PartitionFilter),
+}
+
+impl ScanCursor {
+    /// A cursor resuming after `id` in id order (used by ordered tiers).
+    pub(crate) fn after(id: &str) -> Self {
+        ScanCursor(CursorPos::AfterId(id.into()))
+    }
+
+    /// The id this cursor resumes after, for tiers that enumerate in id order.
+    pub(crate) fn after_id(cursor: Option<&ScanCursor>) -> Option<&str> {
+        match cursor {
+            Some(ScanCursor(CursorPos::AfterId(id))) => Some(id),
+            _ => None,
+        }
+    }
+}
+
+/// One page of a [`Tier::scan`].
+#[derive(Debug, Default)]
+pub struct ScanPage {
+    /// Live `(id, value)` entries. The NVMe tier returns them in ascending id order; other tiers
+    /// in their own order. A page may hold fewer than `limit` entries (even none) while more
+    /// follow: only `next` says whether the scan is finished.
+    pub entries: Vec<(String, Bytes)>,
+    /// Where the next page starts; `None` when this was the last page.
+    pub next: Option<ScanCursor>,
+}
 
 /// A cache tier shared by all shards of a node. Every error is soft: the caller serves from origin.
 pub trait Tier: Send + Sync {
@@ -33,6 +78,19 @@ pub trait Tier: Send + Sync {
     /// on delete_by_filter / patch_by_filter instead of working out which ids changed.
     fn clear_namespace(&self, set: Set, ns: &str) -> TierFuture<()>;
 
+    /// One page of the live `(id, value)` entries of `(set, ns)`, starting at `cursor` (`None`:
+    /// the beginning), at most `limit` entries (`0` is read as 1). Deleted entries and entries
+    /// written before the namespace's last [`Tier::clear_namespace`] are never returned. An
+    /// entry written or deleted while a scan is in progress may or may not be seen by later
+    /// pages; an entry that is live for the whole scan is returned exactly once.
+    fn scan(
+        &self,
+        set: Set,
+        ns: &str,
+        cursor: Option<ScanCursor>,
+        limit: usize,
+    ) -> TierFuture<ScanPage>;
+
     /// Current health (cheap; no I/O).
     fn health(&self) -> Health;
 
@@ -42,6 +100,27 @@ pub trait Tier: Send + Sync {
 
 fn ready<T: Send + 'static>(r: Result<T, CacheError>) -> TierFuture<T> {
     Box::pin(std::future::ready(r))
+}
+
+/// Every live `(id, value)` of `(set, ns)`, by looping [`Tier::scan`] pages of `page` entries.
+/// Holds the whole namespace in memory: for tests and small namespaces; large scans should
+/// consume page by page.
+pub async fn scan_all(
+    tier: &dyn Tier,
+    set: Set,
+    ns: &str,
+    page: usize,
+) -> Result<Vec<(String, Bytes)>, CacheError> {
+    let mut out = Vec::new();
+    let mut cursor = None;
+    loop {
+        let p = tier.scan(set, ns, cursor, page).await?;
+        out.extend(p.entries);
+        match p.next {
+            Some(c) => cursor = Some(c),
+            None => return Ok(out),
+        }
+    }
 }
 
 /// The tier used when no shared tier is configured: misses everywhere, drops writes, reports
@@ -61,6 +140,9 @@ impl Tier for DisabledTier {
     }
     fn clear_namespace(&self, _: Set, _: &str) -> TierFuture<()> {
         ready(Ok(()))
+    }
+    fn scan(&self, _: Set, _: &str, _: Option<ScanCursor>, _: usize) -> TierFuture<ScanPage> {
+        ready(Err(CacheError::Disabled))
     }
     fn health(&self) -> Health {
         Health {
@@ -157,6 +239,18 @@ impl Tier for FaultyTier {
         }
         self.inner.clear_namespace(set, ns)
     }
+    fn scan(
+        &self,
+        set: Set,
+        ns: &str,
+        cursor: Option<ScanCursor>,
+        limit: usize,
+    ) -> TierFuture<ScanPage> {
+        if self.should_fail() {
+            return ready(Err(CacheError::Injected));
+        }
+        self.inner.scan(set, ns, cursor, limit)
+    }
     fn health(&self) -> Health {
         let inner = self.inner.health();
         Health {
@@ -180,24 +274,54 @@ mod tests {
 
     use super::*;
 
-    /// A tiny in-memory tier so the wrapper can be tested without disk.
+    type MapKey = (Set, String, String);
+
+    /// A tiny in-memory tier so the wrapper (and the paging helper) can be tested without disk.
     #[derive(Default)]
-    struct MapTier(parking_lot::Mutex<std::collections::HashMap<String, Bytes>>);
+    struct MapTier(parking_lot::Mutex<std::collections::BTreeMap<MapKey, Bytes>>);
+
+    fn key(set: Set, ns: &str, id: &str) -> MapKey {
+        (set, ns.to_string(), id.to_string())
+    }
 
     impl Tier for MapTier {
-        fn get(&self, _: Set, _: &str, id: &str) -> TierFuture<Option<Bytes>> {
-            ready(Ok(self.0.lock().get(id).cloned()))
+        fn get(&self, set: Set, ns: &str, id: &str) -> TierFuture<Option<Bytes>> {
+            ready(Ok(self.0.lock().get(&key(set, ns, id)).cloned()))
         }
-        fn put(&self, _: Set, _: &str, id: &str, value: Bytes) -> TierFuture<()> {
-            self.0.lock().insert(id.into(), value);
+        fn put(&self, set: Set, ns: &str, id: &str, value: Bytes) -> TierFuture<()> {
+            self.0.lock().insert(key(set, ns, id), value);
             ready(Ok(()))
         }
-        fn delete(&self, _: Set, _: &str, id: &str) -> TierFuture<()> {
-            self.0.lock().remove(id);
+        fn delete(&self, set: Set, ns: &str, id: &str) -> TierFuture<()> {
+            self.0.lock().remove(&key(set, ns, id));
             ready(Ok(()))
         }
-        fn clear_namespace(&self, _: Set, _: &str) -> TierFuture<()> {
+        fn clear_namespace(&self, set: Set, ns: &str) -> TierFuture<()> {
+            self.0.lock().retain(|(s, n, _), _| !(*s == set && n == ns));
             ready(Ok(()))
+        }
+        fn scan(
+            &self,
+            set: Set,
+            ns: &str,
+            cursor: Option<ScanCursor>,
+            limit: usize,
+        ) -> TierFuture<ScanPage> {
+            let map = self.0.lock();
+            let from = ScanCursor::after_id(cursor.as_ref()).unwrap_or_default();
+            let mut entries: Vec<(String, Bytes)> = map
+                .range(key(set, ns, from)..)
+                .take_while(|((s, n, _), _)| *s == set && n == ns)
+                .filter(|((_, _, id), _)| cursor.is_none() || id.as_str() > from)
+                .take(limit.max(1) + 1)
+                .map(|((_, _, id), v)| (id.clone(), v.clone()))
+                .collect();
+            let more = entries.len() > limit.max(1);
+            entries.truncate(limit.max(1));
+            let next = more
+                .then(|| entries.last().map(|(id, _)| ScanCursor::after(id)))
+                .flatten();
+            ready(Ok(ScanPage { entries, next }))
         }
         fn health(&self) -> Health {
             Health {
@@ -208,6 +332,51 @@ mod tests {
         fn name(&self) -> &'static str {
             "map"
         }
+    }
+
+    #[test]
+    fn scan_all_pages_through_one_namespace_only() {
+        let tier = MapTier::default();
+        for i in 0..25 {
+            block_on(tier.put(Set::Documents, "ns", &format!("{i:03}"), Bytes::from("v")))
+                .expect("put");
+        }
+        block_on(tier.put(Set::Documents, "other", "x", Bytes::from("o"))).expect("put");
+        block_on(tier.put(Set::Chunks, "ns", "c", Bytes::from("c"))).expect("put");
+        block_on(tier.delete(Set::Documents, "ns", "007")).expect("delete");
+        for page in [1, 4, 24, 100] {
+            let all = block_on(scan_all(&tier, Set::Documents, "ns", page)).expect("scan");
+            let ids: Vec<String> = all.into_iter().map(|(id, _)| id).collect();
+            let want: Vec<String> = (0..25)
+                .filter(|i| *i != 7)
+                .map(|i| format!("{i:03}"))
+                .collect();
+            assert_eq!(ids, want, "page {page}");
+        }
+        block_on(tier.clear_namespace(Set::Documents, "ns")).expect("clear");
+        assert!(
+            block_on(scan_all(&tier, Set::Documents, "ns", 10))
+                .expect("scan")
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn faulty_and_disabled_tiers_fail_scans() {
+        let faulty = FaultyTier::new(Arc::new(MapTier::default()));
+        faulty.fail_next(1);
+        assert_eq!(
+            block_on(scan_all(&faulty, Set::Documents, "ns", 10)).map(|v| v.len()),
+            Err(CacheError::Injected)
+        );
+        assert_eq!(
+            block_on(scan_all(&faulty, Set::Documents, "ns", 10)).map(|v| v.len()),
+            Ok(0)
+        );
+        assert_eq!(
+            block_on(scan_all(&DisabledTier, Set::Documents, "ns", 10)).map(|v| v.len()),
+            Err(CacheError::Disabled)
+        );
     }
 
     #[test]

@@ -11,12 +11,18 @@
 //! disk read → checksum and key verified → value handed out zero-copy as a `Bytes` slice of the
 //! read buffer.
 //!
+//! Scan path (`scan.rs`): each namespace slot keeps its live ids in a sorted set next to the
+//! hash index, so a page of `(id, value)` entries is a range over that set; the page's records are
+//! read with one disk read per run of nearby records instead of one per record.
+//!
 //! Size bound: segments are dropped oldest first (FIFO) before a new one would exceed
 //! `max_bytes`; their index entries go with them. Tombstones and namespace clears are ordinary
 //! records, so recovery replays them in log order; FIFO eviction cannot resurrect a deleted
 //! entry because a tombstone is always newer than the put it cancels, so the put is dropped first.
 
-use std::collections::{BTreeMap, VecDeque};
+mod scan;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::OpenOptionsExt;
@@ -48,6 +54,14 @@ pub(crate) enum Request {
     Put(Set, Box<str>, Box<str>, Bytes, Reply<()>),
     Delete(Set, Box<str>, Box<str>, Reply<()>),
     Clear(Set, Box<str>, Reply<()>),
+    /// One page of `(set, ns)`: ids after the given one, at most `limit` entries.
+    Scan(
+        Set,
+        Box<str>,
+        Option<Box<str>>,
+        usize,
+        Reply<crate::ScanPage>,
+    ),
     Flush(Reply<()>),
     Stats(oneshot::Sender<NvmeStats>),
 }
@@ -95,6 +109,8 @@ enum InFlight {
         _buf: Arc<AlignedBuf>,
         _file: Arc<File>,
     },
+    /// One read covering a run of records of a scan page (`scan.rs`).
+    ScanRead(scan::RunRead),
 }
 
 pub(crate) struct Engine {
@@ -119,6 +135,10 @@ pub(crate) struct Engine {
     /// Per namespace slot: current generation and (set, name), for verifying reads.
     gens: Vec<u64>,
     names: Vec<(Set, Box<str>)>,
+    /// Per namespace slot: the live ids (current generation) in order, for paged scans.
+    ids: Vec<BTreeSet<Box<str>>>,
+    /// Scan pages waiting for their disk reads (`scan.rs`).
+    scans: scan::Pages,
     health: Arc<HealthCell>,
     stats: NvmeStats,
 }
@@ -153,6 +173,8 @@ impl Engine {
             namespaces: HashMap::new(),
             gens: Vec::new(),
             names: Vec::new(),
+            ids: Vec::new(),
+            scans: scan::Pages::default(),
             health,
         };
         let existing = list_segments(&cfg.dir).map_err(|e| CacheError::io("list", &e))?;
@@ -204,6 +226,9 @@ impl Engine {
         let gens = &self.gens;
         self.index
             .retain(|(slot, _), loc| loc.gen_ == gens[*slot as usize]);
+        for (slot, id) in self.index.keys() {
+            self.ids[*slot as usize].insert(id.clone());
+        }
         self.stats.recovered_entries = self.index.len() as u64;
         Ok(())
     }
@@ -215,6 +240,7 @@ impl Engine {
         let s = self.gens.len() as u32;
         self.gens.push(0);
         self.names.push((set, ns.into()));
+        self.ids.push(BTreeSet::new());
         self.namespaces.insert((set, ns.into()), s);
         s
     }
@@ -261,7 +287,14 @@ impl Engine {
                 tracing::warn!(error = %e, path = %seg.path.display(), "nvme cache: segment unlink failed");
             }
             // O(index) per dropped segment, i.e. O(segments) per entry over its lifetime.
-            self.index.retain(|_, loc| loc.seg != seq);
+            let ids = &mut self.ids;
+            self.index.retain(|(slot, id), loc| {
+                let keep = loc.seg != seq;
+                if !keep {
+                    ids[*slot as usize].remove(id);
+                }
+                keep
+            });
             self.stats.evicted_segments += 1;
         }
     }
@@ -347,6 +380,7 @@ impl Engine {
             Request::Delete(set, ns, id, reply) => {
                 let slot = self.ns_slot(set, &ns);
                 let r = self.append(Kind::Delete, set, &ns, &id, &[]).map(|_| ());
+                self.ids[slot as usize].remove(&id);
                 self.index.remove(&(slot, id));
                 let _ = reply.send(r);
             }
@@ -355,7 +389,11 @@ impl Engine {
                 let r = self.append(Kind::Clear, set, &ns, "", &[]).map(|_| ());
                 // Bump even if the record could not be written: memory must not serve old data.
                 self.gens[slot as usize] += 1;
+                self.ids[slot as usize].clear();
                 let _ = reply.send(r);
+            }
+            Request::Scan(set, ns, after, limit, reply) => {
+                self.scan(set, &ns, after.as_deref(), limit, reply);
             }
             Request::Flush(reply) => {
                 self.flush_buffer();
@@ -384,6 +422,10 @@ impl Engine {
             len,
             gen_: self.gens[slot as usize],
         };
+        let ids = &mut self.ids[slot as usize];
+        if !ids.contains(&id) {
+            ids.insert(id.clone());
+        }
         self.index.insert((slot, id), loc);
         self.stats.puts += 1;
         Ok(())
@@ -415,7 +457,7 @@ impl Engine {
             return;
         }
         let Some(file) = self.segments.get(&loc.seg).map(|s| Arc::clone(&s.file)) else {
-            self.index.remove(&key);
+            self.drop_entry(&key, loc);
             let _ = reply.send(Ok(None));
             return;
         };
@@ -576,8 +618,8 @@ impl Engine {
                         Err(CacheError::io("read", &e))
                     }
                 };
-                if matches!(r, Err(CacheError::Corrupt(_))) && self.index.get(&key) == Some(&loc) {
-                    self.index.remove(&key);
+                if matches!(r, Err(CacheError::Corrupt(_))) {
+                    self.drop_entry(&key, loc);
                 }
                 let _ = reply.send(r);
             }
@@ -591,8 +633,14 @@ impl Engine {
                         self.health.record_err();
                         self.stats.io_errors += 1;
                         let end = start + used as u64;
-                        self.index
-                            .retain(|_, l| !(l.seg == seg && l.off >= start && l.off < end));
+                        let ids = &mut self.ids;
+                        self.index.retain(|(slot, id), l| {
+                            let keep = !(l.seg == seg && l.off >= start && l.off < end);
+                            if !keep {
+                                ids[*slot as usize].remove(id);
+                            }
+                            keep
+                        });
                     }
                 }
                 if let Some(p) = self
@@ -606,6 +654,15 @@ impl Engine {
                     self.pending.pop_front();
                 }
             }
+            InFlight::ScanRead(run) => self.on_scan_read(run, c.result),
+        }
+    }
+
+    /// Forgets an entry whose record turned out unreadable, if the index still points there.
+    fn drop_entry(&mut self, key: &(u32, Box<str>), loc: Loc) {
+        if self.index.get(key) == Some(&loc) {
+            self.index.remove(key);
+            self.ids[key.0 as usize].remove(&key.1);
         }
     }
 }

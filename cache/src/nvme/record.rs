@@ -102,19 +102,19 @@ pub(crate) enum Parsed<'a> {
 
 /// Parses the record that starts at `buf[0]`.
 pub(crate) fn parse(buf: &[u8]) -> Parsed<'_> {
+    // A record starts with the magic, whose first byte is not zero; a zero byte is chunk padding.
+    // Checking one byte (not four) matters: padding can be 1-3 bytes long when a chunk ends just
+    // short of the alignment, and then the next chunk's magic follows within four bytes.
+    if buf.first().is_none_or(|b| *b == 0) {
+        return Parsed::Padding;
+    }
     if buf.len() < HEADER_LEN {
-        return if buf.iter().all(|b| *b == 0) {
-            Parsed::Padding
-        } else {
-            Parsed::Invalid("truncated header")
-        };
+        return Parsed::Invalid("truncated header");
     }
     let u16_at = |i: usize| usize::from(u16::from_le_bytes([buf[i], buf[i + 1]]));
     let u32_at = |i: usize| u32::from_le_bytes([buf[i], buf[i + 1], buf[i + 2], buf[i + 3]]);
-    match u32_at(0) {
-        0 => return Parsed::Padding,
-        MAGIC => {}
-        _ => return Parsed::Invalid("bad magic"),
+    if u32_at(0) != MAGIC {
+        return Parsed::Invalid("bad magic");
     }
     let (Some(kind), Some(set)) = (Kind::from_u8(buf[4]), Set::from_tag(buf[5])) else {
         return Parsed::Invalid("bad kind or set");
@@ -231,6 +231,33 @@ mod tests {
                 torn: true
             }
         );
+    }
+
+    #[test]
+    fn padding_shorter_than_the_magic_is_skipped() {
+        // A chunk whose records end 1-3 bytes before the alignment boundary.
+        for pad in 1..=3 {
+            let first = rec(
+                Kind::Put,
+                "n",
+                "a",
+                &vec![b'x'; ALIGN - HEADER_LEN - 2 - pad],
+            );
+            assert_eq!(first.len() + pad, ALIGN);
+            let mut seg = first;
+            seg.resize(ALIGN, 0);
+            seg.extend(rec(Kind::Put, "n", "b", b"2"));
+            let mut seen = Vec::new();
+            let end = scan(&seg, |off, r| seen.push((off, r.id.to_string())));
+            assert_eq!(
+                seen,
+                vec![(0, "a".into()), (ALIGN, "b".into())],
+                "pad {pad}"
+            );
+            assert!(!end.torn, "pad {pad}");
+        }
+        assert!(matches!(parse(&[0, 7, 7]), Parsed::Padding));
+        assert!(matches!(parse(&[7, 7, 7]), Parsed::Invalid(_)));
     }
 
     #[test]
