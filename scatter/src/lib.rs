@@ -52,6 +52,7 @@
 
 mod error;
 pub mod filter;
+pub mod filter_eval;
 pub mod hybrid;
 pub mod layer_query;
 pub mod merge;
@@ -67,6 +68,7 @@ mod splice;
 pub mod stable;
 pub mod tokens;
 pub mod validate;
+pub mod values;
 pub mod write;
 
 pub use error::RewriteError;
