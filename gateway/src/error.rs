@@ -46,6 +46,9 @@ pub enum GatewayError {
     /// A precondition of an explicitly requested source does not hold (412 `precondition_failed`).
     #[error("{0}")]
     PreconditionFailed(String),
+    /// A Layer resource (job, snapshot, ...) the path names does not exist: 404 `not_found`.
+    #[error("{0}")]
+    Missing(String),
     /// The object store failed while serving a Layer read route (502 `object_store_error`).
     #[error("{0}")]
     ObjectStore(String),
@@ -76,6 +79,7 @@ impl GatewayError {
             GatewayError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             GatewayError::CacheCold(_) => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
+            GatewayError::Missing(_) => StatusCode::NOT_FOUND,
             GatewayError::ObjectStore(_) => StatusCode::BAD_GATEWAY,
             GatewayError::Relay { status, .. } => *status,
         }
@@ -121,6 +125,7 @@ impl GatewayError {
             GatewayError::ObjectStore(_) => {
                 json!({"error": "object_store_error", "message": message})
             }
+            GatewayError::Missing(_) => json!({"error": "not_found", "message": message}),
             GatewayError::Relay { body, .. } => serde_json::from_slice(body).unwrap_or(Value::Null),
         }
     }
@@ -139,6 +144,7 @@ impl GatewayError {
             GatewayError::Internal(_) => "internal_error",
             GatewayError::CacheCold(_) => "cache_cold",
             GatewayError::PreconditionFailed(_) => "precondition_failed",
+            GatewayError::Missing(_) => "not_found",
             GatewayError::ObjectStore(_) => "object_store_error",
             GatewayError::Relay { .. } => "upstream_relayed",
         }
@@ -158,6 +164,14 @@ impl GatewayError {
                 resp.headers_mut().insert(header::CONTENT_TYPE, ct);
             }
             return resp;
+        }
+        if let GatewayError::CacheCold(_) = self {
+            crate::metrics::feature_event(
+                "layer_cache_cold_responses_total",
+                "code",
+                "cache_cold",
+                1,
+            );
         }
         let status = self.status();
         let body = serde_json::to_vec(&self.body()).unwrap_or_default();

@@ -298,7 +298,16 @@ async fn serve(
         fetch::invalidate(ctx, ns, t);
     }
     match route.action {
-        Action::Metadata => namespaces::enrich_metadata(&mut up, ns, shared.watcher.snapshot(ns)),
+        Action::Metadata => {
+            // `indexed` / `index_lag_rows` are reconciled from the latest snapshot; without one
+            // (or with the object store down) they stay null.
+            let rows = crate::snapshots::latest(shared, ns)
+                .await
+                .ok()
+                .flatten()
+                .map(|b| b.row_count);
+            namespaces::enrich_metadata(&mut up, ns, shared.watcher.snapshot(ns), rows)
+        }
         _ if matches!(route.name, "schema" | "update_schema") => {
             namespaces::strip_reserved_schema(&mut up, false)
         }

@@ -15,8 +15,12 @@
 //! | `layer_write_rejections_total` | counter | `reason` |
 //! | `layer_consistency_events_total` | counter | `event` (`poll_stable`, `poll_updating`, `poll_failed`, `poll_not_found`, `poll_unparseable`, `registration_dropped`, `retry_429`) |
 //! | `layer_document_cache_events_total` | counter | `event` (`hot_hit`, `tier_hit`, `miss`, `error`, `disabled`, `backfill_failed`, `invalidate_failed`) |
+//! | `layer_cache_cold_responses_total` | counter | `route` (503 `cache_cold` answers) |
+//! | `layer_snapshot_events_total` | counter | `event` (`written`, `write_failed`, `pruned`, `job_completed`, `job_failed`) |
 //! | `layer_in_flight_requests` | gauge | |
 //! | `layer_shards` | gauge | |
+//!
+//! Feature counters go through [`feature_event`]; each feature documents its own names above.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -71,6 +75,8 @@ pub struct ShardMetrics {
     write_rejections: BTreeMap<&'static str, u64>,
     watcher_events: BTreeMap<&'static str, u64>,
     cache_events: BTreeMap<&'static str, u64>,
+    /// Counters of the Layer features (history, snapshots, scans, warm): (metric, label, value).
+    feature_events: BTreeMap<(&'static str, &'static str, &'static str), u64>,
     in_flight: i64,
 }
 
@@ -108,6 +114,9 @@ impl ShardMetrics {
         }
         for (k, v) in &o.watcher_events {
             *self.watcher_events.entry(k).or_default() += v;
+        }
+        for (k, v) in &o.feature_events {
+            *self.feature_events.entry(*k).or_default() += v;
         }
         self.in_flight += o.in_flight;
     }
@@ -191,6 +200,12 @@ pub fn cache_event(event: &'static str) {
 /// A consistency-watcher or stable-read event.
 pub fn watcher_event(event: &'static str) {
     with_local(|m| *m.watcher_events.entry(event).or_default() += 1);
+}
+
+/// Counts one event of a Layer feature: `metric{label="value"} += n`. Callable from any thread
+/// (shards, the control runtime, job tasks). The metric names are listed in the module docs.
+pub fn feature_event(metric: &'static str, label: &'static str, value: &'static str, n: u64) {
+    with_local(|m| *m.feature_events.entry((metric, label, value)).or_default() += n);
 }
 
 /// Renders every thread's metrics, merged, in the Prometheus text format.
@@ -294,6 +309,19 @@ pub fn render(shards: usize) -> String {
             out,
             "layer_document_cache_events_total{{event=\"{event}\"}} {n}"
         );
+    }
+    let mut last_metric = "";
+    for ((metric, label, value), n) in &all.feature_events {
+        if *metric != last_metric {
+            header(
+                &mut out,
+                metric,
+                "counter",
+                "Layer feature events, by outcome.",
+            );
+            last_metric = metric;
+        }
+        let _ = writeln!(out, "{metric}{{{label}=\"{value}\"}} {n}");
     }
     header(
         &mut out,

@@ -57,7 +57,12 @@ pub fn strip_reserved_schema(up: &mut UpstreamResponse, nested: bool) {
 
 /// Splices `id` (when absent) and the `layer` block into a successful metadata body (after
 /// hiding the gateway's own attributes from its schema).
-pub fn enrich_metadata(up: &mut UpstreamResponse, ns: &str, watch: (Status, Option<u64>)) {
+pub fn enrich_metadata(
+    up: &mut UpstreamResponse,
+    ns: &str,
+    watch: (Status, Option<u64>),
+    snapshot_rows: Option<u64>,
+) {
     if !up.status.is_success() || up.headers.contains_key(http::header::CONTENT_ENCODING) {
         return;
     }
@@ -75,11 +80,15 @@ pub fn enrich_metadata(up: &mut UpstreamResponse, ns: &str, watch: (Status, Opti
     }
     let has_id = sonic_rs::get_from_slice(body, &["id"]).is_ok();
     let (status, wm) = watch;
+    let (indexed, lag) = match index_lag(body, snapshot_rows) {
+        Some(lag) => (json!(lag == 0), json!(lag)),
+        None => (Value::Null, Value::Null),
+    };
     let layer = json!({
         "stable_as_of": wm,
         "is_stable": status == Status::Stable,
-        "indexed": null,
-        "index_lag_rows": null,
+        "indexed": indexed,
+        "index_lag_rows": lag,
     });
     let mut out = Vec::with_capacity(body.len() + 160);
     out.extend_from_slice(&body[..=open]);
@@ -96,6 +105,23 @@ pub fn enrich_metadata(up: &mut UpstreamResponse, ns: &str, watch: (Status, Opti
     }
     out.extend_from_slice(rest);
     up.body = Bytes::from(out);
+}
+
+/// Rows of a vector namespace not yet in its latest snapshot: `approx_row_count` minus the
+/// snapshot's `row_count` (the rows a stable origin pass saw). `None` — reported as null — for
+/// namespaces without a vector attribute (FTS-only) or without a snapshot yet.
+fn index_lag(body: &[u8], snapshot_rows: Option<u64>) -> Option<u64> {
+    let rows = snapshot_rows?;
+    let v: Value = serde_json::from_slice(body).ok()?;
+    let has_vector = v.get("schema")?.as_object()?.values().any(|t| {
+        let ty = t.get("type").unwrap_or(t);
+        ty.as_str().and_then(vector_dim).is_some()
+    });
+    if !has_vector {
+        return None;
+    }
+    let total = v.get("approx_row_count")?.as_u64()?;
+    Some(total.saturating_sub(rows))
 }
 
 thread_local! {
@@ -410,7 +436,7 @@ mod tests {
     #[test]
     fn metadata_gets_id_and_layer_and_keeps_the_rest() {
         let mut r = up(r#"{"schema":{},"approx_row_count":3,"index":{"status":"up-to-date"}}"#);
-        enrich_metadata(&mut r, "ns1", (Status::Stable, Some(7)));
+        enrich_metadata(&mut r, "ns1", (Status::Stable, Some(7)), None);
         let s = std::str::from_utf8(&r.body).unwrap();
         assert!(
             s.ends_with(r#""schema":{},"approx_row_count":3,"index":{"status":"up-to-date"}}"#),
@@ -423,7 +449,7 @@ mod tests {
             json!({"stable_as_of": 7, "is_stable": true, "indexed": null, "index_lag_rows": null})
         );
         let mut r = up("{}");
-        enrich_metadata(&mut r, "x", (Status::Unknown, None));
+        enrich_metadata(&mut r, "x", (Status::Unknown, None), None);
         let v: Value = serde_json::from_slice(&r.body).unwrap();
         assert_eq!(
             (
@@ -433,7 +459,7 @@ mod tests {
             (Value::Null, json!(false))
         );
         let mut r = up(r#"{"id":"keep"}"#);
-        enrich_metadata(&mut r, "x", (Status::Unknown, None));
+        enrich_metadata(&mut r, "x", (Status::Unknown, None), None);
         assert_eq!(
             serde_json::from_slice::<Value>(&r.body).unwrap()["id"],
             "keep"
@@ -453,5 +479,15 @@ mod tests {
         assert_eq!(q.get("prefix").map(String::as_str), Some("a/b"));
         assert!(!q.contains_key("cursor"));
         assert_eq!(encode("a b/c"), "a%20b%2Fc");
+    }
+
+    #[test]
+    fn index_lag_reconciles_vector_namespaces_only() {
+        let vec_ns = br#"{"approx_row_count": 10, "schema": {"vector": {"type": "[3]f32"}, "t": {"type": "string"}}}"#;
+        assert_eq!(index_lag(vec_ns, Some(7)), Some(3));
+        assert_eq!(index_lag(vec_ns, Some(12)), Some(0));
+        assert_eq!(index_lag(vec_ns, None), None);
+        let fts = br#"{"approx_row_count": 10, "schema": {"t": {"type": "string", "full_text_search": true}, "tags": {"type": "[]string"}}}"#;
+        assert_eq!(index_lag(fts, Some(7)), None);
     }
 }

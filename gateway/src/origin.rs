@@ -21,6 +21,7 @@ use http::{HeaderMap, Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::error::GatewayError;
+use crate::handler::Shared;
 use crate::upstream::Upstream;
 
 /// Turbopuffer's `top_k` ceiling: the largest page.
@@ -115,6 +116,23 @@ where
     }
     Ok(stats)
 }
+
+/// Scatter/gather buckets of `ns` (1 = unsharded).
+pub fn shards_of(shared: &Shared, ns: &str) -> u32 {
+    shared.indexes.get(ns).map_or(1, |i| i.shards.max(1))
+}
+
+/// Effective fan-out width: the request's `threads`, else the Index's `scan.threads`, else the
+/// gateway default (8), clamped to the shard count and to the server cap (32).
+pub fn threads_for(shared: &Shared, ns: &str, requested: Option<u32>) -> u32 {
+    let wanted = requested
+        .or_else(|| shared.indexes.get(ns).and_then(|i| i.scan.threads))
+        .unwrap_or(shared.config.gateway.scan.default_threads);
+    wanted.clamp(1, shards_of(shared, ns).min(MAX_THREADS))
+}
+
+/// The server cap on `threads`.
+pub const MAX_THREADS: u32 = 32;
 
 /// The upstream query for one page.
 pub fn page_body(

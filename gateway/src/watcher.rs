@@ -58,6 +58,9 @@ pub struct NsWatch {
     last_poll_start_ms: AtomicU64,
     rearm: AtomicBool,
     in_flight: AtomicBool,
+    /// Epoch ms of the last write seen through this gateway (0 = none since start). The snapshot
+    /// writer uses it to tell a watermark advance that brought new data from an idle one.
+    last_write_ms: AtomicU64,
 }
 
 impl NsWatch {
@@ -109,6 +112,7 @@ impl Watcher {
     pub fn note_write(&self, ns: &str) {
         match self.get(ns) {
             Some(w) => {
+                w.last_write_ms.fetch_max(now_ms(), Ordering::AcqRel);
                 let _ = w.status.compare_exchange(
                     Status::Stable as u8,
                     Status::Updating as u8,
@@ -123,6 +127,12 @@ impl Watcher {
                 }
             }
         }
+    }
+
+    /// Epoch ms of the last write seen through this gateway for `ns` (0 = none since start).
+    pub fn last_write_ms(&self, ns: &str) -> u64 {
+        self.get(ns)
+            .map_or(0, |w| w.last_write_ms.load(Ordering::Acquire))
     }
 
     /// Registers a namespace directly (configured indexes; the loop's own registrations).

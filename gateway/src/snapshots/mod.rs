@@ -1,52 +1,172 @@
-//! Snapshots (being built): materialized facet histograms, their history and activity.
+//! Snapshots: materialized facet histograms of a namespace (`fields[].values[] = {v, n}`),
+//! content-addressed and stored durably in the object store, with a per-namespace history, a
+//! cross-namespace activity stream and a snapshot policy.
+//!
+//! Where to start:
+//! - [`writer`]: the automatic writer on the control runtime. It fires when a namespace with
+//!   `facetFields` sees its stable watermark advance past data it has not snapshotted (a write
+//!   through this gateway after the last snapshot's cut, or no snapshot yet), at most once per
+//!   `interval`, then prunes by `retention` (always keeping the newest body).
+//! - [`compute`]: one histogram pass over origin (paginated, shard fan-out bounded by
+//!   `scan.threads`, a stable cut at the watermark) or over the document cache.
+//! - [`routes`]: `POST /snapshots` jobs (sources `auto`, `stored`, `cache`, `origin`), job list
+//!   and get, `history` (newest first, key listing only), bodies by sha or 7-char prefix,
+//!   `/v2/activity/snapshots`, and `GET`/`PUT snapshot-policy`.
+//! - [`durable`]: the object-store layout. [`body`]: the body and its sha. [`facets`]: counting
+//!   and the 10,000 distinct-value cap. [`policy`]: Index policy vs API-set policy.
+//!
+//! Job state is in memory (lost on restart); bodies, history, activity and API-set policies are
+//! durable. Only unfiltered snapshots computed from origin join the history (and so become the
+//! "latest" snapshot that scans and `stored` jobs serve from); filtered or cache-computed bodies
+//! are stored by sha only, so they can be read back but never mistaken for the namespace's facets.
 
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use parking_lot::Mutex;
 
-use crate::auth::Principal;
 use crate::config::Config;
 use crate::error::GatewayError;
-use crate::handler::{Control, Resp, ShardCtx, Shared};
-use crate::route::Route;
+use crate::handler::Shared;
+use crate::jobs::Jobs;
 use crate::store::ObjectStore;
 
 mod body;
+pub mod compute;
+pub mod durable;
+pub mod facets;
+pub mod policy;
+pub mod routes;
+pub mod writer;
+
 pub use body::{FacetValue, FieldHistogram, SkippedField, SnapshotBody};
+pub use policy::Policy;
+pub use routes::serve;
+pub use writer::spawn;
+
+/// How long a looked-up "latest snapshot" (or its absence) is trusted before the object store
+/// is listed again, so other gateway replicas' writes become visible.
+const LATEST_TTL: Duration = Duration::from_secs(10);
+
+type LatestEntry = (Instant, Option<Arc<SnapshotBody>>);
 
 /// The snapshot feature's shared state.
 #[derive(Debug)]
 pub struct Snapshots {
     pub store: ObjectStore,
+    pub jobs: Jobs,
+    /// Policies set through the API (they win over the Index's).
+    policies: Mutex<HashMap<String, Policy>>,
+    latest: Mutex<HashMap<String, LatestEntry>>,
+    field_cap: usize,
 }
 
 impl Snapshots {
-    pub fn new(_config: &Config, store: ObjectStore) -> Self {
-        Snapshots { store }
+    pub fn new(config: &Config, store: ObjectStore) -> Self {
+        Snapshots {
+            store,
+            jobs: Jobs::new("snapshot-job"),
+            policies: Mutex::new(HashMap::new()),
+            latest: Mutex::new(HashMap::new()),
+            field_cap: config.gateway.snapshots.field_cap,
+        }
+    }
+
+    /// Distinct values per field before it is skipped.
+    pub fn field_cap(&self) -> usize {
+        self.field_cap
+    }
+
+    /// The namespace's effective policy.
+    pub fn policy(&self, shared: &Shared, ns: &str) -> Policy {
+        if let Some(p) = self.policies.lock().get(ns) {
+            return p.clone();
+        }
+        shared
+            .indexes
+            .get(ns)
+            .map(Policy::from_index)
+            .unwrap_or_default()
+    }
+
+    /// Every namespace whose policy has facet fields (the automatic writer's work list).
+    pub fn facet_namespaces(&self, shared: &Shared) -> Vec<(String, Policy)> {
+        let mut out: HashMap<String, Policy> = shared
+            .indexes
+            .iter()
+            .map(|(ns, i)| (ns.clone(), Policy::from_index(i)))
+            .collect();
+        for (ns, p) in self.policies.lock().iter() {
+            out.insert(ns.clone(), p.clone());
+        }
+        let mut v: Vec<(String, Policy)> = out
+            .into_iter()
+            .filter(|(_, p)| !p.facet_fields.is_empty())
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    fn set_policy(&self, ns: &str, p: Policy) {
+        self.policies.lock().insert(ns.to_string(), p);
+    }
+
+    /// Remembers a body just recorded in the history as the namespace's latest (if newer).
+    fn note_latest(&self, body: Arc<SnapshotBody>) {
+        let mut map = self.latest.lock();
+        let newer = match map.get(&body.namespace) {
+            Some((_, Some(cur))) => body.watermark_ms >= cur.watermark_ms,
+            _ => true,
+        };
+        if newer {
+            map.insert(body.namespace.clone(), (Instant::now(), Some(body)));
+        }
     }
 }
 
-/// Starts the automatic snapshot writer on the control runtime.
-pub fn spawn(_shared: &Arc<Shared>, _control: &Control) {}
-
-/// The latest snapshot body of `ns`, if one was ever written.
-pub async fn latest(
-    _shared: &Shared,
-    _ns: &str,
-) -> Result<Option<Arc<SnapshotBody>>, GatewayError> {
-    Ok(None)
+/// The latest snapshot of `ns` (the newest history entry's body), if one was ever written.
+/// Cached for [`LATEST_TTL`]. An object-store failure is an error; callers that can serve
+/// elsewhere (scans under `auto`) should treat it as "no snapshot".
+pub async fn latest(shared: &Shared, ns: &str) -> Result<Option<Arc<SnapshotBody>>, GatewayError> {
+    let s = &shared.snapshots;
+    if let Some((at, body)) = s.latest.lock().get(ns)
+        && at.elapsed() < LATEST_TTL
+    {
+        return Ok(body.clone());
+    }
+    let history = durable::history(&s.store, ns).await?;
+    let body = match history.first() {
+        Some(e) => durable::get_body(&s.store, ns, &e.sha).await?.map(Arc::new),
+        None => None,
+    };
+    s.latest
+        .lock()
+        .insert(ns.to_string(), (Instant::now(), body.clone()));
+    Ok(body)
 }
 
-/// Serves the snapshot routes.
-pub async fn serve(
-    _ctx: &ShardCtx,
-    route: Route<'_>,
-    _principal: &Principal,
-    parts: http::request::Parts,
-    _body: Bytes,
-) -> Result<Resp, GatewayError> {
-    Err(GatewayError::NotFound {
-        method: parts.method.to_string(),
-        path: format!("{} ({})", parts.uri.path(), route.name),
-    })
+/// Loads the API-set policies from the object store (at start).
+pub async fn load_policies(shared: &Shared) -> Result<usize, GatewayError> {
+    let s = &shared.snapshots;
+    let mut n = 0;
+    for l in s.store.list("snapshot-policy/").await? {
+        let Some(ns) = l
+            .key
+            .strip_prefix("snapshot-policy/")
+            .and_then(|k| k.strip_suffix(".json"))
+        else {
+            continue;
+        };
+        if let Some(bytes) = s.store.get(&l.key).await?
+            && let Ok(p) = serde_json::from_slice::<Policy>(&bytes)
+        {
+            if !p.facet_fields.is_empty() {
+                shared.watcher.register(ns);
+            }
+            s.set_policy(ns, p);
+            n += 1;
+        }
+    }
+    Ok(n)
 }

@@ -1,0 +1,145 @@
+//! Computing a snapshot: one histogram pass ([`super::facets::Facets`]) over the rows a source
+//! yields. Origin passes use [`crate::origin::scan`] — the same paginated shard fan-out as scans,
+//! bounded by the namespace's `scan.threads` — at a stable cut: the watcher's watermark when
+//! there is one (the body's `watermark_ms`), else a strong read stamped with the start time.
+
+use std::ops::ControlFlow;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method};
+use serde_json::Value;
+
+use super::body::SnapshotBody;
+use super::facets::Facets;
+use crate::error::GatewayError;
+use crate::handler::{Shared, now_ms};
+use crate::jobs::Job;
+use crate::origin::{self, OriginScan};
+use crate::upstream::Upstream;
+
+/// The cut a snapshot is taken at: `(predicate watermark, watermark_ms of the body)`.
+pub fn cut(shared: &Shared, ns: &str) -> (Option<u64>, u64) {
+    match shared.watcher.snapshot(ns).1 {
+        Some(wm) => (Some(wm), wm),
+        None => (None, now_ms()),
+    }
+}
+
+/// The namespace's approximate row count (for job progress); `None` when unknown.
+pub async fn approx_rows(upstream: &Upstream, ns: &str) -> Option<u64> {
+    let up = upstream
+        .send(
+            "snapshot_metadata",
+            Method::GET,
+            &format!("/v2/namespaces/{ns}/metadata"),
+            &HeaderMap::new(),
+            Bytes::new(),
+        )
+        .await
+        .ok()?;
+    if !up.status.is_success() {
+        return None;
+    }
+    serde_json::from_slice::<Value>(&up.body)
+        .ok()?
+        .get("approx_row_count")?
+        .as_u64()
+}
+
+/// A histogram of `fields` over origin, optionally filtered.
+pub async fn from_origin(
+    shared: &Shared,
+    upstream: &Upstream,
+    ns: &str,
+    fields: &[String],
+    filters: Option<Value>,
+    page_size: usize,
+    job: Option<&Job>,
+) -> Result<SnapshotBody, GatewayError> {
+    let (predicate, watermark_ms) = cut(shared, ns);
+    let total = match job {
+        Some(_) => approx_rows(upstream, ns).await,
+        None => None,
+    };
+    let spec = OriginScan {
+        namespace: ns.to_string(),
+        filters,
+        include_attributes: Value::from(fields.to_vec()),
+        page_size,
+        threads: origin::threads_for(shared, ns, None) as usize,
+        shards: origin::shards_of(shared, ns),
+        watermark: predicate,
+    };
+    let mut facets = Facets::new(fields, shared.snapshots.field_cap());
+    origin::scan(upstream, &spec, |page| {
+        for row in &page.rows {
+            facets.add_row(row);
+        }
+        if let Some(j) = job {
+            j.add_scanned(page.rows.len() as u64);
+            if let Some(t) = total.filter(|t| *t > 0) {
+                j.set_progress((facets.rows() as f64 / t as f64).min(0.99));
+            }
+            if j.is_cancelled() {
+                return ControlFlow::Break(());
+            }
+        }
+        ControlFlow::Continue(())
+    })
+    .await?;
+    let (rows, hist, skipped) = facets.finish();
+    Ok(SnapshotBody::new(ns, watermark_ms, rows, hist, skipped))
+}
+
+/// A histogram of `fields` over rows the caller already has (cache-sourced jobs).
+pub fn from_rows<'a>(
+    shared: &Shared,
+    ns: &str,
+    watermark_ms: u64,
+    fields: &[String],
+    rows: impl IntoIterator<Item = &'a Value>,
+) -> SnapshotBody {
+    let mut facets = Facets::new(fields, shared.snapshots.field_cap());
+    for r in rows {
+        facets.add_row(r);
+    }
+    let (rows, hist, skipped) = facets.finish();
+    SnapshotBody::new(ns, watermark_ms, rows, hist, skipped)
+}
+
+/// Merges a freshly computed single-field body into the latest body when both are at the same
+/// watermark, so a manual job does not hide the other configured fields from the latest view.
+pub fn merge_same_cut(latest: Option<&SnapshotBody>, new: SnapshotBody) -> SnapshotBody {
+    let Some(l) =
+        latest.filter(|l| l.watermark_ms == new.watermark_ms && l.row_count == new.row_count)
+    else {
+        return new;
+    };
+    let names: Vec<&str> = new
+        .fields
+        .iter()
+        .map(|f| f.name.as_str())
+        .chain(new.fields_skipped.iter().map(|f| f.name.as_str()))
+        .collect();
+    let mut fields = new.fields.clone();
+    fields.extend(
+        l.fields
+            .iter()
+            .filter(|f| !names.contains(&f.name.as_str()))
+            .cloned(),
+    );
+    let mut skipped = new.fields_skipped.clone();
+    skipped.extend(
+        l.fields_skipped
+            .iter()
+            .filter(|f| !names.contains(&f.name.as_str()))
+            .cloned(),
+    );
+    SnapshotBody::new(
+        &new.namespace,
+        new.watermark_ms,
+        new.row_count,
+        fields,
+        skipped,
+    )
+}

@@ -1,0 +1,425 @@
+//! The snapshot routes. Shapes follow the hevlayer client's models: jobs always carry `id`,
+//! `namespace`, `status`, `progress`, `documents_scanned`, `created_at`, `field` and `source`;
+//! history is a bare array; bodies carry `fields_skipped` (possibly empty); activity is
+//! `{events, next_cursor?, truncated?}`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::StatusCode;
+use serde_json::{Map, Value, json};
+
+use super::{Policy, SnapshotBody, compute, durable, latest};
+use crate::auth::Principal;
+use crate::error::GatewayError;
+use crate::handler::{Resp, ShardCtx, Shared, json_response, now_ms};
+use crate::jobs::Job;
+use crate::namespaces::parse_query;
+use crate::route::Route;
+use crate::stable;
+
+/// Default and cap of `limit` on history and activity.
+const DEFAULT_LIMIT: usize = 50;
+const MAX_LIMIT: usize = 500;
+
+/// Serves the snapshot routes.
+pub async fn serve(
+    ctx: &ShardCtx,
+    route: Route<'_>,
+    principal: &Principal,
+    parts: http::request::Parts,
+    body: Bytes,
+) -> Result<Resp, GatewayError> {
+    let shared = &ctx.shared;
+    let ns = route.namespace.unwrap_or_default();
+    let params = parse_query(parts.uri.query().unwrap_or(""));
+    let last_seg = parts.uri.path().rsplit('/').next().unwrap_or_default();
+    match route.name {
+        "create_snapshot" => create(ctx, ns, &body).await,
+        "list_snapshot_jobs" => {
+            let jobs: Vec<Value> = shared
+                .snapshots
+                .jobs
+                .list(ns)
+                .iter()
+                .map(|j| j.to_json())
+                .collect();
+            Ok(json_response(
+                StatusCode::OK,
+                &json!({"snapshot_jobs": jobs}),
+            ))
+        }
+        "get_snapshot_job" => {
+            let id = crate::namespaces::decode(last_seg);
+            let job =
+                shared.snapshots.jobs.get(ns, &id).ok_or_else(|| {
+                    GatewayError::Missing(format!("snapshot job {id:?} not found"))
+                })?;
+            Ok(job_response(StatusCode::OK, &job))
+        }
+        "namespace_history" => history(shared, ns, &params).await,
+        "get_snapshot" => {
+            let body = by_sha(shared, ns, &crate::namespaces::decode(last_seg)).await?;
+            let mut r = json_response(
+                StatusCode::OK,
+                &serde_json::to_value(&body).unwrap_or_default(),
+            );
+            stable::stamp_header(r.headers_mut(), Some(body.watermark_ms));
+            Ok(r)
+        }
+        "get_snapshot_policy" => {
+            let p = shared.snapshots.policy(shared, ns);
+            Ok(json_response(
+                StatusCode::OK,
+                &serde_json::to_value(p).unwrap_or_default(),
+            ))
+        }
+        "put_snapshot_policy" => {
+            let p = Policy::parse(&body)?;
+            let bytes = serde_json::to_vec(&p).unwrap_or_default();
+            shared
+                .snapshots
+                .store
+                .put(&durable::policy_key(ns), Bytes::from(bytes))
+                .await?;
+            if !p.facet_fields.is_empty() {
+                shared.watcher.register(ns);
+            }
+            shared.snapshots.set_policy(ns, p.clone());
+            Ok(json_response(
+                StatusCode::OK,
+                &serde_json::to_value(p).unwrap_or_default(),
+            ))
+        }
+        "snapshot_activity" => activity(shared, principal, &params).await,
+        other => Err(GatewayError::Internal(format!(
+            "snapshot route {other} has no handler"
+        ))),
+    }
+}
+
+fn job_response(status: StatusCode, job: &Job) -> Resp {
+    let v = job.to_json();
+    let wm = v.get("stable_as_of").and_then(Value::as_u64);
+    let mut r = json_response(status, &v);
+    stable::stamp_header(r.headers_mut(), wm);
+    r
+}
+
+fn parse_limit(params: &HashMap<String, String>) -> Result<usize, GatewayError> {
+    match params.get("limit").map(String::as_str) {
+        None | Some("") => Ok(DEFAULT_LIMIT),
+        Some(s) => s
+            .parse::<usize>()
+            .ok()
+            .filter(|n| *n > 0)
+            .map(|n| n.min(MAX_LIMIT))
+            .ok_or_else(|| {
+                GatewayError::Validation(format!("limit must be a positive integer, got {s:?}"))
+            }),
+    }
+}
+
+/// The sources a manual job may read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Source {
+    Auto,
+    Stored,
+    Cache,
+    Origin,
+}
+
+impl Source {
+    fn as_str(self) -> &'static str {
+        match self {
+            Source::Auto => "auto",
+            Source::Stored => "stored",
+            Source::Cache => "cache",
+            Source::Origin => "origin",
+        }
+    }
+}
+
+struct CreateRequest {
+    field: String,
+    source: Source,
+    filters: Option<Value>,
+    page_size: usize,
+}
+
+fn parse_create(body: &[u8]) -> Result<CreateRequest, GatewayError> {
+    let v: Value = serde_json::from_slice(body)
+        .map_err(|e| GatewayError::Validation(format!("request body is not valid JSON: {e}")))?;
+    let obj = v
+        .as_object()
+        .ok_or_else(|| GatewayError::Validation("request body must be a JSON object".into()))?;
+    let field = obj
+        .get("field")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| GatewayError::Validation("field is required (a non-empty string)".into()))?
+        .to_string();
+    if field.starts_with(scatter::RESERVED_PREFIX) {
+        return Err(GatewayError::Validation(format!(
+            "{field:?} is a reserved attribute"
+        )));
+    }
+    let source = match obj.get("source") {
+        None | Some(Value::Null) => Source::Auto,
+        Some(Value::String(s)) => match s.as_str() {
+            "auto" => Source::Auto,
+            "stored" => Source::Stored,
+            "cache" => Source::Cache,
+            "origin" => Source::Origin,
+            other => {
+                return Err(GatewayError::Validation(format!(
+                    "source must be auto, stored, cache or origin, got {other:?}"
+                )));
+            }
+        },
+        Some(_) => return Err(GatewayError::Validation("source must be a string".into())),
+    };
+    let filters = match obj.get("filters") {
+        None | Some(Value::Null) => None,
+        Some(f @ Value::Array(_)) => Some(f.clone()),
+        Some(_) => {
+            return Err(GatewayError::Validation(
+                "filters must be a Turbopuffer filter array".into(),
+            ));
+        }
+    };
+    let page_size = match obj.get("page_size") {
+        None | Some(Value::Null) => 1000,
+        Some(v) => v
+            .as_u64()
+            .filter(|n| (1..=crate::origin::MAX_PAGE as u64).contains(n))
+            .ok_or_else(|| {
+                GatewayError::Validation("page_size must be an integer from 1 to 10000".into())
+            })? as usize,
+    };
+    Ok(CreateRequest {
+        field,
+        source,
+        filters,
+        page_size,
+    })
+}
+
+async fn create(ctx: &ShardCtx, ns: &str, body: &[u8]) -> Result<Resp, GatewayError> {
+    let shared = &ctx.shared;
+    let req = parse_create(body)?;
+    // Stored snapshots serve unfiltered fields they materialized completely.
+    let stored = match req.source {
+        Source::Auto | Source::Stored if req.filters.is_none() => match latest(shared, ns).await {
+            Ok(l) => l.filter(|l| l.field(&req.field).is_some()),
+            Err(e) if req.source == Source::Stored => return Err(e),
+            Err(_) => None,
+        },
+        _ => None,
+    };
+    if req.source == Source::Stored && stored.is_none() {
+        return Err(GatewayError::PreconditionFailed(if req.filters.is_some() {
+            "source stored serves unfiltered fields only; use origin or cache for a filtered snapshot".into()
+        } else {
+            format!(
+                "the latest stored snapshot of {ns:?} does not have field {:?} (configure it in facetFields or use source origin)",
+                req.field
+            )
+        }));
+    }
+    let effective = match (req.source, &stored) {
+        (_, Some(_)) => Source::Stored,
+        (Source::Cache, _) => Source::Cache,
+        _ => Source::Origin,
+    };
+    if effective == Source::Cache {
+        return Err(GatewayError::Validation(
+            "source cache for snapshot jobs is not available on this gateway yet; use auto or origin".into(),
+        ));
+    }
+    let mut base = Map::new();
+    base.insert("field".into(), Value::String(req.field.clone()));
+    base.insert("source".into(), Value::String(req.source.as_str().into()));
+    base.insert(
+        "effective_source".into(),
+        Value::String(effective.as_str().into()),
+    );
+    let job = shared.snapshots.jobs.create(ns, base);
+    if let Some(l) = stored {
+        job.add_scanned(l.row_count);
+        let mut extra = Map::new();
+        extra.insert("sha".into(), Value::String(l.sha.clone()));
+        extra.insert("stable_as_of".into(), Value::from(l.watermark_ms));
+        job.complete(extra);
+        return Ok(job_response(StatusCode::ACCEPTED, &job));
+    }
+    let control = shared.control()?.clone();
+    let (shared_arc, ns_owned, job_task) = (ctx.shared.clone(), ns.to_string(), job.clone());
+    control.handle.spawn(async move {
+        run_origin_job(&shared_arc, &control.upstream, &ns_owned, req, &job_task).await;
+    });
+    Ok(job_response(StatusCode::ACCEPTED, &job))
+}
+
+async fn run_origin_job(
+    shared: &Arc<Shared>,
+    upstream: &crate::upstream::Upstream,
+    ns: &str,
+    req: CreateRequest,
+    job: &Job,
+) {
+    const METRIC: &str = "layer_snapshot_events_total";
+    let filtered = req.filters.is_some();
+    let fields = [req.field.clone()];
+    let result = compute::from_origin(
+        shared,
+        upstream,
+        ns,
+        &fields,
+        req.filters,
+        req.page_size,
+        Some(job),
+    )
+    .await;
+    let body = match result {
+        Ok(b) => b,
+        Err(e) => {
+            crate::metrics::feature_event(METRIC, "event", "job_failed", 1);
+            job.fail(format!("origin scan failed: {e}"));
+            return;
+        }
+    };
+    let store = &shared.snapshots.store;
+    let written = if filtered {
+        durable::put_body(store, &body).await.map(|_| body)
+    } else {
+        // An unfiltered origin body joins the namespace's history; at the same cut it is merged
+        // with the latest body so the other configured fields stay in the latest view.
+        let current = latest(shared, ns).await.ok().flatten();
+        let merged = compute::merge_same_cut(current.as_deref(), body);
+        durable::record(store, &merged, now_ms())
+            .await
+            .map(|_| merged)
+    };
+    match written {
+        Ok(b) => {
+            crate::metrics::feature_event(METRIC, "event", "job_completed", 1);
+            let mut extra = Map::new();
+            extra.insert("sha".into(), Value::String(b.sha.clone()));
+            extra.insert("stable_as_of".into(), Value::from(b.watermark_ms));
+            if !filtered {
+                shared.snapshots.note_latest(Arc::new(b));
+            }
+            job.complete(extra);
+        }
+        Err(e) => {
+            crate::metrics::feature_event(METRIC, "event", "job_failed", 1);
+            job.fail(format!("persisting the snapshot failed: {e}"));
+        }
+    }
+}
+
+async fn history(
+    shared: &Shared,
+    ns: &str,
+    params: &HashMap<String, String>,
+) -> Result<Resp, GatewayError> {
+    let limit = parse_limit(params)?;
+    let entries = durable::history(&shared.snapshots.store, ns).await?;
+    let start = match params.get("before").map(String::as_str) {
+        None | Some("") => 0,
+        Some(b) => {
+            let pos = entries
+                .iter()
+                .position(|e| e.sha.starts_with(b))
+                .ok_or_else(|| {
+                    GatewayError::Missing(format!("no snapshot {b:?} in the history of {ns:?}"))
+                })?;
+            pos + 1
+        }
+    };
+    let out: Vec<Value> = entries
+        .iter()
+        .skip(start)
+        .take(limit)
+        .map(|e| json!({"watermark_ms": e.watermark_ms, "sha": e.sha}))
+        .collect();
+    Ok(json_response(StatusCode::OK, &Value::Array(out)))
+}
+
+async fn by_sha(shared: &Shared, ns: &str, sha: &str) -> Result<SnapshotBody, GatewayError> {
+    if sha.len() < 7 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(GatewayError::Validation(format!(
+            "a snapshot sha is at least 7 hex characters, got {sha:?}"
+        )));
+    }
+    let sha = sha.to_ascii_lowercase();
+    let store = &shared.snapshots.store;
+    let full = if sha.len() == 64 {
+        sha
+    } else {
+        let mut found = durable::resolve_sha(store, ns, &sha).await?;
+        match found.len() {
+            0 => {
+                return Err(GatewayError::Missing(format!(
+                    "snapshot {sha:?} not found in {ns:?}"
+                )));
+            }
+            1 => found.remove(0),
+            n => {
+                return Err(GatewayError::Validation(format!(
+                    "snapshot prefix {sha:?} is ambiguous ({n} matches); use more characters"
+                )));
+            }
+        }
+    };
+    durable::get_body(store, ns, &full)
+        .await?
+        .ok_or_else(|| GatewayError::Missing(format!("snapshot {full:?} not found in {ns:?}")))
+}
+
+async fn activity(
+    shared: &Shared,
+    principal: &Principal,
+    params: &HashMap<String, String>,
+) -> Result<Resp, GatewayError> {
+    let since = match params.get("since").map(String::as_str) {
+        None | Some("") => {
+            return Err(GatewayError::Validation(
+                "since is required (epoch milliseconds)".into(),
+            ));
+        }
+        Some(s) => s.parse::<u64>().map_err(|_| {
+            GatewayError::Validation(format!("since must be epoch milliseconds, got {s:?}"))
+        })?,
+    };
+    let limit = parse_limit(params)?;
+    let ns_filter = params.get("namespace").filter(|s| !s.is_empty());
+    let cursor = params.get("cursor").filter(|s| !s.is_empty());
+    let events =
+        durable::activity(&shared.snapshots.store, since, cursor.map(String::as_str)).await?;
+    let mut selected = events
+        .iter()
+        .filter(|e| ns_filter.is_none_or(|n| *n == e.namespace))
+        .filter(|e| principal.may_access(&e.namespace));
+    let page: Vec<_> = selected.by_ref().take(limit).collect();
+    let more = selected.next().is_some();
+    let mut body = json!({
+        "events": page.iter().map(|e| json!({"ts_ms": e.ts_ms, "namespace": e.namespace, "sha": e.sha})).collect::<Vec<_>>(),
+        "truncated": more,
+    });
+    let next = more
+        .then(|| page.last().map(|e| e.cursor.clone()))
+        .flatten();
+    if let Some(c) = &next {
+        body["next_cursor"] = Value::String(c.clone());
+    }
+    let mut r = json_response(StatusCode::OK, &body);
+    if let Some(c) = next
+        && let Ok(v) = http::HeaderValue::from_str(&c)
+    {
+        r.headers_mut().insert("x-layer-next-cursor", v);
+    }
+    Ok(r)
+}
