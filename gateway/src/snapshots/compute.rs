@@ -107,12 +107,20 @@ pub fn from_rows<'a>(
     SnapshotBody::new(ns, watermark_ms, rows, hist, skipped)
 }
 
-/// Merges a freshly computed single-field body into the latest body when both are at the same
-/// watermark, so a manual job does not hide the other configured fields from the latest view.
-pub fn merge_same_cut(latest: Option<&SnapshotBody>, new: SnapshotBody) -> SnapshotBody {
-    let Some(l) =
-        latest.filter(|l| l.watermark_ms == new.watermark_ms && l.row_count == new.row_count)
-    else {
+/// Merges a freshly computed body into the latest one when both saw the same data — no write
+/// through this gateway after the latest body's cut (`last_write_ms`) and the same row count — so
+/// a manual single-field job does not hide the other configured fields from the latest view. The
+/// merged body takes the new cut.
+pub fn merge_same_data(
+    latest: Option<&SnapshotBody>,
+    new: SnapshotBody,
+    last_write_ms: u64,
+) -> SnapshotBody {
+    let Some(l) = latest.filter(|l| {
+        l.watermark_ms >= last_write_ms
+            && l.watermark_ms <= new.watermark_ms
+            && l.row_count == new.row_count
+    }) else {
         return new;
     };
     let names: Vec<&str> = new

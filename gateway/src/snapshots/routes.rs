@@ -294,10 +294,14 @@ async fn run_origin_job(
     let written = if filtered {
         durable::put_body(store, &body).await.map(|_| body)
     } else {
-        // An unfiltered origin body joins the namespace's history; at the same cut it is merged
-        // with the latest body so the other configured fields stay in the latest view.
+        // An unfiltered origin body joins the namespace's history; over unchanged data it is
+        // merged with the latest body so the other configured fields stay in the latest view.
         let current = latest(shared, ns).await.ok().flatten();
-        let merged = compute::merge_same_cut(current.as_deref(), body);
+        let merged = compute::merge_same_data(
+            current.as_deref(),
+            body,
+            shared.watcher.last_write_ms(ns),
+        );
         durable::record(store, &merged, now_ms())
             .await
             .map(|_| merged)

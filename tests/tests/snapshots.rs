@@ -1,0 +1,445 @@
+//! Snapshots end to end: the automatic writer (event-driven, interval-floored, retention-pruned),
+//! manual jobs per source, history / body / activity / policy routes, metadata `indexed`, and
+//! survival across a gateway restart. Facet counts are checked against counts computed here.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::Method;
+use layer_e2e::{Stack, pause, temp_dir};
+use layer_gateway::config::{IndexConfig, IndexSnapshot};
+use serde_json::{Value, json};
+
+const COLORS: [&str; 4] = ["red", "green", "blue", "amber"];
+
+fn fast(c: &mut layer_gateway::Config) {
+    c.gateway.consistency.poll_interval_ms = 40;
+    c.gateway.consistency.stable_poll_interval_ms = 150;
+    c.gateway.consistency.safety_margin_ms = 5;
+}
+
+fn index(name: &str, fields: &[&str], interval: &str, retention: &str) -> IndexConfig {
+    IndexConfig {
+        name: name.into(),
+        snapshot: IndexSnapshot {
+            facet_fields: fields.iter().map(|s| s.to_string()).collect(),
+            interval: interval.into(),
+            retention: retention.into(),
+        },
+        ..Default::default()
+    }
+}
+
+/// Rows `from..to` with a color, a size and a tag list derived from the id.
+fn rows(from: u64, to: u64) -> Vec<Value> {
+    (from..to)
+        .map(|i| {
+            let mut tags = vec![format!("t{}", i % 3)];
+            if i % 2 == 0 {
+                tags.push("even".into());
+            }
+            json!({
+                "id": i,
+                "vector": [i as f32, 1.0],
+                "color": COLORS[(i % 4) as usize],
+                "size": i % 5,
+                "tags": tags,
+            })
+        })
+        .collect()
+}
+
+fn write(stack: &Stack, ns: &str, rows: &[Value]) {
+    let body = json!({"upsert_rows": rows, "distance_metric": "euclidean_squared"});
+    let r = stack.gw(
+        Method::POST,
+        &format!("/v2/namespaces/{ns}"),
+        body.to_string(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+/// `{value: count}` for `field` over `rows` (arrays count each distinct element once per row).
+fn expected(rows: &[Value], field: &str, keep: impl Fn(&Value) -> bool) -> BTreeMap<String, u64> {
+    let mut m = BTreeMap::new();
+    for r in rows.iter().filter(|r| keep(r)) {
+        let mut vals: Vec<String> = match &r[field] {
+            Value::Array(a) => a.iter().map(|v| text(v)).collect(),
+            Value::Null => vec![],
+            v => vec![text(v)],
+        };
+        vals.sort();
+        vals.dedup();
+        for v in vals {
+            *m.entry(v).or_insert(0) += 1;
+        }
+    }
+    m
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn histogram(body: &Value, field: &str) -> BTreeMap<String, u64> {
+    let f = body["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == field)
+        .unwrap_or_else(|| panic!("no field {field} in {body}"));
+    let values = f["values"].as_array().unwrap();
+    // Ordered n descending, then v ascending.
+    for w in values.windows(2) {
+        let (a, b) = (&w[0], &w[1]);
+        assert!(
+            a["n"].as_u64() > b["n"].as_u64()
+                || (a["n"] == b["n"] && a["v"].as_str() < b["v"].as_str()),
+            "order: {a} before {b}"
+        );
+    }
+    values
+        .iter()
+        .map(|v| {
+            (
+                v["v"].as_str().unwrap().to_string(),
+                v["n"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn get(stack: &Stack, path: &str) -> Value {
+    let r = stack.gw(Method::GET, path, Bytes::new());
+    assert_eq!(r.status, 200, "{path}: {}", r.text());
+    r.json()
+}
+
+fn history(stack: &Stack, ns: &str) -> Vec<Value> {
+    get(stack, &format!("/v2/namespaces/{ns}/history"))
+        .as_array()
+        .cloned()
+        .unwrap()
+}
+
+/// Waits until the namespace's history has at least `n` entries.
+fn wait_history(stack: &Stack, ns: &str, n: usize) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let h = history(stack, ns);
+        if h.len() >= n {
+            return h;
+        }
+        assert!(Instant::now() < deadline, "history of {ns} stayed at {h:?}");
+        pause(Duration::from_millis(50));
+    }
+}
+
+fn create_job(stack: &Stack, ns: &str, body: Value) -> (u16, Value) {
+    let r = stack.gw(
+        Method::POST,
+        &format!("/v2/namespaces/{ns}/snapshots"),
+        body.to_string(),
+    );
+    (r.status.as_u16(), r.json())
+}
+
+fn wait_job(stack: &Stack, ns: &str, id: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let j = get(stack, &format!("/v2/namespaces/{ns}/snapshot-jobs/{id}"));
+        if j["status"] != "running" {
+            return j;
+        }
+        assert!(Instant::now() < deadline, "job never finished: {j}");
+        pause(Duration::from_millis(30));
+    }
+}
+
+#[test]
+fn automatic_snapshots_count_facets_and_survive_a_restart() {
+    let dir = temp_dir("snapshot-restart");
+    let cfg_dir = dir.clone();
+    let mut stack = Stack::start_with(move |c| {
+        fast(c);
+        c.gateway.data_dir = cfg_dir;
+        c.gateway.snapshots.field_cap = 4;
+        c.indexes = vec![index(
+            "snap-auto",
+            &["color", "tags", "size"],
+            "1s",
+            "never",
+        )];
+    });
+    let data = rows(0, 300);
+    write(&stack, "snap-auto", &data);
+    let h = wait_history(&stack, "snap-auto", 1);
+    let sha = h[0]["sha"].as_str().unwrap().to_string();
+    assert_eq!(sha.len(), 64);
+    let body = get(
+        &stack,
+        &format!("/v2/namespaces/snap-auto/snapshots/{}", &sha[..7]),
+    );
+    assert_eq!(body["sha"], sha.as_str());
+    assert_eq!(body["row_count"], 300);
+    assert_eq!(body["watermark_ms"], h[0]["watermark_ms"]);
+    assert_eq!(
+        histogram(&body, "color"),
+        expected(&data, "color", |_| true)
+    );
+    assert_eq!(histogram(&body, "tags"), expected(&data, "tags", |_| true));
+    // size has 5 distinct values, over the test cap of 4: listed as skipped, not partial.
+    assert_eq!(
+        body["fields_skipped"],
+        json!([{"name": "size", "reason": "exceeded_cap", "distinct_observed": 5, "cap": 4}])
+    );
+
+    // No write since: the watermark keeps advancing with stable polls, but no new snapshot.
+    pause(Duration::from_millis(1500));
+    assert_eq!(history(&stack, "snap-auto").len(), 1);
+
+    // A write after the cut brings a second snapshot once the interval has passed.
+    let more = rows(300, 340);
+    write(&stack, "snap-auto", &more);
+    let h2 = wait_history(&stack, "snap-auto", 2);
+    assert!(h2[0]["watermark_ms"].as_u64() > h2[1]["watermark_ms"].as_u64());
+    let all: Vec<Value> = data.iter().chain(more.iter()).cloned().collect();
+    let latest = get(
+        &stack,
+        &format!(
+            "/v2/namespaces/snap-auto/snapshots/{}",
+            h2[0]["sha"].as_str().unwrap()
+        ),
+    );
+    assert_eq!(
+        histogram(&latest, "color"),
+        expected(&all, "color", |_| true)
+    );
+
+    // Activity lists both writes; `before` pages the history.
+    let act = get(&stack, "/v2/activity/snapshots?since=0&namespace=snap-auto");
+    assert_eq!(act["events"].as_array().unwrap().len(), 2);
+    let older = get(
+        &stack,
+        &format!(
+            "/v2/namespaces/snap-auto/history?before={}",
+            &h2[0]["sha"].as_str().unwrap()[..7]
+        ),
+    );
+    assert_eq!(older.as_array().unwrap().len(), 1);
+    assert_eq!(older[0]["sha"], h2[1]["sha"]);
+    let one = get(&stack, "/v2/namespaces/snap-auto/history?limit=1");
+    assert_eq!(one.as_array().unwrap().len(), 1);
+
+    // Metadata reconciles `indexed` from the latest snapshot (a vector namespace).
+    let m = get(&stack, "/v2/namespaces/snap-auto/metadata");
+    assert_eq!(m["layer"]["index_lag_rows"], 0, "{m}");
+    assert_eq!(m["layer"]["indexed"], true);
+
+    // A restart keeps history, bodies and activity (local object store under --data-dir).
+    stack.stop_gateway();
+    let mut cfg = layer_gateway::Config::default();
+    cfg.gateway.listen = ([127, 0, 0, 1], 0).into();
+    cfg.gateway.shards = 1;
+    cfg.gateway.data_dir = dir;
+    cfg.gateway.cache.recover = false;
+    cfg.vector_store.endpoint.url = stack.emulator.url();
+    cfg.vector_store.credential.value = Some(layer_e2e::UPSTREAM_KEY.into());
+    let g = layer_gateway::start(cfg, &|_| None).expect("restart");
+    stack.gateway_url = format!("http://{}", g.addr);
+    stack.gateway = Some(g);
+    assert_eq!(history(&stack, "snap-auto"), h2);
+    let again = get(
+        &stack,
+        &format!(
+            "/v2/namespaces/snap-auto/snapshots/{}",
+            h2[0]["sha"].as_str().unwrap()
+        ),
+    );
+    assert_eq!(again, latest);
+    let act = get(&stack, "/v2/activity/snapshots?since=0");
+    assert_eq!(act["events"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn manual_jobs_by_source() {
+    let stack = Stack::start_with(|c| {
+        fast(c);
+        c.indexes = vec![index("snap-manual", &["color"], "1s", "never")];
+    });
+    let data = rows(0, 120);
+    write(&stack, "snap-manual", &data);
+    let h = wait_history(&stack, "snap-manual", 1);
+
+    // auto + a configured field: served from the stored snapshot, completed in the 202.
+    let (status, job) = create_job(&stack, "snap-manual", json!({"field": "color"}));
+    assert_eq!(status, 202, "{job}");
+    assert_eq!(job["status"], "completed");
+    assert_eq!(job["effective_source"], "stored");
+    assert_eq!(job["sha"], h[0]["sha"]);
+    for k in [
+        "id",
+        "namespace",
+        "progress",
+        "documents_scanned",
+        "created_at",
+        "field",
+        "source",
+    ] {
+        assert!(job.get(k).is_some(), "{k} missing from {job}");
+    }
+
+    // stored cannot serve a field the snapshot does not have, nor a filter: 412.
+    let (status, err) = create_job(
+        &stack,
+        "snap-manual",
+        json!({"field": "size", "source": "stored"}),
+    );
+    assert_eq!(status, 412, "{err}");
+    assert_eq!(err["error"], "precondition_failed");
+    let (status, _) = create_job(
+        &stack,
+        "snap-manual",
+        json!({"field": "color", "source": "stored", "filters": ["size", "Eq", 1]}),
+    );
+    assert_eq!(status, 412);
+
+    // A filtered origin job: a body addressable by sha, not part of the history.
+    let (status, job) = create_job(
+        &stack,
+        "snap-manual",
+        json!({"field": "color", "source": "origin", "filters": ["size", "Lt", 2], "page_size": 7}),
+    );
+    assert_eq!(status, 202, "{job}");
+    let done = wait_job(&stack, "snap-manual", job["id"].as_str().unwrap());
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["effective_source"], "origin");
+    let keep = |r: &Value| r["size"].as_u64().unwrap() < 2;
+    assert_eq!(
+        done["documents_scanned"],
+        data.iter().filter(|r| keep(r)).count()
+    );
+    let body = get(
+        &stack,
+        &format!(
+            "/v2/namespaces/snap-manual/snapshots/{}",
+            done["sha"].as_str().unwrap()
+        ),
+    );
+    assert_eq!(histogram(&body, "color"), expected(&data, "color", keep));
+    assert_eq!(history(&stack, "snap-manual").len(), 1);
+
+    // An unfiltered origin job for a new field joins the history; auto then serves it stored.
+    let (_, job) = create_job(
+        &stack,
+        "snap-manual",
+        json!({"field": "size", "source": "origin"}),
+    );
+    let done = wait_job(&stack, "snap-manual", job["id"].as_str().unwrap());
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(history(&stack, "snap-manual").len(), 2);
+    let (_, job) = create_job(&stack, "snap-manual", json!({"field": "size"}));
+    assert_eq!(job["effective_source"], "stored");
+    let body = get(
+        &stack,
+        &format!(
+            "/v2/namespaces/snap-manual/snapshots/{}",
+            job["sha"].as_str().unwrap()
+        ),
+    );
+    assert_eq!(histogram(&body, "size"), expected(&data, "size", |_| true));
+    // Same cut as the automatic body: the configured field stays in the latest view.
+    assert_eq!(
+        histogram(&body, "color"),
+        expected(&data, "color", |_| true)
+    );
+
+    let list = get(&stack, "/v2/namespaces/snap-manual/snapshot-jobs");
+    assert_eq!(list["snapshot_jobs"].as_array().unwrap().len(), 4);
+
+    // Bad input: a clear 4xx, nothing created.
+    for (body, want) in [
+        (json!({}), 422),
+        (json!({"field": "color", "source": "nowhere"}), 422),
+        (json!({"field": "color", "page_size": 0}), 422),
+        (json!({"field": "_hevlayer_upserted_at"}), 422),
+    ] {
+        let (status, err) = create_job(&stack, "snap-manual", body.clone());
+        assert_eq!(status, want, "{body}: {err}");
+    }
+    let r = stack.gw(
+        Method::GET,
+        "/v2/namespaces/snap-manual/snapshot-jobs/nope",
+        Bytes::new(),
+    );
+    assert_eq!(r.status, 404);
+    let r = stack.gw(
+        Method::GET,
+        "/v2/namespaces/snap-manual/snapshots/0000000",
+        Bytes::new(),
+    );
+    assert_eq!(r.status, 404);
+    let r = stack.gw(
+        Method::GET,
+        "/v2/namespaces/snap-manual/snapshots/xyz",
+        Bytes::new(),
+    );
+    assert_eq!(r.status, 422);
+    let r = stack.gw(Method::GET, "/v2/activity/snapshots", Bytes::new());
+    assert_eq!(r.status, 422, "since is required");
+}
+
+#[test]
+fn policy_set_through_the_api_drives_the_writer_and_retention() {
+    let stack = Stack::start_with(fast);
+    let ns = "snap-policy";
+    let p = get(&stack, &format!("/v2/namespaces/{ns}/snapshot-policy"));
+    assert_eq!(
+        p,
+        json!({"facetFields": [], "interval": "5m", "retention": "never"})
+    );
+    let r = stack.gw(
+        Method::PUT,
+        &format!("/v2/namespaces/{ns}/snapshot-policy"),
+        json!({"facetFields": ["color"], "interval": "1s", "retention": "1s"}).to_string(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        get(&stack, &format!("/v2/namespaces/{ns}/snapshot-policy")),
+        json!({"facetFields": ["color"], "interval": "1s", "retention": "1s"})
+    );
+    let bad = stack.gw(
+        Method::PUT,
+        &format!("/v2/namespaces/{ns}/snapshot-policy"),
+        json!({"facetFields": ["color"], "interval": "often"}).to_string(),
+    );
+    assert_eq!(bad.status, 422);
+
+    write(&stack, ns, &rows(0, 20));
+    let first = wait_history(&stack, ns, 1);
+    // Past the 1 s retention window, the next snapshot prunes the first but keeps itself.
+    pause(Duration::from_millis(1300));
+    write(&stack, ns, &rows(20, 30));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let h = history(&stack, ns);
+        if h.len() == 1 && h[0]["sha"] != first[0]["sha"] {
+            break;
+        }
+        assert!(Instant::now() < deadline, "retention never pruned: {h:?}");
+        pause(Duration::from_millis(50));
+    }
+    let r = stack.gw(
+        Method::GET,
+        &format!(
+            "/v2/namespaces/{ns}/snapshots/{}",
+            first[0]["sha"].as_str().unwrap()
+        ),
+        Bytes::new(),
+    );
+    assert_eq!(r.status, 404, "pruned body is gone");
+}
