@@ -65,7 +65,7 @@ fn expected(rows: &[Value], field: &str, keep: impl Fn(&Value) -> bool) -> BTree
     let mut m = BTreeMap::new();
     for r in rows.iter().filter(|r| keep(r)) {
         let mut vals: Vec<String> = match &r[field] {
-            Value::Array(a) => a.iter().map(|v| text(v)).collect(),
+            Value::Array(a) => a.iter().map(text).collect(),
             Value::Null => vec![],
             v => vec![text(v)],
         };
