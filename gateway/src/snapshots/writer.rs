@@ -6,7 +6,11 @@
 //! 2. there is data the last snapshot did not see: no snapshot yet, or a write through this
 //!    gateway after the last snapshot's cut (event-driven: an idle namespace whose watermark
 //!    merely advances with each stable poll gets no new snapshot);
-//! 3. at least `interval` (else `LAYER_SNAPSHOT_MIN_INTERVAL_MS`) passed since the last attempt.
+//! 3. at least `interval` (else `LAYER_SNAPSHOT_MIN_INTERVAL_MS`) passed since the last attempt;
+//! 4. the watermark covers the newest write seen through this gateway, or the writer has already
+//!    waited one `interval` for it to (so a steady write load still gets snapshots).
+//!
+//! A namespace's first snapshot is only recorded once it has rows.
 //!
 //! Writes made directly to Turbopuffer (not through the gateway) are picked up by the next
 //! snapshot that a gateway write or a manual job triggers. After a write, `retention` prunes
@@ -32,6 +36,8 @@ struct NsState {
     /// `watermark_ms` of the newest history entry; `None` until read from the store.
     last_wm: Option<u64>,
     last_attempt_ms: u64,
+    /// When the writer first held back because a known write was not under the watermark yet.
+    deferred_since_ms: Option<u64>,
 }
 
 /// Starts the writer (and loads API-set policies) on the control runtime.
@@ -84,6 +90,16 @@ async fn step(shared: &Shared, upstream: &Upstream, ns: &str, policy: &Policy, s
     if now.saturating_sub(st.last_attempt_ms) < interval {
         return;
     }
+    // A write the watermark does not cover yet: wait for the index to catch up (so the snapshot
+    // includes it), but no longer than one interval — under a constant write load the watermark
+    // never covers the newest write, and snapshots must still land.
+    if shared.watcher.last_write_ms(ns) > wm {
+        let since = *st.deferred_since_ms.get_or_insert(now);
+        if now.saturating_sub(since) < interval {
+            return;
+        }
+    }
+    st.deferred_since_ms = None;
     st.last_attempt_ms = now;
     let body =
         match compute::from_origin(shared, upstream, ns, &policy.facet_fields, None, PAGE, None)
@@ -96,6 +112,10 @@ async fn step(shared: &Shared, upstream: &Upstream, ns: &str, policy: &Policy, s
                 return;
             }
         };
+    if last_wm == 0 && body.row_count == 0 {
+        // Nothing to histogram yet (e.g. the policy was set before the first write).
+        return;
+    }
     if let Err(e) = durable::record(store, &body, now_ms()).await {
         metrics::feature_event(METRIC, "event", "write_failed", 1);
         tracing::warn!(namespace = ns, error = %e, "writing snapshot failed");
