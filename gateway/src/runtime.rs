@@ -46,6 +46,7 @@ pub struct Running {
     threads: Vec<JoinHandle<()>>,
     /// The control runtime: consistency watcher and other background loops.
     control: Option<tokio::runtime::Runtime>,
+    shared: Arc<Shared>,
 }
 
 impl Running {
@@ -57,6 +58,8 @@ impl Running {
             let _ = t.join();
         }
         if let Some(rt) = self.control {
+            // The shards drained, so every served query is queued: write the open history batches.
+            rt.block_on(crate::history::shutdown(&self.shared));
             rt.shutdown_background();
         }
     }
@@ -154,6 +157,7 @@ pub fn start(
             shutdown: tx,
             threads,
             control,
+            shared,
         });
     }
     let cores = core_affinity::get_core_ids().unwrap_or_default();
@@ -193,6 +197,7 @@ pub fn start(
         shutdown: tx,
         threads,
         control,
+        shared,
     })
 }
 

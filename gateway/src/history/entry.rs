@@ -1,0 +1,294 @@
+//! The two record shapes on the wire and in storage — one JSON object per JSONL line, exactly
+//! what the list routes return (hevlayer `SearchHistoryEntry` and `ClickstreamEvent`) — plus the
+//! helpers both feeds share: timestamps, trace ids and object keys.
+//!
+//! Storage layout (one object per flushed batch, never rewritten):
+//! `{feed}/{namespace}/{YYYY-MM-DD}/{timestamp_nanos}.jsonl`, where `timestamp_nanos` is the
+//! **newest** entry of the batch and the date is that entry's UTC date. A batch never spans more
+//! than [`MAX_BATCH_SPAN_NANOS`] (the writer enforces it), so from an object's name alone a
+//! reader knows every entry in it lies in `[name - MAX_BATCH_SPAN_NANOS, name]`; that is what lets
+//! the listing skip objects and stop early even when several gateways write the same prefix.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// The widest time range one stored batch may cover. Part of the storage format: readers rely on
+/// it, so changing it means old objects may be read with the wrong bound.
+pub const MAX_BATCH_SPAN_NANOS: u64 = 60_000_000_000;
+
+/// Which feed a record belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Feed {
+    SearchHistory,
+    Clickstream,
+}
+
+impl Feed {
+    /// The first segment of the feed's object keys.
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Feed::SearchHistory => "search-history",
+            Feed::Clickstream => "clickstream",
+        }
+    }
+
+    /// The counter of the feed's events (`outcome` = `written`, `dropped` or `failed`).
+    pub fn metric(self) -> &'static str {
+        match self {
+            Feed::SearchHistory => "layer_search_history_events_total",
+            Feed::Clickstream => "layer_clickstream_events_total",
+        }
+    }
+
+    /// The counter of the feed's objects (`outcome` = `written` or `failed`); written events
+    /// over written objects is the batching factor.
+    pub fn object_metric(self) -> &'static str {
+        match self {
+            Feed::SearchHistory => "layer_search_history_objects_total",
+            Feed::Clickstream => "layer_clickstream_objects_total",
+        }
+    }
+
+    /// The key of the list response's array.
+    pub fn list_key(self) -> &'static str {
+        match self {
+            Feed::SearchHistory => "entries",
+            Feed::Clickstream => "events",
+        }
+    }
+}
+
+/// One served query (hevlayer `SearchHistoryEntry`; every required field is always present).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SearchEntry {
+    pub timestamp: String,
+    pub timestamp_nanos: u64,
+    pub namespace: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw_query: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stable_as_of: Option<u64>,
+    pub query: Map<String, Value>,
+    pub top_result_ids: Vec<String>,
+    pub tags: Vec<String>,
+}
+
+/// One fetched document carrying a search's trace context (hevlayer `ClickstreamEvent`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClickEvent {
+    pub timestamp: String,
+    pub timestamp_nanos: u64,
+    pub trace_id: String,
+    pub namespace: String,
+    pub doc_id: String,
+    pub tags: Vec<String>,
+    /// `fetch` (single or batch document fetch).
+    pub source: String,
+    /// `cache` on a cache hit, `origin` otherwise.
+    pub served_from: String,
+}
+
+/// What the window and the listing need from either record shape.
+pub trait Record: Clone + Serialize + DeserializeOwned + Send + Sync + 'static {
+    const FEED: Feed;
+    fn nanos(&self) -> u64;
+    fn tags(&self) -> &[String];
+    fn trace_id(&self) -> Option<&str>;
+    /// Tells two records with the same timestamp apart (gateways stamp independently).
+    fn discriminator(&self) -> &str;
+}
+
+impl Record for SearchEntry {
+    const FEED: Feed = Feed::SearchHistory;
+    fn nanos(&self) -> u64 {
+        self.timestamp_nanos
+    }
+    fn tags(&self) -> &[String] {
+        &self.tags
+    }
+    fn trace_id(&self) -> Option<&str> {
+        self.trace_id.as_deref()
+    }
+    fn discriminator(&self) -> &str {
+        self.trace_id.as_deref().unwrap_or_default()
+    }
+}
+
+impl Record for ClickEvent {
+    const FEED: Feed = Feed::Clickstream;
+    fn nanos(&self) -> u64 {
+        self.timestamp_nanos
+    }
+    fn tags(&self) -> &[String] {
+        &self.tags
+    }
+    fn trace_id(&self) -> Option<&str> {
+        Some(&self.trace_id)
+    }
+    fn discriminator(&self) -> &str {
+        &self.doc_id
+    }
+}
+
+/// Wall-clock nanoseconds since the epoch (0 before 1970, saturating in 2554).
+pub fn now_nanos() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+fn datetime(nanos: u64) -> DateTime<Utc> {
+    DateTime::from_timestamp_nanos(i64::try_from(nanos).unwrap_or(i64::MAX))
+}
+
+/// `2026-05-22T08:00:00.000Z`: the documented `timestamp` spelling (RFC 3339, milliseconds, UTC).
+pub fn rfc3339(nanos: u64) -> String {
+    datetime(nanos).to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// The `YYYY-MM-DD` (UTC) directory of a timestamp.
+pub fn date_dir(nanos: u64) -> String {
+    datetime(nanos).format("%Y-%m-%d").to_string()
+}
+
+/// Parses an RFC 3339 time into epoch nanoseconds (times before 1970 clamp to 0).
+pub fn parse_rfc3339(s: &str) -> Option<u64> {
+    let t = DateTime::parse_from_rfc3339(s.trim()).ok()?;
+    let n = t.timestamp_nanos_opt()?;
+    Some(u64::try_from(n).unwrap_or(0))
+}
+
+/// The 32-hex trace-id part of a W3C `traceparent` (`00-<trace-id>-<parent-id>-<flags>`),
+/// lowercased. `None` when the header is not a traceparent or the id is all zeros (invalid per
+/// the W3C spec).
+pub fn trace_id_of(traceparent: &[u8]) -> Option<String> {
+    let s = std::str::from_utf8(traceparent).ok()?.trim();
+    let mut parts = s.split('-');
+    let version = parts.next()?;
+    let trace = parts.next()?;
+    let parent = parts.next()?;
+    let ok = version.len() == 2
+        && trace.len() == 32
+        && parent.len() == 16
+        && trace.bytes().all(|b| b.is_ascii_hexdigit())
+        && trace.bytes().any(|b| b != b'0');
+    ok.then(|| trace.to_ascii_lowercase())
+}
+
+/// The object key of a batch whose newest entry is `max_nanos`.
+pub fn object_key(feed: Feed, ns: &str, max_nanos: u64) -> String {
+    format!(
+        "{}/{ns}/{}/{max_nanos}.jsonl",
+        feed.prefix(),
+        date_dir(max_nanos)
+    )
+}
+
+/// The newest-entry timestamp an object key names (`None` for keys this module did not write).
+pub fn key_nanos(key: &str) -> Option<u64> {
+    let name = key.rsplit('/').next()?;
+    let digits = name.strip_suffix(".jsonl")?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// Whether a directory name is a `YYYY-MM-DD` date (anything else under a feed is ignored).
+pub fn is_date_dir(name: &str) -> bool {
+    let b = name.as_bytes();
+    b.len() == 10
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_render_as_documented() {
+        let n = 1_747_900_800_123_456_789;
+        assert_eq!(rfc3339(n), "2025-05-22T08:00:00.123Z");
+        assert_eq!(date_dir(n), "2025-05-22");
+        assert_eq!(
+            parse_rfc3339("2025-05-22T08:00:00.123456789Z"),
+            Some(1_747_900_800_123_456_789)
+        );
+        assert_eq!(
+            parse_rfc3339("2025-05-22T10:00:00+02:00"),
+            Some(1_747_900_800_000_000_000)
+        );
+        assert_eq!(parse_rfc3339("yesterday"), None);
+        assert_eq!(parse_rfc3339("1969-12-31T00:00:00Z"), Some(0));
+    }
+
+    #[test]
+    fn trace_ids_come_from_the_traceparent() {
+        assert_eq!(
+            trace_id_of(b"00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01").as_deref(),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+        );
+        assert_eq!(
+            trace_id_of(b"00-00000000000000000000000000000000-00f067aa0ba902b7-01"),
+            None
+        );
+        assert_eq!(trace_id_of(b"4bf92f3577b34da6a3ce929d0e0e4736"), None);
+        assert_eq!(
+            trace_id_of(b"00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01"),
+            None
+        );
+        assert_eq!(trace_id_of(b"\xff"), None);
+    }
+
+    #[test]
+    fn object_keys_round_trip() {
+        let n = 1_747_900_800_123_456_789;
+        let key = object_key(Feed::SearchHistory, "products", n);
+        assert_eq!(
+            key,
+            "search-history/products/2025-05-22/1747900800123456789.jsonl"
+        );
+        assert_eq!(key_nanos(&key), Some(n));
+        assert_eq!(
+            key_nanos("search-history/products/2025-05-22/x.jsonl"),
+            None
+        );
+        assert_eq!(key_nanos("search-history/products/2025-05-22/.jsonl"), None);
+        assert_eq!(
+            key_nanos("search-history/products/2025-05-22/12.json"),
+            None
+        );
+        assert!(is_date_dir("2025-05-22"));
+        assert!(!is_date_dir("2025-5-22"));
+        assert!(!is_date_dir("2025_05_22"));
+    }
+
+    #[test]
+    fn optional_fields_are_omitted_and_big_nanos_survive() {
+        let e = SearchEntry {
+            timestamp: rfc3339(1_747_900_800_000_000_001),
+            timestamp_nanos: 1_747_900_800_000_000_001,
+            namespace: "ns".into(),
+            trace_id: None,
+            raw_query: None,
+            stable_as_of: None,
+            query: Map::new(),
+            top_result_ids: vec!["a".into()],
+            tags: vec![],
+        };
+        let text = serde_json::to_string(&e).unwrap();
+        assert!(!text.contains("trace_id") && !text.contains("raw_query"));
+        assert!(!text.contains("stable_as_of"));
+        assert!(text.contains("\"timestamp_nanos\":1747900800000000001"));
+        let back: SearchEntry = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, e);
+    }
+}
