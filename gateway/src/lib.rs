@@ -25,6 +25,8 @@ pub mod scans;
 pub mod snapshots;
 pub mod stable;
 pub mod store;
+#[cfg(feature = "aerospike")]
+pub mod tier_runtime;
 pub mod upstream;
 pub mod warm;
 pub mod watcher;
@@ -48,6 +50,7 @@ fn open_tier(config: &Config) -> Result<Arc<dyn layer_cache::Tier>, StartError> 
     let c = &config.gateway.cache;
     Ok(match c.tier {
         config::CacheTierKind::Disabled => Arc::new(layer_cache::DisabledTier),
+        config::CacheTierKind::Aerospike => open_aerospike(config)?,
         config::CacheTierKind::Nvme => {
             let dir = c
                 .dir
@@ -69,6 +72,33 @@ fn open_tier(config: &Config) -> Result<Arc<dyn layer_cache::Tier>, StartError> 
             Arc::new(tier)
         }
     })
+}
+
+/// Connects the Aerospike tier. The client keeps cluster-tending tasks on the runtime it was
+/// created on, so it gets a small runtime of its own that lives as long as the tier.
+#[cfg(feature = "aerospike")]
+fn open_aerospike(config: &Config) -> Result<Arc<dyn layer_cache::Tier>, StartError> {
+    let a = &config.gateway.cache.aerospike;
+    let mut cfg = layer_cache::AerospikeConfig::new(a.hosts.clone().unwrap_or_default());
+    cfg.namespace = a.namespace.clone();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("layer-aerospike")
+        .enable_all()
+        .build()
+        .map_err(StartError::Runtime)?;
+    let tier = rt
+        .block_on(layer_cache::AerospikeTier::connect(cfg))
+        .map_err(|e| StartError::Cache(e.to_string()))?;
+    tracing::info!(hosts = ?a.hosts, "Aerospike cache tier connected");
+    Ok(Arc::new(tier_runtime::RuntimeTier::new(Arc::new(tier), rt)))
+}
+
+#[cfg(not(feature = "aerospike"))]
+fn open_aerospike(_: &Config) -> Result<Arc<dyn layer_cache::Tier>, StartError> {
+    Err(StartError::Cache(
+        "this gateway was built without the aerospike feature".into(),
+    ))
 }
 
 /// Like [`start`], with a cache tier supplied by the caller (tests inject failures this way).

@@ -13,11 +13,12 @@
 //!   drainTimeoutMs: 10000         # LAYER_DRAIN_TIMEOUT_MS
 //!   namespaceListCacheTtlMs: 10000  # NAMESPACE_LIST_CACHE_TTL_MS
 //!   cache:
-//!     tier: nvme                  # LAYER_CACHE_TIER: nvme | disabled
+//!     tier: nvme                  # LAYER_CACHE_TIER: nvme | aerospike | disabled
 //!     dir: <dataDir>/cache        # LAYER_CACHE_DIR
 //!     maxBytes: 1073741824        # LAYER_CACHE_MAX_BYTES (NVMe tier bound)
 //!     hotBytesPerShard: 67108864  # LAYER_CACHE_HOT_BYTES_PER_SHARD
 //!     recover: true               # LAYER_CACHE_RECOVER (false = clear at start)
+//!     aerospike: {hosts: "a:3000", namespace: layer}  # AEROSPIKE_HOSTS; needs --features aerospike
 //!   consistency:
 //!     defaultMode: stable         # LAYER_DEFAULT_CONSISTENCY: stable | strong | eventual
 //!     pollIntervalMs: 1000        # CONSISTENCY_POLL_INTERVAL_MS (cold and updating namespaces)
@@ -210,6 +211,27 @@ pub struct CacheConfig {
     pub hot_bytes_per_shard: usize,
     /// Recover the NVMe tier's segments at start (`true`) or clear them.
     pub recover: bool,
+    /// The Aerospike tier (`tier: aerospike`; the binary must be built with `--features aerospike`).
+    pub aerospike: AerospikeSettings,
+}
+
+/// `gateway.cache.aerospike`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct AerospikeSettings {
+    /// Seed hosts, `host:port[,host:port]` (env `AEROSPIKE_HOSTS`).
+    pub hosts: Option<String>,
+    /// Aerospike namespace holding the cache.
+    pub namespace: String,
+}
+
+impl Default for AerospikeSettings {
+    fn default() -> Self {
+        AerospikeSettings {
+            hosts: None,
+            namespace: "layer".into(),
+        }
+    }
 }
 
 impl Default for CacheConfig {
@@ -220,6 +242,7 @@ impl Default for CacheConfig {
             max_bytes: 1 << 30,
             hot_bytes_per_shard: 64 << 20,
             recover: true,
+            aerospike: AerospikeSettings::default(),
         }
     }
 }
@@ -229,6 +252,8 @@ impl Default for CacheConfig {
 pub enum CacheTierKind {
     #[default]
     Nvme,
+    /// Aerospike (cargo feature `aerospike`).
+    Aerospike,
     Disabled,
 }
 
@@ -238,7 +263,10 @@ impl std::str::FromStr for CacheTierKind {
         match s {
             "nvme" => Ok(CacheTierKind::Nvme),
             "disabled" => Ok(CacheTierKind::Disabled),
-            other => Err(format!("unknown cache tier {other:?} (nvme, disabled)")),
+            "aerospike" => Ok(CacheTierKind::Aerospike),
+            other => Err(format!(
+                "unknown cache tier {other:?} (nvme, aerospike, disabled)"
+            )),
         }
     }
 }
@@ -477,6 +505,7 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
         "gateway.cache.hotBytesPerShard",
     ),
     ("LAYER_CACHE_RECOVER", "gateway.cache.recover"),
+    ("AEROSPIKE_HOSTS", "gateway.cache.aerospike.hosts"),
     (
         "CONSISTENCY_POLL_INTERVAL_MS",
         "gateway.consistency.pollIntervalMs",
@@ -585,6 +614,7 @@ impl Config {
                 "LAYER_CACHE_MAX_BYTES" => g.cache.max_bytes = parse(var, v)?,
                 "LAYER_CACHE_HOT_BYTES_PER_SHARD" => g.cache.hot_bytes_per_shard = parse(var, v)?,
                 "LAYER_CACHE_RECOVER" => g.cache.recover = parse(var, v)?,
+                "AEROSPIKE_HOSTS" => g.cache.aerospike.hosts = Some(v),
                 "CONSISTENCY_POLL_INTERVAL_MS" => g.consistency.poll_interval_ms = parse(var, v)?,
                 "CONSISTENCY_STABLE_POLL_INTERVAL_MS" => {
                     g.consistency.stable_poll_interval_ms = parse(var, v)?
@@ -668,6 +698,25 @@ impl Config {
                 )));
             }
         }
+        if self.gateway.cache.tier == CacheTierKind::Aerospike {
+            if !cfg!(feature = "aerospike") {
+                return Err(ConfigError::Invalid(
+                    "cache.tier aerospike needs a gateway built with `--features aerospike`".into(),
+                ));
+            }
+            if self
+                .gateway
+                .cache
+                .aerospike
+                .hosts
+                .as_deref()
+                .is_none_or(str::is_empty)
+            {
+                return Err(ConfigError::Invalid(
+                    "cache.tier aerospike needs cache.aerospike.hosts (or AEROSPIKE_HOSTS)".into(),
+                ));
+            }
+        }
         let o = &self.gateway.object_store;
         if o.backend == ObjectStoreBackend::S3 && o.bucket.as_deref().is_none_or(str::is_empty) {
             return Err(ConfigError::Invalid(
@@ -716,68 +765,4 @@ impl Config {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::collections::HashMap;
-
-    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let m: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        move |k| m.get(k).cloned()
-    }
-
-    #[test]
-    fn defaults_are_documented_values() {
-        let c = Config::default();
-        assert_eq!(c.gateway.max_body_bytes, 64 << 20);
-        assert_eq!(c.vector_store.inbound_auth.mode, AuthMode::DeriveFromStore);
-        assert_eq!(c.vector_store.request_timeout_ms, 30_000);
-    }
-
-    #[test]
-    fn unknown_keys_are_rejected() {
-        let dir = std::env::temp_dir().join(format!("layer-cfg-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let p = dir.join("bad.yaml");
-        std::fs::write(&p, "gateway:\n  listen: 127.0.0.1:1\n  shardz: 2\n").unwrap();
-        let err = Config::load(Some(&p), &env(&[])).unwrap_err().to_string();
-        assert!(err.contains("unknown field `shardz`"), "{err}");
-        std::fs::write(&p, "vectorStore:\n  inboundAuth:\n    mode: keys\n    keys:\n      - name: a\n        scopes: [read]\n        token: t\n").unwrap();
-        let c = Config::load(Some(&p), &env(&[])).unwrap();
-        assert_eq!(
-            c.vector_store.inbound_auth.keys[0].scopes,
-            vec![Scope::Read]
-        );
-    }
-
-    #[test]
-    fn env_overrides_file_and_sdk_variables_fill_in() {
-        let c = Config::load(
-            None,
-            &env(&[
-                ("LAYER_SHARDS", "3"),
-                ("TURBOPUFFER_API_KEY", "k"),
-                ("TURBOPUFFER_API_URL", "http://x"),
-            ]),
-        )
-        .unwrap();
-        assert_eq!(c.gateway.shards, 3);
-        assert_eq!(c.vector_store.endpoint.url, "http://x");
-        assert_eq!(c.upstream_key(&env(&[])).as_deref(), Some("k"));
-        let err = Config::load(None, &env(&[("LAYER_SHARDS", "many")])).unwrap_err();
-        assert!(err.to_string().contains("LAYER_SHARDS"));
-        let err = Config::load(None, &env(&[("LAYER_AUTH_MODE", "none")])).unwrap_err();
-        assert!(err.to_string().contains("unknown auth mode"));
-    }
-
-    #[test]
-    fn validation_catches_missing_credentials() {
-        let c = Config::default();
-        assert!(c.validate(&env(&[])).is_err());
-        let mut c = Config::default();
-        c.vector_store.credential.value = Some("k".into());
-        assert!(c.validate(&env(&[])).is_ok());
-    }
-}
+mod tests;
