@@ -1,33 +1,512 @@
-//! Cache warming (being built): warm jobs and `hint_cache_warm`.
+//! Cache warming: warm jobs (`POST /v2/namespaces/{ns}/warm`, `GET …/warm-jobs[/{id}]`),
+//! `GET /v1/namespaces/{ns}/hint_cache_warm`, and each namespace's `cache_warmed_through`.
+//!
+//! A warm job pages through origin (keyset pages of `page_size` rows per scatter/gather shard,
+//! the namespace's scan fan-out `threads` in flight) and writes every full row into the shared
+//! cache tier under `Set::Documents` by wire id — the same value fetch caches. It reads at a cut:
+//! with a watcher watermark `W`, strong reads with `_hevlayer_upserted_at <= W`; before the
+//! watermark is observed, strong reads of everything, cut at the job's start time. On success
+//! `cache_warmed_through` becomes that cut (never moving backwards); cache-sourced scans then
+//! filter `_hevlayer_upserted_at <= cache_warmed_through`.
+//!
+//! Racing writes: a write through the gateway removes the ids it touches from the tier. A warm
+//! page read before such a write could put an older row back after the removal, so each page
+//! compares the namespace's invalidation epoch before the read and after its puts; when a write
+//! landed in between, the page's ids are read again (strongly, at the cut) and re-put (rows gone
+//! or past the cut are removed), up to [`RACE_RETRIES`] times, after which they are removed so
+//! fetch falls through to origin.
+//!
+//! `hint_cache_warm` with no query parameters is a raw passthrough (forwarded verbatim, upstream
+//! answer relayed verbatim; it never touches the cache, so it works while the cache is cold). Any
+//! of `turbopuffer`, `documents`, `snapshots`, `page_size` switches to Layer orchestration with
+//! every step defaulting on: `turbopuffer` forwards the hint, `documents` starts (or joins) a warm
+//! job, `snapshots` mirrors the latest snapshot body into the tier (`Set::Snapshots`, keyed by
+//! its sha). Warm jobs and an orchestrated call with `documents` or `snapshots` answer 503
+//! `cache_cold` when the tier is cold or disabled.
+//!
+//! State (jobs, `cache_warmed_through`) is in gateway memory only: after a restart a populated
+//! cache counts as "never warmed" and the first `auto` scan starts a background warm. At most one
+//! warm runs per namespace; a second request joins the running job.
+
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use bytes::Bytes;
+use futures_util::StreamExt;
+use futures_util::future::join_all;
+use futures_util::stream::FuturesUnordered;
+use http::{Method, StatusCode};
+use layer_cache::{CacheState, Set, Tier};
+use parking_lot::Mutex;
+use serde_json::{Map, Value, json};
 
 use crate::auth::Principal;
 use crate::config::Config;
 use crate::error::GatewayError;
-use crate::handler::{Resp, ShardCtx};
+use crate::handler::{Resp, ShardCtx, Shared, json_response, now_ms, relay};
+use crate::jobs::{Job, JobStatus, Jobs};
+use crate::namespaces::{decode, parse_query};
+use crate::origin::{self, MAX_PAGE, OriginScan};
 use crate::route::Route;
+use crate::scans::ranked;
+use crate::scans::run::wire_id;
+use crate::stable;
+use crate::upstream::Upstream;
+
+/// Rows per warm page when the request does not say.
+pub const DEFAULT_PAGE: usize = 1000;
+/// Re-reads of a page whose ids a concurrent write touched, before giving up on them.
+pub const RACE_RETRIES: usize = 3;
 
 /// The warm feature's shared state.
 #[derive(Debug)]
-pub struct Warm {}
+pub struct Warm {
+    pub jobs: Jobs,
+    /// `cache_warmed_through` per namespace (epoch ms).
+    warmed: Mutex<HashMap<String, u64>>,
+    /// The running warm job per namespace.
+    running: Mutex<HashMap<String, Arc<Job>>>,
+}
 
 impl Warm {
     pub fn new(_config: &Config) -> Self {
-        Warm {}
+        Warm {
+            jobs: Jobs::new("warm"),
+            warmed: Mutex::new(HashMap::new()),
+            running: Mutex::new(HashMap::new()),
+        }
     }
+
+    fn stamp(&self, ns: &str, cut: u64) {
+        let mut m = self.warmed.lock();
+        let e = m.entry(ns.to_string()).or_insert(cut);
+        *e = (*e).max(cut);
+    }
+}
+
+/// `cache_warmed_through` of `ns`: the cut of its last successful warm, if any.
+pub fn warmed_through(shared: &Shared, ns: &str) -> Option<u64> {
+    shared.warm.warmed.lock().get(ns).copied()
+}
+
+fn tier_ready(tier: &Arc<dyn Tier>) -> bool {
+    tier.health().state == CacheState::Warm
+}
+
+fn cache_cold(route: &'static str) -> GatewayError {
+    crate::metrics::feature_event("layer_cache_cold_responses_total", "route", route, 1);
+    GatewayError::CacheCold(
+        "the document cache is unavailable (cold or disabled); warming needs it".into(),
+    )
+}
+
+/// Starts a warm of `ns` on the control runtime, or returns the one already running.
+pub fn start(shared: &Arc<Shared>, ns: &str, page_size: usize) -> Result<Arc<Job>, GatewayError> {
+    let control = shared.control()?.clone();
+    let mut running = shared.warm.running.lock();
+    if let Some(j) = running.get(ns)
+        && j.status() == JobStatus::Running
+    {
+        return Ok(j.clone());
+    }
+    let mut base = Map::new();
+    base.insert("page_size".into(), json!(page_size));
+    let job = shared.warm.jobs.create(ns, base);
+    running.insert(ns.to_string(), job.clone());
+    drop(running);
+    crate::metrics::feature_event("layer_warm_events_total", "event", "job_started", 1);
+    let (shared, ns, task_job) = (shared.clone(), ns.to_string(), job.clone());
+    control.handle.spawn(async move {
+        let result = run(&shared, &control.upstream, &ns, page_size, &task_job).await;
+        match result {
+            Ok(cut) if !task_job.is_cancelled() => {
+                shared.warm.stamp(&ns, cut);
+                let mut extra = Map::new();
+                extra.insert("cache_warmed_through".into(), json!(cut));
+                extra.insert("stable_as_of".into(), json!(cut));
+                crate::metrics::feature_event(
+                    "layer_warm_events_total",
+                    "event",
+                    "job_completed",
+                    1,
+                );
+                task_job.complete(extra);
+            }
+            Ok(_) => task_job.fail("cancelled"),
+            Err(e) => {
+                crate::metrics::feature_event("layer_warm_events_total", "event", "job_failed", 1);
+                task_job.fail(e.to_string());
+            }
+        }
+        let mut running = shared.warm.running.lock();
+        if running.get(&ns).is_some_and(|j| Arc::ptr_eq(j, &task_job)) {
+            running.remove(&ns);
+        }
+    });
+    Ok(job)
+}
+
+/// The Auto policy's background warm: starts one unless the tier is down or one is running.
+pub fn ensure_background(shared: &Arc<Shared>, ns: &str) {
+    if tier_ready(&shared.cache.tier) {
+        let _ = start(shared, ns, DEFAULT_PAGE);
+    }
+}
+
+/// One warm pass; returns the cut it warmed through.
+async fn run(
+    shared: &Shared,
+    upstream: &Upstream,
+    ns: &str,
+    page_size: usize,
+    job: &Job,
+) -> Result<u64, GatewayError> {
+    let started = now_ms();
+    let watermark = shared.watcher.snapshot(ns).1;
+    let cut = watermark.unwrap_or(started);
+    let total = crate::snapshots::compute::approx_rows(upstream, ns).await;
+    let shards = origin::shards_of(shared, ns);
+    let threads = origin::threads_for(shared, ns, None).max(1) as usize;
+    let spec = OriginScan {
+        namespace: ns.to_string(),
+        filters: watermark.map(|w| json!([scatter::UPSERTED_AT, "Lte", w])),
+        include_attributes: json!(true),
+        page_size: page_size.clamp(1, MAX_PAGE),
+        threads,
+        shards,
+        // Strong reads; the cut is in `filters` (see the module docs on racing writes).
+        watermark: None,
+    };
+    let mut queue: Vec<(u32, Option<Value>)> = (0..shards).rev().map(|s| (s, None)).collect();
+    let mut in_flight = FuturesUnordered::new();
+    loop {
+        while in_flight.len() < threads {
+            let Some((shard, after)) = queue.pop() else {
+                break;
+            };
+            let spec = &spec;
+            in_flight.push(async move {
+                let r = warm_page(shared, upstream, spec, shards, shard, after.as_ref()).await;
+                (shard, r)
+            });
+        }
+        let Some((shard, result)) = in_flight.next().await else {
+            break;
+        };
+        let (read, last) = result?;
+        job.add_scanned(read as u64);
+        if let Some(t) = total.filter(|t| *t > 0) {
+            job.set_progress((job.documents_scanned() as f64 / t as f64).min(0.99));
+        }
+        if job.is_cancelled() {
+            return Ok(cut);
+        }
+        if read >= spec.page_size
+            && let Some(last) = last
+        {
+            queue.push((shard, Some(last)));
+        }
+    }
+    Ok(cut)
+}
+
+/// Reads one page and writes it to the tier; returns (rows read, last id).
+async fn warm_page(
+    shared: &Shared,
+    upstream: &Upstream,
+    spec: &OriginScan,
+    shards: u32,
+    shard: u32,
+    after: Option<&Value>,
+) -> Result<(usize, Option<Value>), GatewayError> {
+    let ns = spec.namespace.as_str();
+    let inv = &shared.cache.invalidations;
+    let before = inv.namespace_epoch(Set::Documents, ns);
+    let body = origin::page_body(spec, shards, shard, after, spec.page_size);
+    let rows = rows_of(ranked::query(upstream, "warm_page", ns, &body).await?);
+    let read = rows.len();
+    let last = rows.last().and_then(|r| r.get("id")).cloned();
+    let ids: Vec<Value> = rows.iter().filter_map(|r| r.get("id").cloned()).collect();
+    put_rows(shared, ns, rows).await?;
+    let mut seen = before;
+    for _ in 0..RACE_RETRIES {
+        let now = inv.namespace_epoch(Set::Documents, ns);
+        if now == seen {
+            return Ok((read, last));
+        }
+        seen = now;
+        // A write to the namespace raced this page: read its ids again and write what is live.
+        let again = reread(upstream, spec, &ids).await?;
+        let present: Vec<String> = again
+            .iter()
+            .filter_map(|r| r.get("id").and_then(wire_id))
+            .collect();
+        let gone: Vec<String> = ids
+            .iter()
+            .filter_map(wire_id)
+            .filter(|id| !present.contains(id))
+            .collect();
+        put_rows(shared, ns, again).await?;
+        remove(shared, ns, &gone).await?;
+    }
+    if inv.namespace_epoch(Set::Documents, ns) != seen {
+        let all: Vec<String> = ids.iter().filter_map(wire_id).collect();
+        remove(shared, ns, &all).await?;
+    }
+    Ok((read, last))
+}
+
+fn rows_of(mut answer: Value) -> Vec<Value> {
+    match answer.get_mut("rows").map(Value::take) {
+        Some(Value::Array(rows)) => rows,
+        _ => Vec::new(),
+    }
+}
+
+/// Strong re-read of `ids` at the warm's cut.
+async fn reread(
+    upstream: &Upstream,
+    spec: &OriginScan,
+    ids: &[Value],
+) -> Result<Vec<Value>, GatewayError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut conds = vec![json!(["id", "In", ids])];
+    conds.extend(spec.filters.clone());
+    let body = json!({
+        "filters": ["And", conds],
+        "rank_by": ["id", "asc"],
+        "top_k": ids.len().clamp(1, MAX_PAGE),
+        "include_attributes": true,
+        "consistency": {"level": "strong"},
+    });
+    Ok(rows_of(
+        ranked::query(upstream, "warm_reread", &spec.namespace, &body).await?,
+    ))
+}
+
+async fn put_rows(shared: &Shared, ns: &str, rows: Vec<Value>) -> Result<(), GatewayError> {
+    let tier = &shared.cache.tier;
+    let puts = rows.into_iter().filter_map(|mut row| {
+        let obj = row.as_object_mut()?;
+        obj.remove("$dist");
+        let id = wire_id(obj.get("id")?)?;
+        let bytes = Bytes::from(serde_json::to_vec(&row).ok()?);
+        Some(tier.put(Set::Documents, ns, &id, bytes))
+    });
+    for r in join_all(puts).await {
+        match r {
+            Ok(()) => {}
+            // A row the tier cannot hold stays uncached (fetch serves it from origin).
+            Err(e) if !e.is_tier_failure() => {
+                crate::metrics::feature_event("layer_warm_events_total", "event", "row_skipped", 1);
+            }
+            Err(e) => return Err(GatewayError::CacheCold(format!("cache write failed: {e}"))),
+        }
+    }
+    Ok(())
+}
+
+async fn remove(shared: &Shared, ns: &str, ids: &[String]) -> Result<(), GatewayError> {
+    let tier = &shared.cache.tier;
+    for r in join_all(ids.iter().map(|id| tier.delete(Set::Documents, ns, id))).await {
+        r.map_err(|e| GatewayError::CacheCold(format!("cache delete failed: {e}")))?;
+    }
+    Ok(())
+}
+
+fn page_size(params: &HashMap<String, String>) -> Result<usize, GatewayError> {
+    match params.get("page_size").map(String::as_str) {
+        None | Some("") => Ok(DEFAULT_PAGE),
+        Some(s) => s
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_PAGE).contains(n))
+            .ok_or_else(|| {
+                GatewayError::Validation(format!(
+                    "page_size must be an integer from 1 to {MAX_PAGE}, got {s:?}"
+                ))
+            }),
+    }
+}
+
+/// A boolean step switch: absent or empty means on.
+fn step(params: &HashMap<String, String>, key: &str) -> Result<bool, GatewayError> {
+    match params.get(key).map(String::as_str) {
+        None | Some("") => Ok(true),
+        Some("true") | Some("1") => Ok(true),
+        Some("false") | Some("0") => Ok(false),
+        Some(other) => Err(GatewayError::Validation(format!(
+            "{key} must be true or false, got {other:?}"
+        ))),
+    }
+}
+
+/// A job body, with `x-layer-stable-as-of` matching its `stable_as_of`.
+fn job_response(status: StatusCode, job: &Job) -> Resp {
+    let v = job.to_json();
+    let wm = v.get("stable_as_of").and_then(Value::as_u64);
+    let mut r = json_response(status, &v);
+    stable::stamp_header(r.headers_mut(), wm);
+    r
 }
 
 /// Serves `warm`, `list_warm_jobs`, `get_warm_job` and `hint_cache_warm`.
 pub async fn serve(
-    _ctx: &ShardCtx,
+    ctx: &ShardCtx,
     route: Route<'_>,
     _principal: &Principal,
     parts: http::request::Parts,
-    _body: Bytes,
+    body: Bytes,
 ) -> Result<Resp, GatewayError> {
-    Err(GatewayError::NotFound {
-        method: parts.method.to_string(),
-        path: format!("{} ({})", parts.uri.path(), route.name),
-    })
+    let shared = &ctx.shared;
+    let ns = route.namespace.unwrap_or_default();
+    let params = parse_query(parts.uri.query().unwrap_or(""));
+    match route.name {
+        "warm" => {
+            if !tier_ready(&shared.cache.tier) {
+                return Err(cache_cold("warm"));
+            }
+            let job = start(shared, ns, page_size(&params)?)?;
+            Ok(job_response(StatusCode::ACCEPTED, &job))
+        }
+        "list_warm_jobs" => {
+            let jobs: Vec<Value> = shared
+                .warm
+                .jobs
+                .list(ns)
+                .iter()
+                .map(|j| j.to_json())
+                .collect();
+            Ok(json_response(StatusCode::OK, &json!({"warm_jobs": jobs})))
+        }
+        "get_warm_job" => {
+            let id = decode(parts.uri.path().rsplit('/').next().unwrap_or_default());
+            let job = shared
+                .warm
+                .jobs
+                .get(ns, &id)
+                .ok_or_else(|| GatewayError::Missing(format!("warm job {id:?} not found")))?;
+            Ok(job_response(StatusCode::OK, &job))
+        }
+        "hint_cache_warm" => {
+            const OPTIONS: [&str; 4] = ["turbopuffer", "documents", "snapshots", "page_size"];
+            if !OPTIONS.iter().any(|k| params.contains_key(*k)) {
+                return passthrough(ctx, parts, body).await;
+            }
+            orchestrate(ctx, ns, &params).await
+        }
+        other => Err(GatewayError::Internal(format!(
+            "warm route {other} has no handler"
+        ))),
+    }
+}
+
+/// The bare hint: forwarded verbatim, relayed verbatim.
+async fn passthrough(
+    ctx: &ShardCtx,
+    parts: http::request::Parts,
+    body: Bytes,
+) -> Result<Resp, GatewayError> {
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_string();
+    let trace = parts.headers.get("traceparent").cloned();
+    let up = ctx
+        .upstream
+        .send(
+            "hint_cache_warm",
+            parts.method,
+            &path_and_query,
+            &parts.headers,
+            body,
+        )
+        .await?;
+    Ok(relay(up, trace))
+}
+
+/// `hint_cache_warm` with options: the per-step orchestration.
+async fn orchestrate(
+    ctx: &ShardCtx,
+    ns: &str,
+    params: &HashMap<String, String>,
+) -> Result<Resp, GatewayError> {
+    let shared = &ctx.shared;
+    let (hint, documents, snapshots) = (
+        step(params, "turbopuffer")?,
+        step(params, "documents")?,
+        step(params, "snapshots")?,
+    );
+    let page = page_size(params)?;
+    if (documents || snapshots) && !tier_ready(&shared.cache.tier) {
+        return Err(cache_cold("hint_cache_warm"));
+    }
+    let skipped = json!({"enabled": false, "status": "skipped"});
+    let turbopuffer = if hint {
+        let up = ctx
+            .upstream
+            .send(
+                "hint_cache_warm",
+                Method::GET,
+                &format!("/v1/namespaces/{ns}/hint_cache_warm"),
+                &http::HeaderMap::new(),
+                Bytes::new(),
+            )
+            .await?;
+        if !up.status.is_success() {
+            return Err(GatewayError::Relay {
+                status: up.status,
+                content_type: up.headers.get(http::header::CONTENT_TYPE).cloned(),
+                body: up.body,
+            });
+        }
+        json!({"enabled": true, "status": "completed"})
+    } else {
+        skipped.clone()
+    };
+    let documents = if documents {
+        let job = start(shared, ns, page)?;
+        json!({"enabled": true, "status": "started", "job": job.to_json()})
+    } else {
+        skipped.clone()
+    };
+    let snapshots = if snapshots {
+        mirror_snapshot(shared, ns).await?
+    } else {
+        skipped
+    };
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({
+            "namespace": ns,
+            "turbopuffer": turbopuffer,
+            "documents": documents,
+            "snapshots": snapshots,
+        }),
+    ))
+}
+
+/// Mirrors the latest snapshot body into the tier (`Set::Snapshots`, keyed by sha).
+async fn mirror_snapshot(shared: &Shared, ns: &str) -> Result<Value, GatewayError> {
+    let Some(body) = crate::snapshots::latest(shared, ns).await? else {
+        return Ok(json!({"enabled": true, "status": "no_snapshot"}));
+    };
+    let bytes = serde_json::to_vec(&*body)
+        .map_err(|e| GatewayError::Internal(format!("snapshot body: {e}")))?;
+    shared
+        .cache
+        .tier
+        .put(Set::Snapshots, ns, &body.sha, Bytes::from(bytes))
+        .await
+        .map_err(|e| GatewayError::CacheCold(format!("cache write failed: {e}")))?;
+    Ok(json!({
+        "enabled": true,
+        "status": "completed",
+        "key": crate::snapshots::durable::body_key(ns, &body.sha),
+        "watermark_ms": body.watermark_ms,
+        "sha": body.sha,
+    }))
 }

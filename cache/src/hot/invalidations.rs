@@ -41,6 +41,17 @@ impl Invalidations {
         self.epoch.load(Ordering::Acquire)
     }
 
+    /// The epoch of the latest clear of `(set, ns)` (0 if it was never cleared). A task that
+    /// reads from origin and then writes the shared tier (a warm job) compares it before and
+    /// after, to learn whether a write to the namespace raced its read.
+    pub fn namespace_epoch(&self, set: Set, ns: &str) -> u64 {
+        self.cleared
+            .lock()
+            .get(&(set, Box::<str>::from(ns)))
+            .copied()
+            .unwrap_or(0)
+    }
+
     /// Calls `apply` for every clear newer than `seen`, returns the epoch now applied.
     pub(crate) fn apply_since(&self, seen: u64, mut apply: impl FnMut(Set, &str)) -> u64 {
         let map = self.cleared.lock();
@@ -50,5 +61,25 @@ impl Invalidations {
             }
         }
         self.epoch.load(Ordering::Acquire)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn namespace_epoch_moves_only_for_that_namespace() {
+        let inv = Invalidations::new();
+        assert_eq!(inv.namespace_epoch(Set::Documents, "a"), 0);
+        inv.clear_namespace(Set::Documents, "a");
+        let a1 = inv.namespace_epoch(Set::Documents, "a");
+        assert!(a1 > 0);
+        inv.clear_namespace(Set::Documents, "b");
+        inv.clear_namespace(Set::Chunks, "a");
+        assert_eq!(inv.namespace_epoch(Set::Documents, "a"), a1);
+        inv.clear_namespace(Set::Documents, "a");
+        assert!(inv.namespace_epoch(Set::Documents, "a") > a1);
+        assert_eq!(inv.epoch(), 4);
     }
 }

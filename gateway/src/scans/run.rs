@@ -1,0 +1,265 @@
+//! Ids and values jobs: the background passes behind `202 Accepted`, on the control runtime.
+//!
+//! - origin, filter selector: [`crate::origin::scan`] (keyset pages of `page_size` rows per
+//!   shard, at most `threads` in flight, at the stable cut), `include_attributes: false` for ids
+//!   and `[field]` for values;
+//! - origin, `fts`/`ann` (values only): [`super::ranked`] with `[field]`;
+//! - cache: [`super::cache::scan_rows`].
+//!
+//! Jobs update `documents_scanned` (rows read: origin rows fetched, cached documents read) and
+//! `progress` (against the namespace's approximate row count when upstream reports one) after
+//! every page, and stop between pages when deleted. Results are kept in memory with the job
+//! ([`super::Scans`]); a values listing is capped at `gateway.scan.valuesCap` after the full pass
+//! (exact counts, `truncated: true` when values were dropped).
+
+use std::ops::ControlFlow;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use scatter::values::{ValuesError, ValuesHistogram};
+use serde_json::{Map, Value, json};
+
+use super::ScanResults;
+use super::cache::scan_rows;
+use super::ranked::{self, RankedSpec};
+use super::request::{Mode, Ranked, ScanRequest};
+use super::resolve::Plan;
+use crate::error::GatewayError;
+use crate::handler::Shared;
+use crate::jobs::Job;
+use crate::origin::{self, MAX_PAGE, OriginScan};
+use crate::upstream::Upstream;
+
+/// A row id as a wire id (ids are strings on the wire; numeric ids are rendered in decimal).
+pub fn wire_id(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// What a pass accumulates.
+enum Acc {
+    Ids(Vec<String>),
+    Values {
+        field: String,
+        hist: ValuesHistogram,
+        error: Option<ValuesError>,
+    },
+}
+
+impl Acc {
+    fn new(req: &ScanRequest) -> Acc {
+        match (req.mode, &req.field) {
+            (Mode::Values, Some(f)) => Acc::Values {
+                field: f.clone(),
+                hist: ValuesHistogram::new(),
+                error: None,
+            },
+            _ => Acc::Ids(Vec::new()),
+        }
+    }
+
+    /// `include_attributes` for upstream pages.
+    fn include(&self) -> Value {
+        match self {
+            Acc::Ids(_) => json!(false),
+            Acc::Values { field, .. } => json!([field]),
+        }
+    }
+
+    fn add_json_row(&mut self, row: &Value) {
+        match self {
+            Acc::Ids(ids) => ids.extend(row.get("id").and_then(wire_id)),
+            Acc::Values { field, hist, error } => {
+                if error.is_some() {
+                    return;
+                }
+                let value = row
+                    .get(field.as_str())
+                    .and_then(|v| sonic_rs::to_value(v).ok());
+                if let Err(e) = hist.add(value.as_ref()) {
+                    *error = Some(e);
+                }
+            }
+        }
+    }
+
+    fn failed(&self) -> Option<String> {
+        match self {
+            Acc::Values {
+                error: Some(e),
+                field,
+                ..
+            } => Some(format!("field {field:?}: {e}")),
+            _ => None,
+        }
+    }
+}
+
+fn progress(job: &Job, total: Option<u64>) {
+    if let Some(t) = total.filter(|t| *t > 0) {
+        job.set_progress((job.documents_scanned() as f64 / t as f64).min(0.99));
+    }
+}
+
+/// Runs an ids or values job to completion (or failure), storing its results.
+pub async fn run(
+    shared: Arc<Shared>,
+    upstream: Upstream,
+    ns: String,
+    req: ScanRequest,
+    plan: Plan,
+    job: Arc<Job>,
+) {
+    let outcome = pass(&shared, &upstream, &ns, &req, plan, &job).await;
+    if job.is_cancelled() {
+        return;
+    }
+    match outcome {
+        Ok((acc, mut extra)) => {
+            if let Some(why) = acc.failed() {
+                crate::metrics::feature_event("layer_scan_events_total", "event", "job_failed", 1);
+                job.fail(why);
+                return;
+            }
+            let results = match acc {
+                Acc::Ids(ids) => {
+                    extra.insert("total".into(), json!(ids.len()));
+                    ScanResults::Ids(ids)
+                }
+                Acc::Values { hist, .. } => {
+                    let listing = hist.finish(shared.scans.values_cap());
+                    extra.insert("unique_values".into(), json!(listing.distinct));
+                    extra.insert("truncated".into(), json!(listing.truncated));
+                    extra.insert("total".into(), json!(listing.values.len()));
+                    ScanResults::Values(listing)
+                }
+            };
+            shared.scans.store_results(&ns, &job.id, results);
+            crate::metrics::feature_event("layer_scan_events_total", "event", "job_completed", 1);
+            job.complete(extra);
+        }
+        Err(e) => {
+            crate::metrics::feature_event("layer_scan_events_total", "event", "job_failed", 1);
+            job.fail(e.to_string());
+        }
+    }
+}
+
+async fn pass(
+    shared: &Shared,
+    upstream: &Upstream,
+    ns: &str,
+    req: &ScanRequest,
+    plan: Plan,
+    job: &Job,
+) -> Result<(Acc, Map<String, Value>), GatewayError> {
+    let mut acc = Acc::new(req);
+    let mut extra = Map::new();
+    let total = crate::snapshots::compute::approx_rows(upstream, ns).await;
+    match plan {
+        Plan::Cache {
+            filter,
+            warmed_through,
+        } => {
+            let mut seen = 0;
+            scan_rows(&shared.cache.tier, ns, &filter, None, |page, stats| {
+                job.add_scanned(stats.scanned - seen);
+                seen = stats.scanned;
+                for m in page {
+                    match &mut acc {
+                        Acc::Ids(ids) => ids.push(m.id),
+                        Acc::Values { field, hist, error } => {
+                            if error.is_none()
+                                && let Err(e) = hist.add_row(&m.row, field)
+                            {
+                                *error = Some(e);
+                            }
+                        }
+                    }
+                }
+                progress(job, total);
+                stop_if(job.is_cancelled() || acc.failed().is_some())
+            })
+            .await
+            .map_err(|e| GatewayError::CacheCold(format!("the document cache failed: {e}")))?;
+            if let Some(w) = warmed_through {
+                extra.insert("stable_as_of".into(), json!(w));
+            }
+        }
+        Plan::Origin {
+            threads,
+            shards,
+            cut,
+        } => {
+            match &req.ranked {
+                None => {
+                    let spec = OriginScan {
+                        namespace: ns.to_string(),
+                        filters: req.filters.clone(),
+                        include_attributes: acc.include(),
+                        page_size: req.page_size,
+                        threads: threads as usize,
+                        shards,
+                        watermark: cut,
+                    };
+                    origin::scan(upstream, &spec, |page| {
+                        job.add_scanned(page.rows.len() as u64);
+                        for row in &page.rows {
+                            acc.add_json_row(row);
+                        }
+                        progress(job, total);
+                        stop_if(job.is_cancelled() || acc.failed().is_some())
+                    })
+                    .await?;
+                }
+                Some(ranked) => {
+                    let spec = RankedSpec {
+                        namespace: ns,
+                        ranked,
+                        filters: req.filters.as_ref(),
+                        include_attributes: acc.include(),
+                        shards,
+                        threads: threads as usize,
+                        exhaustive: req.exhaustive,
+                        deadline: Instant::now() + Duration::from_secs(req.timeout_seconds),
+                        cut,
+                        page: MAX_PAGE,
+                    };
+                    let out = ranked::run(upstream, &spec, |rows| {
+                        job.add_scanned(rows.len() as u64);
+                        for row in rows {
+                            acc.add_json_row(row);
+                        }
+                    })
+                    .await?;
+                    extra.insert("bounded".into(), json!(out.bounded()));
+                    extra.insert("timed_out".into(), json!(out.timed_out));
+                    extra.insert("shards_saturated".into(), json!(out.shards_saturated));
+                    if matches!(ranked, Ranked::Ann { .. }) {
+                        extra.insert("approximate".into(), json!(true));
+                    }
+                }
+            }
+            if let Some(w) = cut {
+                extra.insert("stable_as_of".into(), json!(w));
+            }
+        }
+        Plan::SnapshotCount(_) | Plan::SnapshotValues(_) => {
+            return Err(GatewayError::Internal(
+                "snapshot plans complete at creation".into(),
+            ));
+        }
+    }
+    Ok((acc, extra))
+}
+
+fn stop_if(stop: bool) -> ControlFlow<()> {
+    if stop {
+        ControlFlow::Break(())
+    } else {
+        ControlFlow::Continue(())
+    }
+}
