@@ -267,6 +267,80 @@ impl Stack {
     }
 }
 
+impl Stack {
+    /// Stops the gateway (graceful: it drains and flushes) and starts a new one against the same
+    /// emulator, configured like [`Stack::start_with`] with a fresh data dir, then `tweak`.
+    pub fn restart_gateway(&mut self, tweak: impl FnOnce(&mut layer_gateway::Config)) {
+        self.stop_gateway();
+        let mut cfg = layer_gateway::Config::default();
+        cfg.gateway.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        cfg.gateway.shards = 2;
+        cfg.vector_store.endpoint.url = self.emulator.url();
+        cfg.vector_store.credential.value = Some(UPSTREAM_KEY.into());
+        cfg.gateway.data_dir = temp_dir("gateway");
+        cfg.gateway.cache.max_bytes = 64 << 20;
+        cfg.gateway.cache.recover = false;
+        tweak(&mut cfg);
+        let gateway = layer_gateway::start(cfg, &|_| None).expect("gateway restart");
+        self.gateway_url = format!("http://{}", gateway.addr);
+        self.gateway = Some(gateway);
+    }
+
+    /// The value of one Prometheus sample on the gateway's `/metrics` (`name{labels}` exactly as
+    /// rendered, e.g. `layer_search_history_events_total{outcome="written"}`); 0 when absent.
+    pub fn metric(&self, sample: &str) -> f64 {
+        let text = self.gw(Method::GET, "/metrics", Bytes::new()).text();
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix(sample)?
+                    .strip_prefix(' ')?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or(0.0)
+    }
+}
+
+/// The S3-compatible server `scripts/s3-server` started for this test run
+/// (`LAYER_TEST_S3_ENDPOINT`, `LAYER_TEST_S3_BUCKET`), if any.
+#[derive(Clone, Debug)]
+pub struct TestS3 {
+    pub endpoint: String,
+    pub bucket: String,
+}
+
+impl TestS3 {
+    /// `None` when no S3 server was started. Credentials come from the process environment
+    /// (`object_store` reads `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY`; the server accepts
+    /// any), so their absence is a setup error, not a skip.
+    pub fn from_env() -> Option<TestS3> {
+        let endpoint = std::env::var("LAYER_TEST_S3_ENDPOINT")
+            .ok()
+            .filter(|e| !e.is_empty())?;
+        let bucket =
+            std::env::var("LAYER_TEST_S3_BUCKET").unwrap_or_else(|_| "layer-test".to_string());
+        assert!(
+            std::env::var("AWS_ACCESS_KEY_ID").is_ok()
+                && std::env::var("AWS_SECRET_ACCESS_KEY").is_ok(),
+            "LAYER_TEST_S3_ENDPOINT is set but AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY are not \
+             (any value works with the test server; `eval \"$(scripts/s3-server)\"` exports them)"
+        );
+        Some(TestS3 { endpoint, bucket })
+    }
+
+    /// Points a gateway's object store at this server, under `prefix` (unique per test).
+    pub fn configure(&self, cfg: &mut layer_gateway::Config, prefix: &str) {
+        let o = &mut cfg.gateway.object_store;
+        o.backend = layer_gateway::config::ObjectStoreBackend::S3;
+        o.bucket = Some(self.bucket.clone());
+        o.endpoint = Some(self.endpoint.clone());
+        o.region = Some("us-east-1".into());
+        o.allow_http = true;
+        o.prefix = prefix.to_string();
+    }
+}
+
 impl Drop for Stack {
     fn drop(&mut self) {
         self.stop_gateway();
