@@ -96,9 +96,20 @@ impl ObjectStore {
                 if let Some(r) = c.region.clone().or_else(|| env("AWS_REGION")) {
                     b = b.with_region(r);
                 }
-                if c.allow_http {
-                    b = b.with_allow_http(true);
-                }
+                // Bounded failure: history writers and snapshot jobs must learn that the store is
+                // down in seconds, not after object_store's default three minutes of retries.
+                b = b
+                    .with_retry(object_store::RetryConfig {
+                        backoff: Default::default(),
+                        max_retries: 3,
+                        retry_timeout: std::time::Duration::from_secs(10),
+                    })
+                    .with_client_options(
+                        object_store::ClientOptions::new()
+                            .with_connect_timeout(std::time::Duration::from_secs(2))
+                            .with_timeout(std::time::Duration::from_secs(30))
+                            .with_allow_http(c.allow_http),
+                    );
                 let s3 = b.build().map_err(|source| StoreError::Backend {
                     backend: "s3",
                     source,

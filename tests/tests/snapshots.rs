@@ -13,6 +13,61 @@ use serde_json::{Value, json};
 
 const COLORS: [&str; 4] = ["red", "green", "blue", "amber"];
 
+/// Where snapshot bodies and history live: the local directory (always) or the S3-compatible
+/// server the test command starts (`LAYER_TEST_S3_ENDPOINT`, `LAYER_TEST_S3_BUCKET`).
+#[derive(Clone, Copy, Debug)]
+enum Backend {
+    Local,
+    S3,
+}
+
+/// The S3 endpoint and bucket, when the test command started one.
+fn s3_target() -> Option<(String, String)> {
+    let endpoint = std::env::var("LAYER_TEST_S3_ENDPOINT").ok()?;
+    let bucket = std::env::var("LAYER_TEST_S3_BUCKET").unwrap_or_else(|_| "layer-test".into());
+    Some((endpoint, bucket))
+}
+
+/// Points the gateway's object store at `backend`; S3 runs get a unique key prefix so parallel
+/// tests share the bucket safely. `false` when S3 was asked for but none is running.
+fn use_backend(backend: Backend, c: &mut layer_gateway::Config, prefix: &str) -> bool {
+    match backend {
+        Backend::Local => true,
+        Backend::S3 => {
+            let Some((endpoint, bucket)) = s3_target() else {
+                return false;
+            };
+            let o = &mut c.gateway.object_store;
+            o.backend = layer_gateway::config::ObjectStoreBackend::S3;
+            o.bucket = Some(bucket);
+            o.endpoint = Some(endpoint);
+            o.region = Some("us-east-1".into());
+            o.allow_http = true;
+            o.prefix = prefix.to_string();
+            true
+        }
+    }
+}
+
+/// Runs `test` against `backend`, or says why it is skipped.
+fn on(backend: Backend, test: fn(Backend)) {
+    if matches!(backend, Backend::S3) && s3_target().is_none() {
+        eprintln!("skipped: no S3 server (set LAYER_TEST_S3_ENDPOINT; scripts/test starts one)");
+        return;
+    }
+    test(backend);
+}
+
+fn unique(tag: &str) -> String {
+    format!("{tag}-{}-{}", std::process::id(), rand_suffix())
+}
+
+fn rand_suffix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
 fn fast(c: &mut layer_gateway::Config) {
     c.gateway.consistency.poll_interval_ms = 40;
     c.gateway.consistency.stable_poll_interval_ms = 150;
@@ -161,11 +216,23 @@ fn wait_job(stack: &Stack, ns: &str, id: &str) -> Value {
 }
 
 #[test]
-fn automatic_snapshots_count_facets_and_survive_a_restart() {
+fn automatic_snapshots_count_facets_and_survive_a_restart_local() {
+    on(Backend::Local, automatic_snapshots);
+}
+
+#[test]
+fn automatic_snapshots_count_facets_and_survive_a_restart_s3() {
+    on(Backend::S3, automatic_snapshots);
+}
+
+fn automatic_snapshots(backend: Backend) {
     let dir = temp_dir("snapshot-restart");
     let cfg_dir = dir.clone();
+    let prefix = unique("snap-auto");
+    let store_prefix = prefix.clone();
     let mut stack = Stack::start_with(move |c| {
         fast(c);
+        assert!(use_backend(backend, c, &store_prefix));
         c.gateway.data_dir = cfg_dir;
         c.gateway.snapshots.field_cap = 4;
         c.indexes = vec![index(
@@ -249,6 +316,7 @@ fn automatic_snapshots_count_facets_and_survive_a_restart() {
     cfg.gateway.cache.recover = false;
     cfg.vector_store.endpoint.url = stack.emulator.url();
     cfg.vector_store.credential.value = Some(layer_e2e::UPSTREAM_KEY.into());
+    assert!(use_backend(backend, &mut cfg, &prefix));
     let g = layer_gateway::start(cfg, &|_| None).expect("restart");
     stack.gateway_url = format!("http://{}", g.addr);
     stack.gateway = Some(g);
@@ -266,9 +334,20 @@ fn automatic_snapshots_count_facets_and_survive_a_restart() {
 }
 
 #[test]
-fn manual_jobs_by_source() {
-    let stack = Stack::start_with(|c| {
+fn manual_jobs_by_source_local() {
+    on(Backend::Local, manual_jobs_by_source);
+}
+
+#[test]
+fn manual_jobs_by_source_s3() {
+    on(Backend::S3, manual_jobs_by_source);
+}
+
+fn manual_jobs_by_source(backend: Backend) {
+    let prefix = unique("snap-manual");
+    let stack = Stack::start_with(move |c| {
         fast(c);
+        assert!(use_backend(backend, c, &prefix));
         c.indexes = vec![index("snap-manual", &["color"], "1s", "never")];
     });
     let data = rows(0, 120);
@@ -394,8 +473,21 @@ fn manual_jobs_by_source() {
 }
 
 #[test]
-fn policy_set_through_the_api_drives_the_writer_and_retention() {
-    let stack = Stack::start_with(fast);
+fn policy_set_through_the_api_drives_the_writer_and_retention_local() {
+    on(Backend::Local, policy_and_retention);
+}
+
+#[test]
+fn policy_set_through_the_api_drives_the_writer_and_retention_s3() {
+    on(Backend::S3, policy_and_retention);
+}
+
+fn policy_and_retention(backend: Backend) {
+    let prefix = unique("snap-policy");
+    let stack = Stack::start_with(move |c| {
+        fast(c);
+        assert!(use_backend(backend, c, &prefix));
+    });
     let ns = "snap-policy";
     let p = get(&stack, &format!("/v2/namespaces/{ns}/snapshot-policy"));
     assert_eq!(
@@ -442,4 +534,44 @@ fn policy_set_through_the_api_drives_the_writer_and_retention() {
         Bytes::new(),
     );
     assert_eq!(r.status, 404, "pruned body is gone");
+}
+
+#[test]
+fn object_store_down_fails_snapshot_jobs_but_not_queries() {
+    // An S3 endpoint nothing listens on.
+    let stack = Stack::start_with(|c| {
+        fast(c);
+        let o = &mut c.gateway.object_store;
+        o.backend = layer_gateway::config::ObjectStoreBackend::S3;
+        o.bucket = Some("nowhere".into());
+        o.endpoint = Some("http://127.0.0.1:9".into());
+        o.region = Some("us-east-1".into());
+        o.allow_http = true;
+    });
+    let ns = "snap-down";
+    let data = rows(0, 10);
+    write(&stack, ns, &data);
+    let r = stack.gw(
+        Method::POST,
+        &format!("/v2/namespaces/{ns}/query"),
+        r#"{"rank_by":["id","asc"],"top_k":100,"consistency":{"level":"strong"}}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["rows"].as_array().unwrap().len(), 10);
+
+    let (status, job) = create_job(&stack, ns, json!({"field": "color", "source": "origin"}));
+    assert_eq!(status, 202, "{job}");
+    let done = wait_job(&stack, ns, job["id"].as_str().unwrap());
+    assert_eq!(done["status"], "failed", "{done}");
+    assert!(
+        done["error"].as_str().unwrap().contains("object store"),
+        "{done}"
+    );
+    let r = stack.gw(
+        Method::GET,
+        &format!("/v2/namespaces/{ns}/history"),
+        Bytes::new(),
+    );
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert_eq!(r.json()["error"], "object_store_error");
 }

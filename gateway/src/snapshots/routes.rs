@@ -297,11 +297,8 @@ async fn run_origin_job(
         // An unfiltered origin body joins the namespace's history; over unchanged data it is
         // merged with the latest body so the other configured fields stay in the latest view.
         let current = latest(shared, ns).await.ok().flatten();
-        let merged = compute::merge_same_data(
-            current.as_deref(),
-            body,
-            shared.watcher.last_write_ms(ns),
-        );
+        let merged =
+            compute::merge_same_data(current.as_deref(), body, shared.watcher.last_write_ms(ns));
         durable::record(store, &merged, now_ms())
             .await
             .map(|_| merged)
