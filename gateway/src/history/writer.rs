@@ -150,9 +150,10 @@ impl Writer {
             Msg::Query(q) => {
                 let nanos = self.stamp(q.nanos);
                 let ns = q.ns.clone();
-                let entry = search_entry(*q, nanos);
-                self.append(Feed::SearchHistory, &ns, &entry, nanos).await;
-                self.search.push(&ns, Arc::new(entry));
+                let entry = Arc::new(search_entry(*q, nanos));
+                // Into the window first: appending may wait for a write slot.
+                self.search.push(&ns, entry.clone());
+                self.append(Feed::SearchHistory, &ns, &*entry, nanos).await;
             }
             Msg::Fetch(f) => {
                 let Some(trace_id) = trace_id_of(f.traceparent.as_bytes()) else {
@@ -161,7 +162,7 @@ impl Writer {
                 let tags = super::params::lenient_tags(&f.tags);
                 for doc_id in f.ids {
                     let nanos = self.stamp(f.nanos);
-                    let event = ClickEvent {
+                    let event = Arc::new(ClickEvent {
                         timestamp: rfc3339(nanos),
                         timestamp_nanos: nanos,
                         trace_id: trace_id.clone(),
@@ -170,9 +171,9 @@ impl Writer {
                         tags: tags.clone(),
                         source: "fetch".into(),
                         served_from: f.served_from.into(),
-                    };
-                    self.append(Feed::Clickstream, &f.ns, &event, nanos).await;
-                    self.clicks.push(&f.ns, Arc::new(event));
+                    });
+                    self.clicks.push(&f.ns, event.clone());
+                    self.append(Feed::Clickstream, &f.ns, &*event, nanos).await;
                 }
             }
             Msg::Sync(done) => {
@@ -296,5 +297,151 @@ fn search_entry(q: QueryEvent, nanos: u64) -> SearchEntry {
         query: summary.query,
         top_result_ids: summary.top_result_ids,
         tags: q.tags,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::entry::key_nanos;
+    use super::*;
+
+    const T: u64 = 1_747_900_800_000_000_000;
+
+    fn query(nanos: u64, id: &str) -> Msg {
+        Msg::Query(Box::new(QueryEvent {
+            nanos,
+            ns: "ns".into(),
+            raw_query: None,
+            tags: vec!["t".into()],
+            traceparent: Some(HeaderValue::from_static(
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            )),
+            request: Bytes::from_static(br#"{"vector":[1,2],"top_k":1}"#),
+            response: Bytes::from(format!(r#"{{"rows":[{{"id":"{id}"}}]}}"#)),
+            watermark: Some(5),
+        }))
+    }
+
+    /// Runs a writer over `msgs`, flushes, and returns the stored objects (key, lines).
+    async fn run(msgs: Vec<Msg>, max_batch: usize) -> (Vec<(String, Vec<SearchEntry>)>, usize) {
+        let store =
+            ObjectStore::from_inner(Arc::new(object_store::memory::InMemory::new()), "memory");
+        let search = Arc::new(Window::new(100));
+        let writer = Writer::new(
+            store.clone(),
+            search.clone(),
+            Arc::new(Window::new(100)),
+            Arc::new(AtomicUsize::new(0)),
+            Duration::from_secs(600),
+            max_batch,
+        );
+        let (tx, rx) = mpsc::channel(64);
+        let task = tokio::spawn(writer.run(rx));
+        for m in msgs {
+            tx.send(m).await.unwrap();
+        }
+        let (done, flushed) = oneshot::channel();
+        tx.send(Msg::Flush(done)).await.unwrap();
+        flushed.await.unwrap();
+        drop(tx);
+        task.await.unwrap();
+        let mut out = Vec::new();
+        for o in store.list("search-history/ns/").await.unwrap() {
+            let body = store.get(&o.key).await.unwrap().unwrap();
+            let lines = body
+                .split(|b| *b == b'\n')
+                .filter(|l| !l.is_empty())
+                .map(|l| serde_json::from_slice(l).unwrap())
+                .collect();
+            out.push((o.key, lines));
+        }
+        (out, search.len())
+    }
+
+    #[tokio::test]
+    async fn batches_by_size_and_span_named_by_their_newest_entry() {
+        let msgs = vec![
+            query(T, "a"),
+            // Same clock reading: stamped one nanosecond later, never equal.
+            query(T, "b"),
+            query(T + 1_000, "c"),
+            // More than a batch span after the open batch's first entry ("c"): a new object.
+            query(T + MAX_BATCH_SPAN_NANOS + 2_000, "d"),
+            query(T + MAX_BATCH_SPAN_NANOS + 3_000, "e"),
+        ];
+        let (objects, windowed) = run(msgs, 2).await;
+        let shape: Vec<Vec<&str>> = objects
+            .iter()
+            .map(|(_, es)| es.iter().map(|e| e.top_result_ids[0].as_str()).collect())
+            .collect();
+        assert_eq!(shape, [vec!["a", "b"], vec!["c"], vec!["d", "e"]]);
+        let stamps: Vec<u64> = objects
+            .iter()
+            .flat_map(|(_, es)| es.iter().map(|e| e.timestamp_nanos))
+            .collect();
+        assert_eq!(stamps[..3], [T, T + 1, T + 1_000]);
+        for (key, es) in &objects {
+            assert_eq!(key_nanos(key), es.last().map(|e| e.timestamp_nanos));
+            assert!(key.starts_with("search-history/ns/2025-05-22/"), "{key}");
+        }
+        let e = &objects[0].1[0];
+        assert_eq!(
+            e.trace_id.as_deref(),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+        );
+        assert_eq!(e.stable_as_of, Some(5));
+        assert_eq!(e.query["vector"], serde_json::json!({"dims": 2}));
+        assert_eq!(windowed, 5);
+    }
+
+    #[tokio::test]
+    async fn fetch_events_need_a_valid_traceparent() {
+        let fetch = |tp: &'static str| {
+            Msg::Fetch(Box::new(FetchEvent {
+                nanos: T,
+                ns: "ns".into(),
+                traceparent: HeaderValue::from_static(tp),
+                tags: vec![HeaderValue::from_static("s:1")],
+                ids: vec!["x".into(), "y".into()],
+                served_from: "cache",
+            }))
+        };
+        let store =
+            ObjectStore::from_inner(Arc::new(object_store::memory::InMemory::new()), "memory");
+        let clicks = Arc::new(Window::new(100));
+        let writer = Writer::new(
+            store.clone(),
+            Arc::new(Window::new(100)),
+            clicks.clone(),
+            Arc::new(AtomicUsize::new(0)),
+            Duration::from_secs(600),
+            100,
+        );
+        let (tx, rx) = mpsc::channel(8);
+        let task = tokio::spawn(writer.run(rx));
+        tx.send(fetch("not-a-traceparent")).await.unwrap();
+        tx.send(fetch(
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        ))
+        .await
+        .unwrap();
+        drop(tx);
+        task.await.unwrap();
+        let objects = store.list("clickstream/ns/").await.unwrap();
+        assert_eq!(objects.len(), 1);
+        let body = store.get(&objects[0].key).await.unwrap().unwrap();
+        let events: Vec<ClickEvent> = body
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_slice(l).unwrap())
+            .collect();
+        let docs: Vec<&str> = events.iter().map(|e| e.doc_id.as_str()).collect();
+        assert_eq!(docs, ["x", "y"]);
+        assert!(
+            events
+                .iter()
+                .all(|e| e.served_from == "cache" && e.tags == ["s:1"])
+        );
+        assert_eq!(clicks.len(), 2);
     }
 }
