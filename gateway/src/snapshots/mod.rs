@@ -112,8 +112,20 @@ impl Snapshots {
         self.policies.lock().insert(ns.to_string(), p);
     }
 
-    /// Remembers a body just recorded in the history as the namespace's latest (if newer).
-    fn note_latest(&self, body: Arc<SnapshotBody>) {
+    /// Remembers a body just recorded in the history as the namespace's latest (if newer) and
+    /// mirrors it into the cache tier (best-effort).
+    fn note_latest(&self, shared: &Shared, body: Arc<SnapshotBody>) {
+        let put = mirror_put(shared, &body);
+        tokio::spawn(async move {
+            if put.await.is_err() {
+                crate::metrics::feature_event(
+                    "layer_snapshot_events_total",
+                    "event",
+                    "mirror_failed",
+                    1,
+                );
+            }
+        });
         let mut map = self.latest.lock();
         let newer = match map.get(&body.namespace) {
             Some((_, Some(cur))) => body.watermark_ms >= cur.watermark_ms,
@@ -125,9 +137,14 @@ impl Snapshots {
     }
 }
 
+/// The cache-tier key of a namespace's latest body mirror (`Set::Snapshots`).
+const MIRROR_ID: &str = "latest";
+
 /// The latest snapshot of `ns` (the newest history entry's body), if one was ever written.
-/// Cached for [`LATEST_TTL`]. An object-store failure is an error; callers that can serve
-/// elsewhere (scans under `auto`) should treat it as "no snapshot".
+/// Cached in memory for [`LATEST_TTL`]; the object store is authoritative, and when it fails the
+/// body mirrored in the cache tier (written with every snapshot and by `hint_cache_warm`) is
+/// served instead. Only when both fail is it an error; callers that can serve elsewhere (scans
+/// under `auto`) should treat that as "no snapshot".
 pub async fn latest(shared: &Shared, ns: &str) -> Result<Option<Arc<SnapshotBody>>, GatewayError> {
     let s = &shared.snapshots;
     if let Some((at, body)) = s.latest.lock().get(ns)
@@ -135,15 +152,65 @@ pub async fn latest(shared: &Shared, ns: &str) -> Result<Option<Arc<SnapshotBody
     {
         return Ok(body.clone());
     }
-    let history = durable::history(&s.store, ns).await?;
-    let body = match history.first() {
-        Some(e) => durable::get_body(&s.store, ns, &e.sha).await?.map(Arc::new),
-        None => None,
+    let from_store = async {
+        let history = durable::history(&s.store, ns).await?;
+        Ok::<_, crate::store::StoreError>(match history.first() {
+            Some(e) => durable::get_body(&s.store, ns, &e.sha).await?.map(Arc::new),
+            None => None,
+        })
+    };
+    let body = match from_store.await {
+        Ok(b) => b,
+        Err(e) => {
+            let mirrored = shared
+                .cache
+                .tier
+                .get(layer_cache::Set::Snapshots, ns, MIRROR_ID)
+                .await
+                .ok()
+                .flatten()
+                .and_then(|b| serde_json::from_slice::<SnapshotBody>(&b).ok());
+            match mirrored {
+                Some(b) => Some(Arc::new(b)),
+                None => return Err(e.into()),
+            }
+        }
     };
     s.latest
         .lock()
         .insert(ns.to_string(), (Instant::now(), body.clone()));
     Ok(body)
+}
+
+/// Copies the latest body of `ns` into the cache tier (`hint_cache_warm` with `snapshots=true`).
+/// Returns the body's object-store key, watermark and sha; `None` when the namespace has no
+/// snapshot. 503 `cache_cold` when the tier cannot take it.
+pub async fn mirror_latest(
+    shared: &Shared,
+    ns: &str,
+) -> Result<Option<(String, u64, String)>, GatewayError> {
+    let Some(body) = latest(shared, ns).await? else {
+        return Ok(None);
+    };
+    mirror_put(shared, &body).await.map_err(|e| {
+        GatewayError::CacheCold(format!("the cache tier refused the snapshot: {e}"))
+    })?;
+    Ok(Some((
+        durable::body_key(ns, &body.sha),
+        body.watermark_ms,
+        body.sha.clone(),
+    )))
+}
+
+/// Writes `body` to the cache tier's snapshot mirror (a `'static` future, spawnable).
+fn mirror_put(shared: &Shared, body: &SnapshotBody) -> layer_cache::TierFuture<()> {
+    let bytes = bytes::Bytes::from(serde_json::to_vec(body).unwrap_or_default());
+    shared.cache.tier.put(
+        layer_cache::Set::Snapshots,
+        &body.namespace,
+        MIRROR_ID,
+        bytes,
+    )
 }
 
 /// Loads the API-set policies from the object store (at start).

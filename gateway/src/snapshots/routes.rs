@@ -310,7 +310,7 @@ async fn run_origin_job(
             extra.insert("sha".into(), Value::String(b.sha.clone()));
             extra.insert("stable_as_of".into(), Value::from(b.watermark_ms));
             if !filtered {
-                shared.snapshots.note_latest(Arc::new(b));
+                shared.snapshots.note_latest(shared, Arc::new(b));
             }
             job.complete(extra);
         }

@@ -124,7 +124,7 @@ async fn step(shared: &Shared, upstream: &Upstream, ns: &str, policy: &Policy, s
     metrics::feature_event(METRIC, "event", "written", 1);
     tracing::info!(namespace = ns, sha = %body.sha, watermark_ms = body.watermark_ms, rows = body.row_count, "snapshot written");
     st.last_wm = Some(body.watermark_ms);
-    shared.snapshots.note_latest(Arc::new(body));
+    shared.snapshots.note_latest(shared, Arc::new(body));
     if let Some(keep) = policy.retention_ms() {
         match durable::prune(store, ns, now_ms().saturating_sub(keep)).await {
             Ok(n) => metrics::feature_event(METRIC, "event", "pruned", n as u64),
