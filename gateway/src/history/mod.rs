@@ -59,6 +59,10 @@ pub const QUEUE_BYTES_BUDGET: usize = 64 << 20;
 /// right after a query sees that query). Past it, the list answers with what is there.
 const SYNC_WAIT: Duration = Duration::from_secs(1);
 
+/// Longest a list call may spend walking the store: an unreachable S3 endpoint is retried by
+/// `object_store` for minutes, and clients give up after 30 s.
+const LIST_TIMEOUT: Duration = Duration::from_secs(20);
+
 /// How long a graceful shutdown waits for the last batches to be written.
 pub const SHUTDOWN_FLUSH_WAIT: Duration = Duration::from_secs(10);
 
@@ -293,7 +297,14 @@ async fn page<R: Windowed>(
 ) -> Result<(Vec<Value>, Option<u64>), GatewayError> {
     let h = &shared.history;
     let view = R::window(h).view(ns, |r| q.accepts(r));
-    let (page, _walk) = list::list(&h.store, ns, q, view).await?;
+    let (page, _walk) = tokio::time::timeout(LIST_TIMEOUT, list::list(&h.store, ns, q, view))
+        .await
+        .map_err(|_| {
+            GatewayError::ObjectStore(format!(
+                "the object store did not answer within {} s",
+                LIST_TIMEOUT.as_secs()
+            ))
+        })??;
     let items = page
         .records
         .iter()
