@@ -344,6 +344,9 @@ pub async fn fetch_many(
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Touched {
     pub ids: Vec<String>,
+    /// Ids of upserted or patched rows: read back from origin into the cache once the write is
+    /// acknowledged (the write-path mirror).
+    pub populate: Vec<String>,
     /// `delete_by_filter` / `patch_by_filter` (or an unreadable body): the whole namespace.
     pub whole_namespace: bool,
 }
@@ -354,9 +357,11 @@ pub struct Touched {
 pub fn touched(body: &[u8]) -> Touched {
     let whole = Touched {
         ids: Vec::new(),
+        populate: Vec::new(),
         whole_namespace: true,
     };
     let mut t = Touched::default();
+    let mut deleted: Vec<String> = Vec::new();
     for field in sonic_rs::to_object_iter(body) {
         let Ok((key, value)) = field else {
             return whole;
@@ -366,8 +371,11 @@ pub fn touched(body: &[u8]) -> Touched {
             "upsert_rows" | "patch_rows" => {
                 for row in sonic_rs::to_array_iter(raw) {
                     let Ok(row) = row else { return whole };
-                    if let Ok(id) = sonic_rs::get(row.as_raw_str(), ["id"]) {
-                        t.ids.extend(raw_id(id.as_raw_str()));
+                    if let Ok(id) = sonic_rs::get(row.as_raw_str(), ["id"])
+                        && let Some(id) = raw_id(id.as_raw_str())
+                    {
+                        t.populate.push(id.clone());
+                        t.ids.push(id);
                     }
                 }
             }
@@ -375,14 +383,20 @@ pub fn touched(body: &[u8]) -> Touched {
                 if let Ok(ids) = sonic_rs::get(raw, ["id"]) {
                     for id in sonic_rs::to_array_iter(ids.as_raw_str()) {
                         let Ok(id) = id else { return whole };
-                        t.ids.extend(raw_id(id.as_raw_str()));
+                        if let Some(id) = raw_id(id.as_raw_str()) {
+                            t.populate.push(id.clone());
+                            t.ids.push(id);
+                        }
                     }
                 }
             }
             "deletes" => {
                 for id in sonic_rs::to_array_iter(raw) {
                     let Ok(id) = id else { return whole };
-                    t.ids.extend(raw_id(id.as_raw_str()));
+                    if let Some(id) = raw_id(id.as_raw_str()) {
+                        deleted.push(id.clone());
+                        t.ids.push(id);
+                    }
                 }
             }
             "delete_by_filter"
@@ -394,7 +408,57 @@ pub fn touched(body: &[u8]) -> Touched {
             _ => {}
         }
     }
+    // A row deleted in the same request is not read back.
+    if !deleted.is_empty() {
+        t.populate.retain(|id| !deleted.contains(id));
+    }
     t
+}
+
+/// The write-path mirror: reads the rows a write upserted or patched back from origin (a strong
+/// read, after upstream acknowledged the write) and stores them in this shard's hot cache and the
+/// shared tier, so the first fetch after a write is a hit. The origin read — not the write body —
+/// is cached because the body is not the stored representation (base64 vectors, datetime and UUID
+/// normalisation, patches). At most `max_ids` ids (the first ones) per write; best-effort: any
+/// failure only costs the next fetch a miss, and the backfill is dropped if another write
+/// invalidated the cache while the read was in flight. The cache is not consulted first: a stale
+/// tier entry whose invalidation is still in flight must not be re-inserted.
+pub async fn populate(ctx: &ShardCtx, ns: &str, ids: &[String], max_ids: usize) {
+    let cache = &ctx.shared.cache;
+    let ids = &ids[..ids.len().min(max_ids)];
+    if ids.is_empty() {
+        return;
+    }
+    let epoch = cache.invalidations.epoch();
+    let wanted: Vec<&String> = ids.iter().collect();
+    let found = match origin(ctx, ns, &wanted).await {
+        Ok(f) => f,
+        Err(_) => {
+            metrics::cache_event("populate_failed");
+            return;
+        }
+    };
+    if cache.invalidations.epoch() != epoch {
+        metrics::cache_event("populate_raced");
+        return;
+    }
+    for (id, row) in found {
+        let Ok(bytes) = serde_json::to_vec(&row) else {
+            continue;
+        };
+        let bytes = Bytes::from(bytes);
+        with_hot(cache, |h| h.insert(Set::Documents, ns, &id, bytes.clone()));
+        if cache
+            .tier
+            .put(Set::Documents, ns, &id, bytes)
+            .await
+            .is_err()
+        {
+            metrics::cache_event("populate_failed");
+        } else {
+            metrics::cache_event("populated");
+        }
+    }
 }
 
 /// A raw JSON id (`"a"`, `7`) as a wire id.
@@ -438,11 +502,15 @@ mod tests {
             br#"{"upsert_rows":[{"id":1},{"id":"a"}],"patch_columns":{"id":[2]},"deletes":[3]}"#,
         );
         assert_eq!(t.ids, vec!["1", "a", "2", "3"]);
+        assert_eq!(t.populate, vec!["1", "a", "2"]);
         assert!(!t.whole_namespace);
+        let both = touched(br#"{"upsert_rows":[{"id":1},{"id":2}],"deletes":[2]}"#);
+        assert_eq!(both.populate, vec!["1"]);
         assert_eq!(
             touched(br#"{"deletes":["a\u0062"],"delete_by_filter":null}"#),
             Touched {
                 ids: vec!["ab".into()],
+                populate: vec![],
                 whole_namespace: false
             }
         );

@@ -101,7 +101,7 @@ pub async fn handle(ctx: Arc<ShardCtx>, req: Request<Incoming>) -> Resp {
 }
 
 async fn serve(
-    ctx: &ShardCtx,
+    ctx: &Arc<ShardCtx>,
     route: Route<'_>,
     parts: http::request::Parts,
     body: Incoming,
@@ -272,8 +272,8 @@ async fn serve(
     let touched = match (route.action, route.name) {
         (Action::Write, _) => Some(fetch::touched(&body)),
         (_, "delete" | "copy_async") => Some(fetch::Touched {
-            ids: Vec::new(),
             whole_namespace: true,
+            ..Default::default()
         }),
         _ => None,
     };
@@ -296,6 +296,11 @@ async fn serve(
         && up.status.is_success()
     {
         fetch::invalidate(ctx, ns, t);
+        let max_ids = shared.config.gateway.cache.populate_max_ids;
+        if !t.populate.is_empty() && max_ids > 0 {
+            let (ctx, ns, ids) = (ctx.clone(), ns.to_string(), t.populate.clone());
+            tokio::spawn(async move { fetch::populate(&ctx, &ns, &ids, max_ids).await });
+        }
     }
     match route.action {
         Action::Metadata => {

@@ -10,6 +10,12 @@ use layer_e2e::{Stack, temp_dir};
 use serde_json::{Value, json};
 
 fn stack_with_faulty_tier() -> (Stack, Arc<FaultyTier>) {
+    stack_with_faulty_tier_and(|_| {})
+}
+
+fn stack_with_faulty_tier_and(
+    tweak: impl FnOnce(&mut layer_gateway::Config),
+) -> (Stack, Arc<FaultyTier>) {
     let dir = temp_dir("nvme");
     let nvme: Arc<dyn Tier> =
         Arc::new(NvmeTier::open(NvmeConfig::new(dir, 16 << 20)).expect("nvme tier"));
@@ -17,7 +23,13 @@ fn stack_with_faulty_tier() -> (Stack, Arc<FaultyTier>) {
     let tier: Arc<dyn Tier> = faulty.clone();
     // One shard, so consecutive requests share the shard's hot cache.
     (
-        Stack::start_with_tier(|c| c.gateway.shards = 1, Some(tier)),
+        Stack::start_with_tier(
+            |c| {
+                c.gateway.shards = 1;
+                tweak(c);
+            },
+            Some(tier),
+        ),
         faulty,
     )
 }
@@ -46,7 +58,8 @@ fn write(stack: &Stack, ns: &str, body: Value) {
 
 #[test]
 fn fetch_hits_misses_and_falls_through_on_cache_errors() {
-    let (stack, faulty) = stack_with_faulty_tier();
+    // The write-path mirror off, so the first fetch is a miss.
+    let (stack, faulty) = stack_with_faulty_tier_and(|c| c.gateway.cache.populate_max_ids = 0);
     write(
         &stack,
         "docs",
@@ -120,6 +133,52 @@ fn fetch_hits_misses_and_falls_through_on_cache_errors() {
         json!({"ids": "a"}).to_string(),
     );
     assert_eq!(r.status, 422);
+}
+
+#[test]
+fn writes_through_the_gateway_populate_the_cache() {
+    let (stack, faulty) = stack_with_faulty_tier();
+    stack.clear_requests();
+    write(
+        &stack,
+        "mirror",
+        json!({"upsert_rows": [{"id": "m1", "v": "one", "vector": [1.0, 0.0]}, {"id": "m2", "v": "two", "vector": [0.0, 1.0]}], "deletes": ["gone"], "distance_metric": "euclidean_squared"}),
+    );
+    // The read-back is a strong origin read of exactly the upserted ids, after the write.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let read_back = stack.upstream_requests().into_iter().any(|r| {
+            r["path"] == "/v2/namespaces/mirror/query"
+                && r["body"].as_str().is_some_and(|b| {
+                    b.contains(r#"["id","In",["m1","m2"]]"#) && b.contains("strong")
+                })
+        });
+        if read_back {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no read-back query");
+        layer_e2e::pause(std::time::Duration::from_millis(10));
+    }
+    layer_e2e::pause(std::time::Duration::from_millis(100));
+    let (status, cache, doc) = fetch(&stack, "mirror", "m1", "?include_attributes=v");
+    assert_eq!((status, cache.as_deref()), (200, Some("hit")));
+    assert_eq!(doc["attributes"]["v"], "one");
+    // The shared tier holds the origin rows too (stamped, as origin stores them).
+    let row = stack
+        .http
+        .block_on(faulty.get(layer_cache::Set::Documents, "mirror", "m2"))
+        .expect("tier get")
+        .expect("m2 populated in the tier");
+    let row: Value = serde_json::from_slice(&row).unwrap();
+    assert_eq!(row["v"], "two");
+    assert!(row["_hevlayer_upserted_at"].is_u64());
+    assert!(
+        stack
+            .http
+            .block_on(faulty.get(layer_cache::Set::Documents, "mirror", "gone"))
+            .unwrap()
+            .is_none()
+    );
 }
 
 #[test]

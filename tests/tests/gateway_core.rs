@@ -41,7 +41,14 @@ fn last_upstream(stack: &Stack) -> Value {
         .into_iter()
         .rev()
         .find(|r| {
-            !(r["method"] == "GET" && r["path"].as_str().is_some_and(|p| p.ends_with("/metadata")))
+            // Not the watcher's metadata polls, nor the cache's write-path read-back (a strong
+            // read by id the gateway makes after a write is acknowledged).
+            let poll = r["method"] == "GET"
+                && r["path"].as_str().is_some_and(|p| p.ends_with("/metadata"));
+            let read_back = r["body"]
+                .as_str()
+                .is_some_and(|b| b.starts_with(r#"{"filters":["id","In","#));
+            !(poll || read_back)
         })
         .expect("the emulator saw a request")
 }

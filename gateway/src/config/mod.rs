@@ -18,6 +18,7 @@
 //!     maxBytes: 1073741824        # LAYER_CACHE_MAX_BYTES (NVMe tier bound)
 //!     hotBytesPerShard: 67108864  # LAYER_CACHE_HOT_BYTES_PER_SHARD
 //!     recover: true               # LAYER_CACHE_RECOVER (false = clear at start)
+//!     populateMaxIds: 1000        # LAYER_CACHE_POPULATE_MAX_IDS (write-path mirror; 0 = off)
 //!     aerospike: {hosts: "a:3000", namespace: layer}  # AEROSPIKE_HOSTS; needs --features aerospike
 //!   consistency:
 //!     defaultMode: stable         # LAYER_DEFAULT_CONSISTENCY: stable | strong | eventual
@@ -211,6 +212,9 @@ pub struct CacheConfig {
     pub hot_bytes_per_shard: usize,
     /// Recover the NVMe tier's segments at start (`true`) or clear them.
     pub recover: bool,
+    /// Write-path mirror: rows a write upserts or patches are read back into the cache once the
+    /// write is acknowledged, at most this many ids per write (0 turns it off).
+    pub populate_max_ids: usize,
     /// The Aerospike tier (`tier: aerospike`; the binary must be built with `--features aerospike`).
     pub aerospike: AerospikeSettings,
 }
@@ -242,6 +246,7 @@ impl Default for CacheConfig {
             max_bytes: 1 << 30,
             hot_bytes_per_shard: 64 << 20,
             recover: true,
+            populate_max_ids: 1000,
             aerospike: AerospikeSettings::default(),
         }
     }
@@ -507,6 +512,10 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("LAYER_CACHE_RECOVER", "gateway.cache.recover"),
     ("AEROSPIKE_HOSTS", "gateway.cache.aerospike.hosts"),
     (
+        "LAYER_CACHE_POPULATE_MAX_IDS",
+        "gateway.cache.populateMaxIds",
+    ),
+    (
         "CONSISTENCY_POLL_INTERVAL_MS",
         "gateway.consistency.pollIntervalMs",
     ),
@@ -615,6 +624,7 @@ impl Config {
                 "LAYER_CACHE_HOT_BYTES_PER_SHARD" => g.cache.hot_bytes_per_shard = parse(var, v)?,
                 "LAYER_CACHE_RECOVER" => g.cache.recover = parse(var, v)?,
                 "AEROSPIKE_HOSTS" => g.cache.aerospike.hosts = Some(v),
+                "LAYER_CACHE_POPULATE_MAX_IDS" => g.cache.populate_max_ids = parse(var, v)?,
                 "CONSISTENCY_POLL_INTERVAL_MS" => g.consistency.poll_interval_ms = parse(var, v)?,
                 "CONSISTENCY_STABLE_POLL_INTERVAL_MS" => {
                     g.consistency.stable_poll_interval_ms = parse(var, v)?
