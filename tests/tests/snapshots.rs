@@ -575,3 +575,83 @@ fn object_store_down_fails_snapshot_jobs_but_not_queries() {
     assert_eq!(r.status, 502, "{}", r.text());
     assert_eq!(r.json()["error"], "object_store_error");
 }
+
+#[test]
+fn cache_sourced_jobs_read_the_warmed_cache() {
+    let stack = Stack::start_with(|c| {
+        fast(c);
+        c.gateway.cache.populate_max_ids = 0;
+    });
+    let ns = "snap-cache";
+    let data = rows(0, 60);
+    write(&stack, ns, &data);
+    // Nothing cached yet: auto uses origin (and starts a background warm).
+    let (_, job) = create_job(
+        &stack,
+        ns,
+        json!({"field": "color", "filters": ["size", "Lt", 3]}),
+    );
+    assert_eq!(job["effective_source"], "origin", "{job}");
+    // Warm the cache, then an explicit cache job over the same filter gives the same counts.
+    let r = stack.gw(
+        Method::POST,
+        &format!("/v2/namespaces/{ns}/warm?page_size=25"),
+        Bytes::new(),
+    );
+    assert_eq!(r.status, 202, "{}", r.text());
+    let warm_id = r.json()["id"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let w = get(&stack, &format!("/v2/namespaces/{ns}/warm-jobs/{warm_id}"));
+        if w["status"] == "completed" {
+            break;
+        }
+        assert_ne!(w["status"], "failed", "{w}");
+        assert!(Instant::now() < deadline, "warm never finished: {w}");
+        pause(Duration::from_millis(30));
+    }
+    let keep = |r: &Value| r["size"].as_u64().unwrap() < 3;
+    for source in ["cache", "auto"] {
+        let (status, job) = create_job(
+            &stack,
+            ns,
+            json!({"field": "color", "source": source, "filters": ["size", "Lt", 3]}),
+        );
+        assert_eq!(status, 202, "{job}");
+        assert_eq!(job["effective_source"], "cache", "{source}: {job}");
+        let done = wait_job(&stack, ns, job["id"].as_str().unwrap());
+        assert_eq!(done["status"], "completed", "{done}");
+        let body = get(
+            &stack,
+            &format!(
+                "/v2/namespaces/{ns}/snapshots/{}",
+                done["sha"].as_str().unwrap()
+            ),
+        );
+        assert_eq!(histogram(&body, "color"), expected(&data, "color", keep));
+        assert_eq!(body["row_count"], data.iter().filter(|r| keep(r)).count());
+    }
+    // A filter the cache evaluator cannot run: explicit cache refuses, auto uses origin.
+    let glob = json!(["color", "Glob", "r*"]);
+    let (status, err) = create_job(
+        &stack,
+        ns,
+        json!({"field": "color", "source": "cache", "filters": glob}),
+    );
+    assert_eq!(status, 422, "{err}");
+    let (_, job) = create_job(&stack, ns, json!({"field": "color", "filters": glob}));
+    assert_eq!(job["effective_source"], "origin");
+
+    // A cold cache: explicit cache jobs answer 503 cache_cold.
+    let cold = Stack::start_with(|c| {
+        fast(c);
+        c.gateway.cache.tier = layer_gateway::config::CacheTierKind::Disabled;
+    });
+    write(&cold, ns, &data);
+    let (status, err) = create_job(&cold, ns, json!({"field": "color", "source": "cache"}));
+    assert_eq!(
+        (status, err["error"].as_str()),
+        (503, Some("cache_cold")),
+        "{err}"
+    );
+}

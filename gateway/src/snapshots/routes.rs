@@ -17,6 +17,7 @@ use crate::handler::{Resp, ShardCtx, Shared, json_response, now_ms};
 use crate::jobs::Job;
 use crate::namespaces::parse_query;
 use crate::route::Route;
+use crate::scans::policy::{AutoInput, CacheState, Live};
 use crate::stable;
 
 /// Default and cap of `limit` on history and activity.
@@ -228,16 +229,48 @@ async fn create(ctx: &ShardCtx, ns: &str, body: &[u8]) -> Result<Resp, GatewayEr
             )
         }));
     }
+    // Not stored: `cache` reads the document cache (503 when it is down, 422 for a filter the
+    // cache evaluator cannot run); `auto` follows the scans' Auto-mode table (cache when it is
+    // populated and the filter compiles there, else origin; a stale cache starts a warm).
+    let mut cache_filter = None;
     let effective = match (req.source, &stored) {
         (_, Some(_)) => Source::Stored,
-        (Source::Cache, _) => Source::Cache,
-        _ => Source::Origin,
+        (Source::Origin, _) => Source::Origin,
+        (Source::Stored, None) => unreachable_source()?,
+        (source, None) => {
+            let tier = &shared.cache.tier;
+            let state = crate::scans::cache::state(tier, ns).await;
+            let warmed = crate::warm::warmed_through(shared, ns);
+            let filter = crate::scans::cache::row_filter(req.filters.as_ref(), warmed);
+            if source == Source::Cache {
+                if state == CacheState::Unavailable {
+                    return Err(GatewayError::CacheCold(format!(
+                        "the document cache is {}; snapshot jobs with source cache need it",
+                        tier.health().state.as_str()
+                    )));
+                }
+                cache_filter = Some(filter.map_err(|e| GatewayError::Validation(e.to_string()))?);
+                Source::Cache
+            } else {
+                let decision = crate::scans::policy::auto(AutoInput {
+                    cache: state,
+                    warmed_through: warmed,
+                    watermark: shared.watcher.snapshot(ns).1,
+                    cache_can_filter: filter.is_ok(),
+                });
+                if decision.warm {
+                    crate::warm::ensure_background(&ctx.shared, ns);
+                }
+                match (decision.source, filter) {
+                    (Live::Cache, Ok(f)) => {
+                        cache_filter = Some(f);
+                        Source::Cache
+                    }
+                    _ => Source::Origin,
+                }
+            }
+        }
     };
-    if effective == Source::Cache {
-        return Err(GatewayError::Validation(
-            "source cache for snapshot jobs is not available on this gateway yet; use auto or origin".into(),
-        ));
-    }
     let mut base = Map::new();
     base.insert("field".into(), Value::String(req.field.clone()));
     base.insert("source".into(), Value::String(req.source.as_str().into()));
@@ -256,10 +289,69 @@ async fn create(ctx: &ShardCtx, ns: &str, body: &[u8]) -> Result<Resp, GatewayEr
     }
     let control = shared.control()?.clone();
     let (shared_arc, ns_owned, job_task) = (ctx.shared.clone(), ns.to_string(), job.clone());
-    control.handle.spawn(async move {
-        run_origin_job(&shared_arc, &control.upstream, &ns_owned, req, &job_task).await;
-    });
+    match cache_filter {
+        Some(filter) => control.handle.spawn(async move {
+            run_cache_job(&shared_arc, &ns_owned, &req.field, &filter, &job_task).await;
+        }),
+        None => control.handle.spawn(async move {
+            run_origin_job(&shared_arc, &control.upstream, &ns_owned, req, &job_task).await;
+        }),
+    };
     Ok(job_response(StatusCode::ACCEPTED, &job))
+}
+
+fn unreachable_source() -> Result<Source, GatewayError> {
+    Err(GatewayError::Internal(
+        "source stored without a stored snapshot reached job creation".into(),
+    ))
+}
+
+/// A histogram over the documents the cache holds, at the warmed cut (`cache_warmed_through`,
+/// else the job's start). Stored by sha only (not part of the history): the cache may be partial.
+async fn run_cache_job(
+    shared: &Arc<Shared>,
+    ns: &str,
+    field: &str,
+    filter: &scatter::filter_eval::RowFilter,
+    job: &Job,
+) {
+    const METRIC: &str = "layer_snapshot_events_total";
+    let watermark_ms = crate::warm::warmed_through(shared, ns).unwrap_or_else(now_ms);
+    let mut facets = super::facets::Facets::new(&[field.to_string()], shared.snapshots.field_cap());
+    let pass = crate::scans::cache::scan_rows(&shared.cache.tier, ns, filter, None, |page, _| {
+        job.add_scanned(page.len() as u64);
+        for m in page {
+            if let Ok(row) = serde_json::from_slice::<Value>(&m.raw) {
+                facets.add_row(&row);
+            }
+        }
+        if job.is_cancelled() {
+            std::ops::ControlFlow::Break(())
+        } else {
+            std::ops::ControlFlow::Continue(())
+        }
+    })
+    .await;
+    if let Err(e) = pass {
+        crate::metrics::feature_event(METRIC, "event", "job_failed", 1);
+        job.fail(format!("cache scan failed: {e}"));
+        return;
+    }
+    let (rows, hist, skipped) = facets.finish();
+    let body = SnapshotBody::new(ns, watermark_ms, rows, hist, skipped);
+    match durable::put_body(&shared.snapshots.store, &body).await {
+        Ok(()) => {
+            crate::metrics::feature_event(METRIC, "event", "job_completed", 1);
+            let mut extra = Map::new();
+            extra.insert("sha".into(), Value::String(body.sha.clone()));
+            extra.insert("stable_as_of".into(), Value::from(body.watermark_ms));
+            job.complete(extra);
+        }
+        Err(e) => {
+            crate::metrics::feature_event(METRIC, "event", "job_failed", 1);
+            job.fail(format!("persisting the snapshot failed: {e}"));
+        }
+    }
 }
 
 async fn run_origin_job(
