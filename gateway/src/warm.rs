@@ -20,9 +20,15 @@
 //! answer relayed verbatim; it never touches the cache, so it works while the cache is cold). Any
 //! of `turbopuffer`, `documents`, `snapshots`, `page_size` switches to Layer orchestration with
 //! every step defaulting on: `turbopuffer` forwards the hint, `documents` starts (or joins) a warm
-//! job, `snapshots` mirrors the latest snapshot body into the tier (`Set::Snapshots`, keyed by
-//! its sha). Warm jobs and an orchestrated call with `documents` or `snapshots` answer 503
+//! job, `snapshots` mirrors the latest snapshot body into the tier
+//! ([`crate::snapshots::mirror_latest`]). Warm jobs and an orchestrated call with `documents` or `snapshots` answer 503
 //! `cache_cold` when the tier is cold or disabled.
+//!
+//! A completed warm also leaves a marker in the tier next to the documents (what the Auto table
+//! calls a populated cache, see [`crate::scans::cache`]).
+//!
+//! `cache_warmed_through` is promoted to the current watermark when no write went through this
+//! gateway after it ([`warmed_through`]).
 //!
 //! State (jobs, `cache_warmed_through`) is in gateway memory only: after a restart a populated
 //! cache counts as "never warmed" and the first `auto` scan starts a background warm. At most one
@@ -85,8 +91,21 @@ impl Warm {
 }
 
 /// `cache_warmed_through` of `ns`: the cut of its last successful warm, if any.
+///
+/// When no write went through this gateway to `ns` after that cut, nothing with a later
+/// `_hevlayer_upserted_at` exists, so the cached view is also the view at the current watermark:
+/// the value is promoted to the watermark (a quiet namespace does not look stale just because its
+/// watermark keeps advancing). Writes made outside this gateway are not seen (documented; warm
+/// explicitly after bulk loads that bypass it).
 pub fn warmed_through(shared: &Shared, ns: &str) -> Option<u64> {
-    shared.warm.warmed.lock().get(ns).copied()
+    let warmed = shared.warm.warmed.lock().get(ns).copied()?;
+    match shared.watcher.snapshot(ns).1 {
+        Some(wm) if wm > warmed && shared.watcher.last_write_ms(ns) <= warmed => {
+            shared.warm.stamp(ns, wm);
+            Some(wm)
+        }
+        _ => Some(warmed),
+    }
 }
 
 fn tier_ready(tier: &Arc<dyn Tier>) -> bool {
@@ -117,7 +136,10 @@ pub fn start(shared: &Arc<Shared>, ns: &str, page_size: usize) -> Result<Arc<Job
     crate::metrics::feature_event("layer_warm_events_total", "event", "job_started", 1);
     let (shared, ns, task_job) = (shared.clone(), ns.to_string(), job.clone());
     control.handle.spawn(async move {
-        let result = run(&shared, &control.upstream, &ns, page_size, &task_job).await;
+        let result = match run(&shared, &control.upstream, &ns, page_size, &task_job).await {
+            Ok(cut) if !task_job.is_cancelled() => mark(&shared, &ns, cut).await.map(|()| cut),
+            other => other,
+        };
         match result {
             Ok(cut) if !task_job.is_cancelled() => {
                 shared.warm.stamp(&ns, cut);
@@ -144,6 +166,23 @@ pub fn start(shared: &Arc<Shared>, ns: &str, page_size: usize) -> Result<Arc<Job
         }
     });
     Ok(job)
+}
+
+/// Leaves the completed-warm marker among the namespace's cached documents
+/// ([`crate::scans::cache::WARM_MARKER_ID`]).
+async fn mark(shared: &Shared, ns: &str, cut: u64) -> Result<(), GatewayError> {
+    let value = Bytes::from(json!({"cache_warmed_through": cut}).to_string());
+    shared
+        .cache
+        .tier
+        .put(
+            Set::Documents,
+            ns,
+            crate::scans::cache::WARM_MARKER_ID,
+            value,
+        )
+        .await
+        .map_err(|e| GatewayError::CacheCold(format!("cache write failed: {e}")))
 }
 
 /// The Auto policy's background warm: starts one unless the tier is down or one is running.
@@ -489,24 +528,17 @@ async fn orchestrate(
     ))
 }
 
-/// Mirrors the latest snapshot body into the tier (`Set::Snapshots`, keyed by sha).
+/// The `snapshots` step: the latest snapshot body mirrored into the tier
+/// ([`crate::snapshots::mirror_latest`]).
 async fn mirror_snapshot(shared: &Shared, ns: &str) -> Result<Value, GatewayError> {
-    let Some(body) = crate::snapshots::latest(shared, ns).await? else {
-        return Ok(json!({"enabled": true, "status": "no_snapshot"}));
-    };
-    let bytes = serde_json::to_vec(&*body)
-        .map_err(|e| GatewayError::Internal(format!("snapshot body: {e}")))?;
-    shared
-        .cache
-        .tier
-        .put(Set::Snapshots, ns, &body.sha, Bytes::from(bytes))
-        .await
-        .map_err(|e| GatewayError::CacheCold(format!("cache write failed: {e}")))?;
-    Ok(json!({
-        "enabled": true,
-        "status": "completed",
-        "key": crate::snapshots::durable::body_key(ns, &body.sha),
-        "watermark_ms": body.watermark_ms,
-        "sha": body.sha,
-    }))
+    Ok(match crate::snapshots::mirror_latest(shared, ns).await? {
+        None => json!({"enabled": true, "status": "no_snapshot"}),
+        Some((key, watermark_ms, sha)) => json!({
+            "enabled": true,
+            "status": "completed",
+            "key": key,
+            "watermark_ms": watermark_ms,
+            "sha": sha,
+        }),
+    })
 }

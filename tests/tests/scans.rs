@@ -15,7 +15,12 @@ use serde_json::{Value, json};
 /// Row `i` gets `CATS[i² mod 5]`: squares mod 5 are 0, 1 or 4, so three categories occur.
 const CATS: [&str; 5] = ["books", "toys", "games", "tools", "food"];
 /// Four well separated directions: cosine distance from [1,0,0] is 0, 1, 0.293 and 1.
-const DIRS: [[f32; 3]; 4] = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, 1.0]];
+const DIRS: [[f32; 3]; 4] = [
+    [1.0, 0.0, 0.0],
+    [0.0, 1.0, 0.0],
+    [1.0, 1.0, 0.0],
+    [0.0, 0.0, 1.0],
+];
 
 fn fast(c: &mut layer_gateway::Config) {
     c.gateway.consistency.poll_interval_ms = 40;
@@ -40,7 +45,7 @@ fn row(i: u64) -> Value {
         "tags": tags,
         "n": i % 10,
         "price": i as f64 * 0.5,
-        "title": if i % 3 == 0 { format!("red alpha item {i}") } else { format!("blue beta item {i}") },
+        "title": if i.is_multiple_of(3) { format!("red alpha item {i}") } else { format!("blue beta item {i}") },
         "vector": DIRS[(i % 4) as usize],
         "sku": format!("sku-{i:05}"),
     })
@@ -53,7 +58,11 @@ fn write(stack: &Stack, ns: &str, rows: &[Value]) {
             "distance_metric": "cosine_distance",
             "schema": {"title": {"type": "string", "full_text_search": true}},
         });
-        let r = stack.gw(Method::POST, &format!("/v2/namespaces/{ns}"), body.to_string());
+        let r = stack.gw(
+            Method::POST,
+            &format!("/v2/namespaces/{ns}"),
+            body.to_string(),
+        );
         assert_eq!(r.status, 200, "{}", r.text());
     }
 }
@@ -62,13 +71,21 @@ fn write(stack: &Stack, ns: &str, rows: &[Value]) {
 fn wait_watermark(stack: &Stack, ns: &str, after_ms: u64) -> u64 {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let r = stack.gw(Method::GET, &format!("/v2/namespaces/{ns}/metadata"), Bytes::new());
+        let r = stack.gw(
+            Method::GET,
+            &format!("/v2/namespaces/{ns}/metadata"),
+            Bytes::new(),
+        );
         if let Some(wm) = r.json()["layer"]["stable_as_of"].as_u64()
             && wm > after_ms
         {
             return wm;
         }
-        assert!(Instant::now() < deadline, "watermark never passed {after_ms}: {}", r.text());
+        assert!(
+            Instant::now() < deadline,
+            "watermark never passed {after_ms}: {}",
+            r.text()
+        );
         pause(Duration::from_millis(20));
     }
 }
@@ -81,7 +98,11 @@ fn now_ms() -> u64 {
 }
 
 fn scan(stack: &Stack, ns: &str, body: Value) -> (u16, Value) {
-    let r = stack.gw(Method::POST, &format!("/v2/namespaces/{ns}/scans"), body.to_string());
+    let r = stack.gw(
+        Method::POST,
+        &format!("/v2/namespaces/{ns}/scans"),
+        body.to_string(),
+    );
     (r.status.as_u16(), r.json())
 }
 
@@ -100,10 +121,23 @@ fn count(stack: &Stack, ns: &str, body: Value) -> Value {
 fn wait_job(stack: &Stack, ns: &str, id: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let r = stack.gw(Method::GET, &format!("/v2/namespaces/{ns}/scans/{id}"), Bytes::new());
+        let r = stack.gw(
+            Method::GET,
+            &format!("/v2/namespaces/{ns}/scans/{id}"),
+            Bytes::new(),
+        );
         assert_eq!(r.status, 200, "{}", r.text());
         let j = r.json();
-        for k in ["id", "namespace", "status", "progress", "documents_scanned", "created_at", "mode", "source"] {
+        for k in [
+            "id",
+            "namespace",
+            "status",
+            "progress",
+            "documents_scanned",
+            "created_at",
+            "mode",
+            "source",
+        ] {
             assert!(j.get(k).is_some(), "{k} missing from {j}");
         }
         if j["status"] != "running" {
@@ -122,7 +156,10 @@ fn job(stack: &Stack, ns: &str, body: Value) -> (Value, Value) {
     assert_eq!(j["status"], "completed", "{j}");
     let r = stack.gw(
         Method::GET,
-        &format!("/v2/namespaces/{ns}/scans/{}/results", j["id"].as_str().expect("id")),
+        &format!(
+            "/v2/namespaces/{ns}/scans/{}/results",
+            j["id"].as_str().expect("id")
+        ),
         Bytes::new(),
     );
     assert_eq!(r.status, 200, "{}", r.text());
@@ -139,11 +176,18 @@ fn ids_of(results: &Value) -> BTreeSet<String> {
 }
 
 /// Expected values listing: (v, n) ordered n desc then v asc.
-fn expected_values(rows: &[Value], keep: impl Fn(&Value) -> bool, field: &str) -> Vec<(String, u64)> {
+fn expected_values(
+    rows: &[Value],
+    keep: impl Fn(&Value) -> bool,
+    field: &str,
+) -> Vec<(String, u64)> {
     let mut m: BTreeMap<String, u64> = BTreeMap::new();
     for r in rows.iter().filter(|r| keep(r)) {
         let vals: BTreeSet<String> = match &r[field] {
-            Value::Array(a) => a.iter().map(|v| v.as_str().expect("str").to_string()).collect(),
+            Value::Array(a) => a
+                .iter()
+                .map(|v| v.as_str().expect("str").to_string())
+                .collect(),
             Value::String(s) => [s.clone()].into(),
             Value::Number(n) => [n.to_string()].into(),
             _ => BTreeSet::new(),
@@ -162,7 +206,12 @@ fn listing(results: &Value) -> Vec<(String, u64)> {
         .as_array()
         .expect("values")
         .iter()
-        .map(|v| (v["v"].as_str().expect("v is a string").to_string(), v["n"].as_u64().expect("n")))
+        .map(|v| {
+            (
+                v["v"].as_str().expect("v is a string").to_string(),
+                v["n"].as_u64().expect("n"),
+            )
+        })
         .collect()
 }
 
@@ -177,18 +226,29 @@ fn origin_counts_ids_and_values_match_the_data() {
     write(&stack, ns, &rows);
     let wm = wait_watermark(&stack, ns, now_ms());
 
-    let cases: Vec<(Value, Box<dyn Fn(&Value) -> bool>)> = vec![
+    type Keep = Box<dyn Fn(&Value) -> bool>;
+    let cases: Vec<(Value, Keep)> = vec![
         (json!(null), Box::new(|_| true)),
-        (json!(["category", "Eq", "books"]), Box::new(|r| r["category"] == "books")),
-        (json!(["n", "In", [1, 2, 3]]), Box::new(|r| (1..=3).contains(&r["n"].as_u64().unwrap()))),
+        (
+            json!(["category", "Eq", "books"]),
+            Box::new(|r| r["category"] == "books"),
+        ),
+        (
+            json!(["n", "In", [1, 2, 3]]),
+            Box::new(|r| (1..=3).contains(&r["n"].as_u64().unwrap())),
+        ),
         (
             json!(["And", [["n", "Gte", 5], ["category", "NotEq", "toys"]]]),
             Box::new(|r| r["n"].as_u64().unwrap() >= 5 && r["category"] != "toys"),
         ),
         (
-            json!(["Or", [["tags", "In", ["t2"]], ["Not", ["price", "Lt", 1000]]]]),
+            json!([
+                "Or",
+                [["tags", "In", ["t2"]], ["Not", ["price", "Lt", 1000]]]
+            ]),
             Box::new(|r| {
-                r["tags"].as_array().unwrap().contains(&json!("t2")) || r["price"].as_f64().unwrap() >= 1000.0
+                r["tags"].as_array().unwrap().contains(&json!("t2"))
+                    || r["price"].as_f64().unwrap() >= 1000.0
             }),
         ),
     ];
@@ -200,27 +260,62 @@ fn origin_counts_ids_and_values_match_the_data() {
         }
         let c = count(&stack, ns, body);
         assert_eq!(c["count"], want, "{filters}: {c}");
-        assert_eq!((c["served_by"].as_str(), c["threads"].as_u64()), (Some("origin"), Some(3)), "{c}");
-        assert_eq!((c["shards_total"].as_u64(), c["bounded"].as_bool()), (Some(3), Some(false)));
+        assert_eq!(
+            (c["served_by"].as_str(), c["threads"].as_u64()),
+            (Some("origin"), Some(3)),
+            "{c}"
+        );
+        assert_eq!(
+            (c["shards_total"].as_u64(), c["bounded"].as_bool()),
+            (Some(3), Some(false))
+        );
         wm_at_least(&c, wm);
     }
 
     // ids: every id without a limit, pages with limit/offset.
     let keep = |r: &Value| r["category"] == "toys";
-    let (j, all) = job(&stack, ns, json!({"source": "origin", "filters": ["category", "Eq", "toys"], "page_size": 100}));
-    let want: BTreeSet<String> = rows.iter().filter(|r| keep(r)).map(|r| r["id"].as_str().unwrap().to_string()).collect();
+    let (j, all) = job(
+        &stack,
+        ns,
+        json!({"source": "origin", "filters": ["category", "Eq", "toys"], "page_size": 100}),
+    );
+    let want: BTreeSet<String> = rows
+        .iter()
+        .filter(|r| keep(r))
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(ids_of(&all), want);
     assert_eq!(all["total"], want.len());
-    assert_eq!((j["mode"].as_str(), j["effective_source"].as_str(), j["threads"].as_u64()), (Some("ids"), Some("origin"), Some(3)));
+    assert_eq!(
+        (
+            j["mode"].as_str(),
+            j["effective_source"].as_str(),
+            j["threads"].as_u64()
+        ),
+        (Some("ids"), Some("origin"), Some(3))
+    );
     assert_eq!(j["documents_scanned"], want.len() as u64);
     assert_eq!(j["progress"], 1.0);
     let id = j["id"].as_str().unwrap();
-    let page = stack.gw(Method::GET, &format!("/v2/namespaces/{ns}/scans/{id}/results?limit=7&offset=3"), Bytes::new()).json();
-    assert_eq!(page["ids"].as_array().unwrap()[..], all["ids"].as_array().unwrap()[3..10]);
+    let page = stack
+        .gw(
+            Method::GET,
+            &format!("/v2/namespaces/{ns}/scans/{id}/results?limit=7&offset=3"),
+            Bytes::new(),
+        )
+        .json();
+    assert_eq!(
+        page["ids"].as_array().unwrap()[..],
+        all["ids"].as_array().unwrap()[3..10]
+    );
     assert_eq!(page["total"], want.len());
 
     // values: a scalar string, an int stringified, a string array counted once per document.
-    for (field, filters) in [("category", json!(null)), ("n", json!(["category", "Eq", "books"])), ("tags", json!(null))] {
+    for (field, filters) in [
+        ("category", json!(null)),
+        ("n", json!(["category", "Eq", "books"])),
+        ("tags", json!(null)),
+    ] {
         let mut body = json!({"mode": "values", "field": field, "source": "origin"});
         let keep: Box<dyn Fn(&Value) -> bool> = if filters.is_null() {
             Box::new(|_| true)
@@ -229,22 +324,68 @@ fn origin_counts_ids_and_values_match_the_data() {
             Box::new(|r: &Value| r["category"] == "books")
         };
         let (j, res) = job(&stack, ns, body);
-        assert_eq!(listing(&res), expected_values(&rows, keep, field), "{field}");
-        assert_eq!((res["truncated"].as_bool(), j["truncated"].as_bool()), (Some(false), Some(false)));
+        assert_eq!(
+            listing(&res),
+            expected_values(&rows, keep, field),
+            "{field}"
+        );
+        assert_eq!(
+            (res["truncated"].as_bool(), j["truncated"].as_bool()),
+            (Some(false), Some(false))
+        );
         assert_eq!(j["field"], field);
     }
 
     // fts (exact) and ann (approximate) counts.
-    let fts = count(&stack, ns, json!({"fts": {"field": "title", "query": "alpha"}, "filters": ["n", "Lt", 5]}));
-    let want = rows.iter().filter(|r| r["title"].as_str().unwrap().contains("alpha") && r["n"].as_u64().unwrap() < 5).count();
-    assert_eq!((fts["count"].as_u64(), fts["served_by"].as_str()), (Some(want as u64), Some("origin")), "{fts}");
+    let fts = count(
+        &stack,
+        ns,
+        json!({"fts": {"field": "title", "query": "alpha"}, "filters": ["n", "Lt", 5]}),
+    );
+    let want = rows
+        .iter()
+        .filter(|r| r["title"].as_str().unwrap().contains("alpha") && r["n"].as_u64().unwrap() < 5)
+        .count();
+    assert_eq!(
+        (fts["count"].as_u64(), fts["served_by"].as_str()),
+        (Some(want as u64), Some("origin")),
+        "{fts}"
+    );
     assert!(fts.get("approximate").is_none());
-    let ann = count(&stack, ns, json!({"ann": {"vector": [1.0, 0.0, 0.0], "radius": 0.5}, "threads": 2}));
-    let want = rows.iter().filter(|r| matches!(r["id"].as_str().unwrap()[1..].parse::<u64>().unwrap() % 4, 0 | 2)).count();
-    assert_eq!((ann["count"].as_u64(), ann["approximate"].as_bool()), (Some(want as u64), Some(true)), "{ann}");
-    assert_eq!((ann["threads"].as_u64(), ann["bounded"].as_bool()), (Some(2), Some(false)));
-    let (_, vals) = job(&stack, ns, json!({"mode": "values", "field": "category", "ann": {"vector": [1.0, 0.0, 0.0], "radius": 0.5}}));
-    let keep = |r: &Value| matches!(r["id"].as_str().unwrap()[1..].parse::<u64>().unwrap() % 4, 0 | 2);
+    let ann = count(
+        &stack,
+        ns,
+        json!({"ann": {"vector": [1.0, 0.0, 0.0], "radius": 0.5}, "threads": 2}),
+    );
+    let want = rows
+        .iter()
+        .filter(|r| {
+            matches!(
+                r["id"].as_str().unwrap()[1..].parse::<u64>().unwrap() % 4,
+                0 | 2
+            )
+        })
+        .count();
+    assert_eq!(
+        (ann["count"].as_u64(), ann["approximate"].as_bool()),
+        (Some(want as u64), Some(true)),
+        "{ann}"
+    );
+    assert_eq!(
+        (ann["threads"].as_u64(), ann["bounded"].as_bool()),
+        (Some(2), Some(false))
+    );
+    let (_, vals) = job(
+        &stack,
+        ns,
+        json!({"mode": "values", "field": "category", "ann": {"vector": [1.0, 0.0, 0.0], "radius": 0.5}}),
+    );
+    let keep = |r: &Value| {
+        matches!(
+            r["id"].as_str().unwrap()[1..].parse::<u64>().unwrap() % 4,
+            0 | 2
+        )
+    };
     assert_eq!(listing(&vals), expected_values(&rows, keep, "category"));
 
     // 422s: vector values, a values field on count, fts+ann, ranked with cache/snapshot, ranked ids.
@@ -260,21 +401,50 @@ fn origin_counts_ids_and_values_match_the_data() {
         json!({"source": "snapshot"}),
     ] {
         let (status, v) = scan(&stack, ns, bad.clone());
-        assert_eq!((status, v["error"].as_str()), (422, Some("validation_error")), "{bad}: {v}");
+        assert_eq!(
+            (status, v["error"].as_str()),
+            (422, Some("validation_error")),
+            "{bad}: {v}"
+        );
     }
 
     // Listing, delete (a JSON body, never 204), then 404.
-    let listed = stack.gw(Method::GET, &format!("/v2/namespaces/{ns}/scans"), Bytes::new()).json();
-    assert!(listed["scans"].as_array().unwrap().iter().any(|s| s["id"] == id));
-    let d = stack.gw(Method::DELETE, &format!("/v2/namespaces/{ns}/scans/{id}"), Bytes::new());
-    assert_eq!((d.status.as_u16(), d.json()["status"].as_str()), (200, Some("deleted")));
-    let gone = stack.gw(Method::GET, &format!("/v2/namespaces/{ns}/scans/{id}"), Bytes::new());
+    let listed = stack
+        .gw(
+            Method::GET,
+            &format!("/v2/namespaces/{ns}/scans"),
+            Bytes::new(),
+        )
+        .json();
+    assert!(
+        listed["scans"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["id"] == id)
+    );
+    let d = stack.gw(
+        Method::DELETE,
+        &format!("/v2/namespaces/{ns}/scans/{id}"),
+        Bytes::new(),
+    );
+    assert_eq!(
+        (d.status.as_u16(), d.json()["status"].as_str()),
+        (200, Some("deleted"))
+    );
+    let gone = stack.gw(
+        Method::GET,
+        &format!("/v2/namespaces/{ns}/scans/{id}"),
+        Bytes::new(),
+    );
     assert_eq!(gone.status, 404);
 }
 
 /// Origin counts carry their cut, which only moves forward.
 fn wm_at_least(c: &Value, wm: u64) {
-    let got = c["watermark_ms"].as_u64().expect("origin counts carry their cut");
+    let got = c["watermark_ms"]
+        .as_u64()
+        .expect("origin counts carry their cut");
     assert!(got >= wm, "{got} < {wm}");
 }
 
@@ -294,19 +464,56 @@ fn ranked_counts_saturate_recurse_and_values_go_past_the_snapshot_cap() {
     wait_watermark(&stack, ns, now_ms());
     let fts = json!({"field": "title", "query": "alpha"});
     let c = count(&stack, ns, json!({"fts": fts}));
-    assert_eq!((c["count"].as_u64(), c["bounded"].as_bool(), c["shards_saturated"].as_u64()), (Some(10_000), Some(true), Some(1)), "{c}");
+    assert_eq!(
+        (
+            c["count"].as_u64(),
+            c["bounded"].as_bool(),
+            c["shards_saturated"].as_u64()
+        ),
+        (Some(10_000), Some(true), Some(1)),
+        "{c}"
+    );
     let c = count(&stack, ns, json!({"fts": fts, "exhaustive": true}));
-    assert_eq!((c["count"].as_u64(), c["bounded"].as_bool(), c["timed_out"].as_bool()), (Some(10_500), Some(false), Some(false)), "{c}");
+    assert_eq!(
+        (
+            c["count"].as_u64(),
+            c["bounded"].as_bool(),
+            c["timed_out"].as_bool()
+        ),
+        (Some(10_500), Some(false), Some(false)),
+        "{c}"
+    );
     let ann = json!({"vector": [1.0, 0.0, 0.0], "radius": 0.1});
     let c = count(&stack, ns, json!({"ann": ann}));
-    assert_eq!((c["count"].as_u64(), c["bounded"].as_bool(), c["approximate"].as_bool()), (Some(10_000), Some(true), Some(true)));
+    assert_eq!(
+        (
+            c["count"].as_u64(),
+            c["bounded"].as_bool(),
+            c["approximate"].as_bool()
+        ),
+        (Some(10_000), Some(true), Some(true))
+    );
     let c = count(&stack, ns, json!({"ann": ann, "exhaustive": true}));
-    assert_eq!((c["count"].as_u64(), c["bounded"].as_bool(), c["approximate"].as_bool()), (Some(10_500), Some(false), Some(true)));
+    assert_eq!(
+        (
+            c["count"].as_u64(),
+            c["bounded"].as_bool(),
+            c["approximate"].as_bool()
+        ),
+        (Some(10_500), Some(false), Some(true))
+    );
 
     // 10,500 distinct skus: past the 10,000 snapshot facet cap, every value listed, exact.
     let started = Instant::now();
-    let (j, res) = job(&stack, ns, json!({"mode": "values", "field": "sku", "page_size": 5000}));
-    println!("values scan of 10,500 rows from origin: {:?}", started.elapsed());
+    let (j, res) = job(
+        &stack,
+        ns,
+        json!({"mode": "values", "field": "sku", "page_size": 5000}),
+    );
+    println!(
+        "values scan of 10,500 rows from origin: {:?}",
+        started.elapsed()
+    );
     assert_eq!(res["total"], 10_500);
     assert_eq!(j["unique_values"], 10_500);
     assert_eq!(listing(&res), expected_values(&rows, |_| true, "sku"));
@@ -320,19 +527,34 @@ fn values_listing_truncates_at_the_cap_with_exact_counts() {
         fast(c);
         c.gateway.scan.values_cap = 100;
     });
-    let rows: Vec<Value> = (0..3000).map(|i| json!({"id": i, "bucket": format!("b{:03}", (i * 7) % 137)})).collect();
-    let r = stack.gw(Method::POST, &format!("/v2/namespaces/{ns}"), json!({"upsert_rows": rows}).to_string());
+    let rows: Vec<Value> = (0..3000)
+        .map(|i| json!({"id": i, "bucket": format!("b{:03}", (i * 7) % 137)}))
+        .collect();
+    let r = stack.gw(
+        Method::POST,
+        &format!("/v2/namespaces/{ns}"),
+        json!({"upsert_rows": rows}).to_string(),
+    );
     assert_eq!(r.status, 200, "{}", r.text());
     wait_watermark(&stack, ns, now_ms());
     let (j, res) = job(&stack, ns, json!({"mode": "values", "field": "bucket"}));
     let want = expected_values(&rows, |_| true, "bucket");
     assert_eq!(want.len(), 137);
     assert_eq!(listing(&res), want[..100].to_vec());
-    assert_eq!((res["truncated"].as_bool(), res["total"].as_u64()), (Some(true), Some(100)));
-    assert_eq!((j["truncated"].as_bool(), j["unique_values"].as_u64()), (Some(true), Some(137)));
+    assert_eq!(
+        (res["truncated"].as_bool(), res["total"].as_u64()),
+        (Some(true), Some(100))
+    );
+    assert_eq!(
+        (j["truncated"].as_bool(), j["unique_values"].as_u64()),
+        (Some(true), Some(137))
+    );
     // Numeric ids come back as strings.
     let (_, ids) = job(&stack, ns, json!({"filters": ["bucket", "Eq", "b000"]}));
-    let want: BTreeSet<String> = (0..3000u64).filter(|i| (i * 7) % 137 == 0).map(|i| i.to_string()).collect();
+    let want: BTreeSet<String> = (0..3000u64)
+        .filter(|i| (i * 7) % 137 == 0)
+        .map(|i| i.to_string())
+        .collect();
     assert_eq!(ids_of(&ids), want);
 }
 
@@ -344,14 +566,32 @@ fn snapshot_served_counts_and_values() {
     write(&stack, ns, &rows);
     wait_watermark(&stack, ns, now_ms());
     // No snapshot yet: explicit snapshot is a 412, auto falls through.
-    let (status, v) = scan(&stack, ns, json!({"mode": "count", "source": "snapshot", "filters": ["category", "Eq", "books"]}));
-    assert_eq!((status, v["error"].as_str()), (412, Some("precondition_failed")), "{v}");
-    let r = stack.gw(Method::POST, &format!("/v2/namespaces/{ns}/snapshots"), json!({"field": "category", "source": "origin"}).to_string());
+    let (status, v) = scan(
+        &stack,
+        ns,
+        json!({"mode": "count", "source": "snapshot", "filters": ["category", "Eq", "books"]}),
+    );
+    assert_eq!(
+        (status, v["error"].as_str()),
+        (412, Some("precondition_failed")),
+        "{v}"
+    );
+    let r = stack.gw(
+        Method::POST,
+        &format!("/v2/namespaces/{ns}/snapshots"),
+        json!({"field": "category", "source": "origin"}).to_string(),
+    );
     assert_eq!(r.status, 202, "{}", r.text());
     let jid = r.json()["id"].as_str().unwrap().to_string();
     let deadline = Instant::now() + Duration::from_secs(30);
     let sha = loop {
-        let j = stack.gw(Method::GET, &format!("/v2/namespaces/{ns}/snapshot-jobs/{jid}"), Bytes::new()).json();
+        let j = stack
+            .gw(
+                Method::GET,
+                &format!("/v2/namespaces/{ns}/snapshot-jobs/{jid}"),
+                Bytes::new(),
+            )
+            .json();
         if j["status"] == "completed" {
             break j["sha"].as_str().unwrap().to_string();
         }
@@ -365,26 +605,76 @@ fn snapshot_served_counts_and_values() {
             json!({"mode": "count", "source": source, "filters": ["category", "In", ["books", "toys", "books"]]}).to_string());
         assert_eq!(r.status, 200, "{}", r.text());
         let c = r.json();
-        assert_eq!((c["count"].as_u64(), c["served_by"].as_str(), c["snapshot_sha"].as_str()), (Some(books + toys), Some("snapshot"), Some(sha.as_str())), "{c}");
-        let hdr = r.headers.get("x-layer-stable-as-of").expect("header").to_str().unwrap().parse::<u64>().unwrap();
+        assert_eq!(
+            (
+                c["count"].as_u64(),
+                c["served_by"].as_str(),
+                c["snapshot_sha"].as_str()
+            ),
+            (Some(books + toys), Some("snapshot"), Some(sha.as_str())),
+            "{c}"
+        );
+        let hdr = r
+            .headers
+            .get("x-layer-stable-as-of")
+            .expect("header")
+            .to_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap();
         assert_eq!(Some(hdr), c["watermark_ms"].as_u64());
     }
     // Ineligible shapes: 412 under snapshot, origin under auto with the same answer.
-    for f in [json!(["And", [["category", "Eq", "books"]]]), json!(["category", "NotEq", "books"]), json!(["n", "Eq", 3])] {
-        let (status, v) = scan(&stack, ns, json!({"mode": "count", "source": "snapshot", "filters": f}));
+    for f in [
+        json!(["And", [["category", "Eq", "books"]]]),
+        json!(["category", "NotEq", "books"]),
+        json!(["n", "Eq", 3]),
+    ] {
+        let (status, v) = scan(
+            &stack,
+            ns,
+            json!({"mode": "count", "source": "snapshot", "filters": f}),
+        );
         assert_eq!(status, 412, "{f}: {v}");
         let c = count(&stack, ns, json!({"filters": f}));
         assert_ne!(c["served_by"], "snapshot", "{f}");
     }
     // Values: the unfiltered listing completes during the create call.
     let (status, j) = scan(&stack, ns, json!({"mode": "values", "field": "category"}));
-    assert_eq!((status, j["status"].as_str(), j["effective_source"].as_str()), (202, Some("completed"), Some("snapshot")), "{j}");
+    assert_eq!(
+        (status, j["status"].as_str(), j["effective_source"].as_str()),
+        (202, Some("completed"), Some("snapshot")),
+        "{j}"
+    );
     assert_eq!(j["snapshot_sha"], sha);
-    let res = stack.gw(Method::GET, &format!("/v2/namespaces/{ns}/scans/{}/results?limit=2", j["id"].as_str().unwrap()), Bytes::new()).json();
-    assert_eq!(listing(&res), expected_values(&rows, |_| true, "category")[..2].to_vec());
-    assert_eq!(res["total"], expected_values(&rows, |_| true, "category").len());
-    let (status, _) = scan(&stack, ns, json!({"mode": "values", "field": "tags", "source": "snapshot"}));
+    let res = stack
+        .gw(
+            Method::GET,
+            &format!(
+                "/v2/namespaces/{ns}/scans/{}/results?limit=2",
+                j["id"].as_str().unwrap()
+            ),
+            Bytes::new(),
+        )
+        .json();
+    assert_eq!(
+        listing(&res),
+        expected_values(&rows, |_| true, "category")[..2].to_vec()
+    );
+    assert_eq!(
+        res["total"],
+        expected_values(&rows, |_| true, "category").len()
+    );
+    let (status, _) = scan(
+        &stack,
+        ns,
+        json!({"mode": "values", "field": "tags", "source": "snapshot"}),
+    );
     assert_eq!(status, 412);
-    let (status, _) = scan(&stack, ns, json!({"mode": "values", "field": "category", "source": "snapshot", "filters": ["n", "Eq", 1]}));
+    let (status, _) = scan(
+        &stack,
+        ns,
+        json!({"mode": "values", "field": "category", "source": "snapshot", "filters": ["n", "Eq", 1]}),
+    );
     assert_eq!(status, 412);
 }

@@ -13,7 +13,16 @@
 //! until the next warm a document changed after `cache_warmed_through` is missing from the cached
 //! view rather than shown at its older version.
 //!
-//! [`scan_rows`] is also the entry point for other cache-sourced passes (snapshot jobs).
+//! A completed warm leaves a marker entry ([`WARM_MARKER_ID`]) among the namespace's cached
+//! documents; it lives and dies with them (a namespace clear in the tier removes both). The Auto
+//! table's "populated" means that marker is present: rows cached one at a time by fetch or by the
+//! write-path mirror do not make a complete copy of the namespace, so without a completed warm the
+//! cache counts as empty. After a gateway restart over a recovered tier the marker is there while
+//! the in-memory `cache_warmed_through` is not: the table's "populated, no
+//! `cache_warmed_through` yet" row.
+//!
+//! [`scan_rows`] is also the entry point for other cache-sourced passes (snapshot jobs); it never
+//! yields the marker.
 
 use std::ops::ControlFlow;
 use std::sync::Arc;
@@ -29,14 +38,19 @@ use super::policy::CacheState;
 /// Rows read from the tier per page.
 pub const CACHE_PAGE: usize = 1000;
 
-/// Whether the tier can serve, and whether it holds anything for `ns`.
+/// The cache id of the completed-warm marker: it starts with a NUL byte and is longer than any
+/// Turbopuffer document id (64 bytes), so no document can collide with it.
+pub const WARM_MARKER_ID: &str =
+    "\u{0}layer:completed-warm-marker:not-a-document-id:longer-than-any-turbopuffer-id";
+
+/// Whether the tier can serve, and whether it holds a completed warm of `ns`.
 pub async fn state(tier: &Arc<dyn Tier>, ns: &str) -> CacheState {
     if tier.health().state != TierState::Warm {
         return CacheState::Unavailable;
     }
-    match tier.scan(Set::Documents, ns, None, 1).await {
-        Ok(page) if page.entries.is_empty() && page.next.is_none() => CacheState::Empty,
-        Ok(_) => CacheState::Populated,
+    match tier.get(Set::Documents, ns, WARM_MARKER_ID).await {
+        Ok(Some(_)) => CacheState::Populated,
+        Ok(None) => CacheState::Empty,
         Err(_) => CacheState::Unavailable,
     }
 }
@@ -106,9 +120,12 @@ pub async fn scan_rows(
             return Ok(stats);
         }
         let page = tier.scan(Set::Documents, ns, cursor, CACHE_PAGE).await?;
-        stats.scanned += page.entries.len() as u64;
         let mut matched = Vec::new();
         for (id, raw) in page.entries {
+            if id == WARM_MARKER_ID {
+                continue;
+            }
+            stats.scanned += 1;
             let Ok(row) = sonic_rs::from_slice::<sonic_rs::Value>(&raw) else {
                 stats.unreadable += 1;
                 continue;
@@ -190,7 +207,22 @@ mod tests {
         let (_d, t) = tier();
         assert_eq!(block_on(state(&t, "ns")), CacheState::Empty);
         put(&t, "a", json!({"id": "a"}));
+        assert_eq!(
+            block_on(state(&t, "ns")),
+            CacheState::Empty,
+            "documents alone are not a completed warm"
+        );
+        put(&t, WARM_MARKER_ID, json!({"cache_warmed_through": 5}));
         assert_eq!(block_on(state(&t, "ns")), CacheState::Populated);
+        let f = row_filter(None, None).expect("filter");
+        let stats = block_on(scan_rows(&t, "ns", &f, None, |page, _| {
+            assert!(page.iter().all(|m| m.id != WARM_MARKER_ID));
+            ControlFlow::Continue(())
+        }))
+        .expect("scan");
+        assert_eq!((stats.scanned, stats.matched), (1, 1));
+        block_on(t.clear_namespace(Set::Documents, "ns")).expect("clear");
+        assert_eq!(block_on(state(&t, "ns")), CacheState::Empty);
         let off: Arc<dyn Tier> = Arc::new(DisabledTier);
         assert_eq!(block_on(state(&off, "ns")), CacheState::Unavailable);
     }

@@ -46,7 +46,8 @@ pub async fn run(
     started: Instant,
 ) -> Result<CountAnswer, GatewayError> {
     let deadline = started + Duration::from_secs(req.timeout_seconds);
-    let plan = resolve::plan(&shared, &upstream, &ns, &req).await?;
+    let resolved = resolve::plan(&shared, &upstream, &ns, &req).await?;
+    let plan = resolved.plan;
     let served_by = plan.source_name();
     let mut body = Map::new();
     let watermark = match plan {
@@ -136,6 +137,9 @@ pub async fn run(
         json!(started.elapsed().as_millis() as u64),
     );
     crate::metrics::feature_event("layer_scan_events_total", "event", "count", 1);
+    if resolved.warm {
+        crate::warm::ensure_background(&shared, &ns);
+    }
     Ok(CountAnswer {
         body: Value::Object(body),
         watermark,

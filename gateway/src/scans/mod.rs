@@ -203,7 +203,7 @@ async fn create(ctx: &ShardCtx, ns: &str, body: &[u8]) -> Result<Resp, GatewayEr
         stable::stamp_header(r.headers_mut(), answer.watermark);
         return Ok(r);
     }
-    let plan = resolve::plan(shared, &ctx.upstream, ns, &req).await?;
+    let resolve::Resolved { plan, warm } = resolve::plan(shared, &ctx.upstream, ns, &req).await?;
     let mut base = Map::new();
     base.insert("mode".into(), json!(req.mode.as_str()));
     base.insert("source".into(), json!(req.source.as_str()));
@@ -220,15 +220,22 @@ async fn create(ctx: &ShardCtx, ns: &str, body: &[u8]) -> Result<Resp, GatewayEr
         complete_from_snapshot(shared, ns, &req, &snapshot, &job);
         return Ok(job_response(StatusCode::ACCEPTED, &job));
     }
-    let (shared_task, job_task) = (shared.clone(), job.clone());
-    control.handle.spawn(run::run(
-        shared_task,
-        control.upstream.clone(),
-        ns.to_string(),
-        req,
-        plan,
-        job_task,
-    ));
+    let (shared_task, job_task, ns_task) = (shared.clone(), job.clone(), ns.to_string());
+    let upstream = control.upstream.clone();
+    control.handle.spawn(async move {
+        run::run(
+            shared_task.clone(),
+            upstream,
+            ns_task.clone(),
+            req,
+            plan,
+            job_task,
+        )
+        .await;
+        if warm {
+            crate::warm::ensure_background(&shared_task, &ns_task);
+        }
+    });
     Ok(job_response(StatusCode::ACCEPTED, &job))
 }
 

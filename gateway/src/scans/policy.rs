@@ -12,6 +12,12 @@
 //! | populated, no `cache_warmed_through` yet | observed | cache + background warm |
 //! | populated | not yet observed | cache |
 //!
+//! "Populated" means the tier holds a *completed* warm of the namespace (its marker, see
+//! [`super::cache`]): documents cached one by one by fetch or the write-path mirror are a partial
+//! copy, and serving them would return partial results, so without a completed warm the cache
+//! counts as empty (origin, and a warm). A first warm in progress is therefore "empty" too. The
+//! "populated, no `cache_warmed_through` yet" row is a gateway restarted over a recovered tier.
+//!
 //! Auto also uses origin when the cache tier is unavailable (cold or disabled: no warm is
 //! started, a warm would fail with `cache_cold`) and when the filter is one the cache evaluator
 //! cannot run (the warm decision of the table still applies). Ranked selectors always resolve to
@@ -22,9 +28,9 @@
 pub enum CacheState {
     /// Cold or disabled: the tier cannot serve.
     Unavailable,
-    /// Serving, nothing cached for the namespace.
+    /// Serving, no completed warm of the namespace in the tier.
     Empty,
-    /// Serving, at least one document cached.
+    /// Serving, a completed warm of the namespace in the tier.
     Populated,
 }
 

@@ -47,6 +47,21 @@ pub enum Plan {
     },
 }
 
+/// A plan, and whether the Auto table asks for a background warm. The executor starts the warm
+/// once the scan is served ([`crate::warm::ensure_background`]), so the warm never changes
+/// what the scan itself reads.
+#[derive(Debug)]
+pub struct Resolved {
+    pub plan: Plan,
+    pub warm: bool,
+}
+
+impl From<Plan> for Resolved {
+    fn from(plan: Plan) -> Self {
+        Resolved { plan, warm: false }
+    }
+}
+
 impl Plan {
     /// The `effective_source` / `served_by` name.
     pub fn source_name(&self) -> &'static str {
@@ -76,16 +91,16 @@ fn cache_filter_error(e: FilterEvalError) -> GatewayError {
     })
 }
 
-/// Resolves `req` on `ns`. May start a background warm (Auto table).
+/// Resolves `req` on `ns`.
 pub async fn plan(
     shared: &Arc<Shared>,
     upstream: &Upstream,
     ns: &str,
     req: &ScanRequest,
-) -> Result<Plan, GatewayError> {
+) -> Result<Resolved, GatewayError> {
     if req.ranked.is_some() || req.source == Source::Origin {
         check_values_field(upstream, ns, req).await?;
-        return Ok(origin_plan(shared, ns, req));
+        return Ok(origin_plan(shared, ns, req).into());
     }
     let explicit_snapshot = req.source == Source::Snapshot;
     if matches!(req.source, Source::Auto | Source::Snapshot) {
@@ -116,7 +131,7 @@ pub async fn plan(
             Mode::Ids => Err("snapshots hold no ids".to_string()),
         };
         match answered {
-            Ok(plan) => return Ok(plan),
+            Ok(plan) => return Ok(plan.into()),
             Err(why) if explicit_snapshot => {
                 return Err(GatewayError::PreconditionFailed(format!(
                     "source snapshot cannot serve this scan: {why}"
@@ -141,7 +156,8 @@ pub async fn plan(
         return Ok(Plan::Cache {
             filter,
             warmed_through,
-        });
+        }
+        .into());
     }
     let filter = row_filter(req.filters.as_ref(), warmed_through);
     let decision = policy::auto(AutoInput {
@@ -150,16 +166,17 @@ pub async fn plan(
         watermark: shared.watcher.snapshot(ns).1,
         cache_can_filter: filter.is_ok(),
     });
-    if decision.warm {
-        crate::warm::ensure_background(shared, ns);
-    }
-    match (decision.source, filter) {
-        (Live::Cache, Ok(filter)) => Ok(Plan::Cache {
+    let plan = match (decision.source, filter) {
+        (Live::Cache, Ok(filter)) => Plan::Cache {
             filter,
             warmed_through,
-        }),
-        _ => Ok(origin_plan(shared, ns, req)),
-    }
+        },
+        _ => origin_plan(shared, ns, req),
+    };
+    Ok(Resolved {
+        plan,
+        warm: decision.warm,
+    })
 }
 
 /// Values scans name a countable field: vectors (and other types a values scan cannot count)
