@@ -61,6 +61,8 @@ use crate::upstream::Upstream;
 
 /// Rows per warm page when the request does not say.
 pub const DEFAULT_PAGE: usize = 1000;
+/// Tier operations a warm page has in flight at once (well under the NVMe queue depth).
+const TIER_BATCH: usize = 256;
 /// Re-reads of a page whose ids a concurrent write touched, before giving up on them.
 pub const RACE_RETRIES: usize = 3;
 
@@ -327,21 +329,36 @@ async fn reread(
 
 async fn put_rows(shared: &Shared, ns: &str, rows: Vec<Value>) -> Result<(), GatewayError> {
     let tier = &shared.cache.tier;
-    let puts = rows.into_iter().filter_map(|mut row| {
-        let obj = row.as_object_mut()?;
-        obj.remove("$dist");
-        let id = wire_id(obj.get("id")?)?;
-        let bytes = Bytes::from(serde_json::to_vec(&row).ok()?);
-        Some(tier.put(Set::Documents, ns, &id, bytes))
-    });
-    for r in join_all(puts).await {
-        match r {
-            Ok(()) => {}
-            // A row the tier cannot hold stays uncached (fetch serves it from origin).
-            Err(e) if !e.is_tier_failure() => {
-                crate::metrics::feature_event("layer_warm_events_total", "event", "row_skipped", 1);
+    let entries: Vec<(String, Bytes)> = rows
+        .into_iter()
+        .filter_map(|mut row| {
+            let obj = row.as_object_mut()?;
+            obj.remove("$dist");
+            let id = wire_id(obj.get("id")?)?;
+            Some((id, Bytes::from(serde_json::to_vec(&row).ok()?)))
+        })
+        .collect();
+    // Bounded batches: the tier's request queue fails fast when full, and shards share it.
+    for batch in entries.chunks(TIER_BATCH) {
+        let puts = batch
+            .iter()
+            .map(|(id, bytes)| tier.put(Set::Documents, ns, id, bytes.clone()));
+        for r in join_all(puts).await {
+            match r {
+                Ok(()) => {}
+                // A row the tier cannot hold stays uncached (fetch serves it from origin).
+                Err(e) if !e.is_tier_failure() => {
+                    crate::metrics::feature_event(
+                        "layer_warm_events_total",
+                        "event",
+                        "row_skipped",
+                        1,
+                    );
+                }
+                Err(e) => {
+                    return Err(GatewayError::CacheCold(format!("cache write failed: {e}")));
+                }
             }
-            Err(e) => return Err(GatewayError::CacheCold(format!("cache write failed: {e}"))),
         }
     }
     Ok(())
@@ -349,8 +366,10 @@ async fn put_rows(shared: &Shared, ns: &str, rows: Vec<Value>) -> Result<(), Gat
 
 async fn remove(shared: &Shared, ns: &str, ids: &[String]) -> Result<(), GatewayError> {
     let tier = &shared.cache.tier;
-    for r in join_all(ids.iter().map(|id| tier.delete(Set::Documents, ns, id))).await {
-        r.map_err(|e| GatewayError::CacheCold(format!("cache delete failed: {e}")))?;
+    for batch in ids.chunks(TIER_BATCH) {
+        for r in join_all(batch.iter().map(|id| tier.delete(Set::Documents, ns, id))).await {
+            r.map_err(|e| GatewayError::CacheCold(format!("cache delete failed: {e}")))?;
+        }
     }
     Ok(())
 }

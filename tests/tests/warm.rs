@@ -678,3 +678,24 @@ fn hint_cache_warm_passthrough_and_steps() {
         (422, Some("validation_error"))
     );
 }
+
+#[test]
+fn warm_pages_larger_than_the_tier_queue() {
+    // One 10,000-row page is more puts than the NVMe tier queues (4,096): the warm must pace them.
+    let (stack, _) = stack(Vec::new(), false);
+    let ns = "warm-big-page";
+    for chunk in (0..6000).collect::<Vec<u64>>().chunks(2000) {
+        write(
+            &stack,
+            ns,
+            &chunk.iter().map(|i| row(*i)).collect::<Vec<_>>(),
+        );
+    }
+    wait_watermark(&stack, ns, now_ms());
+    let (status, job) = warm(&stack, ns, "?page_size=10000");
+    assert_eq!(status, 202, "{job}");
+    let done = wait_warm(&stack, ns, job["id"].as_str().unwrap());
+    assert_eq!(done["documents_scanned"], 6000);
+    let c = count(&stack, ns, "cache", None);
+    assert_eq!(c["count"], 6000, "{c}");
+}
