@@ -52,7 +52,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use hashbrown::{HashSet, HashTable};
 
-pub use invalidations::Invalidations;
+pub use invalidations::{Invalidations, TierUpdate};
 
 use crate::Set;
 

@@ -9,12 +9,17 @@
 //! `cache_warmed_through` becomes that cut (never moving backwards); cache-sourced scans then
 //! filter `_hevlayer_upserted_at <= cache_warmed_through`.
 //!
-//! Racing writes: a write through the gateway removes the ids it touches from the tier. A warm
-//! page read before such a write could put an older row back after the removal, so each page
-//! compares the namespace's invalidation epoch before the read and after its puts; when a write
-//! landed in between, the page's ids are read again (strongly, at the cut) and re-put (rows gone
-//! or past the cut are removed), up to [`RACE_RETRIES`] times, after which they are removed so
-//! fetch falls through to origin.
+//! Racing writes: a write through the gateway removes the ids it touches from the tier, and
+//! those tier operations run asynchronously after the write returned. A warm page read before
+//! such a write could put an older row back after the removal, and a removal still in flight
+//! could undo a page just written. So each page compares the namespace's invalidation epoch
+//! ([`layer_cache::Invalidations::namespace_epoch`], which also moves when an in-flight tier
+//! invalidation finishes) before the read and after its puts, and checks that no tier
+//! invalidation is pending; otherwise it waits for them to land, reads the page's ids again
+//! (strongly, at the cut) and re-puts them (rows gone or past the cut are removed), up to
+//! [`RACE_RETRIES`] times, after which they are removed so fetch falls through to origin. This
+//! relies on the write path holding a [`layer_cache::TierUpdate`] guard while its tier
+//! invalidations run.
 //!
 //! `hint_cache_warm` with no query parameters is a raw passthrough (forwarded verbatim, upstream
 //! answer relayed verbatim; it never touches the cache, so it works while the cache is cold). Any
@@ -63,6 +68,8 @@ use crate::upstream::Upstream;
 pub const DEFAULT_PAGE: usize = 1000;
 /// Tier operations a warm page has in flight at once (well under the NVMe queue depth).
 const TIER_BATCH: usize = 256;
+/// Longest wait for a namespace's in-flight tier invalidations before re-reading a raced page.
+const SETTLE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 /// Re-reads of a page whose ids a concurrent write touched, before giving up on them.
 pub const RACE_RETRIES: usize = 3;
 
@@ -263,6 +270,8 @@ async fn warm_page(
     let ns = spec.namespace.as_str();
     let inv = &shared.cache.invalidations;
     let before = inv.namespace_epoch(Set::Documents, ns);
+    // Tier invalidations of earlier writes may still be landing: they could undo this page.
+    let mut unsettled = inv.pending(Set::Documents, ns) > 0;
     let body = origin::page_body(spec, shards, shard, after, spec.page_size);
     let rows = rows_of(ranked::query(upstream, "warm_page", ns, &body).await?);
     let read = rows.len();
@@ -272,11 +281,14 @@ async fn warm_page(
     let mut seen = before;
     for _ in 0..RACE_RETRIES {
         let now = inv.namespace_epoch(Set::Documents, ns);
-        if now == seen {
+        if now == seen && !unsettled && inv.pending(Set::Documents, ns) == 0 {
             return Ok((read, last));
         }
-        seen = now;
-        // A write to the namespace raced this page: read its ids again and write what is live.
+        // A write to the namespace raced this page: once its tier invalidations have landed,
+        // read the page's ids again and write what is live.
+        settle(shared, ns).await;
+        seen = inv.namespace_epoch(Set::Documents, ns);
+        unsettled = false;
         let again = reread(upstream, spec, &ids).await?;
         let present: Vec<String> = again
             .iter()
@@ -290,11 +302,21 @@ async fn warm_page(
         put_rows(shared, ns, again).await?;
         remove(shared, ns, &gone).await?;
     }
-    if inv.namespace_epoch(Set::Documents, ns) != seen {
+    if inv.namespace_epoch(Set::Documents, ns) != seen || inv.pending(Set::Documents, ns) > 0 {
         let all: Vec<String> = ids.iter().filter_map(wire_id).collect();
         remove(shared, ns, &all).await?;
     }
     Ok((read, last))
+}
+
+/// Waits (bounded by [`SETTLE_WAIT`]) until no shared-tier invalidation of `ns` is in flight.
+async fn settle(shared: &Shared, ns: &str) {
+    let deadline = tokio::time::Instant::now() + SETTLE_WAIT;
+    while shared.cache.invalidations.pending(Set::Documents, ns) > 0
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
 }
 
 fn rows_of(mut answer: Value) -> Vec<Value> {

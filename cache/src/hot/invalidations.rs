@@ -6,12 +6,15 @@
 //! only when it moved takes the lock to apply the new clears as generation bumps. Clears are rare
 //! (delete_by_filter / patch_by_filter), so the lock is off the hit path in practice.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use hashbrown::HashMap;
 use parking_lot::Mutex;
 
 use crate::Set;
+
+type NsKey = (Set, Box<str>);
 
 /// Shared record of namespace clears; hand one `Arc<Invalidations>` to every shard's hot cache.
 #[derive(Debug, Default)]
@@ -20,6 +23,28 @@ pub struct Invalidations {
     /// `(set, namespace)` → epoch of its latest clear. Bounded by the number of distinct
     /// namespaces ever cleared (Aerospike limits the product to ~4k namespaces anyway).
     cleared: Mutex<HashMap<(Set, Box<str>), u64>>,
+    /// `(set, namespace)` → shared-tier invalidations (in flight, finished) ([`TierUpdate`]).
+    tier: Mutex<HashMap<NsKey, (u64, u64)>>,
+}
+
+/// A shared-tier invalidation of one namespace in flight (deletes or a clear being applied to
+/// the tier asynchronously). While any exists, [`Invalidations::pending`] is non-zero; dropping it
+/// (after the tier operations finished) moves [`Invalidations::namespace_epoch`] once more, so a
+/// task that wrote the tier meanwhile (a warm job) sees that its writes may have been undone.
+/// Hot caches are not touched by it.
+#[derive(Debug)]
+pub struct TierUpdate {
+    inv: Arc<Invalidations>,
+    key: (Set, Box<str>),
+}
+
+impl Drop for TierUpdate {
+    fn drop(&mut self) {
+        if let Some((pending, done)) = self.inv.tier.lock().get_mut(&self.key) {
+            *pending = pending.saturating_sub(1);
+            *done += 1;
+        }
+    }
 }
 
 impl Invalidations {
@@ -45,11 +70,29 @@ impl Invalidations {
     /// reads from origin and then writes the shared tier (a warm job) compares it before and
     /// after, to learn whether a write to the namespace raced its read.
     pub fn namespace_epoch(&self, set: Set, ns: &str) -> u64 {
-        self.cleared
+        let key = (set, Box::<str>::from(ns));
+        let cleared = self.cleared.lock().get(&key).copied().unwrap_or(0);
+        let done = self.tier.lock().get(&key).map_or(0, |t| t.1);
+        cleared + done
+    }
+
+    /// Registers a shared-tier invalidation of `(set, ns)` about to run asynchronously; hold the
+    /// guard until the tier operations complete.
+    pub fn tier_update(self: &Arc<Self>, set: Set, ns: &str) -> TierUpdate {
+        let key = (set, Box::<str>::from(ns));
+        self.tier.lock().entry(key.clone()).or_insert((0, 0)).0 += 1;
+        TierUpdate {
+            inv: Arc::clone(self),
+            key,
+        }
+    }
+
+    /// Shared-tier invalidations of `(set, ns)` still in flight.
+    pub fn pending(&self, set: Set, ns: &str) -> u64 {
+        self.tier
             .lock()
             .get(&(set, Box::<str>::from(ns)))
-            .copied()
-            .unwrap_or(0)
+            .map_or(0, |t| t.0)
     }
 
     /// Calls `apply` for every clear newer than `seen`, returns the epoch now applied.
@@ -81,5 +124,21 @@ mod tests {
         inv.clear_namespace(Set::Documents, "a");
         assert!(inv.namespace_epoch(Set::Documents, "a") > a1);
         assert_eq!(inv.epoch(), 4);
+    }
+
+    #[test]
+    fn tier_updates_are_pending_until_dropped_and_then_bump_the_epoch() {
+        let inv = Arc::new(Invalidations::new());
+        let a = inv.tier_update(Set::Documents, "ns");
+        let b = inv.tier_update(Set::Documents, "ns");
+        assert_eq!(inv.pending(Set::Documents, "ns"), 2);
+        assert_eq!(inv.pending(Set::Documents, "other"), 0);
+        let before = inv.namespace_epoch(Set::Documents, "ns");
+        drop(a);
+        assert_eq!(inv.pending(Set::Documents, "ns"), 1);
+        assert!(inv.namespace_epoch(Set::Documents, "ns") > before);
+        drop(b);
+        assert_eq!(inv.pending(Set::Documents, "ns"), 0);
+        assert_eq!(inv.epoch(), 0, "hot caches are not cleared by tier updates");
     }
 }
