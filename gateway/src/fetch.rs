@@ -429,7 +429,16 @@ pub async fn populate(ctx: &ShardCtx, ns: &str, ids: &[String], max_ids: usize) 
     if ids.is_empty() {
         return;
     }
-    let epoch = cache.invalidations.epoch();
+    let inv = &cache.invalidations;
+    // Let this write's own tier invalidation land first, so it is not mistaken for a racing one.
+    for _ in 0..500 {
+        if inv.pending(Set::Documents, ns) == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    let epoch = inv.epoch();
+    let ns_epoch = inv.namespace_epoch(Set::Documents, ns);
     let wanted: Vec<&String> = ids.iter().collect();
     let found = match origin(ctx, ns, &wanted).await {
         Ok(f) => f,
@@ -442,6 +451,7 @@ pub async fn populate(ctx: &ShardCtx, ns: &str, ids: &[String], max_ids: usize) 
         metrics::cache_event("populate_raced");
         return;
     }
+    let mut put = Vec::with_capacity(found.len());
     for (id, row) in found {
         let Ok(bytes) = serde_json::to_vec(&row) else {
             continue;
@@ -457,6 +467,19 @@ pub async fn populate(ctx: &ShardCtx, ns: &str, ids: &[String], max_ids: usize) 
             metrics::cache_event("populate_failed");
         } else {
             metrics::cache_event("populated");
+            put.push(id);
+        }
+    }
+    // A write that landed while these puts ran may have had its tier deletes applied first: the
+    // rows just put could be older than it. Withdraw them (the next fetch reads origin).
+    if inv.namespace_epoch(Set::Documents, ns) != ns_epoch
+        || inv.pending(Set::Documents, ns) > 0
+        || inv.epoch() != epoch
+    {
+        metrics::cache_event("populate_raced");
+        inv.clear_namespace(Set::Documents, ns);
+        for id in &put {
+            let _ = cache.tier.delete(Set::Documents, ns, id).await;
         }
     }
 }
@@ -475,8 +498,12 @@ pub fn invalidate(ctx: &ShardCtx, ns: &str, t: &Touched) {
     let cache = &ctx.shared.cache;
     cache.invalidations.clear_namespace(Set::Documents, ns);
     let tier = cache.tier.clone();
+    // Registered until the tier deletes land: a warm job or the write-path mirror that wrote the
+    // tier meanwhile sees it (pending / namespace epoch) and re-reads or withdraws its rows.
+    let guard = cache.invalidations.tier_update(Set::Documents, ns);
     let (ns, ids, whole) = (ns.to_string(), t.ids.clone(), t.whole_namespace);
     tokio::spawn(async move {
+        let _guard = guard;
         let failed = if whole {
             tier.clear_namespace(Set::Documents, &ns).await.is_err()
         } else {
