@@ -165,14 +165,6 @@ impl GatewayError {
             }
             return resp;
         }
-        if let GatewayError::CacheCold(_) = self {
-            crate::metrics::feature_event(
-                "layer_cache_cold_responses_total",
-                "code",
-                "cache_cold",
-                1,
-            );
-        }
         let status = self.status();
         let body = serde_json::to_vec(&self.body()).unwrap_or_default();
         let mut resp = Response::new(Full::new(Bytes::from(body)));

@@ -244,6 +244,12 @@ async fn create(ctx: &ShardCtx, ns: &str, body: &[u8]) -> Result<Resp, GatewayEr
             let filter = crate::scans::cache::row_filter(req.filters.as_ref(), warmed);
             if source == Source::Cache {
                 if state == CacheState::Unavailable {
+                    crate::metrics::feature_event(
+                        "layer_cache_cold_responses_total",
+                        "route",
+                        "snapshot",
+                        1,
+                    );
                     return Err(GatewayError::CacheCold(format!(
                         "the document cache is {}; snapshot jobs with source cache need it",
                         tier.health().state.as_str()
