@@ -242,7 +242,6 @@ def test_list_clickstream_by_trace_id(gateway):
             first = await c.fetch_document(ns, "a", with_perf=True)
             second = await c.fetch_document(ns, "a", with_perf=True)
             batch = await c.fetch_documents(ns, {"ids": ["c", "missing"]}, with_perf=True)
-        assert first.perf.cache_status == "miss"
         async with gateway.client() as c:
             # Untraced fetches are not clickstream.
             await c.fetch_document(ns, "b")

@@ -34,6 +34,13 @@ use crate::store::ObjectStore;
 /// Object writes in flight at once.
 pub const MAX_PUTS: u32 = 4;
 
+/// Pause between drains of the queue (see [`Writer::run`]); also the longest a record waits
+/// before it reaches the recent window.
+const DRAIN_PAUSE: Duration = Duration::from_millis(5);
+
+/// Messages taken off the queue per drain.
+const DRAIN_MAX: usize = 1024;
+
 /// Longest one object write may take before it counts as failed (frees its slot even when the
 /// store hangs).
 const PUT_TIMEOUT: Duration = Duration::from_secs(20);
@@ -132,12 +139,21 @@ impl Writer {
     pub async fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
         let mut tick = tokio::time::interval((self.flush_every / 4).max(Duration::from_millis(1)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut msgs = Vec::with_capacity(DRAIN_MAX);
         loop {
             tokio::select! {
-                msg = rx.recv() => match msg {
-                    Some(msg) => self.handle(msg).await,
-                    None => break,
-                },
+                n = rx.recv_many(&mut msgs, DRAIN_MAX) => {
+                    if n == 0 {
+                        break;
+                    }
+                    for msg in msgs.drain(..) {
+                        self.handle(msg).await;
+                    }
+                    // Let the next events pile up instead of parking on the queue at once: a
+                    // parked receiver costs every sending shard a cross-thread wake-up (a futex
+                    // call and a context switch) per query; this way it is one per pause.
+                    tokio::time::sleep(DRAIN_PAUSE).await;
+                }
                 _ = tick.tick() => self.flush_due().await,
             }
         }
