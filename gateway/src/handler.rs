@@ -285,13 +285,46 @@ async fn serve(
     let rewrites = route.action == Action::Metadata
         || matches!(route.name, "schema" | "update_schema")
         || (route.name == "list" && principal.is_namespace_limited());
-    if rewrites {
+    // The legacy v1 query is relayed as upstream answers it, and recorded in search history like
+    // the v2 route: its answer is fetched uncompressed (to read the result ids) and compressed
+    // here when the caller accepts gzip.
+    let v1_query = route.name == "query_v1";
+    let v1_gzip_ok = v1_query && accepts_gzip(&headers);
+    let v1_search = if v1_query {
+        Some(search_context(&headers)?)
+    } else {
+        None
+    };
+    let v1_request = if v1_query {
+        decode_gzip(&headers, body.clone(), limit).ok()
+    } else {
+        None
+    };
+    if rewrites || v1_query {
         headers.remove(header::ACCEPT_ENCODING);
     }
     let mut up = ctx
         .upstream
         .send(route.name, parts.method, &path_and_query, &headers, body)
         .await?;
+    if let (Some(search), Some(request)) = (&v1_search, &v1_request)
+        && up.status.is_success()
+        && !up.headers.contains_key(header::CONTENT_ENCODING)
+    {
+        crate::history::record_query(
+            ctx,
+            ns,
+            search,
+            trace.as_ref(),
+            request,
+            up.status,
+            &up.body,
+            None,
+        );
+    }
+    if v1_gzip_ok {
+        gzip_response(&mut up);
+    }
     if let Some(t) = &touched
         && up.status.is_success()
     {

@@ -296,6 +296,40 @@ fn every_served_query_is_one_entry_with_its_context() {
 }
 
 #[test]
+fn legacy_v1_queries_are_recorded_and_relayed_compressed() {
+    let backend = Backend::Local(temp_dir("objects-v1"));
+    let stack = stack(&backend, |_| {});
+    seed(&stack, "hist-v1");
+    let body = json!({"rank_by": ["vector", "ANN", [1.0, 0.0]], "top_k": 2});
+    let r = stack.gw_with(
+        Method::POST,
+        "/v1/namespaces/hist-v1/query",
+        &[
+            ("x-hevlayer-tags", "api:v1"),
+            ("x-hevlayer-search-query", "legacy"),
+        ],
+        body.to_string(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let e = entries(&stack, "hist-v1", "?tag=api:v1");
+    assert_eq!(e.len(), 1, "{e:?}");
+    check_entry_shape(&e[0], "hist-v1");
+    assert_eq!(e[0]["raw_query"], "legacy");
+    assert_eq!(e[0]["top_result_ids"], json!(["a", "c"]));
+    assert_eq!(e[0]["trace_id"], trace_of(&r).as_str());
+    // A caller that accepts gzip is served too (answers under 1 KiB stay uncompressed).
+    let r = stack.gw_with(
+        Method::POST,
+        "/v1/namespaces/hist-v1/query",
+        &[("accept-encoding", "gzip")],
+        json!({"rank_by": ["id", "asc"], "top_k": 3, "include_attributes": ["title"], "filters": ["title", "Glob", "*a*"]})
+            .to_string(),
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(entries(&stack, "hist-v1", "").len(), 2);
+}
+
+#[test]
 fn stable_reads_record_their_watermark() {
     for backend in backends("stable") {
         let stack = Stack::start_with({
