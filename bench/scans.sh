@@ -8,6 +8,7 @@
 #   values/cache    the same over the cache
 #   ids/origin, ids/cache   mode ids
 #   warm            POST /warm?page_size=PAGE: origin pages written into the NVMe tier
+#   snapshot job    POST /snapshots {field: category, source: origin | cache}: a facet histogram
 #
 # rows/s = documents in the namespace (every one is read or evaluated) / wall time of the scan
 # (jobs: from the create call until GET /scans/{id} first reports completed; polled every 10 ms).
@@ -118,6 +119,21 @@ warm_ms() {
   [[ $st == completed ]] || { log "warm ended $st"; exit 1; }
   echo $(((t1 - t0) / 1000000))
 }
+# One snapshot job (facet histogram of `category`) to completion; prints elapsed ms.
+snap_ms() { # SOURCE
+  local t0 t1 id st
+  t0=$(now_ns)
+  id=$(curl -sf "${auth[@]}" -d "{\"field\":\"category\",\"source\":\"$1\",\"page_size\":$PAGE}" \
+    "http://$GW/v2/namespaces/$NS/snapshots" | jq -r .id)
+  while :; do
+    st=$(curl -sf "${auth[@]}" "http://$GW/v2/namespaces/$NS/snapshot-jobs/$id" | jq -r .status)
+    [[ $st != running ]] && break
+    sleep 0.01
+  done
+  t1=$(now_ns)
+  [[ $st == completed ]] || { log "snapshot job $1 ended $st"; exit 1; }
+  echo $(((t1 - t0) / 1000000))
+}
 median() { tr ' ' '\n' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 measure() { # LABEL CMD...
   local label=$1 runs=() g0 e0 g1 e1
@@ -146,11 +162,13 @@ measure "count, origin (Count aggregation)" count_ms origin "$FILTER" "$EXPECT"
 measure "values category, origin" job_ms "$VALUES_CAT,\"source\":\"origin\"}"
 measure "values sku (all distinct), origin" job_ms "$VALUES_SKU,\"source\":\"origin\"}"
 measure "ids, origin" job_ms "$IDS,\"source\":\"origin\"}"
+measure "snapshot job category, origin" snap_ms origin
 measure "warm (origin → NVMe tier)" warm_ms
 measure "count, cache" count_ms cache "$FILTER" "$EXPECT"
 measure "values category, cache" job_ms "$VALUES_CAT,\"source\":\"cache\"}"
 measure "values sku (all distinct), cache" job_ms "$VALUES_SKU,\"source\":\"cache\"}"
 measure "ids, cache" job_ms "$IDS,\"source\":\"cache\"}"
+measure "snapshot job category, cache" snap_ms cache
 
 {
   echo "# Scan throughput — $(date +%F)"

@@ -727,6 +727,20 @@ impl Config {
                 ));
             }
         }
+        let h = &self.gateway.history;
+        if h.flush_interval_ms == 0 || h.max_batch_entries == 0 || h.queue_capacity == 0 {
+            return Err(ConfigError::Invalid(
+                "history flushIntervalMs, maxBatchEntries and queueCapacity must be positive"
+                    .into(),
+            ));
+        }
+        let sc = &self.gateway.scan;
+        if sc.default_threads == 0 || sc.values_cap == 0 || self.gateway.snapshots.field_cap == 0 {
+            return Err(ConfigError::Invalid(
+                "scan.defaultThreads, scan.valuesCap and snapshots.fieldCap must be positive"
+                    .into(),
+            ));
+        }
         let o = &self.gateway.object_store;
         if o.backend == ObjectStoreBackend::S3 && o.bucket.as_deref().is_none_or(str::is_empty) {
             return Err(ConfigError::Invalid(

@@ -82,3 +82,26 @@ fn validation_catches_missing_credentials() {
     c.vector_store.credential.value = Some("k".into());
     assert!(c.validate(&env(&[])).is_ok());
 }
+
+#[test]
+fn feature_knobs_must_be_positive() {
+    let env = |k: &str| (k == "LAYER_HISTORY_MAX_BATCH").then(|| "0".to_string());
+    let mut c = Config::load(None, &env).unwrap();
+    c.vector_store.credential.value = Some("k".into());
+    assert!(
+        c.validate(&|_| None)
+            .unwrap_err()
+            .to_string()
+            .contains("maxBatchEntries")
+    );
+    c.gateway.history.max_batch_entries = 10;
+    c.gateway.scan.values_cap = 0;
+    assert!(
+        c.validate(&|_| None)
+            .unwrap_err()
+            .to_string()
+            .contains("valuesCap")
+    );
+    c.gateway.scan.values_cap = 5;
+    assert!(c.validate(&|_| None).is_ok());
+}
