@@ -127,6 +127,16 @@ impl Job {
             .or_else(|| self.state.lock().extra.get(key).cloned())
     }
 
+    /// The job as a response, with `x-layer-stable-as-of` matching its `stable_as_of` (the
+    /// client overwrites the field from the header, so they must agree).
+    pub fn response(&self, status: http::StatusCode) -> crate::handler::Resp {
+        let v = self.to_json();
+        let wm = v.get("stable_as_of").and_then(Value::as_u64);
+        let mut r = crate::handler::json_response(status, &v);
+        crate::stable::stamp_header(r.headers_mut(), wm);
+        r
+    }
+
     /// The wire shape: the base fields every client model requires (`id`, `namespace`, `status`,
     /// `progress`, `documents_scanned`, `created_at`), then the kind's fields.
     pub fn to_json(&self) -> Value {
@@ -215,6 +225,18 @@ impl Jobs {
             .iter()
             .find(|j| j.id == id)
             .cloned()
+    }
+
+    /// A job by id, or 404 `not_found` naming it.
+    pub fn find(&self, namespace: &str, id: &str) -> Result<Arc<Job>, crate::error::GatewayError> {
+        self.get(namespace, id).ok_or_else(|| {
+            crate::error::GatewayError::Missing(format!("job {id:?} not found in {namespace:?}"))
+        })
+    }
+
+    /// Every job of `namespace` in its wire shape, oldest first.
+    pub fn list_json(&self, namespace: &str) -> Vec<Value> {
+        self.list(namespace).iter().map(|j| j.to_json()).collect()
     }
 
     /// Every job of `namespace`, oldest first.

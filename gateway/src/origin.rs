@@ -17,7 +17,7 @@ use std::ops::ControlFlow;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
-use http::{HeaderMap, Method, StatusCode};
+use http::{HeaderMap, Method};
 use serde_json::{Value, json};
 
 use crate::error::GatewayError;
@@ -172,19 +172,20 @@ pub fn page_body(
     body
 }
 
-async fn fetch_page(
+/// Sends one request the gateway makes on its own behalf (scans, snapshots, warm) and parses the
+/// JSON answer. Upstream's 4xx verdicts are relayed ([`GatewayError::Relay`]); other non-2xx
+/// answers, transport failures and non-JSON bodies are [`GatewayError::Upstream`] (502), named by
+/// `what`.
+pub async fn upstream_json(
     upstream: &Upstream,
-    ns: &str,
-    body: Value,
-) -> Result<Vec<Value>, GatewayError> {
+    route: &'static str,
+    method: Method,
+    path: &str,
+    body: Bytes,
+    what: &str,
+) -> Result<Value, GatewayError> {
     let up = upstream
-        .send(
-            "origin_scan",
-            Method::POST,
-            &format!("/v2/namespaces/{ns}/query"),
-            &HeaderMap::new(),
-            Bytes::from(body.to_string()),
-        )
+        .send(route, method, path, &HeaderMap::new(), body)
         .await?;
     if up.status.is_client_error() {
         return Err(GatewayError::Relay {
@@ -193,15 +194,31 @@ async fn fetch_page(
             body: up.body,
         });
     }
-    if up.status != StatusCode::OK {
+    if !up.status.is_success() {
         return Err(GatewayError::Upstream(format!(
-            "origin scan page answered {}: {}",
+            "{what} answered {}: {}",
             up.status,
             String::from_utf8_lossy(&up.body)
         )));
     }
-    let mut v: Value = serde_json::from_slice(&up.body)
-        .map_err(|e| GatewayError::Upstream(format!("origin scan page is not JSON: {e}")))?;
+    serde_json::from_slice(&up.body)
+        .map_err(|e| GatewayError::Upstream(format!("{what} is not JSON: {e}")))
+}
+
+async fn fetch_page(
+    upstream: &Upstream,
+    ns: &str,
+    body: Value,
+) -> Result<Vec<Value>, GatewayError> {
+    let mut v = upstream_json(
+        upstream,
+        "origin_scan",
+        Method::POST,
+        &format!("/v2/namespaces/{ns}/query"),
+        Bytes::from(body.to_string()),
+        "origin scan page",
+    )
+    .await?;
     Ok(match v.get_mut("rows").map(Value::take) {
         Some(Value::Array(rows)) => rows,
         _ => Vec::new(),

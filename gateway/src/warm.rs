@@ -61,7 +61,6 @@ use crate::origin::{self, MAX_PAGE, OriginScan};
 use crate::route::Route;
 use crate::scans::ranked;
 use crate::scans::run::wire_id;
-use crate::stable;
 use crate::upstream::Upstream;
 
 /// Rows per warm page when the request does not say.
@@ -423,15 +422,6 @@ fn step(params: &HashMap<String, String>, key: &str) -> Result<bool, GatewayErro
     }
 }
 
-/// A job body, with `x-layer-stable-as-of` matching its `stable_as_of`.
-fn job_response(status: StatusCode, job: &Job) -> Resp {
-    let v = job.to_json();
-    let wm = v.get("stable_as_of").and_then(Value::as_u64);
-    let mut r = json_response(status, &v);
-    stable::stamp_header(r.headers_mut(), wm);
-    r
-}
-
 /// Serves `warm`, `list_warm_jobs`, `get_warm_job` and `hint_cache_warm`.
 pub async fn serve(
     ctx: &ShardCtx,
@@ -449,26 +439,16 @@ pub async fn serve(
                 return Err(cache_cold("warm"));
             }
             let job = start(shared, ns, page_size(&params)?)?;
-            Ok(job_response(StatusCode::ACCEPTED, &job))
+            Ok(job.response(StatusCode::ACCEPTED))
         }
         "list_warm_jobs" => {
-            let jobs: Vec<Value> = shared
-                .warm
-                .jobs
-                .list(ns)
-                .iter()
-                .map(|j| j.to_json())
-                .collect();
+            let jobs = shared.warm.jobs.list_json(ns);
             Ok(json_response(StatusCode::OK, &json!({"warm_jobs": jobs})))
         }
         "get_warm_job" => {
             let id = decode(parts.uri.path().rsplit('/').next().unwrap_or_default());
-            let job = shared
-                .warm
-                .jobs
-                .get(ns, &id)
-                .ok_or_else(|| GatewayError::Missing(format!("warm job {id:?} not found")))?;
-            Ok(job_response(StatusCode::OK, &job))
+            let job = shared.warm.jobs.find(ns, &id)?;
+            Ok(job.response(StatusCode::OK))
         }
         "hint_cache_warm" => {
             const OPTIONS: [&str; 4] = ["turbopuffer", "documents", "snapshots", "page_size"];

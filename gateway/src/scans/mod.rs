@@ -127,18 +127,12 @@ pub async fn serve(
     match route.name {
         "create_scan" => create(ctx, ns, &body).await,
         "list_scans" => {
-            let scans: Vec<Value> = shared
-                .scans
-                .jobs
-                .list(ns)
-                .iter()
-                .map(|j| j.to_json())
-                .collect();
+            let scans = shared.scans.jobs.list_json(ns);
             Ok(json_response(StatusCode::OK, &json!({"scans": scans})))
         }
         "get_scan" => {
-            let job = find(shared, ns, &id())?;
-            Ok(job_response(StatusCode::OK, &job))
+            let job = shared.scans.jobs.find(ns, &id())?;
+            Ok(job.response(StatusCode::OK))
         }
         "delete_scan" => {
             let id = id();
@@ -154,7 +148,7 @@ pub async fn serve(
             ))
         }
         "scan_results" => {
-            let job = find(shared, ns, &id())?;
+            let job = shared.scans.jobs.find(ns, &id())?;
             let params = parse_query(parts.uri.query().unwrap_or(""));
             results(shared, ns, &job, &params)
         }
@@ -162,23 +156,6 @@ pub async fn serve(
             "scan route {other} has no handler"
         ))),
     }
-}
-
-fn find(shared: &crate::handler::Shared, ns: &str, id: &str) -> Result<Arc<Job>, GatewayError> {
-    shared
-        .scans
-        .jobs
-        .get(ns, id)
-        .ok_or_else(|| GatewayError::Missing(format!("scan {id:?} not found")))
-}
-
-/// A job body, with `x-layer-stable-as-of` matching its `stable_as_of`.
-fn job_response(status: StatusCode, job: &Job) -> Resp {
-    let v = job.to_json();
-    let wm = v.get("stable_as_of").and_then(Value::as_u64);
-    let mut r = json_response(status, &v);
-    stable::stamp_header(r.headers_mut(), wm);
-    r
 }
 
 async fn create(ctx: &ShardCtx, ns: &str, body: &[u8]) -> Result<Resp, GatewayError> {
@@ -218,7 +195,7 @@ async fn create(ctx: &ShardCtx, ns: &str, body: &[u8]) -> Result<Resp, GatewayEr
     crate::metrics::feature_event("layer_scan_events_total", "event", "job_created", 1);
     if let Plan::SnapshotValues(snapshot) = plan {
         complete_from_snapshot(shared, ns, &req, &snapshot, &job);
-        return Ok(job_response(StatusCode::ACCEPTED, &job));
+        return Ok(job.response(StatusCode::ACCEPTED));
     }
     let (shared_task, job_task, ns_task) = (shared.clone(), job.clone(), ns.to_string());
     let upstream = control.upstream.clone();
@@ -236,7 +213,7 @@ async fn create(ctx: &ShardCtx, ns: &str, body: &[u8]) -> Result<Resp, GatewayEr
             crate::warm::ensure_background(&shared_task, &ns_task);
         }
     });
-    Ok(job_response(StatusCode::ACCEPTED, &job))
+    Ok(job.response(StatusCode::ACCEPTED))
 }
 
 /// A values scan the latest snapshot answers: the job completes during the create call.

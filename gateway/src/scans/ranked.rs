@@ -24,7 +24,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
-use http::{HeaderMap, Method, StatusCode};
+use http::Method;
 use serde_json::{Value, json};
 
 use super::request::Ranked;
@@ -39,31 +39,15 @@ pub async fn query(
     ns: &str,
     body: &Value,
 ) -> Result<Value, GatewayError> {
-    let up = upstream
-        .send(
-            route,
-            Method::POST,
-            &format!("/v2/namespaces/{ns}/query"),
-            &HeaderMap::new(),
-            Bytes::from(body.to_string()),
-        )
-        .await?;
-    if up.status.is_client_error() {
-        return Err(GatewayError::Relay {
-            status: up.status,
-            content_type: up.headers.get(http::header::CONTENT_TYPE).cloned(),
-            body: up.body,
-        });
-    }
-    if up.status != StatusCode::OK {
-        return Err(GatewayError::Upstream(format!(
-            "scan query answered {}: {}",
-            up.status,
-            String::from_utf8_lossy(&up.body)
-        )));
-    }
-    serde_json::from_slice(&up.body)
-        .map_err(|e| GatewayError::Upstream(format!("scan query answer is not JSON: {e}")))
+    crate::origin::upstream_json(
+        upstream,
+        route,
+        Method::POST,
+        &format!("/v2/namespaces/{ns}/query"),
+        Bytes::from(body.to_string()),
+        "scan query",
+    )
+    .await
 }
 
 /// `filters` for one shard at one cut: the caller's filter, the cut predicate, the shard.

@@ -14,7 +14,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{HeaderMap, Method};
+use http::Method;
 use scatter::filter_eval::RowFilter;
 use serde_json::Value;
 
@@ -73,30 +73,15 @@ pub async fn attr_type(
     ns: &str,
     attr: &str,
 ) -> Result<Option<String>, GatewayError> {
-    let up = upstream
-        .send(
-            "scan_schema",
-            Method::GET,
-            &format!("/v1/namespaces/{ns}/schema"),
-            &HeaderMap::new(),
-            Bytes::new(),
-        )
-        .await?;
-    if up.status.is_client_error() {
-        return Err(GatewayError::Relay {
-            status: up.status,
-            content_type: up.headers.get(http::header::CONTENT_TYPE).cloned(),
-            body: up.body,
-        });
-    }
-    if !up.status.is_success() {
-        return Err(GatewayError::Upstream(format!(
-            "schema read answered {}",
-            up.status
-        )));
-    }
-    let v: Value = serde_json::from_slice(&up.body)
-        .map_err(|e| GatewayError::Upstream(format!("schema is not JSON: {e}")))?;
+    let v = crate::origin::upstream_json(
+        upstream,
+        "scan_schema",
+        Method::GET,
+        &format!("/v1/namespaces/{ns}/schema"),
+        Bytes::new(),
+        "schema read",
+    )
+    .await?;
     Ok(v.get(attr)
         .and_then(|a| a.get("type"))
         .and_then(Value::as_str)

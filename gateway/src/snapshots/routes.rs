@@ -39,13 +39,7 @@ pub async fn serve(
     match route.name {
         "create_snapshot" => create(ctx, ns, &body).await,
         "list_snapshot_jobs" => {
-            let jobs: Vec<Value> = shared
-                .snapshots
-                .jobs
-                .list(ns)
-                .iter()
-                .map(|j| j.to_json())
-                .collect();
+            let jobs = shared.snapshots.jobs.list_json(ns);
             Ok(json_response(
                 StatusCode::OK,
                 &json!({"snapshot_jobs": jobs}),
@@ -53,11 +47,8 @@ pub async fn serve(
         }
         "get_snapshot_job" => {
             let id = crate::namespaces::decode(last_seg);
-            let job =
-                shared.snapshots.jobs.get(ns, &id).ok_or_else(|| {
-                    GatewayError::Missing(format!("snapshot job {id:?} not found"))
-                })?;
-            Ok(job_response(StatusCode::OK, &job))
+            let job = shared.snapshots.jobs.find(ns, &id)?;
+            Ok(job.response(StatusCode::OK))
         }
         "namespace_history" => history(shared, ns, &params).await,
         "get_snapshot" => {
@@ -98,14 +89,6 @@ pub async fn serve(
             "snapshot route {other} has no handler"
         ))),
     }
-}
-
-fn job_response(status: StatusCode, job: &Job) -> Resp {
-    let v = job.to_json();
-    let wm = v.get("stable_as_of").and_then(Value::as_u64);
-    let mut r = json_response(status, &v);
-    stable::stamp_header(r.headers_mut(), wm);
-    r
 }
 
 fn parse_limit(params: &HashMap<String, String>) -> Result<usize, GatewayError> {
@@ -291,7 +274,7 @@ async fn create(ctx: &ShardCtx, ns: &str, body: &[u8]) -> Result<Resp, GatewayEr
         extra.insert("sha".into(), Value::String(l.sha.clone()));
         extra.insert("stable_as_of".into(), Value::from(l.watermark_ms));
         job.complete(extra);
-        return Ok(job_response(StatusCode::ACCEPTED, &job));
+        return Ok(job.response(StatusCode::ACCEPTED));
     }
     let control = shared.control()?.clone();
     let (shared_arc, ns_owned, job_task) = (ctx.shared.clone(), ns.to_string(), job.clone());
@@ -303,7 +286,7 @@ async fn create(ctx: &ShardCtx, ns: &str, body: &[u8]) -> Result<Resp, GatewayEr
             run_origin_job(&shared_arc, &control.upstream, &ns_owned, req, &job_task).await;
         }),
     };
-    Ok(job_response(StatusCode::ACCEPTED, &job))
+    Ok(job.response(StatusCode::ACCEPTED))
 }
 
 fn unreachable_source() -> Result<Source, GatewayError> {
