@@ -410,6 +410,7 @@ pub fn touched(body: &[u8]) -> Touched {
     }
     // A row deleted in the same request is not read back.
     if !deleted.is_empty() {
+        let deleted: std::collections::HashSet<String> = deleted.into_iter().collect();
         t.populate.retain(|id| !deleted.contains(id));
     }
     t

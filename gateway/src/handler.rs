@@ -339,11 +339,20 @@ async fn serve(
         Action::Metadata => {
             // `indexed` / `index_lag_rows` are reconciled from the latest snapshot; without one
             // (or with the object store down) they stay null.
-            let rows = crate::snapshots::latest(shared, ns)
+            // Bounded: metadata never waits long on the object store.
+            let rows = if up.status.is_success() {
+                tokio::time::timeout(
+                    std::time::Duration::from_millis(250),
+                    crate::snapshots::latest(shared, ns),
+                )
                 .await
                 .ok()
+                .and_then(Result::ok)
                 .flatten()
-                .map(|b| b.row_count);
+                .map(|b| b.row_count)
+            } else {
+                None
+            };
             namespaces::enrich_metadata(&mut up, ns, shared.watcher.snapshot(ns), rows)
         }
         _ if matches!(route.name, "schema" | "update_schema") => {

@@ -84,7 +84,7 @@ fn bind(addr: SocketAddr, reuse_port: bool) -> Result<StdListener, StartError> {
 pub fn start(
     shared: Arc<Shared>,
     upstream_key: Option<String>,
-    registrations: tokio::sync::mpsc::Receiver<String>,
+    registrations: tokio::sync::mpsc::Receiver<crate::watcher::Registration>,
 ) -> Result<Running, StartError> {
     let g = &shared.config.gateway;
     let vs = &shared.config.vector_store;

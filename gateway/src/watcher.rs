@@ -28,6 +28,9 @@ use crate::handler::now_ms;
 use crate::metrics;
 use crate::upstream::Upstream;
 
+/// A queued registration: the namespace and the time of the write that queued it.
+pub type Registration = (String, u64);
+
 /// A namespace's index status as last observed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Status {
@@ -77,13 +80,13 @@ impl NsWatch {
 /// The watcher's shared half.
 pub struct Watcher {
     map: ArcSwap<HashMap<String, Arc<NsWatch>>>,
-    tx: mpsc::Sender<String>,
+    tx: mpsc::Sender<Registration>,
     cfg: ConsistencyConfig,
 }
 
 impl Watcher {
     /// Creates the watcher and the receiver its loop drains.
-    pub fn new(cfg: ConsistencyConfig) -> (Arc<Watcher>, mpsc::Receiver<String>) {
+    pub fn new(cfg: ConsistencyConfig) -> (Arc<Watcher>, mpsc::Receiver<Registration>) {
         let (tx, rx) = mpsc::channel(4096);
         (
             Arc::new(Watcher {
@@ -122,7 +125,9 @@ impl Watcher {
                 w.rearm.store(true, Ordering::Release);
             }
             None => {
-                if self.tx.try_send(ns.to_string()).is_err() {
+                // The write's time travels with the registration: a namespace's first write
+                // through the gateway must count for the snapshot writer and the warm cut too.
+                if self.tx.try_send((ns.to_string(), now_ms())).is_err() {
                     metrics::watcher_event("registration_dropped");
                 }
             }
@@ -137,15 +142,27 @@ impl Watcher {
 
     /// Registers a namespace directly (configured indexes; the loop's own registrations).
     pub fn register(&self, ns: &str) {
-        if self.get(ns).is_some() {
+        self.register_write(ns, 0);
+    }
+
+    /// Registers a namespace whose write at `write_ms` (0 = not a write) queued the registration.
+    fn register_write(&self, ns: &str, write_ms: u64) {
+        if let Some(w) = self.get(ns) {
+            w.last_write_ms.fetch_max(write_ms, Ordering::AcqRel);
             return;
         }
         self.map.rcu(|m| {
             let mut next = HashMap::clone(m);
-            next.entry(ns.to_string())
-                .or_insert_with(|| Arc::new(NsWatch::default()));
+            next.entry(ns.to_string()).or_insert_with(|| {
+                let w = NsWatch::default();
+                w.last_write_ms.store(write_ms, Ordering::Release);
+                Arc::new(w)
+            });
             next
         });
+        if let Some(w) = self.get(ns) {
+            w.last_write_ms.fetch_max(write_ms, Ordering::AcqRel);
+        }
     }
 
     /// Number of registered namespaces.
@@ -159,12 +176,12 @@ impl Watcher {
     }
 
     /// The control loop. Runs on the control runtime until the process ends.
-    pub async fn run(self: Arc<Self>, mut rx: mpsc::Receiver<String>, upstream: Upstream) {
+    pub async fn run(self: Arc<Self>, mut rx: mpsc::Receiver<Registration>, upstream: Upstream) {
         let tick = Duration::from_millis((self.cfg.poll_interval_ms / 4).clamp(10, 250));
         let permits = Arc::new(Semaphore::new(self.cfg.max_concurrent_polls));
         loop {
-            while let Ok(ns) = rx.try_recv() {
-                self.register(&ns);
+            while let Ok((ns, write_ms)) = rx.try_recv() {
+                self.register_write(&ns, write_ms);
             }
             let now = now_ms();
             let map = self.map.load_full();
@@ -192,7 +209,7 @@ impl Watcher {
             }
             tokio::select! {
                 () = tokio::time::sleep(tick) => {}
-                Some(ns) = rx.recv() => self.register(&ns),
+                Some((ns, write_ms)) = rx.recv() => self.register_write(&ns, write_ms),
             }
         }
     }
@@ -295,13 +312,16 @@ mod tests {
     #[test]
     fn writes_mark_stable_namespaces_updating_and_rearm() {
         let (w, mut rx) = Watcher::new(ConsistencyConfig::default());
+        let before = now_ms();
         w.note_write("a");
-        assert_eq!(
-            rx.try_recv().unwrap(),
-            "a",
-            "unregistered namespaces are sent for registration"
-        );
+        let (ns, write_ms) = rx.try_recv().unwrap();
+        assert_eq!(ns, "a", "unregistered namespaces are sent for registration");
+        assert!(write_ms >= before);
+        // The loop's registration keeps the first write's time.
+        w.register_write(&ns, write_ms);
+        assert_eq!(w.last_write_ms("a"), write_ms);
         w.register("a");
+        assert_eq!(w.last_write_ms("a"), write_ms);
         let ns = w.get("a").unwrap();
         ns.status.store(Status::Stable as u8, Ordering::Release);
         ns.watermark.store(100, Ordering::Release);

@@ -58,8 +58,8 @@ fn write(stack: &Stack, ns: &str, body: Value) {
 
 #[test]
 fn fetch_hits_misses_and_falls_through_on_cache_errors() {
-    // The write-path mirror off, so the first fetch is a miss.
-    let (stack, faulty) = stack_with_faulty_tier_and(|c| c.gateway.cache.populate_max_ids = 0);
+    // The write-path mirror is off in the harness, so the first fetch is a miss.
+    let (stack, faulty) = stack_with_faulty_tier();
     write(
         &stack,
         "docs",
@@ -137,7 +137,7 @@ fn fetch_hits_misses_and_falls_through_on_cache_errors() {
 
 #[test]
 fn writes_through_the_gateway_populate_the_cache() {
-    let (stack, faulty) = stack_with_faulty_tier();
+    let (stack, faulty) = stack_with_faulty_tier_and(|c| c.gateway.cache.populate_max_ids = 1000);
     stack.clear_requests();
     write(
         &stack,
@@ -183,7 +183,8 @@ fn writes_through_the_gateway_populate_the_cache() {
 
 #[test]
 fn reads_after_writes_through_the_gateway_are_never_stale() {
-    let (stack, _faulty) = stack_with_faulty_tier();
+    // With the mirror on: its read-backs race the fetches below and must never serve old rows.
+    let (stack, _faulty) = stack_with_faulty_tier_and(|c| c.gateway.cache.populate_max_ids = 1000);
     write(
         &stack,
         "fresh",

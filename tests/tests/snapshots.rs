@@ -437,6 +437,28 @@ fn manual_jobs_by_source(backend: Backend) {
         expected(&data, "color", |_| true)
     );
 
+    // Without a snapshot policy, manual bodies are stored by sha but history stays empty.
+    write(&stack, "snap-nopolicy", &data);
+    let (_, job) = create_job(
+        &stack,
+        "snap-nopolicy",
+        json!({"field": "color", "source": "origin"}),
+    );
+    let done = wait_job(&stack, "snap-nopolicy", job["id"].as_str().unwrap());
+    assert_eq!(done["status"], "completed", "{done}");
+    assert!(history(&stack, "snap-nopolicy").is_empty());
+    let body = get(
+        &stack,
+        &format!(
+            "/v2/namespaces/snap-nopolicy/snapshots/{}",
+            done["sha"].as_str().unwrap()
+        ),
+    );
+    assert_eq!(
+        histogram(&body, "color"),
+        expected(&data, "color", |_| true)
+    );
+
     let list = get(&stack, "/v2/namespaces/snap-manual/snapshot-jobs");
     assert_eq!(list["snapshot_jobs"].as_array().unwrap().len(), 4);
 

@@ -69,20 +69,24 @@ fn query_ids(stack: &Stack, ns: &str, body: &str) -> (Vec<Value>, Option<u64>) {
     )
 }
 
-/// The raw query requests the emulator saw (watcher polls excluded), oldest first.
+/// The raw query requests the emulator saw, oldest first: watcher polls excluded, and so are the
+/// document cache's write-path read-backs (strong reads by id the gateway makes after a write).
 fn raw_queries(stack: &Stack) -> Vec<Value> {
     stack
         .upstream_requests()
         .into_iter()
         .filter(|r| r["path"].as_str().is_some_and(|p| p.ends_with("/query")))
+        .filter(|r| {
+            !r["body"]
+                .as_str()
+                .is_some_and(|b| b.starts_with(r#"{"filters":["id","In","#))
+        })
         .collect()
 }
 
 fn upstream_queries(stack: &Stack) -> Vec<Value> {
-    stack
-        .upstream_requests()
+    raw_queries(stack)
         .into_iter()
-        .filter(|r| r["path"].as_str().is_some_and(|p| p.ends_with("/query")))
         .map(|r| serde_json::from_str(r["body"].as_str().unwrap()).unwrap())
         .collect()
 }

@@ -110,19 +110,17 @@ pub fn from_rows<'a>(
 /// Merges a freshly computed body into the latest one when both saw the same data — no write
 /// through this gateway after the latest body's cut (`last_write_ms`) and the same row count — so
 /// a manual single-field job does not hide the other configured fields from the latest view. The
-/// merged body takes the new cut.
+/// merged body takes the new cut. `None` when the data may differ.
 pub fn merge_same_data(
     latest: Option<&SnapshotBody>,
-    new: SnapshotBody,
+    new: &SnapshotBody,
     last_write_ms: u64,
-) -> SnapshotBody {
-    let Some(l) = latest.filter(|l| {
+) -> Option<SnapshotBody> {
+    let l = latest.filter(|l| {
         l.watermark_ms >= last_write_ms
             && l.watermark_ms <= new.watermark_ms
             && l.row_count == new.row_count
-    }) else {
-        return new;
-    };
+    })?;
     let names: Vec<&str> = new
         .fields
         .iter()
@@ -143,11 +141,11 @@ pub fn merge_same_data(
             .filter(|f| !names.contains(&f.name.as_str()))
             .cloned(),
     );
-    SnapshotBody::new(
+    Some(SnapshotBody::new(
         &new.namespace,
         new.watermark_ms,
         new.row_count,
         fields,
         skipped,
-    )
+    ))
 }

@@ -48,6 +48,9 @@ pub use writer::spawn;
 /// How long a looked-up "latest snapshot" (or its absence) is trusted before the object store
 /// is listed again, so other gateway replicas' writes become visible.
 const LATEST_TTL: Duration = Duration::from_secs(10);
+/// Namespaces whose latest body (or its absence) is cached at most (expired entries are dropped
+/// past it).
+const MAX_LATEST: usize = 10_000;
 
 type LatestEntry = (Instant, Option<Arc<SnapshotBody>>);
 
@@ -59,6 +62,8 @@ pub struct Snapshots {
     /// Policies set through the API (they win over the Index's).
     policies: Mutex<HashMap<String, Policy>>,
     latest: Mutex<HashMap<String, LatestEntry>>,
+    /// Namespaces whose lookup failed recently, until when not to retry.
+    failed: Mutex<HashMap<String, Instant>>,
     field_cap: usize,
 }
 
@@ -69,6 +74,7 @@ impl Snapshots {
             jobs: Jobs::new("snapshot-job"),
             policies: Mutex::new(HashMap::new()),
             latest: Mutex::new(HashMap::new()),
+            failed: Mutex::new(HashMap::new()),
             field_cap: config.gateway.snapshots.field_cap,
         }
     }
@@ -115,6 +121,9 @@ impl Snapshots {
     /// Remembers a body just recorded in the history as the namespace's latest (if newer) and
     /// mirrors it into the cache tier (best-effort).
     fn note_latest(&self, shared: &Shared, body: Arc<SnapshotBody>) {
+        if !self.remember(&body.namespace, Some(body.clone())) {
+            return;
+        }
         let put = mirror_put(shared, &body);
         tokio::spawn(async move {
             if put.await.is_err() {
@@ -126,14 +135,25 @@ impl Snapshots {
                 );
             }
         });
+    }
+
+    /// Caches `body` as the latest of `ns` unless a newer one is cached already (a lookup that
+    /// listed the store before the writer recorded a newer body must not regress it). Returns
+    /// whether it was taken. The map is bounded: past [`MAX_LATEST`] entries, expired ones go.
+    fn remember(&self, ns: &str, body: Option<Arc<SnapshotBody>>) -> bool {
         let mut map = self.latest.lock();
-        let newer = match map.get(&body.namespace) {
-            Some((_, Some(cur))) => body.watermark_ms >= cur.watermark_ms,
-            _ => true,
-        };
-        if newer {
-            map.insert(body.namespace.clone(), (Instant::now(), Some(body)));
+        if let (Some((_, Some(cur))), new) = (map.get(ns), &body)
+            && new
+                .as_ref()
+                .is_none_or(|b| b.watermark_ms < cur.watermark_ms)
+        {
+            return false;
         }
+        if map.len() >= MAX_LATEST {
+            map.retain(|_, (at, _)| at.elapsed() < LATEST_TTL);
+        }
+        map.insert(ns.to_string(), (Instant::now(), body));
+        true
     }
 }
 
@@ -152,6 +172,15 @@ pub async fn latest(shared: &Shared, ns: &str) -> Result<Option<Arc<SnapshotBody
     {
         return Ok(body.clone());
     }
+    if s.failed
+        .lock()
+        .get(ns)
+        .is_some_and(|until| Instant::now() < *until)
+    {
+        return Err(GatewayError::ObjectStore(
+            "the object store failed recently; retrying after a pause".into(),
+        ));
+    }
     let from_store = async {
         let history = durable::history(&s.store, ns).await?;
         Ok::<_, crate::store::StoreError>(match history.first() {
@@ -162,6 +191,8 @@ pub async fn latest(shared: &Shared, ns: &str) -> Result<Option<Arc<SnapshotBody
     let body = match from_store.await {
         Ok(b) => b,
         Err(e) => {
+            // Serve the mirror; without one, remember the failure for a TTL (callers on
+            // request paths must not wait on an unreachable store again and again).
             let mirrored = shared
                 .cache
                 .tier
@@ -172,14 +203,25 @@ pub async fn latest(shared: &Shared, ns: &str) -> Result<Option<Arc<SnapshotBody
                 .and_then(|b| serde_json::from_slice::<SnapshotBody>(&b).ok());
             match mirrored {
                 Some(b) => Some(Arc::new(b)),
-                None => return Err(e.into()),
+                None => {
+                    let mut failed = s.failed.lock();
+                    if failed.len() >= MAX_LATEST {
+                        let now = Instant::now();
+                        failed.retain(|_, until| *until > now);
+                    }
+                    failed.insert(ns.to_string(), Instant::now() + LATEST_TTL);
+                    return Err(e.into());
+                }
             }
         }
     };
-    s.latest
+    s.failed.lock().remove(ns);
+    s.remember(ns, body.clone());
+    Ok(s.latest
         .lock()
-        .insert(ns.to_string(), (Instant::now(), body.clone()));
-    Ok(body)
+        .get(ns)
+        .and_then(|(_, b)| b.clone())
+        .or(body))
 }
 
 /// Copies the latest body of `ns` into the cache tier (`hint_cache_warm` with `snapshots=true`).

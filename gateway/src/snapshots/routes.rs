@@ -215,7 +215,9 @@ async fn create(ctx: &ShardCtx, ns: &str, body: &[u8]) -> Result<Resp, GatewayEr
     // Not stored: `cache` reads the document cache (503 when it is down, 422 for a filter the
     // cache evaluator cannot run); `auto` follows the scans' Auto-mode table (cache when it is
     // populated and the filter compiles there, else origin; a stale cache starts a warm).
+    // (filter, cut): the cut is fixed here, so the body's watermark is the cut its filter used.
     let mut cache_filter = None;
+    let mut start_warm = false;
     let effective = match (req.source, &stored) {
         (_, Some(_)) => Source::Stored,
         (Source::Origin, _) => Source::Origin,
@@ -238,7 +240,8 @@ async fn create(ctx: &ShardCtx, ns: &str, body: &[u8]) -> Result<Resp, GatewayEr
                         tier.health().state.as_str()
                     )));
                 }
-                cache_filter = Some(filter.map_err(|e| GatewayError::Validation(e.to_string()))?);
+                let f = filter.map_err(|e| GatewayError::Validation(e.to_string()))?;
+                cache_filter = Some((f, warmed.unwrap_or_else(now_ms)));
                 Source::Cache
             } else {
                 let decision = crate::scans::policy::auto(AutoInput {
@@ -247,12 +250,10 @@ async fn create(ctx: &ShardCtx, ns: &str, body: &[u8]) -> Result<Resp, GatewayEr
                     watermark: shared.watcher.snapshot(ns).1,
                     cache_can_filter: filter.is_ok(),
                 });
-                if decision.warm {
-                    crate::warm::ensure_background(&ctx.shared, ns);
-                }
+                start_warm = decision.warm;
                 match (decision.source, filter) {
                     (Live::Cache, Ok(f)) => {
-                        cache_filter = Some(f);
+                        cache_filter = Some((f, warmed.unwrap_or_else(now_ms)));
                         Source::Cache
                     }
                     _ => Source::Origin,
@@ -279,13 +280,17 @@ async fn create(ctx: &ShardCtx, ns: &str, body: &[u8]) -> Result<Resp, GatewayEr
     let control = shared.control()?.clone();
     let (shared_arc, ns_owned, job_task) = (ctx.shared.clone(), ns.to_string(), job.clone());
     match cache_filter {
-        Some(filter) => control.handle.spawn(async move {
-            run_cache_job(&shared_arc, &ns_owned, &req.field, &filter, &job_task).await;
+        Some((filter, cut)) => control.handle.spawn(async move {
+            run_cache_job(&shared_arc, &ns_owned, &req.field, &filter, cut, &job_task).await;
         }),
         None => control.handle.spawn(async move {
             run_origin_job(&shared_arc, &control.upstream, &ns_owned, req, &job_task).await;
         }),
     };
+    // Like scans: a background warm starts once the job has its cut.
+    if start_warm {
+        crate::warm::ensure_background(&ctx.shared, ns);
+    }
     Ok(job.response(StatusCode::ACCEPTED))
 }
 
@@ -302,10 +307,10 @@ async fn run_cache_job(
     ns: &str,
     field: &str,
     filter: &scatter::filter_eval::RowFilter,
+    watermark_ms: u64,
     job: &Job,
 ) {
     const METRIC: &str = "layer_snapshot_events_total";
-    let watermark_ms = crate::warm::warmed_through(shared, ns).unwrap_or_else(now_ms);
     let mut facets = super::facets::Facets::new(&[field.to_string()], shared.snapshots.field_cap());
     let pass = crate::scans::cache::scan_rows(&shared.cache.tier, ns, filter, None, |page, _| {
         job.add_scanned(page.len() as u64);
@@ -372,26 +377,31 @@ async fn run_origin_job(
         }
     };
     let store = &shared.snapshots.store;
-    let written = if filtered {
-        durable::put_body(store, &body).await.map(|_| body)
+    // A manual body joins the namespace's history only when the namespace has a snapshot policy
+    // (no policy: history and activity stay empty) and it is unfiltered and over the same data
+    // as the latest body, merged with it — so the latest view never loses a configured field.
+    // Otherwise it is stored by sha only.
+    let merged = if filtered || shared.snapshots.policy(shared, ns).facet_fields.is_empty() {
+        None
     } else {
-        // An unfiltered origin body joins the namespace's history; over unchanged data it is
-        // merged with the latest body so the other configured fields stay in the latest view.
         let current = latest(shared, ns).await.ok().flatten();
-        let merged =
-            compute::merge_same_data(current.as_deref(), body, shared.watcher.last_write_ms(ns));
-        durable::record(store, &merged, now_ms())
-            .await
-            .map(|_| merged)
+        compute::merge_same_data(current.as_deref(), &body, shared.watcher.last_write_ms(ns))
+    };
+    let joined = merged.is_some();
+    let body = merged.unwrap_or(body);
+    let written = if joined {
+        durable::record(store, &body, now_ms()).await
+    } else {
+        durable::put_body(store, &body).await
     };
     match written {
-        Ok(b) => {
+        Ok(()) => {
             crate::metrics::feature_event(METRIC, "event", "job_completed", 1);
             let mut extra = Map::new();
-            extra.insert("sha".into(), Value::String(b.sha.clone()));
-            extra.insert("stable_as_of".into(), Value::from(b.watermark_ms));
-            if !filtered {
-                shared.snapshots.note_latest(shared, Arc::new(b));
+            extra.insert("sha".into(), Value::String(body.sha.clone()));
+            extra.insert("stable_as_of".into(), Value::from(body.watermark_ms));
+            if joined {
+                shared.snapshots.note_latest(shared, Arc::new(body));
             }
             job.complete(extra);
         }
