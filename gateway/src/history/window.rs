@@ -22,11 +22,9 @@ pub const MAX_TOTAL: usize = 100_000;
 /// One namespace's window.
 #[derive(Debug)]
 struct Ring<R> {
-    /// Oldest first; appended in timestamp order (the writer stamps monotonically).
+    /// Oldest first; appended in timestamp order (the writer stamps monotonically). Never empty:
+    /// a ring is created by the push of its first record.
     records: VecDeque<Arc<R>>,
-    /// Whether a record was ever evicted: until then the ring holds *every* record this gateway
-    /// produced for the namespace.
-    evicted: bool,
     /// Objects this gateway wrote: key → oldest record's timestamp.
     own_objects: HashMap<String, u64>,
     /// Last append, for the overall bound's least-recently-written eviction.
@@ -37,19 +35,19 @@ impl<R: Record> Ring<R> {
     fn new() -> Self {
         Ring {
             records: VecDeque::new(),
-            evicted: false,
             own_objects: HashMap::new(),
             touched: 0,
         }
     }
 
-    /// Every record this gateway produced at or after this timestamp is in the ring.
+    /// Every record this gateway produced for the namespace at or after this timestamp is in
+    /// the ring: its oldest record. Records are appended in timestamp order and only ever leave
+    /// from the front, so this holds whether or not older records were evicted — and for a ring
+    /// recreated after the overall bound forgot the namespace, whose older records (perhaps in
+    /// a batch still being written) are gone from memory: objects holding them are older than
+    /// the floor, so they are never covered and a list call reads them back.
     fn floor(&self) -> u64 {
-        match (self.evicted, self.records.front()) {
-            (false, _) => 0,
-            (true, Some(r)) => r.nanos(),
-            (true, None) => u64::MAX,
-        }
+        self.records.front().map_or(u64::MAX, |r| r.nanos())
     }
 }
 
@@ -111,7 +109,6 @@ impl<R: Record> Window<R> {
         let mut removed = 0;
         while ring.records.len() > self.per_namespace {
             ring.records.pop_front();
-            ring.evicted = true;
             removed += 1;
         }
         if removed > 0 {
@@ -137,7 +134,8 @@ impl<R: Record> Window<R> {
         }
     }
 
-    /// Notes that this gateway stored the object `key` whose oldest record is `oldest`.
+    /// Notes that this gateway stored the object `key` whose oldest record is `oldest`; it is
+    /// covered (not read back) only while the ring holds every record from `oldest` on.
     pub fn wrote(&self, ns: &str, key: String, oldest: u64) {
         let mut inner = self.inner.lock();
         if let Some(ring) = inner.rings.get_mut(ns)
@@ -223,7 +221,7 @@ mod tests {
         let w = Window::new(3);
         w.push("ns", click(1));
         w.push("ns", click(2));
-        // Nothing evicted yet: even an object of older records is covered.
+        // Nothing evicted yet: an object of the ring's records is covered.
         w.wrote("ns", "k12".into(), 1);
         w.push("ns", click(3));
         w.wrote("ns", "k3".into(), 3);
@@ -250,6 +248,69 @@ mod tests {
         assert!(w.view("a", |_| true).records.is_empty());
         assert_eq!(w.view("b", |_| true).records.len(), 10);
         assert_eq!(w.len(), 10);
+    }
+
+    #[test]
+    fn a_ring_recreated_after_the_overall_bound_covers_none_of_its_older_objects() {
+        let w = Window::with_total(10, 12);
+        for n in 1..=5 {
+            w.push("a", click(n));
+        }
+        // "a"'s batch of records 1..=5 is being written while "b" pushes the feed over the
+        // bound: "a" is forgotten whole.
+        for n in 10..18 {
+            w.push("b", click(n));
+        }
+        assert!(w.view("a", |_| true).records.is_empty());
+        assert_eq!(w.len(), 8);
+        // "a" is written again: a new ring, holding record 30 only.
+        w.push("a", click(30));
+        // The batch write finishes: records 1..=5 are no longer in memory, so the object must
+        // stay uncovered (read back); an object of the new ring's records is covered.
+        w.wrote("a", "k1-5".into(), 1);
+        w.wrote("a", "k30".into(), 30);
+        assert_eq!(
+            w.view("a", |_| true).covered,
+            HashSet::from(["k30".to_string()])
+        );
+    }
+
+    /// The same through a list call: the forgotten namespace's stored records are listed.
+    #[tokio::test]
+    async fn a_listing_after_the_overall_bound_keeps_the_forgotten_records() {
+        use super::super::entry::{Feed, object_key};
+        use super::super::list::list;
+        use super::super::params::ListQuery;
+        use crate::store::ObjectStore;
+
+        let store =
+            ObjectStore::from_inner(Arc::new(object_store::memory::InMemory::new()), "memory");
+        let w = Window::with_total(10, 12);
+        let batch: Vec<Arc<ClickEvent>> = (1..=5).map(click).collect();
+        for r in &batch {
+            w.push("ns", r.clone());
+        }
+        for n in 10..18 {
+            w.push("other", click(n));
+        }
+        assert!(w.view("ns", |_| true).records.is_empty(), "forgotten");
+        w.push("ns", click(30));
+        let key = object_key(Feed::Clickstream, "ns", 5);
+        let mut body = Vec::new();
+        for r in &batch {
+            serde_json::to_writer(&mut body, &**r).unwrap();
+            body.push(b'\n');
+        }
+        store.put(&key, body.into()).await.unwrap();
+        w.wrote("ns", key, 1);
+        let q = ListQuery::default();
+        let (page, walk) = list(&store, "ns", &q, w.view("ns", |r| q.accepts(r)))
+            .await
+            .unwrap();
+        let got: Vec<u64> = page.records.iter().map(|r| r.timestamp_nanos).collect();
+        assert_eq!(got, [30, 5, 4, 3, 2, 1]);
+        assert_eq!(walk.objects_read, 1);
+        assert_eq!(page.next_cursor, None);
     }
 
     #[test]
