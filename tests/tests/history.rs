@@ -5,8 +5,9 @@
 //! Covered: entries for served queries (fields, trace ids, tags, raw query, summary, ids in rank
 //! order), tag / time / cursor filtering and paging (header = body cursor), HybridText / Auto /
 //! multi-query entries, clickstream from fetches carrying a traceparent, batching into objects,
-//! restart survival (graceful flush), and an object store that fails (queries unaffected, the
-//! failure counted, listing answers 502).
+//! restart survival (graceful flush), an object store that fails (queries unaffected, the
+//! failure counted, listing answers 502), and a selective filter over a history deeper than one
+//! call's read budget (short pages with a cursor that add up to the full answer).
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -17,6 +18,8 @@ use http::Method;
 use layer_e2e::{Reply, Stack, TestS3, pause, temp_dir};
 use layer_gateway::Config;
 use layer_gateway::config::{IndexConfig, IndexConsistency};
+use layer_gateway::history::entry::{Feed, now_nanos, object_key, rfc3339};
+use layer_gateway::history::list::MAX_OBJECTS_READ;
 use layer_gateway::store::ObjectStore;
 use serde_json::{Value, json};
 
@@ -752,4 +755,122 @@ fn a_failing_store_costs_history_not_queries() {
         pause(Duration::from_millis(20));
     }
     assert_eq!(entries(&stack, ns, "")[0]["trace_id"], trace_of(&r));
+}
+
+/// Follows `path`'s cursor to the end (`path` has a query string): every event in order, the
+/// number of pages, and how many held fewer than `limit` events but had a cursor.
+fn follow_clicks(stack: &Stack, path: &str, limit: usize) -> (Vec<Value>, usize, usize) {
+    let (mut all, mut pages, mut short) = (Vec::new(), 0, 0);
+    let mut before = String::new();
+    loop {
+        pages += 1;
+        assert!(pages < 100, "{path}: the cursor does not end");
+        let page = list(stack, &format!("{path}&limit={limit}{before}"));
+        let events = page["events"].as_array().unwrap();
+        assert!(events.len() <= limit);
+        all.extend(events.iter().cloned());
+        match page.get("next_cursor").and_then(Value::as_str) {
+            Some(c) => {
+                if events.len() < limit {
+                    short += 1;
+                }
+                before = format!("&before={c}");
+            }
+            None => break,
+        }
+    }
+    (all, pages, short)
+}
+
+#[test]
+fn a_rare_trace_id_deep_in_history_pages_out_instead_of_failing() {
+    for backend in backends("deep") {
+        let stack = stack(&backend, |_| {});
+        let ns = "deep";
+        seed(&stack, ns);
+        let rare = "5ca1ab1e5ca1ab1e5ca1ab1e5ca1ab1e";
+        // Older history, as other gateways left it: more objects than one call may read, two
+        // events each, over the three days before now; the rare trace is in the oldest object
+        // and in one in the middle.
+        let store = backend.open();
+        let objects = 2 * MAX_OBJECTS_READ + 10;
+        let start = now_nanos() - 3 * 86_400_000_000_000;
+        let step = 2 * 86_400_000_000_000 / objects as u64;
+        let mut deep = Vec::new();
+        stack.http.block_on(async {
+            for i in 0..objects {
+                let newest = start + i as u64 * step;
+                let mut body = Vec::new();
+                for (j, nanos) in [newest - 1_000, newest].into_iter().enumerate() {
+                    let is_rare = (i == 0 && j == 0) || (i == objects / 2 && j == 1);
+                    let trace = if is_rare {
+                        rare.to_string()
+                    } else {
+                        format!("{:032x}", i + 1)
+                    };
+                    let event = json!({
+                        "timestamp": rfc3339(nanos),
+                        "timestamp_nanos": nanos,
+                        "trace_id": trace,
+                        "namespace": ns,
+                        "doc_id": format!("old-{i}-{j}"),
+                        "tags": [],
+                        "source": "fetch",
+                        "served_from": "origin",
+                    });
+                    if is_rare {
+                        deep.push(nanos);
+                    }
+                    body.extend_from_slice(event.to_string().as_bytes());
+                    body.push(b'\n');
+                }
+                let key = object_key(Feed::Clickstream, ns, newest);
+                store.put(&key, Bytes::from(body)).await.unwrap();
+            }
+        });
+        deep.reverse();
+        // Today's traffic: a fetch under the rare trace and one under another.
+        for (trace, doc) in [(rare, "a"), ("0af7651916cd43dd8448eb211c80319c", "b")] {
+            let r = stack.gw_with(
+                Method::GET,
+                &format!("/v2/namespaces/{ns}/documents/{doc}"),
+                &[("traceparent", &format!("00-{trace}-00f067aa0ba902b7-01"))],
+                Bytes::new(),
+            );
+            assert_eq!(r.status, 200, "{}", r.text());
+        }
+
+        // The rare trace without `from`: pages answer 200 (never 502), some short with a
+        // cursor, and together they are exactly the trace's events, newest first.
+        let path = format!("/v2/namespaces/{ns}/clickstream?trace_id={rare}");
+        let (found, pages, short) = follow_clicks(&stack, &path, 10);
+        let docs: Vec<&str> = found
+            .iter()
+            .map(|e| e["doc_id"].as_str().unwrap())
+            .collect();
+        let half = objects / 2;
+        assert_eq!(
+            docs,
+            ["a", &format!("old-{half}-1"), "old-0-0"],
+            "{backend:?}: {found:#?}"
+        );
+        assert_eq!(
+            found[1..].iter().map(nanos).collect::<Vec<_>>(),
+            deep,
+            "{backend:?}"
+        );
+        assert!(pages >= 3 && short >= 2, "{pages} pages, {short} short");
+
+        // The whole feed, paged the same way, filtered here: the same answer.
+        let all_path = format!("/v2/namespaces/{ns}/clickstream?tag=");
+        let (every, _, _) = follow_clicks(&stack, &all_path, 500);
+        assert_eq!(every.len(), 2 * objects + 2, "{backend:?}");
+        let order: Vec<u64> = every.iter().map(nanos).collect();
+        assert!(
+            order.windows(2).all(|w| w[0] > w[1]),
+            "newest first, once each"
+        );
+        let filtered: Vec<&Value> = every.iter().filter(|e| e["trace_id"] == rare).collect();
+        assert_eq!(filtered, found.iter().collect::<Vec<_>>(), "{backend:?}");
+    }
 }

@@ -155,6 +155,14 @@ pub fn date_dir(nanos: u64) -> String {
     datetime(nanos).format("%Y-%m-%d").to_string()
 }
 
+/// The first nanosecond after the UTC day a [`date_dir`] names (`None` when it names none): every
+/// record filed under that directory is older.
+pub fn date_dir_end(dir: &str) -> Option<u64> {
+    let day = chrono::NaiveDate::parse_from_str(dir, "%Y-%m-%d").ok()?;
+    let next = day.succ_opt()?.and_hms_opt(0, 0, 0)?.and_utc();
+    u64::try_from(next.timestamp_nanos_opt()?).ok()
+}
+
 /// Parses an RFC 3339 time into epoch nanoseconds (times before 1970 clamp to 0).
 pub fn parse_rfc3339(s: &str) -> Option<u64> {
     let t = DateTime::parse_from_rfc3339(s.trim()).ok()?;
@@ -257,6 +265,10 @@ mod tests {
             "search-history/products/2025-05-22/1747900800123456789.jsonl"
         );
         assert_eq!(key_nanos(&key), Some(n));
+        // 2025-05-23T00:00:00Z: past every record filed under 2025-05-22.
+        assert_eq!(date_dir_end("2025-05-22"), Some(1_747_958_400_000_000_000));
+        assert_eq!(date_dir(1_747_958_400_000_000_000 - 1), "2025-05-22");
+        assert_eq!(date_dir_end("misc"), None);
         assert_eq!(
             key_nanos("search-history/products/2025-05-22/x.jsonl"),
             None

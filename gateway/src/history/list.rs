@@ -15,18 +15,90 @@
 //! Objects this gateway wrote whose records are all still in the recent window are not read.
 //! Records seen twice (in the window and in an object) are merged by timestamp, trace id and
 //! document id.
+//!
+//! **Bounded work per call.** A selective filter (a `trace_id`, a rare tag) without `from` could
+//! otherwise read the whole history before `limit + 1` matches turn up. Each call reads at most
+//! [`MAX_OBJECTS_READ`] objects and stops starting new store requests after [`SOFT_TIME`]; a
+//! store request that fails, or is still running at [`HARD_TIME`], also ends the walk. The walk
+//! then stops *in front of* the next object: every record newer than that object's name has been
+//! seen, so the page holds the matches at or after that point and `next_cursor` is that point (a
+//! `before` value: the next call continues strictly older). **A page may therefore hold fewer
+//! than `limit` entries — even none — while `next_cursor` is present**; only a missing
+//! `next_cursor` means the listing is complete. Pages followed by their cursors always add up to
+//! exactly the full answer. The walk never stops where the cursor could not move past the
+//! request's own upper bound (objects straddling `before` must all be read first, whatever the
+//! budget); a failure there, or before anything was read (e.g. the store is unreachable), is the
+//! call's error (the routes answer 502).
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use super::entry::{MAX_BATCH_SPAN_NANOS, Record, date_dir, is_date_dir, key_nanos};
+use tokio::time::Instant;
+
+use super::entry::{
+    Feed, MAX_BATCH_SPAN_NANOS, Record, date_dir, date_dir_end, is_date_dir, key_nanos,
+};
 use super::params::ListQuery;
 use super::window::View;
 use crate::store::{ObjectStore, StoreError};
 
+/// Objects one list call reads at most before it answers with what it found and a cursor.
+pub const MAX_OBJECTS_READ: usize = 64;
+
+/// After this long a list call starts no new store request where it can stop with a cursor.
+pub const SOFT_TIME: Duration = Duration::from_secs(5);
+
+/// Longest a list call may spend on the store: an unreachable S3 endpoint is retried by
+/// `object_store` for a long time, and clients give up after 30 s.
+pub const HARD_TIME: Duration = Duration::from_secs(20);
+
+/// How much store work one list call may do (see the module docs).
+#[derive(Clone, Copy, Debug)]
+pub struct Budget {
+    /// Objects read at most (listings are not counted).
+    pub max_reads: usize,
+    /// No new store request after this instant, where the walk can stop with a cursor.
+    pub soft: Instant,
+    /// Every store request is abandoned at this instant.
+    pub hard: Instant,
+}
+
+impl Budget {
+    /// [`MAX_OBJECTS_READ`], [`SOFT_TIME`] and [`HARD_TIME`] from now.
+    pub fn standard() -> Self {
+        let now = Instant::now();
+        Budget {
+            max_reads: MAX_OBJECTS_READ,
+            soft: now + SOFT_TIME,
+            hard: now + HARD_TIME,
+        }
+    }
+
+    fn spent(&self, reads: usize) -> bool {
+        reads >= self.max_reads || Instant::now() >= self.soft
+    }
+
+    /// Whether the walk may stop with cursor `here`: it must have read something, and the
+    /// cursor must move past the request's own upper bound.
+    fn can_stop(reads: usize, here: u64, upper: u64) -> bool {
+        reads > 0 && here < upper
+    }
+}
+
+/// Why a list call has no answer at all.
+#[derive(Debug, thiserror::Error)]
+pub enum ListError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the object store did not answer within {} s", HARD_TIME.as_secs())]
+    TimedOut,
+}
+
 /// One page of a feed.
 #[derive(Debug)]
 pub struct Page<R> {
-    /// Newest first, at most `limit`.
+    /// Newest first, at most `limit` (possibly fewer, even none, when the walk's budget ran out:
+    /// see the module docs).
     pub records: Vec<Arc<R>>,
     /// The `before` of the next page, when there is one.
     pub next_cursor: Option<u64>,
@@ -35,24 +107,44 @@ pub struct Page<R> {
 /// Reading statistics of one list call (tests and tracing).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Walk {
+    /// Objects read (successfully; a vanished object counts as read).
     pub objects_read: usize,
     pub objects_skipped: usize,
     pub unparseable_lines: usize,
+    /// The walk stopped on its budget (or a store failure) before the listing was complete.
+    pub cut_short: bool,
 }
 
-/// Lists `ns`'s records of feed `R` matching `q`: the window's view merged with the store.
+/// Lists `ns`'s records of feed `R` matching `q`: the window's view merged with the store,
+/// within the [`Budget::standard`] budget.
 pub async fn list<R: Record>(
     store: &ObjectStore,
     ns: &str,
     q: &ListQuery,
     view: View<R>,
-) -> Result<(Page<R>, Walk), StoreError> {
+) -> Result<(Page<R>, Walk), ListError> {
+    list_within(store, ns, q, view, Budget::standard()).await
+}
+
+/// [`list`] within an explicit budget.
+pub async fn list_within<R: Record>(
+    store: &ObjectStore,
+    ns: &str,
+    q: &ListQuery,
+    view: View<R>,
+    budget: Budget,
+) -> Result<(Page<R>, Walk), ListError> {
     let want = q.limit + 1;
     let mut walk = Walk::default();
     let mut found = Candidates::new(want, view.records);
     if q.until == Some(0) || matches!((q.from, q.until), (Some(f), Some(u)) if f >= u) {
-        return Ok((found.into_page(q.limit), walk));
+        return Ok((found.into_page(q.limit, None), walk));
     }
+    let upper = q.until.unwrap_or(u64::MAX);
+    // Every record at or after `seen` (and before `upper`) is in `found` or was filtered out.
+    // The walk may stop with a cursor only where that cursor is below `upper` (progress).
+    let mut seen = upper;
+    let mut cut = None;
     let root = format!("{}/{ns}/", R::FEED.prefix());
     let first_date = q.from.map(date_dir);
     // The newest date that can hold a record older than `until`: objects are filed under the
@@ -60,16 +152,30 @@ pub async fn list<R: Record>(
     let last_date = q
         .until
         .map(|u| date_dir(u.saturating_sub(1).saturating_add(MAX_BATCH_SPAN_NANOS)));
-    let mut dates = store.list_dirs(&root).await?;
+    let mut dates = timed(&budget, store.list_dirs(&root)).await?;
     dates.retain(|d| {
         is_date_dir(d)
             && first_date.as_deref().is_none_or(|f| d.as_str() >= f)
             && last_date.as_deref().is_none_or(|l| d.as_str() <= l)
     });
     'dates: for date in dates.iter().rev() {
-        let mut objects: Vec<(u64, String)> = store
-            .list(&format!("{root}{date}/"))
-            .await?
+        // Every record of this date and older ones is older than the date's end.
+        let here = date_dir_end(date).map_or(seen, |end| seen.min(end));
+        let can_stop = Budget::can_stop(walk.objects_read, here, upper);
+        if can_stop && budget.spent(walk.objects_read) {
+            cut = Some(here);
+            break;
+        }
+        let listed = match timed(&budget, store.list(&format!("{root}{date}/"))).await {
+            Ok(listed) => listed,
+            Err(e) if can_stop => {
+                warn_cut_short(R::FEED, ns, &e);
+                cut = Some(here);
+                break;
+            }
+            Err(e) => return Err(e),
+        };
+        let mut objects: Vec<(u64, String)> = listed
             .into_iter()
             .filter_map(|o| key_nanos(&o.key).map(|n| (n, o.key)))
             .collect();
@@ -84,11 +190,30 @@ pub async fn list<R: Record>(
             let oldest_possible = newest.saturating_sub(MAX_BATCH_SPAN_NANOS);
             if q.until.is_some_and(|u| oldest_possible >= u) || view.covered.contains(&key) {
                 walk.objects_skipped += 1;
+                seen = seen.min(newest);
                 continue;
             }
-            // Gone between the listing and the read (e.g. a lifecycle rule): nothing to add.
-            let Some(body) = store.get(&key).await? else {
-                continue;
+            // Every object named after this one has been read or skipped.
+            let here = seen.min(newest.saturating_add(1));
+            let can_stop = Budget::can_stop(walk.objects_read, here, upper);
+            if can_stop && budget.spent(walk.objects_read) {
+                cut = Some(here);
+                break 'dates;
+            }
+            let body = match timed(&budget, store.get(&key)).await {
+                Ok(Some(body)) => body,
+                // Gone between the listing and the read (e.g. a lifecycle rule): nothing to add.
+                Ok(None) => {
+                    walk.objects_read += 1;
+                    seen = seen.min(newest);
+                    continue;
+                }
+                Err(e) if can_stop => {
+                    warn_cut_short(R::FEED, ns, &e);
+                    cut = Some(here);
+                    break 'dates;
+                }
+                Err(e) => return Err(e),
             };
             walk.objects_read += 1;
             for line in body.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
@@ -99,6 +224,7 @@ pub async fn list<R: Record>(
                 }
             }
             found.settle();
+            seen = seen.min(newest);
         }
     }
     if walk.unparseable_lines > 0 {
@@ -109,7 +235,29 @@ pub async fn list<R: Record>(
             "unparseable history lines skipped"
         );
     }
-    Ok((found.into_page(q.limit), walk))
+    walk.cut_short = cut.is_some();
+    Ok((found.into_page(q.limit, cut), walk))
+}
+
+/// A store failure the walk answers around (a page with a cursor) instead of failing.
+fn warn_cut_short(feed: Feed, ns: &str, e: &ListError) {
+    tracing::warn!(
+        feed = feed.prefix(),
+        ns,
+        error = %e,
+        "history listing cut short by a store failure; next_cursor continues it"
+    );
+}
+
+/// One store request, abandoned at the budget's hard deadline.
+async fn timed<T>(
+    budget: &Budget,
+    request: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, ListError> {
+    match tokio::time::timeout_at(budget.hard, request).await {
+        Ok(r) => Ok(r?),
+        Err(_) => Err(ListError::TimedOut),
+    }
 }
 
 /// The best `want` records seen so far.
@@ -157,11 +305,18 @@ impl<R: Record> Candidates<R> {
                 .is_some_and(|last| last.nanos() > newest)
     }
 
-    fn into_page(mut self, limit: usize) -> Page<R> {
+    /// The page. `cut`: the walk stopped early and only records at or after it are complete;
+    /// older ones are left to the next page, which starts there.
+    fn into_page(mut self, limit: usize, cut: Option<u64>) -> Page<R> {
         self.settle();
-        let next_cursor = (self.records.len() > limit)
-            .then(|| self.records.get(limit.saturating_sub(1)).map(|r| r.nanos()))
-            .flatten();
+        if let Some(c) = cut {
+            self.records.retain(|r| r.nanos() >= c);
+        }
+        let next_cursor = if self.records.len() > limit {
+            self.records.get(limit.saturating_sub(1)).map(|r| r.nanos())
+        } else {
+            cut
+        };
         self.records.truncate(limit);
         Page {
             records: self.records,
@@ -379,5 +534,334 @@ mod tests {
         // Another namespace and an empty store list nothing.
         let (page, _) = list(&s, "other", &q, empty()).await.unwrap();
         assert!(page.records.is_empty());
+    }
+
+    /// A budget of `max_reads` objects and no time limit to speak of.
+    fn reads(max_reads: usize) -> Budget {
+        let far = Instant::now() + Duration::from_secs(3600);
+        Budget {
+            max_reads,
+            soft: far,
+            hard: far,
+        }
+    }
+
+    /// Four days of history from one writer, six objects a day of five records each (batches do
+    /// not overlap). Trace "rare" has one record in the oldest object and one mid-history; every
+    /// third record carries tag "b". Also returns a window that holds (and covers) the two
+    /// newest objects, as the writing gateway's would.
+    async fn long_history() -> (ObjectStore, Vec<ClickEvent>, View<ClickEvent>) {
+        let s = memory();
+        let mut all = Vec::new();
+        let mut window = View {
+            records: Vec::new(),
+            covered: HashSet::new(),
+        };
+        let mut i = 0u64;
+        for day in 0..4u64 {
+            for batch in 0..6u64 {
+                let base = T0 + day * DAY + batch * (DAY / 6);
+                let records: Vec<ClickEvent> = (0..5u64)
+                    .map(|r| {
+                        i += 1;
+                        let trace = if i == 1 || i == 61 { "rare" } else { "t" };
+                        let tags: &[&str] = if i.is_multiple_of(3) {
+                            &["a", "b"]
+                        } else {
+                            &["a"]
+                        };
+                        click(base + r * 1000, trace, &format!("d{i}"), tags)
+                    })
+                    .collect();
+                let key = put(&s, &records).await;
+                if day == 3 && batch >= 4 {
+                    window.covered.insert(key);
+                    window.records.extend(records.iter().cloned().map(Arc::new));
+                }
+                all.extend(records);
+            }
+        }
+        window.records.reverse();
+        all.reverse();
+        (s, all, window)
+    }
+
+    /// Follows the cursor from `q` to the end under `budget` (fresh each call); returns every
+    /// record in order, the pages, and how many pages were short but had a cursor.
+    async fn follow(
+        s: &ObjectStore,
+        mut q: ListQuery,
+        window: &View<ClickEvent>,
+        budget: impl Fn() -> Budget,
+        max_reads: Option<usize>,
+    ) -> (Vec<u64>, usize, usize) {
+        let (mut seen, mut pages, mut short) = (Vec::new(), 0, 0);
+        loop {
+            pages += 1;
+            assert!(pages < 1000, "the cursor does not move: {q:?}");
+            let view = View {
+                records: window
+                    .records
+                    .iter()
+                    .filter(|r| q.accepts(&***r))
+                    .cloned()
+                    .collect(),
+                covered: window.covered.clone(),
+            };
+            let (page, walk) = list_within(s, "ns", &q, view, budget()).await.unwrap();
+            if let Some(max) = max_reads {
+                assert!(walk.objects_read <= max, "{walk:?} {q:?}");
+            }
+            assert!(page.records.len() <= q.limit);
+            let got = nanos(&page);
+            assert!(got.iter().all(|n| q.until.is_none_or(|u| *n < u)));
+            seen.extend(got);
+            match page.next_cursor {
+                Some(c) => {
+                    assert!(q.until.is_none_or(|u| c < u), "the cursor moves on");
+                    if page.records.len() < q.limit {
+                        assert!(walk.cut_short, "{walk:?}");
+                        short += 1;
+                    }
+                    q.until = Some(c);
+                }
+                None => break,
+            }
+        }
+        (seen, pages, short)
+    }
+
+    #[tokio::test]
+    async fn a_spent_budget_answers_with_a_cursor_and_the_pages_add_up() {
+        let (s, all, window) = long_history().await;
+        for max_reads in [1, 2, 5] {
+            for limit in [1, 2, 50] {
+                for filter in [
+                    "",
+                    "trace_id=rare",
+                    "tag=b",
+                    "tag=b&from=2025-05-23T12:00:00Z",
+                ] {
+                    let mut q = ListQuery::parse(filter).unwrap();
+                    q.limit = limit;
+                    let want: Vec<u64> = all
+                        .iter()
+                        .filter(|r| q.accepts(*r))
+                        .map(|r| r.timestamp_nanos)
+                        .collect();
+                    assert!(!want.is_empty());
+                    let (got, pages, short) =
+                        follow(&s, q, &window, || reads(max_reads), Some(max_reads)).await;
+                    assert_eq!(got, want, "{filter:?} limit {limit} reads {max_reads}");
+                    if filter == "trace_id=rare" {
+                        // 22 objects to read for two matches: the budget cut pages short.
+                        assert!(short > 0, "{pages} pages");
+                        assert!(pages >= 22usize.div_ceil(max_reads), "{pages} pages");
+                    }
+                }
+            }
+        }
+        // The standard budget finds both rare records in one call here, with no cursor.
+        let q = ListQuery::parse("trace_id=rare").unwrap();
+        let (page, walk) = list(&s, "ns", &q, empty()).await.unwrap();
+        assert_eq!(
+            nanos(&page),
+            [all[59].timestamp_nanos, all[119].timestamp_nanos]
+        );
+        assert_eq!((page.next_cursor, walk.cut_short), (None, false));
+    }
+
+    #[tokio::test]
+    async fn overlapping_writers_page_exactly_under_a_tiny_budget() {
+        let (s, all) = fixture().await;
+        let window = empty();
+        for limit in [1, 3, 50] {
+            for max_reads in [1, 2, 3] {
+                let q = ListQuery {
+                    limit,
+                    ..ListQuery::default()
+                };
+                // Objects straddling a cursor must all be read, so the budget may be exceeded.
+                let (got, _, _) = follow(&s, q, &window, || reads(max_reads), None).await;
+                assert_eq!(got, all, "limit {limit} reads {max_reads}");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failing_read_ends_the_page_with_a_cursor_unless_nothing_was_read() {
+        let (s, all, _) = long_history().await;
+        let q = ListQuery {
+            limit: 500,
+            ..ListQuery::default()
+        };
+        // A deadline the hung read cannot make (it never completes).
+        let soon = || {
+            let now = Instant::now();
+            Budget {
+                max_reads: MAX_OBJECTS_READ,
+                soft: now + Duration::from_secs(3600),
+                hard: now + Duration::from_millis(100),
+            }
+        };
+        for hang in [false, true] {
+            // The newest object fails: nothing read, nothing to answer with.
+            let broken = Broken::new(&s, all[0].timestamp_nanos, hang).await;
+            let b = ObjectStore::from_inner(broken, "memory");
+            let e = list_within(&b, "ns", &q, empty(), soon())
+                .await
+                .unwrap_err();
+            if hang {
+                assert!(matches!(e, ListError::TimedOut), "{e}");
+            } else {
+                assert!(matches!(e, ListError::Store(_)), "{e}");
+            }
+
+            // The fourth newest object (named by its newest record) fails: the page ends in
+            // front of it, with a cursor.
+            let broken = Broken::new(&s, all[15].timestamp_nanos, hang).await;
+            let b = ObjectStore::from_inner(broken, "memory");
+            let (page, walk) = list_within(&b, "ns", &q, empty(), soon()).await.unwrap();
+            assert!(walk.cut_short);
+            assert_eq!(walk.objects_read, 3);
+            let newest: Vec<u64> = all[..15].iter().map(|r| r.timestamp_nanos).collect();
+            assert_eq!(nanos(&page), newest, "the three newest objects");
+            assert_eq!(page.next_cursor, Some(all[15].timestamp_nanos + 1));
+            // Continuing there, the failing object is the first read: an error again.
+            let q = ListQuery {
+                until: page.next_cursor,
+                ..q.clone()
+            };
+            assert!(list_within(&b, "ns", &q, empty(), soon()).await.is_err());
+        }
+    }
+
+    /// An in-memory copy of a store whose reads of one object fail, or never finish.
+    #[derive(Debug)]
+    struct Broken {
+        inner: object_store::memory::InMemory,
+        key: String,
+        hang: bool,
+    }
+
+    impl std::fmt::Display for Broken {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("Broken")
+        }
+    }
+
+    impl Broken {
+        /// A copy of `source`'s clickstream objects; reading the one named `nanos` breaks.
+        async fn new(source: &ObjectStore, nanos: u64, hang: bool) -> Arc<Self> {
+            let store = Broken {
+                inner: object_store::memory::InMemory::new(),
+                key: object_key(Feed::Clickstream, "ns", nanos),
+                hang,
+            };
+            for o in source.list("clickstream/ns/").await.unwrap() {
+                let body = source.get(&o.key).await.unwrap().unwrap();
+                object_store::ObjectStoreExt::put(
+                    &store.inner,
+                    &object_store::path::Path::from(o.key.as_str()),
+                    body.into(),
+                )
+                .await
+                .unwrap();
+            }
+            Arc::new(store)
+        }
+    }
+
+    type Fut<'a, T> = futures_util::future::BoxFuture<'a, object_store::Result<T>>;
+    type Stream<T> = futures_util::stream::BoxStream<'static, object_store::Result<T>>;
+    type ObjPath = object_store::path::Path;
+
+    impl object_store::ObjectStore for Broken {
+        fn put_opts<'a, 'b, 'c>(
+            &'a self,
+            location: &'b object_store::path::Path,
+            payload: object_store::PutPayload,
+            opts: object_store::PutOptions,
+        ) -> Fut<'c, object_store::PutResult>
+        where
+            'a: 'c,
+            'b: 'c,
+            Self: 'c,
+        {
+            self.inner.put_opts(location, payload, opts)
+        }
+
+        fn put_multipart_opts<'a, 'b, 'c>(
+            &'a self,
+            location: &'b object_store::path::Path,
+            opts: object_store::PutMultipartOptions,
+        ) -> Fut<'c, Box<dyn object_store::MultipartUpload>>
+        where
+            'a: 'c,
+            'b: 'c,
+            Self: 'c,
+        {
+            self.inner.put_multipart_opts(location, opts)
+        }
+
+        fn get_opts<'a, 'b, 'c>(
+            &'a self,
+            location: &'b object_store::path::Path,
+            options: object_store::GetOptions,
+        ) -> Fut<'c, object_store::GetResult>
+        where
+            'a: 'c,
+            'b: 'c,
+            Self: 'c,
+        {
+            if location.as_ref() == self.key {
+                let hang = self.hang;
+                return Box::pin(async move {
+                    if hang {
+                        std::future::pending::<()>().await;
+                    }
+                    Err(object_store::Error::Generic {
+                        store: "Broken",
+                        source: "injected read failure".into(),
+                    })
+                });
+            }
+            self.inner.get_opts(location, options)
+        }
+
+        fn delete_stream(&self, locations: Stream<ObjPath>) -> Stream<ObjPath> {
+            self.inner.delete_stream(locations)
+        }
+
+        fn list(&self, prefix: Option<&ObjPath>) -> Stream<object_store::ObjectMeta> {
+            self.inner.list(prefix)
+        }
+
+        fn list_with_delimiter<'a, 'b, 'c>(
+            &'a self,
+            prefix: Option<&'b object_store::path::Path>,
+        ) -> Fut<'c, object_store::ListResult>
+        where
+            'a: 'c,
+            'b: 'c,
+            Self: 'c,
+        {
+            self.inner.list_with_delimiter(prefix)
+        }
+
+        fn copy_opts<'a, 'b, 'c, 'd>(
+            &'a self,
+            from: &'b object_store::path::Path,
+            to: &'c object_store::path::Path,
+            options: object_store::CopyOptions,
+        ) -> Fut<'d, ()>
+        where
+            'a: 'd,
+            'b: 'd,
+            'c: 'd,
+            Self: 'd,
+        {
+            self.inner.copy_opts(from, to, options)
+        }
     }
 }
