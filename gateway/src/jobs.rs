@@ -4,8 +4,10 @@
 //!
 //! Job state lives in gateway memory only and is lost on restart (documented in the README). The
 //! registry keeps at most [`MAX_FINISHED_PER_NAMESPACE`] finished jobs per namespace, dropping the
-//! oldest first, so a busy namespace cannot grow it without bound. Locks here are on the control
-//! path (job creation, polling), never on the query hot path.
+//! oldest first, so a busy namespace cannot grow it without bound; [`Jobs::create_bounded`] also
+//! refuses a new job while a namespace already runs a given number (scans use it), and reports
+//! the finished jobs it dropped so a kind can drop what it keeps next to them (scan results).
+//! Locks here are on the control path (job creation, polling), never on the query hot path.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -59,6 +61,13 @@ pub struct Job {
 }
 
 impl Job {
+    /// Starts the counters over (`documents_scanned` and `progress` back to 0), for a job that
+    /// restarts its pass (a warm whose earlier pages a namespace clear wiped).
+    pub fn restart_counters(&self) {
+        self.documents_scanned.store(0, Ordering::Relaxed);
+        self.state.lock().progress = 0.0;
+    }
+
     /// Adds to `documents_scanned`.
     pub fn add_scanned(&self, n: u64) {
         self.documents_scanned.fetch_add(n, Ordering::Relaxed);
@@ -170,6 +179,14 @@ impl Job {
     }
 }
 
+/// A job [`Jobs::create_bounded`] registered, and the finished jobs it dropped to stay within
+/// [`MAX_FINISHED_PER_NAMESPACE`].
+#[derive(Debug)]
+pub struct Created {
+    pub job: Arc<Job>,
+    pub dropped: Vec<Arc<Job>>,
+}
+
 /// The jobs of one kind, by namespace, in creation order.
 #[derive(Debug)]
 pub struct Jobs {
@@ -188,6 +205,32 @@ impl Jobs {
 
     /// Registers a running job with its fixed fields.
     pub fn create(&self, namespace: &str, base: Map<String, Value>) -> Arc<Job> {
+        match self.create_bounded(namespace, base, None) {
+            Ok(created) => created.job,
+            Err(_) => unreachable!("an unbounded create always succeeds"),
+        }
+    }
+
+    /// Registers a running job unless `namespace` already has `max_running` jobs running (then
+    /// `Err` with that count, and nothing is registered). The check and the insert happen under
+    /// one lock, so concurrent creates cannot overshoot the cap.
+    pub fn create_bounded(
+        &self,
+        namespace: &str,
+        base: Map<String, Value>,
+        max_running: Option<usize>,
+    ) -> Result<Created, usize> {
+        let mut map = self.by_ns.lock();
+        let list = map.entry(namespace.to_string()).or_default();
+        if let Some(max) = max_running {
+            let running = list
+                .iter()
+                .filter(|j| j.status() == JobStatus::Running)
+                .count();
+            if running >= max {
+                return Err(running);
+            }
+        }
         let job = Arc::new(Job {
             id: format!("{}-{}", self.prefix, uuid::Uuid::new_v4()),
             namespace: namespace.to_string(),
@@ -203,19 +246,19 @@ impl Jobs {
                 extra: Map::new(),
             }),
         });
-        let mut map = self.by_ns.lock();
-        let list = map.entry(namespace.to_string()).or_default();
         list.push(job.clone());
-        let finished = list
+        let mut dropped = Vec::new();
+        let mut finished = list
             .iter()
             .filter(|j| j.status() != JobStatus::Running)
             .count();
-        if finished > MAX_FINISHED_PER_NAMESPACE
+        while finished > MAX_FINISHED_PER_NAMESPACE
             && let Some(pos) = list.iter().position(|j| j.status() != JobStatus::Running)
         {
-            list.remove(pos);
+            dropped.push(list.remove(pos));
+            finished -= 1;
         }
-        job
+        Ok(Created { job, dropped })
     }
 
     pub fn get(&self, namespace: &str, id: &str) -> Option<Arc<Job>> {
@@ -314,5 +357,60 @@ mod tests {
             jobs.create("ns", Map::new()).complete(Map::new());
         }
         assert!(jobs.list("ns").len() <= MAX_FINISHED_PER_NAMESPACE + 1);
+    }
+
+    #[test]
+    fn bounded_create_refuses_past_the_running_cap_and_reports_dropped_jobs() {
+        let jobs = Jobs::new("scan");
+        let running: Vec<Arc<Job>> = (0..3)
+            .map(|_| jobs.create_bounded("ns", Map::new(), Some(3)).unwrap().job)
+            .collect();
+        assert_eq!(
+            jobs.create_bounded("ns", Map::new(), Some(3)).unwrap_err(),
+            3
+        );
+        assert_eq!(
+            jobs.list("ns").len(),
+            3,
+            "a refused create registers nothing"
+        );
+        assert!(jobs.create_bounded("other", Map::new(), Some(3)).is_ok());
+        running[0].complete(Map::new());
+        let fourth = jobs.create_bounded("ns", Map::new(), Some(3)).unwrap();
+        assert!(fourth.dropped.is_empty());
+        assert_eq!(
+            jobs.create_bounded("ns", Map::new(), Some(3)).unwrap_err(),
+            3,
+            "running again: two old jobs and the new one"
+        );
+        running[1].fail("x");
+        assert!(jobs.create_bounded("ns", Map::new(), Some(3)).is_ok());
+
+        // The finished jobs dropped to stay under the per-namespace bound, oldest first.
+        let first = jobs.create("full", Map::new());
+        first.complete(Map::new());
+        let mut dropped = Vec::new();
+        for _ in 0..MAX_FINISHED_PER_NAMESPACE + 1 {
+            let c = jobs.create_bounded("full", Map::new(), None).unwrap();
+            c.job.complete(Map::new());
+            dropped.extend(c.dropped);
+        }
+        assert_eq!(dropped.len(), 1, "{dropped:?}");
+        assert_eq!(dropped[0].id, first.id);
+        assert!(jobs.get("full", &first.id).is_none());
+    }
+
+    #[test]
+    fn restarted_counters_start_from_zero() {
+        let jobs = Jobs::new("warm");
+        let j = jobs.create("ns", Map::new());
+        j.add_scanned(40);
+        j.set_progress(0.4);
+        j.restart_counters();
+        let v = j.to_json();
+        assert_eq!(
+            (v["documents_scanned"].as_u64(), v["progress"].as_f64()),
+            (Some(0), Some(0.0))
+        );
     }
 }

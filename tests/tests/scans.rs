@@ -1,7 +1,8 @@
 //! Scans end to end against the emulator: count, ids and values over filter, fts and ann
 //! selectors from origin (checked against counts computed here from the written rows), ranked
 //! saturation and exhaustive recursion, high-cardinality and truncated values listings, snapshot-
-//! served counts and values, the job routes and the 422/412 rules.
+//! served counts and values (and the fall-through when the schema cannot be read), the job routes
+//! (also in a namespace named `scans`), the cap on running jobs and the 422/412 rules.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -576,28 +577,9 @@ fn snapshot_served_counts_and_values() {
         (412, Some("precondition_failed")),
         "{v}"
     );
-    let r = stack.gw(
-        Method::POST,
-        &format!("/v2/namespaces/{ns}/snapshots"),
-        json!({"field": "category", "source": "origin"}).to_string(),
-    );
-    assert_eq!(r.status, 202, "{}", r.text());
-    let jid = r.json()["id"].as_str().unwrap().to_string();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let sha = loop {
-        let j = stack
-            .gw(
-                Method::GET,
-                &format!("/v2/namespaces/{ns}/snapshot-jobs/{jid}"),
-                Bytes::new(),
-            )
-            .json();
-        if j["status"] == "completed" {
-            break j["sha"].as_str().unwrap().to_string();
-        }
-        assert!(j["status"] == "running" && Instant::now() < deadline, "{j}");
-        pause(Duration::from_millis(20));
-    };
+    // A snapshot policy on `category`: the automatic writer records the namespace's first
+    // snapshot (manual bodies join the history only next to a policy's).
+    let sha = policy_snapshot(&stack, ns, "category");
     let books = rows.iter().filter(|r| r["category"] == "books").count() as u64;
     let toys = rows.iter().filter(|r| r["category"] == "toys").count() as u64;
     for source in ["snapshot", "auto"] {
@@ -639,6 +621,40 @@ fn snapshot_served_counts_and_values() {
         let c = count(&stack, ns, json!({"filters": f}));
         assert_ne!(c["served_by"], "snapshot", "{f}");
     }
+    // A schema read that fails: auto falls through (to the cache the counts above warmed, or
+    // origin) with the right count; an explicit snapshot source reports the failure.
+    faults(
+        &stack,
+        json!([{"route": "schema", "namespace": ns, "status": 500}]),
+    );
+    let books_filter = json!(["category", "Eq", "books"]);
+    let c = count(
+        &stack,
+        ns,
+        json!({"source": "auto", "filters": books_filter}),
+    );
+    assert_eq!(c["count"], books, "{c}");
+    assert!(
+        matches!(c["served_by"].as_str(), Some("cache" | "origin")),
+        "{c}"
+    );
+    let (status, v) = scan(
+        &stack,
+        ns,
+        json!({"mode": "count", "source": "snapshot", "filters": books_filter}),
+    );
+    assert_eq!(
+        (status, v["error"].as_str()),
+        (502, Some("upstream_error")),
+        "{v}"
+    );
+    clear_faults(&stack);
+    let c = count(
+        &stack,
+        ns,
+        json!({"source": "auto", "filters": books_filter}),
+    );
+    assert_eq!(c["served_by"], "snapshot", "{c}");
     // Values: the unfiltered listing completes during the create call.
     let (status, j) = scan(&stack, ns, json!({"mode": "values", "field": "category"}));
     assert_eq!(
@@ -677,4 +693,125 @@ fn snapshot_served_counts_and_values() {
         json!({"mode": "values", "field": "category", "source": "snapshot", "filters": ["n", "Eq", 1]}),
     );
     assert_eq!(status, 412);
+}
+
+/// Sets a snapshot policy on `field` and waits for the automatic writer's first snapshot of
+/// `ns`; returns its sha.
+fn policy_snapshot(stack: &Stack, ns: &str, field: &str) -> String {
+    let r = stack.gw(
+        Method::PUT,
+        &format!("/v2/namespaces/{ns}/snapshot-policy"),
+        json!({"facetFields": [field], "interval": "1h", "retention": "never"}).to_string(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let h = stack.gw(
+            Method::GET,
+            &format!("/v2/namespaces/{ns}/history"),
+            Bytes::new(),
+        );
+        assert_eq!(h.status, 200, "{}", h.text());
+        if let Some(sha) = h.json()[0]["sha"].as_str() {
+            return sha.to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no snapshot of {ns}: {}",
+            h.text()
+        );
+        pause(Duration::from_millis(50));
+    }
+}
+
+fn faults(stack: &Stack, rules: Value) {
+    let r = stack.direct(
+        Method::POST,
+        "/_emu/faults",
+        json!({ "rules": rules }).to_string(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+fn clear_faults(stack: &Stack) {
+    let r = stack.direct(Method::DELETE, "/_emu/faults", Bytes::new());
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+#[test]
+fn a_namespace_named_scans_and_the_running_job_cap() {
+    // The job id is read by position, not by looking for a `scans` segment.
+    let ns = "scans";
+    let stack = Stack::start_with(fast);
+    let rows: Vec<Value> = (0..60).map(row).collect();
+    write(&stack, ns, &rows);
+    wait_watermark(&stack, ns, now_ms());
+    let (j, all) = job(&stack, ns, json!({"source": "origin"}));
+    assert_eq!(j["namespace"], ns);
+    assert_eq!(ids_of(&all).len(), 60);
+    let id = j["id"].as_str().unwrap().to_string();
+    let page = stack
+        .gw(
+            Method::GET,
+            &format!("/v2/namespaces/{ns}/scans/{id}/results?limit=5"),
+            Bytes::new(),
+        )
+        .json();
+    assert_eq!(
+        (page["ids"].as_array().map(Vec::len), page["total"].as_u64()),
+        (Some(5), Some(60))
+    );
+    let d = stack.gw(
+        Method::DELETE,
+        &format!("/v2/namespaces/{ns}/scans/{id}"),
+        Bytes::new(),
+    );
+    assert_eq!(
+        (d.status.as_u16(), d.json()["id"].as_str()),
+        (200, Some(id.as_str()))
+    );
+
+    // Upstream pages held for a while: eight jobs run, a ninth is refused naming the cap.
+    faults(
+        &stack,
+        json!([{"route": "query", "namespace": ns, "delay_ms": 3000}]),
+    );
+    let mut running = Vec::new();
+    for _ in 0..8 {
+        let (status, created) = scan(&stack, ns, json!({"source": "origin"}));
+        assert_eq!(
+            (status, created["status"].as_str()),
+            (202, Some("running")),
+            "{created}"
+        );
+        running.push(created["id"].as_str().unwrap().to_string());
+    }
+    let (status, refused) = scan(&stack, ns, json!({"source": "origin"}));
+    assert_eq!(
+        (status, refused["error"].as_str()),
+        (412, Some("precondition_failed")),
+        "{refused}"
+    );
+    assert!(
+        refused["message"].as_str().unwrap().contains("at most 8"),
+        "{refused}"
+    );
+    // Deleting a running job frees its slot.
+    let d = stack.gw(
+        Method::DELETE,
+        &format!("/v2/namespaces/{ns}/scans/{}", running.remove(0)),
+        Bytes::new(),
+    );
+    assert_eq!(d.status, 200);
+    let (status, created) = scan(&stack, ns, json!({"source": "origin"}));
+    assert_eq!(status, 202, "{created}");
+    running.push(created["id"].as_str().unwrap().to_string());
+    clear_faults(&stack);
+    for id in &running {
+        let j = wait_job(&stack, ns, id);
+        assert_eq!(j["status"], "completed", "{j}");
+        assert_eq!(j["total"], 60, "{j}");
+    }
+    let (status, _) = scan(&stack, ns, json!({"source": "origin"}));
+    assert_eq!(status, 202, "finished jobs free their slots");
 }

@@ -21,6 +21,12 @@
 //!   `bounded`, `timed_out`, `shards_saturated` and (`ann`) `approximate`.
 //! - Job state and results live in gateway memory only and are lost on restart; finished jobs
 //!   are bounded per namespace by [`crate::jobs`], and their results go with them.
+//! - Kept results share one gateway-wide byte budget ([`RESULTS_BUDGET_BYTES`], see
+//!   [`results`]): the oldest completed jobs' results are evicted first; an evicted job stays
+//!   listed with `results_evicted: true` and its results route answers 404 `not_found` saying so.
+//! - At most [`MAX_RUNNING_PER_NAMESPACE`] ids/values jobs run per namespace; another create
+//!   answers 412 `precondition_failed` (the gateway's error set has no 429) naming the cap, until
+//!   one finishes or is deleted.
 //! - Count scans run on the control runtime (never on a request shard), with their deadline.
 
 pub mod cache;
@@ -29,6 +35,7 @@ pub mod policy;
 pub mod ranked;
 pub mod request;
 pub mod resolve;
+pub mod results;
 pub mod run;
 pub mod snapshot;
 
@@ -38,7 +45,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use http::StatusCode;
-use parking_lot::Mutex;
+use http_body_util::Full;
 use scatter::values::{FacetValue, ValuesListing};
 use serde_json::{Map, Value, json};
 
@@ -52,28 +59,30 @@ use crate::route::Route;
 use crate::stable;
 use request::{Mode, ScanRequest};
 use resolve::Plan;
+pub use results::{RESULTS_BUDGET_BYTES, Reservation, ResultStore, ScanResults};
 
-/// A completed job's results.
-#[derive(Debug)]
-pub enum ScanResults {
-    Ids(Vec<String>),
-    Values(ValuesListing),
-}
+/// Ids and values jobs one namespace may have running at once.
+pub const MAX_RUNNING_PER_NAMESPACE: usize = 8;
 
 /// The scan feature's shared state: the job registry and completed results, in memory.
 #[derive(Debug)]
 pub struct Scans {
     pub jobs: Jobs,
-    /// `(namespace, job id)` → results of a completed job.
-    results: Mutex<HashMap<(String, String), Arc<ScanResults>>>,
+    /// `(namespace, job id)` → results of a completed job, under the byte budget.
+    results: ResultStore,
     values_cap: usize,
 }
 
 impl Scans {
     pub fn new(config: &Config) -> Self {
+        Self::with_budget(config, RESULTS_BUDGET_BYTES)
+    }
+
+    /// Like [`Scans::new`] with another results budget (tests).
+    pub fn with_budget(config: &Config, budget_bytes: usize) -> Self {
         Scans {
             jobs: Jobs::new("scan"),
-            results: Mutex::new(HashMap::new()),
+            results: ResultStore::new(budget_bytes),
             values_cap: config.gateway.scan.values_cap,
         }
     }
@@ -83,28 +92,106 @@ impl Scans {
         self.values_cap
     }
 
-    /// Keeps a completed job's results, dropping those of jobs the registry no longer holds.
-    pub fn store_results(&self, ns: &str, id: &str, results: ScanResults) {
-        let live: Vec<String> = self.jobs.list(ns).iter().map(|j| j.id.clone()).collect();
-        let mut map = self.results.lock();
-        map.retain(|(n, j), _| n != ns || live.contains(j));
-        if live.iter().any(|j| j == id) {
-            map.insert((ns.to_string(), id.to_string()), Arc::new(results));
+    /// The results budget in bytes.
+    pub fn budget(&self) -> usize {
+        self.results.limit()
+    }
+
+    /// Registers a job; `bounded` jobs (ones that will run) count against
+    /// [`MAX_RUNNING_PER_NAMESPACE`]. Results of finished jobs the registry dropped go too.
+    fn create_job(
+        &self,
+        ns: &str,
+        base: Map<String, Value>,
+        bounded: bool,
+    ) -> Result<Arc<Job>, GatewayError> {
+        let cap = bounded.then_some(MAX_RUNNING_PER_NAMESPACE);
+        match self.jobs.create_bounded(ns, base, cap) {
+            Ok(created) => {
+                for dropped in &created.dropped {
+                    self.results.forget(ns, &dropped.id);
+                }
+                Ok(created.job)
+            }
+            Err(running) => {
+                crate::metrics::feature_event("layer_scan_events_total", "event", "job_refused", 1);
+                Err(GatewayError::PreconditionFailed(format!(
+                    "namespace {ns:?} already has {running} scan jobs running (at most \
+                     {MAX_RUNNING_PER_NAMESPACE} per namespace); retry once one completes, or \
+                     delete one"
+                )))
+            }
         }
     }
 
+    /// An empty reservation for a running job's gathered ids.
+    pub fn reservation(&self) -> Reservation<'_> {
+        self.results.reservation()
+    }
+
+    /// Marks the jobs whose results were evicted.
+    pub fn mark_evicted(&self, evicted: &[(String, String)]) {
+        for (ns, id) in evicted {
+            if let Some(job) = self.jobs.get(ns, id) {
+                job.set("results_evicted", Value::Bool(true));
+            }
+            crate::metrics::feature_event("layer_scan_events_total", "event", "results_evicted", 1);
+        }
+    }
+
+    /// Keeps a completed job's results (releasing its reservation), evicting the oldest kept
+    /// results to stay within the budget. `Err` with the reason when they alone exceed it.
+    pub fn store_results(
+        &self,
+        ns: &str,
+        id: &str,
+        results: ScanResults,
+        reservation: Reservation<'_>,
+    ) -> Result<(), String> {
+        if self.jobs.get(ns, id).is_none() {
+            return Ok(());
+        }
+        let evicted = self
+            .results
+            .insert(ns, id, results, reservation)
+            .map_err(|bytes| self.over_budget(bytes))?;
+        self.mark_evicted(&evicted);
+        // Deleted while its results were stored: do not keep them.
+        if self.jobs.get(ns, id).is_none() {
+            self.results.forget(ns, id);
+        }
+        Ok(())
+    }
+
+    /// The failure of a job whose results do not fit the budget.
+    pub fn over_budget(&self, bytes: usize) -> String {
+        format!(
+            "the scan's results (about {} MiB so far) exceed the gateway's scan results budget \
+             of {} MiB; narrow the filter",
+            bytes.div_ceil(1 << 20),
+            self.budget() >> 20
+        )
+    }
+
     fn results(&self, ns: &str, id: &str) -> Option<Arc<ScanResults>> {
-        self.results
-            .lock()
-            .get(&(ns.to_string(), id.to_string()))
-            .cloned()
+        self.results.get(ns, id)
     }
 
     fn forget(&self, ns: &str, id: &str) {
-        self.results
-            .lock()
-            .remove(&(ns.to_string(), id.to_string()));
+        self.results.forget(ns, id);
     }
+}
+
+/// The scan id of `…/scans/{id}` or `…/scans/{id}/results`: the path is
+/// `/v2/namespaces/{ns}/scans/{id}[/results]`, so the id is the fifth segment whatever the
+/// namespace is called (even `scans`).
+fn path_id(path: &str) -> String {
+    decode(
+        path.trim_start_matches('/')
+            .split('/')
+            .nth(4)
+            .unwrap_or_default(),
+    )
 }
 
 /// Serves the scan routes (`create_scan`, `list_scans`, `get_scan`, `scan_results`, `delete_scan`).
@@ -117,13 +204,7 @@ pub async fn serve(
 ) -> Result<Resp, GatewayError> {
     let shared = &ctx.shared;
     let ns = route.namespace.unwrap_or_default();
-    let path = parts.uri.path();
-    // `…/scans/{id}` or `…/scans/{id}/results`.
-    let id = || {
-        let segs: Vec<&str> = path.trim_end_matches('/').split('/').collect();
-        let at = segs.iter().position(|s| *s == "scans").map_or(0, |p| p + 1);
-        decode(segs.get(at).copied().unwrap_or_default())
-    };
+    let id = || path_id(parts.uri.path());
     match route.name {
         "create_scan" => create(ctx, ns, &body).await,
         "list_scans" => {
@@ -150,7 +231,7 @@ pub async fn serve(
         "scan_results" => {
             let job = shared.scans.jobs.find(ns, &id())?;
             let params = parse_query(parts.uri.query().unwrap_or(""));
-            results(shared, ns, &job, &params)
+            results(&shared.scans, ns, &job, &params)
         }
         other => Err(GatewayError::Internal(format!(
             "scan route {other} has no handler"
@@ -191,7 +272,9 @@ async fn create(ctx: &ShardCtx, ns: &str, body: &[u8]) -> Result<Resp, GatewayEr
     if let Plan::Origin { threads, .. } = &plan {
         base.insert("threads".into(), json!(threads));
     }
-    let job = shared.scans.jobs.create(ns, base);
+    // A snapshot listing completes during this call: it never runs, so it is not capped.
+    let runs = !matches!(plan, Plan::SnapshotValues(_));
+    let job = shared.scans.create_job(ns, base, runs)?;
     crate::metrics::feature_event("layer_scan_events_total", "event", "job_created", 1);
     if let Plan::SnapshotValues(snapshot) = plan {
         complete_from_snapshot(shared, ns, &req, &snapshot, &job);
@@ -250,7 +333,7 @@ fn complete_from_snapshot(
     extra.insert("truncated".into(), json!(truncated));
     extra.insert("total".into(), json!(values.len()));
     job.add_scanned(snapshot.row_count);
-    shared.scans.store_results(
+    let kept = shared.scans.store_results(
         ns,
         &job.id,
         ScanResults::Values(ValuesListing {
@@ -258,8 +341,12 @@ fn complete_from_snapshot(
             distinct,
             truncated,
         }),
+        shared.scans.reservation(),
     );
-    job.complete(extra);
+    match kept {
+        Ok(()) => job.complete(extra),
+        Err(why) => job.fail(why),
+    }
 }
 
 fn page_param(params: &HashMap<String, String>, key: &str) -> Result<Option<usize>, GatewayError> {
@@ -274,7 +361,7 @@ fn page_param(params: &HashMap<String, String>, key: &str) -> Result<Option<usiz
 /// `GET …/scans/{id}/results`: `{ids, total}` or `{values, total, truncated}`; no `limit` means
 /// every result from `offset` on.
 fn results(
-    shared: &crate::handler::Shared,
+    scans: &Scans,
     ns: &str,
     job: &Job,
     params: &HashMap<String, String>,
@@ -298,10 +385,19 @@ fn results(
             )));
         }
     }
-    let results = shared
-        .scans
-        .results(ns, &job.id)
-        .ok_or_else(|| GatewayError::Missing(format!("results of scan {:?} are gone", job.id)))?;
+    let results = scans.results(ns, &job.id).ok_or_else(|| {
+        let evicted = job.get("results_evicted") == Some(Value::Bool(true));
+        GatewayError::Missing(if evicted {
+            format!(
+                "the results of scan {:?} were evicted: the gateway keeps at most {} MiB of \
+                 completed scan results and drops the oldest first; run the scan again",
+                job.id,
+                scans.budget() >> 20
+            )
+        } else {
+            format!("the results of scan {:?} are gone", job.id)
+        })
+    })?;
     let offset = page_param(params, "offset")?.unwrap_or(0);
     let limit = page_param(params, "limit")?;
     let window = |len: usize| {
@@ -310,21 +406,110 @@ fn results(
         start..end
     };
     let body = match &*results {
-        ScanResults::Ids(ids) => json!({"ids": ids[window(ids.len())], "total": ids.len()}),
-        ScanResults::Values(listing) => {
-            let values: Vec<Value> = listing.values[window(listing.values.len())]
-                .iter()
-                .map(|fv| json!({"v": fv.v, "n": fv.n}))
-                .collect();
-            json!({
-                "values": values,
-                "total": listing.values.len(),
-                "truncated": listing.truncated,
-            })
-        }
+        ScanResults::Ids(ids) => results::ids_body(&ids[window(ids.len())], ids.len()),
+        ScanResults::Values(listing) => results::values_body(
+            &listing.values[window(listing.values.len())],
+            listing.values.len(),
+            listing.truncated,
+        ),
     };
     let wm = job.get("stable_as_of").and_then(|v| v.as_u64());
-    let mut r = json_response(StatusCode::OK, &body);
+    let mut r = http::Response::new(Full::new(body));
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
     stable::stamp_header(r.headers_mut(), wm);
     Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use http_body_util::BodyExt;
+
+    use super::*;
+
+    #[test]
+    fn the_scan_id_is_the_fifth_path_segment_even_in_a_namespace_named_scans() {
+        assert_eq!(path_id("/v2/namespaces/scans/scans/scan-1"), "scan-1");
+        assert_eq!(
+            path_id("/v2/namespaces/scans/scans/scan-1/results"),
+            "scan-1"
+        );
+        assert_eq!(path_id("/v2/namespaces/p/scans/scan%2D2/results"), "scan-2");
+    }
+
+    fn complete(scans: &Scans, ns: &str, n: usize) -> Arc<Job> {
+        let job = scans.create_job(ns, Map::new(), true).unwrap();
+        let ids = (0..n).map(|i| format!("{ns}-{i:03}")).collect();
+        scans
+            .store_results(ns, &job.id, ScanResults::Ids(ids), scans.reservation())
+            .unwrap();
+        job.complete(Map::new());
+        job
+    }
+
+    fn body(r: Resp) -> Value {
+        let bytes = futures_util::FutureExt::now_or_never(r.into_body().collect())
+            .expect("a full body is ready")
+            .expect("infallible")
+            .to_bytes();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[test]
+    fn evicted_results_answer_404_naming_the_eviction_and_the_job_stays_listed() {
+        let one = ScanResults::Ids((0..50).map(|i| format!("ns-{i:03}")).collect()).bytes();
+        let scans = Scans::with_budget(&Config::default(), one * 2);
+        let first = complete(&scans, "ns", 50);
+        let second = complete(&scans, "ns", 50);
+        let page = HashMap::from([("limit".to_string(), "2".to_string())]);
+        let r = results(&scans, "ns", &first, &page).unwrap();
+        assert_eq!(body(r), json!({"ids": ["ns-000", "ns-001"], "total": 50}));
+        let third = complete(&scans, "ns", 50);
+        let err = results(&scans, "ns", &first, &HashMap::new()).unwrap_err();
+        assert_eq!(err.status(), StatusCode::NOT_FOUND);
+        assert_eq!(err.body()["error"], "not_found");
+        assert!(err.to_string().contains("evicted"), "{err}");
+        assert_eq!(first.to_json()["results_evicted"], true);
+        assert_eq!(scans.jobs.list("ns").len(), 3, "evicted jobs stay listed");
+        for kept in [&second, &third] {
+            let all = body(results(&scans, "ns", kept, &HashMap::new()).unwrap());
+            assert_eq!(all["ids"].as_array().unwrap().len(), 50);
+            assert!(kept.get("results_evicted").is_none());
+        }
+        // Results larger than the whole budget fail the job instead of evicting everything.
+        let big = scans.create_job("ns", Map::new(), true).unwrap();
+        let ids = (0..200).map(|i| format!("ns-{i:03}")).collect();
+        let why = scans
+            .store_results("ns", &big.id, ScanResults::Ids(ids), scans.reservation())
+            .unwrap_err();
+        assert!(why.contains("budget"), "{why}");
+        assert!(results(&scans, "ns", &second, &HashMap::new()).is_ok());
+        // A deleted job's results free their room.
+        scans.jobs.remove("ns", &second.id);
+        scans.forget("ns", &second.id);
+        complete(&scans, "ns", 50);
+        assert!(results(&scans, "ns", &third, &HashMap::new()).is_ok());
+    }
+
+    #[test]
+    fn running_jobs_are_capped_per_namespace() {
+        let scans = Scans::new(&Config::default());
+        let running: Vec<Arc<Job>> = (0..MAX_RUNNING_PER_NAMESPACE)
+            .map(|_| scans.create_job("ns", Map::new(), true).unwrap())
+            .collect();
+        let err = scans.create_job("ns", Map::new(), true).unwrap_err();
+        assert_eq!(err.status(), StatusCode::PRECONDITION_FAILED);
+        assert!(err.to_string().contains("at most 8"), "{err}");
+        assert!(scans.create_job("other", Map::new(), true).is_ok());
+        let snapshot_served = scans.create_job("ns", Map::new(), false);
+        assert!(
+            snapshot_served.is_ok(),
+            "jobs that complete at creation are not capped"
+        );
+        snapshot_served.unwrap().complete(Map::new());
+        running[0].complete(Map::new());
+        assert!(scans.create_job("ns", Map::new(), true).is_ok());
+    }
 }

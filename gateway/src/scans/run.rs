@@ -10,7 +10,9 @@
 //! `progress` (against the namespace's approximate row count when upstream reports one) after
 //! every page, and stop between pages when deleted. Results are kept in memory with the job
 //! ([`super::Scans`]); a values listing is capped at `gateway.scan.valuesCap` after the full pass
-//! (exact counts, `truncated: true` when values were dropped).
+//! (exact counts, `truncated: true` when values were dropped). An ids job reserves the bytes of
+//! the ids it gathered against the results budget after every page ([`super::results`]) and
+//! fails, naming the budget, when they cannot fit.
 
 use std::ops::ControlFlow;
 use std::sync::Arc;
@@ -19,11 +21,12 @@ use std::time::{Duration, Instant};
 use scatter::values::{ValuesError, ValuesHistogram};
 use serde_json::{Map, Value, json};
 
-use super::ScanResults;
 use super::cache::scan_rows;
 use super::ranked::{self, RankedSpec};
 use super::request::{Mode, Ranked, ScanRequest};
 use super::resolve::Plan;
+use super::results::id_bytes;
+use super::{Reservation, ScanResults, Scans};
 use crate::error::GatewayError;
 use crate::handler::Shared;
 use crate::jobs::Job;
@@ -40,8 +43,16 @@ pub fn wire_id(v: &Value) -> Option<String> {
 }
 
 /// What a pass accumulates.
-enum Acc {
-    Ids(Vec<String>),
+enum Acc<'a> {
+    Ids {
+        ids: Vec<String>,
+        /// Estimated bytes of `ids` ([`super::results::id_bytes`]).
+        bytes: usize,
+        /// `bytes`, held against the results budget (grown page by page).
+        reservation: Reservation<'a>,
+        /// Why the ids no longer fit the budget.
+        over: Option<String>,
+    },
     Values {
         field: String,
         hist: ValuesHistogram,
@@ -49,29 +60,45 @@ enum Acc {
     },
 }
 
-impl Acc {
-    fn new(req: &ScanRequest) -> Acc {
+impl<'a> Acc<'a> {
+    fn new(req: &ScanRequest, scans: &'a Scans) -> Acc<'a> {
         match (req.mode, &req.field) {
             (Mode::Values, Some(f)) => Acc::Values {
                 field: f.clone(),
                 hist: ValuesHistogram::new(),
                 error: None,
             },
-            _ => Acc::Ids(Vec::new()),
+            _ => Acc::Ids {
+                ids: Vec::new(),
+                bytes: 0,
+                reservation: scans.reservation(),
+                over: None,
+            },
         }
     }
 
     /// `include_attributes` for upstream pages.
     fn include(&self) -> Value {
         match self {
-            Acc::Ids(_) => json!(false),
+            Acc::Ids { .. } => json!(false),
             Acc::Values { field, .. } => json!([field]),
+        }
+    }
+
+    fn push_id(&mut self, id: String) {
+        if let Acc::Ids { ids, bytes, .. } = self {
+            *bytes += id_bytes(&id);
+            ids.push(id);
         }
     }
 
     fn add_json_row(&mut self, row: &Value) {
         match self {
-            Acc::Ids(ids) => ids.extend(row.get("id").and_then(wire_id)),
+            Acc::Ids { .. } => {
+                if let Some(id) = row.get("id").and_then(wire_id) {
+                    self.push_id(id);
+                }
+            }
             Acc::Values { field, hist, error } => {
                 if error.is_some() {
                     return;
@@ -86,6 +113,24 @@ impl Acc {
         }
     }
 
+    /// After a page: holds the ids gathered so far against the results budget (evicting the
+    /// oldest kept results as needed); records the failure when they cannot fit.
+    fn charge(&mut self, scans: &Scans) {
+        if let Acc::Ids {
+            bytes,
+            reservation,
+            over,
+            ..
+        } = self
+            && over.is_none()
+        {
+            match reservation.grow_to(*bytes) {
+                Ok(evicted) => scans.mark_evicted(&evicted),
+                Err(total) => *over = Some(scans.over_budget(total)),
+            }
+        }
+    }
+
     fn failed(&self) -> Option<String> {
         match self {
             Acc::Values {
@@ -93,6 +138,7 @@ impl Acc {
                 field,
                 ..
             } => Some(format!("field {field:?}: {e}")),
+            Acc::Ids { over, .. } => over.clone(),
             _ => None,
         }
     }
@@ -124,20 +170,32 @@ pub async fn run(
                 job.fail(why);
                 return;
             }
-            let results = match acc {
-                Acc::Ids(ids) => {
+            let (results, reservation) = match acc {
+                Acc::Ids {
+                    mut ids,
+                    reservation,
+                    ..
+                } => {
                     extra.insert("total".into(), json!(ids.len()));
-                    ScanResults::Ids(ids)
+                    ids.shrink_to_fit();
+                    (ScanResults::Ids(ids), reservation)
                 }
                 Acc::Values { hist, .. } => {
                     let listing = hist.finish(shared.scans.values_cap());
                     extra.insert("unique_values".into(), json!(listing.distinct));
                     extra.insert("truncated".into(), json!(listing.truncated));
                     extra.insert("total".into(), json!(listing.values.len()));
-                    ScanResults::Values(listing)
+                    (ScanResults::Values(listing), shared.scans.reservation())
                 }
             };
-            shared.scans.store_results(&ns, &job.id, results);
+            if let Err(why) = shared
+                .scans
+                .store_results(&ns, &job.id, results, reservation)
+            {
+                crate::metrics::feature_event("layer_scan_events_total", "event", "job_failed", 1);
+                job.fail(why);
+                return;
+            }
             crate::metrics::feature_event("layer_scan_events_total", "event", "job_completed", 1);
             job.complete(extra);
         }
@@ -148,15 +206,15 @@ pub async fn run(
     }
 }
 
-async fn pass(
-    shared: &Shared,
+async fn pass<'a>(
+    shared: &'a Shared,
     upstream: &Upstream,
     ns: &str,
     req: &ScanRequest,
     plan: Plan,
     job: &Job,
-) -> Result<(Acc, Map<String, Value>), GatewayError> {
-    let mut acc = Acc::new(req);
+) -> Result<(Acc<'a>, Map<String, Value>), GatewayError> {
+    let mut acc = Acc::new(req, &shared.scans);
     let mut extra = Map::new();
     let total = crate::snapshots::compute::approx_rows(upstream, ns).await;
     match plan {
@@ -170,7 +228,7 @@ async fn pass(
                 seen = stats.scanned;
                 for m in page {
                     match &mut acc {
-                        Acc::Ids(ids) => ids.push(m.id),
+                        Acc::Ids { .. } => acc.push_id(m.id),
                         Acc::Values { field, hist, error } => {
                             if error.is_none()
                                 && let Err(e) = hist.add_row(&m.row, field)
@@ -180,6 +238,7 @@ async fn pass(
                         }
                     }
                 }
+                acc.charge(&shared.scans);
                 progress(job, total);
                 stop_if(job.is_cancelled() || acc.failed().is_some())
             })
@@ -210,6 +269,7 @@ async fn pass(
                         for row in &page.rows {
                             acc.add_json_row(row);
                         }
+                        acc.charge(&shared.scans);
                         progress(job, total);
                         stop_if(job.is_cancelled() || acc.failed().is_some())
                     })

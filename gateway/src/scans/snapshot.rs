@@ -9,7 +9,9 @@
 //! - Values: an unfiltered, unranked scan of a field in `fields[]` is the facet listing itself.
 //!
 //! Anything else is [`Eligibility::Ineligible`] with the reason: `auto` falls through to
-//! cache/origin, an explicit `source: snapshot` answers 412 `precondition_failed` with it.
+//! cache/origin, an explicit `source: snapshot` answers 412 `precondition_failed` with it. Reads
+//! that fail (the snapshot body, the schema) are errors only under an explicit
+//! `source: snapshot`; under `auto` they make the scan ineligible.
 
 use std::sync::Arc;
 
@@ -138,7 +140,18 @@ pub async fn count(
             "field {attr:?} is not in the latest snapshot's fields[] (absent or skipped)"
         )));
     };
-    let ty = attr_type(upstream, ns, attr).await?.unwrap_or_default();
+    // The schema read says whether the field is a scalar of the operands' type. When it fails,
+    // only an explicit `source: snapshot` fails with it; under `auto` the count is simply not
+    // eligible and falls through to cache/origin (which need no schema).
+    let ty = match attr_type(upstream, ns, attr).await {
+        Ok(ty) => ty.unwrap_or_default(),
+        Err(e) if explicit => return Err(e),
+        Err(e) => {
+            return Ok(Eligibility::Ineligible(format!(
+                "the schema of {ns:?} could not be read to check field {attr:?}: {e}"
+            )));
+        }
+    };
     if !texts.iter().all(|(_, kind)| kind_fits(kind, &ty)) {
         return Ok(Eligibility::Ineligible(format!(
             "field {attr:?} has type {ty:?}: snapshot counts need a scalar string, integer or \
