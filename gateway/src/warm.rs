@@ -32,6 +32,21 @@
 //! A completed warm also leaves a marker in the tier next to the documents (what the Auto table
 //! calls a populated cache, see [`crate::scans::cache`]).
 //!
+//! Namespace clears: a `delete_by_filter` / `patch_by_filter` (or an unparseable write) clears the
+//! namespace in the tier, wiping pages a running warm already wrote; the per-page checks above
+//! cannot see that. So a pass first puts a sentinel ([`crate::scans::cache::WARM_SENTINEL_ID`],
+//! valued with the pass) among the documents and reads the namespace epoch. Whenever the epoch
+//! has moved since it last looked (after a page, and once more after writing the marker, once
+//! in-flight tier invalidations have landed) it reads the sentinel back: if a clear removed it,
+//! the pass stops, the marker it may have written is removed, and the warm starts a new pass
+//! (`restarts` on the job, counters from zero), up to [`CLEAR_RESTARTS`] times before failing.
+//! A clear that lands after the marker removes the marker too, so the cache then reads as empty
+//! rather than as a complete copy.
+//!
+//! Tier operations in flight are bounded per warm, across all its concurrent pages
+//! ([`TIER_IN_FLIGHT`]), well under the NVMe tier's queue depth (4,096) whatever the namespace's
+//! shard count and scan `threads`.
+//!
 //! `cache_warmed_through` is promoted to the current watermark when no write went through this
 //! gateway after it ([`warmed_through`]).
 //!
@@ -44,12 +59,12 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use futures_util::future::join_all;
 use futures_util::stream::FuturesUnordered;
 use http::{Method, StatusCode};
 use layer_cache::{CacheState, Set, Tier};
 use parking_lot::Mutex;
 use serde_json::{Map, Value, json};
+use tokio::sync::Semaphore;
 
 use crate::auth::Principal;
 use crate::config::Config;
@@ -59,14 +74,18 @@ use crate::jobs::{Job, JobStatus, Jobs};
 use crate::namespaces::{decode, parse_query};
 use crate::origin::{self, MAX_PAGE, OriginScan};
 use crate::route::Route;
+use crate::scans::cache::{WARM_MARKER_ID, WARM_SENTINEL_ID};
 use crate::scans::ranked;
 use crate::scans::run::wire_id;
 use crate::upstream::Upstream;
 
 /// Rows per warm page when the request does not say.
 pub const DEFAULT_PAGE: usize = 1000;
-/// Tier operations a warm page has in flight at once (well under the NVMe queue depth).
-const TIER_BATCH: usize = 256;
+/// Tier operations one warm has in flight at once, over all its pages (well under the NVMe
+/// queue depth of 4,096, which shards share).
+pub const TIER_IN_FLIGHT: usize = 256;
+/// New passes a warm starts after namespace clears wiped its pages, before it fails.
+pub const CLEAR_RESTARTS: usize = 3;
 /// Longest wait for a namespace's in-flight tier invalidations before re-reading a raced page.
 const SETTLE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 /// Re-reads of a page whose ids a concurrent write touched, before giving up on them.
@@ -144,10 +163,7 @@ pub fn start(shared: &Arc<Shared>, ns: &str, page_size: usize) -> Result<Arc<Job
     crate::metrics::feature_event("layer_warm_events_total", "event", "job_started", 1);
     let (shared, ns, task_job) = (shared.clone(), ns.to_string(), job.clone());
     control.handle.spawn(async move {
-        let result = match run(&shared, &control.upstream, &ns, page_size, &task_job).await {
-            Ok(cut) if !task_job.is_cancelled() => mark(&shared, &ns, cut).await.map(|()| cut),
-            other => other,
-        };
+        let result = passes(&shared, &control.upstream, &ns, page_size, &task_job).await;
         match result {
             Ok(cut) if !task_job.is_cancelled() => {
                 shared.warm.stamp(&ns, cut);
@@ -176,21 +192,109 @@ pub fn start(shared: &Arc<Shared>, ns: &str, page_size: usize) -> Result<Arc<Job
     Ok(job)
 }
 
-/// Leaves the completed-warm marker among the namespace's cached documents
-/// ([`crate::scans::cache::WARM_MARKER_ID`]).
-async fn mark(shared: &Shared, ns: &str, cut: u64) -> Result<(), GatewayError> {
-    let value = Bytes::from(json!({"cache_warmed_through": cut}).to_string());
-    shared
+/// Runs warm passes until one completes without a namespace clear wiping what it wrote (see the
+/// module docs); returns the cut the cache is warmed through.
+async fn passes(
+    shared: &Shared,
+    upstream: &Upstream,
+    ns: &str,
+    page_size: usize,
+    job: &Job,
+) -> Result<u64, GatewayError> {
+    let tier = &shared.cache.tier;
+    for pass in 0..=CLEAR_RESTARTS {
+        if pass > 0 {
+            crate::metrics::feature_event("layer_warm_events_total", "event", "job_restarted", 1);
+            job.restart_counters();
+            job.set("restarts", json!(pass));
+        }
+        let watch = Watch {
+            epoch: shared
+                .cache
+                .invalidations
+                .namespace_epoch(Set::Documents, ns),
+            token: format!("{}#{pass}", job.id),
+        };
+        tier_put(tier, ns, WARM_SENTINEL_ID, Bytes::from(watch.token.clone())).await?;
+        let Pass::Done(cut) = run(shared, upstream, ns, page_size, job, &watch).await? else {
+            continue;
+        };
+        if job.is_cancelled() {
+            return Ok(cut);
+        }
+        let marker = Bytes::from(json!({"cache_warmed_through": cut}).to_string());
+        tier_put(tier, ns, WARM_MARKER_ID, marker).await?;
+        if cleared_since(shared, ns, &watch).await? {
+            // Pages written before the clear are gone: the marker must not claim a full copy.
+            tier_delete(tier, ns, WARM_MARKER_ID).await?;
+            continue;
+        }
+        // Best effort: a leftover sentinel is invisible to scans and overwritten by the next warm.
+        let _ = tier.delete(Set::Documents, ns, WARM_SENTINEL_ID).await;
+        return Ok(cut);
+    }
+    Err(GatewayError::PreconditionFailed(format!(
+        "the cache of {ns:?} was cleared (delete_by_filter, patch_by_filter) during each of {} \
+         warm passes; warm again once those writes stop",
+        CLEAR_RESTARTS + 1
+    )))
+}
+
+/// What a pass watches for namespace clears: the namespace epoch when it started, and the value
+/// of the sentinel it put.
+struct Watch {
+    epoch: u64,
+    token: String,
+}
+
+/// How a pass ended.
+enum Pass {
+    /// Every page was read and written (or the job was cancelled): the cut.
+    Done(u64),
+    /// A namespace clear removed the sentinel: pages already written may be gone.
+    Cleared,
+}
+
+/// Whether a namespace clear landed since `watch` was taken (the sentinel is gone). Cheap when no
+/// write touched the namespace; otherwise waits for in-flight invalidations first.
+async fn cleared_since(shared: &Shared, ns: &str, watch: &Watch) -> Result<bool, GatewayError> {
+    let inv = &shared.cache.invalidations;
+    if inv.namespace_epoch(Set::Documents, ns) == watch.epoch
+        && inv.pending(Set::Documents, ns) == 0
+    {
+        return Ok(false);
+    }
+    settle(shared, ns).await;
+    sentinel_gone(shared, ns, watch).await
+}
+
+async fn sentinel_gone(shared: &Shared, ns: &str, watch: &Watch) -> Result<bool, GatewayError> {
+    match shared
         .cache
         .tier
-        .put(
-            Set::Documents,
-            ns,
-            crate::scans::cache::WARM_MARKER_ID,
-            value,
-        )
+        .get(Set::Documents, ns, WARM_SENTINEL_ID)
+        .await
+    {
+        Ok(v) => Ok(v.as_deref() != Some(watch.token.as_bytes())),
+        Err(e) => Err(GatewayError::CacheCold(format!("cache read failed: {e}"))),
+    }
+}
+
+async fn tier_put(
+    tier: &Arc<dyn Tier>,
+    ns: &str,
+    id: &str,
+    value: Bytes,
+) -> Result<(), GatewayError> {
+    tier.put(Set::Documents, ns, id, value)
         .await
         .map_err(|e| GatewayError::CacheCold(format!("cache write failed: {e}")))
+}
+
+async fn tier_delete(tier: &Arc<dyn Tier>, ns: &str, id: &str) -> Result<(), GatewayError> {
+    tier.delete(Set::Documents, ns, id)
+        .await
+        .map_err(|e| GatewayError::CacheCold(format!("cache delete failed: {e}")))
 }
 
 /// The Auto policy's background warm: starts one unless the tier is down or one is running.
@@ -200,14 +304,15 @@ pub fn ensure_background(shared: &Arc<Shared>, ns: &str) {
     }
 }
 
-/// One warm pass; returns the cut it warmed through.
+/// One warm pass; returns the cut it warmed through, or that a namespace clear cut it short.
 async fn run(
     shared: &Shared,
     upstream: &Upstream,
     ns: &str,
     page_size: usize,
     job: &Job,
-) -> Result<u64, GatewayError> {
+    watch: &Watch,
+) -> Result<Pass, GatewayError> {
     let started = now_ms();
     let watermark = shared.watcher.snapshot(ns).1;
     let cut = watermark.unwrap_or(started);
@@ -224,6 +329,9 @@ async fn run(
         // Strong reads; the cut is in `filters` (see the module docs on racing writes).
         watermark: None,
     };
+    // One bound on tier operations for every page of this pass.
+    let gate = Semaphore::new(TIER_IN_FLIGHT);
+    let mut checked_epoch = watch.epoch;
     let mut queue: Vec<(u32, Option<Value>)> = (0..shards).rev().map(|s| (s, None)).collect();
     let mut in_flight = FuturesUnordered::new();
     loop {
@@ -231,9 +339,10 @@ async fn run(
             let Some((shard, after)) = queue.pop() else {
                 break;
             };
-            let spec = &spec;
+            let (spec, gate) = (&spec, &gate);
             in_flight.push(async move {
-                let r = warm_page(shared, upstream, spec, shards, shard, after.as_ref()).await;
+                let r =
+                    warm_page(shared, upstream, gate, spec, shards, shard, after.as_ref()).await;
                 (shard, r)
             });
         }
@@ -246,7 +355,18 @@ async fn run(
             job.set_progress((job.documents_scanned() as f64 / t as f64).min(0.99));
         }
         if job.is_cancelled() {
-            return Ok(cut);
+            return Ok(Pass::Done(cut));
+        }
+        // A write touched the namespace since the last look: was it a clear?
+        let epoch = shared
+            .cache
+            .invalidations
+            .namespace_epoch(Set::Documents, ns);
+        if epoch != checked_epoch {
+            checked_epoch = epoch;
+            if sentinel_gone(shared, ns, watch).await? {
+                return Ok(Pass::Cleared);
+            }
         }
         if read >= spec.page_size
             && let Some(last) = last
@@ -254,13 +374,14 @@ async fn run(
             queue.push((shard, Some(last)));
         }
     }
-    Ok(cut)
+    Ok(Pass::Done(cut))
 }
 
 /// Reads one page and writes it to the tier; returns (rows read, last id).
 async fn warm_page(
     shared: &Shared,
     upstream: &Upstream,
+    gate: &Semaphore,
     spec: &OriginScan,
     shards: u32,
     shard: u32,
@@ -276,7 +397,8 @@ async fn warm_page(
     let read = rows.len();
     let last = rows.last().and_then(|r| r.get("id")).cloned();
     let ids: Vec<Value> = rows.iter().filter_map(|r| r.get("id").cloned()).collect();
-    put_rows(shared, ns, rows).await?;
+    let tier = &shared.cache.tier;
+    put_rows(tier, gate, ns, rows).await?;
     let mut seen = before;
     for _ in 0..RACE_RETRIES {
         let now = inv.namespace_epoch(Set::Documents, ns);
@@ -298,12 +420,12 @@ async fn warm_page(
             .filter_map(wire_id)
             .filter(|id| !present.contains(id))
             .collect();
-        put_rows(shared, ns, again).await?;
-        remove(shared, ns, &gone).await?;
+        put_rows(tier, gate, ns, again).await?;
+        remove(tier, gate, ns, &gone).await?;
     }
     if inv.namespace_epoch(Set::Documents, ns) != seen || inv.pending(Set::Documents, ns) > 0 {
         let all: Vec<String> = ids.iter().filter_map(wire_id).collect();
-        remove(shared, ns, &all).await?;
+        remove(tier, gate, ns, &all).await?;
     }
     Ok((read, last))
 }
@@ -348,8 +470,14 @@ async fn reread(
     ))
 }
 
-async fn put_rows(shared: &Shared, ns: &str, rows: Vec<Value>) -> Result<(), GatewayError> {
-    let tier = &shared.cache.tier;
+/// Writes rows to the tier, at most [`TIER_IN_FLIGHT`] at once per page and, through `gate`,
+/// per warm: the tier's request queue fails fast when full, and shards share it.
+async fn put_rows(
+    tier: &Arc<dyn Tier>,
+    gate: &Semaphore,
+    ns: &str,
+    rows: Vec<Value>,
+) -> Result<(), GatewayError> {
     let entries: Vec<(String, Bytes)> = rows
         .into_iter()
         .filter_map(|mut row| {
@@ -359,40 +487,67 @@ async fn put_rows(shared: &Shared, ns: &str, rows: Vec<Value>) -> Result<(), Gat
             Some((id, Bytes::from(serde_json::to_vec(&row).ok()?)))
         })
         .collect();
-    // Bounded batches: the tier's request queue fails fast when full, and shards share it.
-    for batch in entries.chunks(TIER_BATCH) {
-        let puts = batch
-            .iter()
-            .map(|(id, bytes)| tier.put(Set::Documents, ns, id, bytes.clone()));
-        for r in join_all(puts).await {
-            match r {
-                Ok(()) => {}
-                // A row the tier cannot hold stays uncached (fetch serves it from origin).
-                Err(e) if !e.is_tier_failure() => {
-                    crate::metrics::feature_event(
-                        "layer_warm_events_total",
-                        "event",
-                        "row_skipped",
-                        1,
-                    );
-                }
-                Err(e) => {
-                    return Err(GatewayError::CacheCold(format!("cache write failed: {e}")));
-                }
+    let mut entries = entries.into_iter();
+    let mut puts = FuturesUnordered::new();
+    loop {
+        while puts.len() < TIER_IN_FLIGHT {
+            let Some((id, bytes)) = entries.next() else {
+                break;
+            };
+            puts.push(gated(gate, move || {
+                tier.put(Set::Documents, ns, &id, bytes)
+            }));
+        }
+        let Some(r) = puts.next().await else {
+            return Ok(());
+        };
+        match r? {
+            Ok(()) => {}
+            // A row the tier cannot hold stays uncached (fetch serves it from origin).
+            Err(e) if !e.is_tier_failure() => {
+                crate::metrics::feature_event("layer_warm_events_total", "event", "row_skipped", 1);
+            }
+            Err(e) => {
+                return Err(GatewayError::CacheCold(format!("cache write failed: {e}")));
             }
         }
     }
-    Ok(())
 }
 
-async fn remove(shared: &Shared, ns: &str, ids: &[String]) -> Result<(), GatewayError> {
-    let tier = &shared.cache.tier;
-    for batch in ids.chunks(TIER_BATCH) {
-        for r in join_all(batch.iter().map(|id| tier.delete(Set::Documents, ns, id))).await {
-            r.map_err(|e| GatewayError::CacheCold(format!("cache delete failed: {e}")))?;
+/// Removes ids from the tier under the same bound as [`put_rows`].
+async fn remove(
+    tier: &Arc<dyn Tier>,
+    gate: &Semaphore,
+    ns: &str,
+    ids: &[String],
+) -> Result<(), GatewayError> {
+    let mut ids = ids.iter();
+    let mut deletes = FuturesUnordered::new();
+    loop {
+        while deletes.len() < TIER_IN_FLIGHT {
+            let Some(id) = ids.next() else {
+                break;
+            };
+            deletes.push(gated(gate, move || tier.delete(Set::Documents, ns, id)));
         }
+        let Some(r) = deletes.next().await else {
+            return Ok(());
+        };
+        r?.map_err(|e| GatewayError::CacheCold(format!("cache delete failed: {e}")))?;
     }
-    Ok(())
+}
+
+/// Runs one tier operation once `gate` has room. `op` is called only then: tiers queue a
+/// request when it is made, not when its future is first polled.
+async fn gated<T>(
+    gate: &Semaphore,
+    op: impl FnOnce() -> layer_cache::TierFuture<T>,
+) -> Result<Result<T, layer_cache::CacheError>, GatewayError> {
+    let _permit = gate
+        .acquire()
+        .await
+        .map_err(|_| GatewayError::Internal("the warm's tier gate closed".into()))?;
+    Ok(op().await)
 }
 
 fn page_size(params: &HashMap<String, String>) -> Result<usize, GatewayError> {
@@ -562,4 +717,108 @@ async fn mirror_snapshot(shared: &Shared, ns: &str) -> Result<Value, GatewayErro
             "sha": sha,
         }),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use layer_cache::{CacheError, Health, ScanCursor, ScanPage, TierFuture};
+
+    use super::*;
+
+    /// A tier that counts the operations it holds (from the call, as the NVMe tier queues them)
+    /// and, like the NVMe tier, refuses past a queue depth.
+    #[derive(Default)]
+    struct Counting {
+        in_flight: Arc<AtomicUsize>,
+        max: Arc<AtomicUsize>,
+        done: Arc<AtomicUsize>,
+    }
+
+    const QUEUE_DEPTH: usize = 4096;
+
+    impl Counting {
+        fn op(&self) -> TierFuture<()> {
+            let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            self.max.fetch_max(now, Ordering::SeqCst);
+            let (in_flight, done) = (self.in_flight.clone(), self.done.clone());
+            Box::pin(async move {
+                let r = if now > QUEUE_DEPTH {
+                    Err(CacheError::Unavailable("queue full".into()))
+                } else {
+                    for _ in 0..3 {
+                        tokio::task::yield_now().await;
+                    }
+                    done.fetch_add(1, Ordering::SeqCst);
+                    Ok(())
+                };
+                in_flight.fetch_sub(1, Ordering::SeqCst);
+                r
+            })
+        }
+    }
+
+    impl Tier for Counting {
+        fn get(&self, _: Set, _: &str, _: &str) -> TierFuture<Option<Bytes>> {
+            Box::pin(async { Ok(None) })
+        }
+        fn put(&self, _: Set, _: &str, _: &str, _: Bytes) -> TierFuture<()> {
+            self.op()
+        }
+        fn delete(&self, _: Set, _: &str, _: &str) -> TierFuture<()> {
+            self.op()
+        }
+        fn clear_namespace(&self, _: Set, _: &str) -> TierFuture<()> {
+            self.op()
+        }
+        fn scan(&self, _: Set, _: &str, _: Option<ScanCursor>, _: usize) -> TierFuture<ScanPage> {
+            Box::pin(async { Ok(ScanPage::default()) })
+        }
+        fn health(&self) -> Health {
+            Health {
+                state: CacheState::Warm,
+                reconnect_generation: 0,
+            }
+        }
+        fn name(&self) -> &'static str {
+            "counting"
+        }
+    }
+
+    #[test]
+    fn tier_operations_in_flight_are_bounded_across_all_pages_of_a_warm() {
+        let counting = Counting::default();
+        let (max, done) = (counting.max.clone(), counting.done.clone());
+        let tier: Arc<dyn Tier> = Arc::new(counting);
+        let gate = Semaphore::new(TIER_IN_FLIGHT);
+        // 32 pages at once (a 32-shard namespace at the 32-thread cap), 1,000 rows each.
+        let pages = 32;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let puts = (0..pages).map(|p| {
+                let rows = (0..1000)
+                    .map(|i| json!({"id": format!("p{p}-{i}"), "n": i}))
+                    .collect();
+                put_rows(&tier, &gate, "ns", rows)
+            });
+            for r in futures_util::future::join_all(puts).await {
+                r.expect("no page hit a full queue");
+            }
+            let ids: Vec<String> = (0..5000).map(|i| format!("gone-{i}")).collect();
+            let removes = (0..4).map(|_| remove(&tier, &gate, "ns", &ids));
+            for r in futures_util::future::join_all(removes).await {
+                r.expect("no delete hit a full queue");
+            }
+        });
+        assert_eq!(done.load(Ordering::SeqCst), pages * 1000 + 4 * 5000);
+        let max = max.load(Ordering::SeqCst);
+        assert!(
+            max <= TIER_IN_FLIGHT,
+            "{max} tier operations in flight at once"
+        );
+        assert!(max > 1, "operations overlap ({max})");
+    }
 }

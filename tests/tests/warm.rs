@@ -2,7 +2,7 @@
 //! cache tier and stamps `cache_warmed_through`; cache scans then agree with origin on every
 //! filter the cache evaluator supports (a differential check of the gateway's evaluator against
 //! the emulator's); every row of the Auto table; `hint_cache_warm` as a raw passthrough and as
-//! the per-step orchestration; 503 `cache_cold`.
+//! the per-step orchestration; 503 `cache_cold`; a namespace clear landing mid-warm.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -608,28 +608,28 @@ fn hint_cache_warm_passthrough_and_steps() {
         "the hint went upstream"
     );
 
-    // A snapshot to mirror.
+    // A snapshot to mirror: a policy on `category`, and the automatic writer's first snapshot
+    // (manual bodies join the history only next to a policy's).
     let r = stack.gw(
-        Method::POST,
-        &format!("/v2/namespaces/{ns}/snapshots"),
-        json!({"field": "category", "source": "origin"}).to_string(),
+        Method::PUT,
+        &format!("/v2/namespaces/{ns}/snapshot-policy"),
+        json!({"facetFields": ["category"], "interval": "1h", "retention": "never"}).to_string(),
     );
-    assert_eq!(r.status, 202, "{}", r.text());
-    let jid = r.json()["id"].as_str().unwrap().to_string();
+    assert_eq!(r.status, 200, "{}", r.text());
     let deadline = Instant::now() + Duration::from_secs(30);
     let sha = loop {
-        let j = stack
+        let h = stack
             .gw(
                 Method::GET,
-                &format!("/v2/namespaces/{ns}/snapshot-jobs/{jid}"),
+                &format!("/v2/namespaces/{ns}/history"),
                 Bytes::new(),
             )
             .json();
-        if j["status"] == "completed" {
-            break j["sha"].as_str().unwrap().to_string();
+        if let Some(sha) = h[0]["sha"].as_str() {
+            break sha.to_string();
         }
-        assert!(Instant::now() < deadline, "{j}");
-        pause(Duration::from_millis(20));
+        assert!(Instant::now() < deadline, "{h}");
+        pause(Duration::from_millis(50));
     };
     let (status, v) = steps("turbopuffer=false&documents=false&snapshots=true");
     assert_eq!(status, 200, "{v}");
@@ -698,4 +698,71 @@ fn warm_pages_larger_than_the_tier_queue() {
     assert_eq!(done["documents_scanned"], 6000);
     let c = count(&stack, ns, "cache", None);
     assert_eq!(c["count"], 6000, "{c}");
+}
+
+#[test]
+fn a_namespace_clear_during_a_warm_restarts_it() {
+    // delete_by_filter clears the namespace in the cache tier. Landing mid-warm, it wipes the
+    // pages already written: the warm must not then mark the cache populated with what is left.
+    let (stack, _) = stack(Vec::new(), false);
+    let ns = "warm-clear";
+    let rows: Vec<Value> = (0..1000).map(row).collect();
+    write(&stack, ns, &rows);
+    wait_watermark(&stack, ns, now_ms());
+    // Slow upstream pages, so the clear lands while the warm is under way.
+    let rule = json!({"rules": [{"route": "query", "namespace": ns, "delay_ms": 200}]});
+    assert_eq!(
+        stack
+            .direct(Method::POST, "/_emu/faults", rule.to_string())
+            .status,
+        200
+    );
+    let (status, job) = warm(&stack, ns, "?page_size=100");
+    assert_eq!(status, 202, "{job}");
+    let id = job["id"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let j = stack
+            .gw(
+                Method::GET,
+                &format!("/v2/namespaces/{ns}/warm-jobs/{id}"),
+                Bytes::new(),
+            )
+            .json();
+        assert_eq!(j["status"], "running", "the warm ended too soon: {j}");
+        if j["documents_scanned"].as_u64().unwrap() >= 300 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{j}");
+        pause(Duration::from_millis(10));
+    }
+    let r = stack.gw(
+        Method::POST,
+        &format!("/v2/namespaces/{ns}"),
+        json!({"delete_by_filter": ["category", "Eq", "toys"]}).to_string(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = stack.direct(Method::DELETE, "/_emu/faults", Bytes::new());
+    assert_eq!(r.status, 200);
+    let done = wait_warm(&stack, ns, &id);
+    assert!(
+        done["restarts"].as_u64().is_some_and(|n| n >= 1),
+        "the warm saw the clear and started over: {done}"
+    );
+    let left = rows.iter().filter(|r| r["category"] != "toys").count() as u64;
+    assert_eq!(done["documents_scanned"], left, "{done}");
+    wait_watermark(&stack, ns, now_ms());
+    let origin = count(&stack, ns, "origin", None);
+    assert_eq!(origin["count"], left, "{origin}");
+    let cache = count(&stack, ns, "cache", None);
+    assert_eq!(
+        cache["count"], left,
+        "every remaining row is cached: {cache}"
+    );
+    let auto = count(&stack, ns, "auto", None);
+    assert_eq!(
+        (auto["served_by"].as_str(), auto["count"].as_u64()),
+        (Some("cache"), Some(left)),
+        "{auto}"
+    );
 }

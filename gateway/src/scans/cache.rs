@@ -22,7 +22,7 @@
 //! `cache_warmed_through` yet" row.
 //!
 //! [`scan_rows`] is also the entry point for other cache-sourced passes (snapshot jobs); it never
-//! yields the marker.
+//! yields the marker, nor the sentinel a running warm keeps next to it ([`WARM_SENTINEL_ID`]).
 
 use std::ops::ControlFlow;
 use std::sync::Arc;
@@ -42,6 +42,12 @@ pub const CACHE_PAGE: usize = 1000;
 /// Turbopuffer document id (64 bytes), so no document can collide with it.
 pub const WARM_MARKER_ID: &str =
     "\u{0}layer:completed-warm-marker:not-a-document-id:longer-than-any-turbopuffer-id";
+
+/// The cache id of the sentinel a running warm keeps among the namespace's documents
+/// ([`crate::warm`]): a namespace clear removes it with the documents, which is how the warm
+/// learns that a clear wiped pages it already wrote. Like the marker, no document can collide.
+pub const WARM_SENTINEL_ID: &str =
+    "\u{0}layer:warm-in-progress-sentinel:not-a-document-id:longer-than-any-turbopuffer-id";
 
 /// Whether the tier can serve, and whether it holds a completed warm of `ns`.
 pub async fn state(tier: &Arc<dyn Tier>, ns: &str) -> CacheState {
@@ -122,7 +128,7 @@ pub async fn scan_rows(
         let page = tier.scan(Set::Documents, ns, cursor, CACHE_PAGE).await?;
         let mut matched = Vec::new();
         for (id, raw) in page.entries {
-            if id == WARM_MARKER_ID {
+            if id == WARM_MARKER_ID || id == WARM_SENTINEL_ID {
                 continue;
             }
             stats.scanned += 1;
@@ -212,11 +218,20 @@ mod tests {
             CacheState::Empty,
             "documents alone are not a completed warm"
         );
+        put(&t, WARM_SENTINEL_ID, json!("warm-1#0"));
+        assert_eq!(
+            block_on(state(&t, "ns")),
+            CacheState::Empty,
+            "a running warm's sentinel is not a completed warm"
+        );
         put(&t, WARM_MARKER_ID, json!({"cache_warmed_through": 5}));
         assert_eq!(block_on(state(&t, "ns")), CacheState::Populated);
         let f = row_filter(None, None).expect("filter");
         let stats = block_on(scan_rows(&t, "ns", &f, None, |page, _| {
-            assert!(page.iter().all(|m| m.id != WARM_MARKER_ID));
+            assert!(
+                page.iter()
+                    .all(|m| m.id != WARM_MARKER_ID && m.id != WARM_SENTINEL_ID)
+            );
             ControlFlow::Continue(())
         }))
         .expect("scan");
