@@ -21,7 +21,7 @@ use std::cell::RefCell;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{HeaderMap, Method, StatusCode};
+use http::{Method, StatusCode};
 use layer_cache::{
     CacheError, HotCache, HotCacheConfig, Invalidations, Set, SharedCoalescer, Tier,
 };
@@ -196,41 +196,28 @@ async fn origin(
         "include_attributes": true,
         "consistency": {"level": "strong"},
     });
-    let up = ctx
-        .upstream
-        .send(
-            "fetch_origin",
-            Method::POST,
-            &format!("/v2/namespaces/{ns}/query"),
-            &HeaderMap::new(),
-            Bytes::from(body.to_string()),
-        )
-        .await?;
-    if up.status == StatusCode::NOT_FOUND {
-        return Ok(Vec::new());
-    }
-    if up.status.is_client_error() {
-        // Upstream's own verdict on the request (e.g. an invalid namespace name): relay it.
-        return Err(GatewayError::Relay {
-            status: up.status,
-            content_type: up.headers.get(http::header::CONTENT_TYPE).cloned(),
-            body: up.body,
-        });
-    }
-    if !up.status.is_success() {
-        return Err(GatewayError::Upstream(format!(
-            "origin read answered {}: {}",
-            up.status,
-            String::from_utf8_lossy(&up.body)
-        )));
-    }
-    let v: Value = serde_json::from_slice(&up.body)
-        .map_err(|e| GatewayError::Upstream(format!("origin read is not JSON: {e}")))?;
-    let rows = v
-        .get("rows")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
+    // A missing namespace holds no documents; upstream's other 4xx verdicts (e.g. an invalid
+    // namespace name) are relayed.
+    let mut v = match crate::origin::upstream_json(
+        &ctx.upstream,
+        "fetch_origin",
+        Method::POST,
+        &format!("/v2/namespaces/{ns}/query"),
+        Bytes::from(body.to_string()),
+        "origin read",
+    )
+    .await
+    {
+        Ok(v) => v,
+        Err(GatewayError::Relay { status, .. }) if status == StatusCode::NOT_FOUND => {
+            return Ok(Vec::new());
+        }
+        Err(e) => return Err(e),
+    };
+    let rows = match v.get_mut("rows").map(Value::take) {
+        Some(Value::Array(rows)) => rows,
+        _ => Vec::new(),
+    };
     Ok(rows
         .into_iter()
         .filter_map(|mut row| {
