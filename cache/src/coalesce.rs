@@ -1,21 +1,17 @@
 //! Single-flight for cache misses: N concurrent loads of one key cost one load.
 //!
-//! * [`LocalCoalescer`] — `Rc<RefCell<..>>`, `!Send`: one per shard, for tasks on that shard's
-//!   `current_thread` runtime (the gateway's normal case: a hot-cache miss is coalesced on the
-//!   shard that saw it, with no lock).
-//! * [`SharedCoalescer`] — `Arc<Mutex<..>>`, `Send + Sync`: for loads shared across threads (e.g.
-//!   the control runtime's warm jobs). The mutex is held only to join or leave, never across an
-//!   `.await`.
+//! [`SharedCoalescer`] is `Send + Sync` (`Arc<Mutex<..>>`): the gateway's shard tasks must be
+//! `Send` (hyper spawns connections with `tokio::spawn`), so one table is shared by every shard
+//! and misses for a key are coalesced across shards too. The mutex is held only to join or leave a
+//! flight, never across an `.await`, and only on a hot-cache miss.
 //!
 //! The first caller for a key (the leader) runs the load; the others await its result through a
 //! `futures-channel` oneshot, so no async runtime is needed. If the leader's future is dropped
 //! before finishing, its waiters wake up and one of them becomes the new leader (no caller hangs,
 //! no result is invented).
 
-use std::cell::RefCell;
 use std::future::Future;
 use std::hash::Hash;
-use std::rc::Rc;
 use std::sync::Arc;
 
 use futures_channel::oneshot;
@@ -24,133 +20,7 @@ use parking_lot::Mutex;
 
 type Waiters<K, V> = HashMap<K, Vec<oneshot::Sender<V>>>;
 
-enum Join<V> {
-    Leader,
-    Follower(oneshot::Receiver<V>),
-}
-
-/// Join/leave operations both coalescers share; the flight logic is written once in [`run`].
-trait Flights<K, V> {
-    fn join(&self, key: &K) -> Join<V>;
-    fn leave(&self, key: &K) -> Vec<oneshot::Sender<V>>;
-}
-
-fn join_map<K: Eq + Hash + Clone, V>(map: &mut Waiters<K, V>, key: &K) -> Join<V> {
-    match map.get_mut(key) {
-        Some(waiters) => {
-            let (tx, rx) = oneshot::channel();
-            waiters.push(tx);
-            Join::Follower(rx)
-        }
-        None => {
-            map.insert(key.clone(), Vec::new());
-            Join::Leader
-        }
-    }
-}
-
-/// Removes the leader's slot when dropped: on success after handing out the value, on
-/// cancellation so that waiters see `Canceled` and retry.
-struct LeaderGuard<'a, K, V, F: Flights<K, V>> {
-    flights: &'a F,
-    key: &'a K,
-    done: bool,
-    _v: std::marker::PhantomData<V>,
-}
-
-impl<K, V, F: Flights<K, V>> Drop for LeaderGuard<'_, K, V, F> {
-    fn drop(&mut self) {
-        if !self.done {
-            drop(self.flights.leave(self.key));
-        }
-    }
-}
-
-async fn run<K, V, F, L, Fut>(flights: &F, key: K, load: L) -> V
-where
-    V: Clone,
-    F: Flights<K, V>,
-    L: FnOnce() -> Fut,
-    Fut: Future<Output = V>,
-{
-    loop {
-        match flights.join(&key) {
-            Join::Leader => break,
-            Join::Follower(rx) => {
-                if let Ok(v) = rx.await {
-                    return v;
-                }
-                // The leader was dropped mid-load: try to lead ourselves.
-            }
-        }
-    }
-    let mut guard = LeaderGuard {
-        flights,
-        key: &key,
-        done: false,
-        _v: std::marker::PhantomData,
-    };
-    let v = load().await;
-    guard.done = true;
-    for w in flights.leave(&key) {
-        let _ = w.send(v.clone());
-    }
-    v
-}
-
-/// Per-shard single flight (`!Send`). Cloning shares the in-flight table.
-pub struct LocalCoalescer<K, V> {
-    inner: Rc<RefCell<Waiters<K, V>>>,
-}
-
-impl<K, V> Clone for LocalCoalescer<K, V> {
-    fn clone(&self) -> Self {
-        LocalCoalescer {
-            inner: Rc::clone(&self.inner),
-        }
-    }
-}
-
-impl<K: Eq + Hash + Clone, V: Clone> Default for LocalCoalescer<K, V> {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl<K: Eq + Hash + Clone, V: Clone> Flights<K, V> for LocalCoalescer<K, V> {
-    fn join(&self, key: &K) -> Join<V> {
-        join_map(&mut self.inner.borrow_mut(), key)
-    }
-    fn leave(&self, key: &K) -> Vec<oneshot::Sender<V>> {
-        self.inner.borrow_mut().remove(key).unwrap_or_default()
-    }
-}
-
-impl<K: Eq + Hash + Clone, V: Clone> LocalCoalescer<K, V> {
-    /// An empty table.
-    pub fn new() -> Self {
-        LocalCoalescer {
-            inner: Rc::new(RefCell::new(HashMap::new())),
-        }
-    }
-
-    /// Returns `load()`'s value, running `load` only if no other caller is loading `key` now;
-    /// otherwise waits for that caller's value.
-    pub async fn get_or_load<L, Fut>(&self, key: K, load: L) -> V
-    where
-        L: FnOnce() -> Fut,
-        Fut: Future<Output = V>,
-    {
-        run(self, key, load).await
-    }
-
-    /// Keys being loaded right now.
-    pub fn in_flight(&self) -> usize {
-        self.inner.borrow().len()
-    }
-}
-
-/// Thread-safe single flight (`Send + Sync`). Cloning shares the in-flight table.
+/// Thread-safe single flight. Cloning shares the in-flight table.
 pub struct SharedCoalescer<K, V> {
     inner: Arc<Mutex<Waiters<K, V>>>,
 }
@@ -169,12 +39,19 @@ impl<K: Eq + Hash + Clone, V: Clone> Default for SharedCoalescer<K, V> {
     }
 }
 
-impl<K: Eq + Hash + Clone, V: Clone> Flights<K, V> for SharedCoalescer<K, V> {
-    fn join(&self, key: &K) -> Join<V> {
-        join_map(&mut self.inner.lock(), key)
-    }
-    fn leave(&self, key: &K) -> Vec<oneshot::Sender<V>> {
-        self.inner.lock().remove(key).unwrap_or_default()
+/// Removes the leader's slot when dropped: on success after handing out the value, on
+/// cancellation so that waiters see `Canceled` and retry.
+struct LeaderGuard<'a, K: Eq + Hash, V> {
+    inner: &'a Mutex<Waiters<K, V>>,
+    key: &'a K,
+    done: bool,
+}
+
+impl<K: Eq + Hash, V> Drop for LeaderGuard<'_, K, V> {
+    fn drop(&mut self) {
+        if !self.done {
+            drop(self.inner.lock().remove(self.key));
+        }
     }
 }
 
@@ -186,14 +63,46 @@ impl<K: Eq + Hash + Clone, V: Clone> SharedCoalescer<K, V> {
         }
     }
 
-    /// Same contract as [`LocalCoalescer::get_or_load`]; the returned future is `Send` when
-    /// `K`, `V`, `L` and `Fut` are.
+    /// Returns `load()`'s value, running `load` only if no other caller is loading `key` now;
+    /// otherwise waits for that caller's value. The returned future is `Send` when `K`, `V`, `L`
+    /// and `Fut` are.
     pub async fn get_or_load<L, Fut>(&self, key: K, load: L) -> V
     where
         L: FnOnce() -> Fut,
         Fut: Future<Output = V>,
     {
-        run(self, key, load).await
+        loop {
+            let rx = {
+                let mut map = self.inner.lock();
+                match map.get_mut(&key) {
+                    Some(waiters) => {
+                        let (tx, rx) = oneshot::channel();
+                        waiters.push(tx);
+                        rx
+                    }
+                    None => {
+                        map.insert(key.clone(), Vec::new());
+                        break;
+                    }
+                }
+            };
+            if let Ok(v) = rx.await {
+                return v;
+            }
+            // The leader was dropped mid-load: try to lead ourselves.
+        }
+        let mut guard = LeaderGuard {
+            inner: &self.inner,
+            key: &key,
+            done: false,
+        };
+        let v = load().await;
+        guard.done = true;
+        let waiters = self.inner.lock().remove(&key).unwrap_or_default();
+        for w in waiters {
+            let _ = w.send(v.clone());
+        }
+        v
     }
 
     /// Keys being loaded right now.
@@ -204,7 +113,8 @@ impl<K: Eq + Hash + Clone, V: Clone> SharedCoalescer<K, V> {
 
 #[cfg(test)]
 mod tests {
-    use std::cell::Cell;
+    use std::cell::{Cell, RefCell};
+    use std::rc::Rc;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
@@ -217,11 +127,11 @@ mod tests {
     }
 
     #[test]
-    fn local_n_concurrent_misses_one_load() {
+    fn n_concurrent_misses_one_load() {
         let rt = rt();
         let local = tokio::task::LocalSet::new();
         local.block_on(&rt, async {
-            let c: LocalCoalescer<String, u32> = LocalCoalescer::new();
+            let c: SharedCoalescer<String, u32> = SharedCoalescer::new();
             let loads = Rc::new(Cell::new(0));
             let (release_tx, release_rx) = tokio::sync::oneshot::channel::<()>();
             let release_rx = Rc::new(RefCell::new(Some(release_rx)));
@@ -257,7 +167,7 @@ mod tests {
         let rt = rt();
         let local = tokio::task::LocalSet::new();
         local.block_on(&rt, async {
-            let c: LocalCoalescer<u8, u8> = LocalCoalescer::new();
+            let c: SharedCoalescer<u8, u8> = SharedCoalescer::new();
             let c2 = c.clone();
             let leader = tokio::task::spawn_local(async move {
                 c2.get_or_load(1, std::future::pending::<u8>).await

@@ -15,7 +15,7 @@
 //!
 //! Around them: [`Set`] separates documents, pipeline chunks and snapshot bodies; namespaces are
 //! invalidated wholesale by generation counters ([`Invalidations`] fans a clear out to every
-//! shard's hot cache without touching it); [`LocalCoalescer`] / [`SharedCoalescer`] make N
+//! shard's hot cache without touching it); [`SharedCoalescer`] makes N
 //! concurrent misses for one key cost one load; [`Health`] reports `warm`/`cold`/`disabled`.
 //!
 //! Every failure is soft: operations return [`CacheError`] and the caller serves from origin
@@ -50,7 +50,7 @@ mod tier;
 #[cfg(feature = "aerospike")]
 pub mod aerospike;
 
-pub use coalesce::{LocalCoalescer, SharedCoalescer};
+pub use coalesce::SharedCoalescer;
 pub use error::CacheError;
 pub use health::{CacheState, Health, HealthCell};
 pub use hot::{HotCache, HotCacheConfig, HotStats, Invalidations, Policy, TierUpdate};
