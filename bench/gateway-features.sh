@@ -18,37 +18,11 @@ ROWS=${ROWS:-10000}
 DELAY_MS=${DELAY_MS:-50}
 PROXY_CPU=${PROXY_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/layer/target}
-BIN=$CARGO_TARGET_DIR/release
+source "$ROOT/bench/lib.sh"
+bench_setup features
 OUT=${OUT:-$ROOT/bench/results/$(date +%F)-gateway-features.md}
-KEY=bench-$RANDOM$RANDOM
-CLK_TCK=$(getconf CLK_TCK)
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/layer-features.XXXXXX")
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
-log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-command -v jq >/dev/null || { apt-get update -qq && apt-get install -y -qq jq >/dev/null; }
-if [[ ${SKIP_BUILD:-0} != 1 ]]; then
-  (cd "$ROOT" && cargo build --release -q -p turbopuffer-emulator -p layer-gateway -p layer-loadgen)
-fi
+bench_build turbopuffer-emulator layer-gateway layer-loadgen
 
-start() { # NAME CPU ENV... -- ARGV...
-  local name=$1 cpu=$2
-  shift 2
-  local envs=()
-  while [[ $1 != -- ]]; do envs+=("$1"); shift; done
-  shift
-  env "${envs[@]}" taskset -c "$cpu" "$@" >"$TMP/$name.out" 2>"$TMP/$name.err" &
-  PIDS+=($!)
-  for _ in $(seq 100); do grep -q "listening on" "$TMP/$name.out" 2>/dev/null && break; sleep 0.05; done
-  REPLY=$(sed -n 's/.*listening on http:\/\/\([^ ]*\).*/\1/p' "$TMP/$name.out" | head -1)
-  [[ -n $REPLY ]] || { log "$name did not start: $(cat "$TMP/$name.err")"; exit 1; }
-}
 
 start emulator "$LOAD_CPU" X=1 -- "$BIN/turbopuffer-emulator" --listen 127.0.0.1:0 --api-key "$KEY" --threads 1
 EMU=$REPLY
@@ -75,7 +49,6 @@ for ((s = 0; s < ROWS; s += 1000)); do
   curl -sf "${auth[@]}" --data-binary @"$TMP/batch.json" "http://$HOT/v2/namespaces/bench-scatter" >/dev/null
 done
 
-ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 RAW=$TMP/raw.tsv
 run() { # LABEL ADDR PID SCENARIO CONCURRENCY
   local p0 p1
@@ -89,7 +62,7 @@ run() { # LABEL ADDR PID SCENARIO CONCURRENCY
   log "$(tail -1 "$RAW")"
 }
 log "warming the hot cache"
-for id in $(seq 0 2000); do curl -sf "${auth[@]}" "http://$HOT/v2/namespaces/bench-fetch/documents/$id" >/dev/null; done
+for id in $(seq 0 $((ROWS <= 2000 ? ROWS - 1 : 2000))); do curl -sf "${auth[@]}" "http://$HOT/v2/namespaces/bench-fetch/documents/$id" >/dev/null; done
 run fetch-hot "$HOT" "$HOT_PID" fetch-zipf 64
 run fetch-cold "$COLD" "$COLD_PID" fetch-zipf 64
 # Every query leg waits DELAY_MS upstream. The emulator models Turbopuffer's 16-query budget per

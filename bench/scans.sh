@@ -22,37 +22,11 @@ PAGE=${PAGE:-5000}
 REPEAT=${REPEAT:-3}
 PROXY_CPU=${PROXY_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/layer/target}
-BIN=$CARGO_TARGET_DIR/release
+source "$ROOT/bench/lib.sh"
+bench_setup scans
 OUT=${OUT:-$ROOT/bench/results/$(date +%F)-scans.md}
-KEY=bench-$RANDOM$RANDOM
 NS=bench-scans
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/layer-scans.XXXXXX")
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
-log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-command -v jq >/dev/null || { apt-get update -qq && apt-get install -y -qq jq >/dev/null; }
-if [[ ${SKIP_BUILD:-0} != 1 ]]; then
-  (cd "$ROOT" && cargo build --release -q -p turbopuffer-emulator -p layer-gateway)
-fi
-
-start() { # NAME CPU ENV... -- ARGV...
-  local name=$1 cpu=$2
-  shift 2
-  local envs=()
-  while [[ $1 != -- ]]; do envs+=("$1"); shift; done
-  shift
-  env "${envs[@]}" taskset -c "$cpu" "$@" >"$TMP/$name.out" 2>"$TMP/$name.err" &
-  PIDS+=($!)
-  for _ in $(seq 200); do grep -q "listening on" "$TMP/$name.out" 2>/dev/null && break; sleep 0.05; done
-  REPLY=$(sed -n 's/.*listening on http:\/\/\([^ ]*\).*/\1/p' "$TMP/$name.out" | head -1)
-  [[ -n $REPLY ]] || { log "$name did not start: $(cat "$TMP/$name.err")"; exit 1; }
-}
+bench_build turbopuffer-emulator layer-gateway
 
 start emulator "$LOAD_CPU" X=1 -- "$BIN/turbopuffer-emulator" --listen 127.0.0.1:0 --api-key "$KEY" --threads 1
 EMU=$REPLY EMU_PID=${PIDS[-1]}
@@ -60,8 +34,6 @@ start gateway "$PROXY_CPU" LAYER_LOG=warn LAYER_CACHE_POPULATE_MAX_IDS=0 CONSIST
   CONSISTENCY_STABLE_POLL_INTERVAL_MS=500 -- "$BIN/layer-gateway" --listen 127.0.0.1:0 \
   --upstream-url "http://$EMU" --upstream-api-key "$KEY" --shards 1 --data-dir "$TMP/gw"
 GW=$REPLY GW_PID=${PIDS[-1]}
-CLK_TCK=$(getconf CLK_TCK)
-ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 auth=(-H "Authorization: Bearer $KEY" -H "content-type: application/json")
 log "seeding $ROWS documents"

@@ -22,44 +22,13 @@ ROUNDS=${ROUNDS:-3}
 ROWS=${ROWS:-10000}
 PROXY_CPU=${PROXY_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/layer/target}
-BIN=$CARGO_TARGET_DIR/release
+source "$ROOT/bench/lib.sh"
+bench_setup stable
 OUT=${OUT:-$ROOT/bench/results/$(date +%F)-stable-read.md}
-KEY=bench-$RANDOM$RANDOM
 NS=bench-stable-read
-CLK_TCK=$(getconf CLK_TCK)
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/layer-stable.XXXXXX")
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
-log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-command -v jq >/dev/null || { apt-get update -qq && apt-get install -y -qq jq >/dev/null; }
 
-if [[ ${SKIP_BUILD:-0} != 1 ]]; then
-  log "building release binaries"
-  (cd "$ROOT" && cargo build --release -q -p turbopuffer-emulator -p layer-gateway -p layer-loadgen)
-fi
+bench_build turbopuffer-emulator layer-gateway layer-loadgen
 
-# start NAME CPU ENV... -- ARGV... : starts a process that prints "listening on http://ADDR".
-start() {
-  local name=$1 cpu=$2
-  shift 2
-  local envs=()
-  while [[ $1 != -- ]]; do envs+=("$1"); shift; done
-  shift
-  env "${envs[@]}" taskset -c "$cpu" "$@" >"$TMP/$name.out" 2>"$TMP/$name.err" &
-  PIDS+=($!)
-  for _ in $(seq 100); do
-    grep -q "listening on" "$TMP/$name.out" 2>/dev/null && break
-    sleep 0.05
-  done
-  REPLY=$(sed -n 's/.*listening on http:\/\/\([^ ]*\).*/\1/p' "$TMP/$name.out" | head -1)
-  [[ -n $REPLY ]] || { log "$name did not start: $(cat "$TMP/$name.err")"; exit 1; }
-}
 
 start emulator "$LOAD_CPU" X=1 -- "$BIN/turbopuffer-emulator" --listen 127.0.0.1:0 --api-key "$KEY" --threads 1
 EMU=$REPLY; EMU_PID=${PIDS[-1]}
@@ -91,7 +60,6 @@ sent=$(curl -sf "${auth[@]}" "http://$EMU/_emu/requests?limit=5" | jq -r '[.requ
 grep -q '_hevlayer_upserted_at' <<<"$sent" || { log "no predicate was injected: $sent"; exit 1; }
 log "stable-read gateway sends: $sent"
 
-ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 RAW=$TMP/raw.tsv
 for ((round = 1; round <= ROUNDS; round++)); do
   order=(passthrough stable-read)

@@ -1,0 +1,60 @@
+# bench/lib.sh — the pieces every single-machine benchmark script shares. Source it after setting
+# ROOT, then call `bench_setup TAG` and `bench_build PACKAGE...`:
+#
+#   bench_setup TAG      CARGO_TARGET_DIR (default ~/.cache/layer/target), BIN (release dir), KEY
+#                        (a random bearer), CLK_TCK, TMP (a temp dir removed on exit), PIDS (killed
+#                        on exit), jq installed when missing
+#   bench_build PKG...   cargo build --release of those packages, unless SKIP_BUILD=1
+#   log MSG              a timestamped line on stderr
+#   start NAME CPU ENV... -- ARGV...
+#                        runs ARGV pinned to CPU with ENV, waits until it prints
+#                        "listening on http://ADDR", leaves ADDR in REPLY (exits on failure)
+#   ticks PID            user+sys CPU ticks of a process so far (divide by CLK_TCK)
+#
+# Everything listens on 127.0.0.1 and is killed by PID when the script exits.
+
+log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+
+bench_setup() {
+  export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/layer/target}
+  BIN=$CARGO_TARGET_DIR/release
+  KEY=bench-$RANDOM$RANDOM
+  CLK_TCK=$(getconf CLK_TCK)
+  TMP=$(mktemp -d "${TMPDIR:-/tmp}/layer-$1.XXXXXX")
+  PIDS=()
+  trap bench_cleanup EXIT
+  command -v jq >/dev/null || { apt-get update -qq && apt-get install -y -qq jq >/dev/null; }
+}
+
+bench_cleanup() {
+  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$TMP"
+}
+
+bench_build() {
+  if [[ ${SKIP_BUILD:-0} != 1 ]]; then
+    log "building release binaries: $*"
+    local args=()
+    for p in "$@"; do args+=(-p "$p"); done
+    (cd "$ROOT" && cargo build --release -q "${args[@]}")
+  fi
+}
+
+start() {
+  local name=$1 cpu=$2
+  shift 2
+  local envs=()
+  while [[ $1 != -- ]]; do envs+=("$1"); shift; done
+  shift
+  env "${envs[@]}" taskset -c "$cpu" "$@" >"$TMP/$name.out" 2>"$TMP/$name.err" &
+  PIDS+=($!)
+  for _ in $(seq 200); do
+    grep -q "listening on" "$TMP/$name.out" 2>/dev/null && break
+    sleep 0.05
+  done
+  REPLY=$(sed -n 's/.*listening on http:\/\/\([^ ]*\).*/\1/p' "$TMP/$name.out" | head -1)
+  [[ -n $REPLY ]] || { log "$name did not start: $(cat "$TMP/$name.err")"; exit 1; }
+}
+
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
