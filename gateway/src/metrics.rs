@@ -9,7 +9,7 @@
 //! |---|---|---|
 //! | `layer_requests_total` | counter | `route`, `status` |
 //! | `layer_request_duration_seconds` | histogram | `route` |
-//! | `layer_query_duration_seconds` | histogram | `namespace`, `status` |
+//! | `layer_query_duration_seconds` | histogram | `namespace` (at most 256 per thread, then `_other`; none for 401/403), `status` |
 //! | `layer_upstream_duration_seconds` | histogram | `route` |
 //! | `layer_upstream_errors_total` | counter | `route`, `kind` (`connect`, `timeout`) |
 //! | `layer_write_rejections_total` | counter | `reason` |
@@ -68,6 +68,11 @@ impl Series {
         self.sum_us += other.sum_us;
     }
 }
+
+/// Distinct `namespace` label values of `layer_query_duration_seconds` per thread.
+pub const MAX_QUERY_NAMESPACES: usize = 256;
+/// The label the namespaces beyond [`MAX_QUERY_NAMESPACES`] share.
+pub const OTHER_NAMESPACE: &str = "_other";
 
 /// One thread's metrics.
 #[derive(Clone, Default)]
@@ -164,7 +169,17 @@ pub fn request_finished(
             .entry(route)
             .or_insert_with(Series::new)
             .record(elapsed);
-        if let Some(ns) = query_ns {
+        // Rejected requests (401/403) never name a namespace: an unauthenticated caller must not
+        // be able to mint label values. Past MAX_QUERY_NAMESPACES per thread, the rest share
+        // one `_other` series, so memory stays bounded (each series is an HDR histogram).
+        if let Some(ns) = query_ns.filter(|_| !matches!(status, 401 | 403)) {
+            let ns = if m.query_latency.contains_key(ns)
+                || m.query_latency.len() < MAX_QUERY_NAMESPACES
+            {
+                ns
+            } else {
+                OTHER_NAMESPACE
+            };
             let by_status = match m.query_latency.get_mut(ns) {
                 Some(s) => s,
                 None => m.query_latency.entry(ns.to_string()).or_default(),
@@ -412,5 +427,30 @@ mod tests {
         );
         assert!(text.contains("layer_query_duration_seconds_bucket{namespace=\"ns-metrics-test\",status=\"200\",le=\"0.005\"} 1"));
         assert!(text.contains("layer_shards 2"));
+    }
+
+    #[test]
+    fn namespace_labels_are_bounded_and_never_minted_by_rejected_requests() {
+        std::thread::spawn(|| {
+            request_started();
+            request_finished("query", 401, Duration::from_millis(1), Some("ns-denied"));
+            for i in 0..MAX_QUERY_NAMESPACES + 10 {
+                request_started();
+                let ns = format!("ns-bound-{i}");
+                request_finished("query", 200, Duration::from_millis(1), Some(&ns));
+            }
+        })
+        .join()
+        .unwrap();
+        let text = render(1);
+        assert!(!text.contains("ns-denied"), "{text}");
+        assert!(text.contains("namespace=\"ns-bound-0\""));
+        assert!(!text.contains(&format!(
+            "namespace=\"ns-bound-{}\"",
+            MAX_QUERY_NAMESPACES + 5
+        )));
+        assert!(text.contains(
+            "layer_query_duration_seconds_count{namespace=\"_other\",status=\"200\"} 10"
+        ));
     }
 }
