@@ -196,20 +196,18 @@ async fn serve(
         Action::Write => {
             let decoded = decode_gzip(&headers, raw.clone(), limit)?;
             // Sharded namespaces also get `_hevlayer_shard = xxh64(id) % shards` on every row.
-            let shards = shared
-                .indexes
-                .get(ns_of(&route))
-                .map_or(1, |i| i.shards.max(1));
+            let shards = crate::origin::shards_of(shared, ns_of(&route));
             let shard_fn = move |id: &scatter::IdRef<'_>| scatter::shard_of_ref(id, shards);
             let mut opts = scatter::StampOptions::new(now_ms());
             if shards > 1 {
                 opts.shard = Some(&shard_fn);
             }
-            match scatter::stamp_write_with(&decoded, &opts, &shared.limits) {
+            match scatter::stamp_write_bytes(&decoded, &opts, &shared.limits) {
                 Ok(stamped) => {
-                    // The stamped body is sent uncompressed.
+                    // The (possibly stamped) body is sent uncompressed; when nothing needed a
+                    // stamp it is the decoded body itself, not a copy.
                     headers.remove(header::CONTENT_ENCODING);
-                    Bytes::from(stamped)
+                    stamped
                 }
                 // Bad JSON or a wrongly shaped field: upstream rejects it itself, and its own
                 // error is what Turbopuffer clients expect. Nothing is written either way.
@@ -295,11 +293,8 @@ async fn serve(
     } else {
         None
     };
-    let v1_request = if v1_query {
-        decode_gzip(&headers, body.clone(), limit).ok()
-    } else {
-        None
-    };
+    // A cheap `Bytes` clone; a gzip body is inflated by the history writer, off the shard.
+    let v1_request = v1_query.then(|| body.clone());
     if rewrites || v1_query {
         headers.remove(header::ACCEPT_ENCODING);
     }

@@ -340,27 +340,10 @@ fn vector_dim(t: &str) -> Option<u64> {
         .flatten()
 }
 
-/// Parses `YYYY-MM-DDTHH:MM:SS[.fff]Z` to epoch ms (the format upstream timestamps use).
+/// Parses an RFC 3339 timestamp (upstream uses `YYYY-MM-DDTHH:MM:SS[.fff]Z`) to epoch ms.
 fn parse_rfc3339_ms(s: &str) -> Option<u64> {
-    let s = s.strip_suffix('Z')?;
-    let (date, time) = s.split_once('T')?;
-    let mut d = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
-    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
-    let (hms, frac) = time.split_once('.').unwrap_or((time, ""));
-    let mut t = hms.splitn(3, ':').map(|p| p.parse::<i64>().ok());
-    let (hh, mm, ss) = (t.next()??, t.next()??, t.next()??);
-    // Days from civil (Howard Hinnant's algorithm).
-    let y2 = if m <= 2 { y - 1 } else { y };
-    let era = y2.div_euclid(400);
-    let yoe = y2 - era * 400;
-    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let ms_frac: i64 = format!("{frac:0<3}")
-        .get(..3)
-        .and_then(|f| f.parse().ok())
-        .unwrap_or(0);
-    u64::try_from(((days * 86_400 + hh * 3600 + mm * 60 + ss) * 1000) + ms_frac).ok()
+    let t = chrono::DateTime::parse_from_rfc3339(s.trim()).ok()?;
+    u64::try_from(t.timestamp_millis()).ok()
 }
 
 /// Query-string parameters, percent-decoded.

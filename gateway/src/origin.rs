@@ -122,13 +122,18 @@ pub fn shards_of(shared: &Shared, ns: &str) -> u32 {
     shared.indexes.get(ns).map_or(1, |i| i.shards.max(1))
 }
 
-/// Effective fan-out width: the request's `threads`, else the Index's `scan.threads`, else the
-/// gateway default (8), clamped to the shard count and to the server cap (32).
-pub fn threads_for(shared: &Shared, ns: &str, requested: Option<u32>) -> u32 {
-    let wanted = requested
+/// Configured fan-out width: the request's `threads`, else the Index's `scan.threads`, else the
+/// gateway default (`gateway.scan.defaultThreads`, 8), clamped to 1..=[`MAX_THREADS`].
+pub fn configured_threads(shared: &Shared, ns: &str, requested: Option<u32>) -> u32 {
+    requested
         .or_else(|| shared.indexes.get(ns).and_then(|i| i.scan.threads))
-        .unwrap_or(shared.config.gateway.scan.default_threads);
-    wanted.clamp(1, shards_of(shared, ns).min(MAX_THREADS))
+        .unwrap_or(shared.config.gateway.scan.default_threads)
+        .clamp(1, MAX_THREADS)
+}
+
+/// Effective fan-out width of a scan: [`configured_threads`] clamped to the shard count too.
+pub fn threads_for(shared: &Shared, ns: &str, requested: Option<u32>) -> u32 {
+    configured_threads(shared, ns, requested).min(shards_of(shared, ns))
 }
 
 /// The server cap on `threads`.

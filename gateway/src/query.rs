@@ -36,9 +36,6 @@ use crate::stable::predicate;
 use crate::upstream::UpstreamResponse;
 use crate::watcher::Status;
 
-/// Server cap on concurrent upstream legs of one request.
-pub const MAX_THREADS: u32 = 32;
-
 impl From<QueryError> for GatewayError {
     fn from(e: QueryError) -> Self {
         match e {
@@ -98,11 +95,8 @@ pub async fn serve(
     let mode = index.map_or(shared.config.gateway.consistency.default_mode, |i| {
         i.consistency
     });
-    let shards = index.map_or(1, |i| i.shards.max(1));
-    let threads = index
-        .and_then(|i| i.scan.threads)
-        .unwrap_or(8)
-        .clamp(1, MAX_THREADS);
+    let shards = crate::origin::shards_of(shared, ns);
+    let threads = crate::origin::configured_threads(shared, ns, None);
     // One read of the watcher: every leg of this request shares this cut.
     let (status, watermark) = shared.watcher.snapshot(ns);
 
@@ -233,7 +227,9 @@ async fn gather(
     let limits = ctx.shared.limits;
     // The watermark is already in `body` (one cut for every leg).
     let plan = scatter::plan_shards(&body, shards, None, &limits)?;
-    let permits = Arc::new(Semaphore::new(threads.clamp(1, MAX_THREADS) as usize));
+    let permits = Arc::new(Semaphore::new(
+        threads.clamp(1, crate::origin::MAX_THREADS) as usize
+    ));
     let mut set = tokio::task::JoinSet::new();
     for (i, leg) in plan.legs.into_iter().enumerate() {
         let (up, headers, path, permits) = (
