@@ -184,18 +184,7 @@ impl Stack {
         tier: Option<std::sync::Arc<dyn layer_cache::Tier>>,
     ) -> Self {
         let emulator = Emulator::start();
-        let mut cfg = layer_gateway::Config::default();
-        cfg.gateway.listen = SocketAddr::from(([127, 0, 0, 1], 0));
-        cfg.gateway.shards = 2;
-        cfg.vector_store.endpoint.url = emulator.url();
-        cfg.vector_store.credential.value = Some(UPSTREAM_KEY.into());
-        cfg.gateway.data_dir = temp_dir("gateway");
-        cfg.gateway.cache.max_bytes = 64 << 20;
-        cfg.gateway.cache.recover = false;
-        // The write-path cache mirror reads rows back after each write, in the background; tests
-        // that count or inspect upstream requests must not see those reads unless they ask for
-        // them (tests of the mirror turn it back on).
-        cfg.gateway.cache.populate_max_ids = 0;
+        let mut cfg = base_config(&emulator.url());
         tweak(&mut cfg);
         let gateway = layer_gateway::start_with_tier(cfg, &|_| None, tier).expect("gateway start");
         let gateway_url = format!("http://{}", gateway.addr);
@@ -252,15 +241,57 @@ impl Stack {
         )
     }
 
-    /// The requests the emulator received, oldest first.
+    /// The requests the emulator received, oldest first (panics when the log cannot be read, so
+    /// an empty list always means no requests).
     pub fn upstream_requests(&self) -> Vec<Value> {
         let r = self.direct(Method::GET, "/_emu/requests?limit=1000", Bytes::new());
-        r.json()["requests"].as_array().cloned().unwrap_or_default()
+        assert_eq!(r.status, 200, "request log: {}", r.text());
+        r.json()["requests"]
+            .as_array()
+            .unwrap_or_else(|| panic!("request log without a `requests` array: {}", r.text()))
+            .clone()
     }
 
-    /// Clears the emulator's request log.
+    /// Clears the emulator's request log (panics when the clear fails).
     pub fn clear_requests(&self) {
-        self.direct(Method::DELETE, "/_emu/requests", Bytes::new());
+        let r = self.direct(Method::DELETE, "/_emu/requests", Bytes::new());
+        assert!(r.status.is_success(), "clear request log: {}", r.text());
+    }
+
+    /// Writes `body` to `ns` through the gateway, asserting 200.
+    pub fn write(&self, ns: &str, body: impl std::fmt::Display) {
+        let r = self.gw(
+            Method::POST,
+            &format!("/v2/namespaces/{ns}"),
+            body.to_string(),
+        );
+        assert_eq!(r.status, 200, "write to {ns}: {}", r.text());
+    }
+
+    /// Waits (up to 30 s) until the watcher's stable watermark for `ns` passes `after_ms`, so
+    /// origin reads see every earlier write; returns the watermark.
+    pub fn wait_watermark(&self, ns: &str, after_ms: u64) -> u64 {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let r = self.gw(
+                Method::GET,
+                &format!("/v2/namespaces/{ns}/metadata"),
+                Bytes::new(),
+            );
+            if r.status == StatusCode::OK
+                && let Some(wm) = r.json()["layer"]["stable_as_of"].as_u64()
+                && wm > after_ms
+            {
+                return wm;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "watermark of {ns} never passed {after_ms}: {} {}",
+                r.status,
+                r.text()
+            );
+            pause(Duration::from_millis(20));
+        }
     }
 
     /// Stops the gateway (graceful drain).
@@ -273,19 +304,19 @@ impl Stack {
 
 impl Stack {
     /// Stops the gateway (graceful: it drains and flushes) and starts a new one against the same
-    /// emulator, configured like [`Stack::start_with`] with a fresh data dir, then `tweak`.
-    pub fn restart_gateway(&mut self, tweak: impl FnOnce(&mut layer_gateway::Config)) {
+    /// emulator, configured like [`Stack::start_with`] ([`base_config`], a fresh data dir), then
+    /// `tweak`, with the cache tier `tier` when given (e.g. the previous gateway's, to restart
+    /// over the same cache).
+    pub fn restart_gateway(
+        &mut self,
+        tweak: impl FnOnce(&mut layer_gateway::Config),
+        tier: Option<std::sync::Arc<dyn layer_cache::Tier>>,
+    ) {
         self.stop_gateway();
-        let mut cfg = layer_gateway::Config::default();
-        cfg.gateway.listen = SocketAddr::from(([127, 0, 0, 1], 0));
-        cfg.gateway.shards = 2;
-        cfg.vector_store.endpoint.url = self.emulator.url();
-        cfg.vector_store.credential.value = Some(UPSTREAM_KEY.into());
-        cfg.gateway.data_dir = temp_dir("gateway");
-        cfg.gateway.cache.max_bytes = 64 << 20;
-        cfg.gateway.cache.recover = false;
+        let mut cfg = base_config(&self.emulator.url());
         tweak(&mut cfg);
-        let gateway = layer_gateway::start(cfg, &|_| None).expect("gateway restart");
+        let gateway =
+            layer_gateway::start_with_tier(cfg, &|_| None, tier).expect("gateway restart");
         self.gateway_url = format!("http://{}", gateway.addr);
         self.gateway = Some(gateway);
     }
@@ -304,6 +335,33 @@ impl Stack {
             })
             .unwrap_or(0.0)
     }
+}
+
+/// The gateway config every stack starts from: loopback listener, 2 shards, `emulator_url` as
+/// upstream with [`UPSTREAM_KEY`], a fresh data dir, a 64 MiB cache without recovery, and the
+/// write-path mirror off.
+pub fn base_config(emulator_url: &str) -> layer_gateway::Config {
+    let mut cfg = layer_gateway::Config::default();
+    cfg.gateway.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    cfg.gateway.shards = 2;
+    cfg.vector_store.endpoint.url = emulator_url.to_string();
+    cfg.vector_store.credential.value = Some(UPSTREAM_KEY.into());
+    cfg.gateway.data_dir = temp_dir("gateway");
+    cfg.gateway.cache.max_bytes = 64 << 20;
+    cfg.gateway.cache.recover = false;
+    // The write-path cache mirror reads rows back after each write, in the background; tests
+    // that count or inspect upstream requests must not see those reads unless they ask for
+    // them (tests of the mirror turn it back on).
+    cfg.gateway.cache.populate_max_ids = 0;
+    cfg
+}
+
+/// Milliseconds since the Unix epoch (the unit of the gateway's watermarks).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64
 }
 
 /// The S3-compatible server `scripts/s3-server` started for this test run
@@ -331,6 +389,15 @@ impl TestS3 {
              (any value works with the test server; `eval \"$(scripts/s3-server)\"` exports them)"
         );
         Some(TestS3 { endpoint, bucket })
+    }
+
+    /// A key prefix unique to this process and moment (`e2e/{tag}-{pid}-{nanos}`), so tests
+    /// sharing the bucket never see each other's objects.
+    pub fn unique_prefix(tag: &str) -> String {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        format!("e2e/{tag}-{}-{nanos}", std::process::id())
     }
 
     /// Points a gateway's object store at this server, under `prefix` (unique per test).

@@ -47,22 +47,11 @@ fn fetch(stack: &Stack, ns: &str, id: &str, query: &str) -> (u16, Option<String>
     (r.status.as_u16(), cache, r.json())
 }
 
-fn write(stack: &Stack, ns: &str, body: Value) {
-    let r = stack.gw(
-        Method::POST,
-        &format!("/v2/namespaces/{ns}"),
-        body.to_string(),
-    );
-    assert_eq!(r.status, 200, "{}", r.text());
-}
-
 #[test]
 fn fetch_hits_misses_and_falls_through_on_cache_errors() {
     // The write-path mirror is off in the harness, so the first fetch is a miss.
     let (stack, faulty) = stack_with_faulty_tier();
-    write(
-        &stack,
-        "docs",
+    stack.write("docs",
         json!({"upsert_rows": [{"id": "a", "title": "alpha", "n": 1}, {"id": "b", "title": "bravo", "n": 2}]}),
     );
     let (status, cache, doc) = fetch(&stack, "docs", "a", "");
@@ -86,8 +75,7 @@ fn fetch_hits_misses_and_falls_through_on_cache_errors() {
     // Absent everywhere: 404. Numeric ids are fetched by their decimal string.
     let (status, _, body) = fetch(&stack, "docs", "zzz", "");
     assert_eq!((status, body["error"].clone()), (404, json!("not_found")));
-    write(
-        &stack,
+    stack.write(
         "numeric",
         json!({"upsert_rows": [{"id": 7, "title": "seven"}]}),
     );
@@ -139,9 +127,7 @@ fn fetch_hits_misses_and_falls_through_on_cache_errors() {
 fn writes_through_the_gateway_populate_the_cache() {
     let (stack, faulty) = stack_with_faulty_tier_and(|c| c.gateway.cache.populate_max_ids = 1000);
     stack.clear_requests();
-    write(
-        &stack,
-        "mirror",
+    stack.write("mirror",
         json!({"upsert_rows": [{"id": "m1", "v": "one", "vector": [1.0, 0.0]}, {"id": "m2", "v": "two", "vector": [0.0, 1.0]}], "deletes": ["gone"], "distance_metric": "euclidean_squared"}),
     );
     // The read-back is a strong origin read of exactly the upserted ids, after the write.
@@ -185,31 +171,20 @@ fn writes_through_the_gateway_populate_the_cache() {
 fn reads_after_writes_through_the_gateway_are_never_stale() {
     // With the mirror on: its read-backs race the fetches below and must never serve old rows.
     let (stack, _faulty) = stack_with_faulty_tier_and(|c| c.gateway.cache.populate_max_ids = 1000);
-    write(
-        &stack,
-        "fresh",
+    stack.write("fresh",
         json!({"upsert_rows": [{"id": 1, "v": "one"}, {"id": 2, "v": "two"}, {"id": 3, "v": "three"}]}),
     );
     for id in ["1", "2", "3"] {
         fetch(&stack, "fresh", id, "");
         assert_eq!(fetch(&stack, "fresh", id, "").1.as_deref(), Some("hit"));
     }
-    write(
-        &stack,
-        "fresh",
-        json!({"upsert_rows": [{"id": 1, "v": "uno"}]}),
-    );
+    stack.write("fresh", json!({"upsert_rows": [{"id": 1, "v": "uno"}]}));
     assert_eq!(fetch(&stack, "fresh", "1", "").2["attributes"]["v"], "uno");
-    write(
-        &stack,
-        "fresh",
-        json!({"patch_rows": [{"id": 2, "v": "dos"}]}),
-    );
+    stack.write("fresh", json!({"patch_rows": [{"id": 2, "v": "dos"}]}));
     assert_eq!(fetch(&stack, "fresh", "2", "").2["attributes"]["v"], "dos");
-    write(&stack, "fresh", json!({"deletes": [3]}));
+    stack.write("fresh", json!({"deletes": [3]}));
     assert_eq!(fetch(&stack, "fresh", "3", "").0, 404);
-    write(
-        &stack,
+    stack.write(
         "fresh",
         json!({"patch_by_filter": {"filters": ["v", "Eq", "uno"], "patch": {"v": "filtered"}}}),
     );
@@ -217,11 +192,7 @@ fn reads_after_writes_through_the_gateway_are_never_stale() {
         fetch(&stack, "fresh", "1", "").2["attributes"]["v"],
         "filtered"
     );
-    write(
-        &stack,
-        "fresh",
-        json!({"delete_by_filter": ["id", "Eq", 2]}),
-    );
+    stack.write("fresh", json!({"delete_by_filter": ["id", "Eq", 2]}));
     assert_eq!(fetch(&stack, "fresh", "2", "").0, 404);
 }
 
@@ -237,9 +208,7 @@ fn health_reports_the_cache_and_nearest_to_id_uses_it() {
     assert_eq!(h.status, 200);
     assert_eq!(h.json()["cache"]["backend"], "nvme");
     assert_eq!(h.json()["cache"]["state"], "warm");
-    write(
-        &stack,
-        "vecs",
+    stack.write("vecs",
         json!({"upsert_rows": [{"id": "x", "vector": [1.0, 0.0]}, {"id": "y", "vector": [0.0, 1.0]}, {"id": "z", "vector": [0.7, 0.7]}], "distance_metric": "euclidean_squared"}),
     );
     // Warm the cache, then resolve nearest_to_id from it: no origin read for the seeds.

@@ -51,11 +51,7 @@ fn backends(scenario: &str) -> Vec<Backend> {
     let mut out = vec![Backend::Local(temp_dir(&format!("objects-{scenario}")))];
     match TestS3::from_env() {
         Some(s3) => {
-            let unique = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos());
-            let prefix = format!("e2e/{scenario}-{}-{unique}", std::process::id());
-            out.push(Backend::S3(s3, prefix));
+            out.push(Backend::S3(s3, TestS3::unique_prefix(scenario)));
         }
         None => eprintln!(
             "skipped: no S3 (LAYER_TEST_S3_ENDPOINT unset): history scenario {scenario:?} ran \
@@ -83,18 +79,8 @@ fn stack(backend: &Backend, tweak: impl FnOnce(&mut Config)) -> Stack {
     })
 }
 
-fn write(stack: &Stack, ns: &str, body: Value) {
-    let r = stack.gw(
-        Method::POST,
-        &format!("/v2/namespaces/{ns}"),
-        body.to_string(),
-    );
-    assert_eq!(r.status, 200, "{}", r.text());
-}
-
 fn seed(stack: &Stack, ns: &str) {
-    write(
-        stack,
+    stack.write(
         ns,
         json!({"upsert_rows": [
             {"id": "a", "vector": [1.0, 0.0], "title": "alpha"},
@@ -425,9 +411,7 @@ fn hybrid_auto_and_multi_query_are_one_entry_each() {
     for backend in backends("expansions") {
         let stack = stack(&backend, |c| c.indexes = vec![strong("tickets")]);
         let ns = "tickets";
-        write(
-            &stack,
-            ns,
+        stack.write(ns,
             json!({"upsert_rows": [
                 {"id": "t-1", "vector": [1.0, 0.0], "content": "connection timeout on kubernetes ingress"},
                 {"id": "t-2", "vector": [0.0, 1.0], "content": "disk full on node"}
@@ -663,7 +647,7 @@ fn batches_fill_objects_and_survive_a_restart() {
         );
 
         // A graceful restart writes the open batch; the new gateway reads it all back.
-        stack.restart_gateway(tweak);
+        stack.restart_gateway(tweak, None);
         let stored = objects(&stack.http, &store, &prefix);
         assert_eq!(
             stored.iter().map(|(_, n)| *n).collect::<Vec<_>>(),

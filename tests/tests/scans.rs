@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::Method;
-use layer_e2e::{Stack, pause};
+use layer_e2e::{Stack, now_ms, pause};
 use layer_gateway::config::IndexConfig;
 use serde_json::{Value, json};
 
@@ -59,43 +59,8 @@ fn write(stack: &Stack, ns: &str, rows: &[Value]) {
             "distance_metric": "cosine_distance",
             "schema": {"title": {"type": "string", "full_text_search": true}},
         });
-        let r = stack.gw(
-            Method::POST,
-            &format!("/v2/namespaces/{ns}"),
-            body.to_string(),
-        );
-        assert_eq!(r.status, 200, "{}", r.text());
+        stack.write(ns, body);
     }
-}
-
-/// Waits until the watcher's watermark passes `after_ms`, so origin scans see every row.
-fn wait_watermark(stack: &Stack, ns: &str, after_ms: u64) -> u64 {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let r = stack.gw(
-            Method::GET,
-            &format!("/v2/namespaces/{ns}/metadata"),
-            Bytes::new(),
-        );
-        if let Some(wm) = r.json()["layer"]["stable_as_of"].as_u64()
-            && wm > after_ms
-        {
-            return wm;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "watermark never passed {after_ms}: {}",
-            r.text()
-        );
-        pause(Duration::from_millis(20));
-    }
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_millis() as u64
 }
 
 fn scan(stack: &Stack, ns: &str, body: Value) -> (u16, Value) {
@@ -225,7 +190,7 @@ fn origin_counts_ids_and_values_match_the_data() {
     });
     let rows: Vec<Value> = (0..3000).map(row).collect();
     write(&stack, ns, &rows);
-    let wm = wait_watermark(&stack, ns, now_ms());
+    let wm = stack.wait_watermark(ns, now_ms());
 
     type Keep = Box<dyn Fn(&Value) -> bool>;
     let cases: Vec<(Value, Keep)> = vec![
@@ -462,7 +427,7 @@ fn ranked_counts_saturate_recurse_and_values_go_past_the_snapshot_cap() {
         })
         .collect();
     write(&stack, ns, &rows);
-    wait_watermark(&stack, ns, now_ms());
+    stack.wait_watermark(ns, now_ms());
     let fts = json!({"field": "title", "query": "alpha"});
     let c = count(&stack, ns, json!({"fts": fts}));
     assert_eq!(
@@ -537,7 +502,7 @@ fn values_listing_truncates_at_the_cap_with_exact_counts() {
         json!({"upsert_rows": rows}).to_string(),
     );
     assert_eq!(r.status, 200, "{}", r.text());
-    wait_watermark(&stack, ns, now_ms());
+    stack.wait_watermark(ns, now_ms());
     let (j, res) = job(&stack, ns, json!({"mode": "values", "field": "bucket"}));
     let want = expected_values(&rows, |_| true, "bucket");
     assert_eq!(want.len(), 137);
@@ -565,7 +530,7 @@ fn snapshot_served_counts_and_values() {
     let stack = Stack::start_with(fast);
     let rows: Vec<Value> = (0..400).map(row).collect();
     write(&stack, ns, &rows);
-    wait_watermark(&stack, ns, now_ms());
+    stack.wait_watermark(ns, now_ms());
     // No snapshot yet: explicit snapshot is a 412, auto falls through.
     let (status, v) = scan(
         &stack,
@@ -745,7 +710,7 @@ fn a_namespace_named_scans_and_the_running_job_cap() {
     let stack = Stack::start_with(fast);
     let rows: Vec<Value> = (0..60).map(row).collect();
     write(&stack, ns, &rows);
-    wait_watermark(&stack, ns, now_ms());
+    stack.wait_watermark(ns, now_ms());
     let (j, all) = job(&stack, ns, json!({"source": "origin"}));
     assert_eq!(j["namespace"], ns);
     assert_eq!(ids_of(&all).len(), 60);

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::Method;
-use layer_e2e::{Stack, pause, temp_dir};
+use layer_e2e::{Stack, TestS3, pause, temp_dir};
 use layer_gateway::config::{IndexConfig, IndexSnapshot};
 use serde_json::{Value, json};
 
@@ -21,51 +21,28 @@ enum Backend {
     S3,
 }
 
-/// The S3 endpoint and bucket, when the test command started one.
-fn s3_target() -> Option<(String, String)> {
-    let endpoint = std::env::var("LAYER_TEST_S3_ENDPOINT").ok()?;
-    let bucket = std::env::var("LAYER_TEST_S3_BUCKET").unwrap_or_else(|_| "layer-test".into());
-    Some((endpoint, bucket))
-}
-
 /// Points the gateway's object store at `backend`; S3 runs get a unique key prefix so parallel
 /// tests share the bucket safely. `false` when S3 was asked for but none is running.
 fn use_backend(backend: Backend, c: &mut layer_gateway::Config, prefix: &str) -> bool {
     match backend {
         Backend::Local => true,
-        Backend::S3 => {
-            let Some((endpoint, bucket)) = s3_target() else {
-                return false;
-            };
-            let o = &mut c.gateway.object_store;
-            o.backend = layer_gateway::config::ObjectStoreBackend::S3;
-            o.bucket = Some(bucket);
-            o.endpoint = Some(endpoint);
-            o.region = Some("us-east-1".into());
-            o.allow_http = true;
-            o.prefix = prefix.to_string();
-            true
-        }
+        Backend::S3 => match TestS3::from_env() {
+            Some(s3) => {
+                s3.configure(c, prefix);
+                true
+            }
+            None => false,
+        },
     }
 }
 
 /// Runs `test` against `backend`, or says why it is skipped.
 fn on(backend: Backend, test: fn(Backend)) {
-    if matches!(backend, Backend::S3) && s3_target().is_none() {
+    if matches!(backend, Backend::S3) && TestS3::from_env().is_none() {
         eprintln!("skipped: no S3 server (set LAYER_TEST_S3_ENDPOINT; scripts/test starts one)");
         return;
     }
     test(backend);
-}
-
-fn unique(tag: &str) -> String {
-    format!("{tag}-{}-{}", std::process::id(), rand_suffix())
-}
-
-fn rand_suffix() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 fn fast(c: &mut layer_gateway::Config) {
@@ -106,13 +83,10 @@ fn rows(from: u64, to: u64) -> Vec<Value> {
 }
 
 fn write(stack: &Stack, ns: &str, rows: &[Value]) {
-    let body = json!({"upsert_rows": rows, "distance_metric": "euclidean_squared"});
-    let r = stack.gw(
-        Method::POST,
-        &format!("/v2/namespaces/{ns}"),
-        body.to_string(),
+    stack.write(
+        ns,
+        json!({"upsert_rows": rows, "distance_metric": "euclidean_squared"}),
     );
-    assert_eq!(r.status, 200, "{}", r.text());
 }
 
 /// `{value: count}` for `field` over `rows` (arrays count each distinct element once per row).
@@ -228,7 +202,7 @@ fn automatic_snapshots_count_facets_and_survive_a_restart_s3() {
 fn automatic_snapshots(backend: Backend) {
     let dir = temp_dir("snapshot-restart");
     let cfg_dir = dir.clone();
-    let prefix = unique("snap-auto");
+    let prefix = TestS3::unique_prefix("snap-auto");
     let store_prefix = prefix.clone();
     let mut stack = Stack::start_with(move |c| {
         fast(c);
@@ -308,18 +282,14 @@ fn automatic_snapshots(backend: Backend) {
     assert_eq!(m["layer"]["indexed"], true);
 
     // A restart keeps history, bodies and activity (local object store under --data-dir).
-    stack.stop_gateway();
-    let mut cfg = layer_gateway::Config::default();
-    cfg.gateway.listen = ([127, 0, 0, 1], 0).into();
-    cfg.gateway.shards = 1;
-    cfg.gateway.data_dir = dir;
-    cfg.gateway.cache.recover = false;
-    cfg.vector_store.endpoint.url = stack.emulator.url();
-    cfg.vector_store.credential.value = Some(layer_e2e::UPSTREAM_KEY.into());
-    assert!(use_backend(backend, &mut cfg, &prefix));
-    let g = layer_gateway::start(cfg, &|_| None).expect("restart");
-    stack.gateway_url = format!("http://{}", g.addr);
-    stack.gateway = Some(g);
+    stack.restart_gateway(
+        |c| {
+            c.gateway.shards = 1;
+            c.gateway.data_dir = dir;
+            assert!(use_backend(backend, c, &prefix));
+        },
+        None,
+    );
     assert_eq!(history(&stack, "snap-auto"), h2);
     let again = get(
         &stack,
@@ -344,7 +314,7 @@ fn manual_jobs_by_source_s3() {
 }
 
 fn manual_jobs_by_source(backend: Backend) {
-    let prefix = unique("snap-manual");
+    let prefix = TestS3::unique_prefix("snap-manual");
     let stack = Stack::start_with(move |c| {
         fast(c);
         assert!(use_backend(backend, c, &prefix));
@@ -505,7 +475,7 @@ fn policy_set_through_the_api_drives_the_writer_and_retention_s3() {
 }
 
 fn policy_and_retention(backend: Backend) {
-    let prefix = unique("snap-policy");
+    let prefix = TestS3::unique_prefix("snap-policy");
     let stack = Stack::start_with(move |c| {
         fast(c);
         assert!(use_backend(backend, c, &prefix));
@@ -563,12 +533,11 @@ fn object_store_down_fails_snapshot_jobs_but_not_queries() {
     // An S3 endpoint nothing listens on.
     let stack = Stack::start_with(|c| {
         fast(c);
-        let o = &mut c.gateway.object_store;
-        o.backend = layer_gateway::config::ObjectStoreBackend::S3;
-        o.bucket = Some("nowhere".into());
-        o.endpoint = Some("http://127.0.0.1:9".into());
-        o.region = Some("us-east-1".into());
-        o.allow_http = true;
+        let nowhere = TestS3 {
+            endpoint: "http://127.0.0.1:9".into(),
+            bucket: "nowhere".into(),
+        };
+        nowhere.configure(c, "");
     });
     let ns = "snap-down";
     let data = rows(0, 10);

@@ -91,27 +91,17 @@ fn upstream_queries(stack: &Stack) -> Vec<Value> {
         .collect()
 }
 
-/// Writes through the gateway (asserting success).
-fn write(stack: &Stack, ns: &str, body: &str) {
-    let r = stack.gw(
-        Method::POST,
-        &format!("/v2/namespaces/{ns}"),
-        body.to_string(),
-    );
-    assert_eq!(r.status, 200, "{}", r.text());
-}
-
 /// Writes `first`, waits until the watcher reports the namespace stable, pauses its indexer and
 /// writes `second`: the namespace is then updating with `second` above the watermark.
 fn stable_then_behind(stack: &Stack, ns: &str, first: &str, second: &str) {
-    write(stack, ns, first);
+    stack.write(ns, first);
     wait_stable(stack, ns, true);
     emu(
         stack,
         "/_emu/indexer",
         json!({"namespace": ns, "paused": true}),
     );
-    write(stack, ns, second);
+    stack.write(ns, second);
 }
 
 const ALL: &str = r#"{"rank_by":["id","asc"],"top_k":100}"#;

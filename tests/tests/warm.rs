@@ -10,14 +10,19 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::Method;
 use layer_cache::{FaultyTier, NvmeConfig, NvmeTier, Tier};
-use layer_e2e::{Stack, UPSTREAM_KEY, pause, temp_dir};
+use layer_e2e::{Stack, UPSTREAM_KEY, now_ms, pause, temp_dir};
 use layer_gateway::config::IndexConfig;
 use serde_json::{Value, json};
 
 const CATS: [&str; 4] = ["books", "toys", "food", "games"];
 
-/// A stack whose cache tier the test can take down. `write_mirror: false` turns off the
-/// write-path mirror (`populateMaxIds: 0`), so writes leave the cache as it was.
+/// How many ids a write may mirror into the cache when a test asks for the write-path mirror
+/// (the harness turns it off by default).
+const MIRROR_MAX_IDS: usize = 1000;
+
+/// A stack whose cache tier the test can take down. `write_mirror: true` turns on the write-path
+/// mirror (`populateMaxIds` = [`MIRROR_MAX_IDS`]), so writes also update the cache; `false`
+/// keeps it off (`0`), so writes leave the cache as it was.
 fn stack(indexes: Vec<IndexConfig>, write_mirror: bool) -> (Stack, FaultyTier) {
     let nvme: Arc<dyn Tier> = Arc::new(
         NvmeTier::open(NvmeConfig::new(temp_dir("warm-nvme"), 64 << 20)).expect("nvme tier"),
@@ -30,9 +35,7 @@ fn stack(indexes: Vec<IndexConfig>, write_mirror: bool) -> (Stack, FaultyTier) {
             c.gateway.consistency.stable_poll_interval_ms = 100;
             c.gateway.consistency.safety_margin_ms = 5;
             c.indexes = indexes;
-            if !write_mirror {
-                c.gateway.cache.populate_max_ids = 0;
-            }
+            c.gateway.cache.populate_max_ids = if write_mirror { MIRROR_MAX_IDS } else { 0 };
         },
         Some(tier),
     );
@@ -53,41 +56,19 @@ fn row(i: u64) -> Value {
     r
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_millis() as u64
-}
-
 fn write(stack: &Stack, ns: &str, rows: &[Value]) {
-    let r = stack.gw(
-        Method::POST,
-        &format!("/v2/namespaces/{ns}"),
-        json!({"upsert_rows": rows}).to_string(),
-    );
-    assert_eq!(r.status, 200, "{}", r.text());
+    stack.write(ns, json!({"upsert_rows": rows}));
 }
 
-fn wait_watermark(stack: &Stack, ns: &str, after_ms: u64) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let m = stack
-            .gw(
-                Method::GET,
-                &format!("/v2/namespaces/{ns}/metadata"),
-                Bytes::new(),
-            )
-            .json();
-        if m["layer"]["stable_as_of"]
-            .as_u64()
-            .is_some_and(|w| w > after_ms)
-        {
-            return;
-        }
+/// Waits (bounded) until the write-path mirror has populated the cache at least once, proving
+/// it is on for a test that asked for it.
+fn wait_mirrored(stack: &Stack) {
+    let sample = r#"layer_document_cache_events_total{event="populated"}"#;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while stack.metric(sample) < 1.0 {
         assert!(
             Instant::now() < deadline,
-            "watermark never passed {after_ms}: {m}"
+            "the write-path mirror never populated the cache"
         );
         pause(Duration::from_millis(20));
     }
@@ -175,13 +156,13 @@ fn job_results(stack: &Stack, ns: &str, body: Value) -> (Value, Value) {
     let id = created["id"].as_str().expect("id").to_string();
     let deadline = Instant::now() + Duration::from_secs(60);
     let job = loop {
-        let j = stack
-            .gw(
-                Method::GET,
-                &format!("/v2/namespaces/{ns}/scans/{id}"),
-                Bytes::new(),
-            )
-            .json();
+        let r = stack.gw(
+            Method::GET,
+            &format!("/v2/namespaces/{ns}/scans/{id}"),
+            Bytes::new(),
+        );
+        assert_eq!(r.status, 200, "scan job {id}: {}", r.text());
+        let j = r.json();
         if j["status"] != "running" {
             break j;
         }
@@ -189,14 +170,13 @@ fn job_results(stack: &Stack, ns: &str, body: Value) -> (Value, Value) {
         pause(Duration::from_millis(20));
     };
     assert_eq!(job["status"], "completed", "{job}");
-    let res = stack
-        .gw(
-            Method::GET,
-            &format!("/v2/namespaces/{ns}/scans/{id}/results"),
-            Bytes::new(),
-        )
-        .json();
-    (job, res)
+    let r = stack.gw(
+        Method::GET,
+        &format!("/v2/namespaces/{ns}/scans/{id}/results"),
+        Bytes::new(),
+    );
+    assert_eq!(r.status, 200, "results of scan job {id}: {}", r.text());
+    (job, r.json())
 }
 
 /// A deterministic stream of type-correct filters over the test rows, nested up to depth 2.
@@ -275,7 +255,8 @@ fn warm_then_cache_scans_agree_with_origin() {
     );
     let rows: Vec<Value> = (0..900).map(row).collect();
     write(&stack, ns, &rows);
-    wait_watermark(&stack, ns, now_ms());
+    wait_mirrored(&stack);
+    stack.wait_watermark(ns, now_ms());
     let (status, job) = warm(&stack, ns, "?page_size=200");
     assert_eq!(status, 202, "{job}");
     let done = wait_warm(&stack, ns, job["id"].as_str().unwrap());
@@ -333,6 +314,10 @@ fn warm_then_cache_scans_agree_with_origin() {
             ns,
             json!({"mode": "values", "field": field, "source": "origin"}),
         );
+        assert!(
+            c["values"].is_array() && o["values"].is_array(),
+            "{field}: cache {c}, origin {o}"
+        );
         assert_eq!(c["values"], o["values"], "{field}");
     }
 
@@ -363,7 +348,7 @@ fn every_row_of_the_auto_table() {
     // Empty cache: origin, and a background warm that stamps cache_warmed_through.
     let ns = "auto-empty";
     write(&stack, ns, &(0..300).map(row).collect::<Vec<_>>());
-    wait_watermark(&stack, ns, now_ms());
+    stack.wait_watermark(ns, now_ms());
     let c = count(&stack, ns, "auto", None);
     assert_eq!(
         (c["served_by"].as_str(), c["count"].as_u64()),
@@ -387,7 +372,7 @@ fn every_row_of_the_auto_table() {
 
     // Populated, warmed < watermark: the stable warmed view from cache, and a background warm.
     write(&stack, ns, &(300..350).map(row).collect::<Vec<_>>());
-    wait_watermark(&stack, ns, now_ms());
+    stack.wait_watermark(ns, now_ms());
     let c = count(&stack, ns, "auto", None);
     assert_eq!(
         (c["served_by"].as_str(), c["count"].as_u64()),
@@ -410,7 +395,7 @@ fn every_row_of_the_auto_table() {
     // Documents cached one by one (fetch backfills) are not a complete copy: still empty.
     let ns = "auto-fetched";
     write(&stack, ns, &(0..100).map(row).collect::<Vec<_>>());
-    wait_watermark(&stack, ns, now_ms());
+    stack.wait_watermark(ns, now_ms());
     fetch_some(&stack, ns, 10);
     let c = count(&stack, ns, "auto", None);
     assert_eq!(
@@ -479,7 +464,7 @@ fn every_row_of_the_auto_table() {
     // Populated, no cache_warmed_through yet (a restarted gateway over the same, recovered tier),
     // watermark observed: cache, and a background warm.
     restart_over(&mut stack, &faulty, "auto-empty");
-    wait_watermark(&stack, "auto-empty", 0);
+    stack.wait_watermark("auto-empty", 0);
     let c = count(&stack, "auto-empty", "auto", None);
     assert_eq!(
         (c["served_by"].as_str(), c["count"].as_u64()),
@@ -501,25 +486,19 @@ fn every_row_of_the_auto_table() {
 /// Replaces the gateway with a new one (fresh memory) over the same cache tier, with `ns`
 /// configured as an index so its watcher observes it.
 fn restart_over(stack: &mut Stack, faulty: &FaultyTier, ns: &str) {
-    stack.stop_gateway();
-    let mut cfg = layer_gateway::Config::default();
-    cfg.gateway.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-    cfg.gateway.shards = 2;
-    cfg.vector_store.endpoint.url = stack.emulator.url();
-    cfg.vector_store.credential.value = Some(UPSTREAM_KEY.into());
-    cfg.gateway.data_dir = temp_dir("gateway");
-    cfg.gateway.consistency.poll_interval_ms = 40;
-    cfg.gateway.consistency.stable_poll_interval_ms = 100;
-    cfg.gateway.consistency.safety_margin_ms = 5;
-    cfg.gateway.cache.populate_max_ids = 0;
-    cfg.indexes = vec![IndexConfig {
-        name: ns.into(),
-        ..IndexConfig::default()
-    }];
     let tier: Arc<dyn Tier> = Arc::new(faulty.clone());
-    let g = layer_gateway::start_with_tier(cfg, &|_| None, Some(tier)).expect("restart");
-    stack.gateway_url = format!("http://{}", g.addr);
-    stack.gateway = Some(g);
+    stack.restart_gateway(
+        |c| {
+            c.gateway.consistency.poll_interval_ms = 40;
+            c.gateway.consistency.stable_poll_interval_ms = 100;
+            c.gateway.consistency.safety_margin_ms = 5;
+            c.indexes = vec![IndexConfig {
+                name: ns.into(),
+                ..IndexConfig::default()
+            }];
+        },
+        Some(tier),
+    );
 }
 
 /// Fetches the first `n` rows through the gateway (backfilling the cache) and waits until the
@@ -548,7 +527,8 @@ fn hint_cache_warm_passthrough_and_steps() {
     let (stack, faulty) = stack(Vec::new(), true);
     let ns = "hint";
     write(&stack, ns, &(0..120).map(row).collect::<Vec<_>>());
-    wait_watermark(&stack, ns, now_ms());
+    wait_mirrored(&stack);
+    stack.wait_watermark(ns, now_ms());
     let path = format!("/v1/namespaces/{ns}/hint_cache_warm");
     let direct = stack.direct(Method::GET, &path, Bytes::new());
     let bare = stack.gw(Method::GET, &path, Bytes::new());
@@ -691,7 +671,7 @@ fn warm_pages_larger_than_the_tier_queue() {
             &chunk.iter().map(|i| row(*i)).collect::<Vec<_>>(),
         );
     }
-    wait_watermark(&stack, ns, now_ms());
+    stack.wait_watermark(ns, now_ms());
     let (status, job) = warm(&stack, ns, "?page_size=10000");
     assert_eq!(status, 202, "{job}");
     let done = wait_warm(&stack, ns, job["id"].as_str().unwrap());
@@ -708,7 +688,7 @@ fn a_namespace_clear_during_a_warm_restarts_it() {
     let ns = "warm-clear";
     let rows: Vec<Value> = (0..1000).map(row).collect();
     write(&stack, ns, &rows);
-    wait_watermark(&stack, ns, now_ms());
+    stack.wait_watermark(ns, now_ms());
     // Slow upstream pages, so the clear lands while the warm is under way.
     let rule = json!({"rules": [{"route": "query", "namespace": ns, "delay_ms": 200}]});
     assert_eq!(
@@ -751,7 +731,7 @@ fn a_namespace_clear_during_a_warm_restarts_it() {
     );
     let left = rows.iter().filter(|r| r["category"] != "toys").count() as u64;
     assert_eq!(done["documents_scanned"], left, "{done}");
-    wait_watermark(&stack, ns, now_ms());
+    stack.wait_watermark(ns, now_ms());
     let origin = count(&stack, ns, "origin", None);
     assert_eq!(origin["count"], left, "{origin}");
     let cache = count(&stack, ns, "cache", None);
