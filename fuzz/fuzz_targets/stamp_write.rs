@@ -19,6 +19,7 @@ fuzz_target!(|data: &[u8]| {
     let limits = Limits {
         max_body_bytes: 1 << 20,
         max_depth: 32,
+        prevalidated: false,
     };
     if let Err(msg) = check_stamp(data, &StampOptions::new(1_700_000_000_000), &limits) {
         panic!("{msg}");

@@ -121,6 +121,7 @@ pub fn start_with_tier(
     let limits = scatter::Limits {
         max_body_bytes: config.gateway.max_body_bytes,
         max_depth: config.gateway.max_json_depth,
+        prevalidated: false,
     };
     let upstream_key = config.upstream_key(env);
     let (watcher, registrations) = watcher::Watcher::new(config.gateway.consistency.clone());

@@ -117,8 +117,12 @@ pub async fn serve(
         Ok(None) => body,
         Err(e) => return upstream_judges(ctx, path_and_query, headers, body, watermark, e).await,
     };
+    // Validate the body whole once per request: `hide_reserved` did when it ran, else
+    // `plan_query` does; every later pass (stable read, shard legs) gets bodies this request
+    // already validated or spliced from them, and only walks their top level.
+    let once = shared.limits.prevalidated();
     let qctx = QueryContext {
-        limits: shared.limits,
+        limits: if may_project { once } else { shared.limits },
         shards,
         threads,
         ..QueryContext::default()
@@ -176,7 +180,7 @@ pub async fn serve(
     let (legs_body, caller_strong, injected) = if mode == IndexConsistency::Strong {
         (q.body.clone(), true, false)
     } else {
-        let p = scatter::plan_stable_read(&q.body, pred.as_deref(), &shared.limits)?;
+        let p = scatter::plan_stable_read(&q.body, pred.as_deref(), &once)?;
         (p.body, p.caller_strong, p.injected)
     };
 
@@ -190,7 +194,7 @@ pub async fn serve(
         {
             // Write-storm backpressure: the predicate bounds what upstream must scan.
             metrics::watcher_event("retry_429");
-            let forced = scatter::plan_stable_read(&q.body, Some(&predicate(wm)), &shared.limits)?;
+            let forced = scatter::plan_stable_read(&q.body, Some(&predicate(wm)), &once)?;
             up = send(ctx, path_and_query, headers, Bytes::from(forced.body)).await?;
         }
         if !up.status.is_success() {
@@ -224,8 +228,8 @@ async fn gather(
     threads: u32,
     watermark: Option<u64>,
 ) -> Result<Answer, GatewayError> {
-    let limits = ctx.shared.limits;
-    // The watermark is already in `body` (one cut for every leg).
+    // The watermark is already in `body` (one cut for every leg), validated earlier in the request.
+    let limits = ctx.shared.limits.prevalidated();
     let plan = scatter::plan_shards(&body, shards, None, &limits)?;
     let permits = Arc::new(Semaphore::new(
         threads.clamp(1, crate::origin::MAX_THREADS) as usize

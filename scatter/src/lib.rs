@@ -112,6 +112,11 @@ pub struct Limits {
     /// Deepest accepted nesting of arrays and objects, counting the top-level object as 1;
     /// clamped to [`MAX_DEPTH_CEILING`].
     pub max_depth: usize,
+    /// The body was already validated whole under these limits (or spliced by this crate from
+    /// such a body), so rewriters only walk its top-level members instead of validating it again.
+    /// A request's first pass validates; the later passes of the same request set this (see
+    /// [`Limits::prevalidated`]). Never set it for bytes that did not come from such a pass.
+    pub prevalidated: bool,
 }
 
 impl Default for Limits {
@@ -119,6 +124,7 @@ impl Default for Limits {
         Self {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             max_depth: DEFAULT_MAX_DEPTH,
+            prevalidated: false,
         }
     }
 }
@@ -128,5 +134,14 @@ impl Limits {
     #[must_use]
     pub fn effective_max_depth(&self) -> usize {
         self.max_depth.min(MAX_DEPTH_CEILING)
+    }
+
+    /// These limits for a body that already passed whole-body validation under them.
+    #[must_use]
+    pub fn prevalidated(self) -> Self {
+        Limits {
+            prevalidated: true,
+            ..self
+        }
     }
 }

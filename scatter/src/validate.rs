@@ -58,6 +58,12 @@ pub(crate) fn parse_top<'a>(
         }
         Some(_) => return Err(RewriteError::NotAnObject),
     }
+    if limits.prevalidated {
+        // Validated whole earlier in this request: only collect the top-level members.
+        return to_object_iter(body)
+            .map(|item| item.map_err(|e| json_error(&e, false)))
+            .collect();
+    }
     check_depth(body, limits.effective_max_depth())?;
 
     let mut entries: Vec<Entry<'a>> = Vec::new();
@@ -263,6 +269,23 @@ pub(crate) fn json_error(e: &sonic_rs::Error, nested: bool) -> RewriteError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prevalidated_limits_only_walk_the_top_level() {
+        // A nested duplicate key fails whole validation; a prevalidated pass does not repeat it.
+        let body = br#"{"filters":{"a":1,"a":2},"top_k":3}"#;
+        let limits = Limits::default();
+        assert!(validate(body, &limits).is_err());
+        let entries = parse_top(body, &limits.prevalidated()).expect("top level");
+        let keys: Vec<&str> = entries.iter().map(|(k, _)| k.as_ref()).collect();
+        assert_eq!(keys, ["filters", "top_k"]);
+        // The size cap still holds.
+        let tiny = Limits {
+            max_body_bytes: 4,
+            ..Limits::default()
+        };
+        assert!(parse_top(body, &tiny.prevalidated()).is_err());
+    }
 
     fn check(body: &str) -> Result<(), RewriteError> {
         validate(body.as_bytes(), &Limits::default())
