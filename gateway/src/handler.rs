@@ -494,13 +494,7 @@ fn filter_listing(mut up: UpstreamResponse, principal: &Principal) -> UpstreamRe
     let Ok(mut v) = serde_json::from_slice::<Value>(&up.body) else {
         return up;
     };
-    if let Some(list) = v.get_mut("namespaces").and_then(Value::as_array_mut) {
-        list.retain(|n| {
-            n.get("id")
-                .and_then(Value::as_str)
-                .is_some_and(|id| principal.may_access(id))
-        });
-    }
+    namespaces::retain_granted(&mut v, "id", principal);
     if let Ok(b) = serde_json::to_vec(&v) {
         up.body = Bytes::from(b);
     }

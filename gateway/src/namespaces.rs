@@ -166,16 +166,22 @@ pub async fn list(
 }
 
 fn filter_for(mut page: Value, principal: &Principal) -> Value {
-    if principal.is_namespace_limited()
-        && let Some(rows) = page.get_mut("namespaces").and_then(Value::as_array_mut)
-    {
+    if principal.is_namespace_limited() {
+        retain_granted(&mut page, "name", principal);
+    }
+    page
+}
+
+/// Keeps only the rows of a listing's `namespaces` array whose `key` (`name` in Layer's listing,
+/// `id` in Turbopuffer's) names a namespace the principal may access.
+pub fn retain_granted(page: &mut Value, key: &str, principal: &Principal) {
+    if let Some(rows) = page.get_mut("namespaces").and_then(Value::as_array_mut) {
         rows.retain(|r| {
-            r.get("name")
+            r.get(key)
                 .and_then(Value::as_str)
                 .is_some_and(|n| principal.may_access(n))
         });
     }
-    page
 }
 
 async fn fetch_page(

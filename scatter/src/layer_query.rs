@@ -69,7 +69,7 @@ pub struct QueryContext {
     /// Body limits for validation.
     pub limits: Limits,
     /// The vector attribute ANN legs rank by (`"vector"`).
-    pub vector_attribute: String,
+    pub vector_attribute: &'static str,
     /// The namespace's vector dimensionality, when known (enables the 422 mismatch check).
     pub vector_dims: Option<usize>,
     /// Active shard count; 0 or 1 = unsharded.
@@ -82,7 +82,7 @@ impl Default for QueryContext {
     fn default() -> Self {
         Self {
             limits: Limits::default(),
-            vector_attribute: "vector".into(),
+            vector_attribute: "vector",
             vector_dims: None,
             shards: 1,
             threads: crate::hybrid::DEFAULT_THREADS,
@@ -255,6 +255,19 @@ fn plan_single(
     }))
 }
 
+/// `as_of` / `between` (point-in-time reads) are not served yet: a clear 422 naming the field.
+fn reject_point_in_time(fields: &[Field<'_>]) -> Result<(), QueryError> {
+    for field in ["as_of", "between"] {
+        if get(fields, field).is_some() {
+            return Err(QueryError::Unsupported {
+                field,
+                why: "point-in-time reads are on the roadmap; drop the field to read the stable cut",
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Translates one query object's Layer keys; `None` when nothing changes.
 fn translate(
     fields: &[Field<'_>],
@@ -262,14 +275,7 @@ fn translate(
     cents: &mut Centroids<'_>,
     leg: Option<usize>,
 ) -> Result<Option<Vec<u8>>, QueryError> {
-    for field in ["as_of", "between"] {
-        if get(fields, field).is_some() {
-            return Err(QueryError::Unsupported {
-                field: if field == "as_of" { "as_of" } else { "between" },
-                why: "point-in-time reads are on the roadmap; drop the field to read the stable cut",
-            });
-        }
-    }
+    reject_point_in_time(fields)?;
     let vector = get(fields, "vector");
     let nearest = get(fields, "nearest_to_id");
     let has_rank = get(fields, "rank_by").is_some();
@@ -301,7 +307,7 @@ fn translate(
     if !has_rank && vector.is_none() && nearest.is_none() && get(fields, "aggregate_by").is_none() {
         return Err(QueryError::NoRanking);
     }
-    let attr = json_string(&ctx.vector_attribute);
+    let attr = json_string(ctx.vector_attribute);
     let rank_by = match (vector, nearest) {
         (Some(v), _) => {
             let raw = raw_of(v);
@@ -371,13 +377,7 @@ fn plan_expansion(
     }
     for field in ["vector", "nearest_to_id"] {
         if get(entries, field).is_some() {
-            return Err(QueryError::RankingConflict {
-                field: if field == "vector" {
-                    "vector"
-                } else {
-                    "nearest_to_id"
-                },
-            });
+            return Err(QueryError::RankingConflict { field });
         }
     }
     for field in ["aggregate_by", "group_by", "rerank_by"] {
@@ -387,14 +387,7 @@ fn plan_expansion(
             )));
         }
     }
-    for field in ["as_of", "between"] {
-        if get(entries, field).is_some() {
-            return Err(QueryError::Unsupported {
-                field: if field == "as_of" { "as_of" } else { "between" },
-                why: "point-in-time reads are on the roadmap; drop the field to read the stable cut",
-            });
-        }
-    }
+    reject_point_in_time(entries)?;
     let top_k = get(entries, "top_k")
         .or_else(|| get(entries, "limit"))
         .and_then(limit_of)
@@ -509,7 +502,7 @@ fn plan_expansion(
                 }
                 (_, v) => v,
             };
-            let attr = json_string(&ctx.vector_attribute);
+            let attr = json_string(ctx.vector_attribute);
             let ann = vector.map(|v| format!("[{attr},\"ANN\",{v}]"));
             let defaults = crate::hybrid::HybridOptions::default();
             match (route, ann) {
