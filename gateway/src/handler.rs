@@ -87,8 +87,8 @@ pub async fn handle(ctx: Arc<ShardCtx>, req: Request<Incoming>) -> Resp {
             (e.into_response(), "unknown", None)
         }
         Some(r) => {
-            let query_ns =
-                matches!(r.name, "query" | "query_v1").then(|| r.namespace.unwrap_or_default());
+            let query_ns = matches!(r.action, Action::Query | Action::QueryV1)
+                .then(|| r.namespace.unwrap_or_default());
             let resp = match serve(&ctx, r, parts, body).await {
                 Ok(resp) => resp,
                 Err(e) => e.into_response(),
@@ -267,9 +267,9 @@ async fn serve(
     }
     // The document cache never serves what a write changed: invalidate before forwarding and
     // again once upstream acknowledged (a fetch racing the write may have backfilled the old row).
-    let touched = match (route.action, route.name) {
-        (Action::Write, _) => Some(fetch::touched(&body)),
-        (_, "delete" | "copy_async") => Some(fetch::Touched {
+    let touched = match route.action {
+        Action::Write => Some(fetch::touched(&body)),
+        Action::ReplaceNamespace => Some(fetch::Touched {
             whole_namespace: true,
             ..Default::default()
         }),
@@ -280,13 +280,16 @@ async fn serve(
     }
     // Responses the gateway rewrites must come back uncompressed; everything else keeps the
     // caller's accept-encoding and is relayed as is.
-    let rewrites = route.action == Action::Metadata
-        || matches!(route.name, "schema" | "update_schema")
-        || (route.name == "list" && principal.is_namespace_limited());
+    let limited_listing =
+        route.action == Action::UpstreamListing && principal.is_namespace_limited();
+    let rewrites = matches!(
+        route.action,
+        Action::Metadata | Action::Schema | Action::SchemaUpdate
+    ) || limited_listing;
     // The legacy v1 query is relayed as upstream answers it, and recorded in search history like
     // the v2 route: its answer is fetched uncompressed (to read the result ids) and compressed
     // here when the caller accepts gzip.
-    let v1_query = route.name == "query_v1";
+    let v1_query = route.action == Action::QueryV1;
     let v1_gzip_ok = v1_query && accepts_gzip(&headers);
     let v1_search = if v1_query {
         Some(search_context(&headers)?)
@@ -350,12 +353,8 @@ async fn serve(
             };
             namespaces::enrich_metadata(&mut up, ns, shared.watcher.snapshot(ns), rows)
         }
-        _ if matches!(route.name, "schema" | "update_schema") => {
-            namespaces::strip_reserved_schema(&mut up, false)
-        }
-        _ if route.name == "list" && principal.is_namespace_limited() => {
-            up = filter_listing(up, &principal)
-        }
+        Action::Schema | Action::SchemaUpdate => namespaces::strip_reserved_schema(&mut up, false),
+        Action::UpstreamListing if limited_listing => up = filter_listing(up, &principal),
         _ => {}
     }
     Ok(relay(up, trace))

@@ -15,6 +15,16 @@ pub enum Action {
     Metrics,
     /// Forwarded upstream byte for byte.
     Passthrough,
+    /// `GET /v1/namespaces`: forwarded; a namespace-limited key sees only its namespaces.
+    UpstreamListing,
+    /// `GET /v1/namespaces/{ns}/schema`: forwarded; the gateway's reserved attributes are hidden.
+    Schema,
+    /// `POST /v1/namespaces/{ns}/query`: forwarded and relayed as upstream answers; recorded in
+    /// search history.
+    QueryV1,
+    /// `DELETE /v2/namespaces/{ns}` and async copies into it: forwarded; the namespace's cached
+    /// documents are invalidated wholesale.
+    ReplaceNamespace,
     /// `POST /v2/namespaces/{ns}`: validated, stamped, forwarded.
     Write,
     /// `POST /v1/namespaces/{ns}/schema`: reserved attributes rejected, forwarded unchanged.
@@ -75,7 +85,7 @@ pub fn classify<'a>(method: &Method, path: &'a str) -> Option<Route<'a>> {
             scope: None,
             namespace: None,
         }),
-        ("GET", ["v1", "namespaces"]) => r(Passthrough, "list", Scope::Read, None),
+        ("GET", ["v1", "namespaces"]) => r(UpstreamListing, "list", Scope::Read, None),
         ("GET", ["v2", "namespaces"]) => r(ListNamespaces, "list_namespaces", Scope::Read, None),
         ("GET", ["v2", "namespaces", ns, "documents", _id]) => {
             r(Fetch, "fetch", Scope::Read, Some(*ns))
@@ -84,13 +94,15 @@ pub fn classify<'a>(method: &Method, path: &'a str) -> Option<Route<'a>> {
             r(BatchFetch, "batch_fetch", Scope::Read, Some(*ns))
         }
         ("POST", ["v2", "namespaces", ns]) => r(Write, "write", Scope::Write, Some(*ns)),
-        ("DELETE", ["v2", "namespaces", ns]) => r(Passthrough, "delete", Scope::Write, Some(*ns)),
+        ("DELETE", ["v2", "namespaces", ns]) => {
+            r(ReplaceNamespace, "delete", Scope::Write, Some(*ns))
+        }
         ("POST", ["v2", "namespaces", ns, "async"]) => {
-            r(Passthrough, "copy_async", Scope::Write, Some(*ns))
+            r(ReplaceNamespace, "copy_async", Scope::Write, Some(*ns))
         }
         ("POST", ["v2", "namespaces", ns, "query"]) => r(Query, "query", Scope::Read, Some(*ns)),
         ("POST", ["v1", "namespaces", ns, "query"]) => {
-            r(Passthrough, "query_v1", Scope::Read, Some(*ns))
+            r(QueryV1, "query_v1", Scope::Read, Some(*ns))
         }
         ("POST", ["v2", "namespaces", ns, "explain_query"]) => {
             r(Passthrough, "explain", Scope::Read, Some(*ns))
@@ -101,9 +113,7 @@ pub fn classify<'a>(method: &Method, path: &'a str) -> Option<Route<'a>> {
         ("PATCH", ["v1" | "v2", "namespaces", ns, "metadata"]) => {
             r(Metadata, "update_metadata", Scope::Write, Some(*ns))
         }
-        ("GET", ["v1", "namespaces", ns, "schema"]) => {
-            r(Passthrough, "schema", Scope::Read, Some(*ns))
-        }
+        ("GET", ["v1", "namespaces", ns, "schema"]) => r(Schema, "schema", Scope::Read, Some(*ns)),
         ("POST", ["v1", "namespaces", ns, "schema"]) => {
             r(SchemaUpdate, "update_schema", Scope::Write, Some(*ns))
         }
