@@ -62,6 +62,13 @@ pub enum GatewayError {
 }
 
 impl GatewayError {
+    /// 503 `cache_cold` for `route` (counted in `layer_cache_cold_responses_total{route}`):
+    /// the route needs the document cache and it is cold or disabled.
+    pub fn cache_cold(route: &'static str, message: impl Into<String>) -> Self {
+        crate::metrics::feature_event("layer_cache_cold_responses_total", "route", route, 1);
+        GatewayError::CacheCold(message.into())
+    }
+
     /// Status code for this error.
     pub fn status(&self) -> StatusCode {
         match self {

@@ -140,9 +140,9 @@ fn tier_ready(tier: &Arc<dyn Tier>) -> bool {
 }
 
 fn cache_cold(route: &'static str) -> GatewayError {
-    crate::metrics::feature_event("layer_cache_cold_responses_total", "route", route, 1);
-    GatewayError::CacheCold(
-        "the document cache is unavailable (cold or disabled); warming needs it".into(),
+    GatewayError::cache_cold(
+        route,
+        "the document cache is unavailable (cold or disabled); warming needs it",
     )
 }
 

@@ -145,10 +145,9 @@ pub async fn plan(
     let warmed_through = crate::warm::warmed_through(shared, ns);
     if req.source == Source::Cache {
         if cache::state(tier, ns).await == CacheState::Unavailable {
-            crate::metrics::feature_event("layer_cache_cold_responses_total", "route", "scan", 1);
-            return Err(GatewayError::CacheCold(
-                "the document cache is unavailable (cold or disabled); use source auto or origin"
-                    .into(),
+            return Err(GatewayError::cache_cold(
+                "scan",
+                "the document cache is unavailable (cold or disabled); use source auto or origin",
             ));
         }
         let filter =

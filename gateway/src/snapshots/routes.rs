@@ -229,16 +229,13 @@ async fn create(ctx: &ShardCtx, ns: &str, body: &[u8]) -> Result<Resp, GatewayEr
             let filter = crate::scans::cache::row_filter(req.filters.as_ref(), warmed);
             if source == Source::Cache {
                 if state == CacheState::Unavailable {
-                    crate::metrics::feature_event(
-                        "layer_cache_cold_responses_total",
-                        "route",
+                    return Err(GatewayError::cache_cold(
                         "snapshot",
-                        1,
-                    );
-                    return Err(GatewayError::CacheCold(format!(
-                        "the document cache is {}; snapshot jobs with source cache need it",
-                        tier.health().state.as_str()
-                    )));
+                        format!(
+                            "the document cache is {}; snapshot jobs with source cache need it",
+                            tier.health().state.as_str()
+                        ),
+                    ));
                 }
                 let f = filter.map_err(|e| GatewayError::Validation(e.to_string()))?;
                 cache_filter = Some((f, warmed.unwrap_or_else(now_ms)));
