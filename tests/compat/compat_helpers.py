@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import math
 import struct
 import time
+import uuid
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Type
 
 import httpx
@@ -291,3 +293,13 @@ def load_query_docs(ns, emu: Emu, metric: str = "cosine_distance") -> None:
     res = ns.write(upsert_rows=query_docs(), distance_metric=metric, schema=QUERY_SCHEMA)
     assert res.rows_upserted == 6
     emu.flush(ns.id)
+
+
+def run(coro: Any) -> Any:
+    """Runs an async test body to completion (the hevlayer tests use the async client)."""
+    return asyncio.run(coro)
+
+
+def fresh(tag: str, prefix: str = "hev") -> str:
+    """A namespace name unique to this call: ``{prefix}-{tag}-{12 hex}``."""
+    return f"{prefix}-{tag}-{uuid.uuid4().hex[:12]}"

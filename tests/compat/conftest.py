@@ -256,3 +256,11 @@ def ns_factory(tpuf: turbopuffer.Turbopuffer):
         return tpuf.namespace(new_ns_name(tag))
 
     return make
+
+
+@pytest.fixture
+def layer(target: Target) -> Target:
+    """The gateway target; hevlayer tests skip against the bare emulator."""
+    if not target.is_gateway:
+        pytest.skip("hevlayer tests run against the gateway (LAYER_COMPAT_TARGET=gateway)")
+    return target

@@ -13,29 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from typing import Any
 
 import httpx
 import pytest
 from hevlayer import AsyncHevlayer, HevlayerError
 
-from compat_helpers import API_KEY
-
-
-@pytest.fixture
-def layer(target):
-    if not target.is_gateway:
-        pytest.skip("hevlayer tests run against the gateway (LAYER_COMPAT_TARGET=gateway)")
-    return target
-
-
-def run(coro):
-    return asyncio.run(coro)
-
-
-def fresh(tag: str) -> str:
-    return f"hev-{tag}-{uuid.uuid4().hex[:12]}"
+from compat_helpers import API_KEY, fresh, run
 
 
 async def _client(target) -> AsyncHevlayer:

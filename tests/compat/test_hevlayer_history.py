@@ -15,7 +15,6 @@ These tests only make sense through the gateway; with ``LAYER_COMPAT_TARGET=emul
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import tempfile
@@ -27,18 +26,15 @@ import httpx
 import pytest
 from hevlayer import AsyncHevlayer
 
-from compat_helpers import API_KEY
+from compat_helpers import API_KEY, run
+from compat_helpers import fresh as helpers_fresh
 from conftest import _Server
 
 FLUSH_INTERVAL_MS = 200
 
 
-def run(coro):
-    return asyncio.run(coro)
-
-
 def fresh(tag: str) -> str:
-    return f"hist-{tag}-{uuid.uuid4().hex[:12]}"
+    return helpers_fresh(tag, prefix="hist")
 
 
 class HistoryGateway:

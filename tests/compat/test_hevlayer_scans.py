@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections import Counter
 
 import pytest
@@ -34,24 +33,9 @@ from hevlayer.models import (
     WarmJob,
 )
 
-from compat_helpers import API_KEY
+from compat_helpers import API_KEY, fresh, run
 
 CATEGORIES = ["books", "toys", "food"]
-
-
-@pytest.fixture
-def layer(target):
-    if not target.is_gateway:
-        pytest.skip("hevlayer tests run against the gateway (LAYER_COMPAT_TARGET=gateway)")
-    return target
-
-
-def run(coro):
-    return asyncio.run(coro)
-
-
-def fresh(tag: str) -> str:
-    return f"hev-{tag}-{uuid.uuid4().hex[:12]}"
 
 
 def rows(n: int) -> list[dict]:

@@ -13,25 +13,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
-import uuid
 
 import pytest
 from hevlayer import AsyncHevlayer, HevlayerError
 
-from compat_helpers import API_KEY
+from compat_helpers import API_KEY, fresh
 
 COLORS = ["red", "green", "blue"]
-
-
-@pytest.fixture
-def layer(target):
-    if not target.is_gateway:
-        pytest.skip("hevlayer tests run against the gateway (LAYER_COMPAT_TARGET=gateway)")
-    return target
-
-
-def fresh(tag: str) -> str:
-    return f"hev-{tag}-{uuid.uuid4().hex[:12]}"
 
 
 def rows(n: int) -> list[dict]:
