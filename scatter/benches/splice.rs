@@ -1,6 +1,6 @@
 //! Byte splicing vs a serde_json DOM round trip, for the two rewrites on the request path:
 //! stamping a write (100 rows, ~58 KB) and injecting the watermark predicate into a query
-//! (~1.7 KB). The DOM side is `scatter::reference` (parse to `serde_json::Value`, edit, serialise),
+//! (~1.7 KB), and a query's two planning passes validating the body once vs twice. The DOM side is `scatter::reference` (parse to `serde_json::Value`, edit, serialise),
 //! the implementation the splicer is property-tested against.
 //!
 //! Run: `cargo bench -p scatter --bench splice -- --warm-up-time 1 --measurement-time 3`.
@@ -66,6 +66,25 @@ fn bench(c: &mut Criterion) {
             )
         })
     });
+    g.finish();
+    // A stable read's two planning passes on one request: the first validates the body whole;
+    // the second either validates again or, with `Limits::prevalidated`, walks the top level only.
+    let qctx = scatter::QueryContext::default();
+    let mut g = c.benchmark_group("query_plan_then_stable_read_1.7KB");
+    for (name, second) in [
+        ("validate_twice", limits),
+        ("validate_once", limits.prevalidated()),
+    ] {
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let plan = scatter::plan_query(&query, &qctx).unwrap();
+                let scatter::QueryPlan::Upstream(q) = plan else {
+                    unreachable!("a native query plans upstream")
+                };
+                black_box(scatter::plan_stable_read(&q.body, Some(pred), &second).unwrap())
+            })
+        });
+    }
     g.finish();
 }
 
