@@ -11,6 +11,7 @@
 //! treats like any other cache error (serve from origin).
 
 mod buf;
+mod completion;
 mod engine;
 mod io;
 mod record;

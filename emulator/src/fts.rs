@@ -1,6 +1,7 @@
 //! Full-text analysis with Turbopuffer's own tokenizer (crate `alyze`, the `word_v4` pipeline):
 //! UAX #29 word segmentation, lowercasing, stopword removal, stemming and ASCII folding as the
-//! attribute's `full_text_search` settings say, plus BM25 scoring.
+//! attribute's `full_text_search` settings say, a document's token lists ([`tokenize_doc`]), plus
+//! BM25 scoring.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -9,8 +10,10 @@ use alyze::analyze::{
     AnalysisOptions, Analyzer, LanguageWithStopwords, ReusableBuffer, StemmingLanguage,
     StopwordRemoval, TokenizerOptions,
 };
+use serde_json::Value;
 
-use crate::schema::FtsConfig;
+use crate::model::Doc;
+use crate::schema::{FtsConfig, Schema};
 
 thread_local! {
     static BUFFER: RefCell<ReusableBuffer> = RefCell::new(ReusableBuffer::new());
@@ -93,6 +96,35 @@ pub fn analyze(cfg: &FtsConfig, text: &str) -> Vec<String> {
         });
     });
     out
+}
+
+/// Recomputes a document's full-text tokens from the schema.
+pub fn tokenize_doc(schema: &Schema, doc: &mut Doc) {
+    doc.tokens.clear();
+    for (attr, s) in schema {
+        let Some(cfg) = &s.fts else { continue };
+        let Some(v) = doc.attrs.get(attr) else {
+            continue;
+        };
+        let lists: Vec<Vec<String>> = match v {
+            Value::String(text) => vec![analyze(cfg, text)],
+            Value::Array(items) if cfg.tokenizer == "pre_tokenized_array" => {
+                vec![
+                    items
+                        .iter()
+                        .filter_map(|i| i.as_str().map(str::to_string))
+                        .collect(),
+                ]
+            }
+            Value::Array(items) => items
+                .iter()
+                .filter_map(Value::as_str)
+                .map(|t| analyze(cfg, t))
+                .collect(),
+            _ => continue,
+        };
+        doc.tokens.insert(attr.clone(), lists);
+    }
 }
 
 /// Corpus statistics for one attribute over the documents a query can see.

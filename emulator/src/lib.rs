@@ -6,7 +6,7 @@
 //! - [`http`] accepts requests, authenticates, injects faults, logs and routes them;
 //! - [`routes`] holds one handler per upstream route;
 //! - [`store`] owns the namespaces, the knobs and the background indexer;
-//! - [`write`] and [`query`] implement the write and query semantics on one namespace
+//! - [`write`](mod@write) and [`query`] implement the write and query semantics on one namespace
 //!   ([`namespace`]), with [`filter`], [`rank`], [`aggregate`], [`fts`] and [`schema`] underneath;
 //! - [`control`] is the `/_emu/...` control plane (indexer, faults, request log).
 //!

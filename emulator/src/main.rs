@@ -1,6 +1,7 @@
 //! `turbopuffer-emulator --listen ADDR [--api-key KEY]... [--data-dir DIR] [--seed N]`
 //!
 //! Prints `turbopuffer-emulator listening on http://ADDR` once bound, then serves until killed.
+//! A thin CLI over [`turbopuffer_emulator::start`]; start reading at the library root (`lib.rs`).
 
 use std::io::Write;
 use std::net::SocketAddr;

@@ -265,7 +265,7 @@ impl Persisted {
         s.sharding = self.sharding;
         s.encryption = self.encryption;
         for (id, mut doc) in self.docs {
-            crate::write::tokenize_doc(&self.schema, &mut doc);
+            crate::fts::tokenize_doc(&self.schema, &mut doc);
             s.docs.insert(id, Arc::new(doc));
         }
         s.schema = self.schema;

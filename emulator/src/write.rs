@@ -2,12 +2,12 @@
 //!
 //! Start at [`apply`]. A write is computed against an overlay of the namespace's latest state and
 //! committed only when every operation validated, so a failing request changes nothing. Order:
-//! `delete_by_filter` → `patch_by_filter` → upserts → patches → deletes (contract §3.1).
+//! `delete_by_filter` → `patch_by_filter` → upserts → patches → deletes (contract §3.1). The body's
+//! wire shape ([`WriteRequest`]) lives in `write/request.rs`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::error::{ApiError, ApiResult};
@@ -17,107 +17,9 @@ use crate::model::{Doc, Id, IdKind, IdVec, decode_vector};
 use crate::namespace::{Effect, Metric, NsState};
 use crate::schema::{self, AttrSchema, AttrType, Scalar, Schema};
 
-/// A row of `upsert_rows` / `patch_rows`.
-#[derive(Debug, Deserialize)]
-pub struct Row {
-    pub id: Id,
-    #[serde(flatten)]
-    pub attrs: Map<String, Value>,
-}
+mod request;
 
-/// `upsert_columns` / `patch_columns`.
-#[derive(Debug, Deserialize)]
-pub struct Columns {
-    pub id: IdVec,
-    #[serde(flatten)]
-    pub cols: Map<String, Value>,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct PatchByFilter {
-    pub filters: Value,
-    pub patch: Map<String, Value>,
-}
-
-/// `copy_from_namespace` / `branch_from_namespace`: a name or an object.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-pub enum SourceRef {
-    Name(String),
-    Full {
-        source_namespace: String,
-        #[serde(default)]
-        source_api_key: Option<String>,
-        #[serde(default)]
-        source_region: Option<String>,
-        #[serde(default)]
-        dest_encryption: Option<Value>,
-    },
-}
-
-impl SourceRef {
-    pub fn name(&self) -> &str {
-        match self {
-            SourceRef::Name(n) => n,
-            SourceRef::Full {
-                source_namespace, ..
-            } => source_namespace,
-        }
-    }
-}
-
-#[derive(Debug, Deserialize)]
-pub struct Sharding {
-    pub num_shards: u64,
-}
-
-/// The write body.
-#[derive(Debug, Default, Deserialize)]
-pub struct WriteRequest {
-    pub upsert_rows: Option<Vec<Row>>,
-    pub upsert_columns: Option<Columns>,
-    pub patch_rows: Option<Vec<Row>>,
-    pub patch_columns: Option<Columns>,
-    pub deletes: Option<IdVec>,
-    pub upsert_condition: Option<Value>,
-    pub patch_condition: Option<Value>,
-    pub delete_condition: Option<Value>,
-    pub delete_by_filter: Option<Value>,
-    pub delete_by_filter_allow_partial: Option<bool>,
-    pub patch_by_filter: Option<PatchByFilter>,
-    pub patch_by_filter_allow_partial: Option<bool>,
-    pub distance_metric: Option<Metric>,
-    pub schema: Option<Map<String, Value>>,
-    pub copy_from_namespace: Option<SourceRef>,
-    pub branch_from_namespace: Option<SourceRef>,
-    pub encryption: Option<Value>,
-    pub sharding: Option<Sharding>,
-    pub create_namespace: Option<bool>,
-    pub disable_backpressure: Option<bool>,
-    pub return_affected_ids: Option<bool>,
-}
-
-impl WriteRequest {
-    /// Whether the request writes or deletes documents (as opposed to schema-only or copy).
-    pub fn has_document_ops(&self) -> bool {
-        self.upsert_rows.is_some()
-            || self.upsert_columns.is_some()
-            || self.patch_rows.is_some()
-            || self.patch_columns.is_some()
-            || self.deletes.is_some()
-            || self.delete_by_filter.is_some()
-            || self.patch_by_filter.is_some()
-    }
-
-    fn upserts_only(&self) -> bool {
-        self.patch_rows.is_none()
-            && self.patch_columns.is_none()
-            && self.delete_by_filter.is_none()
-            && self.patch_by_filter.is_none()
-            && self.upsert_condition.is_none()
-            && self.delete_condition.is_none()
-    }
-}
+pub use request::{Columns, PatchByFilter, Row, Sharding, SourceRef, WriteRequest};
 
 /// Limits and thresholds that apply to writes (emulator knobs).
 #[derive(Clone, Copy, Debug)]
@@ -546,7 +448,7 @@ impl Work<'_> {
             self.set_attr(&mut doc, attr, v, false)?;
         }
         doc.recompute_size(id);
-        tokenize_doc(&self.schema, &mut doc);
+        fts::tokenize_doc(&self.schema, &mut doc);
         Ok(doc)
     }
 
@@ -559,7 +461,7 @@ impl Work<'_> {
             self.set_attr(&mut doc, attr, v, true)?;
         }
         doc.recompute_size(id);
-        tokenize_doc(&self.schema, &mut doc);
+        fts::tokenize_doc(&self.schema, &mut doc);
         Ok(doc)
     }
 
@@ -710,42 +612,13 @@ fn resolve_metric(st: &NsState, req: &WriteRequest, schema: &Schema) -> ApiResul
     }
 }
 
-/// Recomputes a document's full-text tokens from the schema.
-pub fn tokenize_doc(schema: &Schema, doc: &mut Doc) {
-    doc.tokens.clear();
-    for (attr, s) in schema {
-        let Some(cfg) = &s.fts else { continue };
-        let Some(v) = doc.attrs.get(attr) else {
-            continue;
-        };
-        let lists: Vec<Vec<String>> = match v {
-            Value::String(text) => vec![fts::analyze(cfg, text)],
-            Value::Array(items) if cfg.tokenizer == "pre_tokenized_array" => {
-                vec![
-                    items
-                        .iter()
-                        .filter_map(|i| i.as_str().map(str::to_string))
-                        .collect(),
-                ]
-            }
-            Value::Array(items) => items
-                .iter()
-                .filter_map(Value::as_str)
-                .map(|t| fts::analyze(cfg, t))
-                .collect(),
-            _ => continue,
-        };
-        doc.tokens.insert(attr.clone(), lists);
-    }
-}
-
 /// Re-analyses every document after a full-text setting changed (tokens of all FTS attributes
-/// are rebuilt together by `tokenize_doc`).
+/// are rebuilt together by [`fts::tokenize_doc`]).
 fn retokenize_all(st: &mut NsState, schema: &Schema) {
     for map in [&mut st.docs, &mut st.indexed] {
         for doc in map.values_mut() {
             let mut d = (**doc).clone();
-            tokenize_doc(schema, &mut d);
+            fts::tokenize_doc(schema, &mut d);
             *doc = Arc::new(d);
         }
     }

@@ -75,20 +75,7 @@ fn main() -> anyhow::Result<()> {
         writeln!(out, "layer-gateway listening on http://{}", running.addr)?;
         out.flush()?;
     }
-    // The control runtime: hosts signal handling now, background loops as they arrive.
-    let control = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .thread_name("layer-control")
-        .enable_all()
-        .build()?;
-    control.block_on(async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-        anyhow::Ok(())
-    })?;
+    running.wait_for_signal()?;
     tracing::info!("shutting down: draining in-flight requests");
     running.shutdown();
     Ok(())

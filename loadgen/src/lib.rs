@@ -14,6 +14,9 @@
 //! Results go into HDR histograms ([`report`]) and are printed as text or JSON. Targets are
 //! restricted to loopback addresses by [`guard`]; the crate depends on no other crate of this
 //! workspace.
+//!
+//! Start reading at [`scenario::Plan::compile`] (what one run sends), then [`engine::run`] (how it
+//! is sent and measured).
 
 pub mod engine;
 pub mod guard;

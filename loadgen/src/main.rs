@@ -4,6 +4,9 @@
 //! `--format json` for scripts). Exit status: 0 when every measured request got an expected
 //! status, 2 when some did not or failed (unless `--allow-errors`), 1 for configuration errors,
 //! a refused target, or a target that cannot be reached.
+//!
+//! `main` loads the scenario, compiles it into a [`Plan`] and hands it to [`engine::run`]; the
+//! library root (`lib.rs`) describes the modules.
 
 use std::io::Write;
 use std::path::PathBuf;

@@ -1,6 +1,6 @@
 //! Evaluates a Turbopuffer `filters` array against one row in the gateway (cache-sourced scans),
-//! with the same semantics as the upstream evaluator (the emulator's `filter.rs`, which follows
-//! the live service).
+//! with the same semantics as the upstream evaluator (the emulator's `filter/eval.rs`, which
+//! follows the live service).
 //!
 //! Supported operators: `Eq`, `NotEq`, `Gt`, `Gte`, `Lt`, `Lte`, `In`, `NotIn`, and the
 //! combinators `And`, `Or`, `Not`; the legacy object form `{"attr": ["Eq", v], ...}` is an

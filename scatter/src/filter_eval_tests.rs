@@ -1,5 +1,5 @@
 //! Tests for the cache filter evaluator: a table of cases checked against the emulator's
-//! evaluator (same expectations as `emulator/src/filter.rs` tests and behaviour), and a
+//! evaluator (same expectations as the `emulator/src/filter.rs` tests and `filter/eval.rs`), and a
 //! differential property test against `reference`, a serde_json transcription of the emulator's
 //! evaluation functions (`eq`, `in_list`, `ordered`, `cmp_values`, `values_equal`).
 

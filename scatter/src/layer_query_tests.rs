@@ -1,3 +1,7 @@
+//! Unit tests for [`super`] (the Layer query planner): native bodies pass byte for byte, Layer
+//! vector and `nearest_to_id` shapes, `HybridText` expansion, `Auto` routing, multi-query rules,
+//! and the 422 texts of each. Start at the helpers at the top (`ctx`, `upstream`, `err`).
+
 use serde_json::{Value, json};
 
 use super::*;

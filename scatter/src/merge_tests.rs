@@ -1,3 +1,7 @@
+//! Unit tests for [`super`] (the gather/merge): row order by distance, score and attributes with
+//! their tie-breaks, aggregations and groups, `MergeSpec` derived from a body, multi-query legs,
+//! and malformed upstream responses (502, never a panic). Start at the `merge` helper.
+
 use serde_json::{Value, json};
 
 use super::*;

@@ -1,3 +1,7 @@
+//! Unit tests for [`super`] (shard hashing and the scatter plan): the documented hash bytes, the
+//! spread of ids over shards, per-leg shard filters and watermarks, verbatim untouched bytes,
+//! multi-query legs, and bodies that cannot be scattered. Start at the `legs` helper.
+
 use serde_json::{Value, json};
 
 use super::*;

@@ -2,7 +2,9 @@
 //! `127.0.0.1:0` and talks to both over real HTTP. Tests in `tests/tests/` use [`Stack`].
 //!
 //! The emulator's request log (`GET /_emu/requests`) is how tests prove the exact bytes the
-//! gateway sent upstream.
+//! gateway sent upstream. [`history`] holds the helpers the two search-history suites share.
+
+pub mod history;
 
 use std::net::SocketAddr;
 use std::time::Duration;

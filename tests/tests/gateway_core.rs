@@ -57,7 +57,7 @@ fn last_upstream(stack: &Stack) -> Value {
 fn writes_are_stamped_and_otherwise_byte_identical() {
     let stack = Stack::start();
     let body = r#"{"upsert_rows":[{"id":18446744073709551615,"vector":"zczMPc3MTD6amZk+","title":"caf\u00e9 \"q\"","n":1.50}],"distance_metric":"cosine_distance"}"#;
-    let before = layer_gateway::handler::now_ms();
+    let before = layer_gateway::core::http::now_ms();
     let r = stack.gw(Method::POST, "/v2/namespaces/stamp", body);
     assert_eq!(r.status, 200, "{}", r.text());
     let up = last_upstream(&stack);
@@ -71,7 +71,7 @@ fn writes_are_stamped_and_otherwise_byte_identical() {
     let ts = stamped["upsert_rows"][0]["_hevlayer_upserted_at"]
         .as_u64()
         .unwrap();
-    assert!(ts >= before && ts <= layer_gateway::handler::now_ms());
+    assert!(ts >= before && ts <= layer_gateway::core::http::now_ms());
 
     // Columns get a full column; patches and patch_by_filter are stamped; deletes are not.
     let body = r#"{"upsert_columns":{"id":[1,2,3],"c":["a","b","c"]},"patch_rows":[{"id":18446744073709551615,"n":2}],"patch_by_filter":{"filters":["c","Eq","a"],"patch":{"c":"z"}},"deletes":[9]}"#;

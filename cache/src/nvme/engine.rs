@@ -36,7 +36,8 @@ use futures_channel::oneshot;
 use hashbrown::HashMap;
 
 use super::buf::AlignedBuf;
-use super::io::{Completion, Io};
+use super::completion::Completion;
+use super::io::Io;
 use super::record::{self, ALIGN, Kind, Parsed, align_up};
 use super::{NvmeConfig, NvmeStats, StartMode};
 use crate::{CacheError, HealthCell, Set};
@@ -92,22 +93,19 @@ struct PendingChunk {
     done: bool,
 }
 
-/// An operation owned by the backend until its completion: buffer and file stay alive here.
+/// What the engine needs to finish an operation once the backend completes it. The backend owns
+/// the operation's buffer and file meanwhile (a read's buffer comes back in its [`Completion`]).
 enum InFlight {
     Read {
         reply: Reply<Option<Bytes>>,
         key: (u32, Box<str>),
         loc: Loc,
         rel: usize,
-        buf: AlignedBuf,
-        _file: Arc<File>,
     },
     Write {
         seg: u64,
         start: u64,
         used: usize,
-        _buf: Arc<AlignedBuf>,
-        _file: Arc<File>,
     },
     /// One read covering a run of records of a scan page (`scan.rs`).
     ScanRead(scan::RunRead),
@@ -469,13 +467,8 @@ impl Engine {
             key,
             loc,
             rel,
-            buf,
-            _file: Arc::clone(&file),
         });
-        if let Some(Some(InFlight::Read { buf, .. })) = self.slots.get_mut(slot_idx) {
-            self.io
-                .read(&file, buf.as_mut_slice(), start, slot_idx as u64);
-        }
+        self.io.read(file, buf, start, slot_idx as u64);
         self.stats.disk_reads += 1;
     }
 
@@ -558,15 +551,8 @@ impl Engine {
             buf: Arc::clone(&buf),
             done: false,
         });
-        let ud = self.alloc(InFlight::Write {
-            seg,
-            start,
-            used,
-            _buf: Arc::clone(&buf),
-            _file: Arc::clone(&file),
-        });
-        self.io
-            .write(&file, &buf.as_slice()[..write_len], start, ud as u64);
+        let ud = self.alloc(InFlight::Write { seg, start, used });
+        self.io.write(file, buf, write_len, start, ud as u64);
         self.stats.chunk_writes += 1;
     }
 
@@ -597,17 +583,22 @@ impl Engine {
                 key,
                 loc,
                 rel,
-                buf,
-                ..
             } => {
                 let need = rel + loc.len as usize;
                 let r = match c.result {
                     Ok(n) if n >= need => {
                         self.health.record_ok();
                         let name = &self.names[key.0 as usize];
-                        verify(&buf.as_slice()[rel..need], name, &key.1).map(|(at, len)| {
-                            Some(Bytes::from_owner(buf).slice(rel + at..rel + at + len))
-                        })
+                        match c.buf {
+                            Some(buf) => {
+                                verify(&buf.as_slice()[rel..need], name, &key.1).map(|(at, len)| {
+                                    Some(Bytes::from_owner(buf).slice(rel + at..rel + at + len))
+                                })
+                            }
+                            None => Err(CacheError::Corrupt(
+                                "read completed without its buffer".into(),
+                            )),
+                        }
                     }
                     Ok(n) => Err(CacheError::Corrupt(format!(
                         "short read: {n} of {need} bytes"
@@ -654,7 +645,7 @@ impl Engine {
                     self.pending.pop_front();
                 }
             }
-            InFlight::ScanRead(run) => self.on_scan_read(run, c.result),
+            InFlight::ScanRead(run) => self.on_scan_read(run, c.buf, c.result),
         }
     }
 

@@ -5,15 +5,11 @@ use std::collections::VecDeque;
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
+use std::sync::Arc;
 
+use super::buf::AlignedBuf;
+use super::completion::Completion;
 use super::uring::Ring;
-
-/// One finished operation: the `user_data` it was submitted with and bytes transferred.
-#[derive(Debug)]
-pub(crate) struct Completion {
-    pub user_data: u64,
-    pub result: io::Result<usize>,
-}
 
 pub(crate) enum Io {
     /// Boxed: the ring is large and there is one `Io` per tier, so the indirection is free.
@@ -50,26 +46,42 @@ impl Io {
         }
     }
 
-    /// Reads `buf.len()` bytes at `offset`. For io_uring the caller must keep `file` and `buf`
-    /// alive and unmoved (heap storage) until the completion for `ud` is returned.
-    pub(crate) fn read(&mut self, file: &File, buf: &mut [u8], offset: u64, ud: u64) {
+    /// Reads `buf.len()` bytes at `offset` into `buf`. The backend owns `file` and `buf` until
+    /// the operation completes; `buf` comes back in the [`Completion`] for `ud`.
+    pub(crate) fn read(&mut self, file: Arc<File>, mut buf: AlignedBuf, offset: u64, ud: u64) {
         match self {
-            Io::Uring(r) => r.read(file, buf.as_mut_ptr(), buf.len() as u32, offset, ud),
-            Io::Plain(done) => done.push_back(Completion {
-                user_data: ud,
-                result: read_full_at(file, buf, offset),
-            }),
+            Io::Uring(r) => r.read(file, buf, offset, ud),
+            Io::Plain(done) => {
+                let result = read_full_at(&file, buf.as_mut_slice(), offset);
+                done.push_back(Completion {
+                    user_data: ud,
+                    result,
+                    buf: Some(buf),
+                });
+            }
         }
     }
 
-    /// Writes `buf` at `offset`; same lifetime contract as [`Io::read`].
-    pub(crate) fn write(&mut self, file: &File, buf: &[u8], offset: u64, ud: u64) {
+    /// Writes the first `len` bytes of `buf` at `offset`. The backend holds `file` and `buf`
+    /// until the operation completes. Panics if `len` exceeds the buffer.
+    pub(crate) fn write(
+        &mut self,
+        file: Arc<File>,
+        buf: Arc<AlignedBuf>,
+        len: usize,
+        offset: u64,
+        ud: u64,
+    ) {
         match self {
-            Io::Uring(r) => r.write(file, buf.as_ptr(), buf.len() as u32, offset, ud),
-            Io::Plain(done) => done.push_back(Completion {
-                user_data: ud,
-                result: file.write_all_at(buf, offset).map(|()| buf.len()),
-            }),
+            Io::Uring(r) => r.write(file, buf, len, offset, ud),
+            Io::Plain(done) => {
+                let data = &buf.as_slice()[..len];
+                done.push_back(Completion {
+                    user_data: ud,
+                    result: file.write_all_at(data, offset).map(|()| data.len()),
+                    buf: None,
+                });
+            }
         }
     }
 

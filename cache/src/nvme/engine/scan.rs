@@ -12,7 +12,6 @@
 //! A record that fails its checksum or key check is dropped from the index and left out of the
 //! page (the same as an evicted entry); a failed disk read fails the page with the I/O error.
 
-use std::fs::File;
 use std::ops::Bound;
 use std::sync::Arc;
 
@@ -59,8 +58,6 @@ pub(crate) struct RunRead {
     slot: u32,
     start: u64,
     members: Vec<Member>,
-    buf: AlignedBuf,
-    _file: Arc<File>,
 }
 
 impl Engine {
@@ -153,28 +150,29 @@ impl Engine {
             slot,
             start,
             members,
-            buf,
-            _file: Arc::clone(&file),
         }));
-        if let Some(Some(InFlight::ScanRead(run))) = self.slots.get_mut(ud) {
-            self.io
-                .read(&file, run.buf.as_mut_slice(), start, ud as u64);
-        }
+        self.io.read(file, buf, start, ud as u64);
         self.stats.disk_reads += 1;
         self.stats.scan_reads += 1;
         true
     }
 
-    /// A run read finished: fill its page's entries, answer the page when it was the last run.
-    pub(super) fn on_scan_read(&mut self, run: RunRead, result: std::io::Result<usize>) {
+    /// A run read finished (`buf` is the run's buffer, handed back by the backend): fill its
+    /// page's entries, answer the page when it was the last run.
+    pub(super) fn on_scan_read(
+        &mut self,
+        run: RunRead,
+        buf: Option<AlignedBuf>,
+        result: std::io::Result<usize>,
+    ) {
         let mut corrupt = Vec::new();
         let Some(page) = self.scans.open.get_mut(&run.page) else {
             return;
         };
-        match result {
-            Ok(n) => {
+        match (result, buf) {
+            (Ok(n), Some(buf)) => {
                 self.health.record_ok();
-                let data = run.buf.as_slice();
+                let data = buf.as_slice();
                 let name = &self.names[run.slot as usize];
                 for m in run.members {
                     let rel = (m.loc.off - run.start) as usize;
@@ -193,7 +191,12 @@ impl Engine {
                     }
                 }
             }
-            Err(e) => {
+            (Ok(_), None) => {
+                page.error.get_or_insert(CacheError::Corrupt(
+                    "scan read completed without its buffer".into(),
+                ));
+            }
+            (Err(e), _) => {
                 self.health.record_err();
                 self.stats.io_errors += 1;
                 page.error.get_or_insert(CacheError::io("scan read", &e));

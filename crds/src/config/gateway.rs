@@ -1,0 +1,180 @@
+//! `gateway`: the data plane's own settings (listener, shards, limits), its document cache tier
+//! and the consistency watcher's tunables. The keys, defaults and environment variables are in
+//! the reference file of [`super`]; the durable features' sections are in `features`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::{HistoryConfig, IndexConsistency, ObjectStoreConfig, ScanConfig, SnapshotsConfig};
+
+/// The data plane's own settings.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct GatewayConfig {
+    pub listen: SocketAddr,
+    /// Shard runtimes (0 = one per core).
+    pub shards: usize,
+    /// One work-stealing runtime instead of pinned shards (few long-lived HTTP/2 clients).
+    pub work_stealing: bool,
+    pub data_dir: PathBuf,
+    /// Largest request body accepted (413 above it).
+    pub max_body_bytes: usize,
+    /// Deepest JSON nesting accepted in bodies the gateway parses.
+    pub max_json_depth: usize,
+    /// How long in-flight requests may take to finish after SIGTERM/SIGINT.
+    pub drain_timeout_ms: u64,
+    /// TTL of the enriched `GET /v2/namespaces` listing cache.
+    pub namespace_list_cache_ttl_ms: u64,
+    pub cache: CacheConfig,
+    pub consistency: ConsistencyConfig,
+    pub object_store: ObjectStoreConfig,
+    pub history: HistoryConfig,
+    pub snapshots: SnapshotsConfig,
+    pub scan: ScanConfig,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            shards: 0,
+            work_stealing: false,
+            data_dir: PathBuf::from(".layer"),
+            max_body_bytes: 64 << 20,
+            max_json_depth: 64,
+            drain_timeout_ms: 10_000,
+            cache: CacheConfig::default(),
+            namespace_list_cache_ttl_ms: 10_000,
+            consistency: ConsistencyConfig::default(),
+            object_store: ObjectStoreConfig::default(),
+            history: HistoryConfig::default(),
+            snapshots: SnapshotsConfig::default(),
+            scan: ScanConfig::default(),
+        }
+    }
+}
+
+/// The document cache tier.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct CacheConfig {
+    /// `nvme` (log-structured segments under `dir`, io_uring), `aerospike` or `disabled`.
+    pub tier: CacheTierKind,
+    /// Segment directory (default: `<dataDir>/cache`).
+    pub dir: Option<PathBuf>,
+    /// Size bound of the NVMe tier.
+    pub max_bytes: u64,
+    /// Hot cache per shard, in bytes.
+    pub hot_bytes_per_shard: usize,
+    /// Recover the NVMe tier's segments at start (`true`) or clear them.
+    pub recover: bool,
+    /// Write-path mirror: rows a write upserts or patches are read back into the cache once the
+    /// write is acknowledged, at most this many ids per write (0 turns it off).
+    pub populate_max_ids: usize,
+    /// The Aerospike tier (`tier: aerospike`; the gateway must be built with `--features
+    /// aerospike`, which the gateway checks: this crate cannot see its features).
+    pub aerospike: AerospikeSettings,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            tier: CacheTierKind::Nvme,
+            dir: None,
+            max_bytes: 1 << 30,
+            hot_bytes_per_shard: 64 << 20,
+            recover: true,
+            populate_max_ids: 1000,
+            aerospike: AerospikeSettings::default(),
+        }
+    }
+}
+
+/// `gateway.cache.aerospike`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct AerospikeSettings {
+    /// Seed hosts, `host:port[,host:port]` (env `AEROSPIKE_HOSTS`).
+    pub hosts: Option<String>,
+    /// Aerospike namespace holding the cache.
+    pub namespace: String,
+}
+
+impl Default for AerospikeSettings {
+    fn default() -> Self {
+        AerospikeSettings {
+            hosts: None,
+            namespace: "layer".into(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum CacheTierKind {
+    #[default]
+    Nvme,
+    /// Aerospike (the gateway's cargo feature `aerospike`).
+    Aerospike,
+    Disabled,
+}
+
+impl std::str::FromStr for CacheTierKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "nvme" => Ok(CacheTierKind::Nvme),
+            "disabled" => Ok(CacheTierKind::Disabled),
+            "aerospike" => Ok(CacheTierKind::Aerospike),
+            other => Err(format!(
+                "unknown cache tier {other:?} (nvme, aerospike, disabled)"
+            )),
+        }
+    }
+}
+
+/// The consistency watcher's tunables.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct ConsistencyConfig {
+    /// Read consistency of namespaces without an index entry (`stable` unless set).
+    pub default_mode: IndexConsistency,
+    pub poll_interval_ms: u64,
+    pub stable_poll_interval_ms: u64,
+    pub safety_margin_ms: u64,
+    pub max_concurrent_polls: usize,
+}
+
+impl Default for ConsistencyConfig {
+    fn default() -> Self {
+        ConsistencyConfig {
+            default_mode: IndexConsistency::Stable,
+            poll_interval_ms: 1_000,
+            stable_poll_interval_ms: 60_000,
+            safety_margin_ms: 500,
+            max_concurrent_polls: 16,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The env parser and the file parser agree on every tier's spelling.
+    #[test]
+    fn cache_tier_spellings_match_the_file_format() {
+        for (s, want) in [
+            ("nvme", CacheTierKind::Nvme),
+            ("aerospike", CacheTierKind::Aerospike),
+            ("disabled", CacheTierKind::Disabled),
+        ] {
+            assert_eq!(s.parse::<CacheTierKind>(), Ok(want));
+            assert_eq!(serde_yaml_ng::from_str::<CacheTierKind>(s).unwrap(), want);
+        }
+        let err = "ssd".parse::<CacheTierKind>().unwrap_err();
+        assert!(err.contains("unknown cache tier"), "{err}");
+    }
+}

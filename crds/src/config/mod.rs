@@ -1,0 +1,298 @@
+//! Gateway configuration: `layer.yaml` (sections mirror the CRD specs), overridden by `LAYER_*`
+//! environment variables from one table ([`ENV_OVERRIDES`]), overridden by command-line flags
+//! (the gateway's own, applied after [`Config::load`]). Unknown keys in the file are errors; every
+//! default is written next to its field.
+//!
+//! The reference file below lists every key, its default (or a sample where there is none) and
+//! the environment variable that overrides it. The tests parse it as a [`Config`] and check that
+//! every variable of [`ENV_OVERRIDES`] appears on the line of the key it sets.
+//!
+//! ```yaml
+//! gateway:
+//!   listen: 127.0.0.1:8080        # LAYER_LISTEN
+//!   shards: 0                     # LAYER_SHARDS; 0 = one per core
+//!   workStealing: false           # LAYER_WORK_STEALING
+//!   dataDir: .layer               # LAYER_DATA_DIR
+//!   maxBodyBytes: 67108864        # LAYER_MAX_BODY_BYTES (64 MiB)
+//!   maxJsonDepth: 64              # LAYER_MAX_JSON_DEPTH
+//!   drainTimeoutMs: 10000         # LAYER_DRAIN_TIMEOUT_MS
+//!   namespaceListCacheTtlMs: 10000  # NAMESPACE_LIST_CACHE_TTL_MS
+//!   cache:
+//!     tier: nvme                  # LAYER_CACHE_TIER: nvme | aerospike | disabled
+//!     dir: <dataDir>/cache        # LAYER_CACHE_DIR (unset = <dataDir>/cache)
+//!     maxBytes: 1073741824        # LAYER_CACHE_MAX_BYTES (NVMe tier bound, 1 GiB)
+//!     hotBytesPerShard: 67108864  # LAYER_CACHE_HOT_BYTES_PER_SHARD (64 MiB)
+//!     recover: true               # LAYER_CACHE_RECOVER (false = clear at start)
+//!     populateMaxIds: 1000        # LAYER_CACHE_POPULATE_MAX_IDS (write-path mirror; 0 = off)
+//!     aerospike: {hosts: "a:3000", namespace: layer}  # AEROSPIKE_HOSTS; needs --features aerospike
+//!   consistency:
+//!     defaultMode: stable         # LAYER_DEFAULT_CONSISTENCY: stable | strong | eventual
+//!     pollIntervalMs: 1000        # CONSISTENCY_POLL_INTERVAL_MS (cold and updating namespaces)
+//!     stablePollIntervalMs: 60000 # CONSISTENCY_STABLE_POLL_INTERVAL_MS (stable namespaces)
+//!     safetyMarginMs: 500         # CONSISTENCY_SAFETY_MARGIN_MS
+//!     maxConcurrentPolls: 16      # LAYER_CONSISTENCY_MAX_CONCURRENT_POLLS
+//!   objectStore:                  # history, clickstream and snapshot bodies
+//!     backend: local              # LAYER_OBJECT_STORE: local | s3
+//!     dir: <dataDir>/objects      # LAYER_OBJECT_STORE_DIR (backend local; unset = <dataDir>/objects)
+//!     bucket: layer-history       # LAYER_S3_BUCKET (backend s3)
+//!     endpoint: http://127.0.0.1:9000  # LAYER_S3_ENDPOINT (also AWS_ENDPOINT_URL); unset = AWS
+//!     region: us-east-1           # LAYER_S3_REGION (also AWS_REGION)
+//!     prefix: ""                  # LAYER_OBJECT_STORE_PREFIX: key prefix inside the bucket/dir
+//!     allowHttp: false            # LAYER_S3_ALLOW_HTTP (plain-http endpoints, e.g. a local S3)
+//!   history:                      # search history and clickstream batching
+//!     flushIntervalMs: 1000       # LAYER_HISTORY_FLUSH_INTERVAL_MS: longest an entry waits
+//!     maxBatchEntries: 1000       # LAYER_HISTORY_MAX_BATCH: entries per JSONL object at most
+//!     queueCapacity: 65536        # LAYER_HISTORY_QUEUE: events buffered; beyond it, dropped
+//!     recentWindow: 1000          # LAYER_HISTORY_RECENT_WINDOW: entries per namespace kept in memory
+//!   snapshots:                    # the automatic snapshot writer
+//!     minIntervalMs: 300000       # LAYER_SNAPSHOT_MIN_INTERVAL_MS: fallback for Index snapshot.interval
+//!     fieldCap: 10000             # distinct values per facet field before it is skipped (no env)
+//!   scan:
+//!     defaultThreads: 8           # LAYER_SCAN_THREADS: origin fan-out when neither request nor Index sets it
+//!     valuesCap: 1000000          # LAYER_SCAN_VALUES_CAP: distinct values a values scan lists
+//! vectorStore:                    # the VectorStore CRD's spec
+//!   kind: turbopuffer
+//!   endpoint:
+//!     url: https://aws-us-east-1.turbopuffer.com   # LAYER_UPSTREAM_URL, TURBOPUFFER_API_URL
+//!     region: aws-us-east-1       # unset by default
+//!   credential:
+//!     value: tpuf_...             # LAYER_UPSTREAM_API_KEY, TURBOPUFFER_API_KEY
+//!     env: NAME_OF_ENV_VAR        # read at start when value is unset
+//!   connectTimeoutMs: 2000        # LAYER_UPSTREAM_CONNECT_TIMEOUT_MS
+//!   requestTimeoutMs: 30000       # LAYER_UPSTREAM_REQUEST_TIMEOUT_MS
+//!   inboundAuth:
+//!     mode: deriveFromStore       # LAYER_AUTH_MODE: deriveFromStore | keys | open
+//!     keys:
+//!       - name: shop-rw
+//!         scopes: [read, write]   # read | write | admin
+//!         namespaces: ["shop-*"]  # globs; empty = every namespace
+//!         token: hvl_...          # or tokenEnv: NAME_OF_ENV_VAR
+//! indexes:                        # the Index CRD's spec, one entry per namespace
+//!   - name: products
+//!     backend: {namespace: products}   # upstream namespace (default: name)
+//!     consistency: stable         # stable (default) | strong | eventual
+//!     shards: 1                   # scatter/gather buckets (1 = unsharded; unset = 0, read as 1)
+//!     scan: {threads: 8}          # max concurrent upstream legs per request (cap 32)
+//!     snapshot: {interval: 5m, retention: never}   # the defaults
+//!     metadata: {labels: {app: shop}}
+//! ```
+//!
+//! The Turbopuffer SDK variables are fallbacks, not table entries: `TURBOPUFFER_API_URL` sets
+//! `vectorStore.endpoint.url` when `LAYER_UPSTREAM_URL` is unset (it overrides the file), and
+//! `TURBOPUFFER_API_KEY` sets `vectorStore.credential.value` when `LAYER_UPSTREAM_API_KEY` is
+//! unset and the file sets no `credential.value`.
+//!
+//! `cache.tier: aerospike` needs a gateway built with `--features aerospike`; this crate does not
+//! know the gateway's features, so that check is the gateway's ([`Config::validate`] only checks
+//! that `cache.aerospike.hosts` is set).
+//!
+//! S3 credentials come from the standard AWS environment (`AWS_ACCESS_KEY_ID`,
+//! `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, or web identity / IRSA through
+//! `AWS_WEB_IDENTITY_TOKEN_FILE` + `AWS_ROLE_ARN`), read by the gateway's object store client.
+//!
+//! The types are split by concept: `gateway` (the data plane's settings), `features` (object
+//! store, history, snapshots, scans), `store` (the VectorStore spec and inbound auth), `index`
+//! (the Index spec), `env` (the override table). All are re-exported here.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+mod env;
+mod features;
+mod gateway;
+mod index;
+mod store;
+
+pub use env::{ENV_OVERRIDES, EnvOverride};
+pub use features::{
+    HistoryConfig, ObjectStoreBackend, ObjectStoreConfig, ScanConfig, SnapshotsConfig,
+    parse_duration_ms,
+};
+pub use gateway::{
+    AerospikeSettings, CacheConfig, CacheTierKind, ConsistencyConfig, GatewayConfig,
+};
+pub use index::{
+    IndexBackend, IndexCache, IndexConfig, IndexConsistency, IndexMetadata, IndexScan,
+    IndexSnapshot,
+};
+pub use store::{
+    AuthMode, Credential, Endpoint, InboundAuth, KeyConfig, Scope, StoreKind, VectorStoreConfig,
+};
+
+/// Errors while loading configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("parsing {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: serde_yaml_ng::Error,
+    },
+    #[error("environment variable {var}={value:?}: {reason}")]
+    Env {
+        var: &'static str,
+        value: String,
+        reason: String,
+    },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// The whole configuration.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct Config {
+    pub gateway: GatewayConfig,
+    pub vector_store: VectorStoreConfig,
+    pub indexes: Vec<IndexConfig>,
+}
+
+impl Config {
+    /// Loads the file (if any), then applies environment overrides from `env`.
+    pub fn load(
+        path: Option<&Path>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let mut cfg = match path {
+            None => Config::default(),
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.into(),
+                    source,
+                })?;
+                serde_yaml_ng::from_str(&text).map_err(|source| ConfigError::Parse {
+                    path: p.into(),
+                    source,
+                })?
+            }
+        };
+        env::apply(&mut cfg, env)?;
+        Ok(cfg)
+    }
+
+    /// The upstream credential after resolving `credential.env`.
+    pub fn upstream_key(&self, env: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+        let c = &self.vector_store.credential;
+        c.value
+            .clone()
+            .or_else(|| c.env.as_deref().and_then(env))
+            .filter(|k| !k.trim().is_empty())
+    }
+
+    /// Checks cross-field rules once everything is merged.
+    ///
+    /// Whether the binary can serve `cache.tier: aerospike` (a cargo feature of the gateway) is
+    /// not checked here: the gateway checks it.
+    pub fn validate(&self, env: &dyn Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        let url = &self.vector_store.endpoint.url;
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(ConfigError::Invalid(format!(
+                "vectorStore.endpoint.url must be http(s): {url:?}"
+            )));
+        }
+        let auth = &self.vector_store.inbound_auth;
+        if auth.mode == AuthMode::DeriveFromStore && self.upstream_key(env).is_none() {
+            return Err(ConfigError::Invalid(
+                "inboundAuth.mode deriveFromStore needs the upstream credential (vectorStore.credential, --upstream-api-key or TURBOPUFFER_API_KEY)".into(),
+            ));
+        }
+        if auth.mode == AuthMode::Keys && auth.keys.is_empty() {
+            return Err(ConfigError::Invalid(
+                "inboundAuth.mode keys needs at least one key".into(),
+            ));
+        }
+        for k in &auth.keys {
+            if k.token.is_none() == k.token_env.is_none() {
+                return Err(ConfigError::Invalid(format!(
+                    "key {:?}: set exactly one of token and tokenEnv",
+                    k.name
+                )));
+            }
+            if k.scopes.is_empty() {
+                return Err(ConfigError::Invalid(format!(
+                    "key {:?}: scopes must not be empty",
+                    k.name
+                )));
+            }
+        }
+        if self.gateway.cache.tier == CacheTierKind::Aerospike
+            && self
+                .gateway
+                .cache
+                .aerospike
+                .hosts
+                .as_deref()
+                .is_none_or(str::is_empty)
+        {
+            return Err(ConfigError::Invalid(
+                "cache.tier aerospike needs cache.aerospike.hosts (or AEROSPIKE_HOSTS)".into(),
+            ));
+        }
+        let h = &self.gateway.history;
+        if h.flush_interval_ms == 0 || h.max_batch_entries == 0 || h.queue_capacity == 0 {
+            return Err(ConfigError::Invalid(
+                "history flushIntervalMs, maxBatchEntries and queueCapacity must be positive"
+                    .into(),
+            ));
+        }
+        let sc = &self.gateway.scan;
+        if sc.default_threads == 0 || sc.values_cap == 0 || self.gateway.snapshots.field_cap == 0 {
+            return Err(ConfigError::Invalid(
+                "scan.defaultThreads, scan.valuesCap and snapshots.fieldCap must be positive"
+                    .into(),
+            ));
+        }
+        let o = &self.gateway.object_store;
+        if o.backend == ObjectStoreBackend::S3 && o.bucket.as_deref().is_none_or(str::is_empty) {
+            return Err(ConfigError::Invalid(
+                "objectStore.backend s3 needs objectStore.bucket (LAYER_S3_BUCKET)".into(),
+            ));
+        }
+        for i in &self.indexes {
+            for (what, v) in [
+                ("interval", &i.snapshot.interval),
+                ("retention", &i.snapshot.retention),
+            ] {
+                if let Err(e) = parse_duration_ms(v) {
+                    return Err(ConfigError::Invalid(format!(
+                        "index {:?}: snapshot.{what}: {e}",
+                        i.name
+                    )));
+                }
+            }
+        }
+        let c = &self.gateway.consistency;
+        if c.poll_interval_ms == 0 || c.stable_poll_interval_ms == 0 || c.max_concurrent_polls == 0
+        {
+            return Err(ConfigError::Invalid(
+                "consistency poll intervals and maxConcurrentPolls must be positive".into(),
+            ));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for idx in &self.indexes {
+            if idx.name.is_empty() {
+                return Err(ConfigError::Invalid("every index needs a name".into()));
+            }
+            if !seen.insert(idx.namespace().to_string()) {
+                return Err(ConfigError::Invalid(format!(
+                    "two indexes resolve to the upstream namespace {:?}",
+                    idx.namespace()
+                )));
+            }
+        }
+        if self.gateway.max_json_depth == 0 || self.gateway.max_body_bytes == 0 {
+            return Err(ConfigError::Invalid(
+                "maxJsonDepth and maxBodyBytes must be positive".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

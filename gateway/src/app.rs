@@ -1,0 +1,189 @@
+//! The composition root: the only module that names every feature. It validates the
+//! configuration, builds the [`Core`], the shared sources, each feature with the narrow handles
+//! it needs, concatenates their route tables into one [`Router`], and starts the runtimes with
+//! every feature's background work. Start at [`start`].
+
+use std::sync::Arc;
+
+use crate::core::Core;
+use crate::core::auth::Auth;
+use crate::core::cache::CacheTier;
+use crate::core::config::{CacheTierKind, Config, ConfigError};
+use crate::core::record::Recorder;
+use crate::core::router::{Route, Router};
+use crate::core::runtime::{self, Background, Running, StartError};
+use crate::core::store::ObjectStore;
+use crate::core::watcher::Watcher;
+use crate::features::{
+    fetch::Fetch, history::History, namespaces, ops::Ops, passthrough, query::Query, scans::Scans,
+    snapshots::Snapshots, warm::Warm,
+};
+use crate::sources::snapshot_store::SnapshotStore;
+use crate::sources::warmth::Warmth;
+
+/// Validates the configuration and starts the data plane. `env` resolves credentials and
+/// `tokenEnv` references (pass `|k| std::env::var(k).ok()` in production).
+pub fn start(config: Config, env: &dyn Fn(&str) -> Option<String>) -> Result<Running, StartError> {
+    start_with_tier(config, env, None)
+}
+
+/// Like [`start`], with a cache tier supplied by the caller (tests inject failures this way).
+pub fn start_with_tier(
+    config: Config,
+    env: &dyn Fn(&str) -> Option<String>,
+    tier: Option<Arc<dyn layer_cache::Tier>>,
+) -> Result<Running, StartError> {
+    config.validate(env)?;
+    if config.gateway.cache.tier == CacheTierKind::Aerospike && !cfg!(feature = "aerospike") {
+        return Err(ConfigError::Invalid(
+            "cache.tier aerospike needs a gateway built with `--features aerospike`".into(),
+        )
+        .into());
+    }
+    let tier = match tier {
+        Some(t) => t,
+        None => open_tier(&config)?,
+    };
+    let cache = CacheTier::new(tier, config.gateway.cache.hot_bytes_per_shard);
+    let auth = Auth::from_config(&config, env)?;
+    let shards = match config.gateway.shards {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let upstream_key = config.upstream_key(env);
+    let (watcher, registrations) = Watcher::new(config.gateway.consistency.clone());
+    for i in &config.indexes {
+        watcher.register(i.namespace());
+    }
+    let store = ObjectStore::open(&config, env).map_err(|e| StartError::Store(e.to_string()))?;
+    let core = Arc::new(Core::new(config, auth, shards, watcher, cache, store));
+    let app = App::build(core.clone());
+    let router = Router::new(app.routes()).map_err(StartError::Routes)?;
+    runtime::start(
+        core,
+        Arc::new(router),
+        upstream_key,
+        registrations,
+        app.background(),
+    )
+}
+
+/// Every feature, built.
+pub struct App {
+    history: Arc<History>,
+    query: Arc<Query>,
+    fetch: Arc<Fetch>,
+    snapshots: Arc<Snapshots>,
+    scans: Arc<Scans>,
+    warm: Arc<Warm>,
+    ops: Arc<Ops>,
+    snapshot_store: Arc<SnapshotStore>,
+}
+
+impl App {
+    /// Builds the sources and the features, and connects what one feature offers another.
+    pub fn build(core: Arc<Core>) -> App {
+        let snapshot_store = SnapshotStore::new(core.clone());
+        let warmth = Warmth::new(core.watcher.clone());
+        let history = History::new(&core.config, core.store.clone());
+        let recorder: Arc<dyn Recorder> = history.clone();
+        let warm = Warm::new(core.clone(), snapshot_store.clone(), warmth.clone());
+        // The Auto policy's background warm (scans, snapshot jobs) reaches the warm feature
+        // through the warmth source; a weak handle, so the two do not keep each other alive.
+        let weak = Arc::downgrade(&warm);
+        warmth.set_background(Box::new(move |ns: &str| {
+            if let Some(w) = weak.upgrade() {
+                w.ensure_background(ns);
+            }
+        }));
+        App {
+            query: Query::new(recorder.clone()),
+            fetch: Fetch::new(recorder),
+            snapshots: Snapshots::new(core.clone(), snapshot_store.clone(), warmth.clone()),
+            scans: Scans::new(core.clone(), snapshot_store.clone(), warmth.clone()),
+            ops: Ops::new(core, warmth),
+            warm,
+            history,
+            snapshot_store,
+        }
+    }
+
+    /// Every route of every feature: the one routing and auth table.
+    pub fn routes(&self) -> Vec<Route> {
+        let mut routes = Vec::new();
+        routes.extend(self.ops.routes());
+        routes.extend(self.query.routes());
+        routes.extend(passthrough::routes(self.snapshot_store.clone()));
+        routes.extend(self.fetch.routes());
+        routes.extend(namespaces::routes());
+        routes.extend(self.history.routes());
+        routes.extend(self.snapshots.routes());
+        routes.extend(self.scans.routes());
+        routes.extend(self.warm.routes());
+        routes
+    }
+
+    /// Work each feature runs on the control runtime.
+    pub fn background(&self) -> Vec<Arc<dyn Background>> {
+        vec![self.history.clone(), self.snapshots.clone()]
+    }
+}
+
+/// Opens the configured cache tier (blocking while the NVMe tier recovers).
+fn open_tier(config: &Config) -> Result<Arc<dyn layer_cache::Tier>, StartError> {
+    let c = &config.gateway.cache;
+    Ok(match c.tier {
+        CacheTierKind::Disabled => Arc::new(layer_cache::DisabledTier),
+        CacheTierKind::Aerospike => open_aerospike(config)?,
+        CacheTierKind::Nvme => {
+            let dir = c
+                .dir
+                .clone()
+                .unwrap_or_else(|| config.gateway.data_dir.join("cache"));
+            let mut nc = layer_cache::NvmeConfig::new(dir, c.max_bytes);
+            nc.start = if c.recover {
+                layer_cache::StartMode::Recover
+            } else {
+                layer_cache::StartMode::Clear
+            };
+            let tier =
+                layer_cache::NvmeTier::open(nc).map_err(|e| StartError::Cache(e.to_string()))?;
+            tracing::info!(
+                backend = tier.backend(),
+                direct_io = tier.direct_io(),
+                "NVMe cache tier open"
+            );
+            Arc::new(tier)
+        }
+    })
+}
+
+/// Connects the Aerospike tier. The client keeps cluster-tending tasks on the runtime it was
+/// created on, so it gets a small runtime of its own that lives as long as the tier.
+#[cfg(feature = "aerospike")]
+fn open_aerospike(config: &Config) -> Result<Arc<dyn layer_cache::Tier>, StartError> {
+    let a = &config.gateway.cache.aerospike;
+    let mut cfg = layer_cache::AerospikeConfig::new(a.hosts.clone().unwrap_or_default());
+    cfg.namespace = a.namespace.clone();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("layer-aerospike")
+        .enable_all()
+        .build()
+        .map_err(StartError::Runtime)?;
+    let tier = rt
+        .block_on(layer_cache::AerospikeTier::connect(cfg))
+        .map_err(|e| StartError::Cache(e.to_string()))?;
+    tracing::info!(hosts = ?a.hosts, "Aerospike cache tier connected");
+    Ok(Arc::new(crate::core::tier_runtime::RuntimeTier::new(
+        Arc::new(tier),
+        rt,
+    )))
+}
+
+#[cfg(not(feature = "aerospike"))]
+fn open_aerospike(_: &Config) -> Result<Arc<dyn layer_cache::Tier>, StartError> {
+    Err(StartError::Cache(
+        "this gateway was built without the aerospike feature".into(),
+    ))
+}

@@ -1,0 +1,162 @@
+//! Responses and bodies: the response type, JSON responses, relaying an upstream answer, reading
+//! a bounded request body, gzip in both directions, the W3C `traceparent`, and the clock the
+//! write stamp uses.
+
+use std::io::Read;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{HeaderMap, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use serde_json::Value;
+
+use super::error::GatewayError;
+use super::upstream::UpstreamResponse;
+
+/// Every response the gateway writes.
+pub type Resp = Response<Full<Bytes>>;
+
+/// Reads a request body, refusing (413) anything larger than `limit`.
+pub async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, GatewayError> {
+    Ok(Limited::new(body, limit)
+        .collect()
+        .await
+        .map_err(|e| {
+            GatewayError::PayloadTooLarge(format!(
+                "request body rejected (limit {limit} bytes): {e}"
+            ))
+        })?
+        .to_bytes())
+}
+
+/// Whether the caller accepts a gzip-compressed answer.
+pub fn accepts_gzip(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .any(|v| v.to_str().is_ok_and(|v| v.contains("gzip")))
+}
+
+/// Compresses a response the gateway built (query answers are fetched uncompressed so they can
+/// be merged) when the caller accepts gzip. Small bodies are not worth it.
+pub fn gzip_response(up: &mut UpstreamResponse) {
+    use std::io::Write;
+    if up.body.len() < 1024 || up.headers.contains_key(header::CONTENT_ENCODING) {
+        return;
+    }
+    let mut enc = flate2::write::GzEncoder::new(
+        Vec::with_capacity(up.body.len() / 3),
+        flate2::Compression::fast(),
+    );
+    if enc.write_all(&up.body).is_ok()
+        && let Ok(gz) = enc.finish()
+    {
+        up.body = Bytes::from(gz);
+        up.headers
+            .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+}
+
+/// Inflates a `content-encoding: gzip` request body (413 past `limit` bytes, without inflating
+/// more than `limit + 1`); any other body is returned as is.
+pub fn decode_gzip(headers: &HeaderMap, raw: Bytes, limit: usize) -> Result<Bytes, GatewayError> {
+    let gz = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("gzip"));
+    if !gz {
+        return Ok(raw);
+    }
+    let mut out = Vec::with_capacity(raw.len().saturating_mul(4).min(limit));
+    let read = flate2::read::GzDecoder::new(raw.as_ref())
+        .take(limit as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| GatewayError::Validation(format!("request body is not valid gzip: {e}")))?;
+    if read > limit {
+        return Err(GatewayError::PayloadTooLarge(format!(
+            "decompressed request body exceeds {limit} bytes"
+        )));
+    }
+    Ok(Bytes::from(out))
+}
+
+/// An upstream answer as the gateway's response; `trace` is echoed unless upstream sent one.
+pub fn relay(up: UpstreamResponse, trace: Option<HeaderValue>) -> Resp {
+    let mut resp = Response::new(Full::new(up.body));
+    *resp.status_mut() = up.status;
+    *resp.headers_mut() = up.headers;
+    if let Some(t) = trace {
+        resp.headers_mut().entry("traceparent").or_insert(t);
+    }
+    resp
+}
+
+/// A JSON response.
+pub fn json_response(status: StatusCode, v: &Value) -> Resp {
+    json_bytes(
+        status,
+        Bytes::from(serde_json::to_vec(v).unwrap_or_default()),
+    )
+}
+
+/// A response with a JSON body already serialised.
+pub fn json_bytes(status: StatusCode, body: Bytes) -> Resp {
+    let mut r = Response::new(Full::new(body));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+/// Adds a W3C `traceparent` when the caller sent none, so upstream logs and ours correlate.
+/// Returns the request's trace context.
+pub fn ensure_traceparent(headers: &mut HeaderMap) -> Option<HeaderValue> {
+    if let Some(t) = headers.get("traceparent") {
+        return Some(t.clone());
+    }
+    let trace: u128 = rand::random::<u128>() | 1;
+    let span: u64 = rand::random::<u64>() | 1;
+    let v = HeaderValue::from_str(&format!("00-{trace:032x}-{span:016x}-01")).ok()?;
+    headers.insert("traceparent", v.clone());
+    Some(v)
+}
+
+/// Server time in epoch milliseconds (the write stamp).
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traceparent_is_generated_once() {
+        let mut h = HeaderMap::new();
+        let first = ensure_traceparent(&mut h).unwrap();
+        let t = h["traceparent"].to_str().unwrap().to_string();
+        assert_eq!(t.len(), 55);
+        assert_eq!(first, t.as_str());
+        ensure_traceparent(&mut h);
+        assert_eq!(h["traceparent"], t.as_str());
+    }
+
+    #[test]
+    fn gzip_bodies_are_bounded_when_inflated() {
+        use std::io::Write;
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        enc.write_all(&vec![b'a'; 10_000]).unwrap();
+        let gz = Bytes::from(enc.finish().unwrap());
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        assert_eq!(decode_gzip(&h, gz.clone(), 10_000).unwrap().len(), 10_000);
+        let e = decode_gzip(&h, gz, 9_999).unwrap_err();
+        assert_eq!(e.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    }
+}

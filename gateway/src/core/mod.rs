@@ -1,0 +1,146 @@
+//! The gateway's core: everything a feature stands on, naming no feature.
+//!
+//! Where to start:
+//! - [`Core`] is the state every shard shares (config, auth, watcher, object store, document
+//!   cache tier, the control runtime); [`ShardCtx`] adds one shard's upstream pool and the router;
+//! - [`router`] holds routes as data (method, path pattern, metrics name, scope, handler) and the
+//!   one matcher; [`service`] is the request pipeline around it (route → admit → read body →
+//!   handler → error mapping → metrics);
+//! - [`proxy`] is the passthrough engine with phase hooks (pingora's `ProxyHttp` shape) that the
+//!   passthrough family and other forwarding routes plug into;
+//! - [`error`] is the one error → response table; [`http`] holds response and body helpers.
+//!
+//! Features get an `Arc<Core>` plus the narrow handles they need (row sources, or traits such as
+//! [`record::Recorder`] that another feature implements); nothing here has a field per feature.
+
+pub mod auth;
+pub mod cache;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod jobs;
+pub mod metrics;
+pub mod params;
+pub mod proxy;
+pub mod record;
+pub mod router;
+pub mod runtime;
+pub mod service;
+pub mod stable;
+pub mod store;
+#[cfg(feature = "aerospike")]
+pub mod tier_runtime;
+pub mod upstream;
+pub mod watcher;
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use auth::Auth;
+use cache::CacheTier;
+use config::{Config, IndexConfig};
+use error::GatewayError;
+use router::Router;
+use store::ObjectStore;
+use upstream::Upstream;
+use watcher::Watcher;
+
+/// State shared by every shard, read without locks on the request path.
+pub struct Core {
+    pub config: Config,
+    pub auth: Auth,
+    pub limits: scatter::Limits,
+    /// Shard runtimes serving requests.
+    pub shards: usize,
+    pub started: Instant,
+    pub watcher: Arc<Watcher>,
+    /// The document cache: shared tier, invalidations, miss coalescer, per-shard hot caches.
+    pub cache: CacheTier,
+    /// Configured indexes by upstream namespace.
+    pub indexes: HashMap<String, IndexConfig>,
+    /// The durable object store (history, clickstream, snapshot bodies).
+    pub store: ObjectStore,
+    /// The control runtime (background loops and jobs); set once at start.
+    control: OnceLock<Control>,
+}
+
+impl Core {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        config: Config,
+        auth: Auth,
+        shards: usize,
+        watcher: Arc<Watcher>,
+        cache: CacheTier,
+        store: ObjectStore,
+    ) -> Core {
+        let limits = scatter::Limits {
+            max_body_bytes: config.gateway.max_body_bytes,
+            max_depth: config.gateway.max_json_depth,
+            prevalidated: false,
+        };
+        let indexes = config
+            .indexes
+            .iter()
+            .map(|i| (i.namespace().to_string(), i.clone()))
+            .collect();
+        Core {
+            config,
+            auth,
+            limits,
+            shards,
+            started: Instant::now(),
+            watcher,
+            cache,
+            indexes,
+            store,
+            control: OnceLock::new(),
+        }
+    }
+
+    /// The control runtime (present once the gateway started).
+    pub fn control(&self) -> Result<&Control, GatewayError> {
+        self.control
+            .get()
+            .ok_or_else(|| GatewayError::Internal("the control runtime is not running".into()))
+    }
+
+    /// Installs the control runtime handle (once, at start).
+    pub fn set_control(&self, control: Control) {
+        let _ = self.control.set(control);
+    }
+
+    /// Scatter/gather buckets of `ns` (1 = unsharded).
+    pub fn shards_of(&self, ns: &str) -> u32 {
+        self.indexes.get(ns).map_or(1, |i| i.shards.max(1))
+    }
+}
+
+/// The control runtime: where background loops and jobs run, with its own upstream pool, so
+/// long scans never occupy a shard.
+#[derive(Clone)]
+pub struct Control {
+    pub handle: tokio::runtime::Handle,
+    pub upstream: Upstream,
+}
+
+/// One shard's context: the shared core, the shard's own upstream pool, and the router.
+pub struct ShardCtx {
+    pub core: Arc<Core>,
+    pub upstream: Upstream,
+    pub router: Arc<Router>,
+}
+
+/// A core for unit tests: default configuration with an upstream credential, the cache tier
+/// disabled, an in-memory object store, no control runtime.
+#[cfg(test)]
+pub fn test_core() -> Arc<Core> {
+    let mut config = Config::default();
+    config.vector_store.credential.value = Some("test-key".into());
+    let auth = Auth::from_config(&config, &|_| None).expect("default auth");
+    let (watcher, _rx) = Watcher::new(config.gateway.consistency.clone());
+    let cache = CacheTier::new(Arc::new(layer_cache::DisabledTier), 1 << 20);
+    let store = ObjectStore::from_inner(Arc::new(object_store::memory::InMemory::new()), "memory");
+    Arc::new(Core::new(config, auth, 1, watcher, cache, store))
+}

@@ -1,0 +1,274 @@
+//! Threads and runtimes (ARCHITECTURE §2): one pinned tokio `current_thread` runtime per shard,
+//! each with its own `SO_REUSEPORT` listener, hyper HTTP/1.1 + h2c server and upstream pool; or,
+//! with `workStealing`, one multi-thread runtime sharing a listener. Graceful shutdown: stop
+//! accepting, let in-flight requests finish until the drain deadline, then close.
+
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use super::router::Router;
+use super::upstream::Upstream;
+use super::{Control, Core, ShardCtx};
+
+/// A feature's work on the control runtime: loops started once the gateway runs, and what must
+/// happen at graceful shutdown after the shards drained.
+pub trait Background: Send + Sync {
+    /// Starts the loops (called once, on start).
+    fn start(self: Arc<Self>, control: &Control);
+    /// Finishes up at graceful shutdown (runs on the control runtime after the shards drained).
+    fn stop(self: Arc<Self>) -> futures_util::future::BoxFuture<'static, ()> {
+        Box::pin(async {})
+    }
+}
+
+/// Errors while starting the data plane.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("binding {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("starting runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error(transparent)]
+    Config(#[from] super::config::ConfigError),
+    #[error(transparent)]
+    Gateway(#[from] super::error::GatewayError),
+    #[error("route table: {0}")]
+    Routes(String),
+    #[error("opening the cache tier: {0}")]
+    Cache(String),
+    #[error("opening the object store: {0}")]
+    Store(String),
+}
+
+/// A running data plane.
+pub struct Running {
+    pub addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    threads: Vec<JoinHandle<()>>,
+    /// The control runtime: consistency watcher, background loops, signal handling.
+    control: tokio::runtime::Runtime,
+    background: Vec<Arc<dyn Background>>,
+}
+
+impl Running {
+    /// Blocks until SIGTERM or SIGINT (on the control runtime).
+    pub fn wait_for_signal(&self) -> std::io::Result<()> {
+        self.control.block_on(async {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+            tokio::select! {
+                r = tokio::signal::ctrl_c() => r,
+                _ = term.recv() => Ok(()),
+            }
+        })
+    }
+
+    /// Stops accepting, drains in-flight requests (bounded by the drain deadline), joins every
+    /// shard thread, then lets each background part finish.
+    pub fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for t in self.threads {
+            let _ = t.join();
+        }
+        // The shards drained, so every served request is queued (e.g. history batches).
+        for b in self.background {
+            self.control.block_on(b.stop());
+        }
+        self.control.shutdown_background();
+    }
+}
+
+fn bind(addr: SocketAddr, reuse_port: bool) -> Result<StdListener, StartError> {
+    let err = |source| StartError::Bind { addr, source };
+    let socket =
+        Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(err)?;
+    socket.set_reuse_address(true).map_err(err)?;
+    if reuse_port {
+        socket.set_reuse_port(true).map_err(err)?;
+    }
+    socket.set_tcp_nodelay(true).map_err(err)?;
+    socket.bind(&addr.into()).map_err(err)?;
+    socket.listen(4096).map_err(err)?;
+    socket.set_nonblocking(true).map_err(err)?;
+    Ok(socket.into())
+}
+
+/// Starts the control runtime (watcher and `background`) and the shards (or the work-stealing
+/// runtime); returns once every listener is bound.
+pub fn start(
+    core: Arc<Core>,
+    router: Arc<Router>,
+    upstream_key: Option<String>,
+    registrations: tokio::sync::mpsc::Receiver<super::watcher::Registration>,
+    background: Vec<Arc<dyn Background>>,
+) -> Result<Running, StartError> {
+    let g = &core.config.gateway;
+    let vs = &core.config.vector_store;
+    let first = bind(g.listen, !g.work_stealing)?;
+    let addr = first.local_addr().map_err(|source| StartError::Bind {
+        addr: g.listen,
+        source,
+    })?;
+    let (tx, rx) = watch::channel(false);
+    let drain = Duration::from_millis(g.drain_timeout_ms);
+    let make_upstream = {
+        let url = vs.endpoint.url.clone();
+        let (connect, request) = (
+            Duration::from_millis(vs.connect_timeout_ms),
+            Duration::from_millis(vs.request_timeout_ms),
+        );
+        move || Upstream::new(&url, upstream_key.as_deref(), connect, request)
+    };
+    // Fail fast on a bad upstream URL before any thread starts.
+    let control_upstream = make_upstream()?;
+    let control = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("layer-control")
+        .enable_all()
+        .build()
+        .map_err(StartError::Runtime)?;
+    control.spawn(
+        core.watcher
+            .clone()
+            .run(registrations, control_upstream.clone()),
+    );
+    let ctl = Control {
+        handle: control.handle().clone(),
+        upstream: control_upstream,
+    };
+    core.set_control(ctl.clone());
+    for b in &background {
+        b.clone().start(&ctl);
+    }
+    let mut threads = Vec::new();
+    let shard_ctx = || -> Result<Arc<ShardCtx>, StartError> {
+        Ok(Arc::new(ShardCtx {
+            core: core.clone(),
+            upstream: make_upstream()?,
+            router: router.clone(),
+        }))
+    };
+    if g.work_stealing {
+        let workers = core.shards;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .thread_name("layer-worker")
+            .enable_all()
+            .build()
+            .map_err(StartError::Runtime)?;
+        let ctx = shard_ctx()?;
+        let rx = rx.clone();
+        threads.push(
+            std::thread::Builder::new()
+                .name("layer-ws".into())
+                .spawn(move || {
+                    rt.block_on(async move {
+                        match TcpListener::from_std(first) {
+                            Ok(l) => serve(l, ctx, rx, drain).await,
+                            Err(e) => tracing::error!(error = %e, "listener"),
+                        }
+                    });
+                })
+                .map_err(StartError::Runtime)?,
+        );
+        return Ok(Running {
+            addr,
+            shutdown: tx,
+            threads,
+            control,
+            background,
+        });
+    }
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    let mut listeners = vec![first];
+    for _ in 1..core.shards {
+        listeners.push(bind(addr, true)?);
+    }
+    for (i, listener) in listeners.into_iter().enumerate() {
+        let ctx = shard_ctx()?;
+        let rx = rx.clone();
+        let pin = (!cores.is_empty()).then(|| cores[i % cores.len()]);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(StartError::Runtime)?;
+        let t = std::thread::Builder::new()
+            .name(format!("layer-shard-{i}"))
+            .spawn(move || {
+                if let Some(c) = pin {
+                    core_affinity::set_for_current(c);
+                }
+                rt.block_on(async move {
+                    match TcpListener::from_std(listener) {
+                        Ok(l) => serve(l, ctx, rx, drain).await,
+                        Err(e) => tracing::error!(shard = i, error = %e, "listener"),
+                    }
+                });
+            })
+            .map_err(StartError::Runtime)?;
+        threads.push(t);
+    }
+    Ok(Running {
+        addr,
+        shutdown: tx,
+        threads,
+        control,
+        background,
+    })
+}
+
+/// One accept loop: serves connections until shutdown, then drains.
+async fn serve(
+    listener: TcpListener,
+    ctx: Arc<ShardCtx>,
+    mut shutdown: watch::Receiver<bool>,
+    drain: Duration,
+) {
+    let graceful = GracefulShutdown::new();
+    let builder = auto::Builder::new(TokioExecutor::new());
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    let ctx = ctx.clone();
+                    let svc = service_fn(move |req| {
+                        let ctx = ctx.clone();
+                        async move { Ok::<_, std::convert::Infallible>(super::service::handle(ctx, req).await) }
+                    });
+                    let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
+                    let conn = graceful.watch(conn);
+                    tokio::spawn(async move {
+                        if let Err(e) = conn.await {
+                            tracing::debug!(error = %e, "connection ended with an error");
+                        }
+                    });
+                }
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            },
+            _ = shutdown.changed() => break,
+        }
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(drain) => tracing::warn!("drain deadline reached with requests still in flight"),
+    }
+}

@@ -1,0 +1,72 @@
+//! The request pipeline on a shard, wrapped once around the router: route → admit (the route's
+//! scope, the `{ns}` parameter against the key's grant) → read the body within `maxBodyBytes`
+//! → the route's handler → errors mapped to responses ([`GatewayError::into_response`]) →
+//! metrics. Start at [`handle`].
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::Request;
+use hyper::body::Incoming;
+
+use super::ShardCtx;
+use super::error::GatewayError;
+use super::http::{Resp, read_body};
+use super::metrics;
+use super::router::{Req, Route};
+
+/// Serves one request. Never fails: every error becomes a response here.
+pub async fn handle(ctx: Arc<ShardCtx>, req: Request<Incoming>) -> Resp {
+    let started = Instant::now();
+    metrics::request_started();
+    let (parts, body) = req.into_parts();
+    // A `Uri` clone shares its bytes: the route and the namespace label borrow from it while
+    // `parts` moves into the request.
+    let uri = parts.uri.clone();
+    let router = ctx.router.clone();
+    let (resp, name, query_ns) = match router.find(&parts.method, uri.path()) {
+        None => {
+            let e = GatewayError::NotFound {
+                method: parts.method.to_string(),
+                path: parts.uri.path().to_string(),
+            };
+            (e.into_response(), "unknown", None)
+        }
+        Some((route, params)) => {
+            let query_ns = route
+                .query_metrics
+                .then(|| params.raw(uri.path(), "ns").unwrap_or_default());
+            let resp = match serve(&ctx, route, params, parts, body).await {
+                Ok(resp) => resp,
+                Err(e) => {
+                    if matches!(e, GatewayError::CacheCold(_)) {
+                        metrics::feature_event(
+                            "layer_cache_cold_responses_total",
+                            "route",
+                            route.name,
+                            1,
+                        );
+                    }
+                    e.into_response()
+                }
+            };
+            (resp, route.name, query_ns)
+        }
+    };
+    metrics::request_finished(name, resp.status().as_u16(), started.elapsed(), query_ns);
+    resp
+}
+
+async fn serve(
+    ctx: &Arc<ShardCtx>,
+    route: &Route,
+    params: super::router::Params,
+    parts: http::request::Parts,
+    body: Incoming,
+) -> Result<Resp, GatewayError> {
+    let ns = params.raw(parts.uri.path(), "ns");
+    let principal = ctx.core.auth.admit(&parts.headers, route.scope, ns)?;
+    let body = read_body(body, ctx.core.config.gateway.max_body_bytes).await?;
+    let req = Req::new(parts, body, principal, route.name, params);
+    route.call(ctx.clone(), req).await
+}

@@ -1,0 +1,241 @@
+//! The upstream client: one pooled hyper client per shard (keep-alive, HTTP/1.1 and HTTP/2,
+//! rustls for https), connect and request timeouts, the upstream credential, and the header
+//! rules of a transparent hop (hop-by-hop headers dropped, `Location` kept relative).
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{self, HeaderName};
+use http::{HeaderMap, HeaderValue, Method, Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+use super::error::GatewayError;
+use super::metrics;
+
+/// Largest upstream response body relayed (query results are at most 10k rows).
+const MAX_RESPONSE: usize = 512 << 20;
+
+/// An upstream response, fully read.
+pub struct UpstreamResponse {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+/// A shard's connection pool to the upstream store.
+#[derive(Clone)]
+pub struct Upstream {
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    /// `scheme://authority`, used to make absolute `Location`s relative.
+    origin: String,
+    /// Path prefix of the base URL (without trailing slash), prepended to every route.
+    prefix: String,
+    auth: Option<HeaderValue>,
+    request_timeout: Duration,
+}
+
+/// Headers that describe one hop and must not be forwarded.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+    "content-length",
+];
+
+impl Upstream {
+    /// Builds a client for `base_url`; `key` replaces the caller's bearer when set.
+    pub fn new(
+        base_url: &str,
+        key: Option<&str>,
+        connect_timeout: Duration,
+        request_timeout: Duration,
+    ) -> Result<Self, GatewayError> {
+        // Two rustls crypto providers are linked (ring for our client, aws-lc-rs through the
+        // object store's S3 client), so rustls cannot pick one by itself: choose ring,
+        // process-wide, before the first TLS config is built. A second call is a no-op.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let uri: Uri = base_url
+            .parse()
+            .map_err(|e| GatewayError::Internal(format!("bad upstream url {base_url:?}: {e}")))?;
+        let (scheme, authority) = match (uri.scheme_str(), uri.authority()) {
+            (Some(s), Some(a)) => (s.to_string(), a.to_string()),
+            _ => {
+                return Err(GatewayError::Internal(format!(
+                    "upstream url needs a scheme and host: {base_url:?}"
+                )));
+            }
+        };
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(connect_timeout));
+        http.set_nodelay(true);
+        http.enforce_http(false);
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_webpki_roots()
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(256)
+            .build(https);
+        let auth = match key {
+            Some(k) => Some(
+                HeaderValue::from_str(&format!("Bearer {}", k.trim())).map_err(|_| {
+                    GatewayError::Internal("upstream credential is not a valid header value".into())
+                })?,
+            ),
+            None => None,
+        };
+        Ok(Upstream {
+            client,
+            origin: format!("{scheme}://{authority}"),
+            prefix: uri.path().trim_end_matches('/').to_string(),
+            auth,
+            request_timeout,
+        })
+    }
+
+    /// Sends one request and reads the whole response. Network failures become 502/504
+    /// [`GatewayError`]s; any HTTP status (including upstream errors) is returned as is.
+    pub async fn send(
+        &self,
+        route: &'static str,
+        method: Method,
+        path_and_query: &str,
+        in_headers: &HeaderMap,
+        body: Bytes,
+    ) -> Result<UpstreamResponse, GatewayError> {
+        let uri = format!("{}{}{}", self.origin, self.prefix, path_and_query);
+        let mut req = Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(Full::new(body))
+            .map_err(|e| GatewayError::Internal(e.to_string()))?;
+        let headers = req.headers_mut();
+        for (name, value) in in_headers {
+            if !is_hop_by_hop(name) {
+                headers.append(name.clone(), value.clone());
+            }
+        }
+        if let Some(a) = &self.auth {
+            headers.insert(header::AUTHORIZATION, a.clone());
+        }
+        let started = Instant::now();
+        let exchange = async {
+            let resp = self.client.request(req).await.map_err(|e| {
+                metrics::upstream_error(route, "connect");
+                GatewayError::Upstream(error_chain(&e))
+            })?;
+            let (parts, body) = resp.into_parts();
+            let body = Limited::new(body, MAX_RESPONSE)
+                .collect()
+                .await
+                .map_err(|e| {
+                    metrics::upstream_error(route, "connect");
+                    GatewayError::Upstream(format!("reading the upstream response: {e}"))
+                })?;
+            Ok::<_, GatewayError>((parts, body.to_bytes()))
+        };
+        let (parts, body) = match tokio::time::timeout(self.request_timeout, exchange).await {
+            Ok(r) => r?,
+            Err(_) => {
+                metrics::upstream_error(route, "timeout");
+                return Err(GatewayError::UpstreamTimeout(
+                    self.request_timeout.as_millis() as u64,
+                ));
+            }
+        };
+        metrics::upstream(route, started.elapsed());
+        let mut headers = HeaderMap::with_capacity(parts.headers.len());
+        for (name, value) in &parts.headers {
+            if !is_hop_by_hop(name) {
+                headers.append(name.clone(), value.clone());
+            }
+        }
+        self.relativize_location(&mut headers);
+        Ok(UpstreamResponse {
+            status: parts.status,
+            headers,
+            body,
+        })
+    }
+
+    /// An absolute `Location` on the upstream origin becomes a path on the gateway's origin
+    /// (the SDKs reject a `Location` on another origin).
+    fn relativize_location(&self, headers: &mut HeaderMap) {
+        let Some(loc) = headers.get(header::LOCATION).and_then(|v| v.to_str().ok()) else {
+            return;
+        };
+        let Some(rest) = loc.strip_prefix(&self.origin) else {
+            return;
+        };
+        let rest = rest.strip_prefix(&self.prefix).unwrap_or(rest);
+        if let Ok(v) = HeaderValue::from_str(if rest.is_empty() { "/" } else { rest }) {
+            headers.insert(header::LOCATION, v);
+        }
+    }
+}
+
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(&name.as_str())
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn location_is_made_relative() {
+        let u = Upstream::new(
+            "http://127.0.0.1:9/base/",
+            None,
+            Duration::from_secs(1),
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::LOCATION,
+            HeaderValue::from_static("http://127.0.0.1:9/base/v1/namespaces/a/operations/t"),
+        );
+        u.relativize_location(&mut h);
+        assert_eq!(h[header::LOCATION], "/v1/namespaces/a/operations/t");
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::LOCATION,
+            HeaderValue::from_static("/v1/namespaces/a/operations/t"),
+        );
+        u.relativize_location(&mut h);
+        assert_eq!(h[header::LOCATION], "/v1/namespaces/a/operations/t");
+    }
+
+    #[test]
+    fn hop_by_hop_headers_are_dropped() {
+        assert!(is_hop_by_hop(&header::CONNECTION));
+        assert!(is_hop_by_hop(&header::HOST));
+        assert!(!is_hop_by_hop(&header::CONTENT_ENCODING));
+    }
+}

@@ -1,0 +1,463 @@
+//! The history writer: one task on the control runtime that turns queued events into records,
+//! mirrors them into the recent window and writes them to the object store in JSONL batches.
+//! Start at [`Writer::run`].
+//!
+//! Shards only hand raw material over ([`Msg`]: the request and response `Bytes`, which are
+//! reference-counted, and a few header values); parsing and summarising happen here, so a query
+//! pays for a channel send and nothing else.
+//!
+//! Batching: one open batch per (feed, namespace). A batch is written when it holds
+//! `maxBatchEntries` records, when it is `flushIntervalMs` old (checked every quarter interval),
+//! before it would span more than [`MAX_BATCH_SPAN_NANOS`], and on a flush request (graceful
+//! shutdown). Each write is its own task, at most [`MAX_PUTS`] at a time; when the store is slow
+//! the writer waits for a slot, the queue fills up and new events are dropped and counted — the
+//! query path never waits. A failed or timed-out write is counted as `failed` and not retried
+//! by this module (`object_store` already retries transient S3 errors).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::HeaderValue;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use super::entry::{
+    ClickEvent, Feed, MAX_BATCH_SPAN_NANOS, SearchEntry, object_key, rfc3339, trace_id_of,
+};
+use super::summary::summarize;
+use super::window::Window;
+use crate::core::metrics;
+use crate::core::store::ObjectStore;
+
+/// Object writes in flight at once.
+pub const MAX_PUTS: u32 = 4;
+
+/// Pause between drains of the queue (see [`Writer::run`]); also the longest a record waits
+/// before it reaches the recent window.
+const DRAIN_PAUSE: Duration = Duration::from_millis(5);
+
+/// Messages taken off the queue per drain.
+const DRAIN_MAX: usize = 1024;
+
+/// Longest one object write may take before it counts as failed (frees its slot even when the
+/// store hangs).
+const PUT_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// What shards send the writer.
+#[derive(Debug)]
+pub enum Msg {
+    Query(Box<QueryEvent>),
+    Fetch(Box<FetchEvent>),
+    /// Answered once every message sent before it is in the recent window.
+    Sync(oneshot::Sender<()>),
+    /// Answered once every batch is written (or failed).
+    Flush(oneshot::Sender<()>),
+}
+
+/// A served query, as the shard saw it.
+#[derive(Debug)]
+pub struct QueryEvent {
+    pub nanos: u64,
+    pub ns: String,
+    pub raw_query: Option<String>,
+    pub tags: Vec<String>,
+    pub traceparent: Option<HeaderValue>,
+    pub request: Bytes,
+    pub response: Bytes,
+    pub watermark: Option<u64>,
+}
+
+/// Fetched documents carrying a search's trace context.
+#[derive(Debug)]
+pub struct FetchEvent {
+    pub nanos: u64,
+    pub ns: String,
+    pub traceparent: HeaderValue,
+    pub tags: Vec<HeaderValue>,
+    pub ids: Vec<String>,
+    pub served_from: &'static str,
+}
+
+impl Msg {
+    /// Bytes the message keeps alive while queued (the queue's byte budget).
+    pub fn weight(&self) -> usize {
+        match self {
+            Msg::Query(q) => q.request.len() + q.response.len(),
+            Msg::Fetch(f) => f.ids.iter().map(String::len).sum::<usize>(),
+            Msg::Sync(_) | Msg::Flush(_) => 0,
+        }
+    }
+}
+
+/// One open batch.
+struct Batch {
+    body: Vec<u8>,
+    count: usize,
+    oldest: u64,
+    newest: u64,
+    opened: Instant,
+}
+
+/// The writer task's state.
+pub struct Writer {
+    pub store: ObjectStore,
+    pub search: Arc<Window<SearchEntry>>,
+    pub clicks: Arc<Window<ClickEvent>>,
+    pub queued_bytes: Arc<AtomicUsize>,
+    pub flush_every: Duration,
+    pub max_batch: usize,
+    batches: HashMap<(Feed, String), Batch>,
+    last_nanos: u64,
+    puts: Arc<Semaphore>,
+}
+
+impl Writer {
+    pub fn new(
+        store: ObjectStore,
+        search: Arc<Window<SearchEntry>>,
+        clicks: Arc<Window<ClickEvent>>,
+        queued_bytes: Arc<AtomicUsize>,
+        flush_every: Duration,
+        max_batch: usize,
+    ) -> Self {
+        Writer {
+            store,
+            search,
+            clicks,
+            queued_bytes,
+            flush_every: flush_every.max(Duration::from_millis(1)),
+            max_batch: max_batch.max(1),
+            batches: HashMap::new(),
+            last_nanos: 0,
+            puts: Arc::new(Semaphore::new(MAX_PUTS as usize)),
+        }
+    }
+
+    /// Runs until every sender is gone, then writes what is left.
+    pub async fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
+        let mut tick = tokio::time::interval((self.flush_every / 4).max(Duration::from_millis(1)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut msgs = Vec::with_capacity(DRAIN_MAX);
+        loop {
+            tokio::select! {
+                n = rx.recv_many(&mut msgs, DRAIN_MAX) => {
+                    if n == 0 {
+                        break;
+                    }
+                    for msg in msgs.drain(..) {
+                        self.handle(msg).await;
+                    }
+                    // Let the next events pile up instead of parking on the queue at once: a
+                    // parked receiver costs every sending shard a cross-thread wake-up (a futex
+                    // call and a context switch) per query; this way it is one per pause.
+                    tokio::time::sleep(DRAIN_PAUSE).await;
+                }
+                _ = tick.tick() => self.flush_due().await,
+            }
+        }
+        self.flush_all().await;
+    }
+
+    async fn handle(&mut self, msg: Msg) {
+        self.queued_bytes.fetch_sub(msg.weight(), Ordering::Relaxed);
+        match msg {
+            Msg::Query(q) => {
+                let nanos = self.stamp(q.nanos);
+                let ns = q.ns.clone();
+                let entry = Arc::new(search_entry(*q, nanos));
+                // Into the window first: appending may wait for a write slot.
+                self.search.push(&ns, entry.clone());
+                self.append(Feed::SearchHistory, &ns, &*entry, nanos).await;
+            }
+            Msg::Fetch(f) => {
+                let Some(trace_id) = trace_id_of(f.traceparent.as_bytes()) else {
+                    return;
+                };
+                let tags = super::params::lenient_tags(&f.tags);
+                for doc_id in f.ids {
+                    let nanos = self.stamp(f.nanos);
+                    let event = Arc::new(ClickEvent {
+                        timestamp: rfc3339(nanos),
+                        timestamp_nanos: nanos,
+                        trace_id: trace_id.clone(),
+                        namespace: f.ns.clone(),
+                        doc_id,
+                        tags: tags.clone(),
+                        source: "fetch".into(),
+                        served_from: f.served_from.into(),
+                    });
+                    self.clicks.push(&f.ns, event.clone());
+                    self.append(Feed::Clickstream, &f.ns, &*event, nanos).await;
+                }
+            }
+            Msg::Sync(done) => {
+                let _ = done.send(());
+            }
+            Msg::Flush(done) => {
+                self.flush_all().await;
+                let _ = done.send(());
+            }
+        }
+    }
+
+    /// A strictly increasing timestamp near `nanos`: unique within this gateway, so the
+    /// `before` cursor never skips or repeats a record.
+    fn stamp(&mut self, nanos: u64) -> u64 {
+        let n = nanos.max(self.last_nanos + 1);
+        self.last_nanos = n;
+        n
+    }
+
+    async fn append<T: serde::Serialize>(&mut self, feed: Feed, ns: &str, record: &T, nanos: u64) {
+        let key = (feed, ns.to_string());
+        if let Some(b) = self.batches.get(&key)
+            && nanos.saturating_sub(b.oldest) > MAX_BATCH_SPAN_NANOS
+        {
+            self.flush(key.clone()).await;
+        }
+        let batch = self.batches.entry(key.clone()).or_insert_with(|| Batch {
+            body: Vec::with_capacity(16 << 10),
+            count: 0,
+            oldest: nanos,
+            newest: nanos,
+            opened: Instant::now(),
+        });
+        if serde_json::to_writer(&mut batch.body, record).is_err() {
+            return;
+        }
+        batch.body.push(b'\n');
+        batch.count += 1;
+        batch.newest = nanos;
+        if batch.count >= self.max_batch {
+            self.flush(key).await;
+        }
+    }
+
+    async fn flush_due(&mut self) {
+        let due: Vec<(Feed, String)> = self
+            .batches
+            .iter()
+            .filter(|(_, b)| b.opened.elapsed() >= self.flush_every)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in due {
+            self.flush(key).await;
+        }
+    }
+
+    /// Writes every open batch and waits until every write finished.
+    async fn flush_all(&mut self) {
+        let keys: Vec<(Feed, String)> = self.batches.keys().cloned().collect();
+        for key in keys {
+            self.flush(key).await;
+        }
+        // Every slot free again = every write done.
+        if let Ok(all) = self.puts.acquire_many(MAX_PUTS).await {
+            drop(all);
+        }
+    }
+
+    /// Starts writing one batch (waits for a write slot first).
+    async fn flush(&mut self, key: (Feed, String)) {
+        let Some(batch) = self.batches.remove(&key) else {
+            return;
+        };
+        let Ok(permit) = self.puts.clone().acquire_owned().await else {
+            return;
+        };
+        let (feed, ns) = key;
+        let store = self.store.clone();
+        let (search, clicks) = (self.search.clone(), self.clicks.clone());
+        tokio::spawn(async move {
+            let object = object_key(feed, &ns, batch.newest);
+            let n = batch.count as u64;
+            match tokio::time::timeout(PUT_TIMEOUT, store.put(&object, Bytes::from(batch.body)))
+                .await
+            {
+                Ok(Ok(())) => {
+                    metrics::feature_event(feed.metric(), "outcome", "written", n);
+                    metrics::feature_event(feed.object_metric(), "outcome", "written", 1);
+                    match feed {
+                        Feed::SearchHistory => search.wrote(&ns, object, batch.oldest),
+                        Feed::Clickstream => clicks.wrote(&ns, object, batch.oldest),
+                    }
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(object, error = %e, "history batch not written");
+                    metrics::feature_event(feed.metric(), "outcome", "failed", n);
+                    metrics::feature_event(feed.object_metric(), "outcome", "failed", 1);
+                }
+                Err(_) => {
+                    tracing::warn!(object, "history batch write timed out");
+                    metrics::feature_event(feed.metric(), "outcome", "failed", n);
+                    metrics::feature_event(feed.object_metric(), "outcome", "failed", 1);
+                }
+            }
+            drop(permit);
+        });
+    }
+}
+
+/// Builds a search-history entry from a served query.
+fn search_entry(q: QueryEvent, nanos: u64) -> SearchEntry {
+    let summary = summarize(&q.request, &q.response);
+    SearchEntry {
+        timestamp: rfc3339(nanos),
+        timestamp_nanos: nanos,
+        namespace: q.ns,
+        trace_id: q.traceparent.and_then(|t| trace_id_of(t.as_bytes())),
+        raw_query: q.raw_query,
+        stable_as_of: q.watermark,
+        query: summary.query,
+        top_result_ids: summary.top_result_ids,
+        tags: q.tags,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::entry::key_nanos;
+    use super::*;
+
+    const T: u64 = 1_747_900_800_000_000_000;
+
+    fn query(nanos: u64, id: &str) -> Msg {
+        Msg::Query(Box::new(QueryEvent {
+            nanos,
+            ns: "ns".into(),
+            raw_query: None,
+            tags: vec!["t".into()],
+            traceparent: Some(HeaderValue::from_static(
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            )),
+            request: Bytes::from_static(br#"{"vector":[1,2],"top_k":1}"#),
+            response: Bytes::from(format!(r#"{{"rows":[{{"id":"{id}"}}]}}"#)),
+            watermark: Some(5),
+        }))
+    }
+
+    /// Runs a writer over `msgs`, flushes, and returns the stored objects (key, lines).
+    async fn run(msgs: Vec<Msg>, max_batch: usize) -> (Vec<(String, Vec<SearchEntry>)>, usize) {
+        let store =
+            ObjectStore::from_inner(Arc::new(object_store::memory::InMemory::new()), "memory");
+        let search = Arc::new(Window::new(100));
+        let writer = Writer::new(
+            store.clone(),
+            search.clone(),
+            Arc::new(Window::new(100)),
+            Arc::new(AtomicUsize::new(0)),
+            Duration::from_secs(600),
+            max_batch,
+        );
+        let (tx, rx) = mpsc::channel(64);
+        let task = tokio::spawn(writer.run(rx));
+        for m in msgs {
+            tx.send(m).await.unwrap();
+        }
+        let (done, flushed) = oneshot::channel();
+        tx.send(Msg::Flush(done)).await.unwrap();
+        flushed.await.unwrap();
+        drop(tx);
+        task.await.unwrap();
+        let mut out = Vec::new();
+        for o in store.list("search-history/ns/").await.unwrap() {
+            let body = store.get(&o.key).await.unwrap().unwrap();
+            let lines = body
+                .split(|b| *b == b'\n')
+                .filter(|l| !l.is_empty())
+                .map(|l| serde_json::from_slice(l).unwrap())
+                .collect();
+            out.push((o.key, lines));
+        }
+        (out, search.len())
+    }
+
+    #[tokio::test]
+    async fn batches_by_size_and_span_named_by_their_newest_entry() {
+        let msgs = vec![
+            query(T, "a"),
+            // Same clock reading: stamped one nanosecond later, never equal.
+            query(T, "b"),
+            query(T + 1_000, "c"),
+            // More than a batch span after the open batch's first entry ("c"): a new object.
+            query(T + MAX_BATCH_SPAN_NANOS + 2_000, "d"),
+            query(T + MAX_BATCH_SPAN_NANOS + 3_000, "e"),
+        ];
+        let (objects, windowed) = run(msgs, 2).await;
+        let shape: Vec<Vec<&str>> = objects
+            .iter()
+            .map(|(_, es)| es.iter().map(|e| e.top_result_ids[0].as_str()).collect())
+            .collect();
+        assert_eq!(shape, [vec!["a", "b"], vec!["c"], vec!["d", "e"]]);
+        let stamps: Vec<u64> = objects
+            .iter()
+            .flat_map(|(_, es)| es.iter().map(|e| e.timestamp_nanos))
+            .collect();
+        assert_eq!(stamps[..3], [T, T + 1, T + 1_000]);
+        for (key, es) in &objects {
+            assert_eq!(key_nanos(key), es.last().map(|e| e.timestamp_nanos));
+            assert!(key.starts_with("search-history/ns/2025-05-22/"), "{key}");
+        }
+        let e = &objects[0].1[0];
+        assert_eq!(
+            e.trace_id.as_deref(),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+        );
+        assert_eq!(e.stable_as_of, Some(5));
+        assert_eq!(e.query["vector"], serde_json::json!({"dims": 2}));
+        assert_eq!(windowed, 5);
+    }
+
+    #[tokio::test]
+    async fn fetch_events_need_a_valid_traceparent() {
+        let fetch = |tp: &'static str| {
+            Msg::Fetch(Box::new(FetchEvent {
+                nanos: T,
+                ns: "ns".into(),
+                traceparent: HeaderValue::from_static(tp),
+                tags: vec![HeaderValue::from_static("s:1")],
+                ids: vec!["x".into(), "y".into()],
+                served_from: "cache",
+            }))
+        };
+        let store =
+            ObjectStore::from_inner(Arc::new(object_store::memory::InMemory::new()), "memory");
+        let clicks = Arc::new(Window::new(100));
+        let writer = Writer::new(
+            store.clone(),
+            Arc::new(Window::new(100)),
+            clicks.clone(),
+            Arc::new(AtomicUsize::new(0)),
+            Duration::from_secs(600),
+            100,
+        );
+        let (tx, rx) = mpsc::channel(8);
+        let task = tokio::spawn(writer.run(rx));
+        tx.send(fetch("not-a-traceparent")).await.unwrap();
+        tx.send(fetch(
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        ))
+        .await
+        .unwrap();
+        drop(tx);
+        task.await.unwrap();
+        let objects = store.list("clickstream/ns/").await.unwrap();
+        assert_eq!(objects.len(), 1);
+        let body = store.get(&objects[0].key).await.unwrap().unwrap();
+        let events: Vec<ClickEvent> = body
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_slice(l).unwrap())
+            .collect();
+        let docs: Vec<&str> = events.iter().map(|e| e.doc_id.as_str()).collect();
+        assert_eq!(docs, ["x", "y"]);
+        assert!(
+            events
+                .iter()
+                .all(|e| e.served_from == "cache" && e.tags == ["s:1"])
+        );
+        assert_eq!(clicks.len(), 2);
+    }
+}

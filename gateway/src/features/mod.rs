@@ -1,0 +1,27 @@
+//! Every feature of the gateway, each in its own module: it declares its routes and owns its
+//! state, and stands on `crate::core` and `crate::sources` only — a feature never imports
+//! another feature. `crate::app` builds them and wires the few handles one feature offers
+//! another (the [`crate::core::record::Recorder`] history implements, the background-warm hook
+//! of [`crate::sources::warmth`]).
+//!
+//! | feature | routes |
+//! |---|---|
+//! | [`passthrough`] | forwarded Turbopuffer routes: writes, deletes, copies, metadata, schema, listing, explain, recall, operations |
+//! | [`query`] | `POST /v2/namespaces/{ns}/query`, legacy `POST /v1/namespaces/{ns}/query` |
+//! | [`fetch`] | documents by id, single and batch |
+//! | [`namespaces`] | the enriched `GET /v2/namespaces` listing |
+//! | [`history`] | search history and clickstream listings (and the recorder behind them) |
+//! | [`snapshots`] | snapshot jobs, history, bodies, activity, policies; the automatic writer |
+//! | [`scans`] | count, ids and values scans |
+//! | [`warm`] | warm jobs and `hint_cache_warm` |
+//! | [`ops`] | `/health`, `/metrics` |
+
+pub mod fetch;
+pub mod history;
+pub mod namespaces;
+pub mod ops;
+pub mod passthrough;
+pub mod query;
+pub mod scans;
+pub mod snapshots;
+pub mod warm;

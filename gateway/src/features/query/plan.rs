@@ -1,0 +1,422 @@
+//! Serving one v2 query: planning with `scatter`, stable reads, shard scatter/gather, hybrid
+//! text, Auto routing and `nearest_to_id`. Start at [`serve`].
+//!
+//! Pipeline, per request:
+//! 1. decode, then hide reserved attributes from wildcard projections (`scatter::hide_reserved`);
+//! 2. plan (`scatter::plan_query`): Layer single-query shape → upstream body, HybridText and Auto
+//!    → one fused multi-query (or a deferral answered here), multi-query validation, and
+//!    `nearest_to_id` → centroids resolved from origin by strong reads, then planned again;
+//! 3. stable read (`scatter::plan_stable_read`): one read of the watermark, the predicate ANDed
+//!    into every leg (skipped under `strong` mode or a caller's strong consistency);
+//! 4. on sharded namespaces, one `_hevlayer_shard`-filtered body per shard (`scatter::plan_shards`),
+//!    sent at most `threads` at a time; one failing leg fails the request (its upstream error is
+//!    relayed);
+//! 5. gather (`scatter::merge_*`), then `scatter::finish_response` (`rows` always present, the
+//!    `hybrid` / `routing` echo blocks).
+//!
+//! A body upstream would reject by itself (bad JSON, wrong shapes) is forwarded untouched so the
+//! caller gets upstream's own error.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{HeaderMap, Method, StatusCode};
+use scatter::layer_query::{Merge, QueryContext, QueryPlan, UpstreamQuery};
+use scatter::respond::UpstreamShape;
+use scatter::{QueryError, RewriteError};
+use serde_json::Value;
+use tokio::sync::Semaphore;
+
+use crate::core::ShardCtx;
+use crate::core::config::IndexConsistency;
+use crate::core::error::GatewayError;
+use crate::core::http::decode_gzip;
+use crate::core::metrics;
+use crate::core::stable::predicate;
+use crate::core::upstream::UpstreamResponse;
+use crate::core::watcher::Status;
+use crate::sources::origin::{MAX_THREADS, configured_threads};
+
+/// What the query route answers: an upstream-shaped response and the watermark to report.
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub watermark: Option<u64>,
+}
+
+impl Answer {
+    fn relayed(up: UpstreamResponse, watermark: Option<u64>) -> Self {
+        Answer {
+            status: up.status,
+            headers: up.headers,
+            body: up.body,
+            watermark,
+        }
+    }
+
+    fn json(body: Vec<u8>, watermark: Option<u64>) -> Self {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        Answer {
+            status: StatusCode::OK,
+            headers,
+            body: Bytes::from(body),
+            watermark,
+        }
+    }
+}
+
+/// Serves one query request.
+pub async fn serve(
+    ctx: &ShardCtx,
+    ns: &str,
+    path_and_query: &str,
+    headers: &mut HeaderMap,
+    body: Bytes,
+) -> Result<Answer, GatewayError> {
+    let shared = &ctx.core;
+    let index = shared.indexes.get(ns);
+    let mode = index.map_or(shared.config.gateway.consistency.default_mode, |i| {
+        i.consistency
+    });
+    let shards = shared.shards_of(ns);
+    let threads = configured_threads(shared, ns, None);
+    // One read of the watcher: every leg of this request shares this cut.
+    let (status, watermark) = shared.watcher.snapshot(ns);
+
+    let body = decode_gzip(headers, body, shared.config.gateway.max_body_bytes)?;
+    headers.remove(header::CONTENT_ENCODING);
+    // Responses are merged or finished here, so they must come back uncompressed.
+    headers.remove(header::ACCEPT_ENCODING);
+    // A body without `_attributes` (and no escapes that could spell it) has no projection to
+    // rewrite: skip that parse.
+    let may_project = memfind(&body, b"_attributes") || body.contains(&b'\\');
+    let hidden = if may_project {
+        scatter::hide_reserved(&body, &shared.limits)
+    } else {
+        Ok(None)
+    };
+    let body = match hidden {
+        Ok(Some(b)) => Bytes::from(b),
+        Ok(None) => body,
+        Err(e) => return upstream_judges(ctx, path_and_query, headers, body, watermark, e).await,
+    };
+    // Validate the body whole once per request: `hide_reserved` did when it ran, else
+    // `plan_query` does; every later pass (stable read, shard legs) gets bodies this request
+    // already validated or spliced from them, and only walks their top level.
+    let once = shared.limits.prevalidated();
+    let qctx = QueryContext {
+        limits: if may_project { once } else { shared.limits },
+        shards,
+        threads,
+        ..QueryContext::default()
+    };
+    let mut plan = match scatter::layer_query::plan_query(&body, &qctx) {
+        Ok(p) => p,
+        Err(QueryError::Rewrite(e)) => {
+            return upstream_judges(ctx, path_and_query, headers, body, watermark, e).await;
+        }
+        // Layer's own rules (2–16 legs, ...) bind Layer-shaped requests; a native Turbopuffer
+        // body keeps upstream's semantics, so upstream judges it.
+        Err(e) if e.status_code() == 422 && !layer_features(&body) => {
+            let up = send(ctx, path_and_query, headers, body).await?;
+            return Ok(Answer::relayed(up, watermark));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if let QueryPlan::NeedsCentroids(pending) = plan {
+        let mut centroids = Vec::with_capacity(pending.requests().len());
+        for req in pending.requests() {
+            centroids.push(resolve_centroid(ctx, ns, &req.ids).await?);
+        }
+        plan = pending.resolve(&centroids)?;
+    }
+    let q = match plan {
+        // The planner returns a native body byte for byte: keep upstream's response shape then
+        // (no `rows` added to aggregation answers, which Turbopuffer clients expect).
+        QueryPlan::Upstream(q)
+            if q.body == body.as_ref() && q.echo.hybrid.is_none() && q.echo.routing.is_none() =>
+        {
+            let shape = match q.shape {
+                UpstreamShape::Single => UpstreamShape::MultiQuery,
+                other => other,
+            };
+            UpstreamQuery { shape, ..q }
+        }
+        QueryPlan::Deferred { body, .. } => return Ok(Answer::json(body, watermark)),
+        QueryPlan::NeedsCentroids(_) => {
+            return Err(GatewayError::Internal(
+                "nearest_to_id resolved twice".into(),
+            ));
+        }
+        QueryPlan::Upstream(q) => q,
+    };
+    if let Some(c) = &q.cursor {
+        return Err(GatewayError::Validation(format!(
+            "cursor pagination is not available on this gateway yet (got cursor {c:?}); page with filters on the ordering attribute instead"
+        )));
+    }
+
+    let pred = match (mode, status, watermark) {
+        (IndexConsistency::Stable, Status::Updating, Some(wm)) => Some(predicate(wm)),
+        _ => None,
+    };
+    let (legs_body, caller_strong, injected) = if mode == IndexConsistency::Strong {
+        (q.body.clone(), true, false)
+    } else {
+        let p = scatter::plan_stable_read(&q.body, pred.as_deref(), &once)?;
+        (p.body, p.caller_strong, p.injected)
+    };
+
+    if shards <= 1 {
+        let mut up = send(ctx, path_and_query, headers, Bytes::from(legs_body)).await?;
+        if up.status == StatusCode::TOO_MANY_REQUESTS
+            && mode == IndexConsistency::Stable
+            && !injected
+            && !caller_strong
+            && let Some(wm) = watermark
+        {
+            // Write-storm backpressure: the predicate bounds what upstream must scan.
+            metrics::watcher_event("retry_429");
+            let forced = scatter::plan_stable_read(&q.body, Some(&predicate(wm)), &once)?;
+            up = send(ctx, path_and_query, headers, Bytes::from(forced.body)).await?;
+        }
+        if !up.status.is_success() {
+            return Ok(Answer::relayed(up, watermark));
+        }
+        let body = scatter::respond::finish_response(&up.body, q.shape, &q.echo)?;
+        return Ok(Answer::json(body, watermark));
+    }
+    gather(
+        ctx,
+        path_and_query,
+        headers,
+        &q,
+        legs_body,
+        shards,
+        q.threads.unwrap_or(threads),
+        watermark,
+    )
+    .await
+}
+
+/// Sends one shard leg per shard (at most `threads` at once) and merges the answers.
+#[allow(clippy::too_many_arguments)]
+async fn gather(
+    ctx: &ShardCtx,
+    path_and_query: &str,
+    headers: &HeaderMap,
+    q: &UpstreamQuery,
+    body: Vec<u8>,
+    shards: u32,
+    threads: u32,
+    watermark: Option<u64>,
+) -> Result<Answer, GatewayError> {
+    // The watermark is already in `body` (one cut for every leg), validated earlier in the request.
+    let limits = ctx.core.limits.prevalidated();
+    let plan = scatter::plan_shards(&body, shards, None, &limits)?;
+    let permits = Arc::new(Semaphore::new(threads.clamp(1, MAX_THREADS) as usize));
+    let mut set = tokio::task::JoinSet::new();
+    for (i, leg) in plan.legs.into_iter().enumerate() {
+        let (up, headers, path, permits) = (
+            ctx.upstream.clone(),
+            headers.clone(),
+            path_and_query.to_string(),
+            permits.clone(),
+        );
+        set.spawn(async move {
+            let _permit = permits.acquire_owned().await;
+            (
+                i,
+                up.send("query_leg", Method::POST, &path, &headers, Bytes::from(leg))
+                    .await,
+            )
+        });
+    }
+    let mut answers: Vec<Option<Bytes>> = vec![None; shards as usize];
+    while let Some(done) = set.join_next().await {
+        let (i, result) =
+            done.map_err(|e| GatewayError::Internal(format!("shard leg task: {e}")))?;
+        let up = result?;
+        if !up.status.is_success() {
+            // One failing leg fails the request, with that leg's upstream error.
+            set.abort_all();
+            return Ok(Answer::relayed(up, watermark));
+        }
+        answers[i] = Some(up.body);
+    }
+    let bodies: Vec<&[u8]> = answers
+        .iter()
+        .map(|b| b.as_deref().unwrap_or_default())
+        .collect();
+    let merged = match &q.merge {
+        Merge::Single(spec) => {
+            let mut spec = spec.clone();
+            spec.strip.extend(plan.strip.iter().cloned());
+            scatter::merge_query_responses(&bodies, &spec)?
+        }
+        Merge::PerLeg(specs) => {
+            let specs: Vec<_> = specs
+                .iter()
+                .map(|s| {
+                    let mut s = s.clone();
+                    s.strip.extend(plan.strip.iter().cloned());
+                    s
+                })
+                .collect();
+            scatter::merge_multi_query_responses(&bodies, &specs)?
+        }
+    };
+    let body = scatter::respond::finish_response(&merged, q.shape, &q.echo)?;
+    Ok(Answer::json(body, watermark))
+}
+
+async fn send(
+    ctx: &ShardCtx,
+    path_and_query: &str,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<UpstreamResponse, GatewayError> {
+    ctx.upstream
+        .send("query", Method::POST, path_and_query, headers, body)
+        .await
+}
+
+/// A body the gateway cannot use: when upstream would reject it anyway, forward it untouched
+/// and relay upstream's own error; otherwise answer with Layer's.
+async fn upstream_judges(
+    ctx: &ShardCtx,
+    path_and_query: &str,
+    headers: &HeaderMap,
+    body: Bytes,
+    watermark: Option<u64>,
+    e: RewriteError,
+) -> Result<Answer, GatewayError> {
+    if !e.upstream_would_reject() {
+        return Err(e.into());
+    }
+    Ok(Answer::relayed(
+        send(ctx, path_and_query, headers, body).await?,
+        watermark,
+    ))
+}
+
+/// Resolves the unweighted centroid of the stored vectors of `ids` (raw JSON ids): document
+/// cache first, origin on a miss (a strong read without the stable-read predicate, so a document
+/// that exists is never missed) with a backfill. 404 names every id without a stored vector.
+pub async fn resolve_centroid(
+    ctx: &ShardCtx,
+    ns: &str,
+    ids: &[String],
+) -> Result<Vec<f32>, GatewayError> {
+    // Raw JSON ids (`"a"`, `5`) → wire ids (`a`, `5`).
+    let wire: Vec<String> = ids
+        .iter()
+        .map(|raw| match serde_json::from_str::<Value>(raw) {
+            Ok(Value::String(s)) => s,
+            Ok(other) => other.to_string(),
+            Err(_) => raw.clone(),
+        })
+        .collect();
+    let (rows, _served) = crate::sources::documents::rows(ctx, ns, &wire).await?;
+    let mut vectors = Vec::with_capacity(rows.len());
+    let mut missing = Vec::new();
+    for (raw, row) in ids.iter().zip(rows) {
+        match row
+            .as_ref()
+            .and_then(|r| r.get("vector"))
+            .and_then(vector_of)
+        {
+            Some(v) => vectors.push(v),
+            None => missing.push(raw.clone()),
+        }
+    }
+    if !missing.is_empty() {
+        return Err(GatewayError::NotFoundDocs {
+            message: format!("nearest_to_id: no stored vector for {}", missing.join(", ")),
+            missing,
+        });
+    }
+    centroid(vectors)
+}
+
+fn memfind(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Whether a query body uses a Layer-only feature (the Layer single-query shape, HybridText,
+/// Auto, pagination), at the top level or in any leg. Only called on rejected bodies.
+fn layer_features(body: &[u8]) -> bool {
+    const KEYS: [&str; 6] = [
+        "vector",
+        "nearest_to_id",
+        "cursor",
+        "include_leg_breakdown",
+        "as_of",
+        "between",
+    ];
+    fn query_uses(q: &Value) -> bool {
+        let Some(o) = q.as_object() else { return false };
+        KEYS.iter().any(|k| o.contains_key(*k))
+            || o.get("rank_by")
+                .and_then(|r| r.get(1))
+                .and_then(Value::as_str)
+                .is_some_and(|op| op == "HybridText" || op == "Auto")
+    }
+    let Ok(v) = serde_json::from_slice::<Value>(body) else {
+        return false;
+    };
+    query_uses(&v)
+        || v.get("queries")
+            .and_then(Value::as_array)
+            .is_some_and(|legs| legs.iter().any(query_uses))
+}
+
+fn vector_of(v: &Value) -> Option<Vec<f32>> {
+    match v {
+        Value::Array(a) => a.iter().map(|x| x.as_f64().map(|f| f as f32)).collect(),
+        _ => None,
+    }
+}
+
+/// The component-wise mean of vectors that share one dimensionality.
+pub fn centroid(vectors: Vec<Vec<f32>>) -> Result<Vec<f32>, GatewayError> {
+    let Some(dims) = vectors.first().map(Vec::len) else {
+        return Err(GatewayError::Validation(
+            "nearest_to_id must name at least one document".into(),
+        ));
+    };
+    if vectors.iter().any(|v| v.len() != dims) {
+        return Err(GatewayError::Validation(
+            "nearest_to_id documents have vectors of different dimensions".into(),
+        ));
+    }
+    let mut sum = vec![0f64; dims];
+    for v in &vectors {
+        for (s, x) in sum.iter_mut().zip(v) {
+            *s += f64::from(*x);
+        }
+    }
+    let n = vectors.len() as f64;
+    Ok(sum.into_iter().map(|s| (s / n) as f32).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn centroid_is_the_unweighted_mean() {
+        assert_eq!(
+            centroid(vec![vec![1.0, 0.0], vec![0.0, 1.0]]).unwrap(),
+            vec![0.5, 0.5]
+        );
+        assert!(centroid(vec![vec![1.0], vec![1.0, 2.0]]).is_err());
+        assert!(centroid(vec![]).is_err());
+    }
+}

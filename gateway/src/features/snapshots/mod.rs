@@ -1,0 +1,132 @@
+//! Snapshot jobs and the automatic snapshot writer: materialized facet histograms of a
+//! namespace (`fields[].values[] = {v, n}`), written to the snapshot store
+//! (`crate::sources::snapshot_store`, which also serves them to scans, metadata and warm).
+//!
+//! Where to start:
+//! - [`writer`]: the automatic writer on the control runtime. It fires when a namespace with
+//!   `facetFields` sees its stable watermark advance past data it has not snapshotted (a write
+//!   through this gateway after the last snapshot's cut, or no snapshot yet), at most once per
+//!   `interval`, then prunes by `retention` (always keeping the newest body).
+//! - [`compute`]: one histogram pass over origin (paginated, shard fan-out bounded by
+//!   `scan.threads`, a stable cut at the watermark) or over the document cache.
+//! - [`routes`]: `POST /snapshots` jobs (sources `auto`, `stored`, `cache`, `origin`), job list
+//!   and get, `history` (newest first, key listing only), bodies by sha or 7-char prefix,
+//!   `/v2/activity/snapshots`, and `GET`/`PUT snapshot-policy`.
+//! - [`facets`]: counting and the 10,000 distinct-value cap.
+//!
+//! Job state is in memory (lost on restart); bodies, history, activity and API-set policies are
+//! durable. Only unfiltered snapshots computed from origin join the history (and so become the
+//! "latest" snapshot that scans and `stored` jobs serve from); filtered or cache-computed bodies
+//! are stored by sha only, so they can be read back but never mistaken for the namespace's facets.
+
+pub mod compute;
+pub mod facets;
+pub mod routes;
+pub mod writer;
+
+use std::sync::Arc;
+
+use http::Method;
+
+use crate::core::config::Scope;
+use crate::core::jobs::Jobs;
+use crate::core::router::{Route, handler};
+use crate::core::runtime::Background;
+use crate::core::{Control, Core};
+use crate::sources::snapshot_store::SnapshotStore;
+use crate::sources::warmth::Warmth;
+
+/// The snapshot feature: its jobs, and the sources it reads and writes.
+pub struct Snapshots {
+    pub core: Arc<Core>,
+    pub store: Arc<SnapshotStore>,
+    pub warmth: Arc<Warmth>,
+    pub jobs: Jobs,
+    /// Distinct values per field before it is skipped (`gateway.snapshots.fieldCap`).
+    pub field_cap: usize,
+}
+
+impl Snapshots {
+    pub fn new(core: Arc<Core>, store: Arc<SnapshotStore>, warmth: Arc<Warmth>) -> Arc<Self> {
+        let field_cap = core.config.gateway.snapshots.field_cap;
+        Arc::new(Snapshots {
+            core,
+            store,
+            warmth,
+            jobs: Jobs::new("snapshot-job"),
+            field_cap,
+        })
+    }
+
+    /// The snapshot routes.
+    pub fn routes(self: &Arc<Self>) -> Vec<Route> {
+        use Method as M;
+        use Scope::{Read, Write};
+        let s = self;
+        vec![
+            Route::new(
+                M::POST,
+                "/v2/namespaces/{ns}/snapshots",
+                "create_snapshot",
+                Read,
+                handler(s.clone(), Snapshots::create_route),
+            ),
+            Route::new(
+                M::GET,
+                "/v2/namespaces/{ns}/snapshot-jobs",
+                "list_snapshot_jobs",
+                Read,
+                handler(s.clone(), Snapshots::list_jobs),
+            ),
+            Route::new(
+                M::GET,
+                "/v2/namespaces/{ns}/snapshot-jobs/{id}",
+                "get_snapshot_job",
+                Read,
+                handler(s.clone(), Snapshots::get_job),
+            ),
+            Route::new(
+                M::GET,
+                "/v2/namespaces/{ns}/history",
+                "namespace_history",
+                Read,
+                handler(s.clone(), Snapshots::history_route),
+            ),
+            Route::new(
+                M::GET,
+                "/v2/namespaces/{ns}/snapshots/{sha}",
+                "get_snapshot",
+                Read,
+                handler(s.clone(), Snapshots::get_snapshot),
+            ),
+            Route::new(
+                M::GET,
+                "/v2/namespaces/{ns}/snapshot-policy",
+                "get_snapshot_policy",
+                Read,
+                handler(s.clone(), Snapshots::get_policy),
+            ),
+            Route::new(
+                M::PUT,
+                "/v2/namespaces/{ns}/snapshot-policy",
+                "put_snapshot_policy",
+                Write,
+                handler(s.clone(), Snapshots::put_policy),
+            ),
+            Route::new(
+                M::GET,
+                "/v2/activity/snapshots",
+                "snapshot_activity",
+                Read,
+                handler(s.clone(), Snapshots::activity_route),
+            ),
+        ]
+    }
+}
+
+impl Background for Snapshots {
+    /// The automatic writer (it loads the API-set policies first).
+    fn start(self: Arc<Self>, control: &Control) {
+        writer::spawn(self, control);
+    }
+}

@@ -1,0 +1,327 @@
+//! Documents by id, cache first: the lookup fetch, batch fetch and `nearest_to_id` share
+//! ([`rows`]), and the write-path invalidation and mirror that keep the cache fresh
+//! ([`invalidate`], [`populate`]). Start at [`rows`].
+//!
+//! Lookup order for a document: this shard's hot cache (thread-local, no locks) → the node's
+//! shared tier (NVMe or Aerospike; concurrent misses for one key coalesced) → origin, by a strong
+//! upstream read without the stable-read predicate (a fetch never misses a document that
+//! exists). Origin results are backfilled best-effort. Every cache failure is soft: the request
+//! is served from origin with `x-layer-cache: miss-on-error`.
+//!
+//! Cached value: the full upstream row (`include_attributes: true`), so any projection can be
+//! served from it. Ids are strings on the wire; an id that parses as a u64 is looked up upstream
+//! as both the number and the string, since the namespace's id type is not known here.
+//!
+//! Freshness: a write through the gateway invalidates, before forwarding and again after
+//! upstream acknowledged it, every hot-cache entry of the namespace (on every shard) and the
+//! written ids in the shared tier (the whole namespace for `delete_by_filter` /
+//! `patch_by_filter`). A backfill is skipped when any invalidation happened while its origin read
+//! was in flight, so a read after a write never serves a stale document.
+
+use bytes::Bytes;
+use http::{Method, StatusCode};
+use layer_cache::{CacheError, Set};
+use serde_json::{Map, Value, json};
+
+use crate::core::ShardCtx;
+use crate::core::error::GatewayError;
+use crate::core::metrics;
+use crate::core::record::Served;
+
+/// Looks up full rows for `ids` (wire ids, strings). Returns the rows in request order (`None` =
+/// absent everywhere) and how they were served.
+pub async fn rows(
+    ctx: &ShardCtx,
+    ns: &str,
+    ids: &[String],
+) -> Result<(Vec<Option<Value>>, Served), GatewayError> {
+    let cache = &ctx.core.cache;
+    let mut out: Vec<Option<Value>> = vec![None; ids.len()];
+    let mut served = Served::Hit;
+    let mut pending: Vec<usize> = Vec::new();
+    for (i, id) in ids.iter().enumerate() {
+        if let Some(v) = cache.with_hot(|h| h.get(Set::Documents, ns, id)) {
+            metrics::cache_event("hot_hit");
+            out[i] = serde_json::from_slice(&v).ok();
+            continue;
+        }
+        let key = (ns.to_string(), id.clone());
+        let (tier, ns_owned, id_owned) = (cache.tier.clone(), ns.to_string(), id.clone());
+        let got = cache
+            .coalescer
+            .get_or_load(key, move || async move {
+                tier.get(Set::Documents, &ns_owned, &id_owned).await
+            })
+            .await;
+        match got {
+            Ok(Some(v)) => {
+                metrics::cache_event("tier_hit");
+                cache.with_hot(|h| h.insert(Set::Documents, ns, id, v.clone()));
+                out[i] = serde_json::from_slice(&v).ok();
+            }
+            Ok(None) => {
+                metrics::cache_event("miss");
+                served = served.worst(Served::Miss);
+                pending.push(i);
+            }
+            Err(e) => {
+                metrics::cache_event(if matches!(e, CacheError::Disabled) {
+                    "disabled"
+                } else {
+                    "error"
+                });
+                served = served.worst(if matches!(e, CacheError::Disabled) {
+                    Served::Miss
+                } else {
+                    Served::MissOnError
+                });
+                pending.push(i);
+            }
+        }
+    }
+    if pending.is_empty() {
+        return Ok((out, served));
+    }
+    let epoch = cache.invalidations.epoch();
+    let wanted: Vec<&String> = pending.iter().map(|&i| &ids[i]).collect();
+    let found = origin(ctx, ns, &wanted).await?;
+    // Backfill only if no write invalidated anything while the origin read was in flight.
+    let fresh = cache.invalidations.epoch() == epoch;
+    for &i in &pending {
+        let Some(row) = found
+            .iter()
+            .find(|(id, _)| *id == ids[i])
+            .map(|(_, r)| r.clone())
+        else {
+            continue;
+        };
+        if fresh && let Ok(bytes) = serde_json::to_vec(&row) {
+            let bytes = Bytes::from(bytes);
+            cache.with_hot(|h| h.insert(Set::Documents, ns, &ids[i], bytes.clone()));
+            let put = cache.tier.put(Set::Documents, ns, &ids[i], bytes);
+            tokio::spawn(async move {
+                if put.await.is_err() {
+                    metrics::cache_event("backfill_failed");
+                }
+            });
+        }
+        out[i] = Some(row);
+    }
+    Ok((out, served))
+}
+
+/// Strong upstream read of the rows for `ids`; returns (wire id, row) pairs.
+async fn origin(
+    ctx: &ShardCtx,
+    ns: &str,
+    ids: &[&String],
+) -> Result<Vec<(String, Value)>, GatewayError> {
+    let mut filter_ids: Vec<Value> = Vec::with_capacity(ids.len() * 2);
+    for id in ids {
+        filter_ids.push(Value::String((*id).clone()));
+        if let Ok(n) = id.parse::<u64>() {
+            filter_ids.push(Value::from(n));
+        }
+    }
+    let body = json!({
+        "filters": ["id", "In", filter_ids],
+        "rank_by": ["id", "asc"],
+        "top_k": (ids.len() * 2).clamp(1, 10_000),
+        "include_attributes": true,
+        "consistency": {"level": "strong"},
+    });
+    // A missing namespace holds no documents; upstream's other 4xx verdicts (e.g. an invalid
+    // namespace name) are relayed.
+    let mut v = match super::origin::upstream_json(
+        &ctx.upstream,
+        "fetch_origin",
+        Method::POST,
+        &format!("/v2/namespaces/{ns}/query"),
+        Bytes::from(body.to_string()),
+        "origin read",
+    )
+    .await
+    {
+        Ok(v) => v,
+        Err(GatewayError::Relay { status, .. }) if status == StatusCode::NOT_FOUND => {
+            return Ok(Vec::new());
+        }
+        Err(e) => return Err(e),
+    };
+    let rows = match v.get_mut("rows").map(Value::take) {
+        Some(Value::Array(rows)) => rows,
+        _ => Vec::new(),
+    };
+    Ok(rows
+        .into_iter()
+        .filter_map(|mut row| {
+            let obj = row.as_object_mut()?;
+            obj.remove("$dist");
+            let id = wire_id(obj.get("id")?)?;
+            Some((id, row))
+        })
+        .collect())
+}
+
+/// A JSON id (`"a"`, `7`) as the wire id the cache and the document routes use: strings as
+/// they are, unsigned integers in decimal. Turbopuffer ids are strings, UUIDs or u64; anything
+/// else is not an id.
+pub fn wire_id(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => n.as_u64().map(layer_cache::render_u64_id),
+        _ => None,
+    }
+}
+
+/// A row as a hevlayer `Document`: `{id, attributes}`, projected. Reserved attributes appear only
+/// when named.
+pub fn document(id: &str, row: &Value, include: Option<&[String]>) -> Value {
+    let mut attrs = Map::new();
+    if let Some(obj) = row.as_object() {
+        for (k, v) in obj {
+            let keep = match include {
+                Some(list) => list.iter().any(|a| a == k),
+                None => k != "id" && !k.starts_with(scatter::RESERVED_PREFIX),
+            };
+            if keep && k != "id" {
+                attrs.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    json!({"id": id, "attributes": attrs})
+}
+
+/// The write-path mirror: reads the rows a write upserted or patched back from origin (a strong
+/// read, after upstream acknowledged the write) and stores them in this shard's hot cache and the
+/// shared tier, so the first fetch after a write is a hit. The origin read — not the write body —
+/// is cached because the body is not the stored representation (base64 vectors, datetime and UUID
+/// normalisation, patches). At most `max_ids` ids (the first ones) per write; best-effort: any
+/// failure only costs the next fetch a miss, and the backfill is dropped if another write
+/// invalidated the cache while the read was in flight. The cache is not consulted first: a stale
+/// tier entry whose invalidation is still in flight must not be re-inserted.
+pub async fn populate(ctx: &ShardCtx, ns: &str, ids: &[String], max_ids: usize) {
+    let cache = &ctx.core.cache;
+    let ids = &ids[..ids.len().min(max_ids)];
+    if ids.is_empty() {
+        return;
+    }
+    let inv = &cache.invalidations;
+    // Let this write's own tier invalidation land first, so it is not mistaken for a racing one.
+    for _ in 0..500 {
+        if inv.pending(Set::Documents, ns) == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    let epoch = inv.epoch();
+    let ns_epoch = inv.namespace_epoch(Set::Documents, ns);
+    let wanted: Vec<&String> = ids.iter().collect();
+    let found = match origin(ctx, ns, &wanted).await {
+        Ok(f) => f,
+        Err(_) => {
+            metrics::cache_event("populate_failed");
+            return;
+        }
+    };
+    if cache.invalidations.epoch() != epoch {
+        metrics::cache_event("populate_raced");
+        return;
+    }
+    let mut put = Vec::with_capacity(found.len());
+    for (id, row) in found {
+        let Ok(bytes) = serde_json::to_vec(&row) else {
+            continue;
+        };
+        let bytes = Bytes::from(bytes);
+        cache.with_hot(|h| h.insert(Set::Documents, ns, &id, bytes.clone()));
+        if cache
+            .tier
+            .put(Set::Documents, ns, &id, bytes)
+            .await
+            .is_err()
+        {
+            metrics::cache_event("populate_failed");
+        } else {
+            metrics::cache_event("populated");
+            put.push(id);
+        }
+    }
+    // A write that landed while these puts ran may have had its tier deletes applied first: the
+    // rows just put could be older than it. Withdraw them (the next fetch reads origin).
+    if inv.namespace_epoch(Set::Documents, ns) != ns_epoch
+        || inv.pending(Set::Documents, ns) > 0
+        || inv.epoch() != epoch
+    {
+        metrics::cache_event("populate_raced");
+        inv.clear_namespace(Set::Documents, ns);
+        for id in &put {
+            let _ = cache.tier.delete(Set::Documents, ns, id).await;
+        }
+    }
+}
+
+/// A raw JSON id (`"a"`, `7`) as a wire id.
+pub fn raw_id(raw: &str) -> Option<String> {
+    serde_json::from_str::<Value>(raw.trim())
+        .ok()
+        .as_ref()
+        .and_then(wire_id)
+}
+
+/// What a write touches, for invalidation.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Touched {
+    pub ids: Vec<String>,
+    /// Ids of upserted or patched rows: read back from origin into the cache once the write is
+    /// acknowledged (the write-path mirror).
+    pub populate: Vec<String>,
+    /// `delete_by_filter` / `patch_by_filter` (or an unreadable body): the whole namespace.
+    pub whole_namespace: bool,
+}
+
+/// Invalidates what a write touches: every shard's hot entries of the namespace, and the ids (or
+/// the namespace) in the shared tier. Best-effort and non-blocking for the tier.
+pub fn invalidate(ctx: &ShardCtx, ns: &str, t: &Touched) {
+    let cache = &ctx.core.cache;
+    cache.invalidations.clear_namespace(Set::Documents, ns);
+    let tier = cache.tier.clone();
+    // Registered until the tier deletes land: a warm job or the write-path mirror that wrote the
+    // tier meanwhile sees it (pending / namespace epoch) and re-reads or withdraws its rows.
+    let guard = cache.invalidations.tier_update(Set::Documents, ns);
+    let (ns, ids, whole) = (ns.to_string(), t.ids.clone(), t.whole_namespace);
+    tokio::spawn(async move {
+        let _guard = guard;
+        let failed = if whole {
+            tier.clear_namespace(Set::Documents, &ns).await.is_err()
+        } else {
+            let mut failed = false;
+            for id in &ids {
+                failed |= tier.delete(Set::Documents, &ns, id).await.is_err();
+            }
+            failed
+        };
+        if failed {
+            metrics::cache_event("invalidate_failed");
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documents_hide_reserved_attributes_unless_named() {
+        let row = json!({"id": 5, "title": "t", "_hevlayer_upserted_at": 1});
+        assert_eq!(
+            document("5", &row, None),
+            json!({"id": "5", "attributes": {"title": "t"}})
+        );
+        let named = vec!["_hevlayer_upserted_at".to_string()];
+        assert_eq!(
+            document("5", &row, Some(&named))["attributes"],
+            json!({"_hevlayer_upserted_at": 1})
+        );
+    }
+}
