@@ -187,3 +187,149 @@ fn open_aerospike(_: &Config) -> Result<Arc<dyn layer_cache::Tier>, StartError> 
         "this gateway was built without the aerospike feature".into(),
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use http::Method;
+
+    use super::*;
+    use crate::core::params::decode_path_segment;
+
+    fn router() -> Router {
+        Router::new(App::build(crate::core::test_core()).routes()).expect("no overlapping routes")
+    }
+
+    /// The whole routing and auth table, one line per route: method, pattern, metrics name,
+    /// scope (`-` for public routes). A change to any route's path or scope changes this text.
+    const TABLE: &str = "\
+GET /health health -
+GET /metrics metrics -
+POST /v2/namespaces/{ns}/query query read
+POST /v1/namespaces/{ns}/query query_v1 read
+POST /v2/namespaces/{ns} write write
+DELETE /v2/namespaces/{ns} delete write
+POST /v2/namespaces/{ns}/async copy_async write
+GET /v1/namespaces list read
+GET /v1/namespaces/{ns}/metadata metadata read
+GET /v2/namespaces/{ns}/metadata metadata read
+PATCH /v1/namespaces/{ns}/metadata update_metadata write
+PATCH /v2/namespaces/{ns}/metadata update_metadata write
+GET /v1/namespaces/{ns}/schema schema read
+POST /v1/namespaces/{ns}/schema update_schema write
+POST /v2/namespaces/{ns}/explain_query explain read
+POST /v1/namespaces/{ns}/_debug/recall recall read
+GET /v1/namespaces/{ns}/operations/{token} operation read
+GET /v2/namespaces/{ns}/documents/{id} fetch read
+POST /v2/namespaces/{ns}/documents batch_fetch read
+GET /v2/namespaces list_namespaces read
+GET /v2/namespaces/{ns}/search-history search_history read
+GET /v1/namespaces/{ns}/search-history search_history read
+GET /v2/namespaces/{ns}/clickstream clickstream read
+GET /v1/namespaces/{ns}/clickstream clickstream read
+POST /v2/namespaces/{ns}/snapshots create_snapshot read
+GET /v2/namespaces/{ns}/snapshot-jobs list_snapshot_jobs read
+GET /v2/namespaces/{ns}/snapshot-jobs/{id} get_snapshot_job read
+GET /v2/namespaces/{ns}/history namespace_history read
+GET /v2/namespaces/{ns}/snapshots/{sha} get_snapshot read
+GET /v2/namespaces/{ns}/snapshot-policy get_snapshot_policy read
+PUT /v2/namespaces/{ns}/snapshot-policy put_snapshot_policy write
+GET /v2/activity/snapshots snapshot_activity read
+POST /v2/namespaces/{ns}/scans create_scan read
+GET /v2/namespaces/{ns}/scans list_scans read
+GET /v2/namespaces/{ns}/scans/{id} get_scan read
+DELETE /v2/namespaces/{ns}/scans/{id} delete_scan read
+GET /v2/namespaces/{ns}/scans/{id}/results scan_results read
+POST /v2/namespaces/{ns}/warm warm read
+GET /v2/namespaces/{ns}/warm-jobs list_warm_jobs read
+GET /v2/namespaces/{ns}/warm-jobs/{id} get_warm_job read
+GET /v1/namespaces/{ns}/hint_cache_warm hint_cache_warm read
+";
+
+    #[test]
+    fn every_route_with_its_scope() {
+        let table: String = router()
+            .routes()
+            .iter()
+            .map(|r| {
+                let scope = r.scope.map_or("-", |s| s.as_str());
+                format!("{} {} {} {scope}\n", r.method, r.pattern, r.name)
+            })
+            .collect();
+        assert_eq!(table, TABLE, "the route table changed:\n{table}");
+    }
+
+    #[test]
+    fn every_route_of_the_contract_resolves_to_its_handler() {
+        let r = router();
+        // A concrete request for every line of the table (parameters filled in) finds exactly
+        // that route, with that scope; namespaces named like literals do not confuse it.
+        for line in TABLE.lines() {
+            let mut f = line.split(' ');
+            let (method, pattern, name) = (f.next().unwrap(), f.next().unwrap(), f.next().unwrap());
+            let scope = f.next().unwrap();
+            let method: Method = method.parse().unwrap();
+            for ns in ["shop", "scans", "documents", "query"] {
+                let path = pattern
+                    .replace("{ns}", ns)
+                    .replace("{id}", "x-1")
+                    .replace("{sha}", "abcdef0")
+                    .replace("{token}", "op_1");
+                let (route, params) = r
+                    .find(&method, &path)
+                    .unwrap_or_else(|| panic!("{method} {path} has no route"));
+                assert_eq!(route.name, name, "{method} {path}");
+                assert_eq!(route.scope.map_or("-", |s| s.as_str()), scope);
+                if pattern.contains("{ns}") {
+                    assert_eq!(params.raw(&path, "ns"), Some(ns));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_paths_and_methods_match_nothing() {
+        let r = router();
+        for (m, p) in [
+            (Method::GET, "/v2/namespaces/shop/nope"),
+            (Method::PUT, "/v2/namespaces/shop"),
+            (Method::GET, "/v2/namespaces/shop/query"),
+            (Method::POST, "/health"),
+            (Method::GET, "/v3/namespaces"),
+            (Method::GET, "/v2/namespaces/"),
+            (Method::POST, "/v2/namespaces//query"),
+            (Method::GET, "//health"),
+            (Method::GET, "/v2/namespaces/shop/documents/a/b"),
+            (Method::GET, "/"),
+        ] {
+            assert!(r.find(&m, p).is_none(), "{m} {p}");
+        }
+    }
+
+    #[test]
+    fn document_ids_are_decoded_with_path_rules() {
+        let r = router();
+        for (raw, id) in [
+            ("a+b", "a+b"),
+            ("a%2Bb", "a+b"),
+            ("a%20b", "a b"),
+            ("a%2Fb", "a/b"),
+            ("%E2%9C%93", "\u{2713}"),
+            ("plain", "plain"),
+        ] {
+            let path = format!("/v2/namespaces/shop/documents/{raw}");
+            let (route, params) = r.find(&Method::GET, &path).unwrap();
+            assert_eq!(route.name, "fetch");
+            assert_eq!(decode_path_segment(params.raw(&path, "id").unwrap()), id);
+        }
+    }
+
+    #[test]
+    fn handlers_only_read_parameters_their_pattern_has() {
+        // Handlers read `ns`, `id`, `sha` and `token`; every route naming one in a handler has it.
+        for route in router().routes() {
+            let needs_ns = route.pattern.starts_with("/v1/namespaces/")
+                || route.pattern.starts_with("/v2/namespaces/");
+            assert_eq!(route.has_param("ns"), needs_ns, "{}", route.pattern);
+        }
+    }
+}

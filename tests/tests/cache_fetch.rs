@@ -236,3 +236,22 @@ fn health_reports_the_cache_and_nearest_to_id_uses_it() {
         "only the ranking query went upstream; the seeds came from the cache"
     );
 }
+
+#[test]
+fn a_plus_in_a_document_id_is_a_literal_plus() {
+    // In a URL path `+` is a literal plus (only query strings use form encoding): the document
+    // `a+b` is fetched by `a+b` and by `a%2Bb`, and never answers for the id `a b`.
+    let (stack, _) = stack_with_faulty_tier();
+    stack.write(
+        "plus",
+        json!({"upsert_rows": [{"id": "a+b", "t": "plus"}, {"id": "a b", "t": "space"}]}),
+    );
+    for raw in ["a+b", "a%2Bb"] {
+        let (status, _, doc) = fetch(&stack, "plus", raw, "");
+        assert_eq!(status, 200, "{raw}: {doc}");
+        assert_eq!(doc["id"], "a+b", "{raw}");
+        assert_eq!(doc["attributes"]["t"], "plus", "{raw}");
+    }
+    let (status, _, doc) = fetch(&stack, "plus", "a%20b", "");
+    assert_eq!((status, &doc["attributes"]["t"]), (200, &json!("space")));
+}

@@ -2,6 +2,12 @@
 //! [`Job`] record that the running task updates (`documents_scanned`, `progress`) and the list
 //! and get routes render.
 //!
+//! Jobs are typed per kind ([`JobKind`]): the fields fixed at creation are the kind's
+//! [`JobKind::Spec`], the fields set while it runs or when it completes its
+//! [`JobKind::Outcome`]; both are serialised after the base fields every client model requires
+//! (`id`, `namespace`, `status`, `progress`, `documents_scanned`, `created_at`, then
+//! `completed_at` and `error` once finished). `None` fields are left out.
+//!
 //! Job state lives in gateway memory only and is lost on restart (documented in the README). The
 //! registry keeps at most [`MAX_FINISHED_PER_NAMESPACE`] finished jobs per namespace, dropping the
 //! oldest first, so a busy namespace cannot grow it without bound; [`Jobs::create_bounded`] also
@@ -14,7 +20,20 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use parking_lot::Mutex;
+use serde::Serialize;
 use serde_json::{Map, Value};
+
+/// One kind of job: its id prefix and its typed fields.
+pub trait JobKind: Send + Sync + 'static {
+    /// Id prefix (`scan`, `warm`, `snapshot-job`).
+    const PREFIX: &'static str;
+    /// Fields fixed at creation (`mode`, `source`, `field`, ...).
+    type Spec: Serialize + Send + Sync + std::fmt::Debug;
+    /// Fields set while the job runs or when it completes (`sha`, `total`, `truncated`, ...).
+    type Outcome: Serialize + Default + Send + Sync + std::fmt::Debug;
+    /// The cut the job reports as `stable_as_of` (also sent as `x-layer-stable-as-of`).
+    fn stable_as_of(outcome: &Self::Outcome) -> Option<u64>;
+}
 
 /// Finished jobs kept per namespace and kind.
 pub const MAX_FINISHED_PER_NAMESPACE: usize = 256;
@@ -38,29 +57,28 @@ impl JobStatus {
 }
 
 #[derive(Debug)]
-struct State {
+struct State<O> {
     status: JobStatus,
     progress: f64,
     completed_at: Option<String>,
     error: Option<String>,
-    /// Kind-specific fields set while running or at the end (`sha`, `truncated`, ...).
-    extra: Map<String, Value>,
+    outcome: O,
 }
 
 /// One job. Cheap to share: the task holds an `Arc<Job>` and updates it; routes render it.
 #[derive(Debug)]
-pub struct Job {
+pub struct Job<K: JobKind> {
     pub id: String,
     pub namespace: String,
     pub created_at: String,
-    /// Fields fixed at creation (`mode`, `source`, `field`, ...), rendered after the base fields.
-    base: Map<String, Value>,
+    /// Fields fixed at creation.
+    pub spec: K::Spec,
     documents_scanned: AtomicU64,
     cancelled: AtomicBool,
-    state: Mutex<State>,
+    state: Mutex<State<K::Outcome>>,
 }
 
-impl Job {
+impl<K: JobKind> Job<K> {
     /// Starts the counters over (`documents_scanned` and `progress` back to 0), for a job that
     /// restarts its pass (a warm whose earlier pages a namespace clear wiped).
     pub fn restart_counters(&self) {
@@ -87,13 +105,18 @@ impl Job {
         self.state.lock().progress = p;
     }
 
-    /// Sets a kind-specific field shown on the job.
-    pub fn set(&self, key: &str, value: Value) {
-        self.state.lock().extra.insert(key.to_string(), value);
+    /// Updates the kind's fields while the job runs (or after).
+    pub fn update(&self, f: impl FnOnce(&mut K::Outcome)) {
+        f(&mut self.state.lock().outcome);
     }
 
-    /// Marks the job completed (progress 1) with its final kind-specific fields.
-    pub fn complete(&self, extra: Map<String, Value>) {
+    /// Reads the kind's fields.
+    pub fn outcome<R>(&self, f: impl FnOnce(&K::Outcome) -> R) -> R {
+        f(&self.state.lock().outcome)
+    }
+
+    /// Marks the job completed (progress 1), setting its final fields with `f`.
+    pub fn complete(&self, f: impl FnOnce(&mut K::Outcome)) {
         let mut s = self.state.lock();
         if s.status != JobStatus::Running {
             return;
@@ -101,7 +124,7 @@ impl Job {
         s.status = JobStatus::Completed;
         s.progress = 1.0;
         s.completed_at = Some(now_rfc3339());
-        s.extra.extend(extra);
+        f(&mut s.outcome);
     }
 
     /// Marks the job failed with a human-readable reason.
@@ -128,19 +151,16 @@ impl Job {
         self.cancelled.load(Ordering::Relaxed)
     }
 
-    /// A kind-specific field, if set.
-    pub fn get(&self, key: &str) -> Option<Value> {
-        self.base
-            .get(key)
-            .cloned()
-            .or_else(|| self.state.lock().extra.get(key).cloned())
+    /// The failure reason of a failed job.
+    pub fn error(&self) -> Option<String> {
+        self.state.lock().error.clone()
     }
 
     /// The job as a response, with `x-layer-stable-as-of` matching its `stable_as_of` (the
     /// client overwrites the field from the header, so they must agree).
     pub fn response(&self, status: http::StatusCode) -> super::http::Resp {
         let v = self.to_json();
-        let wm = v.get("stable_as_of").and_then(Value::as_u64);
+        let wm = self.outcome(K::stable_as_of);
         let mut r = super::http::json_response(status, &v);
         super::stable::stamp_header(r.headers_mut(), wm);
         r
@@ -163,49 +183,59 @@ impl Job {
             Value::from(self.documents_scanned()),
         );
         m.insert("created_at".into(), Value::String(self.created_at.clone()));
-        for (k, v) in &self.base {
-            m.insert(k.clone(), v.clone());
-        }
+        merge_fields(&mut m, &self.spec);
         if let Some(c) = &s.completed_at {
             m.insert("completed_at".into(), Value::String(c.clone()));
         }
         if let Some(e) = &s.error {
             m.insert("error".into(), Value::String(e.clone()));
         }
-        for (k, v) in &s.extra {
-            m.insert(k.clone(), v.clone());
-        }
+        merge_fields(&mut m, &s.outcome);
         Value::Object(m)
+    }
+}
+
+/// Adds the fields of a kind's struct (serialised as a JSON object; `null`s left out).
+fn merge_fields(m: &mut Map<String, Value>, fields: &impl Serialize) {
+    if let Ok(Value::Object(o)) = serde_json::to_value(fields) {
+        for (k, v) in o {
+            if !v.is_null() {
+                m.insert(k, v);
+            }
+        }
     }
 }
 
 /// A job [`Jobs::create_bounded`] registered, and the finished jobs it dropped to stay within
 /// [`MAX_FINISHED_PER_NAMESPACE`].
 #[derive(Debug)]
-pub struct Created {
-    pub job: Arc<Job>,
-    pub dropped: Vec<Arc<Job>>,
+pub struct Created<K: JobKind> {
+    pub job: Arc<Job<K>>,
+    pub dropped: Vec<Arc<Job<K>>>,
 }
 
 /// The jobs of one kind, by namespace, in creation order.
 #[derive(Debug)]
-pub struct Jobs {
-    /// Id prefix (`scan`, `warm`, `snapshot-job`).
-    prefix: &'static str,
-    by_ns: Mutex<HashMap<String, Vec<Arc<Job>>>>,
+pub struct Jobs<K: JobKind> {
+    by_ns: Mutex<HashMap<String, Vec<Arc<Job<K>>>>>,
 }
 
-impl Jobs {
-    pub fn new(prefix: &'static str) -> Self {
+impl<K: JobKind> Default for Jobs<K> {
+    fn default() -> Self {
         Jobs {
-            prefix,
             by_ns: Mutex::new(HashMap::new()),
         }
     }
+}
+
+impl<K: JobKind> Jobs<K> {
+    pub fn new() -> Self {
+        Self::default()
+    }
 
     /// Registers a running job with its fixed fields.
-    pub fn create(&self, namespace: &str, base: Map<String, Value>) -> Arc<Job> {
-        match self.create_bounded(namespace, base, None) {
+    pub fn create(&self, namespace: &str, spec: K::Spec) -> Arc<Job<K>> {
+        match self.create_bounded(namespace, spec, None) {
             Ok(created) => created.job,
             Err(_) => unreachable!("an unbounded create always succeeds"),
         }
@@ -217,9 +247,9 @@ impl Jobs {
     pub fn create_bounded(
         &self,
         namespace: &str,
-        base: Map<String, Value>,
+        spec: K::Spec,
         max_running: Option<usize>,
-    ) -> Result<Created, usize> {
+    ) -> Result<Created<K>, usize> {
         let mut map = self.by_ns.lock();
         let list = map.entry(namespace.to_string()).or_default();
         if let Some(max) = max_running {
@@ -232,10 +262,10 @@ impl Jobs {
             }
         }
         let job = Arc::new(Job {
-            id: format!("{}-{}", self.prefix, uuid::Uuid::new_v4()),
+            id: format!("{}-{}", K::PREFIX, uuid::Uuid::new_v4()),
             namespace: namespace.to_string(),
             created_at: now_rfc3339(),
-            base,
+            spec,
             documents_scanned: AtomicU64::new(0),
             cancelled: AtomicBool::new(false),
             state: Mutex::new(State {
@@ -243,7 +273,7 @@ impl Jobs {
                 progress: 0.0,
                 completed_at: None,
                 error: None,
-                extra: Map::new(),
+                outcome: K::Outcome::default(),
             }),
         });
         list.push(job.clone());
@@ -261,7 +291,7 @@ impl Jobs {
         Ok(Created { job, dropped })
     }
 
-    pub fn get(&self, namespace: &str, id: &str) -> Option<Arc<Job>> {
+    pub fn get(&self, namespace: &str, id: &str) -> Option<Arc<Job<K>>> {
         self.by_ns
             .lock()
             .get(namespace)?
@@ -271,7 +301,11 @@ impl Jobs {
     }
 
     /// A job by id, or 404 `not_found` naming it.
-    pub fn find(&self, namespace: &str, id: &str) -> Result<Arc<Job>, super::error::GatewayError> {
+    pub fn find(
+        &self,
+        namespace: &str,
+        id: &str,
+    ) -> Result<Arc<Job<K>>, super::error::GatewayError> {
         self.get(namespace, id).ok_or_else(|| {
             super::error::GatewayError::Missing(format!("job {id:?} not found in {namespace:?}"))
         })
@@ -283,7 +317,7 @@ impl Jobs {
     }
 
     /// Every job of `namespace`, oldest first.
-    pub fn list(&self, namespace: &str) -> Vec<Arc<Job>> {
+    pub fn list(&self, namespace: &str) -> Vec<Arc<Job<K>>> {
         self.by_ns
             .lock()
             .get(namespace)
@@ -292,7 +326,7 @@ impl Jobs {
     }
 
     /// Drops a job (cancelling it if it still runs).
-    pub fn remove(&self, namespace: &str, id: &str) -> Option<Arc<Job>> {
+    pub fn remove(&self, namespace: &str, id: &str) -> Option<Arc<Job<K>>> {
         let mut map = self.by_ns.lock();
         let list = map.get_mut(namespace)?;
         let pos = list.iter().position(|j| j.id == id)?;
@@ -313,12 +347,37 @@ pub fn now_rfc3339() -> String {
 mod tests {
     use super::*;
 
+    #[derive(Debug)]
+    struct Test;
+
+    #[derive(Debug, Serialize)]
+    struct Spec {
+        mode: &'static str,
+    }
+
+    #[derive(Debug, Default, Serialize)]
+    struct Outcome {
+        truncated: Option<bool>,
+        stable_as_of: Option<u64>,
+    }
+
+    impl JobKind for Test {
+        const PREFIX: &'static str = "scan";
+        type Spec = Spec;
+        type Outcome = Outcome;
+        fn stable_as_of(o: &Outcome) -> Option<u64> {
+            o.stable_as_of
+        }
+    }
+
+    fn spec() -> Spec {
+        Spec { mode: "ids" }
+    }
+
     #[test]
     fn lifecycle_and_wire_shape() {
-        let jobs = Jobs::new("scan");
-        let mut base = Map::new();
-        base.insert("mode".into(), "ids".into());
-        let j = jobs.create("ns", base);
+        let jobs = Jobs::<Test>::new();
+        let j = jobs.create("ns", spec());
         assert!(j.id.starts_with("scan-"));
         j.add_scanned(5);
         j.set_progress(0.5);
@@ -334,17 +393,23 @@ mod tests {
         ] {
             assert!(v.get(k).is_some(), "{k} missing");
         }
+        assert!(v.get("truncated").is_none(), "unset fields are left out");
         assert_eq!(v["status"], "running");
         assert_eq!(v["documents_scanned"], 5);
-        let mut extra = Map::new();
-        extra.insert("truncated".into(), false.into());
-        j.complete(extra);
+        j.complete(|o| {
+            o.truncated = Some(false);
+            o.stable_as_of = Some(9);
+        });
         j.fail("too late");
-        let v = jobs.get("ns", &j.id).unwrap().to_json();
+        let job = jobs.get("ns", &j.id).unwrap();
+        let v = job.to_json();
         assert_eq!(v["status"], "completed");
         assert_eq!(v["progress"], 1.0);
+        assert_eq!(v["truncated"], false);
         assert!(v.get("error").is_none());
         assert!(v["completed_at"].as_str().unwrap().ends_with('Z'));
+        let r = job.response(http::StatusCode::OK);
+        assert_eq!(r.headers()["x-layer-stable-as-of"], "9");
         assert_eq!(jobs.list("ns").len(), 1);
         assert!(jobs.remove("ns", &j.id).unwrap().is_cancelled());
         assert!(jobs.get("ns", &j.id).is_none());
@@ -352,47 +417,44 @@ mod tests {
 
     #[test]
     fn finished_jobs_are_bounded_per_namespace() {
-        let jobs = Jobs::new("warm");
+        let jobs = Jobs::<Test>::new();
         for _ in 0..MAX_FINISHED_PER_NAMESPACE + 10 {
-            jobs.create("ns", Map::new()).complete(Map::new());
+            jobs.create("ns", spec()).complete(|_| {});
         }
         assert!(jobs.list("ns").len() <= MAX_FINISHED_PER_NAMESPACE + 1);
     }
 
     #[test]
     fn bounded_create_refuses_past_the_running_cap_and_reports_dropped_jobs() {
-        let jobs = Jobs::new("scan");
-        let running: Vec<Arc<Job>> = (0..3)
-            .map(|_| jobs.create_bounded("ns", Map::new(), Some(3)).unwrap().job)
+        let jobs = Jobs::<Test>::new();
+        let running: Vec<Arc<Job<Test>>> = (0..3)
+            .map(|_| jobs.create_bounded("ns", spec(), Some(3)).unwrap().job)
             .collect();
-        assert_eq!(
-            jobs.create_bounded("ns", Map::new(), Some(3)).unwrap_err(),
-            3
-        );
+        assert_eq!(jobs.create_bounded("ns", spec(), Some(3)).unwrap_err(), 3);
         assert_eq!(
             jobs.list("ns").len(),
             3,
             "a refused create registers nothing"
         );
-        assert!(jobs.create_bounded("other", Map::new(), Some(3)).is_ok());
-        running[0].complete(Map::new());
-        let fourth = jobs.create_bounded("ns", Map::new(), Some(3)).unwrap();
+        assert!(jobs.create_bounded("other", spec(), Some(3)).is_ok());
+        running[0].complete(|_| {});
+        let fourth = jobs.create_bounded("ns", spec(), Some(3)).unwrap();
         assert!(fourth.dropped.is_empty());
         assert_eq!(
-            jobs.create_bounded("ns", Map::new(), Some(3)).unwrap_err(),
+            jobs.create_bounded("ns", spec(), Some(3)).unwrap_err(),
             3,
             "running again: two old jobs and the new one"
         );
         running[1].fail("x");
-        assert!(jobs.create_bounded("ns", Map::new(), Some(3)).is_ok());
+        assert!(jobs.create_bounded("ns", spec(), Some(3)).is_ok());
 
         // The finished jobs dropped to stay under the per-namespace bound, oldest first.
-        let first = jobs.create("full", Map::new());
-        first.complete(Map::new());
+        let first = jobs.create("full", spec());
+        first.complete(|_| {});
         let mut dropped = Vec::new();
         for _ in 0..MAX_FINISHED_PER_NAMESPACE + 1 {
-            let c = jobs.create_bounded("full", Map::new(), None).unwrap();
-            c.job.complete(Map::new());
+            let c = jobs.create_bounded("full", spec(), None).unwrap();
+            c.job.complete(|_| {});
             dropped.extend(c.dropped);
         }
         assert_eq!(dropped.len(), 1, "{dropped:?}");
@@ -402,8 +464,8 @@ mod tests {
 
     #[test]
     fn restarted_counters_start_from_zero() {
-        let jobs = Jobs::new("warm");
-        let j = jobs.create("ns", Map::new());
+        let jobs = Jobs::<Test>::new();
+        let j = jobs.create("ns", spec());
         j.add_scanned(40);
         j.set_progress(0.4);
         j.restart_counters();

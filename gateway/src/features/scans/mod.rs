@@ -44,14 +44,15 @@ use std::time::Instant;
 use http::StatusCode;
 use http_body_util::Full;
 use scatter::values::{FacetValue, ValuesListing};
-use serde_json::{Map, Value, json};
+use serde_json::json;
 
 use http::Method;
+use serde::Serialize;
 
 use crate::core::config::Scope;
 use crate::core::error::GatewayError;
 use crate::core::http::{Resp, json_response};
-use crate::core::jobs::{Job, JobStatus, Jobs};
+use crate::core::jobs::{JobKind, JobStatus, Jobs};
 use crate::core::router::{Req, Route, handler};
 use crate::core::{Core, ShardCtx, stable};
 use crate::sources::snapshot_store::{SnapshotBody, SnapshotStore};
@@ -59,6 +60,55 @@ use crate::sources::warmth::Warmth;
 use request::{Mode, ScanRequest};
 use resolve::Plan;
 pub use results::{RESULTS_BUDGET_BYTES, Reservation, ResultStore, ScanResults};
+
+/// A scan job (ids and values modes).
+#[derive(Debug)]
+pub struct ScanJob;
+
+/// What a scan job was asked, fixed at creation.
+#[derive(Debug, Serialize)]
+pub struct ScanSpec {
+    pub mode: &'static str,
+    pub source: &'static str,
+    pub effective_source: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// Origin fan-out, clamped (origin plans only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub threads: Option<u32>,
+}
+
+/// What a scan job found.
+#[derive(Debug, Default, Serialize)]
+pub struct ScanOutcome {
+    pub total: Option<usize>,
+    pub stable_as_of: Option<u64>,
+    /// Values mode: distinct values seen, and whether the listing was cut at the cap.
+    pub unique_values: Option<usize>,
+    pub truncated: Option<bool>,
+    /// Served from the latest snapshot: its sha and cut.
+    pub snapshot_sha: Option<String>,
+    pub watermark_ms: Option<u64>,
+    /// Ranked selectors (`fts`, `ann`).
+    pub bounded: Option<bool>,
+    pub timed_out: Option<bool>,
+    pub shards_saturated: Option<u32>,
+    pub approximate: Option<bool>,
+    /// The results were evicted under the results budget.
+    pub results_evicted: Option<bool>,
+}
+
+impl JobKind for ScanJob {
+    const PREFIX: &'static str = "scan";
+    type Spec = ScanSpec;
+    type Outcome = ScanOutcome;
+    fn stable_as_of(o: &ScanOutcome) -> Option<u64> {
+        o.stable_as_of
+    }
+}
+
+/// A scan job's record.
+pub type Job = crate::core::jobs::Job<ScanJob>;
 
 /// Ids and values jobs one namespace may have running at once.
 pub const MAX_RUNNING_PER_NAMESPACE: usize = 8;
@@ -69,7 +119,7 @@ pub struct Scans {
     pub core: Arc<Core>,
     pub snapshots: Arc<SnapshotStore>,
     pub warmth: Arc<Warmth>,
-    pub jobs: Jobs,
+    pub jobs: Jobs<ScanJob>,
     /// `(namespace, job id)` → results of a completed job, under the byte budget.
     results: ResultStore,
     values_cap: usize,
@@ -97,7 +147,7 @@ impl Scans {
             core,
             snapshots,
             warmth,
-            jobs: Jobs::new("scan"),
+            jobs: Jobs::new(),
             results: ResultStore::new(budget_bytes),
             values_cap,
         }
@@ -162,11 +212,11 @@ impl Scans {
     fn create_job(
         &self,
         ns: &str,
-        base: Map<String, Value>,
+        spec: ScanSpec,
         bounded: bool,
     ) -> Result<Arc<Job>, GatewayError> {
         let cap = bounded.then_some(MAX_RUNNING_PER_NAMESPACE);
-        match self.jobs.create_bounded(ns, base, cap) {
+        match self.jobs.create_bounded(ns, spec, cap) {
             Ok(created) => {
                 for dropped in &created.dropped {
                     self.results.forget(ns, &dropped.id);
@@ -198,7 +248,7 @@ impl Scans {
     pub fn mark_evicted(&self, evicted: &[(String, String)]) {
         for (ns, id) in evicted {
             if let Some(job) = self.jobs.get(ns, id) {
-                job.set("results_evicted", Value::Bool(true));
+                job.update(|o| o.results_evicted = Some(true));
             }
             crate::core::metrics::feature_event(
                 "layer_scan_events_total",
@@ -321,19 +371,19 @@ async fn create(
         return Ok(r);
     }
     let resolve::Resolved { plan, warm } = resolve::plan(scans, &ctx.upstream, ns, &req).await?;
-    let mut base = Map::new();
-    base.insert("mode".into(), json!(req.mode.as_str()));
-    base.insert("source".into(), json!(req.source.as_str()));
-    base.insert("effective_source".into(), json!(plan.source_name()));
-    if let Some(f) = &req.field {
-        base.insert("field".into(), json!(f));
-    }
-    if let Plan::Origin { threads, .. } = &plan {
-        base.insert("threads".into(), json!(threads));
-    }
+    let spec = ScanSpec {
+        mode: req.mode.as_str(),
+        source: req.source.as_str(),
+        effective_source: plan.source_name(),
+        field: req.field.clone(),
+        threads: match &plan {
+            Plan::Origin { threads, .. } => Some(*threads),
+            _ => None,
+        },
+    };
     // A snapshot listing completes during this call: it never runs, so it is not capped.
     let runs = !matches!(plan, Plan::SnapshotValues(_));
-    let job = scans.create_job(ns, base, runs)?;
+    let job = scans.create_job(ns, spec, runs)?;
     crate::core::metrics::feature_event("layer_scan_events_total", "event", "job_created", 1);
     if let Plan::SnapshotValues(snapshot) = plan {
         complete_from_snapshot(scans, ns, &req, &snapshot, &job);
@@ -384,13 +434,7 @@ fn complete_from_snapshot(
     let cap = scans.values_cap();
     let truncated = distinct > cap;
     values.truncate(cap);
-    let mut extra = Map::new();
-    extra.insert("snapshot_sha".into(), json!(snapshot.sha));
-    extra.insert("watermark_ms".into(), json!(snapshot.watermark_ms));
-    extra.insert("stable_as_of".into(), json!(snapshot.watermark_ms));
-    extra.insert("unique_values".into(), json!(distinct));
-    extra.insert("truncated".into(), json!(truncated));
-    extra.insert("total".into(), json!(values.len()));
+    let total = values.len();
     job.add_scanned(snapshot.row_count);
     let kept = scans.store_results(
         ns,
@@ -403,7 +447,14 @@ fn complete_from_snapshot(
         scans.reservation(),
     );
     match kept {
-        Ok(()) => job.complete(extra),
+        Ok(()) => job.complete(|o| {
+            o.snapshot_sha = Some(snapshot.sha.clone());
+            o.watermark_ms = Some(snapshot.watermark_ms);
+            o.stable_as_of = Some(snapshot.watermark_ms);
+            o.unique_values = Some(distinct);
+            o.truncated = Some(truncated);
+            o.total = Some(total);
+        }),
         Err(why) => job.fail(why),
     }
 }
@@ -437,15 +488,12 @@ fn results(
             return Err(GatewayError::PreconditionFailed(format!(
                 "scan {} failed: {}",
                 job.id,
-                job.to_json()
-                    .get("error")
-                    .and_then(Value::as_str)
-                    .unwrap_or("unknown error")
+                job.error().as_deref().unwrap_or("unknown error")
             )));
         }
     }
     let results = scans.results(ns, &job.id).ok_or_else(|| {
-        let evicted = job.get("results_evicted") == Some(Value::Bool(true));
+        let evicted = job.outcome(|o| o.results_evicted == Some(true));
         GatewayError::Missing(if evicted {
             format!(
                 "the results of scan {:?} were evicted: the gateway keeps at most {} MiB of \
@@ -472,7 +520,7 @@ fn results(
             listing.truncated,
         ),
     };
-    let wm = job.get("stable_as_of").and_then(|v| v.as_u64());
+    let wm = job.outcome(|o| o.stable_as_of);
     let mut r = http::Response::new(Full::new(body));
     r.headers_mut().insert(
         http::header::CONTENT_TYPE,
@@ -488,6 +536,16 @@ mod tests {
 
     use super::*;
 
+    fn spec() -> ScanSpec {
+        ScanSpec {
+            mode: "ids",
+            source: "origin",
+            effective_source: "origin",
+            field: None,
+            threads: None,
+        }
+    }
+
     fn scans_with_budget(budget: usize) -> Scans {
         let core = crate::core::test_core();
         let snapshots = SnapshotStore::new(core.clone());
@@ -496,16 +554,16 @@ mod tests {
     }
 
     fn complete(scans: &Scans, ns: &str, n: usize) -> Arc<Job> {
-        let job = scans.create_job(ns, Map::new(), true).unwrap();
+        let job = scans.create_job(ns, spec(), true).unwrap();
         let ids = (0..n).map(|i| format!("{ns}-{i:03}")).collect();
         scans
             .store_results(ns, &job.id, ScanResults::Ids(ids), scans.reservation())
             .unwrap();
-        job.complete(Map::new());
+        job.complete(|_| {});
         job
     }
 
-    fn body(r: Resp) -> Value {
+    fn body(r: Resp) -> serde_json::Value {
         let bytes = futures_util::FutureExt::now_or_never(r.into_body().collect())
             .expect("a full body is ready")
             .expect("infallible")
@@ -532,10 +590,10 @@ mod tests {
         for kept in [&second, &third] {
             let all = body(results(&scans, "ns", kept, &HashMap::new()).unwrap());
             assert_eq!(all["ids"].as_array().unwrap().len(), 50);
-            assert!(kept.get("results_evicted").is_none());
+            assert!(kept.outcome(|o| o.results_evicted.is_none()));
         }
         // Results larger than the whole budget fail the job instead of evicting everything.
-        let big = scans.create_job("ns", Map::new(), true).unwrap();
+        let big = scans.create_job("ns", spec(), true).unwrap();
         let ids = (0..200).map(|i| format!("ns-{i:03}")).collect();
         let why = scans
             .store_results("ns", &big.id, ScanResults::Ids(ids), scans.reservation())
@@ -553,19 +611,19 @@ mod tests {
     fn running_jobs_are_capped_per_namespace() {
         let scans = scans_with_budget(RESULTS_BUDGET_BYTES);
         let running: Vec<Arc<Job>> = (0..MAX_RUNNING_PER_NAMESPACE)
-            .map(|_| scans.create_job("ns", Map::new(), true).unwrap())
+            .map(|_| scans.create_job("ns", spec(), true).unwrap())
             .collect();
-        let err = scans.create_job("ns", Map::new(), true).unwrap_err();
+        let err = scans.create_job("ns", spec(), true).unwrap_err();
         assert_eq!(err.status(), StatusCode::PRECONDITION_FAILED);
         assert!(err.to_string().contains("at most 8"), "{err}");
-        assert!(scans.create_job("other", Map::new(), true).is_ok());
-        let snapshot_served = scans.create_job("ns", Map::new(), false);
+        assert!(scans.create_job("other", spec(), true).is_ok());
+        let snapshot_served = scans.create_job("ns", spec(), false);
         assert!(
             snapshot_served.is_ok(),
             "jobs that complete at creation are not capped"
         );
-        snapshot_served.unwrap().complete(Map::new());
-        running[0].complete(Map::new());
-        assert!(scans.create_job("ns", Map::new(), true).is_ok());
+        snapshot_served.unwrap().complete(|_| {});
+        running[0].complete(|_| {});
+        assert!(scans.create_job("ns", spec(), true).is_ok());
     }
 }

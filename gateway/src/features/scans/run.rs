@@ -19,15 +19,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use scatter::values::{ValuesError, ValuesHistogram};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use super::ranked::{self, RankedSpec};
 use super::request::{Mode, Ranked, ScanRequest};
 use super::resolve::Plan;
 use super::results::id_bytes;
+use super::{Job, ScanOutcome};
 use super::{Reservation, ScanResults, Scans};
 use crate::core::error::GatewayError;
-use crate::core::jobs::Job;
 use crate::core::upstream::Upstream;
 use crate::sources::cache_rows::scan_rows;
 use crate::sources::documents::wire_id;
@@ -172,15 +172,15 @@ pub async fn run(
                     reservation,
                     ..
                 } => {
-                    extra.insert("total".into(), json!(ids.len()));
+                    extra.total = Some(ids.len());
                     ids.shrink_to_fit();
                     (ScanResults::Ids(ids), reservation)
                 }
                 Acc::Values { hist, .. } => {
                     let listing = hist.finish(scans.values_cap());
-                    extra.insert("unique_values".into(), json!(listing.distinct));
-                    extra.insert("truncated".into(), json!(listing.truncated));
-                    extra.insert("total".into(), json!(listing.values.len()));
+                    extra.unique_values = Some(listing.distinct);
+                    extra.truncated = Some(listing.truncated);
+                    extra.total = Some(listing.values.len());
                     (ScanResults::Values(listing), scans.reservation())
                 }
             };
@@ -200,7 +200,11 @@ pub async fn run(
                 "job_completed",
                 1,
             );
-            job.complete(extra);
+            job.complete(|o| {
+                let evicted = o.results_evicted;
+                *o = extra;
+                o.results_evicted = evicted;
+            });
         }
         Err(e) => {
             crate::core::metrics::feature_event(
@@ -221,9 +225,9 @@ async fn pass<'a>(
     req: &ScanRequest,
     plan: Plan,
     job: &Job,
-) -> Result<(Acc<'a>, Map<String, Value>), GatewayError> {
+) -> Result<(Acc<'a>, ScanOutcome), GatewayError> {
     let mut acc = Acc::new(req, scans);
-    let mut extra = Map::new();
+    let mut extra = ScanOutcome::default();
     let total = crate::sources::origin::approx_rows(upstream, ns).await;
     match plan {
         Plan::Cache {
@@ -253,7 +257,7 @@ async fn pass<'a>(
             .await
             .map_err(|e| GatewayError::CacheCold(format!("the document cache failed: {e}")))?;
             if let Some(w) = warmed_through {
-                extra.insert("stable_as_of".into(), json!(w));
+                extra.stable_as_of = Some(w);
             }
         }
         Plan::Origin {
@@ -303,16 +307,16 @@ async fn pass<'a>(
                         }
                     })
                     .await?;
-                    extra.insert("bounded".into(), json!(out.bounded()));
-                    extra.insert("timed_out".into(), json!(out.timed_out));
-                    extra.insert("shards_saturated".into(), json!(out.shards_saturated));
+                    extra.bounded = Some(out.bounded());
+                    extra.timed_out = Some(out.timed_out);
+                    extra.shards_saturated = Some(out.shards_saturated);
                     if matches!(ranked, Ranked::Ann { .. }) {
-                        extra.insert("approximate".into(), json!(true));
+                        extra.approximate = Some(true);
                     }
                 }
             }
             if let Some(w) = cut {
-                extra.insert("stable_as_of".into(), json!(w));
+                extra.stable_as_of = Some(w);
             }
         }
         Plan::SnapshotCount(_) | Plan::SnapshotValues(_) => {

@@ -7,11 +7,11 @@ use std::ops::ControlFlow;
 
 use serde_json::Value;
 
+use super::Job;
 use super::Snapshots;
 use super::facets::Facets;
 use crate::core::error::GatewayError;
 use crate::core::http::now_ms;
-use crate::core::jobs::Job;
 use crate::core::upstream::Upstream;
 use crate::sources::origin::{self, OriginScan};
 use crate::sources::snapshot_store::SnapshotBody;

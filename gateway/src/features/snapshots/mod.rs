@@ -27,21 +27,53 @@ pub mod writer;
 use std::sync::Arc;
 
 use http::Method;
+use serde::Serialize;
 
 use crate::core::config::Scope;
-use crate::core::jobs::Jobs;
+use crate::core::jobs::{JobKind, Jobs};
 use crate::core::router::{Route, handler};
 use crate::core::runtime::Background;
 use crate::core::{Control, Core};
 use crate::sources::snapshot_store::SnapshotStore;
 use crate::sources::warmth::Warmth;
 
+/// A snapshot job.
+#[derive(Debug)]
+pub struct SnapshotJob;
+
+/// A snapshot job's request.
+#[derive(Debug, Serialize)]
+pub struct SnapshotSpec {
+    pub field: String,
+    pub source: &'static str,
+    pub effective_source: &'static str,
+}
+
+/// The body a snapshot job wrote.
+#[derive(Debug, Default, Serialize)]
+pub struct SnapshotOutcome {
+    pub sha: Option<String>,
+    pub stable_as_of: Option<u64>,
+}
+
+impl JobKind for SnapshotJob {
+    const PREFIX: &'static str = "snapshot-job";
+    type Spec = SnapshotSpec;
+    type Outcome = SnapshotOutcome;
+    fn stable_as_of(o: &SnapshotOutcome) -> Option<u64> {
+        o.stable_as_of
+    }
+}
+
+/// A snapshot job's record.
+pub type Job = crate::core::jobs::Job<SnapshotJob>;
+
 /// The snapshot feature: its jobs, and the sources it reads and writes.
 pub struct Snapshots {
     pub core: Arc<Core>,
     pub store: Arc<SnapshotStore>,
     pub warmth: Arc<Warmth>,
-    pub jobs: Jobs,
+    pub jobs: Jobs<SnapshotJob>,
     /// Distinct values per field before it is skipped (`gateway.snapshots.fieldCap`).
     pub field_cap: usize,
 }
@@ -53,7 +85,7 @@ impl Snapshots {
             core,
             store,
             warmth,
-            jobs: Jobs::new("snapshot-job"),
+            jobs: Jobs::new(),
             field_cap,
         })
     }

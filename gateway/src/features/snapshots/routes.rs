@@ -8,14 +8,14 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::StatusCode;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
+use super::Job;
 use super::{Snapshots, compute};
 use crate::core::ShardCtx;
 use crate::core::auth::Principal;
 use crate::core::error::GatewayError;
 use crate::core::http::{Resp, json_response, now_ms};
-use crate::core::jobs::Job;
 use crate::core::router::Req;
 use crate::core::stable;
 use crate::sources::auto::{AutoInput, CacheState, Live};
@@ -285,20 +285,19 @@ async fn create(snaps: &Arc<Snapshots>, ns: &str, body: &[u8]) -> Result<Resp, G
             }
         }
     };
-    let mut base = Map::new();
-    base.insert("field".into(), Value::String(req.field.clone()));
-    base.insert("source".into(), Value::String(req.source.as_str().into()));
-    base.insert(
-        "effective_source".into(),
-        Value::String(effective.as_str().into()),
-    );
-    let job = snaps.jobs.create(ns, base);
+    let spec = super::SnapshotSpec {
+        field: req.field.clone(),
+        source: req.source.as_str(),
+        effective_source: effective.as_str(),
+    };
+    let job = snaps.jobs.create(ns, spec);
     if let Some(l) = stored {
         job.add_scanned(l.row_count);
-        let mut extra = Map::new();
-        extra.insert("sha".into(), Value::String(l.sha.clone()));
-        extra.insert("stable_as_of".into(), Value::from(l.watermark_ms));
-        job.complete(extra);
+        let (sha, cut) = (l.sha.clone(), l.watermark_ms);
+        job.complete(|o| {
+            o.sha = Some(sha);
+            o.stable_as_of = Some(cut);
+        });
         return Ok(job.response(StatusCode::ACCEPTED));
     }
     let control = snaps.core.control()?.clone();
@@ -366,10 +365,11 @@ async fn run_cache_job(
     match durable::put_body(snaps.store.objects(), &body).await {
         Ok(()) => {
             crate::core::metrics::feature_event(METRIC, "event", "job_completed", 1);
-            let mut extra = Map::new();
-            extra.insert("sha".into(), Value::String(body.sha.clone()));
-            extra.insert("stable_as_of".into(), Value::from(body.watermark_ms));
-            job.complete(extra);
+            let (sha, cut) = (body.sha.clone(), body.watermark_ms);
+            job.complete(|o| {
+                o.sha = Some(sha);
+                o.stable_as_of = Some(cut);
+            });
         }
         Err(e) => {
             crate::core::metrics::feature_event(METRIC, "event", "job_failed", 1);
@@ -431,13 +431,14 @@ async fn run_origin_job(
     match written {
         Ok(()) => {
             crate::core::metrics::feature_event(METRIC, "event", "job_completed", 1);
-            let mut extra = Map::new();
-            extra.insert("sha".into(), Value::String(body.sha.clone()));
-            extra.insert("stable_as_of".into(), Value::from(body.watermark_ms));
+            let (sha, cut) = (body.sha.clone(), body.watermark_ms);
             if joined {
                 snaps.store.note_latest(Arc::new(body));
             }
-            job.complete(extra);
+            job.complete(|o| {
+                o.sha = Some(sha);
+                o.stable_as_of = Some(cut);
+            });
         }
         Err(e) => {
             crate::core::metrics::feature_event(METRIC, "event", "job_failed", 1);

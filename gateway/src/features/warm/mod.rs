@@ -61,12 +61,13 @@ use bytes::Bytes;
 use http::{Method, StatusCode};
 use layer_cache::{CacheState, Tier};
 use parking_lot::Mutex;
-use serde_json::{Map, Value, json};
+use serde::Serialize;
+use serde_json::{Value, json};
 
 use crate::core::config::Scope;
 use crate::core::error::GatewayError;
 use crate::core::http::{Resp, json_response};
-use crate::core::jobs::{Job, JobStatus, Jobs};
+use crate::core::jobs::{JobKind, JobStatus, Jobs};
 use crate::core::proxy::{self, Plain};
 use crate::core::router::{Req, Route, handler};
 use crate::core::{Core, ShardCtx};
@@ -88,12 +89,43 @@ const SETTLE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 /// Re-reads of a page whose ids a concurrent write touched, before giving up on them.
 pub const RACE_RETRIES: usize = 3;
 
+/// A warm job.
+#[derive(Debug)]
+pub struct WarmJob;
+
+/// A warm job's request.
+#[derive(Debug, Serialize)]
+pub struct WarmSpec {
+    pub page_size: usize,
+}
+
+/// What a warm job did.
+#[derive(Debug, Default, Serialize)]
+pub struct WarmOutcome {
+    /// New passes started after namespace clears wiped earlier pages.
+    pub restarts: Option<usize>,
+    pub cache_warmed_through: Option<u64>,
+    pub stable_as_of: Option<u64>,
+}
+
+impl JobKind for WarmJob {
+    const PREFIX: &'static str = "warm";
+    type Spec = WarmSpec;
+    type Outcome = WarmOutcome;
+    fn stable_as_of(o: &WarmOutcome) -> Option<u64> {
+        o.stable_as_of
+    }
+}
+
+/// A warm job's record.
+pub type Job = crate::core::jobs::Job<WarmJob>;
+
 /// The warm feature: its jobs, the running warm per namespace, and the sources it fills.
 pub struct Warm {
     pub core: Arc<Core>,
     pub store: Arc<SnapshotStore>,
     pub warmth: Arc<Warmth>,
-    pub jobs: Jobs,
+    pub jobs: Jobs<WarmJob>,
     /// The running warm job per namespace.
     running: Mutex<HashMap<String, Arc<Job>>>,
 }
@@ -104,7 +136,7 @@ impl Warm {
             core,
             store,
             warmth,
-            jobs: Jobs::new("warm"),
+            jobs: Jobs::new(),
             running: Mutex::new(HashMap::new()),
         })
     }
@@ -201,9 +233,7 @@ pub fn start(warm: &Arc<Warm>, ns: &str, page_size: usize) -> Result<Arc<Job>, G
     {
         return Ok(j.clone());
     }
-    let mut base = Map::new();
-    base.insert("page_size".into(), json!(page_size));
-    let job = warm.jobs.create(ns, base);
+    let job = warm.jobs.create(ns, WarmSpec { page_size });
     running.insert(ns.to_string(), job.clone());
     drop(running);
     crate::core::metrics::feature_event("layer_warm_events_total", "event", "job_started", 1);
@@ -213,16 +243,16 @@ pub fn start(warm: &Arc<Warm>, ns: &str, page_size: usize) -> Result<Arc<Job>, G
         match result {
             Ok(cut) if !task_job.is_cancelled() => {
                 warm.warmth.stamp(&ns, cut);
-                let mut extra = Map::new();
-                extra.insert("cache_warmed_through".into(), json!(cut));
-                extra.insert("stable_as_of".into(), json!(cut));
                 crate::core::metrics::feature_event(
                     "layer_warm_events_total",
                     "event",
                     "job_completed",
                     1,
                 );
-                task_job.complete(extra);
+                task_job.complete(|o| {
+                    o.cache_warmed_through = Some(cut);
+                    o.stable_as_of = Some(cut);
+                });
             }
             Ok(_) => task_job.fail("cancelled"),
             Err(e) => {

@@ -11,10 +11,10 @@ use layer_cache::{Set, Tier};
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
+use super::Job;
 use super::{CLEAR_RESTARTS, RACE_RETRIES, SETTLE_WAIT, TIER_IN_FLIGHT, Warm};
 use crate::core::error::GatewayError;
 use crate::core::http::now_ms;
-use crate::core::jobs::Job;
 use crate::core::upstream::Upstream;
 use crate::sources::cache_rows::{WARM_MARKER_ID, WARM_SENTINEL_ID};
 use crate::sources::documents::wire_id;
@@ -39,7 +39,7 @@ pub(super) async fn passes(
                 1,
             );
             job.restart_counters();
-            job.set("restarts", json!(pass));
+            job.update(|o| o.restarts = Some(pass));
         }
         let watch = Watch {
             epoch: warm
