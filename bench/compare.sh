@@ -4,6 +4,8 @@
 #   direct   layer-loadgen → turbopuffer-emulator
 #   gateway  layer-loadgen → layer-gateway (--shards 1) → turbopuffer-emulator
 #   nginx    layer-loadgen → nginx (1 worker, upstream keepalive) → turbopuffer-emulator
+#   baseline layer-loadgen → another layer-gateway build (--shards 1) → turbopuffer-emulator,
+#            only with BASELINE_BIN=/path/to/layer-gateway (before/after a change, in one run)
 #
 # The proxy runs alone on PROXY_CPU (default CPU0); the load generator and the emulator share
 # LOAD_CPU (default CPU1). Rounds are interleaved (the order rotates every round), each run is a
@@ -13,7 +15,7 @@
 # Writes bench/results/<YYYY-MM-DD>-<SCENARIO>.md. Knobs (environment): CONCURRENCY (64),
 # DURATION (10s), WARMUP (2s), ROUNDS (3), ROWS (10000), DIMS (16, must match the scenario's
 # vectors), BATCH (1000), PROXY_CPU (0), LOAD_CPU (1), BUSY_LIMIT (15 %), BUSY_WAIT (60 s),
-# SKIP_BUILD (0), OUT (result path), KEEP_TMP (0). See bench/README.md.
+# SKIP_BUILD (0), OUT (result path), KEEP_TMP (0), BASELINE_BIN (unset). See bench/README.md.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -32,6 +34,7 @@ BUSY_LIMIT=${BUSY_LIMIT:-15}
 BUSY_WAIT=${BUSY_WAIT:-60}
 SKIP_BUILD=${SKIP_BUILD:-0}
 KEEP_TMP=${KEEP_TMP:-0}
+BASELINE_BIN=${BASELINE_BIN:-}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/layer/target}
 BIN=$CARGO_TARGET_DIR/release
 OUT=${OUT:-$ROOT/bench/results/$(date +%F)-$SCENARIO.md}
@@ -192,6 +195,22 @@ GW_ADDR=$REPLY
 [[ $GW_ADDR == 127.0.0.1:* ]] || die "gateway is not on 127.0.0.1: $GW_ADDR"
 log "gateway on $GW_ADDR (pid $GW_PID, CPU$PROXY_CPU)"
 
+TARGETS=(direct gateway nginx)
+BASE_ADDR="" BASE_PID=""
+if [[ -n $BASELINE_BIN ]]; then
+  [[ -x $BASELINE_BIN ]] || die "BASELINE_BIN is not an executable: $BASELINE_BIN"
+  taskset -c "$PROXY_CPU" "$BASELINE_BIN" --listen 127.0.0.1:0 \
+    --upstream-url "http://$EMU_ADDR" --upstream-api-key "$KEY" --shards 1 \
+    --data-dir "$TMP/baseline-data" >"$TMP/baseline.out" 2>"$TMP/baseline.err" &
+  BASE_PID=$!
+  PIDS+=("$BASE_PID")
+  wait_addr "$TMP/baseline.out" "$BASE_PID" baseline
+  BASE_ADDR=$REPLY
+  [[ $BASE_ADDR == 127.0.0.1:* ]] || die "baseline gateway is not on 127.0.0.1: $BASE_ADDR"
+  TARGETS+=(baseline)
+  log "baseline gateway ($BASELINE_BIN) on $BASE_ADDR (pid $BASE_PID, CPU$PROXY_CPU)"
+fi
+
 # ---------------------------------------------------------------- nginx
 mkdir -p "$TMP/nginx/body" "$TMP/nginx/proxy" "$TMP/nginx/logs"
 # Started as root, nginx runs its worker as `nobody`, which must reach its temp directories.
@@ -250,18 +269,19 @@ NGINX_ADDR=127.0.0.1:$NGINX_PORT
 log "nginx on $NGINX_ADDR (pid $NGINX_PID, CPU$PROXY_CPU)"
 
 # ---------------------------------------------------------------- smoke test: every path answers
-for t in direct gateway nginx; do
+for t in "${TARGETS[@]}"; do
   case $t in
   direct) addr=$EMU_ADDR ;;
   gateway) addr=$GW_ADDR ;;
   nginx) addr=$NGINX_ADDR ;;
+  baseline) addr=$BASE_ADDR ;;
   esac
   "$LOADGEN" --scenario "$SCENARIO_FILE" --target "http://$addr" --var "ns=$NS" \
     --var "api_key=$KEY" --concurrency 1 --warmup 0s --duration 300ms --format json \
     --out "$TMP/smoke-$t.json" 2>"$TMP/smoke-$t.err" ||
     die "smoke test through $t failed: $(cat "$TMP/smoke-$t.err") $(jq -c .status "$TMP/smoke-$t.json" 2>/dev/null)"
 done
-log "smoke test passed on all three paths"
+log "smoke test passed on every path (${TARGETS[*]})"
 
 # ---------------------------------------------------------------- quiet machine?
 waited=0
@@ -289,6 +309,7 @@ run_one() { # run_one ROUND TARGET
   case $t in
   direct) addr=$EMU_ADDR ;;
   gateway) addr=$GW_ADDR proxy_pids=$GW_PID ;;
+  baseline) addr=$BASE_ADDR proxy_pids=$BASE_PID ;;
   nginx)
     addr=$NGINX_ADDR
     nginx_pids
@@ -341,10 +362,10 @@ run_one() { # run_one ROUND TARGET
   log "round $round $t: $(tail -1 "$RAW" | cut -f3-8 | tr '\t' ' ') (req/s p50 p90 p99 p99.9 max ms)"
 }
 
-TARGETS=(direct gateway nginx)
+NT=${#TARGETS[@]}
 for ((round = 1; round <= ROUNDS; round++)); do
-  for ((k = 0; k < 3; k++)); do
-    run_one "$round" "${TARGETS[$(((round - 1 + k) % 3))]}"
+  for ((k = 0; k < NT; k++)); do
+    run_one "$round" "${TARGETS[$(((round - 1 + k) % NT))]}"
   done
 done
 
@@ -370,7 +391,7 @@ diff_ms() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-") print "-"
 
 declare -A M
 table=""
-for t in direct gateway nginx; do
+for t in "${TARGETS[@]}"; do
   row="| $t"
   for c in req_s p50_ms p90_ms p99_ms p999_ms max_ms proxy_us_req proxy_cpu_pct emu_us_req loadgen_cpu_pct foreign_cpu_pct; do
     summarize "$t" "$c"
@@ -428,6 +449,7 @@ mkdir -p "$(dirname "$OUT")"
   echo
   echo "- Scenario \`bench/scenarios/$SCENARIO.yaml\`, namespace \`$NS\` seeded with $ROWS rows of $DIMS-dim vectors (cosine distance) through the emulator's HTTP API."
   echo "- \`turbopuffer-emulator --threads 1\` and \`layer-loadgen\` pinned to CPU$LOAD_CPU; the proxy (\`layer-gateway --shards 1\`, or nginx with one worker, \`proxy_pass\`, upstream \`keepalive 256\`, \`proxy_http_version 1.1\`, access log off) pinned to CPU$PROXY_CPU. In the direct runs CPU$PROXY_CPU is idle."
+  [[ -z $BASELINE_BIN ]] || echo "- \`baseline\` is another layer-gateway build, \`$BASELINE_BIN\`, started exactly like \`gateway\` and measured in the same rounds."
   echo "- Closed loop, $CONCURRENCY keep-alive connections, $WARMUP warm-up then $DURATION measured, $ROUNDS interleaved rounds (order rotated each round). Everything on 127.0.0.1."
   echo "- Cells are the median over rounds, with (min-max). Latencies are in ms, measured by layer-loadgen per request (HDR histogram)."
   echo "- proxy CPU µs/req = proxy utime+stime (from /proc/PID/stat, all threads; nginx master plus worker) over the whole loadgen run, divided by every response in that run, warm-up included. emulator µs/req is the same for the emulator. loadgen CPU % is the load generator's CPU time over wall time, as a share of one CPU. foreign CPU % is machine busy time (from /proc/stat) not spent in these three processes, as a share of all $NCPU CPUs; the two counters are kept differently by the kernel, so it is approximate to a few percent and can read slightly negative. Steal is in the raw table."
@@ -445,6 +467,10 @@ mkdir -p "$(dirname "$OUT")"
   echo "| gateway / nginx | $(ratio "${M[gateway.req_s]}" "${M[nginx.req_s]}") | $(ratio "${M[gateway.p50_ms]}" "${M[nginx.p50_ms]}") | $(ratio "${M[gateway.p99_ms]}" "${M[nginx.p99_ms]}") | $(ratio "${M[gateway.proxy_us_req]}" "${M[nginx.proxy_us_req]}") |"
   echo "| gateway / direct | $(ratio "${M[gateway.req_s]}" "${M[direct.req_s]}") | $(ratio "${M[gateway.p50_ms]}" "${M[direct.p50_ms]}") | $(ratio "${M[gateway.p99_ms]}" "${M[direct.p99_ms]}") | - |"
   echo "| nginx / direct | $(ratio "${M[nginx.req_s]}" "${M[direct.req_s]}") | $(ratio "${M[nginx.p50_ms]}" "${M[direct.p50_ms]}") | $(ratio "${M[nginx.p99_ms]}" "${M[direct.p99_ms]}") | - |"
+  if [[ -n $BASELINE_BIN ]]; then
+    echo "| baseline / nginx | $(ratio "${M[baseline.req_s]}" "${M[nginx.req_s]}") | $(ratio "${M[baseline.p50_ms]}" "${M[nginx.p50_ms]}") | $(ratio "${M[baseline.p99_ms]}" "${M[nginx.p99_ms]}") | $(ratio "${M[baseline.proxy_us_req]}" "${M[nginx.proxy_us_req]}") |"
+    echo "| gateway / baseline | $(ratio "${M[gateway.req_s]}" "${M[baseline.req_s]}") | $(ratio "${M[gateway.p50_ms]}" "${M[baseline.p50_ms]}") | $(ratio "${M[gateway.p99_ms]}" "${M[baseline.p99_ms]}") | $(ratio "${M[gateway.proxy_us_req]}" "${M[baseline.proxy_us_req]}") |"
+  fi
   echo
   echo "Per round (gateway and nginx measured minutes apart in the same round): gateway / nginx proxy CPU µs/req = $PER_ROUND."
   echo
