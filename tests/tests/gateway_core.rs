@@ -633,3 +633,52 @@ fn emulator_alone_serves_the_indexer_knobs() {
     assert_eq!(meta["index"], json!({"status": "up-to-date"}));
     assert_eq!(meta["approx_row_count"], 2);
 }
+
+#[test]
+fn head_is_served_on_every_get_route_without_a_body() {
+    // The `read` scope covers GET and HEAD: HEAD runs the GET (upstream sees a GET) and answers
+    // its status, headers and length without a body. HEAD on a route that has no GET is a 404.
+    let stack = Stack::start();
+    stack.write("headns", json!({"upsert_rows": [{"id": "d1", "t": "x"}]}));
+    for path in [
+        "/v2/namespaces/headns/metadata",
+        "/v2/namespaces/headns/documents/d1",
+        "/v1/namespaces",
+        "/health",
+    ] {
+        let get = stack.gw(Method::GET, path, Bytes::new());
+        assert_eq!(get.status, 200, "GET {path}: {}", get.text());
+        let head = stack.gw(Method::HEAD, path, Bytes::new());
+        assert_eq!(head.status, 200, "HEAD {path}");
+        assert!(head.body.is_empty(), "HEAD {path} has a body");
+        assert_eq!(
+            head.headers.get("content-type"),
+            get.headers.get("content-type"),
+            "HEAD {path}"
+        );
+    }
+    let missing = stack.gw(
+        Method::HEAD,
+        "/v2/namespaces/headns/documents/nope",
+        Bytes::new(),
+    );
+    assert_eq!(missing.status, 404);
+    let no_get = stack.gw(Method::HEAD, "/v2/namespaces/headns/query", Bytes::new());
+    assert_eq!(no_get.status, 404);
+    // Unauthenticated HEAD on a read route is refused like the GET.
+    let anon = stack.http.send(
+        Method::HEAD,
+        &format!("{}/v2/namespaces/headns/metadata", stack.gateway_url),
+        &[],
+        Bytes::new(),
+    );
+    assert_eq!(anon.status, 401);
+    // Upstream saw GETs only.
+    assert!(
+        stack
+            .upstream_requests()
+            .iter()
+            .all(|r| r["method"] != "HEAD"),
+        "HEAD was forwarded"
+    );
+}

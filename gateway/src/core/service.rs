@@ -2,11 +2,18 @@
 //! scope, the `{ns}` parameter against the key's grant) → read the body within `maxBodyBytes`
 //! → the route's handler → errors mapped to responses ([`GatewayError::into_response`]) →
 //! metrics. Start at [`handle`].
+//!
+//! `HEAD` is served on every `GET` route (the `read` scope covers both): the request runs as the
+//! `GET` (forwarded upstream as `GET` too) and the answer keeps its status and headers, with its
+//! `content-length`, but no body.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::Request;
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Method, Request};
+use http_body_util::Full;
 use hyper::body::Incoming;
 
 use super::ShardCtx;
@@ -19,7 +26,11 @@ use super::router::{Req, Route};
 pub async fn handle(ctx: Arc<ShardCtx>, req: Request<Incoming>) -> Resp {
     let started = Instant::now();
     metrics::request_started();
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
+    let head = parts.method == Method::HEAD;
+    if head {
+        parts.method = Method::GET;
+    }
     // A `Uri` clone shares its bytes: the route and the namespace label borrow from it while
     // `parts` moves into the request.
     let uri = parts.uri.clone();
@@ -54,7 +65,21 @@ pub async fn handle(ctx: Arc<ShardCtx>, req: Request<Incoming>) -> Resp {
         }
     };
     metrics::request_finished(name, resp.status().as_u16(), started.elapsed(), query_ns);
-    resp
+    if head { without_body(resp) } else { resp }
+}
+
+/// A `HEAD` answer: the `GET` answer's status and headers, its length, no body.
+fn without_body(resp: Resp) -> Resp {
+    let (mut parts, body) = resp.into_parts();
+    let len = hyper::body::Body::size_hint(&body).exact();
+    if !parts.headers.contains_key(header::CONTENT_LENGTH)
+        && let Some(n) = len
+    {
+        parts
+            .headers
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+    }
+    Resp::from_parts(parts, Full::new(Bytes::new()))
 }
 
 async fn serve(
