@@ -386,6 +386,37 @@ fn keys_mode_scopes_and_grants() {
         .map(|n| n["id"].clone())
         .collect();
     assert_eq!(ids, vec![json!("shop-1")]);
+    // The same with `accept-encoding: gzip`, as httpx-based clients send it.
+    let gz = stack.gw_with(
+        Method::GET,
+        "/v1/namespaces",
+        &[("authorization", "Bearer ro"), ("accept-encoding", "gzip")],
+        "",
+    );
+    assert_eq!(gz.status, 200);
+    let body = if gz
+        .headers
+        .get("content-encoding")
+        .is_some_and(|v| v == "gzip")
+    {
+        let mut out = Vec::new();
+        std::io::Read::read_to_end(
+            &mut flate2::read::GzDecoder::new(gz.body.as_ref()),
+            &mut out,
+        )
+        .unwrap();
+        out
+    } else {
+        gz.body.to_vec()
+    };
+    let page: Value = serde_json::from_slice(&body).unwrap();
+    let ids: Vec<&Value> = page["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| &n["id"])
+        .collect();
+    assert_eq!(ids, vec![&json!("shop-1")]);
     assert_eq!(
         as_key("upstream", Method::GET, "/v1/namespaces", "").status,
         401
