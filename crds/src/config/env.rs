@@ -80,6 +80,26 @@ pub const ENV_OVERRIDES: &[EnvOverride] = &[
         apply: |c, v| set(&mut c.gateway.drain_timeout_ms, v),
     },
     EnvOverride {
+        var: "LAYER_MAX_CONNECTIONS_PER_SHARD",
+        doc: "gateway.server.maxConnectionsPerShard",
+        apply: |c, v| set(&mut c.gateway.server.max_connections_per_shard, v),
+    },
+    EnvOverride {
+        var: "LAYER_MAX_IN_FLIGHT_PER_SHARD",
+        doc: "gateway.server.maxInFlightPerShard",
+        apply: |c, v| set(&mut c.gateway.server.max_in_flight_per_shard, v),
+    },
+    EnvOverride {
+        var: "LAYER_HEADER_READ_TIMEOUT_MS",
+        doc: "gateway.server.headerReadTimeoutMs",
+        apply: |c, v| set(&mut c.gateway.server.header_read_timeout_ms, v),
+    },
+    EnvOverride {
+        var: "LAYER_BODY_READ_TIMEOUT_MS",
+        doc: "gateway.server.bodyReadTimeoutMs",
+        apply: |c, v| set(&mut c.gateway.server.body_read_timeout_ms, v),
+    },
+    EnvOverride {
         var: "LAYER_UPSTREAM_URL",
         doc: "vectorStore.endpoint.url",
         apply: |c, v| set(&mut c.vector_store.endpoint.url, v),

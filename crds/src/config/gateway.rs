@@ -27,6 +27,7 @@ pub struct GatewayConfig {
     pub drain_timeout_ms: u64,
     /// TTL of the enriched `GET /v2/namespaces` listing cache.
     pub namespace_list_cache_ttl_ms: u64,
+    pub server: ServerConfig,
     pub cache: CacheConfig,
     pub consistency: ConsistencyConfig,
     pub object_store: ObjectStoreConfig,
@@ -47,11 +48,40 @@ impl Default for GatewayConfig {
             drain_timeout_ms: 10_000,
             cache: CacheConfig::default(),
             namespace_list_cache_ttl_ms: 10_000,
+            server: ServerConfig::default(),
             consistency: ConsistencyConfig::default(),
             object_store: ObjectStoreConfig::default(),
             history: HistoryConfig::default(),
             snapshots: SnapshotsConfig::default(),
             scan: ScanConfig::default(),
+        }
+    }
+}
+
+/// `gateway.server`: bounds on what clients may hold of a shard (overload and slow clients).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct ServerConfig {
+    /// Open client connections per shard; a connection beyond it is answered 503 (with
+    /// `retry-after`) and closed.
+    pub max_connections_per_shard: usize,
+    /// Requests being served at once per shard; beyond it a request is answered 503
+    /// `overloaded` with `retry-after` instead of queueing.
+    pub max_in_flight_per_shard: usize,
+    /// Longest a client may take to send a request's headers; HTTP/1 also closes a keep-alive
+    /// connection idle this long (hyper times the wait for the next request's headers).
+    pub header_read_timeout_ms: u64,
+    /// Longest a client may take to send a request's body (408 `request_timeout`).
+    pub body_read_timeout_ms: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            max_connections_per_shard: 16_384,
+            max_in_flight_per_shard: 4_096,
+            header_read_timeout_ms: 15_000,
+            body_read_timeout_ms: 30_000,
         }
     }
 }

@@ -17,6 +17,11 @@
 //!   maxJsonDepth: 64              # LAYER_MAX_JSON_DEPTH
 //!   drainTimeoutMs: 10000         # LAYER_DRAIN_TIMEOUT_MS
 //!   namespaceListCacheTtlMs: 10000  # NAMESPACE_LIST_CACHE_TTL_MS
+//!   server:                       # overload and slow clients, per shard
+//!     maxConnectionsPerShard: 16384   # LAYER_MAX_CONNECTIONS_PER_SHARD: beyond it, 503 and close
+//!     maxInFlightPerShard: 4096   # LAYER_MAX_IN_FLIGHT_PER_SHARD: beyond it, 503 overloaded
+//!     headerReadTimeoutMs: 15000  # LAYER_HEADER_READ_TIMEOUT_MS (also HTTP/1 keep-alive idle)
+//!     bodyReadTimeoutMs: 30000    # LAYER_BODY_READ_TIMEOUT_MS: 408 past it
 //!   cache:
 //!     tier: nvme                  # LAYER_CACHE_TIER: nvme | aerospike | disabled
 //!     dir: <dataDir>/cache        # LAYER_CACHE_DIR (unset = <dataDir>/cache)
@@ -110,7 +115,7 @@ pub use features::{
     parse_duration_ms,
 };
 pub use gateway::{
-    AerospikeSettings, CacheConfig, CacheTierKind, ConsistencyConfig, GatewayConfig,
+    AerospikeSettings, CacheConfig, CacheTierKind, ConsistencyConfig, GatewayConfig, ServerConfig,
 };
 pub use index::{
     IndexBackend, IndexCache, IndexConfig, IndexConsistency, IndexMetadata, IndexScan,
@@ -288,6 +293,18 @@ impl Config {
         if self.gateway.max_json_depth == 0 || self.gateway.max_body_bytes == 0 {
             return Err(ConfigError::Invalid(
                 "maxJsonDepth and maxBodyBytes must be positive".into(),
+            ));
+        }
+        let sv = &self.gateway.server;
+        if sv.max_connections_per_shard == 0
+            || sv.max_in_flight_per_shard == 0
+            || sv.header_read_timeout_ms == 0
+            || sv.body_read_timeout_ms == 0
+        {
+            return Err(ConfigError::Invalid(
+                "server.maxConnectionsPerShard, maxInFlightPerShard, headerReadTimeoutMs and \
+                 bodyReadTimeoutMs must be positive"
+                    .into(),
             ));
         }
         Ok(())

@@ -56,6 +56,10 @@ fn defaults_are_documented_values() {
     assert_eq!(g.max_body_bytes, 64 << 20);
     assert_eq!(g.max_json_depth, 64);
     assert_eq!(g.drain_timeout_ms, 10_000);
+    assert_eq!(g.server.max_connections_per_shard, 16_384);
+    assert_eq!(g.server.max_in_flight_per_shard, 4_096);
+    assert_eq!(g.server.header_read_timeout_ms, 15_000);
+    assert_eq!(g.server.body_read_timeout_ms, 30_000);
     assert_eq!(g.namespace_list_cache_ttl_ms, 10_000);
 
     let k = &g.cache;
@@ -249,6 +253,10 @@ fn sample(var: &str) -> Option<&'static str> {
         "LAYER_MAX_BODY_BYTES" => "1048576",
         "LAYER_MAX_JSON_DEPTH" => "32",
         "LAYER_DRAIN_TIMEOUT_MS" => "2500",
+        "LAYER_MAX_CONNECTIONS_PER_SHARD" => "100",
+        "LAYER_MAX_IN_FLIGHT_PER_SHARD" => "10",
+        "LAYER_HEADER_READ_TIMEOUT_MS" => "2000",
+        "LAYER_BODY_READ_TIMEOUT_MS" => "3000",
         "LAYER_UPSTREAM_URL" => "http://tpuf.local:8080",
         "LAYER_UPSTREAM_API_KEY" => "tpuf_sample",
         "LAYER_UPSTREAM_CONNECT_TIMEOUT_MS" => "750",

@@ -48,6 +48,13 @@ pub enum GatewayError {
     /// snapshot jobs): 503 `cache_cold`.
     #[error("{0}")]
     CacheCold(String),
+    /// The shard is at its bound of requests in flight, or of connections: 503 `overloaded`
+    /// with `retry-after`, instead of queueing without limit.
+    #[error("{0}")]
+    Overloaded(String),
+    /// The client did not send the request body in time: 408 `request_timeout`.
+    #[error("{0}")]
+    RequestTimeout(String),
     /// A precondition of an explicitly requested source does not hold (412 `precondition_failed`).
     #[error("{0}")]
     PreconditionFailed(String),
@@ -91,7 +98,10 @@ impl GatewayError {
             GatewayError::Upstream(_) => StatusCode::BAD_GATEWAY,
             GatewayError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             GatewayError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            GatewayError::CacheCold(_) => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::CacheCold(_) | GatewayError::Overloaded(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            GatewayError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             GatewayError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             GatewayError::Missing(_) => StatusCode::NOT_FOUND,
             GatewayError::ObjectStore(_) => StatusCode::BAD_GATEWAY,
@@ -133,6 +143,10 @@ impl GatewayError {
             }
             GatewayError::Internal(_) => json!({"error": "internal_error", "message": message}),
             GatewayError::CacheCold(_) => json!({"error": "cache_cold", "message": message}),
+            GatewayError::Overloaded(_) => json!({"error": "overloaded", "message": message}),
+            GatewayError::RequestTimeout(_) => {
+                json!({"error": "request_timeout", "message": message})
+            }
             GatewayError::PreconditionFailed(_) => {
                 json!({"error": "precondition_failed", "message": message})
             }
@@ -158,6 +172,8 @@ impl GatewayError {
             GatewayError::Upstream(_) | GatewayError::UpstreamTimeout(_) => "upstream_error",
             GatewayError::Internal(_) => "internal_error",
             GatewayError::CacheCold(_) => "cache_cold",
+            GatewayError::Overloaded(_) => "overloaded",
+            GatewayError::RequestTimeout(_) => "request_timeout",
             GatewayError::PreconditionFailed(_) => "precondition_failed",
             GatewayError::Missing(_) => "not_found",
             GatewayError::ObjectStore(_) => "object_store_error",
@@ -182,6 +198,7 @@ impl GatewayError {
             return resp;
         }
         let status = self.status();
+        let code = self.code();
         let body = serde_json::to_vec(&self.body()).unwrap_or_default();
         let mut resp = Response::new(Full::new(Bytes::from(body)));
         *resp.status_mut() = status;
@@ -192,6 +209,10 @@ impl GatewayError {
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if code == "overloaded" {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         resp
     }

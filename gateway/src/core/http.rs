@@ -18,17 +18,27 @@ use super::upstream::UpstreamResponse;
 /// Every response the gateway writes.
 pub type Resp = Response<Full<Bytes>>;
 
-/// Reads a request body, refusing (413) anything larger than `limit`.
-pub async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, GatewayError> {
-    Ok(Limited::new(body, limit)
-        .collect()
-        .await
-        .map_err(|e| {
-            GatewayError::PayloadTooLarge(format!(
-                "request body rejected (limit {limit} bytes): {e}"
-            ))
-        })?
-        .to_bytes())
+/// Reads a request body, refusing (413) anything larger than `limit` and (408) a body not
+/// received within `timeout`.
+pub async fn read_body(
+    body: Incoming,
+    limit: usize,
+    timeout: std::time::Duration,
+) -> Result<Bytes, GatewayError> {
+    let read = Limited::new(body, limit).collect();
+    match tokio::time::timeout(timeout, read).await {
+        Err(_) => Err(GatewayError::RequestTimeout(format!(
+            "the request body was not received within {} ms",
+            timeout.as_millis()
+        ))),
+        Ok(r) => Ok(r
+            .map_err(|e| {
+                GatewayError::PayloadTooLarge(format!(
+                    "request body rejected (limit {limit} bytes): {e}"
+                ))
+            })?
+            .to_bytes()),
+    }
 }
 
 /// Whether the caller accepts a gzip-compressed answer.

@@ -13,6 +13,7 @@
 //! | `layer_upstream_duration_seconds` | histogram | `route` |
 //! | `layer_upstream_errors_total` | counter | `route`, `kind` (`connect`, `timeout`) |
 //! | `layer_write_rejections_total` | counter | `reason` |
+//! | `layer_overload_rejections_total` | counter | `reason` (`connections`, `in_flight`: 503 `overloaded` answers) |
 //! | `layer_consistency_events_total` | counter | `event` (`poll_stable`, `poll_updating`, `poll_failed`, `poll_not_found`, `poll_unparseable`, `registration_dropped`, `retry_429`) |
 //! | `layer_document_cache_events_total` | counter | `event` (`hot_hit`, `tier_hit`, `miss`, `error`, `disabled`, `backfill_failed`, `invalidate_failed`, `populated`, `populate_failed`, `populate_raced`) |
 //! | `layer_cache_cold_responses_total` | counter | `route` (503 `cache_cold` answers, by route name: `create_scan`, `warm`, `hint_cache_warm`, `create_snapshot`) |

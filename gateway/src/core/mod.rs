@@ -125,11 +125,13 @@ pub struct Control {
     pub upstream: Upstream,
 }
 
-/// One shard's context: the shared core, the shard's own upstream pool, and the router.
+/// One shard's context: the shared core, the shard's own upstream pool, the router, and the
+/// shard's own count of requests in flight (only this shard's thread writes it).
 pub struct ShardCtx {
     pub core: Arc<Core>,
     pub upstream: Upstream,
     pub router: Arc<Router>,
+    pub in_flight: std::sync::atomic::AtomicUsize,
 }
 
 /// A core for unit tests: default configuration with an upstream credential, the cache tier

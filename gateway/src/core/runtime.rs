@@ -159,6 +159,7 @@ pub fn start(
             core: core.clone(),
             upstream: make_upstream()?,
             router: router.clone(),
+            in_flight: std::sync::atomic::AtomicUsize::new(0),
         }))
     };
     if g.work_stealing {
@@ -231,19 +232,42 @@ pub fn start(
 }
 
 /// One accept loop: serves connections until shutdown, then drains.
+///
+/// Slow and greedy clients are bounded here (`gateway.server`): HTTP/1 headers must arrive
+/// within `headerReadTimeoutMs` (hyper also applies it to the wait for the next request on an
+/// idle keep-alive connection, so idle connections close after it too), and the shard holds at
+/// most `maxConnectionsPerShard` connections: one beyond it gets a 503 with `retry-after` and is
+/// closed, so a flood of idle sockets cannot take the shard's memory or file descriptors.
 async fn serve(
     listener: TcpListener,
     ctx: Arc<ShardCtx>,
     mut shutdown: watch::Receiver<bool>,
     drain: Duration,
 ) {
+    let server = ctx.core.config.gateway.server.clone();
     let graceful = GracefulShutdown::new();
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(Duration::from_millis(server.header_read_timeout_ms));
+    builder.http2().timer(hyper_util::rt::TokioTimer::new());
+    let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => {
                     let _ = stream.set_nodelay(true);
+                    let Some(slot) = Connection::take(&open, server.max_connections_per_shard) else {
+                        super::metrics::feature_event(
+                            "layer_overload_rejections_total",
+                            "reason",
+                            "connections",
+                            1,
+                        );
+                        tokio::spawn(refuse(stream));
+                        continue;
+                    };
                     let ctx = ctx.clone();
                     let svc = service_fn(move |req| {
                         let ctx = ctx.clone();
@@ -252,6 +276,7 @@ async fn serve(
                     let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
                     let conn = graceful.watch(conn);
                     tokio::spawn(async move {
+                        let _slot = slot;
                         if let Err(e) = conn.await {
                             tracing::debug!(error = %e, "connection ended with an error");
                         }
@@ -271,4 +296,46 @@ async fn serve(
         () = graceful.shutdown() => {}
         () = tokio::time::sleep(drain) => tracing::warn!("drain deadline reached with requests still in flight"),
     }
+}
+
+/// One of the shard's open connections, released on drop.
+struct Connection(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Connection {
+    fn take(open: &Arc<std::sync::atomic::AtomicUsize>, max: usize) -> Option<Connection> {
+        use std::sync::atomic::Ordering;
+        if open.fetch_add(1, Ordering::Relaxed) >= max {
+            open.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(Connection(open.clone()))
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Answers a connection beyond the shard's bound with a 503 and closes it (best effort, bounded
+/// in time: a client that does not read is dropped).
+async fn refuse(mut stream: tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const BODY: &str = r#"{"error":"overloaded","message":"this shard holds its maximum of connections (gateway.server.maxConnectionsPerShard); retry shortly"}"#;
+    let reply = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n{BODY}",
+        BODY.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        // Read what the client already sent (a close with unread data would reset the
+        // connection before it reads the answer), then answer and close.
+        let mut buf = [0u8; 8192];
+        let _ = tokio::time::timeout(Duration::from_millis(100), stream.read(&mut buf)).await;
+        let _ = stream.write_all(reply.as_bytes()).await;
+        let _ = stream.shutdown().await;
+        let _ = tokio::time::timeout(Duration::from_millis(200), stream.read(&mut buf)).await;
+    })
+    .await;
 }

@@ -35,6 +35,20 @@ pub async fn handle(ctx: Arc<ShardCtx>, req: Request<Incoming>) -> Resp {
     // `parts` moves into the request.
     let uri = parts.uri.clone();
     let router = ctx.router.clone();
+    let _slot = match InFlight::take(&ctx) {
+        Ok(slot) => slot,
+        Err(e) => {
+            metrics::feature_event("layer_overload_rejections_total", "reason", "in_flight", 1);
+            let resp = e.into_response();
+            metrics::request_finished(
+                "overloaded",
+                resp.status().as_u16(),
+                started.elapsed(),
+                None,
+            );
+            return resp;
+        }
+    };
     let (resp, name, query_ns) = match router.find(&parts.method, uri.path()) {
         None => {
             let e = GatewayError::NotFound {
@@ -91,7 +105,32 @@ async fn serve(
 ) -> Result<Resp, GatewayError> {
     let ns = params.raw(parts.uri.path(), "ns");
     let principal = ctx.core.auth.admit(&parts.headers, route.scope, ns)?;
-    let body = read_body(body, ctx.core.config.gateway.max_body_bytes).await?;
+    let g = &ctx.core.config.gateway;
+    let timeout = std::time::Duration::from_millis(g.server.body_read_timeout_ms);
+    let body = read_body(body, g.max_body_bytes, timeout).await?;
     let req = Req::new(parts, body, principal, route.name, params);
     route.call(ctx.clone(), req).await
+}
+
+/// A slot among the shard's requests in flight, released on drop.
+struct InFlight<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    fn take(ctx: &'a ShardCtx) -> Result<InFlight<'a>, GatewayError> {
+        use std::sync::atomic::Ordering;
+        let max = ctx.core.config.gateway.server.max_in_flight_per_shard;
+        if ctx.in_flight.fetch_add(1, Ordering::Relaxed) >= max {
+            ctx.in_flight.fetch_sub(1, Ordering::Relaxed);
+            return Err(GatewayError::Overloaded(format!(
+                "this shard is serving {max} requests already (gateway.server.maxInFlightPerShard); retry shortly"
+            )));
+        }
+        Ok(InFlight(&ctx.in_flight))
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
