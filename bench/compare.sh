@@ -204,7 +204,7 @@ if [[ -n $BASELINE_BIN ]]; then
     --data-dir "$TMP/baseline-data" >"$TMP/baseline.out" 2>"$TMP/baseline.err" &
   BASE_PID=$!
   PIDS+=("$BASE_PID")
-  wait_addr "$TMP/baseline.out" "$BASE_PID" baseline
+  wait_addr "$TMP/baseline.out" "$BASE_PID" layer-gateway
   BASE_ADDR=$REPLY
   [[ $BASE_ADDR == 127.0.0.1:* ]] || die "baseline gateway is not on 127.0.0.1: $BASE_ADDR"
   TARGETS+=(baseline)
