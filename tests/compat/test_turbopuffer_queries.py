@@ -711,6 +711,18 @@ def test_f16_vectors(ns):
     assert rows[0]["vector"] == pytest.approx([f16(0.9), f16(-0.3)], abs=2e-4)
 
 
+def test_float_vectors_come_back_as_their_f32_shortest_decimals(ns):
+    # Stored as f32: 0.7 is answered as 0.7 (the shortest decimal naming that f32), never as the
+    # f64 widening 0.699999988079071 (row and column writes alike).
+    vecs = {1: [0.7, 0.1, -0.3], 2: [1.0, 2.5e-8, 123.456]}
+    ns.write(upsert_rows=[{"id": 1, "vector": vecs[1]}], distance_metric="euclidean_squared")
+    ns.write(upsert_columns={"id": [2], "vector": [vecs[2]]})
+    raw = ns.with_raw_response.query(
+        rank_by=["id", "asc"], top_k=2, include_attributes=["vector"], vector_encoding="float"
+    ).json()
+    assert [r["vector"] for r in raw["rows"]] == [vecs[1], vecs[2]]
+
+
 def test_exclude_attributes_true_rejected(qns):
     with api_error(
         UnprocessableEntityError,
