@@ -271,6 +271,10 @@ FILTER_CASES = [
     (["tags", "NotContains", "blue"], {3, 4, 5, 6}),
     (["tags", "ContainsAny", ["red", "green"]], {1, 3, 5}),
     (["tags", "NotContainsAny", ["red", "green"]], {2, 4, 6}),
+    # A scalar against an array attribute: In = the array contains it, NotIn = it does not.
+    (["tags", "In", "red"], {1, 5}),
+    (["tags", "NotIn", "red"], {2, 3, 4, 6}),
+    (["sizes", "In", 10], {2}),
     (["sizes", "AnyLt", 5], {1, 3}),
     (["sizes", "AnyLte", 7], {1, 3, 5}),
     (["sizes", "AnyGt", 50], {6}),
