@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+use crate::encryption;
 use crate::error::{ApiError, ApiResult, parse_body};
 use crate::model::{Doc, Id, vector_to_json};
 use crate::namespace::{Metric, NsState};
@@ -42,7 +43,23 @@ pub fn write(
     prefer_async: bool,
     force_async: bool,
 ) -> ApiResult<Reply> {
-    let req: WriteRequest = Store::parse_write(body)?;
+    let mut req: WriteRequest = Store::parse_write(body)?;
+    // Customer-managed encryption needs setup (a fake KMS key); see `encryption`.
+    if let Some(enc) = &req.encryption {
+        req.encryption = Some(encryption::resolve(enc, &store.cmek_keys, "encryption")?);
+    }
+    let dest_encryption = match req
+        .copy_from_namespace
+        .as_ref()
+        .and_then(|c| c.dest_encryption())
+    {
+        Some(enc) => Some(encryption::resolve(
+            enc,
+            &store.cmek_keys,
+            "copy_from_namespace.dest_encryption",
+        )?),
+        None => None,
+    };
     let source = req
         .copy_from_namespace
         .as_ref()
@@ -60,8 +77,11 @@ pub fn write(
             ));
         }
         let is_copy = req.copy_from_namespace.is_some();
+        let dest_encryption = dest_encryption
+            .or_else(|| req.encryption.clone())
+            .unwrap_or_else(encryption::default_mode);
         if is_copy && (force_async || (prefer_async && store.knobs.read().honour_respond_async)) {
-            let token = store.start_copy(ns, source);
+            let token = store.start_copy(ns, source, dest_encryption);
             let mut headers = vec![(
                 "location".into(),
                 format!("/v1/namespaces/{ns}/operations/{token}"),
@@ -78,7 +98,7 @@ pub fn write(
                 headers,
             });
         }
-        return store.copy(ns, &source).map(Reply::ok);
+        return store.copy(ns, &source, dest_encryption).map(Reply::ok);
     }
     if force_async {
         return Err(ApiError::invalid(
@@ -194,12 +214,12 @@ pub fn metadata_body(st: &NsState, v1: bool) -> Value {
     if let Some(w) = st.last_write_at_ms {
         m.insert("last_write_at".into(), json!(iso(w)));
     }
-    let encryption = if v1 && st.encryption.get("mode").and_then(Value::as_str) == Some("default") {
-        json!({"sse": true})
+    let enc = if v1 {
+        encryption::legacy(&st.encryption)
     } else {
         st.encryption.clone()
     };
-    m.insert("encryption".into(), encryption);
+    m.insert("encryption".into(), enc);
     let index = if st.wal.is_empty() {
         json!({"status": "up-to-date"})
     } else {

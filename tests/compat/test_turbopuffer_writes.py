@@ -5,7 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
-from turbopuffer import APIStatusError, BadRequestError, NotFoundError, UnprocessableEntityError
+from turbopuffer import (
+    APIStatusError,
+    BadRequestError,
+    NotFoundError,
+    PermissionDeniedError,
+    UnprocessableEntityError,
+)
 
 from compat_helpers import (
     DESERIALIZE_PREFIX,
@@ -555,6 +561,17 @@ def test_encryption_default_on_write(ns):
     res = ns.write(upsert_rows=_docs(1), encryption={"mode": "default"})
     assert res.status == "OK"
     assert ns.metadata().encryption.to_dict() == {"mode": "default"}
+
+
+def test_customer_managed_encryption_needs_setup(ns):
+    # The suite's emulator has no fake KMS key (--cmek-key-name), like an org without CMEK set up:
+    # the write is refused (403, feature not enabled) and nothing is created.
+    with api_error(PermissionDeniedError, 403, contains=["customer-managed encryption"]):
+        ns.write(
+            upsert_rows=_docs(1),
+            encryption={"mode": "customer-managed", "key_name": "projects/p/locations/l/keyRings/r/cryptoKeys/k"},
+        )
+    assert not ns.exists()
 
 
 def test_sharding_only_on_inaugural_write(ns):
