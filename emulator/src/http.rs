@@ -7,7 +7,7 @@ use std::convert::Infallible;
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
@@ -69,6 +69,7 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<(TcpListener, SocketAddr)
 }
 
 async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let started = Instant::now();
     let (parts, body) = req.into_parts();
     let gzip_ok = accepts_gzip(&parts.headers);
     let result = async {
@@ -88,6 +89,7 @@ async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Full<Bytes>> 
             parts.uri.query().unwrap_or(""),
             &parts.headers,
             &body,
+            started,
         )
         .await
     }
@@ -262,6 +264,7 @@ async fn dispatch(
     query: &str,
     headers: &HeaderMap,
     body: &Bytes,
+    started: Instant,
 ) -> ApiResult<Reply> {
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
     if let ["_emu", rest @ ..] = segs.as_slice() {
@@ -308,7 +311,7 @@ async fn dispatch(
         .get("prefer")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("respond-async"));
-    match route {
+    let reply = match route {
         "list" => {
             let p = |n| query_param(query, n).map(percent_decode);
             Ok(Reply::ok(store.list(
@@ -335,7 +338,9 @@ async fn dispatch(
         _ => Err(ApiError::NotFound(format!(
             "🤷 no route for {method} {path}"
         ))),
-    }
+    }?;
+    // Writes, queries and copies report the request's measured server time.
+    Ok(routes::stamp_server_total(reply, started))
 }
 
 /// Decodes `%XX` escapes and `+` in a query-string value.

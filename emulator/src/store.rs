@@ -359,6 +359,7 @@ impl Store {
     /// Copy or branch `source` into `dest` (which must be empty) with the destination's
     /// `encryption` (already checked). Returns the WriteResult.
     pub fn copy(&self, dest: &str, source: &str, encryption: Value) -> ApiResult<Value> {
+        let started = std::time::Instant::now();
         let src = self.get(source)?;
         let copied = {
             let s = src.state.read();
@@ -387,7 +388,7 @@ impl Store {
         Ok(json!({
             "status": "OK", "message": "namespace cloned successfully", "rows_affected": rows,
             "billing": {"billable_logical_bytes_written": 0},
-            "performance": {"server_total_ms": 1},
+            "performance": {"server_total_ms": crate::routes::millis_since(started)},
         }))
     }
 

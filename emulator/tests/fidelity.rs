@@ -222,3 +222,69 @@ async fn a_fake_kms_key_enables_customer_managed_encryption_for_that_key_only() 
     let md = call(addr, "GET", "/v2/namespaces/cmek-copy/metadata", None, &[]).await;
     assert_eq!(md.json()["encryption"], ok);
 }
+
+fn perf_ms(v: &Value, key: &str) -> u64 {
+    v["performance"][key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("performance.{key} missing or not an integer: {v}"))
+}
+
+#[tokio::test]
+async fn performance_timings_are_measured() {
+    let addr = start(&[]).await;
+    // A write that the fault injector holds for 25 ms reports at least that.
+    let rule =
+        json!({"rules": [{"route": "write", "namespace": "timed", "delay_ms": 25, "count": 1}]});
+    assert_eq!(
+        call(addr, "POST", "/_emu/faults", Some(rule), &[])
+            .await
+            .status,
+        200
+    );
+    let w = call(
+        addr,
+        "POST",
+        "/v2/namespaces/timed",
+        Some(json!({"upsert_rows": [{"id": 1}, {"id": 2}]})),
+        &[],
+    )
+    .await
+    .json();
+    assert!(perf_ms(&w, "server_total_ms") >= 25, "{w}");
+    // Any request takes some time: rounded up, never 0.
+    let w = call(
+        addr,
+        "POST",
+        "/v2/namespaces/timed",
+        Some(json!({"upsert_rows": [{"id": 3}]})),
+        &[],
+    )
+    .await
+    .json();
+    assert!(perf_ms(&w, "server_total_ms") >= 1, "{w}");
+    // A query executing for 30 ms (query_delay_ms) reports it in both timings.
+    let knob = json!({"query_delay_ms": 30});
+    assert_eq!(
+        call(addr, "POST", "/_emu/config", Some(knob), &[])
+            .await
+            .status,
+        200
+    );
+    let q = json!({"rank_by": ["id", "asc"], "top_k": 10});
+    for path in [
+        "/v2/namespaces/timed/query",
+        "/v2/namespaces/timed/query?stainless_overload=multiQuery",
+    ] {
+        let body = if path.contains("multi") {
+            json!({"queries": [q.clone()]})
+        } else {
+            q.clone()
+        };
+        let r = call(addr, "POST", path, Some(body), &[]).await.json();
+        let (exec, total) = (
+            perf_ms(&r, "query_execution_ms"),
+            perf_ms(&r, "server_total_ms"),
+        );
+        assert!(exec >= 30 && total >= exec, "{r}");
+    }
+}
