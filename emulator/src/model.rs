@@ -182,14 +182,16 @@ pub fn vector_to_json(v: &[f32]) -> Value {
     Value::Array(v.iter().map(|x| f32_to_json(*x)).collect())
 }
 
-/// One f32 as a JSON number with its shortest round-trip decimal. `f32`'s `Display` yields those
-/// digits; parsing them as f64 gives the f64 nearest to that decimal, whose own shortest
-/// round-trip rendering (what serde_json prints) is the same digits. Non-finite values, which JSON
-/// cannot carry, become `null`.
+/// One f32 as a JSON number with its shortest round-trip decimal, as a Rust service serialising
+/// the f32 with serde_json prints it: ryu's f32 digits (serde_json's own f32 formatting; on an
+/// exact tie between two shortest candidates ryu picks the even digit, e.g. `1109012.2` where
+/// `f32`'s `Display` says `1109012.3`). Parsing those digits as f64 gives the f64 nearest to that
+/// decimal, whose shortest round-trip rendering (what serde_json prints for a `Value`) is the same
+/// digits. Non-finite values, which JSON cannot carry, become `null`.
 pub fn f32_to_json(x: f32) -> Value {
-    x.to_string()
-        .parse::<f64>()
+    serde_json::to_string(&x)
         .ok()
+        .and_then(|s| s.parse::<f64>().ok())
         .and_then(serde_json::Number::from_f64)
         .map_or(Value::Null, Value::Number)
 }
@@ -267,12 +269,17 @@ mod tests {
         // The widened f64 digits never appear.
         assert_ne!(vector_to_json(&[0.7]).to_string(), "[0.699999988079071]");
         assert_eq!(f32_to_json(f32::NAN), Value::Null);
+        // An exact tie between two 8-digit candidates: ryu's (serde_json's) even choice.
+        assert_eq!(
+            f32_to_json(f32::from_bits(1233608866)).to_string(),
+            "1109012.2"
+        );
     }
 
     proptest::proptest! {
         /// Every finite f32 prints the same decimal as serde_json prints the f32 itself (ryu's
         /// shortest f32 digits; only where exponent notation starts, below 1e-5 and from 1e13,
-        /// may differ) and reads back as the same f32.
+        /// may the spelling differ) and reads back as the same f32.
         #[test]
         fn f32_rendering_is_shortest_and_round_trips(bits in proptest::prelude::any::<u32>()) {
             let x = f32::from_bits(bits);
