@@ -665,6 +665,25 @@ def test_attribute_name_with_dollar_rejected(ns):
     assert 400 <= ei.value.status_code < 500
 
 
+def test_inferred_attribute_name_longer_than_128_bytes_rejected(ns):
+    with pytest.raises(APIStatusError) as ei:
+        ns.write(upsert_rows=[{"id": 1, "a" * 129: 1}])
+    assert 400 <= ei.value.status_code < 500
+    ns.write(upsert_rows=[{"id": 1, "a" * 128: 1}])
+
+
+def test_filterable_values_are_at_most_4_kib(ns):
+    # Contract §9: a filterable value is at most 4 KiB; long text needs filterable: false (or FTS).
+    with pytest.raises(APIStatusError) as ei:
+        ns.write(upsert_rows=[{"id": 1, "text": "x" * 4097}])
+    assert 400 <= ei.value.status_code < 500
+    res = ns.write(
+        upsert_rows=[{"id": 1, "text": "x" * 4097}],
+        schema={"text": {"type": "string", "filterable": False}},
+    )
+    assert res.rows_upserted == 1
+
+
 def test_string_id_longer_than_64_bytes_rejected(ns):
     with pytest.raises(APIStatusError) as ei:
         ns.write(upsert_rows=[{"id": "x" * 65}])
