@@ -494,6 +494,15 @@ def test_aggregation_errors(qns):
         qns.query(aggregate_by={"a": ["Count"]}, top_k=5)
     with api_error(UnprocessableEntityError, 422, startswith=DESERIALIZE_PREFIX, contains=["unknown field `limit`"]):
         qns.query(aggregate_by={"a": ["Count"]}, limit=5)
+    # Contract §4.5: aggregations cannot be combined with include_attributes (text unverified).
+    with api_error(BadRequestError, 400):
+        qns.query(aggregate_by={"a": ["Count"]}, include_attributes=["price"])
+
+
+def test_array_attributes_are_not_orderable(qns):
+    # Contract §4.2: array attributes cannot be ranked by (text unverified).
+    with api_error(BadRequestError, 400):
+        qns.query(rank_by=["tags", "asc"], top_k=3)
 
 
 # ------------------------------------------------------------------------------------------
