@@ -1,6 +1,7 @@
 //! The HTTP server: hyper (HTTP/1.1 and h2c), request decoding (gzip bodies), bearer auth,
-//! routing by path segments, fault injection, the request log, and response encoding (gzip when
-//! asked). Start at [`serve`].
+//! routing by path segments, fault injection, the request log, measured `server_total_ms`, and
+//! response encoding (gzip when asked, for bodies of [`GZIP_MIN_BYTES`] or more). Start at
+//! [`serve`].
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
