@@ -246,7 +246,21 @@ impl Parser<'_> {
             Some(Scalar::Uuid) => "uuid",
             _ => "string",
         };
-        if op.wants_array() && !operand.is_array() {
+        // A scalar against an array attribute. Contract §4.3 lists `In`/`NotIn` with an array
+        // operand ("membership; on array attrs historically = intersection") and says values must
+        // match the attribute type, yet Turbopuffer accepts `["tags", "In", "x"]` on a `[]string`
+        // attribute. Our reading: the scalar stands for the one-element set, so `In x` on an array
+        // attribute is true when the array contains `x` (the intersection with `[x]` is not
+        // empty) and `NotIn x` is its negation. `Eq`/`NotEq` with a scalar on an array attribute
+        // get the same element-wise reading (an inference: the contract gives `Eq` "scalar or
+        // null" and no array rule; matching nothing, as before, helped no one). `ContainsAny`
+        // keeps its documented 400 for a scalar and `Contains` for an array (§4.3, live).
+        let array_attr = schema.is_some_and(|s| matches!(s.ty, AttrType::Array(_)));
+        let scalar_on_array = array_attr
+            && matches!(op, Op::In | Op::NotIn)
+            && !operand.is_array()
+            && !operand.is_null();
+        if op.wants_array() && !operand.is_array() && !scalar_on_array {
             return Err(type_err(format!("[]{elem_name}")));
         }
         if matches!(
@@ -294,7 +308,7 @@ impl Parser<'_> {
                         Op::Glob | Op::NotGlob | Op::IGlob | Op::NotIGlob | Op::Regex | Op::Fuzzy
                     )
                 {
-                    return Err(type_err(if op.wants_array() {
+                    return Err(type_err(if op.wants_array() && !scalar_on_array {
                         format!("[]{elem_name}")
                     } else {
                         elem_name.into()
@@ -571,6 +585,65 @@ mod tests {
         );
         let err = parse(&json!(["tags", "ContainsAny", "a"]), &schema, false).unwrap_err();
         assert!(err.to_string().contains("ContainsAny expects []string"));
+    }
+
+    #[test]
+    fn a_scalar_against_an_array_attribute_means_contains() {
+        let mut schema = Schema::new();
+        crate::schema::apply_change(
+            &mut schema,
+            "tags",
+            crate::schema::parse_attr("tags", &json!("[]string")).unwrap(),
+        )
+        .unwrap();
+        let check = |f: Value, d: &Doc| {
+            parse(&f, &schema, false)
+                .unwrap()
+                .matches(&Id::Uint(1), d, EvalCtx::default())
+        };
+        let red_blue = doc(json!({"tags": ["red", "blue"]}));
+        let green = doc(json!({"tags": ["green"]}));
+        let empty = doc(json!({"tags": []}));
+        let missing = doc(json!({}));
+        for (f, want) in [
+            (json!(["tags", "In", "red"]), [true, false, false, false]),
+            (json!(["tags", "NotIn", "red"]), [false, true, true, true]),
+            (json!(["tags", "Eq", "blue"]), [true, false, false, false]),
+            (json!(["tags", "NotEq", "blue"]), [false, true, true, true]),
+            // The array forms keep their meanings: In = intersection, Eq = the whole array.
+            (
+                json!(["tags", "In", ["green", "x"]]),
+                [false, true, false, false],
+            ),
+            (
+                json!(["tags", "Eq", ["green"]]),
+                [false, true, false, false],
+            ),
+            (json!(["tags", "Eq", null]), [false, false, false, true]),
+        ] {
+            let got = [&red_blue, &green, &empty, &missing].map(|d| check(f.clone(), d));
+            assert_eq!(got, want, "{f}");
+        }
+        // Still rejected: a scalar ContainsAny (live text), an array Contains, a wrong element
+        // type, and a scalar In on a scalar attribute.
+        let err = parse(&json!(["tags", "ContainsAny", "a"]), &schema, false).unwrap_err();
+        assert!(
+            err.to_string().contains("ContainsAny expects []string"),
+            "{err}"
+        );
+        let err = parse(&json!(["tags", "In", 5]), &schema, false).unwrap_err();
+        assert!(
+            err.to_string().contains("type mismatch, In expects string"),
+            "{err}"
+        );
+        crate::schema::apply_change(
+            &mut schema,
+            "color",
+            crate::schema::parse_attr("color", &json!("string")).unwrap(),
+        )
+        .unwrap();
+        let err = parse(&json!(["color", "In", "red"]), &schema, false).unwrap_err();
+        assert!(err.to_string().contains("In expects []string"), "{err}");
     }
 
     #[test]

@@ -8,13 +8,17 @@
 //! - [`store`] owns the namespaces, the knobs and the background indexer;
 //! - [`write`](mod@write) and [`query`] implement the write and query semantics on one namespace
 //!   ([`namespace`]), with [`filter`], [`rank`], [`aggregate`], [`fts`] and [`schema`] underneath;
-//! - [`control`] is the `/_emu/...` control plane (indexer, faults, request log).
+//! - [`control`] is the `/_emu/...` control plane (indexer, faults, request log);
+//! - [`encryption`] checks the `encryption` write parameter: customer-managed encryption (CMEK) is
+//!   refused (403) unless the emulator was started with a fake KMS key
+//!   ([`Config::cmek_key_names`], `--cmek-key-name NAME`), as Turbopuffer refuses it without setup.
 //!
 //! The engine is exact (brute-force vector search, BM25 from corpus statistics computed per
 //! query), in memory, and optionally persisted to `--data-dir`.
 
 pub mod aggregate;
 pub mod control;
+pub mod encryption;
 pub mod error;
 pub mod filter;
 pub mod fts;
@@ -39,6 +43,10 @@ pub struct Config {
     pub api_keys: Vec<String>,
     pub data_dir: Option<PathBuf>,
     pub seed: Option<u64>,
+    /// KMS key names of a fake KMS: customer-managed-encryption writes naming one of them are
+    /// accepted, any other key is refused. Empty (the default) means CMEK is not set up and every
+    /// customer-managed-encryption write is refused with 403, as Turbopuffer does.
+    pub cmek_key_names: Vec<String>,
 }
 
 /// A running emulator (for in-process tests and benches).
@@ -49,7 +57,7 @@ pub struct Running {
 
 /// Binds and starts serving on the current tokio runtime.
 pub async fn start(cfg: Config) -> anyhow::Result<Running> {
-    let store = store::Store::new(cfg.data_dir, cfg.seed)?;
+    let store = store::Store::new(cfg.data_dir, cfg.seed, cfg.cmek_key_names)?;
     store.spawn_background();
     let app = Arc::new(http::App {
         store,

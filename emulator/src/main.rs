@@ -1,4 +1,5 @@
-//! `turbopuffer-emulator --listen ADDR [--api-key KEY]... [--data-dir DIR] [--seed N]`
+//! `turbopuffer-emulator --listen ADDR [--api-key KEY]... [--data-dir DIR] [--seed N]
+//! [--cmek-key-name NAME]...`
 //!
 //! Prints `turbopuffer-emulator listening on http://ADDR` once bound, then serves until killed.
 //! A thin CLI over [`turbopuffer_emulator::start`]; start reading at the library root (`lib.rs`).
@@ -28,6 +29,12 @@ struct Args {
     /// Seed for operation tokens and fault probabilities (deterministic runs).
     #[arg(long)]
     seed: Option<u64>,
+    /// Enable customer-managed encryption with a fake KMS key of this name (repeatable). Writes
+    /// with `encryption: {"mode":"customer-managed","key_name":NAME}` then succeed for these
+    /// names and are refused (403) for any other; without this option every customer-managed
+    /// encryption write is refused (403), as Turbopuffer refuses it without setup.
+    #[arg(long = "cmek-key-name", value_name = "NAME")]
+    cmek_key_names: Vec<String>,
     /// Worker threads (default: 2).
     #[arg(long, default_value_t = 2)]
     threads: usize,
@@ -52,6 +59,7 @@ fn main() -> anyhow::Result<()> {
             api_keys: args.api_keys,
             data_dir: args.data_dir,
             seed: args.seed,
+            cmek_key_names: args.cmek_key_names,
         })
         .await?;
         let mut out = std::io::stdout().lock();

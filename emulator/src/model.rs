@@ -176,13 +176,24 @@ pub fn encode_vector_base64(v: &[f32]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-/// Renders a vector as a JSON array of f32-precision numbers.
+/// Renders a vector as a JSON array of numbers, each printed as Turbopuffer prints an f32: the
+/// shortest decimal that round-trips as f32 (`0.7`, not the f64 widening `0.699999988079071`).
 pub fn vector_to_json(v: &[f32]) -> Value {
-    Value::Array(
-        v.iter()
-            .map(|x| serde_json::Number::from_f64(f64::from(*x)).map_or(Value::Null, Value::Number))
-            .collect(),
-    )
+    Value::Array(v.iter().map(|x| f32_to_json(*x)).collect())
+}
+
+/// One f32 as a JSON number with its shortest round-trip decimal, as a Rust service serialising
+/// the f32 with serde_json prints it: ryu's f32 digits (serde_json's own f32 formatting; on an
+/// exact tie between two shortest candidates ryu picks the even digit, e.g. `1109012.2` where
+/// `f32`'s `Display` says `1109012.3`). Parsing those digits as f64 gives the f64 nearest to that
+/// decimal, whose shortest round-trip rendering (what serde_json prints for a `Value`) is the same
+/// digits. Non-finite values, which JSON cannot carry, become `null`.
+pub fn f32_to_json(x: f32) -> Value {
+    serde_json::to_string(&x)
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+        .and_then(serde_json::Number::from_f64)
+        .map_or(Value::Null, Value::Number)
 }
 
 /// Orders two JSON scalars of the same kind; `None` when they are not comparable.
@@ -246,6 +257,45 @@ mod tests {
         let v = decode_vector(&json!("zczMPc3MTD6amZk+")).unwrap();
         assert_eq!(v, vec![0.1f32, 0.2, 0.3]);
         assert_eq!(encode_vector_base64(&v), "zczMPc3MTD6amZk+");
+    }
+
+    #[test]
+    fn vectors_render_as_shortest_f32_decimals() {
+        let v = decode_vector(&json!([0.7, 0.1, 1.0, -2.5, 1e-7, 3.4e38])).unwrap();
+        assert_eq!(
+            vector_to_json(&v).to_string(),
+            "[0.7,0.1,1.0,-2.5,1e-7,3.4e+38]"
+        );
+        // The widened f64 digits never appear.
+        assert_ne!(vector_to_json(&[0.7]).to_string(), "[0.699999988079071]");
+        assert_eq!(f32_to_json(f32::NAN), Value::Null);
+        // An exact tie between two 8-digit candidates: ryu's (serde_json's) even choice.
+        assert_eq!(
+            f32_to_json(f32::from_bits(1233608866)).to_string(),
+            "1109012.2"
+        );
+    }
+
+    proptest::proptest! {
+        /// Every finite f32 prints the same decimal as serde_json prints the f32 itself (ryu's
+        /// shortest f32 digits; only where exponent notation starts, below 1e-5 and from 1e13,
+        /// may the spelling differ) and reads back as the same f32.
+        #[test]
+        fn f32_rendering_is_shortest_and_round_trips(bits in proptest::prelude::any::<u32>()) {
+            let x = f32::from_bits(bits);
+            proptest::prop_assume!(x.is_finite());
+            let ours = f32_to_json(x).to_string();
+            let ryu_f32 = serde_json::to_string(&x).unwrap();
+            proptest::prop_assert_eq!(
+                ours.parse::<f64>().unwrap().to_bits(),
+                ryu_f32.parse::<f64>().unwrap().to_bits(),
+                "{} vs {}", ours, ryu_f32
+            );
+            if x == 0.0 || (1e-5..1e13).contains(&x.abs()) {
+                proptest::prop_assert_eq!(&ours, &ryu_f32);
+            }
+            proptest::prop_assert_eq!(ours.parse::<f32>().unwrap().to_bits(), x.to_bits());
+        }
     }
 
     #[test]

@@ -151,6 +151,16 @@ pub fn run_single(
                 "aggregate_by cannot be combined with rank_by",
             ));
         }
+        // Contract §4.5: aggregations cannot be combined with rank_by or include_attributes
+        // (`include_attributes: false` means "omitted").
+        if q.include_attributes
+            .as_ref()
+            .is_some_and(|i| !matches!(i, Include::All(false)))
+        {
+            return Err(ApiError::invalid(
+                "aggregate_by cannot be combined with include_attributes",
+            ));
+        }
         let a = aggregate::parse(
             agg,
             q.group_by.as_ref(),

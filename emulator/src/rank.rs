@@ -64,10 +64,10 @@ pub fn parse(v: &Value, schema: &Schema) -> ApiResult<Rank> {
     }
     // A list of orderings: [[attr, "asc"], [attr, "desc"]].
     if items.iter().all(|i| order_pair(i).is_some()) && items.iter().all(Value::is_array) {
-        return Ok(Rank::Order(items.iter().filter_map(order_pair).collect()));
+        return orderable(items.iter().filter_map(order_pair).collect(), schema);
     }
     if let Some(pair) = order_pair(v) {
-        return Ok(Rank::Order(vec![pair]));
+        return orderable(vec![pair], schema);
     }
     match items.as_slice() {
         [Value::String(attr), Value::String(op), query] if op == "ANN" || op == "kNN" => {
@@ -114,6 +114,22 @@ pub fn parse(v: &Value, schema: &Schema) -> ApiResult<Rank> {
         }
         _ => parse_score(v, schema).map(Rank::Score),
     }
+}
+
+/// Attribute ordering; array attributes are not orderable (contract §4.2, [D-query]), and neither
+/// are vector or sparse columns.
+fn orderable(keys: Vec<(String, bool)>, schema: &Schema) -> ApiResult<Rank> {
+    for (attr, _) in &keys {
+        if let Some(s) = schema.get(attr)
+            && !matches!(s.ty, AttrType::Scalar(_))
+        {
+            return Err(ApiError::invalid(format!(
+                "cannot order by attribute \"{attr}\" of type {}: only attributes of scalar types are orderable",
+                s.ty.render()
+            )));
+        }
+    }
+    Ok(Rank::Order(keys))
 }
 
 fn order_pair(v: &Value) -> Option<(String, bool)> {

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+use crate::encryption;
 use crate::error::{ApiError, ApiResult, parse_body};
 use crate::model::{Doc, Id, vector_to_json};
 use crate::namespace::{Metric, NsState};
@@ -42,7 +43,23 @@ pub fn write(
     prefer_async: bool,
     force_async: bool,
 ) -> ApiResult<Reply> {
-    let req: WriteRequest = Store::parse_write(body)?;
+    let mut req: WriteRequest = Store::parse_write(body)?;
+    // Customer-managed encryption needs setup (a fake KMS key); see `encryption`.
+    if let Some(enc) = &req.encryption {
+        req.encryption = Some(encryption::resolve(enc, &store.cmek_keys, "encryption")?);
+    }
+    let dest_encryption = match req
+        .copy_from_namespace
+        .as_ref()
+        .and_then(|c| c.dest_encryption())
+    {
+        Some(enc) => Some(encryption::resolve(
+            enc,
+            &store.cmek_keys,
+            "copy_from_namespace.dest_encryption",
+        )?),
+        None => None,
+    };
     let source = req
         .copy_from_namespace
         .as_ref()
@@ -60,8 +77,11 @@ pub fn write(
             ));
         }
         let is_copy = req.copy_from_namespace.is_some();
+        let dest_encryption = dest_encryption
+            .or_else(|| req.encryption.clone())
+            .unwrap_or_else(encryption::default_mode);
         if is_copy && (force_async || (prefer_async && store.knobs.read().honour_respond_async)) {
-            let token = store.start_copy(ns, source);
+            let token = store.start_copy(ns, source, dest_encryption);
             let mut headers = vec![(
                 "location".into(),
                 format!("/v1/namespaces/{ns}/operations/{token}"),
@@ -78,7 +98,7 @@ pub fn write(
                 headers,
             });
         }
-        return store.copy(ns, &source).map(Reply::ok);
+        return store.copy(ns, &source, dest_encryption).map(Reply::ok);
     }
     if force_async {
         return Err(ApiError::invalid(
@@ -86,6 +106,28 @@ pub fn write(
         ));
     }
     store.write(ns, req, body.len() as u64).map(Reply::ok)
+}
+
+/// Whole milliseconds since `started`, rounded up: the contract's `performance` timings are
+/// integers (`"server_total_ms":190`, `"query_execution_ms":4`), and rounding up keeps a request
+/// that took any time at all from reporting 0.
+pub fn millis_since(started: Instant) -> u64 {
+    started.elapsed().as_micros().div_ceil(1000) as u64
+}
+
+/// Sets `performance.server_total_ms` of a response body, when it has one, to the time since
+/// `started` (the moment the request arrived, so body decoding, fault delays and the wait for
+/// query permits count, as the contract's "incl. concurrency wait" says).
+pub fn stamp_server_total(mut reply: Reply, started: Instant) -> Reply {
+    if let Some(perf) = reply
+        .body
+        .get_mut("performance")
+        .and_then(Value::as_object_mut)
+        && perf.contains_key("server_total_ms")
+    {
+        perf.insert("server_total_ms".into(), json!(millis_since(started)));
+    }
+    reply
 }
 
 /// `POST /v2/namespaces/{ns}/query` (single or multi, by the presence of `queries`).
@@ -120,6 +162,8 @@ pub async fn query(store: &Arc<Store>, name: &str, body: &[u8]) -> ApiResult<Rep
             )));
         }
     };
+    // Execution starts once the permits are held (`query_delay_ms` simulates execution time).
+    let executing = Instant::now();
     if knobs.query_delay_ms > 0 {
         tokio::time::sleep(Duration::from_millis(knobs.query_delay_ms)).await;
     }
@@ -144,9 +188,11 @@ pub async fn query(store: &Arc<Store>, name: &str, body: &[u8]) -> ApiResult<Rep
             Value::Array(results.into_iter().map(Value::Object).collect()),
         );
     }
-    let elapsed = started.elapsed().as_millis() as u64;
     out.insert("billing".into(), billing(&st, &out));
-    out.insert("performance".into(), performance(&st, elapsed));
+    out.insert(
+        "performance".into(),
+        performance(&st, millis_since(executing), millis_since(started)),
+    );
     Ok(Reply::ok(Value::Object(out)))
 }
 
@@ -168,14 +214,14 @@ fn billing(st: &NsState, out: &Map<String, Value>) -> Value {
     json!({"billable_logical_bytes_queried": bytes.max(256_000_000), "billable_logical_bytes_returned": returned})
 }
 
-fn performance(st: &NsState, elapsed_ms: u64) -> Value {
+fn performance(st: &NsState, execution_ms: u64, total_ms: u64) -> Value {
     json!({
         "approx_namespace_size": st.docs.len(),
         "cache_hit_ratio": 1.0,
         "cache_temperature": "hot",
         "exhaustive_search_count": st.unindexed_rows,
-        "query_execution_ms": elapsed_ms,
-        "server_total_ms": elapsed_ms,
+        "query_execution_ms": execution_ms,
+        "server_total_ms": total_ms,
     })
 }
 
@@ -194,12 +240,12 @@ pub fn metadata_body(st: &NsState, v1: bool) -> Value {
     if let Some(w) = st.last_write_at_ms {
         m.insert("last_write_at".into(), json!(iso(w)));
     }
-    let encryption = if v1 && st.encryption.get("mode").and_then(Value::as_str) == Some("default") {
-        json!({"sse": true})
+    let enc = if v1 {
+        encryption::legacy(&st.encryption)
     } else {
         st.encryption.clone()
     };
-    m.insert("encryption".into(), encryption);
+    m.insert("encryption".into(), enc);
     let index = if st.wal.is_empty() {
         json!({"status": "up-to-date"})
     } else {

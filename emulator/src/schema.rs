@@ -471,8 +471,15 @@ impl AttrSchemaUpdate {
 /// A namespace's attribute schemas (never includes `id`).
 pub type Schema = BTreeMap<String, AttrSchema>;
 
-/// Applies one parsed change to the schema; returns whether an FTS config changed (re-tokenize).
-pub fn apply_change(schema: &mut Schema, attr: &str, change: SchemaChange) -> ApiResult<bool> {
+/// Most attribute names a namespace may have (contract §3.4 / §9, current docs).
+pub const MAX_ATTRIBUTES: usize = 1024;
+
+/// Largest value of a filterable attribute, in bytes (contract §9: "filterable value 4 KiB").
+pub const MAX_FILTERABLE_VALUE_BYTES: usize = 4096;
+
+/// Attribute names are at most 128 bytes and must not start with `$` (contract §3.4, §9), whether
+/// declared in `schema` or inferred from a written document.
+pub fn check_attr_name(attr: &str) -> ApiResult<()> {
     if attr.starts_with('$') {
         return Err(ApiError::invalid(format!(
             "attribute name '{attr}' must not start with '$'"
@@ -483,6 +490,12 @@ pub fn apply_change(schema: &mut Schema, attr: &str, change: SchemaChange) -> Ap
             "attribute name '{attr}' is longer than 128 bytes"
         )));
     }
+    Ok(())
+}
+
+/// Applies one parsed change to the schema; returns whether an FTS config changed (re-tokenize).
+pub fn apply_change(schema: &mut Schema, attr: &str, change: SchemaChange) -> ApiResult<bool> {
+    check_attr_name(attr)?;
     let u = match change {
         SchemaChange::Drop => {
             schema.remove(attr);

@@ -105,6 +105,8 @@ pub struct Store {
     rng: Mutex<StdRng>,
     /// Indexer settings for namespaces that do not exist yet (applied when they are created).
     pending_indexer: Mutex<HashMap<String, IndexerCfg>>,
+    /// The fake KMS: key names customer-managed encryption may use (empty = CMEK not set up).
+    pub cmek_keys: Vec<String>,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -121,7 +123,11 @@ pub fn iso(ms: i64) -> String {
 
 impl Store {
     /// Creates a store, loading persisted namespaces from `data_dir` when given.
-    pub fn new(data_dir: Option<PathBuf>, seed: Option<u64>) -> anyhow::Result<Arc<Self>> {
+    pub fn new(
+        data_dir: Option<PathBuf>,
+        seed: Option<u64>,
+        cmek_keys: Vec<String>,
+    ) -> anyhow::Result<Arc<Self>> {
         let rng = match seed {
             Some(s) => StdRng::seed_from_u64(s),
             None => StdRng::from_os_rng(),
@@ -135,6 +141,7 @@ impl Store {
             ops: Mutex::new(HashMap::new()),
             rng: Mutex::new(rng),
             pending_indexer: Mutex::new(HashMap::new()),
+            cmek_keys,
         };
         if let Some(dir) = &store.data_dir {
             let dir = dir.join("namespaces");
@@ -349,8 +356,10 @@ impl Store {
         Ok(result)
     }
 
-    /// Copy or branch `source` into `dest` (which must be empty). Returns the WriteResult.
-    pub fn copy(&self, dest: &str, source: &str) -> ApiResult<Value> {
+    /// Copy or branch `source` into `dest` (which must be empty) with the destination's
+    /// `encryption` (already checked). Returns the WriteResult.
+    pub fn copy(&self, dest: &str, source: &str, encryption: Value) -> ApiResult<Value> {
+        let started = std::time::Instant::now();
         let src = self.get(source)?;
         let copied = {
             let s = src.state.read();
@@ -361,6 +370,7 @@ impl Store {
             n.docs = s.docs.clone();
             n.indexed = s.docs.clone();
             n.last_write_at_ms = Some(now_ms());
+            n.encryption = encryption;
             n
         };
         let rows = copied.docs.len();
@@ -378,12 +388,12 @@ impl Store {
         Ok(json!({
             "status": "OK", "message": "namespace cloned successfully", "rows_affected": rows,
             "billing": {"billable_logical_bytes_written": 0},
-            "performance": {"server_total_ms": 1},
+            "performance": {"server_total_ms": crate::routes::millis_since(started)},
         }))
     }
 
     /// Starts an async copy and returns its token.
-    pub fn start_copy(self: &Arc<Self>, dest: &str, source: String) -> String {
+    pub fn start_copy(self: &Arc<Self>, dest: &str, source: String, encryption: Value) -> String {
         let token = {
             let mut rng = self.rng.lock();
             format!("op_{:016x}", rng.random::<u64>())
@@ -403,7 +413,7 @@ impl Store {
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(delay)).await;
             let result = store
-                .copy(&dest, &source)
+                .copy(&dest, &source, encryption)
                 .map_err(|e| json!({"status_code": e.status().as_u16(), "detail": e.envelope()}));
             if let Some(op) = store.ops.lock().get_mut(&tok) {
                 op.finish_ms = Some(now_ms());

@@ -244,6 +244,13 @@ pub fn apply(
         id_kind,
         ..
     } = w;
+    if schema.len() > schema::MAX_ATTRIBUTES && schema.len() > st.schema.len() {
+        return Err(ApiError::invalid(format!(
+            "a namespace may have at most {} attributes, this write would make {}",
+            schema::MAX_ATTRIBUTES,
+            schema.len()
+        )));
+    }
     if fts_changed {
         retokenize_all(st, &schema);
     }
@@ -310,7 +317,8 @@ fn write_result(out: Outcome, return_ids: bool, body_len: u64) -> Value {
         billing["query"] = json!({"billable_logical_bytes_queried": 256_000_000u64, "billable_logical_bytes_returned": 0});
     }
     m.insert("billing".into(), billing);
-    m.insert("performance".into(), json!({"server_total_ms": 1}));
+    // The request's measured time is filled in by `routes::stamp_server_total` (http.rs).
+    m.insert("performance".into(), json!({"server_total_ms": 0}));
     Value::Object(m)
 }
 
@@ -466,11 +474,7 @@ impl Work<'_> {
     }
 
     fn set_attr(&mut self, doc: &mut Doc, attr: &str, v: &Value, patch: bool) -> ApiResult<()> {
-        if attr.starts_with('$') {
-            return Err(ApiError::invalid(format!(
-                "attribute name '{attr}' must not start with '$'"
-            )));
-        }
+        schema::check_attr_name(attr)?;
         let declared = self.schema.get(attr).map(|s| s.ty);
         let is_vector =
             declared.is_some_and(AttrType::is_vector) || (attr == "vector" && declared.is_none());
@@ -501,7 +505,11 @@ impl Work<'_> {
                 t
             }
         };
-        doc.attrs.insert(attr.to_string(), coerce(attr, ty, v)?);
+        let stored = coerce(attr, ty, v)?;
+        if self.schema.get(attr).is_some_and(AttrSchema::is_filterable) {
+            check_filterable_size(attr, &stored)?;
+        }
+        doc.attrs.insert(attr.to_string(), stored);
         Ok(())
     }
 
@@ -538,6 +546,29 @@ impl Work<'_> {
         doc.vectors.insert(attr.to_string(), vec.into());
         Ok(())
     }
+}
+
+/// A filterable attribute's value (each element of an array) is at most 4 KiB (contract §9);
+/// larger values need `filterable: false` (full-text-search attributes are not filterable by
+/// default, so long text with `full_text_search` is fine).
+fn check_filterable_size(attr: &str, v: &Value) -> ApiResult<()> {
+    let longest = match v {
+        Value::String(s) => s.len(),
+        Value::Array(items) => items
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::len)
+            .max()
+            .unwrap_or(0),
+        _ => 0,
+    };
+    if longest > schema::MAX_FILTERABLE_VALUE_BYTES {
+        return Err(ApiError::invalid(format!(
+            "value of filterable attribute '{attr}' is {longest} bytes, over the {} byte limit for filterable values; set `filterable: false` in its schema to store larger values",
+            schema::MAX_FILTERABLE_VALUE_BYTES
+        )));
+    }
+    Ok(())
 }
 
 /// Validates a value against the attribute type and converts datetimes/uuids to stored form.
@@ -739,5 +770,70 @@ mod tests {
         );
         let err = parse_body::<WriteRequest>(br#"{"distance_metric": "bad"}"#).unwrap_err();
         assert!(err.to_string().contains("expected one of `Unknown`, `euclidean_squared`, `cosine_distance`, `euclidean`, `Query`"), "{err}");
+    }
+
+    #[test]
+    fn attribute_limits_apply_to_inferred_attributes_too() {
+        let mut st = NsState::new(0);
+        // Names: at most 128 bytes, declared or inferred.
+        let long = "a".repeat(129);
+        let err = write(
+            &mut st,
+            json!({"upsert_rows": [{"id": 1, long.as_str(): 1}]}),
+        )
+        .unwrap_err();
+        assert_eq!(err.status(), 400);
+        assert!(
+            err.to_string().contains("is longer than 128 bytes"),
+            "{err}"
+        );
+        let ok = "a".repeat(128);
+        write(&mut st, json!({"upsert_rows": [{"id": 1, ok.as_str(): 1}]})).unwrap();
+        // At most 1024 attribute names.
+        let mut st = NsState::new(0);
+        let row: Map<String, Value> = (0..1024)
+            .map(|i| (format!("a{i}"), json!(i)))
+            .chain([("id".to_string(), json!(1))])
+            .collect();
+        write(&mut st, json!({"upsert_rows": [row]})).unwrap();
+        let err = write(&mut st, json!({"upsert_rows": [{"id": 2, "one_more": 1}]})).unwrap_err();
+        assert!(err.to_string().contains("at most 1024 attributes"), "{err}");
+        assert_eq!(st.docs.len(), 1, "the refused write changed nothing");
+    }
+
+    #[test]
+    fn filterable_values_are_at_most_4_kib() {
+        let mut st = NsState::new(0);
+        let big = "x".repeat(4097);
+        let err = write(&mut st, json!({"upsert_rows": [{"id": 1, "s": big}]})).unwrap_err();
+        assert_eq!(err.status(), 400);
+        assert!(
+            err.to_string()
+                .contains("over the 4096 byte limit for filterable values"),
+            "{err}"
+        );
+        let err = write(
+            &mut st,
+            json!({"upsert_rows": [{"id": 1, "tags": ["a", big]}]}),
+        )
+        .unwrap_err();
+        assert_eq!(err.status(), 400);
+        assert!(st.docs.is_empty());
+        // 4096 bytes fit; non-filterable and full-text attributes may hold more.
+        write(
+            &mut st,
+            json!({"upsert_rows": [{"id": 1, "s": "x".repeat(4096)}]}),
+        )
+        .unwrap();
+        write(
+            &mut st,
+            json!({"upsert_rows": [{"id": 2, "raw": big, "body": big}],
+                   "schema": {"raw": {"type": "string", "filterable": false},
+                              "body": {"type": "string", "full_text_search": true}}}),
+        )
+        .unwrap();
+        // Patches are checked too.
+        let err = write(&mut st, json!({"patch_rows": [{"id": 1, "s": big}]})).unwrap_err();
+        assert_eq!(err.status(), 400);
     }
 }

@@ -340,6 +340,18 @@ def test_gzip_request_and_response_compression(make_client, ns_name, emu, target
     assert got.rows[0]["text"] == rows[0]["text"]
 
 
+def test_small_responses_are_not_compressed(make_client, ns_name):
+    """Responses under 1 KiB come back uncompressed even when gzip is accepted; large ones are gzipped."""
+    ns = make_client(compression=True).namespace(ns_name)
+    ns.write(upsert_rows=[{"id": 1, "text": "z" * 2000}])
+    small = ns.with_raw_response.query(rank_by=["id", "asc"], top_k=1)
+    assert small.headers.get("content-encoding") is None
+    assert small.parse().rows[0].id == 1
+    big = ns.with_raw_response.query(rank_by=["id", "asc"], top_k=1, include_attributes=["text"])
+    assert big.headers.get("content-encoding") == "gzip"
+    assert big.parse().rows[0]["text"] == "z" * 2000
+
+
 def test_explicit_prefer_header_override(ns):
     """Callers may disable async mode; the server must answer synchronously."""
     res = ns.write(upsert_rows=[{"id": 1}], extra_headers={"prefer": "respond-sync"})

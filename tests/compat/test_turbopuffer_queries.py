@@ -271,6 +271,10 @@ FILTER_CASES = [
     (["tags", "NotContains", "blue"], {3, 4, 5, 6}),
     (["tags", "ContainsAny", ["red", "green"]], {1, 3, 5}),
     (["tags", "NotContainsAny", ["red", "green"]], {2, 4, 6}),
+    # A scalar against an array attribute: In = the array contains it, NotIn = it does not.
+    (["tags", "In", "red"], {1, 5}),
+    (["tags", "NotIn", "red"], {2, 3, 4, 6}),
+    (["sizes", "In", 10], {2}),
     (["sizes", "AnyLt", 5], {1, 3}),
     (["sizes", "AnyLte", 7], {1, 3, 5}),
     (["sizes", "AnyGt", 50], {6}),
@@ -490,6 +494,15 @@ def test_aggregation_errors(qns):
         qns.query(aggregate_by={"a": ["Count"]}, top_k=5)
     with api_error(UnprocessableEntityError, 422, startswith=DESERIALIZE_PREFIX, contains=["unknown field `limit`"]):
         qns.query(aggregate_by={"a": ["Count"]}, limit=5)
+    # Contract §4.5: aggregations cannot be combined with include_attributes (text unverified).
+    with api_error(BadRequestError, 400):
+        qns.query(aggregate_by={"a": ["Count"]}, include_attributes=["price"])
+
+
+def test_array_attributes_are_not_orderable(qns):
+    # Contract §4.2: array attributes cannot be ranked by (text unverified).
+    with api_error(BadRequestError, 400):
+        qns.query(rank_by=["tags", "asc"], top_k=3)
 
 
 # ------------------------------------------------------------------------------------------
@@ -540,12 +553,15 @@ def test_query_missing_namespace(tpuf):
         tpuf.namespace(name).query(rank_by=["id", "asc"], top_k=1)
 
 
-def test_query_performance_and_billing_shape(qns):
+def test_query_performance_and_billing_shape(qns, target):
     res = qns.query(rank_by=["id", "asc"], top_k=1)
     perf = res.performance.to_dict()
     for key in ("approx_namespace_size", "cache_hit_ratio", "cache_temperature", "exhaustive_search_count",
                 "query_execution_ms", "server_total_ms"):
         assert key in perf, f"performance.{key} missing: {perf}"
+    if not target.is_gateway:
+        # Measured whole milliseconds, rounded up: a query always took some time.
+        assert perf["server_total_ms"] >= perf["query_execution_ms"] >= 1, perf
     assert perf["approx_namespace_size"] == 6
     assert perf["exhaustive_search_count"] == 0  # everything is indexed
     bill = res.billing.to_dict()
@@ -709,6 +725,18 @@ def test_f16_vectors(ns):
     assert [r["id"] for r in rows] == [2, 1]
     # Stored as f16; accept f32-exact echoes too (contract open question 12 on f16 output formatting).
     assert rows[0]["vector"] == pytest.approx([f16(0.9), f16(-0.3)], abs=2e-4)
+
+
+def test_float_vectors_come_back_as_their_f32_shortest_decimals(ns):
+    # Stored as f32: 0.7 is answered as 0.7 (the shortest decimal naming that f32), never as the
+    # f64 widening 0.699999988079071 (row and column writes alike).
+    vecs = {1: [0.7, 0.1, -0.3], 2: [1.0, 2.5e-8, 123.456]}
+    ns.write(upsert_rows=[{"id": 1, "vector": vecs[1]}], distance_metric="euclidean_squared")
+    ns.write(upsert_columns={"id": [2], "vector": [vecs[2]]})
+    raw = ns.with_raw_response.query(
+        rank_by=["id", "asc"], top_k=2, include_attributes=["vector"], vector_encoding="float"
+    ).json()
+    assert [r["vector"] for r in raw["rows"]] == [vecs[1], vecs[2]]
 
 
 def test_exclude_attributes_true_rejected(qns):

@@ -5,7 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
-from turbopuffer import APIStatusError, BadRequestError, NotFoundError, UnprocessableEntityError
+from turbopuffer import (
+    APIStatusError,
+    BadRequestError,
+    NotFoundError,
+    PermissionDeniedError,
+    UnprocessableEntityError,
+)
 
 from compat_helpers import (
     DESERIALIZE_PREFIX,
@@ -551,10 +557,23 @@ def test_bad_deletes(ns):
 # ------------------------------------------------------------------------------------------
 
 
-def test_encryption_default_on_write(ns):
+def test_encryption_default_on_write(ns, target):
     res = ns.write(upsert_rows=_docs(1), encryption={"mode": "default"})
     assert res.status == "OK"
+    if not target.is_gateway:
+        assert res.performance.server_total_ms >= 1, "the write's measured time, rounded up"
     assert ns.metadata().encryption.to_dict() == {"mode": "default"}
+
+
+def test_customer_managed_encryption_needs_setup(ns):
+    # The suite's emulator has no fake KMS key (--cmek-key-name), like an org without CMEK set up:
+    # the write is refused (403, feature not enabled) and nothing is created.
+    with api_error(PermissionDeniedError, 403, contains=["customer-managed encryption"]):
+        ns.write(
+            upsert_rows=_docs(1),
+            encryption={"mode": "customer-managed", "key_name": "projects/p/locations/l/keyRings/r/cryptoKeys/k"},
+        )
+    assert not ns.exists()
 
 
 def test_sharding_only_on_inaugural_write(ns):
@@ -644,6 +663,25 @@ def test_attribute_name_with_dollar_rejected(ns):
     with pytest.raises(APIStatusError) as ei:
         ns.write(upsert_rows=[{"id": 1, "$bad": 1}])
     assert 400 <= ei.value.status_code < 500
+
+
+def test_inferred_attribute_name_longer_than_128_bytes_rejected(ns):
+    with pytest.raises(APIStatusError) as ei:
+        ns.write(upsert_rows=[{"id": 1, "a" * 129: 1}])
+    assert 400 <= ei.value.status_code < 500
+    ns.write(upsert_rows=[{"id": 1, "a" * 128: 1}])
+
+
+def test_filterable_values_are_at_most_4_kib(ns):
+    # Contract §9: a filterable value is at most 4 KiB; long text needs filterable: false (or FTS).
+    with pytest.raises(APIStatusError) as ei:
+        ns.write(upsert_rows=[{"id": 1, "text": "x" * 4097}])
+    assert 400 <= ei.value.status_code < 500
+    res = ns.write(
+        upsert_rows=[{"id": 1, "text": "x" * 4097}],
+        schema={"text": {"type": "string", "filterable": False}},
+    )
+    assert res.rows_upserted == 1
 
 
 def test_string_id_longer_than_64_bytes_rejected(ns):

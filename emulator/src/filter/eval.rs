@@ -176,13 +176,16 @@ fn eq(value: Option<&Value>, operand: &Value) -> bool {
     match (value, operand) {
         (None, Value::Null) => true,
         (None, _) | (Some(_), Value::Null) => false,
+        // A scalar against an array attribute: element-wise (see `Parser::cond`).
+        (Some(Value::Array(items)), o) if !o.is_array() => items.iter().any(|i| values_equal(i, o)),
         (Some(v), o) => values_equal(v, o),
     }
 }
 
 fn in_list(value: Option<&Value>, operand: &Value) -> bool {
     let Value::Array(list) = operand else {
-        return false;
+        // `In x` with a scalar (accepted only on array attributes): the array contains `x`.
+        return elements(value).any(|e| values_equal(e, operand));
     };
     match value {
         None => list.iter().any(Value::is_null),

@@ -220,3 +220,55 @@ fn multi_query_limits() {
         json!({"aggregations": {"c": 3}})
     );
 }
+
+#[test]
+fn array_attributes_are_not_orderable() {
+    let st = ns(json!({"upsert_rows": [
+        {"id": 1, "tags": ["b"], "n": 2},
+        {"id": 2, "tags": ["a"], "n": 1},
+    ]}));
+    for rank_by in [
+        json!(["tags", "asc"]),
+        json!([["n", "asc"], ["tags", "desc"]]),
+    ] {
+        let err = q(&st, json!({"rank_by": rank_by, "top_k": 5})).unwrap_err();
+        assert_eq!(err.status(), http::StatusCode::BAD_REQUEST);
+        assert!(
+            err.to_string()
+                .contains("cannot order by attribute \"tags\" of type []string"),
+            "{err}"
+        );
+    }
+    // Scalars (and id, and attributes no document has) still order.
+    let r = q(&st, json!({"rank_by": ["n", "asc"], "top_k": 5})).unwrap();
+    assert_eq!(ids(&r), vec![json!(2), json!(1)]);
+    assert!(q(&st, json!({"rank_by": ["id", "desc"], "top_k": 5})).is_ok());
+    assert!(q(&st, json!({"rank_by": ["nope", "asc"], "top_k": 5})).is_ok());
+}
+
+#[test]
+fn aggregations_refuse_include_attributes() {
+    let st = sample();
+    let err = q(
+        &st,
+        json!({"aggregate_by": {"c": ["Count"]}, "include_attributes": ["n"]}),
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "💔 aggregate_by cannot be combined with include_attributes"
+    );
+    let err = q(
+        &st,
+        json!({"aggregate_by": {"c": ["Count"]}, "include_attributes": true}),
+    )
+    .unwrap_err();
+    assert_eq!(err.status(), http::StatusCode::BAD_REQUEST);
+    // `false` means "omitted".
+    let r = q(
+        &st,
+        json!({"aggregate_by": {"c": ["Count"]}, "include_attributes": false}),
+    )
+    .unwrap();
+    assert_eq!(r["aggregations"], json!({"c": 3}));
+}

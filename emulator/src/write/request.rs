@@ -47,6 +47,16 @@ pub enum SourceRef {
 }
 
 impl SourceRef {
+    /// `dest_encryption` of the object form.
+    pub fn dest_encryption(&self) -> Option<&Value> {
+        match self {
+            SourceRef::Name(_) => None,
+            SourceRef::Full {
+                dest_encryption, ..
+            } => dest_encryption.as_ref().filter(|v| !v.is_null()),
+        }
+    }
+
     pub fn name(&self) -> &str {
         match self {
             SourceRef::Name(n) => n,
