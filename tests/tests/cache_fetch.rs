@@ -255,3 +255,60 @@ fn a_plus_in_a_document_id_is_a_literal_plus() {
     let (status, _, doc) = fetch(&stack, "plus", "a%20b", "");
     assert_eq!((status, &doc["attributes"]["t"]), (200, &json!("space")));
 }
+
+#[test]
+fn a_write_during_a_tier_outage_never_lets_the_old_row_be_served_after_recovery() {
+    // The tier holds v1; while it is down a write replaces the row (its tier delete fails);
+    // once the tier is back, v1 must not come back as a `hit`: the namespace's tier entries are
+    // distrusted until a namespace clear that started after the failure succeeds.
+    use layer_cache::Set;
+    let (stack, faulty) = stack_with_faulty_tier();
+    stack.write("outage", json!({"upsert_rows": [{"id": "x", "v": 1}]}));
+    let (status, _, doc) = fetch(&stack, "outage", "x", "");
+    assert_eq!((status, &doc["attributes"]["v"]), (200, &json!(1)));
+    // The backfill reaches the tier asynchronously: wait until it holds v1.
+    let mut cached = false;
+    for _ in 0..200 {
+        if stack
+            .http
+            .block_on(faulty.get(Set::Documents, "outage", "x"))
+            .ok()
+            .flatten()
+            .is_some()
+        {
+            cached = true;
+            break;
+        }
+        layer_e2e::pause(std::time::Duration::from_millis(10));
+    }
+    assert!(cached, "the first fetch backfilled the tier");
+    faulty.set_down(true);
+    stack.write("outage", json!({"upsert_rows": [{"id": "x", "v": 2}]}));
+    let (status, cache, doc) = fetch(&stack, "outage", "x", "");
+    assert_eq!(
+        (status, cache.as_deref(), &doc["attributes"]["v"]),
+        (200, Some("miss-on-error"), &json!(2))
+    );
+    faulty.set_down(false);
+    // Every fetch from here on answers v2, before and after the repair.
+    let mut hits = 0;
+    for _ in 0..300 {
+        let (status, cache, doc) = fetch(&stack, "outage", "x", "");
+        assert_eq!(
+            (status, &doc["attributes"]["v"]),
+            (200, &json!(2)),
+            "{cache:?}"
+        );
+        if cache.as_deref() == Some("hit") {
+            hits += 1;
+            if hits > 3 {
+                break;
+            }
+        }
+        layer_e2e::pause(std::time::Duration::from_millis(20));
+    }
+    assert!(
+        hits > 3,
+        "the repaired namespace is served from the cache again"
+    );
+}

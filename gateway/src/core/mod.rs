@@ -56,7 +56,7 @@ pub struct Core {
     pub started: Instant,
     pub watcher: Arc<Watcher>,
     /// The document cache: shared tier, invalidations, miss coalescer, per-shard hot caches.
-    pub cache: CacheTier,
+    pub cache: Arc<CacheTier>,
     /// Configured indexes by upstream namespace.
     pub indexes: HashMap<String, IndexConfig>,
     /// The durable object store (history, clickstream, snapshot bodies).
@@ -92,7 +92,7 @@ impl Core {
             shards,
             started: Instant::now(),
             watcher,
-            cache,
+            cache: Arc::new(cache),
             indexes,
             store,
             control: OnceLock::new(),

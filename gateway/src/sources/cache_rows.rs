@@ -49,6 +49,16 @@ pub const WARM_MARKER_ID: &str =
 pub const WARM_SENTINEL_ID: &str =
     "\u{0}layer:warm-in-progress-sentinel:not-a-document-id:longer-than-any-turbopuffer-id";
 
+/// [`state`] for the node's document cache: a namespace whose tier entries await repair after a
+/// failed invalidation (`CacheTier::is_trusted`) is `Unavailable`, so no cached view of it is
+/// served until it is repaired and warmed again.
+pub async fn state_of(cache: &crate::core::cache::CacheTier, ns: &str) -> CacheState {
+    if !cache.is_trusted(ns) {
+        return CacheState::Unavailable;
+    }
+    state(&cache.tier, ns).await
+}
+
 /// Whether the tier can serve, and whether it holds a completed warm of `ns`.
 pub async fn state(tier: &Arc<dyn Tier>, ns: &str) -> CacheState {
     if tier.health().state != TierState::Warm {

@@ -26,6 +26,9 @@ use serde_json::{Map, Value, json};
 use crate::core::ShardCtx;
 use crate::core::error::GatewayError;
 use crate::core::metrics;
+use std::sync::Arc;
+
+use crate::core::cache::CacheTier;
 use crate::core::record::Served;
 
 /// Looks up full rows for `ids` (wire ids, strings). Returns the rows in request order (`None` =
@@ -54,6 +57,12 @@ pub async fn rows(
             })
             .await;
         match got {
+            // A failed invalidation left this namespace's tier entries unverified: read origin.
+            Ok(Some(_)) if !cache.is_trusted(ns) => {
+                metrics::cache_event("untrusted_skip");
+                served = served.worst(Served::Miss);
+                pending.push(i);
+            }
             Ok(Some(v)) => {
                 metrics::cache_event("tier_hit");
                 cache.with_hot(|h| h.insert(Set::Documents, ns, id, v.clone()));
@@ -286,6 +295,7 @@ pub fn invalidate(ctx: &ShardCtx, ns: &str, t: &Touched) {
     let cache = &ctx.core.cache;
     cache.invalidations.clear_namespace(Set::Documents, ns);
     let tier = cache.tier.clone();
+    let cache = ctx.core.cache.clone();
     // Registered until the tier deletes land: a warm job or the write-path mirror that wrote the
     // tier meanwhile sees it (pending / namespace epoch) and re-reads or withdraws its rows.
     let guard = cache.invalidations.tier_update(Set::Documents, ns);
@@ -303,6 +313,35 @@ pub fn invalidate(ctx: &ShardCtx, ns: &str, t: &Touched) {
         };
         if failed {
             metrics::cache_event("invalidate_failed");
+            distrust(&cache, &ns);
+        }
+    });
+}
+
+/// Records a failed tier invalidation of `ns` and, unless one runs already, starts the repair:
+/// clear the namespace in the tier (retrying with backoff, up to 10 s apart) until a clear that
+/// started after the last failure succeeds; only then are its tier entries served again.
+fn distrust(cache: &Arc<CacheTier>, ns: &str) {
+    let (first, _) = cache.distrust(ns);
+    if !first {
+        return;
+    }
+    let (cache, ns) = (cache.clone(), ns.to_string());
+    tokio::spawn(async move {
+        let mut backoff = std::time::Duration::from_millis(250);
+        loop {
+            tokio::time::sleep(backoff).await;
+            let failures = cache.failures(&ns);
+            let cleared = cache
+                .tier
+                .clear_namespace(Set::Documents, &ns)
+                .await
+                .is_ok();
+            if cleared && cache.trust_again(&ns, failures) {
+                metrics::cache_event("untrusted_repaired");
+                return;
+            }
+            backoff = (backoff * 2).min(std::time::Duration::from_secs(10));
         }
     });
 }

@@ -135,10 +135,9 @@ pub async fn plan(
         }
     }
     check_values_field(upstream, ns, req).await?;
-    let tier = &scans.core.cache.tier;
     let warmed_through = scans.warmth.warmed_through(ns);
     if req.source == Source::Cache {
-        if cache_rows::state(tier, ns).await == CacheState::Unavailable {
+        if cache_rows::state_of(&scans.core.cache, ns).await == CacheState::Unavailable {
             return Err(GatewayError::CacheCold(
                 "the document cache is unavailable (cold or disabled); use source auto or origin"
                     .into(),
@@ -154,7 +153,7 @@ pub async fn plan(
     }
     let filter = row_filter(req.filters.as_ref(), warmed_through);
     let decision = auto::auto(AutoInput {
-        cache: cache_rows::state(tier, ns).await,
+        cache: cache_rows::state_of(&scans.core.cache, ns).await,
         warmed_through,
         watermark: scans.core.watcher.snapshot(ns).1,
         cache_can_filter: filter.is_ok(),

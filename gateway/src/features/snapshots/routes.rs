@@ -254,7 +254,7 @@ async fn create(snaps: &Arc<Snapshots>, ns: &str, body: &[u8]) -> Result<Resp, G
         (Source::Stored, None) => unreachable_source()?,
         (source, None) => {
             let tier = &snaps.core.cache.tier;
-            let state = crate::sources::cache_rows::state(tier, ns).await;
+            let state = crate::sources::cache_rows::state_of(&snaps.core.cache, ns).await;
             let warmed = snaps.warmth.warmed_through(ns);
             let filter = crate::sources::cache_rows::row_filter(req.filters.as_ref(), warmed);
             if source == Source::Cache {
