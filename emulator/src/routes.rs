@@ -15,7 +15,7 @@ use crate::model::{Doc, Id, vector_to_json};
 use crate::namespace::{Metric, NsState};
 use crate::query::{self, Level, MultiQuery, QueryRankBy, VectorEncoding};
 use crate::schema;
-use crate::store::{Knobs, Namespace, Store, iso};
+use crate::store::{Knobs, Namespace, Store, iso, millis_since};
 use crate::write::WriteRequest;
 
 /// A successful response: status, JSON body and extra headers.
@@ -106,13 +106,6 @@ pub fn write(
         ));
     }
     store.write(ns, req, body.len() as u64).map(Reply::ok)
-}
-
-/// Whole milliseconds since `started`, rounded up: the contract's `performance` timings are
-/// integers (`"server_total_ms":190`, `"query_execution_ms":4`), and rounding up keeps a request
-/// that took any time at all from reporting 0.
-pub fn millis_since(started: Instant) -> u64 {
-    started.elapsed().as_micros().div_ceil(1000) as u64
 }
 
 /// Sets `performance.server_total_ms` of a response body, when it has one, to the time since

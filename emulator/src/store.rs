@@ -388,7 +388,7 @@ impl Store {
         Ok(json!({
             "status": "OK", "message": "namespace cloned successfully", "rows_affected": rows,
             "billing": {"billable_logical_bytes_written": 0},
-            "performance": {"server_total_ms": crate::routes::millis_since(started)},
+            "performance": {"server_total_ms": millis_since(started)},
         }))
     }
 
@@ -558,4 +558,11 @@ fn decode_cursor(c: &str) -> Option<String> {
         .decode(c)
         .ok()?;
     String::from_utf8(bytes).ok()
+}
+
+/// Whole milliseconds since `started`, rounded up: the contract's `performance` timings are
+/// integers (`"server_total_ms":190`, `"query_execution_ms":4`), and rounding up keeps a request
+/// that took any time at all from reporting 0.
+pub fn millis_since(started: std::time::Instant) -> u64 {
+    started.elapsed().as_micros().div_ceil(1000) as u64
 }
