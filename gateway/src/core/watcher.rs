@@ -2,8 +2,9 @@
 //! registered namespaces and publishes, lock-free, each namespace's index status and stable
 //! watermark to the shards.
 //!
-//! - Registration: write traffic through the gateway ([`Watcher::begin_write`]) and configured
-//!   indexes. Listing and metadata reads do not register.
+//! - Registration: write traffic through the gateway ([`Watcher::note_write`]; a write the
+//!   gateway refuses does not register) and configured indexes. Listing and metadata reads do
+//!   not register.
 //! - Cadence: cold (never polled) and updating namespaces every `pollIntervalMs`; stable ones
 //!   every `stablePollIntervalMs`; a write re-arms the fast tier.
 //! - A write to a namespace last seen stable marks it updating at once (keeping its watermark), so
@@ -156,6 +157,15 @@ impl NsWatch {
             || (self.rearm.load(Ordering::Acquire) && now >= last + poll_interval_ms)
     }
 
+    /// Takes a write's stamp and adds it to the in-flight set (one lock: a poll starting later
+    /// sees the write in flight, or the write's stamp is at or after the poll's start).
+    fn add_in_flight(&self) -> u64 {
+        let mut own = self.own.lock();
+        let stamp = now_ms();
+        *own.in_flight.entry(stamp).or_insert(0) += 1;
+        stamp
+    }
+
     /// Starts a poll at `clock()` (read under the own-writes lock).
     fn begin_poll(&self, clock: impl FnOnce() -> u64) -> PollStart {
         let own = self.own.lock();
@@ -277,43 +287,37 @@ impl Watcher {
             .map_or((Status::Unknown, None), |w| w.snapshot())
     }
 
-    /// Called by the write path before it stamps: registers the namespace (queued for the loop
-    /// when new, never blocking) and takes the write's stamp, recorded as in flight until the
-    /// returned guard drops.
+    /// Called by the write path before it stamps: takes the write's stamp, recorded as in flight
+    /// until the returned guard drops. A namespace not registered yet gets its state now, held
+    /// pending: [`Watcher::note_write`] registers it (a write the gateway refuses does not).
     pub fn begin_write(&self, ns: &str) -> InFlight {
-        let watch = match self.get(ns) {
+        if let Some(watch) = self.get(ns) {
+            let stamp = watch.add_in_flight();
+            return InFlight { watch, stamp };
+        }
+        // Under the pending lock, so the loop never drops a pending state a write is entering.
+        let mut pending = self.pending.lock();
+        let watch = match self.get(ns).or_else(|| pending.get(ns).cloned()) {
             Some(w) => w,
-            None => self.register_pending(ns),
+            None => {
+                let w = Arc::new(NsWatch::default());
+                pending.insert(ns.to_string(), w.clone());
+                w
+            }
         };
-        let stamp = {
-            let mut own = watch.own.lock();
-            let stamp = now_ms();
-            *own.in_flight.entry(stamp).or_insert(0) += 1;
-            stamp
-        };
+        let stamp = watch.add_in_flight();
         InFlight { watch, stamp }
     }
 
-    fn register_pending(&self, ns: &str) -> Arc<NsWatch> {
-        let mut pending = self.pending.lock();
-        if let Some(w) = self.get(ns).or_else(|| pending.get(ns).cloned()) {
-            return w;
-        }
-        let w = Arc::new(NsWatch::default());
-        pending.insert(ns.to_string(), w.clone());
-        drop(pending);
-        if self.tx.try_send(ns.to_string()).is_err() {
-            metrics::watcher_event("registration_dropped");
-        }
-        w
-    }
-
     /// Called by the write path once the write stamped at `stamp` is validated, before it is
-    /// forwarded: re-arms the fast tier and marks a stable namespace updating.
+    /// forwarded: registers the namespace (the loop publishes it on its next turn, woken now;
+    /// never blocking), re-arms the fast tier and marks a stable namespace updating.
     pub fn note_write(&self, ns: &str, stamp: u64) {
-        if let Some(w) = self.lookup(ns) {
-            w.last_write_ms.fetch_max(stamp, Ordering::AcqRel);
-            w.mark_updating();
+        let Some(w) = self.lookup(ns) else { return };
+        w.last_write_ms.fetch_max(stamp, Ordering::AcqRel);
+        w.mark_updating();
+        if self.get(ns).is_none() && self.tx.try_send(ns.to_string()).is_err() {
+            metrics::watcher_event("registration_dropped");
         }
     }
 
@@ -352,12 +356,25 @@ impl Watcher {
         self.publish(&[(ns.to_string(), w)]);
     }
 
-    /// Publishes every pending registration (the loop, each turn).
+    /// Publishes every pending namespace a write was noted for (the loop, each turn). A pending
+    /// state no noted write and no write in flight holds (only refused writes entered it) is
+    /// dropped.
     fn publish_pending(&self) {
         let mut pending = self.pending.lock();
-        if !pending.is_empty() {
-            let all: Vec<(String, Arc<NsWatch>)> = pending.drain().collect();
-            self.publish(&all);
+        if pending.is_empty() {
+            return;
+        }
+        let mut noted = Vec::new();
+        pending.retain(|ns, w| {
+            if w.last_write_ms.load(Ordering::Acquire) > 0 {
+                noted.push((ns.clone(), w.clone()));
+                false
+            } else {
+                !w.own.lock().in_flight.is_empty()
+            }
+        });
+        if !noted.is_empty() {
+            self.publish(&noted);
         }
     }
 
@@ -557,6 +574,21 @@ mod tests {
         let pending = w.begin_write("c");
         w.register("c");
         assert_eq!(own(&w.get("c").unwrap()).0, vec![pending.stamp()]);
+    }
+
+    #[test]
+    fn a_refused_write_registers_nothing() {
+        let (w, mut rx) = Watcher::new(ConsistencyConfig::default());
+        let refused = w.begin_write("r");
+        // Still being validated: the loop keeps its pending state.
+        w.publish_pending();
+        assert!(w.get("r").is_none());
+        assert_eq!(w.own_writes("r"), Some((vec![refused.stamp()], 0)));
+        drop(refused);
+        w.publish_pending();
+        assert!(w.get("r").is_none(), "never registered");
+        assert_eq!(w.own_writes("r"), None, "nothing left pending");
+        assert!(rx.try_recv().is_err(), "the loop was not woken");
     }
 
     #[test]
