@@ -270,8 +270,11 @@ impl Stack {
         assert_eq!(r.status, 200, "write to {ns}: {}", r.text());
     }
 
-    /// Waits (up to 30 s) until the watcher's stable watermark for `ns` passes `after_ms`, so
-    /// origin reads see every earlier write; returns the watermark.
+    /// Waits (up to 30 s) until reads at the watcher's watermark for `ns` see every write made
+    /// through this gateway before the call (`after_ms` = [`now_ms`]) or before `after_ms`:
+    /// until the watermark passes `after_ms`, or metadata says `is_stable: true` (the watermark
+    /// then covers every write this gateway got acknowledged, and at the default stable tier it
+    /// may not move again for a minute). Returns the watermark.
     pub fn wait_watermark(&self, ns: &str, after_ms: u64) -> u64 {
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         loop {
@@ -280,11 +283,13 @@ impl Stack {
                 &format!("/v2/namespaces/{ns}/metadata"),
                 Bytes::new(),
             );
-            if r.status == StatusCode::OK
-                && let Some(wm) = r.json()["layer"]["stable_as_of"].as_u64()
-                && wm > after_ms
-            {
-                return wm;
+            if r.status == StatusCode::OK {
+                let layer = &r.json()["layer"];
+                if let Some(wm) = layer["stable_as_of"].as_u64()
+                    && (wm > after_ms || layer["is_stable"] == true)
+                {
+                    return wm;
+                }
             }
             assert!(
                 std::time::Instant::now() < deadline,

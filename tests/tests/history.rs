@@ -199,10 +199,7 @@ fn stable_reads_record_their_watermark() {
     for backend in backends("stable") {
         let stack = Stack::start_with({
             let backend = backend.clone();
-            move |c| {
-                backend.apply(c);
-                c.gateway.consistency.poll_interval_ms = 50;
-            }
+            move |c| backend.apply(c)
         });
         let ns = "stable-hist";
         seed(&stack, ns);

@@ -23,12 +23,6 @@ const DIRS: [[f32; 3]; 4] = [
     [0.0, 0.0, 1.0],
 ];
 
-fn fast(c: &mut layer_gateway::Config) {
-    c.gateway.consistency.poll_interval_ms = 40;
-    c.gateway.consistency.stable_poll_interval_ms = 100;
-    c.gateway.consistency.safety_margin_ms = 5;
-}
-
 fn sharded(ns: &str, shards: u32) -> IndexConfig {
     IndexConfig {
         name: ns.into(),
@@ -185,7 +179,6 @@ fn listing(results: &Value) -> Vec<(String, u64)> {
 fn origin_counts_ids_and_values_match_the_data() {
     let ns = "scan-origin";
     let stack = Stack::start_with(|c| {
-        fast(c);
         c.indexes.push(sharded(ns, 3));
     });
     let rows: Vec<Value> = (0..3000).map(row).collect();
@@ -417,7 +410,7 @@ fn wm_at_least(c: &Value, wm: u64) {
 #[test]
 fn ranked_counts_saturate_recurse_and_values_go_past_the_snapshot_cap() {
     let ns = "scan-ranked";
-    let stack = Stack::start_with(fast);
+    let stack = Stack::start();
     let rows: Vec<Value> = (0..10_500)
         .map(|i| {
             let mut r = row(i);
@@ -490,7 +483,6 @@ fn ranked_counts_saturate_recurse_and_values_go_past_the_snapshot_cap() {
 fn values_listing_truncates_at_the_cap_with_exact_counts() {
     let ns = "scan-cap";
     let stack = Stack::start_with(|c| {
-        fast(c);
         c.gateway.scan.values_cap = 100;
     });
     let rows: Vec<Value> = (0..3000)
@@ -527,7 +519,7 @@ fn values_listing_truncates_at_the_cap_with_exact_counts() {
 #[test]
 fn snapshot_served_counts_and_values() {
     let ns = "scan-snap";
-    let stack = Stack::start_with(fast);
+    let stack = Stack::start();
     let rows: Vec<Value> = (0..400).map(row).collect();
     write(&stack, ns, &rows);
     stack.wait_watermark(ns, now_ms());
@@ -707,7 +699,7 @@ fn clear_faults(stack: &Stack) {
 fn a_namespace_named_scans_and_the_running_job_cap() {
     // The job id is read by position, not by looking for a `scans` segment.
     let ns = "scans";
-    let stack = Stack::start_with(fast);
+    let stack = Stack::start();
     let rows: Vec<Value> = (0..60).map(row).collect();
     write(&stack, ns, &rows);
     stack.wait_watermark(ns, now_ms());

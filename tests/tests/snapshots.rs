@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::Method;
-use layer_e2e::{Stack, TestS3, pause, temp_dir};
+use layer_e2e::{Stack, TestS3, now_ms, pause, temp_dir};
 use layer_gateway::config::{IndexConfig, IndexSnapshot};
 use serde_json::{Value, json};
 
@@ -43,12 +43,6 @@ fn on(backend: Backend, test: fn(Backend)) {
         return;
     }
     test(backend);
-}
-
-fn fast(c: &mut layer_gateway::Config) {
-    c.gateway.consistency.poll_interval_ms = 40;
-    c.gateway.consistency.stable_poll_interval_ms = 150;
-    c.gateway.consistency.safety_margin_ms = 5;
 }
 
 fn index(name: &str, fields: &[&str], interval: &str, retention: &str) -> IndexConfig {
@@ -205,7 +199,11 @@ fn automatic_snapshots(backend: Backend) {
     let prefix = TestS3::unique_prefix("snap-auto");
     let store_prefix = prefix.clone();
     let mut stack = Stack::start_with(move |c| {
-        fast(c);
+        // The stable tier at 150 ms instead of a minute (every other knob at its default): the
+        // test checks that a watermark advancing with no write in between brings no new
+        // snapshot, so the watermark must advance several times within its 1.5 s pause.
+        // watermark_defaults.rs covers the automatic writer at the full defaults.
+        c.gateway.consistency.stable_poll_interval_ms = 150;
         assert!(use_backend(backend, c, &store_prefix));
         c.gateway.data_dir = cfg_dir;
         c.gateway.snapshots.field_cap = 4;
@@ -316,7 +314,6 @@ fn manual_jobs_by_source_s3() {
 fn manual_jobs_by_source(backend: Backend) {
     let prefix = TestS3::unique_prefix("snap-manual");
     let stack = Stack::start_with(move |c| {
-        fast(c);
         assert!(use_backend(backend, c, &prefix));
         c.indexes = vec![index("snap-manual", &["color"], "1s", "never")];
     });
@@ -408,7 +405,9 @@ fn manual_jobs_by_source(backend: Backend) {
     );
 
     // Without a snapshot policy, manual bodies are stored by sha but history stays empty.
+    // Origin jobs read at the watermark: wait until it covers the write.
     write(&stack, "snap-nopolicy", &data);
+    stack.wait_watermark("snap-nopolicy", now_ms());
     let (_, job) = create_job(
         &stack,
         "snap-nopolicy",
@@ -477,7 +476,6 @@ fn policy_set_through_the_api_drives_the_writer_and_retention_s3() {
 fn policy_and_retention(backend: Backend) {
     let prefix = TestS3::unique_prefix("snap-policy");
     let stack = Stack::start_with(move |c| {
-        fast(c);
         assert!(use_backend(backend, c, &prefix));
     });
     let ns = "snap-policy";
@@ -532,7 +530,6 @@ fn policy_and_retention(backend: Backend) {
 fn object_store_down_fails_snapshot_jobs_but_not_queries() {
     // An S3 endpoint nothing listens on.
     let stack = Stack::start_with(|c| {
-        fast(c);
         let nowhere = TestS3 {
             endpoint: "http://127.0.0.1:9".into(),
             bucket: "nowhere".into(),
@@ -570,12 +567,13 @@ fn object_store_down_fails_snapshot_jobs_but_not_queries() {
 #[test]
 fn cache_sourced_jobs_read_the_warmed_cache() {
     let stack = Stack::start_with(|c| {
-        fast(c);
         c.gateway.cache.populate_max_ids = 0;
     });
     let ns = "snap-cache";
     let data = rows(0, 60);
     write(&stack, ns, &data);
+    // Warms read origin at the watermark: wait until it covers the write.
+    stack.wait_watermark(ns, now_ms());
     // Nothing cached yet: auto uses origin (and starts a background warm).
     let (_, job) = create_job(
         &stack,
@@ -635,7 +633,6 @@ fn cache_sourced_jobs_read_the_warmed_cache() {
 
     // A cold cache: explicit cache jobs answer 503 cache_cold.
     let cold = Stack::start_with(|c| {
-        fast(c);
         c.gateway.cache.tier = layer_gateway::config::CacheTierKind::Disabled;
     });
     write(&cold, ns, &data);

@@ -1,5 +1,7 @@
 //! Stable reads end to end: the watcher, the watermark predicate, the 429 retry, the metadata
 //! `layer` block and the enriched listing, driven with the emulator's indexer and fault knobs.
+//! The gateway runs at the documented consistency defaults (`Config::default()`) unless a test
+//! says why it changes a knob; `watermark_defaults.rs` covers the watermark at the defaults.
 
 use std::time::{Duration, Instant};
 
@@ -8,13 +10,6 @@ use http::Method;
 use layer_e2e::{Stack, pause};
 use layer_gateway::config::{IndexConfig, IndexConsistency};
 use serde_json::{Value, json};
-
-fn fast(c: &mut layer_gateway::Config) {
-    c.gateway.consistency.poll_interval_ms = 40;
-    c.gateway.consistency.stable_poll_interval_ms = 150;
-    c.gateway.consistency.safety_margin_ms = 5;
-    c.gateway.namespace_list_cache_ttl_ms = 300;
-}
 
 fn metadata(stack: &Stack, ns: &str) -> Value {
     let r = stack.gw(
@@ -108,7 +103,7 @@ const ALL: &str = r#"{"rank_by":["id","asc"],"top_k":100}"#;
 
 #[test]
 fn updating_namespaces_are_cut_at_the_watermark() {
-    let stack = Stack::start_with(fast);
+    let stack = Stack::start();
     let ns = "stable-cut";
     assert_eq!(
         stack
@@ -205,12 +200,9 @@ fn updating_namespaces_are_cut_at_the_watermark() {
 
 #[test]
 fn a_write_to_a_stable_namespace_is_cut_immediately() {
-    // The watcher polls slowly here; the write itself must flip the namespace to updating.
-    let stack = Stack::start_with(|c| {
-        fast(c);
-        c.gateway.consistency.poll_interval_ms = 40;
-        c.gateway.consistency.stable_poll_interval_ms = 60_000;
-    });
+    // The stable tier polls once a minute (the default): the write itself must flip the
+    // namespace to updating.
+    let stack = Stack::start();
     let ns = "stable-write-race";
     stable_then_behind(
         &stack,
@@ -228,7 +220,10 @@ fn a_write_to_a_stable_namespace_is_cut_immediately() {
 
 #[test]
 fn the_watermark_never_moves_backwards() {
-    let stack = Stack::start_with(fast);
+    // The fast tier at 40 ms (margin and stable tier at their defaults): the test watches the
+    // watermark advance several times within ~1.5 s of writes, which the default 1 s tier would
+    // do once or twice at most.
+    let stack = Stack::start_with(|c| c.gateway.consistency.poll_interval_ms = 40);
     let ns = "stable-monotonic";
     stack.gw(
         Method::POST,
@@ -261,7 +256,7 @@ fn the_watermark_never_moves_backwards() {
 
 #[test]
 fn every_leg_of_a_multi_query_shares_one_cut() {
-    let stack = Stack::start_with(fast);
+    let stack = Stack::start();
     let ns = "stable-multi";
     stable_then_behind(
         &stack,
@@ -301,7 +296,7 @@ fn every_leg_of_a_multi_query_shares_one_cut() {
 
 #[test]
 fn a_429_without_a_predicate_is_retried_once_with_it() {
-    let stack = Stack::start_with(fast);
+    let stack = Stack::start();
     let ns = "stable-429";
     stack.gw(
         Method::POST,
@@ -341,10 +336,7 @@ fn a_429_without_a_predicate_is_retried_once_with_it() {
 
 #[test]
 fn cold_start_has_no_watermark_and_no_predicate() {
-    let stack = Stack::start_with(|c| {
-        fast(c);
-        c.gateway.consistency.poll_interval_ms = 60_000;
-    });
+    let stack = Stack::start();
     let ns = "stable-cold";
     // Written around the gateway: not registered, no watermark.
     stack.direct(
@@ -371,7 +363,7 @@ fn cold_start_has_no_watermark_and_no_predicate() {
 #[test]
 fn unstamped_rows_stay_visible_under_the_cut() {
     // The documented limit: rows written around the gateway carry no stamp, and Lte matches null.
-    let stack = Stack::start_with(fast);
+    let stack = Stack::start();
     let ns = "stable-unstamped";
     stable_then_behind(
         &stack,
@@ -391,7 +383,6 @@ fn unstamped_rows_stay_visible_under_the_cut() {
 #[test]
 fn index_consistency_modes() {
     let stack = Stack::start_with(|c| {
-        fast(c);
         c.indexes = vec![
             IndexConfig {
                 name: "mode-strong".into(),
@@ -431,10 +422,7 @@ fn index_consistency_modes() {
 #[test]
 fn enriched_listing_degrades_failed_rows_and_caches() {
     // One shard: the listing cache is per shard.
-    let stack = Stack::start_with(|c| {
-        fast(c);
-        c.gateway.shards = 1;
-    });
+    let stack = Stack::start_with(|c| c.gateway.shards = 1);
     for ns in ["list-a", "list-b", "list-c"] {
         stack.gw(
             Method::POST,

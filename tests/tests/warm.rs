@@ -31,9 +31,6 @@ fn stack(indexes: Vec<IndexConfig>, write_mirror: bool) -> (Stack, FaultyTier) {
     let tier: Arc<dyn Tier> = Arc::new(faulty.clone());
     let stack = Stack::start_with_tier(
         |c| {
-            c.gateway.consistency.poll_interval_ms = 40;
-            c.gateway.consistency.stable_poll_interval_ms = 100;
-            c.gateway.consistency.safety_margin_ms = 5;
             c.indexes = indexes;
             c.gateway.cache.populate_max_ids = if write_mirror { MIRROR_MAX_IDS } else { 0 };
         },
@@ -489,9 +486,6 @@ fn restart_over(stack: &mut Stack, faulty: &FaultyTier, ns: &str) {
     let tier: Arc<dyn Tier> = Arc::new(faulty.clone());
     stack.restart_gateway(
         |c| {
-            c.gateway.consistency.poll_interval_ms = 40;
-            c.gateway.consistency.stable_poll_interval_ms = 100;
-            c.gateway.consistency.safety_margin_ms = 5;
             c.indexes = vec![IndexConfig {
                 name: ns.into(),
                 ..IndexConfig::default()

@@ -13,8 +13,10 @@
 //! 5. **logging** — record what was served (search history).
 //!
 //! Upstream's answer is relayed with its status, headers and body unless a hook changed them.
-//! Hooks keep per-request state in their [`ProxyHooks::Ctx`]. [`route`] turns hooks into a
-//! route handler; [`Plain`] forwards without any hook.
+//! Hooks keep per-request state in their [`ProxyHooks::Ctx`]. The engine owns the Ctx and drops
+//! it however the request ends (a refusing request filter, an upstream error, which skips the
+//! response filter, a cancelled request), so a guard kept there is always released. [`route`]
+//! turns hooks into a route handler; [`Plain`] forwards without any hook.
 
 use std::future::Future;
 use std::sync::Arc;

@@ -4,7 +4,11 @@
 //! A write is validated whole and stamped before it is forwarded: `_hevlayer_*` attributes are
 //! refused (422), `_hevlayer_upserted_at` is spliced into every upserted or patched row (and
 //! `_hevlayer_shard` on sharded namespaces), bodies upstream would reject by itself are forwarded
-//! untouched so the caller gets upstream's own error. The watcher learns of the write, and the
+//! untouched so the caller gets upstream's own error. The stamp comes from the consistency
+//! watcher, which holds it as in flight until the request ends (the guard lives in the hook's
+//! `Ctx`, which the proxy engine drops on every path: an answer, an upstream error, a refused
+//! body, a cancelled request) and records it as acknowledged when upstream answers 2xx: the
+//! namespace is not reported stable before its watermark covers the write (`core::watcher`). The
 //! document cache never serves what a write changed: the touched ids (or the whole namespace)
 //! are invalidated before forwarding and again once upstream acknowledged (a fetch racing the
 //! write may have backfilled the old row); then the write-path mirror reads the upserted rows
@@ -16,24 +20,34 @@ use http::header;
 
 use crate::core::ShardCtx;
 use crate::core::error::GatewayError;
-use crate::core::http::{decode_gzip, now_ms};
+use crate::core::http::decode_gzip;
 use crate::core::metrics;
 use crate::core::proxy::{ProxyHooks, Session};
 use crate::core::upstream::UpstreamResponse;
+use crate::core::watcher::InFlight;
 use crate::sources::documents::{Touched, invalidate, populate, raw_id};
 
 /// `POST /v2/namespaces/{ns}`.
 pub struct Write;
 
-impl ProxyHooks for Write {
+/// One write's state across the phases.
+#[derive(Default)]
+pub struct WriteCtx {
     /// What the write touches, invalidated before and after.
-    type Ctx = Touched;
+    touched: Touched,
+    /// The write's stamp, in flight for the watcher until this is dropped (with the Ctx at the
+    /// latest, on every path).
+    in_flight: Option<InFlight>,
+}
+
+impl ProxyHooks for Write {
+    type Ctx = WriteCtx;
 
     fn request_filter(
         &self,
         ctx: &Arc<ShardCtx>,
         s: &mut Session,
-        touched_out: &mut Touched,
+        c: &mut WriteCtx,
     ) -> Result<(), GatewayError> {
         let core = &ctx.core;
         let ns = s.req.ns();
@@ -41,7 +55,9 @@ impl ProxyHooks for Write {
         // Sharded namespaces also get `_hevlayer_shard = xxh64(id) % shards` on every row.
         let shards = core.shards_of(ns);
         let shard_fn = move |id: &scatter::IdRef<'_>| scatter::shard_of_ref(id, shards);
-        let mut opts = scatter::StampOptions::new(now_ms());
+        let write = c.in_flight.insert(core.watcher.begin_write(ns));
+        let stamp = write.stamp();
+        let mut opts = scatter::StampOptions::new(stamp);
         if shards > 1 {
             opts.shard = Some(&shard_fn);
         }
@@ -60,9 +76,9 @@ impl ProxyHooks for Write {
                 return Err(e.into());
             }
         }
-        core.watcher.note_write(ns);
-        *touched_out = touched(&s.body);
-        invalidate(ctx, ns, touched_out);
+        core.watcher.note_write(ns, stamp);
+        c.touched = touched(&s.body);
+        invalidate(ctx, ns, &c.touched);
         Ok(())
     }
 
@@ -70,13 +86,19 @@ impl ProxyHooks for Write {
         &self,
         ctx: &Arc<ShardCtx>,
         s: &Session,
-        t: &mut Touched,
+        c: &mut WriteCtx,
         up: &mut UpstreamResponse,
     ) {
+        // Answered: the write leaves the in-flight set, recorded as acknowledged first on a 2xx.
+        let write = c.in_flight.take();
         if !up.status.is_success() {
             return;
         }
         let ns = s.req.ns();
+        if let Some(w) = write {
+            ctx.core.watcher.note_ack(ns, w.stamp());
+        }
+        let t = &mut c.touched;
         invalidate(ctx, ns, t);
         let max_ids = ctx.core.config.gateway.cache.populate_max_ids;
         if !t.populate.is_empty() && max_ids > 0 {
@@ -190,7 +212,134 @@ fn touched(body: &[u8]) -> Touched {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use http::{HeaderMap, HeaderValue, Method};
+
     use super::*;
+    use crate::core::config::Scope;
+    use crate::core::proxy::{route, serve};
+    use crate::core::router::{Req, Route, Router};
+    use crate::core::upstream::Upstream;
+    use crate::core::{ShardCtx, test_core};
+
+    fn upstream(url: &str) -> Upstream {
+        let t = Duration::from_secs(5);
+        Upstream::new(url, Some("test-key"), t, t).unwrap()
+    }
+
+    /// A write request to `ns` as the router admits it.
+    fn write_req(ctx: &ShardCtx, ns: &str) -> Req {
+        let path = format!("/v2/namespaces/{ns}");
+        let router = Router::new(vec![Route::new(
+            Method::POST,
+            "/v2/namespaces/{ns}",
+            "write",
+            Scope::Write,
+            route(Arc::new(Write)),
+        )])
+        .unwrap();
+        let (_, params) = router.find(&Method::POST, &path).unwrap();
+        let (parts, ()) = http::Request::post(path)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(())
+            .unwrap()
+            .into_parts();
+        let principal = ctx.core.auth.admit(&HeaderMap::new(), None, None).unwrap();
+        let body = Bytes::from_static(br#"{"upsert_rows":[{"id":1}]}"#);
+        Req::new(parts, body, principal, "write", params)
+    }
+
+    async fn fault(up: &Upstream, rule: serde_json::Value) {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        let body = serde_json::json!({ "rules": [rule] }).to_string();
+        let r = up
+            .send("faults", Method::POST, "/_emu/faults", &h, body.into())
+            .await
+            .unwrap();
+        assert!(r.status.is_success());
+    }
+
+    /// A write's stamp is in the watcher's in-flight set exactly while its request runs, and is
+    /// recorded as acknowledged only on a 2xx, however the request ends: answered, refused by
+    /// upstream, failed before any answer (the response filter never runs), or cancelled.
+    #[tokio::test]
+    async fn a_write_is_in_flight_until_it_ends_and_acked_only_on_success() {
+        let emu = turbopuffer_emulator::start(turbopuffer_emulator::Config {
+            api_keys: vec!["test-key".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let up = upstream(&format!("http://{}", emu.addr));
+        let ctx = Arc::new(ShardCtx {
+            core: test_core(),
+            upstream: up.clone(),
+            router: Arc::new(Router::new(vec![]).unwrap()),
+        });
+        let watcher = ctx.core.watcher.clone();
+        let serve_write =
+            |ctx: &Arc<ShardCtx>, ns: &str| serve(Arc::new(Write), ctx.clone(), write_req(ctx, ns));
+
+        // Acknowledged: out of flight, acked at its stamp.
+        let before = crate::core::http::now_ms();
+        let r = serve_write(&ctx, "w").await.unwrap();
+        assert_eq!(r.status(), 200);
+        let (in_flight, acked) = watcher.own_writes("w").unwrap();
+        assert!(in_flight.is_empty());
+        assert!(acked >= before && acked <= crate::core::http::now_ms());
+
+        // Refused by upstream: out of flight, not acknowledged.
+        fault(
+            &up,
+            serde_json::json!({"route": "write", "status": 500, "count": 1}),
+        )
+        .await;
+        let r = serve_write(&ctx, "w").await.unwrap();
+        assert_eq!(r.status(), 500);
+        assert_eq!(watcher.own_writes("w").unwrap(), (vec![], acked));
+
+        // No answer at all (nothing listens upstream): the response filter never runs.
+        let dead = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap()
+        };
+        let unreachable = Arc::new(ShardCtx {
+            core: ctx.core.clone(),
+            upstream: upstream(&format!("http://{dead}")),
+            router: ctx.router.clone(),
+        });
+        assert!(serve_write(&unreachable, "w").await.is_err());
+        assert_eq!(watcher.own_writes("w").unwrap(), (vec![], acked));
+
+        // Cancelled while upstream holds it: in flight until the request is dropped.
+        fault(
+            &up,
+            serde_json::json!({"route": "write", "delay_ms": 10_000, "count": 1}),
+        )
+        .await;
+        let mut pending = Box::pin(serve_write(&ctx, "w"));
+        let mut seen = false;
+        for _ in 0..200 {
+            tokio::select! {
+                biased;
+                _ = &mut pending => panic!("answered despite the delay"),
+                () = tokio::time::sleep(Duration::from_millis(10)) => {}
+            }
+            if watcher.own_writes("w").unwrap().0.len() == 1 {
+                seen = true;
+                break;
+            }
+        }
+        assert!(seen, "the write is in flight while upstream holds it");
+        drop(pending);
+        assert_eq!(watcher.own_writes("w").unwrap(), (vec![], acked));
+    }
 
     #[test]
     fn touched_ids_cover_every_write_form() {
