@@ -713,3 +713,84 @@ fn head_is_served_on_every_get_route_without_a_body() {
         "HEAD was forwarded"
     );
 }
+
+#[test]
+fn path_tricks_never_reach_upstream_or_cross_a_grant() {
+    // A key limited to `shop-*`: encoded slashes, dot segments, NULs, overlong UTF-8, spaces and
+    // pluses in the namespace segment are refused with upstream's own plain-text 400, before auth
+    // and before anything is forwarded; doubled slashes and other casings match no route (404).
+    let stack = Stack::start_with(|c| {
+        c.vector_store.inbound_auth.mode = AuthMode::Keys;
+        c.vector_store.inbound_auth.keys = vec![KeyConfig {
+            name: "shop".into(),
+            scopes: vec![Scope::Read, Scope::Write],
+            namespaces: vec!["shop-*".into()],
+            token: Some("shop-token".into()),
+            token_env: None,
+        }];
+    });
+    let before = stack.upstream_requests().len();
+    let auth = [("authorization", "Bearer shop-token")];
+    let query = r#"{"rank_by":["id","asc"],"top_k":1}"#;
+    for ns in [
+        "shop-%2F..%2Forders",
+        "shop-%2f..%2forders",
+        "..",
+        ".",
+        "shop-a%00",
+        "shop-%C0%AF",
+        "shop-a+b",
+        "shop-a%20b",
+        "shop-caf%C3%A9",
+    ] {
+        for (m, path, body) in [
+            (Method::POST, format!("/v2/namespaces/{ns}/query"), query),
+            (
+                Method::POST,
+                format!("/v2/namespaces/{ns}"),
+                r#"{"upsert_rows":[{"id":1}]}"#,
+            ),
+            (Method::GET, format!("/v2/namespaces/{ns}/metadata"), ""),
+            (Method::GET, format!("/v2/namespaces/{ns}/documents/x"), ""),
+        ] {
+            let r = stack.gw_with(m.clone(), &path, &auth, body);
+            assert_eq!(r.status, 400, "{m} {path}: {}", r.text());
+            assert!(
+                r.text().starts_with("Invalid URL: Namespace"),
+                "{m} {path}: {}",
+                r.text()
+            );
+            assert!(
+                r.headers["content-type"]
+                    .to_str()
+                    .unwrap()
+                    .starts_with("text/plain"),
+                "{m} {path}"
+            );
+        }
+    }
+    for path in [
+        "//v2/namespaces/shop-1/query",
+        "/v2//namespaces/shop-1/query",
+        "/v2/namespaces//query",
+        "/V2/namespaces/shop-1/query",
+        "/v2/Namespaces/shop-1/query",
+        "/v2/namespaces/shop-1/query/",
+        "/v2/namespaces/shop-1/./query",
+    ] {
+        let r = stack.gw_with(Method::POST, path, &auth, query);
+        assert_eq!(r.status, 404, "{path}: {}", r.text());
+    }
+    // The grant still works for a real name, and nothing above reached upstream.
+    assert_eq!(
+        stack
+            .gw_with(Method::POST, "/v2/namespaces/orders/query", &auth, query)
+            .status,
+        403
+    );
+    assert_eq!(
+        stack.upstream_requests().len(),
+        before,
+        "a refused request was forwarded"
+    );
+}

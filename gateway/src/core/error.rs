@@ -30,6 +30,10 @@ pub enum GatewayError {
     Validation(String),
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// A URL the gateway refuses before routing further, with upstream's plain-text 400 (an
+    /// invalid namespace name in the path).
+    #[error("{0}")]
+    InvalidUrl(String),
     #[error("no route for {method} {path}")]
     NotFound { method: String, path: String },
     /// Documents a request names do not exist (`nearest_to_id`, fetch).
@@ -91,6 +95,7 @@ impl GatewayError {
                 StatusCode::FORBIDDEN
             }
             GatewayError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            GatewayError::InvalidUrl(_) => StatusCode::BAD_REQUEST,
             GatewayError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::NotFound { .. } | GatewayError::NotFoundDocs { .. } => {
                 StatusCode::NOT_FOUND
@@ -125,6 +130,7 @@ impl GatewayError {
                 "message": format!("the key's namespace grant does not include {namespace:?}"),
             }),
             GatewayError::Validation(_) => json!({"error": "validation_error", "message": message}),
+            GatewayError::InvalidUrl(_) => json!({"error": "invalid_url", "message": message}),
             GatewayError::PayloadTooLarge(_) => {
                 json!({"error": "payload_too_large", "message": message})
             }
@@ -167,6 +173,7 @@ impl GatewayError {
                 "forbidden"
             }
             GatewayError::Validation(_) => "validation_error",
+            GatewayError::InvalidUrl(_) => "invalid_url",
             GatewayError::PayloadTooLarge(_) => "payload_too_large",
             GatewayError::NotFound { .. } | GatewayError::NotFoundDocs { .. } => "not_found",
             GatewayError::Upstream(_) | GatewayError::UpstreamTimeout(_) => "upstream_error",
@@ -195,6 +202,16 @@ impl GatewayError {
             if let Some(ct) = content_type {
                 resp.headers_mut().insert(header::CONTENT_TYPE, ct);
             }
+            return resp;
+        }
+        if let GatewayError::InvalidUrl(text) = self {
+            // Turbopuffer answers URL-level namespace errors in plain text; so does the gateway.
+            let mut resp = Response::new(Full::new(Bytes::from(text)));
+            *resp.status_mut() = StatusCode::BAD_REQUEST;
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
             return resp;
         }
         let status = self.status();

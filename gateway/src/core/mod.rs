@@ -134,6 +134,17 @@ pub struct ShardCtx {
     pub in_flight: std::sync::atomic::AtomicUsize,
 }
 
+impl ShardCtx {
+    pub fn new(core: Arc<Core>, upstream: Upstream, router: Arc<Router>) -> ShardCtx {
+        ShardCtx {
+            core,
+            upstream,
+            router,
+            in_flight: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+}
+
 /// A core for unit tests: default configuration with an upstream credential, the cache tier
 /// disabled, an in-memory object store, no control runtime.
 #[cfg(test)]

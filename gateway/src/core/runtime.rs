@@ -155,12 +155,11 @@ pub fn start(
     }
     let mut threads = Vec::new();
     let shard_ctx = || -> Result<Arc<ShardCtx>, StartError> {
-        Ok(Arc::new(ShardCtx {
-            core: core.clone(),
-            upstream: make_upstream()?,
-            router: router.clone(),
-            in_flight: std::sync::atomic::AtomicUsize::new(0),
-        }))
+        Ok(Arc::new(ShardCtx::new(
+            core.clone(),
+            make_upstream()?,
+            router.clone(),
+        )))
     };
     if g.work_stealing {
         let workers = core.shards;

@@ -104,6 +104,9 @@ async fn serve(
     body: Incoming,
 ) -> Result<Resp, GatewayError> {
     let ns = params.raw(parts.uri.path(), "ns");
+    if let Some(ns) = ns {
+        check_namespace(ns)?;
+    }
     let principal = ctx.core.auth.admit(&parts.headers, route.scope, ns)?;
     let g = &ctx.core.config.gateway;
     let timeout = std::time::Duration::from_millis(g.server.body_read_timeout_ms);
@@ -132,5 +135,65 @@ impl<'a> InFlight<'a> {
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// A namespace path segment must be a Turbopuffer namespace name, `[A-Za-z0-9-_.]{1,128}`, as
+/// is (no percent-encoding: the segment is forwarded and checked against key grants raw, so an
+/// encoded `/`, a NUL or a `..` must never reach either). Invalid names get upstream's own
+/// plain-text 400 texts; `.` and `..` (valid characters, but path steps to any URL normaliser)
+/// get the invalid-characters text too. Nothing is forwarded.
+fn check_namespace(ns: &str) -> Result<(), GatewayError> {
+    let valid_chars = ns
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    if !valid_chars || ns == "." || ns == ".." {
+        return Err(GatewayError::InvalidUrl(
+            "Invalid URL: Namespace contains invalid characters, must be [A-Za-z0-9-_.]".into(),
+        ));
+    }
+    if ns.len() > 128 {
+        return Err(GatewayError::InvalidUrl(format!(
+            "Invalid URL: Namespace `{ns}` is too long, limit is currently 128 characters"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn namespace_segments_are_turbopuffer_names_as_is() {
+        for ok in ["shop", "a.b-c_d", "A1", &"n".repeat(128)] {
+            assert!(check_namespace(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "a%2Fb",
+            "a%2fb",
+            "..",
+            ".",
+            "a b",
+            "a+b",
+            "%00",
+            "a%00",
+            "caf%C3%A9",
+            "%C0%AF",
+            "a:b",
+            "a*b",
+            "a\\b",
+        ] {
+            let e = check_namespace(bad).unwrap_err();
+            assert_eq!(e.status(), http::StatusCode::BAD_REQUEST, "{bad}");
+            assert!(e.to_string().contains("invalid characters"), "{bad}");
+        }
+        let long = "n".repeat(129);
+        assert!(
+            check_namespace(&long)
+                .unwrap_err()
+                .to_string()
+                .contains("too long")
+        );
     }
 }

@@ -277,11 +277,11 @@ mod tests {
         .await
         .unwrap();
         let up = upstream(&format!("http://{}", emu.addr));
-        let ctx = Arc::new(ShardCtx {
-            core: test_core(),
-            upstream: up.clone(),
-            router: Arc::new(Router::new(vec![]).unwrap()),
-        });
+        let ctx = Arc::new(ShardCtx::new(
+            test_core(),
+            up.clone(),
+            Arc::new(Router::new(vec![]).unwrap()),
+        ));
         let watcher = ctx.core.watcher.clone();
         let serve_write =
             |ctx: &Arc<ShardCtx>, ns: &str| serve(Arc::new(Write), ctx.clone(), write_req(ctx, ns));
@@ -309,11 +309,11 @@ mod tests {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap()
         };
-        let unreachable = Arc::new(ShardCtx {
-            core: ctx.core.clone(),
-            upstream: upstream(&format!("http://{dead}")),
-            router: ctx.router.clone(),
-        });
+        let unreachable = Arc::new(ShardCtx::new(
+            ctx.core.clone(),
+            upstream(&format!("http://{dead}")),
+            ctx.router.clone(),
+        ));
         assert!(serve_write(&unreachable, "w").await.is_err());
         assert_eq!(watcher.own_writes("w").unwrap(), (vec![], acked));
 
