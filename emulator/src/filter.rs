@@ -251,9 +251,9 @@ impl Parser<'_> {
         // match the attribute type, yet Turbopuffer accepts `["tags", "In", "x"]` on a `[]string`
         // attribute. Our reading: the scalar stands for the one-element set, so `In x` on an array
         // attribute is true when the array contains `x` (the intersection with `[x]` is not
-        // empty) and `NotIn x` is its negation. `Eq`/`NotEq` with a scalar on an array attribute
-        // get the same element-wise reading (an inference: the contract gives `Eq` "scalar or
-        // null" and no array rule; matching nothing, as before, helped no one). `ContainsAny`
+        // empty) and `NotIn x` is its negation. `Eq`/`NotEq` keep comparing the whole value (a scalar never
+        // equals an array): the contract has `Contains` for element-wise matching and no array
+        // rule for `Eq`, and the gateway's cache evaluator reads `Eq` the same way. `ContainsAny`
         // keeps its documented 400 for a scalar and `Contains` for an array (§4.3, live).
         let array_attr = schema.is_some_and(|s| matches!(s.ty, AttrType::Array(_)));
         let scalar_on_array = array_attr
@@ -608,8 +608,10 @@ mod tests {
         for (f, want) in [
             (json!(["tags", "In", "red"]), [true, false, false, false]),
             (json!(["tags", "NotIn", "red"]), [false, true, true, true]),
-            (json!(["tags", "Eq", "blue"]), [true, false, false, false]),
-            (json!(["tags", "NotEq", "blue"]), [false, true, true, true]),
+            // Eq/NotEq compare the whole value: the contract has `Contains` for element-wise
+            // matching and no array rule for `Eq` (a scalar never equals an array).
+            (json!(["tags", "Eq", "blue"]), [false, false, false, false]),
+            (json!(["tags", "NotEq", "blue"]), [true, true, true, true]),
             // The array forms keep their meanings: In = intersection, Eq = the whole array.
             (
                 json!(["tags", "In", ["green", "x"]]),

@@ -176,8 +176,6 @@ fn eq(value: Option<&Value>, operand: &Value) -> bool {
     match (value, operand) {
         (None, Value::Null) => true,
         (None, _) | (Some(_), Value::Null) => false,
-        // A scalar against an array attribute: element-wise (see `Parser::cond`).
-        (Some(Value::Array(items)), o) if !o.is_array() => items.iter().any(|i| values_equal(i, o)),
         (Some(v), o) => values_equal(v, o),
     }
 }
