@@ -23,32 +23,15 @@ use crate::core::watcher::Status;
 use crate::sources::schema::vector_dim;
 use crate::sources::snapshot_store::SnapshotStore;
 
-/// `GET /v1/namespaces/{ns}/schema`: reserved attributes hidden.
-pub struct Schema;
-
-impl ProxyHooks for Schema {
-    type Ctx = ();
-
-    fn upstream_request_filter(&self, s: &mut Session, _: &mut ()) {
-        s.headers.remove(header::ACCEPT_ENCODING);
-    }
-
-    async fn response_filter(
-        &self,
-        _: &Arc<ShardCtx>,
-        _: &Session,
-        _: &mut (),
-        up: &mut UpstreamResponse,
-    ) {
-        strip_reserved_schema(up, false);
-    }
+/// The schema routes: `GET /v1/namespaces/{ns}/schema` (`update: false`) and
+/// `POST /v1/namespaces/{ns}/schema` (`update: true`, where a bare schema map gets the same
+/// reserved-attribute and validation rules as a write's `schema`). Both answers hide reserved
+/// attributes.
+pub struct Schema {
+    pub update: bool,
 }
 
-/// `POST /v1/namespaces/{ns}/schema`: a bare schema map gets the same reserved-attribute and
-/// validation rules as a write's `schema`; the answer hides reserved attributes.
-pub struct SchemaUpdate;
-
-impl ProxyHooks for SchemaUpdate {
+impl ProxyHooks for Schema {
     type Ctx = ();
 
     fn request_filter(
@@ -57,6 +40,9 @@ impl ProxyHooks for SchemaUpdate {
         s: &mut Session,
         _: &mut (),
     ) -> Result<(), GatewayError> {
+        if !self.update {
+            return Ok(());
+        }
         let limits = &ctx.core.limits;
         let decoded = decode_gzip(&s.headers, s.body.clone(), limits.max_body_bytes)?;
         match check_schema(&decoded, limits) {

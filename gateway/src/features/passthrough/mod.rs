@@ -24,8 +24,8 @@ pub fn routes(snapshots: Arc<SnapshotStore>) -> Vec<Route> {
     let write = route(Arc::new(write::Write));
     let replace = route(Arc::new(write::Replace));
     let metadata = route(Arc::new(metadata::Metadata { snapshots }));
-    let schema = route(Arc::new(metadata::Schema));
-    let schema_update = route(Arc::new(metadata::SchemaUpdate));
+    let schema = route(Arc::new(metadata::Schema { update: false }));
+    let schema_update = route(Arc::new(metadata::Schema { update: true }));
     let listing = route(Arc::new(listing::Listing));
     vec![
         Route::new(M::POST, "/v2/namespaces/{ns}", "write", W, write),

@@ -178,8 +178,11 @@ async fn aggregate_count(
                 body["filters"] = f;
             }
             in_flight.push(async move {
-                tokio::time::timeout_at(deadline, ranked::query(upstream, "scan_count", ns, &body))
-                    .await
+                tokio::time::timeout_at(
+                    deadline,
+                    crate::sources::origin::query(upstream, "scan_count", ns, &body),
+                )
+                .await
             });
         }
         let Some(result) = in_flight.next().await else {

@@ -21,34 +21,13 @@
 
 use std::time::Instant;
 
-use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
-use http::Method;
 use serde_json::{Value, json};
 
 use super::request::Ranked;
 use crate::core::error::GatewayError;
 use crate::core::upstream::Upstream;
-
-/// Sends one query to upstream and returns the parsed body. 4xx answers are relayed, other
-/// failures are 502s.
-pub async fn query(
-    upstream: &Upstream,
-    route: &'static str,
-    ns: &str,
-    body: &Value,
-) -> Result<Value, GatewayError> {
-    crate::sources::origin::upstream_json(
-        upstream,
-        route,
-        Method::POST,
-        &format!("/v2/namespaces/{ns}/query"),
-        Bytes::from(body.to_string()),
-        "scan query",
-    )
-    .await
-}
 
 /// `filters` for one shard at one cut: the caller's filter, the cut predicate, the shard.
 pub fn shard_filters(
@@ -165,7 +144,7 @@ pub async fn run(
             in_flight.push(async move {
                 let r = tokio::time::timeout_at(
                     deadline,
-                    query(upstream, "scan_ranked", spec.namespace, &body),
+                    crate::sources::origin::query(upstream, "scan_ranked", spec.namespace, &body),
                 )
                 .await;
                 (shard, offset, r)

@@ -18,6 +18,7 @@ use crate::core::error::GatewayError;
 use crate::core::http::{Resp, json_response, now_ms};
 use crate::core::router::Req;
 use crate::core::stable;
+use crate::core::store::StoreError;
 use crate::sources::auto::{AutoInput, CacheState, Live};
 use crate::sources::snapshot_store::{Policy, SnapshotBody, durable};
 
@@ -362,7 +363,14 @@ async fn run_cache_job(
     }
     let (rows, hist, skipped) = facets.finish();
     let body = SnapshotBody::new(ns, watermark_ms, rows, hist, skipped);
-    match durable::put_body(snaps.store.objects(), &body).await {
+    let written = durable::put_body(snaps.store.objects(), &body).await;
+    finish(job, &body, written);
+}
+
+/// Completes a job with the body it wrote, or fails it with why the body was not written.
+fn finish(job: &Job, body: &SnapshotBody, written: Result<(), StoreError>) {
+    const METRIC: &str = "layer_snapshot_events_total";
+    match written {
         Ok(()) => {
             crate::core::metrics::feature_event(METRIC, "event", "job_completed", 1);
             let (sha, cut) = (body.sha.clone(), body.watermark_ms);
@@ -428,22 +436,10 @@ async fn run_origin_job(
     } else {
         durable::put_body(store, &body).await
     };
-    match written {
-        Ok(()) => {
-            crate::core::metrics::feature_event(METRIC, "event", "job_completed", 1);
-            let (sha, cut) = (body.sha.clone(), body.watermark_ms);
-            if joined {
-                snaps.store.note_latest(Arc::new(body));
-            }
-            job.complete(|o| {
-                o.sha = Some(sha);
-                o.stable_as_of = Some(cut);
-            });
-        }
-        Err(e) => {
-            crate::core::metrics::feature_event(METRIC, "event", "job_failed", 1);
-            job.fail(format!("persisting the snapshot failed: {e}"));
-        }
+    let ok = written.is_ok();
+    finish(job, &body, written);
+    if ok && joined {
+        snaps.store.note_latest(Arc::new(body));
     }
 }
 
