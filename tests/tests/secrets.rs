@@ -283,19 +283,31 @@ struct RunSpec {
     log: &'static str,
     /// The client speaks HTTP/2 with prior knowledge instead of HTTP/1.1.
     h2c: bool,
-    /// The upstream key and the writer's token come from environment variables named in the
-    /// file (`credential.env`, `tokenEnv`) instead of the file itself.
-    via_env: bool,
+    /// The upstream key and the writer's token are in the file, or in environment variables
+    /// the file names.
+    source: Source,
 }
 
-/// The gateway's `layer.yaml` for this run.
-fn layer_yaml(s: &Secrets, emulator_url: &str, data_dir: &Path, via_env: bool) -> String {
-    let credential = if via_env {
-        "env: SECRETS_TEST_UPSTREAM_KEY".to_string()
-    } else {
-        format!("value: {}", s.upstream.value)
+/// Where the gateway's secrets are written.
+#[derive(Clone, Copy, PartialEq)]
+enum Source {
+    /// In `layer.yaml`.
+    File,
+    /// In environment variables `layer.yaml` names (`credential.env`, the writer's `tokenEnv`).
+    Env,
+    /// No upstream credential at all (client tokens in the file).
+    NoCredential,
+}
+
+/// The gateway's `layer.yaml`: `keys` auth with a reader, a writer (both limited to `sec-*`)
+/// and an admin key, in front of `emulator_url`.
+fn layer_yaml(s: &Secrets, emulator_url: &str, data_dir: &Path, source: Source) -> String {
+    let credential = match source {
+        Source::File => format!("credential:\n    value: {}", s.upstream.value),
+        Source::Env => "credential:\n    env: SECRETS_TEST_UPSTREAM_KEY".to_string(),
+        Source::NoCredential => "credential: {}".to_string(),
     };
-    let writer = if via_env {
+    let writer = if source == Source::Env {
         "tokenEnv: SECRETS_TEST_WRITER_TOKEN".to_string()
     } else {
         format!("token: {}", s.writer.value)
@@ -316,8 +328,7 @@ fn layer_yaml(s: &Secrets, emulator_url: &str, data_dir: &Path, via_env: bool) -
 vectorStore:
   endpoint:
     url: {emulator_url}
-  credential:
-    {credential}
+  {credential}
   connectTimeoutMs: 500
   requestTimeoutMs: 1500
   inboundAuth:
@@ -445,7 +456,7 @@ fn run(spec: RunSpec) {
     let config = dir.join("layer.yaml");
     std::fs::write(
         &config,
-        layer_yaml(&s, &emulator.url, &dir.join("data"), spec.via_env),
+        layer_yaml(&s, &emulator.url, &dir.join("data"), spec.source),
     )
     .expect("write layer.yaml");
     let mut gw_cmd = Command::new(&gateway_bin);
@@ -455,7 +466,7 @@ fn run(spec: RunSpec) {
         .arg(&config)
         .env_clear()
         .env("LAYER_LOG", spec.log);
-    if spec.via_env {
+    if spec.source == Source::Env {
         gw_cmd
             .env("SECRETS_TEST_UPSTREAM_KEY", &s.upstream.value)
             .env("SECRETS_TEST_WRITER_TOKEN", &s.writer.value);
@@ -851,7 +862,7 @@ fn no_secret_in_logs_answers_or_metrics_at_debug_over_http1() {
     run(RunSpec {
         log: "debug",
         h2c: false,
-        via_env: false,
+        source: Source::File,
     });
 }
 
@@ -860,8 +871,163 @@ fn no_secret_in_logs_answers_or_metrics_at_trace_over_h2c() {
     run(RunSpec {
         log: "trace",
         h2c: true,
-        via_env: true,
+        source: Source::Env,
     });
+}
+
+/// Runs `cmd` to its end (killed after 20 s): `(exited successfully, stdout, stderr)`.
+fn run_to_exit(mut cmd: Command) -> (bool, String, String) {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn");
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = r.read_to_end(&mut buf);
+            String::from_utf8_lossy(&buf).into_owned()
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().expect("stdout")));
+    let err = drain(Box::new(child.stderr.take().expect("stderr")));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        pause(Duration::from_millis(20));
+    };
+    let (out, err) = (out.join().unwrap(), err.join().unwrap());
+    (status.is_some_and(|s| s.success()), out, err)
+}
+
+/// A `layer.yaml` whose mistake holds a secret stops the gateway at start, with an error that
+/// names the key at fault but not the secret: credentials in the endpoint URL (refused, since
+/// they would be unused and show in connection-pool logs), the upstream key written as the
+/// `credential` itself, a token where a key entry belongs.
+#[test]
+fn startup_errors_do_not_repeat_secrets() {
+    let s = Secrets::new();
+    let gateway_bin = binary("LAYER_GATEWAY_BIN", "layer-gateway");
+    let (up, token) = (&s.upstream.value, &s.reader.value);
+    let cases = [
+        (
+            "vectorStore.endpoint.url must not carry credentials",
+            format!(
+                "vectorStore:\n  endpoint:\n    url: http://layer:{token}@127.0.0.1:9\n  \
+                 credential:\n    value: {up}\n"
+            ),
+        ),
+        (
+            "vectorStore.credential: invalid type",
+            format!("vectorStore:\n  credential: {up}\n"),
+        ),
+        (
+            "vectorStore.inboundAuth.keys[0]: invalid type",
+            format!(
+                "vectorStore:\n  credential: {{value: {up}}}\n  inboundAuth:\n    mode: keys\n    \
+                 keys:\n      - {token}\n"
+            ),
+        ),
+    ];
+    for (want, yaml) in cases {
+        let dir = temp_dir("secrets-startup");
+        let config = dir.join("layer.yaml");
+        std::fs::write(&config, &yaml).expect("write layer.yaml");
+        let mut cmd = Command::new(&gateway_bin);
+        cmd.arg("--config")
+            .arg(&config)
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.join("data"))
+            .env_clear()
+            .env("LAYER_LOG", "trace");
+        let (ok, stdout, stderr) = run_to_exit(cmd);
+        assert!(!ok, "started with:\n{yaml}\nstdout:\n{stdout}");
+        assert!(stderr.contains(want), "expected {want:?} in:\n{stderr}");
+        let leaks = find_leaks(
+            &s.all(),
+            &[
+                ("stderr".to_string(), stderr.clone()),
+                ("stdout".to_string(), stdout),
+            ],
+        );
+        assert!(leaks.is_empty(), "{want}:\n{}", leaks.join("\n"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+/// A `keys` gateway without an upstream credential does not relay its callers' bearers (Layer
+/// tokens) upstream: the upstream sees no `authorization` and refuses the request itself.
+#[test]
+fn keys_mode_without_a_credential_never_relays_client_tokens() {
+    let s = Secrets::new();
+    let emulator_bin = binary("LAYER_EMULATOR_BIN", "turbopuffer-emulator");
+    // No --api-key: the emulator takes any bearer, and would take a relayed client token.
+    let mut emu_cmd = Command::new(&emulator_bin);
+    emu_cmd
+        .args(["--listen", "127.0.0.1:0", "--threads", "1"])
+        .env_clear();
+    let mut emulator = Server::start(emu_cmd, "turbopuffer-emulator");
+    let dir = temp_dir("secrets-keyless");
+    let config = dir.join("layer.yaml");
+    let yaml = layer_yaml(&s, &emulator.url, &dir.join("data"), Source::NoCredential);
+    std::fs::write(&config, yaml).expect("write layer.yaml");
+    let mut gw_cmd = Command::new(binary("LAYER_GATEWAY_BIN", "layer-gateway"));
+    gw_cmd
+        .arg("--config")
+        .arg(&config)
+        .env_clear()
+        .env("LAYER_LOG", "debug");
+    let mut gateway = Server::start(gw_cmd, "layer-gateway");
+    let mut d = Driver {
+        http: Http::default(),
+        gateway: gateway.url.clone(),
+        emulator: emulator.url.clone(),
+        upstream_key: "any",
+        seen: Vec::new(),
+    };
+    let docs = r#"{"upsert_rows":[{"id":1}]}"#;
+    let query = r#"{"rank_by":["id","asc"],"top_k":1}"#;
+    d.as_key(
+        &s.writer.value,
+        Method::POST,
+        "/v2/namespaces/sec-a",
+        docs,
+        Some(401),
+    );
+    d.as_key(
+        &s.reader.value,
+        Method::POST,
+        "/v2/namespaces/sec-a/query",
+        query,
+        Some(401),
+    );
+    d.as_key(&s.admin.value, Method::GET, "/v1/namespaces", "", Some(401));
+    let log = d
+        .emulator(Method::GET, "/_emu/requests?limit=1000", "")
+        .json();
+    let logged = log["requests"].as_array().expect("request log");
+    assert!(logged.len() >= 3, "the requests were forwarded: {log}");
+    for req in logged {
+        assert!(
+            req["headers"].get("authorization").is_none(),
+            "relayed: {req}"
+        );
+    }
+    emulator.stop(false);
+    let (stdout, stderr) = gateway.stop(true);
+    let mut texts = d.seen;
+    texts.push(("the emulator's request log".into(), log.to_string()));
+    texts.push(("the gateway's stdout".into(), stdout));
+    texts.push(("the gateway's stderr".into(), stderr));
+    let leaks = find_leaks(&s.clients(), &texts);
+    assert!(leaks.is_empty(), "{}", leaks.join("\n"));
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The scan itself finds a secret however it is echoed: whole, as a bearer, lowercased or
