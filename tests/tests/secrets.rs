@@ -5,26 +5,27 @@
 //! Unlike the rest of the suite, the gateway runs here as a child process (the real
 //! `layer-gateway` binary, `keys` auth from a `layer.yaml`) so its stderr can be read whole; the
 //! emulator is a child too, so it can be stopped to make the gateway answer 502. The binaries are
-//! found the way the Python suites find them: `LAYER_GATEWAY_BIN` / `LAYER_EMULATOR_BIN`, else
-//! next to this test's executable (`<target>/<profile>/`), else `$CARGO_TARGET_DIR/debug/`. Build
-//! them first: `cargo build -p layer-gateway -p turbopuffer-emulator --bins`.
+//! found the way the Python suites find them ([`layer_e2e::process::binary`]:
+//! `LAYER_GATEWAY_BIN` / `LAYER_EMULATOR_BIN`, else next to this test's executable, else
+//! `$CARGO_TARGET_DIR/debug/`). Build them first: `cargo build -p layer-gateway -p
+//! turbopuffer-emulator --bins`.
 //!
 //! Each run makes fresh random tokens and upstream key, drives every kind of answer (2xx writes,
 //! queries, fetches and listings; 401 for missing, malformed and wrong bearers — a prefix, a
-//! suffix and an extension of a real token among them; 403 for scope and grant; 422; 413;
+//! suffix and an extension of a real token among them; 403 for scope and grant; 404; 422; 413;
 //! relayed upstream errors; 504 on an upstream timeout; 502 with the upstream stopped), with
 //! bearers also in odd spellings and odd places, then scans everything it collected for each
-//! secret, for `Bearer <secret>`, and for any 16-character piece of its random part.
+//! secret, for `Bearer <secret>`, and for any 16-character piece of its random part. Two more
+//! tests check that startup errors do not repeat a misplaced secret, and that a `keys` gateway
+//! without an upstream credential relays no client token.
 
-use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::Method;
+use layer_e2e::process::{Server, binary, run_to_exit};
 use layer_e2e::{Http, Reply, pause, temp_dir};
 use serde_json::{Value, json};
 
@@ -158,125 +159,6 @@ fn find_leaks(secrets: &[&Secret], texts: &[(String, String)]) -> Vec<String> {
     leaks
 }
 
-/// The binary `name`: `$var`, else next to this test executable, else in
-/// `$CARGO_TARGET_DIR/debug`.
-fn binary(var: &str, name: &str) -> PathBuf {
-    if let Some(p) = std::env::var_os(var).filter(|p| !p.is_empty()) {
-        return p.into();
-    }
-    let mut candidates = Vec::new();
-    // <target>/<profile>/deps/secrets-<hash> → <target>/<profile>/<name>
-    if let Ok(exe) = std::env::current_exe()
-        && let Some(profile_dir) = exe.parent().and_then(Path::parent)
-    {
-        candidates.push(profile_dir.join(name));
-    }
-    if let Some(t) = std::env::var_os("CARGO_TARGET_DIR").filter(|t| !t.is_empty()) {
-        candidates.push(PathBuf::from(t).join("debug").join(name));
-    }
-    candidates
-        .iter()
-        .find(|p| p.is_file())
-        .cloned()
-        .unwrap_or_else(|| {
-            panic!(
-                "{name} not found (looked at {candidates:?}); build it first \
-                 (cargo build -p layer-gateway -p turbopuffer-emulator --bins) or set {var}"
-            )
-        })
-}
-
-/// A server child process that prints `listening on http://ADDR` on stdout. Killed on drop.
-struct Server {
-    child: Option<Child>,
-    url: String,
-    stdout: Option<JoinHandle<String>>,
-    stderr: Option<JoinHandle<String>>,
-}
-
-impl Server {
-    fn start(mut cmd: Command, what: &str) -> Server {
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {what}: {e}"));
-        let out = child.stdout.take().expect("stdout");
-        let err = child.stderr.take().expect("stderr");
-        let (tx, rx) = mpsc::channel();
-        // Both pipes are drained for the life of the process, so it never blocks on a full one.
-        let stdout = std::thread::spawn(move || {
-            let mut all = String::new();
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { break };
-                if let Some(url) = line.split("listening on ").nth(1) {
-                    let _ = tx.send(url.trim().trim_end_matches('/').to_string());
-                }
-                all.push_str(&line);
-                all.push('\n');
-            }
-            all
-        });
-        let stderr = std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            let _ = BufReader::new(err).read_to_end(&mut buf);
-            String::from_utf8_lossy(&buf).into_owned()
-        });
-        let mut server = Server {
-            child: Some(child),
-            url: String::new(),
-            stdout: Some(stdout),
-            stderr: Some(stderr),
-        };
-        match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(url) => server.url = url,
-            Err(_) => {
-                let (out, err) = server.stop(false);
-                panic!("{what} never said it was listening\nstdout:\n{out}\nstderr:\n{err}");
-            }
-        }
-        server
-    }
-
-    /// Stops the process (SIGTERM first when `graceful`, SIGKILL after 20 s or at once
-    /// otherwise) and returns everything it wrote: `(stdout, stderr)`.
-    fn stop(&mut self, graceful: bool) -> (String, String) {
-        if let Some(mut child) = self.child.take() {
-            if graceful {
-                let sent = Command::new("kill")
-                    .args(["-TERM", &child.id().to_string()])
-                    .status()
-                    .is_ok_and(|s| s.success());
-                let deadline = Instant::now() + Duration::from_secs(20);
-                while sent && Instant::now() < deadline {
-                    if let Ok(Some(status)) = child.try_wait() {
-                        assert!(status.success(), "exited with {status} after SIGTERM");
-                        break;
-                    }
-                    pause(Duration::from_millis(20));
-                }
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        let join = |h: Option<JoinHandle<String>>| h.map(|h| h.join().unwrap_or_default());
-        (
-            join(self.stdout.take()).unwrap_or_default(),
-            join(self.stderr.take()).unwrap_or_default(),
-        )
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
 /// How one run is set up.
 struct RunSpec {
     /// `LAYER_LOG` for the gateway.
@@ -352,17 +234,58 @@ vectorStore:
     )
 }
 
+/// Starts the emulator binary, accepting only `api_key` (any bearer without one).
+fn start_emulator(api_key: Option<&str>) -> Server {
+    let mut cmd = Command::new(binary("LAYER_EMULATOR_BIN", "turbopuffer-emulator"));
+    cmd.args(["--listen", "127.0.0.1:0", "--threads", "1"])
+        .args(api_key.map(|k| ["--api-key", k]).into_iter().flatten())
+        .env_clear();
+    Server::start(cmd, "turbopuffer-emulator")
+}
+
+/// Starts the gateway binary on `dir/layer.yaml` (written from [`layer_yaml`]) at `LAYER_LOG=log`,
+/// with only the environment given here (nothing `LAYER_*` or `TURBOPUFFER_*` of the caller's).
+fn start_gateway(s: &Secrets, emulator: &Server, dir: &Path, source: Source, log: &str) -> Server {
+    let config = dir.join("layer.yaml");
+    let yaml = layer_yaml(s, &emulator.url, &dir.join("data"), source);
+    std::fs::write(&config, yaml).expect("write layer.yaml");
+    let mut cmd = Command::new(binary("LAYER_GATEWAY_BIN", "layer-gateway"));
+    cmd.arg("--config")
+        .arg(&config)
+        .env_clear()
+        .env("LAYER_LOG", log);
+    if source == Source::Env {
+        cmd.env("SECRETS_TEST_UPSTREAM_KEY", &s.upstream.value)
+            .env("SECRETS_TEST_WRITER_TOKEN", &s.writer.value);
+    }
+    Server::start(cmd, "layer-gateway")
+}
+
+/// One request of a table: bearer token (`""`: none), method, path, body, expected status.
+type Call<'a> = (&'a str, Method, &'a str, &'a str, Option<u16>);
+
 /// The client side of a run: sends requests to the gateway and keeps every answer.
-struct Driver<'a> {
+struct Driver {
     http: Http,
     gateway: String,
     emulator: String,
-    upstream_key: &'a str,
+    /// The bearer for the emulator's control routes.
+    emulator_key: String,
     /// `(where, text)` of everything the gateway sent back.
     seen: Vec<(String, String)>,
 }
 
-impl Driver<'_> {
+impl Driver {
+    fn new(gateway: &Server, emulator: &Server, h2c: bool, emulator_key: &str) -> Driver {
+        Driver {
+            http: Http::new(h2c),
+            gateway: gateway.url.clone(),
+            emulator: emulator.url.clone(),
+            emulator_key: emulator_key.to_string(),
+            seen: Vec::new(),
+        }
+    }
+
     /// Sends `method path` with `headers` and `body`, keeps every header and the body of the
     /// answer, and checks its status when `expect` is given.
     fn send(
@@ -370,254 +293,157 @@ impl Driver<'_> {
         method: Method,
         path: &str,
         headers: &[(&str, &str)],
-        body: impl Into<Bytes>,
+        body: &str,
         expect: Option<u16>,
     ) -> Reply {
         let mut h = headers.to_vec();
-        if !h
-            .iter()
-            .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
-        {
-            h.push(("content-type", "application/json"));
-        }
-        let r = self
-            .http
-            .send(method.clone(), &format!("{}{path}", self.gateway), &h, body);
+        h.push(("content-type", "application/json"));
+        let url = format!("{}{path}", self.gateway);
+        let r = self.http.send(method.clone(), &url, &h, body.to_string());
         let place = format!("the answer to {method} {path} ({})", r.status);
         for (name, value) in &r.headers {
-            self.seen.push((
-                format!("header {name} of {place}"),
-                String::from_utf8_lossy(value.as_bytes()).into_owned(),
-            ));
+            let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+            self.seen.push((format!("header {name} of {place}"), value));
         }
         self.seen.push((format!("body of {place}"), r.text()));
         if let Some(want) = expect {
-            assert_eq!(
-                r.status.as_u16(),
-                want,
-                "{method} {path} with {headers:?}: {}",
-                r.text()
-            );
+            let got = r.status.as_u16();
+            assert_eq!(got, want, "{method} {path} {headers:?}: {}", r.text());
         }
         r
     }
 
-    /// Sends with `authorization: Bearer <token>`.
-    fn as_key(
-        &mut self,
-        token: &str,
-        method: Method,
-        path: &str,
-        body: impl Into<Bytes>,
-        expect: Option<u16>,
-    ) -> Reply {
-        let bearer = format!("Bearer {token}");
-        self.send(method, path, &[("authorization", &bearer)], body, expect)
+    /// Sends each call with `authorization: Bearer <token>` (none for an empty token).
+    fn calls(&mut self, calls: &[Call<'_>]) {
+        for (token, method, path, body, expect) in calls {
+            let bearer = format!("Bearer {token}");
+            let auth = [("authorization", bearer.as_str())];
+            let headers: &[(&str, &str)] = if token.is_empty() { &[] } else { &auth };
+            self.send(method.clone(), path, headers, body, *expect);
+        }
     }
 
     /// A control request straight to the emulator (not collected: it is not the gateway's).
     fn emulator(&self, method: Method, path: &str, body: impl Into<Bytes>) -> Reply {
-        let bearer = format!("Bearer {}", self.upstream_key);
-        let r = self.http.send(
-            method,
-            &format!("{}{path}", self.emulator),
-            &[
-                ("authorization", &bearer),
-                ("content-type", "application/json"),
-            ],
-            body,
-        );
+        let bearer = format!("Bearer {}", self.emulator_key);
+        let h = [("authorization", bearer.as_str())];
+        let r = self
+            .http
+            .send(method, &format!("{}{path}", self.emulator), &h, body);
         assert!(r.status.is_success(), "emulator {path}: {}", r.text());
         r
     }
 
     fn fault(&self, rule: Value) {
-        self.emulator(
-            Method::POST,
-            "/_emu/faults",
-            json!({"rules": [rule]}).to_string(),
-        );
+        let rules = json!({"rules": [rule]}).to_string();
+        self.emulator(Method::POST, "/_emu/faults", rules);
     }
 }
 
 fn run(spec: RunSpec) {
+    use Method as M;
     let s = Secrets::new();
-    let gateway_bin = binary("LAYER_GATEWAY_BIN", "layer-gateway");
-    let emulator_bin = binary("LAYER_EMULATOR_BIN", "turbopuffer-emulator");
-
-    let mut emu_cmd = Command::new(&emulator_bin);
-    emu_cmd
-        .args(["--listen", "127.0.0.1:0", "--threads", "1", "--api-key"])
-        .arg(&s.upstream.value)
-        .env_clear();
-    let mut emulator = Server::start(emu_cmd, "turbopuffer-emulator");
-
+    let mut emulator = start_emulator(Some(&s.upstream.value));
     let dir = temp_dir("secrets");
-    let config = dir.join("layer.yaml");
-    std::fs::write(
-        &config,
-        layer_yaml(&s, &emulator.url, &dir.join("data"), spec.source),
-    )
-    .expect("write layer.yaml");
-    let mut gw_cmd = Command::new(&gateway_bin);
-    // Only what this run sets: no LAYER_* or TURBOPUFFER_* from the caller's environment.
-    gw_cmd
-        .arg("--config")
-        .arg(&config)
-        .env_clear()
-        .env("LAYER_LOG", spec.log);
-    if spec.source == Source::Env {
-        gw_cmd
-            .env("SECRETS_TEST_UPSTREAM_KEY", &s.upstream.value)
-            .env("SECRETS_TEST_WRITER_TOKEN", &s.writer.value);
-    }
-    let mut gateway = Server::start(gw_cmd, "layer-gateway");
-
-    let mut d = Driver {
-        http: Http::new(spec.h2c),
-        gateway: gateway.url.clone(),
-        emulator: emulator.url.clone(),
-        upstream_key: &s.upstream.value,
-        seen: Vec::new(),
-    };
-    let (r, w, a) = (
-        s.reader.value.clone(),
-        s.writer.value.clone(),
-        s.admin.value.clone(),
+    let mut gateway = start_gateway(&s, &emulator, &dir, spec.source, spec.log);
+    let mut d = Driver::new(&gateway, &emulator, spec.h2c, &s.upstream.value);
+    let (r, w, a, up) = (
+        s.reader.value.as_str(),
+        s.writer.value.as_str(),
+        s.admin.value.as_str(),
+        s.upstream.value.as_str(),
     );
     let ok = Some(200);
-
-    // Successful traffic: writes, queries, fetches, listings, metadata, Layer's own routes.
     let docs = json!({"upsert_rows": [
         {"id": 1, "vector": [0.1, 0.2], "title": "one"},
         {"id": 2, "vector": [0.3, 0.1], "title": "two"},
-    ], "distance_metric": "euclidean_squared"});
-    d.as_key(
-        &w,
-        Method::POST,
-        "/v2/namespaces/sec-a",
-        docs.to_string(),
-        ok,
-    );
-    d.as_key(
-        &a,
-        Method::POST,
-        "/v2/namespaces/sec-b",
-        docs.to_string(),
-        ok,
-    );
+    ], "distance_metric": "euclidean_squared"})
+    .to_string();
     let query = json!({"rank_by": ["vector", "ANN", [0.1, 0.2]], "top_k": 2,
-        "include_attributes": ["title"], "consistency": {"level": "strong"}});
-    // A search with a trace context, and a fetch with the same one (search history and
+        "include_attributes": ["title"], "consistency": {"level": "strong"}})
+    .to_string();
+    let (docs, query) = (docs.as_str(), query.as_str());
+    let (ns, q) = ("/v2/namespaces/sec-a", "/v2/namespaces/sec-a/query");
+
+    // Successful traffic: writes, queries, fetches, listings, metadata, schema, Layer's own
+    // routes (whatever they answer), a delete.
+    d.calls(&[
+        (w, M::POST, ns, docs, ok),
+        (a, M::POST, "/v2/namespaces/sec-b", docs, ok),
+        (w, M::POST, "/v1/namespaces/sec-a/query", query, ok),
+        (
+            r,
+            M::POST,
+            q,
+            r#"{"rank_by":["id","asc"],"top_k":9,"filters":["title","Eq","two"]}"#,
+            ok,
+        ),
+        (r, M::GET, "/v2/namespaces/sec-a/documents/1", "", ok),
+        (r, M::GET, "/v2/namespaces/sec-a/documents/1", "", ok),
+        (r, M::GET, "/v2/namespaces/sec-a/documents/404", "", None),
+        (
+            r,
+            M::POST,
+            "/v2/namespaces/sec-a/documents",
+            r#"{"ids":[1,2,3]}"#,
+            None,
+        ),
+        (r, M::GET, "/v1/namespaces", "", ok),
+        (a, M::GET, "/v1/namespaces", "", ok),
+        (r, M::GET, "/v2/namespaces", "", None),
+        (r, M::GET, "/v2/namespaces/sec-a/metadata", "", ok),
+        (r, M::HEAD, "/v2/namespaces/sec-a/metadata", "", ok),
+        (r, M::GET, "/v1/namespaces/sec-a/schema", "", ok),
+        (
+            w,
+            M::POST,
+            "/v1/namespaces/sec-a/schema",
+            r#"{"title":{"type":"string"}}"#,
+            ok,
+        ),
+        (r, M::GET, "/v2/namespaces/sec-a/search-history", "", None),
+        (r, M::GET, "/v2/namespaces/sec-a/clickstream", "", None),
+        (r, M::GET, "/v2/namespaces/sec-a/snapshots", "", None),
+        (r, M::GET, "/v2/namespaces/sec-a/history", "", None),
+        (r, M::GET, "/v2/activity/snapshots", "", None),
+        (w, M::POST, "/v2/namespaces/sec-a/warm", "{}", None),
+        (w, M::POST, "/v2/namespaces/sec-a/snapshot-jobs", "{}", None),
+        (a, M::DELETE, "/v2/namespaces/sec-b", "", ok),
+    ]);
+    // A search with a trace context, then a fetch with the same one (search history and
     // clickstream record both).
     let traceparent = format!("00-{}-{}-01", random_hex(32), random_hex(16));
     let bearer_r = format!("Bearer {r}");
     let traced = [
         ("authorization", bearer_r.as_str()),
-        ("traceparent", traceparent.as_str()),
+        ("traceparent", &traceparent),
     ];
-    d.send(
-        Method::POST,
-        "/v2/namespaces/sec-a/query",
-        &traced,
-        query.to_string(),
-        ok,
-    );
-    d.as_key(
-        &w,
-        Method::POST,
-        "/v1/namespaces/sec-a/query",
-        query.to_string(),
-        ok,
-    );
-    d.as_key(
-        &r,
-        Method::POST,
-        "/v2/namespaces/sec-a/query",
-        r#"{"rank_by":["id","asc"],"top_k":10,"filters":["title","Eq","two"]}"#,
-        ok,
-    );
-    d.as_key(&r, Method::GET, "/v2/namespaces/sec-a/documents/1", "", ok);
-    d.as_key(&r, Method::GET, "/v2/namespaces/sec-a/documents/1", "", ok);
-    d.as_key(
-        &r,
-        Method::GET,
-        "/v2/namespaces/sec-a/documents/404",
-        "",
-        None,
-    );
-    d.as_key(
-        &r,
-        Method::POST,
-        "/v2/namespaces/sec-a/documents",
-        r#"{"ids":[1,2,3]}"#,
-        None,
-    );
-    d.send(
-        Method::GET,
-        "/v2/namespaces/sec-a/documents/2",
-        &traced,
-        "",
-        ok,
-    );
-    d.as_key(&r, Method::GET, "/v1/namespaces", "", ok);
-    d.as_key(&a, Method::GET, "/v1/namespaces", "", ok);
-    d.as_key(&r, Method::GET, "/v2/namespaces", "", None);
-    d.as_key(&r, Method::GET, "/v2/namespaces/sec-a/metadata", "", ok);
-    d.as_key(&r, Method::GET, "/v1/namespaces/sec-a/schema", "", ok);
-    d.as_key(&r, Method::HEAD, "/v2/namespaces/sec-a/metadata", "", ok);
-    d.as_key(
-        &w,
-        Method::POST,
-        "/v1/namespaces/sec-a/schema",
-        r#"{"title":{"type":"string"}}"#,
-        ok,
-    );
-    for path in [
-        "/v2/namespaces/sec-a/search-history",
-        "/v2/namespaces/sec-a/clickstream",
-        "/v2/namespaces/sec-a/snapshots",
-        "/v2/namespaces/sec-a/history",
-        "/v2/activity/snapshots",
-    ] {
-        d.as_key(&r, Method::GET, path, "", None);
-    }
-    d.as_key(&w, Method::POST, "/v2/namespaces/sec-a/warm", "{}", None);
-    d.as_key(
-        &w,
-        Method::POST,
-        "/v2/namespaces/sec-a/snapshot-jobs",
-        "{}",
-        None,
-    );
-    d.as_key(&a, Method::DELETE, "/v2/namespaces/sec-b", "", ok);
+    d.send(M::POST, q, &traced, query, ok);
+    d.send(M::GET, "/v2/namespaces/sec-a/documents/2", &traced, "", ok);
 
-    // The bearer in odd spellings that are still the bearer: lowercase or capital scheme,
-    // extra spaces.
-    for value in [
+    // The bearer in odd spellings that are still the bearer: scheme case, extra spaces.
+    for v in [
         format!("bearer {r}"),
         format!("BEARER {r}"),
         format!("Bearer    {r}"),
         format!("  Bearer {r}   "),
     ] {
         d.send(
-            Method::GET,
+            M::GET,
             "/v2/namespaces/sec-a/metadata",
-            &[("authorization", &value)],
+            &[("authorization", &v)],
             "",
             ok,
         );
     }
 
-    // 401: missing, malformed, wrong (including a prefix, a suffix and an extension of a real
-    // token, another case, and the upstream key, which is not a client key in `keys` mode).
-    let query_path = "/v2/namespaces/sec-a/query";
-    d.send(Method::POST, query_path, &[], query.to_string(), Some(401));
-    let mut bad: Vec<String> = vec![
+    // 401: missing, malformed, wrong (a prefix, a suffix and an extension of a real token,
+    // another case, a random one, and the upstream key, which is no client key in `keys` mode).
+    let bad = [
         String::new(),
         "Bearer".into(),
         "Bearer ".into(),
-        r.clone(),
+        r.to_string(),
         format!("Token {r}"),
         format!("Basic {r}"),
         format!("Bearer\t{r}"),
@@ -627,199 +453,129 @@ fn run(spec: RunSpec) {
         format!("Bearer {r}0"),
         format!("Bearer {}", r.to_ascii_uppercase()),
         format!("Bearer {} {r}", random_hex(8)),
-        format!("Bearer {}", s.upstream.value),
+        format!("Bearer hvl_{}", random_hex(40)),
+        format!("Bearer {up}"),
     ];
-    bad.push(format!("Bearer hvl_{}", random_hex(40)));
-    for value in &bad {
-        d.send(
-            Method::POST,
-            query_path,
-            &[("authorization", value)],
-            query.to_string(),
-            Some(401),
-        );
-        d.send(
-            Method::POST,
-            "/v2/namespaces/sec-a",
-            &[("authorization", value)],
-            docs.to_string(),
-            Some(401),
-        );
+    d.send(M::POST, q, &[], query, Some(401));
+    for v in &bad {
+        d.send(M::POST, q, &[("authorization", v)], query, Some(401));
+        d.send(M::POST, ns, &[("authorization", v)], docs, Some(401));
     }
-    // The token somewhere else than `authorization`.
+    // The token elsewhere than in `authorization`, and two `authorization`s, the wrong first.
     let bearer_w = format!("Bearer {w}");
-    for (name, value) in [
-        ("x-api-key", w.as_str()),
-        ("proxy-authorization", bearer_w.as_str()),
-        ("cookie", &format!("token={w}")),
+    let cookie = format!("token={w}");
+    let wrong = format!("Bearer {}", &w[..w.len() - 2]);
+    for h in [
+        [("x-api-key", w)],
+        [("proxy-authorization", &bearer_w)],
+        [("cookie", &cookie)],
     ] {
-        d.send(
-            Method::GET,
-            "/v1/namespaces",
-            &[(name, value)],
-            "",
-            Some(401),
-        );
+        d.send(M::GET, "/v1/namespaces", &h, "", Some(401));
     }
     d.send(
-        Method::GET,
+        M::GET,
         &format!("/v1/namespaces?api_key={w}"),
         &[],
         "",
         Some(401),
     );
-    // Two `authorization` headers, the wrong one first.
-    let wrong = format!("Bearer {}", &w[..w.len() - 2]);
-    d.send(
-        Method::GET,
-        "/v1/namespaces",
-        &[("authorization", &wrong), ("authorization", &bearer_w)],
-        "",
-        None,
-    );
+    let twice = [
+        ("authorization", wrong.as_str()),
+        ("authorization", &bearer_w),
+    ];
+    d.send(M::GET, "/v1/namespaces", &twice, "", None);
 
-    // 403: scope (a reader writing) and grant (outside `sec-*`).
-    d.as_key(
-        &r,
-        Method::POST,
-        "/v2/namespaces/sec-a",
-        docs.to_string(),
-        Some(403),
-    );
-    d.as_key(&r, Method::DELETE, "/v2/namespaces/sec-a", "", Some(403));
-    d.as_key(
-        &w,
-        Method::POST,
-        "/v2/namespaces/other",
-        docs.to_string(),
-        Some(403),
-    );
-    d.as_key(
-        &r,
-        Method::POST,
-        "/v2/namespaces/other/query",
-        query.to_string(),
-        Some(403),
-    );
-    d.as_key(
-        &r,
-        Method::GET,
-        "/v2/namespaces/other/documents/1",
-        "",
-        Some(403),
-    );
+    // 403 (scope: a reader writing; grant: outside `sec-*`), 422 from the gateway's own
+    // validation, 404 for an unknown route, 413 past maxBodyBytes (64 KiB).
+    let big = json!({"upsert_rows": [{"id": 9, "t": "x".repeat(70_000)}]}).to_string();
+    d.calls(&[
+        (r, M::POST, ns, docs, Some(403)),
+        (r, M::DELETE, ns, "", Some(403)),
+        (w, M::POST, "/v2/namespaces/other", docs, Some(403)),
+        (r, M::POST, "/v2/namespaces/other/query", query, Some(403)),
+        (r, M::GET, "/v2/namespaces/other/documents/1", "", Some(403)),
+        (
+            w,
+            M::POST,
+            ns,
+            r#"{"upsert_rows":[{"id":1,"_hevlayer_upserted_at":5}]}"#,
+            Some(422),
+        ),
+        (w, M::POST, ns, r#"{"unknown_op":true}"#, Some(422)),
+        (
+            w,
+            M::POST,
+            ns,
+            r#"{"upsert_rows":[{"id":1}],"upsert_rows":[{"id":2}]}"#,
+            Some(422),
+        ),
+        (r, M::POST, q, r#"{"top_k":"x"}"#, None),
+        (r, M::GET, "/v2/namespaces/sec-a/nope", "", Some(404)),
+        (w, M::POST, ns, &big, Some(413)),
+    ]);
 
-    // 422 from the gateway's own validation, and 404 for an unknown route.
-    for body in [
-        r#"{"upsert_rows":[{"id":1,"_hevlayer_upserted_at":5}]}"#,
-        r#"{"unknown_op":true}"#,
-        r#"{"upsert_rows":[{"id":1}],"upsert_rows":[{"id":2}]}"#,
-    ] {
-        d.as_key(&w, Method::POST, "/v2/namespaces/sec-a", body, Some(422));
-    }
-    d.as_key(&r, Method::POST, query_path, r#"{"top_k":"x"}"#, None);
-    d.as_key(&r, Method::GET, "/v2/namespaces/sec-a/nope", "", Some(404));
-    // 413: past maxBodyBytes (64 KiB).
-    let big = json!({"upsert_rows": [{"id": 9, "t": "x".repeat(70_000)}]});
-    d.as_key(
-        &w,
-        Method::POST,
-        "/v2/namespaces/sec-a",
-        big.to_string(),
-        Some(413),
-    );
-
-    // Upstream errors relayed, and an upstream timeout (504).
+    // Upstream errors relayed, and upstream timeouts (504).
     d.fault(json!({"route": "query", "status": 500, "count": 1}));
-    d.as_key(&r, Method::POST, query_path, query.to_string(), Some(500));
     d.fault(json!({"route": "write", "status": 401, "count": 1,
         "body": {"status": "error", "error": "unauthorized"}}));
-    d.as_key(
-        &w,
-        Method::POST,
-        "/v2/namespaces/sec-a",
-        docs.to_string(),
-        Some(401),
-    );
     d.fault(
         json!({"route": "metadata", "namespace": "sec-a", "status": 429, "count": 1,
         "headers": {"retry-after": "1"}}),
     );
-    d.as_key(
-        &r,
-        Method::GET,
-        "/v2/namespaces/sec-a/metadata",
-        "",
-        Some(429),
-    );
+    d.calls(&[
+        (r, M::POST, q, query, Some(500)),
+        (w, M::POST, ns, docs, Some(401)),
+        (r, M::GET, "/v2/namespaces/sec-a/metadata", "", Some(429)),
+    ]);
     d.fault(json!({"route": "query", "delay_ms": 4000, "count": 1}));
-    d.as_key(&r, Method::POST, query_path, query.to_string(), Some(504));
     d.fault(json!({"route": "write", "delay_ms": 4000, "count": 1}));
-    d.as_key(
-        &w,
-        Method::POST,
-        "/v2/namespaces/sec-a",
-        docs.to_string(),
-        Some(504),
-    );
-    d.emulator(Method::DELETE, "/_emu/faults", "");
+    d.calls(&[
+        (r, M::POST, q, query, Some(504)),
+        (w, M::POST, ns, docs, Some(504)),
+    ]);
+    d.emulator(M::DELETE, "/_emu/faults", "");
 
-    // Nothing but the upstream key reached the emulator as a credential, and no client token
-    // reached it at all.
-    let log = d
-        .emulator(Method::GET, "/_emu/requests?limit=10000", "")
-        .json();
-    let logged = log["requests"].as_array().expect("request log").clone();
+    // Only the upstream key reached the emulator as a credential, and no client token at all.
+    let log = d.emulator(M::GET, "/_emu/requests?limit=10000", "").json();
+    let logged = log["requests"].as_array().expect("request log");
     assert!(!logged.is_empty(), "the emulator saw requests");
-    let want = format!("Bearer {}", s.upstream.value);
-    for req in &logged {
+    let want = format!("Bearer {up}");
+    for req in logged {
+        let auth = req["headers"]["authorization"].as_str();
         assert_eq!(
-            req["headers"]["authorization"].as_str(),
+            auth,
             Some(want.as_str()),
-            "upstream request without the upstream key: {req}"
+            "upstream request without the key: {req}"
         );
     }
-    let upstream_seen = vec![("the emulator's request log".to_string(), log.to_string())];
-    let leaks = find_leaks(&s.clients(), &upstream_seen);
+    let upstream = [("the emulator's request log".to_string(), log.to_string())];
+    let leaks = find_leaks(&s.clients(), &upstream);
     assert!(
         leaks.is_empty(),
-        "client tokens reached upstream:\n{}",
+        "client tokens upstream:\n{}",
         leaks.join("\n")
     );
+    d.calls(&[
+        ("", M::GET, "/metrics", "", ok),
+        ("", M::GET, "/health", "", ok),
+    ]);
 
-    d.send(Method::GET, "/metrics", &[], "", ok);
-    d.send(Method::GET, "/health", &[], "", ok);
-
-    // The upstream stops: 502 on every forwarded route, while the watcher polls fail too.
-    let (_, _) = emulator.stop(false);
-    d.as_key(&r, Method::POST, query_path, query.to_string(), Some(502));
-    d.as_key(
-        &w,
-        Method::POST,
-        "/v2/namespaces/sec-a",
-        docs.to_string(),
-        Some(502),
-    );
-    d.as_key(
-        &r,
-        Method::GET,
-        "/v2/namespaces/sec-a/metadata",
-        "",
-        Some(502),
-    );
-    d.as_key(&r, Method::GET, "/v1/namespaces", "", Some(502));
-    d.as_key(
-        &r,
-        Method::GET,
-        "/v2/namespaces/sec-a/documents/7",
-        "",
-        None,
-    );
-    d.as_key(&w, Method::DELETE, "/v2/namespaces/sec-a", "", Some(502));
+    // The upstream stops: 502 on forwarded routes, while the watcher's polls fail too.
+    emulator.stop(false);
+    d.calls(&[
+        (r, M::POST, q, query, Some(502)),
+        (w, M::POST, ns, docs, Some(502)),
+        (r, M::GET, "/v2/namespaces/sec-a/metadata", "", Some(502)),
+        (r, M::GET, "/v1/namespaces", "", Some(502)),
+        (r, M::GET, "/v2/namespaces/sec-a/documents/7", "", None),
+        (w, M::DELETE, ns, "", Some(502)),
+    ]);
     pause(Duration::from_millis(600));
-    d.send(Method::GET, "/metrics", &[], "", ok);
-    d.send(Method::GET, "/health", &[], "", None);
-    d.send(Method::HEAD, "/health", &[], "", None);
+    d.calls(&[
+        ("", M::GET, "/metrics", "", ok),
+        ("", M::GET, "/health", "", None),
+        ("", M::HEAD, "/health", "", None),
+    ]);
 
     let (stdout, stderr) = gateway.stop(true);
     // Kept for a failing run (the directory is removed when the run passes).
@@ -837,12 +593,12 @@ fn run(spec: RunSpec) {
     );
     let mut texts = d.seen;
     texts.push(("the gateway's stdout".into(), stdout));
-    texts.extend(stderr.lines().enumerate().map(|(i, l)| {
-        (
+    for (i, line) in stderr.lines().enumerate() {
+        texts.push((
             format!("line {} of the gateway's stderr", i + 1),
-            l.to_string(),
-        )
-    }));
+            line.into(),
+        ));
+    }
     let leaks = find_leaks(&s.all(), &texts);
     assert!(
         leaks.is_empty(),
@@ -875,37 +631,6 @@ fn no_secret_in_logs_answers_or_metrics_at_trace_over_h2c() {
     });
 }
 
-/// Runs `cmd` to its end (killed after 20 s): `(exited successfully, stdout, stderr)`.
-fn run_to_exit(mut cmd: Command) -> (bool, String, String) {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("spawn");
-    let drain = |mut r: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            let _ = r.read_to_end(&mut buf);
-            String::from_utf8_lossy(&buf).into_owned()
-        })
-    };
-    let out = drain(Box::new(child.stdout.take().expect("stdout")));
-    let err = drain(Box::new(child.stderr.take().expect("stderr")));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            break Some(status);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        pause(Duration::from_millis(20));
-    };
-    let (out, err) = (out.join().unwrap(), err.join().unwrap());
-    (status.is_some_and(|s| s.success()), out, err)
-}
-
 /// A `layer.yaml` whose mistake holds a secret stops the gateway at start, with an error that
 /// names the key at fault but not the secret: credentials in the endpoint URL (refused, since
 /// they would be unused and show in connection-pool logs), the upstream key written as the
@@ -913,14 +638,12 @@ fn run_to_exit(mut cmd: Command) -> (bool, String, String) {
 #[test]
 fn startup_errors_do_not_repeat_secrets() {
     let s = Secrets::new();
-    let gateway_bin = binary("LAYER_GATEWAY_BIN", "layer-gateway");
     let (up, token) = (&s.upstream.value, &s.reader.value);
     let cases = [
         (
             "vectorStore.endpoint.url must not carry credentials",
             format!(
-                "vectorStore:\n  endpoint:\n    url: http://layer:{token}@127.0.0.1:9\n  \
-                 credential:\n    value: {up}\n"
+                "vectorStore:\n  endpoint: {{url: 'http://u:{token}@127.0.0.1:9'}}\n  credential: {{value: {up}}}\n"
             ),
         ),
         (
@@ -930,8 +653,7 @@ fn startup_errors_do_not_repeat_secrets() {
         (
             "vectorStore.inboundAuth.keys[0]: invalid type",
             format!(
-                "vectorStore:\n  credential: {{value: {up}}}\n  inboundAuth:\n    mode: keys\n    \
-                 keys:\n      - {token}\n"
+                "vectorStore:\n  credential: {{value: {up}}}\n  inboundAuth: {{mode: keys, keys: [{token}]}}\n"
             ),
         ),
     ];
@@ -939,23 +661,18 @@ fn startup_errors_do_not_repeat_secrets() {
         let dir = temp_dir("secrets-startup");
         let config = dir.join("layer.yaml");
         std::fs::write(&config, &yaml).expect("write layer.yaml");
-        let mut cmd = Command::new(&gateway_bin);
+        let mut cmd = Command::new(binary("LAYER_GATEWAY_BIN", "layer-gateway"));
         cmd.arg("--config")
             .arg(&config)
             .args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir.join("data"))
             .env_clear()
             .env("LAYER_LOG", "trace");
-        let (ok, stdout, stderr) = run_to_exit(cmd);
+        let (ok, stdout, stderr) = run_to_exit(cmd, Duration::from_secs(20));
         assert!(!ok, "started with:\n{yaml}\nstdout:\n{stdout}");
         assert!(stderr.contains(want), "expected {want:?} in:\n{stderr}");
-        let leaks = find_leaks(
-            &s.all(),
-            &[
-                ("stderr".to_string(), stderr.clone()),
-                ("stdout".to_string(), stdout),
-            ],
-        );
+        let texts = [("stderr".into(), stderr.clone()), ("stdout".into(), stdout)];
+        let leaks = find_leaks(&s.all(), &texts);
         assert!(leaks.is_empty(), "{want}:\n{}", leaks.join("\n"));
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -965,52 +682,35 @@ fn startup_errors_do_not_repeat_secrets() {
 /// tokens) upstream: the upstream sees no `authorization` and refuses the request itself.
 #[test]
 fn keys_mode_without_a_credential_never_relays_client_tokens() {
+    use Method as M;
     let s = Secrets::new();
-    let emulator_bin = binary("LAYER_EMULATOR_BIN", "turbopuffer-emulator");
-    // No --api-key: the emulator takes any bearer, and would take a relayed client token.
-    let mut emu_cmd = Command::new(&emulator_bin);
-    emu_cmd
-        .args(["--listen", "127.0.0.1:0", "--threads", "1"])
-        .env_clear();
-    let mut emulator = Server::start(emu_cmd, "turbopuffer-emulator");
+    // No --api-key: the emulator takes any bearer, so it would take a relayed client token.
+    let mut emulator = start_emulator(None);
     let dir = temp_dir("secrets-keyless");
-    let config = dir.join("layer.yaml");
-    let yaml = layer_yaml(&s, &emulator.url, &dir.join("data"), Source::NoCredential);
-    std::fs::write(&config, yaml).expect("write layer.yaml");
-    let mut gw_cmd = Command::new(binary("LAYER_GATEWAY_BIN", "layer-gateway"));
-    gw_cmd
-        .arg("--config")
-        .arg(&config)
-        .env_clear()
-        .env("LAYER_LOG", "debug");
-    let mut gateway = Server::start(gw_cmd, "layer-gateway");
-    let mut d = Driver {
-        http: Http::default(),
-        gateway: gateway.url.clone(),
-        emulator: emulator.url.clone(),
-        upstream_key: "any",
-        seen: Vec::new(),
-    };
-    let docs = r#"{"upsert_rows":[{"id":1}]}"#;
-    let query = r#"{"rank_by":["id","asc"],"top_k":1}"#;
-    d.as_key(
-        &s.writer.value,
-        Method::POST,
-        "/v2/namespaces/sec-a",
-        docs,
-        Some(401),
+    let mut gateway = start_gateway(&s, &emulator, &dir, Source::NoCredential, "debug");
+    let mut d = Driver::new(&gateway, &emulator, false, "any");
+    let (docs, query) = (
+        r#"{"upsert_rows":[{"id":1}]}"#,
+        r#"{"rank_by":["id","asc"],"top_k":1}"#,
     );
-    d.as_key(
-        &s.reader.value,
-        Method::POST,
-        "/v2/namespaces/sec-a/query",
-        query,
-        Some(401),
-    );
-    d.as_key(&s.admin.value, Method::GET, "/v1/namespaces", "", Some(401));
-    let log = d
-        .emulator(Method::GET, "/_emu/requests?limit=1000", "")
-        .json();
+    d.calls(&[
+        (
+            &s.writer.value,
+            M::POST,
+            "/v2/namespaces/sec-a",
+            docs,
+            Some(401),
+        ),
+        (
+            &s.reader.value,
+            M::POST,
+            "/v2/namespaces/sec-a/query",
+            query,
+            Some(401),
+        ),
+        (&s.admin.value, M::GET, "/v1/namespaces", "", Some(401)),
+    ]);
+    let log = d.emulator(M::GET, "/_emu/requests?limit=1000", "").json();
     let logged = log["requests"].as_array().expect("request log");
     assert!(logged.len() >= 3, "the requests were forwarded: {log}");
     for req in logged {
