@@ -10,7 +10,8 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
-#[derive(Parser, Debug)]
+// No `Debug` (clap does not need it): `upstream_api_key` is a secret.
+#[derive(Parser)]
 #[command(
     name = "layer-gateway",
     version,

@@ -2,9 +2,11 @@
 //! `127.0.0.1:0` and talks to both over real HTTP. Tests in `tests/tests/` use [`Stack`].
 //!
 //! The emulator's request log (`GET /_emu/requests`) is how tests prove the exact bytes the
-//! gateway sent upstream. [`history`] holds the helpers the two search-history suites share.
+//! gateway sent upstream. [`history`] holds the helpers the two search-history suites share;
+//! [`process`] runs the real binaries as child processes (for a test that needs their stderr).
 
 pub mod history;
+pub mod process;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -35,8 +35,9 @@ impl std::str::FromStr for ObjectStoreBackend {
     }
 }
 
-/// `gateway.objectStore`.
-#[derive(Clone, Debug, Default, Deserialize)]
+/// `gateway.objectStore`. `Debug` masks userinfo in `endpoint` (S3 credentials come from the
+/// AWS environment, never from the URL).
+#[derive(Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct ObjectStoreConfig {
     pub backend: ObjectStoreBackend,
@@ -48,6 +49,23 @@ pub struct ObjectStoreConfig {
     /// Prefix prepended to every key (no leading or trailing slash needed).
     pub prefix: String,
     pub allow_http: bool,
+}
+
+impl std::fmt::Debug for ObjectStoreConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObjectStoreConfig")
+            .field("backend", &self.backend)
+            .field("dir", &self.dir)
+            .field("bucket", &self.bucket)
+            .field(
+                "endpoint",
+                &self.endpoint.as_deref().map(super::redact_userinfo),
+            )
+            .field("region", &self.region)
+            .field("prefix", &self.prefix)
+            .field("allow_http", &self.allow_http)
+            .finish()
+    }
 }
 
 /// `gateway.history`: search history and clickstream batching.

@@ -95,6 +95,11 @@
 //! `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, or web identity / IRSA through
 //! `AWS_WEB_IDENTITY_TOKEN_FILE` + `AWS_ROLE_ARN`), read by the gateway's object store client.
 //!
+//! Secrets stay out of what the configuration prints: `Debug` shows the upstream credential and
+//! key tokens as `<redacted>` and URL userinfo as `***@`, a parse error of the file hides the
+//! values it would quote, and [`Config::validate`] refuses endpoint URLs carrying
+//! `user:password@`.
+//!
 //! The types are split by concept: `gateway` (the data plane's settings), `features` (object
 //! store, history, snapshots, scans), `store` (the VectorStore spec and inbound auth), `index`
 //! (the Index spec), `env` (the override table). All are re-exported here.
@@ -107,6 +112,7 @@ mod env;
 mod features;
 mod gateway;
 mod index;
+mod redact;
 mod store;
 
 pub use env::{ENV_OVERRIDES, EnvOverride};
@@ -121,6 +127,7 @@ pub use index::{
     IndexBackend, IndexCache, IndexConfig, IndexConsistency, IndexMetadata, IndexScan,
     IndexSnapshot,
 };
+pub use redact::{has_userinfo, redact_userinfo};
 pub use store::{
     AuthMode, Credential, Endpoint, InboundAuth, KeyConfig, Scope, StoreKind, VectorStoreConfig,
 };
@@ -133,11 +140,10 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("parsing {path}: {source}")]
-    Parse {
-        path: PathBuf,
-        source: serde_yaml_ng::Error,
-    },
+    /// The file does not parse; `message` is the parser's, with the values it quotes hidden
+    /// (they may be secrets in the wrong place).
+    #[error("parsing {path}: {message}")]
+    Parse { path: PathBuf, message: String },
     #[error("environment variable {var}={value:?}: {reason}")]
     Env {
         var: &'static str,
@@ -170,9 +176,9 @@ impl Config {
                     path: p.into(),
                     source,
                 })?;
-                serde_yaml_ng::from_str(&text).map_err(|source| ConfigError::Parse {
+                serde_yaml_ng::from_str(&text).map_err(|e| ConfigError::Parse {
                     path: p.into(),
-                    source,
+                    message: redact::hide_quoted_values(&e.to_string()),
                 })?
             }
         };
@@ -197,8 +203,25 @@ impl Config {
         let url = &self.vector_store.endpoint.url;
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             return Err(ConfigError::Invalid(format!(
-                "vectorStore.endpoint.url must be http(s): {url:?}"
+                "vectorStore.endpoint.url must be http(s): {:?}",
+                redact_userinfo(url)
             )));
+        }
+        // Credentials in a URL are not used (the upstream takes a bearer, S3 signs with the AWS
+        // environment's keys) and would show wherever the URL does, e.g. connection-pool logs.
+        for (key, url) in [
+            ("vectorStore.endpoint.url", Some(url.as_str())),
+            (
+                "gateway.objectStore.endpoint",
+                self.gateway.object_store.endpoint.as_deref(),
+            ),
+        ] {
+            if url.is_some_and(has_userinfo) {
+                return Err(ConfigError::Invalid(format!(
+                    "{key} must not carry credentials (user:password@): put the upstream key in \
+                     vectorStore.credential, S3 keys in the AWS environment"
+                )));
+            }
         }
         let auth = &self.vector_store.inbound_auth;
         if auth.mode == AuthMode::DeriveFromStore && self.upstream_key(env).is_none() {

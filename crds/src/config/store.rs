@@ -1,7 +1,15 @@
 //! `vectorStore`: the `VectorStore` CRD's spec — the upstream store (kind, endpoint, credential,
 //! timeouts) and the inbound auth policy (mode, keys with scopes and namespace globs).
+//!
+//! Secrets never show in `Debug`: [`Credential::value`] and [`KeyConfig::token`] print as
+//! `<redacted>`, and a URL's `user:password@` as `***@` ([`super::redact_userinfo`]), so a
+//! `tracing::debug!(?config)` or a `{config:?}` in an error cannot leak them.
+
+use std::fmt;
 
 use serde::Deserialize;
+
+use super::redact::{RedactedOption, redact_userinfo};
 
 /// The upstream store (the `VectorStore` CRD's spec).
 #[derive(Clone, Debug, Deserialize)]
@@ -35,11 +43,20 @@ pub enum StoreKind {
     Turbopuffer,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Endpoint {
     pub url: String,
     pub region: Option<String>,
+}
+
+impl fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("url", &redact_userinfo(&self.url))
+            .field("region", &self.region)
+            .finish()
+    }
 }
 
 impl Default for Endpoint {
@@ -51,12 +68,22 @@ impl Default for Endpoint {
     }
 }
 
-/// The upstream credential: inline, or read from an environment variable at start.
-#[derive(Clone, Debug, Default, Deserialize)]
+/// The upstream credential: inline, or read from an environment variable at start. `Debug`
+/// shows whether `value` is set, never the value.
+#[derive(Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Credential {
     pub value: Option<String>,
     pub env: Option<String>,
+}
+
+impl fmt::Debug for Credential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credential")
+            .field("value", &RedactedOption(&self.value))
+            .field("env", &self.env)
+            .finish()
+    }
 }
 
 /// Inbound auth policy (`VectorStore.spec.inboundAuth`).
@@ -114,8 +141,8 @@ impl Scope {
     }
 }
 
-/// One configured inbound key.
-#[derive(Clone, Debug, Deserialize)]
+/// One configured inbound key. `Debug` shows whether `token` is set, never the token.
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct KeyConfig {
     pub name: String,
@@ -126,6 +153,18 @@ pub struct KeyConfig {
     pub token: Option<String>,
     #[serde(default)]
     pub token_env: Option<String>,
+}
+
+impl fmt::Debug for KeyConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyConfig")
+            .field("name", &self.name)
+            .field("scopes", &self.scopes)
+            .field("namespaces", &self.namespaces)
+            .field("token", &RedactedOption(&self.token))
+            .field("token_env", &self.token_env)
+            .finish()
+    }
 }
 
 #[cfg(test)]
@@ -143,6 +182,48 @@ mod tests {
             assert_eq!(s.parse::<AuthMode>(), Ok(want));
             assert_eq!(serde_yaml_ng::from_str::<AuthMode>(s).unwrap(), want);
         }
+    }
+
+    /// `Debug` of the config types that hold secrets shows that they are set, never what they
+    /// are; a URL's userinfo is masked.
+    #[test]
+    fn debug_never_shows_secrets() {
+        let mut c = crate::Config::default();
+        c.vector_store.credential.value = Some("tpuf_upstream_SECRET".into());
+        c.vector_store.endpoint.url = "https://user:url_SECRET@tpuf.example/base".into();
+        c.gateway.object_store.endpoint = Some("http://ak:s3_SECRET@127.0.0.1:9000".into());
+        c.vector_store.inbound_auth.keys = vec![
+            KeyConfig {
+                name: "shop".into(),
+                scopes: vec![Scope::Read],
+                namespaces: vec!["shop-*".into()],
+                token: Some("hvl_key_SECRET".into()),
+                token_env: None,
+            },
+            KeyConfig {
+                name: "ops".into(),
+                scopes: vec![Scope::Admin],
+                namespaces: vec![],
+                token: None,
+                token_env: Some("OPS_TOKEN".into()),
+            },
+        ];
+        for shown in [format!("{c:?}"), format!("{c:#?}")] {
+            assert!(!shown.contains("SECRET"), "{shown}");
+            // What is not secret still shows.
+            for visible in [
+                "Some(<redacted>)",
+                "https://***@tpuf.example/base",
+                "http://***@127.0.0.1:9000",
+                "\"shop\"",
+                "OPS_TOKEN",
+                "token: None",
+            ] {
+                assert!(shown.contains(visible), "{visible} in {shown}");
+            }
+        }
+        let none = format!("{:?}", Credential::default());
+        assert_eq!(none, "Credential { value: None, env: None }");
     }
 
     /// `as_str` is the spelling the file uses.

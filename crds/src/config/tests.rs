@@ -219,6 +219,34 @@ fn validation_catches_missing_credentials() {
     assert!(c.validate(&env(&[])).is_ok());
 }
 
+/// Endpoint URLs with `user:password@` are refused, and the message does not repeat them.
+#[test]
+fn endpoint_urls_must_not_carry_credentials() {
+    let mut c = Config::default();
+    c.vector_store.credential.value = Some("k".into());
+    c.vector_store.endpoint.url = "https://layer:pw_SECRET@tpuf.example".into();
+    let err = c.validate(&env(&[])).unwrap_err().to_string();
+    assert!(
+        err.contains("vectorStore.endpoint.url must not carry credentials"),
+        "{err}"
+    );
+    assert!(!err.contains("SECRET"), "{err}");
+    c.vector_store.endpoint.url = "https://tpuf.example/x@y".into();
+    assert!(c.validate(&env(&[])).is_ok());
+    c.gateway.object_store.endpoint = Some("http://ak:sk_SECRET@127.0.0.1:9000".into());
+    let err = c.validate(&env(&[])).unwrap_err().to_string();
+    assert!(err.contains("gateway.objectStore.endpoint"), "{err}");
+    assert!(!err.contains("SECRET"), "{err}");
+    // Not http(s) at all: the message shows the URL, masked.
+    c.gateway.object_store.endpoint = None;
+    c.vector_store.endpoint.url = "ftp://u:pw_SECRET@host".into();
+    let err = c.validate(&env(&[])).unwrap_err().to_string();
+    assert!(
+        err.contains("must be http(s)") && err.contains("ftp://***@host"),
+        "{err}"
+    );
+}
+
 #[test]
 fn feature_knobs_must_be_positive() {
     let env = |k: &str| (k == "LAYER_HISTORY_MAX_BATCH").then(|| "0".to_string());
@@ -392,5 +420,34 @@ fn every_env_var_is_documented_on_its_key() {
                 .get(k)
                 .unwrap_or_else(|| panic!("{}: the reference file has no {}", o.var, o.doc));
         }
+    }
+}
+
+/// A misplaced secret is not repeated by the parse error, which still says where it is (values
+/// are hidden; keys, like the `shardz` of `unknown_keys_are_rejected`, are not).
+#[test]
+fn parse_errors_do_not_repeat_values() {
+    for (text, at) in [
+        (
+            "vectorStore:\n  credential: tpuf_SECRET\n",
+            "vectorStore.credential",
+        ),
+        (
+            "vectorStore:\n  endpoint: https://u:SECRET@x\n",
+            "vectorStore.endpoint",
+        ),
+        (
+            "vectorStore:\n  inboundAuth:\n    keys:\n      - hvl_SECRET\n",
+            "vectorStore.inboundAuth.keys[0]",
+        ),
+        (
+            "vectorStore:\n  inboundAuth:\n    keys:\n      - name: a\n        scopes: [hvl_SECRET]\n",
+            "vectorStore.inboundAuth.keys[0].scopes[0]",
+        ),
+    ] {
+        let p = yaml_file("secret_in_parse_error", text);
+        let err = Config::load(Some(&p), &|_| None).unwrap_err().to_string();
+        assert!(!err.contains("SECRET"), "{err}");
+        assert!(err.contains(at) && err.contains("line "), "{err}");
     }
 }

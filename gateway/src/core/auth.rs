@@ -197,9 +197,15 @@ impl Auth {
     }
 }
 
-/// The bearer token of a request, whitespace-trimmed.
+/// The bearer token of a request, whitespace-trimmed. The value is trimmed first: HTTP/1.1
+/// parsers drop the whitespace around a field value, HTTP/2 hands it over as sent, and the two
+/// must admit the same requests.
 pub fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let v = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let v = headers
+        .get(http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .trim();
     let (scheme, token) = v.split_once(' ')?;
     let token = token.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
@@ -209,6 +215,7 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
 mod tests {
     use super::*;
     use crate::core::config::KeyConfig;
+    use http::HeaderValue;
 
     fn headers(token: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -270,6 +277,35 @@ mod tests {
             admit(&HeaderMap::new(), query),
             Err(GatewayError::MissingToken)
         ));
+    }
+
+    #[test]
+    fn bearer_spellings() {
+        let with = |v: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert(http::header::AUTHORIZATION, HeaderValue::from_static(v));
+            h
+        };
+        for v in [
+            "Bearer t",
+            "bearer t",
+            "BEARER t",
+            "Bearer   t  ",
+            "  Bearer t ",
+        ] {
+            assert_eq!(bearer(&with(v)), Some("t"), "{v:?}");
+        }
+        for v in [
+            "",
+            "Bearer",
+            "Bearer ",
+            "t",
+            "Bearert",
+            "Basic t",
+            "Bearer\tt",
+        ] {
+            assert_eq!(bearer(&with(v)), None, "{v:?}");
+        }
     }
 
     #[test]

@@ -130,7 +130,13 @@ pub fn start(
             Duration::from_millis(vs.connect_timeout_ms),
             Duration::from_millis(vs.request_timeout_ms),
         );
-        move || Upstream::new(&url, upstream_key.as_deref(), connect, request)
+        // Only an open gateway without a credential of its own relays the caller's bearer; a
+        // `keys` gateway's bearers are Layer tokens, which must never reach the upstream.
+        let caller_auth = vs.inbound_auth.mode == super::config::AuthMode::Open;
+        move || {
+            Upstream::new(&url, upstream_key.as_deref(), connect, request)
+                .map(|u| u.forward_caller_auth(caller_auth))
+        }
     };
     // Fail fast on a bad upstream URL before any thread starts.
     let control_upstream = make_upstream()?;

@@ -1,6 +1,11 @@
 //! The upstream client: one pooled hyper client per shard (keep-alive, HTTP/1.1 and HTTP/2,
 //! rustls for https), connect and request timeouts, the upstream credential, and the header
 //! rules of a transparent hop (hop-by-hop headers dropped, `Location` kept relative).
+//!
+//! Secrets: the credential's header value is marked sensitive (its `Debug` is `Sensitive`, and
+//! HPACK never indexes it); the caller's `authorization` is replaced by the credential, or
+//! dropped unless [`Upstream::forward_caller_auth`] allows it (an `open` gateway without a
+//! credential); a base URL's `user:password@` is neither used nor repeated in an error.
 
 use std::time::{Duration, Instant};
 
@@ -35,6 +40,8 @@ pub struct Upstream {
     /// Path prefix of the base URL (without trailing slash), prepended to every route.
     prefix: String,
     auth: Option<HeaderValue>,
+    /// Without `auth`, whether the caller's `authorization` goes upstream (else it is dropped).
+    caller_auth: bool,
     request_timeout: Duration,
 }
 
@@ -54,7 +61,9 @@ const HOP_BY_HOP: &[&str] = &[
 ];
 
 impl Upstream {
-    /// Builds a client for `base_url`; `key` replaces the caller's bearer when set.
+    /// Builds a client for `base_url`; `key` replaces the caller's bearer when set. Without a
+    /// key the caller's `authorization` is dropped unless [`Upstream::forward_caller_auth`]
+    /// says otherwise.
     pub fn new(
         base_url: &str,
         key: Option<&str>,
@@ -65,14 +74,17 @@ impl Upstream {
         // object store's S3 client), so rustls cannot pick one by itself: choose ring,
         // process-wide, before the first TLS config is built. A second call is a no-op.
         let _ = rustls::crypto::ring::default_provider().install_default();
+        let shown = crate::core::config::redact_userinfo(base_url);
         let uri: Uri = base_url
             .parse()
-            .map_err(|e| GatewayError::Internal(format!("bad upstream url {base_url:?}: {e}")))?;
+            .map_err(|e| GatewayError::Internal(format!("bad upstream url {shown:?}: {e}")))?;
+        // Userinfo is dropped: the upstream takes a bearer, and the authority shows in the
+        // connection pool's debug logs.
         let (scheme, authority) = match (uri.scheme_str(), uri.authority()) {
-            (Some(s), Some(a)) => (s.to_string(), a.to_string()),
+            (Some(s), Some(a)) => (s.to_string(), host_port(a)),
             _ => {
                 return Err(GatewayError::Internal(format!(
-                    "upstream url needs a scheme and host: {base_url:?}"
+                    "upstream url needs a scheme and host: {shown:?}"
                 )));
             }
         };
@@ -91,11 +103,16 @@ impl Upstream {
             .pool_max_idle_per_host(256)
             .build(https);
         let auth = match key {
-            Some(k) => Some(
-                HeaderValue::from_str(&format!("Bearer {}", k.trim())).map_err(|_| {
-                    GatewayError::Internal("upstream credential is not a valid header value".into())
-                })?,
-            ),
+            Some(k) => {
+                let mut v =
+                    HeaderValue::from_str(&format!("Bearer {}", k.trim())).map_err(|_| {
+                        GatewayError::Internal(
+                            "upstream credential is not a valid header value".into(),
+                        )
+                    })?;
+                v.set_sensitive(true);
+                Some(v)
+            }
             None => None,
         };
         Ok(Upstream {
@@ -103,8 +120,17 @@ impl Upstream {
             origin: format!("{scheme}://{authority}"),
             prefix: uri.path().trim_end_matches('/').to_string(),
             auth,
+            caller_auth: false,
             request_timeout,
         })
+    }
+
+    /// Whether, without a credential of its own, the client relays the caller's
+    /// `authorization` (an `open` gateway in front of callers holding upstream keys). Off by
+    /// default: a `keys` gateway's bearers are Layer tokens, never meant for the upstream.
+    pub fn forward_caller_auth(mut self, forward: bool) -> Self {
+        self.caller_auth = forward;
+        self
     }
 
     /// Sends one request and reads the whole response. Network failures become 502/504
@@ -125,7 +151,8 @@ impl Upstream {
             .map_err(|e| GatewayError::Internal(e.to_string()))?;
         let headers = req.headers_mut();
         for (name, value) in in_headers {
-            if !is_hop_by_hop(name) {
+            let relayed_auth = self.auth.is_none() && self.caller_auth;
+            if !is_hop_by_hop(name) && (name != header::AUTHORIZATION || relayed_auth) {
                 headers.append(name.clone(), value.clone());
             }
         }
@@ -192,6 +219,12 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
     HOP_BY_HOP.contains(&name.as_str())
 }
 
+/// `host[:port]` of an authority, without any `user:password@`.
+fn host_port(a: &http::uri::Authority) -> String {
+    let s = a.as_str();
+    s.rsplit_once('@').map_or(s, |(_, host)| host).to_string()
+}
+
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
@@ -230,6 +263,93 @@ mod tests {
         );
         u.relativize_location(&mut h);
         assert_eq!(h[header::LOCATION], "/v1/namespaces/a/operations/t");
+    }
+
+    /// The credential never shows in `Debug`, userinfo is neither kept nor repeated in errors,
+    /// and the caller's `authorization` goes upstream only when allowed and no credential
+    /// replaces it.
+    #[test]
+    fn secrets_stay_out_of_debug_errors_and_the_upstream() {
+        let t = Duration::from_secs(1);
+        let u = Upstream::new("http://127.0.0.1:9", Some("tpuf_SECRET"), t, t).unwrap();
+        let auth = u.auth.as_ref().unwrap();
+        assert!(auth.is_sensitive());
+        assert!(!format!("{auth:?}").contains("SECRET"));
+        let u = Upstream::new("http://layer:pw_SECRET@127.0.0.1:9/base", None, t, t).unwrap();
+        assert_eq!(
+            (u.origin.as_str(), u.prefix.as_str()),
+            ("http://127.0.0.1:9", "/base")
+        );
+        for bad in ["http://layer:pw_SECRET@[::1", "layer:pw_SECRET@host/x"] {
+            let err = Upstream::new(bad, None, t, t).err().expect(bad).to_string();
+            assert!(!err.contains("SECRET") && err.contains("***@"), "{err}");
+        }
+    }
+
+    /// What `send` would put on the wire, without sending: the headers after its rules.
+    fn outgoing(u: &Upstream, caller: &str) -> Option<String> {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_str(caller).unwrap(),
+        );
+        h.insert("x-other", HeaderValue::from_static("kept"));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        // A listener that records the request head, then answers 200.
+        let (addr, seen) = rt.block_on(async {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = l.local_addr().unwrap();
+            let seen = tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let (mut s, _) = l.accept().await.unwrap();
+                let mut buf = vec![0; 4096];
+                let n = s.read(&mut buf).await.unwrap();
+                s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                    .await
+                    .unwrap();
+                String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase()
+            });
+            (addr, seen)
+        });
+        let u = Upstream {
+            origin: format!("http://{addr}"),
+            ..u.clone()
+        };
+        rt.block_on(async {
+            u.send("test", Method::GET, "/v1/namespaces", &h, Bytes::new())
+                .await
+                .unwrap();
+            let head = seen.await.unwrap();
+            assert!(head.contains("x-other: kept"), "{head}");
+            head.lines()
+                .find_map(|l| l.strip_prefix("authorization: "))
+                .map(str::to_string)
+        })
+    }
+
+    #[test]
+    fn the_caller_bearer_goes_upstream_only_when_allowed() {
+        let t = Duration::from_secs(2);
+        let keyed = Upstream::new("http://127.0.0.1:9", Some("tpuf_k"), t, t).unwrap();
+        assert_eq!(
+            outgoing(&keyed, "Bearer hvl_c").as_deref(),
+            Some("bearer tpuf_k")
+        );
+        let keyless = Upstream::new("http://127.0.0.1:9", None, t, t).unwrap();
+        assert_eq!(outgoing(&keyless, "Bearer hvl_c"), None);
+        let open = keyless.forward_caller_auth(true);
+        assert_eq!(
+            outgoing(&open, "Bearer tpuf_c").as_deref(),
+            Some("bearer tpuf_c")
+        );
+        let keyed_open = keyed.forward_caller_auth(true);
+        assert_eq!(
+            outgoing(&keyed_open, "Bearer x").as_deref(),
+            Some("bearer tpuf_k")
+        );
     }
 
     #[test]
