@@ -514,26 +514,43 @@ fn run(spec: RunSpec) {
         (w, M::POST, ns, &big, Some(413)),
     ]);
 
-    // Upstream errors relayed, and upstream timeouts (504).
-    d.fault(json!({"route": "query", "status": 500, "count": 1}));
-    d.fault(json!({"route": "write", "status": 401, "count": 1,
-        "body": {"status": "error", "error": "unauthorized"}}));
-    d.fault(
-        json!({"route": "metadata", "namespace": "sec-a", "status": 429, "count": 1,
-        "headers": {"retry-after": "1"}}),
-    );
-    d.calls(&[
-        (r, M::POST, q, query, Some(500)),
-        (w, M::POST, ns, docs, Some(401)),
-        (r, M::GET, "/v2/namespaces/sec-a/metadata", "", Some(429)),
-    ]);
-    d.fault(json!({"route": "query", "delay_ms": 4000, "count": 1}));
-    d.fault(json!({"route": "write", "delay_ms": 4000, "count": 1}));
-    d.calls(&[
-        (r, M::POST, q, query, Some(504)),
-        (w, M::POST, ns, docs, Some(504)),
-    ]);
-    d.emulator(M::DELETE, "/_emu/faults", "");
+    // Upstream errors relayed, and upstream timeouts (504). Each rule stays in force (a large
+    // count) until the call it is meant for is answered, then every rule is removed: a one-shot
+    // rule could be taken by the gateway's own requests (the watcher's metadata polls, the
+    // write-path mirror's read-back query) instead of the call under test.
+    let sticky = |mut rule: Value| {
+        rule["count"] = json!(1_000_000);
+        rule
+    };
+    let cases = [
+        (
+            json!({"route": "query", "status": 500}),
+            (r, M::POST, q, query, Some(500)),
+        ),
+        (
+            json!({"route": "write", "status": 401,
+                "body": {"status": "error", "error": "unauthorized"}}),
+            (w, M::POST, ns, docs, Some(401)),
+        ),
+        (
+            json!({"route": "metadata", "namespace": "sec-a", "status": 429,
+                "headers": {"retry-after": "1"}}),
+            (r, M::GET, "/v2/namespaces/sec-a/metadata", "", Some(429)),
+        ),
+        (
+            json!({"route": "query", "delay_ms": 4000}),
+            (r, M::POST, q, query, Some(504)),
+        ),
+        (
+            json!({"route": "write", "delay_ms": 4000}),
+            (w, M::POST, ns, docs, Some(504)),
+        ),
+    ];
+    for (rule, call) in cases {
+        d.fault(sticky(rule));
+        d.calls(&[call]);
+        d.emulator(M::DELETE, "/_emu/faults", "");
+    }
 
     // Only the upstream key reached the emulator as a credential, and no client token at all.
     let log = d.emulator(M::GET, "/_emu/requests?limit=10000", "").json();
