@@ -16,6 +16,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
+use http::HeaderMap;
 use parking_lot::Mutex;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -35,6 +36,12 @@ pub struct FaultRule {
     pub route: String,
     pub namespace: Option<String>,
     pub method: Option<String>,
+    /// Request headers the rule needs: it fires only on a request carrying each of them with
+    /// exactly this value (names are case-insensitive; a repeated header matches if any of its
+    /// values does). A test that sends a header of its own (`x-test-fault: <token>`) aims a rule
+    /// at its requests alone, when other clients hit the same route and namespace (a gateway's
+    /// metadata polls and write read-backs).
+    pub match_headers: Option<BTreeMap<String, String>>,
     /// Status to answer with. Without one the rule only delays the request.
     pub status: Option<u16>,
     /// Fire this many times, then disappear (sticky when absent).
@@ -90,6 +97,7 @@ impl Control {
         route: &str,
         namespace: Option<&str>,
         method: &str,
+        headers: &HeaderMap,
     ) -> Option<FaultAction> {
         let mut rules = self.faults.lock();
         let idx = rules.iter().position(|r| {
@@ -98,6 +106,9 @@ impl Control {
                 && r.method
                     .as_deref()
                     .is_none_or(|m| m.eq_ignore_ascii_case(method))
+                && r.match_headers
+                    .as_ref()
+                    .is_none_or(|want| carries(headers, want))
                 && r.probability
                     .is_none_or(|p| rand::rng().random::<f64>() < p)
         })?;
@@ -239,10 +250,87 @@ impl Control {
     }
 }
 
+/// Whether `headers` carry every `name: value` of `want` (names case-insensitive, values exact).
+fn carries(headers: &HeaderMap, want: &BTreeMap<String, String>) -> bool {
+    want.iter().all(|(name, value)| {
+        headers
+            .get_all(name.to_ascii_lowercase().as_str())
+            .iter()
+            .any(|v| v.as_bytes() == value.as_bytes())
+    })
+}
+
 /// Reads one query-string parameter (no percent-decoding needed for the values used here).
 pub fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
     query.split('&').find_map(|kv| {
         let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
         (k == name).then_some(v)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use http::HeaderValue;
+
+    use super::*;
+
+    fn add(control: &Control, rule: Value) {
+        let body = json!({ "rules": [rule] }).to_string();
+        let store = Store::new(None, None, Vec::new()).unwrap();
+        control
+            .handle(&store, "POST", &["faults"], "", body.as_bytes())
+            .unwrap();
+    }
+
+    fn with(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for &(k, v) in pairs {
+            h.append(k, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    /// A rule with `match_headers` skips requests without the header (or with another value),
+    /// so a gateway's own requests on the same route and namespace cannot consume it.
+    #[test]
+    fn a_rule_with_match_headers_fires_only_on_requests_carrying_them() {
+        let control = Control::default();
+        add(
+            &control,
+            json!({"route": "query", "namespace": "ns", "status": 503, "count": 1,
+                   "match_headers": {"X-Test-Fault": "t1"}}),
+        );
+        let fired = |h: &HeaderMap| {
+            control
+                .fault_for("query", Some("ns"), "POST", h)
+                .and_then(|a| a.respond)
+                .map(|(status, _, _)| status)
+        };
+        assert_eq!(
+            fired(&HeaderMap::new()),
+            None,
+            "a request without the header"
+        );
+        assert_eq!(
+            fired(&with(&[("x-test-fault", "t2")])),
+            None,
+            "another token"
+        );
+        assert_eq!(
+            fired(&with(&[("x-test-fault", "t2"), ("x-test-fault", "t1")])),
+            Some(503),
+            "one of a repeated header's values"
+        );
+        assert_eq!(
+            fired(&with(&[("x-test-fault", "t1")])),
+            None,
+            "count 1 is used up"
+        );
+        // Without match_headers a rule matches whatever the headers are.
+        add(
+            &control,
+            json!({"route": "query", "status": 500, "count": 1}),
+        );
+        assert_eq!(fired(&HeaderMap::new()), Some(500));
+    }
 }

@@ -294,7 +294,7 @@ async fn dispatch(
             "🤷 no route for {method} {path}"
         )));
     };
-    if let Some(action) = app.control.fault_for(route, ns, method.as_str()) {
+    if let Some(action) = app.control.fault_for(route, ns, method.as_str(), headers) {
         if action.delay_ms > 0 {
             tokio::time::sleep(Duration::from_millis(action.delay_ms)).await;
         }

@@ -19,6 +19,19 @@ API_KEY = "tpuf_compatsuite0000000000000000"
 
 DESERIALIZE_PREFIX = "Failed to deserialize the JSON body into the target type: "
 
+# A query sent with this reads its own writes through the gateway too (forwarded unchanged, a
+# strong upstream read); at the gateway's default (stable) mode a read right after a write is cut
+# at the watermark by design (docs/src/stable-reads.md).
+STRONG: Dict[str, str] = {"level": "strong"}
+
+# The header a test sends on the requests its fault rules are aimed at (see ``Emu.faults``).
+FAULT_HEADER = "x-test-fault"
+
+
+def fault_token() -> str:
+    """A fresh value for ``FAULT_HEADER``: the SDK client of one test sends it, its rules match it."""
+    return uuid.uuid4().hex
+
 
 # --------------------------------------------------------------------------------------------
 # Control plane client (/_emu/...)
@@ -68,7 +81,13 @@ class Emu:
         return self._check(self._http.post("/_emu/indexer/flush", json=body))
 
     # Faults ----------------------------------------------------------------------------------
-    def faults(self, *rules: Dict[str, Any]) -> Any:
+    def faults(self, *rules: Dict[str, Any], token: Optional[str] = None) -> Any:
+        """Appends fault rules. With ``token`` each rule fires only on requests carrying
+        ``FAULT_HEADER: token`` (the emulator's ``match_headers``): through the gateway, its own
+        requests on the same route and namespace (the watcher's metadata polls, the write-path
+        mirror's read-back query) carry no such header and cannot consume a one-shot fault."""
+        if token is not None:
+            rules = tuple({**r, "match_headers": {FAULT_HEADER: token}} for r in rules)
         return self._check(self._http.post("/_emu/faults", json={"rules": list(rules)}))
 
     def clear_faults(self) -> Any:
@@ -82,9 +101,14 @@ class Emu:
     def clear_requests(self) -> Any:
         return self._check(self._http.delete("/_emu/requests"))
 
-    def requests_for(self, namespace: str, limit: int = 500) -> List[Dict[str, Any]]:
-        """Logged data-plane requests whose path mentions ``namespace`` (oldest first)."""
-        return [r for r in self.requests(limit) if f"/{namespace}" in r["path"]]
+    def requests_for(self, namespace: str, limit: int = 500, token: Optional[str] = None) -> List[Dict[str, Any]]:
+        """Logged data-plane requests whose path mentions ``namespace`` (oldest first); with
+        ``token``, only those carrying ``FAULT_HEADER: token`` (the test's own, not the gateway's)."""
+        return [
+            r
+            for r in self.requests(limit)
+            if f"/{namespace}" in r["path"] and (token is None or header(r, FAULT_HEADER) == token)
+        ]
 
     # Raw access ------------------------------------------------------------------------------
     def raw(self, method: str, path: str, **kw: Any) -> httpx.Response:
@@ -173,8 +197,11 @@ def create_and_pause(ns, emu: "Emu") -> None:
 
 
 def fetch_all(ns, *, filters: Any = None, include_attributes: Any = True, **kw: Any) -> Dict[Any, Dict[str, Any]]:
-    """All documents (by id) via an id-ordered query. Null attributes are dropped (null == absent)."""
-    params: Dict[str, Any] = dict(rank_by=["id", "asc"], top_k=1000, include_attributes=include_attributes)
+    """All documents (by id) via an id-ordered strong query (it reads the test's own writes, also
+    through the gateway). Null attributes are dropped (null == absent)."""
+    params: Dict[str, Any] = dict(
+        rank_by=["id", "asc"], top_k=1000, include_attributes=include_attributes, consistency=STRONG
+    )
     if filters is not None:
         params["filters"] = filters
     params.update(kw)
@@ -191,6 +218,29 @@ def wait_until(pred, timeout: float = 5.0, interval: float = 0.05, what: str = "
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last={last!r}")
+
+
+def wait_stable(api_url: str, namespace: str, timeout: float = 20.0) -> Dict[str, Any]:
+    """Waits until the gateway at ``api_url`` reports ``namespace`` stable and returns its metadata.
+
+    Polls ``GET /v2/namespaces/{ns}/metadata`` every 50 ms until ``layer.is_stable`` is true, which
+    the gateway reports once its watermark covers every write it acknowledged for the namespace
+    (docs/src/stable-reads.md): from then on a query at the default (stable) mode sees them all.
+    About 1-1.5 s after a write at the default poll interval and safety margin; bounded by
+    ``timeout``. Gateway only (``Target.wait_stable`` skips it against the bare emulator).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        r = httpx.get(
+            f"{api_url}/v2/namespaces/{namespace}/metadata",
+            headers={"Authorization": f"Bearer {API_KEY}"},
+            timeout=10.0,
+        )
+        last: Any = r.json() if r.status_code == 200 else f"{r.status_code}: {r.text}"
+        if r.status_code == 200 and (last.get("layer") or {}).get("is_stable") is True:
+            return last
+        assert time.monotonic() < deadline, f"{namespace} not stable after {timeout}s; metadata: {last!r}"
+        time.sleep(0.05)
 
 
 # --------------------------------------------------------------------------------------------

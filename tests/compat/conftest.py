@@ -31,7 +31,7 @@ import httpx
 import pytest
 import turbopuffer
 
-from compat_helpers import API_KEY, Emu
+from compat_helpers import API_KEY, Emu, wait_stable
 
 STARTUP_TIMEOUT_S = 20.0
 _LISTEN_RE = re.compile(r"listening on (http://[^\s]+)")
@@ -142,6 +142,13 @@ class Target:
     @property
     def is_gateway(self) -> bool:
         return self.mode == "gateway"
+
+    def wait_stable(self, ns: Any, timeout: float = 20.0) -> None:
+        """Through the gateway: waits until ``ns`` (a handle or a name) is stable, so a query at the
+        default (stable) mode sees every write of the test (``compat_helpers.wait_stable``).
+        Against the bare emulator there is no cut to wait for."""
+        if self.is_gateway:
+            wait_stable(self.api_url, getattr(ns, "id", ns), timeout=timeout)
 
     def client(self, **kwargs: Any) -> turbopuffer.Turbopuffer:
         kwargs.setdefault("api_key", API_KEY)

@@ -53,6 +53,8 @@ def test_write_query_and_list_round_trip(layer):
             assert (w.status, w.rows_affected, w.rows_upserted) == ("OK", 2, 2)
             assert isinstance(w.billing, dict)
 
+            # The default (stable) read sees the write once the gateway reports the namespace stable.
+            layer.wait_stable(ns)
             q = await c.query_turbopuffer_namespace(
                 ns, {"rank_by": ["vector", "ANN", [1.0, 0.0]], "top_k": 2, "include_attributes": ["title"]}
             )
@@ -129,6 +131,7 @@ def test_branch_and_copy(layer):
             assert br.status == "OK" and br.rows_affected == 2
             cp = await c.copy_namespace(copy, {"copy_from_namespace": src})
             assert cp.status == "OK" and cp.rows_affected == 2
+            layer.wait_stable(copy)
             q = await c.query_turbopuffer_namespace(copy, {"rank_by": ["id", "asc"], "top_k": 10, "include_attributes": ["k"]})
             assert [(r["id"], r["k"]) for r in q.rows] == [(1, "v"), (2, "w")]
 
@@ -217,6 +220,7 @@ def test_query_namespace_hybrid_auto_and_vector_shapes(layer):
                     "schema": {"content": {"type": "string", "full_text_search": True, "fuzzy": True}},
                 },
             )
+            layer.wait_stable(ns)
             r = await c.query_namespace(
                 ns,
                 {"rank_by": ["content", "HybridText", "conection timout kubernets"], "top_k": 3, "include_attributes": ["content"]},
@@ -255,20 +259,33 @@ def test_fetch_document_and_documents(layer):
     async def go():
         async with await _client(layer) as c:
             await c.write_namespace(ns, {"upsert_rows": [{"id": "a", "title": "alpha"}, {"id": "b", "title": "bravo"}]})
-            first = await c.fetch_document(ns, "a", with_perf=True)
-            assert first.data.id == "a" and first.data.attributes == {"title": "alpha"}
+            # "c" is written around the gateway (straight to upstream): no write-path mirror
+            # caches it, so its first fetch is a miss.
+            r = layer.emu.raw("POST", f"/v2/namespaces/{ns}", json={"upsert_rows": [{"id": "c", "title": "charlie"}]})
+            assert r.status_code == 200, r.text
+            first = await c.fetch_document(ns, "c", with_perf=True)
+            assert first.data.id == "c" and first.data.attributes == {"title": "charlie"}
             assert first.perf.cache_status == "miss"
+
+            async def until_hit(doc_id: str, title: str) -> list:
+                statuses = []
+                for _ in range(20):
+                    again = await c.fetch_document(ns, doc_id, include_attributes=["title"], with_perf=True)
+                    assert again.data.id == doc_id and again.data.attributes == {"title": title}
+                    statuses.append(again.perf.cache_status)
+                    if statuses[-1] == "hit":
+                        break
+                    await asyncio.sleep(0.05)
+                return statuses
+
             # The first fetch backfilled the shared tier (in the background): a later fetch, on
             # whichever shard, must hit it.
-            statuses = []
-            for _ in range(20):
-                again = await c.fetch_document(ns, "a", include_attributes=["title"], with_perf=True)
-                assert again.data.id == "a" and again.data.attributes == {"title": "alpha"}
-                statuses.append(again.perf.cache_status)
-                if statuses[-1] == "hit":
-                    break
-                await asyncio.sleep(0.05)
+            statuses = await until_hit("c", "charlie")
             assert statuses[-1] == "hit", f"the backfill never served a hit: {statuses}"
+            # "a" was written through the gateway: the write-path mirror read it back into the
+            # cache in the background (or, if a fetch came first, that fetch's backfill did).
+            statuses = await until_hit("a", "alpha")
+            assert statuses[-1] == "hit", f"neither the mirror nor the backfill served a hit: {statuses}"
             batch = await c.fetch_documents(ns, {"ids": ["b", "missing-id", "a"]})
             assert [d.id for d in batch.documents] == ["b", "a"]
             assert batch.missing == ["missing-id"]

@@ -26,7 +26,7 @@ import httpx
 import pytest
 from hevlayer import AsyncHevlayer
 
-from compat_helpers import API_KEY, run
+from compat_helpers import API_KEY, run, wait_stable
 from compat_helpers import fresh as helpers_fresh
 from conftest import _Server
 
@@ -52,9 +52,6 @@ class HistoryGateway:
                 f"{store}"
                 "  history:\n"
                 f"    flushIntervalMs: {FLUSH_INTERVAL_MS}\n"
-                "  consistency:\n"
-                # Reads see writes at once: these tests are about history, not the watermark.
-                "    defaultMode: strong\n"
             )
         self.server: Optional[_Server] = None
         self.url = ""
@@ -136,7 +133,9 @@ def gateway(request, target):
     gw.stop()
 
 
-async def seed(c: AsyncHevlayer, ns: str) -> None:
+async def seed(gateway: HistoryGateway, c: AsyncHevlayer, ns: str) -> None:
+    """Writes three documents and waits until the gateway reports the namespace stable, so the
+    searches after it (at the default, stable, mode) see them."""
     await c.write_namespace(
         ns,
         {
@@ -148,6 +147,7 @@ async def seed(c: AsyncHevlayer, ns: str) -> None:
             "distance_metric": "euclidean_squared",
         },
     )
+    wait_stable(gateway.url, ns)
 
 
 def test_list_search_history_with_tags_and_paging(gateway):
@@ -155,7 +155,7 @@ def test_list_search_history_with_tags_and_paging(gateway):
 
     async def go():
         async with gateway.client() as c:
-            await seed(c, ns)
+            await seed(gateway, c, ns)
             first = await c.query_namespace(
                 ns,
                 {"vector": [1.0, 0.0], "top_k": 2, "include_attributes": ["title"]},
@@ -224,7 +224,7 @@ def test_list_clickstream_by_trace_id(gateway):
 
     async def go():
         async with gateway.client() as c:
-            await seed(c, ns)
+            await seed(gateway, c, ns)
         # The search: its response's traceparent is the trace context downstream fetches carry.
         http = httpx.AsyncClient(base_url=gateway.url, event_hooks={"response": [remember]})
         async with AsyncHevlayer(api_key=API_KEY, base_url=gateway.url, http_client=http) as c:
@@ -272,7 +272,7 @@ def test_list_clickstream_by_trace_id(gateway):
 def _query_n(gateway: HistoryGateway, ns: str, n: int, tag: str) -> List[str]:
     async def go() -> List[str]:
         async with gateway.client() as c:
-            await seed(c, ns)
+            await seed(gateway, c, ns)
             for i in range(n):
                 await c.query_namespace(ns, {"vector": [1.0, 0.0], "top_k": 1}, tags=[tag, f"i:{i}"])
             page = await c.list_search_history(ns, tags=[tag])

@@ -15,7 +15,6 @@ These tests only make sense through the gateway; with ``LAYER_COMPAT_TARGET=emul
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import Counter
 
 import pytest
@@ -54,8 +53,12 @@ def rows(n: int) -> list[dict]:
     return out
 
 
-async def write_and_settle(c: AsyncHevlayer, ns: str, data: list[dict]) -> None:
-    """Writes through the gateway and waits until its watermark covers the write."""
+async def write_and_settle(c: AsyncHevlayer, layer, ns: str, data: list[dict]) -> None:
+    """Writes through the gateway and waits until its watermark covers the write: the gateway
+    reports the namespace stable (`layer.is_stable`) once the watermark is at or after the
+    write's stamp. (A wall-clock bound taken after the answer, `stable_as_of > now`, can be missed:
+    the namespace may turn stable with a watermark between the stamp and the answer, and a stable
+    namespace is polled only every `stablePollIntervalMs`.)"""
     await c.write_namespace(
         ns,
         {
@@ -64,13 +67,7 @@ async def write_and_settle(c: AsyncHevlayer, ns: str, data: list[dict]) -> None:
             "schema": {"title": {"type": "string", "full_text_search": True}},
         },
     )
-    written = int(time.time() * 1000)
-    for _ in range(400):
-        meta = await c.get_namespace_metadata(ns)
-        if meta.layer and meta.layer.stable_as_of and meta.layer.stable_as_of > written:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("the gateway's watermark never covered the write")
+    layer.wait_stable(ns)
 
 
 def values_of(data, field, keep=lambda r: True):
@@ -90,7 +87,7 @@ def test_scan_helper_counts_ids_and_values_end_to_end(layer):
 
     async def go():
         async with AsyncHevlayer(api_key=API_KEY, base_url=layer.api_url) as c:
-            await write_and_settle(c, ns, data)
+            await write_and_settle(c, layer, ns, data)
 
             # Count: synchronous, parsed as ScanCountResponse; the model's defaults are sent.
             count = await c.create_scan(
@@ -146,7 +143,7 @@ def test_scan_errors_parse_in_the_client(layer):
 
     async def go():
         async with AsyncHevlayer(api_key=API_KEY, base_url=layer.api_url) as c:
-            await write_and_settle(c, ns, rows(30))
+            await write_and_settle(c, layer, ns, rows(30))
             for body in [
                 {"mode": "count", "field": "category"},
                 {"mode": "values"},
@@ -173,7 +170,7 @@ def test_warm_then_cache_scans_and_hint_steps(layer):
 
     async def go():
         async with AsyncHevlayer(api_key=API_KEY, base_url=layer.api_url) as c:
-            await write_and_settle(c, ns, data)
+            await write_and_settle(c, layer, ns, data)
             bare = await c.hint_cache_warm(ns)
             assert isinstance(bare, HintCacheWarmResponse)
 

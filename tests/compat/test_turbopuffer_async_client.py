@@ -6,7 +6,7 @@ import asyncio
 
 import turbopuffer
 
-from compat_helpers import API_KEY, not_found_text
+from compat_helpers import API_KEY, STRONG, not_found_text
 from conftest import new_ns_name
 
 
@@ -23,10 +23,14 @@ def test_async_client_round_trip(target):
                 distance_metric="cosine_distance",
             )
             assert res.rows_upserted == 2
-            q = await ns.query(rank_by=["vector", "ANN", [0.1, 0.9]], top_k=2, include_attributes=["t"])
+            # Strong: reads its own write through the gateway too (no stable-read cut).
+            q = await ns.query(
+                rank_by=["vector", "ANN", [0.1, 0.9]], top_k=2, include_attributes=["t"], consistency=STRONG
+            )
             assert [(r.id, r["t"]) for r in q.rows] == [(2, "b"), (1, "a")]
             mq = await ns.multi_query(
-                queries=[{"rank_by": ["id", "asc"], "top_k": 1}, {"aggregate_by": {"n": ["Count"]}}]
+                queries=[{"rank_by": ["id", "asc"], "top_k": 1}, {"aggregate_by": {"n": ["Count"]}}],
+                consistency=STRONG,
             )
             assert [r.id for r in mq.results[0].rows] == [1] and mq.results[1].aggregations == {"n": 2}
             md = await ns.metadata()

@@ -7,7 +7,7 @@ import time
 import pytest
 from turbopuffer import APIStatusError
 
-from compat_helpers import error_text, f32v, fetch_all, header, ids
+from compat_helpers import STRONG, error_text, f32v, fetch_all, header, ids
 
 DOCS = [
     {"id": 1, "vector": [1.0, 0.0], "title": "alpha", "n": 1},
@@ -62,8 +62,8 @@ def test_copy_from(ns, src):
     assert res.rows_affected == 3
     _assert_same_docs(ns)
     # Distance metric and schema travel with the copy: ANN works without re-declaring.
-    assert ids(ns.query(rank_by=["vector", "ANN", [0.0, 0.9]], top_k=1).rows) == [2]
-    assert ids(ns.query(rank_by=["title", "BM25", "gamma"], top_k=3).rows) == [3]
+    assert ids(ns.query(rank_by=["vector", "ANN", [0.0, 0.9]], top_k=1, consistency=STRONG).rows) == [2]
+    assert ids(ns.query(rank_by=["title", "BM25", "gamma"], top_k=3, consistency=STRONG).rows) == [3]
     assert ns.schema()["title"].full_text_search not in (None, False)
     # The copy is independent of its source.
     ns.write(deletes=[1])
@@ -174,7 +174,7 @@ def test_branch_from_is_independent(ns, src):
     assert sorted(fetch_all(src)) == [1, 2, 3]
     assert fetch_all(src)[2]["n"] == 200
     # The branch keeps the source's distance metric (euclidean_squared).
-    rows = ns.query(rank_by=["vector", "ANN", [0.0, 0.0]], top_k=1).rows
+    rows = ns.query(rank_by=["vector", "ANN", [0.0, 0.0]], top_k=1, consistency=STRONG).rows
     assert rows[0].id == 4
     assert rows[0]["$dist"] == pytest.approx(0.5, abs=1e-6)
 

@@ -16,7 +16,16 @@ from turbopuffer import (
     RateLimitError,
 )
 
-from compat_helpers import API_KEY, api_error, fetch_all, header, ids
+from compat_helpers import (
+    API_KEY,
+    FAULT_HEADER,
+    STRONG,
+    api_error,
+    fault_token,
+    fetch_all,
+    header,
+    ids,
+)
 
 
 def _write_one(ns, i=1):
@@ -29,6 +38,19 @@ def _posts(emu, ns_name, suffix=""):
         for r in emu.requests_for(ns_name)
         if r["method"] == "POST" and r["path"] == f"/v2/namespaces/{ns_name}{suffix}"
     ]
+
+
+def _aimed_client(make_client, **kw):
+    """A client whose every request carries a fresh ``FAULT_HEADER`` token, and the token: rules
+    added with ``emu.faults(..., token=token)`` fire only on this client's requests, never on the
+    gateway's own (its metadata polls and the write-path mirror's read-back query)."""
+    token = fault_token()
+    return make_client(default_headers={FAULT_HEADER: token}, **kw), token
+
+
+def _queries(emu, ns_name, token):
+    """The queries of this test's client that reached upstream (the gateway's own are left out)."""
+    return [r for r in emu.requests_for(ns_name, token=token) if r["path"].endswith("/query")]
 
 
 # ------------------------------------------------------------------------------------------
@@ -101,7 +123,7 @@ def test_namespace_name_limits_accepted(tpuf, emu):
     name = ("compat-" + uuid.uuid4().hex + "-_." + "z" * 128)[:128]
     ns = tpuf.namespace(name)
     _write_one(ns)
-    assert ids(ns.query(rank_by=["id", "asc"], top_k=1).rows) == [1]
+    assert ids(ns.query(rank_by=["id", "asc"], top_k=1, consistency=STRONG).rows) == [1]
     ns.delete_all()
 
 
@@ -125,9 +147,9 @@ def test_malformed_json_body(target, ns):
 
 
 def test_500_then_success_is_retried(make_client, ns_name, emu, target):
-    client = make_client(max_retries=2)
+    client, token = _aimed_client(make_client, max_retries=2)
     ns = client.namespace(ns_name)
-    emu.faults({"route": "write", "namespace": ns_name, "status": 500, "count": 1})
+    emu.faults({"route": "write", "namespace": ns_name, "status": 500, "count": 1}, token=token)
     emu.clear_requests()
     res = _write_one(ns)
     assert res.status == "OK" and res.rows_upserted == 1
@@ -143,9 +165,9 @@ def test_500_then_success_is_retried(make_client, ns_name, emu, target):
 
 
 def test_500_without_retries_raises_then_recovers(make_client, ns_name, emu):
-    client = make_client(max_retries=0)
+    client, token = _aimed_client(make_client, max_retries=0)
     ns = client.namespace(ns_name)
-    emu.faults({"route": "write", "namespace": ns_name, "status": 500, "count": 1})
+    emu.faults({"route": "write", "namespace": ns_name, "status": 500, "count": 1}, token=token)
     with pytest.raises(InternalServerError) as ei:
         _write_one(ns)
     assert ei.value.status_code == 500
@@ -157,19 +179,28 @@ def test_500_without_retries_raises_then_recovers(make_client, ns_name, emu):
     "status,exc",
     [(429, RateLimitError), (409, ConflictError), (503, InternalServerError), (400, BadRequestError)],
 )
-def test_fault_status_maps_to_sdk_error_class(make_client, ns_name, emu, status, exc):
-    client = make_client(max_retries=0)
+def test_fault_status_maps_to_sdk_error_class(make_client, ns_name, emu, target, status, exc):
+    client, token = _aimed_client(make_client, max_retries=0)
     ns = client.namespace(ns_name)
     _write_one(ns)
-    emu.faults({"route": "query", "namespace": ns_name, "status": status, "count": 1})
+    # The default query path: a stable namespace, no cut, and the gateway's own one retry of a
+    # 429 (with the predicate forced), so through the gateway a 429 must answer twice to reach
+    # the SDK.
+    target.wait_stable(ns)
+    gateway_429_retry = target.is_gateway and status == 429
+    emu.faults(
+        {"route": "query", "namespace": ns_name, "status": status, "count": 2 if gateway_429_retry else 1},
+        token=token,
+    )
     with pytest.raises(exc) as ei:
         ns.query(rank_by=["id", "asc"], top_k=1)
     assert ei.value.status_code == status
+    assert len(_queries(emu, ns_name, token)) == (2 if gateway_429_retry else 1)
     assert ids(ns.query(rank_by=["id", "asc"], top_k=1).rows) == [1]
 
 
 def test_fault_custom_body_and_x_should_retry(make_client, ns_name, emu, target):
-    client = make_client(max_retries=3)
+    client, token = _aimed_client(make_client, max_retries=3)
     ns = client.namespace(ns_name)
     _write_one(ns)
     body = {"status": "error", "error": "💁 injected failure"}
@@ -181,22 +212,21 @@ def test_fault_custom_body_and_x_should_retry(make_client, ns_name, emu, target)
             "count": 5,
             "body": body,
             "headers": {"x-should-retry": "false"},
-        }
+        },
+        token=token,
     )
-    emu.clear_requests()
     with pytest.raises(InternalServerError) as ei:
         ns.query(rank_by=["id", "asc"], top_k=1)
     assert ei.value.body == body
-    # Through the gateway too: it relays x-should-retry and does not retry queries itself.
-    queries = [r for r in emu.requests_for(ns_name) if r["path"].endswith("/query")]
-    assert len(queries) == 1, "x-should-retry: false must stop SDK retries"
+    # Through the gateway too: it relays x-should-retry and does not retry a 503 itself.
+    assert len(_queries(emu, ns_name, token)) == 1, "x-should-retry: false must stop SDK retries"
 
 
 def test_sticky_fault_until_cleared(make_client, ns_name, emu):
-    client = make_client(max_retries=0)
+    client, token = _aimed_client(make_client, max_retries=0)
     ns = client.namespace(ns_name)
     _write_one(ns)
-    emu.faults({"route": "metadata", "namespace": ns_name, "status": 500, "probability": 1.0})
+    emu.faults({"route": "metadata", "namespace": ns_name, "status": 500, "probability": 1.0}, token=token)
     for _ in range(3):
         with pytest.raises(InternalServerError):
             ns.metadata()
@@ -206,24 +236,26 @@ def test_sticky_fault_until_cleared(make_client, ns_name, emu):
 
 
 def test_fault_is_scoped_to_namespace_and_method(make_client, ns_factory, emu):
-    client = make_client(max_retries=0)
+    client, token = _aimed_client(make_client, max_retries=0)
     a = client.namespace(ns_factory("a").id)
     b = client.namespace(ns_factory("b").id)
     _write_one(a)
     _write_one(b)
-    emu.faults({"route": "query", "namespace": a.id, "method": "POST", "status": 500, "probability": 1.0})
+    emu.faults(
+        {"route": "query", "namespace": a.id, "method": "POST", "status": 500, "probability": 1.0}, token=token
+    )
     with pytest.raises(InternalServerError):
         a.query(rank_by=["id", "asc"], top_k=1)
-    assert ids(b.query(rank_by=["id", "asc"], top_k=1).rows) == [1]
+    assert ids(b.query(rank_by=["id", "asc"], top_k=1, consistency=STRONG).rows) == [1]
     assert a.metadata() is not None  # other routes of the same namespace unaffected
     emu.clear_faults()
 
 
 def test_fault_delay_causes_client_timeout(make_client, ns_name, emu):
-    client = make_client(max_retries=0, timeout=0.5)
+    client, token = _aimed_client(make_client, max_retries=0, timeout=0.5)
     ns = client.namespace(ns_name)
     _write_one(ns)
-    emu.faults({"route": "query", "namespace": ns_name, "delay_ms": 1500, "count": 1})
+    emu.faults({"route": "query", "namespace": ns_name, "delay_ms": 1500, "count": 1}, token=token)
     with pytest.raises(APITimeoutError):
         ns.query(rank_by=["id", "asc"], top_k=1)
     emu.clear_faults()
@@ -269,14 +301,14 @@ def _check_route_answer(route, r, ns):
 
 @pytest.mark.parametrize("route", sorted(ROUTE_CALLS))
 def test_fault_route_classification(make_client, ns_name, emu, route):
-    client = make_client(max_retries=0)
+    client, token = _aimed_client(make_client, max_retries=0)
     ns = client.namespace(ns_name)
     ns.write(upsert_rows=[{"id": 1, "vector": [1.0, 0.0]}], distance_metric="cosine_distance")
     emu.flush(ns_name)
     rule = {"route": route, "status": 503, "count": 1}
     if route not in ("list", "copy_async"):
         rule["namespace"] = ns_name
-    emu.faults(rule)
+    emu.faults(rule, token=token)
     with pytest.raises(InternalServerError):
         ROUTE_CALLS[route](ns, client)
     emu.clear_faults()
@@ -285,7 +317,7 @@ def test_fault_route_classification(make_client, ns_name, emu, route):
 
 
 def test_fault_on_operation_poll(make_client, ns_factory, emu):
-    client = make_client(max_retries=0)
+    client, aim = _aimed_client(make_client, max_retries=0)
     src = client.namespace(ns_factory("src").id)
     dst = client.namespace(ns_factory("dst").id)
     _write_one(src)
@@ -295,7 +327,7 @@ def test_fault_on_operation_poll(make_client, ns_factory, emu):
         token = dst.start_copy_from(source_namespace=src.id).token
     finally:
         assert emu.raw("POST", "/_emu/config", json={"async_op_delay_ms": before}).status_code == 200
-    emu.faults({"route": "operation", "status": 503, "count": 1})
+    emu.faults({"route": "operation", "status": 503, "count": 1}, token=aim)
     with pytest.raises(InternalServerError):
         dst.poll_copy_from(token)
     emu.clear_faults()
@@ -335,7 +367,7 @@ def test_gzip_request_and_response_compression(make_client, ns_name, emu, target
         print("gateway: the upstream request's encoding is the gateway's choice; not checked")
     else:
         assert (header(req, "content-encoding") or "").lower() == "gzip"
-    got = ns.query(rank_by=["id", "asc"], top_k=100, include_attributes=["text"])
+    got = ns.query(rank_by=["id", "asc"], top_k=100, include_attributes=["text"], consistency=STRONG)
     assert ids(got.rows) == list(range(1, 41))
     assert got.rows[0]["text"] == rows[0]["text"]
 
@@ -344,10 +376,10 @@ def test_small_responses_are_not_compressed(make_client, ns_name):
     """Responses under 1 KiB come back uncompressed even when gzip is accepted; large ones are gzipped."""
     ns = make_client(compression=True).namespace(ns_name)
     ns.write(upsert_rows=[{"id": 1, "text": "z" * 2000}])
-    small = ns.with_raw_response.query(rank_by=["id", "asc"], top_k=1)
+    small = ns.with_raw_response.query(rank_by=["id", "asc"], top_k=1, consistency=STRONG)
     assert small.headers.get("content-encoding") is None
     assert small.parse().rows[0].id == 1
-    big = ns.with_raw_response.query(rank_by=["id", "asc"], top_k=1, include_attributes=["text"])
+    big = ns.with_raw_response.query(rank_by=["id", "asc"], top_k=1, include_attributes=["text"], consistency=STRONG)
     assert big.headers.get("content-encoding") == "gzip"
     assert big.parse().rows[0]["text"] == "z" * 2000
 
@@ -364,16 +396,18 @@ def test_client_module_exports():
 
 
 def test_retry_after_ms_header_honoured(make_client, ns_name, emu, target):
-    client = make_client(max_retries=1)
+    client, token = _aimed_client(make_client, max_retries=1)
     ns = client.namespace(ns_name)
     _write_one(ns)
-    emu.faults({"route": "query", "namespace": ns_name, "status": 429, "count": 1,
-                "headers": {"retry-after-ms": "20"}})
-    emu.clear_requests()
+    # The default query path: through the gateway a stable namespace's 429 is retried once by the
+    # gateway (predicate forced), so the fault answers that retry too and the SDK gets the 429.
+    target.wait_stable(ns)
+    emu.faults({"route": "query", "namespace": ns_name, "status": 429, "count": 2 if target.is_gateway else 1,
+                "headers": {"retry-after-ms": "20"}}, token=token)
     assert ids(ns.query(rank_by=["id", "asc"], top_k=1).rows) == [1]
-    # The 429 and the SDK's one retry (the gateway relays both and retries nothing itself).
-    queries = [r for r in emu.requests_for(ns_name) if r["path"].endswith("/query")]
-    assert len(queries) == 2
+    # The 429 (and, through the gateway, its retry's 429, relayed with retry-after-ms), then the
+    # SDK's one retry, which succeeds.
+    assert len(_queries(emu, ns_name, token)) == (3 if target.is_gateway else 2)
 
 
 def test_request_log_limit_and_order(tpuf, ns_name, emu, target):
@@ -395,10 +429,10 @@ def test_request_log_limit_and_order(tpuf, ns_name, emu, target):
 
 
 def test_fault_probability_zero_never_fires(make_client, ns_name, emu):
-    client = make_client(max_retries=0)
+    client, token = _aimed_client(make_client, max_retries=0)
     ns = client.namespace(ns_name)
     _write_one(ns)
-    emu.faults({"route": "query", "namespace": ns_name, "status": 500, "probability": 0.0})
+    emu.faults({"route": "query", "namespace": ns_name, "status": 500, "probability": 0.0}, token=token)
     for _ in range(5):
-        assert ids(ns.query(rank_by=["id", "asc"], top_k=1).rows) == [1]
+        assert ids(ns.query(rank_by=["id", "asc"], top_k=1, consistency=STRONG).rows) == [1]
     emu.clear_faults()

@@ -25,9 +25,12 @@ BM25 = {"rank_by": ["title", "BM25", "fox"], "top_k": 6}
 
 
 @pytest.fixture(scope="module")
-def mns(tpuf, emu):
+def mns(tpuf, emu, target):
+    """Shared (read-only) by this module; stable through the gateway, so its queries take the
+    default (stable) path and see every document."""
     handle = tpuf.namespace(new_ns_name("mq"))
     load_query_docs(handle, emu)
+    target.wait_stable(handle)
     return handle
 
 

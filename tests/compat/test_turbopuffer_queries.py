@@ -28,10 +28,13 @@ Q = [0.9, 0.2, 0.1]
 
 
 @pytest.fixture(scope="module")
-def qns(tpuf, emu):
-    """A populated, fully indexed namespace shared (read-only) by this module."""
+def qns(tpuf, emu, target):
+    """A populated, fully indexed namespace shared (read-only) by this module. Through the gateway
+    it is stable before the first query: the module's queries take the default (stable) path and
+    see every document."""
     handle = tpuf.namespace(new_ns_name("q"))
     load_query_docs(handle, emu)
+    target.wait_stable(handle)
     return handle
 
 
@@ -84,12 +87,13 @@ def test_knn_exact_requires_filters(qns):
         qns.query(rank_by=["vector", "kNN", Q], top_k=10)
 
 
-def test_ann_euclidean_squared(ns, emu):
+def test_ann_euclidean_squared(ns, emu, target):
     docs = {10: [1.0, 2.0], 11: [3.0, -1.0], 12: [0.25, 0.5], 13: [-2.0, -2.0]}
     ns.write(
         upsert_rows=[{"id": i, "vector": v} for i, v in docs.items()],
         distance_metric="euclidean_squared",
     )
+    target.wait_stable(ns)
     q = [0.5, 0.75]
     res = ns.query(rank_by=["vector", "ANN", q], top_k=4)
     expected = expected_ranking(docs, q, "euclidean_squared")
@@ -624,12 +628,13 @@ def test_count_id_form(qns):
     assert res.aggregations == {"n": 2}
 
 
-def test_sparse_knn(ns):
+def test_sparse_knn(ns, target):
     docs = {1: {"1": 1.0, "7": 0.5}, 2: {"7": 2.0}, 3: {"3": 4.0}, 4: {"1": 0.25, "7": 0.25, "9": 8.0}}
     ns.write(
         upsert_rows=[{"id": i, "sp": v} for i, v in docs.items()],
         schema={"sp": {"type": "{}f16", "sparse_knn": {"distance_metric": "dot_product"}}},
     )
+    target.wait_stable(ns)
     q = {"1": 0.5, "7": 2.0}
     res = ns.query(rank_by=["sp", "SparseKNN", q], top_k=10)
     expected = {i: sum(w * q.get(k, 0.0) for k, w in v.items()) for i, v in docs.items()}
@@ -640,7 +645,7 @@ def test_sparse_knn(ns):
         assert r["$dist"] == pytest.approx(expected[r["id"]], rel=1e-3)
 
 
-def test_pre_tokenized_array_bm25(ns):
+def test_pre_tokenized_array_bm25(ns, target):
     ns.write(
         upsert_rows=[
             {"id": 1, "toks": ["alpha", "beta"]},
@@ -649,6 +654,7 @@ def test_pre_tokenized_array_bm25(ns):
         ],
         schema={"toks": {"type": "[]string", "full_text_search": {"tokenizer": "pre_tokenized_array"}}},
     )
+    target.wait_stable(ns)
     res = ns.query(rank_by=["toks", "BM25", ["beta"]], top_k=10)
     assert set(ids(res.rows)) == {1, 2}
     assert ids(ns.query(rank_by=["toks", "BM25", ["delta"]], top_k=10).rows) == [3]
@@ -692,7 +698,7 @@ def test_bm25_case_folding(qns):
     assert upper == pytest.approx(lower)
 
 
-def test_bm25_stemming_is_opt_in(ns):
+def test_bm25_stemming_is_opt_in(ns, target):
     ns.write(
         upsert_rows=[{"id": 1, "plain": "the fox jumps", "stem": "the fox jumps"}],
         schema={
@@ -700,6 +706,7 @@ def test_bm25_stemming_is_opt_in(ns):
             "stem": {"type": "string", "full_text_search": {"stemming": True, "language": "english"}},
         },
     )
+    target.wait_stable(ns)
     # stemming defaults to false ...
     assert ids(ns.query(rank_by=["plain", "BM25", "jumping"], top_k=5).rows) == []
     assert ids(ns.query(rank_by=["plain", "BM25", "jumps"], top_k=5).rows) == [1]
@@ -707,7 +714,7 @@ def test_bm25_stemming_is_opt_in(ns):
     assert ids(ns.query(rank_by=["stem", "BM25", "jumping"], top_k=5).rows) == [1]
 
 
-def test_f16_vectors(ns):
+def test_f16_vectors(ns, target):
     import struct
 
     def f16(x):
@@ -719,6 +726,7 @@ def test_f16_vectors(ns):
         schema={"vector": {"type": "[2]f16", "ann": True}},
         distance_metric="euclidean_squared",
     )
+    target.wait_stable(ns)
     assert ns.schema()["vector"].type == "[2]f16"
     res = ns.query(rank_by=["vector", "ANN", [1.0, 0.0]], top_k=2, include_attributes=["vector"])
     rows = row_dicts(res.rows)
@@ -727,12 +735,13 @@ def test_f16_vectors(ns):
     assert rows[0]["vector"] == pytest.approx([f16(0.9), f16(-0.3)], abs=2e-4)
 
 
-def test_float_vectors_come_back_as_their_f32_shortest_decimals(ns):
+def test_float_vectors_come_back_as_their_f32_shortest_decimals(ns, target):
     # Stored as f32: 0.7 is answered as 0.7 (the shortest decimal naming that f32), never as the
     # f64 widening 0.699999988079071 (row and column writes alike).
     vecs = {1: [0.7, 0.1, -0.3], 2: [1.0, 2.5e-8, 123.456]}
     ns.write(upsert_rows=[{"id": 1, "vector": vecs[1]}], distance_metric="euclidean_squared")
     ns.write(upsert_columns={"id": [2], "vector": [vecs[2]]})
+    target.wait_stable(ns)
     raw = ns.with_raw_response.query(
         rank_by=["id", "asc"], top_k=2, include_attributes=["vector"], vector_encoding="float"
     ).json()

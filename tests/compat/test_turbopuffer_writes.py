@@ -15,6 +15,7 @@ from turbopuffer import (
 
 from compat_helpers import (
     DESERIALIZE_PREFIX,
+    STRONG,
     api_error,
     b64_f32,
     decode_b64_f32,
@@ -111,10 +112,15 @@ def test_vectors_as_json_arrays(ns, emu, target):
     """A first element that is an int keeps the SDK from base64-encoding: plain JSON arrays."""
     emu.clear_requests()
     ns.write(upsert_rows=[{"id": 1, "vector": [1, 0.5, 0.25]}], distance_metric="cosine_distance")
-    # Through the gateway too: the JSON array reaches upstream as sent.
-    body = json.loads([r for r in emu.requests_for(ns.id) if r["method"] == "POST"][-1]["body"])
+    # Through the gateway too: the JSON array reaches upstream as sent. (The write itself: through
+    # the gateway the write-path mirror's read-back query is a POST to the namespace too.)
+    path = f"/v2/namespaces/{ns.id}"
+    writes = [r for r in emu.requests_for(ns.id) if r["method"] == "POST" and r["path"] == path]
+    body = json.loads(writes[-1]["body"])
     assert body["upsert_rows"][0]["vector"] == [1, 0.5, 0.25]
-    res = ns.query(rank_by=["id", "asc"], top_k=1, include_attributes=["vector"], vector_encoding="base64")
+    res = ns.query(
+        rank_by=["id", "asc"], top_k=1, include_attributes=["vector"], vector_encoding="base64", consistency=STRONG
+    )
     assert decode_b64_f32(row_dicts(res.rows)[0]["vector"]) == pytest.approx([1.0, 0.5, 0.25])
 
 
@@ -127,9 +133,9 @@ def test_additional_ann_vector_attribute(ns):
         schema={"emb": {"type": "[3]f32", "ann": True}},
         distance_metric="cosine_distance",
     )
-    res = ns.query(rank_by=["emb", "ANN", [0.9, 0.1, 0.0]], top_k=2)
+    res = ns.query(rank_by=["emb", "ANN", [0.9, 0.1, 0.0]], top_k=2, consistency=STRONG)
     assert ids(res.rows) == [2, 1]
-    res = ns.query(rank_by=["vector", "ANN", [0.9, 0.1]], top_k=2)
+    res = ns.query(rank_by=["vector", "ANN", [0.9, 0.1]], top_k=2, consistency=STRONG)
     assert ids(res.rows) == [1, 2]
 
 
@@ -170,7 +176,7 @@ def test_patch_can_set_attribute_to_null(ns):
     ns.write(upsert_rows=_docs(1))
     ns.write(patch_rows=[{"id": 1, "name": None}])
     assert fetch_all(ns)[1].get("name") is None
-    assert ids(ns.query(rank_by=["id", "asc"], top_k=5, filters=["name", "Eq", None]).rows) == [1]
+    assert ids(ns.query(rank_by=["id", "asc"], top_k=5, filters=["name", "Eq", None], consistency=STRONG).rows) == [1]
 
 
 # ------------------------------------------------------------------------------------------
@@ -250,7 +256,7 @@ def test_patch_by_filter_over_limit_and_allow_partial(ns):
     with pytest.raises(APIStatusError) as ei:
         ns.write(patch_by_filter={"filters": ["flag", "Eq", False], "patch": {"flag": True}})
     assert 400 <= ei.value.status_code < 500, ei.value
-    count = ns.query(aggregate_by={"c": ["Count"]}, filters=["flag", "Eq", True]).aggregations
+    count = ns.query(aggregate_by={"c": ["Count"]}, filters=["flag", "Eq", True], consistency=STRONG).aggregations
     assert count == {"c": 0}, "a rejected filter write must not patch anything"
 
     res = ns.write(
@@ -265,7 +271,7 @@ def test_patch_by_filter_over_limit_and_allow_partial(ns):
     )
     assert res.rows_patched == 1
     assert res.rows_remaining is False
-    count = ns.query(aggregate_by={"c": ["Count"]}, filters=["flag", "Eq", True]).aggregations
+    count = ns.query(aggregate_by={"c": ["Count"]}, filters=["flag", "Eq", True], consistency=STRONG).aggregations
     assert count == {"c": n}
 
 
@@ -353,16 +359,16 @@ def test_u64_ids_keep_full_precision(ns):
     near = 2**53 + 1  # not representable as f64
     res = ns.write(upsert_rows=[{"id": big, "x": 1}, {"id": near, "x": 2}, {"id": 0, "x": 3}], return_affected_ids=True)
     assert sorted(res.upserted_ids) == [0, near, big]
-    assert ids(ns.query(rank_by=["id", "asc"], top_k=10).rows) == [0, near, big]
-    assert ids(ns.query(rank_by=["id", "asc"], top_k=10, filters=["id", "Eq", near]).rows) == [near]
+    assert ids(ns.query(rank_by=["id", "asc"], top_k=10, consistency=STRONG).rows) == [0, near, big]
+    assert ids(ns.query(rank_by=["id", "asc"], top_k=10, filters=["id", "Eq", near], consistency=STRONG).rows) == [near]
     assert ns.schema()["id"].type == "uint"
 
 
 def test_string_ids(ns):
     ns.write(upsert_rows=[{"id": "b-doc", "x": 2}, {"id": "a-doc", "x": 1}])
-    assert ids(ns.query(rank_by=["id", "asc"], top_k=10).rows) == ["a-doc", "b-doc"]
+    assert ids(ns.query(rank_by=["id", "asc"], top_k=10, consistency=STRONG).rows) == ["a-doc", "b-doc"]
     ns.write(deletes=["a-doc"])
-    assert ids(ns.query(rank_by=["id", "asc"], top_k=10).rows) == ["b-doc"]
+    assert ids(ns.query(rank_by=["id", "asc"], top_k=10, consistency=STRONG).rows) == ["b-doc"]
     assert ns.schema()["id"].type == "string"
 
 
@@ -374,10 +380,10 @@ def test_uuid_ids_are_canonicalised(ns):
         return_affected_ids=True,
     )
     assert res.upserted_ids == [upper.lower()]
-    assert ids(ns.query(rank_by=["id", "asc"], top_k=10).rows) == [upper.lower()]
+    assert ids(ns.query(rank_by=["id", "asc"], top_k=10, consistency=STRONG).rows) == [upper.lower()]
     assert ns.schema()["id"].type == "uuid"
     ns.write(deletes=[upper.lower()])
-    assert ids(ns.query(rank_by=["id", "asc"], top_k=10).rows) == []
+    assert ids(ns.query(rank_by=["id", "asc"], top_k=10, consistency=STRONG).rows) == []
 
 
 def test_duplicate_ids_rejected(ns):
@@ -420,15 +426,16 @@ def test_schema_on_write(ns):
     assert schema["score"].type == "float"
     assert schema["body"].type == "string" and schema["body"].full_text_search not in (None, False)
     assert schema["label"].type == "uint"
-    assert ids(ns.query(rank_by=["id", "asc"], top_k=5, filters=["when", "Gt", "2024-01-01"]).rows) == [1]
-    assert ids(ns.query(rank_by=["body", "BM25", "moon"], top_k=5).rows) == [2]
+    res = ns.query(rank_by=["id", "asc"], top_k=5, filters=["when", "Gt", "2024-01-01"], consistency=STRONG)
+    assert ids(res.rows) == [1]
+    assert ids(ns.query(rank_by=["body", "BM25", "moon"], top_k=5, consistency=STRONG).rows) == [2]
 
 
 def test_schema_only_write_on_existing_namespace(ns):
     ns.write(upsert_rows=_docs(1))
     res = ns.write(schema={"name": {"type": "string", "full_text_search": True}})
     assert res.status == "OK"
-    assert ids(ns.query(rank_by=["name", "BM25", "doc1"], top_k=5).rows) == [1]
+    assert ids(ns.query(rank_by=["name", "BM25", "doc1"], top_k=5, consistency=STRONG).rows) == [1]
 
 
 def test_create_namespace_true_without_documents(ns):
@@ -437,7 +444,7 @@ def test_create_namespace_true_without_documents(ns):
     assert res.status == "OK"
     assert ns.exists() is True
     assert ns.schema()["id"].type == "uint"
-    assert ids(ns.query(rank_by=["id", "asc"], top_k=5).rows) == []
+    assert ids(ns.query(rank_by=["id", "asc"], top_k=5, consistency=STRONG).rows) == []
 
 
 def test_create_namespace_false_on_missing_namespace(ns):
@@ -689,7 +696,7 @@ def test_string_id_longer_than_64_bytes_rejected(ns):
         ns.write(upsert_rows=[{"id": "x" * 65}])
     assert 400 <= ei.value.status_code < 500
     ns.write(upsert_rows=[{"id": "y" * 64}])
-    assert ids(ns.query(rank_by=["id", "asc"], top_k=1).rows) == ["y" * 64]
+    assert ids(ns.query(rank_by=["id", "asc"], top_k=1, consistency=STRONG).rows) == ["y" * 64]
 
 
 def test_create_namespace_requires_id_type(ns):
@@ -770,6 +777,6 @@ def test_concurrent_writes_are_all_applied(ns):
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         assert sorted(pool.map(writer, range(8))) == list(range(8))
-    assert ns.query(aggregate_by={"n": ["Count"]}).aggregations == {"n": 201}
-    res = ns.query(aggregate_by={"n": ["Count"]}, group_by=["k"])
+    assert ns.query(aggregate_by={"n": ["Count"]}, consistency=STRONG).aggregations == {"n": 201}
+    res = ns.query(aggregate_by={"n": ["Count"]}, group_by=["k"], consistency=STRONG)
     assert {g["k"]: g["n"] for g in group_dicts(res.aggregation_groups)} == {0: 26, **{t: 25 for t in range(1, 8)}}
