@@ -100,6 +100,21 @@ pub const ENV_OVERRIDES: &[EnvOverride] = &[
         apply: |c, v| set(&mut c.gateway.server.body_read_timeout_ms, v),
     },
     EnvOverride {
+        var: "LAYER_TLS_CERT_FILE",
+        doc: "gateway.tls.certFile",
+        apply: |c, v| set_some(&mut c.gateway.tls.cert_file, v),
+    },
+    EnvOverride {
+        var: "LAYER_TLS_KEY_FILE",
+        doc: "gateway.tls.keyFile",
+        apply: |c, v| set_some(&mut c.gateway.tls.key_file, v),
+    },
+    EnvOverride {
+        var: "LAYER_TLS_RELOAD_INTERVAL_MS",
+        doc: "gateway.tls.reloadIntervalMs",
+        apply: |c, v| set(&mut c.gateway.tls.reload_interval_ms, v),
+    },
+    EnvOverride {
         var: "LAYER_UPSTREAM_URL",
         doc: "vectorStore.endpoint.url",
         apply: |c, v| set(&mut c.vector_store.endpoint.url, v),

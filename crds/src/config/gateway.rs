@@ -28,6 +28,7 @@ pub struct GatewayConfig {
     /// TTL of the enriched `GET /v2/namespaces` listing cache.
     pub namespace_list_cache_ttl_ms: u64,
     pub server: ServerConfig,
+    pub tls: TlsConfig,
     pub cache: CacheConfig,
     pub consistency: ConsistencyConfig,
     pub object_store: ObjectStoreConfig,
@@ -49,6 +50,7 @@ impl Default for GatewayConfig {
             cache: CacheConfig::default(),
             namespace_list_cache_ttl_ms: 10_000,
             server: ServerConfig::default(),
+            tls: TlsConfig::default(),
             consistency: ConsistencyConfig::default(),
             object_store: ObjectStoreConfig::default(),
             history: HistoryConfig::default(),
@@ -83,6 +85,36 @@ impl Default for ServerConfig {
             header_read_timeout_ms: 15_000,
             body_read_timeout_ms: 30_000,
         }
+    }
+}
+
+/// `gateway.tls`: inbound TLS (plain HTTP when neither file is set).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct TlsConfig {
+    /// PEM certificate chain (leaf first).
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: Option<PathBuf>,
+    /// How often the files are checked for changes; a changed pair is loaded for new
+    /// connections (a pair that fails to load keeps the old one serving).
+    pub reload_interval_ms: u64,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            cert_file: None,
+            key_file: None,
+            reload_interval_ms: 10_000,
+        }
+    }
+}
+
+impl TlsConfig {
+    /// Whether the gateway serves TLS.
+    pub fn enabled(&self) -> bool {
+        self.cert_file.is_some() && self.key_file.is_some()
     }
 }
 

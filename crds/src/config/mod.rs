@@ -22,6 +22,10 @@
 //!     maxInFlightPerShard: 4096   # LAYER_MAX_IN_FLIGHT_PER_SHARD: beyond it, 503 overloaded
 //!     headerReadTimeoutMs: 15000  # LAYER_HEADER_READ_TIMEOUT_MS (also HTTP/1 keep-alive idle)
 //!     bodyReadTimeoutMs: 30000    # LAYER_BODY_READ_TIMEOUT_MS: 408 past it
+//!   tls:                          # inbound TLS; plain HTTP unless both files are set
+//!     certFile: /etc/layer/tls.crt  # LAYER_TLS_CERT_FILE (PEM chain, leaf first; unset by default)
+//!     keyFile: /etc/layer/tls.key   # LAYER_TLS_KEY_FILE (PEM key; unset by default)
+//!     reloadIntervalMs: 10000     # LAYER_TLS_RELOAD_INTERVAL_MS: files re-read when they change
 //!   cache:
 //!     tier: nvme                  # LAYER_CACHE_TIER: nvme | aerospike | disabled
 //!     dir: <dataDir>/cache        # LAYER_CACHE_DIR (unset = <dataDir>/cache)
@@ -122,6 +126,7 @@ pub use features::{
 };
 pub use gateway::{
     AerospikeSettings, CacheConfig, CacheTierKind, ConsistencyConfig, GatewayConfig, ServerConfig,
+    TlsConfig,
 };
 pub use index::{
     IndexBackend, IndexCache, IndexConfig, IndexConsistency, IndexMetadata, IndexScan,
@@ -316,6 +321,13 @@ impl Config {
         if self.gateway.max_json_depth == 0 || self.gateway.max_body_bytes == 0 {
             return Err(ConfigError::Invalid(
                 "maxJsonDepth and maxBodyBytes must be positive".into(),
+            ));
+        }
+        let tls = &self.gateway.tls;
+        if tls.cert_file.is_some() != tls.key_file.is_some() || tls.reload_interval_ms == 0 {
+            return Err(ConfigError::Invalid(
+                "tls: set both certFile and keyFile (or neither), and a positive reloadIntervalMs"
+                    .into(),
             ));
         }
         let sv = &self.gateway.server;

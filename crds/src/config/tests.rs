@@ -60,6 +60,10 @@ fn defaults_are_documented_values() {
     assert_eq!(g.server.max_in_flight_per_shard, 4_096);
     assert_eq!(g.server.header_read_timeout_ms, 15_000);
     assert_eq!(g.server.body_read_timeout_ms, 30_000);
+    assert_eq!(g.tls.cert_file, None);
+    assert_eq!(g.tls.key_file, None);
+    assert_eq!(g.tls.reload_interval_ms, 10_000);
+    assert!(!g.tls.enabled());
     assert_eq!(g.namespace_list_cache_ttl_ms, 10_000);
 
     let k = &g.cache;
@@ -285,6 +289,9 @@ fn sample(var: &str) -> Option<&'static str> {
         "LAYER_MAX_IN_FLIGHT_PER_SHARD" => "10",
         "LAYER_HEADER_READ_TIMEOUT_MS" => "2000",
         "LAYER_BODY_READ_TIMEOUT_MS" => "3000",
+        "LAYER_TLS_CERT_FILE" => "/etc/layer/tls.crt",
+        "LAYER_TLS_KEY_FILE" => "/etc/layer/tls.key",
+        "LAYER_TLS_RELOAD_INTERVAL_MS" => "5000",
         "LAYER_UPSTREAM_URL" => "http://tpuf.local:8080",
         "LAYER_UPSTREAM_API_KEY" => "tpuf_sample",
         "LAYER_UPSTREAM_CONNECT_TIMEOUT_MS" => "750",

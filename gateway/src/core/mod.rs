@@ -30,6 +30,7 @@ pub mod stable;
 pub mod store;
 #[cfg(feature = "aerospike")]
 pub mod tier_runtime;
+pub mod tls;
 pub mod upstream;
 pub mod watcher;
 

@@ -47,6 +47,8 @@ pub enum StartError {
     Gateway(#[from] super::error::GatewayError),
     #[error("route table: {0}")]
     Routes(String),
+    #[error("inbound TLS: {0}")]
+    Tls(String),
     #[error("opening the cache tier: {0}")]
     Cache(String),
     #[error("opening the object store: {0}")]
@@ -156,6 +158,10 @@ pub fn start(
         upstream: control_upstream,
     };
     core.set_control(ctl.clone());
+    let tls = super::tls::Tls::open(&g.tls).map_err(StartError::Tls)?;
+    if let Some(t) = &tls {
+        control.spawn(t.clone().reload_loop());
+    }
     for b in &background {
         b.clone().start(&ctl);
     }
@@ -177,13 +183,14 @@ pub fn start(
             .map_err(StartError::Runtime)?;
         let ctx = shard_ctx()?;
         let rx = rx.clone();
+        let tls = tls.clone();
         threads.push(
             std::thread::Builder::new()
                 .name("layer-ws".into())
                 .spawn(move || {
                     rt.block_on(async move {
                         match TcpListener::from_std(first) {
-                            Ok(l) => serve(l, ctx, rx, drain).await,
+                            Ok(l) => serve(l, ctx, rx, drain, tls).await,
                             Err(e) => tracing::error!(error = %e, "listener"),
                         }
                     });
@@ -206,6 +213,7 @@ pub fn start(
     for (i, listener) in listeners.into_iter().enumerate() {
         let ctx = shard_ctx()?;
         let rx = rx.clone();
+        let tls = tls.clone();
         let pin = (!cores.is_empty()).then(|| cores[i % cores.len()]);
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -219,7 +227,7 @@ pub fn start(
                 }
                 rt.block_on(async move {
                     match TcpListener::from_std(listener) {
-                        Ok(l) => serve(l, ctx, rx, drain).await,
+                        Ok(l) => serve(l, ctx, rx, drain, tls).await,
                         Err(e) => tracing::error!(shard = i, error = %e, "listener"),
                     }
                 });
@@ -248,6 +256,7 @@ async fn serve(
     ctx: Arc<ShardCtx>,
     mut shutdown: watch::Receiver<bool>,
     drain: Duration,
+    tls: Option<Arc<super::tls::Tls>>,
 ) {
     let server = ctx.core.config.gateway.server.clone();
     let graceful = GracefulShutdown::new();
@@ -278,11 +287,37 @@ async fn serve(
                         let ctx = ctx.clone();
                         async move { Ok::<_, std::convert::Infallible>(super::service::handle(ctx, req).await) }
                     });
-                    let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
-                    let conn = graceful.watch(conn);
+                    let Some(tls) = &tls else {
+                        let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
+                        let conn = graceful.watch(conn);
+                        tokio::spawn(async move {
+                            let _slot = slot;
+                            if let Err(e) = conn.await {
+                                tracing::debug!(error = %e, "connection ended with an error");
+                            }
+                        });
+                        continue;
+                    };
+                    // The handshake runs in the connection's task (a slow client must not hold
+                    // the accept loop), bounded like a header read.
+                    let (acceptor, builder, watcher) =
+                        (tls.acceptor(), builder.clone(), graceful.watcher());
+                    let handshake = Duration::from_millis(server.header_read_timeout_ms);
                     tokio::spawn(async move {
                         let _slot = slot;
-                        if let Err(e) = conn.await {
+                        let stream = match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
+                            Ok(Ok(s)) => s,
+                            Ok(Err(e)) => {
+                                tracing::debug!(error = %e, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!("TLS handshake timed out");
+                                return;
+                            }
+                        };
+                        let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
+                        if let Err(e) = watcher.watch(conn).await {
                             tracing::debug!(error = %e, "connection ended with an error");
                         }
                     });
