@@ -176,6 +176,15 @@ impl Auth {
         let principal = match self.mode {
             AuthMode::Open => self.open.clone(),
             _ => {
+                // Two `authorization` headers are ambiguous (proxies disagree on which wins): refused.
+                if headers
+                    .get_all(http::header::AUTHORIZATION)
+                    .iter()
+                    .nth(1)
+                    .is_some()
+                {
+                    return Err(GatewayError::InvalidToken);
+                }
                 let token = bearer(headers).ok_or(GatewayError::MissingToken)?;
                 self.keys
                     .get(&hash(token))
@@ -276,6 +285,13 @@ mod tests {
         assert!(matches!(
             admit(&HeaderMap::new(), query),
             Err(GatewayError::MissingToken)
+        ));
+        // A second authorization header, valid or not, is refused whatever the first says.
+        let mut twice = headers("a");
+        twice.append(http::header::AUTHORIZATION, "Bearer r".parse().unwrap());
+        assert!(matches!(
+            admit(&twice, write),
+            Err(GatewayError::InvalidToken)
         ));
     }
 

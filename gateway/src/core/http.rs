@@ -41,6 +41,22 @@ pub async fn read_body(
     }
 }
 
+/// Parses the JSON body of a Layer route (scan and snapshot jobs, batch fetch, snapshot
+/// policy): validated whole first, like every body the gateway reads — duplicate keys at any
+/// depth, nesting past `maxJsonDepth` and bodies past `maxBodyBytes` are refused before a tree is
+/// built (422, or 413 for the size) — then parsed. An empty body is `{}`.
+pub fn json_body(body: &[u8], limits: &scatter::Limits) -> Result<Value, GatewayError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Value::Object(serde_json::Map::new()));
+    }
+    scatter::validate(body, limits).map_err(|e| match e {
+        scatter::RewriteError::Oversize { .. } => GatewayError::PayloadTooLarge(e.to_string()),
+        e => GatewayError::Validation(format!("request body: {e}")),
+    })?;
+    serde_json::from_slice(body)
+        .map_err(|e| GatewayError::Validation(format!("request body is not valid JSON: {e}")))
+}
+
 /// Whether the caller accepts a gzip-compressed answer.
 pub fn accepts_gzip(headers: &HeaderMap) -> bool {
     headers
@@ -155,6 +171,25 @@ mod tests {
         assert_eq!(first, t.as_str());
         ensure_traceparent(&mut h);
         assert_eq!(h["traceparent"], t.as_str());
+    }
+
+    #[test]
+    fn layer_route_bodies_are_validated_whole() {
+        let limits = scatter::Limits::default();
+        assert_eq!(json_body(b"  ", &limits).unwrap(), serde_json::json!({}));
+        assert_eq!(json_body(br#"{"a": [1]}"#, &limits).unwrap()["a"][0], 1);
+        let deep = format!("{{\"a\":{}1{}}}", "[".repeat(100), "]".repeat(100));
+        let e = json_body(deep.as_bytes(), &limits).unwrap_err();
+        assert_eq!(e.status(), StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+        let e = json_body(br#"{"ids": [1], "ids": [2]}"#, &limits).unwrap_err();
+        assert!(e.to_string().contains("duplicate key"), "{e}");
+        let small = scatter::Limits {
+            max_body_bytes: 8,
+            ..limits
+        };
+        let e = json_body(br#"{"ids": [1, 2, 3]}"#, &small).unwrap_err();
+        assert_eq!(e.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert!(json_body(b"[1]", &limits).is_err());
     }
 
     #[test]

@@ -129,8 +129,7 @@ async fn fetch_many(
     ns: &str,
     body: &[u8],
 ) -> Result<(Value, Served), GatewayError> {
-    let req: Value = serde_json::from_slice(body)
-        .map_err(|e| GatewayError::Validation(format!("body is not JSON: {e}")))?;
+    let req: Value = crate::core::http::json_body(body, &ctx.core.limits)?;
     let ids: Vec<String> = match req.get("ids") {
         Some(Value::Array(a)) => a
             .iter()

@@ -351,7 +351,7 @@ async fn create(
     body: &[u8],
 ) -> Result<Resp, GatewayError> {
     let started = Instant::now();
-    let req = request::parse(body)?;
+    let req = request::parse(body, &scans.core.limits)?;
     let control = scans.core.control()?.clone();
     if req.mode == Mode::Count {
         let task = count::run(

@@ -165,13 +165,8 @@ fn parse_ranked(obj: &Map<String, Value>) -> Result<Option<Ranked>, GatewayError
 }
 
 /// Parses and validates a create-scan body (an empty body is `{}`).
-pub fn parse(body: &[u8]) -> Result<ScanRequest, GatewayError> {
-    let v: Value = if body.iter().all(u8::is_ascii_whitespace) {
-        Value::Object(Map::new())
-    } else {
-        serde_json::from_slice(body)
-            .map_err(|e| invalid(format!("request body is not valid JSON: {e}")))?
-    };
+pub fn parse(body: &[u8], limits: &scatter::Limits) -> Result<ScanRequest, GatewayError> {
+    let v: Value = crate::core::http::json_body(body, limits)?;
     let obj = v
         .as_object()
         .ok_or_else(|| invalid("request body must be a JSON object"))?;
@@ -279,7 +274,7 @@ mod tests {
     use super::*;
 
     fn p(v: Value) -> Result<ScanRequest, GatewayError> {
-        parse(v.to_string().as_bytes())
+        parse(v.to_string().as_bytes(), &scatter::Limits::default())
     }
 
     fn rejected(v: Value) -> String {
@@ -295,7 +290,7 @@ mod tests {
             .expect("the client's default body");
         assert_eq!((r.mode, r.source), (Mode::Ids, Source::Auto));
         assert_eq!((r.page_size, r.timeout_seconds), (1000, 30));
-        let r = parse(b"").expect("empty body");
+        let r = parse(b"", &scatter::Limits::default()).expect("empty body");
         assert_eq!(
             (r.mode, r.page_size, r.timeout_seconds),
             (Mode::Ids, 1000, 30)
@@ -367,7 +362,10 @@ mod tests {
         rejected(json!({"mode": "values", "field": "_hevlayer_upserted_at"}));
         rejected(json!({"hybrid_text": {"field": "t", "query": "q"}}));
         rejected(json!([1]));
-        assert!(matches!(parse(b"{"), Err(GatewayError::Validation(_))));
+        assert!(matches!(
+            parse(b"{", &scatter::Limits::default()),
+            Err(GatewayError::Validation(_))
+        ));
         assert_eq!(
             p(json!({"mode": "count", "timeout_seconds": 300}))
                 .map(|r| r.timeout_seconds)

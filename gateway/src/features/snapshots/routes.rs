@@ -96,6 +96,7 @@ impl Snapshots {
         req: Req,
     ) -> Result<Resp, GatewayError> {
         let ns = req.ns();
+        crate::core::http::json_body(&req.body, &self.core.limits)?;
         let p = Policy::parse(&req.body)?;
         let bytes = serde_json::to_vec(&p).unwrap_or_default();
         self.store
@@ -162,9 +163,8 @@ struct CreateRequest {
     page_size: usize,
 }
 
-fn parse_create(body: &[u8]) -> Result<CreateRequest, GatewayError> {
-    let v: Value = serde_json::from_slice(body)
-        .map_err(|e| GatewayError::Validation(format!("request body is not valid JSON: {e}")))?;
+fn parse_create(body: &[u8], limits: &scatter::Limits) -> Result<CreateRequest, GatewayError> {
+    let v: Value = crate::core::http::json_body(body, limits)?;
     let obj = v
         .as_object()
         .ok_or_else(|| GatewayError::Validation("request body must be a JSON object".into()))?;
@@ -221,7 +221,7 @@ fn parse_create(body: &[u8]) -> Result<CreateRequest, GatewayError> {
 }
 
 async fn create(snaps: &Arc<Snapshots>, ns: &str, body: &[u8]) -> Result<Resp, GatewayError> {
-    let req = parse_create(body)?;
+    let req = parse_create(body, &snaps.core.limits)?;
     // Stored snapshots serve unfiltered fields they materialized completely.
     let stored = match req.source {
         Source::Auto | Source::Stored if req.filters.is_none() => {
