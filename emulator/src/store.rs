@@ -100,6 +100,9 @@ pub struct Store {
     pub knobs: RwLock<Knobs>,
     indexer: Mutex<IndexerCfg>,
     dirty: Mutex<BTreeSet<String>>,
+    /// Serialises writes that create a namespace, so two concurrent first writes land in one
+    /// namespace instead of one of them being acknowledged and then dropped.
+    creating: Mutex<()>,
     data_dir: Option<PathBuf>,
     ops: Mutex<HashMap<String, Operation>>,
     rng: Mutex<StdRng>,
@@ -137,6 +140,7 @@ impl Store {
             knobs: RwLock::new(Knobs::default()),
             indexer: Mutex::new(IndexerCfg::default()),
             dirty: Mutex::new(BTreeSet::new()),
+            creating: Mutex::new(()),
             data_dir,
             ops: Mutex::new(HashMap::new()),
             rng: Mutex::new(rng),
@@ -303,6 +307,15 @@ impl Store {
     pub fn write(&self, name: &str, req: WriteRequest, body_len: u64) -> ApiResult<Value> {
         let limits = self.write_limits();
         let existing = self.namespaces.read().get(name).cloned();
+        // Held until a namespace this write creates is in the map (see `creating`).
+        let mut _creating = None;
+        let existing = match existing {
+            Some(ns) => Some(ns),
+            None => {
+                _creating = Some(self.creating.lock());
+                self.namespaces.read().get(name).cloned()
+            }
+        };
         let (ns, existed) = match existing {
             Some(ns) => (ns, true),
             None => {
@@ -347,10 +360,7 @@ impl Store {
             write::apply(&mut st, req, body_len, limits, now_ms(), existed)?
         };
         if !existed {
-            self.namespaces
-                .write()
-                .entry(name.to_string())
-                .or_insert(ns);
+            self.namespaces.write().insert(name.to_string(), ns);
         }
         self.dirty.lock().insert(name.to_string());
         Ok(result)

@@ -288,3 +288,51 @@ async fn performance_timings_are_measured() {
         assert!(exec >= 30 && total >= exec, "{r}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_first_writes_to_a_new_namespace_all_land() {
+    // Many writers race to create the same namespace: every acknowledged row must be there
+    // (a lost race once dropped a whole acknowledged write).
+    let addr = start(&[]).await;
+    for round in 0..20 {
+        let ns = format!("race-{round}");
+        let writes = (0..8u64).map(|w| {
+            let path = format!("/v2/namespaces/{ns}");
+            async move {
+                let rows: Vec<Value> = (0..5).map(|i| json!({"id": w * 100 + i})).collect();
+                call(addr, "POST", &path, Some(json!({"upsert_rows": rows})), &[]).await
+            }
+        });
+        for r in futures_join(writes).await {
+            assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        }
+        let q = call(
+            addr,
+            "POST",
+            &format!("/v2/namespaces/{ns}/query"),
+            Some(json!({"rank_by": ["id", "asc"], "top_k": 100,
+                "consistency": {"level": "strong"}})),
+            &[],
+        )
+        .await;
+        assert_eq!(
+            q.json()["rows"].as_array().map(Vec::len),
+            Some(40),
+            "round {round}"
+        );
+    }
+}
+
+/// Runs futures concurrently (each on its own task).
+async fn futures_join<F>(futs: impl Iterator<Item = F>) -> Vec<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futs.map(tokio::spawn).collect();
+    let mut out = Vec::new();
+    for h in handles {
+        out.push(h.await.expect("task"));
+    }
+    out
+}
