@@ -248,7 +248,7 @@ impl Stack {
     /// The requests the emulator received, oldest first (panics when the log cannot be read, so
     /// an empty list always means no requests).
     pub fn upstream_requests(&self) -> Vec<Value> {
-        let r = self.direct(Method::GET, "/_emu/requests?limit=1000", Bytes::new());
+        let r = self.direct(Method::GET, "/_emu/requests?limit=100000", Bytes::new());
         assert_eq!(r.status, 200, "request log: {}", r.text());
         r.json()["requests"]
             .as_array()
