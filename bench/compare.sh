@@ -184,31 +184,30 @@ for ((start = 0; start < ROWS; start += BATCH)); do
 done
 rm -f "$TMP/seed.json"
 
-# ---------------------------------------------------------------- gateway
-taskset -c "$PROXY_CPU" "$BIN/layer-gateway" --listen 127.0.0.1:0 \
-  --upstream-url "http://$EMU_ADDR" --upstream-api-key "$KEY" --shards 1 \
-  --data-dir "$TMP/gateway-data" >"$TMP/gateway.out" 2>"$TMP/gateway.err" &
-GW_PID=$!
-PIDS+=("$GW_PID")
-wait_addr "$TMP/gateway.out" "$GW_PID" layer-gateway
-GW_ADDR=$REPLY
-[[ $GW_ADDR == 127.0.0.1:* ]] || die "gateway is not on 127.0.0.1: $GW_ADDR"
-log "gateway on $GW_ADDR (pid $GW_PID, CPU$PROXY_CPU)"
+# ---------------------------------------------------------------- gateway (and baseline)
+# start_gateway BIN NAME: starts a gateway build on PROXY_CPU; sets GW_STARTED_PID and REPLY
+# (its address).
+start_gateway() {
+  local bin=$1 name=$2
+  taskset -c "$PROXY_CPU" "$bin" --listen 127.0.0.1:0 \
+    --upstream-url "http://$EMU_ADDR" --upstream-api-key "$KEY" --shards 1 \
+    --data-dir "$TMP/$name-data" >"$TMP/$name.out" 2>"$TMP/$name.err" &
+  GW_STARTED_PID=$!
+  PIDS+=("$GW_STARTED_PID")
+  wait_addr "$TMP/$name.out" "$GW_STARTED_PID" layer-gateway
+  [[ $REPLY == 127.0.0.1:* ]] || die "$name is not on 127.0.0.1: $REPLY"
+  log "$name ($bin) on $REPLY (pid $GW_STARTED_PID, CPU$PROXY_CPU)"
+}
+start_gateway "$BIN/layer-gateway" gateway
+GW_ADDR=$REPLY GW_PID=$GW_STARTED_PID
 
 TARGETS=(direct gateway nginx)
 BASE_ADDR="" BASE_PID=""
 if [[ -n $BASELINE_BIN ]]; then
   [[ -x $BASELINE_BIN ]] || die "BASELINE_BIN is not an executable: $BASELINE_BIN"
-  taskset -c "$PROXY_CPU" "$BASELINE_BIN" --listen 127.0.0.1:0 \
-    --upstream-url "http://$EMU_ADDR" --upstream-api-key "$KEY" --shards 1 \
-    --data-dir "$TMP/baseline-data" >"$TMP/baseline.out" 2>"$TMP/baseline.err" &
-  BASE_PID=$!
-  PIDS+=("$BASE_PID")
-  wait_addr "$TMP/baseline.out" "$BASE_PID" layer-gateway
-  BASE_ADDR=$REPLY
-  [[ $BASE_ADDR == 127.0.0.1:* ]] || die "baseline gateway is not on 127.0.0.1: $BASE_ADDR"
+  start_gateway "$BASELINE_BIN" baseline
+  BASE_ADDR=$REPLY BASE_PID=$GW_STARTED_PID
   TARGETS+=(baseline)
-  log "baseline gateway ($BASELINE_BIN) on $BASE_ADDR (pid $BASE_PID, CPU$PROXY_CPU)"
 fi
 
 # ---------------------------------------------------------------- nginx
