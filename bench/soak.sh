@@ -74,11 +74,12 @@ die() {
 
 soak_cleanup() {
   local rc=$? p keep
+  ((rc == 0)) || log "exiting with status $rc (line ${BASH_LINENO[0]})"
   for p in "${LG_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   if [[ $KEEP_TMP == 1 || $rc -ne 0 ]]; then
     keep=$TMP-kept
     mkdir -p "$keep"
-    cp "$TMP"/*.out "$TMP"/*.err "$TMP"/*.json "$TMP"/*.tsv "$TMP"/*.yaml "$keep"/ 2>/dev/null || true
+    cp "$TMP"/*.out "$TMP"/*.err "$TMP"/*.json "$TMP"/*.tsv "$TMP"/*.yaml "$TMP"/*.txt "$keep"/ 2>/dev/null || true
     log "logs and raw data kept in $keep"
   fi
   bench_cleanup
@@ -707,22 +708,27 @@ mkdir -p "$(dirname "$OUT")"
     echo "- Failed jobs (at most the first 20 of $JOBS_FAILED; columns: phase, t s, kind, HTTP status, job status, ms, ok, detail):"
     echo
     echo '```'
-    awk -F'\t' '$1 == "soak" && $7 != 1' "$TMP/jobs.tsv" | head -20 | cut -c1-600
+    # (no `| head`: with pipefail, the writer's SIGPIPE would end the script)
+    awk -F'\t' '$1 == "soak" && $7 != 1 && ++n <= 20 { print substr($0, 1, 600) }' "$TMP/jobs.tsv"
     echo '```'
   fi
   echo "- Gateway log (stderr, default level): $GW_WARN WARN and $GW_ERROR ERROR lines over the whole run (seed, peak and soak)."
   if ((GW_WARN + GW_ERROR > 0)); then
     echo
     echo '```'
-    sed 's/\x1b\[[0-9;]*m//g' "$TMP/gateway.err" | grep -E ' (WARN|ERROR) ' | sed -E 's/^[^ ]+ +//' | sort | uniq -c | sort -rn | head -20 | cut -c1-300
+    sed 's/\x1b\[[0-9;]*m//g' "$TMP/gateway.err" | grep -E ' (WARN|ERROR) ' | sed -E 's/^[^ ]+ +//' | sort | uniq -c |
+      sort -rn | awk 'NR <= 20 { print substr($0, 1, 300) }' || true
     echo '```'
   fi
   echo
   echo "## Gateway counters at the end (cumulative since start: seed, peak and soak)"
   echo
   echo '```'
-  grep -E '^layer_(requests_total|document_cache_events_total|scan_events_total|warm_events_total|upstream_errors_total|overload_rejections_total|write_rejections_total|consistency_events_total|search_history_events_total|clickstream_events_total)' \
-    "$TMP/metrics.txt" 2>/dev/null | head -80 || echo "(no /metrics answer)"
+  if [[ -s $TMP/metrics.txt ]]; then
+    awk '/^layer_(requests_total|document_cache_events_total|scan_events_total|warm_events_total|upstream_errors_total|overload_rejections_total|write_rejections_total|consistency_events_total|search_history_events_total|clickstream_events_total)/ && ++n <= 80' "$TMP/metrics.txt"
+  else
+    echo "(no /metrics answer)"
+  fi
   echo '```'
   echo
   echo "## Raw segments"
@@ -731,6 +737,7 @@ mkdir -p "$(dirname "$OUT")"
   printf 'seg\tstart_s\ttype\trate\treq_s\tp50_ms\tp99_ms\tp999_ms\tmax_ms\terrors\tunexpected\trequests\tscheduled\tlag_p99_ms\tstatuses\n'
   cat "$TMP/segments.tsv"
   echo '```'
-} >"$OUT"
+} >"$OUT.partial"
+mv "$OUT.partial" "$OUT"
 log "wrote $OUT"
 log "verdict: $PASS (errors $ERR_OK, rss flat $RSS_OK, fd growth $FD_GROWTH, upstream growth $UP_GROWTH, p99 steady $P99_OK)"
