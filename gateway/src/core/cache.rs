@@ -78,13 +78,6 @@ impl CacheTier {
         true
     }
 
-    /// Namespaces awaiting repair, sorted.
-    pub fn untrusted(&self) -> Vec<String> {
-        let mut v: Vec<String> = self.untrusted.by_ns.lock().keys().cloned().collect();
-        v.sort();
-        v
-    }
-
     /// Runs `f` on this shard's hot cache (created on first use).
     pub fn with_hot<R>(&self, f: impl FnOnce(&mut HotCache) -> R) -> R {
         HOT.with(|h| {
@@ -121,6 +114,5 @@ mod tests {
         );
         assert!(c.trust_again("a", c.failures("a")));
         assert!(c.is_trusted("a"));
-        assert!(c.untrusted().is_empty());
     }
 }

@@ -64,14 +64,6 @@ pub trait Recorder: Send + Sync {
     fn record_fetch(&self, r: FetchRecord<'_>);
 }
 
-/// A recorder that keeps nothing.
-pub struct NoRecorder;
-
-impl Recorder for NoRecorder {
-    fn record_query(&self, _: QueryRecord<'_>) {}
-    fn record_fetch(&self, _: FetchRecord<'_>) {}
-}
-
 /// Search metadata headers (`x-hevlayer-search-query`, `x-hevlayer-tags`), validated per the tag
 /// contract: tags are trimmed, empties dropped, at most 128 bytes of `[A-Za-z0-9:_\-./=+]`,
 /// deduplicated and sorted, at most 32.

@@ -34,7 +34,6 @@ pub async fn handle(ctx: Arc<ShardCtx>, req: Request<Incoming>) -> Resp {
     // A `Uri` clone shares its bytes: the route and the namespace label borrow from it while
     // `parts` moves into the request.
     let uri = parts.uri.clone();
-    let router = ctx.router.clone();
     let _slot = match InFlight::take(&ctx) {
         Ok(slot) => slot,
         Err(e) => {
@@ -49,7 +48,7 @@ pub async fn handle(ctx: Arc<ShardCtx>, req: Request<Incoming>) -> Resp {
             return resp;
         }
     };
-    let (resp, name, query_ns) = match router.find(&parts.method, uri.path()) {
+    let (resp, name, query_ns) = match ctx.router.find(&parts.method, uri.path()) {
         None => {
             let e = GatewayError::NotFound {
                 method: parts.method.to_string(),

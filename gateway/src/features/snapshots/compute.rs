@@ -69,22 +69,6 @@ pub async fn from_origin(
     Ok(SnapshotBody::new(ns, watermark_ms, rows, hist, skipped))
 }
 
-/// A histogram of `fields` over rows the caller already has (cache-sourced jobs).
-pub fn from_rows<'a>(
-    snaps: &Snapshots,
-    ns: &str,
-    watermark_ms: u64,
-    fields: &[String],
-    rows: impl IntoIterator<Item = &'a Value>,
-) -> SnapshotBody {
-    let mut facets = Facets::new(fields, snaps.field_cap);
-    for r in rows {
-        facets.add_row(r);
-    }
-    let (rows, hist, skipped) = facets.finish();
-    SnapshotBody::new(ns, watermark_ms, rows, hist, skipped)
-}
-
 /// Merges a freshly computed body into the latest one when both saw the same data — no write
 /// through this gateway after the latest body's cut (`last_write_ms`) and the same row count — so
 /// a manual single-field job does not hide the other configured fields from the latest view. The
