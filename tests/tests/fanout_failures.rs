@@ -160,7 +160,8 @@ fn origin_jobs_meeting_upstream_errors_fail_cleanly() {
 #[test]
 fn an_upstream_timeout_during_a_count_is_a_504() {
     // The upstream request timeout is lowered to 500 ms so the test does not wait the default
-    // 30 s; the path from a timed-out page to the answer is the same at any timeout.
+    // 30 s; the path from a timed-out page to the answer is the same at any timeout, and
+    // upstream_failures.rs shows the 504 at the default 30 s.
     let ns = "fan-timeout";
     let stack = stack(ns, 2, |c| c.vector_store.request_timeout_ms = 500);
     seed(&stack, ns, 20);

@@ -54,7 +54,6 @@ fn nothing_acknowledged_is_lost_when_the_gateway_is_killed_under_write_load() {
             );
             std::thread::spawn(move || {
                 let mut batch = 0u64;
-                let mut sent = 0u64;
                 while !stop.load(Ordering::Relaxed) {
                     let ids: Vec<u64> = (0..10).map(|i| w * 1_000_000 + batch * 10 + i).collect();
                     batch += 1;
@@ -69,7 +68,6 @@ fn nothing_acknowledged_is_lost_when_the_gateway_is_killed_under_write_load() {
                         tokio::time::timeout(Duration::from_secs(5), http.client().request(req))
                             .await
                     });
-                    sent += 1;
                     match r {
                         Ok(Ok(resp)) if resp.status().is_success() => {
                             acked.lock().unwrap().extend(ids)
@@ -78,7 +76,6 @@ fn nothing_acknowledged_is_lost_when_the_gateway_is_killed_under_write_load() {
                         _ => break,
                     }
                 }
-                sent
             })
         })
         .collect();
@@ -90,9 +87,10 @@ fn nothing_acknowledged_is_lost_when_the_gateway_is_killed_under_write_load() {
     }
     gateway.stop(false); // SIGKILL, mid-load
     stop.store(true, Ordering::Relaxed);
-    let sent: u64 = writers.into_iter().map(|w| w.join().unwrap()).sum();
+    for w in writers {
+        w.join().unwrap();
+    }
     let acked = acked.lock().unwrap().clone();
-    assert!(sent as usize * 10 >= acked.len());
 
     // Every acknowledged id is in upstream: count them with strong reads, page by page.
     let mut found = std::collections::HashSet::new();

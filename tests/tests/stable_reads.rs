@@ -222,7 +222,8 @@ fn a_write_to_a_stable_namespace_is_cut_immediately() {
 fn the_watermark_never_moves_backwards() {
     // The fast tier at 40 ms (margin and stable tier at their defaults): the test watches the
     // watermark advance several times within ~1.5 s of writes, which the default 1 s tier would
-    // do once or twice at most.
+    // do once or twice at most. At the defaults, watermark_defaults.rs checks the watermark never
+    // goes back between two stable cuts of 12 namespaces.
     let stack = Stack::start_with(|c| c.gateway.consistency.poll_interval_ms = 40);
     let ns = "stable-monotonic";
     stack.gw(

@@ -44,7 +44,7 @@ fn scripted(script: impl Fn(usize) -> Act + Send + 'static) -> SocketAddr {
                         );
                     }
                     Act::Hang => {
-                        let _ = s.set_read_timeout(Some(Duration::from_secs(20)));
+                        let _ = s.set_read_timeout(Some(Duration::from_secs(60)));
                         let _ = s.read(&mut buf);
                     }
                     Act::Answer => {
@@ -65,11 +65,17 @@ fn scripted(script: impl Fn(usize) -> Act + Send + 'static) -> SocketAddr {
     addr
 }
 
+/// The documented `vectorStore.requestTimeoutMs`; every test here runs at it.
+const DEFAULT_TIMEOUT_MS: u64 = 30_000;
+
 fn stack_on(upstream: SocketAddr, timeout_ms: u64) -> Stack {
     Stack::start_with(move |c| {
         c.vector_store.endpoint.url = format!("http://{upstream}");
+        assert_eq!(c.vector_store.request_timeout_ms, DEFAULT_TIMEOUT_MS);
         c.vector_store.request_timeout_ms = timeout_ms;
-        // A strong read goes straight to upstream (no watcher state needed).
+        // Strong mode, because the scripted upstream answers queries only (no metadata for the
+        // watcher): a strong read is forwarded as is. The default stable mode forwards the same
+        // bytes when the namespace has no watermark, which is the case here too.
         c.gateway.consistency.default_mode = layer_gateway::config::IndexConsistency::Strong;
     })
 }
@@ -86,10 +92,8 @@ fn query(stack: &Stack) -> (u16, Value, Duration) {
 
 #[test]
 fn an_answer_cut_off_mid_body_is_a_502_and_the_next_request_is_served() {
-    // The default mode is set to strong so the query is forwarded as is; the scripted upstream
-    // does not implement metadata for the watcher.
     let upstream = scripted(|n| if n == 0 { Act::CutMidBody } else { Act::Answer });
-    let stack = stack_on(upstream, 30_000);
+    let stack = stack_on(upstream, DEFAULT_TIMEOUT_MS);
     let (status, body, _) = query(&stack);
     assert_eq!(status, 502, "{body}");
     assert_eq!(body["error"], "upstream_error", "{body}");
@@ -99,16 +103,38 @@ fn an_answer_cut_off_mid_body_is_a_502_and_the_next_request_is_served() {
 }
 
 #[test]
-fn an_upstream_that_never_answers_is_a_504_at_the_request_timeout() {
-    // The upstream request timeout is lowered to 1 s (the default 30 s would make the test wait
-    // that long; the timer is the same at any value). The request must end then, not hang.
+fn an_upstream_that_never_answers_is_a_504_at_the_default_request_timeout() {
+    // At the default upstream request timeout (30 s): the request ends then, it does not hang.
     let upstream = scripted(|n| if n == 0 { Act::Hang } else { Act::Answer });
-    let stack = stack_on(upstream, 1_000);
-    let (status, body, took) = query(&stack);
+    let stack = stack_on(upstream, DEFAULT_TIMEOUT_MS);
+    // The harness client gives up at 30 s too: this request waits up to 45 s itself.
+    let started = Instant::now();
+    let req = http::Request::post(format!("{}/v2/namespaces/flaky/query", stack.gateway_url))
+        .header(
+            "authorization",
+            format!("Bearer {}", layer_e2e::UPSTREAM_KEY),
+        )
+        .body(http_body_util::Full::new(bytes::Bytes::from_static(
+            br#"{"rank_by":["id","asc"],"top_k":1}"#,
+        )))
+        .unwrap();
+    let (status, body) = stack.http.block_on(async {
+        let resp = tokio::time::timeout(Duration::from_secs(45), stack.http.client().request(req))
+            .await
+            .expect("the gateway answered within 45 s")
+            .expect("an answer");
+        let status = resp.status().as_u16();
+        let body = http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        (status, serde_json::from_slice::<Value>(&body).unwrap())
+    });
+    let took = started.elapsed();
     assert_eq!(status, 504, "{body}");
     assert_eq!(body["error"], "upstream_error", "{body}");
     assert!(
-        took < Duration::from_secs(15),
+        took < Duration::from_secs(45),
         "the request hung for {took:?}"
     );
     let (status, _, _) = query(&stack);
@@ -121,7 +147,7 @@ fn an_upstream_refusing_connections_is_a_502() {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap()
     };
-    let stack = stack_on(refused, 30_000);
+    let stack = stack_on(refused, DEFAULT_TIMEOUT_MS);
     let (status, body, _) = query(&stack);
     assert_eq!(status, 502, "{body}");
     assert_eq!(body["error"], "upstream_error", "{body}");

@@ -108,7 +108,7 @@ fn stamps(stack: &Stack, ns: &str) -> (usize, u64) {
 
 /// Waits until `ns` is stable, then checks the cut covers all `want` rows written so far:
 /// a count scan sees every one, and `stable_as_of` is at or after the newest stamp. Returns the
-/// newest stamp.
+/// newest stamp and the watermark.
 ///
 /// The first count is the request of the report, `{"mode":"count"}` (source `auto`): a fresh
 /// namespace has no snapshot and no warmed cache, so origin answers it at the watermark. That
@@ -116,7 +116,7 @@ fn stamps(stack: &Stack, ns: &str) -> (usize, u64) {
 /// (gateway/src/sources/auto.rs: populated, `cache_warmed_through < watermark` → cache plus a
 /// background warm) answers `auto` from the cache at the warm's older cut (`watermark_ms` in the
 /// answer says so), so later counts name `source: origin` to read at the watermark itself.
-fn check_covered(stack: &Stack, ns: &str, want: u64, source: Option<&str>) -> u64 {
+fn check_covered(stack: &Stack, ns: &str, want: u64, source: Option<&str>) -> (u64, u64) {
     let m = wait_stable(stack, ns);
     let mut req = json!({"mode": "count"});
     if let Some(s) = source {
@@ -140,7 +140,7 @@ fn check_covered(stack: &Stack, ns: &str, want: u64, source: Option<&str>) -> u6
         "{ns}: stable_as_of {wm} is {} ms behind the newest stamp {newest}",
         newest - wm
     );
-    newest
+    (newest, wm)
 }
 
 /// Writes 40 rows to each of `NAMESPACES` fresh namespaces (a batch at a time), checks each is
@@ -152,17 +152,21 @@ fn two_writes_covered(stack: &Stack, prefix: &str) -> Vec<(String, u64)> {
         for ns in batch {
             stack.write(ns, body(0, ROWS));
         }
-        for ns in batch {
-            check_covered(stack, ns, ROWS, None);
-        }
+        let first: Vec<u64> = batch
+            .iter()
+            .map(|ns| check_covered(stack, ns, ROWS, None).1)
+            .collect();
         for ns in batch {
             stack.write(ns, body(ROWS, 2 * ROWS));
         }
-        for ns in batch {
-            out.push((
-                ns.clone(),
-                check_covered(stack, ns, 2 * ROWS, Some("origin")),
-            ));
+        for (ns, first) in batch.iter().zip(first) {
+            let (newest, wm) = check_covered(stack, ns, 2 * ROWS, Some("origin"));
+            // At the defaults too, the watermark never moves backwards.
+            assert!(
+                wm >= first,
+                "{ns}: the watermark went back from {first} to {wm}"
+            );
+            out.push((ns.clone(), newest));
         }
     }
     out
