@@ -112,10 +112,9 @@ fn stamps(stack: &Stack, ns: &str) -> (usize, u64) {
 ///
 /// The first count is the request of the report, `{"mode":"count"}` (source `auto`): a fresh
 /// namespace has no snapshot and no warmed cache, so origin answers it at the watermark. That
-/// count also starts a background warm; once that warm completed, the Auto table
-/// (gateway/src/sources/auto.rs: populated, `cache_warmed_through < watermark` → cache plus a
-/// background warm) answers `auto` from the cache at the warm's older cut (`watermark_ms` in the
-/// answer says so), so later counts name `source: origin` to read at the watermark itself.
+/// count also starts a background warm; once that warm completed, `auto` answers from the cache
+/// while no write followed the warm's cut (gateway/src/sources/auto.rs), so later counts name
+/// `source: origin` to pin the source this check is about (the watermark's cut itself).
 fn check_covered(stack: &Stack, ns: &str, want: u64, source: Option<&str>) -> (u64, u64) {
     let m = wait_stable(stack, ns);
     let mut req = json!({"mode": "count"});

@@ -18,6 +18,8 @@ pub struct CacheTier {
     pub invalidations: Arc<Invalidations>,
     pub hot_bytes: usize,
     pub coalescer: SharedCoalescer<(String, String), Result<Option<Bytes>, CacheError>>,
+    /// Ids the write path changed in the tier, for namespaces a warm is copying.
+    pub touches: Arc<super::touches::Touches>,
     untrusted: Untrusted,
 }
 
@@ -39,6 +41,7 @@ impl CacheTier {
             invalidations: Arc::new(Invalidations::new()),
             hot_bytes,
             coalescer: SharedCoalescer::new(),
+            touches: Arc::default(),
             untrusted: Untrusted::default(),
         }
     }

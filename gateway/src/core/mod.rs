@@ -31,6 +31,7 @@ pub mod store;
 #[cfg(feature = "aerospike")]
 pub mod tier_runtime;
 pub mod tls;
+pub mod touches;
 pub mod upstream;
 pub mod watcher;
 

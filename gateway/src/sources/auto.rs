@@ -2,21 +2,30 @@
 //! (the inputs are gathered by [`super::resolve`]).
 //!
 //! Auto ties cache freshness to the consistency watermark. Per namespace the gateway keeps
-//! `cache_warmed_through` (the cut of the last successful origin warm, [`super::warmth`]):
+//! `cache_warmed_through` (the cut of the last successful origin warm, [`super::warmth`]), and the
+//! watcher knows the stamp of the newest write acknowledged through this gateway:
 //!
-//! | cache | watermark | action |
+//! | cache | `cache_warmed_through` | action |
 //! |---|---|---|
 //! | empty | any | origin; start a background warm (it stamps `cache_warmed_through`) |
-//! | populated, `cache_warmed_through >= watermark` | observed | cache |
-//! | populated, `cache_warmed_through < watermark` | observed | cache + background warm |
-//! | populated, no `cache_warmed_through` yet | observed | cache + background warm |
-//! | populated | not yet observed | cache |
+//! | populated | at or after the newest write through this gateway | cache |
+//! | populated | before it (stale) | origin + background warm |
+//! | populated | none yet (a gateway restarted over a recovered tier) | origin + background warm |
+//!
+//! A cached view is complete only at its cut: the tier holds one version per id, and a write
+//! removes the ids it touches from it (the write-path mirror or a fetch puts them back at their new
+//! version, past the cut), so once a write updated or deleted rows after `cache_warmed_through`,
+//! the view at that cut lacks them. Serving it would answer partial counts and id lists without
+//! saying so. The documented table serves a stale cache (with a background warm); Layer serves
+//! origin until the warm lands instead, and says so in its docs (`docs/src/scans.md`). With no
+//! write after the cut the view is the view at the current watermark too (`warmed_through` is
+//! promoted), so a quiet namespace keeps its cache source as the watermark advances. Writes made
+//! outside this gateway are not seen (documented; warm explicitly after bulk loads that bypass it).
 //!
 //! "Populated" means the tier holds a *completed* warm of the namespace (its marker, see
-//! [`super::cache`]): documents cached one by one by fetch or the write-path mirror are a partial
-//! copy, and serving them would return partial results, so without a completed warm the cache
-//! counts as empty (origin, and a warm). A first warm in progress is therefore "empty" too. The
-//! "populated, no `cache_warmed_through` yet" row is a gateway restarted over a recovered tier.
+//! [`super::cache_rows`]): documents cached one by one by fetch or the write-path mirror are a
+//! partial copy, so without a completed warm the cache counts as empty (origin, and a warm). A
+//! first warm in progress is therefore "empty" too.
 //!
 //! Auto also uses origin when the cache tier is unavailable (cold or disabled: no warm is
 //! started, a warm would fail with `cache_cold`) and when the filter is one the cache evaluator
@@ -39,7 +48,8 @@ pub enum CacheState {
 pub struct AutoInput {
     pub cache: CacheState,
     pub warmed_through: Option<u64>,
-    pub watermark: Option<u64>,
+    /// The stamp of the newest write acknowledged through this gateway (0: none since start).
+    pub last_write_ms: u64,
     /// The filter compiles for the cache evaluator.
     pub cache_can_filter: bool,
 }
@@ -70,14 +80,10 @@ pub fn auto(i: AutoInput) -> Decision {
             warm: true,
         },
         CacheState::Populated => {
-            let stale = match (i.watermark, i.warmed_through) {
-                (None, _) => false,
-                (Some(_), None) => true,
-                (Some(wm), Some(warmed)) => warmed < wm,
-            };
+            let current = i.warmed_through.is_some_and(|w| w >= i.last_write_ms);
             Decision {
-                source: Live::Cache,
-                warm: stale,
+                source: if current { Live::Cache } else { Live::Origin },
+                warm: !current,
             }
         }
     };
@@ -95,11 +101,11 @@ pub fn auto(i: AutoInput) -> Decision {
 mod tests {
     use super::*;
 
-    fn decide(cache: CacheState, warmed: Option<u64>, wm: Option<u64>) -> (Live, bool) {
+    fn decide(cache: CacheState, warmed: Option<u64>, last_write: u64) -> (Live, bool) {
         let d = auto(AutoInput {
             cache,
             warmed_through: warmed,
-            watermark: wm,
+            last_write_ms: last_write,
             cache_can_filter: true,
         });
         (d.source, d.warm)
@@ -108,27 +114,22 @@ mod tests {
     #[test]
     fn every_row_of_the_auto_table() {
         use CacheState::*;
-        // Empty, any watermark state: origin and a warm that stamps cache_warmed_through.
-        for (warmed, wm) in [
-            (None, None),
-            (None, Some(5)),
-            (Some(9), Some(5)),
-            (Some(1), None),
-        ] {
-            assert_eq!(decide(Empty, warmed, wm), (Live::Origin, true));
+        // Empty, whatever was warmed or written: origin and a warm that stamps the cut.
+        for (warmed, last_write) in [(None, 0), (None, 5), (Some(9), 5), (Some(1), 3)] {
+            assert_eq!(decide(Empty, warmed, last_write), (Live::Origin, true));
         }
-        // Populated, warmed >= watermark (observed): cache.
-        assert_eq!(decide(Populated, Some(10), Some(10)), (Live::Cache, false));
-        assert_eq!(decide(Populated, Some(11), Some(10)), (Live::Cache, false));
-        // Populated, warmed < watermark: cache and a background warm.
-        assert_eq!(decide(Populated, Some(9), Some(10)), (Live::Cache, true));
-        // Populated, never warmed, watermark observed: cache and a background warm.
-        assert_eq!(decide(Populated, None, Some(10)), (Live::Cache, true));
-        // Populated, watermark not yet observed: cache.
-        assert_eq!(decide(Populated, None, None), (Live::Cache, false));
-        assert_eq!(decide(Populated, Some(3), None), (Live::Cache, false));
+        // Populated, warmed at or after the newest write: cache.
+        assert_eq!(decide(Populated, Some(10), 10), (Live::Cache, false));
+        assert_eq!(decide(Populated, Some(11), 10), (Live::Cache, false));
+        assert_eq!(decide(Populated, Some(11), 0), (Live::Cache, false));
+        // Populated, a write after the cut: the view lacks what it changed; origin and a warm.
+        assert_eq!(decide(Populated, Some(9), 10), (Live::Origin, true));
+        // Populated, never warmed by this process (restart over a recovered tier): origin, warm.
+        assert_eq!(decide(Populated, None, 0), (Live::Origin, true));
+        assert_eq!(decide(Populated, None, 10), (Live::Origin, true));
         // A cold or disabled tier: origin, no warm.
-        assert_eq!(decide(Unavailable, None, Some(1)), (Live::Origin, false));
+        assert_eq!(decide(Unavailable, None, 1), (Live::Origin, false));
+        assert_eq!(decide(Unavailable, Some(5), 1), (Live::Origin, false));
     }
 
     #[test]
@@ -136,7 +137,7 @@ mod tests {
         let d = auto(AutoInput {
             cache: CacheState::Populated,
             warmed_through: Some(1),
-            watermark: Some(2),
+            last_write_ms: 2,
             cache_can_filter: false,
         });
         assert_eq!(

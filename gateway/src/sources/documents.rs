@@ -311,6 +311,11 @@ pub fn invalidate(ctx: &ShardCtx, ns: &str, t: &Touched) {
             }
             failed
         };
+        // Landed (or failed, and then the namespace is distrusted): a warm copying this
+        // namespace re-reads whichever of these ids it wrote meanwhile.
+        cache
+            .touches
+            .record(&ns, (!whole).then_some(ids.as_slice()));
         if failed {
             metrics::cache_event("invalidate_failed");
             distrust(&cache, &ns);

@@ -3,7 +3,7 @@
 //!
 //! | source | ids | count | values |
 //! |---|---|---|---|
-//! | `auto` | cache when fresh enough, else origin | snapshot, then cache/origin | snapshot when eligible, then cache/origin |
+//! | `auto` | cache when no write followed its warm, else origin | snapshot, then cache/origin | snapshot when eligible, then cache/origin |
 //! | `snapshot` | 422 | latest snapshot, eligible `Eq`/`In` only (else 412) | facet listing of an unfiltered field in `fields[]` (else 412) |
 //! | `cache` | cache only (503 `cache_cold` when cold/disabled, 422 for a filter the cache cannot evaluate) | same | same |
 //! | `origin` | paginated upstream scan | upstream `Count` aggregation per shard | paginated upstream scan |
@@ -155,7 +155,7 @@ pub async fn plan(
     let decision = auto::auto(AutoInput {
         cache: cache_rows::state_of(&scans.core.cache, ns).await,
         warmed_through,
-        watermark: scans.core.watcher.snapshot(ns).1,
+        last_write_ms: scans.core.watcher.last_write_ms(ns),
         cache_can_filter: filter.is_ok(),
     });
     let plan = match (decision.source, filter) {

@@ -272,7 +272,7 @@ async fn create(snaps: &Arc<Snapshots>, ns: &str, body: &[u8]) -> Result<Resp, G
                 let decision = crate::sources::auto::auto(AutoInput {
                     cache: state,
                     warmed_through: warmed,
-                    watermark: snaps.core.watcher.snapshot(ns).1,
+                    last_write_ms: snaps.core.watcher.last_write_ms(ns),
                     cache_can_filter: filter.is_ok(),
                 });
                 start_warm = decision.warm;

@@ -12,14 +12,15 @@
 //! Racing writes: a write through the gateway removes the ids it touches from the tier, and
 //! those tier operations run asynchronously after the write returned. A warm page read before
 //! such a write could put an older row back after the removal, and a removal still in flight
-//! could undo a page just written. So each page compares the namespace's invalidation epoch
-//! ([`layer_cache::Invalidations::namespace_epoch`], which also moves when an in-flight tier
-//! invalidation finishes) before the read and after its puts, and checks that no tier
-//! invalidation is pending; otherwise it waits for them to land, reads the page's ids again
-//! (strongly, at the cut) and re-puts them (rows gone or past the cut are removed), up to
-//! [`RACE_RETRIES`] times, after which they are removed so fetch falls through to origin. This
+//! could undo a page just written. So the write path records which ids its tier changes touched
+//! once they landed ([`crate::core::touches`], recorded for a namespace only while a warm of it
+//! runs), and each page asks which of its own ids were touched after its read began; only those
+//! are read again (strongly, at the cut) once the namespace's in-flight invalidations have landed
+//! and re-put (rows gone or past the cut are removed), up to [`RACE_RETRIES`] times, after which
+//! they are removed so fetch falls through to origin. The rest of the page stays: a warm that
+//! overlaps a steady stream of writes still copies every row those writes did not touch. This
 //! relies on the write path holding a [`layer_cache::TierUpdate`] guard while its tier
-//! invalidations run.
+//! invalidations run (the settle waits on it).
 //!
 //! `hint_cache_warm` with no query parameters is a raw passthrough (forwarded verbatim, upstream
 //! answer relayed verbatim; it never touches the cache, so it works while the cache is cold). Any

@@ -30,6 +30,8 @@ pub(super) async fn passes(
     job: &Job,
 ) -> Result<u64, GatewayError> {
     let tier = &warm.core.cache.tier;
+    // Every page of every pass asks which of its ids racing writes touched.
+    let _touches = warm.core.cache.touches.watch(ns);
     for pass in 0..=CLEAR_RESTARTS {
         if pass > 0 {
             crate::core::metrics::feature_event(
@@ -206,6 +208,14 @@ async fn run(
 }
 
 /// Reads one page and writes it to the tier; returns (rows read, last id).
+///
+/// The write path records the ids whose tier entries it changed once those changes landed
+/// ([`crate::core::touches`], watched for the whole warm by [`passes`]). Ids of this page touched
+/// after the page's read began may now hold an older row than origin's (the write's removal
+/// landed before this page's put) or nothing (it landed after): once the namespace's in-flight
+/// invalidations settle, those ids (only those) are read again at the cut and re-put, or removed
+/// when gone or past the cut, up to [`RACE_RETRIES`] times; ids still racing after that are
+/// removed, so fetch falls through to origin for them. The rest of the page stays.
 async fn warm_page(
     warm: &Warm,
     upstream: &Upstream,
@@ -216,46 +226,68 @@ async fn warm_page(
     after: Option<&Value>,
 ) -> Result<(usize, Option<Value>), GatewayError> {
     let ns = spec.namespace.as_str();
-    let inv = &warm.core.cache.invalidations;
-    let before = inv.namespace_epoch(Set::Documents, ns);
-    // Tier invalidations of earlier writes may still be landing: they could undo this page.
-    let mut unsettled = inv.pending(Set::Documents, ns) > 0;
+    let touches = &warm.core.cache.touches;
+    // Invalidations still in flight land after this and are recorded after it too.
+    let mut since = touches.seq(ns);
     let body = origin::page_body(spec, shards, shard, after, spec.page_size);
     let rows = rows_of(origin::query(upstream, "warm_page", ns, &body).await?);
     let read = rows.len();
     let last = rows.last().and_then(|r| r.get("id")).cloned();
-    let ids: Vec<Value> = rows.iter().filter_map(|r| r.get("id").cloned()).collect();
+    let mut racing: Vec<(String, Value)> = rows
+        .iter()
+        .filter_map(|r| {
+            let id = r.get("id")?;
+            Some((wire_id(id)?, id.clone()))
+        })
+        .collect();
     let tier = &warm.core.cache.tier;
     put_rows(tier, gate, ns, rows).await?;
-    let mut seen = before;
-    for _ in 0..RACE_RETRIES {
-        let now = inv.namespace_epoch(Set::Documents, ns);
-        if now == seen && !unsettled && inv.pending(Set::Documents, ns) == 0 {
+    for attempt in 0..=RACE_RETRIES {
+        racing = still_racing(touches, ns, since, racing);
+        if racing.is_empty() {
             return Ok((read, last));
         }
-        // A write to the namespace raced this page: once its tier invalidations have landed,
-        // read the page's ids again and write what is live.
+        if attempt == RACE_RETRIES {
+            break;
+        }
+        // A write raced these ids: once its tier invalidations have landed, read them again and
+        // write what is live at the cut.
         settle(warm, ns).await;
-        seen = inv.namespace_epoch(Set::Documents, ns);
-        unsettled = false;
-        let again = reread(upstream, spec, &ids).await?;
-        let present: Vec<String> = again
+        since = touches.seq(ns);
+        let values: Vec<Value> = racing.iter().map(|(_, v)| v.clone()).collect();
+        let again = reread(upstream, spec, &values).await?;
+        let present: std::collections::HashSet<String> = again
             .iter()
             .filter_map(|r| r.get("id").and_then(wire_id))
             .collect();
-        let gone: Vec<String> = ids
+        let gone: Vec<String> = racing
             .iter()
-            .filter_map(wire_id)
-            .filter(|id| !present.contains(id))
+            .filter(|(id, _)| !present.contains(id))
+            .map(|(id, _)| id.clone())
             .collect();
         put_rows(tier, gate, ns, again).await?;
         remove(tier, gate, ns, &gone).await?;
     }
-    if inv.namespace_epoch(Set::Documents, ns) != seen || inv.pending(Set::Documents, ns) > 0 {
-        let all: Vec<String> = ids.iter().filter_map(wire_id).collect();
-        remove(tier, gate, ns, &all).await?;
-    }
+    let all: Vec<String> = racing.into_iter().map(|(id, _)| id).collect();
+    remove(tier, gate, ns, &all).await?;
     Ok((read, last))
+}
+
+/// The ids of `ids` a write touched after `since`.
+fn still_racing(
+    touches: &crate::core::touches::Touches,
+    ns: &str,
+    since: u64,
+    ids: Vec<(String, Value)>,
+) -> Vec<(String, Value)> {
+    let keys: Vec<String> = ids.iter().map(|(id, _)| id.clone()).collect();
+    let touched: std::collections::HashSet<&String> = touches
+        .touched_since(ns, since, &keys)
+        .into_iter()
+        .collect();
+    ids.into_iter()
+        .filter(|(id, _)| touched.contains(id))
+        .collect()
 }
 
 /// Waits (bounded by [`SETTLE_WAIT`]) until no shared-tier invalidation of `ns` is in flight.
