@@ -5,7 +5,9 @@
 #   gateway  layer-loadgen → layer-gateway (--shards 1) → turbopuffer-emulator
 #   nginx    layer-loadgen → nginx (1 worker, upstream keepalive) → turbopuffer-emulator
 #   baseline layer-loadgen → another layer-gateway build (--shards 1) → turbopuffer-emulator,
-#            only with BASELINE_BIN=/path/to/layer-gateway (before/after a change, in one run)
+#            only with BASELINE_BIN=/path/to/layer-gateway (before/after a change, in one run);
+#            BASELINE_ENV="VAR=VALUE ..." starts it with those settings (BASELINE_BIN defaults to
+#            the same binary then: one setting against the default, in one run)
 #
 # The proxy runs alone on PROXY_CPU (default CPU0); the load generator and the emulator share
 # LOAD_CPU (default CPU1). Rounds are interleaved (the order rotates every round), each run is a
@@ -34,6 +36,7 @@ BUSY_LIMIT=${BUSY_LIMIT:-15}
 BUSY_WAIT=${BUSY_WAIT:-60}
 SKIP_BUILD=${SKIP_BUILD:-0}
 KEEP_TMP=${KEEP_TMP:-0}
+BASELINE_ENV=${BASELINE_ENV:-}
 BASELINE_BIN=${BASELINE_BIN:-}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/layer/target}
 BIN=$CARGO_TARGET_DIR/release
@@ -188,8 +191,9 @@ rm -f "$TMP/seed.json"
 # start_gateway BIN NAME: starts a gateway build on PROXY_CPU; sets GW_STARTED_PID and REPLY
 # (its address).
 start_gateway() {
-  local bin=$1 name=$2
-  taskset -c "$PROXY_CPU" "$bin" --listen 127.0.0.1:0 \
+  local bin=$1 name=$2 envs=()
+  [[ $name == baseline ]] && read -ra envs <<<"$BASELINE_ENV"
+  env "${envs[@]}" taskset -c "$PROXY_CPU" "$bin" --listen 127.0.0.1:0 \
     --upstream-url "http://$EMU_ADDR" --upstream-api-key "$KEY" --shards 1 \
     --data-dir "$TMP/$name-data" >"$TMP/$name.out" 2>"$TMP/$name.err" &
   GW_STARTED_PID=$!
@@ -203,6 +207,7 @@ GW_ADDR=$REPLY GW_PID=$GW_STARTED_PID
 
 TARGETS=(direct gateway nginx)
 BASE_ADDR="" BASE_PID=""
+[[ -n $BASELINE_ENV && -z $BASELINE_BIN ]] && BASELINE_BIN=$BIN/layer-gateway
 if [[ -n $BASELINE_BIN ]]; then
   [[ -x $BASELINE_BIN ]] || die "BASELINE_BIN is not an executable: $BASELINE_BIN"
   start_gateway "$BASELINE_BIN" baseline
@@ -448,7 +453,7 @@ mkdir -p "$(dirname "$OUT")"
   echo
   echo "- Scenario \`bench/scenarios/$SCENARIO.yaml\`, namespace \`$NS\` seeded with $ROWS rows of $DIMS-dim vectors (cosine distance) through the emulator's HTTP API."
   echo "- \`turbopuffer-emulator --threads 1\` and \`layer-loadgen\` pinned to CPU$LOAD_CPU; the proxy (\`layer-gateway --shards 1\`, or nginx with one worker, \`proxy_pass\`, upstream \`keepalive 256\`, \`proxy_http_version 1.1\`, access log off) pinned to CPU$PROXY_CPU. In the direct runs CPU$PROXY_CPU is idle."
-  [[ -z $BASELINE_BIN ]] || echo "- \`baseline\` is another layer-gateway build, \`$BASELINE_BIN\`, started exactly like \`gateway\` and measured in the same rounds."
+  [[ -z $BASELINE_BIN ]] || echo "- \`baseline\` is another layer-gateway build, \`$BASELINE_BIN\`, started exactly like \`gateway\`${BASELINE_ENV:+ but with \`$BASELINE_ENV\`} and measured in the same rounds."
   echo "- Closed loop, $CONCURRENCY keep-alive connections, $WARMUP warm-up then $DURATION measured, $ROUNDS interleaved rounds (order rotated each round). Everything on 127.0.0.1."
   echo "- Cells are the median over rounds, with (min-max). Latencies are in ms, measured by layer-loadgen per request (HDR histogram)."
   echo "- proxy CPU µs/req = proxy utime+stime (from /proc/PID/stat, all threads; nginx master plus worker) over the whole loadgen run, divided by every response in that run, warm-up included. emulator µs/req is the same for the emulator. loadgen CPU % is the load generator's CPU time over wall time, as a share of one CPU. foreign CPU % is machine busy time (from /proc/stat) not spent in these three processes, as a share of all $NCPU CPUs; the two counters are kept differently by the kernel, so it is approximate to a few percent and can read slightly negative. Steal is in the raw table."

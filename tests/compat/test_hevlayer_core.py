@@ -259,8 +259,8 @@ def test_fetch_document_and_documents(layer):
     async def go():
         async with await _client(layer) as c:
             await c.write_namespace(ns, {"upsert_rows": [{"id": "a", "title": "alpha"}, {"id": "b", "title": "bravo"}]})
-            # "c" is written around the gateway (straight to upstream): no write-path mirror
-            # caches it, so its first fetch is a miss.
+            # "c" is written around the gateway (straight to upstream): nothing caches it, so
+            # its first fetch is a miss.
             r = layer.emu.raw("POST", f"/v2/namespaces/{ns}", json={"upsert_rows": [{"id": "c", "title": "charlie"}]})
             assert r.status_code == 200, r.text
             first = await c.fetch_document(ns, "c", with_perf=True)
@@ -282,10 +282,10 @@ def test_fetch_document_and_documents(layer):
             # whichever shard, must hit it.
             statuses = await until_hit("c", "charlie")
             assert statuses[-1] == "hit", f"the backfill never served a hit: {statuses}"
-            # "a" was written through the gateway: the write-path mirror read it back into the
-            # cache in the background (or, if a fetch came first, that fetch's backfill did).
+            # "a" was written through the gateway: with the write-path mirror off (its default)
+            # the first fetch reads it from origin and backfills the cache; a later one hits.
             statuses = await until_hit("a", "alpha")
-            assert statuses[-1] == "hit", f"neither the mirror nor the backfill served a hit: {statuses}"
+            assert statuses[-1] == "hit", f"the backfill never served a hit: {statuses}"
             batch = await c.fetch_documents(ns, {"ids": ["b", "missing-id", "a"]})
             assert [d.id for d in batch.documents] == ["b", "a"]
             assert batch.missing == ["missing-id"]

@@ -348,7 +348,7 @@ impl Stack {
 
 /// The gateway config every stack starts from: loopback listener, 2 shards, `emulator_url` as
 /// upstream with [`UPSTREAM_KEY`], a fresh data dir, a 64 MiB cache without recovery, and the
-/// write-path mirror off.
+/// write-path mirror off (its default).
 pub fn base_config(emulator_url: &str) -> layer_gateway::Config {
     let mut cfg = layer_gateway::Config::default();
     cfg.gateway.listen = SocketAddr::from(([127, 0, 0, 1], 0));
@@ -358,10 +358,6 @@ pub fn base_config(emulator_url: &str) -> layer_gateway::Config {
     cfg.gateway.data_dir = temp_dir("gateway");
     cfg.gateway.cache.max_bytes = 64 << 20;
     cfg.gateway.cache.recover = false;
-    // The write-path cache mirror reads rows back after each write, in the background; tests
-    // that count or inspect upstream requests must not see those reads unless they ask for
-    // them (tests of the mirror turn it back on).
-    cfg.gateway.cache.populate_max_ids = 0;
     cfg
 }
 

@@ -312,3 +312,31 @@ fn a_write_during_a_tier_outage_never_lets_the_old_row_be_served_after_recovery(
         "the repaired namespace is served from the cache again"
     );
 }
+
+#[test]
+fn a_write_at_the_defaults_is_one_upstream_request() {
+    // The write-path mirror is opt-in: at the defaults a write sends nothing upstream but itself,
+    // and the first fetch of a written id is a miss that reads it from origin.
+    let stack = Stack::start();
+    stack.clear_requests();
+    let rows: Vec<Value> = (0..16).map(|i| json!({"id": i, "v": i})).collect();
+    stack.write("one-request", json!({"upsert_rows": rows}));
+    // Once the namespace is stable, the write is long acknowledged and any background read-back
+    // of it would have been sent.
+    stack.wait_watermark("one-request", layer_e2e::now_ms());
+    let sent: Vec<String> = stack
+        .upstream_requests()
+        .into_iter()
+        .filter(|r| r["path"] != "/v1/namespaces/one-request/metadata")
+        .filter(|r| r["path"] != "/v2/namespaces/one-request/metadata")
+        .map(|r| format!("{} {}", r["method"], r["path"]))
+        .collect();
+    assert_eq!(
+        sent,
+        vec![r#""POST" "/v2/namespaces/one-request""#.to_string()],
+        "upstream requests besides the watcher's metadata polls"
+    );
+    let (status, cache, doc) = fetch(&stack, "one-request", "3", "?include_attributes=v");
+    assert_eq!((status, cache.as_deref()), (200, Some("miss")), "{doc}");
+    assert_eq!(doc["attributes"]["v"], 3);
+}

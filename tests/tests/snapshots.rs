@@ -566,9 +566,7 @@ fn object_store_down_fails_snapshot_jobs_but_not_queries() {
 
 #[test]
 fn cache_sourced_jobs_read_the_warmed_cache() {
-    let stack = Stack::start_with(|c| {
-        c.gateway.cache.populate_max_ids = 0;
-    });
+    let stack = Stack::start();
     let ns = "snap-cache";
     let data = rows(0, 60);
     write(&stack, ns, &data);

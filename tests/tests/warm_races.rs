@@ -2,8 +2,7 @@
 //! `bench/results/2026-12-03-soak.md`): the rows the writes did not touch all reach the cache,
 //! and `auto` never answers from a cached view that writes have passed.
 //!
-//! Everything runs at the documented consistency defaults (the harness's), with the write-path
-//! mirror at its documented default too.
+//! Everything runs at the documented defaults (the harness's).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -15,17 +14,6 @@ use layer_e2e::{Stack, UPSTREAM_KEY, now_ms, pause};
 use serde_json::{Value, json};
 
 const ROWS: u64 = 4000;
-
-/// The harness's stack with the write-path mirror back at its documented default (the harness
-/// turns it off for tests that count upstream requests; these do not).
-fn stack() -> Stack {
-    Stack::start_with(|c| {
-        c.gateway.cache.populate_max_ids = layer_gateway::Config::default()
-            .gateway
-            .cache
-            .populate_max_ids;
-    })
-}
 
 fn row(i: u64, category: &str) -> Value {
     json!({"id": format!("r{i:05}"), "category": category, "n": i % 17})
@@ -140,7 +128,7 @@ impl Writer {
 
 #[test]
 fn a_warm_overlapping_inserts_caches_every_row_they_did_not_touch() {
-    let stack = stack();
+    let stack = Stack::start();
     let ns = "warm-races-inserts";
     for chunk in (0..ROWS).collect::<Vec<_>>().chunks(1000) {
         write(
@@ -185,7 +173,7 @@ fn a_warm_overlapping_inserts_caches_every_row_they_did_not_touch() {
 
 #[test]
 fn auto_counts_stay_exact_while_updates_race_warms() {
-    let stack = stack();
+    let stack = Stack::start();
     let ns = "warm-races-updates";
     for chunk in (0..ROWS).collect::<Vec<_>>().chunks(1000) {
         write(

@@ -132,8 +132,9 @@ pub struct CacheConfig {
     pub hot_bytes_per_shard: usize,
     /// Recover the NVMe tier's segments at start (`true`) or clear them.
     pub recover: bool,
-    /// Write-path mirror: rows a write upserts or patches are read back into the cache once the
-    /// write is acknowledged, at most this many ids per write (0 turns it off).
+    /// Write-path mirror (opt-in): rows a write upserts or patches are read back into the cache
+    /// once the write is acknowledged, at most this many ids per write; 0 (the default) leaves
+    /// them to the first fetch, so a write costs no second upstream request.
     pub populate_max_ids: usize,
     /// The Aerospike tier (`tier: aerospike`; the gateway must be built with `--features
     /// aerospike`, which the gateway checks: this crate cannot see its features).
@@ -148,7 +149,7 @@ impl Default for CacheConfig {
             max_bytes: 1 << 30,
             hot_bytes_per_shard: 64 << 20,
             recover: true,
-            populate_max_ids: 1000,
+            populate_max_ids: 0,
             aerospike: AerospikeSettings::default(),
         }
     }

@@ -32,7 +32,7 @@
 //!     maxBytes: 1073741824        # LAYER_CACHE_MAX_BYTES (NVMe tier bound, 1 GiB)
 //!     hotBytesPerShard: 67108864  # LAYER_CACHE_HOT_BYTES_PER_SHARD (64 MiB)
 //!     recover: true               # LAYER_CACHE_RECOVER (false = clear at start)
-//!     populateMaxIds: 1000        # LAYER_CACHE_POPULATE_MAX_IDS (write-path mirror; 0 = off)
+//!     populateMaxIds: 0           # LAYER_CACHE_POPULATE_MAX_IDS (write-path mirror, opt-in; 0 = off)
 //!     aerospike: {hosts: "a:3000", namespace: layer}  # AEROSPIKE_HOSTS; needs --features aerospike
 //!   consistency:
 //!     defaultMode: stable         # LAYER_DEFAULT_CONSISTENCY: stable | strong | eventual

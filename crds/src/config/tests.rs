@@ -72,7 +72,7 @@ fn defaults_are_documented_values() {
     assert_eq!(k.max_bytes, 1 << 30);
     assert_eq!(k.hot_bytes_per_shard, 64 << 20);
     assert!(k.recover);
-    assert_eq!(k.populate_max_ids, 1000);
+    assert_eq!(k.populate_max_ids, 0);
     assert_eq!(k.aerospike.hosts, None);
     assert_eq!(k.aerospike.namespace, "layer");
 
@@ -304,7 +304,7 @@ fn sample(var: &str) -> Option<&'static str> {
         "LAYER_CACHE_HOT_BYTES_PER_SHARD" => "1048576",
         "LAYER_CACHE_RECOVER" => "false",
         "AEROSPIKE_HOSTS" => "as1:3000,as2:3000",
-        "LAYER_CACHE_POPULATE_MAX_IDS" => "0",
+        "LAYER_CACHE_POPULATE_MAX_IDS" => "250",
         "CONSISTENCY_POLL_INTERVAL_MS" => "250",
         "CONSISTENCY_STABLE_POLL_INTERVAL_MS" => "5000",
         "CONSISTENCY_SAFETY_MARGIN_MS" => "100",

@@ -11,8 +11,8 @@
 //! namespace is not reported stable before its watermark covers the write (`core::watcher`). The
 //! document cache never serves what a write changed: the touched ids (or the whole namespace)
 //! are invalidated before forwarding and again once upstream acknowledged (a fetch racing the
-//! write may have backfilled the old row); then the write-path mirror reads the upserted rows
-//! back into the cache (`gateway.cache.populateMaxIds`).
+//! write may have backfilled the old row); then, when turned on (`gateway.cache.populateMaxIds`,
+//! off by default), the write-path mirror reads the upserted rows back into the cache.
 
 use std::sync::Arc;
 
