@@ -16,10 +16,13 @@
 //! ([`layer_cache::Invalidations::namespace_epoch`], which also moves when an in-flight tier
 //! invalidation finishes) before the read and after its puts, and checks that no tier
 //! invalidation is pending; otherwise it waits for them to land, reads the page's ids again
-//! (strongly, at the cut) and re-puts them (rows gone or past the cut are removed), up to
-//! [`RACE_RETRIES`] times, after which they are removed so fetch falls through to origin. This
-//! relies on the write path holding a [`layer_cache::TierUpdate`] guard while its tier
-//! invalidations run.
+//! (strongly, as they are now: without the cut, so the rows a racing write left) and re-puts
+//! them (ids deleted meanwhile are removed), up to [`RACE_RETRIES`] times, after which they are
+//! removed so fetch falls through to origin. So the cache ends up holding the rows the write
+//! left, never the ones it replaced, and agrees with the write-path mirror (which puts the
+//! written rows too). Rows newer than the cut are not seen by cache-sourced scans (they filter
+//! at `cache_warmed_through`). This relies on the write path holding a
+//! [`layer_cache::TierUpdate`] guard while its tier invalidations run.
 //!
 //! `hint_cache_warm` with no query parameters is a raw passthrough (forwarded verbatim, upstream
 //! answer relayed verbatim; it never touches the cache, so it works while the cache is cold). Any

@@ -234,7 +234,8 @@ async fn warm_page(
             return Ok((read, last));
         }
         // A write to the namespace raced this page: once its tier invalidations have landed,
-        // read the page's ids again and write what is live.
+        // read the page's ids again (as they are now, past the cut) and write what is live;
+        // ids the write deleted are removed.
         settle(warm, ns).await;
         seen = inv.namespace_epoch(Set::Documents, ns);
         unsettled = false;
@@ -275,7 +276,8 @@ fn rows_of(mut answer: Value) -> Vec<Value> {
     }
 }
 
-/// Strong re-read of `ids` at the warm's cut.
+/// Strong re-read of `ids` as they are now, without the warm's cut: the rows a racing write
+/// left (newer than the cut), so the cache holds them rather than the ones the write replaced.
 async fn reread(
     upstream: &Upstream,
     spec: &OriginScan,
@@ -284,10 +286,8 @@ async fn reread(
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let mut conds = vec![json!(["id", "In", ids])];
-    conds.extend(spec.filters.clone());
     let body = json!({
-        "filters": ["And", conds],
+        "filters": ["id", "In", ids],
         "rank_by": ["id", "asc"],
         "top_k": ids.len().clamp(1, MAX_PAGE),
         "include_attributes": true,
