@@ -25,14 +25,12 @@ const NS: &str = "tier-outage";
 const ROWS: usize = 20;
 
 fn health(stack: &Stack) -> Reply {
-    stack
-        .http
-        .send(
-            Method::GET,
-            &format!("{}/health", stack.gateway_url),
-            &[],
-            Bytes::new(),
-        )
+    stack.http.send(
+        Method::GET,
+        &format!("{}/health", stack.gateway_url),
+        &[],
+        Bytes::new(),
+    )
 }
 
 /// `GET …/documents/{id}`: status, `x-layer-cache`, body.
@@ -112,7 +110,9 @@ fn a_cache_tier_outage_and_recovery_through_health() {
     // written rows into the writing shard's in-memory hot cache, and this test needs fetches
     // that reach the tier.
     let stack = Stack::start_with_tier(|_| {}, Some(tier));
-    let rows: Vec<Value> = (0..ROWS).map(|i| json!({"id": format!("d{i}"), "n": i})).collect();
+    let rows: Vec<Value> = (0..ROWS)
+        .map(|i| json!({"id": format!("d{i}"), "n": i}))
+        .collect();
     stack.write(NS, json!({"upsert_rows": rows}));
     stack.wait_watermark(NS, layer_e2e::now_ms());
     warm_to_completion(&stack);
@@ -121,7 +121,11 @@ fn a_cache_tier_outage_and_recovery_through_health() {
     let (body, generation) = (h.json(), h.json()["cache"]["reconnect_generation"].clone());
     assert_eq!(body["cache"]["state"], "warm", "{body}");
     assert_eq!(namespace_state(&body), "warm", "{body}");
-    assert_eq!(fetch(&stack, "d0").1, "hit", "warmed rows are served from the cache");
+    assert_eq!(
+        fetch(&stack, "d0").1,
+        "hit",
+        "warmed rows are served from the cache"
+    );
 
     // The tier goes away. Fetches of rows no shard holds in memory need it: they fall through
     // to origin, and their failures turn the tier cold.
@@ -129,11 +133,17 @@ fn a_cache_tier_outage_and_recovery_through_health() {
     let mut next = 1;
     let deadline = Instant::now() + Duration::from_secs(20);
     let down = loop {
-        assert!(next < ROWS, "{ROWS} fetches failed on the tier and it never went cold");
+        assert!(
+            next < ROWS,
+            "{ROWS} fetches failed on the tier and it never went cold"
+        );
         let id = format!("d{next}");
         let (status, cache, doc) = fetch(&stack, &id);
         assert_eq!((status, cache.as_str()), (200, "miss-on-error"), "{doc}");
-        assert_eq!((&doc["id"], &doc["attributes"]["n"]), (&json!(id), &json!(next)));
+        assert_eq!(
+            (&doc["id"], &doc["attributes"]["n"]),
+            (&json!(id), &json!(next))
+        );
         next += 1;
         let h = health(&stack);
         if h.status != 200 {

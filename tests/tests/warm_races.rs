@@ -39,7 +39,11 @@ fn cached(stack: &Stack, tier: &Arc<dyn Tier>, ns: &str, id: &str) -> Value {
 }
 
 fn race(mirror: bool) {
-    let ns = if mirror { "race-mirror" } else { "race-no-mirror" };
+    let ns = if mirror {
+        "race-mirror"
+    } else {
+        "race-no-mirror"
+    };
     let nvme: Arc<dyn Tier> = Arc::new(
         NvmeTier::open(NvmeConfig::new(temp_dir("race-nvme"), 64 << 20)).expect("nvme tier"),
     );
@@ -48,8 +52,10 @@ fn race(mirror: bool) {
             // The documented default is on; the harness turns it off. The second run keeps it
             // off so that nothing but the warm's re-read can put the new rows in the cache.
             if mirror {
-                c.gateway.cache.populate_max_ids =
-                    layer_gateway::Config::default().gateway.cache.populate_max_ids;
+                c.gateway.cache.populate_max_ids = layer_gateway::Config::default()
+                    .gateway
+                    .cache
+                    .populate_max_ids;
             }
         },
         Some(nvme.clone()),
@@ -86,12 +92,17 @@ fn race(mirror: bool) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while !stack.upstream_requests().iter().any(|q| {
         q["path"] == format!("/v2/namespaces/{ns}/query")
-            && q["body"].as_str().is_some_and(|b| b.contains("_hevlayer_upserted_at"))
+            && q["body"]
+                .as_str()
+                .is_some_and(|b| b.contains("_hevlayer_upserted_at"))
     }) {
         assert!(Instant::now() < deadline, "the warm never read a page");
         pause(Duration::from_millis(10));
     }
-    let updates: Vec<Value> = CHANGED.iter().map(|id| json!({"id": id, "v": "new"})).collect();
+    let updates: Vec<Value> = CHANGED
+        .iter()
+        .map(|id| json!({"id": id, "v": "new"}))
+        .collect();
     stack.write(ns, json!({"upsert_rows": updates}));
     let running = get(&stack, &format!("/v2/namespaces/{ns}/warm-jobs/{job}"));
     assert_eq!(
@@ -111,14 +122,21 @@ fn race(mirror: bool) {
     assert_eq!(done["status"], "completed", "{done}");
     for i in 0..ROWS {
         let id = format!("r{i}");
-        let want = if CHANGED.contains(&id.as_str()) { "new" } else { "old" };
+        let want = if CHANGED.contains(&id.as_str()) {
+            "new"
+        } else {
+            "old"
+        };
         let row = cached(&stack, &nvme, ns, &id);
         assert_eq!(row["v"], want, "mirror {mirror}: the cache's {id}: {row}");
         let doc = get(
             &stack,
             &format!("/v2/namespaces/{ns}/documents/{id}?include_attributes=v"),
         );
-        assert_eq!(doc["attributes"]["v"], want, "mirror {mirror}: fetch of {id}");
+        assert_eq!(
+            doc["attributes"]["v"], want,
+            "mirror {mirror}: fetch of {id}"
+        );
     }
 }
 

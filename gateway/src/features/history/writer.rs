@@ -206,7 +206,11 @@ impl Writer {
         // The store is still failing: what is held now is lost.
         let held = std::mem::take(&mut self.held.lock().batches);
         for b in held {
-            tracing::warn!(namespace = b.ns, entries = b.count, "history batch given up at shutdown");
+            tracing::warn!(
+                namespace = b.ns,
+                entries = b.count,
+                "history batch given up at shutdown"
+            );
             give_up(&b);
         }
     }
@@ -362,12 +366,11 @@ impl Writer {
             let object = object_key(b.feed, &b.ns, b.newest);
             let n = b.count as u64;
             let feed = b.feed;
-            let result = match tokio::time::timeout(PUT_TIMEOUT, store.put(&object, b.body.clone()))
-                .await
-            {
-                Ok(r) => r.map_err(|e| e.to_string()),
-                Err(_) => Err(format!("timed out after {PUT_TIMEOUT:?}")),
-            };
+            let result =
+                match tokio::time::timeout(PUT_TIMEOUT, store.put(&object, b.body.clone())).await {
+                    Ok(r) => r.map_err(|e| e.to_string()),
+                    Err(_) => Err(format!("timed out after {PUT_TIMEOUT:?}")),
+                };
             match result {
                 Ok(()) => {
                     held.lock().failures = 0;
@@ -398,7 +401,11 @@ fn hold(held: &parking_lot::Mutex<Held>, mut b: Closed, object: &str, error: &st
     h.failures = h.failures.saturating_add(1);
     if h.bytes + b.body.len() > RETRY_BYTES_BUDGET {
         drop(h);
-        tracing::warn!(object, error, "history batch not written; retry budget full, given up");
+        tracing::warn!(
+            object,
+            error,
+            "history batch not written; retry budget full, given up"
+        );
         give_up(&b);
         return;
     }
