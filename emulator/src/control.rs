@@ -49,6 +49,10 @@ pub struct FaultRule {
     /// Fire with this probability (every time when absent).
     pub probability: Option<f64>,
     pub delay_ms: Option<u64>,
+    /// Holds the answer this long after the request was executed (a response in flight while
+    /// other requests run: the answer reflects the data as it was before them). Ignored with
+    /// `status`.
+    pub hold_ms: Option<u64>,
     /// Response body (JSON); defaults to an error envelope naming the fault.
     pub body: Option<Value>,
     pub headers: Option<BTreeMap<String, String>>,
@@ -57,6 +61,7 @@ pub struct FaultRule {
 /// What a matching rule does to a request.
 pub struct FaultAction {
     pub delay_ms: u64,
+    pub hold_ms: u64,
     pub respond: Option<(u16, Value, BTreeMap<String, String>)>,
 }
 
@@ -127,6 +132,7 @@ impl Control {
         });
         Some(FaultAction {
             delay_ms: rule.delay_ms.unwrap_or(0),
+            hold_ms: rule.hold_ms.unwrap_or(0),
             respond,
         })
     }

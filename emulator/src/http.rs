@@ -294,7 +294,9 @@ async fn dispatch(
             "🤷 no route for {method} {path}"
         )));
     };
-    if let Some(action) = app.control.fault_for(route, ns, method.as_str(), headers) {
+    let action = app.control.fault_for(route, ns, method.as_str(), headers);
+    let hold_ms = action.as_ref().map_or(0, |a| a.hold_ms);
+    if let Some(action) = action {
         if action.delay_ms > 0 {
             tokio::time::sleep(Duration::from_millis(action.delay_ms)).await;
         }
@@ -340,6 +342,9 @@ async fn dispatch(
             "🤷 no route for {method} {path}"
         ))),
     }?;
+    if hold_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(hold_ms)).await;
+    }
     // Writes, queries and copies report the request's measured server time.
     Ok(routes::stamp_server_total(reply, started))
 }

@@ -3,10 +3,14 @@
 //!
 //! The emulator's request log (`GET /_emu/requests`) is how tests prove the exact bytes the
 //! gateway sent upstream. [`history`] holds the helpers the two search-history suites share;
-//! [`process`] runs the real binaries as child processes (for a test that needs their stderr).
+//! [`process`] runs the real binaries as child processes (for a test that needs their stderr);
+//! [`proxy`] is a TCP link a test can cut and restore (an object store made unreachable);
+//! [`tier`] is a cache tier behind a link a test can cut and restore.
 
 pub mod history;
 pub mod process;
+pub mod proxy;
+pub mod tier;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -145,7 +145,18 @@ fn writes_through_the_gateway_populate_the_cache() {
         assert!(std::time::Instant::now() < deadline, "no read-back query");
         layer_e2e::pause(std::time::Duration::from_millis(10));
     }
-    layer_e2e::pause(std::time::Duration::from_millis(100));
+    // The read-back's rows reach the tier in the background: wait until m1 is there.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while stack
+        .http
+        .block_on(faulty.get(layer_cache::Set::Documents, "mirror", "m1"))
+        .ok()
+        .flatten()
+        .is_none()
+    {
+        assert!(std::time::Instant::now() < deadline, "m1 never mirrored");
+        layer_e2e::pause(std::time::Duration::from_millis(10));
+    }
     let (status, cache, doc) = fetch(&stack, "mirror", "m1", "?include_attributes=v");
     assert_eq!((status, cache.as_deref()), (200, Some("hit")));
     assert_eq!(doc["attributes"]["v"], "one");

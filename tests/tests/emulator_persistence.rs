@@ -42,14 +42,16 @@ fn namespaces_survive_a_restart() {
         .status,
         200
     );
-    // The persister writes dirty namespaces every 250 ms.
+    // The persister writes dirty namespaces every 250 ms (to a temporary file, then renamed):
+    // wait until the file holds both rows.
     let file = dir.join("namespaces").join("p.json");
     let deadline = Instant::now() + Duration::from_secs(5);
-    while !file.exists() {
+    while !std::fs::read_to_string(&file)
+        .is_ok_and(|t| t.contains("\"kept\"") && t.contains("\"also\""))
+    {
         assert!(Instant::now() < deadline, "namespace file never written");
         pause(Duration::from_millis(50));
     }
-    pause(Duration::from_millis(300));
     rt.shutdown_background();
 
     let (_rt, url) = start(&dir);

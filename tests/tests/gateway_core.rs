@@ -594,7 +594,7 @@ fn shutdown_drains_in_flight_requests() {
         "/v2/namespaces/slow",
         r#"{"upsert_rows":[{"id":1}]}"#,
     );
-    let rule = json!({"rules": [{"route": "query", "delay_ms": 400}]});
+    let rule = json!({"rules": [{"route": "query", "delay_ms": 1000}]});
     stack.direct(Method::POST, "/_emu/faults", rule.to_string());
     let url = format!("{}/v2/namespaces/slow/query", stack.gateway_url);
     let req = http::Request::post(url)
@@ -604,13 +604,14 @@ fn shutdown_drains_in_flight_requests() {
         )))
         .unwrap();
     let handle = stack.http.spawn(stack.http.client().request(req));
-    layer_e2e::pause(Duration::from_millis(100));
-    let started = Instant::now();
+    // Stop once upstream holds the query (1 s); its 200 then shows shutdown drained it.
+    let in_flight = |r: &Value| r["path"] == "/v2/namespaces/slow/query";
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !stack.upstream_requests().iter().any(in_flight) {
+        assert!(Instant::now() < deadline, "never reached upstream");
+        layer_e2e::pause(Duration::from_millis(5));
+    }
     stack.stop_gateway();
-    assert!(
-        started.elapsed() >= Duration::from_millis(200),
-        "shutdown waited for the in-flight request"
-    );
     let resp = stack
         .http
         .block_on(handle)

@@ -15,7 +15,7 @@ use http::Method;
 use layer_e2e::history::{
     Backend, backends, entries, ids_of, list, nanos, query, seed, stack, trace_of,
 };
-use layer_e2e::{Stack, pause, temp_dir};
+use layer_e2e::{Stack, now_ms, pause, temp_dir};
 use layer_gateway::config::{IndexConfig, IndexConsistency};
 use serde_json::{Value, json};
 
@@ -230,11 +230,36 @@ fn pages_follow_the_cursor_and_time_bounds() {
                 &json!({"vector": [1.0, 0.0], "top_k": 1}),
                 &[("x-hevlayer-tags", &format!("n:{i},all"))],
             );
-            // Distinct milliseconds, so RFC 3339 (millisecond) bounds can separate entries.
-            pause(Duration::from_millis(3));
+            // Distinct milliseconds, so RFC 3339 (millisecond) bounds can separate entries: this
+            // entry was stamped before the answer, the next one is stamped after the clock moved
+            // past the millisecond of the answer (a wait on the clock, which is the point here).
+            let answered = now_ms();
+            while now_ms() == answered {
+                pause(Duration::from_millis(1));
+            }
         }
-        // Half the time the first pages come from flushed objects, half from the window.
-        pause(Duration::from_millis(100));
+        // Every entry in the store (batches flush every 20 ms) before listing, so each run lists
+        // the same thing: the recent window and the objects it covers.
+        let store = backend.open();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let stored: usize = stack.http.block_on(async {
+                let mut n = 0;
+                for o in store.list(&format!("search-history/{ns}/")).await.unwrap() {
+                    let body = store.get(&o.key).await.unwrap().unwrap_or_default();
+                    n += body
+                        .split(|b| *b == b'\n')
+                        .filter(|l| !l.is_empty())
+                        .count();
+                }
+                n
+            });
+            if stored == 7 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{stored} of 7 entries stored");
+            pause(Duration::from_millis(20));
+        }
         let all = entries(&stack, ns, "?limit=500");
         assert_eq!(all.len(), 7);
         let tags: Vec<String> = all.iter().map(|e| e["tags"][1].to_string()).collect();

@@ -3,7 +3,8 @@
 //! (`LAYER_TEST_S3_ENDPOINT`).
 //!
 //! Covered: batching into objects, restart survival (graceful flush), an object store that fails
-//! (queries unaffected, the failure counted, listing answers 502), and a selective filter over a
+//! and comes back (queries unaffected, the held entries counted, listing answers 502, then every
+//! entry written once the store is back; `object_store_outage.rs` does the same over S3), and a selective filter over a
 //! history deeper than one call's read budget (short pages with a cursor that add up to the full
 //! answer). Entries, filters and clickstream are in `history.rs`; the shared helpers are
 //! `layer_e2e::history`.
@@ -139,18 +140,33 @@ fn a_failing_store_costs_history_not_queries() {
     let stack = stack(&backend, |c| c.gateway.history.flush_interval_ms = 20);
     let ns = "down";
     seed(&stack, ns);
-    query(&stack, ns, &json!({"vector": [1.0, 0.0], "top_k": 1}), &[]);
+    let mut traces = vec![trace_of(&query(
+        &stack,
+        ns,
+        &json!({"vector": [1.0, 0.0], "top_k": 1}),
+        &[],
+    ))];
+    let retried = r#"layer_search_history_events_total{outcome="retried"}"#;
     let failed = r#"layer_search_history_events_total{outcome="failed"}"#;
-    let before = stack.metric(failed);
+    let (retried_before, failed_before) = (stack.metric(retried), stack.metric(failed));
+    let store = backend.open();
+    let prefix = format!("search-history/{ns}/");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while objects(&stack.http, &store, &prefix).is_empty() {
+        assert!(Instant::now() < deadline, "the first entry never written");
+        pause(Duration::from_millis(20));
+    }
     // The store's root becomes a file: every write and listing fails from now on.
     std::fs::remove_dir_all(&dir).unwrap();
     std::fs::write(&dir, b"not a directory").unwrap();
     for _ in 0..3 {
         let r = query(&stack, ns, &json!({"vector": [1.0, 0.0], "top_k": 1}), &[]);
         assert_eq!(ids_of(&r), ["a"]);
+        traces.push(trace_of(&r));
     }
+    // Their batches failed: held for a retry and counted, not given up.
     let deadline = Instant::now() + Duration::from_secs(20);
-    while stack.metric(failed) < before + 3.0 {
+    while stack.metric(retried) < retried_before + 3.0 {
         assert!(Instant::now() < deadline, "failed writes never counted");
         pause(Duration::from_millis(20));
     }
@@ -162,19 +178,48 @@ fn a_failing_store_costs_history_not_queries() {
     assert_eq!(r.status, 502, "{}", r.text());
     assert_eq!(r.json()["error"], "object_store_error");
 
-    // The store comes back: history is written again.
+    // The store comes back: the held entries and new ones are written.
     std::fs::remove_file(&dir).unwrap();
-    let r = query(&stack, ns, &json!({"vector": [1.0, 0.0], "top_k": 1}), &[]);
-    let store = backend.open();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while objects(&stack.http, &store, &format!("search-history/{ns}/")).is_empty() {
+    traces.push(trace_of(&query(
+        &stack,
+        ns,
+        &json!({"vector": [1.0, 0.0], "top_k": 1}),
+        &[],
+    )));
+    // The first entry's object went with the directory the outage removed; every later entry
+    // must be in the store.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while objects(&stack.http, &store, &prefix)
+        .iter()
+        .map(|(_, n)| n)
+        .sum::<usize>()
+        < traces.len() - 1
+    {
         assert!(
             Instant::now() < deadline,
-            "history never written after the store came back"
+            "history never all written after the store came back: {:?} {} {}",
+            objects(&stack.http, &store, &prefix),
+            stack.metric(retried),
+            stack.metric("layer_search_history_pending_entries")
         );
         pause(Duration::from_millis(20));
     }
-    assert_eq!(entries(&stack, ns, "")[0]["trace_id"], trace_of(&r));
+    assert_eq!(stack.metric(failed), failed_before, "no entry given up");
+    assert_eq!(
+        objects(&stack.http, &store, &prefix)
+            .iter()
+            .map(|(_, n)| n)
+            .sum::<usize>(),
+        traces.len() - 1,
+        "each entry once"
+    );
+    // The recent window still holds the first one.
+    let listed: Vec<String> = entries(&stack, ns, "?limit=500")
+        .iter()
+        .map(|e| e["trace_id"].as_str().unwrap().to_string())
+        .collect();
+    traces.reverse();
+    assert_eq!(listed, traces, "every entry, newest first");
 }
 
 /// Follows `path`'s cursor to the end (`path` has a query string): every event in order, the

@@ -21,7 +21,7 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::Method;
@@ -313,6 +313,23 @@ impl Driver {
         r
     }
 
+    /// The value of one sample on the gateway's `/metrics` (0 when absent); the answer is kept
+    /// like every other.
+    fn metric(&mut self, sample: &str) -> f64 {
+        let text = self
+            .send(Method::GET, "/metrics", &[], "", Some(200))
+            .text();
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix(sample)?
+                    .strip_prefix(' ')?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or(0.0)
+    }
+
     /// Sends each call with `authorization: Bearer <token>` (none for an empty token).
     fn calls(&mut self, calls: &[Call<'_>]) {
         for (token, method, path, body, expect) in calls {
@@ -578,6 +595,7 @@ fn run(spec: RunSpec) {
     ]);
 
     // The upstream stops: 502 on forwarded routes, while the watcher's polls fail too.
+    let polls_failed = d.metric("layer_consistency_events_total{event=\"poll_failed\"}");
     emulator.stop(false);
     d.calls(&[
         (r, M::POST, q, query, Some(502)),
@@ -587,7 +605,12 @@ fn run(spec: RunSpec) {
         (r, M::GET, "/v2/namespaces/sec-a/documents/7", "", None),
         (w, M::DELETE, ns, "", Some(502)),
     ]);
-    pause(Duration::from_millis(600));
+    // The watcher's polls fail too (their logs are scanned below): wait until one has.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while d.metric("layer_consistency_events_total{event=\"poll_failed\"}") <= polls_failed {
+        assert!(Instant::now() < deadline, "no watcher poll failed");
+        pause(Duration::from_millis(50));
+    }
     d.calls(&[
         ("", M::GET, "/metrics", "", ok),
         ("", M::GET, "/health", "", None),

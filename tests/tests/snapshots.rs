@@ -237,15 +237,51 @@ fn automatic_snapshots(backend: Backend) {
         json!([{"name": "size", "reason": "exceeded_cap", "distinct_observed": 5, "cap": 4}])
     );
 
-    // No write since: the watermark keeps advancing with stable polls, but no new snapshot.
-    pause(Duration::from_millis(1500));
+    // No write since: the watermark keeps advancing with stable polls, but no new snapshot —
+    // checked once it is 1.5 s past the snapshot's cut (several polls, more than the 1 s
+    // interval, three of the writer's ticks).
+    let past = h[0]["watermark_ms"].as_u64().unwrap() + 1_500;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        // A stable read answers with the watermark it was cut at.
+        let r = stack.gw(
+            Method::POST,
+            "/v2/namespaces/snap-auto/query",
+            json!({"rank_by": ["id", "asc"], "top_k": 1}).to_string(),
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+        let wm = r.headers.get("x-layer-stable-as-of");
+        if wm.and_then(|v| v.to_str().ok()?.parse::<u64>().ok()) > Some(past) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the watermark stopped at {wm:?}");
+        pause(Duration::from_millis(50));
+    }
     assert_eq!(history(&stack, "snap-auto").len(), 1);
 
     // A write after the cut brings a second snapshot once the interval has passed.
     let more = rows(300, 340);
     write(&stack, "snap-auto", &more);
-    let h2 = wait_history(&stack, "snap-auto", 2);
-    assert!(h2[0]["watermark_ms"].as_u64() > h2[1]["watermark_ms"].as_u64());
+    let written = now_ms();
+    // The writer waits at most one interval (1 s here) for the watermark to cover a write, so
+    // the first snapshot after it may be cut before it; then the next one covers it. Wait for a
+    // snapshot whose cut is past the write.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let h2 = loop {
+        let h = history(&stack, "snap-auto");
+        if h.len() >= 2 && h[0]["watermark_ms"].as_u64() >= Some(written) {
+            break h;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no snapshot covers the write: {h:?}"
+        );
+        pause(Duration::from_millis(50));
+    };
+    assert!(
+        h2.windows(2)
+            .all(|w| w[0]["watermark_ms"].as_u64() > w[1]["watermark_ms"].as_u64())
+    );
     let all: Vec<Value> = data.iter().chain(more.iter()).cloned().collect();
     let latest = get(
         &stack,
@@ -259,9 +295,9 @@ fn automatic_snapshots(backend: Backend) {
         expected(&all, "color", |_| true)
     );
 
-    // Activity lists both writes; `before` pages the history.
+    // Activity lists every snapshot write; `before` pages the history.
     let act = get(&stack, "/v2/activity/snapshots?since=0&namespace=snap-auto");
-    assert_eq!(act["events"].as_array().unwrap().len(), 2);
+    assert_eq!(act["events"].as_array().unwrap().len(), h2.len());
     let older = get(
         &stack,
         &format!(
@@ -269,7 +305,7 @@ fn automatic_snapshots(backend: Backend) {
             &h2[0]["sha"].as_str().unwrap()[..7]
         ),
     );
-    assert_eq!(older.as_array().unwrap().len(), 1);
+    assert_eq!(older.as_array().unwrap().len(), h2.len() - 1);
     assert_eq!(older[0]["sha"], h2[1]["sha"]);
     let one = get(&stack, "/v2/namespaces/snap-auto/history?limit=1");
     assert_eq!(one.as_array().unwrap().len(), 1);
@@ -298,7 +334,7 @@ fn automatic_snapshots(backend: Backend) {
     );
     assert_eq!(again, latest);
     let act = get(&stack, "/v2/activity/snapshots?since=0");
-    assert_eq!(act["events"].as_array().unwrap().len(), 2);
+    assert_eq!(act["events"].as_array().unwrap().len(), h2.len());
 }
 
 #[test]
@@ -503,8 +539,13 @@ fn policy_and_retention(backend: Backend) {
 
     write(&stack, ns, &rows(0, 20));
     let first = wait_history(&stack, ns, 1);
-    // Past the 1 s retention window, the next snapshot prunes the first but keeps itself.
-    pause(Duration::from_millis(1300));
+    // Past the 1 s retention window, the next snapshot prunes the first but keeps itself. The
+    // first one's cut must be more than 1 s old when the next is taken: a wait on the clock,
+    // which is what retention is about.
+    let first_cut = first[0]["watermark_ms"].as_u64().unwrap();
+    while now_ms() <= first_cut + 1_000 {
+        pause(Duration::from_millis(20));
+    }
     write(&stack, ns, &rows(20, 30));
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {

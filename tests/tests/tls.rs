@@ -138,8 +138,34 @@ fn tls_with_alpn_and_a_certificate_reloaded_without_a_restart() {
     // A new pair written over the files is served to new connections within a few intervals;
     // a half-written pair in between never stops the old one from serving.
     make_pair(&dir, "b.crt", "b.key");
+    let failed_reloads = || {
+        // The gateway runs in this process: its metrics are this process's.
+        layer_gateway::core::metrics::render(2)
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(r#"layer_tls_reloads_total{outcome="failed"} "#)?
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+            })
+            .unwrap_or(0)
+    };
+    let failed_before = failed_reloads();
     std::fs::write(&cert, "-----BEGIN CERTIFICATE-----\ntruncated\n").unwrap();
-    pause(Duration::from_millis(50));
+    // The reloader sees the half-written pair (within one 10 s interval) and keeps the old one.
+    let deadline = Instant::now() + Duration::from_secs(45);
+    while failed_reloads() == failed_before {
+        assert!(
+            Instant::now() < deadline,
+            "the half-written pair was never read"
+        );
+        pause(Duration::from_millis(50));
+    }
+    let (_, status) = stack
+        .http
+        .block_on(health(&addr, &a, &[b"h2"]))
+        .expect("the old certificate still serves");
+    assert_eq!(status, 200);
     std::fs::copy(dir.join("b.key"), &key).unwrap();
     std::fs::copy(dir.join("b.crt"), &cert).unwrap();
     let b = dir.join("b.crt");

@@ -20,14 +20,17 @@
 //! | `layer_scan_events_total` | counter | `event` (`count`, `job_created`, `job_completed`, `job_failed`) |
 //! | `layer_warm_events_total` | counter | `event` (`job_started`, `job_completed`, `job_failed`, `row_skipped`) |
 //! | `layer_snapshot_events_total` | counter | `event` (`written`, `write_failed`, `pruned`, `job_completed`, `job_failed`, `mirror_failed`) |
-//! | `layer_search_history_events_total` | counter | `outcome` (`written`, `dropped`, `failed`) |
-//! | `layer_clickstream_events_total` | counter | `outcome` (`written`, `dropped`, `failed`) |
+//! | `layer_search_history_events_total` | counter | `outcome` (`written`, `dropped`, `retried`, `failed`) |
+//! | `layer_clickstream_events_total` | counter | `outcome` (`written`, `dropped`, `retried`, `failed`) |
+//! | `layer_search_history_pending_entries` | gauge | entries of failed batch writes held for a retry |
+//! | `layer_clickstream_pending_entries` | gauge | events of failed batch writes held for a retry |
 //! | `layer_search_history_objects_total` | counter | `outcome` (`written`, `failed`): JSONL batches |
 //! | `layer_clickstream_objects_total` | counter | `outcome` (`written`, `failed`): JSONL batches |
 //! | `layer_in_flight_requests` | gauge | |
 //! | `layer_shards` | gauge | |
 //!
-//! Feature counters go through [`feature_event`]; each feature documents its own names above.
+//! Feature counters go through [`feature_event`], feature gauges through [`feature_gauge_add`];
+//! each feature documents its own names above.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -89,6 +92,8 @@ pub struct ShardMetrics {
     cache_events: BTreeMap<&'static str, u64>,
     /// Counters of the Layer features (history, snapshots, scans, warm): (metric, label, value).
     feature_events: BTreeMap<(&'static str, &'static str, &'static str), u64>,
+    /// Gauges of the Layer features, as this thread's share (summed over threads).
+    feature_gauges: BTreeMap<&'static str, i64>,
     in_flight: i64,
 }
 
@@ -129,6 +134,9 @@ impl ShardMetrics {
         }
         for (k, v) in &o.feature_events {
             *self.feature_events.entry(*k).or_default() += v;
+        }
+        for (k, v) in &o.feature_gauges {
+            *self.feature_gauges.entry(k).or_default() += v;
         }
         self.in_flight += o.in_flight;
     }
@@ -228,6 +236,12 @@ pub fn watcher_event(event: &'static str) {
 /// (shards, the control runtime, job tasks). The metric names are listed in the module docs.
 pub fn feature_event(metric: &'static str, label: &'static str, value: &'static str, n: u64) {
     with_local(|m| *m.feature_events.entry((metric, label, value)).or_default() += n);
+}
+
+/// Moves a Layer feature's gauge by `delta` (callable from any thread: each thread keeps its
+/// share and the scrape sums them, so a rise on one thread and the fall on another cancel out).
+pub fn feature_gauge_add(metric: &'static str, delta: i64) {
+    with_local(|m| *m.feature_gauges.entry(metric).or_default() += delta);
 }
 
 /// Renders every thread's metrics, merged, in the Prometheus text format.
@@ -344,6 +358,10 @@ pub fn render(shards: usize) -> String {
             last_metric = metric;
         }
         let _ = writeln!(out, "{metric}{{{label}=\"{value}\"}} {n}");
+    }
+    for (metric, v) in &all.feature_gauges {
+        header(&mut out, metric, "gauge", "Layer feature gauge.");
+        let _ = writeln!(out, "{metric} {}", (*v).max(0));
     }
     header(
         &mut out,

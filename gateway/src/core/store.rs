@@ -5,7 +5,7 @@
 //! Keys are `/`-separated paths relative to the configured prefix, e.g.
 //! `search-history/{ns}/{YYYY-MM-DD}/{timestamp_nanos}.jsonl`. Every call is async and runs on
 //! whichever runtime awaits it (the control runtime's writers and the shards' list routes).
-//! Failures are [`StoreError`]s; callers decide what they mean (history drops and counts them,
+//! Failures are [`StoreError`]s; callers decide what they mean (history holds the batch and retries it,
 //! snapshot jobs fail with the message, list routes answer 502).
 
 use std::sync::Arc;

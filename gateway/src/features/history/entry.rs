@@ -34,11 +34,19 @@ impl Feed {
         }
     }
 
-    /// The counter of the feed's events (`outcome` = `written`, `dropped` or `failed`).
+    /// The counter of the feed's events (`outcome` = `written`, `dropped`, `retried` or `failed`).
     pub fn metric(self) -> &'static str {
         match self {
             Feed::SearchHistory => "layer_search_history_events_total",
             Feed::Clickstream => "layer_clickstream_events_total",
+        }
+    }
+
+    /// The gauge of the feed's records held for a retry after a failed batch write.
+    pub fn pending_metric(self) -> &'static str {
+        match self {
+            Feed::SearchHistory => "layer_search_history_pending_entries",
+            Feed::Clickstream => "layer_clickstream_pending_entries",
         }
     }
 

@@ -21,9 +21,11 @@
 //!
 //! Durability: a record is in the store at most `flushIntervalMs` (plus a quarter of it) after
 //! its response, and a graceful shutdown writes every open batch ([`Background::stop`]); a crash loses at
-//! most that last interval. Failed writes and drops are counted in
+//! most that last interval. A failed write keeps its batch for a retry (see [`writer`]), so an
+//! object-store outage delays history without losing it. Outcomes are counted in
 //! `layer_search_history_events_total` / `layer_clickstream_events_total`
-//! (`outcome` = `written`, `dropped`, `failed`), objects in `layer_*_objects_total`.
+//! (`outcome` = `written`, `dropped`, `retried`, `failed`), objects in `layer_*_objects_total`,
+//! held entries in the `layer_*_pending_entries` gauges.
 
 pub mod entry;
 pub mod list;

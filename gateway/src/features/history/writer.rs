@@ -11,8 +11,16 @@
 //! before it would span more than [`MAX_BATCH_SPAN_NANOS`], and on a flush request (graceful
 //! shutdown). Each write is its own task, at most [`MAX_PUTS`] at a time; when the store is slow
 //! the writer waits for a slot, the queue fills up and new events are dropped and counted — the
-//! query path never waits. A failed or timed-out write is counted as `failed` and not retried
-//! by this module (`object_store` already retries transient S3 errors).
+//! query path never waits.
+//!
+//! A failed or timed-out write (after `object_store`'s own retries of transient S3 errors) keeps
+//! its batch in memory and writes it again later, under the same key, until the store takes it:
+//! an outage of the object store delays history, it does not lose it. Retries start
+//! [`RETRY_FIRST_PAUSE`] after a failure and back off to [`RETRY_MAX_PAUSE`]; a flush request
+//! (graceful shutdown) retries at once. The entries held are counted as `retried` when their
+//! first write fails and shown by the `*_pending_entries` gauge until written. They are given up
+//! (counted `failed`) only when more than [`RETRY_BYTES_BUDGET`] bytes are already held, or
+//! when the writer stops with the store still down.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -44,6 +52,15 @@ const DRAIN_MAX: usize = 1024;
 /// Longest one object write may take before it counts as failed (frees its slot even when the
 /// store hangs).
 const PUT_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Bytes of failed batches held for a retry; a batch failing beyond it is given up.
+pub const RETRY_BYTES_BUDGET: usize = 64 << 20;
+
+/// Pause before the first retry of failed batches; it doubles with consecutive failures.
+pub const RETRY_FIRST_PAUSE: Duration = Duration::from_millis(500);
+
+/// Longest pause between retries while the store keeps failing.
+pub const RETRY_MAX_PAUSE: Duration = Duration::from_secs(10);
 
 /// What shards send the writer.
 #[derive(Debug)]
@@ -100,6 +117,27 @@ struct Batch {
     opened: Instant,
 }
 
+/// A closed batch on its way to the store (or back, after a failed write).
+struct Closed {
+    feed: Feed,
+    ns: String,
+    body: Bytes,
+    count: usize,
+    oldest: u64,
+    newest: u64,
+    /// A write of it failed before: it is in the pending gauge.
+    held: bool,
+}
+
+/// Failed batches waiting for a retry, shared with the write tasks.
+#[derive(Default)]
+struct Held {
+    batches: Vec<Closed>,
+    bytes: usize,
+    /// Failed writes since the last successful one (the retry back-off).
+    failures: u32,
+}
+
 /// The writer task's state.
 pub struct Writer {
     pub store: ObjectStore,
@@ -111,6 +149,8 @@ pub struct Writer {
     batches: HashMap<(Feed, String), Batch>,
     last_nanos: u64,
     puts: Arc<Semaphore>,
+    held: Arc<parking_lot::Mutex<Held>>,
+    next_retry: Instant,
 }
 
 impl Writer {
@@ -132,6 +172,8 @@ impl Writer {
             batches: HashMap::new(),
             last_nanos: 0,
             puts: Arc::new(Semaphore::new(MAX_PUTS as usize)),
+            held: Arc::default(),
+            next_retry: Instant::now(),
         }
     }
 
@@ -154,10 +196,23 @@ impl Writer {
                     // call and a context switch) per query; this way it is one per pause.
                     tokio::time::sleep(DRAIN_PAUSE).await;
                 }
-                _ = tick.tick() => self.flush_due().await,
+                _ = tick.tick() => {
+                    self.flush_due().await;
+                    self.retry_held(false).await;
+                }
             }
         }
         self.flush_all().await;
+        // The store is still failing: what is held now is lost.
+        let held = std::mem::take(&mut self.held.lock().batches);
+        for b in held {
+            tracing::warn!(
+                namespace = b.ns,
+                entries = b.count,
+                "history batch given up at shutdown"
+            );
+            give_up(&b);
+        }
     }
 
     async fn handle(&mut self, msg: Msg) {
@@ -247,12 +302,13 @@ impl Writer {
         }
     }
 
-    /// Writes every open batch and waits until every write finished.
+    /// Writes every open batch and every held one, and waits until every write finished.
     async fn flush_all(&mut self) {
         let keys: Vec<(Feed, String)> = self.batches.keys().cloned().collect();
         for key in keys {
             self.flush(key).await;
         }
+        self.retry_held(true).await;
         // Every slot free again = every write done.
         if let Ok(all) = self.puts.acquire_many(MAX_PUTS).await {
             drop(all);
@@ -264,39 +320,112 @@ impl Writer {
         let Some(batch) = self.batches.remove(&key) else {
             return;
         };
+        let (feed, ns) = key;
+        self.put(Closed {
+            feed,
+            ns,
+            body: Bytes::from(batch.body),
+            count: batch.count,
+            oldest: batch.oldest,
+            newest: batch.newest,
+            held: false,
+        })
+        .await;
+    }
+
+    /// Writes the held batches again once the back-off allows (`force`: now).
+    async fn retry_held(&mut self, force: bool) {
+        if !force && Instant::now() < self.next_retry {
+            return;
+        }
+        let (due, failures) = {
+            let mut h = self.held.lock();
+            h.bytes = 0;
+            (std::mem::take(&mut h.batches), h.failures)
+        };
+        if due.is_empty() {
+            return;
+        }
+        let pause = RETRY_FIRST_PAUSE.saturating_mul(1 << failures.min(8));
+        self.next_retry = Instant::now() + pause.min(RETRY_MAX_PAUSE);
+        for b in due {
+            self.put(b).await;
+        }
+    }
+
+    /// Writes one closed batch in its own task (waits for a write slot first); a failed write
+    /// goes back to the held batches.
+    async fn put(&mut self, b: Closed) {
         let Ok(permit) = self.puts.clone().acquire_owned().await else {
             return;
         };
-        let (feed, ns) = key;
         let store = self.store.clone();
         let (search, clicks) = (self.search.clone(), self.clicks.clone());
+        let held = self.held.clone();
         tokio::spawn(async move {
-            let object = object_key(feed, &ns, batch.newest);
-            let n = batch.count as u64;
-            match tokio::time::timeout(PUT_TIMEOUT, store.put(&object, Bytes::from(batch.body)))
-                .await
-            {
-                Ok(Ok(())) => {
+            let object = object_key(b.feed, &b.ns, b.newest);
+            let n = b.count as u64;
+            let feed = b.feed;
+            let result =
+                match tokio::time::timeout(PUT_TIMEOUT, store.put(&object, b.body.clone())).await {
+                    Ok(r) => r.map_err(|e| e.to_string()),
+                    Err(_) => Err(format!("timed out after {PUT_TIMEOUT:?}")),
+                };
+            match result {
+                Ok(()) => {
+                    held.lock().failures = 0;
                     metrics::feature_event(feed.metric(), "outcome", "written", n);
                     metrics::feature_event(feed.object_metric(), "outcome", "written", 1);
+                    if b.held {
+                        metrics::feature_gauge_add(feed.pending_metric(), -(n as i64));
+                    }
                     match feed {
-                        Feed::SearchHistory => search.wrote(&ns, object, batch.oldest),
-                        Feed::Clickstream => clicks.wrote(&ns, object, batch.oldest),
+                        Feed::SearchHistory => search.wrote(&b.ns, object, b.oldest),
+                        Feed::Clickstream => clicks.wrote(&b.ns, object, b.oldest),
                     }
                 }
-                Ok(Err(e)) => {
-                    tracing::warn!(object, error = %e, "history batch not written");
-                    metrics::feature_event(feed.metric(), "outcome", "failed", n);
+                Err(error) => {
                     metrics::feature_event(feed.object_metric(), "outcome", "failed", 1);
-                }
-                Err(_) => {
-                    tracing::warn!(object, "history batch write timed out");
-                    metrics::feature_event(feed.metric(), "outcome", "failed", n);
-                    metrics::feature_event(feed.object_metric(), "outcome", "failed", 1);
+                    hold(&held, b, &object, &error);
                 }
             }
             drop(permit);
         });
+    }
+}
+
+/// Keeps a batch whose write failed for a retry, or gives it up when the held bytes are at
+/// their budget.
+fn hold(held: &parking_lot::Mutex<Held>, mut b: Closed, object: &str, error: &str) {
+    let mut h = held.lock();
+    h.failures = h.failures.saturating_add(1);
+    if h.bytes + b.body.len() > RETRY_BYTES_BUDGET {
+        drop(h);
+        tracing::warn!(
+            object,
+            error,
+            "history batch not written; retry budget full, given up"
+        );
+        give_up(&b);
+        return;
+    }
+    tracing::warn!(object, error, "history batch not written; kept for a retry");
+    if !b.held {
+        b.held = true;
+        let n = b.count as u64;
+        metrics::feature_event(b.feed.metric(), "outcome", "retried", n);
+        metrics::feature_gauge_add(b.feed.pending_metric(), n as i64);
+    }
+    h.bytes += b.body.len();
+    h.batches.push(b);
+}
+
+/// Counts a batch that will never be written.
+fn give_up(b: &Closed) {
+    let n = b.count as u64;
+    metrics::feature_event(b.feed.metric(), "outcome", "failed", n);
+    if b.held {
+        metrics::feature_gauge_add(b.feed.pending_metric(), -(n as i64));
     }
 }
 

@@ -15,12 +15,15 @@
 //! could undo a page just written. So the write path records which ids its tier changes touched
 //! once they landed ([`crate::core::touches`], recorded for a namespace only while a warm of it
 //! runs), and each page asks which of its own ids were touched after its read began; only those
-//! are read again (strongly, at the cut) once the namespace's in-flight invalidations have landed
-//! and re-put (rows gone or past the cut are removed), up to [`RACE_RETRIES`] times, after which
-//! they are removed so fetch falls through to origin. The rest of the page stays: a warm that
-//! overlaps a steady stream of writes still copies every row those writes did not touch. This
-//! relies on the write path holding a [`layer_cache::TierUpdate`] guard while its tier
-//! invalidations run (the settle waits on it).
+//! are read again once the namespace's in-flight invalidations have landed (strongly, as they are
+//! now: without the cut, so the rows a racing write left) and re-put (ids deleted meanwhile are
+//! removed), up to [`RACE_RETRIES`] times, after which they are removed so fetch falls through to
+//! origin. So the cache holds the rows the write left, never the ones it replaced, and agrees with
+//! the write-path mirror; rows newer than the cut are not seen by cache-sourced scans (they filter
+//! at `cache_warmed_through`). The rest of the page stays: a warm that overlaps a steady stream of
+//! writes still copies every row those writes did not touch. This relies on the write path
+//! holding a [`layer_cache::TierUpdate`] guard while its tier invalidations run (the settle waits
+//! on it).
 //!
 //! `hint_cache_warm` with no query parameters is a raw passthrough (forwarded verbatim, upstream
 //! answer relayed verbatim; it never touches the cache, so it works while the cache is cold). Any

@@ -213,9 +213,9 @@ async fn run(
 /// ([`crate::core::touches`], watched for the whole warm by [`passes`]). Ids of this page touched
 /// after the page's read began may now hold an older row than origin's (the write's removal
 /// landed before this page's put) or nothing (it landed after): once the namespace's in-flight
-/// invalidations settle, those ids (only those) are read again at the cut and re-put, or removed
-/// when gone or past the cut, up to [`RACE_RETRIES`] times; ids still racing after that are
-/// removed, so fetch falls through to origin for them. The rest of the page stays.
+/// invalidations settle, those ids (only those) are read again as they are now and re-put, or
+/// removed when the write deleted them, up to [`RACE_RETRIES`] times; ids still racing after
+/// that are removed, so fetch falls through to origin for them. The rest of the page stays.
 async fn warm_page(
     warm: &Warm,
     upstream: &Upstream,
@@ -250,8 +250,8 @@ async fn warm_page(
         if attempt == RACE_RETRIES {
             break;
         }
-        // A write raced these ids: once its tier invalidations have landed, read them again and
-        // write what is live at the cut.
+        // A write raced these ids: once its tier invalidations have landed, read them again (as
+        // they are now, past the cut) and write what the write left; ids it deleted are removed.
         settle(warm, ns).await;
         since = touches.seq(ns);
         let values: Vec<Value> = racing.iter().map(|(_, v)| v.clone()).collect();
@@ -307,7 +307,9 @@ fn rows_of(mut answer: Value) -> Vec<Value> {
     }
 }
 
-/// Strong re-read of `ids` at the warm's cut.
+/// Strong re-read of `ids` as they are now, without the warm's cut: the rows a racing write
+/// left (newer than the cut), so the cache holds them rather than the ones the write replaced
+/// (cache-sourced scans still filter at `cache_warmed_through`, so they do not see them).
 async fn reread(
     upstream: &Upstream,
     spec: &OriginScan,
@@ -316,10 +318,8 @@ async fn reread(
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let mut conds = vec![json!(["id", "In", ids])];
-    conds.extend(spec.filters.clone());
     let body = json!({
-        "filters": ["And", conds],
+        "filters": ["id", "In", ids],
         "rank_by": ["id", "asc"],
         "top_k": ids.len().clamp(1, MAX_PAGE),
         "include_attributes": true,
