@@ -227,4 +227,6 @@ async fn claims_use_the_claim_index_after_100k_completed_rows() {
     assert!(claimed.iter().all(|c| c.document_id.starts_with("new-")));
     let seen: HashSet<&str> = claimed.iter().map(|c| c.document_id.as_str()).collect();
     assert_eq!(seen.len(), 16);
+    drop(raw);
+    db.drop_schema().await;
 }

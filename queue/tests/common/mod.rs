@@ -53,6 +53,16 @@ impl TestDb {
     pub async fn raw(&self) -> tokio_postgres::Client {
         raw(&self.config).await
     }
+
+    /// Drops the test's schema (for tests that write many rows: the cluster is shared by every
+    /// test of the run).
+    pub async fn drop_schema(self) {
+        let client = self.raw().await;
+        client
+            .batch_execute(&format!("DROP SCHEMA {} CASCADE", self.config.schema))
+            .await
+            .expect("drop schema");
+    }
 }
 
 /// A plain connection for a config's schema.
