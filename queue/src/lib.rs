@@ -70,10 +70,13 @@ pub struct QueueConfig {
     pub connect_timeout: Duration,
     /// The lease of a claim that names none.
     pub default_lease: Duration,
+    /// The connections' `application_name` (what `pg_stat_activity` shows).
+    pub application_name: String,
 }
 
 impl QueueConfig {
-    /// The defaults: schema `layer_queue`, 16 connections, 5 s connect timeout, 900 s lease.
+    /// The defaults: schema `layer_queue`, 16 connections, 5 s connect timeout, 900 s lease,
+    /// application name `layer-queue`.
     pub fn new(url: impl Into<String>) -> Self {
         QueueConfig {
             url: url.into(),
@@ -81,6 +84,7 @@ impl QueueConfig {
             pool_size: 16,
             connect_timeout: Duration::from_secs(5),
             default_lease: DEFAULT_LEASE,
+            application_name: "layer-queue".to_string(),
         }
     }
 }
@@ -112,7 +116,7 @@ impl Queue {
             .parse()
             .map_err(|e| QueueError::Invalid(format!("database URL: {e}")))?;
         pg.connect_timeout(config.connect_timeout);
-        pg.application_name("layer-queue");
+        pg.application_name(&config.application_name);
         pg.options(format!("-c search_path={}", config.schema));
         let manager = Manager::from_config(
             pg,

@@ -155,3 +155,53 @@ async fn unreachable_database_is_a_500_and_needs_no_server() {
     assert_eq!(e.code(), "database_unavailable");
     assert!(Queue::connect(&config).await.is_err());
 }
+
+#[tokio::test]
+async fn dropped_connections_recover_by_themselves() {
+    let Some(url) = common::database_url("reconnect") else {
+        return;
+    };
+    let mut config = QueueConfig::new(url);
+    config.schema = common::schema_for("reconnect");
+    // Its own application name, so the test ends only this queue's connections, not those of
+    // the tests running beside it.
+    config.application_name = config.schema.clone();
+    config.pool_size = 4;
+    let q = Queue::connect(&config).await.unwrap();
+    q.create_pipeline(&NewPipeline::new("p", "ns"))
+        .await
+        .unwrap();
+    let raw = common::raw(&config).await;
+    // A database blip: the server ends every connection of the pool.
+    let ended: i64 = raw
+        .query_one(
+            "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE application_name = $1) t",
+            &[&config.application_name],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(ended >= 1);
+    // A call that meets a dead connection answers 500 `database_unavailable` (usually none
+    // does: the pool checks a connection is open before handing it out); the pool replaces the
+    // connections by itself, and calls work again without any restart.
+    let mut failures = 0;
+    loop {
+        match q.list_pipelines().await {
+            Ok(list) => {
+                assert_eq!(list.len(), 1);
+                break;
+            }
+            Err(e) => {
+                assert!(matches!(e, QueueError::Unavailable(_)), "{e:?}");
+                failures += 1;
+                assert!(failures <= 8, "the pool did not recover: {e:?}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+    eprintln!("{failures} call(s) failed before the pool recovered");
+    q.stage_documents("p", &["a"]).await.unwrap();
+    assert_eq!(q.claim("p", &Claim::new("w")).await.unwrap().len(), 1);
+}
