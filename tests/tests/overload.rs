@@ -221,3 +221,24 @@ fn requests_beyond_the_in_flight_bound_are_answered_503_overloaded() {
     }
     assert_eq!(stack.gw(Method::GET, "/health", Bytes::new()).status, 200);
 }
+
+#[test]
+fn a_connection_that_sends_nothing_is_closed_after_the_header_read_timeout() {
+    // At the default header read timeout (15 s): hyper's protocol sniffing would otherwise wait
+    // for a first byte forever, so idle sockets would only be bounded by the connection cap.
+    let stack = Stack::start();
+    let started = Instant::now();
+    let mut silent = TcpStream::connect(addr(&stack)).unwrap();
+    let (reply, closed) = read_until_closed(&mut silent, Duration::from_secs(45));
+    assert!(closed, "a silent connection was still open after 45 s");
+    assert!(reply.is_empty(), "nothing to answer: {reply}");
+    let open_for = started.elapsed();
+    assert!(
+        open_for >= Duration::from_secs(14),
+        "closed after {open_for:?}, before the 15 s default"
+    );
+    assert!(
+        stack.metric(r#"layer_overload_rejections_total{reason="header_timeout"}"#) >= 1.0,
+        "the close is counted"
+    );
+}

@@ -246,9 +246,10 @@ pub fn start(
 
 /// One accept loop: serves connections until shutdown, then drains.
 ///
-/// Slow and greedy clients are bounded here (`gateway.server`): HTTP/1 headers must arrive
-/// within `headerReadTimeoutMs` (hyper also applies it to the wait for the next request on an
-/// idle keep-alive connection, so idle connections close after it too), and the shard holds at
+/// Slow and greedy clients are bounded here (`gateway.server`): a new connection must send its
+/// first byte and HTTP/1 headers must arrive within `headerReadTimeoutMs` (hyper also applies it
+/// to the wait for the next request on an idle keep-alive connection, so idle connections close
+/// after it too), and the shard holds at
 /// most `maxConnectionsPerShard` connections: one beyond it gets a 503 with `retry-after` and is
 /// closed, so a flood of idle sockets cannot take the shard's memory or file descriptors.
 async fn serve(
@@ -288,11 +289,18 @@ async fn serve(
                         async move { Ok::<_, std::convert::Infallible>(super::service::handle(ctx, req).await) }
                     });
                     let Some(tls) = &tls else {
-                        let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
-                        let conn = graceful.watch(conn);
+                        let (builder, watcher) = (builder.clone(), graceful.watcher());
+                        let first_byte = Duration::from_millis(server.header_read_timeout_ms);
                         tokio::spawn(async move {
                             let _slot = slot;
-                            if let Err(e) = conn.await {
+                            // hyper's protocol sniffing (HTTP/1 or HTTP/2) reads the first bytes
+                            // before its header timer starts: a client that connects and never
+                            // sends would hold the connection forever.
+                            if !sends_within(&stream, first_byte).await {
+                                return;
+                            }
+                            let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
+                            if let Err(e) = watcher.watch(conn).await {
                                 tracing::debug!(error = %e, "connection ended with an error");
                             }
                         });
@@ -335,6 +343,24 @@ async fn serve(
     tokio::select! {
         () = graceful.shutdown() => {}
         () = tokio::time::sleep(drain) => tracing::warn!("drain deadline reached with requests still in flight"),
+    }
+}
+
+/// Whether the client sent at least one byte (or closed) within `limit`; counted as a header
+/// timeout when not.
+async fn sends_within(stream: &tokio::net::TcpStream, limit: Duration) -> bool {
+    let mut byte = [0u8; 1];
+    match tokio::time::timeout(limit, stream.peek(&mut byte)).await {
+        Ok(_) => true,
+        Err(_) => {
+            super::metrics::feature_event(
+                "layer_overload_rejections_total",
+                "reason",
+                "header_timeout",
+                1,
+            );
+            false
+        }
     }
 }
 
