@@ -12,6 +12,8 @@
 pub mod app;
 pub mod core;
 pub mod features;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod sources;
 
 pub use app::{start, start_with_tier};

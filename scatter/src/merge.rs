@@ -185,7 +185,7 @@ fn parse_resp<'a>(body: &'a [u8]) -> Result<Resp<'a>, QueryError> {
     if body.iter().find(|b| !b" \t\r\n".contains(b)) != Some(&b'{') {
         return Err(QueryError::upstream("response is not a JSON object"));
     }
-    sonic_rs::from_slice::<Resp<'a>>(body).map_err(|e| {
+    sonic_rs::from_str::<Resp<'a>>(QueryError::utf8_response(body)?).map_err(|e| {
         QueryError::upstream(e.to_string().lines().next().unwrap_or_default().to_owned())
     })
 }

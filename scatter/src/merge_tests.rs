@@ -158,3 +158,18 @@ fn bad_responses_are_502_not_panics() {
     let v = merge(&[], &spec);
     assert_eq!(v, json!({}));
 }
+
+/// Found by the `merge` fuzz target: a response with bytes that are not UTF-8 in a key hit
+/// sonic-rs's `debug_assert` (a panic in debug builds, an invalid `&str` in release builds).
+#[test]
+fn responses_that_are_not_utf8_are_502() {
+    let good = br#"{"rows":[{"id":1,"$dist":0.5}]}"#.as_slice();
+    let bad = b"{\"rows\":[{\"id\":2,\"$s\xd7core\":0.3}]}".as_slice();
+    let spec = MergeSpec::rows(RowOrder::DistAsc, 4);
+    for bodies in [vec![bad], vec![good, bad]] {
+        let e = merge_query_responses(&bodies, &spec).unwrap_err();
+        assert_eq!(e.status_code(), 502, "{e}");
+    }
+    let e = merge_multi_query_responses(&[good, bad], std::slice::from_ref(&spec)).unwrap_err();
+    assert_eq!(e.status_code(), 502, "{e}");
+}

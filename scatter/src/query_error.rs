@@ -185,6 +185,13 @@ impl QueryError {
         }
     }
 
+    /// An upstream response as text, for sonic-rs's serde path: it must never see bytes that
+    /// are not UTF-8 (it makes borrowed keys with `from_utf8_unchecked`, checked by a
+    /// `debug_assert` only); 502 when they are not UTF-8.
+    pub(crate) fn utf8_response(body: &[u8]) -> Result<&str, QueryError> {
+        std::str::from_utf8(body).map_err(|_| Self::upstream("response is not UTF-8"))
+    }
+
     pub(crate) fn upstream(message: impl Into<String>) -> Self {
         Self::BadUpstreamResponse {
             message: message.into(),

@@ -369,4 +369,19 @@ mod tests {
             r#"{"rows":[],"routing":{"route":"semantic","policy":"v1","tokens":8,"executed":false}}"#
         );
     }
+
+    /// Upstream bytes that are not UTF-8 are a 502 here (sonic-rs's object iterator checks
+    /// keys; its serde path did not, which the `merge` fuzz target found in the gather).
+    #[test]
+    fn responses_that_are_not_utf8_are_502() {
+        let bad = b"{\"rows\":[],\"billi\xeeg\":{}}".as_slice();
+        assert_eq!(ensure_rows(bad).unwrap_err().status_code(), 502);
+        for shape in [UpstreamShape::Single, UpstreamShape::Expansion] {
+            let e = finish_response(bad, shape, &Echo::default()).unwrap_err();
+            assert_eq!(e.status_code(), 502, "{shape:?}");
+        }
+        let fused = b"{\"results\":[{\"rows\":[{\"\xd7\":1}]}]}".as_slice();
+        let e = finish_response(fused, UpstreamShape::Expansion, &Echo::default()).unwrap_err();
+        assert_eq!(e.status_code(), 502);
+    }
 }

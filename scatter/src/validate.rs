@@ -7,7 +7,9 @@
 //! 1. be at most [`Limits::max_body_bytes`] long ([`RewriteError::Oversize`], 413);
 //! 2. nest arrays and objects at most [`Limits::effective_max_depth`] deep
 //!    ([`RewriteError::TooDeep`]). This is checked by a byte scan *before* sonic-rs runs, because
-//!    sonic-rs's validating skip recurses once per level and has no depth limit of its own;
+//!    sonic-rs's validating skip recurses once per level and has no depth limit of its own. The
+//!    same scan checks every string escape (`\uXXXX` needs four hex digits, which sonic-rs's skip
+//!    does not check);
 //! 3. start with `{` ([`RewriteError::NotAnObject`]);
 //! 4. be valid JSON to the last byte: sonic-rs's `to_object_iter` validates every top-level value
 //!    (UTF-8, strings, escapes, numbers); we then check that only whitespace follows the closing `}`,
@@ -110,11 +112,16 @@ pub(crate) fn skip_ws(body: &[u8], from: usize) -> usize {
     i
 }
 
-/// Rejects bodies whose arrays/objects nest deeper than `max`, without parsing them.
+/// Rejects bodies whose arrays/objects nest deeper than `max`, and strings with an invalid
+/// escape, without parsing them.
 ///
 /// Brackets inside strings are skipped. On any valid prefix of a JSON text this count equals the
 /// parser's nesting, and sonic-rs stops at the first invalid byte, so the parser never recurses
 /// deeper than the maximum measured here.
+///
+/// Escapes are checked here because sonic-rs's validating skip does not check the four hex
+/// digits of `\u` (found by the `plan_query` fuzz target: `"x\u0"0e"` passed as one string, and
+/// a `HybridText` expansion copied it into every leg, which upstream then refused as invalid).
 fn check_depth(body: &[u8], max: usize) -> Result<(), RewriteError> {
     let mut depth = 0usize;
     let mut i = 0usize;
@@ -125,7 +132,7 @@ fn check_depth(body: &[u8], max: usize) -> Result<(), RewriteError> {
                 loop {
                     match body.get(i) {
                         Some(b'"') | None => break,
-                        Some(b'\\') => i += 2,
+                        Some(b'\\') => i += escape_len(body, i)?,
                         Some(_) => i += 1,
                     }
                 }
@@ -142,6 +149,23 @@ fn check_depth(body: &[u8], max: usize) -> Result<(), RewriteError> {
         i += 1;
     }
     Ok(())
+}
+
+/// The length of the escape at `body[i]` (a backslash inside a string): 2, or 6 for `\uXXXX`.
+fn escape_len(body: &[u8], i: usize) -> Result<usize, RewriteError> {
+    match body.get(i + 1) {
+        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => Ok(2),
+        Some(b'u')
+            if body
+                .get(i + 2..i + 6)
+                .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit)) =>
+        {
+            Ok(6)
+        }
+        _ => Err(RewriteError::InvalidJson {
+            message: format!("invalid escape in a string at byte {i}"),
+        }),
+    }
 }
 
 /// A step of the path to a duplicate key, collected while unwinding.
@@ -368,6 +392,11 @@ mod tests {
             "{\"a\":\"\x01\"}",
             r#"{"a":"\q"}"#,
             r#"{"a":{"\ud800":1}}"#,
+            // Found by the `plan_query` fuzz target: sonic-rs alone takes `\u0"0e` as an escape.
+            r#"{"a":"x\u0"0e"}"#,
+            r#"{"a":["\u00zz"]}"#,
+            r#"{"a":"\u12"}"#,
+            r#"{"a\x":1}"#,
             "{\"a\":1} \u{0}",
         ] {
             assert!(

@@ -147,9 +147,9 @@ impl ShardCtx {
     }
 }
 
-/// A core for unit tests: default configuration with an upstream credential, the cache tier
-/// disabled, an in-memory object store, no control runtime.
-#[cfg(test)]
+/// A core for unit tests and the fuzz targets (`crate::fuzzing`): default configuration with an
+/// upstream credential, the cache tier disabled, an in-memory object store, no control runtime.
+#[doc(hidden)]
 pub fn test_core() -> Arc<Core> {
     let mut config = Config::default();
     config.vector_store.credential.value = Some("test-key".into());

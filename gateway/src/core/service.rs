@@ -142,7 +142,7 @@ impl Drop for InFlight<'_> {
 /// encoded `/`, a NUL or a `..` must never reach either). Invalid names get upstream's own
 /// plain-text 400 texts; `.` and `..` (valid characters, but path steps to any URL normaliser)
 /// get the invalid-characters text too. Nothing is forwarded.
-fn check_namespace(ns: &str) -> Result<(), GatewayError> {
+pub fn check_namespace(ns: &str) -> Result<(), GatewayError> {
     let valid_chars = ns
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));

@@ -1,0 +1,184 @@
+//! The query planner (`scatter::plan_query`: Layer single-query shapes, multi-query rules,
+//! `HybridText`, `Auto`, `nearest_to_id`) and the passes the gateway runs on its output (the
+//! stable read's watermark injection, the shard legs), on arbitrary bodies.
+//!
+//! The first byte picks the context (shard count, threads, known vector dimensionality); the rest
+//! is the body. Checked:
+//! - never a panic; planning is deterministic; a body that fails whole-body validation is
+//!   refused, and a body that passes plans the same with `Limits::prevalidated` (the gateway's
+//!   second passes skip validation, so the two must agree);
+//! - an upstream body is one JSON object that validates (no duplicate key); a single-shaped
+//!   translation carries no Layer-only key (`vector`, `nearest_to_id`, `include_leg_breakdown`,
+//!   `cursor`, `as_of`, `between`), and a body without them and without an expansion is sent
+//!   byte for byte;
+//! - a deferral is `{"rows":[], "routing":{..., "executed": false}}`;
+//! - `nearest_to_id` resolves with centroids to a plan that needs none, and refuses a wrong count;
+//! - on the upstream body, the stable read and the shard legs succeed or fail the same with and
+//!   without `prevalidated`, and what they produce validates (one leg per shard).
+
+use scatter::layer_query::{QueryContext, QueryPlan, UpstreamQuery, plan_query};
+use scatter::respond::{Echo, UpstreamShape};
+use scatter::{Limits, QueryError, plan_shards, plan_stable_read, validate};
+
+const LAYER_ONLY: [&str; 6] = [
+    "vector",
+    "nearest_to_id",
+    "include_leg_breakdown",
+    "cursor",
+    "as_of",
+    "between",
+];
+const WATERMARK: &[u8] = br#"["_hevlayer_upserted_at","Lte",1700000000000]"#;
+
+fn limits() -> Limits {
+    Limits {
+        max_body_bytes: 1 << 20,
+        max_depth: 32,
+        prevalidated: false,
+    }
+}
+
+/// Output limits: the planner and the injections nest a few levels deeper than the input.
+fn relaxed() -> Limits {
+    Limits {
+        max_body_bytes: usize::MAX,
+        max_depth: 48,
+        prevalidated: false,
+    }
+}
+
+/// The top-level keys of `body`, which must validate as one JSON object. Read lazily: serde_json
+/// and sonic-rs's DOM refuse numbers that sonic-rs's validation and upstream accept (`1e400`).
+fn object(body: &[u8], what: &str) -> Vec<(String, String)> {
+    if let Err(e) = validate(body, &relaxed()) {
+        panic!(
+            "{what} does not validate ({e}): {}",
+            String::from_utf8_lossy(body)
+        );
+    }
+    let mut out = Vec::new();
+    for item in sonic_rs::to_object_iter(body) {
+        let (k, v) = item.unwrap_or_else(|e| panic!("{what} is not a JSON object ({e})"));
+        out.push((k.into_owned(), v.as_raw_str().trim().to_owned()));
+    }
+    out
+}
+
+fn has(members: &[(String, String)], key: &str) -> bool {
+    members.iter().any(|(k, v)| k == key && v != "null")
+}
+
+fn check_upstream(input: &[u8], q: &UpstreamQuery, ctx: &QueryContext) {
+    let out = object(&q.body, "the upstream body");
+    let input_keys = validate(input, &ctx.limits)
+        .is_ok()
+        .then(|| object(input, "the input"));
+    let single_input = input_keys.as_ref().is_some_and(|o| !has(o, "queries"));
+    if q.shape == UpstreamShape::Single && single_input {
+        for k in LAYER_ONLY {
+            assert!(!out.iter().any(|(o, _)| o == k), "`{k}` forwarded: {out:?}");
+        }
+        let layer_free = input_keys
+            .as_ref()
+            .is_some_and(|o| !o.iter().any(|(k, _)| LAYER_ONLY.contains(&k.as_str())));
+        if layer_free && q.echo == Echo::default() {
+            assert_eq!(
+                q.body, input,
+                "a body without Layer keys must be sent as is"
+            );
+        }
+    }
+    let l = ctx.limits;
+    let stable = plan_stable_read(&q.body, Some(WATERMARK), &l);
+    assert_eq!(
+        stable,
+        plan_stable_read(&q.body, Some(WATERMARK), &l.prevalidated()),
+        "stable read with and without prevalidated"
+    );
+    let Ok(stable) = stable else {
+        return;
+    };
+    object(&stable.body, "the stable-read body");
+    if ctx.shards > 1 {
+        let legs = plan_shards(&stable.body, ctx.shards, Some(WATERMARK), &l);
+        assert_eq!(
+            legs,
+            plan_shards(&stable.body, ctx.shards, Some(WATERMARK), &l.prevalidated()),
+            "shard legs with and without prevalidated"
+        );
+        if let Ok(plan) = legs {
+            assert_eq!(plan.legs.len(), ctx.shards as usize);
+            for leg in &plan.legs {
+                object(leg, "a shard leg");
+            }
+        }
+    }
+}
+
+fn check_plan(input: &[u8], plan: QueryPlan, ctx: &QueryContext, dims: usize) {
+    match plan {
+        QueryPlan::Upstream(q) => check_upstream(input, &q, ctx),
+        QueryPlan::Deferred { body, routing } => {
+            let o = object(&body, "the deferral");
+            let rows = o.iter().find(|(k, _)| k == "rows").map(|(_, v)| v.as_str());
+            assert_eq!(rows, Some("[]"), "{o:?}");
+            assert!(!routing.executed && has(&o, "routing"), "{o:?}");
+        }
+        QueryPlan::NeedsCentroids(p) => {
+            let n = p.requests().len();
+            assert!(n > 0 && p.requests().iter().all(|r| !r.ids.is_empty()));
+            assert_eq!(
+                p.clone().resolve(&vec![vec![0.5; dims]; n + 1]),
+                Err(QueryError::BadCentroid)
+            );
+            match p.resolve(&vec![vec![0.5; dims]; n]) {
+                Ok(QueryPlan::NeedsCentroids(_)) => panic!("resolved centroids asked again"),
+                Ok(plan) => check_plan(input, plan, ctx, dims),
+                Err(_) => {}
+            }
+        }
+    }
+}
+
+/// A plan without what legitimately differs between two contexts (a pending plan keeps its
+/// context): the plan itself, or the centroid requests.
+fn comparable(plan: &Result<QueryPlan, QueryError>) -> String {
+    match plan {
+        Ok(QueryPlan::NeedsCentroids(p)) => format!("centroids {:?}", p.requests()),
+        other => format!("{other:?}"),
+    }
+}
+
+/// The target (module docs).
+pub fn run(data: &[u8]) {
+    let Some((&pick, body)) = data.split_first() else {
+        return;
+    };
+    let dims = [None, Some(2), Some(3)][usize::from(pick % 3)];
+    let ctx = QueryContext {
+        limits: limits(),
+        vector_dims: dims,
+        shards: [1, 2, 3, 8][usize::from(pick >> 2) % 4],
+        threads: u32::from(pick >> 4) % 5,
+        ..QueryContext::default()
+    };
+    let plan = plan_query(body, &ctx);
+    assert_eq!(plan, plan_query(body, &ctx), "planning is deterministic");
+    if validate(body, &ctx.limits).is_ok() {
+        let pre = QueryContext {
+            limits: ctx.limits.prevalidated(),
+            ..ctx.clone()
+        };
+        let again = plan_query(body, &pre);
+        assert_eq!(
+            comparable(&plan),
+            comparable(&again),
+            "prevalidated planning differs: {plan:?} vs {again:?}"
+        );
+    } else {
+        assert!(plan.is_err(), "an invalid body was planned: {plan:?}");
+    }
+    if let Ok(plan) = plan {
+        check_plan(body, plan, &ctx, dims.unwrap_or(2));
+    }
+}
