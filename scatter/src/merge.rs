@@ -185,7 +185,9 @@ fn parse_resp<'a>(body: &'a [u8]) -> Result<Resp<'a>, QueryError> {
     if body.iter().find(|b| !b" \t\r\n".contains(b)) != Some(&b'{') {
         return Err(QueryError::upstream("response is not a JSON object"));
     }
-    sonic_rs::from_str::<Resp<'a>>(QueryError::utf8_response(body)?).map_err(|e| {
+    let text = QueryError::utf8_response(body)?;
+    crate::validate::check_escapes(body).map_err(|e| QueryError::upstream(e.to_string()))?;
+    sonic_rs::from_str::<Resp<'a>>(text).map_err(|e| {
         QueryError::upstream(e.to_string().lines().next().unwrap_or_default().to_owned())
     })
 }

@@ -173,3 +173,21 @@ fn responses_that_are_not_utf8_are_502() {
     let e = merge_multi_query_responses(&[good, bad], std::slice::from_ref(&spec)).unwrap_err();
     assert_eq!(e.status_code(), 502, "{e}");
 }
+
+#[test]
+fn responses_with_an_invalid_escape_are_502() {
+    // Found by the `merge` fuzz target: sonic-rs's parse does not check the hex digits of `\u`,
+    // so a key or value holding `\u00li` was copied into the merged answer as invalid JSON.
+    let good = br#"{"aggregation_groups":[{"g":"b","n":1}]}"#.as_slice();
+    let bad = br#"{"aggregation_groups":[{"g":"x\u00limit","n":1}]}"#.as_slice();
+    let spec = MergeSpec::rows(RowOrder::DistAsc, 4);
+    for bodies in [vec![bad], vec![good, bad]] {
+        let e = merge_query_responses(&bodies, &spec).unwrap_err();
+        assert_eq!(e.status_code(), 502, "{e}");
+    }
+    // A valid escape still merges.
+    let escaped = br#"{"rows":[{"id":"a\u00e9\n","$dist":0.5}]}"#.as_slice();
+    let out = merge_query_responses(&[escaped], &spec).expect("valid escapes merge");
+    let v: serde_json::Value = serde_json::from_slice(&out).expect("valid JSON out");
+    assert_eq!(v["rows"][0]["id"], "a\u{e9}\n");
+}
