@@ -726,13 +726,15 @@ fn write_groups(parts: &[Resp<'_>], spec: &MergeSpec, out: &mut Vec<u8>) -> Resu
             }
         }
     }
+    // Lexicographic, length last: key lists differ in length when the query names no group keys,
+    // and equal-on-the-shorter-prefix is not a total order (the sort panicked on it; fuzz seed).
     groups.sort_by(|a, b| {
         a.sort
             .iter()
             .zip(&b.sort)
             .map(|(x, y)| x.cmp_total(y))
             .find(|o| *o != Ordering::Equal)
-            .unwrap_or(Ordering::Equal)
+            .unwrap_or_else(|| a.sort.len().cmp(&b.sort.len()))
     });
     if let Some(limit) = spec.group_limit {
         groups.truncate(limit);

@@ -163,16 +163,54 @@ impl<'a> OrdVal<'a> {
         match (self, other) {
             (Self::Bool(a), Self::Bool(b)) => a.cmp(b),
             (Self::Int(a), Self::Int(b)) => a.cmp(b),
-            (Self::Float(a), Self::Float(b)) => a.total_cmp(b),
-            #[allow(clippy::cast_precision_loss)]
-            (Self::Int(a), Self::Float(b)) => (*a as f64).total_cmp(b),
-            #[allow(clippy::cast_precision_loss)]
-            (Self::Float(a), Self::Int(b)) => a.total_cmp(&(*b as f64)),
+            (Self::Float(a), Self::Float(b)) => cmp_floats(*a, *b),
+            (Self::Int(a), Self::Float(b)) => cmp_int_float(*a, *b),
+            (Self::Float(a), Self::Int(b)) => cmp_int_float(*b, *a).reverse(),
             (Self::Str(a), Self::Str(b)) => a.as_bytes().cmp(b.as_bytes()),
             (Self::Other(a), Self::Other(b)) => a.cmp(b),
             _ => self.rank().cmp(&other.rank()),
         }
     }
+}
+
+/// Floats numerically (`-0.0 == 0.0`, as against an integer `0`); NaNs (which JSON cannot carry
+/// but a lenient parse could produce) sort after everything when positive, before when negative.
+fn cmp_floats(a: f64, b: f64) -> Ordering {
+    a.partial_cmp(&b).unwrap_or_else(|| a.total_cmp(&b))
+}
+
+/// An integer against a float, exactly: converting the integer to `f64` rounds past 2^53, which
+/// made `2^53 + 1 == 2^53 as float == 2^53` while `2^53 + 1 > 2^53`, not a total order (sorting
+/// with it can panic). Compares the integer with the float's integral part, then the fraction.
+fn cmp_int_float(i: i128, f: f64) -> Ordering {
+    /// 2^127: every `i128` is below it, and every float at or above it is above every `i128`.
+    const TWO_127: f64 = 170_141_183_460_469_231_731_687_303_715_884_105_728.0;
+    if f.is_nan() {
+        return if f.is_sign_negative() {
+            Ordering::Greater
+        } else {
+            Ordering::Less
+        };
+    }
+    if f >= TWO_127 {
+        return Ordering::Less;
+    }
+    if f < -TWO_127 {
+        return Ordering::Greater;
+    }
+    let whole = f.trunc();
+    // Exact: `whole` is integral and within [-2^127, 2^127).
+    #[allow(clippy::cast_possible_truncation)]
+    let w = whole as i128;
+    i.cmp(&w).then_with(|| {
+        if f > whole {
+            Ordering::Less
+        } else if f < whole {
+            Ordering::Greater
+        } else {
+            Ordering::Equal
+        }
+    })
 }
 
 /// Unescapes a JSON string literal, borrowing when it has no escapes.
@@ -269,6 +307,61 @@ mod tests {
                 w[0],
                 w[1]
             );
+        }
+    }
+
+    #[test]
+    fn numbers_compare_exactly_and_transitively() {
+        // Past 2^53 an i128 → f64 conversion rounds; the comparison must not.
+        let two53 = 9_007_199_254_740_992i128;
+        let f = OrdVal::Float(two53 as f64);
+        assert_eq!(OrdVal::Int(two53 + 1).cmp_total(&f), Ordering::Greater);
+        assert_eq!(OrdVal::Int(two53).cmp_total(&f), Ordering::Equal);
+        assert_eq!(f.cmp_total(&OrdVal::Int(two53 + 1)), Ordering::Less);
+        assert_eq!(
+            OrdVal::Int(0).cmp_total(&OrdVal::Float(-0.0)),
+            Ordering::Equal
+        );
+        assert_eq!(
+            OrdVal::Float(-0.0).cmp_total(&OrdVal::Float(0.0)),
+            Ordering::Equal
+        );
+        assert_eq!(
+            OrdVal::Int(-3).cmp_total(&OrdVal::Float(-2.5)),
+            Ordering::Less
+        );
+        assert_eq!(
+            OrdVal::Int(-2).cmp_total(&OrdVal::Float(-2.5)),
+            Ordering::Greater
+        );
+        assert_eq!(
+            OrdVal::Int(i128::MAX).cmp_total(&OrdVal::Float(1e300)),
+            Ordering::Less
+        );
+        assert_eq!(
+            OrdVal::Int(i128::MIN).cmp_total(&OrdVal::Float(-1e300)),
+            Ordering::Greater
+        );
+        // Transitivity over a mixed set: sorting must not panic and must agree pairwise.
+        let mut vals: Vec<OrdVal<'_>> = Vec::new();
+        for d in -3i128..=3 {
+            vals.push(OrdVal::Int(two53 + d));
+            vals.push(OrdVal::Float((two53 + d) as f64));
+            vals.push(OrdVal::Int(d));
+            vals.push(OrdVal::Float(d as f64 + 0.5));
+        }
+        vals.push(OrdVal::Float(-0.0));
+        vals.sort_by(OrdVal::cmp_total);
+        for a in 0..vals.len() {
+            for b in a..vals.len() {
+                assert_ne!(
+                    vals[a].cmp_total(&vals[b]),
+                    Ordering::Greater,
+                    "{:?} {:?}",
+                    vals[a],
+                    vals[b]
+                );
+            }
         }
     }
 
