@@ -10,6 +10,9 @@
 #                        runs ARGV pinned to CPU with ENV, waits until it prints
 #                        "listening on http://ADDR", leaves ADDR in REPLY (exits on failure)
 #   ticks PID            user+sys CPU ticks of a process so far (divide by CLK_TCK)
+#   bench_postgres       the PostgreSQL LAYER_TEST_DATABASE_URL names, or a throwaway one started
+#                        with scripts/pg-server (fsync off) and stopped when the script exits
+#                        (standalone: sets its own EXIT trap, so call it without bench_setup)
 #
 # Everything listens on 127.0.0.1 and is killed by PID when the script exits.
 
@@ -58,3 +61,19 @@ start() {
 }
 
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+bench_postgres() {
+  [ -n "${LAYER_TEST_DATABASE_URL:-}" ] && return 0
+  local pg_env
+  pg_env=$("$ROOT/scripts/pg-server")
+  eval "$pg_env"
+  bench_stop_postgres() {
+    kill -INT "$LAYER_TEST_PG_PID" 2>/dev/null || true
+    for _ in $(seq 100); do
+      [ -f "$LAYER_TEST_PG_DIR/data/postmaster.pid" ] || break
+      sleep 0.1
+    done
+    [ -f "$LAYER_TEST_PG_DIR/data/postmaster.pid" ] || rm -rf "$LAYER_TEST_PG_DIR"
+  }
+  trap bench_stop_postgres EXIT
+}

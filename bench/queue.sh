@@ -20,19 +20,8 @@ if [ "${SKIP_BUILD:-0}" != 1 ]; then
   cargo build --release -q -p layer-queue --example queue_bench --manifest-path "$ROOT/Cargo.toml"
 fi
 
-if [ -z "${LAYER_TEST_DATABASE_URL:-}" ]; then
-  pg_env=$("$ROOT/scripts/pg-server")
-  eval "$pg_env"
-  stop_pg() {
-    kill -INT "$LAYER_TEST_PG_PID" 2>/dev/null || true
-    for _ in $(seq 100); do
-      [ -f "$LAYER_TEST_PG_DIR/data/postmaster.pid" ] || break
-      sleep 0.1
-    done
-    [ -f "$LAYER_TEST_PG_DIR/data/postmaster.pid" ] || rm -rf "$LAYER_TEST_PG_DIR"
-  }
-  trap stop_pg EXIT
-fi
+source "$ROOT/bench/lib.sh"
+bench_postgres
 
 {
   echo "# Queue benchmark ($(date -u +%Y-%m-%d))"

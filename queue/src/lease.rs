@@ -74,6 +74,9 @@ pub struct Claimed {
     pub generation: i64,
     /// Claims so far, this one included.
     pub attempts: i32,
+    /// The document was still under another lease that had run out (its holder neither moved it
+    /// on nor released it): a lease expiry, counted by the gateway's metrics.
+    pub lease_expired: bool,
 }
 
 /// The claim statement. Its predicate repeats the claim index's (`ready_stage NOT IN ('indexed',
@@ -83,7 +86,7 @@ pub struct Claimed {
 /// $6 lease in ms (bigint), $7 id prefix (text or NULL).
 pub const CLAIM_SQL: &str = "\
 WITH picked AS (
-    SELECT pipeline_id, document_id FROM documents
+    SELECT pipeline_id, document_id, lease_owner AS previous_owner FROM documents
     WHERE pipeline_id = $1 AND ready_stage = $2
       AND ready_stage NOT IN ('indexed', 'failed')
       AND (lease_expires_at IS NULL OR lease_expires_at <= now())
@@ -97,7 +100,7 @@ UPDATE documents d SET
     attempts = d.attempts + 1, failure_reason = NULL, updated_at = now()
 FROM picked
 WHERE d.pipeline_id = picked.pipeline_id AND d.document_id = picked.document_id
-RETURNING d.document_id, d.generation, d.attempts";
+RETURNING d.document_id, d.generation, d.attempts, picked.previous_owner IS NOT NULL";
 
 impl Queue {
     /// Claims up to `claim.limit` documents (see the module docs). An empty result means nothing
@@ -161,6 +164,7 @@ impl Queue {
                 document_id: row.get(0),
                 generation: row.get(1),
                 attempts: row.get(2),
+                lease_expired: row.get(3),
             })
             .collect())
     }

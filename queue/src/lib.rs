@@ -13,6 +13,7 @@
 //! by [`Queue::migrate`] under an advisory lock ([`migrate`]).
 
 pub mod error;
+pub mod handoff;
 pub mod lease;
 pub mod migrate;
 pub mod pipelines;
@@ -25,6 +26,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
 
 pub use error::QueueError;
+pub use handoff::Indexed;
 pub use lease::{Claim, Claimed};
 pub use pipelines::{NewPipeline, Pipeline};
 pub use stage::{DocumentState, PipelineStatus, Staged};

@@ -21,11 +21,18 @@ pub struct Migration {
 
 /// Every migration, in order. Add a file `NNNN_name.sql` and a line here; never edit a released
 /// file.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "0001_queue",
-    sql: include_str!("../migrations/0001_queue.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "0001_queue",
+        sql: include_str!("../migrations/0001_queue.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "0002_chunks_key",
+        sql: include_str!("../migrations/0002_chunks_key.sql"),
+    },
+];
 
 impl Queue {
     /// Applies the migrations this database lacks; returns the versions it applied (empty when

@@ -59,10 +59,10 @@ impl Pipeline {
     }
 }
 
-const COLUMNS: &str = "id, target_namespace, config, \
+pub(crate) const COLUMNS: &str = "id, target_namespace, config, \
     to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')";
 
-fn pipeline(row: &tokio_postgres::Row) -> Pipeline {
+pub(crate) fn pipeline(row: &tokio_postgres::Row) -> Pipeline {
     Pipeline {
         id: row.get(0),
         target_namespace: row.get(1),

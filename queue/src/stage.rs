@@ -36,6 +36,8 @@ pub struct DocumentState {
     /// Claims so far (reset by re-staging).
     pub attempts: i32,
     pub failure_reason: Option<String>,
+    /// Where the staged chunks are (the gateway's object key); `None` when staged without any.
+    pub chunks_key: Option<String>,
 }
 
 /// A pipeline's counts: the contract's `PipelineStatus` fields.
@@ -109,7 +111,7 @@ impl Queue {
         let stmt = client
             .prepare_cached(
                 "SELECT document_id, stage, ready_stage, generation, lease_owner,
-                        lease_expires_at, attempts, failure_reason
+                        lease_expires_at, attempts, failure_reason, chunks_key
                  FROM documents WHERE pipeline_id = $1 AND document_id = $2",
             )
             .await?;
@@ -126,6 +128,7 @@ impl Queue {
                 lease_expires_at: row.get(5),
                 attempts: row.get(6),
                 failure_reason: row.get(7),
+                chunks_key: row.get(8),
             }),
             None => Err(QueueError::NotFound {
                 message: format!("document {document_id} not found in pipeline {pipeline_id}"),

@@ -104,13 +104,7 @@ impl Queue {
         }
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        // Holds off a concurrent delete of the pipeline until this move commits.
-        let pipeline = tx
-            .prepare_cached("SELECT 1 FROM pipelines WHERE id = $1 FOR KEY SHARE")
-            .await?;
-        if tx.query_opt(&pipeline, &[&pipeline_id]).await?.is_none() {
-            return Err(QueueError::pipeline_not_found(pipeline_id));
-        }
+        lock_pipeline(&tx, pipeline_id).await?;
         let lock = tx
             .prepare_cached(
                 "SELECT document_id, stage, lease_owner FROM documents
@@ -317,4 +311,20 @@ fn moved<S: AsRef<str>>(document_ids: &[S], stage: &str, guard: Guard) -> StageM
     let mut mv = StageMove::new(document_ids, stage);
     mv.guard = guard;
     mv
+}
+
+/// Locks the pipeline's row `FOR KEY SHARE` inside `tx`, which holds off a concurrent delete of
+/// the pipeline (its cascade would take the documents the transaction is changing) until `tx`
+/// ends; [`QueueError::NotFound`] when there is no such pipeline.
+pub(crate) async fn lock_pipeline(
+    tx: &deadpool_postgres::Transaction<'_>,
+    pipeline_id: &str,
+) -> Result<(), QueueError> {
+    let stmt = tx
+        .prepare_cached("SELECT 1 FROM pipelines WHERE id = $1 FOR KEY SHARE")
+        .await?;
+    match tx.query_opt(&stmt, &[&pipeline_id]).await? {
+        Some(_) => Ok(()),
+        None => Err(QueueError::pipeline_not_found(pipeline_id)),
+    }
 }
