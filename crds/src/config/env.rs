@@ -274,6 +274,26 @@ pub const ENV_OVERRIDES: &[EnvOverride] = &[
         doc: "gateway.scan.valuesCap",
         apply: |c, v| set(&mut c.gateway.scan.values_cap, v),
     },
+    EnvOverride {
+        var: "LAYER_DATABASE_URL",
+        doc: "gateway.queue.url",
+        apply: |c, v| set_some(&mut c.gateway.queue.url, v),
+    },
+    EnvOverride {
+        var: "LAYER_DATABASE_SCHEMA",
+        doc: "gateway.queue.schema",
+        apply: |c, v| set(&mut c.gateway.queue.schema, v),
+    },
+    EnvOverride {
+        var: "LAYER_DATABASE_POOL_SIZE",
+        doc: "gateway.queue.poolSize",
+        apply: |c, v| set(&mut c.gateway.queue.pool_size, v),
+    },
+    EnvOverride {
+        var: "LAYER_DATABASE_CONNECT_TIMEOUT_MS",
+        doc: "gateway.queue.connectTimeoutMs",
+        apply: |c, v| set(&mut c.gateway.queue.connect_timeout_ms, v),
+    },
 ];
 
 /// Applies [`ENV_OVERRIDES`] for the variables `env` has, then the Turbopuffer SDK fallbacks:

@@ -123,6 +123,44 @@ impl Default for ScanConfig {
     }
 }
 
+/// `gateway.queue`: the PostgreSQL staging queue behind pipelines (and, later, the UDF runtime).
+#[derive(Clone, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct PipelineQueueConfig {
+    /// A `postgresql://` URL (or libpq `key=value` string). Unset: no PostgreSQL, and every
+    /// pipeline route answers 503 naming `LAYER_DATABASE_URL` (`scripts/run` sets it to a private
+    /// cluster under the data directory).
+    pub url: Option<String>,
+    /// The schema the queue's tables live in (created by the first migration).
+    pub schema: String,
+    /// Connections in the pool.
+    pub pool_size: usize,
+    /// How long a call waits for a connection before it answers 500 `database_unavailable`.
+    pub connect_timeout_ms: u64,
+}
+
+impl Default for PipelineQueueConfig {
+    fn default() -> Self {
+        PipelineQueueConfig {
+            url: None,
+            schema: "layer_queue".into(),
+            pool_size: 16,
+            connect_timeout_ms: 5_000,
+        }
+    }
+}
+
+impl std::fmt::Debug for PipelineQueueConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PipelineQueueConfig")
+            .field("url", &self.url.as_deref().map(super::redact_userinfo))
+            .field("schema", &self.schema)
+            .field("pool_size", &self.pool_size)
+            .field("connect_timeout_ms", &self.connect_timeout_ms)
+            .finish()
+    }
+}
+
 /// Parses a policy duration: `30s`, `5m`, `12h`, `30d`, `2w`, or a bare number of seconds.
 /// `never` (retention) is `None`.
 pub fn parse_duration_ms(s: &str) -> Result<Option<u64>, String> {

@@ -7,7 +7,10 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::{HistoryConfig, IndexConsistency, ObjectStoreConfig, ScanConfig, SnapshotsConfig};
+use super::{
+    HistoryConfig, IndexConsistency, ObjectStoreConfig, PipelineQueueConfig, ScanConfig,
+    SnapshotsConfig,
+};
 
 /// The data plane's own settings.
 #[derive(Clone, Debug, Deserialize)]
@@ -35,6 +38,7 @@ pub struct GatewayConfig {
     pub history: HistoryConfig,
     pub snapshots: SnapshotsConfig,
     pub scan: ScanConfig,
+    pub queue: PipelineQueueConfig,
 }
 
 impl Default for GatewayConfig {
@@ -56,6 +60,7 @@ impl Default for GatewayConfig {
             history: HistoryConfig::default(),
             snapshots: SnapshotsConfig::default(),
             scan: ScanConfig::default(),
+            queue: PipelineQueueConfig::default(),
         }
     }
 }

@@ -59,6 +59,11 @@
 //!   scan:
 //!     defaultThreads: 8           # LAYER_SCAN_THREADS: origin fan-out when neither request nor Index sets it
 //!     valuesCap: 1000000          # LAYER_SCAN_VALUES_CAP: distinct values a values scan lists
+//!   queue:                        # the PostgreSQL staging queue behind pipelines
+//!     url: postgresql://layer@127.0.0.1:5432/layer  # LAYER_DATABASE_URL (unset: pipeline routes answer 503)
+//!     schema: layer_queue         # LAYER_DATABASE_SCHEMA
+//!     poolSize: 16                # LAYER_DATABASE_POOL_SIZE
+//!     connectTimeoutMs: 5000      # LAYER_DATABASE_CONNECT_TIMEOUT_MS: past it, 500 database_unavailable
 //! vectorStore:                    # the VectorStore CRD's spec
 //!   kind: turbopuffer
 //!   endpoint:
@@ -121,8 +126,8 @@ mod store;
 
 pub use env::{ENV_OVERRIDES, EnvOverride};
 pub use features::{
-    HistoryConfig, ObjectStoreBackend, ObjectStoreConfig, ScanConfig, SnapshotsConfig,
-    parse_duration_ms,
+    HistoryConfig, ObjectStoreBackend, ObjectStoreConfig, PipelineQueueConfig, ScanConfig,
+    SnapshotsConfig, parse_duration_ms,
 };
 pub use gateway::{
     AerospikeSettings, CacheConfig, CacheTierKind, ConsistencyConfig, GatewayConfig, ServerConfig,

@@ -102,6 +102,10 @@ fn defaults_are_documented_values() {
     assert_eq!(g.snapshots.field_cap, 10_000);
     assert_eq!(g.scan.default_threads, 8);
     assert_eq!(g.scan.values_cap, 1_000_000);
+    assert_eq!(g.queue.url, None);
+    assert_eq!(g.queue.schema, "layer_queue");
+    assert_eq!(g.queue.pool_size, 16);
+    assert_eq!(g.queue.connect_timeout_ms, 5_000);
 
     let s = &c.vector_store;
     assert_eq!(s.kind, StoreKind::Turbopuffer);
@@ -324,6 +328,10 @@ fn sample(var: &str) -> Option<&'static str> {
         "LAYER_SNAPSHOT_MIN_INTERVAL_MS" => "60000",
         "LAYER_SCAN_THREADS" => "2",
         "LAYER_SCAN_VALUES_CAP" => "500",
+        "LAYER_DATABASE_URL" => "postgresql://layer@db.local:5432/layer",
+        "LAYER_DATABASE_SCHEMA" => "queue_a",
+        "LAYER_DATABASE_POOL_SIZE" => "4",
+        "LAYER_DATABASE_CONNECT_TIMEOUT_MS" => "1500",
         _ => return None,
     })
 }
