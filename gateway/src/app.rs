@@ -15,8 +15,8 @@ use crate::core::runtime::{self, Background, Running, StartError};
 use crate::core::store::ObjectStore;
 use crate::core::watcher::Watcher;
 use crate::features::{
-    fetch::Fetch, history::History, namespaces, ops::Ops, passthrough, query::Query, scans::Scans,
-    snapshots::Snapshots, warm::Warm,
+    fetch::Fetch, history::History, namespaces, ops::Ops, passthrough, pipelines::Pipelines,
+    query::Query, scans::Scans, snapshots::Snapshots, warm::Warm,
 };
 use crate::sources::snapshot_store::SnapshotStore;
 use crate::sources::warmth::Warmth;
@@ -57,7 +57,7 @@ pub fn start_with_tier(
     }
     let store = ObjectStore::open(&config, env).map_err(|e| StartError::Store(e.to_string()))?;
     let core = Arc::new(Core::new(config, auth, shards, watcher, cache, store));
-    let app = App::build(core.clone());
+    let app = App::build(core.clone())?;
     let router = Router::new(app.routes()).map_err(StartError::Routes)?;
     runtime::start(
         core,
@@ -77,12 +77,14 @@ pub struct App {
     scans: Arc<Scans>,
     warm: Arc<Warm>,
     ops: Arc<Ops>,
+    pipelines: Arc<Pipelines>,
     snapshot_store: Arc<SnapshotStore>,
 }
 
 impl App {
-    /// Builds the sources and the features, and connects what one feature offers another.
-    pub fn build(core: Arc<Core>) -> App {
+    /// Builds the sources and the features, and connects what one feature offers another. Fails
+    /// on a configuration a feature refuses (a malformed database URL).
+    pub fn build(core: Arc<Core>) -> Result<App, ConfigError> {
         let snapshot_store = SnapshotStore::new(core.clone());
         let warmth = Warmth::new(core.watcher.clone());
         let history = History::new(&core.config, core.store.clone());
@@ -96,7 +98,8 @@ impl App {
                 w.ensure_background(ns);
             }
         }));
-        App {
+        Ok(App {
+            pipelines: Pipelines::new(core.clone())?,
             query: Query::new(recorder.clone()),
             fetch: Fetch::new(recorder),
             snapshots: Snapshots::new(core.clone(), snapshot_store.clone(), warmth.clone()),
@@ -105,7 +108,7 @@ impl App {
             warm,
             history,
             snapshot_store,
-        }
+        })
     }
 
     /// Every route of every feature: the one routing and auth table.
@@ -120,12 +123,17 @@ impl App {
         routes.extend(self.snapshots.routes());
         routes.extend(self.scans.routes());
         routes.extend(self.warm.routes());
+        routes.extend(self.pipelines.routes());
         routes
     }
 
     /// Work each feature runs on the control runtime.
     pub fn background(&self) -> Vec<Arc<dyn Background>> {
-        vec![self.history.clone(), self.snapshots.clone()]
+        vec![
+            self.history.clone(),
+            self.snapshots.clone(),
+            self.pipelines.clone(),
+        ]
     }
 }
 
@@ -196,7 +204,8 @@ mod tests {
     use crate::core::params::decode_path_segment;
 
     fn router() -> Router {
-        Router::new(App::build(crate::core::test_core()).routes()).expect("no overlapping routes")
+        let app = App::build(crate::core::test_core()).expect("the test core's config is valid");
+        Router::new(app.routes()).expect("no overlapping routes")
     }
 
     /// The whole routing and auth table, one line per route: method, pattern, metrics name,
@@ -243,6 +252,16 @@ POST /v2/namespaces/{ns}/warm warm read
 GET /v2/namespaces/{ns}/warm-jobs list_warm_jobs read
 GET /v2/namespaces/{ns}/warm-jobs/{id} get_warm_job read
 GET /v1/namespaces/{ns}/hint_cache_warm hint_cache_warm read
+POST /v2/pipelines create_pipeline admin
+GET /v2/pipelines list_pipelines read
+DELETE /v2/pipelines/{pid} delete_pipeline admin
+GET /v2/pipelines/{pid}/status pipeline_status read
+PUT /v2/pipelines/{pid}/documents/{doc} put_pipeline_chunks write
+GET /v2/pipelines/{pid}/documents/{doc}/chunks get_pipeline_chunks read
+PUT /v2/pipelines/{pid}/documents/{doc}/vectors put_pipeline_vectors write
+POST /v2/pipelines/{pid}/claim claim_documents write
+POST /v2/pipelines/{pid}/documents/heartbeat heartbeat_documents write
+POST /v2/pipelines/{pid}/documents/stage set_documents_stage write
 ";
 
     #[test]
@@ -273,7 +292,9 @@ GET /v1/namespaces/{ns}/hint_cache_warm hint_cache_warm read
                     .replace("{ns}", ns)
                     .replace("{id}", "x-1")
                     .replace("{sha}", "abcdef0")
-                    .replace("{token}", "op_1");
+                    .replace("{token}", "op_1")
+                    .replace("{pid}", "products")
+                    .replace("{doc}", "doc-1");
                 let (route, params) = r
                     .find(&method, &path)
                     .unwrap_or_else(|| panic!("{method} {path} has no route"));

@@ -18,5 +18,6 @@ pub use crate::features::history::params::{DEFAULT_LIMIT, ListQuery, MAX_LIMIT};
 /// When two routes overlap (the app's route-table test catches that first).
 #[must_use]
 pub fn router() -> Router {
-    Router::new(App::build(crate::core::test_core()).routes()).expect("no overlapping routes")
+    let app = App::build(crate::core::test_core()).expect("the test core's config is valid");
+    Router::new(app.routes()).expect("no overlapping routes")
 }

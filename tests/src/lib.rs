@@ -8,6 +8,7 @@
 //! [`tier`] is a cache tier behind a link a test can cut and restore.
 
 pub mod history;
+pub mod pipelines;
 pub mod process;
 pub mod proxy;
 pub mod tier;
@@ -424,5 +425,33 @@ impl TestS3 {
 impl Drop for Stack {
     fn drop(&mut self) {
         self.stop_gateway();
+    }
+}
+
+/// The PostgreSQL `scripts/pg-server` started for this test run (`LAYER_TEST_DATABASE_URL`), as
+/// a URL and a schema unique to the calling test, or `None` (after a loud message) when none was
+/// started. Under CI (`CI=true`) a missing database is a failure: CI must never report the
+/// pipelines tested when they were not.
+pub fn test_database(tag: &str) -> Option<(String, String)> {
+    match std::env::var("LAYER_TEST_DATABASE_URL") {
+        Ok(url) if !url.is_empty() => {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos());
+            let schema = format!("e2e_{tag}_{}_{nanos:x}", std::process::id());
+            Some((url, schema))
+        }
+        _ if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!(
+                "LAYER_TEST_DATABASE_URL is unset under CI: start PostgreSQL with scripts/pg-server"
+            )
+        }
+        _ => {
+            eprintln!(
+                "\n!!! SKIPPED {tag}: LAYER_TEST_DATABASE_URL is unset. Run \
+                 `eval \"$(scripts/pg-server)\"` first (scripts/test does). !!!\n"
+            );
+            None
+        }
     }
 }

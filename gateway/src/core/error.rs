@@ -77,6 +77,15 @@ pub enum GatewayError {
         code: &'static str,
         message: String,
     },
+    /// Like [`GatewayError::Rejected`], with context fields added to the body (e.g. the
+    /// `document_ids` a queue call refused).
+    #[error("{message}")]
+    Detailed {
+        status: StatusCode,
+        code: &'static str,
+        message: String,
+        detail: serde_json::Map<String, Value>,
+    },
     /// An upstream answer relayed verbatim from inside a Layer route (fetch's origin read).
     #[error("upstream answered {status}")]
     Relay {
@@ -110,7 +119,9 @@ impl GatewayError {
             GatewayError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             GatewayError::Missing(_) => StatusCode::NOT_FOUND,
             GatewayError::ObjectStore(_) => StatusCode::BAD_GATEWAY,
-            GatewayError::Relay { status, .. } | GatewayError::Rejected { status, .. } => *status,
+            GatewayError::Relay { status, .. }
+            | GatewayError::Rejected { status, .. }
+            | GatewayError::Detailed { status, .. } => *status,
         }
     }
 
@@ -161,6 +172,12 @@ impl GatewayError {
             }
             GatewayError::Missing(_) => json!({"error": "not_found", "message": message}),
             GatewayError::Rejected { code, .. } => json!({"error": code, "message": message}),
+            GatewayError::Detailed { code, detail, .. } => {
+                let mut body = detail.clone();
+                body.insert("error".into(), json!(code));
+                body.insert("message".into(), json!(message));
+                Value::Object(body)
+            }
             GatewayError::Relay { body, .. } => serde_json::from_slice(body).unwrap_or(Value::Null),
         }
     }
@@ -184,7 +201,7 @@ impl GatewayError {
             GatewayError::PreconditionFailed(_) => "precondition_failed",
             GatewayError::Missing(_) => "not_found",
             GatewayError::ObjectStore(_) => "object_store_error",
-            GatewayError::Rejected { code, .. } => code,
+            GatewayError::Rejected { code, .. } | GatewayError::Detailed { code, .. } => code,
             GatewayError::Relay { .. } => "upstream_relayed",
         }
     }

@@ -49,12 +49,19 @@ pub fn json_body(body: &[u8], limits: &scatter::Limits) -> Result<Value, Gateway
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Value::Object(serde_json::Map::new()));
     }
+    validate_body(body, limits)?;
+    serde_json::from_slice(body)
+        .map_err(|e| GatewayError::Validation(format!("request body is not valid JSON: {e}")))
+}
+
+/// Validates a Layer route's JSON body whole without building a tree (for routes that then read
+/// it lazily and splice): duplicate keys at any depth, nesting past `maxJsonDepth`, invalid
+/// escapes are 422 `validation_error`, a body past `maxBodyBytes` 413.
+pub fn validate_body(body: &[u8], limits: &scatter::Limits) -> Result<(), GatewayError> {
     scatter::validate(body, limits).map_err(|e| match e {
         scatter::RewriteError::Oversize { .. } => GatewayError::PayloadTooLarge(e.to_string()),
         e => GatewayError::Validation(format!("request body: {e}")),
-    })?;
-    serde_json::from_slice(body)
-        .map_err(|e| GatewayError::Validation(format!("request body is not valid JSON: {e}")))
+    })
 }
 
 /// Whether the caller accepts a gzip-compressed answer.

@@ -389,6 +389,7 @@ pub fn render(shards: usize) -> String {
         "Data-plane shard runtimes.",
     );
     let _ = writeln!(out, "layer_shards {shards}");
+    out.push_str(&super::labeled::render());
     out
 }
 

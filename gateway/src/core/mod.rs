@@ -19,6 +19,7 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod jobs;
+pub mod labeled;
 pub mod metrics;
 pub mod params;
 pub mod proxy;

@@ -14,6 +14,7 @@
 //! | [`snapshots`] | snapshot jobs, history, bodies, activity, policies; the automatic writer |
 //! | [`scans`] | count, ids and values scans |
 //! | [`warm`] | warm jobs and `hint_cache_warm` |
+//! | [`pipelines`] | `/v2/pipelines…`: the staging queue on PostgreSQL, chunks, vectors |
 //! | [`ops`] | `/health`, `/metrics` |
 
 pub mod fetch;
@@ -21,6 +22,7 @@ pub mod history;
 pub mod namespaces;
 pub mod ops;
 pub mod passthrough;
+pub mod pipelines;
 pub mod query;
 pub mod scans;
 pub mod snapshots;

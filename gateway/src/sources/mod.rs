@@ -1,7 +1,8 @@
 //! Rows and facts shared by features, so no feature reaches into another: origin paging and the
 //! gateway's own upstream reads ([`origin`]), documents by id through the cache ([`documents`]),
 //! the cached rows of a namespace ([`cache_rows`]), the snapshot store ([`snapshot_store`]), the
-//! Auto source policy ([`auto`]), the warm watermark ([`warmth`]) and schema facts ([`schema`]).
+//! Auto source policy ([`auto`]), the warm watermark ([`warmth`]), schema facts ([`schema`]) and the write path that stamps and
+//! invalidates ([`writes`]).
 //! Sources stand on `crate::core` only.
 
 pub mod auto;
@@ -11,3 +12,4 @@ pub mod origin;
 pub mod schema;
 pub mod snapshot_store;
 pub mod warmth;
+pub mod writes;

@@ -1,0 +1,240 @@
+//! The gateway's write path, shared by every route that writes to upstream: the callers' own
+//! writes (the passthrough feature's `Write` hook) and the writes Layer makes for them (pipeline
+//! vectors). Start at [`PendingWrite::begin`], or [`write`] for a whole exchange.
+//!
+//! A write is validated whole and stamped before it is forwarded: `_hevlayer_*` attributes are
+//! refused (422), `_hevlayer_upserted_at` is spliced into every upserted or patched row (and
+//! `_hevlayer_shard` on sharded namespaces). The stamp comes from the consistency watcher, which
+//! holds it as in flight while the [`PendingWrite`] lives and records it as acknowledged when
+//! [`PendingWrite::answered`] reports a 2xx: the namespace is not reported stable before its
+//! watermark covers the write (`core::watcher`). The document cache never serves what a write
+//! changed: the touched ids (or the whole namespace) are invalidated before forwarding and again
+//! once upstream acknowledged (a fetch racing the write may have backfilled the old row); then,
+//! when turned on (`gateway.cache.populateMaxIds`, off by default), the write-path mirror reads
+//! the upserted rows back into the cache.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, header};
+
+use crate::core::ShardCtx;
+use crate::core::error::GatewayError;
+use crate::core::metrics;
+use crate::core::upstream::UpstreamResponse;
+use crate::core::watcher::InFlight;
+use crate::sources::documents::{Touched, invalidate, populate, raw_id};
+
+/// A write between its stamp and upstream's answer. Dropping it without [`PendingWrite::answered`]
+/// (an upstream error, a cancelled request) takes the stamp out of flight, unacknowledged.
+pub struct PendingWrite {
+    /// What the write touches, invalidated before and after.
+    touched: Touched,
+    /// The write's stamp, in flight for the watcher until this is dropped.
+    in_flight: InFlight,
+}
+
+impl PendingWrite {
+    /// Validates and stamps `body` (already decompressed) for namespace `ns`, marks the stamp in
+    /// flight and invalidates what the write touches. Returns the body to send: `Some(stamped)`,
+    /// or `None` when upstream would reject the body itself (bad JSON, a wrongly shaped field):
+    /// then the caller forwards it unchanged so the client gets upstream's own error. Reserved
+    /// attributes and bodies past the limits are refused here.
+    pub fn begin(
+        ctx: &ShardCtx,
+        ns: &str,
+        body: &Bytes,
+    ) -> Result<(Option<Bytes>, PendingWrite), GatewayError> {
+        Self::begin_with(ctx, ns, body, &ctx.core.limits)
+    }
+
+    /// [`PendingWrite::begin`] with the limits to validate by (`prevalidated` for a body the
+    /// gateway built from one it validated whole).
+    fn begin_with(
+        ctx: &ShardCtx,
+        ns: &str,
+        body: &Bytes,
+        limits: &scatter::Limits,
+    ) -> Result<(Option<Bytes>, PendingWrite), GatewayError> {
+        let core = &ctx.core;
+        // Sharded namespaces also get `_hevlayer_shard = xxh64(id) % shards` on every row.
+        let shards = core.shards_of(ns);
+        let shard_fn = move |id: &scatter::IdRef<'_>| scatter::shard_of_ref(id, shards);
+        let in_flight = core.watcher.begin_write(ns);
+        let stamp = in_flight.stamp();
+        let mut opts = scatter::StampOptions::new(stamp);
+        if shards > 1 {
+            opts.shard = Some(&shard_fn);
+        }
+        let stamped = match scatter::stamp_write_bytes(body, &opts, limits) {
+            Ok(stamped) => Some(stamped),
+            Err(e) if e.upstream_would_reject() => None,
+            Err(e) => {
+                metrics::write_rejected(e.error_code());
+                return Err(e.into());
+            }
+        };
+        core.watcher.note_write(ns, stamp);
+        let touched = touched(stamped.as_ref().unwrap_or(body));
+        invalidate(ctx, ns, &touched);
+        Ok((stamped, PendingWrite { touched, in_flight }))
+    }
+
+    /// Upstream answered: the stamp leaves the in-flight set, recorded as acknowledged first when
+    /// `success` (dropped unacknowledged otherwise); then the touched ids are invalidated again and, when the mirror is on, read
+    /// back into the cache (in the background).
+    pub fn answered(self, ctx: &Arc<ShardCtx>, ns: &str, success: bool) {
+        let PendingWrite {
+            mut touched,
+            in_flight,
+        } = self;
+        if !success {
+            return;
+        }
+        // Acknowledged first, then out of flight (the guard drops here): between the two the
+        // stamp must be in one of the sets, or the watcher could report the namespace stable
+        // with a watermark that does not cover this write.
+        ctx.core.watcher.note_ack(ns, in_flight.stamp());
+        drop(in_flight);
+        invalidate(ctx, ns, &touched);
+        let max_ids = ctx.core.config.gateway.cache.populate_max_ids;
+        if !touched.populate.is_empty() && max_ids > 0 {
+            let (ctx, ns, ids) = (
+                ctx.clone(),
+                ns.to_string(),
+                std::mem::take(&mut touched.populate),
+            );
+            tokio::spawn(async move { populate(&ctx, &ns, &ids, max_ids).await });
+        }
+    }
+}
+
+/// One write Layer makes on a caller's behalf (`POST /v2/namespaces/{ns}` with `body`, a JSON
+/// write the gateway built): stamped, in flight, invalidated and acknowledged like a caller's
+/// write through the passthrough route. Upstream's answer is returned whatever its status;
+/// network failures are 502/504 errors. `route` labels the upstream metrics. `prevalidated`: the
+/// gateway built `body` from bytes it validated whole (no duplicate key can occur in it), so the
+/// stamper walks only its top level; never set it for bytes a caller sent.
+pub async fn write(
+    ctx: &Arc<ShardCtx>,
+    route: &'static str,
+    ns: &str,
+    body: Bytes,
+    prevalidated: bool,
+) -> Result<UpstreamResponse, GatewayError> {
+    let limits = if prevalidated {
+        ctx.core.limits.prevalidated()
+    } else {
+        ctx.core.limits
+    };
+    let (stamped, pending) = PendingWrite::begin_with(ctx, ns, &body, &limits)?;
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    let up = ctx
+        .upstream
+        .send(
+            route,
+            Method::POST,
+            &format!("/v2/namespaces/{ns}"),
+            &headers,
+            stamped.unwrap_or(body),
+        )
+        .await?;
+    pending.answered(ctx, ns, up.status.is_success());
+    Ok(up)
+}
+
+/// Reads the ids a (validated) write body touches, lazily: only the id fields are decoded, so a
+/// large write is not turned into a JSON tree a second time. An unreadable body counts as touching
+/// the whole namespace.
+fn touched(body: &[u8]) -> Touched {
+    let whole = Touched {
+        ids: Vec::new(),
+        populate: Vec::new(),
+        whole_namespace: true,
+    };
+    let mut t = Touched::default();
+    let mut deleted: Vec<String> = Vec::new();
+    for field in sonic_rs::to_object_iter(body) {
+        let Ok((key, value)) = field else {
+            return whole;
+        };
+        let raw = value.as_raw_str();
+        match key.as_ref() {
+            "upsert_rows" | "patch_rows" => {
+                for row in sonic_rs::to_array_iter(raw) {
+                    let Ok(row) = row else { return whole };
+                    if let Ok(id) = sonic_rs::get(row.as_raw_str(), ["id"])
+                        && let Some(id) = raw_id(id.as_raw_str())
+                    {
+                        t.populate.push(id.clone());
+                        t.ids.push(id);
+                    }
+                }
+            }
+            "upsert_columns" | "patch_columns" => {
+                if let Ok(ids) = sonic_rs::get(raw, ["id"]) {
+                    for id in sonic_rs::to_array_iter(ids.as_raw_str()) {
+                        let Ok(id) = id else { return whole };
+                        if let Some(id) = raw_id(id.as_raw_str()) {
+                            t.populate.push(id.clone());
+                            t.ids.push(id);
+                        }
+                    }
+                }
+            }
+            "deletes" => {
+                for id in sonic_rs::to_array_iter(raw) {
+                    let Ok(id) = id else { return whole };
+                    if let Some(id) = raw_id(id.as_raw_str()) {
+                        deleted.push(id.clone());
+                        t.ids.push(id);
+                    }
+                }
+            }
+            "delete_by_filter"
+            | "patch_by_filter"
+            | "copy_from_namespace"
+            | "branch_from_namespace" => {
+                t.whole_namespace |= raw.trim() != "null";
+            }
+            _ => {}
+        }
+    }
+    // A row deleted in the same request is not read back.
+    if !deleted.is_empty() {
+        let deleted: std::collections::HashSet<String> = deleted.into_iter().collect();
+        t.populate.retain(|id| !deleted.contains(id));
+    }
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn touched_ids_cover_every_write_form() {
+        let t = touched(
+            br#"{"upsert_rows":[{"id":1},{"id":"a"}],"patch_columns":{"id":[2]},"deletes":[3]}"#,
+        );
+        assert_eq!(t.ids, vec!["1", "a", "2", "3"]);
+        assert_eq!(t.populate, vec!["1", "a", "2"]);
+        assert!(!t.whole_namespace);
+        let both = touched(br#"{"upsert_rows":[{"id":1},{"id":2}],"deletes":[2]}"#);
+        assert_eq!(both.populate, vec!["1"]);
+        assert_eq!(
+            touched(br#"{"deletes":["a\u0062"],"delete_by_filter":null}"#),
+            Touched {
+                ids: vec!["ab".into()],
+                populate: vec![],
+                whole_namespace: false
+            }
+        );
+        assert!(touched(b"{not json").whole_namespace);
+        assert!(touched(br#"{"delete_by_filter":["a","Eq",1]}"#).whole_namespace);
+    }
+}
