@@ -56,6 +56,7 @@ class _Server:
     proc: Optional[subprocess.Popen] = None
     url: str = ""
     log_path: str = ""
+    env: Optional[dict] = None
     _stdout_lines: List[str] = field(default_factory=list)
 
     def start(self) -> None:
@@ -70,6 +71,7 @@ class _Server:
             stdin=subprocess.DEVNULL,
             text=True,
             bufsize=1,
+            env=self.env,
         )
         found: dict = {}
         ready = threading.Event()
@@ -203,6 +205,7 @@ def target() -> Iterator[Target]:
                     "--data-dir",
                     tempfile.mkdtemp(prefix="compat-gateway-"),
                 ],
+                env=_gateway_env(),
             )
             failure = _start(gateway)
             if failure:
@@ -216,6 +219,19 @@ def target() -> Iterator[Target]:
     finally:
         for s in reversed(servers):
             s.stop()
+
+
+def _gateway_env() -> dict:
+    """The gateway's environment: this process's, plus the pipeline queue on the PostgreSQL the
+    test command started (``LAYER_TEST_DATABASE_URL``) in a schema of its own, so parallel
+    sessions never share pipelines. Without the variable the gateway runs without a database and
+    the pipeline tests skip (under CI they fail instead: see ``test_hevlayer_pipelines``)."""
+    env = dict(os.environ)
+    url = os.environ.get("LAYER_TEST_DATABASE_URL", "")
+    if url:
+        env["LAYER_DATABASE_URL"] = url
+        env["LAYER_DATABASE_SCHEMA"] = f"compat_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    return env
 
 
 @pytest.fixture(scope="session")
@@ -271,3 +287,14 @@ def layer(target: Target) -> Target:
     if not target.is_gateway:
         pytest.skip("hevlayer tests run against the gateway (LAYER_COMPAT_TARGET=gateway)")
     return target
+
+
+@pytest.fixture
+def pipelines(layer: Target) -> Target:
+    """The gateway target with the pipeline queue: skips without ``LAYER_TEST_DATABASE_URL``,
+    except under CI, where a missing database fails (``scripts/test`` starts PostgreSQL)."""
+    if not os.environ.get("LAYER_TEST_DATABASE_URL"):
+        if os.environ.get("CI") == "true":
+            pytest.fail("LAYER_TEST_DATABASE_URL is unset under CI: scripts/test starts PostgreSQL")
+        pytest.skip("no PostgreSQL for the pipeline queue (LAYER_TEST_DATABASE_URL unset)")
+    return layer
