@@ -215,6 +215,7 @@ async fn raw_throughput(q: &Queue, config: &QueueConfig, name: &str, docs: usize
                             &i64::from(BATCH),
                             &lease,
                             &None::<String>,
+                            &layer_queue::DEFAULT_MAX_LEASE_EXPIRIES,
                         ],
                     )
                     .await

@@ -52,7 +52,7 @@ impl Queue {
                      stage = 'pending', ready_stage = 'pending',
                      generation = documents.generation + 1, chunks_key = $3,
                      lease_owner = NULL, lease_expires_at = NULL,
-                     attempts = 0, failure_reason = NULL, updated_at = now()
+                     attempts = 0, lease_expiries = 0, failure_reason = NULL, updated_at = now()
                  RETURNING document_id, generation",
             )
             .await?;
@@ -60,6 +60,7 @@ impl Queue {
             .query_one(&stmt, &[&pipeline_id, &document_id, &chunks_key])
             .await
             .map_err(|e| missing_pipeline(e, pipeline_id))?;
+        self.staged(1);
         Ok(Staged {
             document_id: row.get(0),
             generation: row.get(1),

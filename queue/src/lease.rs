@@ -83,24 +83,42 @@ pub struct Claimed {
 /// 'failed')`) literally so a generic (prepared) plan can use `documents_claimable`. Public so
 /// that tests and the benchmark can `EXPLAIN` it and drive it straight at PostgreSQL.
 /// Parameters: $1 pipeline, $2 from stage, $3 claim stage, $4 worker, $5 limit (bigint),
-/// $6 lease in ms (bigint), $7 id prefix (text or NULL).
+/// $6 lease in ms (bigint), $7 id prefix (text or NULL), $8 the lease-expiry cap (integer).
+///
+/// A picked row whose lease ran out for the cap-th time since it was staged is not claimed: it
+/// moves to `failed` with the reason [`LEASE_EXPIRED`] and is left out of the answer (so a claim
+/// may return fewer documents than are claimable; the next claim takes them).
 pub const CLAIM_SQL: &str = "\
 WITH picked AS (
-    SELECT pipeline_id, document_id, lease_owner AS previous_owner FROM documents
+    SELECT pipeline_id, document_id, lease_owner AS previous_owner,
+           lease_owner IS NOT NULL AND lease_expiries + 1 >= $8::integer AS exhausted
+    FROM documents
     WHERE pipeline_id = $1 AND ready_stage = $2
       AND ready_stage NOT IN ('indexed', 'failed')
       AND (lease_expires_at IS NULL OR lease_expires_at <= now())
       AND ($7::text IS NULL OR starts_with(document_id, $7::text))
     LIMIT $5
     FOR UPDATE SKIP LOCKED
+), moved AS (
+    UPDATE documents d SET
+        stage = CASE WHEN picked.exhausted THEN 'failed' ELSE $3 END,
+        ready_stage = CASE WHEN picked.exhausted THEN 'failed' ELSE d.ready_stage END,
+        lease_owner = CASE WHEN picked.exhausted THEN NULL ELSE $4 END,
+        lease_expires_at = CASE WHEN picked.exhausted THEN NULL
+                                ELSE now() + $6::bigint * interval '1 millisecond' END,
+        lease_expiries = d.lease_expiries + (picked.previous_owner IS NOT NULL)::integer,
+        attempts = d.attempts + (NOT picked.exhausted)::integer,
+        failure_reason = CASE WHEN picked.exhausted THEN 'lease_expired' ELSE NULL END,
+        updated_at = now()
+    FROM picked
+    WHERE d.pipeline_id = picked.pipeline_id AND d.document_id = picked.document_id
+    RETURNING d.document_id, d.generation, d.attempts,
+              picked.previous_owner IS NOT NULL AS lease_ran_out, picked.exhausted
 )
-UPDATE documents d SET
-    stage = $3, lease_owner = $4,
-    lease_expires_at = now() + $6::bigint * interval '1 millisecond',
-    attempts = d.attempts + 1, failure_reason = NULL, updated_at = now()
-FROM picked
-WHERE d.pipeline_id = picked.pipeline_id AND d.document_id = picked.document_id
-RETURNING d.document_id, d.generation, d.attempts, picked.previous_owner IS NOT NULL";
+SELECT document_id, generation, attempts, lease_ran_out FROM moved WHERE NOT exhausted";
+
+/// The `failure_reason` of a document failed because its lease ran out too often.
+pub const LEASE_EXPIRED: &str = "lease_expired";
 
 impl Queue {
     /// Claims up to `claim.limit` documents (see the module docs). An empty result means nothing
@@ -146,6 +164,7 @@ impl Queue {
                     &i64::from(claim.limit),
                     &lease,
                     &claim.document_id_prefix,
+                    &self.max_lease_expiries,
                 ],
             )
             .await?;

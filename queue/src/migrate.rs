@@ -32,6 +32,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0002_chunks_key",
         sql: include_str!("../migrations/0002_chunks_key.sql"),
     },
+    Migration {
+        version: 3,
+        name: "0003_lease_expiries",
+        sql: include_str!("../migrations/0003_lease_expiries.sql"),
+    },
 ];
 
 impl Queue {

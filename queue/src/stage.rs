@@ -84,7 +84,7 @@ impl Queue {
                      stage = 'pending', ready_stage = 'pending',
                      generation = documents.generation + 1,
                      lease_owner = NULL, lease_expires_at = NULL,
-                     attempts = 0, failure_reason = NULL, updated_at = now()
+                     attempts = 0, lease_expiries = 0, failure_reason = NULL, updated_at = now()
                  RETURNING document_id, generation",
             )
             .await?;
@@ -92,6 +92,7 @@ impl Queue {
             .query(&stmt, &[&pipeline_id, &ids])
             .await
             .map_err(|e| missing_pipeline(e, pipeline_id))?;
+        self.staged(rows.len() as u64);
         Ok(rows
             .iter()
             .map(|row| Staged {

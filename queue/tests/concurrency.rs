@@ -190,7 +190,7 @@ async fn claims_use_the_claim_index_after_100k_completed_rows() {
 
     // The plan a prepared claim runs: generic (what a cached statement settles on) and custom.
     raw.batch_execute(&format!(
-        "PREPARE claim(text, text, text, text, bigint, bigint, text) AS {CLAIM_SQL}"
+        "PREPARE claim(text, text, text, text, bigint, bigint, text, integer) AS {CLAIM_SQL}"
     ))
     .await
     .unwrap();
@@ -200,7 +200,7 @@ async fn claims_use_the_claim_index_after_100k_completed_rows() {
             .unwrap();
         let plan: Vec<String> = raw
             .query(
-                "EXPLAIN EXECUTE claim('p', 'pending', 'embedding', 'w', 16, 60000, NULL)",
+                "EXPLAIN EXECUTE claim('p', 'pending', 'embedding', 'w', 16, 60000, NULL, 5)",
                 &[],
             )
             .await

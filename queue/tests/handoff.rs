@@ -152,3 +152,105 @@ async fn stage_counts_cover_every_pipeline() {
     ];
     assert_eq!(counts, want);
 }
+
+#[tokio::test]
+async fn a_document_whose_lease_keeps_running_out_is_failed_at_the_default_cap() {
+    let Some(db) = common::queue("handoff_expiry_cap").await else {
+        return;
+    };
+    let q = &db.queue;
+    let raw = db.raw().await;
+    q.create_pipeline(&NewPipeline::new("p", "ns"))
+        .await
+        .unwrap();
+    q.stage_with_chunks("p", "poison", "k").await.unwrap();
+    q.stage_with_chunks("p", "fine", "k").await.unwrap();
+    // Each round a worker claims the document at the default lease and dies; the lease running
+    // out is simulated by moving its expiry into the past (what 900 s of waiting would do).
+    let expire = || async {
+        raw.execute(
+            "UPDATE documents SET lease_expires_at = now() - interval '1 second'
+             WHERE document_id = 'poison' AND lease_owner IS NOT NULL",
+            &[],
+        )
+        .await
+        .unwrap();
+    };
+    let only_poison = |w: &str| {
+        let mut c = Claim::new(w);
+        c.document_id_prefix = Some("poison".into());
+        c
+    };
+    let first = q.claim("p", &only_poison("w0")).await.unwrap();
+    assert_eq!(first.len(), 1);
+    for round in 1..layer_queue::DEFAULT_MAX_LEASE_EXPIRIES {
+        expire().await;
+        let again = q
+            .claim("p", &only_poison(&format!("w{round}")))
+            .await
+            .unwrap();
+        assert_eq!(again.len(), 1, "expiry {round} is below the cap");
+        assert!(again[0].lease_expired);
+        assert_eq!(again[0].attempts, round + 1);
+    }
+    expire().await;
+    // The cap-th expiry: not claimed, failed with the reason.
+    assert!(q.claim("p", &only_poison("late")).await.unwrap().is_empty());
+    let state = q.document("p", "poison").await.unwrap();
+    assert_eq!(state.stage, "failed");
+    assert_eq!(state.failure_reason.as_deref(), Some("lease_expired"));
+    assert_eq!(state.lease_owner, None);
+    let status = q.status("p").await.unwrap();
+    assert_eq!(status.failed_reasons.get("lease_expired"), Some(&1));
+    // The other document was never touched by it.
+    assert_eq!(q.claim("p", &Claim::new("w")).await.unwrap().len(), 1);
+    // Re-staging gives the document a fresh count.
+    q.stage_with_chunks("p", "poison", "k2").await.unwrap();
+    let restaged = q.claim("p", &only_poison("w9")).await.unwrap();
+    assert_eq!(restaged.len(), 1);
+    assert!(!restaged[0].lease_expired);
+    expire().await;
+    assert_eq!(q.claim("p", &only_poison("w10")).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_large_staging_analyzes_the_documents_table() {
+    let Some(db) = common::queue("handoff_analyze").await else {
+        return;
+    };
+    let q = &db.queue;
+    let raw = db.raw().await;
+    q.create_pipeline(&NewPipeline::new("p", "ns"))
+        .await
+        .unwrap();
+    let analyzes = || async {
+        raw.query_one(
+            "SELECT analyze_count FROM pg_stat_user_tables
+             WHERE schemaname = current_schema() AND relname = 'documents'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get::<_, i64>(0)
+    };
+    // Just below the threshold: no ANALYZE from the queue (autoanalyze is counted apart).
+    let below = layer_queue::ANALYZE_AFTER_STAGED - 1;
+    let ids: Vec<String> = (0..below).map(|i| format!("d{i:06}")).collect();
+    for chunk in ids.chunks(layer_queue::MAX_IDS_PER_CALL) {
+        q.stage_documents("p", chunk).await.unwrap();
+    }
+    assert_eq!(analyzes().await, 0);
+    q.stage_with_chunks("p", "last", "k").await.unwrap();
+    // The ANALYZE runs in the background; its count reaches the statistics views when its
+    // backend next reports (within seconds).
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while analyzes().await == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no ANALYZE after {} staged documents",
+            layer_queue::ANALYZE_AFTER_STAGED
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    db.drop_schema().await;
+}

@@ -294,6 +294,11 @@ pub const ENV_OVERRIDES: &[EnvOverride] = &[
         doc: "gateway.queue.connectTimeoutMs",
         apply: |c, v| set(&mut c.gateway.queue.connect_timeout_ms, v),
     },
+    EnvOverride {
+        var: "LAYER_QUEUE_MAX_LEASE_EXPIRIES",
+        doc: "gateway.queue.maxLeaseExpiries",
+        apply: |c, v| set(&mut c.gateway.queue.max_lease_expiries, v),
+    },
 ];
 
 /// Applies [`ENV_OVERRIDES`] for the variables `env` has, then the Turbopuffer SDK fallbacks:

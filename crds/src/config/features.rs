@@ -137,6 +137,9 @@ pub struct PipelineQueueConfig {
     pub pool_size: usize,
     /// How long a call waits for a connection before it answers 500 `database_unavailable`.
     pub connect_timeout_ms: u64,
+    /// A document whose lease runs out this many times since it was staged (claimed by workers
+    /// that never finished it) is moved to `failed` with reason `lease_expired`.
+    pub max_lease_expiries: i32,
 }
 
 impl Default for PipelineQueueConfig {
@@ -146,6 +149,7 @@ impl Default for PipelineQueueConfig {
             schema: "layer_queue".into(),
             pool_size: 16,
             connect_timeout_ms: 5_000,
+            max_lease_expiries: 5,
         }
     }
 }
@@ -157,6 +161,7 @@ impl std::fmt::Debug for PipelineQueueConfig {
             .field("schema", &self.schema)
             .field("pool_size", &self.pool_size)
             .field("connect_timeout_ms", &self.connect_timeout_ms)
+            .field("max_lease_expiries", &self.max_lease_expiries)
             .finish()
     }
 }

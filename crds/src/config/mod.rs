@@ -64,6 +64,7 @@
 //!     schema: layer_queue         # LAYER_DATABASE_SCHEMA
 //!     poolSize: 16                # LAYER_DATABASE_POOL_SIZE
 //!     connectTimeoutMs: 5000      # LAYER_DATABASE_CONNECT_TIMEOUT_MS: past it, 500 database_unavailable
+//!     maxLeaseExpiries: 5         # LAYER_QUEUE_MAX_LEASE_EXPIRIES: a document whose lease ran out this often is failed
 //! vectorStore:                    # the VectorStore CRD's spec
 //!   kind: turbopuffer
 //!   endpoint:

@@ -106,6 +106,7 @@ fn defaults_are_documented_values() {
     assert_eq!(g.queue.schema, "layer_queue");
     assert_eq!(g.queue.pool_size, 16);
     assert_eq!(g.queue.connect_timeout_ms, 5_000);
+    assert_eq!(g.queue.max_lease_expiries, 5);
 
     let s = &c.vector_store;
     assert_eq!(s.kind, StoreKind::Turbopuffer);
@@ -332,6 +333,7 @@ fn sample(var: &str) -> Option<&'static str> {
         "LAYER_DATABASE_SCHEMA" => "queue_a",
         "LAYER_DATABASE_POOL_SIZE" => "4",
         "LAYER_DATABASE_CONNECT_TIMEOUT_MS" => "1500",
+        "LAYER_QUEUE_MAX_LEASE_EXPIRIES" => "3",
         _ => return None,
     })
 }

@@ -85,6 +85,7 @@ impl Pipelines {
                 qc.pool_size = c.pool_size;
                 qc.connect_timeout = Duration::from_millis(c.connect_timeout_ms);
                 qc.application_name = "layer-gateway".into();
+                qc.max_lease_expiries = c.max_lease_expiries;
                 let queue = Queue::new(&qc)
                     .map_err(|e| ConfigError::Invalid(format!("gateway.queue: {e}")))?;
                 Some(Arc::new(Db {
