@@ -9,6 +9,7 @@
 //! | `GET /_emu/ns/{ns}/wal` | | unindexed WAL entries |
 //! | `POST /_emu/faults` | `{"rules":[FaultRule...]}` | append fault rules |
 //! | `DELETE /_emu/faults` | | clear all rules |
+//! | `POST /_emu/faults/release` | | answer every request a `hold_until_released` rule holds |
 //! | `GET /_emu/requests?limit=N` | | the last N logged requests, oldest first |
 //! | `DELETE /_emu/requests` | | clear the log |
 //! | `GET/POST /_emu/config` | partial [`Knobs`] | read / change simulation knobs |
@@ -53,6 +54,10 @@ pub struct FaultRule {
     /// other requests run: the answer reflects the data as it was before them). Ignored with
     /// `status`.
     pub hold_ms: Option<u64>,
+    /// Holds the answer after the request was executed until `POST /_emu/faults/release` (or
+    /// 60 s): a test then decides when the answer leaves, instead of guessing a duration.
+    /// Ignored with `status`.
+    pub hold_until_released: Option<bool>,
     /// Response body (JSON); defaults to an error envelope naming the fault.
     pub body: Option<Value>,
     pub headers: Option<BTreeMap<String, String>>,
@@ -62,6 +67,8 @@ pub struct FaultRule {
 pub struct FaultAction {
     pub delay_ms: u64,
     pub hold_ms: u64,
+    /// Set for a `hold_until_released` rule: resolves at the next release after the match.
+    pub gate: Option<tokio::sync::watch::Receiver<u64>>,
     pub respond: Option<(u16, Value, BTreeMap<String, String>)>,
 }
 
@@ -80,10 +87,21 @@ pub struct LoggedRequest {
 const LOG_CAPACITY: usize = 10_000;
 
 /// Fault rules and the request log.
-#[derive(Default)]
 pub struct Control {
     faults: Mutex<Vec<FaultRule>>,
     log: Mutex<VecDeque<LoggedRequest>>,
+    /// Counts `POST /_emu/faults/release` calls; held requests wait for it to change.
+    releases: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for Control {
+    fn default() -> Self {
+        Control {
+            faults: Mutex::default(),
+            log: Mutex::default(),
+            releases: tokio::sync::watch::Sender::new(0),
+        }
+    }
 }
 
 impl Control {
@@ -133,6 +151,7 @@ impl Control {
         Some(FaultAction {
             delay_ms: rule.delay_ms.unwrap_or(0),
             hold_ms: rule.hold_ms.unwrap_or(0),
+            gate: (rule.hold_until_released == Some(true)).then(|| self.releases.subscribe()),
             respond,
         })
     }
@@ -207,6 +226,10 @@ impl Control {
                 let mut faults = self.faults.lock();
                 faults.extend(r.rules);
                 Ok(Reply::ok(json!({"status": "OK", "rules": faults.len()})))
+            }
+            ("POST", ["faults", "release"]) => {
+                self.releases.send_modify(|n| *n += 1);
+                Ok(Reply::ok(json!({"status": "OK"})))
             }
             ("GET", ["faults"]) => Ok(Reply::ok(json!({"rules": *self.faults.lock()}))),
             ("DELETE", ["faults"]) => {

@@ -296,6 +296,7 @@ async fn dispatch(
     };
     let action = app.control.fault_for(route, ns, method.as_str(), headers);
     let hold_ms = action.as_ref().map_or(0, |a| a.hold_ms);
+    let mut gate = action.as_ref().and_then(|a| a.gate.clone());
     if let Some(action) = action {
         if action.delay_ms > 0 {
             tokio::time::sleep(Duration::from_millis(action.delay_ms)).await;
@@ -344,6 +345,10 @@ async fn dispatch(
     }?;
     if hold_ms > 0 {
         tokio::time::sleep(Duration::from_millis(hold_ms)).await;
+    }
+    if let Some(gate) = gate.as_mut() {
+        // Until the next release (a bound, so a test that forgets it does not hang forever).
+        let _ = tokio::time::timeout(Duration::from_secs(60), gate.changed()).await;
     }
     // Writes, queries and copies report the request's measured server time.
     Ok(routes::stamp_server_total(reply, started))

@@ -10,6 +10,8 @@
 //! | `layer_pipeline_failed_total` | counter | `pipeline_id`, `reason` |
 //! | `layer_pipeline_lease_expiries_total` | counter | `pipeline_id`: documents re-claimed after their lease ran out |
 //! | `layer_pipeline_vectors_total` | counter | `pipeline_id`, `status` (`ok`, `rejected`, `upstream_error`) |
+//! | `layer_pipeline_vector_writes_total` | counter | `pipeline_id`: upstream writes the vectors calls made (fewer than the calls when concurrent calls shared a write) |
+//! | `layer_pipeline_vectors_waiting` | gauge | `pipeline_id`: vectors calls queued behind an upstream write in flight, to share the next one |
 //! | `layer_pipeline_chunk_reads_total` | counter | `pipeline_id`, `source` (`cache`, `object_store`, `unavailable`) |
 //! | `layer_pipeline_chunk_cache_skips_total` | counter | `pipeline_id`: chunk copies the cache refused (stop-writes) |
 //! | `layer_pipeline_database_errors_total` | counter | `code` (`database_unavailable`, `database_error`) |
@@ -28,6 +30,8 @@ const INDEXED: &str = "layer_pipeline_indexed_total";
 const FAILED: &str = "layer_pipeline_failed_total";
 const EXPIRIES: &str = "layer_pipeline_lease_expiries_total";
 const VECTORS: &str = "layer_pipeline_vectors_total";
+const VECTOR_WRITES: &str = "layer_pipeline_vector_writes_total";
+const VECTORS_WAITING: &str = "layer_pipeline_vectors_waiting";
 const CHUNK_READS: &str = "layer_pipeline_chunk_reads_total";
 const CACHE_SKIPS: &str = "layer_pipeline_chunk_cache_skips_total";
 const DB_ERRORS: &str = "layer_pipeline_database_errors_total";
@@ -52,6 +56,16 @@ pub fn describe() {
             "Documents re-claimed after their lease ran out.",
         ),
         (VECTORS, Counter, "Vectors calls by outcome."),
+        (
+            VECTOR_WRITES,
+            Counter,
+            "Upstream writes made for vectors calls (concurrent calls share one).",
+        ),
+        (
+            VECTORS_WAITING,
+            Gauge,
+            "Vectors calls queued behind an upstream write in flight.",
+        ),
         (
             CHUNK_READS,
             Counter,
@@ -132,6 +146,25 @@ pub fn vectors(pid: &str, status: &str, started: Instant) {
     let l = labels(&[("pipeline_id", pid), ("status", status)]);
     labeled::count(VECTORS, l, 1);
     operation(pid, "vectors", started);
+}
+
+/// One upstream write made for vectors calls.
+pub fn vector_write(pid: &str) {
+    labeled::count(VECTOR_WRITES, labels(&[("pipeline_id", pid)]), 1);
+}
+
+/// The vectors calls waiting for a shared upstream write, by pipeline (every pipeline with a
+/// lane; the others' series are dropped).
+pub fn vectors_waiting<'a>(by_pipeline: impl IntoIterator<Item = (&'a str, usize)>) {
+    labeled::set_gauges(
+        VECTORS_WAITING,
+        by_pipeline.into_iter().map(|(pid, n)| {
+            (
+                labels(&[("pipeline_id", pid)]),
+                i64::try_from(n).unwrap_or(i64::MAX),
+            )
+        }),
+    );
 }
 
 /// A document marked indexed by a vectors call (`from`: its stage before, `None` when created).

@@ -20,6 +20,7 @@
 //! them (the contract's PIPE surface): creating one for another namespace, and every route of an
 //! existing one, answer 403 `namespace not in key grant`; the listing leaves such pipelines out.
 
+pub mod batch;
 pub mod chunks;
 pub mod metrics;
 pub mod models;
@@ -48,6 +49,8 @@ pub const GAUGE_INTERVAL: Duration = Duration::from_secs(10);
 pub struct Pipelines {
     core: Arc<Core>,
     db: Option<Arc<Db>>,
+    /// Group commit of concurrent vectors calls ([`batch`]).
+    batcher: Arc<batch::Batcher>,
 }
 
 /// The queue and whether its migrations are applied.
@@ -94,7 +97,11 @@ impl Pipelines {
                 }))
             }
         };
-        Ok(Arc::new(Pipelines { core, db }))
+        Ok(Arc::new(Pipelines {
+            core,
+            db,
+            batcher: Arc::default(),
+        }))
     }
 
     /// The pipeline routes (contract §1.7).

@@ -4,6 +4,8 @@
 //! `target_namespace` through the gateway's own write path ([`crate::sources::writes`]): stamped
 //! with `_hevlayer_upserted_at` and tracked by the consistency watcher like any write through the
 //! gateway, so stable reads, scans and snapshots see them. Then the document becomes `indexed`.
+//! Concurrent calls of one pipeline share upstream writes ([`super::batch`], group commit); each
+//! still gets its own answer.
 //!
 //! Failures: an upstream 5xx or no answer is 502 `upstream_error` and the document stays where it
 //! was (leased, for re-claim); an upstream 4xx (a vector whose dimension the namespace refuses,
@@ -24,7 +26,6 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::Bytes;
 use http::StatusCode;
 use layer_queue::Indexed;
 use serde_json::{Map, json};
@@ -35,14 +36,13 @@ use crate::core::ShardCtx;
 use crate::core::error::GatewayError;
 use crate::core::http::{Resp, decode_gzip, json_response, validate_body};
 use crate::core::router::Req;
-use crate::sources::writes;
 
 /// The most vectors one call may write (Turbopuffer's per-request bound is far above typical
 /// chunk counts; the body size limit applies too).
 pub const MAX_VECTORS: usize = 10_000;
 
-/// Builds the upstream write's rows (`{"upsert_rows":[...]`, closed by [`finish`] with the
-/// pipeline's distance metric) from a `PutVectorsRequest` body by splicing: the body is
+/// Builds the upstream write's rows (comma-separated row objects, which
+/// [`super::batch::upsert_body`] wraps, with other calls' rows under load) from a `PutVectorsRequest` body by splicing: the body is
 /// validated whole first (duplicate keys, depth, size, escapes), then read lazily; each row is the entry's raw `id` and `vector` text
 /// followed by the members of its `attributes`, so the floats are never parsed into numbers and
 /// formatted again (that was most of the route's cost). Returns the rows and their count.
@@ -57,7 +57,6 @@ pub fn upstream_rows(
         _ => return Err(bad("vectors must be a list of vector entries".into())),
     };
     let mut out = Vec::with_capacity(body.len() + 64);
-    out.extend_from_slice(br#"{"upsert_rows":["#);
     let (mut n, mut dims) = (0usize, None);
     for (i, entry) in sonic_rs::to_array_iter(entries.as_raw_str()).enumerate() {
         let entry = entry.map_err(|e| bad(format!("vectors[{i}]: {e}")))?;
@@ -147,7 +146,6 @@ pub fn upstream_rows(
     if n == 0 {
         return Err(bad("vectors must not be empty".into()));
     }
-    out.push(b']');
     Ok((out, n))
 }
 
@@ -172,14 +170,6 @@ fn count_numbers(array: &str) -> Option<usize> {
     Some(n)
 }
 
-/// Closes [`upstream_rows`]' output into the upstream write body.
-pub fn finish(mut rows: Vec<u8>, distance_metric: &str) -> Bytes {
-    rows.extend_from_slice(br#","distance_metric":"#);
-    rows.extend_from_slice(json!(distance_metric).to_string().as_bytes());
-    rows.push(b'}');
-    Bytes::from(rows)
-}
-
 impl Pipelines {
     pub(super) async fn put_vectors(
         self: Arc<Self>,
@@ -199,18 +189,18 @@ impl Pipelines {
             .db(move |q| async move { q.pipeline_and_generation(&id, &d).await })
             .await?;
         super::granted(&req, &pipeline.target_namespace)?;
-        let body = finish(rows, pipeline.distance_metric());
-        // Built from a body validated whole (no key can repeat: `id` and `vector` are refused
-        // among the attributes), so the stamper walks only its top level.
-        let up = writes::write(
-            &ctx,
-            "pipeline_vectors",
-            &pipeline.target_namespace,
-            body,
-            true,
-        )
-        .await
-        .inspect_err(|_| metrics::vectors(&pid, "upstream_error", started))?;
+        let up = self
+            .batcher
+            .write(
+                &ctx,
+                &pid,
+                &pipeline.target_namespace,
+                pipeline.distance_metric(),
+                rows,
+                n,
+            )
+            .await
+            .inspect_err(|_| metrics::vectors(&pid, "upstream_error", started))?;
         if up.status.is_client_error() {
             metrics::vectors(&pid, "rejected", started);
             return Err(GatewayError::Relay {
@@ -255,6 +245,7 @@ impl Pipelines {
 mod tests {
     use serde_json::Value;
 
+    use super::super::batch;
     use super::*;
 
     fn limits() -> scatter::Limits {
@@ -267,7 +258,8 @@ mod tests {
 
     fn body(v: Value) -> Result<(Value, usize), GatewayError> {
         let (rows, n) = upstream_rows(v.to_string().as_bytes(), &limits())?;
-        let out: Value = serde_json::from_slice(&finish(rows, "cosine_distance")).unwrap();
+        let out: Value =
+            serde_json::from_slice(&batch::upsert_body(&[&rows], "cosine_distance")).unwrap();
         Ok((out, n))
     }
 
@@ -346,7 +338,8 @@ mod tests {
         // Escapes pass through as the caller wrote them; the id's length is its decoded one.
         let raw = br#"{"vectors":[{"id":"c\u0033","vector":[1]}]}"#;
         let (rows, _) = upstream_rows(raw, &limits()).unwrap();
-        let out: Value = serde_json::from_slice(&finish(rows, "euclidean_squared")).unwrap();
+        let out: Value =
+            serde_json::from_slice(&batch::upsert_body(&[&rows], "euclidean_squared")).unwrap();
         assert_eq!(out["upsert_rows"][0]["id"], "c3");
         assert_eq!(out["distance_metric"], "euclidean_squared");
         // Duplicate keys anywhere are refused by the whole-body validation.
