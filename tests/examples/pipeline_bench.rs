@@ -14,7 +14,7 @@
 //!    second each way.
 //!
 //! Usage: `LAYER_TEST_DATABASE_URL=postgresql://... cargo run --release -p layer-e2e --example
-//! pipeline_bench [DOCS] [VDOCS]` (defaults 20000 and 4000).
+//! pipeline_bench [DOCS] [VDOCS]` (defaults 20000 and 4000; DOCS 0 skips the queue part).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -84,7 +84,9 @@ fn main() {
         println!(
             "# pipeline API through HTTP: {WORKERS} workers, gateway with 2 shards, schema {schema}"
         );
-        queue_throughput(&http, &queue, &base, docs).await;
+        if docs > 0 {
+            queue_throughput(&http, &queue, &base, docs).await;
+        }
         vectors(&http, &base, &emulator.url(), vdocs).await;
     });
     gateway.shutdown();
@@ -168,29 +170,69 @@ fn rows(d: usize) -> Vec<Value> {
 }
 
 async fn vectors(http: &Http, base: &str, emulator: &str, vdocs: usize) {
-    let (s, v) = send(
-        http,
-        Method::POST,
-        &format!("{base}/v2/pipelines"),
-        json!({"id": "vec", "target_namespace": "bench-pipeline-vectors"}).to_string(),
-    )
-    .await;
-    assert_eq!(s, 201, "{v}");
+    for (pid, delay_ms) in [("vec", 0), ("vec-delayed", UPSTREAM_DELAY_MS)] {
+        let (s, v) = send(
+            http,
+            Method::POST,
+            &format!("{base}/v2/pipelines"),
+            json!({"id": pid, "target_namespace": format!("bench-{pid}")}).to_string(),
+        )
+        .await;
+        assert_eq!(s, 201, "{v}");
+        if delay_ms > 0 {
+            // Every upstream write takes this long before the emulator runs it, as a write to a
+            // remote Turbopuffer does (tens to hundreds of milliseconds), on both paths.
+            let rule = json!({"rules": [{"route": "write", "delay_ms": delay_ms}]});
+            let (s, v) = send(
+                http,
+                Method::POST,
+                &format!("{emulator}/_emu/faults"),
+                rule.to_string(),
+            )
+            .await;
+            assert_eq!(s, 200, "{v}");
+        }
+        // Fewer documents with the delay: each call then takes the delay at least.
+        let n = if delay_ms > 0 { vdocs / 4 } else { vdocs };
+        compare_vectors(http, base, emulator, pid, n, delay_ms).await;
+        if delay_ms > 0 {
+            send(
+                http,
+                Method::DELETE,
+                &format!("{emulator}/_emu/faults"),
+                String::new(),
+            )
+            .await;
+        }
+    }
+}
+
+/// Upstream write latency of the second comparison.
+const UPSTREAM_DELAY_MS: u64 = 20;
+
+async fn compare_vectors(
+    http: &Http,
+    base: &str,
+    emulator: &str,
+    pid: &str,
+    vdocs: usize,
+    delay_ms: u64,
+) {
     // Rounds alternate the two paths so drift on a shared machine hits both alike.
     let rounds = 4;
     let per_round = vdocs / rounds;
     let (mut via, mut direct) = (0.0, 0.0);
     for round in 0..rounds {
         let range = round * per_round..(round + 1) * per_round;
-        let base = base.to_string();
+        let (base, p) = (base.to_string(), pid.to_string());
         via += run_writers(http, range.clone(), move |d| {
-            let url = format!("{base}/v2/pipelines/vec/documents/v{d}/vectors");
+            let url = format!("{base}/v2/pipelines/{p}/documents/v{d}/vectors");
             (Method::PUT, url, json!({"vectors": rows(d)}).to_string())
         })
         .await;
-        let emulator = emulator.to_string();
+        let (emulator, p) = (emulator.to_string(), pid.to_string());
         direct += run_writers(http, range, move |d| {
-            let url = format!("{emulator}/v2/namespaces/bench-direct-vectors");
+            let url = format!("{emulator}/v2/namespaces/bench-direct-{p}");
             let upsert: Vec<Value> = rows(d)
                 .into_iter()
                 .map(|mut r| {
@@ -211,7 +253,7 @@ async fn vectors(http: &Http, base: &str, emulator: &str, vdocs: usize) {
     let n = (per_round * rounds * ROWS_PER_CALL) as f64;
     println!();
     println!(
-        "| vectors ({ROWS_PER_CALL} rows x {DIMS} dims per call, {WORKERS} writers) | rows | seconds | rows/s |"
+        "| vectors ({ROWS_PER_CALL} rows x {DIMS} dims per call, {WORKERS} writers, upstream write delay {delay_ms} ms) | rows | seconds | rows/s |"
     );
     println!("|---|---:|---:|---:|");
     println!(
@@ -223,6 +265,37 @@ async fn vectors(http: &Http, base: &str, emulator: &str, vdocs: usize) {
         n / direct
     );
     println!("| pipeline / direct (time) | | {:.2} | |", via / direct);
+    let (_, metrics) = get_text(http, &format!("{base}/metrics")).await;
+    let sample = |name: &str| {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let writes = sample(&format!(
+        r#"layer_pipeline_vector_writes_total{{pipeline_id="{pid}"}}"#
+    ));
+    let calls = sample(&format!(
+        r#"layer_pipeline_vectors_total{{pipeline_id="{pid}",status="ok"}}"#
+    ));
+    println!();
+    println!(
+        "Group commit: {calls} vectors calls went up in {writes} upstream writes ({:.2} calls per write).",
+        calls / writes.max(1.0)
+    );
+}
+
+async fn get_text(c: &Http, url: &str) -> (u16, String) {
+    let req = Request::builder()
+        .method(Method::GET)
+        .uri(url)
+        .header("authorization", format!("Bearer {UPSTREAM_KEY}"))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let resp = c.request(req).await.expect("request");
+    let status = resp.status().as_u16();
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
 }
 
 /// Runs `WORKERS` writers over `docs`, each sending the request `make` builds; returns seconds.

@@ -1,9 +1,10 @@
 //! Group commit of pipeline vectors: concurrent `PUT …/vectors` calls of one pipeline share
 //! upstream writes, and each still gets its own answer. At the documented defaults.
 //!
-//! The emulator holds the first write's answer (`hold_until_released`) while more calls arrive;
-//! the test waits until the gateway shows them queued (`layer_pipeline_vectors_waiting`), then
-//! releases the answer: no sleeps, no timing.
+//! The emulator holds the answers of the first writes (`hold_until_released`), one per write a
+//! lane keeps in flight (`MAX_WRITES_IN_FLIGHT`, 16), while more calls arrive; the test waits until the gateway shows
+//! them queued (`layer_pipeline_vectors_waiting`), then releases the answers: no sleeps, no
+//! timing.
 
 use std::time::{Duration, Instant};
 
@@ -14,6 +15,8 @@ use layer_e2e::{Stack, pause, test_database};
 use serde_json::{Value, json};
 
 const NS: &str = "pipeline-batched";
+/// The writes a lane keeps in flight before calls queue (the gateway's constant).
+const IN_FLIGHT: usize = layer_gateway::features::pipelines::batch::MAX_WRITES_IN_FLIGHT;
 
 fn vectors(doc: &str, dims: usize) -> Value {
     let v: Vec<f64> = (0..dims).map(|k| (k + 1) as f64 / 10.0).collect();
@@ -60,18 +63,23 @@ fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
-/// Holds the next write to the target, runs `first` against it, and once the held write has
-/// reached the emulator runs `rest` concurrently; releases the held answer when the gateway
-/// shows all of `rest` queued. Returns every call's answer, `first` first.
-fn round(stack: &Stack, first: (&str, usize), rest: &[(&str, usize)]) -> Vec<(u16, Value)> {
+/// Holds the next `first.len()` writes to the target, runs `first` concurrently, and once the
+/// held writes have reached the emulator runs `rest` concurrently; releases the held answers
+/// when the gateway shows all of `rest` queued. Returns every call's answer, `first` first.
+fn round(stack: &Stack, first: &[(&str, usize)], rest: &[(&str, usize)]) -> Vec<(u16, Value)> {
     let rule = json!({"rules": [{"route": "write", "namespace": NS, "hold_until_released": true,
-                                 "count": 1}]});
+                                 "count": first.len()}]});
     let r = stack.direct(Method::POST, "/_emu/faults", rule.to_string());
     assert!(r.status.is_success(), "{}", r.text());
     stack.clear_requests();
     std::thread::scope(|s| {
-        let head = s.spawn(|| put(stack, first.0, first.1));
-        wait_for("the first write upstream", || writes(stack).len() == 1);
+        let head: Vec<_> = first
+            .iter()
+            .map(|&(doc, dims)| s.spawn(move || put(stack, doc, dims)))
+            .collect();
+        wait_for("the first writes upstream", || {
+            writes(stack).len() == first.len()
+        });
         let tail: Vec<_> = rest
             .iter()
             .map(|&(doc, dims)| s.spawn(move || put(stack, doc, dims)))
@@ -82,7 +90,7 @@ fn round(stack: &Stack, first: (&str, usize), rest: &[(&str, usize)]) -> Vec<(u1
         });
         let r = stack.direct(Method::POST, "/_emu/faults/release", Bytes::new());
         assert!(r.status.is_success(), "{}", r.text());
-        let mut out = vec![head.join().unwrap()];
+        let mut out: Vec<_> = head.into_iter().map(|t| t.join().unwrap()).collect();
         out.extend(tail.into_iter().map(|t| t.join().unwrap()));
         out
     })
@@ -96,10 +104,13 @@ fn concurrent_vectors_calls_share_upstream_writes_and_keep_their_own_answers() {
     let stack = Stack::start_with(with_db(&url, &schema));
     create(&stack, "bp", NS);
 
-    // Eight calls queued behind a held write go up as one write, each answered for itself.
-    let rest: Vec<String> = (1..=8).map(|i| format!("d{i}")).collect();
+    // The first calls are written at once, each alone (the lane's writes in flight); eight calls
+    // queued behind them go up as one write, each answered for itself.
+    let names: Vec<String> = (0..IN_FLIGHT + 8).map(|i| format!("d{i}")).collect();
+    let first: Vec<(&str, usize)> = names[..IN_FLIGHT].iter().map(|d| (d.as_str(), 3)).collect();
+    let rest: Vec<String> = names[IN_FLIGHT..].to_vec();
     let rest_calls: Vec<(&str, usize)> = rest.iter().map(|d| (d.as_str(), 3)).collect();
-    let answers = round(&stack, ("d0", 3), &rest_calls);
+    let answers = round(&stack, &first, &rest_calls);
     for (i, (s, v)) in answers.iter().enumerate() {
         assert_eq!(
             (*s, v["status"].as_str()),
@@ -110,37 +121,42 @@ fn concurrent_vectors_calls_share_upstream_writes_and_keep_their_own_answers() {
     }
     let mut batched = rest.clone();
     let seen = writes(&stack);
-    assert_eq!(seen.len(), 2, "{seen:?}");
-    assert_eq!(seen[0], ["d0"]);
-    let mut second = seen[1].clone();
-    second.sort();
+    assert_eq!(seen.len(), IN_FLIGHT + 1, "{seen:?}");
+    assert!(seen[..IN_FLIGHT].iter().all(|w| w.len() == 1), "{seen:?}");
+    let mut last = seen[IN_FLIGHT].clone();
+    last.sort();
     batched.sort();
-    assert_eq!(second, batched, "the queued calls shared one write");
+    assert_eq!(last, batched, "the queued calls shared one write");
     assert_eq!(
         stack.metric(r#"layer_pipeline_vector_writes_total{pipeline_id="bp"}"#),
-        2.0
+        (IN_FLIGHT + 1) as f64
     );
     assert_eq!(
         stack.metric(r#"layer_pipeline_vectors_total{pipeline_id="bp",status="ok"}"#),
-        9.0
+        (IN_FLIGHT + 8) as f64
     );
 
     // A call upstream refuses (a dimension the namespace does not have) inside a batch: the
     // batch is refused, then written call by call, so only that call gets the refusal.
-    let rest = [("e1", 3), ("bad", 2), ("e2", 3)];
-    let answers = round(&stack, ("e0", 3), &rest);
+    let names: Vec<String> = (0..IN_FLIGHT).map(|i| format!("e{i}")).collect();
+    let first: Vec<(&str, usize)> = names.iter().map(|d| (d.as_str(), 3)).collect();
+    let rest = [("f0", 3), ("bad", 2), ("f1", 3)];
+    let answers = round(&stack, &first, &rest);
     let codes: Vec<u16> = answers.iter().map(|(s, _)| *s).collect();
-    assert_eq!(codes[0], 200);
-    assert_eq!(codes[1], 200, "{:?}", answers[1]);
-    assert!((400..500).contains(&codes[2]), "{:?}", answers[2]);
-    assert_eq!(codes[3], 200, "{:?}", answers[3]);
+    assert!(codes[..=IN_FLIGHT].iter().all(|&c| c == 200), "{answers:?}");
+    assert!((400..500).contains(&codes[IN_FLIGHT + 1]), "{answers:?}");
+    assert_eq!(codes[IN_FLIGHT + 2], 200, "{answers:?}");
     let seen = writes(&stack);
-    // e0 alone; the three together (refused); then each alone, in arrival order.
-    assert_eq!(seen.len(), 5, "{seen:?}");
-    assert_eq!(seen[1].len(), 3, "{seen:?}");
-    assert!(seen[2..].iter().all(|w| w.len() == 1), "{seen:?}");
+    // The first ones alone; the three together (refused); then each alone, in arrival order.
+    assert_eq!(seen.len(), IN_FLIGHT + 4, "{seen:?}");
+    assert_eq!(seen[IN_FLIGHT].len(), 3, "{seen:?}");
+    assert!(
+        seen[IN_FLIGHT + 1..].iter().all(|w| w.len() == 1),
+        "{seen:?}"
+    );
     let (_, st) = call(&stack, Method::GET, "/v2/pipelines/bp/status", Value::Null);
-    assert_eq!(st["counts"], json!({"indexed": 12}), "{st}");
+    let indexed = 2 * (IN_FLIGHT + 8) - 6;
+    assert_eq!(st["counts"], json!({"indexed": indexed}), "{st}");
 
     // Every accepted row is upstream, stamped; the refused call's are not.
     let r = stack.direct(
@@ -152,7 +168,7 @@ fn concurrent_vectors_calls_share_upstream_writes_and_keep_their_own_answers() {
     );
     assert_eq!(r.status, 200, "{}", r.text());
     let rows = r.json()["rows"].as_array().unwrap().clone();
-    assert_eq!(rows.len(), 24);
+    assert_eq!(rows.len(), 2 * indexed);
     assert!(rows.iter().all(|row| row["_hevlayer_upserted_at"].is_u64()));
     assert!(
         !rows

@@ -2,12 +2,18 @@
 //! upstream writes.
 //!
 //! Each call's rows are checked whole first (`vectors::upstream_rows`), then handed to the
-//! pipeline's lane. When no write of that lane is in flight, a drainer task starts at once and
-//! writes what the lane holds (just this call's rows, at low load: no waiting, no added latency);
-//! calls arriving while a write is in flight queue up and the drainer writes them together as
-//! soon as it returns, up to [`MAX_BATCH_ROWS`] rows and [`MAX_BATCH_BYTES`] bytes per write. So
-//! under load one upstream write carries several documents (fewer requests for the upstream to
-//! parse and, on Turbopuffer, fewer billed writes), and alone a call costs what it did.
+//! pipeline's lane. While fewer than [`MAX_WRITES_IN_FLIGHT`] writes of that lane are in flight,
+//! a drainer task starts at once and writes this call's rows alone (no waiting for a batch to
+//! form, no added latency, and as many writes in flight as a client writing straight to upstream
+//! would have); calls arriving while that many are in flight queue up, and the first
+//! drainer to return writes them together, up to [`MAX_BATCH_ROWS`] rows and [`MAX_BATCH_BYTES`]
+//! bytes per write. So under load one upstream write carries several documents (fewer requests
+//! for the upstream to parse and, on Turbopuffer, fewer billed writes), and alone a call costs
+//! what it did. The bound matters with a slow upstream: with one write in flight per lane, a
+//! pipeline's throughput would be one batch per upstream round trip (measured: half the direct
+//! rate at 20 ms per write with 8 writers), so it is set above what a typical embed pool keeps
+//! in flight; past it (a large pool's burst), calls share writes instead of piling more
+//! concurrent writes onto one namespace.
 //!
 //! Every call gets its own answer: a batch that upstream accepts is accepted for each of its
 //! calls; one it answers 5xx (or not at all) fails each of them with 502, and each document stays
@@ -28,6 +34,13 @@ use crate::core::ShardCtx;
 use crate::core::error::GatewayError;
 use crate::sources::writes;
 
+/// Upstream writes one lane keeps in flight before calls queue for a shared write. Measured
+/// (`bench/pipelines.sh`, 8 writers): with the upstream answering a write in 20 ms, a bound of 1
+/// cost 2.0x the time of writing straight to upstream, 4 cost 1.24x, and a bound above the
+/// writers' count 1.06x; with an upstream answering at once, batching saved no time (the gateway's
+/// per-call work, not the upstream request, is the cost there). So the bound is above what a
+/// typical embed pool keeps in flight, and batching is what bounds a large pool's fan-in.
+pub const MAX_WRITES_IN_FLIGHT: usize = 16;
 /// The most rows one batched upstream write carries.
 pub const MAX_BATCH_ROWS: usize = 10_000;
 /// The most bytes of rows one batched upstream write carries (a single call may exceed it: it
@@ -63,10 +76,12 @@ struct Item {
 #[derive(Default)]
 struct Queue {
     items: Vec<Item>,
+    /// Drainer tasks running (each has at most one write in flight).
+    drainers: usize,
 }
 
-/// The lanes with calls waiting or a write in flight. A lane is in the map exactly while its
-/// drainer runs.
+/// The lanes with calls waiting or a write in flight. A lane is in the map exactly while one of
+/// its drainers runs.
 #[derive(Default)]
 pub struct Batcher {
     lanes: Mutex<HashMap<Lane, Queue>>,
@@ -93,21 +108,20 @@ impl Batcher {
         let item = Item { rows, count, reply };
         let start = {
             let mut lanes = self.lanes.lock().unwrap_or_else(|p| p.into_inner());
-            match lanes.get_mut(&lane) {
-                Some(queue) => {
-                    queue.items.push(item);
-                    metrics::vectors_waiting(waiting(&lanes));
-                    false
-                }
-                None => {
-                    lanes.insert(lane.clone(), Queue { items: vec![item] });
-                    true
-                }
+            let queue = lanes.entry(lane.clone()).or_default();
+            if queue.drainers < MAX_WRITES_IN_FLIGHT {
+                // A write of its own, at once: it never waits for a batch to form.
+                queue.drainers += 1;
+                Some(item)
+            } else {
+                queue.items.push(item);
+                metrics::vectors_waiting(waiting(&lanes));
+                None
             }
         };
-        if start {
+        if let Some(first) = start {
             let (this, ctx) = (self.clone(), ctx.clone());
-            tokio::spawn(async move { this.drain(&ctx, lane).await });
+            tokio::spawn(async move { this.drain(&ctx, lane, first).await });
         }
         answer.await.unwrap_or_else(|_| {
             Err(GatewayError::Internal(
@@ -116,16 +130,18 @@ impl Batcher {
         })
     }
 
-    /// Writes the lane's calls until none are left, then removes the lane.
-    async fn drain(&self, ctx: &Arc<ShardCtx>, lane: Lane) {
-        // Should the task end early (a panic, the runtime shutting down), the guard removes the
-        // lane: its waiting calls get an error instead of waiting forever, and the next call
-        // starts a new drainer.
+    /// Writes `first` alone, then the lane's queued calls until none are left; the last drainer
+    /// out removes the lane.
+    async fn drain(&self, ctx: &Arc<ShardCtx>, lane: Lane, first: Item) {
+        // Should the task end early (a panic, the runtime shutting down), the guard gives up its
+        // place; when it was the lane's last drainer it removes the lane, so the waiting calls
+        // get an error instead of waiting forever, and the next call starts a new drainer.
         let mut guard = LaneGuard {
             batcher: self,
             lane: &lane,
             armed: true,
         };
+        self.write_batch(ctx, &lane, vec![first]).await;
         loop {
             let batch = {
                 let mut lanes = self.lanes.lock().unwrap_or_else(|p| p.into_inner());
@@ -134,10 +150,13 @@ impl Batcher {
                     return;
                 };
                 if queue.items.is_empty() {
-                    lanes.remove(&lane);
+                    queue.drainers -= 1;
+                    if queue.drainers == 0 {
+                        lanes.remove(&lane);
+                    }
                     metrics::vectors_waiting(waiting(&lanes));
-                    // Removed under the lock: a call after this starts the lane's next drainer,
-                    // whose entry this one's guard must not touch.
+                    // Counted out under the lock: a call after this starts a new drainer, whose
+                    // place this one's guard must not give up.
                     guard.armed = false;
                     return;
                 }
@@ -199,7 +218,12 @@ impl Drop for LaneGuard<'_> {
     fn drop(&mut self) {
         if self.armed {
             let mut lanes = self.batcher.lanes.lock().unwrap_or_else(|p| p.into_inner());
-            lanes.remove(self.lane);
+            if let Some(queue) = lanes.get_mut(self.lane) {
+                queue.drainers = queue.drainers.saturating_sub(1);
+                if queue.drainers == 0 {
+                    lanes.remove(self.lane);
+                }
+            }
             metrics::vectors_waiting(waiting(&lanes));
         }
     }
