@@ -88,6 +88,36 @@ pub struct RetryOutcome {
     pub failed: Vec<String>,
 }
 
+/// [`Queue::set_stage`]'s one-statement path: locks the named rows in id order and moves them
+/// only when every one exists, passes the guards and is not already resting in the target stage
+/// (the transaction leaves such a row untouched, which this statement could not say). Returns
+/// the moved ids: all of them, or none. The row locks hold off a concurrent pipeline delete
+/// (its cascade deletes these rows) as the transaction's `FOR KEY SHARE` does.
+/// Parameters: $1 pipeline, $2 ids (deduplicated), $3 from stage or NULL, $4 worker or NULL,
+/// $5 target stage, $6 failure reason or NULL.
+const FAST_MOVE_SQL: &str = "\
+WITH locked AS (
+    SELECT document_id, stage, lease_owner FROM documents
+    WHERE pipeline_id = $1 AND document_id = ANY($2)
+    ORDER BY document_id
+    FOR UPDATE
+), verdict AS (
+    SELECT count(*) = cardinality($2::text[])
+           -- Per row, NULL (a NULL lease owner against a worker guard) is a failed guard:
+           -- bool_and would skip it.
+           AND coalesce(bool_and(coalesce(($3::text IS NULL OR stage = $3::text)
+                                          AND ($4::text IS NULL OR lease_owner = $4::text)
+                                          AND NOT (stage = $5::text AND lease_owner IS NULL),
+                                          false)), false) AS ok
+    FROM locked
+)
+UPDATE documents d SET stage = $5::text, ready_stage = $5::text,
+    lease_owner = NULL, lease_expires_at = NULL,
+    failure_reason = $6::text, updated_at = now()
+FROM locked, verdict
+WHERE verdict.ok AND d.pipeline_id = $1 AND d.document_id = locked.document_id
+RETURNING d.document_id";
+
 impl Queue {
     /// Moves documents to a stage under the module's rules; returns how many documents are in
     /// the target stage because of this call (moved, created, or already there).
@@ -103,6 +133,26 @@ impl Queue {
             check_name("worker_id", w)?;
         }
         let mut client = self.client().await?;
+        // The common move (a worker completing what it holds) in one statement; anything else
+        // (a guard failing, a missing or already-moved document) falls through to the
+        // transaction, which finds out which. The fast path writes all or nothing.
+        let fast = client.prepare_cached(FAST_MOVE_SQL).await?;
+        let moved = client
+            .query(
+                &fast,
+                &[
+                    &pipeline_id,
+                    &ids,
+                    &mv.guard.from_stage,
+                    &mv.guard.worker_id,
+                    &mv.stage,
+                    &mv.failure_reason,
+                ],
+            )
+            .await?;
+        if moved.len() == ids.len() {
+            return Ok(ids.len() as u64);
+        }
         let tx = client.transaction().await?;
         lock_pipeline(&tx, pipeline_id).await?;
         let lock = tx

@@ -336,3 +336,41 @@ async fn transient_failures_back_off_then_fail() {
     assert_eq!(status.failed_reasons.get("timeout"), Some(&1));
     assert_eq!(status.pending_count, 0);
 }
+
+#[tokio::test]
+async fn a_worker_guard_never_moves_an_unleased_document() {
+    // The one-statement move must treat a NULL lease owner as a failed worker guard, as the
+    // transaction does (SQL's bool_and skips NULLs).
+    let Some(db) = common::queue("leases_null_owner").await else {
+        return;
+    };
+    let q = &db.queue;
+    q.create_pipeline(&NewPipeline::new("p", "ns"))
+        .await
+        .unwrap();
+    q.stage_documents("p", &["held", "free"]).await.unwrap();
+    let mut claim = Claim::new("w1").limit(1);
+    claim.document_id_prefix = Some("held".into());
+    assert_eq!(q.claim("p", &claim).await.unwrap().len(), 1);
+    let mut mv = StageMove::new(&["held", "free"], "indexed");
+    mv.guard = held_by("w1");
+    mv.guard.from_stage = None;
+    let err = q.set_stage("p", &mv).await.unwrap_err();
+    assert!(matches!(err, QueueError::Conflict { .. }), "{err:?}");
+    assert_eq!(q.document("p", "free").await.unwrap().stage, "pending");
+    assert_eq!(q.document("p", "held").await.unwrap().stage, "embedding");
+    // The holder's own move goes through, in one statement or the other.
+    assert_eq!(
+        q.set_stage(
+            "p",
+            &StageMove {
+                guard: held_by("w1"),
+                ..StageMove::new(&["held"], "indexed")
+            }
+        )
+        .await
+        .unwrap(),
+        1
+    );
+    assert_eq!(q.document("p", "held").await.unwrap().stage, "indexed");
+}
