@@ -90,7 +90,10 @@ pub use respond::{
 pub use shard::{ShardPlan, plan_shards, shard_of, shard_of_ref};
 pub use stable::{StablePlan, plan_stable_read};
 pub use validate::validate;
-pub use write::{IdRef, IdValue, StampOptions, stamp_write, stamp_write_bytes, stamp_write_with};
+pub use write::{
+    IdRef, IdValue, StampOptions, TouchedIds, stamp_write, stamp_write_bytes, stamp_write_touched,
+    stamp_write_with,
+};
 
 /// The reserved attribute prefix. Callers may never set an attribute whose name starts with it.
 pub const RESERVED_PREFIX: &str = "_hevlayer_";

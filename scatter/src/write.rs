@@ -143,7 +143,37 @@ pub fn stamp_write_with(
     opts: &StampOptions<'_>,
     limits: &Limits,
 ) -> Result<Vec<u8>, RewriteError> {
-    plan(body, opts, limits)?.finish()
+    plan(body, opts, limits)?.0.finish()
+}
+
+/// The ids a write touches, as their raw JSON text borrowed from the body: read while stamping,
+/// so a caller that needs them (cache invalidation) does not walk the body again.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct TouchedIds<'a> {
+    /// The ids of `upsert_rows` / `patch_rows` rows (rows without one are skipped) and of the
+    /// `upsert_columns` / `patch_columns` `id` columns, in body order.
+    pub written: Vec<&'a str>,
+    /// The ids of `deletes`.
+    pub deleted: Vec<&'a str>,
+    /// `patch_by_filter`, `delete_by_filter`, `copy_from_namespace` or `branch_from_namespace`
+    /// is set (not `null`), or `deletes` is not an array: any row may change.
+    pub whole_namespace: bool,
+}
+
+/// [`stamp_write_bytes`] that also returns the ids the write touches ([`TouchedIds`]).
+///
+/// # Errors
+/// As [`stamp_write_with`].
+pub fn stamp_write_touched<'a>(
+    body: &'a Bytes,
+    opts: &StampOptions<'_>,
+    limits: &Limits,
+) -> Result<(Bytes, TouchedIds<'a>), RewriteError> {
+    let (splice, touched) = plan(body, opts, limits)?;
+    if splice.is_empty() {
+        return Ok((body.clone(), touched));
+    }
+    Ok((Bytes::from(splice.finish()?), touched))
 }
 
 /// [`stamp_write_with`] for a `Bytes` body: when nothing needs stamping (deletes, copy, schema
@@ -156,7 +186,7 @@ pub fn stamp_write_bytes(
     opts: &StampOptions<'_>,
     limits: &Limits,
 ) -> Result<Bytes, RewriteError> {
-    let splice = plan(body, opts, limits)?;
+    let (splice, _) = plan(body, opts, limits)?;
     if splice.is_empty() {
         return Ok(body.clone());
     }
@@ -167,7 +197,7 @@ fn plan<'a>(
     body: &'a [u8],
     opts: &StampOptions<'_>,
     limits: &Limits,
-) -> Result<Splice<'a>, RewriteError> {
+) -> Result<(Splice<'a>, TouchedIds<'a>), RewriteError> {
     let entries = parse_top(body, limits)?;
     let mut st = Stamper::new(body, opts);
     let mut any_op = false;
@@ -192,8 +222,13 @@ fn plan<'a>(
                 any_op = true;
                 st.schema(value)?;
             }
-            "deletes" | "delete_by_filter" | "copy_from_namespace" | "branch_from_namespace" => {
+            "deletes" => {
                 any_op = true;
+                st.deletes(value);
+            }
+            "delete_by_filter" | "copy_from_namespace" | "branch_from_namespace" => {
+                any_op = true;
+                st.touched.whole_namespace = true;
             }
             _ => {}
         }
@@ -201,7 +236,7 @@ fn plan<'a>(
     if !any_op {
         return Err(RewriteError::NoWriteOperation);
     }
-    Ok(st.splice)
+    Ok((st.splice, st.touched))
 }
 
 fn reserved(key: &str) -> Result<(), RewriteError> {
@@ -235,6 +270,8 @@ struct Stamper<'a, 'o> {
     /// `"_hevlayer_upserted_at":N,` and the same without the comma, shared by every row.
     stamp_comma: std::ops::Range<usize>,
     stamp_bare: std::ops::Range<usize>,
+    /// The ids seen on the way.
+    touched: TouchedIds<'a>,
 }
 
 impl<'a, 'o> Stamper<'a, 'o> {
@@ -253,6 +290,7 @@ impl<'a, 'o> Stamper<'a, 'o> {
             opts,
             stamp_comma,
             stamp_bare,
+            touched: TouchedIds::default(),
         }
     }
 
@@ -310,6 +348,9 @@ impl<'a, 'o> Stamper<'a, 'o> {
                     id_raw = Some(raw_of(self.body, &v)?);
                 }
             }
+            if let Some(raw) = id_raw {
+                self.touched.written.push(raw);
+            }
             let id = id_raw.map(IdRef::parse);
             if self.opts.shard.is_some() && id.is_none() {
                 return Err(RewriteError::malformed(format!(
@@ -344,8 +385,10 @@ impl<'a, 'o> Stamper<'a, 'o> {
             .extend_from_slice(b"\"_hevlayer_upserted_at\":[");
         for (i, id) in ids.enumerate() {
             let id = id.map_err(|e| json_error(&e, true))?;
+            let raw = raw_of(self.body, &id)?;
+            self.touched.written.push(raw);
             if let Some(shard) = self.opts.shard {
-                shards.push(shard(&IdRef::parse(raw_of(self.body, &id)?)));
+                shards.push(shard(&IdRef::parse(raw)));
             }
             let arena = self.splice.arena();
             if i > 0 {
@@ -388,6 +431,7 @@ impl<'a, 'o> Stamper<'a, 'o> {
         }
         let patch = patch
             .ok_or_else(|| RewriteError::malformed("`patch_by_filter` has no `patch` object"))?;
+        self.touched.whole_namespace = true;
         let attrs = patch.clone().into_object_iter().ok_or_else(|| {
             RewriteError::malformed("`patch_by_filter.patch` must be an object of attributes")
         })?;
@@ -398,6 +442,24 @@ impl<'a, 'o> Stamper<'a, 'o> {
             reserved(&key)?;
         }
         self.stamp_object(&patch, empty, None)
+    }
+
+    /// Records the ids of `deletes` (not stamped; a shape upstream will refuse counts as touching
+    /// the whole namespace).
+    fn deletes(&mut self, value: &LazyValue<'a>) {
+        let Some(ids) = value.clone().into_array_iter() else {
+            self.touched.whole_namespace = true;
+            return;
+        };
+        for id in ids {
+            match id.ok().and_then(|id| raw_of(self.body, &id).ok()) {
+                Some(raw) => self.touched.deleted.push(raw),
+                None => {
+                    self.touched.whole_namespace = true;
+                    return;
+                }
+            }
+        }
     }
 
     fn schema(&mut self, value: &LazyValue<'a>) -> Result<(), RewriteError> {

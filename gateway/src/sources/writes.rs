@@ -66,16 +66,17 @@ impl PendingWrite {
         if shards > 1 {
             opts.shard = Some(&shard_fn);
         }
-        let stamped = match scatter::stamp_write_bytes(body, &opts, limits) {
-            Ok(stamped) => Some(stamped),
-            Err(e) if e.upstream_would_reject() => None,
+        // The stamper reads the ids on its walk; only a body forwarded unstamped (upstream will
+        // refuse it) is read again for them.
+        let (stamped, touched) = match scatter::stamp_write_touched(body, &opts, limits) {
+            Ok((stamped, ids)) => (Some(stamped), from_ids(&ids)),
+            Err(e) if e.upstream_would_reject() => (None, touched(body)),
             Err(e) => {
                 metrics::write_rejected(e.error_code());
                 return Err(e.into());
             }
         };
         core.watcher.note_write(ns, stamp);
-        let touched = touched(stamped.as_ref().unwrap_or(body));
         invalidate(ctx, ns, &touched);
         Ok((stamped, PendingWrite { touched, in_flight }))
     }
@@ -147,6 +148,28 @@ pub async fn write(
     Ok(up)
 }
 
+/// The ids the stamper read, decoded as the cache keys them; a row deleted in the same request
+/// is not read back.
+fn from_ids(ids: &scatter::TouchedIds<'_>) -> Touched {
+    let mut t = Touched {
+        whole_namespace: ids.whole_namespace,
+        ..Touched::default()
+    };
+    for raw in &ids.written {
+        if let Some(id) = raw_id(raw) {
+            t.populate.push(id.clone());
+            t.ids.push(id);
+        }
+    }
+    if !ids.deleted.is_empty() {
+        let deleted: Vec<String> = ids.deleted.iter().filter_map(|raw| raw_id(raw)).collect();
+        let gone: std::collections::HashSet<&String> = deleted.iter().collect();
+        t.populate.retain(|id| !gone.contains(id));
+        t.ids.extend(deleted);
+    }
+    t
+}
+
 /// Reads the ids a (validated) write body touches, lazily: only the id fields are decoded, so a
 /// large write is not turned into a JSON tree a second time. An unreadable body counts as touching
 /// the whole namespace.
@@ -215,6 +238,36 @@ fn touched(body: &[u8]) -> Touched {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The stamper's ids agree with the separate read for every write form (the order of `ids`
+    /// aside: the separate read lists them in body order, the stamper's deletes last).
+    #[test]
+    fn stamper_ids_match_the_separate_read() {
+        let limits = scatter::Limits {
+            max_body_bytes: 1 << 20,
+            max_depth: 64,
+            prevalidated: false,
+        };
+        for body in [
+            r#"{"upsert_rows":[{"id":1},{"id":"a"}],"patch_columns":{"id":[2],"x":[1]},"deletes":[3]}"#,
+            r#"{"deletes":[2],"upsert_rows":[{"id":1},{"id":2}]}"#,
+            r#"{"deletes":["a\u0062"],"delete_by_filter":null}"#,
+            r#"{"delete_by_filter":["a","Eq",1]}"#,
+            r#"{"patch_by_filter":{"filters":["a","Eq",1],"patch":{"b":2}}}"#,
+            r#"{"upsert_rows":[{"x":1},{"id":"u-\"q\""}],"copy_from_namespace":"other"}"#,
+            r#"{"upsert_columns":{"id":[1,"two",3],"v":[[1],[2],[3]]},"schema":{"v":"[1]f32"}}"#,
+        ] {
+            let bytes = Bytes::from(body);
+            let (_, ids) =
+                scatter::stamp_write_touched(&bytes, &scatter::StampOptions::new(7), &limits)
+                    .unwrap_or_else(|e| panic!("{body}: {e}"));
+            let mut a = from_ids(&ids);
+            let mut b = touched(body.as_bytes());
+            a.ids.sort();
+            b.ids.sort();
+            assert_eq!(a, b, "{body}");
+        }
+    }
 
     #[test]
     fn touched_ids_cover_every_write_form() {
