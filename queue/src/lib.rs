@@ -188,17 +188,30 @@ impl Queue {
     pub(crate) fn staged(&self, n: u64) {
         let before = self.staged.fetch_add(n, Ordering::Relaxed);
         if before + n < ANALYZE_AFTER_STAGED || before >= ANALYZE_AFTER_STAGED {
-            return; // below the threshold, or another call crossed it and runs the ANALYZE
+            return; // below the threshold, or another call crossed it and resets the count
         }
+        // Counted from now: documents staged while the ANALYZE runs count towards the next.
+        self.staged.store(0, Ordering::Relaxed);
         let queue = self.clone();
         tokio::spawn(async move {
             let result = async {
                 let client = queue.client().await?;
-                client.batch_execute("ANALYZE documents").await?;
+                // Bounded, so a lock held by a manual VACUUM or an index build cannot keep a
+                // pool connection waiting: the statistics are an optimisation.
+                let analyzed = client
+                    .batch_execute(
+                        "BEGIN; SET LOCAL lock_timeout = '5s'; SET LOCAL statement_timeout = '120s';
+                         ANALYZE documents; COMMIT",
+                    )
+                    .await;
+                if analyzed.is_err() {
+                    // Leave no aborted transaction on a pooled connection.
+                    let _ = client.batch_execute("ROLLBACK").await;
+                }
+                analyzed?;
                 Ok::<_, QueueError>(())
             }
             .await;
-            queue.staged.store(0, Ordering::Relaxed);
             match result {
                 Ok(()) => tracing::debug!(schema = %queue.schema, "analyzed the documents table"),
                 Err(e) => {

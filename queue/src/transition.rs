@@ -14,7 +14,9 @@
 //!   is (a retried `complete` after a lost response is not a conflict);
 //! - any other guard failure is a 409 naming the documents, and nothing is written.
 //!
-//! A moved document's lease is cleared and its `ready_stage` becomes the new stage.
+//! A moved document's lease is cleared, its `ready_stage` becomes the new stage and its count of
+//! run-out leases starts again (a worker moved it on, or an operator sent it back: the cap on
+//! leases that keep running out counts from there).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -112,7 +114,7 @@ WITH locked AS (
     FROM locked
 )
 UPDATE documents d SET stage = $5::text, ready_stage = $5::text,
-    lease_owner = NULL, lease_expires_at = NULL,
+    lease_owner = NULL, lease_expires_at = NULL, lease_expiries = 0,
     failure_reason = $6::text, updated_at = now()
 FROM locked, verdict
 WHERE verdict.ok AND d.pipeline_id = $1 AND d.document_id = locked.document_id
@@ -217,7 +219,7 @@ impl Queue {
             let update = tx
                 .prepare_cached(
                     "UPDATE documents SET stage = $3, ready_stage = $3,
-                         lease_owner = NULL, lease_expires_at = NULL,
+                         lease_owner = NULL, lease_expires_at = NULL, lease_expiries = 0,
                          failure_reason = $4, updated_at = now()
                      WHERE pipeline_id = $1 AND document_id = ANY($2)",
                 )
@@ -236,7 +238,8 @@ impl Queue {
                      SELECT $1, d, $3, $3, $4 FROM unnest($2::text[]) AS d
                      ON CONFLICT (pipeline_id, document_id) DO UPDATE SET
                          stage = $3, ready_stage = $3, lease_owner = NULL,
-                         lease_expires_at = NULL, failure_reason = $4, updated_at = now()",
+                         lease_expires_at = NULL, lease_expiries = 0, failure_reason = $4,
+                         updated_at = now()",
                 )
                 .await?;
             tx.execute(

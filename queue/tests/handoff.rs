@@ -204,6 +204,17 @@ async fn a_document_whose_lease_keeps_running_out_is_failed_at_the_default_cap()
     assert_eq!(status.failed_reasons.get("lease_expired"), Some(&1));
     // The other document was never touched by it.
     assert_eq!(q.claim("p", &Claim::new("w")).await.unwrap().len(), 1);
+    // An operator sending it back (a stage move) gives it a fresh count, as re-staging does.
+    q.set_stage("p", &StageMove::new(&["poison"], "pending"))
+        .await
+        .unwrap();
+    assert_eq!(q.claim("p", &only_poison("w7")).await.unwrap().len(), 1);
+    expire().await;
+    assert_eq!(
+        q.claim("p", &only_poison("w8")).await.unwrap().len(),
+        1,
+        "one expiry after the move is below the cap"
+    );
     // Re-staging gives the document a fresh count.
     q.stage_with_chunks("p", "poison", "k2").await.unwrap();
     let restaged = q.claim("p", &only_poison("w9")).await.unwrap();

@@ -67,8 +67,22 @@ fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
 /// held writes have reached the emulator runs `rest` concurrently; releases the held answers
 /// when the gateway shows all of `rest` queued. Returns every call's answer, `first` first.
 fn round(stack: &Stack, first: &[(&str, usize)], rest: &[(&str, usize)]) -> Vec<(u16, Value)> {
-    let rule = json!({"rules": [{"route": "write", "namespace": NS, "hold_until_released": true,
-                                 "count": first.len()}]});
+    round_then(stack, first, rest, None)
+}
+
+/// [`round`], with `then` as a further fault rule for the writes after the held ones.
+fn round_then(
+    stack: &Stack,
+    first: &[(&str, usize)],
+    rest: &[(&str, usize)],
+    then: Option<Value>,
+) -> Vec<(u16, Value)> {
+    let mut rules = vec![
+        json!({"route": "write", "namespace": NS, "hold_until_released": true,
+                                "count": first.len()}),
+    ];
+    rules.extend(then);
+    let rule = json!({ "rules": rules });
     let r = stack.direct(Method::POST, "/_emu/faults", rule.to_string());
     assert!(r.status.is_success(), "{}", r.text());
     stack.clear_requests();
@@ -175,4 +189,16 @@ fn concurrent_vectors_calls_share_upstream_writes_and_keep_their_own_answers() {
             .iter()
             .any(|row| row["id"].as_str().unwrap().starts_with("bad"))
     );
+
+    // A shared write upstream rate-limits (429) is not split into one write per call (that
+    // would only add load): each of its calls gets the 429.
+    let names: Vec<String> = (0..IN_FLIGHT).map(|i| format!("g{i}")).collect();
+    let first: Vec<(&str, usize)> = names.iter().map(|d| (d.as_str(), 3)).collect();
+    let rest = [("h0", 3), ("h1", 3), ("h2", 3)];
+    let limit = json!({"route": "write", "namespace": NS, "status": 429, "count": 1});
+    let answers = round_then(&stack, &first, &rest, Some(limit));
+    let codes: Vec<u16> = answers.iter().map(|(s, _)| *s).collect();
+    assert!(codes[..IN_FLIGHT].iter().all(|&c| c == 200), "{answers:?}");
+    assert_eq!(codes[IN_FLIGHT..], [429, 429, 429], "{answers:?}");
+    assert_eq!(writes(&stack).len(), IN_FLIGHT + 1);
 }

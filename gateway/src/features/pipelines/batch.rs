@@ -160,7 +160,10 @@ impl Batcher {
                     guard.armed = false;
                     return;
                 }
-                let batch = take_batch(&mut queue.items);
+                // Within the body limit too (half of it: the stamp adds to every row), so a batch
+                // of calls that each fit is never refused for its size.
+                let max_bytes = MAX_BATCH_BYTES.min(ctx.core.limits.max_body_bytes / 2);
+                let batch = take_batch(&mut queue.items, max_bytes);
                 metrics::vectors_waiting(waiting(&lanes));
                 batch
             };
@@ -172,9 +175,8 @@ impl Batcher {
         let parts: Vec<&[u8]> = batch.iter().map(|i| i.rows.as_slice()).collect();
         let body = upsert_body(&parts, &lane.distance_metric);
         let answer = send(ctx, lane, body, batch.len()).await;
-        let refused = matches!(&answer, Ok(a) if a.status.is_client_error());
-        if batch.len() > 1 && refused {
-            // Find the call(s) upstream refuses: each alone, in order.
+        if batch.len() > 1 && refuses_content(&answer) {
+            // Find the call(s) whose rows are refused: each alone, in order.
             for item in batch {
                 let body = upsert_body(&[&item.rows], &lane.distance_metric);
                 let _ = item.reply.send(send(ctx, lane, body, 1).await);
@@ -188,22 +190,43 @@ impl Batcher {
                 }
             }
             Err(e) => {
-                // GatewayError is not Clone: every call gets the same status and message.
-                let message = e.to_string();
-                let upstream = matches!(e, GatewayError::Upstream(_));
+                // GatewayError is not Clone: every call gets the same kind of error.
                 let mut rest = batch.into_iter();
-                if let Some(first) = rest.next() {
-                    let _ = first.reply.send(Err(e));
-                }
+                let first = rest.next();
                 for item in rest {
-                    let _ = item.reply.send(Err(if upstream {
-                        GatewayError::Upstream(message.clone())
-                    } else {
-                        GatewayError::Internal(message.clone())
-                    }));
+                    let _ = item.reply.send(Err(same_error(&e)));
+                }
+                if let Some(first) = first {
+                    let _ = first.reply.send(Err(e));
                 }
             }
         }
+    }
+}
+
+/// Whether a shared write's outcome is a refusal of its content, which writing the calls one by
+/// one can pin on the call(s) at fault: upstream's 400, 413 or 422, or the gateway's own
+/// refusal of the body (a reserved attribute, a size). Not a 429, an auth refusal or a timeout:
+/// those concern the write, not a call's rows, and re-sending each call would only add load.
+fn refuses_content(answer: &Result<Answer, GatewayError>) -> bool {
+    let status = match answer {
+        Ok(a) => a.status,
+        Err(e) => e.status(),
+    };
+    matches!(
+        status,
+        StatusCode::BAD_REQUEST | StatusCode::PAYLOAD_TOO_LARGE | StatusCode::UNPROCESSABLE_ENTITY
+    )
+}
+
+/// Another call's copy of a shared write's error: the same kind (and so status) where the
+/// error is about upstream, else an internal error with the same message.
+fn same_error(e: &GatewayError) -> GatewayError {
+    match e {
+        GatewayError::Upstream(m) => GatewayError::Upstream(m.clone()),
+        GatewayError::UpstreamTimeout(ms) => GatewayError::UpstreamTimeout(*ms),
+        GatewayError::Overloaded(m) => GatewayError::Overloaded(m.clone()),
+        other => GatewayError::Internal(other.to_string()),
     }
 }
 
@@ -239,12 +262,10 @@ fn waiting(lanes: &HashMap<Lane, Queue>) -> HashMap<&str, usize> {
 }
 
 /// Takes the longest prefix of `items` within the batch bounds (at least one item).
-fn take_batch(items: &mut Vec<Item>) -> Vec<Item> {
+fn take_batch(items: &mut Vec<Item>, max_bytes: usize) -> Vec<Item> {
     let (mut rows, mut bytes, mut n) = (0usize, 0usize, 0usize);
     for item in items.iter() {
-        if n > 0
-            && (rows + item.count > MAX_BATCH_ROWS || bytes + item.rows.len() > MAX_BATCH_BYTES)
-        {
+        if n > 0 && (rows + item.count > MAX_BATCH_ROWS || bytes + item.rows.len() > max_bytes) {
             break;
         }
         rows += item.count;
@@ -322,16 +343,18 @@ mod tests {
     #[test]
     fn batches_stop_at_the_bounds_but_always_take_one() {
         let mut items = vec![item("x", MAX_BATCH_ROWS - 1), item("y", 1), item("z", 1)];
-        assert_eq!(take_batch(&mut items).len(), 2);
-        assert_eq!(take_batch(&mut items).len(), 1);
+        assert_eq!(take_batch(&mut items, MAX_BATCH_BYTES).len(), 2);
+        assert_eq!(take_batch(&mut items, MAX_BATCH_BYTES).len(), 1);
         assert!(items.is_empty());
         let big = "r".repeat(MAX_BATCH_BYTES + 1);
         let mut items = vec![item(&big, 1), item("y", 1)];
         assert_eq!(
-            take_batch(&mut items).len(),
+            take_batch(&mut items, MAX_BATCH_BYTES).len(),
             1,
             "an oversize call goes alone"
         );
-        assert_eq!(take_batch(&mut items).len(), 1);
+        assert_eq!(take_batch(&mut items, MAX_BATCH_BYTES).len(), 1);
+        let mut items = vec![item("ab", 1), item("cd", 1), item("e", 1)];
+        assert_eq!(take_batch(&mut items, 3).len(), 1, "the byte bound given");
     }
 }

@@ -127,6 +127,14 @@ pub fn upstream_rows(
             }
             for member in sonic_rs::to_object_iter(attrs) {
                 let (k, _) = member.map_err(|e| bad(format!("vectors[{i}].attributes: {e}")))?;
+                if k.starts_with(scatter::RESERVED_PREFIX) {
+                    // Refused here, per call, not by the stamper over a shared write (which
+                    // would fail every call of it).
+                    return Err(scatter::RewriteError::ReservedAttribute {
+                        attribute: k.to_string(),
+                    }
+                    .into());
+                }
                 if k.as_ref() == "id" || k.as_ref() == "vector" {
                     return Err(bad(format!(
                         "vectors[{i}].attributes must not set {:?} (the entry's own field)",
@@ -310,6 +318,15 @@ mod tests {
         assert_eq!(
             code(json!({"vectors": [{"id": "a", "vector": [1], "attributes": [1]}]})),
             "validation_error"
+        );
+        let reserved = code(json!({"vectors": [{"id": "a", "vector": [1],
+                                              "attributes": {"_hevlayer_x": 1}}]}));
+        assert_eq!(
+            reserved,
+            scatter::RewriteError::ReservedAttribute {
+                attribute: String::new()
+            }
+            .error_code()
         );
         assert_eq!(
             code(json!({"vectors": [{"id": "a", "vectors": [[1.0], [2.0]]}]})),
