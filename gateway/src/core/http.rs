@@ -19,12 +19,19 @@ use super::upstream::UpstreamResponse;
 pub type Resp = Response<Full<Bytes>>;
 
 /// Reads a request body, refusing (413) anything larger than `limit` and (408) a body not
-/// received within `timeout`.
+/// received within `timeout`. A body whose declared `content-length` is past the limit is
+/// refused before any of it is read.
 pub async fn read_body(
     body: Incoming,
     limit: usize,
     timeout: std::time::Duration,
 ) -> Result<Bytes, GatewayError> {
+    if hyper::body::Body::size_hint(&body).lower() > limit as u64 {
+        return Err(GatewayError::PayloadTooLarge(format!(
+            "request body rejected (limit {limit} bytes): content-length {} is past it",
+            hyper::body::Body::size_hint(&body).lower()
+        )));
+    }
     let read = Limited::new(body, limit).collect();
     match tokio::time::timeout(timeout, read).await {
         Err(_) => Err(GatewayError::RequestTimeout(format!(
