@@ -86,8 +86,8 @@ pub struct Claimed {
 /// $6 lease in ms (bigint), $7 id prefix (text or NULL), $8 the lease-expiry cap (integer).
 ///
 /// A picked row whose lease ran out for the cap-th time since it was staged is not claimed: it
-/// moves to `failed` with the reason [`LEASE_EXPIRED`] and is left out of the answer (so a claim
-/// may return fewer documents than are claimable; the next claim takes them).
+/// moves to `failed` with the reason [`LEASE_EXPIRED`] and comes back with `exhausted` set;
+/// [`Queue::claim`] leaves it out of its answer and claims again for the places it took.
 pub const CLAIM_SQL: &str = "\
 WITH picked AS (
     SELECT pipeline_id, document_id, lease_owner AS previous_owner,
@@ -115,7 +115,7 @@ WITH picked AS (
     RETURNING d.document_id, d.generation, d.attempts,
               picked.previous_owner IS NOT NULL AS lease_ran_out, picked.exhausted
 )
-SELECT document_id, generation, attempts, lease_ran_out FROM moved WHERE NOT exhausted";
+SELECT document_id, generation, attempts, lease_ran_out, exhausted FROM moved";
 
 /// The `failure_reason` of a document failed because its lease ran out too often.
 pub const LEASE_EXPIRED: &str = "lease_expired";
@@ -153,22 +153,46 @@ impl Queue {
         let lease = lease_millis(claim.lease.unwrap_or(self.default_lease))?;
         let client = self.client().await?;
         let stmt = client.prepare_cached(CLAIM_SQL).await?;
-        let rows = client
-            .query(
-                &stmt,
-                &[
-                    &pipeline_id,
-                    &claim.from_stage,
-                    &claim.claim_stage,
-                    &claim.worker_id,
-                    &i64::from(claim.limit),
-                    &lease,
-                    &claim.document_id_prefix,
-                    &self.max_lease_expiries,
-                ],
-            )
-            .await?;
-        if rows.is_empty() {
+        let mut claimed = Vec::new();
+        // Documents failed for their run-out leases take places in a claim's LIMIT without being
+        // claimed; claim again for those places, so a worker is not told "nothing to do" while
+        // documents are claimable. Each pass fails at least one document, so this ends; the bound
+        // only keeps one call short when very many fail at once.
+        for _ in 0..8 {
+            let want = i64::from(claim.limit) - claimed.len() as i64;
+            let rows = client
+                .query(
+                    &stmt,
+                    &[
+                        &pipeline_id,
+                        &claim.from_stage,
+                        &claim.claim_stage,
+                        &claim.worker_id,
+                        &want,
+                        &lease,
+                        &claim.document_id_prefix,
+                        &self.max_lease_expiries,
+                    ],
+                )
+                .await?;
+            let mut failed = 0;
+            for row in &rows {
+                if row.get::<_, bool>(4) {
+                    failed += 1;
+                } else {
+                    claimed.push(Claimed {
+                        document_id: row.get(0),
+                        generation: row.get(1),
+                        attempts: row.get(2),
+                        lease_expired: row.get(3),
+                    });
+                }
+            }
+            if failed == 0 || claimed.len() >= claim.limit as usize {
+                break;
+            }
+        }
+        if claimed.is_empty() {
             // Nothing claimable, or no such pipeline: only the empty case pays for the check.
             let exists = client
                 .prepare_cached("SELECT 1 FROM pipelines WHERE id = $1")
@@ -177,15 +201,7 @@ impl Queue {
                 return Err(QueueError::pipeline_not_found(pipeline_id));
             }
         }
-        Ok(rows
-            .iter()
-            .map(|row| Claimed {
-                document_id: row.get(0),
-                generation: row.get(1),
-                attempts: row.get(2),
-                lease_expired: row.get(3),
-            })
-            .collect())
+        Ok(claimed)
     }
 
     /// Extends the leases `worker_id` holds on these documents in `stage` to `now() + lease`
