@@ -335,6 +335,25 @@ impl Stack {
         self.gateway = Some(gateway);
     }
 
+    /// Sends `request` (raw bytes: request line, headers, any body) on a new connection to the
+    /// gateway and returns the status line of what came back (empty when nothing did within
+    /// 30 s): for requests an HTTP client will not send, or whose answer it would lose.
+    pub fn raw_status(&self, request: &str) -> String {
+        use std::io::{Read, Write};
+        let addr = self.gateway_url.trim_start_matches("http://");
+        let mut s = std::net::TcpStream::connect(addr).expect("connect to the gateway");
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        s.write_all(request.as_bytes())
+            .expect("send the raw request");
+        let mut buf = Vec::new();
+        let _ = s.read_to_end(&mut buf);
+        String::from_utf8_lossy(&buf)
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_string()
+    }
+
     /// The value of one Prometheus sample on the gateway's `/metrics` (`name{labels}` exactly as
     /// rendered, e.g. `layer_search_history_events_total{outcome="written"}`); 0 when absent.
     pub fn metric(&self, sample: &str) -> f64 {

@@ -3,9 +3,7 @@
 //! bombs and duplicate keys on every route that reads JSON, and two `authorization` headers are
 //! refused with a 4xx and nothing reaches upstream.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::time::Duration;
+use std::io::Write;
 
 use bytes::Bytes;
 use http::Method;
@@ -24,21 +22,6 @@ fn forwarded(stack: &Stack, ns: &str) -> usize {
         .count()
 }
 
-/// Sends raw bytes and returns the status line (or what came back) of the answer.
-fn raw(stack: &Stack, request: &str) -> String {
-    let addr = stack.gateway_url.trim_start_matches("http://");
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(request.as_bytes()).unwrap();
-    let mut buf = Vec::new();
-    let _ = s.read_to_end(&mut buf);
-    String::from_utf8_lossy(&buf)
-        .lines()
-        .next()
-        .unwrap_or("")
-        .to_string()
-}
-
 #[test]
 fn framing_tricks_never_smuggle_a_request_upstream() {
     // hyper applies RFC 9112 §6.3: with both framings, `transfer-encoding: chunked` wins and
@@ -54,13 +37,13 @@ fn framing_tricks_never_smuggle_a_request_upstream() {
          content-length: 40\r\ntransfer-encoding: chunked\r\n\r\n\
          0\r\n\r\n{{\"upsert_rows\":[{{\"id\":1}}]}}"
     );
-    let status = raw(&stack, &both);
+    let status = stack.raw_status(&both);
     assert!(status.starts_with("HTTP/1.1 4"), "{status}");
     let two_lengths = format!(
         "POST /v2/namespaces/framing HTTP/1.1\r\nhost: x\r\n{auth}\r\ncontent-type: application/json\r\n\
          content-length: 27\r\ncontent-length: 5\r\nconnection: close\r\n\r\n{{\"upsert_rows\":[{{\"id\":1}}]}}"
     );
-    let status = raw(&stack, &two_lengths);
+    let status = stack.raw_status(&two_lengths);
     assert!(status.starts_with("HTTP/1.1 400"), "{status}");
     let smuggled = stack
         .upstream_requests()
