@@ -28,7 +28,7 @@ use sha2::{Digest, Sha256};
 
 use super::{Pipelines, metrics, raw_of};
 use crate::core::error::GatewayError;
-use crate::core::http::{Resp, decode_gzip, json_bytes, json_response, now_ms, validate_body};
+use crate::core::http::{Resp, json_bytes, json_response, now_ms, validate_body};
 use crate::core::router::Req;
 use crate::core::{Core, ShardCtx};
 
@@ -128,12 +128,8 @@ impl Pipelines {
         _: Arc<ShardCtx>,
         req: Req,
     ) -> Result<Resp, GatewayError> {
-        let pid = req.decoded("pid").into_owned();
-        let doc = req.decoded("doc").into_owned();
-        check_document_id(&doc)?;
-        let limits = &self.core.limits;
-        let raw = decode_gzip(&req.parts.headers, req.body.clone(), limits.max_body_bytes)?;
-        let (stored, chunk_ids) = parse(&raw, limits)?;
+        let (pid, doc, raw) = self.document_request(&req)?;
+        let (stored, chunk_ids) = parse(&raw, &self.core.limits)?;
         let started = Instant::now();
         let id = pid.clone();
         let pipeline = self

@@ -337,9 +337,25 @@ impl Pipelines {
 
     /// A route's JSON body (gzip accepted), validated whole.
     fn body(&self, req: &Req) -> Result<Value, GatewayError> {
-        let limits = &self.core.limits;
-        let raw = decode_gzip(&req.parts.headers, req.body.clone(), limits.max_body_bytes)?;
-        json_body(&raw, limits)
+        json_body(&self.raw_body(req)?, &self.core.limits)
+    }
+
+    /// The request body, inflated when gzip-encoded (bounded by `maxBodyBytes`), unparsed.
+    fn raw_body(&self, req: &Req) -> Result<bytes::Bytes, GatewayError> {
+        decode_gzip(
+            &req.parts.headers,
+            req.body.clone(),
+            self.core.limits.max_body_bytes,
+        )
+    }
+
+    /// What the per-document routes read first: the pipeline id, the checked document id and
+    /// the inflated body.
+    fn document_request(&self, req: &Req) -> Result<(String, String, bytes::Bytes), GatewayError> {
+        let pid = req.decoded("pid").into_owned();
+        let doc = req.decoded("doc").into_owned();
+        chunks::check_document_id(&doc)?;
+        Ok((pid, doc, self.raw_body(req)?))
     }
 }
 

@@ -30,11 +30,11 @@ use http::StatusCode;
 use layer_queue::Indexed;
 use serde_json::{Map, json};
 
-use super::chunks::{MAX_ID_BYTES, check_document_id};
+use super::chunks::MAX_ID_BYTES;
 use super::{Pipelines, metrics, raw_of};
 use crate::core::ShardCtx;
 use crate::core::error::GatewayError;
-use crate::core::http::{Resp, decode_gzip, json_response, validate_body};
+use crate::core::http::{Resp, json_response, validate_body};
 use crate::core::router::Req;
 
 /// The most vectors one call may write (Turbopuffer's per-request bound is far above typical
@@ -184,13 +184,9 @@ impl Pipelines {
         ctx: Arc<ShardCtx>,
         req: Req,
     ) -> Result<Resp, GatewayError> {
-        let pid = req.decoded("pid").into_owned();
-        let doc = req.decoded("doc").into_owned();
-        check_document_id(&doc)?;
-        let limits = &self.core.limits;
-        let raw = decode_gzip(&req.parts.headers, req.body.clone(), limits.max_body_bytes)?;
+        let (pid, doc, raw) = self.document_request(&req)?;
         // Checked whole before the queue is asked anything.
-        let (rows, n) = upstream_rows(&raw, limits)?;
+        let (rows, n) = upstream_rows(&raw, &self.core.limits)?;
         let started = Instant::now();
         let (id, d) = (pid.clone(), doc.clone());
         let (pipeline, seen) = self
