@@ -163,13 +163,10 @@ async fn migrations_started_twice_at_once_apply_once() {
 
 #[tokio::test]
 async fn claims_use_the_claim_index_after_100k_completed_rows() {
-    let Some(db) = common::queue("claim_index").await else {
+    let Some(db) = common::with_pipeline("claim_index").await else {
         return;
     };
     let q = &db.queue;
-    q.create_pipeline(&NewPipeline::new("p", "ns"))
-        .await
-        .unwrap();
     q.create_pipeline(&NewPipeline::new("other", "ns"))
         .await
         .unwrap();

@@ -10,13 +10,10 @@ use layer_queue::{Claim, Indexed, NewPipeline, QueueError, StageMove};
 
 #[tokio::test]
 async fn staging_with_chunks_records_the_key_and_bumps_the_generation() {
-    let Some(db) = common::queue("handoff_stage").await else {
+    let Some(db) = common::with_pipeline("handoff_stage").await else {
         return;
     };
     let q = &db.queue;
-    q.create_pipeline(&NewPipeline::new("p", "ns"))
-        .await
-        .unwrap();
     let first = q.stage_with_chunks("p", "d", "key-1").await.unwrap();
     assert_eq!(first.generation, 1);
     let doc = q.document("p", "d").await.unwrap();
@@ -45,13 +42,10 @@ async fn staging_with_chunks_records_the_key_and_bumps_the_generation() {
 
 #[tokio::test]
 async fn a_document_is_marked_indexed_once_per_generation() {
-    let Some(db) = common::queue("handoff_indexed").await else {
+    let Some(db) = common::with_pipeline("handoff_indexed").await else {
         return;
     };
     let q = &db.queue;
-    q.create_pipeline(&NewPipeline::new("p", "ns"))
-        .await
-        .unwrap();
     q.stage_with_chunks("p", "d", "k1").await.unwrap();
     q.claim("p", &Claim::new("w1")).await.unwrap();
 
@@ -104,13 +98,10 @@ async fn a_document_is_marked_indexed_once_per_generation() {
 
 #[tokio::test]
 async fn a_claim_reports_the_leases_that_ran_out() {
-    let Some(db) = common::queue("handoff_expiry").await else {
+    let Some(db) = common::with_pipeline("handoff_expiry").await else {
         return;
     };
     let q = &db.queue;
-    q.create_pipeline(&NewPipeline::new("p", "ns"))
-        .await
-        .unwrap();
     q.stage_with_chunks("p", "a", "k").await.unwrap();
     q.stage_with_chunks("p", "b", "k").await.unwrap();
     // A short lease so the test can watch one run out (the 900 s default is checked in the
@@ -155,14 +146,11 @@ async fn stage_counts_cover_every_pipeline() {
 
 #[tokio::test]
 async fn a_document_whose_lease_keeps_running_out_is_failed_at_the_default_cap() {
-    let Some(db) = common::queue("handoff_expiry_cap").await else {
+    let Some(db) = common::with_pipeline("handoff_expiry_cap").await else {
         return;
     };
     let q = &db.queue;
     let raw = db.raw().await;
-    q.create_pipeline(&NewPipeline::new("p", "ns"))
-        .await
-        .unwrap();
     q.stage_with_chunks("p", "poison", "k").await.unwrap();
     q.stage_with_chunks("p", "fine", "k").await.unwrap();
     // Each round a worker claims the document at the default lease and dies; the lease running
@@ -233,14 +221,11 @@ async fn a_document_whose_lease_keeps_running_out_is_failed_at_the_default_cap()
 
 #[tokio::test]
 async fn a_large_staging_analyzes_the_documents_table() {
-    let Some(db) = common::queue("handoff_analyze").await else {
+    let Some(db) = common::with_pipeline("handoff_analyze").await else {
         return;
     };
     let q = &db.queue;
     let raw = db.raw().await;
-    q.create_pipeline(&NewPipeline::new("p", "ns"))
-        .await
-        .unwrap();
     let analyzes = || async {
         raw.query_one(
             "SELECT analyze_count FROM pg_stat_user_tables

@@ -22,13 +22,10 @@ fn ids(claimed: &[layer_queue::Claimed]) -> Vec<String> {
 
 #[tokio::test]
 async fn claim_heartbeat_and_guarded_stage_moves() {
-    let Some(db) = common::queue("guards").await else {
+    let Some(db) = common::with_pipeline("guards").await else {
         return;
     };
     let q = &db.queue;
-    q.create_pipeline(&NewPipeline::new("p", "ns"))
-        .await
-        .unwrap();
     q.stage_documents("p", &["a", "b", "c"]).await.unwrap();
 
     let w1 = q.claim("p", &Claim::new("w1").limit(2)).await.unwrap();
@@ -176,13 +173,10 @@ async fn claim_heartbeat_and_guarded_stage_moves() {
 
 #[tokio::test]
 async fn expired_leases_are_claimable_again_and_heartbeats_keep_them() {
-    let Some(db) = common::queue("expiry").await else {
+    let Some(db) = common::with_pipeline("expiry").await else {
         return;
     };
     let q = &db.queue;
-    q.create_pipeline(&NewPipeline::new("p", "ns"))
-        .await
-        .unwrap();
     q.stage_documents("p", &["a", "b", "c", "d"]).await.unwrap();
 
     // Leases here are 300 ms, not the 900 s default, so the test waits a fraction of a second
@@ -341,13 +335,10 @@ async fn transient_failures_back_off_then_fail() {
 async fn a_worker_guard_never_moves_an_unleased_document() {
     // The one-statement move must treat a NULL lease owner as a failed worker guard, as the
     // transaction does (SQL's bool_and skips NULLs).
-    let Some(db) = common::queue("leases_null_owner").await else {
+    let Some(db) = common::with_pipeline("leases_null_owner").await else {
         return;
     };
     let q = &db.queue;
-    q.create_pipeline(&NewPipeline::new("p", "ns"))
-        .await
-        .unwrap();
     q.stage_documents("p", &["held", "free"]).await.unwrap();
     let mut claim = Claim::new("w1").limit(1);
     claim.document_id_prefix = Some("held".into());

@@ -48,6 +48,16 @@ pub async fn queue(test: &str) -> Option<TestDb> {
     Some(TestDb { queue, config })
 }
 
+/// [`queue`] with a pipeline `p` (target namespace `ns`) created: most tests' starting point.
+pub async fn with_pipeline(test: &str) -> Option<TestDb> {
+    let db = queue(test).await?;
+    db.queue
+        .create_pipeline(&layer_queue::NewPipeline::new("p", "ns"))
+        .await
+        .expect("create pipeline p");
+    Some(db)
+}
+
 impl TestDb {
     /// A plain connection with the test's schema on its search path, for looking under the API.
     pub async fn raw(&self) -> tokio_postgres::Client {
