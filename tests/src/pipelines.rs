@@ -18,6 +18,13 @@ pub fn with_db(url: &str, schema: &str) -> impl FnOnce(&mut layer_gateway::Confi
     }
 }
 
+/// A stack whose gateway has the queue on the test database (a schema of its own), or `None` when
+/// the test is skipped for want of a database ([`crate::test_database`]).
+pub fn stack_with_db(tag: &str) -> Option<Stack> {
+    let (url, schema) = crate::test_database(tag)?;
+    Some(Stack::start_with(with_db(&url, &schema)))
+}
+
 /// A JSON call through the gateway: status and body (`null` when empty).
 pub fn call(stack: &Stack, method: Method, path: &str, body: Value) -> (u16, Value) {
     let body = if body.is_null() {

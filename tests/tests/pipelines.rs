@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::Method;
-use layer_e2e::pipelines::{call, create, pg_addr, stage, status, with_db};
+use layer_e2e::pipelines::{call, create, pg_addr, stack_with_db, stage, status, with_db};
 use layer_e2e::proxy::Proxy;
 use layer_e2e::tier::RemoteTier;
 use layer_e2e::{Http, Stack, TestS3, UPSTREAM_KEY, pause, test_database};
@@ -93,10 +93,9 @@ fn worker(gateway: String, pid: String, name: String) -> Vec<String> {
 
 #[test]
 fn stage_claim_embed_index_with_two_workers() {
-    let Some((url, schema)) = test_database("flow") else {
+    let Some(stack) = stack_with_db("flow") else {
         return;
     };
-    let stack = Stack::start_with(with_db(&url, &schema));
     let create = json!({"id": "docs", "target_namespace": "pipeline-docs"});
     let (s, p) = call(&stack, Method::POST, "/v2/pipelines", create.clone());
     assert_eq!(s, 201, "{p}");
@@ -213,10 +212,9 @@ fn stage_claim_embed_index_with_two_workers() {
 
 #[test]
 fn vectors_mark_a_generation_indexed_once_and_upstream_failures_keep_the_lease() {
-    let Some((url, schema)) = test_database("vectors") else {
+    let Some(stack) = stack_with_db("vectors") else {
         return;
     };
-    let stack = Stack::start_with(with_db(&url, &schema));
     create(&stack, "v", "pipeline-v");
     stage(&stack, "v", "a", &["alpha"]);
     let (_, c) = call(
@@ -297,10 +295,9 @@ fn vectors_mark_a_generation_indexed_once_and_upstream_failures_keep_the_lease()
 
 #[test]
 fn bad_input_is_refused_whole() {
-    let Some((url, schema)) = test_database("bad_input") else {
+    let Some(stack) = stack_with_db("bad_input") else {
         return;
     };
-    let stack = Stack::start_with(with_db(&url, &schema));
     create(&stack, "b", "pipeline-b");
     let code = |(s, v): (u16, Value)| (s, v["error"].as_str().unwrap_or("").to_string());
     let put = |doc: &str, body: Value| {
@@ -633,10 +630,9 @@ fn chunks_come_from_the_object_store_when_the_cache_refuses_and_503_when_both_ar
 
 #[test]
 fn the_stage_gauge_shows_pending_for_keda() {
-    let Some((url, schema)) = test_database("gauge") else {
+    let Some(stack) = stack_with_db("gauge") else {
         return;
     };
-    let stack = Stack::start_with(with_db(&url, &schema));
     create(&stack, "g", "pipeline-g");
     for d in ["a", "b", "c"] {
         stage(&stack, "g", d, &[d]);

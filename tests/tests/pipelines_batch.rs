@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::Method;
-use layer_e2e::pipelines::{call, create, with_db};
-use layer_e2e::{Stack, pause, test_database};
+use layer_e2e::pipelines::{call, create, stack_with_db};
+use layer_e2e::{Stack, pause};
 use serde_json::{Value, json};
 
 const NS: &str = "pipeline-batched";
@@ -112,10 +112,9 @@ fn round_then(
 
 #[test]
 fn concurrent_vectors_calls_share_upstream_writes_and_keep_their_own_answers() {
-    let Some((url, schema)) = test_database("vectors_batch") else {
+    let Some(stack) = stack_with_db("vectors_batch") else {
         return;
     };
-    let stack = Stack::start_with(with_db(&url, &schema));
     create(&stack, "bp", NS);
 
     // The first calls are written at once, each alone (the lane's writes in flight); eight calls

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::Method;
-use layer_e2e::pipelines::{call, create, pg_addr, stage, status, with_db};
+use layer_e2e::pipelines::{call, create, pg_addr, stack_with_db, stage, status, with_db};
 use layer_e2e::proxy::Proxy;
 use layer_e2e::{Http, Stack, UPSTREAM_KEY, pause, test_database};
 use serde_json::{Value, json};
@@ -165,10 +165,9 @@ fn a_run_completes_after_postgresql_went_away_mid_run() {
 
 #[test]
 fn leases_run_out_without_heartbeats_and_heartbeats_keep_them() {
-    let Some((url, schema)) = test_database("http_leases") else {
+    let Some(stack) = stack_with_db("http_leases") else {
         return;
     };
-    let stack = Stack::start_with(with_db(&url, &schema));
     create(&stack, "l", "pipeline-leases");
     for d in ["a", "b"] {
         stage(&stack, "l", d, &[d]);
