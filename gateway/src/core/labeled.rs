@@ -13,10 +13,17 @@ use std::fmt::Write as _;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-/// Bucket bounds (seconds), the same as the core histograms'.
-const BUCKETS: &[f64] = &[
+/// Histogram bucket bounds (seconds), for these metrics and the core ones ([`super::metrics`]).
+pub(super) const BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
+
+/// A label value escaped as the Prometheus text format wants.
+pub(super) fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
 
 /// What a described metric is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,11 +77,7 @@ pub fn labels(pairs: &[(&str, &str)]) -> String {
         if i > 0 {
             out.push(',');
         }
-        let v = v
-            .replace('\\', "\\\\")
-            .replace('"', "\\\"")
-            .replace('\n', "\\n");
-        let _ = write!(out, "{k}=\"{v}\"");
+        let _ = write!(out, "{k}=\"{}\"", escape(v));
     }
     out
 }

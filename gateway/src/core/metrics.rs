@@ -41,10 +41,7 @@ use std::sync::Mutex;
 
 use hdrhistogram::Histogram;
 
-/// Bucket bounds (seconds) rendered for every histogram.
-const BUCKETS: &[f64] = &[
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-];
+use super::labeled::{BUCKETS, escape};
 
 /// A latency series: an HDR histogram in microseconds plus the exact sum.
 #[derive(Clone)]
@@ -406,12 +403,6 @@ fn histogram(out: &mut String, name: &str, labels: &str, s: &Series) {
     let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {total}");
     let _ = writeln!(out, "{name}_sum{{{labels}}} {}", s.sum_us as f64 / 1e6);
     let _ = writeln!(out, "{name}_count{{{labels}}} {total}");
-}
-
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 #[cfg(test)]
