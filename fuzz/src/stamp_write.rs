@@ -30,6 +30,7 @@ pub fn run(data: &[u8]) {
     let opts = StampOptions {
         now_ms: u64::MAX,
         shard: Some(&shard),
+        own_reserved: &[],
     };
     if let Err(msg) = check_stamp(data, &opts, &limits) {
         panic!("{msg}");

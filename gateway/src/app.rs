@@ -16,8 +16,9 @@ use crate::core::store::ObjectStore;
 use crate::core::watcher::Watcher;
 use crate::features::{
     fetch::Fetch, history::History, namespaces, ops::Ops, passthrough, pipelines::Pipelines,
-    query::Query, scans::Scans, snapshots::Snapshots, warm::Warm,
+    query::Query, scans::Scans, snapshots::Snapshots, udfs::Udfs, warm::Warm,
 };
+use crate::sources::queue::QueueSource;
 use crate::sources::snapshot_store::SnapshotStore;
 use crate::sources::warmth::Warmth;
 
@@ -78,6 +79,7 @@ pub struct App {
     warm: Arc<Warm>,
     ops: Arc<Ops>,
     pipelines: Arc<Pipelines>,
+    udfs: Arc<Udfs>,
     snapshot_store: Arc<SnapshotStore>,
 }
 
@@ -86,6 +88,7 @@ impl App {
     /// on a configuration a feature refuses (a malformed database URL).
     pub fn build(core: Arc<Core>) -> Result<App, ConfigError> {
         let snapshot_store = SnapshotStore::new(core.clone());
+        let queue = QueueSource::new(core.clone())?;
         let warmth = Warmth::new(core.watcher.clone());
         let history = History::new(&core.config, core.store.clone());
         let recorder: Arc<dyn Recorder> = history.clone();
@@ -99,7 +102,8 @@ impl App {
             }
         }));
         Ok(App {
-            pipelines: Pipelines::new(core.clone())?,
+            pipelines: Pipelines::new(core.clone(), queue.clone()),
+            udfs: Udfs::new(core.clone(), queue),
             query: Query::new(recorder.clone()),
             fetch: Fetch::new(recorder),
             snapshots: Snapshots::new(core.clone(), snapshot_store.clone(), warmth.clone()),
@@ -124,6 +128,7 @@ impl App {
         routes.extend(self.scans.routes());
         routes.extend(self.warm.routes());
         routes.extend(self.pipelines.routes());
+        routes.extend(self.udfs.routes());
         routes
     }
 
@@ -133,6 +138,7 @@ impl App {
             self.history.clone(),
             self.snapshots.clone(),
             self.pipelines.clone(),
+            self.udfs.clone(),
         ]
     }
 }

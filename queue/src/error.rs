@@ -14,10 +14,10 @@ pub enum QueueError {
         /// Document ids that do not exist (empty when the pipeline itself is missing).
         document_ids: Vec<String>,
     },
-    /// `create_pipeline` with an id that exists: 409 `already_exists` (`ensure_pipeline` relies
-    /// on the 409).
-    #[error("pipeline {id} already exists")]
-    AlreadyExists { id: String },
+    /// `create_pipeline` (or `create_udf`) with an id that exists: 409 `already_exists`
+    /// (`ensure_pipeline` relies on the 409). `kind` is `pipeline` or `udf`.
+    #[error("{kind} {id} already exists")]
+    AlreadyExists { kind: &'static str, id: String },
     /// A guarded stage move whose guard does not hold (`from_stage` differs, or `worker_id` does
     /// not hold the lease): 409 `conflict`. Nothing was written.
     #[error("{message}")]
@@ -71,6 +71,13 @@ impl QueueError {
             QueueError::NotFound { document_ids, .. }
             | QueueError::Conflict { document_ids, .. } => document_ids,
             _ => &[],
+        }
+    }
+
+    pub(crate) fn udf_not_found(id: &str) -> Self {
+        QueueError::NotFound {
+            message: format!("udf {id} not found"),
+            document_ids: Vec::new(),
         }
     }
 
@@ -140,7 +147,10 @@ mod tests {
         let cases = [
             (QueueError::pipeline_not_found("p"), 404, "not_found"),
             (
-                QueueError::AlreadyExists { id: "p".into() },
+                QueueError::AlreadyExists {
+                    kind: "pipeline",
+                    id: "p".into(),
+                },
                 409,
                 "already_exists",
             ),

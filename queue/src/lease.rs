@@ -84,6 +84,7 @@ pub struct Claimed {
 /// that tests and the benchmark can `EXPLAIN` it and drive it straight at PostgreSQL.
 /// Parameters: $1 pipeline, $2 from stage, $3 claim stage, $4 worker, $5 limit (bigint),
 /// $6 lease in ms (bigint), $7 id prefix (text or NULL), $8 the lease-expiry cap (integer).
+/// Columns: id, generation, attempts, lease ran out, exhausted, payload (UDF items' JSON).
 ///
 /// A picked row whose lease ran out for the cap-th time since it was staged is not claimed: it
 /// moves to `failed` with the reason [`LEASE_EXPIRED`] and comes back with `exhausted` set;
@@ -113,9 +114,9 @@ WITH picked AS (
     FROM picked
     WHERE d.pipeline_id = picked.pipeline_id AND d.document_id = picked.document_id
     RETURNING d.document_id, d.generation, d.attempts,
-              picked.previous_owner IS NOT NULL AS lease_ran_out, picked.exhausted
+              picked.previous_owner IS NOT NULL AS lease_ran_out, picked.exhausted, d.payload
 )
-SELECT document_id, generation, attempts, lease_ran_out, exhausted FROM moved";
+SELECT document_id, generation, attempts, lease_ran_out, exhausted, payload FROM moved";
 
 /// The `failure_reason` of a document failed because its lease ran out too often.
 pub const LEASE_EXPIRED: &str = "lease_expired";
@@ -152,12 +153,39 @@ impl Queue {
         }
         let lease = lease_millis(claim.lease.unwrap_or(self.default_lease))?;
         let client = self.client().await?;
+        let claimed: Vec<Claimed> = self
+            .claim_rows(&client, pipeline_id, claim, lease)
+            .await?
+            .into_iter()
+            .map(|(c, _)| c)
+            .collect();
+        if claimed.is_empty() {
+            // Nothing claimable, or no such pipeline: only the empty case pays for the check.
+            let exists = client
+                .prepare_cached("SELECT 1 FROM pipelines WHERE id = $1")
+                .await?;
+            if client.query_opt(&exists, &[&pipeline_id]).await?.is_none() {
+                return Err(QueueError::pipeline_not_found(pipeline_id));
+            }
+        }
+        Ok(claimed)
+    }
+
+    /// The claim statement run in passes on `client` (a pooled connection or a transaction):
+    /// documents failed for their run-out leases take places in a claim's LIMIT without being
+    /// claimed, so it claims again for those places, and a worker is not told "nothing to do"
+    /// while documents are claimable. Each pass fails at least one document, so this ends; the
+    /// bound only keeps one call short when very many fail at once. Returns each claimed
+    /// document with its payload (UDF items; `None` for pipeline documents).
+    pub(crate) async fn claim_rows<C: deadpool_postgres::GenericClient>(
+        &self,
+        client: &C,
+        pipeline_id: &str,
+        claim: &Claim,
+        lease_ms: i64,
+    ) -> Result<Vec<(Claimed, Option<serde_json::Value>)>, QueueError> {
         let stmt = client.prepare_cached(CLAIM_SQL).await?;
         let mut claimed = Vec::new();
-        // Documents failed for their run-out leases take places in a claim's LIMIT without being
-        // claimed; claim again for those places, so a worker is not told "nothing to do" while
-        // documents are claimable. Each pass fails at least one document, so this ends; the bound
-        // only keeps one call short when very many fail at once.
         for _ in 0..8 {
             let want = i64::from(claim.limit) - claimed.len() as i64;
             let rows = client
@@ -169,7 +197,7 @@ impl Queue {
                         &claim.claim_stage,
                         &claim.worker_id,
                         &want,
-                        &lease,
+                        &lease_ms,
                         &claim.document_id_prefix,
                         &self.max_lease_expiries,
                     ],
@@ -180,25 +208,17 @@ impl Queue {
                 if row.get::<_, bool>(4) {
                     failed += 1;
                 } else {
-                    claimed.push(Claimed {
+                    let doc = Claimed {
                         document_id: row.get(0),
                         generation: row.get(1),
                         attempts: row.get(2),
                         lease_expired: row.get(3),
-                    });
+                    };
+                    claimed.push((doc, row.get(5)));
                 }
             }
             if failed == 0 || claimed.len() >= claim.limit as usize {
                 break;
-            }
-        }
-        if claimed.is_empty() {
-            // Nothing claimable, or no such pipeline: only the empty case pays for the check.
-            let exists = client
-                .prepare_cached("SELECT 1 FROM pipelines WHERE id = $1")
-                .await?;
-            if client.query_opt(&exists, &[&pipeline_id]).await?.is_none() {
-                return Err(QueueError::pipeline_not_found(pipeline_id));
             }
         }
         Ok(claimed)

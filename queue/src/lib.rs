@@ -7,18 +7,21 @@
 //! helpers the `hevlayer` client's helpers map to). A lease that runs out makes the document
 //! claimable again from the stage it was claimed from: no sweeper is needed for correctness.
 //! The pipelines feature of the gateway puts HTTP in front of this; the UDF runtime reuses the
-//! same claim, lease and retry rules ([`Queue::retry_later`]).
+//! same table, claim, lease and retry rules for its items ([`udfs`] for the registry, [`items`]
+//! for enqueue, claim and completion).
 //!
 //! Schema changes are numbered SQL files under `migrations/`, embedded in the binary and applied
 //! by [`Queue::migrate`] under an advisory lock ([`migrate`]).
 
 pub mod error;
 pub mod handoff;
+pub mod items;
 pub mod lease;
 pub mod migrate;
 pub mod pipelines;
 pub mod stage;
 pub mod transition;
+pub mod udfs;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,10 +32,12 @@ use tokio_postgres::NoTls;
 
 pub use error::QueueError;
 pub use handoff::Indexed;
+pub use items::{ClaimedItem, Completion, ItemClaim, NewItem};
 pub use lease::{Claim, Claimed};
 pub use pipelines::{NewPipeline, Pipeline};
 pub use stage::{DocumentState, PipelineStatus, Staged};
 pub use transition::{Guard, RetryOutcome, RetryPolicy, StageMove};
+pub use udfs::{Discovery, Udf};
 
 /// The stages the `hevlayer` client's flow uses. Stage names are free-form otherwise.
 pub mod stages {

@@ -37,6 +37,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0003_lease_expiries",
         sql: include_str!("../migrations/0003_lease_expiries.sql"),
     },
+    Migration {
+        version: 4,
+        name: "0004_udfs",
+        sql: include_str!("../migrations/0004_udfs.sql"),
+    },
 ];
 
 impl Queue {

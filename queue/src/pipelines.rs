@@ -2,7 +2,8 @@
 //!
 //! A pipeline row holds what the contract's `CreatePipelineRequest` carries: the id, the target
 //! namespace, and the rest as a JSON config (`distance_metric` today). Deleting a pipeline deletes
-//! its documents in the same statement (`ON DELETE CASCADE`).
+//! its documents in the same statement (`ON DELETE CASCADE`). UDF queues are rows of the same
+//! table (`kind = 'udf'`, ids with [`crate::udfs::QUEUE_PREFIX`]); these calls never see them.
 
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -77,6 +78,12 @@ impl Queue {
     pub async fn create_pipeline(&self, new: &NewPipeline) -> Result<Pipeline, QueueError> {
         check_name("pipeline id", &new.id)?;
         check_name("target_namespace", &new.target_namespace)?;
+        if crate::udfs::is_udf_queue(&new.id) {
+            return Err(QueueError::Invalid(format!(
+                "pipeline id must not start with {:?}: the prefix names UDF queues",
+                crate::udfs::QUEUE_PREFIX
+            )));
+        }
         let client = self.client().await?;
         let stmt = client
             .prepare_cached(&format!(
@@ -90,7 +97,10 @@ impl Queue {
             .await?;
         match row {
             Some(row) => Ok(pipeline(&row)),
-            None => Err(QueueError::AlreadyExists { id: new.id.clone() }),
+            None => Err(QueueError::AlreadyExists {
+                kind: "pipeline",
+                id: new.id.clone(),
+            }),
         }
     }
 
@@ -98,7 +108,9 @@ impl Queue {
     pub async fn get_pipeline(&self, id: &str) -> Result<Pipeline, QueueError> {
         let client = self.client().await?;
         let stmt = client
-            .prepare_cached(&format!("SELECT {COLUMNS} FROM pipelines WHERE id = $1"))
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM pipelines WHERE id = $1 AND kind = 'pipeline'"
+            ))
             .await?;
         match client.query_opt(&stmt, &[&id]).await? {
             Some(row) => Ok(pipeline(&row)),
@@ -110,7 +122,9 @@ impl Queue {
     pub async fn list_pipelines(&self) -> Result<Vec<Pipeline>, QueueError> {
         let client = self.client().await?;
         let stmt = client
-            .prepare_cached(&format!("SELECT {COLUMNS} FROM pipelines ORDER BY id"))
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM pipelines WHERE kind = 'pipeline' ORDER BY id"
+            ))
             .await?;
         Ok(client
             .query(&stmt, &[])
@@ -124,7 +138,7 @@ impl Queue {
     pub async fn delete_pipeline(&self, id: &str) -> Result<(), QueueError> {
         let client = self.client().await?;
         let stmt = client
-            .prepare_cached("DELETE FROM pipelines WHERE id = $1")
+            .prepare_cached("DELETE FROM pipelines WHERE id = $1 AND kind = 'pipeline'")
             .await?;
         match client.execute(&stmt, &[&id]).await? {
             0 => Err(QueueError::pipeline_not_found(id)),

@@ -61,8 +61,9 @@ impl StageMove {
 }
 
 /// The UDF runtime's retry rule: a transient failure goes back to the stage it was claimed from
-/// after a backoff of `initial_backoff * 2^(attempts-1)` (at most `max_backoff`), until
-/// `max_attempts` claims have failed; then it is `failed`.
+/// after a backoff of `initial_backoff * 2^(attempts-1)` (at most `max_backoff`), jittered to a
+/// uniform draw from the upper half of that (so workers that failed together do not come back
+/// together), until `max_attempts` claims have failed; then it is `failed`.
 #[derive(Clone, Copy, Debug)]
 pub struct RetryPolicy {
     pub max_attempts: i32,
@@ -324,6 +325,7 @@ impl Queue {
                      lease_expires_at = CASE WHEN d.attempts >= $4 THEN NULL
                          ELSE now() + least($6::float8,
                                             $5::float8 * power(2::float8, greatest(d.attempts - 1, 0)))
+                                      * (0.5 + random() * 0.5)
                                       * interval '1 millisecond' END,
                      failure_reason = $7, updated_at = now()
                  FROM mine

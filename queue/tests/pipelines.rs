@@ -32,7 +32,7 @@ async fn create_duplicate_list_get_delete() {
         .await
         .unwrap_err();
     assert!(
-        matches!(dup, QueueError::AlreadyExists { ref id } if id == "b"),
+        matches!(dup, QueueError::AlreadyExists { ref id, .. } if id == "b"),
         "{dup:?}"
     );
     assert_eq!(dup.status().as_u16(), 409);

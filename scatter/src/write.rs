@@ -3,7 +3,7 @@
 //! [`stamp_write`] validates the whole body ([`crate::validate()`]), then:
 //!
 //! - rejects any caller-set attribute named `_hevlayer_*` ([`RewriteError::ReservedAttribute`],
-//!   422): keys of every `upsert_rows` / `patch_rows` row, keys of `upsert_columns` /
+//!   422) except a UDF's `_hevlayer_udf_<name>_stale_after` ([`caller_settable`]): keys of every `upsert_rows` / `patch_rows` row, keys of `upsert_columns` /
 //!   `patch_columns`, keys of `patch_by_filter.patch` and keys of `schema`. Keys are compared
 //!   after unescaping, so `"\u005fhevlayer_x"` is caught too;
 //! - rejects a body with none of the recognised write keys ([`RewriteError::NoWriteOperation`],
@@ -102,6 +102,9 @@ pub struct StampOptions<'a> {
     /// When set, also stamp `_hevlayer_shard` = `shard(id)` into every row (and as a column for
     /// columnar writes). Unset for unsharded namespaces.
     pub shard: Option<&'a dyn Fn(&IdRef<'_>) -> u32>,
+    /// Reserved attributes this write may set: the gateway's own markers in a write it builds
+    /// (a UDF completion's version marker). Empty for every caller's write.
+    pub own_reserved: &'a [&'a str],
 }
 
 impl std::fmt::Debug for StampOptions<'_> {
@@ -109,6 +112,7 @@ impl std::fmt::Debug for StampOptions<'_> {
         f.debug_struct("StampOptions")
             .field("now_ms", &self.now_ms)
             .field("shard", &self.shard.is_some())
+            .field("own_reserved", &self.own_reserved)
             .finish()
     }
 }
@@ -120,6 +124,7 @@ impl StampOptions<'_> {
         Self {
             now_ms,
             shard: None,
+            own_reserved: &[],
         }
     }
 }
@@ -239,8 +244,16 @@ fn plan<'a>(
     Ok((st.splice, st.touched))
 }
 
-fn reserved(key: &str) -> Result<(), RewriteError> {
-    if key.starts_with(RESERVED_PREFIX) {
+/// The one reserved family a caller may write: a UDF's `stale_after` marker
+/// (`_hevlayer_udf_<name>_stale_after`), which is how a row is marked for its UDF to run again.
+pub fn caller_settable(key: &str) -> bool {
+    key.strip_prefix("_hevlayer_udf_")
+        .and_then(|rest| rest.strip_suffix("_stale_after"))
+        .is_some_and(|name| !name.is_empty())
+}
+
+fn reserved(key: &str, own: &[&str]) -> Result<(), RewriteError> {
+    if key.starts_with(RESERVED_PREFIX) && !own.contains(&key) && !caller_settable(key) {
         return Err(RewriteError::ReservedAttribute {
             attribute: key.to_owned(),
         });
@@ -343,7 +356,7 @@ impl<'a, 'o> Stamper<'a, 'o> {
             for field in fields {
                 let (key, v) = field.map_err(|e| json_error(&e, true))?;
                 empty = false;
-                reserved(&key)?;
+                reserved(&key, self.opts.own_reserved)?;
                 if key == "id" {
                     id_raw = Some(raw_of(self.body, &v)?);
                 }
@@ -369,7 +382,7 @@ impl<'a, 'o> Stamper<'a, 'o> {
         let mut id_column = None;
         for field in fields {
             let (key, v) = field.map_err(|e| json_error(&e, true))?;
-            reserved(&key)?;
+            reserved(&key, self.opts.own_reserved)?;
             if key == "id" {
                 id_column = Some(v);
             }
@@ -439,7 +452,7 @@ impl<'a, 'o> Stamper<'a, 'o> {
         for field in attrs {
             let (key, _) = field.map_err(|e| json_error(&e, true))?;
             empty = false;
-            reserved(&key)?;
+            reserved(&key, self.opts.own_reserved)?;
         }
         self.stamp_object(&patch, empty, None)
     }
@@ -468,7 +481,7 @@ impl<'a, 'o> Stamper<'a, 'o> {
         })?;
         for field in fields {
             let (key, _) = field.map_err(|e| json_error(&e, true))?;
-            reserved(&key)?;
+            reserved(&key, self.opts.own_reserved)?;
         }
         Ok(())
     }

@@ -163,6 +163,7 @@ fn shard_stamp_uses_the_decoded_id() {
     let opts = StampOptions {
         now_ms: 5,
         shard: Some(&shard),
+        own_reserved: &[],
     };
     let body = br#"{"upsert_rows":[{"id":18446744073709551615},{"id":"a\u0062c","x":1}],"upsert_columns":{"id":[9 ,"xy", -1 ]},"patch_by_filter":{"filters":null,"patch":{"a":1}}}"#;
     let out = stamp_write_with(body, &opts, &Limits::default()).unwrap();
@@ -201,5 +202,41 @@ fn push_u64_formats_like_display() {
         let mut buf = Vec::new();
         push_u64(&mut buf, n);
         assert_eq!(buf, n.to_string().as_bytes());
+    }
+}
+
+#[test]
+fn own_reserved_markers_pass_only_when_named() {
+    let body = br#"{"patch_columns":{"id":[1],"_hevlayer_udf_t_v":["v1"],"tags":["a"]}}"#;
+    let refused = stamp_write(body, 5, &Limits::default()).unwrap_err();
+    assert!(matches!(refused, RewriteError::ReservedAttribute { .. }));
+    let own = ["_hevlayer_udf_t_v"];
+    let mut opts = StampOptions::new(5);
+    opts.own_reserved = &own;
+    let out = stamp_write_with(body, &opts, &Limits::default()).unwrap();
+    assert!(
+        String::from_utf8(out)
+            .unwrap()
+            .contains("\"_hevlayer_udf_t_v\":[\"v1\"]")
+    );
+    // Naming one marker does not open the others.
+    let other = br#"{"patch_rows":[{"id":1,"_hevlayer_upserted_at":1}]}"#;
+    assert!(stamp_write_with(other, &opts, &Limits::default()).is_err());
+}
+
+#[test]
+fn stale_after_markers_are_caller_settable() {
+    let body = br#"{"patch_rows":[{"id":1,"_hevlayer_udf_tag_products_stale_after":"2026-01-01T00:00:00Z"}]}"#;
+    assert!(stamp_write(body, 5, &Limits::default()).is_ok());
+    for key in [
+        "_hevlayer_udf__stale_after",
+        "_hevlayer_udf_x_v",
+        "_hevlayer_stale_after",
+    ] {
+        let body = format!(r#"{{"patch_rows":[{{"id":1,"{key}":"x"}}]}}"#);
+        assert!(
+            stamp_write(body.as_bytes(), 5, &Limits::default()).is_err(),
+            "{key}"
+        );
     }
 }

@@ -228,7 +228,7 @@ proptest! {
     #[test]
     fn shard_stamp_matches_reference(body in write_body(), seed in any::<u64>()) {
         let text = render(&body, &mut Rng(seed));
-        let opts = StampOptions { now_ms: NOW, shard: Some(&shard) };
+        let opts = StampOptions { now_ms: NOW, shard: Some(&shard), own_reserved: &[] };
         check_stamp(text.as_bytes(), &opts, &Limits::default()).map_err(TestCaseError::fail)?;
         match stamp_write_with(text.as_bytes(), &opts, &Limits::default()) {
             Ok(out) => verbatim_write(text.as_bytes(), &out)?,
@@ -298,7 +298,7 @@ proptest! {
         let mut bytes = render(&body, &mut rng).into_bytes();
         mutate(&mut bytes, &mut rng);
         let limits = Limits { max_depth: 16, ..Limits::default() };
-        let opts = StampOptions { now_ms: NOW, shard: Some(&shard) };
+        let opts = StampOptions { now_ms: NOW, shard: Some(&shard), own_reserved: &[] };
         check_stamp(&bytes, &StampOptions::new(NOW), &limits).map_err(TestCaseError::fail)?;
         check_stamp(&bytes, &opts, &limits).map_err(TestCaseError::fail)?;
         check_inject(&bytes, b"[\"_hevlayer_upserted_at\",\"Lte\",1]", &limits)

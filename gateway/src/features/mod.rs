@@ -15,6 +15,7 @@
 //! | [`scans`] | count, ids and values scans |
 //! | [`warm`] | warm jobs and `hint_cache_warm` |
 //! | [`pipelines`] | `/v2/pipelines…`: the staging queue on PostgreSQL, chunks, vectors |
+//! | [`udfs`] | `/v2/udfs…`: UDF registry, discovery, the item queue (on the pipelines' queue), completions, push dispatch |
 //! | [`ops`] | `/health`, `/metrics` |
 
 pub mod fetch;
@@ -26,4 +27,5 @@ pub mod pipelines;
 pub mod query;
 pub mod scans;
 pub mod snapshots;
+pub mod udfs;
 pub mod warm;

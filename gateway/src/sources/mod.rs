@@ -1,7 +1,7 @@
 //! Rows and facts shared by features, so no feature reaches into another: origin paging and the
 //! gateway's own upstream reads ([`origin`]), documents by id through the cache ([`documents`]),
 //! the cached rows of a namespace ([`cache_rows`]), the snapshot store ([`snapshot_store`]), the
-//! Auto source policy ([`auto`]), the warm watermark ([`warmth`]), schema facts ([`schema`]) and the write path that stamps and
+//! Auto source policy ([`auto`]), the warm watermark ([`warmth`]), schema facts ([`schema`]), the lease queue on PostgreSQL ([`queue`]) and the write path that stamps and
 //! invalidates ([`writes`]).
 //! Sources stand on `crate::core` only.
 
@@ -9,6 +9,7 @@ pub mod auto;
 pub mod cache_rows;
 pub mod documents;
 pub mod origin;
+pub mod queue;
 pub mod schema;
 pub mod snapshot_store;
 pub mod warmth;

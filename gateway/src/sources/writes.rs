@@ -45,7 +45,7 @@ impl PendingWrite {
         ns: &str,
         body: &Bytes,
     ) -> Result<(Option<Bytes>, PendingWrite), GatewayError> {
-        Self::begin_with(ctx, ns, body, &ctx.core.limits)
+        Self::begin_with(ctx, ns, body, &ctx.core.limits, &[])
     }
 
     /// [`PendingWrite::begin`] with the limits to validate by (`prevalidated` for a body the
@@ -55,6 +55,7 @@ impl PendingWrite {
         ns: &str,
         body: &Bytes,
         limits: &scatter::Limits,
+        own_reserved: &[&str],
     ) -> Result<(Option<Bytes>, PendingWrite), GatewayError> {
         let core = &ctx.core;
         // Sharded namespaces also get `_hevlayer_shard = xxh64(id) % shards` on every row.
@@ -63,6 +64,7 @@ impl PendingWrite {
         let in_flight = core.watcher.begin_write(ns);
         let stamp = in_flight.stamp();
         let mut opts = scatter::StampOptions::new(stamp);
+        opts.own_reserved = own_reserved;
         if shards > 1 {
             opts.shard = Some(&shard_fn);
         }
@@ -123,12 +125,25 @@ pub async fn write(
     body: Bytes,
     prevalidated: bool,
 ) -> Result<UpstreamResponse, GatewayError> {
+    write_own(ctx, route, ns, body, prevalidated, &[]).await
+}
+
+/// [`write`] for a body that also sets some of the gateway's own reserved attributes (a UDF
+/// completion's marker), named in `own_reserved`; any other reserved attribute is still refused.
+pub async fn write_own(
+    ctx: &Arc<ShardCtx>,
+    route: &'static str,
+    ns: &str,
+    body: Bytes,
+    prevalidated: bool,
+    own_reserved: &[&str],
+) -> Result<UpstreamResponse, GatewayError> {
     let limits = if prevalidated {
         ctx.core.limits.prevalidated()
     } else {
         ctx.core.limits
     };
-    let (stamped, pending) = PendingWrite::begin_with(ctx, ns, &body, &limits)?;
+    let (stamped, pending) = PendingWrite::begin_with(ctx, ns, &body, &limits, own_reserved)?;
     let mut headers = HeaderMap::new();
     headers.insert(
         header::CONTENT_TYPE,

@@ -201,6 +201,7 @@ pub fn stage_counts(counts: &[(String, String, i64)]) {
         STAGE_COUNT,
         counts
             .iter()
+            .filter(|(p, _, _)| !layer_queue::udfs::is_udf_queue(p))
             .map(|(p, s, n)| (labels(&[("pipeline_id", p), ("stage", s)]), *n)),
     );
 }

@@ -31,16 +31,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::{Method, StatusCode};
-use layer_queue::{Claim, Queue, QueueConfig, QueueError, StageMove};
+use layer_queue::{Claim, Queue, QueueError, StageMove};
 use serde_json::{Value, json};
-use tokio::sync::OnceCell;
 
-use crate::core::config::{ConfigError, Scope};
+use crate::core::config::Scope;
 use crate::core::error::GatewayError;
 use crate::core::http::{Resp, decode_gzip, json_body, json_response};
 use crate::core::router::{Req, Route, handler};
 use crate::core::runtime::Background;
 use crate::core::{Control, Core, ShardCtx};
+use crate::sources::queue::QueueSource;
 
 /// How often the stage gauge (`layer_pipeline_stage_count`) is refreshed from PostgreSQL.
 pub const GAUGE_INTERVAL: Duration = Duration::from_secs(10);
@@ -48,60 +48,20 @@ pub const GAUGE_INTERVAL: Duration = Duration::from_secs(10);
 /// The pipelines feature: the queue handle (when a database is configured) and the core.
 pub struct Pipelines {
     core: Arc<Core>,
-    db: Option<Arc<Db>>,
+    queue: Arc<QueueSource>,
     /// Group commit of concurrent vectors calls ([`batch`]).
     batcher: Arc<batch::Batcher>,
 }
 
-/// The queue and whether its migrations are applied.
-struct Db {
-    queue: Queue,
-    migrated: OnceCell<()>,
-}
-
-impl Db {
-    async fn ready(&self) -> Result<&Queue, QueueError> {
-        self.migrated
-            .get_or_try_init(|| async {
-                let applied = self.queue.migrate().await?;
-                if !applied.is_empty() {
-                    tracing::info!(?applied, "pipeline queue migrations applied");
-                }
-                Ok::<(), QueueError>(())
-            })
-            .await?;
-        Ok(&self.queue)
-    }
-}
-
 impl Pipelines {
-    /// Builds the feature; the pool connects lazily (a database that is down at start is not an
-    /// error: its routes answer 500 until it is back). A malformed URL or schema is.
-    pub fn new(core: Arc<Core>) -> Result<Arc<Self>, ConfigError> {
+    /// Builds the feature on the shared queue.
+    pub fn new(core: Arc<Core>, queue: Arc<QueueSource>) -> Arc<Self> {
         metrics::describe();
-        let c = &core.config.gateway.queue;
-        let db = match &c.url {
-            None => None,
-            Some(url) => {
-                let mut qc = QueueConfig::new(url.clone());
-                qc.schema = c.schema.clone();
-                qc.pool_size = c.pool_size;
-                qc.connect_timeout = Duration::from_millis(c.connect_timeout_ms);
-                qc.application_name = "layer-gateway".into();
-                qc.max_lease_expiries = c.max_lease_expiries;
-                let queue = Queue::new(&qc)
-                    .map_err(|e| ConfigError::Invalid(format!("gateway.queue: {e}")))?;
-                Some(Arc::new(Db {
-                    queue,
-                    migrated: OnceCell::new(),
-                }))
-            }
-        };
-        Ok(Arc::new(Pipelines {
+        Arc::new(Pipelines {
             core,
-            db,
+            queue,
             batcher: Arc::default(),
-        }))
+        })
     }
 
     /// The pipeline routes (contract §1.7).
@@ -183,32 +143,15 @@ impl Pipelines {
         ]
     }
 
-    /// Runs one queue call on the control runtime, after the migrations. 503 without a
-    /// configured database; queue errors keep their status and code.
+    /// Runs one queue call on the control runtime ([`QueueSource::run`]); queue errors keep
+    /// their status and code.
     async fn db<T, F, Fut>(&self, f: F) -> Result<T, GatewayError>
     where
         T: Send + 'static,
         F: FnOnce(Queue) -> Fut + Send + 'static,
         Fut: Future<Output = Result<T, QueueError>> + Send + 'static,
     {
-        let Some(db) = self.db.clone() else {
-            return Err(GatewayError::Rejected {
-                status: StatusCode::SERVICE_UNAVAILABLE,
-                code: "database_not_configured",
-                message: "pipelines need PostgreSQL: set LAYER_DATABASE_URL (gateway.queue.url); \
-                          scripts/run starts a private cluster"
-                    .into(),
-            });
-        };
-        let handle = self.core.control()?.handle.clone();
-        let run = async move {
-            let queue = db.ready().await?.clone();
-            f(queue).await
-        };
-        match handle.spawn(run).await {
-            Ok(r) => r.map_err(queue_error),
-            Err(e) => Err(GatewayError::Internal(format!("queue call: {e}"))),
-        }
+        self.queue.run("pipelines", f).await?.map_err(queue_error)
     }
 
     async fn create(self: Arc<Self>, _: Arc<ShardCtx>, req: Req) -> Result<Resp, GatewayError> {
@@ -325,6 +268,13 @@ impl Pipelines {
     /// one read of the pipeline. (Routes that read the pipeline anyway check with [`granted`].)
     async fn granted_pipeline(&self, req: &Req) -> Result<String, GatewayError> {
         let pid = req.decoded("pid").into_owned();
+        if layer_queue::udfs::is_udf_queue(&pid) {
+            // A UDF's queue row: not a pipeline, whatever the caller may reach.
+            return Err(queue_error(QueueError::NotFound {
+                message: format!("pipeline {pid} not found"),
+                document_ids: Vec::new(),
+            }));
+        }
         if req.principal.is_namespace_limited() {
             let id = pid.clone();
             let pipeline = self
@@ -401,22 +351,24 @@ fn queue_error(e: QueueError) -> GatewayError {
 /// worker call does not pay for them), then refreshes the stage gauge every [`GAUGE_INTERVAL`].
 impl Background for Pipelines {
     fn start(self: Arc<Self>, control: &Control) {
-        let Some(db) = self.db.clone() else {
+        if !self.queue.configured() {
             return;
-        };
+        }
+        let source = self.queue.clone();
         control.handle.spawn(async move {
             let mut warned = false;
             loop {
-                match db.ready().await {
-                    Ok(queue) => match queue.stage_counts().await {
+                match source.ready().await {
+                    None => return,
+                    Some(Ok(queue)) => match queue.stage_counts().await {
                         Ok(counts) => metrics::stage_counts(&counts),
                         Err(e) => metrics::database_error(e.code()),
                     },
-                    Err(e) if !warned => {
+                    Some(Err(e)) if !warned => {
                         tracing::warn!(error = %e, "pipeline queue not ready; retrying");
                         warned = true;
                     }
-                    Err(_) => {}
+                    Some(Err(_)) => {}
                 }
                 tokio::time::sleep(GAUGE_INTERVAL).await;
             }
