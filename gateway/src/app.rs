@@ -268,6 +268,20 @@ PUT /v2/pipelines/{pid}/documents/{doc}/vectors put_pipeline_vectors write
 POST /v2/pipelines/{pid}/claim claim_documents write
 POST /v2/pipelines/{pid}/documents/heartbeat heartbeat_documents write
 POST /v2/pipelines/{pid}/documents/stage set_documents_stage write
+POST /v2/udfs create_udf admin
+GET /v2/udfs list_udfs read
+GET /v2/udfs/{id} get_udf read
+PUT /v2/udfs/{id} upsert_udf admin
+DELETE /v2/udfs/{id} delete_udf admin
+GET /v2/udfs/{id}/status udf_status read
+POST /v2/udfs/{id}/discover discover_udf admin
+POST /v2/udfs/{id}/pause pause_udf admin
+POST /v2/udfs/{id}/resume resume_udf admin
+POST /v2/udfs/{id}/reset-failed reset_failed_udf admin
+POST /v2/udfs/{id}/claim claim_udf_items write
+POST /v2/udfs/{id}/items/complete complete_udf_items write
+POST /v2/udfs/{id}/items/fail fail_udf_items write
+POST /v2/udfs/{id}/items/heartbeat heartbeat_udf_items write
 ";
 
     #[test]
