@@ -616,3 +616,32 @@ fn bad_input_is_refused_and_nothing_is_stored() {
     );
     assert_eq!(status(&stack, "dup-x")["processing_count"], 2);
 }
+
+#[test]
+fn specs_items_and_leases_survive_a_restart() {
+    let Some((url, schema)) = layer_e2e::test_database("udf_restart") else {
+        return;
+    };
+    let mut stack = Stack::start_with(layer_e2e::pipelines::with_db(&url, &schema));
+    products(&stack, "keep", 0, 40);
+    create(
+        &stack,
+        "keep",
+        json!({"target_namespaces": ["keep"], "inputs": ["id", "title"], "worker": {}}),
+    );
+    swept(&stack, "keep", 1);
+    let held = claim(&stack, "keep", "w1", json!({}));
+    assert_eq!(held.len(), 32);
+    stack.restart_gateway(layer_e2e::pipelines::with_db(&url, &schema), None);
+    let st = status(&stack, "keep");
+    assert_eq!(
+        (st["processing_count"].clone(), st["pending_count"].clone()),
+        (json!(32), json!(8)),
+        "{st}"
+    );
+    assert_eq!(st["discovery"]["sweeps_completed"], 1, "{st}");
+    // The worker that held a batch before the restart still holds it.
+    let (s, v) = complete(&stack, "keep", "w1", &held);
+    assert_eq!((s, v["updated"].clone()), (200, json!(32)), "{v}");
+    assert_eq!(drain(&stack, "keep", "w2"), 8);
+}

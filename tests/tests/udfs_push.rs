@@ -2,7 +2,7 @@
 //! `<url>/run` (a small HTTP worker served by this test), then completes and fails the items from
 //! its answer. The worker answers 500 to its first batch and does not answer its second in time;
 //! both batches are retried, and every row ends completed (one failed permanently, as the
-//! worker said).
+//! worker said). Also the `write` trigger: a UDF that sweeps after writes, not on an interval.
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -195,4 +195,59 @@ fn push_workers_get_batches_and_failures_are_retried() {
     assert!(stack.metric(r#"layer_udf_push_batches_total{udf="pushed",outcome="error"}"#) >= 1.0);
     assert!(stack.metric(r#"layer_udf_push_batches_total{udf="pushed",outcome="timeout"}"#) >= 1.0);
     assert!(stack.metric(r#"layer_udf_push_batches_total{udf="pushed",outcome="ok"}"#) >= 3.0);
+}
+
+#[test]
+fn the_write_trigger_sweeps_after_writes() {
+    let Some(stack) = stack_with_db("udf_write_trigger") else {
+        return;
+    };
+    stack.write("trig", json!({"upsert_rows": [{"id": "a", "title": "x"}]}));
+    // Only the write trigger: no sweep on an interval, one after each write through the gateway.
+    let spec = json!({"target_namespaces": ["trig"], "inputs": ["id"], "worker": {},
+                      "triggers": ["write"]});
+    let (s, v) = call(
+        &stack,
+        Method::POST,
+        "/v2/udfs",
+        json!({"id": "trig", "spec": spec}),
+    );
+    assert_eq!(s, 201, "{v}");
+    // The write before the UDF existed may start one sweep (a write since this gateway started);
+    // then nothing more happens until the next write.
+    pause(Duration::from_secs(2));
+    let before = status_of(&stack, "trig")["discovery"]["sweeps_completed"]
+        .as_i64()
+        .unwrap();
+    assert!(before <= 1);
+    pause(Duration::from_secs(2));
+    let st = status_of(&stack, "trig");
+    assert_eq!(
+        st["discovery"]["sweeps_completed"], before,
+        "no interval sweeps: {st}"
+    );
+    stack.write("trig", json!({"upsert_rows": [{"id": "b", "title": "y"}]}));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let st = status_of(&stack, "trig");
+        if st["discovery"]["sweeps_completed"].as_i64() > Some(before)
+            && st["pending_count"] == 2
+            && st["discovery"]["running"] == false
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no sweep after the write: {st}");
+        pause(Duration::from_millis(100));
+    }
+}
+
+fn status_of(stack: &Stack, id: &str) -> Value {
+    let (s, v) = call(
+        stack,
+        Method::GET,
+        &format!("/v2/udfs/{id}/status"),
+        Value::Null,
+    );
+    assert_eq!(s, 200, "{v}");
+    v
 }

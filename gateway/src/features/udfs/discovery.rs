@@ -11,8 +11,8 @@
 //! from before its own completion (a stale read) is not queued again.
 //!
 //! Sweeps run every `discovery_interval_seconds` (the first at once), on `POST .../discover`,
-//! and, with the `write` trigger, a few seconds after a write through this gateway to a target
-//! namespace. One sweep per UDF runs at a time across replicas (claimed in PostgreSQL); a
+//! and, with the `write` trigger, after a write through this gateway to a target namespace once
+//! the stable cut covers it (at most every [`WRITE_DEBOUNCE`]). One sweep per UDF runs at a time across replicas (claimed in PostgreSQL); a
 //! `discover` while one runs asks for another right after it. Progress is reported in status.
 
 use std::collections::{HashMap, HashSet};
@@ -402,12 +402,14 @@ async fn start_due(udfs: &Arc<Udfs>) -> Result<(), GatewayError> {
                 continue;
             }
             let started = st.started_ms.get(&udf.id).copied().unwrap_or(0);
+            // A write since the last sweep, once the stable cut covers it (a sweep before that
+            // would read around the new rows and find nothing to start again for).
             let wrote = spec.on_write()
                 && now.saturating_sub(started) >= WRITE_DEBOUNCE.as_millis() as u64
-                && spec
-                    .target_namespaces
-                    .iter()
-                    .any(|ns| udfs.core.watcher.last_write_ms(ns) > started);
+                && spec.target_namespaces.iter().any(|ns| {
+                    let last = udfs.core.watcher.last_write_ms(ns);
+                    last > started && udfs.core.watcher.snapshot(ns).1.is_none_or(|wm| wm >= last)
+                });
             let backing_off = st
                 .failed_ms
                 .get(&udf.id)
