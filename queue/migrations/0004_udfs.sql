@@ -7,11 +7,13 @@
 -- JSON, the namespace, and the `input` read at discovery); `tag` is the spec version the item was
 -- enqueued for; `marked_at_ms` is when its completion marker was acknowledged upstream (the
 -- gateway's clock), so discovery can tell a row it may have read before the marker from one that
--- needs work again.
+-- needs work again; `done_by` is the worker whose report completed it.
 ALTER TABLE pipelines ADD COLUMN kind text NOT NULL DEFAULT 'pipeline';
 ALTER TABLE documents ADD COLUMN payload jsonb;
 ALTER TABLE documents ADD COLUMN tag text;
 ALTER TABLE documents ADD COLUMN marked_at_ms bigint;
+-- The worker whose report completed the item (a retried report of that worker counts again).
+ALTER TABLE documents ADD COLUMN done_by text;
 
 CREATE TABLE udfs (
     id               text        PRIMARY KEY,

@@ -21,8 +21,9 @@
 //!   upstream; [`Completion::commit`] marks them `indexed`. A claim meanwhile skips locked rows,
 //!   so a lease that runs out during the write cannot hand the row to another worker. Only rows
 //!   the reporting worker holds (its lease, even run out, as long as no other claim took the row)
-//!   are written; rows another worker took over are left to it, and rows already completed count
-//!   as completed again (a retried call after a lost answer). A failed write rolls back: the
+//!   are written; rows another worker took over are left to it (and not counted), and rows this
+//!   worker's own earlier report completed count as completed again (a retried call after a lost
+//!   answer). A failed write rolls back: the
 //!   rows stay leased to the worker.
 
 use std::time::Duration;
@@ -277,6 +278,7 @@ impl Queue {
         let client = self.client().await?;
         let mut completion = Completion {
             client: Some(client),
+            worker_id: worker_id.to_string(),
             queue_id: queue_id(udf),
             spec: Value::Null,
             held: Vec::new(),
@@ -292,12 +294,13 @@ impl Queue {
 /// ends the transaction).
 pub struct Completion {
     client: Option<deadpool_postgres::Client>,
+    worker_id: String,
     queue_id: String,
     /// The UDF's spec, read under the lock.
     pub spec: Value,
     /// The items the worker holds: `(key, payload)`, by key.
     pub held: Vec<(String, Value)>,
-    /// Items already completed (no lease on them): a retried report.
+    /// Items this worker's own earlier report completed: a retried report (after a lost answer).
     pub already_completed: u64,
 }
 
@@ -320,7 +323,7 @@ impl Completion {
         self.spec = row.get(0);
         let rows = client
             .prepare_cached(
-                "SELECT document_id, stage, lease_owner, payload FROM documents
+                "SELECT document_id, stage, lease_owner, payload, done_by FROM documents
                  WHERE pipeline_id = $1 AND document_id = ANY($2)
                  ORDER BY document_id FOR UPDATE",
             )
@@ -333,7 +336,10 @@ impl Completion {
                     row.get(0),
                     row.get::<_, Option<Value>>(3).unwrap_or_default(),
                 ));
-            } else if stage == stages::INDEXED && owner.is_none() {
+            } else if stage == stages::INDEXED
+                && owner.is_none()
+                && row.get::<_, Option<String>>(4).as_deref() == Some(worker)
+            {
                 self.already_completed += 1;
             }
         }
@@ -357,12 +363,21 @@ impl Completion {
                         "UPDATE documents SET stage = 'indexed', ready_stage = 'indexed',
                              lease_owner = NULL, lease_expires_at = NULL, lease_expiries = 0,
                              failure_reason = NULL, tag = $3, marked_at_ms = $4,
-                             updated_at = now()
+                             done_by = $5, updated_at = now()
                          WHERE pipeline_id = $1 AND document_id = ANY($2)",
                     )
                     .await?;
                 n = client
-                    .execute(&stmt, &[&self.queue_id, &keys, &version, &marked_at_ms])
+                    .execute(
+                        &stmt,
+                        &[
+                            &self.queue_id,
+                            &keys,
+                            &version,
+                            &marked_at_ms,
+                            &self.worker_id,
+                        ],
+                    )
                     .await?;
             }
             client.batch_execute("COMMIT").await?;

@@ -195,10 +195,14 @@ async fn a_completion_holds_its_rows_against_a_reclaim() {
     assert_eq!(completion.commit(&keys, "v3", 1).await.unwrap(), 2);
     let (_, status) = q.udf_status("u").await.unwrap();
     assert_eq!(status.counts.get("indexed"), Some(&2));
-    // A late report of w2 (which holds nothing) changes nothing; a retried w1 report counts.
+    // A late report of w2 (which holds nothing) changes nothing and counts nothing; a retried
+    // w1 report (its answer was lost) counts again.
     let late = q.begin_completion("u", &["ns/a"], "w2").await.unwrap();
-    assert_eq!((late.held.len(), late.already_completed), (0, 1));
+    assert_eq!((late.held.len(), late.already_completed), (0, 0));
     late.rollback().await.unwrap();
+    let retried = q.begin_completion("u", &["ns/a"], "w1").await.unwrap();
+    assert_eq!((retried.held.len(), retried.already_completed), (0, 1));
+    retried.rollback().await.unwrap();
 }
 
 #[tokio::test]

@@ -7,8 +7,9 @@
 //! transaction from before the write until they are marked, so a lease that runs out during the
 //! write cannot hand them to another worker; only items the reporting worker holds are written
 //! (its lease, even run out, as long as no other claim took the item). A worker whose items were
-//! re-claimed by another has its report ignored for those items (`updated` does not count them);
-//! an item already completed counts as completed again and is not rewritten (a retried report).
+//! re-claimed (or completed) by another has its report ignored for those items (`updated` does
+//! not count them); an item its own earlier report completed counts as completed again and is
+//! not rewritten (a retried report after a lost answer).
 //! An upstream failure (5xx, unreachable: 502) leaves the items leased for retry, never done; an
 //! upstream 4xx is relayed and leaves them leased too. With items in several namespaces, the
 //! namespaces whose writes succeeded are marked even when another failed.

@@ -3,16 +3,16 @@
 //! A row needs the UDF when its version marker is missing or differs from `spec.version`, or
 //! its `stale_after` marker has passed ([`selection`], ANDed with the spec's `filter`). A sweep
 //! pages through each namespace with the shared origin paging ([`crate::sources::origin`]:
-//! keyset pages on the id, the namespace's scatter/gather shards, the stable cut when the
-//! watcher has a watermark, a strong read before), reading the declared `inputs` into each
+//! keyset pages on the id, the namespace's scatter/gather shards; strong reads, see
+//! [`sweep_namespace`]), reading the declared `inputs` into each
 //! item, and enqueues every page before asking for the next, so memory stays at one page. At
 //! most `max_concurrent_scans` namespaces are swept at once. Enqueueing is idempotent
 //! ([`layer_queue::items`]): a row already queued or leased is not queued twice, and a row read
 //! from before its own completion (a stale read) is not queued again.
 //!
 //! Sweeps run every `discovery_interval_seconds` (the first at once), on `POST .../discover`,
-//! and, with the `write` trigger, after a write through this gateway to a target namespace once
-//! the stable cut covers it (at most every [`WRITE_DEBOUNCE`]). One sweep per UDF runs at a time across replicas (claimed in PostgreSQL); a
+//! and, with the `write` trigger, after a write through this gateway to a target namespace (at
+//! most every [`WRITE_DEBOUNCE`]). One sweep per UDF runs at a time across replicas (claimed in PostgreSQL); a
 //! `discover` while one runs asks for another right after it. Progress is reported in status.
 
 use std::collections::{HashMap, HashSet};
@@ -177,7 +177,11 @@ async fn sweep_namespace(
     } else {
         json!(read)
     };
-    let watermark = core.watcher.snapshot(ns).1;
+    // A strong read, not the stable cut: the cut (`_hevlayer_upserted_at <= watermark`) hides
+    // every row written after the watermark, and the UDF's own completions re-stamp the rows it
+    // completes, so a sweep right after completions (a version bump, `layer run`) would find
+    // none of them. The enqueue rule already tells a stale read from a row that needs work.
+    let watermark = None;
     let scan = OriginScan {
         namespace: ns.to_string(),
         filters: Some(selection(&udf.id, spec, &now_rfc3339())),
@@ -191,9 +195,8 @@ async fn sweep_namespace(
     for shard in 0..shards {
         let mut after: Option<Value> = None;
         loop {
-            // The cut the enqueue rule compares completions with: the watermark, or (a strong
-            // read) the moment before the read.
-            let cut = watermark.unwrap_or_else(now_ms) as i64;
+            // The cut the enqueue rule compares completions with: the moment before the read.
+            let cut = now_ms() as i64;
             let body = origin::page_body(&scan, shards, shard, after.as_ref(), page_size);
             let rows =
                 origin::rows_of(origin::query(&ctx.upstream, "udf_discovery", ns, &body).await?);
@@ -402,14 +405,12 @@ async fn start_due(udfs: &Arc<Udfs>) -> Result<(), GatewayError> {
                 continue;
             }
             let started = st.started_ms.get(&udf.id).copied().unwrap_or(0);
-            // A write since the last sweep, once the stable cut covers it (a sweep before that
-            // would read around the new rows and find nothing to start again for).
             let wrote = spec.on_write()
                 && now.saturating_sub(started) >= WRITE_DEBOUNCE.as_millis() as u64
-                && spec.target_namespaces.iter().any(|ns| {
-                    let last = udfs.core.watcher.last_write_ms(ns);
-                    last > started && udfs.core.watcher.snapshot(ns).1.is_none_or(|wm| wm >= last)
-                });
+                && spec
+                    .target_namespaces
+                    .iter()
+                    .any(|ns| udfs.core.watcher.last_write_ms(ns) > started);
             let backing_off = st
                 .failed_ms
                 .get(&udf.id)
