@@ -51,7 +51,11 @@ pub fn start_with_tier(
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     };
-    let upstream_key = config.upstream_key(env);
+    // Each store's credential, the default store's first.
+    let store_keys: Vec<Option<String>> = config
+        .stores()
+        .map(|s| crate::core::config::store_key(s, env))
+        .collect();
     let (watcher, registrations) = Watcher::new(config.gateway.consistency.clone());
     for i in &config.indexes {
         watcher.register(i.namespace());
@@ -63,7 +67,7 @@ pub fn start_with_tier(
     runtime::start(
         core,
         Arc::new(router),
-        upstream_key,
+        store_keys,
         registrations,
         app.background(),
     )

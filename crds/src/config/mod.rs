@@ -124,6 +124,8 @@ mod gateway;
 mod index;
 mod redact;
 mod store;
+mod stores;
+mod warehouse;
 
 pub use env::{ENV_OVERRIDES, EnvOverride};
 pub use features::{
@@ -140,8 +142,22 @@ pub use index::{
 };
 pub use redact::{has_userinfo, redact_userinfo};
 pub use store::{
-    AuthMode, Credential, Endpoint, InboundAuth, KeyConfig, Scope, StoreKind, VectorStoreConfig,
+    AuthMode, Credential, DEFAULT_STORE, Endpoint, InboundAuth, KeyConfig, Scope, StoreKind,
+    VectorStoreConfig,
 };
+pub use warehouse::{WarehouseConfig, WarehouseKind};
+
+/// A store's credential after resolving `credential.env`.
+pub fn store_key(
+    store: &VectorStoreConfig,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Option<String> {
+    let c = &store.credential;
+    c.value
+        .clone()
+        .or_else(|| c.env.as_deref().and_then(env))
+        .filter(|k| !k.trim().is_empty())
+}
 
 /// Errors while loading configuration.
 #[derive(Debug, thiserror::Error)]
@@ -170,8 +186,14 @@ pub enum ConfigError {
 #[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct Config {
     pub gateway: GatewayConfig,
+    /// The default store.
     pub vector_store: VectorStoreConfig,
+    /// More stores, by name (`Index.backend.storeRef` routes a namespace to one).
+    pub vector_stores: Vec<VectorStoreConfig>,
     pub indexes: Vec<IndexConfig>,
+    /// Source systems (the `Warehouse` CRD's spec), shown read-only and named by minted keys'
+    /// `warehouse.<name>` entitlements.
+    pub warehouses: Vec<WarehouseConfig>,
 }
 
 impl Config {
@@ -199,11 +221,22 @@ impl Config {
 
     /// The upstream credential after resolving `credential.env`.
     pub fn upstream_key(&self, env: &dyn Fn(&str) -> Option<String>) -> Option<String> {
-        let c = &self.vector_store.credential;
-        c.value
-            .clone()
-            .or_else(|| c.env.as_deref().and_then(env))
-            .filter(|k| !k.trim().is_empty())
+        store_key(&self.vector_store, env)
+    }
+
+    /// Every store, the default first.
+    pub fn stores(&self) -> impl Iterator<Item = &VectorStoreConfig> {
+        std::iter::once(&self.vector_store).chain(&self.vector_stores)
+    }
+
+    /// The store an upstream namespace is routed to: its index's `backend.storeRef`, else the
+    /// default store.
+    pub fn store_of(&self, ns: &str) -> &str {
+        self.indexes
+            .iter()
+            .find(|i| i.namespace() == ns)
+            .and_then(|i| i.backend.store_ref.as_deref())
+            .unwrap_or(&self.vector_store.name)
     }
 
     /// Checks cross-field rules once everything is merged.
@@ -211,6 +244,7 @@ impl Config {
     /// Whether the binary can serve `cache.tier: aerospike` (a cargo feature of the gateway) is
     /// not checked here: the gateway checks it.
     pub fn validate(&self, env: &dyn Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        self.validate_stores(env)?;
         let url = &self.vector_store.endpoint.url;
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             return Err(ConfigError::Invalid(format!(

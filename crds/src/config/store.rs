@@ -11,10 +11,15 @@ use serde::Deserialize;
 
 use super::redact::{RedactedOption, redact_userinfo};
 
-/// The upstream store (the `VectorStore` CRD's spec).
+/// The upstream store (the `VectorStore` CRD's spec). `vectorStore` is the default store;
+/// `vectorStores` adds more, each with a `name` that `Index.backend.storeRef` and minted keys'
+/// `vectorstore.<name>` entitlements refer to.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct VectorStoreConfig {
+    /// The store's name (the `VectorStore` resource's `metadata.name`); `default` for the
+    /// default store unless set.
+    pub name: String,
     pub kind: StoreKind,
     pub endpoint: Endpoint,
     pub credential: Credential,
@@ -26,6 +31,7 @@ pub struct VectorStoreConfig {
 impl Default for VectorStoreConfig {
     fn default() -> Self {
         VectorStoreConfig {
+            name: DEFAULT_STORE.into(),
             kind: StoreKind::Turbopuffer,
             endpoint: Endpoint::default(),
             credential: Credential::default(),
@@ -36,11 +42,26 @@ impl Default for VectorStoreConfig {
     }
 }
 
+/// The default store's name when `vectorStore.name` is not set.
+pub const DEFAULT_STORE: &str = "default";
+
+/// Store kinds. `pinecone` is reserved by the schema and refused by validation until
+/// implemented.
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum StoreKind {
     #[default]
     Turbopuffer,
+    Pinecone,
+}
+
+impl StoreKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StoreKind::Turbopuffer => "turbopuffer",
+            StoreKind::Pinecone => "pinecone",
+        }
+    }
 }
 
 #[derive(Clone, Deserialize)]

@@ -47,7 +47,7 @@ use config::{Config, IndexConfig};
 use error::GatewayError;
 use router::Router;
 use store::ObjectStore;
-use upstream::Upstream;
+use upstream::{Upstream, Upstreams};
 use watcher::Watcher;
 
 /// State shared by every shard, read without locks on the request path.
@@ -126,26 +126,39 @@ impl Core {
 #[derive(Clone)]
 pub struct Control {
     pub handle: tokio::runtime::Handle,
-    pub upstream: Upstream,
+    /// The control runtime's pools, one per store.
+    pub upstreams: Upstreams,
 }
 
-/// One shard's context: the shared core, the shard's own upstream pool, the router, and the
-/// shard's own count of requests in flight (only this shard's thread writes it).
+impl Control {
+    /// The client of the store serving `ns`.
+    pub fn upstream(&self, ns: &str) -> &Upstream {
+        self.upstreams.for_ns(ns)
+    }
+}
+
+/// One shard's context: the shared core, the shard's own upstream pools (one per store), the
+/// router, and the shard's own count of requests in flight (only this shard's thread writes it).
 pub struct ShardCtx {
     pub core: Arc<Core>,
-    pub upstream: Upstream,
+    pub upstreams: Upstreams,
     pub router: Arc<Router>,
     pub in_flight: std::sync::atomic::AtomicUsize,
 }
 
 impl ShardCtx {
-    pub fn new(core: Arc<Core>, upstream: Upstream, router: Arc<Router>) -> ShardCtx {
+    pub fn new(core: Arc<Core>, upstreams: Upstreams, router: Arc<Router>) -> ShardCtx {
         ShardCtx {
             core,
-            upstream,
+            upstreams,
             router,
             in_flight: std::sync::atomic::AtomicUsize::new(0),
         }
+    }
+
+    /// The client of the store serving `ns`.
+    pub fn upstream(&self, ns: &str) -> &Upstream {
+        self.upstreams.for_ns(ns)
     }
 }
 

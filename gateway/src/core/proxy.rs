@@ -94,8 +94,14 @@ pub async fn serve<H: ProxyHooks>(
     let mut c = H::Ctx::default();
     hooks.request_filter(&ctx, &mut s, &mut c)?;
     hooks.upstream_request_filter(&mut s, &mut c);
-    let mut up = ctx
-        .upstream
+    // A namespace route goes to the store serving its namespace; a listing to the default store.
+    let ns = s.req.ns();
+    let upstream = if ns.is_empty() {
+        ctx.upstreams.default_store()
+    } else {
+        ctx.upstream(ns)
+    };
+    let mut up = upstream
         .send(
             s.req.name,
             s.req.parts.method.clone(),

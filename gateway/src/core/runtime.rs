@@ -17,7 +17,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use super::router::Router;
-use super::upstream::Upstream;
+use super::upstream::{Upstream, Upstreams};
 use super::{Control, Core, ShardCtx};
 
 /// A feature's work on the control runtime: loops started once the gateway runs, and what must
@@ -108,12 +108,15 @@ fn bind(addr: SocketAddr, reuse_port: bool) -> Result<StdListener, StartError> {
     Ok(socket.into())
 }
 
+/// What one store's client is built from: name, URL, credential, connect and request timeouts.
+type StoreClient = (Arc<str>, String, Option<String>, Duration, Duration);
+
 /// Starts the control runtime (watcher and `background`) and the shards (or the work-stealing
 /// runtime); returns once every listener is bound.
 pub fn start(
     core: Arc<Core>,
     router: Arc<Router>,
-    upstream_key: Option<String>,
+    store_keys: Vec<Option<String>>,
     registrations: tokio::sync::mpsc::Receiver<super::watcher::Registration>,
     background: Vec<Arc<dyn Background>>,
 ) -> Result<Running, StartError> {
@@ -126,19 +129,40 @@ pub fn start(
     })?;
     let (tx, rx) = watch::channel(false);
     let drain = Duration::from_millis(g.drain_timeout_ms);
-    let make_upstream = {
-        let url = vs.endpoint.url.clone();
-        let (connect, request) = (
-            Duration::from_millis(vs.connect_timeout_ms),
-            Duration::from_millis(vs.request_timeout_ms),
-        );
-        // Only an open gateway without a credential of its own relays the caller's bearer; a
-        // `keys` gateway's bearers are Layer tokens, which must never reach the upstream.
-        let caller_auth = vs.inbound_auth.mode == super::config::AuthMode::Open;
-        move || {
-            Upstream::new(&url, upstream_key.as_deref(), connect, request)
-                .map(|u| u.forward_caller_auth(caller_auth))
+    // One client per store (each shard and the control runtime get their own pools), and the
+    // namespaces the indexes route to a store other than the default.
+    let routes: std::collections::HashMap<String, String> = core
+        .config
+        .indexes
+        .iter()
+        .filter_map(|i| Some((i.namespace().to_string(), i.backend.store_ref.clone()?)))
+        .collect();
+    let stores: Vec<StoreClient> = core
+        .config
+        .stores()
+        .enumerate()
+        .map(|(i, s)| {
+            let key = store_keys.get(i).cloned().flatten();
+            (
+                Arc::from(s.name.as_str()),
+                s.endpoint.url.clone(),
+                key,
+                Duration::from_millis(s.connect_timeout_ms),
+                Duration::from_millis(s.request_timeout_ms),
+            )
+        })
+        .collect();
+    // Only an open gateway without a credential of its own relays the caller's bearer; a
+    // `keys` gateway's bearers are Layer tokens, which must never reach the upstream.
+    let caller_auth = vs.inbound_auth.mode == super::config::AuthMode::Open;
+    let make_upstream = move || -> Result<Upstreams, super::error::GatewayError> {
+        let mut clients = Vec::with_capacity(stores.len());
+        for (name, url, key, connect, request) in &stores {
+            let up = Upstream::new(url, key.as_deref(), *connect, *request)?
+                .forward_caller_auth(caller_auth);
+            clients.push((name.clone(), up));
         }
+        Ok(Upstreams::new(clients, &routes))
     };
     // Fail fast on a bad upstream URL before any thread starts.
     let control_upstream = make_upstream()?;
@@ -155,7 +179,7 @@ pub fn start(
     );
     let ctl = Control {
         handle: control.handle().clone(),
-        upstream: control_upstream,
+        upstreams: control_upstream,
     };
     core.set_control(ctl.clone());
     let tls = super::tls::Tls::open(&g.tls).map_err(StartError::Tls)?;

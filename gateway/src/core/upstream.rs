@@ -7,6 +7,8 @@
 //! dropped unless [`Upstream::forward_caller_auth`] allows it (an `open` gateway without a
 //! credential); a base URL's `user:password@` is neither used nor repeated in an error.
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -357,5 +359,68 @@ mod tests {
         assert!(is_hop_by_hop(&header::CONNECTION));
         assert!(is_hop_by_hop(&header::HOST));
         assert!(!is_hop_by_hop(&header::CONTENT_ENCODING));
+    }
+}
+
+/// One upstream client per store (a shard's, or the control runtime's, own pools) and the
+/// namespace → store routing of the indexes' `backend.storeRef`: [`Upstreams::for_ns`] is the
+/// client of the store serving a namespace, the default store's for namespaces no index routes.
+#[derive(Clone)]
+pub struct Upstreams {
+    /// By store, the default first.
+    clients: Vec<(Arc<str>, Upstream)>,
+    /// Namespaces routed to a store other than the default: the index into `clients`.
+    routes: Arc<HashMap<String, usize>>,
+}
+
+impl Upstreams {
+    /// `clients` by store name, the default store first; `routes` maps an upstream namespace to
+    /// its store's name.
+    pub fn new(clients: Vec<(Arc<str>, Upstream)>, routes: &HashMap<String, String>) -> Upstreams {
+        let at: HashMap<&str, usize> = clients
+            .iter()
+            .enumerate()
+            .map(|(i, (n, _))| (&**n, i))
+            .collect();
+        let routes = routes
+            .iter()
+            .filter_map(|(ns, store)| Some((ns.clone(), *at.get(store.as_str())?)))
+            .filter(|(_, i)| *i != 0)
+            .collect();
+        Upstreams {
+            clients,
+            routes: Arc::new(routes),
+        }
+    }
+
+    /// A single-store set (tests, tools).
+    pub fn single(upstream: Upstream) -> Upstreams {
+        Upstreams {
+            clients: vec![(Arc::from(crate::core::config::DEFAULT_STORE), upstream)],
+            routes: Arc::default(),
+        }
+    }
+
+    /// The client of the store serving `ns`.
+    pub fn for_ns(&self, ns: &str) -> &Upstream {
+        let i = if self.routes.is_empty() {
+            0
+        } else {
+            self.routes.get(ns).copied().unwrap_or(0)
+        };
+        &self.clients[i].1
+    }
+
+    /// The default store's client (routes that name no namespace: listings).
+    pub fn default_store(&self) -> &Upstream {
+        &self.clients[0].1
+    }
+
+    /// A store's client by name.
+    pub fn by_name(&self, name: &str) -> Option<&Upstream> {
+        self.clients
+            .iter()
+            .find(|(n, _)| &**n == name)
+            .map(|(_, u)| u)
     }
 }

@@ -68,7 +68,7 @@ use tokio::sync::{Semaphore, mpsc};
 use super::config::ConsistencyConfig;
 use super::http::now_ms;
 use super::metrics;
-use super::upstream::Upstream;
+use super::upstream::{Upstream, Upstreams};
 
 /// A wake-up for the loop: a namespace a write registered (the registration itself is already
 /// held by the watcher; a dropped wake-up only delays the first poll to the loop's next tick).
@@ -407,7 +407,7 @@ impl Watcher {
     }
 
     /// The control loop. Runs on the control runtime until the process ends.
-    pub async fn run(self: Arc<Self>, mut rx: mpsc::Receiver<Registration>, upstream: Upstream) {
+    pub async fn run(self: Arc<Self>, mut rx: mpsc::Receiver<Registration>, upstreams: Upstreams) {
         let tick = Duration::from_millis((self.cfg.poll_interval_ms / 4).clamp(10, 250));
         let permits = Arc::new(Semaphore::new(self.cfg.max_concurrent_polls));
         loop {
@@ -427,7 +427,8 @@ impl Watcher {
                 };
                 w.polling.store(true, Ordering::Release);
                 w.rearm.store(false, Ordering::Release);
-                let (w, ns, up, cfg) = (w.clone(), ns.clone(), upstream.clone(), self.cfg.clone());
+                let up = upstreams.for_ns(ns).clone();
+                let (w, ns, cfg) = (w.clone(), ns.clone(), self.cfg.clone());
                 tokio::spawn(async move {
                     poll(&ns, &w, &up, &cfg).await;
                     w.polling.store(false, Ordering::Release);

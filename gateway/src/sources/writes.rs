@@ -150,7 +150,7 @@ pub async fn write_own(
         HeaderValue::from_static("application/json"),
     );
     let up = ctx
-        .upstream
+        .upstream(ns)
         .send(
             route,
             Method::POST,

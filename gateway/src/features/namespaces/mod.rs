@@ -111,8 +111,10 @@ async fn fetch_page(
     };
     q.push(format!("page_size={size}"));
     let path = format!("/v1/namespaces?{}", q.join("&"));
+    // The default store's namespaces (each store lists its own; see docs/src/stores.md).
     let up = ctx
-        .upstream
+        .upstreams
+        .default_store()
         .send("list", Method::GET, &path, &HeaderMap::new(), Bytes::new())
         .await?;
     if !up.status.is_success() {
@@ -136,7 +138,7 @@ async fn fetch_page(
     let permits = Arc::new(Semaphore::new(LIST_CONCURRENCY));
     let mut set = tokio::task::JoinSet::new();
     for (i, id) in ids.iter().enumerate() {
-        let (up, id, permits) = (ctx.upstream.clone(), id.clone(), permits.clone());
+        let (up, id, permits) = (ctx.upstream(id).clone(), id.clone(), permits.clone());
         set.spawn(async move {
             let _permit = permits.acquire_owned().await;
             let r = up

@@ -171,7 +171,7 @@ mod tests {
         let up = upstream(&format!("http://{}", emu.addr));
         let ctx = Arc::new(ShardCtx::new(
             test_core(),
-            up.clone(),
+            crate::core::upstream::Upstreams::single(up.clone()),
             Arc::new(Router::new(vec![]).unwrap()),
         ));
         let watcher = ctx.core.watcher.clone();
@@ -203,7 +203,7 @@ mod tests {
         };
         let unreachable = Arc::new(ShardCtx::new(
             ctx.core.clone(),
-            upstream(&format!("http://{dead}")),
+            crate::core::upstream::Upstreams::single(upstream(&format!("http://{dead}"))),
             ctx.router.clone(),
         ));
         assert!(serve_write(&unreachable, "w").await.is_err());

@@ -104,7 +104,9 @@ pub async fn serve(
     let body = match hidden {
         Ok(Some(b)) => Bytes::from(b),
         Ok(None) => body,
-        Err(e) => return upstream_judges(ctx, path_and_query, headers, body, watermark, e).await,
+        Err(e) => {
+            return upstream_judges(ctx, ns, path_and_query, headers, body, watermark, e).await;
+        }
     };
     // Validate the body whole once per request: `hide_reserved` did when it ran, else
     // `plan_query` does; every later pass (stable read, shard legs) gets bodies this request
@@ -119,12 +121,12 @@ pub async fn serve(
     let mut plan = match scatter::layer_query::plan_query(&body, &qctx) {
         Ok(p) => p,
         Err(QueryError::Rewrite(e)) => {
-            return upstream_judges(ctx, path_and_query, headers, body, watermark, e).await;
+            return upstream_judges(ctx, ns, path_and_query, headers, body, watermark, e).await;
         }
         // Layer's own rules (2–16 legs, ...) bind Layer-shaped requests; a native Turbopuffer
         // body keeps upstream's semantics, so upstream judges it.
         Err(e) if e.status_code() == 422 && !layer_features(&body) => {
-            let up = send(ctx, path_and_query, headers, body).await?;
+            let up = send(ctx, ns, path_and_query, headers, body).await?;
             return Ok(Answer::relayed(up, watermark));
         }
         Err(e) => return Err(e.into()),
@@ -174,7 +176,7 @@ pub async fn serve(
     };
 
     if shards <= 1 {
-        let mut up = send(ctx, path_and_query, headers, Bytes::from(legs_body)).await?;
+        let mut up = send(ctx, ns, path_and_query, headers, Bytes::from(legs_body)).await?;
         if up.status == StatusCode::TOO_MANY_REQUESTS
             && mode == IndexConsistency::Stable
             && !injected
@@ -184,7 +186,7 @@ pub async fn serve(
             // Write-storm backpressure: the predicate bounds what upstream must scan.
             metrics::watcher_event("retry_429");
             let forced = scatter::plan_stable_read(&q.body, Some(&predicate(wm)), &once)?;
-            up = send(ctx, path_and_query, headers, Bytes::from(forced.body)).await?;
+            up = send(ctx, ns, path_and_query, headers, Bytes::from(forced.body)).await?;
         }
         if !up.status.is_success() {
             return Ok(Answer::relayed(up, watermark));
@@ -194,6 +196,7 @@ pub async fn serve(
     }
     gather(
         ctx,
+        ns,
         path_and_query,
         headers,
         &q,
@@ -209,6 +212,7 @@ pub async fn serve(
 #[allow(clippy::too_many_arguments)]
 async fn gather(
     ctx: &ShardCtx,
+    ns: &str,
     path_and_query: &str,
     headers: &HeaderMap,
     q: &UpstreamQuery,
@@ -224,7 +228,7 @@ async fn gather(
     let mut set = tokio::task::JoinSet::new();
     for (i, leg) in plan.legs.into_iter().enumerate() {
         let (up, headers, path, permits) = (
-            ctx.upstream.clone(),
+            ctx.upstream(ns).clone(),
             headers.clone(),
             path_and_query.to_string(),
             permits.clone(),
@@ -278,11 +282,12 @@ async fn gather(
 
 async fn send(
     ctx: &ShardCtx,
+    ns: &str,
     path_and_query: &str,
     headers: &HeaderMap,
     body: Bytes,
 ) -> Result<UpstreamResponse, GatewayError> {
-    ctx.upstream
+    ctx.upstream(ns)
         .send("query", Method::POST, path_and_query, headers, body)
         .await
 }
@@ -291,6 +296,7 @@ async fn send(
 /// and relay upstream's own error; otherwise answer with Layer's.
 async fn upstream_judges(
     ctx: &ShardCtx,
+    ns: &str,
     path_and_query: &str,
     headers: &HeaderMap,
     body: Bytes,
@@ -301,7 +307,7 @@ async fn upstream_judges(
         return Err(e.into());
     }
     Ok(Answer::relayed(
-        send(ctx, path_and_query, headers, body).await?,
+        send(ctx, ns, path_and_query, headers, body).await?,
         watermark,
     ))
 }

@@ -356,7 +356,7 @@ async fn create(
     if req.mode == Mode::Count {
         let task = count::run(
             scans.clone(),
-            control.upstream.clone(),
+            control.upstream(ns).clone(),
             ns.to_string(),
             req,
             started,
@@ -370,7 +370,7 @@ async fn create(
         stable::stamp_header(r.headers_mut(), answer.watermark);
         return Ok(r);
     }
-    let resolve::Resolved { plan, warm } = resolve::plan(scans, &ctx.upstream, ns, &req).await?;
+    let resolve::Resolved { plan, warm } = resolve::plan(scans, ctx.upstream(ns), ns, &req).await?;
     let spec = ScanSpec {
         mode: req.mode.as_str(),
         source: req.source.as_str(),
@@ -390,7 +390,7 @@ async fn create(
         return Ok(job.response(StatusCode::ACCEPTED));
     }
     let (scans_task, job_task, ns_task) = (scans.clone(), job.clone(), ns.to_string());
-    let upstream = control.upstream.clone();
+    let upstream = control.upstream(ns).clone();
     control.handle.spawn(async move {
         run::run(
             scans_task.clone(),

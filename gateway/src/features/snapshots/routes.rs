@@ -307,9 +307,12 @@ async fn create(snaps: &Arc<Snapshots>, ns: &str, body: &[u8]) -> Result<Resp, G
         Some((filter, cut)) => control.handle.spawn(async move {
             run_cache_job(&snaps_task, &ns_owned, &req.field, &filter, cut, &job_task).await;
         }),
-        None => control.handle.spawn(async move {
-            run_origin_job(&snaps_task, &control.upstream, &ns_owned, req, &job_task).await;
-        }),
+        None => {
+            let upstream = control.upstream(&ns_owned).clone();
+            control.handle.spawn(async move {
+                run_origin_job(&snaps_task, &upstream, &ns_owned, req, &job_task).await;
+            })
+        }
     };
     // Like scans: a background warm starts once the job has its cut.
     if start_warm {

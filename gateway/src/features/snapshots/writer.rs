@@ -44,7 +44,7 @@ struct NsState {
 
 /// Starts the writer (and loads API-set policies) on the control runtime.
 pub fn spawn(snaps: Arc<Snapshots>, control: &Control) {
-    let upstream = control.upstream.clone();
+    let upstreams = control.upstreams.clone();
     control.handle.spawn(async move {
         match snaps.store.load_policies().await {
             Ok(n) if n > 0 => tracing::info!(policies = n, "loaded snapshot policies"),
@@ -58,7 +58,7 @@ pub fn spawn(snaps: Arc<Snapshots>, control: &Control) {
             tick.tick().await;
             for (ns, policy) in snaps.store.facet_namespaces() {
                 let st = state.entry(ns.clone()).or_default();
-                step(&snaps, &upstream, &ns, &policy, st).await;
+                step(&snaps, upstreams.for_ns(&ns), &ns, &policy, st).await;
             }
         }
     });

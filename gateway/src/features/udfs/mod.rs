@@ -602,7 +602,7 @@ impl Background for Udfs {
     fn start(self: Arc<Self>, control: &Control) {
         let router = Router::new(Vec::new()).map(Arc::new);
         if let Ok(router) = router {
-            let ctx = ShardCtx::new(self.core.clone(), control.upstream.clone(), router);
+            let ctx = ShardCtx::new(self.core.clone(), control.upstreams.clone(), router);
             let _ = self.control.set(Arc::new(ctx));
         }
         if !self.queue.configured() {

@@ -242,8 +242,9 @@ pub fn start(warm: &Arc<Warm>, ns: &str, page_size: usize) -> Result<Arc<Job>, G
     drop(running);
     crate::core::metrics::feature_event("layer_warm_events_total", "event", "job_started", 1);
     let (warm, ns, task_job) = (warm.clone(), ns.to_string(), job.clone());
+    let upstream = control.upstream(&ns).clone();
     control.handle.spawn(async move {
-        let result = pass::passes(&warm, &control.upstream, &ns, page_size, &task_job).await;
+        let result = pass::passes(&warm, &upstream, &ns, page_size, &task_job).await;
         match result {
             Ok(cut) if !task_job.is_cancelled() => {
                 warm.warmth.stamp(&ns, cut);
@@ -323,7 +324,7 @@ async fn orchestrate(
     let skipped = json!({"enabled": false, "status": "skipped"});
     let turbopuffer = if hint {
         let up = ctx
-            .upstream
+            .upstream(ns)
             .send(
                 "hint_cache_warm",
                 Method::GET,
