@@ -10,12 +10,15 @@
 //! same table, claim, lease and retry rules for its items ([`udfs`] for the registry, [`items`]
 //! for enqueue, claim and completion).
 //!
+//! The same database keeps the standalone key store ([`keys`]: minted API keys, hashes only).
+//!
 //! Schema changes are numbered SQL files under `migrations/`, embedded in the binary and applied
 //! by [`Queue::migrate`] under an advisory lock ([`migrate`]).
 
 pub mod error;
 pub mod handoff;
 pub mod items;
+pub mod keys;
 pub mod lease;
 pub mod migrate;
 pub mod pipelines;

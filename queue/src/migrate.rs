@@ -42,6 +42,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0004_udfs",
         sql: include_str!("../migrations/0004_udfs.sql"),
     },
+    Migration {
+        version: 5,
+        name: "0005_api_keys",
+        sql: include_str!("../migrations/0005_api_keys.sql"),
+    },
 ];
 
 impl Queue {

@@ -1,93 +1,66 @@
-//! Inbound auth: bearer token → principal, then scope and namespace-grant checks.
+//! Inbound auth: bearer token → principal ([`super::principal`]), then the route's scope on its
+//! plane and the namespace grant.
 //!
 //! Modes (`vectorStore.inboundAuth.mode`): `deriveFromStore` (the upstream credential is the one
 //! bearer and is admin), `keys` (configured keys with `read`/`write`/`admin` scopes and namespace
 //! globs), `open` (no auth). The key map is keyed by the SHA-256 of each token, so lookup time
 //! does not depend on how much of a guess matches a real token, and no token is kept in the clear
-//! or logged. The policy is built from config at start; the route table says which scope each
-//! route needs ([`super::router`]).
+//! or logged. The configured policy is built from config at start; minted keys (the `keys`
+//! feature) are republished into a lock-free map ([`Auth::publish_minted`]) and checked after
+//! the configured ones, with their expiry. The route table says which scope each route needs and
+//! on which plane ([`super::router`]).
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
-use globset::{Glob, GlobSet, GlobSetBuilder};
+use arc_swap::ArcSwap;
 use http::HeaderMap;
 use sha2::{Digest, Sha256};
+
+pub use super::principal::{Denied, Grant, Principal, Routing, StoreGrant, Surface};
 
 use super::config::{AuthMode, Config, ConfigError, Scope};
 use super::error::GatewayError;
 
-/// Who is calling.
-#[derive(Debug)]
-pub struct Principal {
-    pub name: String,
-    scopes: u8,
-    /// `None` = every namespace.
-    namespaces: Option<GlobSet>,
-}
+/// How often at most a minted key's use is reported (`lastSeenAt`), per key.
+pub const LAST_SEEN_EVERY_MS: u64 = 5 * 60 * 1000;
 
-impl Principal {
-    fn admin(name: &str) -> Self {
-        Principal {
-            name: name.into(),
-            scopes: bit(Scope::Admin),
-            namespaces: None,
-        }
-    }
+/// The SHA-256 of a token.
+pub type TokenHash = [u8; 32];
 
-    /// Whether the principal holds `scope` (admin satisfies everything).
-    pub fn has(&self, scope: Scope) -> bool {
-        self.scopes & (bit(scope) | bit(Scope::Admin)) != 0
-    }
-
-    /// Whether the namespace grant covers `ns`.
-    pub fn may_access(&self, ns: &str) -> bool {
-        self.namespaces.as_ref().is_none_or(|g| g.is_match(ns))
-    }
-
-    /// Whether the principal is limited to some namespaces (list results must be filtered).
-    pub fn is_namespace_limited(&self) -> bool {
-        self.namespaces.is_some()
-    }
-
-    /// Keeps only the rows of a listing's `namespaces` array whose `key` (`name` in Layer's
-    /// listing, `id` in Turbopuffer's) names a namespace this principal may access.
-    pub fn retain_granted(&self, page: &mut serde_json::Value, key: &str) {
-        if !self.is_namespace_limited() {
-            return;
-        }
-        if let Some(rows) = page
-            .get_mut("namespaces")
-            .and_then(serde_json::Value::as_array_mut)
-        {
-            rows.retain(|r| {
-                r.get(key)
-                    .and_then(serde_json::Value::as_str)
-                    .is_some_and(|n| self.may_access(n))
-            });
-        }
-    }
-}
-
-fn bit(s: Scope) -> u8 {
-    match s {
-        Scope::Read => 1,
-        Scope::Write => 2,
-        Scope::Admin => 4,
-    }
-}
-
-type TokenHash = [u8; 32];
-
-fn hash(token: &str) -> TokenHash {
+/// The SHA-256 of a token (the key maps are keyed by it, so no token is kept in the clear).
+pub fn hash_token(token: &str) -> TokenHash {
     Sha256::digest(token.as_bytes()).into()
 }
 
-/// The published auth policy.
+/// A token's `lookupHash` as the key model shows it: `sha256:<hex>`.
+pub fn lookup_hash(token: &str) -> String {
+    let mut out = String::from("sha256:");
+    for b in hash_token(token) {
+        out.push_str(&format!("{b:02x}"));
+    }
+    out
+}
+
+/// Equality of two hashes in time that does not depend on where they differ.
+fn same(a: &TokenHash, b: &TokenHash) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Minted keys as the request path sees them: by the first half of the token's hash, with the
+/// whole hash to compare in constant time.
+pub type MintedMap = HashMap<[u8; 16], (TokenHash, Arc<Principal>)>;
+
+/// The published auth policy: configured keys (fixed at start) and minted keys (republished by
+/// the key store's loop, read lock-free).
 pub struct Auth {
     mode: AuthMode,
     keys: HashMap<TokenHash, Arc<Principal>>,
+    minted: ArcSwap<MintedMap>,
     open: Arc<Principal>,
+    routing: Arc<Routing>,
+    /// Where minted keys' uses are reported (`lastSeenAt`); set by the keys feature.
+    seen: OnceLock<tokio::sync::mpsc::Sender<String>>,
 }
 
 impl Auth {
@@ -97,59 +70,70 @@ impl Auth {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Auth, ConfigError> {
         let ia = &cfg.vector_store.inbound_auth;
+        let routing = Routing::from_config(cfg);
         let mut keys = HashMap::new();
         match ia.mode {
             AuthMode::DeriveFromStore => {
-                let key = cfg.upstream_key(env).ok_or_else(|| {
-                    ConfigError::Invalid("deriveFromStore needs the upstream credential".into())
-                })?;
-                keys.insert(
-                    hash(key.trim()),
-                    Arc::new(Principal::admin("store-credential")),
-                );
+                // The default store's credential is admin; another store's opens that store.
+                for (i, store) in cfg.stores().enumerate() {
+                    let key = super::config::store_key(store, env).ok_or_else(|| {
+                        ConfigError::Invalid(format!(
+                            "deriveFromStore needs store {:?}'s credential",
+                            store.name
+                        ))
+                    })?;
+                    let p = if i == 0 {
+                        Principal::admin("store-credential", routing.clone())
+                    } else {
+                        Principal::new(
+                            &format!("store-credential:{}", store.name),
+                            None,
+                            Grant::default(),
+                            vec![StoreGrant {
+                                store: Some(store.name.clone()),
+                                grant: Grant::new(&[Scope::Admin], &[])
+                                    .map_err(ConfigError::Invalid)?,
+                            }],
+                            routing.clone(),
+                        )
+                    };
+                    keys.insert(hash_token(key.trim()), Arc::new(p));
+                }
             }
             AuthMode::Keys => {
-                for k in &ia.keys {
-                    let token = match (&k.token, &k.token_env) {
-                        (Some(t), _) => t.clone(),
-                        (None, Some(var)) => env(var).ok_or_else(|| {
-                            ConfigError::Invalid(format!(
-                                "key {:?}: environment variable {var} is not set",
-                                k.name
-                            ))
-                        })?,
-                        (None, None) => {
+                for (i, store) in cfg.stores().enumerate() {
+                    // The default store's keys reach every store; another store's keys its own.
+                    let scope_store = (i > 0).then(|| store.name.clone());
+                    for k in &store.inbound_auth.keys {
+                        let token = match (&k.token, &k.token_env) {
+                            (Some(t), _) => t.clone(),
+                            (None, Some(var)) => env(var).ok_or_else(|| {
+                                ConfigError::Invalid(format!(
+                                    "key {:?}: environment variable {var} is not set",
+                                    k.name
+                                ))
+                            })?,
+                            (None, None) => {
+                                return Err(ConfigError::Invalid(format!(
+                                    "key {:?} has no token",
+                                    k.name
+                                )));
+                            }
+                        };
+                        let p = Principal::configured(
+                            &k.name,
+                            &k.scopes,
+                            &k.namespaces,
+                            scope_store.clone(),
+                            routing.clone(),
+                        )
+                        .map_err(|e| ConfigError::Invalid(format!("key {:?}: {e}", k.name)))?;
+                        if keys.insert(hash_token(token.trim()), Arc::new(p)).is_some() {
                             return Err(ConfigError::Invalid(format!(
-                                "key {:?} has no token",
+                                "key {:?} reuses another key's token",
                                 k.name
                             )));
                         }
-                    };
-                    let namespaces = if k.namespaces.is_empty() {
-                        None
-                    } else {
-                        let mut b = GlobSetBuilder::new();
-                        for g in &k.namespaces {
-                            b.add(Glob::new(g).map_err(|e| {
-                                ConfigError::Invalid(format!(
-                                    "key {:?}: bad namespace glob {g:?}: {e}",
-                                    k.name
-                                ))
-                            })?);
-                        }
-                        Some(b.build().map_err(|e| ConfigError::Invalid(e.to_string()))?)
-                    };
-                    let scopes = k.scopes.iter().fold(0, |acc, s| acc | bit(*s));
-                    let p = Principal {
-                        name: k.name.clone(),
-                        scopes,
-                        namespaces,
-                    };
-                    if keys.insert(hash(token.trim()), Arc::new(p)).is_some() {
-                        return Err(ConfigError::Invalid(format!(
-                            "key {:?} reuses another key's token",
-                            k.name
-                        )));
                     }
                 }
             }
@@ -158,16 +142,55 @@ impl Auth {
         Ok(Auth {
             mode: ia.mode,
             keys,
-            open: Arc::new(Principal::admin("open")),
+            minted: ArcSwap::from_pointee(HashMap::new()),
+            open: Arc::new(Principal::admin("open", routing.clone())),
+            routing,
+            seen: OnceLock::new(),
         })
     }
 
+    /// Which store serves which namespace.
+    pub fn routing(&self) -> &Arc<Routing> {
+        &self.routing
+    }
+
+    /// Publishes the minted keys the request path accepts (replacing the previous set).
+    pub fn publish_minted(&self, map: MintedMap) {
+        self.minted.store(Arc::new(map));
+    }
+
+    /// Where uses of minted keys are reported (once).
+    pub fn report_seen_to(&self, tx: tokio::sync::mpsc::Sender<String>) {
+        let _ = self.seen.set(tx);
+    }
+
+    /// The principal of a token (configured keys, then minted ones), or `None`. Minted keys
+    /// past their expiry are refused.
+    pub fn principal_of(&self, token: &str) -> Option<Arc<Principal>> {
+        let h = hash_token(token);
+        if let Some(p) = self.keys.get(&h) {
+            return Some(p.clone());
+        }
+        let minted = self.minted.load();
+        let mut half = [0u8; 16];
+        half.copy_from_slice(&h[..16]);
+        let (full, p) = minted.get(&half)?;
+        if !same(full, &h) {
+            return None;
+        }
+        if p.expires_at_ms.is_some_and(|e| super::http::now_ms() >= e) {
+            return None;
+        }
+        Some(p.clone())
+    }
+
     /// Authenticates and authorizes a request for a route needing `scope` (`None`: public) on
-    /// namespace `ns` (when the route names one).
+    /// `surface`, naming namespace `ns` (when the route names one).
     pub fn admit(
         &self,
         headers: &HeaderMap,
         scope: Option<Scope>,
+        surface: Surface,
         ns: Option<&str>,
     ) -> Result<Arc<Principal>, GatewayError> {
         let Some(scope) = scope else {
@@ -186,21 +209,20 @@ impl Auth {
                     return Err(GatewayError::InvalidToken);
                 }
                 let token = bearer(headers).ok_or(GatewayError::MissingToken)?;
-                self.keys
-                    .get(&hash(token))
-                    .cloned()
-                    .ok_or(GatewayError::InvalidToken)?
+                self.principal_of(token).ok_or(GatewayError::InvalidToken)?
             }
         };
-        if !principal.has(scope) {
-            return Err(GatewayError::InsufficientScope { required: scope });
-        }
-        if let Some(ns) = ns
-            && !principal.may_access(ns)
+        principal.check(scope, surface, ns).map_err(|d| match d {
+            Denied::Scope(required) => GatewayError::InsufficientScope { required },
+            Denied::Namespace => GatewayError::NamespaceNotGranted {
+                namespace: ns.unwrap_or_default().to_string(),
+            },
+        })?;
+        if let Some(id) = &principal.key_id
+            && principal.due_seen(super::http::now_ms(), LAST_SEEN_EVERY_MS)
+            && let Some(tx) = self.seen.get()
         {
-            return Err(GatewayError::NamespaceNotGranted {
-                namespace: ns.to_string(),
-            });
+            let _ = tx.try_send(id.clone());
         }
         Ok(principal)
     }
@@ -264,8 +286,9 @@ mod tests {
         let query = (Some(Scope::Read), Some("shop-1"));
         let write = (Some(Scope::Write), Some("shop-1"));
         let other = (Some(Scope::Read), Some("orders"));
-        let admit =
-            |h: &HeaderMap, (scope, ns): (Option<Scope>, Option<&str>)| auth.admit(h, scope, ns);
+        let admit = |h: &HeaderMap, (scope, ns): (Option<Scope>, Option<&str>)| {
+            auth.admit(h, scope, Surface::Data, ns)
+        };
         assert!(admit(&headers("r"), query).is_ok());
         assert!(matches!(
             admit(&headers("r"), write),
@@ -330,12 +353,25 @@ mod tests {
         c.vector_store.credential.value = Some("tpuf_x".into());
         let auth = Auth::from_config(&c, &|_| None).unwrap();
         let write = (Some(Scope::Write), Some("a"));
-        assert!(auth.admit(&headers("tpuf_x"), write.0, write.1).is_ok());
-        assert!(auth.admit(&headers("tpuf_y"), write.0, write.1).is_err());
+        assert!(
+            auth.admit(&headers("tpuf_x"), write.0, Surface::Data, write.1)
+                .is_ok()
+        );
+        assert!(
+            auth.admit(&headers("tpuf_y"), write.0, Surface::Data, write.1)
+                .is_err()
+        );
         c.vector_store.inbound_auth.mode = AuthMode::Open;
         let auth = Auth::from_config(&c, &|_| None).unwrap();
-        assert!(auth.admit(&HeaderMap::new(), write.0, write.1).is_ok());
+        assert!(
+            auth.admit(&HeaderMap::new(), write.0, Surface::Data, write.1)
+                .is_ok()
+        );
         let strict = Auth::from_config(&keys_config(), &|_| Some("a".into())).unwrap();
-        assert!(strict.admit(&HeaderMap::new(), None, None).is_ok());
+        assert!(
+            strict
+                .admit(&HeaderMap::new(), None, Surface::Data, None)
+                .is_ok()
+        );
     }
 }

@@ -23,6 +23,7 @@ pub mod jobs;
 pub mod labeled;
 pub mod metrics;
 pub mod params;
+pub mod principal;
 pub mod proxy;
 pub mod record;
 pub mod router;

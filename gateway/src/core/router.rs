@@ -26,6 +26,7 @@ use super::auth::Principal;
 use super::config::Scope;
 use super::error::GatewayError;
 use super::http::Resp;
+use super::principal::Surface;
 
 /// Most path segments a route may have (and a request path may have to match one).
 pub const MAX_SEGMENTS: usize = 12;
@@ -62,6 +63,8 @@ pub struct Route {
     pub name: &'static str,
     /// The scope a key needs; `None` for unauthenticated routes.
     pub scope: Option<Scope>,
+    /// The plane the scope is checked on (from the pattern: [`Surface::of`]).
+    pub surface: Surface,
     /// Query routes also record `layer_query_duration_seconds` by namespace.
     pub query_metrics: bool,
     handler: Handler,
@@ -118,6 +121,7 @@ impl Route {
             pattern,
             name,
             scope,
+            surface: Surface::of(pattern),
             query_metrics: false,
             handler,
             segs,

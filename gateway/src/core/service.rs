@@ -106,7 +106,10 @@ async fn serve(
     if let Some(ns) = ns {
         check_namespace(ns)?;
     }
-    let principal = ctx.core.auth.admit(&parts.headers, route.scope, ns)?;
+    let principal = ctx
+        .core
+        .auth
+        .admit(&parts.headers, route.scope, route.surface, ns)?;
     let g = &ctx.core.config.gateway;
     let timeout = std::time::Duration::from_millis(g.server.body_read_timeout_ms);
     let body = read_body(body, g.max_body_bytes, timeout).await?;

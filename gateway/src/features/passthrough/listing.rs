@@ -115,7 +115,13 @@ mod tests {
         let auth = Auth::from_config(&c, &|_| None).unwrap();
         let mut h = HeaderMap::new();
         h.insert(header::AUTHORIZATION, "Bearer t".parse().unwrap());
-        auth.admit(&h, Some(Scope::Read), None).unwrap()
+        auth.admit(
+            &h,
+            Some(Scope::Read),
+            crate::core::auth::Surface::Data,
+            None,
+        )
+        .unwrap()
     }
 
     const PAGE: &str = r#"{"namespaces":[{"id":"shop-1"},{"id":"orders"}],"next_cursor":null}"#;

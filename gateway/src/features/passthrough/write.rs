@@ -138,7 +138,16 @@ mod tests {
             .body(())
             .unwrap()
             .into_parts();
-        let principal = ctx.core.auth.admit(&HeaderMap::new(), None, None).unwrap();
+        let principal = ctx
+            .core
+            .auth
+            .admit(
+                &HeaderMap::new(),
+                None,
+                crate::core::auth::Surface::Data,
+                None,
+            )
+            .unwrap();
         let body = Bytes::from_static(br#"{"upsert_rows":[{"id":1}]}"#);
         Req::new(parts, body, principal, "write", params)
     }

@@ -172,7 +172,7 @@ impl Pipelines {
         let all = self.db(|q| async move { q.list_pipelines().await }).await?;
         let list: Vec<Value> = all
             .iter()
-            .filter(|p| req.principal.may_access(&p.target_namespace))
+            .filter(|p| req.principal.may_control(&p.target_namespace))
             .map(models::pipeline)
             .collect();
         Ok(json_response(StatusCode::OK, &json!({"pipelines": list})))
@@ -275,7 +275,7 @@ impl Pipelines {
                 document_ids: Vec::new(),
             }));
         }
-        if req.principal.is_namespace_limited() {
+        if req.principal.is_control_limited() {
             let id = pid.clone();
             let pipeline = self
                 .db(move |q| async move { q.get_pipeline(&id).await })
@@ -320,7 +320,7 @@ pub(super) fn raw_of<'a>(v: &sonic_rs::LazyValue<'a>) -> &'a str {
 
 /// The caller's key must grant `ns` (403 `namespace not in key grant` otherwise).
 pub(super) fn granted(req: &Req, ns: &str) -> Result<(), GatewayError> {
-    if req.principal.may_access(ns) {
+    if req.principal.may_control(ns) {
         Ok(())
     } else {
         Err(GatewayError::NamespaceNotGranted {

@@ -510,7 +510,7 @@ impl Udfs {
 
 /// The caller's key must grant `ns` (403 `namespace not in key grant` otherwise).
 fn granted(req: &Req, ns: &str) -> Result<(), GatewayError> {
-    if req.principal.may_access(ns) {
+    if req.principal.may_control(ns) {
         Ok(())
     } else {
         Err(GatewayError::NamespaceNotGranted {
@@ -532,12 +532,12 @@ fn targets(udf: &Udf) -> Vec<String> {
 }
 
 fn may_reach(req: &Req, udf: &Udf) -> bool {
-    !req.principal.is_namespace_limited()
-        || targets(udf).iter().all(|ns| req.principal.may_access(ns))
+    !req.principal.is_control_limited()
+        || targets(udf).iter().all(|ns| req.principal.may_control(ns))
 }
 
 fn reach(req: &Req, udf: &Udf) -> Result<(), GatewayError> {
-    if !req.principal.is_namespace_limited() {
+    if !req.principal.is_control_limited() {
         return Ok(());
     }
     for ns in targets(udf) {
