@@ -15,8 +15,8 @@ use crate::core::runtime::{self, Background, Running, StartError};
 use crate::core::store::ObjectStore;
 use crate::core::watcher::Watcher;
 use crate::features::{
-    fetch::Fetch, history::History, namespaces, ops::Ops, passthrough, pipelines::Pipelines,
-    query::Query, scans::Scans, snapshots::Snapshots, udfs::Udfs, warm::Warm,
+    fetch::Fetch, history::History, keys::Keys, namespaces, ops::Ops, passthrough,
+    pipelines::Pipelines, query::Query, scans::Scans, snapshots::Snapshots, udfs::Udfs, warm::Warm,
 };
 use crate::sources::queue::QueueSource;
 use crate::sources::snapshot_store::SnapshotStore;
@@ -84,6 +84,7 @@ pub struct App {
     ops: Arc<Ops>,
     pipelines: Arc<Pipelines>,
     udfs: Arc<Udfs>,
+    keys: Arc<Keys>,
     snapshot_store: Arc<SnapshotStore>,
 }
 
@@ -107,7 +108,8 @@ impl App {
         }));
         Ok(App {
             pipelines: Pipelines::new(core.clone(), queue.clone()),
-            udfs: Udfs::new(core.clone(), queue),
+            udfs: Udfs::new(core.clone(), queue.clone()),
+            keys: Keys::new(core.clone(), queue),
             query: Query::new(recorder.clone()),
             fetch: Fetch::new(recorder),
             snapshots: Snapshots::new(core.clone(), snapshot_store.clone(), warmth.clone()),
@@ -133,6 +135,7 @@ impl App {
         routes.extend(self.warm.routes());
         routes.extend(self.pipelines.routes());
         routes.extend(self.udfs.routes());
+        routes.extend(self.keys.routes());
         routes
     }
 
@@ -143,6 +146,7 @@ impl App {
             self.snapshots.clone(),
             self.pipelines.clone(),
             self.udfs.clone(),
+            self.keys.clone(),
         ]
     }
 }
@@ -286,6 +290,12 @@ POST /v2/udfs/{id}/claim claim_udf_items write
 POST /v2/udfs/{id}/items/complete complete_udf_items write
 POST /v2/udfs/{id}/items/fail fail_udf_items write
 POST /v2/udfs/{id}/items/heartbeat heartbeat_udf_items write
+POST /v2/keys mint_key admin
+GET /v2/keys list_keys admin
+GET /v2/keys/{id} get_key admin
+POST /v2/keys/{id}/revoke revoke_key admin
+DELETE /v2/keys/{id} delete_key admin
+POST /v2/keys/authenticate authenticate_key -
 ";
 
     #[test]

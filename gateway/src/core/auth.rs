@@ -97,7 +97,9 @@ impl Auth {
                             routing.clone(),
                         )
                     };
-                    keys.insert(hash_token(key.trim()), Arc::new(p));
+                    // Stores sharing a credential: the first (the default store's) wins.
+                    keys.entry(hash_token(key.trim()))
+                        .or_insert_with(|| Arc::new(p));
                 }
             }
             AuthMode::Keys => {
@@ -157,6 +159,11 @@ impl Auth {
     /// Publishes the minted keys the request path accepts (replacing the previous set).
     pub fn publish_minted(&self, map: MintedMap) {
         self.minted.store(Arc::new(map));
+    }
+
+    /// The minted keys published now.
+    pub fn minted_snapshot(&self) -> Arc<MintedMap> {
+        self.minted.load_full()
     }
 
     /// Where uses of minted keys are reported (once).

@@ -15,11 +15,13 @@
 //! | [`scans`] | count, ids and values scans |
 //! | [`warm`] | warm jobs and `hint_cache_warm` |
 //! | [`pipelines`] | `/v2/pipelines…`: the staging queue on PostgreSQL, chunks, vectors |
+//! | [`keys`] | `/v2/keys…`: minted API keys (mint, list, get, revoke, delete, authenticate) and the loop feeding the request path's key map |
 //! | [`udfs`] | `/v2/udfs…`: UDF registry, discovery, the item queue (on the pipelines' queue), completions, push dispatch |
 //! | [`ops`] | `/health`, `/metrics` |
 
 pub mod fetch;
 pub mod history;
+pub mod keys;
 pub mod namespaces;
 pub mod ops;
 pub mod passthrough;
