@@ -476,7 +476,7 @@ fn two_stores_route_namespaces_and_keys() {
         store_b.name = "b".into();
         store_b.endpoint.url = b_url.clone();
         c.vector_stores = vec![store_b];
-        c.indexes = vec![serde_yaml_ng_index("orders", "b")];
+        c.indexes = vec![index_on("orders", "b")];
     });
     let url = stack.gateway_url.clone();
     // Writes to `orders` land in store B only; `shop` stays on A.
@@ -553,9 +553,13 @@ fn two_stores_route_namespaces_and_keys() {
 }
 
 /// An index of `name` routed to `store`.
-fn serde_yaml_ng_index(name: &str, store: &str) -> layer_gateway::config::IndexConfig {
-    let mut i = layer_gateway::config::IndexConfig::default();
-    i.name = name.into();
-    i.backend.store_ref = Some(store.into());
-    i
+fn index_on(name: &str, store: &str) -> layer_gateway::config::IndexConfig {
+    layer_gateway::config::IndexConfig {
+        name: name.into(),
+        backend: layer_gateway::config::IndexBackend {
+            store_ref: Some(store.into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
 }
