@@ -15,7 +15,8 @@
 //!   version (`reset-failed` requeues failed rows otherwise).
 //! - **Claims** answer nothing while the UDF is paused, and nothing when `max_in_flight` other
 //!   workers hold live leases (one batch per worker). Claims of one UDF are serialised by an
-//!   advisory lock, so the bound is exact.
+//!   advisory lock, so the bound is exact; the claim is one statement pipelined behind the lock
+//!   ([`UDF_CLAIM_SQL`]).
 //! - **Completion holds the rows.** [`Queue::begin_completion`] locks the named rows in a
 //!   transaction and keeps them locked while the gateway writes the attributes and the marker
 //!   upstream; [`Completion::commit`] marks them `indexed`. A claim meanwhile skips locked rows,
@@ -32,7 +33,7 @@ use serde_json::Value;
 
 use crate::transition::RetryPolicy;
 use crate::udfs::queue_id;
-use crate::{Claim, MAX_CLAIM, Queue, QueueError, check_ids, check_name, lease_millis, stages};
+use crate::{MAX_CLAIM, Queue, QueueError, check_ids, check_name, lease_millis, stages};
 
 /// The stage a claimed item sits in while leased.
 pub const PROCESSING: &str = "processing";
@@ -43,6 +44,24 @@ pub const MAX_ATTEMPTS: &str = "max_attempts";
 /// How long a completion may hold its rows before PostgreSQL ends the transaction (a gateway
 /// that stopped mid-write must not keep rows from being claimed again).
 pub const COMPLETION_HOLD: Duration = Duration::from_secs(120);
+
+/// The claim statement of UDF items: the pipelines' [`crate::lease::CLAIM_SQL`] with two more
+/// conditions on the rows it picks, evaluated once per statement: the UDF ($9) is not paused, and
+/// fewer than $10 other workers than the claimer ($4) hold live leases. An item whose lease ran
+/// out too often is failed on the way (as for pipelines) and left out of the answer.
+pub static UDF_CLAIM_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let gate = "      AND ($7::text IS NULL OR starts_with(document_id, $7::text))
+      AND NOT coalesce((SELECT paused FROM udfs WHERE id = $9::text), true)
+      AND (SELECT count(DISTINCT lease_owner) FROM documents
+           WHERE pipeline_id = $1 AND ready_stage = $2
+             AND ready_stage NOT IN ('indexed', 'failed')
+             AND lease_expires_at > now() AND lease_owner IS NOT NULL
+             AND lease_owner <> $4) < $10::bigint";
+    crate::lease::CLAIM_SQL.replace(
+        "      AND ($7::text IS NULL OR starts_with(document_id, $7::text))",
+        gate,
+    )
+});
 
 /// An item discovery found.
 #[derive(Clone, Debug)]
@@ -126,6 +145,10 @@ impl Queue {
 
     /// Claims up to `claim.limit` items under the module's rules. [`QueueError::NotFound`] for an
     /// unknown UDF.
+    ///
+    /// Three round trips: `BEGIN`; the UDF's advisory lock and [`UDF_CLAIM_SQL`] pipelined (the
+    /// claim's snapshot is taken once the lock is held, so its count of live batches is exact);
+    /// `COMMIT`. Claims of one UDF run one at a time for as long as that takes.
     pub async fn claim_items(
         &self,
         udf: &str,
@@ -140,47 +163,49 @@ impl Queue {
         let lease = lease_millis(claim.lease)?;
         let qid = queue_id(udf);
         let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        let paused = tx
-            .prepare_cached("SELECT paused FROM udfs WHERE id = $1 FOR KEY SHARE")
-            .await?;
-        match tx.query_opt(&paused, &[&udf]).await? {
-            None => return Err(QueueError::udf_not_found(udf)),
-            Some(row) if row.get::<_, bool>(0) => return Ok(Vec::new()),
-            Some(_) => {}
-        }
-        let lock = tx
+        let lock = client
             .prepare_cached("SELECT pg_advisory_xact_lock(hashtext($1))")
             .await?;
-        tx.execute(&lock, &[&qid]).await?;
-        // Live leases sit in the claim index under their ready stage with a future expiry.
-        let busy = tx
-            .prepare_cached(
-                "SELECT count(DISTINCT lease_owner) FROM documents
-                 WHERE pipeline_id = $1 AND ready_stage = 'pending'
-                   AND ready_stage NOT IN ('indexed', 'failed')
-                   AND lease_expires_at > now() AND lease_owner IS NOT NULL
-                   AND lease_owner <> $2",
-            )
-            .await?;
-        let others: i64 = tx.query_one(&busy, &[&qid, &claim.worker_id]).await?.get(0);
-        if others >= claim.max_in_flight {
-            return Ok(Vec::new());
-        }
-        let c = Claim::new(claim.worker_id.clone())
-            .limit(claim.limit)
-            .stages(stages::PENDING, PROCESSING);
-        let rows = self.claim_rows(&tx, &qid, &c, lease).await?;
+        let stmt = client.prepare_cached(&UDF_CLAIM_SQL).await?;
+        let tx = client.transaction().await?;
+        let limit = i64::from(claim.limit);
+        let no_prefix: Option<String> = None;
+        let lock_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&qid];
+        let claim_params: [&(dyn tokio_postgres::types::ToSql + Sync); 10] = [
+            &qid,
+            &stages::PENDING,
+            &PROCESSING,
+            &claim.worker_id,
+            &limit,
+            &lease,
+            &no_prefix,
+            &self.max_lease_expiries,
+            &udf,
+            &claim.max_in_flight,
+        ];
+        let (locked, rows) = tokio::join!(
+            tx.execute(&lock, &lock_params),
+            tx.query(&stmt, &claim_params)
+        );
+        locked?;
+        let rows = rows?;
         tx.commit().await?;
-        Ok(rows
-            .into_iter()
-            .map(|(c, payload)| ClaimedItem {
-                key: c.document_id,
-                payload: payload.unwrap_or(Value::Null),
-                attempts: c.attempts,
-                lease_expired: c.lease_expired,
+        let claimed: Vec<ClaimedItem> = rows
+            .iter()
+            .filter(|row| !row.get::<_, bool>(4))
+            .map(|row| ClaimedItem {
+                key: row.get(0),
+                payload: row.get::<_, Option<Value>>(5).unwrap_or(Value::Null),
+                attempts: row.get(2),
+                lease_expired: row.get(3),
             })
-            .collect())
+            .collect();
+        if claimed.is_empty() {
+            // Nothing claimable, paused, at the batch bound, or no such UDF: only the empty
+            // case pays for the check.
+            self.get_udf(udf).await?;
+        }
+        Ok(claimed)
     }
 
     /// Extends the leases `worker_id` holds on these items; returns how many.
@@ -317,10 +342,6 @@ impl Completion {
         let spec = client
             .prepare_cached("SELECT spec FROM udfs WHERE id = $1 FOR KEY SHARE")
             .await?;
-        let Some(row) = client.query_opt(&spec, &[&udf]).await? else {
-            return Err(QueueError::udf_not_found(udf));
-        };
-        self.spec = row.get(0);
         let rows = client
             .prepare_cached(
                 "SELECT document_id, stage, lease_owner, payload, done_by FROM documents
@@ -328,7 +349,18 @@ impl Completion {
                  ORDER BY document_id FOR UPDATE",
             )
             .await?;
-        for row in client.query(&rows, &[&self.queue_id, &keys]).await? {
+        // One round trip for both (pipelined; the UDF's row is locked first).
+        let spec_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&udf];
+        let row_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&self.queue_id, &keys];
+        let (spec_row, item_rows) = tokio::join!(
+            client.query_opt(&spec, &spec_params),
+            client.query(&rows, &row_params)
+        );
+        let Some(row) = spec_row? else {
+            return Err(QueueError::udf_not_found(udf));
+        };
+        self.spec = row.get(0);
+        for row in item_rows? {
             let stage: String = row.get(1);
             let owner: Option<String> = row.get(2);
             if stage == PROCESSING && owner.as_deref() == Some(worker) {
@@ -367,18 +399,21 @@ impl Completion {
                          WHERE pipeline_id = $1 AND document_id = ANY($2)",
                     )
                     .await?;
-                n = client
-                    .execute(
-                        &stmt,
-                        &[
-                            &self.queue_id,
-                            &keys,
-                            &version,
-                            &marked_at_ms,
-                            &self.worker_id,
-                        ],
-                    )
-                    .await?;
+                // The update and the COMMIT in one round trip.
+                let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] = [
+                    &self.queue_id,
+                    &keys,
+                    &version,
+                    &marked_at_ms,
+                    &self.worker_id,
+                ];
+                let (updated, committed) = tokio::join!(
+                    client.execute(&stmt, &params),
+                    client.batch_execute("COMMIT")
+                );
+                n = updated?;
+                committed?;
+                return Ok(n);
             }
             client.batch_execute("COMMIT").await?;
             Ok(n)

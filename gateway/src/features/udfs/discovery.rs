@@ -390,6 +390,7 @@ pub async fn run(udfs: Arc<Udfs>) {
 
 async fn start_due(udfs: &Arc<Udfs>) -> Result<(), GatewayError> {
     let all = udfs.db(|q| async move { q.list_udfs().await }).await?;
+    udfs.remember_all(&all);
     let now = now_ms();
     for udf in all {
         if udf.paused {

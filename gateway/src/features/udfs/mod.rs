@@ -19,10 +19,12 @@ pub mod metrics;
 pub mod push;
 pub mod spec;
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use http::{Method, StatusCode};
 use layer_queue::items::{ItemClaim, item_key};
 use layer_queue::{Queue, QueueError, Udf};
@@ -50,6 +52,10 @@ pub struct Udfs {
     wake: Notify,
     /// Discovery state that is not in the database (sweeps asked for while one ran).
     sweeps: discovery::Local,
+    /// The UDFs as last read (by the discovery loop every second, and by this replica's own
+    /// changes), so worker routes do not read the registry on every call. The queue's own
+    /// statements re-check what must be current (pause, existence, the version a marker gets).
+    known: ArcSwap<HashMap<String, Udf>>,
 }
 
 impl Udfs {
@@ -62,6 +68,7 @@ impl Udfs {
             control: OnceLock::new(),
             wake: Notify::new(),
             sweeps: discovery::Local::default(),
+            known: ArcSwap::from_pointee(HashMap::new()),
         })
     }
 
@@ -212,6 +219,7 @@ impl Udfs {
                 }
             })
             .await?;
+        self.remember(&udf);
         self.wake.notify_one();
         Ok(json_response(StatusCode::CREATED, &udf_json(&udf)))
     }
@@ -233,6 +241,7 @@ impl Udfs {
                 }
             })
             .await?;
+        self.remember(&udf);
         self.wake.notify_one();
         let status = if created {
             StatusCode::CREATED
@@ -310,6 +319,7 @@ impl Udfs {
         self.db(move |q| async move { q.delete_udf(&id).await })
             .await?;
         metrics::forget(&udf.id);
+        self.forget(&udf.id);
         Ok(json_response(
             StatusCode::OK,
             &json!({"status": "deleted", "udf_id": udf.id}),
@@ -334,6 +344,7 @@ impl Udfs {
         let udf = self
             .db(move |q| async move { q.set_udf_paused(&udf.id, paused).await })
             .await?;
+        self.remember(&udf);
         if !paused {
             self.wake.notify_one();
         }
@@ -479,14 +490,47 @@ impl Udfs {
         ))
     }
 
-    /// The route's UDF, once the caller may reach it (404 for an unknown one).
+    /// The route's UDF, once the caller may reach it (404 for an unknown one): from what this
+    /// replica knows, else from the registry.
     async fn reached(&self, req: &Req) -> Result<Udf, GatewayError> {
         let id = req.decoded("id").into_owned();
-        let udf = self
-            .db(move |q| async move { q.get_udf(&id).await })
-            .await?;
+        let known = self.known.load().get(&id).cloned();
+        let udf = match known {
+            Some(u) => u,
+            None => {
+                let udf = self
+                    .db(move |q| async move { q.get_udf(&id).await })
+                    .await?;
+                self.remember(&udf);
+                udf
+            }
+        };
         reach(req, &udf)?;
         Ok(udf)
+    }
+
+    /// Records a UDF as this replica now knows it.
+    fn remember(&self, udf: &Udf) {
+        self.known.rcu(|m| {
+            let mut m = HashMap::clone(m);
+            m.insert(udf.id.clone(), udf.clone());
+            m
+        });
+    }
+
+    /// Replaces what this replica knows with a fresh listing.
+    pub(crate) fn remember_all(&self, all: &[Udf]) {
+        self.known.store(Arc::new(
+            all.iter().map(|u| (u.id.clone(), u.clone())).collect(),
+        ));
+    }
+
+    fn forget(&self, id: &str) {
+        self.known.rcu(|m| {
+            let mut m = HashMap::clone(m);
+            m.remove(id);
+            m
+        });
     }
 
     /// A route's JSON body (gzip accepted), validated whole.
