@@ -16,7 +16,8 @@ use crate::core::store::ObjectStore;
 use crate::core::watcher::Watcher;
 use crate::features::{
     fetch::Fetch, history::History, keys::Keys, namespaces, ops::Ops, passthrough,
-    pipelines::Pipelines, query::Query, scans::Scans, snapshots::Snapshots, udfs::Udfs, warm::Warm,
+    pipelines::Pipelines, query::Query, scans::Scans, snapshots::Snapshots, stores::Stores,
+    udfs::Udfs, warm::Warm,
 };
 use crate::sources::queue::QueueSource;
 use crate::sources::snapshot_store::SnapshotStore;
@@ -85,6 +86,7 @@ pub struct App {
     pipelines: Arc<Pipelines>,
     udfs: Arc<Udfs>,
     keys: Arc<Keys>,
+    stores: Arc<Stores>,
     snapshot_store: Arc<SnapshotStore>,
 }
 
@@ -109,7 +111,8 @@ impl App {
         Ok(App {
             pipelines: Pipelines::new(core.clone(), queue.clone()),
             udfs: Udfs::new(core.clone(), queue.clone()),
-            keys: Keys::new(core.clone(), queue),
+            keys: Keys::new(core.clone(), queue.clone()),
+            stores: Stores::new(core.clone(), queue),
             query: Query::new(recorder.clone()),
             fetch: Fetch::new(recorder),
             snapshots: Snapshots::new(core.clone(), snapshot_store.clone(), warmth.clone()),
@@ -136,6 +139,7 @@ impl App {
         routes.extend(self.pipelines.routes());
         routes.extend(self.udfs.routes());
         routes.extend(self.keys.routes());
+        routes.extend(self.stores.routes());
         routes
     }
 
@@ -296,6 +300,12 @@ GET /v2/keys/{id} get_key admin
 POST /v2/keys/{id}/revoke revoke_key admin
 DELETE /v2/keys/{id} delete_key admin
 POST /v2/keys/authenticate authenticate_key -
+GET /v2/vectorstores list_vectorstores read
+GET /v2/vectorstores/{name} get_vectorstore read
+GET /v2/vectorstores/{name}/capabilities vectorstore_capabilities read
+GET /v2/namespaces/{ns}/capabilities namespace_capabilities read
+GET /v2/warehouses list_warehouses read
+GET /v2/warehouses/{name} get_warehouse read
 ";
 
     #[test]

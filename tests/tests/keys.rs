@@ -550,6 +550,75 @@ fn two_stores_route_namespaces_and_keys() {
     );
     assert_eq!(ghost["conditions"][0]["type"], "EntitlementTargetMissing");
     assert_eq!(read(&ghost, "shop").0, 403);
+    // The stores, read-only: both reachable, no credential in any answer.
+    let (s, v) = call(
+        &url,
+        UPSTREAM_KEY,
+        Method::GET,
+        "/v2/vectorstores",
+        Value::Null,
+    );
+    assert_eq!(s, 200, "{v}");
+    let stores = v["vectorstores"].as_array().unwrap();
+    assert_eq!(stores.len(), 2);
+    assert_eq!(
+        (stores[0]["name"].as_str(), stores[0]["default"].as_bool()),
+        (Some("a"), Some(true))
+    );
+    assert_eq!(stores[1]["endpoint"]["url"], b_url.as_str());
+    assert!(
+        stores.iter().all(|s| s["status"]["reachable"] == true),
+        "{v}"
+    );
+    assert!(!v.to_string().contains(UPSTREAM_KEY));
+    let (s, v) = call(
+        &url,
+        UPSTREAM_KEY,
+        Method::GET,
+        "/v2/vectorstores/b/capabilities",
+        Value::Null,
+    );
+    assert_eq!((s, v["store"]["name"].as_str()), (200, Some("b")), "{v}");
+    let (s, v) = call(
+        &url,
+        UPSTREAM_KEY,
+        Method::GET,
+        "/v2/namespaces/orders/capabilities",
+        Value::Null,
+    );
+    assert_eq!((s, v["store"]["name"].as_str()), (200, Some("b")), "{v}");
+    assert_eq!(
+        call(
+            &url,
+            UPSTREAM_KEY,
+            Method::GET,
+            "/v2/vectorstores/zz",
+            Value::Null
+        )
+        .0,
+        404
+    );
+    let (s, v) = call(
+        &url,
+        UPSTREAM_KEY,
+        Method::GET,
+        "/v2/warehouses",
+        Value::Null,
+    );
+    assert_eq!((s, v["warehouses"].clone()), (200, json!([])));
+    // A key with only a store entitlement cannot read the control plane's store views.
+    assert_eq!(read_cp(&url, &on_b, "/v2/vectorstores"), 403);
+}
+
+fn read_cp(url: &str, key: &Value, path: &str) -> u16 {
+    call(
+        url,
+        key["token"].as_str().unwrap(),
+        Method::GET,
+        path,
+        Value::Null,
+    )
+    .0
 }
 
 /// An index of `name` routed to `store`.

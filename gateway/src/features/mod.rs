@@ -16,6 +16,7 @@
 //! | [`warm`] | warm jobs and `hint_cache_warm` |
 //! | [`pipelines`] | `/v2/pipelines…`: the staging queue on PostgreSQL, chunks, vectors |
 //! | [`keys`] | `/v2/keys…`: minted API keys (mint, list, get, revoke, delete, authenticate) and the loop feeding the request path's key map |
+//! | [`stores`] | `/v2/vectorstores…`, `/v2/warehouses…`, `/v2/namespaces/{ns}/capabilities`: the stores and warehouses, read-only, with capability reports |
 //! | [`udfs`] | `/v2/udfs…`: UDF registry, discovery, the item queue (on the pipelines' queue), completions, push dispatch |
 //! | [`ops`] | `/health`, `/metrics` |
 
@@ -29,5 +30,6 @@ pub mod pipelines;
 pub mod query;
 pub mod scans;
 pub mod snapshots;
+pub mod stores;
 pub mod udfs;
 pub mod warm;
