@@ -210,6 +210,23 @@ fn minted_keys_lifecycle_scopes_and_revocation() {
         Value::Null,
     );
     assert_eq!((s, v["name"].as_str()), (200, Some("cohort-reader")));
+    // The reader was used: lastSeenAt is recorded (batched off the request path, within a few
+    // seconds; then at most once per five minutes).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, v) = call(
+            &url,
+            &admin_token,
+            Method::GET,
+            &format!("/v2/keys/{key_id}"),
+            Value::Null,
+        );
+        if v["lastSeenAt"].is_string() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "lastSeenAt never recorded: {v}");
+        pause(Duration::from_millis(100));
+    }
 
     // A second replica on the same database: it learns the key, and its revocation through the
     // first replica within a second.
@@ -608,6 +625,57 @@ fn two_stores_route_namespaces_and_keys() {
     assert_eq!((s, v["warehouses"].clone()), (200, json!([])));
     // A key with only a store entitlement cannot read the control plane's store views.
     assert_eq!(read_cp(&url, &on_b, "/v2/vectorstores"), 403);
+    // The missing store appears (a restart with it configured): the ghost key works there.
+    let c = Emulator::start();
+    let c_url = c.url();
+    let mut stack = stack;
+    stack.restart_gateway(
+        |cfg| {
+            with_db(&db, &schema)(cfg);
+            cfg.vector_store.name = "a".into();
+            let mut store_c = cfg.vector_store.clone();
+            store_c.name = "c".into();
+            store_c.endpoint.url = c_url.clone();
+            cfg.vector_stores = vec![store_c];
+            cfg.indexes = vec![index_on("ghostly", "c")];
+        },
+        None,
+    );
+    let url = stack.gateway_url.clone();
+    let w = call(
+        &url,
+        UPSTREAM_KEY,
+        Method::POST,
+        "/v2/namespaces/ghostly",
+        json!({"upsert_rows": [{"id": "g"}]}),
+    );
+    assert_eq!(w.0, 200, "{}", w.1);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (s, v) = call(
+            &url,
+            ghost["token"].as_str().unwrap(),
+            Method::POST,
+            "/v2/namespaces/ghostly/query",
+            qv.clone(),
+        );
+        if s == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the key never reached its store: {s} {v}"
+        );
+        pause(Duration::from_millis(50));
+    }
+    let (_, v) = call(
+        &url,
+        UPSTREAM_KEY,
+        Method::GET,
+        &format!("/v2/keys/{}", ghost["keyId"].as_str().unwrap()),
+        Value::Null,
+    );
+    assert_eq!(v["conditions"], json!([]), "{v}");
 }
 
 fn read_cp(url: &str, key: &Value, path: &str) -> u16 {
