@@ -15,9 +15,9 @@ use crate::core::runtime::{self, Background, Running, StartError};
 use crate::core::store::ObjectStore;
 use crate::core::watcher::Watcher;
 use crate::features::{
-    fetch::Fetch, history::History, keys::Keys, namespaces, ops::Ops, passthrough,
-    pipelines::Pipelines, query::Query, scans::Scans, snapshots::Snapshots, stores::Stores,
-    udfs::Udfs, warm::Warm,
+    checkpoints::Checkpoints, fetch::Fetch, history::History, keys::Keys, namespaces, ops::Ops,
+    passthrough, pipelines::Pipelines, query::Query, scans::Scans, snapshots::Snapshots,
+    stores::Stores, udfs::Udfs, warm::Warm,
 };
 use crate::sources::queue::QueueSource;
 use crate::sources::snapshot_store::SnapshotStore;
@@ -87,6 +87,7 @@ pub struct App {
     udfs: Arc<Udfs>,
     keys: Arc<Keys>,
     stores: Arc<Stores>,
+    checkpoints: Arc<Checkpoints>,
     snapshot_store: Arc<SnapshotStore>,
 }
 
@@ -113,6 +114,7 @@ impl App {
             udfs: Udfs::new(core.clone(), queue.clone()),
             keys: Keys::new(core.clone(), queue.clone()),
             stores: Stores::new(core.clone(), queue),
+            checkpoints: Checkpoints::new(core.clone(), snapshot_store.clone()),
             query: Query::new(recorder.clone()),
             fetch: Fetch::new(recorder),
             snapshots: Snapshots::new(core.clone(), snapshot_store.clone(), warmth.clone()),
@@ -140,6 +142,7 @@ impl App {
         routes.extend(self.udfs.routes());
         routes.extend(self.keys.routes());
         routes.extend(self.stores.routes());
+        routes.extend(self.checkpoints.routes());
         routes
     }
 
@@ -306,6 +309,9 @@ GET /v2/vectorstores/{name}/capabilities vectorstore_capabilities read
 GET /v2/namespaces/{ns}/capabilities namespace_capabilities read
 GET /v2/warehouses list_warehouses read
 GET /v2/warehouses/{name} get_warehouse read
+POST /v2/namespaces/{ns}/checkpoints create_checkpoint write
+GET /v2/namespaces/{ns}/checkpoints list_checkpoints read
+GET /v2/namespaces/{ns}/checkpoints/{label} get_checkpoint read
 ";
 
     #[test]
