@@ -22,11 +22,13 @@ pub enum Set {
     Chunks = 2,
     /// Snapshot bodies / field values mirrored from the object store.
     Snapshots = 3,
+    /// Content-addressed blobs (by SHA-256) mirrored from the object store.
+    Blobs = 4,
 }
 
 impl Set {
     /// Every set, in tag order.
-    pub const ALL: [Set; 3] = [Set::Documents, Set::Chunks, Set::Snapshots];
+    pub const ALL: [Set; 4] = [Set::Documents, Set::Chunks, Set::Snapshots, Set::Blobs];
 
     /// Stable lowercase name (metrics labels, Aerospike set name).
     pub fn as_str(self) -> &'static str {
@@ -34,6 +36,7 @@ impl Set {
             Set::Documents => "documents",
             Set::Chunks => "chunks",
             Set::Snapshots => "snapshots",
+            Set::Blobs => "blobs",
         }
     }
 
@@ -48,6 +51,7 @@ impl Set {
             1 => Some(Set::Documents),
             2 => Some(Set::Chunks),
             3 => Some(Set::Snapshots),
+            4 => Some(Set::Blobs),
             _ => None,
         }
     }

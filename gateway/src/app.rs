@@ -15,8 +15,8 @@ use crate::core::runtime::{self, Background, Running, StartError};
 use crate::core::store::ObjectStore;
 use crate::core::watcher::Watcher;
 use crate::features::{
-    checkpoints::Checkpoints, fetch::Fetch, history::History, keys::Keys, namespaces, ops::Ops,
-    passthrough, pipelines::Pipelines, query::Query, scans::Scans, snapshots::Snapshots,
+    blobs::Blobs, checkpoints::Checkpoints, fetch::Fetch, history::History, keys::Keys, namespaces,
+    ops::Ops, passthrough, pipelines::Pipelines, query::Query, scans::Scans, snapshots::Snapshots,
     stores::Stores, udfs::Udfs, warm::Warm,
 };
 use crate::sources::queue::QueueSource;
@@ -88,6 +88,7 @@ pub struct App {
     keys: Arc<Keys>,
     stores: Arc<Stores>,
     checkpoints: Arc<Checkpoints>,
+    blobs: Arc<Blobs>,
     snapshot_store: Arc<SnapshotStore>,
 }
 
@@ -115,6 +116,7 @@ impl App {
             keys: Keys::new(core.clone(), queue.clone()),
             stores: Stores::new(core.clone(), queue),
             checkpoints: Checkpoints::new(core.clone(), snapshot_store.clone()),
+            blobs: Blobs::new(core.clone()),
             query: Query::new(recorder.clone()),
             fetch: Fetch::new(recorder),
             snapshots: Snapshots::new(core.clone(), snapshot_store.clone(), warmth.clone()),
@@ -143,6 +145,7 @@ impl App {
         routes.extend(self.keys.routes());
         routes.extend(self.stores.routes());
         routes.extend(self.checkpoints.routes());
+        routes.extend(self.blobs.routes());
         routes
     }
 
@@ -312,6 +315,8 @@ GET /v2/warehouses/{name} get_warehouse read
 POST /v2/namespaces/{ns}/checkpoints create_checkpoint write
 GET /v2/namespaces/{ns}/checkpoints list_checkpoints read
 GET /v2/namespaces/{ns}/checkpoints/{label} get_checkpoint read
+PUT /v1/namespaces/{ns}/blobs put_blob write
+GET /v1/namespaces/{ns}/blobs/{sha} get_blob read
 ";
 
     #[test]

@@ -18,9 +18,11 @@
 //! | [`keys`] | `/v2/keys…`: minted API keys (mint, list, get, revoke, delete, authenticate) and the loop feeding the request path's key map |
 //! | [`stores`] | `/v2/vectorstores…`, `/v2/warehouses…`, `/v2/namespaces/{ns}/capabilities`: the stores and warehouses, read-only, with capability reports |
 //! | [`udfs`] | `/v2/udfs…`: UDF registry, discovery, the item queue (on the pipelines' queue), completions, push dispatch |
+//! | [`blobs`] | `/v1/namespaces/{ns}/blobs…`: content-addressed bytes in the object store, the cache tier in front |
 //! | [`checkpoints`] | `/v2/namespaces/{ns}/checkpoints…`: labels pinned to a namespace's snapshot, durable in the object store |
 //! | [`ops`] | `/health`, `/metrics` |
 
+pub mod blobs;
 pub mod checkpoints;
 pub mod fetch;
 pub mod history;

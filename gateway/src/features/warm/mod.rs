@@ -79,6 +79,7 @@ use crate::sources::origin::MAX_PAGE;
 use crate::sources::snapshot_store::SnapshotStore;
 use crate::sources::warmth::Warmth;
 
+mod blobs;
 mod pass;
 
 /// Rows per warm page when the request does not say.
@@ -312,11 +313,20 @@ async fn orchestrate(
     ns: &str,
     params: &HashMap<String, String>,
 ) -> Result<Resp, GatewayError> {
-    let (hint, documents, snapshots) = (
+    let (hint, documents, snapshots, blob_step) = (
         step(params, "turbopuffer")?,
         step(params, "documents")?,
         step(params, "snapshots")?,
+        step(params, "blobs")?,
     );
+    let budget = match params.get("blob_budget_bytes").map(String::as_str) {
+        None | Some("") => blobs::DEFAULT_BUDGET,
+        Some(s) => s.parse::<u64>().map_err(|_| {
+            GatewayError::Validation(format!(
+                "blob_budget_bytes must be a non-negative integer, got {s:?}"
+            ))
+        })?,
+    };
     let page = page_size(params)?;
     if (documents || snapshots) && !tier_ready(&warm.core.cache.tier) {
         return Err(cache_cold());
@@ -353,6 +363,11 @@ async fn orchestrate(
     let snapshots = if snapshots {
         mirror_snapshot(warm, ns).await?
     } else {
+        skipped.clone()
+    };
+    let blobs = if blob_step {
+        blobs::run(ctx, ns, budget, page).await?
+    } else {
         skipped
     };
     Ok(json_response(
@@ -362,6 +377,7 @@ async fn orchestrate(
             "turbopuffer": turbopuffer,
             "documents": documents,
             "snapshots": snapshots,
+            "blobs": blobs,
         }),
     ))
 }
