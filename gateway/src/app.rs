@@ -15,9 +15,9 @@ use crate::core::runtime::{self, Background, Running, StartError};
 use crate::core::store::ObjectStore;
 use crate::core::watcher::Watcher;
 use crate::features::{
-    blobs::Blobs, checkpoints::Checkpoints, fetch::Fetch, history::History, keys::Keys, namespaces,
-    ops::Ops, passthrough, pipelines::Pipelines, query::Query, scans::Scans, snapshots::Snapshots,
-    stores::Stores, udfs::Udfs, warm::Warm,
+    blobs::Blobs, checkpoints::Checkpoints, fetch::Fetch, history::History, keys::Keys,
+    license::License, namespaces, ops::Ops, passthrough, pipelines::Pipelines, query::Query,
+    scans::Scans, snapshots::Snapshots, stores::Stores, udfs::Udfs, warm::Warm,
 };
 use crate::sources::queue::QueueSource;
 use crate::sources::snapshot_store::SnapshotStore;
@@ -89,6 +89,7 @@ pub struct App {
     stores: Arc<Stores>,
     checkpoints: Arc<Checkpoints>,
     blobs: Arc<Blobs>,
+    license: Arc<License>,
     snapshot_store: Arc<SnapshotStore>,
 }
 
@@ -117,6 +118,7 @@ impl App {
             stores: Stores::new(core.clone(), queue),
             checkpoints: Checkpoints::new(core.clone(), snapshot_store.clone()),
             blobs: Blobs::new(core.clone()),
+            license: License::new(core.clone()),
             query: Query::new(recorder.clone()),
             fetch: Fetch::new(recorder),
             snapshots: Snapshots::new(core.clone(), snapshot_store.clone(), warmth.clone()),
@@ -146,6 +148,7 @@ impl App {
         routes.extend(self.stores.routes());
         routes.extend(self.checkpoints.routes());
         routes.extend(self.blobs.routes());
+        routes.extend(self.license.routes());
         routes
     }
 
@@ -317,6 +320,7 @@ GET /v2/namespaces/{ns}/checkpoints list_checkpoints read
 GET /v2/namespaces/{ns}/checkpoints/{label} get_checkpoint read
 PUT /v1/namespaces/{ns}/blobs put_blob write
 GET /v1/namespaces/{ns}/blobs/{sha} get_blob read
+GET /v2/license get_license read
 ";
 
     #[test]

@@ -100,6 +100,16 @@ pub const ENV_OVERRIDES: &[EnvOverride] = &[
         apply: |c, v| set(&mut c.gateway.server.body_read_timeout_ms, v),
     },
     EnvOverride {
+        var: "LAYER_LICENSE_FILE",
+        doc: "gateway.license.file",
+        apply: |c, v| set_some(&mut c.gateway.license.file, v),
+    },
+    EnvOverride {
+        var: "LAYER_LICENSE_PUBLIC_KEY",
+        doc: "gateway.license.publicKey",
+        apply: |c, v| set_some(&mut c.gateway.license.public_key, v),
+    },
+    EnvOverride {
         var: "LAYER_TLS_CERT_FILE",
         doc: "gateway.tls.certFile",
         apply: |c, v| set_some(&mut c.gateway.tls.cert_file, v),

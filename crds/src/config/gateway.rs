@@ -39,6 +39,7 @@ pub struct GatewayConfig {
     pub snapshots: SnapshotsConfig,
     pub scan: ScanConfig,
     pub queue: PipelineQueueConfig,
+    pub license: LicenseConfig,
 }
 
 impl Default for GatewayConfig {
@@ -61,6 +62,7 @@ impl Default for GatewayConfig {
             snapshots: SnapshotsConfig::default(),
             scan: ScanConfig::default(),
             queue: PipelineQueueConfig::default(),
+            license: LicenseConfig::default(),
         }
     }
 }
@@ -244,5 +246,28 @@ mod tests {
         }
         let err = "ssd".parse::<CacheTierKind>().unwrap_err();
         assert!(err.contains("unknown cache tier"), "{err}");
+    }
+}
+
+/// `gateway.license`: the offline-verifiable license (`GET /v2/license` reports it; nothing is
+/// enforced by it).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct LicenseConfig {
+    /// The license file (`<base64url claims>.<base64url Ed25519 signature>`).
+    pub file: Option<PathBuf>,
+    /// The issuer's Ed25519 public key, 32 bytes in hex or base64.
+    pub public_key: Option<String>,
+    /// Days after `exp` the license stays in `grace`.
+    pub grace_days: u64,
+}
+
+impl Default for LicenseConfig {
+    fn default() -> Self {
+        LicenseConfig {
+            file: None,
+            public_key: None,
+            grace_days: 14,
+        }
     }
 }

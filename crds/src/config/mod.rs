@@ -65,6 +65,10 @@
 //!     poolSize: 16                # LAYER_DATABASE_POOL_SIZE
 //!     connectTimeoutMs: 5000      # LAYER_DATABASE_CONNECT_TIMEOUT_MS: past it, 500 database_unavailable
 //!     maxLeaseExpiries: 5         # LAYER_QUEUE_MAX_LEASE_EXPIRIES: a document whose lease ran out this often is failed
+//!   license:                      # GET /v2/license reports it; nothing is enforced
+//!     file: /etc/layer/license    # LAYER_LICENSE_FILE (<claims>.<signature>, base64url; unset: floor)
+//!     publicKey: 3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c  # LAYER_LICENSE_PUBLIC_KEY (Ed25519, hex or base64)
+//!     graceDays: 14
 //! vectorStore:                    # the VectorStore CRD's spec
 //!   kind: turbopuffer
 //!   endpoint:
@@ -133,8 +137,8 @@ pub use features::{
     SnapshotsConfig, parse_duration_ms,
 };
 pub use gateway::{
-    AerospikeSettings, CacheConfig, CacheTierKind, ConsistencyConfig, GatewayConfig, ServerConfig,
-    TlsConfig,
+    AerospikeSettings, CacheConfig, CacheTierKind, ConsistencyConfig, GatewayConfig, LicenseConfig,
+    ServerConfig, TlsConfig,
 };
 pub use index::{
     IndexBackend, IndexCache, IndexConfig, IndexConsistency, IndexMetadata, IndexScan,

@@ -20,6 +20,7 @@
 //! | [`udfs`] | `/v2/udfs…`: UDF registry, discovery, the item queue (on the pipelines' queue), completions, push dispatch |
 //! | [`blobs`] | `/v1/namespaces/{ns}/blobs…`: content-addressed bytes in the object store, the cache tier in front |
 //! | [`checkpoints`] | `/v2/namespaces/{ns}/checkpoints…`: labels pinned to a namespace's snapshot, durable in the object store |
+//! | [`license`] | `GET /v2/license`: the signed license file's state (reported, not enforced) |
 //! | [`ops`] | `/health`, `/metrics` |
 
 pub mod blobs;
@@ -27,6 +28,7 @@ pub mod checkpoints;
 pub mod fetch;
 pub mod history;
 pub mod keys;
+pub mod license;
 pub mod namespaces;
 pub mod ops;
 pub mod passthrough;
