@@ -140,6 +140,8 @@ class Target:
     emu_url: str
     mode: str  # "emulator" | "gateway"
     emu: Emu
+    # The gateway's stderr log (its tracing output), so a test can read what it logged.
+    gateway_log: str = ""
 
     @property
     def is_gateway(self) -> bool:
@@ -185,6 +187,7 @@ def target() -> Iterator[Target]:
         pytest.fail(failure, pytrace=False)
     servers.append(emulator)
     api_url = emulator.url
+    gateway_log = ""
 
     try:
         if mode == "gateway":
@@ -212,9 +215,10 @@ def target() -> Iterator[Target]:
                 pytest.fail(failure, pytrace=False)
             servers.append(gateway)
             api_url = gateway.url
+            gateway_log = gateway.log_path
 
         emu = Emu(emulator.url)
-        yield Target(api_url=api_url, emu_url=emulator.url, mode=mode, emu=emu)
+        yield Target(api_url=api_url, emu_url=emulator.url, mode=mode, emu=emu, gateway_log=gateway_log)
         emu.close()
     finally:
         for s in reversed(servers):

@@ -410,6 +410,67 @@ fn db_dump(db: &str, schema: &str) -> String {
 }
 
 #[test]
+fn a_namespace_limited_admin_cannot_manage_keys() {
+    let Some((db, schema)) = test_database("keys_limited_admin") else {
+        return;
+    };
+    let stack = Stack::start_with(with_db(&db, &schema));
+    let url = stack.gateway_url.clone();
+    let limited = mint(
+        &url,
+        UPSTREAM_KEY,
+        json!({"name": "only", "entitlements": {"layer": {"scopes": ["admin"], "namespaces": ["only-*"]}}}),
+    );
+    let lt = limited["token"].as_str().unwrap();
+    // It cannot mint itself an unlimited key, nor list, revoke or delete keys.
+    let (s, v) = call(
+        &url,
+        lt,
+        Method::POST,
+        "/v2/keys",
+        json!({"name": "escalate", "entitlements": {"layer": {"scopes": ["admin"]}}}),
+    );
+    assert_eq!(
+        (s, v["required_scope"].as_str()),
+        (403, Some("admin")),
+        "{v}"
+    );
+    assert_eq!(call(&url, lt, Method::GET, "/v2/keys", Value::Null).0, 403);
+    let id = limited["keyId"].as_str().unwrap();
+    assert_eq!(
+        call(
+            &url,
+            lt,
+            Method::POST,
+            &format!("/v2/keys/{id}/revoke"),
+            Value::Null
+        )
+        .0,
+        403
+    );
+    // Within its namespaces it still works.
+    let w = call(
+        &url,
+        lt,
+        Method::POST,
+        "/v2/namespaces/only-1",
+        json!({"upsert_rows": [{"id": 1}]}),
+    );
+    assert_eq!(w.0, 200, "{}", w.1);
+    assert_eq!(
+        call(
+            &url,
+            lt,
+            Method::POST,
+            "/v2/namespaces/other",
+            json!({"upsert_rows": [{"id": 1}]})
+        )
+        .0,
+        403
+    );
+}
+
+#[test]
 fn bad_mints_name_the_field_and_store_nothing() {
     let Some((db, schema)) = test_database("keys_bad") else {
         return;

@@ -13,7 +13,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Request};
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 
 use super::ShardCtx;
@@ -54,7 +54,7 @@ pub async fn handle(ctx: Arc<ShardCtx>, req: Request<Incoming>) -> Resp {
                 method: parts.method.to_string(),
                 path: parts.uri.path().to_string(),
             };
-            (e.into_response(), "unknown", None)
+            (settle(body, e.into_response()).await, "unknown", None)
         }
         Some((route, params)) => {
             let query_ns = route
@@ -62,7 +62,9 @@ pub async fn handle(ctx: Arc<ShardCtx>, req: Request<Incoming>) -> Resp {
                 .then(|| params.raw(uri.path(), "ns").unwrap_or_default());
             let resp = match serve(&ctx, route, params, parts, body).await {
                 Ok(resp) => resp,
-                Err(e) => {
+                // Refused before the body was read: answered once the body is drained.
+                Err((e, Some(body))) => settle(body, e.into_response()).await,
+                Err((e, None)) => {
                     if matches!(e, GatewayError::CacheCold(_)) {
                         metrics::feature_event(
                             "layer_cache_cold_responses_total",
@@ -95,26 +97,61 @@ fn without_body(resp: Resp) -> Resp {
     Resp::from_parts(parts, Full::new(Bytes::new()))
 }
 
+/// The most of an unread request body the gateway reads and drops so that the connection can
+/// serve the next request after an early refusal (a larger or slower body closes it instead).
+pub const DRAIN_BYTES: usize = 64 << 10;
+/// How long that drain may take.
+const DRAIN_FOR: std::time::Duration = std::time::Duration::from_millis(1000);
+
+/// An answer given before the request body was read (unknown route, bad namespace, refused
+/// key): the body is read and dropped first, within [`DRAIN_BYTES`] and [`DRAIN_FOR`], so the
+/// connection stays usable for the client's next request; when it cannot be, the answer says
+/// `connection: close` (an HTTP/1 client would otherwise reuse a connection the server closes
+/// and lose its next request).
+async fn settle(body: Incoming, mut resp: Resp) -> Resp {
+    let small = hyper::body::Body::size_hint(&body).lower() <= DRAIN_BYTES as u64;
+    let drained = small
+        && matches!(
+            tokio::time::timeout(DRAIN_FOR, Limited::new(body, DRAIN_BYTES).collect()).await,
+            Ok(Ok(_))
+        );
+    if !drained {
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp
+}
+
+/// Serves a routed request. An error that came before the body was read hands the body back
+/// (for [`settle`]).
 async fn serve(
     ctx: &Arc<ShardCtx>,
     route: &Route,
     params: super::router::Params,
     parts: http::request::Parts,
     body: Incoming,
-) -> Result<Resp, GatewayError> {
+) -> Result<Resp, (GatewayError, Option<Incoming>)> {
     let ns = params.raw(parts.uri.path(), "ns");
-    if let Some(ns) = ns {
-        check_namespace(ns)?;
+    if let Some(ns) = ns
+        && let Err(e) = check_namespace(ns)
+    {
+        return Err((e, Some(body)));
     }
-    let principal = ctx
+    let principal = match ctx
         .core
         .auth
-        .admit(&parts.headers, route.scope, route.surface, ns)?;
+        .admit(&parts.headers, route.scope, route.surface, ns)
+    {
+        Ok(p) => p,
+        Err(e) => return Err((e, Some(body))),
+    };
     let g = &ctx.core.config.gateway;
     let timeout = std::time::Duration::from_millis(g.server.body_read_timeout_ms);
-    let body = read_body(body, g.max_body_bytes, timeout).await?;
+    let body = read_body(body, g.max_body_bytes, timeout)
+        .await
+        .map_err(|e| (e, None))?;
     let req = Req::new(parts, body, principal, route.name, params);
-    route.call(ctx.clone(), req).await
+    route.call(ctx.clone(), req).await.map_err(|e| (e, None))
 }
 
 /// A slot among the shard's requests in flight, released on drop.

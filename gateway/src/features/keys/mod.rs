@@ -5,6 +5,9 @@
 //! a principal; [`token`] makes tokens (256 bits from the OS CSPRNG, `hvl_…`); [`store`] is the
 //! key store seam (PostgreSQL here, `ApiKey` resources in a cluster).
 //!
+//! Managing keys needs `admin` on grants limited to no namespaces (an admin limited to `shop-*`
+//! could otherwise mint itself an unlimited key).
+//!
 //! The request path never reads the store: [`Keys`]'s loop polls the store's change counter
 //! every [`RELOAD_EVERY`] and, when it moved, loads every live key into the lock-free map
 //! `core::auth` checks bearers against (so a revocation stops a key on every shard of every
@@ -134,6 +137,17 @@ impl Keys {
         })
     }
 
+    /// Key management needs an admin whose grants are not limited to some namespaces: a key
+    /// limited to `shop-*` could otherwise mint an unlimited one.
+    fn manage(req: &Req) -> Result<(), GatewayError> {
+        if req.principal.is_control_limited() || req.principal.is_namespace_limited() {
+            return Err(GatewayError::InsufficientScope {
+                required: Scope::Admin,
+            });
+        }
+        Ok(())
+    }
+
     fn body(&self, req: &Req) -> Result<Value, GatewayError> {
         let raw = decode_gzip(
             &req.parts.headers,
@@ -144,6 +158,7 @@ impl Keys {
     }
 
     async fn mint(self: Arc<Self>, _: Arc<ShardCtx>, req: Req) -> Result<Resp, GatewayError> {
+        Self::manage(&req)?;
         let body = self.body(&req)?;
         let o = object(&body)?;
         let name = string(o, "name").map_err(|e| bad("name", e))?;
@@ -185,6 +200,7 @@ impl Keys {
     }
 
     async fn list(self: Arc<Self>, _: Arc<ShardCtx>, req: Req) -> Result<Resp, GatewayError> {
+        Self::manage(&req)?;
         let include = req
             .query_params()
             .get("includeRevoked")
@@ -195,17 +211,20 @@ impl Keys {
     }
 
     async fn get(self: Arc<Self>, _: Arc<ShardCtx>, req: Req) -> Result<Resp, GatewayError> {
+        Self::manage(&req)?;
         let key = self.store()?.get(req.decoded("id").into_owned()).await?;
         Ok(json_response(StatusCode::OK, &self.key_json(&key)))
     }
 
     async fn revoke(self: Arc<Self>, _: Arc<ShardCtx>, req: Req) -> Result<Resp, GatewayError> {
+        Self::manage(&req)?;
         let key = self.store()?.revoke(req.decoded("id").into_owned()).await?;
         self.reload().await;
         Ok(json_response(StatusCode::OK, &self.key_json(&key)))
     }
 
     async fn delete(self: Arc<Self>, _: Arc<ShardCtx>, req: Req) -> Result<Resp, GatewayError> {
+        Self::manage(&req)?;
         let id = req.decoded("id").into_owned();
         self.store()?.delete(id.clone()).await?;
         self.reload().await;
