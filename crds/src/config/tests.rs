@@ -296,7 +296,9 @@ fn sample(var: &str) -> Option<&'static str> {
         "LAYER_BODY_READ_TIMEOUT_MS" => "3000",
         "LAYER_TLS_CERT_FILE" => "/etc/layer/tls.crt",
         "LAYER_LICENSE_FILE" => "/etc/layer/license",
-        "LAYER_LICENSE_PUBLIC_KEY" => "3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c",
+        "LAYER_LICENSE_PUBLIC_KEY" => {
+            "3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c"
+        }
         "LAYER_TLS_KEY_FILE" => "/etc/layer/tls.key",
         "LAYER_TLS_RELOAD_INTERVAL_MS" => "5000",
         "LAYER_UPSTREAM_URL" => "http://tpuf.local:8080",
