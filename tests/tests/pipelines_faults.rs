@@ -112,7 +112,10 @@ fn a_run_completes_after_postgresql_went_away_mid_run() {
                             &retries,
                         );
                         assert_eq!(s, 200, "vectors: {v}");
-                        if v["status"] == "indexed" {
+                        // A retried call whose first attempt's mark committed while the cut
+                        // dropped the connection answers `already_indexed`: the document still
+                        // moved once (the metric below counts the moves).
+                        if v["status"] == "indexed" || v["status"] == "already_indexed" {
                             indexed.fetch_add(1, Ordering::Relaxed);
                         }
                     }
