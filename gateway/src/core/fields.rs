@@ -6,6 +6,18 @@ use serde_json::{Map, Value};
 
 use crate::core::error::GatewayError;
 
+/// A 422 `validation_error` naming the field (`field` in the body, and first in the message).
+pub fn invalid_field(field: &str, message: impl std::fmt::Display) -> GatewayError {
+    let mut detail = Map::new();
+    detail.insert("field".into(), Value::String(field.to_string()));
+    GatewayError::Detailed {
+        status: http::StatusCode::UNPROCESSABLE_ENTITY,
+        code: "validation_error",
+        message: format!("{field}: {message}"),
+        detail,
+    }
+}
+
 /// A 422 `validation_error`.
 pub fn invalid(msg: impl Into<String>) -> GatewayError {
     GatewayError::Validation(msg.into())

@@ -280,6 +280,17 @@ impl Principal {
         self.control.covers(ns)
     }
 
+    /// [`Principal::may_control`] as a refusal: 403 `namespace not in key grant` naming `ns`.
+    pub fn require_control(&self, ns: &str) -> Result<(), super::error::GatewayError> {
+        if self.may_control(ns) {
+            Ok(())
+        } else {
+            Err(super::error::GatewayError::NamespaceNotGranted {
+                namespace: ns.to_string(),
+            })
+        }
+    }
+
     /// Whether the control-plane grant is limited to some namespaces.
     pub fn is_control_limited(&self) -> bool {
         self.control.limited()

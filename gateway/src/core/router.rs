@@ -319,6 +319,20 @@ impl Req {
         super::params::decode_path_segment(self.param(name))
     }
 
+    /// The body, inflated when gzip-encoded (bounded by `limits.max_body_bytes`), unparsed.
+    pub fn inflated_body(&self, limits: &scatter::Limits) -> Result<Bytes, GatewayError> {
+        super::http::decode_gzip(
+            &self.parts.headers,
+            self.body.clone(),
+            limits.max_body_bytes,
+        )
+    }
+
+    /// The body as JSON (gzip accepted), validated whole (duplicate keys, depth, size).
+    pub fn json_body(&self, limits: &scatter::Limits) -> Result<serde_json::Value, GatewayError> {
+        super::http::json_body(&self.inflated_body(limits)?, limits)
+    }
+
     /// The raw query string (`""` when absent).
     pub fn query(&self) -> &str {
         self.parts.uri.query().unwrap_or("")

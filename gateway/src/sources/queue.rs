@@ -115,3 +115,23 @@ impl QueueSource {
             .map_err(|e| GatewayError::Internal(format!("queue call: {e}")))
     }
 }
+
+/// A queue error as a response: its own status and code, and the document ids it is about.
+/// Callers count database failures in their own metrics first ([`is_database_failure`]).
+pub fn queue_error(e: QueueError) -> GatewayError {
+    let mut detail = serde_json::Map::new();
+    if !e.document_ids().is_empty() {
+        detail.insert("document_ids".into(), serde_json::json!(e.document_ids()));
+    }
+    GatewayError::Detailed {
+        status: e.status(),
+        code: e.code(),
+        message: e.to_string(),
+        detail,
+    }
+}
+
+/// Whether a queue error is PostgreSQL's (unreachable, or an unexpected error), not the caller's.
+pub fn is_database_failure(e: &QueueError) -> bool {
+    matches!(e, QueueError::Unavailable(_) | QueueError::Database(_))
+}

@@ -18,7 +18,7 @@ use serde_json::json;
 
 use crate::core::config::Scope;
 use crate::core::error::GatewayError;
-use crate::core::http::{Resp, decode_gzip, json_response};
+use crate::core::http::{Resp, json_response};
 use crate::core::router::{Req, Route, handler};
 use crate::core::{Core, ShardCtx};
 use crate::sources::blobs;
@@ -67,11 +67,7 @@ impl Blobs {
                 )));
             }
         };
-        let bytes = decode_gzip(
-            &req.parts.headers,
-            req.body.clone(),
-            self.core.limits.max_body_bytes,
-        )?;
+        let bytes = req.inflated_body(&self.core.limits)?;
         let sha = blobs::sha256(&bytes);
         let size = bytes.len();
         blobs::put(&self.core, &ns, &sha, bytes.clone())

@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 use crate::core::config::Scope;
 use crate::core::error::GatewayError;
 use crate::core::fields::{object, string};
-use crate::core::http::{Resp, decode_gzip, json_body, json_response, now_ms};
+use crate::core::http::{Resp, json_response, now_ms};
 use crate::core::router::{Req, Route, handler};
 use crate::core::{Core, ShardCtx};
 use crate::sources::snapshot_store::{SnapshotStore, durable};
@@ -103,12 +103,7 @@ impl Checkpoints {
 
     async fn create(self: Arc<Self>, _: Arc<ShardCtx>, req: Req) -> Result<Resp, GatewayError> {
         let ns = req.ns().to_string();
-        let raw = decode_gzip(
-            &req.parts.headers,
-            req.body.clone(),
-            self.core.limits.max_body_bytes,
-        )?;
-        let body = json_body(&raw, &self.core.limits)?;
+        let body = req.json_body(&self.core.limits)?;
         let label = string(object(&body)?, "label")?.trim().to_string();
         if !label_ok(&label) {
             return Err(GatewayError::Validation(

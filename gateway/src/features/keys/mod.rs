@@ -34,7 +34,7 @@ use crate::core::auth::{MintedMap, lookup_hash};
 use crate::core::config::{Scope, parse_duration_ms};
 use crate::core::error::GatewayError;
 use crate::core::fields::{object, opt_string, string};
-use crate::core::http::{Resp, decode_gzip, json_body, json_response, now_ms};
+use crate::core::http::{Resp, json_response, now_ms};
 use crate::core::router::{Req, Route, handler};
 use crate::core::runtime::Background;
 use crate::core::{Control, Core, ShardCtx};
@@ -46,17 +46,7 @@ pub const RELOAD_EVERY: Duration = Duration::from_millis(250);
 /// The default lifetime of a minted key.
 pub const DEFAULT_EXPIRES_AFTER: &str = "365d";
 
-/// A 422 naming the field.
-pub fn bad(field: &str, message: impl std::fmt::Display) -> GatewayError {
-    let mut detail = Map::new();
-    detail.insert("field".into(), json!(field));
-    GatewayError::Detailed {
-        status: StatusCode::UNPROCESSABLE_ENTITY,
-        code: "validation_error",
-        message: format!("{field}: {message}"),
-        detail,
-    }
-}
+pub use crate::core::fields::invalid_field as bad;
 
 /// The keys feature: the store and the last loaded keys (for `authenticate`).
 pub struct Keys {
@@ -149,12 +139,7 @@ impl Keys {
     }
 
     fn body(&self, req: &Req) -> Result<Value, GatewayError> {
-        let raw = decode_gzip(
-            &req.parts.headers,
-            req.body.clone(),
-            self.core.limits.max_body_bytes,
-        )?;
-        json_body(&raw, &self.core.limits)
+        req.json_body(&self.core.limits)
     }
 
     async fn mint(self: Arc<Self>, _: Arc<ShardCtx>, req: Req) -> Result<Resp, GatewayError> {

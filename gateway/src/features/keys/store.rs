@@ -38,15 +38,6 @@ pub struct PgKeyStore {
     pub queue: Arc<QueueSource>,
 }
 
-fn pg(e: layer_queue::QueueError) -> GatewayError {
-    GatewayError::Detailed {
-        status: e.status(),
-        code: e.code(),
-        message: e.to_string(),
-        detail: serde_json::Map::new(),
-    }
-}
-
 macro_rules! run {
     ($self:ident, |$q:ident| $body:expr) => {{
         let source = $self.queue.clone();
@@ -54,7 +45,7 @@ macro_rules! run {
             source
                 .run("API keys", move |$q| async move { $body })
                 .await?
-                .map_err(pg)
+                .map_err(crate::sources::queue::queue_error)
         })
     }};
 }

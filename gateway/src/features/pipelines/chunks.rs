@@ -135,7 +135,7 @@ impl Pipelines {
         let pipeline = self
             .db(move |q| async move { q.get_pipeline(&id).await })
             .await?;
-        super::granted(&req, &pipeline.target_namespace)?;
+        req.principal.require_control(&pipeline.target_namespace)?;
         let digest = Sha256::new()
             .chain_update(doc.as_bytes())
             .chain_update([0u8])

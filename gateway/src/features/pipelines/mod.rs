@@ -36,11 +36,11 @@ use serde_json::{Value, json};
 
 use crate::core::config::Scope;
 use crate::core::error::GatewayError;
-use crate::core::http::{Resp, decode_gzip, json_body, json_response};
+use crate::core::http::{Resp, json_response};
 use crate::core::router::{Req, Route, handler};
 use crate::core::runtime::Background;
 use crate::core::{Control, Core, ShardCtx};
-use crate::sources::queue::QueueSource;
+use crate::sources::queue::{self, QueueSource};
 
 /// How often the stage gauge (`layer_pipeline_stage_count`) is refreshed from PostgreSQL.
 pub const GAUGE_INTERVAL: Duration = Duration::from_secs(10);
@@ -156,7 +156,7 @@ impl Pipelines {
 
     async fn create(self: Arc<Self>, _: Arc<ShardCtx>, req: Req) -> Result<Resp, GatewayError> {
         let new = models::create(&self.body(&req)?)?;
-        granted(&req, &new.target_namespace)?;
+        req.principal.require_control(&new.target_namespace)?;
         let started = Instant::now();
         let created = self
             .db(move |q| async move { q.create_pipeline(&new).await })
@@ -280,23 +280,19 @@ impl Pipelines {
             let pipeline = self
                 .db(move |q| async move { q.get_pipeline(&id).await })
                 .await?;
-            granted(req, &pipeline.target_namespace)?;
+            req.principal.require_control(&pipeline.target_namespace)?;
         }
         Ok(pid)
     }
 
     /// A route's JSON body (gzip accepted), validated whole.
     fn body(&self, req: &Req) -> Result<Value, GatewayError> {
-        json_body(&self.raw_body(req)?, &self.core.limits)
+        req.json_body(&self.core.limits)
     }
 
     /// The request body, inflated when gzip-encoded (bounded by `maxBodyBytes`), unparsed.
     fn raw_body(&self, req: &Req) -> Result<bytes::Bytes, GatewayError> {
-        decode_gzip(
-            &req.parts.headers,
-            req.body.clone(),
-            self.core.limits.max_body_bytes,
-        )
+        req.inflated_body(&self.core.limits)
     }
 
     /// What the per-document routes read first: the pipeline id, the checked document id and
@@ -318,33 +314,13 @@ pub(super) fn raw_of<'a>(v: &sonic_rs::LazyValue<'a>) -> &'a str {
     }
 }
 
-/// The caller's key must grant `ns` (403 `namespace not in key grant` otherwise).
-pub(super) fn granted(req: &Req, ns: &str) -> Result<(), GatewayError> {
-    if req.principal.may_control(ns) {
-        Ok(())
-    } else {
-        Err(GatewayError::NamespaceNotGranted {
-            namespace: ns.to_string(),
-        })
-    }
-}
-
 /// A queue error as a response: its own status and code, the document ids it is about, and a
 /// count of database failures.
 fn queue_error(e: QueueError) -> GatewayError {
-    if matches!(e, QueueError::Unavailable(_) | QueueError::Database(_)) {
+    if queue::is_database_failure(&e) {
         metrics::database_error(e.code());
     }
-    let mut detail = serde_json::Map::new();
-    if !e.document_ids().is_empty() {
-        detail.insert("document_ids".into(), json!(e.document_ids()));
-    }
-    GatewayError::Detailed {
-        status: e.status(),
-        code: e.code(),
-        message: e.to_string(),
-        detail,
-    }
+    queue::queue_error(e)
 }
 
 /// At start: applies the migrations (retrying while PostgreSQL is unreachable, so the first

@@ -192,7 +192,7 @@ impl Pipelines {
         let (pipeline, seen) = self
             .db(move |q| async move { q.pipeline_and_generation(&id, &d).await })
             .await?;
-        super::granted(&req, &pipeline.target_namespace)?;
+        req.principal.require_control(&pipeline.target_namespace)?;
         let up = self
             .batcher
             .write(

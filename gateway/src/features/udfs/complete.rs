@@ -28,12 +28,13 @@ use layer_queue::{ClaimedItem, Udf};
 use serde_json::{Map, Value, json};
 
 use super::spec::{self, Spec, bad};
-use super::{Udfs, key_of, metrics, queue_error};
+use super::{Udfs, metrics, queue_error};
 use crate::core::ShardCtx;
 use crate::core::error::GatewayError;
 use crate::core::fields::{object, string};
 use crate::core::http::now_ms;
 use crate::sources::writes;
+use layer_queue::items::item_key;
 
 /// The `UdfClaimedItem` of a claimed item.
 pub fn claimed_item(c: &ClaimedItem) -> Value {
@@ -76,6 +77,33 @@ fn items(o: &Map<String, Value>) -> Result<&Vec<Value>, GatewayError> {
     }
 }
 
+/// One reported item: its position, its object, and its checked namespace and id.
+struct Reported<'a> {
+    i: usize,
+    item: &'a Map<String, Value>,
+    namespace: String,
+    id: String,
+}
+
+/// The `items` of a worker report, each an object with a namespace and an id.
+fn reported(o: &Map<String, Value>) -> Result<Vec<Reported<'_>>, GatewayError> {
+    items(o)?
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let item = item
+                .as_object()
+                .ok_or_else(|| bad(&format!("items[{i}]"), "must be an object"))?;
+            Ok(Reported {
+                i,
+                item,
+                namespace: namespace_of(item, i)?,
+                id: id_text(item.get("id"), &format!("items[{i}].id"))?,
+            })
+        })
+        .collect()
+}
+
 fn namespace_of(item: &Map<String, Value>, i: usize) -> Result<String, GatewayError> {
     let field = format!("items[{i}].namespace");
     let ns = string(item, "namespace").map_err(|_| bad(&field, "must be a string"))?;
@@ -89,12 +117,13 @@ impl Report {
         let o = object(body)?;
         let worker_id = string(o, "worker_id")?;
         let mut out = Vec::new();
-        for (i, item) in items(o)?.iter().enumerate() {
-            let item = item
-                .as_object()
-                .ok_or_else(|| bad(&format!("items[{i}]"), "must be an object"))?;
-            let namespace = namespace_of(item, i)?;
-            let id = id_text(item.get("id"), &format!("items[{i}].id"))?;
+        for Reported {
+            i,
+            item,
+            namespace,
+            id,
+        } in reported(o)?
+        {
             let field = format!("items[{i}].attributes");
             let attributes = match item.get("attributes") {
                 None | Some(Value::Null) => Map::new(),
@@ -140,16 +169,10 @@ impl Report {
 
 /// The `(namespace, id)` refs of a heartbeat, as item keys.
 pub fn item_refs(o: &Map<String, Value>) -> Result<Vec<String>, GatewayError> {
-    let mut keys = Vec::new();
-    for (i, item) in items(o)?.iter().enumerate() {
-        let item = item
-            .as_object()
-            .ok_or_else(|| bad(&format!("items[{i}]"), "must be an object"))?;
-        let ns = namespace_of(item, i)?;
-        let id = id_text(item.get("id"), &format!("items[{i}].id"))?;
-        keys.push(key_of(&ns, &id));
-    }
-    Ok(keys)
+    Ok(reported(o)?
+        .iter()
+        .map(|r| item_key(&r.namespace, &r.id))
+        .collect())
 }
 
 /// Applies a report (on the control runtime); returns how many items are completed by it.
@@ -181,7 +204,7 @@ async fn apply(
     // The last report of an item wins (a duplicate in one call).
     let mut by_key: HashMap<String, Done> = HashMap::new();
     for d in report.items {
-        by_key.insert(key_of(&d.namespace, &d.id), d);
+        by_key.insert(item_key(&d.namespace, &d.id), d);
     }
     let keys: Vec<String> = by_key.keys().cloned().collect();
     let completion = queue
@@ -314,13 +337,14 @@ impl Failures {
             worker_id: string(o, "worker_id")?,
             ..Failures::default()
         };
-        for (i, item) in items(o)?.iter().enumerate() {
-            let item = item
-                .as_object()
-                .ok_or_else(|| bad(&format!("items[{i}]"), "must be an object"))?;
-            let ns = namespace_of(item, i)?;
-            let id = id_text(item.get("id"), &format!("items[{i}].id"))?;
-            let key = key_of(&ns, &id);
+        for Reported {
+            i,
+            item,
+            namespace,
+            id,
+        } in reported(o)?
+        {
+            let key = item_key(&namespace, &id);
             match item.get("kind").and_then(Value::as_str) {
                 Some("transient") => out.transient.push(key),
                 Some("permanent") => out.permanent.push(key),

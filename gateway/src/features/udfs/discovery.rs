@@ -26,11 +26,12 @@ use parking_lot::Mutex;
 use serde_json::{Map, Value, json};
 
 use super::spec::{self, Spec, bad};
-use super::{Udfs, key_of, metrics};
+use super::{Udfs, metrics};
 use crate::core::ShardCtx;
 use crate::core::error::GatewayError;
 use crate::core::http::now_ms;
 use crate::sources::origin::{self, OriginScan};
+use layer_queue::items::item_key;
 
 /// How long `POST .../discover` waits for its sweep before answering with what it enqueued so
 /// far (the sweep goes on; the client's own timeout is 30 s).
@@ -280,7 +281,7 @@ fn item(ns: &str, row: &Value, spec: &Spec) -> Option<NewItem> {
         input.insert(name.clone(), v);
     }
     Some(NewItem {
-        key: key_of(ns, &id_text),
+        key: item_key(ns, &id_text),
         payload: json!({"namespace": ns, "id": raw_id, "id_text": id_text, "input": input}),
     })
 }

@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use http::{Method, StatusCode};
-use layer_queue::items::{ItemClaim, item_key};
+use layer_queue::items::ItemClaim;
 use layer_queue::{Queue, QueueError, Udf};
 use serde_json::{Value, json};
 use tokio::sync::Notify;
@@ -34,11 +34,11 @@ use tokio::sync::Notify;
 use crate::core::config::Scope;
 use crate::core::error::GatewayError;
 use crate::core::fields::{object, opt_uint, string};
-use crate::core::http::{Resp, decode_gzip, json_body, json_response};
+use crate::core::http::{Resp, json_response};
 use crate::core::router::{Req, Route, Router, handler};
 use crate::core::runtime::Background;
 use crate::core::{Control, Core, ShardCtx};
-use crate::sources::queue::QueueSource;
+use crate::sources::queue::{self, QueueSource};
 use spec::{Spec, bad};
 
 /// The UDF feature: the shared queue, the core, and the control-runtime context its writes use.
@@ -256,7 +256,7 @@ impl Udfs {
     /// the filter ([`discovery::probe`]).
     async fn admit_spec(&self, req: &Req, id: &str, spec: &Spec) -> Result<(), GatewayError> {
         for ns in &spec.target_namespaces {
-            granted(req, ns)?;
+            req.principal.require_control(ns)?;
         }
         let all = self.db(|q| async move { q.list_udfs().await }).await?;
         let marker = spec::marker_name(id);
@@ -535,12 +535,7 @@ impl Udfs {
 
     /// A route's JSON body (gzip accepted), validated whole.
     fn body(&self, req: &Req) -> Result<Value, GatewayError> {
-        let raw = decode_gzip(
-            &req.parts.headers,
-            req.body.clone(),
-            self.core.limits.max_body_bytes,
-        )?;
-        json_body(&raw, &self.core.limits)
+        req.json_body(&self.core.limits)
     }
 
     /// [`Udfs::body`], with an empty body read as `{}` (bodyless POSTs).
@@ -549,17 +544,6 @@ impl Udfs {
             return Ok(json!({}));
         }
         self.body(req)
-    }
-}
-
-/// The caller's key must grant `ns` (403 `namespace not in key grant` otherwise).
-fn granted(req: &Req, ns: &str) -> Result<(), GatewayError> {
-    if req.principal.may_control(ns) {
-        Ok(())
-    } else {
-        Err(GatewayError::NamespaceNotGranted {
-            namespace: ns.to_string(),
-        })
     }
 }
 
@@ -585,7 +569,7 @@ fn reach(req: &Req, udf: &Udf) -> Result<(), GatewayError> {
         return Ok(());
     }
     for ns in targets(udf) {
-        granted(req, &ns)?;
+        req.principal.require_control(&ns)?;
     }
     Ok(())
 }
@@ -624,20 +608,10 @@ fn status_json(u: &Udf, s: &layer_queue::PipelineStatus) -> Value {
 
 /// A queue error as a response: its own status and code, and a count of database failures.
 fn queue_error(e: QueueError) -> GatewayError {
-    if matches!(e, QueueError::Unavailable(_) | QueueError::Database(_)) {
+    if queue::is_database_failure(&e) {
         metrics::database_error(e.code());
     }
-    GatewayError::Detailed {
-        status: e.status(),
-        code: e.code(),
-        message: e.to_string(),
-        detail: serde_json::Map::new(),
-    }
-}
-
-/// The item key of a reported `(namespace, id)`.
-pub(crate) fn key_of(ns: &str, id: &str) -> String {
-    item_key(ns, id)
+    queue::queue_error(e)
 }
 
 /// At start: the control-runtime context, then the loops: discovery ([`discovery::run`]), push

@@ -31,8 +31,9 @@ use tokio::task::JoinHandle;
 
 use super::complete::{self, Failures, Report};
 use super::spec::{Dispatch, Spec};
-use super::{Udfs, key_of, metrics};
+use super::{Udfs, metrics};
 use crate::core::upstream::Upstream;
+use layer_queue::items::item_key;
 
 /// How long an idle batch slot waits before claiming again.
 pub const IDLE_POLL: Duration = Duration::from_secs(1);
@@ -129,7 +130,7 @@ async fn slot_loop(udfs: Arc<Udfs>, id: String, worker: String) {
         let keys: Vec<String> = items
             .iter()
             .map(|i| {
-                key_of(
+                item_key(
                     i["namespace"].as_str().unwrap_or(""),
                     i["id"].as_str().unwrap_or(""),
                 )
@@ -164,7 +165,7 @@ async fn slot_loop(udfs: Arc<Udfs>, id: String, worker: String) {
             .cloned()
             .collect();
         if let Some(r) = &report {
-            settled.extend(r.items.iter().map(|d| key_of(&d.namespace, &d.id)));
+            settled.extend(r.items.iter().map(|d| item_key(&d.namespace, &d.id)));
         }
         failures
             .transient

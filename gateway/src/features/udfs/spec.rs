@@ -76,17 +76,7 @@ pub struct Retry {
     pub max_backoff_seconds: u64,
 }
 
-/// A 422 naming the field.
-pub fn bad(field: &str, message: impl std::fmt::Display) -> GatewayError {
-    let mut detail = Map::new();
-    detail.insert("field".into(), json!(field));
-    GatewayError::Detailed {
-        status: http::StatusCode::UNPROCESSABLE_ENTITY,
-        code: "validation_error",
-        message: format!("{field}: {message}"),
-        detail,
-    }
-}
+pub use crate::core::fields::invalid_field as bad;
 
 /// Checks a UDF id: 1 to [`MAX_ID_BYTES`] ASCII letters, digits, `-` and `_`, so its markers are
 /// valid attribute names.
