@@ -32,6 +32,21 @@ pub fn pause(d: Duration) {
 }
 
 /// A fresh directory under the system temp dir, unique to this process and call.
+/// A configured inbound key (`keys` mode) whose token is its name.
+pub fn configured_key(
+    name: &str,
+    scopes: Vec<layer_gateway::config::Scope>,
+    namespaces: &[&str],
+) -> layer_gateway::config::KeyConfig {
+    layer_gateway::config::KeyConfig {
+        name: name.into(),
+        scopes,
+        namespaces: namespaces.iter().map(|s| s.to_string()).collect(),
+        token: Some(name.into()),
+        token_env: None,
+    }
+}
+
 pub fn temp_dir(tag: &str) -> std::path::PathBuf {
     static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

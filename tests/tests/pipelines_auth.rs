@@ -6,19 +6,9 @@
 
 use http::Method;
 use layer_e2e::pipelines::with_db;
-use layer_e2e::{Stack, test_database};
-use layer_gateway::config::{AuthMode, KeyConfig, Scope};
+use layer_e2e::{Stack, configured_key, test_database};
+use layer_gateway::config::{AuthMode, Scope};
 use serde_json::{Value, json};
-
-fn key(name: &str, scopes: Vec<Scope>, namespaces: &[&str]) -> KeyConfig {
-    KeyConfig {
-        name: name.into(),
-        scopes,
-        namespaces: namespaces.iter().map(|s| s.to_string()).collect(),
-        token: Some(name.into()),
-        token_env: None,
-    }
-}
 
 #[test]
 fn keys_reach_only_the_pipelines_of_their_namespaces() {
@@ -29,9 +19,9 @@ fn keys_reach_only_the_pipelines_of_their_namespaces() {
         with_db(&url, &schema)(c);
         c.vector_store.inbound_auth.mode = AuthMode::Keys;
         c.vector_store.inbound_auth.keys = vec![
-            key("admin", vec![Scope::Admin], &[]),
-            key("shop-admin", vec![Scope::Admin], &["shop-*"]),
-            key("shop-worker", vec![Scope::Read, Scope::Write], &["shop-*"]),
+            configured_key("admin", vec![Scope::Admin], &[]),
+            configured_key("shop-admin", vec![Scope::Admin], &["shop-*"]),
+            configured_key("shop-worker", vec![Scope::Read, Scope::Write], &["shop-*"]),
         ];
     });
     let as_key = |k: &str, m: Method, p: &str, body: Value| {
