@@ -60,6 +60,7 @@ pub mod hybrid;
 pub mod layer_query;
 pub mod merge;
 pub mod order;
+pub mod page;
 mod query_error;
 #[cfg(any(test, feature = "reference"))]
 pub mod reference;

@@ -5,6 +5,7 @@
 //! namespace. Answers the gateway reads are fetched uncompressed and gzip-compressed here when
 //! the caller accepts it.
 
+mod cursor;
 pub mod plan;
 
 use std::sync::Arc;

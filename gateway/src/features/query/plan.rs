@@ -28,6 +28,7 @@ use scatter::{QueryError, RewriteError};
 use serde_json::Value;
 use tokio::sync::Semaphore;
 
+use super::cursor;
 use crate::core::ShardCtx;
 use crate::core::config::IndexConsistency;
 use crate::core::error::GatewayError;
@@ -56,7 +57,7 @@ impl Answer {
         }
     }
 
-    fn json(body: Vec<u8>, watermark: Option<u64>) -> Self {
+    pub(super) fn json(body: Vec<u8>, watermark: Option<u64>) -> Self {
         let mut headers = HeaderMap::new();
         headers.insert(
             header::CONTENT_TYPE,
@@ -158,14 +159,54 @@ pub async fn serve(
         }
         QueryPlan::Upstream(q) => q,
     };
-    if let Some(c) = &q.cursor {
-        return Err(GatewayError::Validation(format!(
-            "cursor pagination is not available on this gateway yet (got cursor {c:?}); page with filters on the ordering attribute instead"
-        )));
+    if (q.cursor.is_some() || cursor::may_page(&q.body))
+        && let Some(a) = cursor::serve(
+            ctx,
+            ns,
+            path_and_query,
+            headers,
+            &q,
+            (mode, status, watermark),
+        )
+        .await?
+    {
+        return Ok(a);
     }
+    execute(
+        ctx,
+        ns,
+        path_and_query,
+        headers,
+        &q,
+        (mode, status, watermark),
+        None,
+    )
+    .await
+}
 
-    let pred = match (mode, status, watermark) {
-        (IndexConsistency::Stable, Status::Updating, Some(wm)) => Some(predicate(wm)),
+/// The consistency mode, the watcher's status and the watermark one request read once.
+pub(super) type Cut = (IndexConsistency, Status, Option<u64>);
+
+/// Runs a planned query: the stable read (or `forced`, a pagination cut that replaces the
+/// watermark predicate in the stable and eventual modes), one upstream request or the shard
+/// scatter/gather, and the response's finishing.
+pub(super) async fn execute(
+    ctx: &ShardCtx,
+    ns: &str,
+    path_and_query: &str,
+    headers: &HeaderMap,
+    q: &UpstreamQuery,
+    (mode, status, watermark): Cut,
+    forced: Option<u64>,
+) -> Result<Answer, GatewayError> {
+    let shared = &ctx.core;
+    let shards = shared.shards_of(ns);
+    let threads = configured_threads(shared, ns, None);
+    let once = shared.limits.prevalidated();
+    let pred = match (mode, status, watermark, forced) {
+        (IndexConsistency::Strong, ..) => None,
+        (_, _, _, Some(cut)) => Some(predicate(cut)),
+        (IndexConsistency::Stable, Status::Updating, Some(wm), None) => Some(predicate(wm)),
         _ => None,
     };
     let (legs_body, caller_strong, injected) = if mode == IndexConsistency::Strong {
@@ -199,7 +240,7 @@ pub async fn serve(
         ns,
         path_and_query,
         headers,
-        &q,
+        q,
         legs_body,
         shards,
         q.threads.unwrap_or(threads),

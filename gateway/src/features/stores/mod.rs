@@ -7,6 +7,7 @@
 //! Where to start: [`Stores::routes`]; [`capabilities`] is the feature table.
 
 pub mod capabilities;
+pub mod namespace;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -114,16 +115,44 @@ impl Stores {
         ))
     }
 
+    /// The store's report narrowed by the namespace's schema (read from upstream now) and
+    /// sharding. An upstream failure is relayed as a 502, never guessed around.
     async fn namespace_capabilities(
         self: Arc<Self>,
-        _: Arc<ShardCtx>,
+        ctx: Arc<ShardCtx>,
         req: Req,
     ) -> Result<Resp, GatewayError> {
-        let store = self.core.config.store_of(req.ns()).to_string();
+        let ns = req.ns();
+        let store = self.core.config.store_of(ns).to_string();
         let s = self.store(&store)?;
+        let up = ctx
+            .upstream(ns)
+            .send(
+                "schema",
+                Method::GET,
+                &format!("/v1/namespaces/{ns}/schema"),
+                &HeaderMap::new(),
+                Bytes::new(),
+            )
+            .await?;
+        let facts = match up.status {
+            StatusCode::NOT_FOUND => None,
+            st if st.is_success() => {
+                let schema: Value = serde_json::from_slice(&up.body).map_err(|e| {
+                    GatewayError::Upstream(format!("namespace schema is not JSON: {e}"))
+                })?;
+                Some(namespace::SchemaFacts::of(&schema))
+            }
+            st => {
+                return Err(GatewayError::Upstream(format!(
+                    "reading the namespace schema: upstream answered {st}"
+                )));
+            }
+        };
+        let report = capabilities::report(&s.name, s.kind.as_str());
         Ok(json_response(
             StatusCode::OK,
-            &capabilities::report(&s.name, s.kind.as_str()),
+            &namespace::narrow(report, facts.as_ref(), self.core.shards_of(ns)),
         ))
     }
 
