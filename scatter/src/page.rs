@@ -18,8 +18,6 @@ use crate::{Limits, RewriteError};
 
 /// Turbopuffer's largest `top_k`.
 pub const MAX_TOP_K: u32 = 10_000;
-/// `top_k` when a body names none (Turbopuffer's and the client's default).
-pub const DEFAULT_TOP_K: u32 = 10;
 
 /// How a pageable query is ordered and how many rows a page holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,7 +90,8 @@ pub fn paging_of(body: &[u8], limits: &Limits) -> Result<Pageable, RewriteError>
         }
     };
     let top_k = match get("top_k").or_else(|| get("limit")) {
-        None => DEFAULT_TOP_K,
+        // Upstream refuses a ranking without a count; so does a cursor.
+        None => return Ok(Pageable::No("a cursor needs `top_k`")),
         Some(raw) => match raw.parse::<u32>() {
             Ok(n) if (1..=MAX_TOP_K).contains(&n) => n,
             // Out of range: upstream's own error, on the unpaged body.
@@ -231,11 +230,12 @@ mod tests {
                 projected: false
             })
         );
-        let Pageable::Yes(p) = paging(r#"{"rank_by":["id","asc"]}"#) else {
+        let Pageable::Yes(p) = paging(r#"{"rank_by":["id","asc"],"top_k":10}"#) else {
             panic!()
         };
-        assert_eq!((p.top_k, p.projected), (DEFAULT_TOP_K, true));
-        let Pageable::Yes(p) = paging(r#"{"rank_by":["n","asc"],"include_attributes":true}"#)
+        assert_eq!((p.top_k, p.projected), (10, true));
+        let Pageable::Yes(p) =
+            paging(r#"{"rank_by":["n","asc"],"top_k":3,"include_attributes":true}"#)
         else {
             panic!()
         };
@@ -250,6 +250,7 @@ mod tests {
             r#"{"rank_by":["n","asc"],"limit":{"total":5,"per":{"attributes":["a"],"limit":1}}}"#,
             r#"{"rank_by":["n","asc"],"exclude_attributes":["n"]}"#,
             r#"{"top_k":5}"#,
+            r#"{"rank_by":["id","asc"]}"#,
         ] {
             assert!(matches!(paging(body), Pageable::No(_)), "{body}");
         }

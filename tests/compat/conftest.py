@@ -207,6 +207,8 @@ def target() -> Iterator[Target]:
                     # Each gateway gets its own data dir (its NVMe cache lives there).
                     "--data-dir",
                     tempfile.mkdtemp(prefix="compat-gateway-"),
+                    "--config",
+                    _gateway_config_file(),
                 ],
                 env=_gateway_env(),
             )
@@ -223,6 +225,28 @@ def target() -> Iterator[Target]:
     finally:
         for s in reversed(servers):
             s.stop()
+
+
+# The compat gateway's layer.yaml: what the client's read-only families need to have something to
+# show (a configured warehouse). Everything else stays at its default.
+GATEWAY_CONFIG = """\
+warehouses:
+  - name: compat-snowflake
+    kind: snowflake
+    snowflake:
+      account: acme-xy12345
+      user: LAYER_COMPAT
+      warehouse: COMPUTE_WH
+      keyPairSecretRef:
+        name: snowflake-key
+"""
+
+
+def _gateway_config_file() -> str:
+    fd, path = tempfile.mkstemp(prefix="compat-layer-", suffix=".yaml")
+    with os.fdopen(fd, "w") as f:
+        f.write(GATEWAY_CONFIG)
+    return path
 
 
 def _gateway_env() -> dict:
@@ -302,3 +326,36 @@ def pipelines(layer: Target) -> Target:
             pytest.fail("LAYER_TEST_DATABASE_URL is unset under CI: scripts/test starts PostgreSQL")
         pytest.skip("no PostgreSQL for the pipeline queue (LAYER_TEST_DATABASE_URL unset)")
     return layer
+
+
+# --- Every operation of the published client is called by some test -----------------------------
+# hevlayer_ops records the client operations the tests call; each xdist worker hands its set to
+# the controller, which fails the session (under LAYER_COMPAT_ALL_OPS=1) when an operation of
+# the client was never called.
+import hevlayer_ops  # noqa: E402
+
+hevlayer_ops.install()
+_WORKER_CALLS: set = set()
+
+
+def pytest_testnodedown(node, error):
+    _WORKER_CALLS.update(getattr(node, "workeroutput", {}).get("hevlayer_ops", []))
+
+
+def pytest_sessionfinish(session, exitstatus):
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["hevlayer_ops"] = sorted(hevlayer_ops.CALLED)
+        return
+    if os.environ.get("LAYER_COMPAT_ALL_OPS") != "1":
+        return
+    missing = sorted(hevlayer_ops.operations() - hevlayer_ops.CALLED - _WORKER_CALLS)
+    total = len(hevlayer_ops.operations())
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if missing:
+        msg = f"hevlayer: {len(missing)} of {total} client operations are called by no test: {', '.join(missing)}"
+        if reporter:
+            reporter.write_line(msg, red=True)
+        session.exitstatus = 1
+    elif reporter:
+        reporter.write_line(f"hevlayer: all {total} client operations were called by the suite", green=True)

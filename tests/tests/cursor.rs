@@ -26,7 +26,6 @@ fn stack() -> Stack {
 /// 10,000 rows: `n` takes 37 values (so ties straddle every page size used here) and is missing
 /// on every 50th row (nulls sort first ascending, last descending).
 fn seed(stack: &Stack, ns: &str) {
-    let start = now_ms();
     for chunk in 0..(ROWS / 2_000) {
         let rows: Vec<Value> = (chunk * 2_000..(chunk + 1) * 2_000)
             .map(|i| {
@@ -39,7 +38,17 @@ fn seed(stack: &Stack, ns: &str) {
             .collect();
         stack.write(ns, json!({"upsert_rows": rows}));
     }
-    stack.wait_watermark(ns, start);
+    // Reads at the watermark see every row once it passes the last write.
+    stack.wait_watermark(ns, now_ms());
+}
+
+/// The `hevlayer` client's `QueryRequest` shape (it always sends `include_leg_breakdown`) or a
+/// plain Turbopuffer body: both page alike.
+fn shape(mut body: Value, layer: bool) -> Value {
+    if layer {
+        body["include_leg_breakdown"] = json!(false);
+    }
+    body
 }
 
 fn page(stack: &Stack, ns: &str, body: &Value) -> (Value, Option<String>) {
@@ -117,7 +126,10 @@ fn paging_through_ten_thousand_rows_returns_every_row_once() {
     for ns in ["flat", "sharded"] {
         seed(&stack, ns);
         for (dir, top_k) in [("asc", 1000), ("desc", 333), ("asc", 4096)] {
-            let body = json!({"rank_by": ["n", dir], "top_k": top_k, "include_attributes": ["n"]});
+            let body = shape(
+                json!({"rank_by": ["n", dir], "top_k": top_k, "include_attributes": ["n"]}),
+                dir == "desc",
+            );
             let rows = all_pages(&stack, ns, &body);
             assert_every_row_once_in_order(&rows, dir == "desc", false);
         }
@@ -161,12 +173,11 @@ fn later_pages_read_at_the_first_pages_cut() {
     let (first, next) = page(&stack, "flat", &body);
     let cursor = next.expect("more pages");
     // Rows written after the first page, at both ends of the order, once visible to new reads.
-    let start = now_ms();
     stack.write(
         "flat",
         json!({"upsert_rows": [{"id": 20_000, "n": 1}, {"id": 20_001, "n": 2}]}),
     );
-    stack.wait_watermark("flat", start);
+    stack.wait_watermark("flat", now_ms());
     let fresh = page(
         &stack,
         "flat",
@@ -232,4 +243,11 @@ fn cursors_that_cannot_page_are_refused_with_the_reason() {
     let (v, next) = page(&stack, "flat", &json!({"aggregate_by": {"c": ["Count"]}}));
     assert_eq!(next, None);
     assert!(v.get("aggregations").is_some());
+    // Without a `top_k` upstream's own 400 comes back, as for any ranking without a count.
+    let r = stack.gw(
+        Method::POST,
+        "/v2/namespaces/flat/query",
+        json!({"rank_by": ["id", "asc"]}).to_string(),
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
 }
