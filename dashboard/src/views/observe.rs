@@ -1,0 +1,96 @@
+//! Observe: the metric catalog (`/v2/metrics/catalog`) grouped by family, and for the chosen
+//! family (`?family=`, the first by default) one plot per metric of its example PromQL over the
+//! last 30 minutes, through the gateway's metrics proxy.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use super::{Ctx, failed, plot};
+use crate::gateway::encode;
+use crate::html::{banner, esc};
+
+pub async fn render(ctx: &Ctx, query: &str) -> String {
+    let catalog = match ctx.gateway.get("/v2/metrics/catalog").await {
+        Ok(c) => c,
+        Err(e) => return failed("metric catalog", &e),
+    };
+    let mut families: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for e in catalog["entries"].as_array().cloned().unwrap_or_default() {
+        let family = e["family"].as_str().unwrap_or("other").to_string();
+        families.entry(family).or_default().push(e);
+    }
+    if families.is_empty() {
+        return banner("The metric catalog is empty.", false);
+    }
+    let wanted = query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("family="))
+        .map(decode);
+    let chosen = wanted
+        .filter(|f| families.contains_key(f))
+        .or_else(|| families.keys().next().cloned())
+        .unwrap_or_default();
+    let mut out = String::from("<p>");
+    for (family, entries) in &families {
+        let class = if *family == chosen {
+            " style=\"font-weight:600\""
+        } else {
+            ""
+        };
+        out += &format!(
+            "<a href=\"/observe?family={}\"{class}>{}</a> ({}) · ",
+            encode(family),
+            esc(family),
+            entries.len()
+        );
+    }
+    out.push_str("</p>");
+    for e in families.get(&chosen).into_iter().flatten() {
+        let name = e["name"].as_str().unwrap_or_default();
+        let expr = e["example_promql"].as_str().unwrap_or(name);
+        out += &format!(
+            "<h2>{}</h2><p class=\"muted\">{} · {}</p>",
+            esc(name),
+            esc(e["kind"].as_str().unwrap_or_default()),
+            esc(e["description"].as_str().unwrap_or_default())
+        );
+        out += &plot(ctx, expr, expr).await;
+    }
+    out
+}
+
+/// Decodes a percent-encoded query value (`+` is a space).
+fn decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => match s
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+            {
+                Some(b) => {
+                    out.push(b);
+                    i += 2;
+                }
+                None => out.push(b'%'),
+            },
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn decodes_query_values() {
+        assert_eq!(super::decode("query%20path+x"), "query path x");
+        assert_eq!(super::decode("bad%zz"), "bad%zz");
+        assert_eq!(super::decode("end%4"), "end%4");
+    }
+}
