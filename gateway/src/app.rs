@@ -15,9 +15,9 @@ use crate::core::runtime::{self, Background, Running, StartError};
 use crate::core::store::ObjectStore;
 use crate::core::watcher::Watcher;
 use crate::features::{
-    blobs::Blobs, checkpoints::Checkpoints, fetch::Fetch, history::History, keys::Keys,
-    license::License, namespaces, ops::Ops, passthrough, pipelines::Pipelines, query::Query,
-    scans::Scans, snapshots::Snapshots, stores::Stores, udfs::Udfs, warm::Warm,
+    blobs::Blobs, checkpoints::Checkpoints, federated::Federated, fetch::Fetch, history::History,
+    keys::Keys, license::License, namespaces, ops::Ops, passthrough, pipelines::Pipelines,
+    query::Query, scans::Scans, snapshots::Snapshots, stores::Stores, udfs::Udfs, warm::Warm,
 };
 use crate::sources::queue::QueueSource;
 use crate::sources::snapshot_store::SnapshotStore;
@@ -78,6 +78,7 @@ pub fn start_with_tier(
 pub struct App {
     history: Arc<History>,
     query: Arc<Query>,
+    federated: Arc<Federated>,
     fetch: Arc<Fetch>,
     snapshots: Arc<Snapshots>,
     scans: Arc<Scans>,
@@ -111,6 +112,8 @@ impl App {
                 w.ensure_background(ns);
             }
         }));
+        let query = Query::new(recorder.clone());
+        let federated = Federated::new(query.clone());
         Ok(App {
             pipelines: Pipelines::new(core.clone(), queue.clone()),
             udfs: Udfs::new(core.clone(), queue.clone()),
@@ -119,7 +122,8 @@ impl App {
             checkpoints: Checkpoints::new(core.clone(), snapshot_store.clone()),
             blobs: Blobs::new(core.clone()),
             license: License::new(core.clone()),
-            query: Query::new(recorder.clone()),
+            query,
+            federated,
             fetch: Fetch::new(recorder),
             snapshots: Snapshots::new(core.clone(), snapshot_store.clone(), warmth.clone()),
             scans: Scans::new(core.clone(), snapshot_store.clone(), warmth.clone()),
@@ -135,6 +139,7 @@ impl App {
         let mut routes = Vec::new();
         routes.extend(self.ops.routes());
         routes.extend(self.query.routes());
+        routes.extend(self.federated.routes());
         routes.extend(passthrough::routes(self.snapshot_store.clone()));
         routes.extend(self.fetch.routes());
         routes.extend(namespaces::routes());
@@ -242,6 +247,7 @@ GET /health health -
 GET /metrics metrics -
 POST /v2/namespaces/{ns}/query query read
 POST /v1/namespaces/{ns}/query query_v1 read
+POST /v2/query federated_query read
 POST /v2/namespaces/{ns} write write
 DELETE /v2/namespaces/{ns} delete write
 POST /v2/namespaces/{ns}/async copy_async write
