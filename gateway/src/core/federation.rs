@@ -6,6 +6,7 @@
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
+use http::header::{self, HeaderValue};
 use http::{HeaderMap, StatusCode};
 use serde_json::{Map, Value, json};
 
@@ -13,6 +14,7 @@ use super::ShardCtx;
 use super::auth::{Denied, Principal, Surface};
 use super::config::Scope;
 use super::error::GatewayError;
+use super::http::ensure_traceparent;
 
 /// What one namespace's Layer query answered: the finished (upstream-shaped, uncompressed) body
 /// and the stable cut it was served at.
@@ -147,4 +149,23 @@ pub fn require_read(principal: &Principal, namespaces: &[String]) -> Result<(), 
             })?;
     }
     Ok(())
+}
+
+/// The headers every leg is sent with: the caller's credential (relayed upstream only in
+/// caller-auth mode) and trace context, a JSON content type, nothing of the federated request's
+/// own framing (length, encodings).
+pub fn leg_headers(from: &HeaderMap) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    if let Some(a) = from.get(header::AUTHORIZATION) {
+        h.insert(header::AUTHORIZATION, a.clone());
+    }
+    if let Some(t) = from.get("traceparent") {
+        h.insert("traceparent", t.clone());
+    }
+    ensure_traceparent(&mut h);
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    h
 }

@@ -15,16 +15,17 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::future::{BoxFuture, join_all};
-use http::header::{self, HeaderValue};
 use http::{HeaderMap, Method, StatusCode};
 use serde_json::{Map, Value};
 
 use crate::core::ShardCtx;
 use crate::core::config::Scope;
 use crate::core::error::GatewayError;
-use crate::core::federation::{Federation, Fused, Fusion, Leg, NamespaceQuery, require_read};
+use crate::core::federation::{
+    Federation, Fused, Fusion, Leg, NamespaceQuery, leg_headers, require_read,
+};
 use crate::core::fields::{invalid_field, object, opt_bool, opt_uint};
-use crate::core::http::{Resp, ensure_traceparent, json_response};
+use crate::core::http::{Resp, json_response};
 use crate::core::router::{Req, Route, handler};
 use crate::core::service::check_namespace;
 use fuse::LegOutcome;
@@ -115,25 +116,6 @@ impl Federation for Federated {
             Ok(fuse::fuse(outcomes, &fusion))
         })
     }
-}
-
-/// The headers every leg is sent with: the caller's credential (relayed upstream only in
-/// caller-auth mode) and trace context, a JSON content type, nothing of the federated request's
-/// own framing (length, encodings).
-pub fn leg_headers(from: &HeaderMap) -> HeaderMap {
-    let mut h = HeaderMap::new();
-    if let Some(a) = from.get(header::AUTHORIZATION) {
-        h.insert(header::AUTHORIZATION, a.clone());
-    }
-    if let Some(t) = from.get("traceparent") {
-        h.insert("traceparent", t.clone());
-    }
-    ensure_traceparent(&mut h);
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    h
 }
 
 /// A leg's answer as fusion sees it: rows and echoes, or a failure with the status and message
