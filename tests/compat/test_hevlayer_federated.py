@@ -4,19 +4,31 @@ The client's ``FederatedQueryRequest`` model is sent as is (its defaults always 
 ``top_k=10``, ``strict=False``, ``include_leg_breakdown=False``, ``fusion.rank_constant=60``);
 the fused rows must equal an RRF computed here from ``query_namespace`` answers, every response
 must parse into the client's strict models, a failing namespace is an ``errors`` entry and with
-``strict`` a ``HevlayerError``. The agent route has its own module (``test_hevlayer_agents``).
+``strict`` a ``HevlayerError``.
+
+``query_agent`` (``POST /v2/agents/{name}/query``) runs against a gateway of this module's own,
+started with a ``layer.yaml`` declaring two agents: one on the built-in provider (its rows are
+the federated query's, in order) and one on an OpenAI-compatible model, served here by a scripted
+chat-completions server on 127.0.0.1 (it grades everything 0.1, below the 0.5 threshold, so the
+agent takes its second turn). ``AgentQueryRequest``'s defaults (``top_k=10``) are sent as is.
 Gateway only.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import tempfile
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from hevlayer import AsyncHevlayer, HevlayerError
-from hevlayer.models import FederatedFusionOptions, FederatedQueryRequest, QueryRequest
+from hevlayer.models import AgentQueryRequest, FederatedFusionOptions, FederatedQueryRequest, QueryRequest
 
-from compat_helpers import API_KEY, fresh
+from compat_helpers import API_KEY, fresh, wait_stable
+from conftest import _Server
 
 
 def rows(ns_seed: int, n: int) -> list[dict]:
@@ -95,3 +107,117 @@ def test_federated_query_is_rrf_of_namespace_queries(layer):
             assert e.value.status_code == 422
 
     asyncio.run(go())
+
+
+class _Model(BaseHTTPRequestHandler):
+    """A scripted chat-completions server: the planner searches ``text`` for "alpha" on every
+    index, the grader gives every candidate 0.1. Every request body is kept in ``seen``."""
+
+    seen: list = []
+
+    def do_POST(self):  # noqa: N802 (http.server's name)
+        body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+        type(self).seen.append((self.path, body))
+        user = json.loads(body["messages"][1]["content"])
+        if "query planner" in body["messages"][0]["content"]:
+            content = {"queries": [{"text": "alpha", "rank_by": "hybridText"}]}
+        else:
+            content = {"relevance": [0.1 for _ in user["candidates"]]}
+        answer = json.dumps(
+            {
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": json.dumps(content)}}],
+                "usage": {"prompt_tokens": 11, "completion_tokens": 3},
+            }
+        ).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def agent_gateway(layer):
+    model = ThreadingHTTPServer(("127.0.0.1", 0), _Model)
+    threading.Thread(target=model.serve_forever, daemon=True).start()
+    names = [fresh("agent-a"), fresh("agent-b")]
+    workdir = tempfile.mkdtemp(prefix="compat-agents-")
+    config = os.path.join(workdir, "layer.yaml")
+    with open(config, "w") as f:
+        f.write(
+            "agents:\n"
+            f"  - name: helper\n    indices: [{names[0]}, {names[1]}]\n"
+            f"  - name: graded\n    indices: [{names[0]}, {names[1]}]\n"
+            "    model:\n      provider: openai\n      model: scripted\n"
+            f"      baseUrl: http://127.0.0.1:{model.server_address[1]}/v1\n"
+            "      credential: {value: sk-compat}\n"
+        )
+    server = _Server(
+        "layer-gateway",
+        [
+            os.environ["LAYER_GATEWAY_BIN"],
+            "--config",
+            config,
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream-url",
+            layer.emu_url,
+            "--upstream-api-key",
+            API_KEY,
+            "--data-dir",
+            os.path.join(workdir, "data"),
+        ],
+    )
+    server.start()
+    yield server.url, names
+    server.stop()
+    model.shutdown()
+
+
+def test_query_agent_builtin_and_model(agent_gateway):
+    url, names = agent_gateway
+    words = ["alpha", "bravo", "charlie", "delta"]
+
+    async def go():
+        async with AsyncHevlayer(api_key=API_KEY, base_url=url) as c:
+            for k, ns in enumerate(names):
+                data = [{"id": f"{ns}-{i}", "text": f"{words[i % 4]} {words[(i + k) % 4]}"} for i in range(12)]
+                await c.write_namespace(
+                    ns, {"upsert_rows": data, "schema": {"text": {"type": "string", "full_text_search": True}}}
+                )
+            for ns in names:
+                await asyncio.to_thread(wait_stable, url, ns)
+
+            got = await c.query_agent("helper", AgentQueryRequest(query="alpha"))
+            assert got.agent is not None and got.agent.turns == 1 and got.agent.deadlineHit is False
+            assert got.agent.recallDepth == 50 and got.agent.relevanceWeight == 0.6
+            assert got.agent.queries == [{"namespaces": names, "rank_by": ["text", "Auto", "alpha"], "turn": 1}]
+            fed = await c.query(
+                {
+                    "namespaces": names,
+                    "rank_by": ["text", "Auto", "alpha"],
+                    "top_k": 50,
+                    "fusion": {"per_namespace_limit": 50},
+                }
+            )
+            want = [(r["$namespace"], r["id"]) for r in fed.rows][:10]
+            assert want and [(r["$namespace"], r["id"]) for r in got.rows] == want
+            assert got.routing is not None and got.merge["strategy"] == "rrf"
+
+            _Model.seen.clear()
+            got = await c.query_agent("graded", {"query": "which rows say alpha", "top_k": 3})
+            assert got.agent is not None and got.agent.turns == 2, got.agent
+            assert [q["turn"] for q in got.agent.queries] == [1, 2]
+            assert len(got.rows) == 3 and all(r["$relevance"] == 0.1 for r in got.rows)
+            assert [p for p, _ in _Model.seen] == ["/v1/chat/completions"] * 4
+            assert _Model.seen[0][1]["model"] == "scripted"
+
+            with pytest.raises(HevlayerError) as e:
+                await c.query_agent("nobody", AgentQueryRequest(query="x"))
+            assert e.value.status_code == 404
+
+    asyncio.run(go())
+

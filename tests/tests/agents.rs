@@ -8,10 +8,13 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use http::Method;
-use layer_e2e::{Stack, configured_key, now_ms};
-use layer_gateway::config::{AgentConfig, AgentModel, AgentProvider, AuthMode, Credential, Scope};
+use layer_e2e::{Stack, configured_key, now_ms, pause};
+use layer_gateway::config::{
+    AgentConfig, AgentModel, AgentProvider, AuthMode, Credential, OnDeadline, Scope,
+};
 use serde_json::{Value, json};
 
 const WORDS: [&str; 6] = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot"];
@@ -41,48 +44,9 @@ impl Scripted {
         let seen = log.clone();
         std::thread::spawn(move || {
             for conn in listener.incoming() {
-                let Ok(mut conn) = conn else { continue };
-                let mut reader = BufReader::new(conn.try_clone().expect("clone"));
-                let mut line = String::new();
-                let mut length = 0usize;
-                let mut first = true;
-                loop {
-                    line.clear();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                        break;
-                    }
-                    if first {
-                        assert!(line.starts_with("POST /v1/chat/completions "), "{line}");
-                        first = false;
-                    }
-                    let l = line.trim_end();
-                    if l.is_empty() {
-                        break;
-                    }
-                    if let Some((k, v)) = l.split_once(':')
-                        && k.eq_ignore_ascii_case("content-length")
-                    {
-                        length = v.trim().parse().unwrap_or(0);
-                    }
-                }
-                let mut body = vec![0u8; length];
-                if reader.read_exact(&mut body).is_err() {
-                    continue;
-                }
-                let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                let content = script(&request);
-                seen.lock().unwrap().push(request);
-                let answer = json!({
-                    "id": "chatcmpl-1", "object": "chat.completion",
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": content.to_string()}, "finish_reason": "stop"}],
-                    "usage": {"prompt_tokens": PROMPT_TOKENS, "completion_tokens": COMPLETION_TOKENS},
-                })
-                .to_string();
-                let _ = write!(
-                    conn,
-                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
-                    answer.len()
-                );
+                let Ok(conn) = conn else { continue };
+                let seen = seen.clone();
+                std::thread::spawn(move || serve_one(conn, script, &seen));
             }
         });
         Scripted { url, log }
@@ -91,6 +55,54 @@ impl Scripted {
     fn requests(&self) -> Vec<Value> {
         self.log.lock().unwrap().clone()
     }
+}
+
+/// One request on one connection: read it, log it, answer `script`'s content. A question
+/// starting with `hang` is never answered in time (the deadline tests).
+fn serve_one(mut conn: std::net::TcpStream, script: fn(&Value) -> Value, seen: &Mutex<Vec<Value>>) {
+    let mut reader = BufReader::new(conn.try_clone().expect("clone"));
+    let mut line = String::new();
+    let mut length = 0usize;
+    loop {
+        line.clear();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            break;
+        }
+        let l = line.trim_end();
+        if l.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = l.split_once(':')
+            && k.eq_ignore_ascii_case("content-length")
+        {
+            length = v.trim().parse().unwrap_or(0);
+        }
+    }
+    let mut body = vec![0u8; length];
+    if reader.read_exact(&mut body).is_err() {
+        return;
+    }
+    let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    seen.lock().unwrap().push(request.clone());
+    if user_of(&request)["question"]
+        .as_str()
+        .is_some_and(|q| q.starts_with("hang"))
+    {
+        pause(Duration::from_secs(30));
+        return;
+    }
+    let content = script(&request);
+    let answer = json!({
+        "id": "chatcmpl-1", "object": "chat.completion",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content.to_string()}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": PROMPT_TOKENS, "completion_tokens": COMPLETION_TOKENS},
+    })
+    .to_string();
+    let _ = write!(
+        conn,
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+        answer.len()
+    );
 }
 
 /// The user message of a logged request, parsed.
@@ -390,4 +402,41 @@ fn read_is_needed_on_every_index_of_the_agent() {
     let (s, v) = as_reader("shop");
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["errors"][0]["namespace"], "shop-a", "{v}");
+}
+
+#[test]
+fn a_deadline_hit_answers_best_effort_or_504() {
+    let model = Scripted::start(script);
+    // A 300 ms budget (default 60 s) against a model that does not answer for 30 s.
+    let mut best = agent("hurry", &["ag-docs"], Some(&model));
+    best.budget.deadline_ms = 300;
+    let mut strict = best.clone();
+    strict.name = "hurry-strict".into();
+    strict.budget.on_deadline = OnDeadline::Error;
+    let stack = Stack::start_with(move |c| c.agents = vec![best, strict]);
+    let (s, v) = ask(&stack, "hurry", json!({"query": "hang on"}));
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["agent"]["deadlineHit"], true, "{v}");
+    assert_eq!(v["agent"]["turns"], 1);
+    assert_eq!(v["rows"], json!([]));
+    assert!(
+        v["agent"]["trace"].as_str().unwrap().contains("deadline"),
+        "{v}"
+    );
+    let (s, v) = ask(&stack, "hurry-strict", json!({"query": "hang on"}));
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (504, Some("agent_deadline")),
+        "{v}"
+    );
+    assert_eq!(
+        stack.metric(
+            "hevlayer_agent_queries_total{agent=\"hurry\",status=\"200\",deadline_hit=\"true\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        stack.metric("hevlayer_agent_queries_total{agent=\"hurry-strict\",status=\"504\",deadline_hit=\"true\"}"),
+        1.0
+    );
 }
