@@ -15,9 +15,10 @@ use crate::core::runtime::{self, Background, Running, StartError};
 use crate::core::store::ObjectStore;
 use crate::core::watcher::Watcher;
 use crate::features::{
-    blobs::Blobs, checkpoints::Checkpoints, fetch::Fetch, history::History, keys::Keys,
-    license::License, namespaces, ops::Ops, passthrough, pipelines::Pipelines, query::Query,
-    scans::Scans, snapshots::Snapshots, stores::Stores, udfs::Udfs, warm::Warm,
+    agents::Agents, blobs::Blobs, checkpoints::Checkpoints, federated::Federated, fetch::Fetch,
+    history::History, keys::Keys, license::License, namespaces, ops::Ops, passthrough,
+    pipelines::Pipelines, query::Query, scans::Scans, snapshots::Snapshots, stores::Stores,
+    udfs::Udfs, warm::Warm,
 };
 use crate::sources::queue::QueueSource;
 use crate::sources::snapshot_store::SnapshotStore;
@@ -36,6 +37,14 @@ pub fn start_with_tier(
     tier: Option<Arc<dyn layer_cache::Tier>>,
 ) -> Result<Running, StartError> {
     config.validate(env)?;
+    let mut config = config;
+    // Agents' model keys named by `credential.env` are read once, here.
+    for a in &mut config.agents {
+        let c = &mut a.model.credential;
+        if c.value.is_none() {
+            c.value = c.env.as_deref().and_then(env);
+        }
+    }
     if config.gateway.cache.tier == CacheTierKind::Aerospike && !cfg!(feature = "aerospike") {
         return Err(ConfigError::Invalid(
             "cache.tier aerospike needs a gateway built with `--features aerospike`".into(),
@@ -78,6 +87,8 @@ pub fn start_with_tier(
 pub struct App {
     history: Arc<History>,
     query: Arc<Query>,
+    federated: Arc<Federated>,
+    agents: Arc<Agents>,
     fetch: Arc<Fetch>,
     snapshots: Arc<Snapshots>,
     scans: Arc<Scans>,
@@ -111,6 +122,9 @@ impl App {
                 w.ensure_background(ns);
             }
         }));
+        let query = Query::new(recorder.clone());
+        let federated = Federated::new(query.clone());
+        let agents = Agents::new(core.clone(), federated.clone())?;
         Ok(App {
             pipelines: Pipelines::new(core.clone(), queue.clone()),
             udfs: Udfs::new(core.clone(), queue.clone()),
@@ -119,7 +133,9 @@ impl App {
             checkpoints: Checkpoints::new(core.clone(), snapshot_store.clone()),
             blobs: Blobs::new(core.clone()),
             license: License::new(core.clone()),
-            query: Query::new(recorder.clone()),
+            query,
+            federated,
+            agents,
             fetch: Fetch::new(recorder),
             snapshots: Snapshots::new(core.clone(), snapshot_store.clone(), warmth.clone()),
             scans: Scans::new(core.clone(), snapshot_store.clone(), warmth.clone()),
@@ -135,6 +151,8 @@ impl App {
         let mut routes = Vec::new();
         routes.extend(self.ops.routes());
         routes.extend(self.query.routes());
+        routes.extend(self.federated.routes());
+        routes.extend(self.agents.routes());
         routes.extend(passthrough::routes(self.snapshot_store.clone()));
         routes.extend(self.fetch.routes());
         routes.extend(namespaces::routes());
@@ -242,6 +260,8 @@ GET /health health -
 GET /metrics metrics -
 POST /v2/namespaces/{ns}/query query read
 POST /v1/namespaces/{ns}/query query_v1 read
+POST /v2/query federated_query read
+POST /v2/agents/{name}/query agent_query read
 POST /v2/namespaces/{ns} write write
 DELETE /v2/namespaces/{ns} delete write
 POST /v2/namespaces/{ns}/async copy_async write

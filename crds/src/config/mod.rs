@@ -94,6 +94,17 @@
 //!     scan: {threads: 8}          # max concurrent upstream legs per request (cap 32)
 //!     snapshot: {interval: 5m, retention: never}   # the defaults
 //!     metadata: {labels: {app: shop}}
+//! agents:                         # the Agent CRD's spec: POST /v2/agents/{name}/query
+//!   - name: support
+//!     indices: [products]         # namespaces it searches (1 to 32; `indexes` also accepted)
+//!     model:
+//!       provider: builtin         # builtin (default, no model) | openai | openrouter
+//!       model: gpt-4o-mini        # required unless builtin
+//!       baseUrl: https://api.openai.com/v1   # default per provider; {baseUrl}/chat/completions
+//!       credential: {env: OPENAI_API_KEY}    # or value: sk-...
+//!       timeoutMs: 30000          # per model call
+//!     budget: {deadlineMs: 60000, onDeadline: bestEffort}   # bestEffort | error; maxTokens unset
+//!     retrieval: {fanout: 8, rankBy: auto, recallDepth: 50, relevanceWeight: 0.6, threshold: 0.5, textField: text}
 //! ```
 //!
 //! The Turbopuffer SDK variables are fallbacks, not table entries: `TURBOPUFFER_API_URL` sets
@@ -122,6 +133,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+mod agent;
 mod env;
 mod features;
 mod gateway;
@@ -131,6 +143,9 @@ mod store;
 mod stores;
 mod warehouse;
 
+pub use agent::{
+    AgentBudget, AgentConfig, AgentModel, AgentProvider, AgentRankBy, AgentRetrieval, OnDeadline,
+};
 pub use env::{ENV_OVERRIDES, EnvOverride};
 pub use features::{
     HistoryConfig, ObjectStoreBackend, ObjectStoreConfig, PipelineQueueConfig, ScanConfig,
@@ -198,6 +213,8 @@ pub struct Config {
     /// Source systems (the `Warehouse` CRD's spec), shown read-only and named by minted keys'
     /// `warehouse.<name>` entitlements.
     pub warehouses: Vec<WarehouseConfig>,
+    /// Retrieval agents (the `Agent` CRD's spec), served at `POST /v2/agents/{name}/query`.
+    pub agents: Vec<AgentConfig>,
 }
 
 impl Config {
@@ -362,6 +379,7 @@ impl Config {
                 )));
             }
         }
+        agent::validate(&self.agents)?;
         if self.gateway.max_json_depth == 0 || self.gateway.max_body_bytes == 0 {
             return Err(ConfigError::Invalid(
                 "maxJsonDepth and maxBodyBytes must be positive".into(),

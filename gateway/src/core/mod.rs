@@ -17,6 +17,7 @@ pub mod auth;
 pub mod cache;
 pub mod config;
 pub mod error;
+pub mod federation;
 pub mod fields;
 pub mod http;
 pub mod jobs;

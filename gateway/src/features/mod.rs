@@ -8,6 +8,8 @@
 //! |---|---|
 //! | [`passthrough`] | forwarded Turbopuffer routes: writes, deletes, copies, metadata, schema, listing, explain, recall, operations |
 //! | [`query`] | `POST /v2/namespaces/{ns}/query`, legacy `POST /v1/namespaces/{ns}/query` |
+//! | [`agents`] | `POST /v2/agents/{name}/query`: plan, federated query, grade, maybe a second turn |
+//! | [`federated`] | `POST /v2/query`: one Layer query over several namespaces, fused with RRF |
 //! | [`fetch`] | documents by id, single and batch |
 //! | [`namespaces`] | the enriched `GET /v2/namespaces` listing |
 //! | [`history`] | search history and clickstream listings (and the recorder behind them) |
@@ -23,8 +25,10 @@
 //! | [`license`] | `GET /v2/license`: the signed license file's state (reported, not enforced) |
 //! | [`ops`] | `/health`, `/metrics` |
 
+pub mod agents;
 pub mod blobs;
 pub mod checkpoints;
+pub mod federated;
 pub mod fetch;
 pub mod history;
 pub mod keys;

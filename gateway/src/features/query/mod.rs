@@ -16,6 +16,7 @@ use http::{Method, header};
 use crate::core::ShardCtx;
 use crate::core::config::Scope;
 use crate::core::error::GatewayError;
+use crate::core::federation::{LegAnswer, NamespaceQuery};
 use crate::core::http::{Resp, accepts_gzip, ensure_traceparent, gzip_response, relay};
 use crate::core::proxy::{self, ProxyHooks, Session};
 use crate::core::record::{QueryRecord, Recorder, SearchContext, search_context};
@@ -95,6 +96,28 @@ impl Query {
         let mut resp = relay(up, trace);
         stable::stamp_header(resp.headers_mut(), a.watermark);
         Ok(resp)
+    }
+}
+
+/// One namespace's leg of a federated query or an agent's plan: the v2 query's planner, stable
+/// cut and echoes, answered uncompressed (legs are not recorded to search history).
+impl NamespaceQuery for Query {
+    fn query<'a>(
+        &'a self,
+        ctx: &'a ShardCtx,
+        ns: &'a str,
+        mut headers: http::HeaderMap,
+        body: Bytes,
+    ) -> futures_util::future::BoxFuture<'a, Result<LegAnswer, GatewayError>> {
+        Box::pin(async move {
+            let path = format!("/v2/namespaces/{ns}/query");
+            let a = plan::serve(ctx, ns, &path, &mut headers, body).await?;
+            Ok(LegAnswer {
+                status: a.status,
+                body: a.body,
+                watermark: a.watermark,
+            })
+        })
     }
 }
 
