@@ -15,7 +15,7 @@ use crate::core::runtime::{self, Background, Running, StartError};
 use crate::core::store::ObjectStore;
 use crate::core::watcher::Watcher;
 use crate::features::{
-    blobs::Blobs, checkpoints::Checkpoints, fetch::Fetch, history::History, keys::Keys,
+    blobs::Blobs, checkpoints::Checkpoints, cost::Cost, fetch::Fetch, history::History, keys::Keys,
     license::License, namespaces, ops::Ops, passthrough, pipelines::Pipelines, query::Query,
     scans::Scans, snapshots::Snapshots, stores::Stores, udfs::Udfs, warm::Warm,
 };
@@ -90,6 +90,7 @@ pub struct App {
     checkpoints: Arc<Checkpoints>,
     blobs: Arc<Blobs>,
     license: Arc<License>,
+    cost: Arc<Cost>,
     snapshot_store: Arc<SnapshotStore>,
 }
 
@@ -119,6 +120,7 @@ impl App {
             checkpoints: Checkpoints::new(core.clone(), snapshot_store.clone()),
             blobs: Blobs::new(core.clone()),
             license: License::new(core.clone()),
+            cost: Cost::new(core.clone()),
             query: Query::new(recorder.clone()),
             fetch: Fetch::new(recorder),
             snapshots: Snapshots::new(core.clone(), snapshot_store.clone(), warmth.clone()),
@@ -149,6 +151,7 @@ impl App {
         routes.extend(self.checkpoints.routes());
         routes.extend(self.blobs.routes());
         routes.extend(self.license.routes());
+        routes.extend(self.cost.routes());
         routes
     }
 
@@ -160,6 +163,7 @@ impl App {
             self.pipelines.clone(),
             self.udfs.clone(),
             self.keys.clone(),
+            self.cost.clone(),
         ]
     }
 }
