@@ -325,6 +325,9 @@ GET /v2/namespaces/{ns}/checkpoints/{label} get_checkpoint read
 PUT /v1/namespaces/{ns}/blobs put_blob write
 GET /v1/namespaces/{ns}/blobs/{sha} get_blob read
 GET /v2/license get_license read
+GET /v2/cost get_cost_snapshot read
+GET /v2/cost/timeseries get_cost_timeseries read
+GET /v2/cost/rate-card get_cost_rate_card read
 ";
 
     #[test]

@@ -346,6 +346,7 @@ mod tests {
         assert_eq!(Surface::of("/v2/udfs"), Surface::Control);
         assert_eq!(Surface::of("/v2/keys/{id}/revoke"), Surface::Control);
         assert_eq!(Surface::of("/v2/activity/snapshots"), Surface::Data);
+        assert_eq!(Surface::of("/v2/cost/rate-card"), Surface::Control);
     }
 
     #[test]

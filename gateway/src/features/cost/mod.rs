@@ -388,7 +388,7 @@ async fn read_sizes(
                         "cost_storage",
                         Method::GET,
                         &path,
-                        &empty,
+                        empty,
                         Default::default(),
                     )
                     .await;
