@@ -15,7 +15,7 @@ use super::Storage;
 use super::aws::{AwsState, within};
 use super::ratecard::{Priced, RateCard};
 use crate::core::config::CostConfig;
-use crate::core::usage::{BUCKET_MS, Usage};
+use crate::core::usage::Usage;
 
 /// Everything a report reads.
 pub struct Inputs<'a> {
@@ -180,10 +180,7 @@ pub fn timeseries(i: &Inputs, window_s: u64, step_s: u64, now: u64) -> Value {
     let step = step_s * 1000;
     let end = now.div_ceil(step) * step;
     let n = window_s / step_s;
-    let starts: Vec<u64> = (0..n)
-        .map(|k| end - (n - k) * step)
-        .filter(|t| t + step > BUCKET_MS)
-        .collect();
+    let starts: Vec<u64> = (0..n).map(|k| end.saturating_sub((n - k) * step)).collect();
     let version = &i.card.version;
     let mut series = Vec::new();
     let tpuf: Vec<Vec<Priced>> = starts
