@@ -224,3 +224,85 @@ pub fn timeseries(i: &Inputs, window_s: u64, step_s: u64, now: u64) -> Value {
     }
     json!({"window_seconds": window_s, "step_seconds": step_s, "series": series})
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::usage::Totals;
+    use crate::features::cost::aws::AwsDay;
+
+    const CARD: &str = "version: v1\nsource: invoice\nlines:\n  - {service: queries, unit: query, usd: 0.5}\n  - {service: storage, unit: B-month, usd: 1.0}\n";
+    const H: u64 = 3_600_000;
+
+    #[test]
+    fn snapshot_and_timeseries_agree() {
+        let now = 1_000 * 24 * H + 30 * 60_000; // 00:30 UTC on day 1000
+        let card = RateCard::parse(CARD).unwrap();
+        let usage = Usage::new(now - 2 * H);
+        let ring = usage.ring();
+        let q = |n| Totals {
+            queries: n,
+            ..Totals::default()
+        };
+        ring.record(now - 90 * 60_000, &q(2));
+        ring.record(now - 60_000, &q(3));
+        let day0 = 999 * 24 * H;
+        let aws = AwsState {
+            days: Some(vec![AwsDay {
+                start_ms: day0,
+                end_ms: day0 + 24 * H,
+                service: "EC2".into(),
+                amount_usd: 24.0,
+                estimated: false,
+            }]),
+            refreshed_at_ms: now,
+            last_error: None,
+        };
+        let storage = Storage::default();
+        let cfg = CostConfig::default();
+        let i = Inputs {
+            card: &card,
+            aws: &aws,
+            storage: &storage,
+            usage: &usage,
+            cfg: &cfg,
+        };
+        // 6 hours back: five queries, and the 5.5 hours of day 999 inside the window.
+        let s = snapshot(&i, 21_600, now);
+        assert_eq!(s["totals"]["aws_usd"], 5.5, "{s}");
+        assert_eq!(s["totals"]["turbopuffer_usd"], 2.5, "{s}");
+        assert_eq!(s["totals"]["total_usd"], 8.0);
+        assert_eq!(s["totals"]["cost_per_query_usd"], 8.0 / 5.0);
+        assert!(s["totals"].get("cost_per_document_usd").is_none());
+        assert_eq!(s["rate_card_status"]["aws_cost_stale"], false);
+        assert!(
+            s["caveats"]
+                .to_string()
+                .contains("since this gateway started")
+        );
+        assert!(s["caveats"].to_string().contains("have not been read yet"));
+        // By hour: six samples on hour boundaries, the last ending at 01:00.
+        let t = timeseries(&i, 21_600, 3_600, now);
+        let series = t["series"].as_array().unwrap();
+        let queries = &series[0]["samples"];
+        let starts: Vec<u64> = (0..6).map(|k| queries[k][0].as_u64().unwrap()).collect();
+        assert_eq!(
+            starts,
+            (0..6)
+                .map(|k| now - 30 * 60_000 - (5 - k) * H)
+                .collect::<Vec<_>>()
+        );
+        let sum = |s: &Value| -> f64 {
+            s["samples"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p[1].as_f64().unwrap())
+                .sum()
+        };
+        assert_eq!(sum(&series[0]), 2.5);
+        let ec2 = series.iter().find(|s| s["provider"] == "aws").unwrap();
+        // 19:00 on day 999 to 00:00: five hours.
+        assert_eq!(sum(ec2), 5.0);
+    }
+}
