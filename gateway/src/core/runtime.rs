@@ -158,10 +158,11 @@ pub fn start(
     let usage = core.usage.clone();
     let make_upstream = move || -> Result<Upstreams, super::error::GatewayError> {
         let mut clients = Vec::with_capacity(stores.len());
+        let ring = usage.ring();
         for (name, url, key, connect, request) in &stores {
             let up = Upstream::new(url, key.as_deref(), *connect, *request)?
                 .forward_caller_auth(caller_auth)
-                .metered(&usage);
+                .metered(&usage, &ring);
             clients.push((name.clone(), up));
         }
         Ok(Upstreams::new(clients, &routes))

@@ -139,10 +139,10 @@ impl Upstream {
         self
     }
 
-    /// Records the queries and writes this client sends into a ring of its own in `usage`
-    /// (the cost feature prices them).
-    pub fn metered(mut self, usage: &Arc<Usage>) -> Self {
-        self.meter = Some((usage.clone(), usage.ring()));
+    /// Records the queries and writes this client sends into `ring` of `usage` (the cost
+    /// feature prices them). One ring per thread: a shard's clients of every store share it.
+    pub fn metered(mut self, usage: &Arc<Usage>, ring: &Arc<Ring>) -> Self {
+        self.meter = Some((usage.clone(), ring.clone()));
         self
     }
 

@@ -2,9 +2,10 @@
 //! namespaces they queried, bytes they returned, and bytes written, in 5-minute buckets over the
 //! last 30 days, in memory (a restart starts from zero; readers report the measurement's start).
 //!
-//! Every upstream client ([`super::upstream::Upstream`]) records into its own [`Ring`] — one per
-//! shard and one for the control runtime, so writers never share a cache line — with relaxed
-//! atomics; no lock on the request path. A bucket is claimed for a new 5-minute slot by the
+//! Every upstream client ([`super::upstream::Upstream`]) records into its thread's [`Ring`] — one
+//! per shard (shared by its clients of every store) and one for the control runtime, so writers
+//! never share a cache line — with relaxed atomics; no lock on the request path. A ring is 8,641
+//! buckets of 40 bytes (about 340 KiB), allocated at start. A bucket is claimed for a new 5-minute slot by the
 //! first writer that sees a stale slot (compare-and-swap on its slot number). Readers sum every
 //! ring. The only lossy case is two threads writing one ring across a slot boundary (the
 //! work-stealing runtime): an increment made between the claim and the reset can be lost.
@@ -139,7 +140,7 @@ impl Usage {
         })
     }
 
-    /// A new writer's ring (taken once per upstream client, at start).
+    /// A new writer's ring (taken once per shard and for the control runtime, at start).
     pub fn ring(&self) -> Arc<Ring> {
         let r = Arc::new(Ring::new());
         self.rings
