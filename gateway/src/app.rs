@@ -15,10 +15,10 @@ use crate::core::runtime::{self, Background, Running, StartError};
 use crate::core::store::ObjectStore;
 use crate::core::watcher::Watcher;
 use crate::features::{
-    agents::Agents, blobs::Blobs, checkpoints::Checkpoints, federated::Federated, fetch::Fetch,
-    history::History, keys::Keys, license::License, namespaces, ops::Ops, passthrough,
-    pipelines::Pipelines, query::Query, scans::Scans, snapshots::Snapshots, stores::Stores,
-    udfs::Udfs, warm::Warm,
+    agents::Agents, blobs::Blobs, checkpoints::Checkpoints, cost::Cost, federated::Federated,
+    fetch::Fetch, history::History, keys::Keys, license::License, namespaces, ops::Ops,
+    passthrough, pipelines::Pipelines, query::Query, scans::Scans, snapshots::Snapshots,
+    stores::Stores, udfs::Udfs, warm::Warm,
 };
 use crate::sources::queue::QueueSource;
 use crate::sources::snapshot_store::SnapshotStore;
@@ -101,6 +101,7 @@ pub struct App {
     checkpoints: Arc<Checkpoints>,
     blobs: Arc<Blobs>,
     license: Arc<License>,
+    cost: Arc<Cost>,
     snapshot_store: Arc<SnapshotStore>,
 }
 
@@ -133,6 +134,7 @@ impl App {
             checkpoints: Checkpoints::new(core.clone(), snapshot_store.clone()),
             blobs: Blobs::new(core.clone()),
             license: License::new(core.clone()),
+            cost: Cost::new(core.clone()),
             query,
             federated,
             agents,
@@ -167,6 +169,7 @@ impl App {
         routes.extend(self.checkpoints.routes());
         routes.extend(self.blobs.routes());
         routes.extend(self.license.routes());
+        routes.extend(self.cost.routes());
         routes
     }
 
@@ -178,6 +181,7 @@ impl App {
             self.pipelines.clone(),
             self.udfs.clone(),
             self.keys.clone(),
+            self.cost.clone(),
         ]
     }
 }
@@ -341,6 +345,9 @@ GET /v2/namespaces/{ns}/checkpoints/{label} get_checkpoint read
 PUT /v1/namespaces/{ns}/blobs put_blob write
 GET /v1/namespaces/{ns}/blobs/{sha} get_blob read
 GET /v2/license get_license read
+GET /v2/cost get_cost_snapshot read
+GET /v2/cost/timeseries get_cost_timeseries read
+GET /v2/cost/rate-card get_cost_rate_card read
 ";
 
     #[test]

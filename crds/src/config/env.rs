@@ -110,6 +110,51 @@ pub const ENV_OVERRIDES: &[EnvOverride] = &[
         apply: |c, v| set_some(&mut c.gateway.license.public_key, v),
     },
     EnvOverride {
+        var: "LAYER_COST_RATE_CARD_FILE",
+        doc: "gateway.cost.rateCardFile",
+        apply: |c, v| set_some(&mut c.gateway.cost.rate_card_file, v),
+    },
+    EnvOverride {
+        var: "LAYER_COST_EXPLORER_ENABLED",
+        doc: "gateway.cost.costExplorerEnabled",
+        apply: |c, v| set(&mut c.gateway.cost.cost_explorer_enabled, v),
+    },
+    EnvOverride {
+        var: "LAYER_COST_EXPLORER_ENDPOINT",
+        doc: "gateway.cost.endpoint",
+        apply: |c, v| set_some(&mut c.gateway.cost.endpoint, v),
+    },
+    EnvOverride {
+        var: "LAYER_COST_REGION",
+        doc: "gateway.cost.region",
+        apply: |c, v| set(&mut c.gateway.cost.region, v),
+    },
+    EnvOverride {
+        var: "LAYER_COST_TAG_KEY",
+        doc: "gateway.cost.tagKey",
+        apply: |c, v| set_some(&mut c.gateway.cost.tag_key, v),
+    },
+    EnvOverride {
+        var: "LAYER_COST_TAG_VALUE",
+        doc: "gateway.cost.tagValue",
+        apply: |c, v| set_some(&mut c.gateway.cost.tag_value, v),
+    },
+    EnvOverride {
+        var: "LAYER_COST_SITE",
+        doc: "gateway.cost.site",
+        apply: |c, v| set_some(&mut c.gateway.cost.site, v),
+    },
+    EnvOverride {
+        var: "LAYER_COST_CACHE_TTL_SECONDS",
+        doc: "gateway.cost.cacheTtlSeconds",
+        apply: |c, v| set(&mut c.gateway.cost.cache_ttl_seconds, v),
+    },
+    EnvOverride {
+        var: "LAYER_COST_REFRESH_INTERVAL_MS",
+        doc: "gateway.cost.refreshIntervalMs",
+        apply: |c, v| set(&mut c.gateway.cost.refresh_interval_ms, v),
+    },
+    EnvOverride {
         var: "LAYER_TLS_CERT_FILE",
         doc: "gateway.tls.certFile",
         apply: |c, v| set_some(&mut c.gateway.tls.cert_file, v),

@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use super::{
-    HistoryConfig, IndexConsistency, ObjectStoreConfig, PipelineQueueConfig, ScanConfig,
-    SnapshotsConfig,
+    CostConfig, HistoryConfig, IndexConsistency, ObjectStoreConfig, PipelineQueueConfig,
+    ScanConfig, SnapshotsConfig,
 };
 
 /// The data plane's own settings.
@@ -40,6 +40,7 @@ pub struct GatewayConfig {
     pub scan: ScanConfig,
     pub queue: PipelineQueueConfig,
     pub license: LicenseConfig,
+    pub cost: CostConfig,
 }
 
 impl Default for GatewayConfig {
@@ -63,6 +64,7 @@ impl Default for GatewayConfig {
             scan: ScanConfig::default(),
             queue: PipelineQueueConfig::default(),
             license: LicenseConfig::default(),
+            cost: CostConfig::default(),
         }
     }
 }

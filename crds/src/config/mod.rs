@@ -69,6 +69,17 @@
 //!     file: /etc/layer/license    # LAYER_LICENSE_FILE (<claims>.<signature>, base64url; unset: floor)
 //!     publicKey: 3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c  # LAYER_LICENSE_PUBLIC_KEY (Ed25519, hex or base64)
 //!     graceDays: 14
+//!   cost:                         # GET /v2/cost, /v2/cost/timeseries, /v2/cost/rate-card
+//!     rateCardFile: /etc/layer/rate-card.yaml  # LAYER_COST_RATE_CARD_FILE (Turbopuffer rate card; unset: 503)
+//!     costExplorerEnabled: false  # LAYER_COST_EXPLORER_ENABLED (AWS side; off: /v2/cost answers 503)
+//!     endpoint: http://127.0.0.1:5000  # LAYER_COST_EXPLORER_ENDPOINT (unset = AWS)
+//!     region: us-east-1           # LAYER_COST_REGION
+//!     tagKey: Project             # LAYER_COST_TAG_KEY (unset: the whole bill)
+//!     tagValue: layer             # LAYER_COST_TAG_VALUE
+//!     site: main                  # LAYER_COST_SITE (unset by default)
+//!     cacheTtlSeconds: 86400      # LAYER_COST_CACHE_TTL_SECONDS: Cost Explorer read this often
+//!     refreshIntervalMs: 300000   # LAYER_COST_REFRESH_INTERVAL_MS: namespace sizes read this often
+//!     instancePrices: []          # configured AwsInstancePrice rows (no Pricing API client)
 //! vectorStore:                    # the VectorStore CRD's spec
 //!   kind: turbopuffer
 //!   endpoint:
@@ -134,6 +145,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 mod agent;
+mod cost;
 mod env;
 mod features;
 mod gateway;
@@ -146,6 +158,7 @@ mod warehouse;
 pub use agent::{
     AgentBudget, AgentConfig, AgentModel, AgentProvider, AgentRankBy, AgentRetrieval, OnDeadline,
 };
+pub use cost::{CostConfig, InstancePrice};
 pub use env::{ENV_OVERRIDES, EnvOverride};
 pub use features::{
     HistoryConfig, ObjectStoreBackend, ObjectStoreConfig, PipelineQueueConfig, ScanConfig,
@@ -281,6 +294,10 @@ impl Config {
                 "gateway.objectStore.endpoint",
                 self.gateway.object_store.endpoint.as_deref(),
             ),
+            (
+                "gateway.cost.endpoint",
+                self.gateway.cost.endpoint.as_deref(),
+            ),
         ] {
             if url.is_some_and(has_userinfo) {
                 return Err(ConfigError::Invalid(format!(
@@ -288,6 +305,13 @@ impl Config {
                      vectorStore.credential, S3 keys in the AWS environment"
                 )));
             }
+        }
+        let cost = &self.gateway.cost;
+        if cost.cache_ttl_seconds == 0 || cost.refresh_interval_ms == 0 {
+            return Err(ConfigError::Invalid(
+                "gateway.cost.cacheTtlSeconds and gateway.cost.refreshIntervalMs must be positive"
+                    .into(),
+            ));
         }
         let auth = &self.vector_store.inbound_auth;
         if auth.mode == AuthMode::DeriveFromStore && self.upstream_key(env).is_none() {

@@ -299,6 +299,15 @@ fn sample(var: &str) -> Option<&'static str> {
         "LAYER_LICENSE_PUBLIC_KEY" => {
             "3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c"
         }
+        "LAYER_COST_RATE_CARD_FILE" => "/etc/layer/rate-card.yaml",
+        "LAYER_COST_EXPLORER_ENABLED" => "true",
+        "LAYER_COST_EXPLORER_ENDPOINT" => "http://127.0.0.1:5000",
+        "LAYER_COST_REGION" => "eu-west-1",
+        "LAYER_COST_TAG_KEY" => "Project",
+        "LAYER_COST_TAG_VALUE" => "layer",
+        "LAYER_COST_SITE" => "main",
+        "LAYER_COST_CACHE_TTL_SECONDS" => "3600",
+        "LAYER_COST_REFRESH_INTERVAL_MS" => "60000",
         "LAYER_TLS_KEY_FILE" => "/etc/layer/tls.key",
         "LAYER_TLS_RELOAD_INTERVAL_MS" => "5000",
         "LAYER_UPSTREAM_URL" => "http://tpuf.local:8080",

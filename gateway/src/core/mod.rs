@@ -37,6 +37,7 @@ pub mod tier_runtime;
 pub mod tls;
 pub mod touches;
 pub mod upstream;
+pub mod usage;
 pub mod watcher;
 
 use std::collections::HashMap;
@@ -67,6 +68,8 @@ pub struct Core {
     pub indexes: HashMap<String, IndexConfig>,
     /// The durable object store (history, clickstream, snapshot bodies).
     pub store: ObjectStore,
+    /// Upstream usage (queries, bytes queried and written) every upstream client records.
+    pub usage: Arc<usage::Usage>,
     /// The control runtime (background loops and jobs); set once at start.
     control: OnceLock<Control>,
 }
@@ -101,6 +104,7 @@ impl Core {
             cache: Arc::new(cache),
             indexes,
             store,
+            usage: usage::Usage::new(http::now_ms()),
             control: OnceLock::new(),
         }
     }

@@ -22,19 +22,20 @@ use super::config::{Config, Scope};
 pub enum Surface {
     /// Namespace routes (`{ns}` in the pattern) and data-plane listings: a store grant decides.
     Data,
-    /// Pipelines, UDFs, keys, stores, warehouses and the license: the control-plane grant
+    /// Pipelines, UDFs, keys, stores, warehouses, the license and cost: the control-plane grant
     /// decides.
     Control,
 }
 
 /// The prefixes of control-plane routes.
-const CONTROL_PREFIXES: [&str; 6] = [
+const CONTROL_PREFIXES: [&str; 7] = [
     "/v2/pipelines",
     "/v2/udfs",
     "/v2/keys",
     "/v2/vectorstores",
     "/v2/warehouses",
     "/v2/license",
+    "/v2/cost",
 ];
 
 impl Surface {
@@ -345,6 +346,7 @@ mod tests {
         assert_eq!(Surface::of("/v2/udfs"), Surface::Control);
         assert_eq!(Surface::of("/v2/keys/{id}/revoke"), Surface::Control);
         assert_eq!(Surface::of("/v2/activity/snapshots"), Surface::Data);
+        assert_eq!(Surface::of("/v2/cost/rate-card"), Surface::Control);
     }
 
     #[test]

@@ -155,11 +155,14 @@ pub fn start(
     // Only an open gateway without a credential of its own relays the caller's bearer; a
     // `keys` gateway's bearers are Layer tokens, which must never reach the upstream.
     let caller_auth = vs.inbound_auth.mode == super::config::AuthMode::Open;
+    let usage = core.usage.clone();
     let make_upstream = move || -> Result<Upstreams, super::error::GatewayError> {
         let mut clients = Vec::with_capacity(stores.len());
+        let ring = usage.ring();
         for (name, url, key, connect, request) in &stores {
             let up = Upstream::new(url, key.as_deref(), *connect, *request)?
-                .forward_caller_auth(caller_auth);
+                .forward_caller_auth(caller_auth)
+                .metered(&usage, &ring);
             clients.push((name.clone(), up));
         }
         Ok(Upstreams::new(clients, &routes))

@@ -22,6 +22,7 @@ use hyper_util::rt::TokioExecutor;
 
 use super::error::GatewayError;
 use super::metrics;
+use super::usage::{Ring, Usage, measure};
 
 /// Largest upstream response body relayed (query results are at most 10k rows).
 const MAX_RESPONSE: usize = 512 << 20;
@@ -45,6 +46,8 @@ pub struct Upstream {
     /// Without `auth`, whether the caller's `authorization` goes upstream (else it is dropped).
     caller_auth: bool,
     request_timeout: Duration,
+    /// Where this client records the usage it causes ([`Upstream::metered`]).
+    meter: Option<(Arc<Usage>, Arc<Ring>)>,
 }
 
 /// Headers that describe one hop and must not be forwarded.
@@ -124,6 +127,7 @@ impl Upstream {
             auth,
             caller_auth: false,
             request_timeout,
+            meter: None,
         })
     }
 
@@ -132,6 +136,13 @@ impl Upstream {
     /// default: a `keys` gateway's bearers are Layer tokens, never meant for the upstream.
     pub fn forward_caller_auth(mut self, forward: bool) -> Self {
         self.caller_auth = forward;
+        self
+    }
+
+    /// Records the queries and writes this client sends into `ring` of `usage` (the cost
+    /// feature prices them). One ring per thread: a shard's clients of every store share it.
+    pub fn metered(mut self, usage: &Arc<Usage>, ring: &Arc<Ring>) -> Self {
+        self.meter = Some((usage.clone(), ring.clone()));
         self
     }
 
@@ -146,6 +157,8 @@ impl Upstream {
         body: Bytes,
     ) -> Result<UpstreamResponse, GatewayError> {
         let uri = format!("{}{}{}", self.origin, self.prefix, path_and_query);
+        let req_bytes = body.len();
+        let metered = self.meter.as_ref().map(|m| (m, method.clone()));
         let mut req = Request::builder()
             .method(method)
             .uri(uri)
@@ -187,6 +200,12 @@ impl Upstream {
             }
         };
         metrics::upstream(route, started.elapsed());
+        if let Some(((usage, ring), method)) = metered
+            && parts.status.is_success()
+            && let Some(t) = measure(usage, &method, path_and_query, req_bytes, body.len())
+        {
+            ring.record(super::http::now_ms(), &t);
+        }
         let mut headers = HeaderMap::with_capacity(parts.headers.len());
         for (name, value) in &parts.headers {
             if !is_hop_by_hop(name) {

@@ -23,11 +23,13 @@
 //! | [`blobs`] | `/v1/namespaces/{ns}/blobs…`: content-addressed bytes in the object store, the cache tier in front |
 //! | [`checkpoints`] | `/v2/namespaces/{ns}/checkpoints…`: labels pinned to a namespace's snapshot, durable in the object store |
 //! | [`license`] | `GET /v2/license`: the signed license file's state (reported, not enforced) |
+//! | [`cost`] | `GET /v2/cost`, `/v2/cost/timeseries`, `/v2/cost/rate-card`: a rate card times measured usage, and Cost Explorer |
 //! | [`ops`] | `/health`, `/metrics` |
 
 pub mod agents;
 pub mod blobs;
 pub mod checkpoints;
+pub mod cost;
 pub mod federated;
 pub mod fetch;
 pub mod history;
