@@ -141,10 +141,12 @@ def test_views_render_live_data_and_pause_resume_round_trips(dashboard, browser,
 
     ns = fresh("dash")
     udf = fresh("dash-udf")
+    pipeline = fresh("dash-pipe")
 
     async def setup():
         async with AsyncHevlayer(api_key=API_KEY, base_url=pipelines.api_url) as c:
             await c.write_namespace(ns, {"upsert_rows": [{"id": i, "title": f"t{i}"} for i in range(12)]})
+            await c.create_pipeline({"id": pipeline, "target_namespace": ns + "-vectors"})
             await c.create_udf(
                 CreateUdfRequest(id=udf, spec=UdfSpec(target_namespaces=[ns], inputs=["title"], worker=UdfWorkerSpec()))
             )
@@ -170,8 +172,11 @@ def test_views_render_live_data_and_pause_resume_round_trips(dashboard, browser,
             assert "Status" in cards and "Cache tier" in cards
         if path == "/namespaces":
             assert ns in browser.page_source
+        if path == "/pipelines":
+            assert pipeline in browser.page_source
         if path == "/udfs":
             assert udf in browser.page_source
+            assert "pending" in browser.page_source
         if path == "/cluster":
             assert "not configured" in browser.page_source
 
