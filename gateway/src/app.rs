@@ -15,9 +15,9 @@ use crate::core::runtime::{self, Background, Running, StartError};
 use crate::core::store::ObjectStore;
 use crate::core::watcher::Watcher;
 use crate::features::{
-    blobs::Blobs, checkpoints::Checkpoints, fetch::Fetch, history::History, keys::Keys,
-    license::License, namespaces, ops::Ops, passthrough, pipelines::Pipelines, query::Query,
-    scans::Scans, snapshots::Snapshots, stores::Stores, udfs::Udfs, warm::Warm,
+    blobs::Blobs, checkpoints::Checkpoints, fetch::Fetch, history::History, import::Import,
+    keys::Keys, license::License, namespaces, ops::Ops, passthrough, pipelines::Pipelines,
+    query::Query, scans::Scans, snapshots::Snapshots, stores::Stores, udfs::Udfs, warm::Warm,
 };
 use crate::sources::queue::QueueSource;
 use crate::sources::snapshot_store::SnapshotStore;
@@ -63,6 +63,7 @@ pub fn start_with_tier(
     }
     let store = ObjectStore::open(&config, env).map_err(|e| StartError::Store(e.to_string()))?;
     let core = Arc::new(Core::new(config, auth, shards, watcher, cache, store));
+    crate::sources::layouts::load_at_start(&core, env);
     let app = App::build(core.clone())?;
     let router = Router::new(app.routes()).map_err(StartError::Routes)?;
     runtime::start(
@@ -89,6 +90,7 @@ pub struct App {
     stores: Arc<Stores>,
     checkpoints: Arc<Checkpoints>,
     blobs: Arc<Blobs>,
+    import: Arc<Import>,
     license: Arc<License>,
     snapshot_store: Arc<SnapshotStore>,
 }
@@ -118,6 +120,7 @@ impl App {
             stores: Stores::new(core.clone(), queue),
             checkpoints: Checkpoints::new(core.clone(), snapshot_store.clone()),
             blobs: Blobs::new(core.clone()),
+            import: Import::new(core.clone(), snapshot_store.clone()),
             license: License::new(core.clone()),
             query: Query::new(recorder.clone()),
             fetch: Fetch::new(recorder),
@@ -148,6 +151,7 @@ impl App {
         routes.extend(self.stores.routes());
         routes.extend(self.checkpoints.routes());
         routes.extend(self.blobs.routes());
+        routes.extend(self.import.routes());
         routes.extend(self.license.routes());
         routes
     }
@@ -160,6 +164,7 @@ impl App {
             self.pipelines.clone(),
             self.udfs.clone(),
             self.keys.clone(),
+            self.import.clone(),
         ]
     }
 }
@@ -320,6 +325,8 @@ GET /v2/namespaces/{ns}/checkpoints list_checkpoints read
 GET /v2/namespaces/{ns}/checkpoints/{label} get_checkpoint read
 PUT /v1/namespaces/{ns}/blobs put_blob write
 GET /v1/namespaces/{ns}/blobs/{sha} get_blob read
+POST /v2/namespaces/{ns}/init init_namespace write
+POST /v2/namespaces/{ns}/import import_namespace write
 GET /v2/license get_license read
 ";
 

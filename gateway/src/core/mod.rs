@@ -21,6 +21,7 @@ pub mod fields;
 pub mod http;
 pub mod jobs;
 pub mod labeled;
+pub mod layout;
 pub mod metrics;
 pub mod params;
 pub mod principal;
@@ -66,6 +67,8 @@ pub struct Core {
     pub indexes: HashMap<String, IndexConfig>,
     /// The durable object store (history, clickstream, snapshot bodies).
     pub store: ObjectStore,
+    /// Namespace layouts set by init (shard counts of namespaces no index configures).
+    pub layouts: layout::Layouts,
     /// The control runtime (background loops and jobs); set once at start.
     control: OnceLock<Control>,
 }
@@ -100,6 +103,7 @@ impl Core {
             cache: Arc::new(cache),
             indexes,
             store,
+            layouts: layout::Layouts::default(),
             control: OnceLock::new(),
         }
     }
@@ -116,9 +120,13 @@ impl Core {
         let _ = self.control.set(control);
     }
 
-    /// Scatter/gather buckets of `ns` (1 = unsharded).
+    /// Scatter/gather buckets of `ns` (1 = unsharded): the configured index's `shards`, else the
+    /// count init set ([`layout::Layouts`]), else 1.
     pub fn shards_of(&self, ns: &str) -> u32 {
-        self.indexes.get(ns).map_or(1, |i| i.shards.max(1))
+        match self.indexes.get(ns) {
+            Some(i) => i.shards.max(1),
+            None => self.layouts.get(ns).map_or(1, |l| l.shard_count.max(1)),
+        }
     }
 }
 
