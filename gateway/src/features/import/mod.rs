@@ -109,7 +109,7 @@ impl Import {
             ));
         }
         let asked = asked.map(|n| n as u32);
-        // Upstream's metadata: whether the namespace has rows, and the index lag.
+        // Upstream's metadata, for the index lag (404: no namespace yet).
         let path = format!("/v1/namespaces/{ns}/metadata");
         let up = ctx
             .upstream(&ns)
@@ -128,7 +128,7 @@ impl Import {
         };
         {
             let _one = self.init_lock.lock().await;
-            self.decide(&ns, asked, metadata.as_deref()).await?;
+            self.decide(&ctx, &ns, asked).await?;
         }
         self.core.watcher.register(&ns);
         let rows = tokio::time::timeout(Duration::from_millis(250), self.snapshots.latest(&ns))
@@ -148,9 +148,9 @@ impl Import {
     /// Records the namespace's layout unless it has one; refuses a different shard count.
     async fn decide(
         &self,
+        ctx: &ShardCtx,
         ns: &str,
         asked: Option<u32>,
-        metadata: Option<&[u8]>,
     ) -> Result<(), GatewayError> {
         let core = &self.core;
         let configured = core.indexes.get(ns).map(|i| i.shards.max(1));
@@ -175,21 +175,14 @@ impl Import {
             return Ok(());
         }
         let shards = asked.or(current).unwrap_or(1);
-        if shards > 1 && configured.is_none() {
-            let rows = metadata
-                .and_then(|m| serde_json::from_slice::<Value>(m).ok())
-                .and_then(|v| v.get("approx_row_count").and_then(Value::as_u64))
-                .unwrap_or(0);
-            if rows > 0 {
-                return Err(conflict(
-                    "namespace_not_empty",
-                    format!(
-                        "{ns} already has about {rows} rows without a shard stamp; init with \
-                         shard_count > 1 before the first write (the gateway does not backfill \
-                         `_hevlayer_shard`)"
-                    ),
-                ));
-            }
+        if shards > 1 && configured.is_none() && has_rows(ctx, ns).await? {
+            return Err(conflict(
+                "namespace_not_empty",
+                format!(
+                    "{ns} already has rows without a shard stamp; init with shard_count > 1 \
+                     before the first write (the gateway does not backfill `_hevlayer_shard`)"
+                ),
+            ));
         }
         let layout = Layout {
             schema_version: SCHEMA_VERSION as u32,
@@ -255,6 +248,39 @@ impl Import {
                 "writes": p.writes,
             }),
         ))
+    }
+}
+
+/// Whether `ns` has any row upstream: one row of an id-ordered query (upstream queries see
+/// unindexed rows; metadata's `approx_row_count` may lag a fresh write). A missing namespace
+/// has none.
+async fn has_rows(ctx: &ShardCtx, ns: &str) -> Result<bool, GatewayError> {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    let body = Bytes::from_static(br#"{"rank_by":["id","asc"],"top_k":1}"#);
+    let path = format!("/v2/namespaces/{ns}/query");
+    let up = ctx
+        .upstream(ns)
+        .send("init", Method::POST, &path, &headers, body)
+        .await?;
+    match up.status {
+        StatusCode::NOT_FOUND => Ok(false),
+        s if s.is_success() => Ok(serde_json::from_slice::<Value>(&up.body)
+            .ok()
+            .and_then(|v| {
+                v.get("rows")
+                    .and_then(Value::as_array)
+                    .map(|r| !r.is_empty())
+            })
+            .unwrap_or(true)),
+        status => Err(GatewayError::Relay {
+            status,
+            content_type: up.headers.get(header::CONTENT_TYPE).cloned(),
+            body: up.body,
+        }),
     }
 }
 
