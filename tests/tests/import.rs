@@ -33,7 +33,7 @@ fn vector(i: u64) -> [f32; 4] {
 }
 
 fn title(i: u64) -> Option<String> {
-    (i % 10 != 0).then(|| format!("doc {i}"))
+    (!i.is_multiple_of(10)).then(|| format!("doc {i}"))
 }
 
 /// Rows `ids` as one record batch (`title_of` names each row's title).
@@ -67,7 +67,7 @@ fn batch(ids: std::ops::Range<u64>, title_of: &dyn Fn(u64) -> Option<String>) ->
         (
             "ok",
             Arc::new(BooleanArray::from_iter(
-                ids.clone().map(|i| Some(i % 2 == 0)),
+                ids.clone().map(|i| Some(i.is_multiple_of(2))),
             )),
         ),
         ("tags", Arc::new(tags.finish())),
@@ -79,7 +79,7 @@ fn batch(ids: std::ops::Range<u64>, title_of: &dyn Fn(u64) -> Option<String>) ->
 fn json_row(i: u64) -> Value {
     json!({
         "id": i, "vector": vector(i), "title": title(i), "n": i as i64 - 50_000,
-        "score": i as f64 / 3.0, "ok": i % 2 == 0,
+        "score": i as f64 / 3.0, "ok": i.is_multiple_of(2),
         "tags": [format!("t{}", i % 3), format!("u{}", i % 5)],
     })
 }
