@@ -261,7 +261,20 @@ fn init_answers_the_layer_block_shards_writes_and_survives_a_restart() {
         .collect();
     assert_eq!(shards, (0..4).collect(), "300 ids cover the 4 shards");
     stack.wait_watermark("imp-sh", now_ms());
+    stack.clear_requests();
     assert_eq!(all_rows(&stack, "imp-sh").len(), 300);
+    // The queries were scattered: one leg per shard, each filtered on its shard.
+    let legs = stack
+        .upstream_requests()
+        .into_iter()
+        .filter(|r| r["path"] == "/v2/namespaces/imp-sh/query")
+        .filter(|r| {
+            r["body"]
+                .as_str()
+                .is_some_and(|b| b.contains("_hevlayer_shard"))
+        })
+        .count();
+    assert!(legs >= 4, "{legs} shard legs");
     assert_eq!(metadata_layer(&stack, "imp-sh")["shard_count"], 4);
 
     // A namespace with rows cannot be sharded after the fact; unsharded init is fine.

@@ -247,3 +247,111 @@ async fn write_batch(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
+    use http_body_util::{BodyExt, StreamBody};
+    use hyper::body::Frame;
+
+    use super::*;
+    use crate::core::router::Router;
+    use crate::core::upstream::{Upstream, Upstreams};
+    use crate::core::{ShardCtx, test_core};
+
+    fn stream_of(batches: &[RecordBatch]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut w =
+            arrow_ipc::writer::StreamWriter::try_new(&mut out, &batches[0].schema()).unwrap();
+        for b in batches {
+            w.write(b).unwrap();
+        }
+        w.finish().unwrap();
+        drop(w);
+        out
+    }
+
+    /// `bytes` as a request body arriving `chunk` bytes at a time.
+    fn chunked(bytes: &[u8], chunk: usize) -> StreamedBody {
+        let frames: Vec<Result<Frame<Bytes>, Infallible>> = bytes
+            .chunks(chunk)
+            .map(|c| Ok(Frame::data(Bytes::copy_from_slice(c))))
+            .collect();
+        StreamBody::new(futures_util::stream::iter(frames))
+            .map_err(|never| match never {})
+            .boxed()
+    }
+
+    fn rows(ids: std::ops::Range<i64>) -> RecordBatch {
+        let names: Vec<String> = ids.clone().map(|i| format!("n{i}")).collect();
+        RecordBatch::try_from_iter([
+            (
+                "id",
+                Arc::new(Int64Array::from_iter_values(ids)) as ArrayRef,
+            ),
+            ("name", Arc::new(StringArray::from(names))),
+        ])
+        .unwrap()
+    }
+
+    /// However the body is cut into chunks (message headers, flatbuffers and buffers split at
+    /// any byte), the decoder sees the same batches; slices are bounded by `ROWS_PER_WRITE`;
+    /// a stream cut short names the batch it ends in.
+    #[tokio::test]
+    async fn chunked_streams_import_whole_and_cut_streams_name_their_batch() {
+        let emu = turbopuffer_emulator::start(turbopuffer_emulator::Config {
+            api_keys: vec!["test-key".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let t = Duration::from_secs(5);
+        let up = Upstream::new(&format!("http://{}", emu.addr), Some("test-key"), t, t).unwrap();
+        let ctx = Arc::new(ShardCtx::new(
+            test_core(),
+            Upstreams::single(up),
+            Arc::new(Router::new(vec![]).unwrap()),
+        ));
+        let plan = |ns| Plan {
+            ns,
+            max_body_bytes: 1 << 20,
+            read_timeout: Duration::from_secs(5),
+            metric: None,
+        };
+        let body = stream_of(&[rows(0..1500), rows(1500..1600), rows(1600..1601)]);
+        for chunk in [7, 1000, body.len()] {
+            let p = run(&ctx, &plan("chunks"), chunked(&body, chunk))
+                .await
+                .unwrap();
+            assert_eq!(
+                p,
+                Progress {
+                    batches: 3,
+                    rows_written: 1601,
+                    writes: 4
+                },
+                "chunks of {chunk}"
+            );
+        }
+        let cut = &body[..body.len() - 20];
+        let e = run(&ctx, &plan("chunks"), chunked(cut, 64))
+            .await
+            .unwrap_err();
+        let b = e.body();
+        assert_eq!(e.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(
+            (b["batch"].clone(), b["rows_written"].clone()),
+            (json!(2), json!(1600))
+        );
+        // Past the body bound: 413 with what was written.
+        let small = Plan {
+            max_body_bytes: 100,
+            ..plan("chunks")
+        };
+        let e = run(&ctx, &small, chunked(&body, 64)).await.unwrap_err();
+        assert_eq!(e.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(e.body()["rows_written"], 0);
+    }
+}
