@@ -24,7 +24,7 @@ from hevlayer.models import InitNamespaceRequest
 from compat_helpers import API_KEY, fresh, run
 
 N = 2_500
-ATTRS = ["vector", "title", "n", "score", "ok", "tags"]
+ATTRS = ["vector", "title", "n", "score", "ok", "tags", "color"]
 
 
 async def _client(target) -> AsyncHevlayer:
@@ -40,6 +40,7 @@ def _row(i: int) -> dict[str, Any]:
         "score": i / 3.0,
         "ok": i % 2 == 0,
         "tags": [f"t{i % 3}", f"u{i % 5}"],
+        "color": ["red", "green", "blue"][i % 3],
     }
 
 
@@ -53,6 +54,8 @@ def _arrow(rows: list[dict[str, Any]], batch_rows: int) -> bytes:
             ("score", pa.float64()),
             ("ok", pa.bool_()),
             ("tags", pa.list_(pa.string())),
+            # A dictionary-encoded column, as pandas categoricals arrive.
+            ("color", pa.dictionary(pa.int8(), pa.string())),
         ]
     )
     table = pa.Table.from_pylist(rows, schema=schema)
@@ -115,6 +118,7 @@ def test_import_equals_the_same_rows_written_as_json(layer):
             written = await _all_rows(c, json_ns)
             assert len(imported) == N
             assert imported[1]["title"] == "doc 1" and imported[1]["tags"] == ["t1", "u1"]
+            assert imported[1]["color"] == "green"
             assert imported == written
 
     run(go())

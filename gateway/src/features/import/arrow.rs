@@ -11,12 +11,13 @@
 //! | `Float32`, `Float64` | number (NaN and infinities are refused: JSON has none) |
 //! | `Boolean` | `true` / `false` |
 //! | `List`, `LargeList`, `FixedSizeList` of any of these | array (`vector`: `FixedSizeList` or `List` of `Float32`/`Float64`) |
+//! | `Dictionary` of any of these (a column, e.g. a pandas categorical) | the value |
 //! | `Null`, or a null slot | `null` |
 //!
 //! `id` is required, a string or integer column, never null. Names starting with `_hevlayer_`
 //! are the gateway's own and refused, like a JSON write's; duplicate names are refused (a JSON
-//! object cannot hold them). Anything else (dates, decimals, structs, dictionaries, binary) is
-//! refused naming the column.
+//! object cannot hold them). Anything else (dates, decimals, structs, nested dictionaries,
+//! binary) is refused naming the column.
 
 use std::io::Write as _;
 
@@ -72,7 +73,11 @@ pub fn check_schema(schema: &Schema) -> Result<(), String> {
                 scatter::RESERVED_PREFIX
             ));
         }
-        if !supported(f.data_type()) {
+        let plain = match f.data_type() {
+            DataType::Dictionary(_, values) => values.as_ref(),
+            t => t,
+        };
+        if !supported(plain) {
             return Err(format!(
                 "column {name:?} has type {}, which import does not map (strings, integers, \
                  floats, booleans and lists of them)",
@@ -102,11 +107,62 @@ pub fn has_vector(schema: &Schema) -> bool {
     schema.column_with_name(VECTOR).is_some()
 }
 
-/// Encodes rows `offset .. offset + len` of `batch` (its schema checked) as one write body:
+/// A column ready to be written: a dictionary column is read through its keys, decoded once
+/// per record batch.
+pub enum Column<'a> {
+    Plain(&'a dyn Array),
+    Dictionary {
+        column: &'a dyn Array,
+        values: &'a dyn Array,
+        keys: Vec<usize>,
+    },
+}
+
+/// A record batch's columns, ready for [`encode`] (prepared once, encoded slice by slice).
+pub struct Prepared<'a> {
+    names: Vec<&'a str>,
+    columns: Vec<Column<'a>>,
+    rows: usize,
+}
+
+impl Prepared<'_> {
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+}
+
+/// Prepares `batch` (its schema checked).
+pub fn prepare(batch: &RecordBatch) -> Prepared<'_> {
+    let names = batch
+        .schema_ref()
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .collect();
+    let columns = batch
+        .columns()
+        .iter()
+        .map(|c| match c.as_any_dictionary_opt() {
+            Some(d) => Column::Dictionary {
+                column: c.as_ref(),
+                values: d.values().as_ref(),
+                keys: d.normalized_keys(),
+            },
+            None => Column::Plain(c.as_ref()),
+        })
+        .collect();
+    Prepared {
+        names,
+        columns,
+        rows: batch.num_rows(),
+    }
+}
+
+/// Encodes rows `offset .. offset + len` of a prepared batch as one write body:
 /// `{"upsert_columns": {"id": [...], "<column>": [...], ...}, "distance_metric": ...}`
 /// (the metric only when given). `Err` names the row and column that cannot be written.
 pub fn encode(
-    batch: &RecordBatch,
+    batch: &Prepared<'_>,
     offset: usize,
     len: usize,
     distance_metric: Option<&str>,
@@ -114,24 +170,27 @@ pub fn encode(
 ) -> Result<(), String> {
     out.clear();
     out.extend_from_slice(b"{\"upsert_columns\":{");
-    let schema = batch.schema();
-    for (c, (field, column)) in schema.fields().iter().zip(batch.columns()).enumerate() {
+    for (c, (name, column)) in batch.names.iter().zip(&batch.columns).enumerate() {
         if c > 0 {
             out.push(b',');
         }
-        json_str(out, field.name());
+        json_str(out, name);
         out.push(b':');
         out.push(b'[');
-        let is_id = field.name() == ID;
+        let is_id = *name == ID;
         for row in offset..offset + len {
             if row > offset {
                 out.push(b',');
             }
-            if is_id && column.is_null(row) {
+            let (array, i) = match column {
+                Column::Plain(a) => (*a, row),
+                Column::Dictionary { column, .. } if column.is_null(row) => (*column, row),
+                Column::Dictionary { values, keys, .. } => (*values, keys[row]),
+            };
+            if is_id && array.is_null(i) {
                 return Err(format!("row {row}: id is null"));
             }
-            value(out, column.as_ref(), row)
-                .map_err(|e| format!("row {row}, column {:?}: {e}", field.name()))?;
+            value(out, array, i).map_err(|e| format!("row {row}, column {name:?}: {e}"))?;
         }
         out.push(b']');
     }
@@ -242,7 +301,10 @@ mod tests {
     use std::sync::Arc;
 
     use arrow_array::builder::{FixedSizeListBuilder, Float32Builder, ListBuilder, StringBuilder};
-    use arrow_array::{ArrayRef, BooleanArray, Float64Array, Int64Array, StringArray, UInt64Array};
+    use arrow_array::types::Int8Type;
+    use arrow_array::{
+        ArrayRef, BooleanArray, DictionaryArray, Float64Array, Int64Array, StringArray, UInt64Array,
+    };
     use arrow_schema::Field;
     use serde_json::{Value, json};
 
@@ -254,7 +316,7 @@ mod tests {
 
     fn encoded(b: &RecordBatch, offset: usize, len: usize, metric: Option<&str>) -> Value {
         let mut out = Vec::new();
-        encode(b, offset, len, metric, &mut out).unwrap();
+        encode(&prepare(b), offset, len, metric, &mut out).unwrap();
         serde_json::from_slice(&out).unwrap()
     }
 
@@ -295,10 +357,29 @@ mod tests {
         );
         // f32 values keep their shortest form (0.1f32 is written `0.1`, not 0.10000000149…).
         let mut out = Vec::new();
-        encode(&b, 0, 1, None, &mut out).unwrap();
+        encode(&prepare(&b), 0, 1, None, &mut out).unwrap();
         let text = String::from_utf8(out).unwrap();
         assert!(text.contains("[[0.1,0.2]]"), "{text}");
         assert!(!text.contains("distance_metric"));
+    }
+
+    #[test]
+    fn dictionary_columns_write_their_values() {
+        let cat: DictionaryArray<Int8Type> = vec![Some("red"), None, Some("blue"), Some("red")]
+            .into_iter()
+            .collect();
+        let b = batch(vec![
+            (
+                "id",
+                Arc::new(Int64Array::from(vec![1, 2, 3, 4])) as ArrayRef,
+            ),
+            ("color", Arc::new(cat)),
+        ]);
+        check_schema(&b.schema()).unwrap();
+        assert_eq!(
+            encoded(&b, 1, 3, None),
+            json!({"upsert_columns": {"id": [2, 3, 4], "color": [null, "blue", "red"]}})
+        );
     }
 
     #[test]
@@ -341,14 +422,14 @@ mod tests {
         )]);
         let mut out = Vec::new();
         assert_eq!(
-            encode(&b, 0, 2, None, &mut out).unwrap_err(),
+            encode(&prepare(&b), 0, 2, None, &mut out).unwrap_err(),
             "row 1: id is null"
         );
         let b = batch(vec![
             ("id", Arc::new(StringArray::from(vec!["a"])) as ArrayRef),
             ("f", Arc::new(Float64Array::from(vec![f64::NAN]))),
         ]);
-        let e = encode(&b, 0, 1, None, &mut out).unwrap_err();
+        let e = encode(&prepare(&b), 0, 1, None, &mut out).unwrap_err();
         assert!(e.starts_with("row 0, column \"f\""), "{e}");
     }
 }

@@ -25,7 +25,7 @@ use http::StatusCode;
 use http_body_util::BodyExt;
 use serde_json::{Map, Value, json};
 
-use super::arrow::{check_schema, encode, has_vector};
+use super::arrow::{check_schema, encode, has_vector, prepare};
 use crate::core::ShardCtx;
 use crate::core::error::GatewayError;
 use crate::core::router::StreamedBody;
@@ -206,12 +206,13 @@ async fn write_batch(
     scratch: &mut Vec<u8>,
     p: &mut Progress,
 ) -> Result<(), GatewayError> {
-    let rows = batch.num_rows();
+    let batch = prepare(batch);
+    let rows = batch.rows();
     let mut offset = 0;
     let mut step = ROWS_PER_WRITE;
     while offset < rows {
         let len = step.min(rows - offset);
-        encode(batch, offset, len, metric, scratch)
+        encode(&batch, offset, len, metric, scratch)
             .map_err(|e| failed(bad(format!("arrow batch {}, {e}", p.batches)), p))?;
         if scratch.len() > BYTES_PER_WRITE && len > 1 {
             step = len.div_ceil(2);
