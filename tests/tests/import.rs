@@ -394,6 +394,18 @@ fn a_bad_stream_answers_422_naming_the_batch_with_the_rows_written() {
         v["message"].as_str().unwrap().contains("no `id` column"),
         "{v}"
     );
+
+    // A large stream refused at its first message: the rest of the upload is read (within
+    // `maxBodyBytes`) so that the client gets the 422, not a reset connection.
+    let names: Vec<String> = (0..100_000).map(|i| format!("name-{i:010}")).collect();
+    let big =
+        RecordBatch::try_from_iter([("name", Arc::new(StringArray::from(names)) as ArrayRef)])
+            .unwrap();
+    let body = stream(&vec![big; 12]);
+    assert!(body.len() > 16 << 20, "{} bytes", body.len());
+    let r = import(&stack, "imp-noid", body);
+    assert_eq!(r.status, 422, "{}", r.text());
+    assert_eq!(r.json()["batch"], 0);
 }
 
 #[test]

@@ -126,10 +126,51 @@ pub async fn run(
     plan: &Plan<'_>,
     mut body: StreamedBody,
 ) -> Result<Progress, GatewayError> {
+    let mut received = 0usize;
+    match decode_and_write(ctx, plan, &mut body, &mut received).await {
+        Ok(p) => Ok(p),
+        Err(Stop { error, drain }) => {
+            if drain {
+                // The client may still be uploading: read the rest (within the body bound) so
+                // that it gets this answer instead of a reset connection.
+                let budget = plan.max_body_bytes.saturating_sub(received);
+                let rest = http_body_util::Limited::new(body, budget).collect();
+                let _ = tokio::time::timeout(plan.read_timeout, rest).await;
+            }
+            Err(error)
+        }
+    }
+}
+
+/// Why an import stopped, and whether the body is still open (to be drained before answering).
+struct Stop {
+    error: GatewayError,
+    drain: bool,
+}
+
+impl From<GatewayError> for Stop {
+    fn from(error: GatewayError) -> Stop {
+        Stop { error, drain: true }
+    }
+}
+
+/// A failure of the body itself (nothing left to drain).
+fn body_failed(e: GatewayError, p: &Progress) -> Stop {
+    Stop {
+        error: failed(e, p),
+        drain: false,
+    }
+}
+
+async fn decode_and_write(
+    ctx: &Arc<ShardCtx>,
+    plan: &Plan<'_>,
+    body: &mut StreamedBody,
+    received: &mut usize,
+) -> Result<Progress, Stop> {
     let mut p = Progress::default();
     let mut decoder = StreamDecoder::new();
     let mut metric: Option<Option<String>> = None;
-    let mut received = 0usize;
     let mut scratch = Vec::new();
     loop {
         let frame = match tokio::time::timeout(plan.read_timeout, body.frame()).await {
@@ -138,24 +179,25 @@ pub async fn run(
                     "no part of the request body arrived within {} ms",
                     plan.read_timeout.as_millis()
                 ));
-                return Err(failed(e, &p));
+                return Err(body_failed(e, &p));
             }
             Ok(None) => break,
             Ok(Some(Err(e))) => {
-                return Err(failed(bad(format!("reading the request body: {e}")), &p));
+                let e = bad(format!("reading the request body: {e}"));
+                return Err(body_failed(e, &p));
             }
             Ok(Some(Ok(frame))) => frame,
         };
         let Ok(data) = frame.into_data() else {
             continue; // trailers
         };
-        received += data.len();
-        if received > plan.max_body_bytes {
+        *received += data.len();
+        if *received > plan.max_body_bytes {
             let e = GatewayError::PayloadTooLarge(format!(
                 "request body rejected (limit {} bytes)",
                 plan.max_body_bytes
             ));
-            return Err(failed(e, &p));
+            return Err(body_failed(e, &p));
         }
         let mut buf = Buffer::from(data);
         while !buf.is_empty() {
@@ -189,7 +231,7 @@ pub async fn run(
         )
     })?;
     if decoder.schema().is_none() {
-        return Err(failed(
+        return Err(body_failed(
             bad("the body is not an Arrow IPC stream (no schema message)"),
             &p,
         ));
