@@ -41,6 +41,15 @@ pub async fn save(store: &ObjectStore, ns: &str, layout: &Layout) -> Result<(), 
 /// Reads every recorded layout. An unreadable object is skipped with a warning (it cannot be
 /// told apart from a namespace never initialized, and must not stop the gateway).
 pub async fn load_all(store: &ObjectStore) -> Result<Vec<(String, Layout)>, StoreError> {
+    load_new(store, |_| false).await
+}
+
+/// Reads the recorded layouts of namespaces `known` does not know yet (layouts never change, so
+/// the periodic re-read lists the prefix and reads only new objects).
+pub async fn load_new(
+    store: &ObjectStore,
+    known: impl Fn(&str) -> bool,
+) -> Result<Vec<(String, Layout)>, StoreError> {
     let mut out = Vec::new();
     for listed in store.list(PREFIX).await? {
         let Some(ns) = listed
@@ -50,6 +59,9 @@ pub async fn load_all(store: &ObjectStore) -> Result<Vec<(String, Layout)>, Stor
         else {
             continue;
         };
+        if known(ns) {
+            continue;
+        }
         let Some(body) = store.get(&listed.key).await? else {
             continue;
         };

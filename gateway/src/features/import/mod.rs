@@ -289,7 +289,8 @@ impl Background for Import {
         control.handle.spawn(async move {
             loop {
                 tokio::time::sleep(RELOAD_EVERY).await;
-                match layouts::load_all(&self.core.store).await {
+                let core = &self.core;
+                match layouts::load_new(&core.store, |ns| core.layouts.get(ns).is_some()).await {
                     Ok(loaded) => self.core.layouts.extend(loaded),
                     Err(e) => tracing::warn!(error = %e, "reading namespace layouts"),
                 }
