@@ -16,8 +16,8 @@ use crate::core::store::ObjectStore;
 use crate::core::watcher::Watcher;
 use crate::features::{
     agents::Agents, blobs::Blobs, checkpoints::Checkpoints, cost::Cost, federated::Federated,
-    fetch::Fetch, history::History, keys::Keys, license::License, namespaces, ops::Ops,
-    passthrough, pipelines::Pipelines, query::Query, scans::Scans, snapshots::Snapshots,
+    fetch::Fetch, history::History, import::Import, keys::Keys, license::License, namespaces,
+    ops::Ops, passthrough, pipelines::Pipelines, query::Query, scans::Scans, snapshots::Snapshots,
     stores::Stores, udfs::Udfs, warm::Warm,
 };
 use crate::sources::queue::QueueSource;
@@ -72,6 +72,7 @@ pub fn start_with_tier(
     }
     let store = ObjectStore::open(&config, env).map_err(|e| StartError::Store(e.to_string()))?;
     let core = Arc::new(Core::new(config, auth, shards, watcher, cache, store));
+    crate::sources::layouts::load_at_start(&core, env);
     let app = App::build(core.clone())?;
     let router = Router::new(app.routes()).map_err(StartError::Routes)?;
     runtime::start(
@@ -100,6 +101,7 @@ pub struct App {
     stores: Arc<Stores>,
     checkpoints: Arc<Checkpoints>,
     blobs: Arc<Blobs>,
+    import: Arc<Import>,
     license: Arc<License>,
     cost: Arc<Cost>,
     snapshot_store: Arc<SnapshotStore>,
@@ -133,6 +135,7 @@ impl App {
             stores: Stores::new(core.clone(), queue),
             checkpoints: Checkpoints::new(core.clone(), snapshot_store.clone()),
             blobs: Blobs::new(core.clone()),
+            import: Import::new(core.clone(), snapshot_store.clone()),
             license: License::new(core.clone()),
             cost: Cost::new(core.clone()),
             query,
@@ -168,6 +171,7 @@ impl App {
         routes.extend(self.stores.routes());
         routes.extend(self.checkpoints.routes());
         routes.extend(self.blobs.routes());
+        routes.extend(self.import.routes());
         routes.extend(self.license.routes());
         routes.extend(self.cost.routes());
         routes
@@ -182,6 +186,7 @@ impl App {
             self.udfs.clone(),
             self.keys.clone(),
             self.cost.clone(),
+            self.import.clone(),
         ]
     }
 }
@@ -344,6 +349,8 @@ GET /v2/namespaces/{ns}/checkpoints list_checkpoints read
 GET /v2/namespaces/{ns}/checkpoints/{label} get_checkpoint read
 PUT /v1/namespaces/{ns}/blobs put_blob write
 GET /v1/namespaces/{ns}/blobs/{sha} get_blob read
+POST /v2/namespaces/{ns}/init init_namespace write
+POST /v2/namespaces/{ns}/import import_namespace write
 GET /v2/license get_license read
 GET /v2/cost get_cost_snapshot read
 GET /v2/cost/timeseries get_cost_timeseries read

@@ -22,6 +22,7 @@ pub mod fields;
 pub mod http;
 pub mod jobs;
 pub mod labeled;
+pub mod layout;
 pub mod metrics;
 pub mod params;
 pub mod principal;
@@ -70,6 +71,8 @@ pub struct Core {
     pub store: ObjectStore,
     /// Upstream usage (queries, bytes queried and written) every upstream client records.
     pub usage: Arc<usage::Usage>,
+    /// Namespace layouts set by init (shard counts of namespaces no index configures).
+    pub layouts: layout::Layouts,
     /// The control runtime (background loops and jobs); set once at start.
     control: OnceLock<Control>,
 }
@@ -105,6 +108,7 @@ impl Core {
             indexes,
             store,
             usage: usage::Usage::new(http::now_ms()),
+            layouts: layout::Layouts::default(),
             control: OnceLock::new(),
         }
     }
@@ -121,9 +125,13 @@ impl Core {
         let _ = self.control.set(control);
     }
 
-    /// Scatter/gather buckets of `ns` (1 = unsharded).
+    /// Scatter/gather buckets of `ns` (1 = unsharded): the configured index's `shards`, else the
+    /// count init set ([`layout::Layouts`]), else 1.
     pub fn shards_of(&self, ns: &str) -> u32 {
-        self.indexes.get(ns).map_or(1, |i| i.shards.max(1))
+        match self.indexes.get(ns) {
+            Some(i) => i.shards.max(1),
+            None => self.layouts.get(ns).map_or(1, |l| l.shard_count.max(1)),
+        }
     }
 }
 

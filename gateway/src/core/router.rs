@@ -35,6 +35,10 @@ pub const MAX_PARAMS: usize = 4;
 
 /// The future a handler returns.
 pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<Resp, GatewayError>> + Send>>;
+/// A request body a handler reads itself, chunk by chunk (routes built with
+/// [`Route::with_streamed_body`]).
+pub type StreamedBody = http_body_util::combinators::BoxBody<Bytes, hyper::Error>;
+
 /// A route's handler: the shard's context and the admitted request.
 pub type Handler = Arc<dyn Fn(Arc<ShardCtx>, Req) -> HandlerFuture + Send + Sync>;
 
@@ -67,6 +71,8 @@ pub struct Route {
     pub surface: Surface,
     /// Query routes also record `layer_query_duration_seconds` by namespace.
     pub query_metrics: bool,
+    /// The handler reads the body itself ([`Req::take_stream`]); the pipeline does not collect it.
+    pub streams_body: bool,
     handler: Handler,
     segs: Vec<Seg>,
 }
@@ -123,6 +129,7 @@ impl Route {
             scope,
             surface: Surface::of(pattern),
             query_metrics: false,
+            streams_body: false,
             handler,
             segs,
         }
@@ -131,6 +138,13 @@ impl Route {
     /// Records `layer_query_duration_seconds{namespace}` for this route.
     pub fn with_query_metrics(mut self) -> Route {
         self.query_metrics = true;
+        self
+    }
+
+    /// The handler gets the request body as a stream ([`Req::take_stream`]) instead of collected
+    /// bytes; it enforces `maxBodyBytes` and the body read timeout itself.
+    pub fn with_streamed_body(mut self) -> Route {
+        self.streams_body = true;
         self
     }
 
@@ -281,6 +295,8 @@ pub struct Req {
     /// The route's name (metrics label; the upstream route label of a forwarded request).
     pub name: &'static str,
     params: Params,
+    /// The unread body of a streamed route (`body` is empty then).
+    stream: Option<StreamedBody>,
 }
 
 impl Req {
@@ -297,7 +313,20 @@ impl Req {
             principal,
             name,
             params,
+            stream: None,
         }
+    }
+
+    /// Hands the handler the unread body (routes with a streamed body).
+    pub fn with_stream(mut self, body: StreamedBody) -> Req {
+        self.stream = Some(body);
+        self
+    }
+
+    /// The unread body of a streamed route; `None` for routes whose body was collected (then
+    /// [`Req::body`] holds it), and after the first call.
+    pub fn take_stream(&mut self) -> Option<StreamedBody> {
+        self.stream.take()
     }
 
     /// The raw path parameter `name` (empty when the route has none: route tests check that every

@@ -1,5 +1,6 @@
 //! The request pipeline on a shard, wrapped once around the router: route → admit (the route's
 //! scope, the `{ns}` parameter against the key's grant) → read the body within `maxBodyBytes`
+//! (routes with a streamed body get it unread, and bound it themselves)
 //! → the route's handler → errors mapped to responses ([`GatewayError::into_response`]) →
 //! metrics. Start at [`handle`].
 //!
@@ -145,6 +146,11 @@ async fn serve(
         Ok(p) => p,
         Err(e) => return Err((e, Some(body))),
     };
+    if route.streams_body {
+        let req = Req::new(parts, Bytes::new(), principal, route.name, params)
+            .with_stream(BodyExt::boxed(body));
+        return route.call(ctx.clone(), req).await.map_err(|e| (e, None));
+    }
     let g = &ctx.core.config.gateway;
     let timeout = std::time::Duration::from_millis(g.server.body_read_timeout_ms);
     let body = read_body(body, g.max_body_bytes, timeout)

@@ -21,6 +21,7 @@
 //! | [`stores`] | `/v2/vectorstores…`, `/v2/warehouses…`, `/v2/namespaces/{ns}/capabilities`: the stores and warehouses, read-only, with capability reports |
 //! | [`udfs`] | `/v2/udfs…`: UDF registry, discovery, the item queue (on the pipelines' queue), completions, push dispatch |
 //! | [`blobs`] | `/v1/namespaces/{ns}/blobs…`: content-addressed bytes in the object store, the cache tier in front |
+//! | [`import`] | `POST /v2/namespaces/{ns}/init` and `/import`: a namespace's Layer state (schema version, shard count; durable) and Arrow IPC bulk import through the write path |
 //! | [`checkpoints`] | `/v2/namespaces/{ns}/checkpoints…`: labels pinned to a namespace's snapshot, durable in the object store |
 //! | [`license`] | `GET /v2/license`: the signed license file's state (reported, not enforced) |
 //! | [`cost`] | `GET /v2/cost`, `/v2/cost/timeseries`, `/v2/cost/rate-card`: a rate card times measured usage, and Cost Explorer |
@@ -33,6 +34,7 @@ pub mod cost;
 pub mod federated;
 pub mod fetch;
 pub mod history;
+pub mod import;
 pub mod keys;
 pub mod license;
 pub mod namespaces;

@@ -2,8 +2,9 @@
 //! from schemas, and a metadata body (`GET /v{1,2}/namespaces/{ns}/metadata`, and the PATCH
 //! response) is upstream's verbatim with two keys spliced in front: `id` (the client model
 //! requires it; upstream omits it) and `layer: {stable_as_of, is_stable, indexed,
-//! index_lag_rows}` from the watcher; `indexed` / `index_lag_rows` come from the latest snapshot
-//! (null without one). Bodies are rewritten only when something changes, and only uncompressed
+//! index_lag_rows, …}` ([`crate::sources::layouts::layer_block`]): the watcher's cut,
+//! `indexed` / `index_lag_rows` from the latest snapshot (null without one), and the layout init
+//! set. Bodies are rewritten only when something changes, and only uncompressed
 //! (the hooks ask upstream for an uncompressed answer).
 
 use std::sync::Arc;
@@ -11,7 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::header;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::core::ShardCtx;
 use crate::core::error::GatewayError;
@@ -19,8 +20,7 @@ use crate::core::http::decode_gzip;
 use crate::core::metrics;
 use crate::core::proxy::{ProxyHooks, Session};
 use crate::core::upstream::UpstreamResponse;
-use crate::core::watcher::Status;
-use crate::sources::schema::vector_dim;
+use crate::sources::layouts::layer_block;
 use crate::sources::snapshot_store::SnapshotStore;
 
 /// The schema routes: `GET /v1/namespaces/{ns}/schema` (`update: false`) and
@@ -113,7 +113,10 @@ impl ProxyHooks for Metadata {
         } else {
             None
         };
-        enrich_metadata(up, ns, ctx.core.watcher.snapshot(ns), rows);
+        let watch = ctx.core.watcher.snapshot(ns);
+        enrich_metadata(up, ns, |body| {
+            layer_block(&ctx.core, ns, watch, Some(body), rows)
+        });
     }
 }
 
@@ -142,14 +145,10 @@ pub fn strip_reserved_schema(up: &mut UpstreamResponse, nested: bool) {
     }
 }
 
-/// Splices `id` (when absent) and the `layer` block into a successful metadata body (after
-/// hiding the gateway's own attributes from its schema).
-pub fn enrich_metadata(
-    up: &mut UpstreamResponse,
-    ns: &str,
-    watch: (Status, Option<u64>),
-    snapshot_rows: Option<u64>,
-) {
+/// Splices `id` (when absent) and the `layer` block (`layer`, built by
+/// [`crate::sources::layouts::layer_block`]) into a successful metadata body (after hiding the
+/// gateway's own attributes from its schema).
+pub fn enrich_metadata(up: &mut UpstreamResponse, ns: &str, layer: impl FnOnce(&[u8]) -> Value) {
     if !up.status.is_success() || up.headers.contains_key(http::header::CONTENT_ENCODING) {
         return;
     }
@@ -166,17 +165,7 @@ pub fn enrich_metadata(
         return;
     }
     let has_id = sonic_rs::get_from_slice(body, &["id"]).is_ok();
-    let (status, wm) = watch;
-    let (indexed, lag) = match index_lag(body, snapshot_rows) {
-        Some(lag) => (json!(lag == 0), json!(lag)),
-        None => (Value::Null, Value::Null),
-    };
-    let layer = json!({
-        "stable_as_of": wm,
-        "is_stable": status == Status::Stable,
-        "indexed": indexed,
-        "index_lag_rows": lag,
-    });
+    let layer = layer(body);
     let mut out = Vec::with_capacity(body.len() + 160);
     out.extend_from_slice(&body[..=open]);
     if !has_id {
@@ -194,27 +183,12 @@ pub fn enrich_metadata(
     up.body = Bytes::from(out);
 }
 
-/// Rows of a vector namespace not yet in its latest snapshot: `approx_row_count` minus the
-/// snapshot's `row_count` (the rows a stable origin pass saw). `None` — reported as null — for
-/// namespaces without a vector attribute (FTS-only) or without a snapshot yet.
-fn index_lag(body: &[u8], snapshot_rows: Option<u64>) -> Option<u64> {
-    let rows = snapshot_rows?;
-    let v: Value = serde_json::from_slice(body).ok()?;
-    let has_vector = v.get("schema")?.as_object()?.values().any(|t| {
-        let ty = t.get("type").unwrap_or(t);
-        ty.as_str().and_then(vector_dim).is_some()
-    });
-    if !has_vector {
-        return None;
-    }
-    let total = v.get("approx_row_count")?.as_u64()?;
-    Some(total.saturating_sub(rows))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::watcher::Status;
     use http::{HeaderMap, StatusCode};
+    use serde_json::json;
 
     fn up(body: &str) -> UpstreamResponse {
         UpstreamResponse {
@@ -227,7 +201,12 @@ mod tests {
     #[test]
     fn metadata_gets_id_and_layer_and_keeps_the_rest() {
         let mut r = up(r#"{"schema":{},"approx_row_count":3,"index":{"status":"up-to-date"}}"#);
-        enrich_metadata(&mut r, "ns1", (Status::Stable, Some(7)), None);
+        let core = crate::core::test_core();
+        let block = |ns: &'static str, watch| {
+            let core = core.clone();
+            move |body: &[u8]| layer_block(&core, ns, watch, Some(body), None)
+        };
+        enrich_metadata(&mut r, "ns1", block("ns1", (Status::Stable, Some(7))));
         let s = std::str::from_utf8(&r.body).unwrap();
         assert!(
             s.ends_with(r#""schema":{},"approx_row_count":3,"index":{"status":"up-to-date"}}"#),
@@ -240,7 +219,7 @@ mod tests {
             json!({"stable_as_of": 7, "is_stable": true, "indexed": null, "index_lag_rows": null})
         );
         let mut r = up("{}");
-        enrich_metadata(&mut r, "x", (Status::Unknown, None), None);
+        enrich_metadata(&mut r, "x", block("x", (Status::Unknown, None)));
         let v: Value = serde_json::from_slice(&r.body).unwrap();
         assert_eq!(
             (
@@ -250,21 +229,11 @@ mod tests {
             (Value::Null, json!(false))
         );
         let mut r = up(r#"{"id":"keep"}"#);
-        enrich_metadata(&mut r, "x", (Status::Unknown, None), None);
+        enrich_metadata(&mut r, "x", block("x", (Status::Unknown, None)));
         assert_eq!(
             serde_json::from_slice::<Value>(&r.body).unwrap()["id"],
             "keep"
         );
-    }
-
-    #[test]
-    fn index_lag_reconciles_vector_namespaces_only() {
-        let vec_ns = br#"{"approx_row_count": 10, "schema": {"vector": {"type": "[3]f32"}, "t": {"type": "string"}}}"#;
-        assert_eq!(index_lag(vec_ns, Some(7)), Some(3));
-        assert_eq!(index_lag(vec_ns, Some(12)), Some(0));
-        assert_eq!(index_lag(vec_ns, None), None);
-        let fts = br#"{"approx_row_count": 10, "schema": {"t": {"type": "string", "full_text_search": true}, "tags": {"type": "[]string"}}}"#;
-        assert_eq!(index_lag(fts, Some(7)), None);
     }
 
     #[test]
