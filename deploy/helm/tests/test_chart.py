@@ -429,8 +429,12 @@ def test_victoria_metrics_scrapes_the_gateway(rendered):
     assert "sleep 3600" in backup["command"][2]
     role = one(docs, "Role", "layer-metrics")
     assert role["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}]
+    assert "initContainers" not in sts["spec"]["template"]["spec"]
     hostpath = one(rendered["everything-on"], "StatefulSet", "layer-metrics")
     assert "volumeClaimTemplates" not in hostpath["spec"]
+    vols = {v["name"]: v for v in hostpath["spec"]["template"]["spec"]["volumes"]}
+    assert vols["storage"]["hostPath"]["path"] == "/mnt/nvme/layer-gateway-vm"
+    assert hostpath["spec"]["template"]["spec"]["initContainers"][0]["command"][-1] == "chown 65534:65534 /storage"
     off = render(merge(REQUIRED, {"metrics": {"enabled": False}}))
     assert not find(off, "StatefulSet", "layer-metrics")
 
