@@ -28,7 +28,8 @@ import yaml
 import conftest
 
 HERE = pathlib.Path(__file__).resolve().parent
-CHART = HERE.parent / "layer"
+# LAYER_HELM_CHART: test a copy of the chart (e.g. with another branch's crds/ beside it).
+CHART = pathlib.Path(os.environ.get("LAYER_HELM_CHART") or HERE.parent / "layer")
 RELEASE, NAMESPACE = "layer", "layer"
 
 # A current Kubernetes (the EKS AMI line the documented chart targets) and the newest schema
@@ -654,19 +655,28 @@ def test_release_name_changes_every_name():
 def test_the_gateway_starts_with_the_rendered_config(rendered, value_set):
     """The rendered layer.yaml and the env the Deployment sets are accepted by the real gateway:
     it loads and validates them and binds (the listen address and data dir are moved to local
-    ones; Secret-backed variables get distinct placeholder values)."""
+    ones, the network endpoints to a closed local port; Secret-backed variables get distinct
+    placeholder values)."""
     docs = rendered[value_set]
     cfg = layer_yaml(docs)
     dep = one(docs, "Deployment", "layer-gateway")
     with tempfile.TemporaryDirectory() as tmp:
         cfg["gateway"]["listen"] = "127.0.0.1:0"
         cfg["gateway"]["dataDir"] = tmp
+        # Offline: every network endpoint moves to a closed local port and the AWS side is off
+        # (the run must not reach Turbopuffer, S3, Cost Explorer or instance metadata).
+        offline = "http://127.0.0.1:9"
+        cfg["gateway"]["cost"]["costExplorerEnabled"] = False
+        cfg["gateway"]["objectStore"]["endpoint"] = offline
+        for store in [cfg["vectorStore"], *cfg.get("vectorStores", [])]:
+            store["endpoint"]["url"] = offline
         if cfg["gateway"]["cache"]["tier"] == "aerospike":
             # The default build has no Aerospike backend; that tier is the chart's to name.
             cfg["gateway"]["cache"] = {"tier": "nvme"}
         path = pathlib.Path(tmp, "layer.yaml")
         path.write_text(yaml.safe_dump(cfg))
-        env = {"PATH": os.environ.get("PATH", ""), "HOME": tmp, "AWS_REGION": "us-east-1"}
+        env = {"PATH": os.environ.get("PATH", ""), "HOME": tmp, "AWS_REGION": "us-east-1",
+               "AWS_EC2_METADATA_DISABLED": "true", "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}
         for e in container(dep, "gateway")["env"]:
             if "value" in e:
                 env[e["name"]] = e["value"]
