@@ -596,6 +596,8 @@ def test_operator(rendered):
     lease = one(docs, "Role", "layer-operator-leader")
     assert {"coordination.k8s.io"} == {g for r in lease["rules"] for g in r["apiGroups"]}
     assert not find(docs, "Role", "layer-operator")
+    scrape = yaml.safe_load(one(docs, "ConfigMap", "layer-metrics")["data"]["scrape.yaml"])
+    assert [j["job_name"] for j in scrape["scrape_configs"]] == ["layer-gateway", "layer-operator", "layer-document-cache"]
     scoped = rendered["operator-namespaced"]
     cr = one(scoped, "ClusterRole", "layer-operator")
     assert {res for r in cr["rules"] for res in r["resources"]} == {"infrarules", "infrarules/status"}
