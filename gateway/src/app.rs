@@ -16,8 +16,8 @@ use crate::core::store::ObjectStore;
 use crate::core::watcher::Watcher;
 use crate::features::{
     blobs::Blobs, checkpoints::Checkpoints, fetch::Fetch, history::History, keys::Keys,
-    license::License, namespaces, ops::Ops, passthrough, pipelines::Pipelines, query::Query,
-    scans::Scans, snapshots::Snapshots, stores::Stores, udfs::Udfs, warm::Warm,
+    license::License, metrics::Metrics, namespaces, ops::Ops, passthrough, pipelines::Pipelines,
+    query::Query, scans::Scans, snapshots::Snapshots, stores::Stores, udfs::Udfs, warm::Warm,
 };
 use crate::sources::queue::QueueSource;
 use crate::sources::snapshot_store::SnapshotStore;
@@ -90,6 +90,7 @@ pub struct App {
     checkpoints: Arc<Checkpoints>,
     blobs: Arc<Blobs>,
     license: Arc<License>,
+    metrics: Arc<Metrics>,
     snapshot_store: Arc<SnapshotStore>,
 }
 
@@ -119,6 +120,7 @@ impl App {
             checkpoints: Checkpoints::new(core.clone(), snapshot_store.clone()),
             blobs: Blobs::new(core.clone()),
             license: License::new(core.clone()),
+            metrics: Metrics::new(core.clone()),
             query: Query::new(recorder.clone()),
             fetch: Fetch::new(recorder),
             snapshots: Snapshots::new(core.clone(), snapshot_store.clone(), warmth.clone()),
@@ -149,6 +151,7 @@ impl App {
         routes.extend(self.checkpoints.routes());
         routes.extend(self.blobs.routes());
         routes.extend(self.license.routes());
+        routes.extend(self.metrics.routes());
         routes
     }
 
@@ -321,6 +324,16 @@ GET /v2/namespaces/{ns}/checkpoints/{label} get_checkpoint read
 PUT /v1/namespaces/{ns}/blobs put_blob write
 GET /v1/namespaces/{ns}/blobs/{sha} get_blob read
 GET /v2/license get_license read
+GET /v2/metrics/catalog list_metrics_catalog read
+GET /v2/metrics/catalog/{name} get_metric_catalog_entry read
+GET /v2/metrics/api/v1/query query_metrics read
+POST /v2/metrics/api/v1/query query_metrics read
+GET /v2/metrics/query query_metrics read
+POST /v2/metrics/query query_metrics read
+GET /v2/metrics/api/v1/query_range query_metrics_range read
+POST /v2/metrics/api/v1/query_range query_metrics_range read
+GET /v2/metrics/query_range query_metrics_range read
+POST /v2/metrics/query_range query_metrics_range read
 ";
 
     #[test]

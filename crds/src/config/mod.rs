@@ -69,6 +69,9 @@
 //!     file: /etc/layer/license    # LAYER_LICENSE_FILE (<claims>.<signature>, base64url; unset: floor)
 //!     publicKey: 3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c  # LAYER_LICENSE_PUBLIC_KEY (Ed25519, hex or base64)
 //!     graceDays: 14
+//!   metrics:                      # the PromQL routes' VictoriaMetrics (unset: 503 metrics_not_configured)
+//!     victoriaMetricsUrl: http://127.0.0.1:8428  # LAYER_METRICS_URL
+//!     timeoutMs: 30000            # LAYER_METRICS_TIMEOUT_MS: past it, 504 metrics_timeout
 //! vectorStore:                    # the VectorStore CRD's spec
 //!   kind: turbopuffer
 //!   endpoint:
@@ -138,7 +141,7 @@ pub use features::{
 };
 pub use gateway::{
     AerospikeSettings, CacheConfig, CacheTierKind, ConsistencyConfig, GatewayConfig, LicenseConfig,
-    ServerConfig, TlsConfig,
+    MetricsConfig, ServerConfig, TlsConfig,
 };
 pub use index::{
     IndexBackend, IndexCache, IndexConfig, IndexConsistency, IndexMetadata, IndexScan,

@@ -300,6 +300,8 @@ fn sample(var: &str) -> Option<&'static str> {
             "3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c"
         }
         "LAYER_TLS_KEY_FILE" => "/etc/layer/tls.key",
+        "LAYER_METRICS_URL" => "http://127.0.0.1:8428",
+        "LAYER_METRICS_TIMEOUT_MS" => "5000",
         "LAYER_TLS_RELOAD_INTERVAL_MS" => "5000",
         "LAYER_UPSTREAM_URL" => "http://tpuf.local:8080",
         "LAYER_UPSTREAM_API_KEY" => "tpuf_sample",

@@ -16,7 +16,7 @@
 //! | `layer_overload_rejections_total` | counter | `reason` (`connections`, `in_flight`: 503 `overloaded` answers) |
 //! | `layer_consistency_events_total` | counter | `event` (`poll_stable`, `poll_updating`, `poll_failed`, `poll_not_found`, `poll_unparseable`, `registration_dropped`, `retry_429`) |
 //! | `layer_document_cache_events_total` | counter | `event` (`hot_hit`, `tier_hit`, `miss`, `error`, `disabled`, `backfill_failed`, `invalidate_failed`, `populated`, `populate_failed`, `populate_raced`) |
-//! | `layer_cache_cold_responses_total` | counter | `route` (503 `cache_cold` answers, by route name: `create_scan`, `warm`, `hint_cache_warm`, `create_snapshot`) |
+//! | `layer_cache_cold_responses_total` | counter | `route` (503 `cache_cold` answers, by route name: `create_scan`, `warm`, `hint_cache_warm`, `create_snapshot`); deprecated, kept for one release next to `hevlayer_cache_cold_responses_total{namespace,store_kind}` ([`cache_cold`]) |
 //! | `layer_scan_events_total` | counter | `event` (`count`, `job_created`, `job_completed`, `job_failed`) |
 //! | `layer_warm_events_total` | counter | `event` (`job_started`, `job_completed`, `job_failed`, `row_skipped`) |
 //! | `layer_snapshot_events_total` | counter | `event` (`written`, `write_failed`, `pruned`, `job_completed`, `job_failed`, `mirror_failed`) |
@@ -30,7 +30,11 @@
 //! | `layer_shards` | gauge | |
 //!
 //! Feature counters go through [`feature_event`], feature gauges through [`feature_gauge_add`];
-//! each feature documents its own names above.
+//! each feature documents its own names above and declares them when it is built
+//! ([`declare_event`], [`declare_gauge`]), so their `# TYPE` lines are there before the first
+//! sample. Every family's help text is its description in the `metrics-catalog` crate, the one
+//! list of families (`GET /v2/metrics/catalog`); an end-to-end test checks that `/metrics` and
+//! the catalog agree.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -137,6 +141,48 @@ impl ShardMetrics {
         }
         self.in_flight += o.in_flight;
     }
+}
+
+/// Feature families declared so far: name → `counter` or `gauge`.
+fn declared() -> &'static Mutex<BTreeMap<&'static str, &'static str>> {
+    static DECLARED: OnceLock<Mutex<BTreeMap<&'static str, &'static str>>> = OnceLock::new();
+    DECLARED.get_or_init(|| {
+        // The core's own event counters.
+        Mutex::new(BTreeMap::from([
+            ("layer_overload_rejections_total", "counter"),
+            ("layer_tls_reloads_total", "counter"),
+            ("layer_cache_cold_responses_total", "counter"),
+        ]))
+    })
+}
+
+/// Declares a counter recorded with [`feature_event`] (idempotent).
+pub fn declare_event(metric: &'static str) {
+    declared()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(metric, "counter");
+}
+
+/// Declares a gauge moved with [`feature_gauge_add`] (idempotent).
+pub fn declare_gauge(metric: &'static str) {
+    declared()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(metric, "gauge");
+}
+
+/// The family a 503 `cache_cold` answer is counted in, by namespace (bounded, see
+/// [`super::labeled::bounded_namespace`]).
+const CACHE_COLD: &str = "hevlayer_cache_cold_responses_total";
+
+/// A route answered 503 `cache_cold`: counted under the catalog's name by namespace, and under
+/// the old `layer_cache_cold_responses_total{route}` for one more release.
+pub fn cache_cold(route: &'static str, namespace: Option<&str>) {
+    feature_event("layer_cache_cold_responses_total", "route", route, 1);
+    let ns = super::labeled::bounded_namespace(namespace.unwrap_or(""));
+    let l = super::labeled::labels(&[("namespace", &ns), ("store_kind", "turbopuffer")]);
+    super::labeled::count(CACHE_COLD, l, 1);
 }
 
 fn registry() -> &'static Mutex<Vec<Arc<Mutex<ShardMetrics>>>> {
@@ -251,24 +297,14 @@ pub fn render(shards: usize) -> String {
         all.merge(&snapshot);
     }
     let mut out = String::with_capacity(8192);
-    header(
-        &mut out,
-        "layer_requests_total",
-        "counter",
-        "Requests served, by route and status.",
-    );
+    header(&mut out, "layer_requests_total", "counter");
     for ((route, status), n) in &all.requests {
         let _ = writeln!(
             out,
             "layer_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
         );
     }
-    header(
-        &mut out,
-        "layer_request_duration_seconds",
-        "histogram",
-        "Wall-clock time of a request through the gateway, by route.",
-    );
+    header(&mut out, "layer_request_duration_seconds", "histogram");
     for (route, s) in &all.request_latency {
         histogram(
             &mut out,
@@ -277,12 +313,7 @@ pub fn render(shards: usize) -> String {
             s,
         );
     }
-    header(
-        &mut out,
-        "layer_query_duration_seconds",
-        "histogram",
-        "Total wall-clock for a query through layer.",
-    );
+    header(&mut out, "layer_query_duration_seconds", "histogram");
     for (ns, by_status) in &all.query_latency {
         for (status, s) in by_status {
             histogram(
@@ -293,12 +324,7 @@ pub fn render(shards: usize) -> String {
             );
         }
     }
-    header(
-        &mut out,
-        "layer_upstream_duration_seconds",
-        "histogram",
-        "Time to the upstream's full response, by route.",
-    );
+    header(&mut out, "layer_upstream_duration_seconds", "histogram");
     for (route, s) in &all.upstream_latency {
         histogram(
             &mut out,
@@ -307,90 +333,73 @@ pub fn render(shards: usize) -> String {
             s,
         );
     }
-    header(
-        &mut out,
-        "layer_upstream_errors_total",
-        "counter",
-        "Upstream exchanges that failed without a response.",
-    );
+    header(&mut out, "layer_upstream_errors_total", "counter");
     for ((route, kind), n) in &all.upstream_errors {
         let _ = writeln!(
             out,
             "layer_upstream_errors_total{{route=\"{route}\",kind=\"{kind}\"}} {n}"
         );
     }
-    header(
-        &mut out,
-        "layer_write_rejections_total",
-        "counter",
-        "Writes rejected before forwarding, by reason.",
-    );
+    header(&mut out, "layer_write_rejections_total", "counter");
     for (reason, n) in &all.write_rejections {
         let _ = writeln!(
             out,
             "layer_write_rejections_total{{reason=\"{reason}\"}} {n}"
         );
     }
-    header(
-        &mut out,
-        "layer_document_cache_events_total",
-        "counter",
-        "Document cache lookups and failures, by event.",
-    );
+    header(&mut out, "layer_document_cache_events_total", "counter");
     for (event, n) in &all.cache_events {
         let _ = writeln!(
             out,
             "layer_document_cache_events_total{{event=\"{event}\"}} {n}"
         );
     }
-    let mut last_metric = "";
+    let declared = declared().lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let mut events: BTreeMap<&str, Vec<(&str, &str, u64)>> = declared
+        .iter()
+        .filter(|(_, kind)| **kind == "counter")
+        .map(|(m, _)| (*m, Vec::new()))
+        .collect();
     for ((metric, label, value), n) in &all.feature_events {
-        if *metric != last_metric {
-            header(
-                &mut out,
-                metric,
-                "counter",
-                "Layer feature events, by outcome.",
-            );
-            last_metric = metric;
-        }
-        let _ = writeln!(out, "{metric}{{{label}=\"{value}\"}} {n}");
+        events.entry(metric).or_default().push((label, value, *n));
     }
+    for (metric, series) in &events {
+        header(&mut out, metric, "counter");
+        for (label, value, n) in series {
+            let _ = writeln!(out, "{metric}{{{label}=\"{value}\"}} {n}");
+        }
+    }
+    let mut gauges: BTreeMap<&str, i64> = declared
+        .iter()
+        .filter(|(_, kind)| **kind == "gauge")
+        .map(|(m, _)| (*m, 0))
+        .collect();
     for (metric, v) in &all.feature_gauges {
-        header(&mut out, metric, "gauge", "Layer feature gauge.");
+        *gauges.entry(metric).or_default() += v;
+    }
+    for (metric, v) in &gauges {
+        header(&mut out, metric, "gauge");
         let _ = writeln!(out, "{metric} {}", (*v).max(0));
     }
-    header(
-        &mut out,
-        "layer_consistency_events_total",
-        "counter",
-        "Consistency watcher polls and stable-read events.",
-    );
+    header(&mut out, "layer_consistency_events_total", "counter");
     for (event, n) in &all.watcher_events {
         let _ = writeln!(
             out,
             "layer_consistency_events_total{{event=\"{event}\"}} {n}"
         );
     }
-    header(
-        &mut out,
-        "layer_in_flight_requests",
-        "gauge",
-        "Requests being served now.",
-    );
+    header(&mut out, "layer_in_flight_requests", "gauge");
     let _ = writeln!(out, "layer_in_flight_requests {}", all.in_flight.max(0));
-    header(
-        &mut out,
-        "layer_shards",
-        "gauge",
-        "Data-plane shard runtimes.",
-    );
+    header(&mut out, "layer_shards", "gauge");
     let _ = writeln!(out, "layer_shards {shards}");
+    super::labeled::describe(CACHE_COLD, super::labeled::Kind::Counter, "");
     out.push_str(&super::labeled::render());
     out
 }
 
-fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+/// A family's `# HELP` (its catalog description) and `# TYPE` lines.
+fn header(out: &mut String, name: &str, kind: &str) {
+    let help = super::labeled::help_text(metrics_catalog::help(name));
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 

@@ -21,6 +21,7 @@
 //! | [`blobs`] | `/v1/namespaces/{ns}/blobs…`: content-addressed bytes in the object store, the cache tier in front |
 //! | [`checkpoints`] | `/v2/namespaces/{ns}/checkpoints…`: labels pinned to a namespace's snapshot, durable in the object store |
 //! | [`license`] | `GET /v2/license`: the signed license file's state (reported, not enforced) |
+//! | [`metrics`] | `/v2/metrics/catalog…` (the metric catalog), `/v2/metrics/query…` (PromQL forwarded to VictoriaMetrics) |
 //! | [`ops`] | `/health`, `/metrics` |
 
 pub mod blobs;
@@ -29,6 +30,7 @@ pub mod fetch;
 pub mod history;
 pub mod keys;
 pub mod license;
+pub mod metrics;
 pub mod namespaces;
 pub mod ops;
 pub mod passthrough;

@@ -127,6 +127,7 @@ pub struct Scans {
 
 impl Scans {
     pub fn new(core: Arc<Core>, snapshots: Arc<SnapshotStore>, warmth: Arc<Warmth>) -> Arc<Self> {
+        crate::core::metrics::declare_event("layer_scan_events_total");
         Arc::new(Self::with_budget(
             core,
             snapshots,

@@ -81,6 +81,7 @@ pub struct Snapshots {
 impl Snapshots {
     pub fn new(core: Arc<Core>, store: Arc<SnapshotStore>, warmth: Arc<Warmth>) -> Arc<Self> {
         let field_cap = core.config.gateway.snapshots.field_cap;
+        crate::core::metrics::declare_event("layer_snapshot_events_total");
         Arc::new(Snapshots {
             core,
             store,
