@@ -193,8 +193,9 @@ pub(crate) static ENTRIES: [Entry; 64] = [
         "Bytes Turbopuffer billed as returned.", "sum by (namespace) (rate(hevlayer_tpuf_billable_bytes_returned_total[1h]))")
         .conditional(BILLING).product(),
     Entry::new("layer_head_duration_seconds", Histogram, "query", "query", PIPE_NS_STATUS,
-        "Duration of a namespace metadata (head) call.", "histogram_quantile(0.99, sum by (le) (rate(layer_head_duration_seconds_bucket[5m])))")
-        .conditional(NOT_YET).product(),
+        "Wall-clock of a namespace metadata call (GET /v1|v2/namespaces/{ns}/metadata) through layer; `namespace` bounded as for queries, `pipeline_id` empty.",
+        "histogram_quantile(0.99, sum by (le) (rate(layer_head_duration_seconds_bucket[5m])))")
+        .product(),
     Entry::new("layer_list_duration_seconds", Histogram, "query", "query", PIPE_NS_STATUS,
         "Duration of a namespace listing.", "histogram_quantile(0.99, sum by (le) (rate(layer_list_duration_seconds_bucket[5m])))")
         .conditional(NOT_YET).product(),
@@ -261,10 +262,11 @@ pub(crate) static ENTRIES: [Entry; 64] = [
         "Rows per write.", "histogram_quantile(0.5, sum by (le) (rate(layer_upsert_batch_size_bucket[5m])))")
         .conditional("not emitted yet: Layer does not count rows on the write path").product(),
     Entry::new("layer_upsert_duration_seconds", Histogram, "upsert", "upsert", PIPE_NS_STATUS,
-        "Total wall-clock for a write through layer.", "histogram_quantile(0.99, sum by (le) (rate(layer_upsert_duration_seconds_bucket[5m])))")
+        "Total wall-clock for a write (POST /v2/namespaces/{ns}) through layer; `namespace` bounded as for queries, `pipeline_id` empty (pipeline vectors are in layer_stage_duration_seconds).",
+        "histogram_quantile(0.99, sum by (le) (rate(layer_upsert_duration_seconds_bucket[5m])))")
         .alert(Alert { name: "UpsertP99High", summary: "Write P99 through Layer is above two seconds.",
             expr: "histogram_quantile(0.99, sum by (le) (rate(layer_upsert_duration_seconds_bucket[5m]))) > 2", for_: "10m" })
-        .conditional("not emitted yet: Layer reports writes in layer_request_duration_seconds{route=\"write\"}").product(),
+        .product(),
     Entry::new("layer_upsert_overhead_seconds", Histogram, "upsert", "upsert", PIPE_NS_STATUS,
         "Time a write spent in Layer itself.", "histogram_quantile(0.99, sum by (le) (rate(layer_upsert_overhead_seconds_bucket[5m])))")
         .conditional(SPLIT).product(),

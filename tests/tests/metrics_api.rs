@@ -337,6 +337,8 @@ fn metrics_and_the_catalog_agree() {
             .is_some_and(|vs| vs.contains(v))
     };
     assert!(has("layer_query_duration_seconds", "namespace", "mx"));
+    assert!(has("layer_upsert_duration_seconds", "namespace", "mx"));
+    assert!(has("layer_head_duration_seconds", "namespace", "mx"));
     assert!(has("layer_requests_total", "route", "list_metrics_catalog"));
     assert!(has("layer_requests_total", "route", "unknown"));
     assert!(has(

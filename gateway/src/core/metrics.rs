@@ -10,6 +10,7 @@
 //! | `layer_requests_total` | counter | `route`, `status` |
 //! | `layer_request_duration_seconds` | histogram | `route` |
 //! | `layer_query_duration_seconds` | histogram | `namespace` (at most 256 per thread, then `_other`; none for 401/403), `status` |
+//! | `layer_upsert_duration_seconds`, `layer_head_duration_seconds` | histogram | the same, for the routes that name them ([`super::router::Route::with_latency_metric`]: writes, metadata) |
 //! | `layer_upstream_duration_seconds` | histogram | `route` |
 //! | `layer_upstream_errors_total` | counter | `route`, `kind` (`connect`, `timeout`) |
 //! | `layer_write_rejections_total` | counter | `reason` |
@@ -74,7 +75,7 @@ impl Series {
     }
 }
 
-/// Distinct `namespace` label values of `layer_query_duration_seconds` per thread.
+/// Distinct `namespace` label values of each per-namespace latency family per thread.
 pub const MAX_QUERY_NAMESPACES: usize = 256;
 /// The label the namespaces beyond [`MAX_QUERY_NAMESPACES`] share.
 pub const OTHER_NAMESPACE: &str = "_other";
@@ -84,8 +85,9 @@ pub const OTHER_NAMESPACE: &str = "_other";
 pub struct ShardMetrics {
     requests: BTreeMap<(&'static str, u16), u64>,
     request_latency: BTreeMap<&'static str, Series>,
-    /// namespace → status → latency; nested so the hit path looks up by `&str` without allocating.
-    query_latency: BTreeMap<String, BTreeMap<u16, Series>>,
+    /// metric → namespace → status → latency; nested so the hit path looks up by `&str` without
+    /// allocating.
+    query_latency: BTreeMap<&'static str, BTreeMap<String, BTreeMap<u16, Series>>>,
     upstream_latency: BTreeMap<&'static str, Series>,
     upstream_errors: BTreeMap<(&'static str, &'static str), u64>,
     write_rejections: BTreeMap<&'static str, u64>,
@@ -109,10 +111,13 @@ impl ShardMetrics {
                 .or_insert_with(Series::new)
                 .merge(v);
         }
-        for (ns, by_status) in &o.query_latency {
-            let mine = self.query_latency.entry(ns.clone()).or_default();
-            for (status, v) in by_status {
-                mine.entry(*status).or_insert_with(Series::new).merge(v);
+        for (metric, by_ns) in &o.query_latency {
+            let mine_ns = self.query_latency.entry(metric).or_default();
+            for (ns, by_status) in by_ns {
+                let mine = mine_ns.entry(ns.clone()).or_default();
+                for (status, v) in by_status {
+                    mine.entry(*status).or_insert_with(Series::new).merge(v);
+                }
             }
         }
         for (k, v) in &o.upstream_latency {
@@ -207,12 +212,31 @@ pub fn request_started() {
     with_local(|m| m.in_flight += 1);
 }
 
-/// A request finished with `status` after `elapsed`; `query_ns` is set for query routes.
+/// The per-namespace latency family of query routes.
+pub const QUERY_LATENCY: &str = "layer_query_duration_seconds";
+
+/// Per-namespace latency families routes record into (the query one, plus those declared with
+/// [`declare_latency`]): always rendered, with or without samples.
+fn latency_families() -> &'static Mutex<std::collections::BTreeSet<&'static str>> {
+    static F: OnceLock<Mutex<std::collections::BTreeSet<&'static str>>> = OnceLock::new();
+    F.get_or_init(|| Mutex::new([QUERY_LATENCY].into()))
+}
+
+/// Declares a per-namespace latency family (idempotent).
+pub fn declare_latency(metric: &'static str) {
+    latency_families()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(metric);
+}
+
+/// A request finished with `status` after `elapsed`; `latency` is the route's per-namespace
+/// latency family and the namespace, for routes that have one.
 pub fn request_finished(
     route: &'static str,
     status: u16,
     elapsed: Duration,
-    query_ns: Option<&str>,
+    latency: Option<(&'static str, &str)>,
 ) {
     with_local(|m| {
         m.in_flight -= 1;
@@ -222,19 +246,19 @@ pub fn request_finished(
             .or_insert_with(Series::new)
             .record(elapsed);
         // Rejected requests (401/403) never name a namespace: an unauthenticated caller must not
-        // be able to mint label values. Past MAX_QUERY_NAMESPACES per thread, the rest share
-        // one `_other` series, so memory stays bounded (each series is an HDR histogram).
-        if let Some(ns) = query_ns.filter(|_| !matches!(status, 401 | 403)) {
-            let ns = if m.query_latency.contains_key(ns)
-                || m.query_latency.len() < MAX_QUERY_NAMESPACES
-            {
+        // be able to mint label values. Past MAX_QUERY_NAMESPACES per thread and family, the
+        // rest share one `_other` series, so memory stays bounded (each series is an HDR
+        // histogram).
+        if let Some((metric, ns)) = latency.filter(|_| !matches!(status, 401 | 403)) {
+            let by_ns = m.query_latency.entry(metric).or_default();
+            let ns = if by_ns.contains_key(ns) || by_ns.len() < MAX_QUERY_NAMESPACES {
                 ns
             } else {
                 OTHER_NAMESPACE
             };
-            let by_status = match m.query_latency.get_mut(ns) {
+            let by_status = match by_ns.get_mut(ns) {
                 Some(s) => s,
-                None => m.query_latency.entry(ns.to_string()).or_default(),
+                None => by_ns.entry(ns.to_string()).or_default(),
             };
             by_status
                 .entry(status)
@@ -313,15 +337,22 @@ pub fn render(shards: usize) -> String {
             s,
         );
     }
-    header(&mut out, "layer_query_duration_seconds", "histogram");
-    for (ns, by_status) in &all.query_latency {
-        for (status, s) in by_status {
-            histogram(
-                &mut out,
-                "layer_query_duration_seconds",
-                &format!("namespace=\"{}\",status=\"{status}\"", escape(ns)),
-                s,
-            );
+    let families = latency_families()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let empty = BTreeMap::new();
+    for metric in families {
+        header(&mut out, metric, "histogram");
+        for (ns, by_status) in all.query_latency.get(metric).unwrap_or(&empty) {
+            for (status, s) in by_status {
+                histogram(
+                    &mut out,
+                    metric,
+                    &format!("namespace=\"{}\",status=\"{status}\"", escape(ns)),
+                    s,
+                );
+            }
         }
     }
     header(&mut out, "layer_upstream_duration_seconds", "histogram");
@@ -425,7 +456,7 @@ mod tests {
             "query",
             200,
             Duration::from_millis(3),
-            Some("ns-metrics-test"),
+            Some((QUERY_LATENCY, "ns-metrics-test")),
         );
         std::thread::spawn(|| {
             request_started();
@@ -433,7 +464,7 @@ mod tests {
                 "query",
                 200,
                 Duration::from_millis(30),
-                Some("ns-metrics-test"),
+                Some((QUERY_LATENCY, "ns-metrics-test")),
             );
         })
         .join()
@@ -453,11 +484,21 @@ mod tests {
     fn namespace_labels_are_bounded_and_never_minted_by_rejected_requests() {
         std::thread::spawn(|| {
             request_started();
-            request_finished("query", 401, Duration::from_millis(1), Some("ns-denied"));
+            request_finished(
+                "query",
+                401,
+                Duration::from_millis(1),
+                Some((QUERY_LATENCY, "ns-denied")),
+            );
             for i in 0..MAX_QUERY_NAMESPACES + 10 {
                 request_started();
                 let ns = format!("ns-bound-{i}");
-                request_finished("query", 200, Duration::from_millis(1), Some(&ns));
+                request_finished(
+                    "query",
+                    200,
+                    Duration::from_millis(1),
+                    Some((QUERY_LATENCY, &ns)),
+                );
             }
         })
         .join()

@@ -58,8 +58,8 @@ pub async fn handle(ctx: Arc<ShardCtx>, req: Request<Incoming>) -> Resp {
         }
         Some((route, params)) => {
             let query_ns = route
-                .query_metrics
-                .then(|| params.raw(uri.path(), "ns").unwrap_or_default());
+                .latency_metric
+                .map(|m| (m, params.raw(uri.path(), "ns").unwrap_or_default()));
             let ns = params.raw(uri.path(), "ns");
             let resp = match serve(&ctx, route, params, parts, body).await {
                 Ok(resp) => resp,
