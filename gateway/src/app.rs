@@ -213,9 +213,9 @@ fn open_aerospike(config: &Config) -> Result<Arc<dyn layer_cache::Tier>, StartEr
         .block_on(layer_cache::AerospikeTier::connect(cfg))
         .map_err(|e| StartError::Cache(e.to_string()))?;
     tracing::info!(hosts = ?a.hosts, "Aerospike cache tier connected");
-    Ok(Arc::new(crate::core::tier_runtime::RuntimeTier::new(
+    let tier = crate::core::tier_runtime::RuntimeTier::new(Arc::new(tier), rt);
+    Ok(Arc::new(crate::core::tier_metrics::TimedTier::new(
         Arc::new(tier),
-        rt,
     )))
 }
 

@@ -19,7 +19,8 @@ const LICENSE_SURFACE: &[&str] = &["surface", "license_tier", "license_sub"];
 const AGENT: &[&str] = &["agent", "status"];
 const EMBED: &[&str] = &["namespace", "store_kind", "model", "serving"];
 
-const AEROSPIKE: &str = "needs an Aerospike document-cache tier with sets (`cache.tier: aerospike`); Layer's tiers have no sets and report lookups as layer_document_cache_events_total";
+const AEROSPIKE: &str = "not emitted yet: Layer counts document-cache lookups, hits, misses and backfills in layer_document_cache_events_total{event}, not per set";
+const AEROSPIKE_TIER: &str = "emitted only by a gateway whose cache tier is Aerospike (`cache.tier: aerospike`, built with `--features aerospike`): the NVMe and disabled tiers have no such operations";
 const COLD_START: &str = "the demand-triggered reconnect-and-refill cycle of a restarted document cache; Layer's cache tiers do not run one yet, so nothing emits it";
 const NO_AGENTS: &str = "Layer has no agents (query_agent answers 404), so nothing emits it";
 const NO_COST: &str =
@@ -219,10 +220,10 @@ pub(crate) static ENTRIES: [Entry; 64] = [
         "1 for the Aerospike client's connection state.", "max by (state) (layer_aerospike_connection_state)")
         .alert(Alert { name: "AerospikeDisconnected", summary: "The gateway lost its Aerospike cache cluster.",
             expr: "max(layer_aerospike_connection_state{state=\"connected\"}) < 1", for_: "5m" })
-        .conditional(AEROSPIKE).product(),
+        .conditional("not emitted yet: the cache tier's connection state is in GET /health (cache.state, reconnect_generation); only an Aerospike tier has one").product(),
     Entry::new("layer_aerospike_inflight", Gauge, "saturation", "saturation", &[],
         "Aerospike operations in flight.", "max(layer_aerospike_inflight)")
-        .conditional(AEROSPIKE).product(),
+        .conditional(AEROSPIKE_TIER).product(),
     Entry::new("layer_pg_pool_connections", Gauge, "saturation", "saturation", &["state"],
         "PostgreSQL pool connections by state (idle, busy).", "sum by (state) (layer_pg_pool_connections)")
         .alert(Alert { name: "PostgresPoolExhausted", summary: "The gateway's PostgreSQL pool has no idle connection.",
@@ -243,7 +244,7 @@ pub(crate) static ENTRIES: [Entry; 64] = [
         "sum(rate(layer_aerospike_op_duration_seconds_count{status=\"aerospike_stop_writes\"}[5m]))")
         .alert(Alert { name: "AerospikeStopWrites", summary: "The document cache rejects writes (stop-writes); pipeline chunk reads fall back to S3 until it restarts.",
             expr: "sum(rate(layer_aerospike_op_duration_seconds_count{status=\"aerospike_stop_writes\"}[5m])) > 0", for_: "5m" })
-        .conditional(AEROSPIKE).product(),
+        .conditional(AEROSPIKE_TIER).product(),
     Entry::new("layer_pg_query_duration_seconds", Histogram, "storage", "storage", &["query_name", "status"],
         "Duration of a PostgreSQL query, by query.", "histogram_quantile(0.99, sum by (le, query_name) (rate(layer_pg_query_duration_seconds_bucket[5m])))")
         .conditional("not emitted yet: pipeline and UDF latency including PostgreSQL is in layer_pipeline_operation_duration_seconds and layer_stage_duration_seconds").product(),
