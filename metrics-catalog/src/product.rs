@@ -51,9 +51,9 @@ pub(crate) static ENTRIES: [Entry; 64] = [
         "sum by (namespace) (rate(hevlayer_cache_demand_total[5m]))")
         .conditional("not emitted yet: Layer counts document-cache lookups in layer_document_cache_events_total{event}").product(),
     Entry::new("hevlayer_cache_state", Gauge, "cache", "cache", &["namespace", "store_kind", "state"],
-        "1 for the cache state each namespace is in (warm, warming, cold).",
+        "1 for the cache state each namespace GET /health lists is in (warm, cold), refreshed at each scrape; the first 256 namespaces by name have a series each, the rest are counted under namespace=\"_other\".",
         "sum by (state) (hevlayer_cache_state)")
-        .conditional("not emitted yet: Layer reports per-namespace cache state at GET /health").product(),
+        .product(),
     Entry::new("hevlayer_document_cache_cold_start_active", Gauge, "cache", "cache", &[],
         "1 while the document cache is reconnecting and refilling after a restart.",
         "max(hevlayer_document_cache_cold_start_active)")
@@ -198,8 +198,9 @@ pub(crate) static ENTRIES: [Entry; 64] = [
         "histogram_quantile(0.99, sum by (le) (rate(layer_head_duration_seconds_bucket[5m])))")
         .product(),
     Entry::new("layer_list_duration_seconds", Histogram, "query", "query", PIPE_NS_STATUS,
-        "Duration of a namespace listing.", "histogram_quantile(0.99, sum by (le) (rate(layer_list_duration_seconds_bucket[5m])))")
-        .conditional(NOT_YET).product(),
+        "Wall-clock of a namespace listing (GET /v1/namespaces, GET /v2/namespaces) through layer; `namespace` and `pipeline_id` are empty (a listing names no namespace).",
+        "histogram_quantile(0.99, sum by (le) (rate(layer_list_duration_seconds_bucket[5m])))")
+        .product(),
     Entry::new("layer_query_duration_seconds", Histogram, "query", "query", PIPE_NS_STATUS,
         "Total wall-clock for a query through layer. `namespace` is bounded (256 per shard thread, then `_other`; none for 401/403); `pipeline_id` is empty (queries do not name a pipeline in Layer).",
         "histogram_quantile(0.99, sum by (le) (rate(layer_query_duration_seconds_bucket[5m])))")

@@ -10,7 +10,7 @@
 //! | `layer_requests_total` | counter | `route`, `status` |
 //! | `layer_request_duration_seconds` | histogram | `route` |
 //! | `layer_query_duration_seconds` | histogram | `namespace` (at most 256 per thread, then `_other`; none for 401/403), `status` |
-//! | `layer_upsert_duration_seconds`, `layer_head_duration_seconds` | histogram | the same, for the routes that name them ([`super::router::Route::with_latency_metric`]: writes, metadata) |
+//! | `layer_upsert_duration_seconds`, `layer_head_duration_seconds`, `layer_list_duration_seconds` | histogram | the same, for the routes that name them ([`super::router::Route::with_latency_metric`]: writes, metadata, listings; a listing's `namespace` is empty) |
 //! | `layer_upstream_duration_seconds` | histogram | `route` |
 //! | `layer_upstream_errors_total` | counter | `route`, `kind` (`connect`, `timeout`) |
 //! | `layer_write_rejections_total` | counter | `reason` |

@@ -44,7 +44,8 @@ pub fn routes(snapshots: Arc<SnapshotStore>) -> Vec<Route> {
             W,
             replace,
         ),
-        Route::new(M::GET, "/v1/namespaces", "list", Read, listing),
+        Route::new(M::GET, "/v1/namespaces", "list", Read, listing)
+            .with_latency_metric("layer_list_duration_seconds"),
         Route::new(
             M::GET,
             "/v1/namespaces/{ns}/metadata",
