@@ -31,7 +31,6 @@ const NO_ENHANCE: &str =
     "Layer has no hybrid-text, multi-query or query-router enhancement, so nothing emits it";
 const BILLING: &str = "Layer does not read Turbopuffer's billing fields yet; nothing emits it";
 const SCANS: &str = "not emitted yet: Layer's scans are counted by layer_scan_events_total{event}";
-const SNAPSHOTS: &str = "not emitted yet: Layer's snapshot writer counts skipped fields and prunes in layer_snapshot_events_total{event}";
 const SPLIT: &str = "not emitted yet: Layer reports the whole route in layer_request_duration_seconds{route} and the upstream part in layer_upstream_duration_seconds{route}";
 const NOT_YET: &str =
     "not emitted yet: Layer reports this route in layer_request_duration_seconds{route}";
@@ -80,14 +79,14 @@ pub(crate) static ENTRIES: [Entry; 64] = [
         "Scans run, by mode and outcome.", "sum by (mode, status) (rate(hevlayer_scan_total[5m]))")
         .conditional(SCANS).product(),
     Entry::new("hevlayer_snapshot_field_skipped_total", Counter, "cache", "cache", &["namespace", "store_kind", "field", "reason"],
-        "Facet fields a snapshot left out (more distinct values than the cap).",
+        "Facet fields a written snapshot left out (more distinct values than gateway.snapshots.fieldCap); `field` bounded to 256 values, then _other.",
         "sum by (namespace, field) (increase(hevlayer_snapshot_field_skipped_total[1h]))")
         .alert(Alert { name: "SnapshotFieldSkipped", summary: "Snapshots are dropping a facet field that exceeds the distinct-value cap.",
             expr: "sum by (namespace, field) (increase(hevlayer_snapshot_field_skipped_total[1h])) > 0", for_: "0m" })
-        .conditional(SNAPSHOTS).product(),
+        .product(),
     Entry::new("hevlayer_snapshot_pruned_total", Counter, "cache", "cache", NS_KIND,
-        "Snapshots removed by the retention policy.", "sum by (namespace) (increase(hevlayer_snapshot_pruned_total[1d]))")
-        .conditional(SNAPSHOTS).product(),
+        "Snapshots the retention policy pruned after an automatic snapshot.", "sum by (namespace) (increase(hevlayer_snapshot_pruned_total[1d]))")
+        .product(),
     Entry::new("layer_cache_backfill_duration_seconds", Histogram, "cache", "cache", &["set", "status"],
         "Duration of a cache backfill after a miss, by set.", "histogram_quantile(0.99, sum by (le, set) (rate(layer_cache_backfill_duration_seconds_bucket[5m])))")
         .conditional(AEROSPIKE).product(),

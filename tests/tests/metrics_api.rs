@@ -550,3 +550,39 @@ fn promql_through_the_gateway_against_victoria_metrics() {
     );
     assert_eq!(r.status, 401);
 }
+
+#[test]
+fn a_skipped_snapshot_field_is_counted_by_namespace_and_field() {
+    // A facet cap of 2 instead of 10,000 (the only knob changed), so five colours overflow it.
+    let stack = Stack::start_with(|c| c.gateway.snapshots.field_cap = 2);
+    let rows: Vec<Value> = (0..10)
+        .map(|i| json!({"id": i, "color": format!("c{}", i % 5)}))
+        .collect();
+    stack.write("snapskip", json!({ "upsert_rows": rows }));
+    let r = stack.gw(
+        Method::POST,
+        "/v2/namespaces/snapskip/snapshots",
+        json!({"field": "color", "source": "origin", "consistency": "strong"}).to_string(),
+    );
+    assert_eq!(r.status, 202, "{}", r.text());
+    let id = r.json()["id"].as_str().expect("job id").to_string();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, j) = get(
+            &stack,
+            &format!("/v2/namespaces/snapskip/snapshot-jobs/{id}"),
+        );
+        if j["status"] != "running" {
+            assert_eq!(j["status"], "completed", "{j}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{j}");
+        pause(Duration::from_millis(30));
+    }
+    assert_eq!(
+        stack.metric(
+            "hevlayer_snapshot_field_skipped_total{namespace=\"snapskip\",store_kind=\"turbopuffer\",field=\"color\",reason=\"exceeded_cap\"}"
+        ),
+        1.0
+    );
+}

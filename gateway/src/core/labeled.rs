@@ -30,25 +30,33 @@ pub(super) fn help_text(v: &str) -> String {
     v.replace('\\', "\\\\").replace('\n', "\\n")
 }
 
-/// Distinct `namespace` label values these metrics take, process-wide; the rest share
-/// [`super::metrics::OTHER_NAMESPACE`], so a caller cannot mint series without bound.
+/// Distinct values a free-text label (`namespace`, `field`) takes in these metrics,
+/// process-wide; the rest share [`super::metrics::OTHER_NAMESPACE`] (`_other`), so a caller
+/// cannot mint series without bound.
 pub const MAX_NAMESPACES: usize = 256;
 
-/// `ns` if it is one of the first [`MAX_NAMESPACES`] seen, else `_other`.
-pub fn bounded_namespace(ns: &str) -> String {
-    static SEEN: OnceLock<Mutex<std::collections::BTreeSet<String>>> = OnceLock::new();
+/// `value` if it is one of the first [`MAX_NAMESPACES`] values of `label` seen, else `_other`.
+pub fn bounded_value(label: &'static str, value: &str) -> String {
+    static SEEN: OnceLock<Mutex<BTreeMap<&'static str, std::collections::BTreeSet<String>>>> =
+        OnceLock::new();
     let mut seen = SEEN
         .get_or_init(Mutex::default)
         .lock()
         .unwrap_or_else(|e| e.into_inner());
-    if seen.contains(ns) {
-        return ns.to_string();
+    let set = seen.entry(label).or_default();
+    if set.contains(value) {
+        return value.to_string();
     }
-    if seen.len() < MAX_NAMESPACES {
-        seen.insert(ns.to_string());
-        return ns.to_string();
+    if set.len() < MAX_NAMESPACES {
+        set.insert(value.to_string());
+        return value.to_string();
     }
     super::metrics::OTHER_NAMESPACE.to_string()
+}
+
+/// [`bounded_value`] of the `namespace` label.
+pub fn bounded_namespace(ns: &str) -> String {
+    bounded_value("namespace", ns)
 }
 
 /// What a described metric is.
