@@ -30,7 +30,6 @@ const LICENSE_ROUTE: &str =
 const NO_ENHANCE: &str =
     "Layer has no hybrid-text, multi-query or query-router enhancement, so nothing emits it";
 const BILLING: &str = "Layer does not read Turbopuffer's billing fields yet; nothing emits it";
-const SCANS: &str = "not emitted yet: Layer's scans are counted by layer_scan_events_total{event}";
 const SPLIT: &str = "not emitted yet: Layer reports the whole route in layer_request_duration_seconds{route} and the upstream part in layer_upstream_duration_seconds{route}";
 const NOT_YET: &str =
     "not emitted yet: Layer reports this route in layer_request_duration_seconds{route}";
@@ -71,13 +70,13 @@ pub(crate) static ENTRIES: [Entry; 64] = [
         .conditional(COLD_START).product(),
     Entry::new("hevlayer_scan_documents_scanned", Histogram, "cache", "cache", SCAN,
         "Documents one scan read.", "histogram_quantile(0.5, sum by (le) (rate(hevlayer_scan_documents_scanned_bucket[1h])))")
-        .conditional(SCANS).product(),
+        .conditional("not emitted yet: a scan job reports documents_scanned in its status (GET /v2/namespaces/{ns}/scans/{id}); Layer's labeled histograms have second buckets only").product(),
     Entry::new("hevlayer_scan_duration_seconds", Histogram, "cache", "cache", SCAN,
-        "Duration of one scan.", "histogram_quantile(0.99, sum by (le, mode) (rate(hevlayer_scan_duration_seconds_bucket[5m])))")
-        .conditional(SCANS).product(),
+        "Duration of one scan (a count answered, an ids or values job finished); selector is filters or all, served_by the source (snapshot, cache, origin), status ok or failed.", "histogram_quantile(0.99, sum by (le, mode) (rate(hevlayer_scan_duration_seconds_bucket[5m])))")
+        .product(),
     Entry::new("hevlayer_scan_total", Counter, "cache", "cache", SCAN,
-        "Scans run, by mode and outcome.", "sum by (mode, status) (rate(hevlayer_scan_total[5m]))")
-        .conditional(SCANS).product(),
+        "Scans finished, by mode, selector, source and outcome.", "sum by (mode, status) (rate(hevlayer_scan_total[5m]))")
+        .product(),
     Entry::new("hevlayer_snapshot_field_skipped_total", Counter, "cache", "cache", &["namespace", "store_kind", "field", "reason"],
         "Facet fields a written snapshot left out (more distinct values than gateway.snapshots.fieldCap); `field` bounded to 256 values, then _other.",
         "sum by (namespace, field) (increase(hevlayer_snapshot_field_skipped_total[1h]))")

@@ -341,6 +341,8 @@ fn metrics_and_the_catalog_agree() {
     assert!(has("layer_head_duration_seconds", "namespace", "mx"));
     assert!(has("layer_list_duration_seconds", "status", "200"));
     assert!(has("hevlayer_cache_state", "namespace", "mx"));
+    assert!(has("hevlayer_scan_total", "mode", "count"));
+    assert!(has("hevlayer_scan_duration_seconds", "selector", "filters"));
     assert!(has("layer_requests_total", "route", "list_metrics_catalog"));
     assert!(has("layer_requests_total", "route", "unknown"));
     assert!(has(
