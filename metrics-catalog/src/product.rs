@@ -224,10 +224,11 @@ pub(crate) static ENTRIES: [Entry; 64] = [
         "Aerospike operations in flight.", "max(layer_aerospike_inflight)")
         .conditional(AEROSPIKE_TIER).product(),
     Entry::new("layer_pg_pool_connections", Gauge, "saturation", "saturation", &["state"],
-        "PostgreSQL pool connections by state (idle, busy).", "sum by (state) (layer_pg_pool_connections)")
-        .alert(Alert { name: "PostgresPoolExhausted", summary: "The gateway's PostgreSQL pool has no idle connection.",
-            expr: "sum(layer_pg_pool_connections{state=\"idle\"}) == 0", for_: "5m" })
-        .conditional("not emitted yet: the queue's pool does not report its state; pipeline and UDF calls that failed on PostgreSQL are counted in layer_pipeline_database_errors_total and layer_udf_database_errors_total").product(),
+        "The pipeline queue's PostgreSQL pool: connections by state (busy, idle) and calls waiting for one (waiting); refreshed every 10 s, samples only with gateway.queue.url set.",
+        "sum by (state) (layer_pg_pool_connections)")
+        .alert(Alert { name: "PostgresPoolExhausted", summary: "Calls are queueing for a PostgreSQL connection: the gateway's pool is exhausted.",
+            expr: "max(layer_pg_pool_connections{state=\"waiting\"}) > 0", for_: "5m" })
+        .product(),
     Entry::new("layer_tpuf_inflight", Gauge, "saturation", "saturation", &[],
         "Upstream Turbopuffer calls in flight.", "max(layer_tpuf_inflight)")
         .conditional("not emitted yet: Layer reports all requests in flight as layer_in_flight_requests").product(),

@@ -588,3 +588,28 @@ fn a_skipped_snapshot_field_is_counted_by_namespace_and_field() {
         1.0
     );
 }
+
+#[test]
+fn the_queue_pool_is_reported_with_the_catalog_name() {
+    let Some(stack) = layer_e2e::pipelines::stack_with_db("metrics_pg_pool") else {
+        return;
+    };
+    // The gauge is refreshed after the queue's first call (the stage counts) and every 10 s.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let busy = stack.metric("layer_pg_pool_connections{state=\"busy\"}");
+        let idle = stack.metric("layer_pg_pool_connections{state=\"idle\"}");
+        if busy + idle >= 1.0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no pool connection reported");
+        pause(Duration::from_millis(100));
+    }
+    // Callers waiting for a connection: a sample whatever its value (at start several loops
+    // wait while the pool opens its first connections).
+    let text = stack.gw(Method::GET, "/metrics", Bytes::new()).text();
+    assert!(
+        text.contains("layer_pg_pool_connections{state=\"waiting\"} "),
+        "{text}"
+    );
+}
