@@ -230,8 +230,8 @@ pub(crate) static ENTRIES: [Entry; 64] = [
             expr: "max(layer_pg_pool_connections{state=\"waiting\"}) > 0", for_: "5m" })
         .product(),
     Entry::new("layer_tpuf_inflight", Gauge, "saturation", "saturation", &[],
-        "Upstream Turbopuffer calls in flight.", "max(layer_tpuf_inflight)")
-        .conditional("not emitted yet: Layer reports all requests in flight as layer_in_flight_requests").product(),
+        "Exchanges with the vector store (Turbopuffer) in flight, over every shard.", "max(layer_tpuf_inflight)")
+        .product(),
     // storage
     Entry::new("hevlayer_tpuf_billable_bytes_written_total", Counter, "storage", "storage", NS_KIND,
         "Bytes Turbopuffer billed as written.", "sum by (namespace) (rate(hevlayer_tpuf_billable_bytes_written_total[1h]))")

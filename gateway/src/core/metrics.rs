@@ -29,6 +29,7 @@
 //! | `layer_clickstream_objects_total` | counter | `outcome` (`written`, `failed`): JSONL batches |
 //! | `layer_in_flight_requests` | gauge | |
 //! | `layer_shards` | gauge | |
+//! | `layer_tpuf_inflight` | gauge | exchanges with the vector store in flight ([`super::upstream::Upstream::count_in_flight`]) |
 //!
 //! Feature counters go through [`feature_event`], feature gauges through [`feature_gauge_add`];
 //! each feature documents its own names above and declares them when it is built

@@ -159,7 +159,8 @@ pub fn start(
         let mut clients = Vec::with_capacity(stores.len());
         for (name, url, key, connect, request) in &stores {
             let up = Upstream::new(url, key.as_deref(), *connect, *request)?
-                .forward_caller_auth(caller_auth);
+                .forward_caller_auth(caller_auth)
+                .count_in_flight("layer_tpuf_inflight");
             clients.push((name.clone(), up));
         }
         Ok(Upstreams::new(clients, &routes))

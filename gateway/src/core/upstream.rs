@@ -45,6 +45,28 @@ pub struct Upstream {
     /// Without `auth`, whether the caller's `authorization` goes upstream (else it is dropped).
     caller_auth: bool,
     request_timeout: Duration,
+    /// The gauge of exchanges in flight this client moves (`layer_tpuf_inflight` for the store's).
+    inflight_gauge: Option<&'static str>,
+}
+
+/// Moves a gauge up now and down when dropped (however the exchange ends, cancellation too).
+struct InFlight(Option<&'static str>);
+
+impl InFlight {
+    fn start(gauge: Option<&'static str>) -> InFlight {
+        if let Some(g) = gauge {
+            metrics::feature_gauge_add(g, 1);
+        }
+        InFlight(gauge)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Some(g) = self.0 {
+            metrics::feature_gauge_add(g, -1);
+        }
+    }
 }
 
 /// Headers that describe one hop and must not be forwarded.
@@ -124,6 +146,7 @@ impl Upstream {
             auth,
             caller_auth: false,
             request_timeout,
+            inflight_gauge: None,
         })
     }
 
@@ -132,6 +155,13 @@ impl Upstream {
     /// default: a `keys` gateway's bearers are Layer tokens, never meant for the upstream.
     pub fn forward_caller_auth(mut self, forward: bool) -> Self {
         self.caller_auth = forward;
+        self
+    }
+
+    /// Counts this client's exchanges in flight in the gauge `metric` (declared here).
+    pub fn count_in_flight(mut self, metric: &'static str) -> Self {
+        metrics::declare_gauge(metric);
+        self.inflight_gauge = Some(metric);
         self
     }
 
@@ -162,6 +192,7 @@ impl Upstream {
             headers.insert(header::AUTHORIZATION, a.clone());
         }
         let started = Instant::now();
+        let _in_flight = InFlight::start(self.inflight_gauge);
         let exchange = async {
             let resp = self.client.request(req).await.map_err(|e| {
                 metrics::upstream_error(route, "connect");
