@@ -38,11 +38,10 @@ const NOT_YET: &str =
 pub(crate) static ENTRIES: [Entry; 64] = [
     // cache
     Entry::new("hevlayer_cache_cold_responses_total", Counter, "cache", "cache", NS_KIND,
-        "Responses a cache-backed route answered cold (503 cache_cold: the cache tier was unavailable), by namespace.",
+        "Responses a cache-backed route answered cold (503 cache_cold: the cache tier was unavailable), by namespace (bounded: 256, then _other); replaces layer_cache_cold_responses_total{route}.",
         "sum by (namespace) (rate(hevlayer_cache_cold_responses_total[5m]))")
         .alert(Alert { name: "CacheColdResponses", summary: "Cache-backed routes are answering cold: the document cache tier is unavailable or recovering.",
             expr: "sum(rate(hevlayer_cache_cold_responses_total[5m])) > 0", for_: "10m" })
-        .conditional("present once a cache-backed route answered 503 cache_cold (the cache tier was down); a healthy gateway has no such answer")
         .product(),
     Entry::new("hevlayer_cache_demand_total", Counter, "cache", "cache", NS_KIND,
         "Reads that asked the document cache for a row, by namespace.",
