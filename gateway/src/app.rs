@@ -16,9 +16,9 @@ use crate::core::store::ObjectStore;
 use crate::core::watcher::Watcher;
 use crate::features::{
     agents::Agents, blobs::Blobs, checkpoints::Checkpoints, cost::Cost, federated::Federated,
-    fetch::Fetch, history::History, import::Import, keys::Keys, license::License, namespaces,
-    ops::Ops, passthrough, pipelines::Pipelines, query::Query, scans::Scans, snapshots::Snapshots,
-    stores::Stores, udfs::Udfs, warm::Warm,
+    fetch::Fetch, history::History, import::Import, keys::Keys, license::License, metrics::Metrics,
+    namespaces, ops::Ops, passthrough, pipelines::Pipelines, query::Query, scans::Scans,
+    snapshots::Snapshots, stores::Stores, udfs::Udfs, warm::Warm,
 };
 use crate::sources::queue::QueueSource;
 use crate::sources::snapshot_store::SnapshotStore;
@@ -104,6 +104,7 @@ pub struct App {
     import: Arc<Import>,
     license: Arc<License>,
     cost: Arc<Cost>,
+    metrics: Arc<Metrics>,
     snapshot_store: Arc<SnapshotStore>,
 }
 
@@ -138,6 +139,7 @@ impl App {
             import: Import::new(core.clone(), snapshot_store.clone()),
             license: License::new(core.clone()),
             cost: Cost::new(core.clone()),
+            metrics: Metrics::new(core.clone()),
             query,
             federated,
             agents,
@@ -174,6 +176,7 @@ impl App {
         routes.extend(self.import.routes());
         routes.extend(self.license.routes());
         routes.extend(self.cost.routes());
+        routes.extend(self.metrics.routes());
         routes
     }
 
@@ -237,9 +240,9 @@ fn open_aerospike(config: &Config) -> Result<Arc<dyn layer_cache::Tier>, StartEr
         .block_on(layer_cache::AerospikeTier::connect(cfg))
         .map_err(|e| StartError::Cache(e.to_string()))?;
     tracing::info!(hosts = ?a.hosts, "Aerospike cache tier connected");
-    Ok(Arc::new(crate::core::tier_runtime::RuntimeTier::new(
+    let tier = crate::core::tier_runtime::RuntimeTier::new(Arc::new(tier), rt);
+    Ok(Arc::new(crate::core::tier_metrics::TimedTier::new(
         Arc::new(tier),
-        rt,
     )))
 }
 
@@ -355,6 +358,16 @@ GET /v2/license get_license read
 GET /v2/cost get_cost_snapshot read
 GET /v2/cost/timeseries get_cost_timeseries read
 GET /v2/cost/rate-card get_cost_rate_card read
+GET /v2/metrics/catalog list_metrics_catalog read
+GET /v2/metrics/catalog/{name} get_metric_catalog_entry read
+GET /v2/metrics/api/v1/query query_metrics read
+POST /v2/metrics/api/v1/query query_metrics read
+GET /v2/metrics/query query_metrics read
+POST /v2/metrics/query query_metrics read
+GET /v2/metrics/api/v1/query_range query_metrics_range read
+POST /v2/metrics/api/v1/query_range query_metrics_range read
+GET /v2/metrics/query_range query_metrics_range read
+POST /v2/metrics/query_range query_metrics_range read
 ";
 
     #[test]

@@ -229,6 +229,13 @@ impl Queue {
         });
     }
 
+    /// The connection pool's use now: `(busy, idle, waiting)` — connections lent out,
+    /// connections open and free, callers waiting for one.
+    pub fn pool_use(&self) -> (usize, usize, usize) {
+        let s = self.pool.status();
+        (s.size.saturating_sub(s.available), s.available, s.waiting)
+    }
+
     pub(crate) async fn client(&self) -> Result<deadpool_postgres::Client, QueueError> {
         Ok(self.pool.get().await?)
     }

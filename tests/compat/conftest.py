@@ -252,13 +252,18 @@ def _gateway_config_file() -> str:
 def _gateway_env() -> dict:
     """The gateway's environment: this process's, plus the pipeline queue on the PostgreSQL the
     test command started (``LAYER_TEST_DATABASE_URL``) in a schema of its own, so parallel
-    sessions never share pipelines. Without the variable the gateway runs without a database and
+    sessions never share pipelines, and the PromQL routes on its VictoriaMetrics. Without the variable the gateway runs without a database and
     the pipeline tests skip (under CI they fail instead: see ``test_hevlayer_pipelines``)."""
     env = dict(os.environ)
     url = os.environ.get("LAYER_TEST_DATABASE_URL", "")
     if url:
         env["LAYER_DATABASE_URL"] = url
         env["LAYER_DATABASE_SCHEMA"] = f"compat_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    # The PromQL routes forward to the VictoriaMetrics the test command started
+    # (``LAYER_TEST_VM_URL``, ``scripts/vm-server``); without it they answer 503.
+    vm = os.environ.get("LAYER_TEST_VM_URL", "")
+    if vm:
+        env["LAYER_METRICS_URL"] = vm
     return env
 
 

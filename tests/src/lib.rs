@@ -12,6 +12,7 @@ pub mod pipelines;
 pub mod process;
 pub mod proxy;
 pub mod tier;
+pub mod vm;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -155,6 +155,16 @@ pub const ENV_OVERRIDES: &[EnvOverride] = &[
         apply: |c, v| set(&mut c.gateway.cost.refresh_interval_ms, v),
     },
     EnvOverride {
+        var: "LAYER_METRICS_URL",
+        doc: "gateway.metrics.victoriaMetricsUrl",
+        apply: |c, v| set_some(&mut c.gateway.metrics.victoria_metrics_url, v),
+    },
+    EnvOverride {
+        var: "LAYER_METRICS_TIMEOUT_MS",
+        doc: "gateway.metrics.timeoutMs",
+        apply: |c, v| set(&mut c.gateway.metrics.timeout_ms, v),
+    },
+    EnvOverride {
         var: "LAYER_TLS_CERT_FILE",
         doc: "gateway.tls.certFile",
         apply: |c, v| set_some(&mut c.gateway.tls.cert_file, v),

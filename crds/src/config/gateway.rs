@@ -41,6 +41,7 @@ pub struct GatewayConfig {
     pub queue: PipelineQueueConfig,
     pub license: LicenseConfig,
     pub cost: CostConfig,
+    pub metrics: MetricsConfig,
 }
 
 impl Default for GatewayConfig {
@@ -65,6 +66,7 @@ impl Default for GatewayConfig {
             queue: PipelineQueueConfig::default(),
             license: LicenseConfig::default(),
             cost: CostConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -270,6 +272,27 @@ impl Default for LicenseConfig {
             file: None,
             public_key: None,
             grace_days: 14,
+        }
+    }
+}
+
+/// `gateway.metrics`: the VictoriaMetrics single node the PromQL routes (`/v2/metrics/query`,
+/// `/v2/metrics/api/v1/query_range`, ...) forward to. Unset, those routes answer 503
+/// `metrics_not_configured`; the catalog routes need nothing.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct MetricsConfig {
+    /// Base URL of VictoriaMetrics (`http://127.0.0.1:8428`); never exposed to callers.
+    pub victoria_metrics_url: Option<String>,
+    /// Longest the gateway waits for VictoriaMetrics' answer (504 `metrics_timeout` past it).
+    pub timeout_ms: u64,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            victoria_metrics_url: None,
+            timeout_ms: 30_000,
         }
     }
 }

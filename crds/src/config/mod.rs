@@ -80,6 +80,9 @@
 //!     cacheTtlSeconds: 86400      # LAYER_COST_CACHE_TTL_SECONDS: Cost Explorer read this often
 //!     refreshIntervalMs: 300000   # LAYER_COST_REFRESH_INTERVAL_MS: namespace sizes read this often
 //!     instancePrices: []          # configured AwsInstancePrice rows (no Pricing API client)
+//!   metrics:                      # the PromQL routes' VictoriaMetrics (unset: 503 metrics_not_configured)
+//!     victoriaMetricsUrl: http://127.0.0.1:8428  # LAYER_METRICS_URL
+//!     timeoutMs: 30000            # LAYER_METRICS_TIMEOUT_MS: past it, 504 metrics_timeout
 //! vectorStore:                    # the VectorStore CRD's spec
 //!   kind: turbopuffer
 //!   endpoint:
@@ -166,7 +169,7 @@ pub use features::{
 };
 pub use gateway::{
     AerospikeSettings, CacheConfig, CacheTierKind, ConsistencyConfig, GatewayConfig, LicenseConfig,
-    ServerConfig, TlsConfig,
+    MetricsConfig, ServerConfig, TlsConfig,
 };
 pub use index::{
     IndexBackend, IndexCache, IndexConfig, IndexConsistency, IndexMetadata, IndexScan,

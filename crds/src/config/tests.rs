@@ -309,6 +309,8 @@ fn sample(var: &str) -> Option<&'static str> {
         "LAYER_COST_CACHE_TTL_SECONDS" => "3600",
         "LAYER_COST_REFRESH_INTERVAL_MS" => "60000",
         "LAYER_TLS_KEY_FILE" => "/etc/layer/tls.key",
+        "LAYER_METRICS_URL" => "http://127.0.0.1:8428",
+        "LAYER_METRICS_TIMEOUT_MS" => "5000",
         "LAYER_TLS_RELOAD_INTERVAL_MS" => "5000",
         "LAYER_UPSTREAM_URL" => "http://tpuf.local:8080",
         "LAYER_UPSTREAM_API_KEY" => "tpuf_sample",

@@ -25,6 +25,40 @@ pub(super) fn escape(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// A help text as the text format wants it (`\` and newlines escaped).
+pub(super) fn help_text(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('\n', "\\n")
+}
+
+/// Distinct values a free-text label (`namespace`, `field`) takes in these metrics,
+/// process-wide; the rest share [`super::metrics::OTHER_NAMESPACE`] (`_other`), so a caller
+/// cannot mint series without bound.
+pub const MAX_NAMESPACES: usize = 256;
+
+/// `value` if it is one of the first [`MAX_NAMESPACES`] values of `label` seen, else `_other`.
+pub fn bounded_value(label: &'static str, value: &str) -> String {
+    static SEEN: OnceLock<Mutex<BTreeMap<&'static str, std::collections::BTreeSet<String>>>> =
+        OnceLock::new();
+    let mut seen = SEEN
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let set = seen.entry(label).or_default();
+    if set.contains(value) {
+        return value.to_string();
+    }
+    if set.len() < MAX_NAMESPACES {
+        set.insert(value.to_string());
+        return value.to_string();
+    }
+    super::metrics::OTHER_NAMESPACE.to_string()
+}
+
+/// [`bounded_value`] of the `namespace` label.
+pub fn bounded_namespace(ns: &str) -> String {
+    bounded_value("namespace", ns)
+}
+
 /// What a described metric is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -128,11 +162,13 @@ pub fn forget(label: &str) {
     r.gauges.retain(|(_, l), _| !has(l));
 }
 
-/// Every described metric in the Prometheus text format.
+/// Every described metric in the Prometheus text format; the help text is the catalog's
+/// description when the catalog has the family.
 pub fn render() -> String {
     let r = registry();
     let mut out = String::new();
     for (metric, (kind, help)) in &r.described {
+        let help = help_text(metrics_catalog::get(metric).map_or(*help, |e| e.description));
         let _ = writeln!(
             out,
             "# HELP {metric} {help}\n# TYPE {metric} {}",

@@ -10,13 +10,14 @@
 //! | `layer_requests_total` | counter | `route`, `status` |
 //! | `layer_request_duration_seconds` | histogram | `route` |
 //! | `layer_query_duration_seconds` | histogram | `namespace` (at most 256 per thread, then `_other`; none for 401/403), `status` |
+//! | `layer_upsert_duration_seconds`, `layer_head_duration_seconds`, `layer_list_duration_seconds` | histogram | the same, for the routes that name them ([`super::router::Route::with_latency_metric`]: writes, metadata, listings; a listing's `namespace` is empty) |
 //! | `layer_upstream_duration_seconds` | histogram | `route` |
 //! | `layer_upstream_errors_total` | counter | `route`, `kind` (`connect`, `timeout`) |
 //! | `layer_write_rejections_total` | counter | `reason` |
 //! | `layer_overload_rejections_total` | counter | `reason` (`connections`, `in_flight`: 503 `overloaded` answers) |
 //! | `layer_consistency_events_total` | counter | `event` (`poll_stable`, `poll_updating`, `poll_failed`, `poll_not_found`, `poll_unparseable`, `registration_dropped`, `retry_429`) |
 //! | `layer_document_cache_events_total` | counter | `event` (`hot_hit`, `tier_hit`, `miss`, `error`, `disabled`, `backfill_failed`, `invalidate_failed`, `populated`, `populate_failed`, `populate_raced`) |
-//! | `layer_cache_cold_responses_total` | counter | `route` (503 `cache_cold` answers, by route name: `create_scan`, `warm`, `hint_cache_warm`, `create_snapshot`) |
+//! | `layer_cache_cold_responses_total` | counter | `route` (503 `cache_cold` answers, by route name: `create_scan`, `warm`, `hint_cache_warm`, `create_snapshot`); deprecated, kept for one release next to `hevlayer_cache_cold_responses_total{namespace,store_kind}` ([`cache_cold`]) |
 //! | `layer_scan_events_total` | counter | `event` (`count`, `job_created`, `job_completed`, `job_failed`) |
 //! | `layer_warm_events_total` | counter | `event` (`job_started`, `job_completed`, `job_failed`, `row_skipped`) |
 //! | `layer_snapshot_events_total` | counter | `event` (`written`, `write_failed`, `pruned`, `job_completed`, `job_failed`, `mirror_failed`) |
@@ -28,9 +29,14 @@
 //! | `layer_clickstream_objects_total` | counter | `outcome` (`written`, `failed`): JSONL batches |
 //! | `layer_in_flight_requests` | gauge | |
 //! | `layer_shards` | gauge | |
+//! | `layer_tpuf_inflight` | gauge | exchanges with the vector store in flight ([`super::upstream::Upstream::count_in_flight`]) |
 //!
 //! Feature counters go through [`feature_event`], feature gauges through [`feature_gauge_add`];
-//! each feature documents its own names above.
+//! each feature documents its own names above and declares them when it is built
+//! ([`declare_event`], [`declare_gauge`]), so their `# TYPE` lines are there before the first
+//! sample. Every family's help text is its description in the `metrics-catalog` crate, the one
+//! list of families (`GET /v2/metrics/catalog`); an end-to-end test checks that `/metrics` and
+//! the catalog agree.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -70,7 +76,7 @@ impl Series {
     }
 }
 
-/// Distinct `namespace` label values of `layer_query_duration_seconds` per thread.
+/// Distinct `namespace` label values of each per-namespace latency family per thread.
 pub const MAX_QUERY_NAMESPACES: usize = 256;
 /// The label the namespaces beyond [`MAX_QUERY_NAMESPACES`] share.
 pub const OTHER_NAMESPACE: &str = "_other";
@@ -80,8 +86,9 @@ pub const OTHER_NAMESPACE: &str = "_other";
 pub struct ShardMetrics {
     requests: BTreeMap<(&'static str, u16), u64>,
     request_latency: BTreeMap<&'static str, Series>,
-    /// namespace → status → latency; nested so the hit path looks up by `&str` without allocating.
-    query_latency: BTreeMap<String, BTreeMap<u16, Series>>,
+    /// metric → namespace → status → latency; nested so the hit path looks up by `&str` without
+    /// allocating.
+    query_latency: BTreeMap<&'static str, BTreeMap<String, BTreeMap<u16, Series>>>,
     upstream_latency: BTreeMap<&'static str, Series>,
     upstream_errors: BTreeMap<(&'static str, &'static str), u64>,
     write_rejections: BTreeMap<&'static str, u64>,
@@ -105,10 +112,13 @@ impl ShardMetrics {
                 .or_insert_with(Series::new)
                 .merge(v);
         }
-        for (ns, by_status) in &o.query_latency {
-            let mine = self.query_latency.entry(ns.clone()).or_default();
-            for (status, v) in by_status {
-                mine.entry(*status).or_insert_with(Series::new).merge(v);
+        for (metric, by_ns) in &o.query_latency {
+            let mine_ns = self.query_latency.entry(metric).or_default();
+            for (ns, by_status) in by_ns {
+                let mine = mine_ns.entry(ns.clone()).or_default();
+                for (status, v) in by_status {
+                    mine.entry(*status).or_insert_with(Series::new).merge(v);
+                }
             }
         }
         for (k, v) in &o.upstream_latency {
@@ -139,6 +149,48 @@ impl ShardMetrics {
     }
 }
 
+/// Feature families declared so far: name → `counter` or `gauge`.
+fn declared() -> &'static Mutex<BTreeMap<&'static str, &'static str>> {
+    static DECLARED: OnceLock<Mutex<BTreeMap<&'static str, &'static str>>> = OnceLock::new();
+    DECLARED.get_or_init(|| {
+        // The core's own event counters.
+        Mutex::new(BTreeMap::from([
+            ("layer_overload_rejections_total", "counter"),
+            ("layer_tls_reloads_total", "counter"),
+            ("layer_cache_cold_responses_total", "counter"),
+        ]))
+    })
+}
+
+/// Declares a counter recorded with [`feature_event`] (idempotent).
+pub fn declare_event(metric: &'static str) {
+    declared()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(metric, "counter");
+}
+
+/// Declares a gauge moved with [`feature_gauge_add`] (idempotent).
+pub fn declare_gauge(metric: &'static str) {
+    declared()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(metric, "gauge");
+}
+
+/// The family a 503 `cache_cold` answer is counted in, by namespace (bounded, see
+/// [`super::labeled::bounded_namespace`]).
+const CACHE_COLD: &str = "hevlayer_cache_cold_responses_total";
+
+/// A route answered 503 `cache_cold`: counted under the catalog's name by namespace, and under
+/// the old `layer_cache_cold_responses_total{route}` for one more release.
+pub fn cache_cold(route: &'static str, namespace: Option<&str>) {
+    feature_event("layer_cache_cold_responses_total", "route", route, 1);
+    let ns = super::labeled::bounded_namespace(namespace.unwrap_or(""));
+    let l = super::labeled::labels(&[("namespace", &ns), ("store_kind", "turbopuffer")]);
+    super::labeled::count(CACHE_COLD, l, 1);
+}
+
 fn registry() -> &'static Mutex<Vec<Arc<Mutex<ShardMetrics>>>> {
     static REGISTRY: OnceLock<Mutex<Vec<Arc<Mutex<ShardMetrics>>>>> = OnceLock::new();
     REGISTRY.get_or_init(|| Mutex::new(Vec::new()))
@@ -161,12 +213,31 @@ pub fn request_started() {
     with_local(|m| m.in_flight += 1);
 }
 
-/// A request finished with `status` after `elapsed`; `query_ns` is set for query routes.
+/// The per-namespace latency family of query routes.
+pub const QUERY_LATENCY: &str = "layer_query_duration_seconds";
+
+/// Per-namespace latency families routes record into (the query one, plus those declared with
+/// [`declare_latency`]): always rendered, with or without samples.
+fn latency_families() -> &'static Mutex<std::collections::BTreeSet<&'static str>> {
+    static F: OnceLock<Mutex<std::collections::BTreeSet<&'static str>>> = OnceLock::new();
+    F.get_or_init(|| Mutex::new([QUERY_LATENCY].into()))
+}
+
+/// Declares a per-namespace latency family (idempotent).
+pub fn declare_latency(metric: &'static str) {
+    latency_families()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(metric);
+}
+
+/// A request finished with `status` after `elapsed`; `latency` is the route's per-namespace
+/// latency family and the namespace, for routes that have one.
 pub fn request_finished(
     route: &'static str,
     status: u16,
     elapsed: Duration,
-    query_ns: Option<&str>,
+    latency: Option<(&'static str, &str)>,
 ) {
     with_local(|m| {
         m.in_flight -= 1;
@@ -176,19 +247,19 @@ pub fn request_finished(
             .or_insert_with(Series::new)
             .record(elapsed);
         // Rejected requests (401/403) never name a namespace: an unauthenticated caller must not
-        // be able to mint label values. Past MAX_QUERY_NAMESPACES per thread, the rest share
-        // one `_other` series, so memory stays bounded (each series is an HDR histogram).
-        if let Some(ns) = query_ns.filter(|_| !matches!(status, 401 | 403)) {
-            let ns = if m.query_latency.contains_key(ns)
-                || m.query_latency.len() < MAX_QUERY_NAMESPACES
-            {
+        // be able to mint label values. Past MAX_QUERY_NAMESPACES per thread and family, the
+        // rest share one `_other` series, so memory stays bounded (each series is an HDR
+        // histogram).
+        if let Some((metric, ns)) = latency.filter(|_| !matches!(status, 401 | 403)) {
+            let by_ns = m.query_latency.entry(metric).or_default();
+            let ns = if by_ns.contains_key(ns) || by_ns.len() < MAX_QUERY_NAMESPACES {
                 ns
             } else {
                 OTHER_NAMESPACE
             };
-            let by_status = match m.query_latency.get_mut(ns) {
+            let by_status = match by_ns.get_mut(ns) {
                 Some(s) => s,
-                None => m.query_latency.entry(ns.to_string()).or_default(),
+                None => by_ns.entry(ns.to_string()).or_default(),
             };
             by_status
                 .entry(status)
@@ -251,24 +322,14 @@ pub fn render(shards: usize) -> String {
         all.merge(&snapshot);
     }
     let mut out = String::with_capacity(8192);
-    header(
-        &mut out,
-        "layer_requests_total",
-        "counter",
-        "Requests served, by route and status.",
-    );
+    header(&mut out, "layer_requests_total", "counter");
     for ((route, status), n) in &all.requests {
         let _ = writeln!(
             out,
             "layer_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
         );
     }
-    header(
-        &mut out,
-        "layer_request_duration_seconds",
-        "histogram",
-        "Wall-clock time of a request through the gateway, by route.",
-    );
+    header(&mut out, "layer_request_duration_seconds", "histogram");
     for (route, s) in &all.request_latency {
         histogram(
             &mut out,
@@ -277,28 +338,25 @@ pub fn render(shards: usize) -> String {
             s,
         );
     }
-    header(
-        &mut out,
-        "layer_query_duration_seconds",
-        "histogram",
-        "Total wall-clock for a query through layer.",
-    );
-    for (ns, by_status) in &all.query_latency {
-        for (status, s) in by_status {
-            histogram(
-                &mut out,
-                "layer_query_duration_seconds",
-                &format!("namespace=\"{}\",status=\"{status}\"", escape(ns)),
-                s,
-            );
+    let families = latency_families()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let empty = BTreeMap::new();
+    for metric in families {
+        header(&mut out, metric, "histogram");
+        for (ns, by_status) in all.query_latency.get(metric).unwrap_or(&empty) {
+            for (status, s) in by_status {
+                histogram(
+                    &mut out,
+                    metric,
+                    &format!("namespace=\"{}\",status=\"{status}\"", escape(ns)),
+                    s,
+                );
+            }
         }
     }
-    header(
-        &mut out,
-        "layer_upstream_duration_seconds",
-        "histogram",
-        "Time to the upstream's full response, by route.",
-    );
+    header(&mut out, "layer_upstream_duration_seconds", "histogram");
     for (route, s) in &all.upstream_latency {
         histogram(
             &mut out,
@@ -307,90 +365,73 @@ pub fn render(shards: usize) -> String {
             s,
         );
     }
-    header(
-        &mut out,
-        "layer_upstream_errors_total",
-        "counter",
-        "Upstream exchanges that failed without a response.",
-    );
+    header(&mut out, "layer_upstream_errors_total", "counter");
     for ((route, kind), n) in &all.upstream_errors {
         let _ = writeln!(
             out,
             "layer_upstream_errors_total{{route=\"{route}\",kind=\"{kind}\"}} {n}"
         );
     }
-    header(
-        &mut out,
-        "layer_write_rejections_total",
-        "counter",
-        "Writes rejected before forwarding, by reason.",
-    );
+    header(&mut out, "layer_write_rejections_total", "counter");
     for (reason, n) in &all.write_rejections {
         let _ = writeln!(
             out,
             "layer_write_rejections_total{{reason=\"{reason}\"}} {n}"
         );
     }
-    header(
-        &mut out,
-        "layer_document_cache_events_total",
-        "counter",
-        "Document cache lookups and failures, by event.",
-    );
+    header(&mut out, "layer_document_cache_events_total", "counter");
     for (event, n) in &all.cache_events {
         let _ = writeln!(
             out,
             "layer_document_cache_events_total{{event=\"{event}\"}} {n}"
         );
     }
-    let mut last_metric = "";
+    let declared = declared().lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let mut events: BTreeMap<&str, Vec<(&str, &str, u64)>> = declared
+        .iter()
+        .filter(|(_, kind)| **kind == "counter")
+        .map(|(m, _)| (*m, Vec::new()))
+        .collect();
     for ((metric, label, value), n) in &all.feature_events {
-        if *metric != last_metric {
-            header(
-                &mut out,
-                metric,
-                "counter",
-                "Layer feature events, by outcome.",
-            );
-            last_metric = metric;
-        }
-        let _ = writeln!(out, "{metric}{{{label}=\"{value}\"}} {n}");
+        events.entry(metric).or_default().push((label, value, *n));
     }
+    for (metric, series) in &events {
+        header(&mut out, metric, "counter");
+        for (label, value, n) in series {
+            let _ = writeln!(out, "{metric}{{{label}=\"{value}\"}} {n}");
+        }
+    }
+    let mut gauges: BTreeMap<&str, i64> = declared
+        .iter()
+        .filter(|(_, kind)| **kind == "gauge")
+        .map(|(m, _)| (*m, 0))
+        .collect();
     for (metric, v) in &all.feature_gauges {
-        header(&mut out, metric, "gauge", "Layer feature gauge.");
+        *gauges.entry(metric).or_default() += v;
+    }
+    for (metric, v) in &gauges {
+        header(&mut out, metric, "gauge");
         let _ = writeln!(out, "{metric} {}", (*v).max(0));
     }
-    header(
-        &mut out,
-        "layer_consistency_events_total",
-        "counter",
-        "Consistency watcher polls and stable-read events.",
-    );
+    header(&mut out, "layer_consistency_events_total", "counter");
     for (event, n) in &all.watcher_events {
         let _ = writeln!(
             out,
             "layer_consistency_events_total{{event=\"{event}\"}} {n}"
         );
     }
-    header(
-        &mut out,
-        "layer_in_flight_requests",
-        "gauge",
-        "Requests being served now.",
-    );
+    header(&mut out, "layer_in_flight_requests", "gauge");
     let _ = writeln!(out, "layer_in_flight_requests {}", all.in_flight.max(0));
-    header(
-        &mut out,
-        "layer_shards",
-        "gauge",
-        "Data-plane shard runtimes.",
-    );
+    header(&mut out, "layer_shards", "gauge");
     let _ = writeln!(out, "layer_shards {shards}");
+    super::labeled::describe(CACHE_COLD, super::labeled::Kind::Counter, "");
     out.push_str(&super::labeled::render());
     out
 }
 
-fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+/// A family's `# HELP` (its catalog description) and `# TYPE` lines.
+fn header(out: &mut String, name: &str, kind: &str) {
+    let help = super::labeled::help_text(metrics_catalog::help(name));
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
@@ -416,7 +457,7 @@ mod tests {
             "query",
             200,
             Duration::from_millis(3),
-            Some("ns-metrics-test"),
+            Some((QUERY_LATENCY, "ns-metrics-test")),
         );
         std::thread::spawn(|| {
             request_started();
@@ -424,7 +465,7 @@ mod tests {
                 "query",
                 200,
                 Duration::from_millis(30),
-                Some("ns-metrics-test"),
+                Some((QUERY_LATENCY, "ns-metrics-test")),
             );
         })
         .join()
@@ -444,11 +485,21 @@ mod tests {
     fn namespace_labels_are_bounded_and_never_minted_by_rejected_requests() {
         std::thread::spawn(|| {
             request_started();
-            request_finished("query", 401, Duration::from_millis(1), Some("ns-denied"));
+            request_finished(
+                "query",
+                401,
+                Duration::from_millis(1),
+                Some((QUERY_LATENCY, "ns-denied")),
+            );
             for i in 0..MAX_QUERY_NAMESPACES + 10 {
                 request_started();
                 let ns = format!("ns-bound-{i}");
-                request_finished("query", 200, Duration::from_millis(1), Some(&ns));
+                request_finished(
+                    "query",
+                    200,
+                    Duration::from_millis(1),
+                    Some((QUERY_LATENCY, &ns)),
+                );
             }
         })
         .join()

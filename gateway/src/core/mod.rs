@@ -33,6 +33,7 @@ pub mod runtime;
 pub mod service;
 pub mod stable;
 pub mod store;
+pub mod tier_metrics;
 #[cfg(feature = "aerospike")]
 pub mod tier_runtime;
 pub mod tls;

@@ -69,8 +69,9 @@ pub struct Route {
     pub scope: Option<Scope>,
     /// The plane the scope is checked on (from the pattern: [`Surface::of`]).
     pub surface: Surface,
-    /// Query routes also record `layer_query_duration_seconds` by namespace.
-    pub query_metrics: bool,
+    /// The per-namespace latency family this route also records (`{ns}` routes only):
+    /// `layer_query_duration_seconds` for query routes.
+    pub latency_metric: Option<&'static str>,
     /// The handler reads the body itself ([`Req::take_stream`]); the pipeline does not collect it.
     pub streams_body: bool,
     handler: Handler,
@@ -128,16 +129,23 @@ impl Route {
             name,
             scope,
             surface: Surface::of(pattern),
-            query_metrics: false,
+            latency_metric: None,
             streams_body: false,
             handler,
             segs,
         }
     }
 
-    /// Records `layer_query_duration_seconds{namespace}` for this route.
-    pub fn with_query_metrics(mut self) -> Route {
-        self.query_metrics = true;
+    /// Records `layer_query_duration_seconds{namespace,status}` for this route.
+    pub fn with_query_metrics(self) -> Route {
+        self.with_latency_metric(super::metrics::QUERY_LATENCY)
+    }
+
+    /// Records the histogram `metric{namespace,status}` for this route (declared now, so the
+    /// family is in `/metrics` before its first sample).
+    pub fn with_latency_metric(mut self, metric: &'static str) -> Route {
+        super::metrics::declare_latency(metric);
+        self.latency_metric = Some(metric);
         self
     }
 

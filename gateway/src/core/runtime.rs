@@ -162,7 +162,8 @@ pub fn start(
         for (name, url, key, connect, request) in &stores {
             let up = Upstream::new(url, key.as_deref(), *connect, *request)?
                 .forward_caller_auth(caller_auth)
-                .metered(&usage, &ring);
+                .metered(&usage, &ring)
+                .count_in_flight("layer_tpuf_inflight");
             clients.push((name.clone(), up));
         }
         Ok(Upstreams::new(clients, &routes))

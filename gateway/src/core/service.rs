@@ -59,20 +59,16 @@ pub async fn handle(ctx: Arc<ShardCtx>, req: Request<Incoming>) -> Resp {
         }
         Some((route, params)) => {
             let query_ns = route
-                .query_metrics
-                .then(|| params.raw(uri.path(), "ns").unwrap_or_default());
+                .latency_metric
+                .map(|m| (m, params.raw(uri.path(), "ns").unwrap_or_default()));
+            let ns = params.raw(uri.path(), "ns");
             let resp = match serve(&ctx, route, params, parts, body).await {
                 Ok(resp) => resp,
                 // Refused before the body was read: answered once the body is drained.
                 Err((e, Some(body))) => settle(body, e.into_response()).await,
                 Err((e, None)) => {
                     if matches!(e, GatewayError::CacheCold(_)) {
-                        metrics::feature_event(
-                            "layer_cache_cold_responses_total",
-                            "route",
-                            route.name,
-                            1,
-                        );
+                        metrics::cache_cold(route.name, ns);
                     }
                     e.into_response()
                 }

@@ -48,6 +48,28 @@ pub struct Upstream {
     request_timeout: Duration,
     /// Where this client records the usage it causes ([`Upstream::metered`]).
     meter: Option<(Arc<Usage>, Arc<Ring>)>,
+    /// The gauge of exchanges in flight this client moves (`layer_tpuf_inflight` for the store's).
+    inflight_gauge: Option<&'static str>,
+}
+
+/// Moves a gauge up now and down when dropped (however the exchange ends, cancellation too).
+struct InFlight(Option<&'static str>);
+
+impl InFlight {
+    fn start(gauge: Option<&'static str>) -> InFlight {
+        if let Some(g) = gauge {
+            metrics::feature_gauge_add(g, 1);
+        }
+        InFlight(gauge)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Some(g) = self.0 {
+            metrics::feature_gauge_add(g, -1);
+        }
+    }
 }
 
 /// Headers that describe one hop and must not be forwarded.
@@ -128,6 +150,7 @@ impl Upstream {
             caller_auth: false,
             request_timeout,
             meter: None,
+            inflight_gauge: None,
         })
     }
 
@@ -143,6 +166,13 @@ impl Upstream {
     /// feature prices them). One ring per thread: a shard's clients of every store share it.
     pub fn metered(mut self, usage: &Arc<Usage>, ring: &Arc<Ring>) -> Self {
         self.meter = Some((usage.clone(), ring.clone()));
+        self
+    }
+
+    /// Counts this client's exchanges in flight in the gauge `metric` (declared here).
+    pub fn count_in_flight(mut self, metric: &'static str) -> Self {
+        metrics::declare_gauge(metric);
+        self.inflight_gauge = Some(metric);
         self
     }
 
@@ -175,6 +205,7 @@ impl Upstream {
             headers.insert(header::AUTHORIZATION, a.clone());
         }
         let started = Instant::now();
+        let _in_flight = InFlight::start(self.inflight_gauge);
         let exchange = async {
             let resp = self.client.request(req).await.map_err(|e| {
                 metrics::upstream_error(route, "connect");

@@ -25,6 +25,7 @@
 //! | [`checkpoints`] | `/v2/namespaces/{ns}/checkpoints…`: labels pinned to a namespace's snapshot, durable in the object store |
 //! | [`license`] | `GET /v2/license`: the signed license file's state (reported, not enforced) |
 //! | [`cost`] | `GET /v2/cost`, `/v2/cost/timeseries`, `/v2/cost/rate-card`: a rate card times measured usage, and Cost Explorer |
+//! | [`metrics`] | `/v2/metrics/catalog…` (the metric catalog), `/v2/metrics/query…` (PromQL forwarded to VictoriaMetrics) |
 //! | [`ops`] | `/health`, `/metrics` |
 
 pub mod agents;
@@ -37,6 +38,7 @@ pub mod history;
 pub mod import;
 pub mod keys;
 pub mod license;
+pub mod metrics;
 pub mod namespaces;
 pub mod ops;
 pub mod passthrough;

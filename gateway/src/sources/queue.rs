@@ -56,6 +56,11 @@ impl QueueSource {
         Ok(Arc::new(QueueSource { core, db }))
     }
 
+    /// The pool's `(busy, idle, waiting)` ([`Queue::pool_use`]); `None` without a database.
+    pub fn pool_use(&self) -> Option<(usize, usize, usize)> {
+        self.db.as_ref().map(|d| d.queue.pool_use())
+    }
+
     /// Whether a database is configured.
     pub fn configured(&self) -> bool {
         self.db.is_some()

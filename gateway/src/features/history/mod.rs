@@ -86,6 +86,11 @@ pub struct History {
 
 impl History {
     pub fn new(config: &Config, store: ObjectStore) -> Arc<Self> {
+        for feed in [Feed::SearchHistory, Feed::Clickstream] {
+            crate::core::metrics::declare_event(feed.metric());
+            crate::core::metrics::declare_event(feed.object_metric());
+            crate::core::metrics::declare_gauge(feed.pending_metric());
+        }
         Arc::new(Self::unshared(config, store))
     }
 

@@ -38,13 +38,16 @@ thread_local! {
 
 /// The listing's route.
 pub fn routes() -> Vec<Route> {
-    vec![Route::new(
-        Method::GET,
-        "/v2/namespaces",
-        "list_namespaces",
-        Scope::Read,
-        Arc::new(|ctx, req| Box::pin(serve(ctx, req))),
-    )]
+    vec![
+        Route::new(
+            Method::GET,
+            "/v2/namespaces",
+            "list_namespaces",
+            Scope::Read,
+            Arc::new(|ctx, req| Box::pin(serve(ctx, req))),
+        )
+        .with_latency_metric("layer_list_duration_seconds"),
+    ]
 }
 
 async fn serve(ctx: Arc<ShardCtx>, req: Req) -> Result<Resp, GatewayError> {

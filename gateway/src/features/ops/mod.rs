@@ -11,12 +11,18 @@ use serde_json::{Value, json};
 
 use crate::core::error::GatewayError;
 use crate::core::http::{Resp, json_response};
+use crate::core::labeled;
 use crate::core::metrics;
 use crate::core::router::{Req, Route, handler};
 use crate::core::{Core, ShardCtx};
 use crate::sources::warmth::Warmth;
 
 /// The operations feature.
+/// The per-namespace cache-state gauge of the metric catalog.
+const CACHE_STATE: &str = "hevlayer_cache_state";
+/// Namespaces with a series of their own in [`CACHE_STATE`].
+const MAX_STATE_NAMESPACES: usize = 256;
+
 pub struct Ops {
     core: Arc<Core>,
     warmth: Arc<Warmth>,
@@ -24,6 +30,7 @@ pub struct Ops {
 
 impl Ops {
     pub fn new(core: Arc<Core>, warmth: Arc<Warmth>) -> Arc<Ops> {
+        labeled::describe(CACHE_STATE, labeled::Kind::Gauge, "Namespace cache state.");
         Arc::new(Ops { core, warmth })
     }
 
@@ -50,6 +57,7 @@ impl Ops {
     }
 
     async fn metrics(self: Arc<Self>, _: Arc<ShardCtx>, _: Req) -> Result<Resp, GatewayError> {
+        self.cache_state_gauge();
         let mut r = Response::new(Full::new(Bytes::from(metrics::render(self.core.shards))));
         r.headers_mut().insert(
             header::CONTENT_TYPE,
@@ -61,6 +69,45 @@ impl Ops {
     /// The health body. 503 means up but degraded: the cache tier went cold (fetches still fall
     /// through to origin). A namespace is `warm` when a warm completed for it since start and the
     /// tier serves, else `cold`; namespaces are those the gateway watches or warmed.
+    /// `hevlayer_cache_state{namespace,store_kind,state}`: 1 for the state each namespace
+    /// `/health` lists is in, refreshed at each scrape. The first [`MAX_STATE_NAMESPACES`] (by
+    /// name) get a series each; the rest are counted in `namespace="_other"`.
+    fn cache_state_gauge(&self) {
+        let (_, body) = self.report();
+        let mut values: Vec<(String, i64)> = Vec::new();
+        let mut other: std::collections::BTreeMap<&str, i64> = Default::default();
+        for (i, n) in body["namespaces"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            let (Some(ns), Some(state)) = (n["namespace"].as_str(), n["state"].as_str()) else {
+                continue;
+            };
+            let state = if state == "warm" { "warm" } else { "cold" };
+            if i < MAX_STATE_NAMESPACES {
+                let l = labeled::labels(&[
+                    ("namespace", ns),
+                    ("store_kind", "turbopuffer"),
+                    ("state", state),
+                ]);
+                values.push((l, 1));
+            } else {
+                *other.entry(state).or_default() += 1;
+            }
+        }
+        for (state, n) in other {
+            let l = labeled::labels(&[
+                ("namespace", metrics::OTHER_NAMESPACE),
+                ("store_kind", "turbopuffer"),
+                ("state", state),
+            ]);
+            values.push((l, n));
+        }
+        labeled::set_gauges(CACHE_STATE, values);
+    }
+
     fn report(&self) -> (StatusCode, Value) {
         let core = &self.core;
         let h = core.cache.tier.health();
@@ -124,5 +171,13 @@ mod tests {
             ])
         );
         assert_eq!(body["cache"]["backend"], "disabled");
+        ops.cache_state_gauge();
+        let text = labeled::render();
+        assert!(
+            text.contains(
+                r#"hevlayer_cache_state{namespace="a",store_kind="turbopuffer",state="cold"} 1"#
+            ),
+            "{text}"
+        );
     }
 }

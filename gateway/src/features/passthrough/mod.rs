@@ -28,7 +28,8 @@ pub fn routes(snapshots: Arc<SnapshotStore>) -> Vec<Route> {
     let schema_update = route(Arc::new(metadata::Schema { update: true }));
     let listing = route(Arc::new(listing::Listing));
     vec![
-        Route::new(M::POST, "/v2/namespaces/{ns}", "write", W, write),
+        Route::new(M::POST, "/v2/namespaces/{ns}", "write", W, write)
+            .with_latency_metric("layer_upsert_duration_seconds"),
         Route::new(
             M::DELETE,
             "/v2/namespaces/{ns}",
@@ -43,21 +44,24 @@ pub fn routes(snapshots: Arc<SnapshotStore>) -> Vec<Route> {
             W,
             replace,
         ),
-        Route::new(M::GET, "/v1/namespaces", "list", Read, listing),
+        Route::new(M::GET, "/v1/namespaces", "list", Read, listing)
+            .with_latency_metric("layer_list_duration_seconds"),
         Route::new(
             M::GET,
             "/v1/namespaces/{ns}/metadata",
             "metadata",
             Read,
             metadata.clone(),
-        ),
+        )
+        .with_latency_metric("layer_head_duration_seconds"),
         Route::new(
             M::GET,
             "/v2/namespaces/{ns}/metadata",
             "metadata",
             Read,
             metadata.clone(),
-        ),
+        )
+        .with_latency_metric("layer_head_duration_seconds"),
         Route::new(
             M::PATCH,
             "/v1/namespaces/{ns}/metadata",

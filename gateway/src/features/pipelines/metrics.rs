@@ -16,6 +16,7 @@
 //! | `layer_pipeline_chunk_cache_skips_total` | counter | `pipeline_id`: chunk copies the cache refused (stop-writes) |
 //! | `layer_pipeline_database_errors_total` | counter | `code` (`database_unavailable`, `database_error`) |
 //! | `layer_pipeline_operation_duration_seconds` | histogram | `pipeline_id`, `operation` (`create`, `stage`, `vectors`) |
+//! | `layer_pg_pool_connections` | gauge | `state` (`busy`, `idle`: connections of the queue's pool; `waiting`: calls waiting for one), refreshed every 10 s |
 
 use std::time::Instant;
 
@@ -36,6 +37,7 @@ const CHUNK_READS: &str = "layer_pipeline_chunk_reads_total";
 const CACHE_SKIPS: &str = "layer_pipeline_chunk_cache_skips_total";
 const DB_ERRORS: &str = "layer_pipeline_database_errors_total";
 const OPERATION: &str = "layer_pipeline_operation_duration_seconds";
+const POOL: &str = "layer_pg_pool_connections";
 
 /// Declares every pipeline metric (idempotent).
 pub fn describe() {
@@ -82,9 +84,19 @@ pub fn describe() {
             "Pipeline calls that failed on PostgreSQL.",
         ),
         (OPERATION, Histogram, "Latency of pipeline operations."),
+        (POOL, Gauge, "PostgreSQL pool connections by state."),
     ] {
         labeled::describe(name, kind, help);
     }
+}
+
+/// The queue pool's `(busy, idle, waiting)`.
+pub fn pool_use((busy, idle, waiting): (usize, usize, usize)) {
+    labeled::set_gauges(
+        POOL,
+        [("busy", busy), ("idle", idle), ("waiting", waiting)]
+            .map(|(state, n)| (labels(&[("state", state)]), n as i64)),
+    );
 }
 
 /// A pipeline operation's latency.

@@ -346,6 +346,9 @@ impl Background for Pipelines {
                     }
                     Some(Err(_)) => {}
                 }
+                if let Some(pool) = source.pool_use() {
+                    metrics::pool_use(pool);
+                }
                 tokio::time::sleep(GAUGE_INTERVAL).await;
             }
         });

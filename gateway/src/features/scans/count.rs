@@ -141,6 +141,14 @@ pub async fn run(
         json!(started.elapsed().as_millis() as u64),
     );
     crate::core::metrics::feature_event("layer_scan_events_total", "event", "count", 1);
+    super::scan_finished(
+        &ns,
+        "count",
+        req.filters.is_some(),
+        served_by,
+        "ok",
+        started.elapsed(),
+    );
     if resolved.warm {
         scans.warmth.request_background(&ns);
     }

@@ -61,6 +61,34 @@ use request::{Mode, ScanRequest};
 use resolve::Plan;
 pub use results::{RESULTS_BUDGET_BYTES, Reservation, ResultStore, ScanResults};
 
+const SCAN_TOTAL: &str = "hevlayer_scan_total";
+const SCAN_DURATION: &str = "hevlayer_scan_duration_seconds";
+
+/// A scan finished (a count answered, an ids or values job completed or failed): the catalog's
+/// `hevlayer_scan_total` and `hevlayer_scan_duration_seconds` with `namespace` (bounded),
+/// `store_kind`, `mode`, `selector` (`filters` or `all`), `served_by` (the plan's source) and
+/// `status` (`ok`, `failed`).
+pub(crate) fn scan_finished(
+    ns: &str,
+    mode: &str,
+    filtered: bool,
+    served_by: &str,
+    status: &str,
+    elapsed: std::time::Duration,
+) {
+    use crate::core::labeled::{self, bounded_namespace, labels};
+    let l = labels(&[
+        ("namespace", &bounded_namespace(ns)),
+        ("store_kind", "turbopuffer"),
+        ("mode", mode),
+        ("selector", if filtered { "filters" } else { "all" }),
+        ("served_by", served_by),
+        ("status", status),
+    ]);
+    labeled::count(SCAN_TOTAL, l.clone(), 1);
+    labeled::observe(SCAN_DURATION, l, elapsed);
+}
+
 /// A scan job (ids and values modes).
 #[derive(Debug)]
 pub struct ScanJob;
@@ -127,6 +155,10 @@ pub struct Scans {
 
 impl Scans {
     pub fn new(core: Arc<Core>, snapshots: Arc<SnapshotStore>, warmth: Arc<Warmth>) -> Arc<Self> {
+        crate::core::metrics::declare_event("layer_scan_events_total");
+        use crate::core::labeled::{Kind, describe};
+        describe(SCAN_TOTAL, Kind::Counter, "Scans finished.");
+        describe(SCAN_DURATION, Kind::Histogram, "Scan duration.");
         Arc::new(Self::with_budget(
             core,
             snapshots,
@@ -386,7 +418,16 @@ async fn create(
     let job = scans.create_job(ns, spec, runs)?;
     crate::core::metrics::feature_event("layer_scan_events_total", "event", "job_created", 1);
     if let Plan::SnapshotValues(snapshot) = plan {
+        let started = std::time::Instant::now();
         complete_from_snapshot(scans, ns, &req, &snapshot, &job);
+        scan_finished(
+            ns,
+            req.mode.as_str(),
+            req.filters.is_some(),
+            "snapshot",
+            "ok",
+            started.elapsed(),
+        );
         return Ok(job.response(StatusCode::ACCEPTED));
     }
     let (scans_task, job_task, ns_task) = (scans.clone(), job.clone(), ns.to_string());

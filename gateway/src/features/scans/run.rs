@@ -150,6 +150,12 @@ pub async fn run(
     plan: Plan,
     job: Arc<Job>,
 ) {
+    let started = Instant::now();
+    let (mode, filtered, served_by) =
+        (req.mode.as_str(), req.filters.is_some(), plan.source_name());
+    let finished = |status: &str| {
+        super::scan_finished(&ns, mode, filtered, served_by, status, started.elapsed())
+    };
     let outcome = pass(&scans, &upstream, &ns, &req, plan, &job).await;
     if job.is_cancelled() {
         return;
@@ -163,6 +169,7 @@ pub async fn run(
                     "job_failed",
                     1,
                 );
+                finished("failed");
                 job.fail(why);
                 return;
             }
@@ -191,6 +198,7 @@ pub async fn run(
                     "job_failed",
                     1,
                 );
+                finished("failed");
                 job.fail(why);
                 return;
             }
@@ -200,6 +208,7 @@ pub async fn run(
                 "job_completed",
                 1,
             );
+            finished("ok");
             job.complete(|o| {
                 let evicted = o.results_evicted;
                 *o = extra;
@@ -213,6 +222,7 @@ pub async fn run(
                 "job_failed",
                 1,
             );
+            finished("failed");
             job.fail(e.to_string());
         }
     }

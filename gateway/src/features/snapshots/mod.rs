@@ -18,11 +18,50 @@
 //! durable. Only unfiltered snapshots computed from origin join the history (and so become the
 //! "latest" snapshot that scans and `stored` jobs serve from); filtered or cache-computed bodies
 //! are stored by sha only, so they can be read back but never mistaken for the namespace's facets.
+//!
+//! Metrics: `layer_snapshot_events_total{event}`, and the catalog's
+//! `hevlayer_snapshot_field_skipped_total{namespace,store_kind,field,reason}` (a facet field a
+//! written snapshot left out, past the distinct-value cap; `field` bounded to 256 values, then
+//! `_other`) and `hevlayer_snapshot_pruned_total{namespace,store_kind}`.
 
 pub mod compute;
 pub mod facets;
 pub mod routes;
 pub mod writer;
+
+const FIELD_SKIPPED: &str = "hevlayer_snapshot_field_skipped_total";
+const PRUNED: &str = "hevlayer_snapshot_pruned_total";
+
+/// A snapshot body was written: counts the facet fields it left out.
+fn count_skipped(body: &crate::sources::snapshot_store::SnapshotBody) {
+    use crate::core::labeled::{self, bounded_namespace, bounded_value, labels};
+    for f in &body.fields_skipped {
+        let l = labels(&[
+            ("namespace", &bounded_namespace(&body.namespace)),
+            ("store_kind", "turbopuffer"),
+            ("field", &bounded_value("field", &f.name)),
+            (
+                "reason",
+                if f.reason == "exceeded_cap" {
+                    "exceeded_cap"
+                } else {
+                    "other"
+                },
+            ),
+        ]);
+        labeled::count(FIELD_SKIPPED, l, 1);
+    }
+}
+
+/// The retention policy pruned `n` snapshots of `ns`.
+fn count_pruned(ns: &str, n: u64) {
+    use crate::core::labeled::{self, bounded_namespace, labels};
+    let l = labels(&[
+        ("namespace", &bounded_namespace(ns)),
+        ("store_kind", "turbopuffer"),
+    ]);
+    labeled::count(PRUNED, l, n);
+}
 
 use std::sync::Arc;
 
@@ -81,6 +120,14 @@ pub struct Snapshots {
 impl Snapshots {
     pub fn new(core: Arc<Core>, store: Arc<SnapshotStore>, warmth: Arc<Warmth>) -> Arc<Self> {
         let field_cap = core.config.gateway.snapshots.field_cap;
+        crate::core::metrics::declare_event("layer_snapshot_events_total");
+        use crate::core::labeled::{Kind, describe};
+        describe(
+            FIELD_SKIPPED,
+            Kind::Counter,
+            "Facet fields snapshots left out.",
+        );
+        describe(PRUNED, Kind::Counter, "Snapshots pruned by retention.");
         Arc::new(Snapshots {
             core,
             store,

@@ -440,6 +440,9 @@ async fn run_origin_job(
         durable::put_body(store, &body).await
     };
     let ok = written.is_ok();
+    if ok {
+        super::count_skipped(&body);
+    }
     finish(job, &body, written);
     if ok && joined {
         snaps.store.note_latest(Arc::new(body));

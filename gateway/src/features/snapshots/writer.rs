@@ -123,12 +123,16 @@ async fn step(snaps: &Snapshots, upstream: &Upstream, ns: &str, policy: &Policy,
         return;
     }
     metrics::feature_event(METRIC, "event", "written", 1);
+    super::count_skipped(&body);
     tracing::info!(namespace = ns, sha = %body.sha, watermark_ms = body.watermark_ms, rows = body.row_count, "snapshot written");
     st.last_wm = Some(body.watermark_ms);
     snaps.store.note_latest(Arc::new(body));
     if let Some(keep) = policy.retention_ms() {
         match durable::prune(store, ns, now_ms().saturating_sub(keep)).await {
-            Ok(n) => metrics::feature_event(METRIC, "event", "pruned", n as u64),
+            Ok(n) => {
+                metrics::feature_event(METRIC, "event", "pruned", n as u64);
+                super::count_pruned(ns, n as u64);
+            }
             Err(e) => tracing::warn!(namespace = ns, error = %e, "pruning snapshots failed"),
         }
     }

@@ -137,6 +137,7 @@ pub struct Warm {
 
 impl Warm {
     pub fn new(core: Arc<Core>, store: Arc<SnapshotStore>, warmth: Arc<Warmth>) -> Arc<Self> {
+        crate::core::metrics::declare_event("layer_warm_events_total");
         Arc::new(Warm {
             core,
             store,
