@@ -189,13 +189,12 @@ def test_query_namespace_pages_by_cursor(layer):
             await c.write_namespace(ns, {"upsert_rows": rows})
             await wait_stable(c, ns)
             want = sorted(((r["rank"], r["id"]) for r in rows), key=lambda x: (-x[0], x[1]))
-            # A plain dict body and the client's QueryRequest model page alike.
+            # The client's QueryRequest model (it always sends include_leg_breakdown) and a dict
+            # with "cursor": None (a Layer key) page alike; a native dict does not page.
             for as_model in (False, True):
                 seen, cursor, pages = [], None, 0
                 while True:
-                    body = {"rank_by": ["rank", "desc"], "top_k": 10, "include_attributes": ["rank"]}
-                    if cursor:
-                        body["cursor"] = cursor
+                    body = {"rank_by": ["rank", "desc"], "top_k": 10, "include_attributes": ["rank"], "cursor": cursor}
                     page = await c.query_namespace(ns, QueryRequest(**body) if as_model else body)
                     pages += 1
                     seen += [(r["rank"], r["id"]) for r in page.rows]
@@ -203,6 +202,8 @@ def test_query_namespace_pages_by_cursor(layer):
                     if not cursor:
                         break
                 assert (pages, seen) == (3, want), as_model
+            native = await c.query_namespace(ns, {"rank_by": ["rank", "desc"], "top_k": 10})
+            assert native.next_cursor is None and len(native.rows) == 10
             with pytest.raises(HevlayerError) as e:
                 await c.query_namespace(ns, {"vector": [0.1, 0.2], "top_k": 10, "cursor": "x"})
             assert e.value.status_code == 422

@@ -42,16 +42,21 @@ fn seed(stack: &Stack, ns: &str) {
     stack.wait_watermark(ns, now_ms());
 }
 
-/// The `hevlayer` client's `QueryRequest` shape (it always sends `include_leg_breakdown`) or a
-/// plain Turbopuffer body: both page alike.
-fn shape(mut body: Value, layer: bool) -> Value {
-    if layer {
+/// Layer's shape: the `hevlayer` client's `QueryRequest` (it always sends
+/// `include_leg_breakdown`), or a plain body with `"cursor": null`. Both page alike; a native
+/// Turbopuffer body does not page.
+fn shape(mut body: Value, client_model: bool) -> Value {
+    if client_model {
         body["include_leg_breakdown"] = json!(false);
+    } else if body.get("cursor").is_none() {
+        body["cursor"] = Value::Null;
     }
     body
 }
 
 fn page(stack: &Stack, ns: &str, body: &Value) -> (Value, Option<String>) {
+    let layer = body.get("include_leg_breakdown").is_some();
+    let body = &shape(body.clone(), layer);
     let r = stack.gw(
         Method::POST,
         &format!("/v2/namespaces/{ns}/query"),
@@ -243,6 +248,15 @@ fn cursors_that_cannot_page_are_refused_with_the_reason() {
     let (v, next) = page(&stack, "flat", &json!({"aggregate_by": {"c": ["Count"]}}));
     assert_eq!(next, None);
     assert!(v.get("aggregations").is_some());
+    // A native Turbopuffer body keeps upstream's semantics and bytes: no cursor.
+    let r = stack.gw(
+        Method::POST,
+        "/v2/namespaces/flat/query",
+        json!({"rank_by": ["id", "asc"], "top_k": 3}).to_string(),
+    );
+    assert_eq!(r.status, 200);
+    assert!(r.headers.get("x-layer-next-cursor").is_none());
+    assert!(r.json().get("next_cursor").is_none());
     // Without a `top_k` upstream's own 400 comes back, as for any ranking without a count.
     let r = stack.gw(
         Method::POST,

@@ -139,6 +139,9 @@ pub async fn serve(
         }
         plan = pending.resolve(&centroids)?;
     }
+    // A native Turbopuffer body (no Layer key) keeps upstream's semantics and bytes: it does not
+    // page (a Layer key, even `"cursor": null`, asks for pages).
+    let native = matches!(&plan, QueryPlan::Upstream(q) if q.body == body.as_ref());
     let q = match plan {
         // The planner returns a native body byte for byte: keep upstream's response shape then
         // (no `rows` added to aggregation answers, which Turbopuffer clients expect).
@@ -159,7 +162,7 @@ pub async fn serve(
         }
         QueryPlan::Upstream(q) => q,
     };
-    if (q.cursor.is_some() || cursor::may_page(&q.body))
+    if (q.cursor.is_some() || (!native && cursor::may_page(&q.body)))
         && let Some(a) = cursor::serve(
             ctx,
             ns,
