@@ -1,4 +1,4 @@
-//! The CRDs generated from `crds::k8s` (needs `--features kube`):
+//! The CRDs generated from `crds::k8s` (needs `--features crd-tests`: the types and the validator):
 //! - drift: the manifests committed under `deploy/helm/layer/crds/` are exactly what `crdgen`
 //!   writes;
 //! - the docs' YAML examples (`tests/fixtures/`) validate against the generated

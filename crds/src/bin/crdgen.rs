@@ -2,8 +2,9 @@
 //! chart (`deploy/helm/layer/crds/<plural>.hevlayer.com.yaml`, one file per kind).
 //!
 //! Usage: `cargo run -p layer-crds --features kube --bin crdgen [-- DIR | --stdout]`
-//! (DIR defaults to the chart's `crds/` directory of this checkout). The `crds` test
-//! `committed_crds_match_the_generated_ones` fails when the committed files differ.
+//! (DIR defaults to the chart's `crds/` directory of this checkout). The test
+//! `committed_crds_match_the_generated_ones` (`--features crd-tests`) fails when the committed
+//! files differ.
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -1,7 +1,8 @@
 //! The `hevlayer.com` custom resources (behind the `kube` feature): Rust types for the eight
 //! kinds the operator reconciles and the gateway reads, with `kube::CustomResource` and
 //! `schemars`, so the CRD manifests in the Helm chart are generated from them (the `crdgen`
-//! binary) rather than written by hand.
+//! binary) rather than written by hand. Their tests are `crds/tests/crds.rs` (`--features
+//! crd-tests`).
 //!
 //! | kind | scope | versions served (storage first) | module |
 //! |---|---|---|---|
