@@ -53,7 +53,7 @@ pub struct AgentSpec {
     pub retrieval: Retrieval,
 }
 
-/// `spec.budget`.
+/// The time a query may take (`deadlineMs`) and what happens at the deadline.
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Budget {
@@ -81,7 +81,7 @@ fn sixty_seconds() -> u64 {
     60_000
 }
 
-/// `spec.budget.onDeadline`.
+/// At the deadline: `bestEffort` answers with what finished, `error` answers 504.
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub enum OnDeadline {
@@ -92,7 +92,7 @@ pub enum OnDeadline {
     Error,
 }
 
-/// `spec.model`.
+/// The model that plans and grades: provider, model name, base URL, per-call timeout.
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Model {
@@ -118,7 +118,7 @@ pub enum Provider {
     Builtin,
 }
 
-/// `spec.output`.
+/// Extras in the answer: `provenance` (where each hit came from) and `trace` (the turns).
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Output {
@@ -128,7 +128,7 @@ pub struct Output {
     pub trace: bool,
 }
 
-/// `spec.retrieval`.
+/// Retrieval: queries per plan (`fanout`), ranking, rows per leg (`recallDepth`), relevance weight.
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Retrieval {
@@ -176,7 +176,7 @@ fn point_six() -> f64 {
     0.6
 }
 
-/// `spec.retrieval.rankBy`.
+/// How the built-in plan ranks: `auto`, `hybridText` or `semantic`.
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub enum RankBy {

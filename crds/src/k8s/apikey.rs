@@ -63,7 +63,7 @@ pub struct Entitlement {
     pub claims: Vec<String>,
 }
 
-/// `status.phase`.
+/// `Pending` (awaiting mint), `Active`, `Revoked` or `Expired`.
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
 pub enum ApiKeyPhase {
     /// Awaiting mint.

@@ -86,7 +86,7 @@ pub enum Consistency {
     Strong,
 }
 
-/// `spec.backend`.
+/// Which store and upstream namespace serve the Index, and the vector metric.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct IndexBackend {
@@ -104,7 +104,7 @@ fn cosine_distance() -> String {
     "cosine_distance".into()
 }
 
-/// `spec.blobs`.
+/// Blob policy: the attributes that hold blob references.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct IndexBlobs {
@@ -113,7 +113,7 @@ pub struct IndexBlobs {
     pub reference_attributes: Vec<String>,
 }
 
-/// `spec.cache`.
+/// Cache posture: entry lifetime (`ttl`), capacity (`capGiB`) and `mode`.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct IndexCache {
@@ -126,7 +126,7 @@ pub struct IndexCache {
     pub mode: CacheMode,
 }
 
-/// `spec.cache.mode`.
+/// `standard` or `staging`.
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub enum CacheMode {
@@ -148,7 +148,7 @@ pub struct IndexMetadata {
     pub tags: Vec<String>,
 }
 
-/// `spec.scan`.
+/// Scan policy: the default origin scan fan-out.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct IndexScan {
@@ -162,7 +162,7 @@ fn eight() -> u32 {
     8
 }
 
-/// `spec.search`.
+/// Search policy: whether full-text search is enabled.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct IndexSearch {
@@ -170,7 +170,7 @@ pub struct IndexSearch {
     pub full_text: bool,
 }
 
-/// `spec.snapshot`.
+/// Snapshot policy: facet fields, minimum interval, retention.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct IndexSnapshot {
@@ -214,7 +214,7 @@ pub struct IndexStatus {
     pub conditions: Vec<Condition>,
 }
 
-/// `status.snapshot`.
+/// The gateway history bridge's last snapshot run and success (reserved).
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct SnapshotStatus {

@@ -80,7 +80,7 @@ pub struct DocumentCache {
     pub scaling: Option<DocumentCacheScaling>,
 }
 
-/// `spec.documentCache.scaling`.
+/// How the document cache scales: `mode` and node bounds.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DocumentCacheScaling {
@@ -90,7 +90,7 @@ pub struct DocumentCacheScaling {
     pub nodes: Option<NodeBounds>,
 }
 
-/// `spec.documentCache.scaling.mode`.
+/// `autoscale` (demand-driven, down to `nodes.min`) or `fixed`.
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub enum DocumentCacheMode {
@@ -99,7 +99,7 @@ pub enum DocumentCacheMode {
     Fixed,
 }
 
-/// `spec.documentCache.scaling.nodes`.
+/// Node bounds of the document cache.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct NodeBounds {

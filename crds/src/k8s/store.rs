@@ -60,7 +60,7 @@ pub struct VectorStoreSpec {
     pub search: Option<serde_json::Value>,
 }
 
-/// `spec.kind`.
+/// The store kind: `turbopuffer` (`pinecone` and `search` are reserved).
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub enum StoreKind {
@@ -69,7 +69,7 @@ pub enum StoreKind {
     Search,
 }
 
-/// `spec.endpoint`.
+/// The upstream API base URL and an operator-visible region label.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Endpoint {
@@ -79,7 +79,7 @@ pub struct Endpoint {
     pub region: Option<String>,
 }
 
-/// `spec.credential`.
+/// The upstream credential: a Secret key in the store's namespace.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StoreCredential {
@@ -87,7 +87,7 @@ pub struct StoreCredential {
     pub secret_ref: SecretKeyRef,
 }
 
-/// `spec.turbopuffer`.
+/// Turbopuffer-specific settings.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TurbopufferSettings {
@@ -95,7 +95,7 @@ pub struct TurbopufferSettings {
     pub org_id: Option<String>,
 }
 
-/// `spec.inboundAuth`.
+/// What bearer the gateway accepts from clients: `mode`, `keys`, the workers' key.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct InboundAuth {
@@ -110,7 +110,7 @@ pub struct InboundAuth {
     pub worker_secret_ref: Option<SecretKeyRef>,
 }
 
-/// `spec.inboundAuth.mode`.
+/// `deriveFromStore` (default), `keys` or `open`.
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub enum AuthMode {

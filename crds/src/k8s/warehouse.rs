@@ -54,7 +54,7 @@ fn an_hour() -> String {
     "1h".into()
 }
 
-/// `spec.kind`.
+/// The source kind: `snowflake` (the others are reserved).
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub enum WarehouseKind {
@@ -84,7 +84,7 @@ pub struct Snowflake {
     pub pool: Option<SnowflakePool>,
 }
 
-/// `spec.snowflake.pool`.
+/// Connection pool tuning: `size` and `timeout`.
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct SnowflakePool {
@@ -132,7 +132,7 @@ fn rest_user_agent() -> String {
     "hevlayer/rest-source (+https://hevlayer.com/contact)".into()
 }
 
-/// `spec.rest.auth`.
+/// How the REST source authenticates; `in` says where the credential goes.
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
 pub struct RestAuth {
     /// Where the credential goes: `query` or `header`.
@@ -142,7 +142,7 @@ pub struct RestAuth {
     pub extra: BTreeMap<String, serde_json::Value>,
 }
 
-/// `spec.rest.auth.in`.
+/// `query` or `header`.
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub enum RestAuthIn {
@@ -164,7 +164,7 @@ fn rss_user_agent() -> String {
     "hevlayer/rss-source (+https://hevlayer.com)".into()
 }
 
-/// `status.phase`.
+/// `Pending` (not yet probed), `Verified` or `Failed`.
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
 pub enum WarehousePhase {
     /// Not yet probed.

@@ -147,7 +147,7 @@ pub enum Trigger {
     Schedule,
 }
 
-/// `spec.worker`.
+/// The worker container: image, dispatch, compute class, batch size, timeout, pod patch.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Worker {
@@ -183,7 +183,7 @@ fn thirty() -> u32 {
     30
 }
 
-/// `spec.worker.dispatch`.
+/// `pull` (SDK claim/poll workers, default) or `push` (HTTP `/run` workers).
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub enum Dispatch {
@@ -192,7 +192,7 @@ pub enum Dispatch {
     Push,
 }
 
-/// `spec.worker.computeClass`.
+/// `cpu` (default) or `gpu`.
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub enum ComputeClass {
@@ -215,7 +215,7 @@ pub struct Scaling {
     pub replicas: Option<Replicas>,
 }
 
-/// `spec.scaling.mode`.
+/// `autoscale` (default), `fixed` or `disabled`.
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub enum ScalingMode {
@@ -228,7 +228,7 @@ pub enum ScalingMode {
     Disabled,
 }
 
-/// `spec.scaling.replicas`.
+/// Replica bounds; `max` must not exceed the pool's `maxReplicasPerWorkload`.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Replicas {
