@@ -12,8 +12,12 @@
 //! - [`config`]'s module doc: the reference `layer.yaml`, every key with its default and the
 //!   environment variable that overrides it;
 //! - [`Config::load`] (file, then environment) and [`Config::validate`] (cross-field rules);
-//! - [`config::ENV_OVERRIDES`]: the one table of environment variables, each entry applying itself.
+//! - [`config::ENV_OVERRIDES`]: the one table of environment variables, each entry applying itself;
+//! - with the `kube` feature, `k8s`: the `hevlayer.com` custom resources themselves (the CRD
+//!   types the operator reconciles and the chart's CRD manifests are generated from).
 
 pub mod config;
+#[cfg(feature = "kube")]
+pub mod k8s;
 
 pub use config::Config;

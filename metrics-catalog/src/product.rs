@@ -22,9 +22,11 @@ const EMBED: &[&str] = &["namespace", "store_kind", "model", "serving"];
 const AEROSPIKE: &str = "not emitted yet: Layer counts document-cache lookups, hits, misses and backfills in layer_document_cache_events_total{event}, not per set";
 const AEROSPIKE_TIER: &str = "emitted only by a gateway whose cache tier is Aerospike (`cache.tier: aerospike`, built with `--features aerospike`): the NVMe and disabled tiers have no such operations";
 const COLD_START: &str = "the demand-triggered reconnect-and-refill cycle of a restarted document cache; Layer's cache tiers do not run one yet, so nothing emits it";
-const NO_AGENTS: &str = "Layer has no agents (query_agent answers 404), so nothing emits it";
-const NO_COST: &str =
-    "Layer has no cost feature (no Cost Explorer role, no rate card), so nothing emits it";
+const AGENTS: &str = "emitted by the agents feature once a configured agent (layer.yaml `agents`) answers a query: a gateway with no agent, or whose agents were never asked, has no series";
+const AGENT_TURNS: &str = "not emitted yet: the turns of each agent query are in the answer's `agent.turns` echo, not a histogram";
+const NO_COST: &str = "not emitted yet: Layer serves cost at GET /v2/cost and /v2/cost/timeseries (a rate card times measured usage, and Cost Explorer), not as a gauge";
+const NO_EMBED: &str =
+    "Layer does not embed in the gateway (workers write vectors), so nothing emits it";
 const LICENSE_ROUTE: &str =
     "Layer reports the license at GET /v2/license, not as a gauge yet; nothing emits it";
 const NO_ENHANCE: &str =
@@ -107,10 +109,10 @@ pub(crate) static ENTRIES: [Entry; 64] = [
         .conditional(NO_COST).product(),
     Entry::new("hevlayer_embed_compute_seconds_total", Counter, "storage", "cost", EMBED,
         "Compute seconds spent embedding, by model.", "sum by (model) (rate(hevlayer_embed_compute_seconds_total[1h]))")
-        .conditional(NO_COST).product(),
+        .conditional(NO_EMBED).product(),
     Entry::new("hevlayer_embed_tokens_total", Counter, "storage", "cost", EMBED,
         "Tokens embedded, by model.", "sum by (model) (rate(hevlayer_embed_tokens_total[1h]))")
-        .conditional(NO_COST).product(),
+        .conditional(NO_EMBED).product(),
     // fetch
     Entry::new("layer_fetch_batch_size", Histogram, "fetch", "fetch", &["operation"],
         "Ids per document fetch call.", "histogram_quantile(0.5, sum by (le) (rate(layer_fetch_batch_size_bucket[5m])))")
@@ -156,16 +158,16 @@ pub(crate) static ENTRIES: [Entry; 64] = [
     // query
     Entry::new("hevlayer_agent_queries_total", Counter, "query", "query", &["agent", "status", "deadline_hit"],
         "Agent queries, by outcome.", "sum by (agent, status) (rate(hevlayer_agent_queries_total[5m]))")
-        .conditional(NO_AGENTS).product(),
+        .conditional(AGENTS).product(),
     Entry::new("hevlayer_agent_query_duration_seconds", Histogram, "query", "query", AGENT,
         "Duration of an agent query.", "histogram_quantile(0.99, sum by (le, agent) (rate(hevlayer_agent_query_duration_seconds_bucket[5m])))")
-        .conditional(NO_AGENTS).product(),
+        .conditional(AGENTS).product(),
     Entry::new("hevlayer_agent_tokens_total", Counter, "query", "query", &["agent", "turn", "token_type"],
         "Model tokens agent queries used.", "sum by (agent, token_type) (rate(hevlayer_agent_tokens_total[1h]))")
-        .conditional(NO_AGENTS).product(),
+        .conditional(AGENTS).product(),
     Entry::new("hevlayer_agent_turns", Histogram, "query", "query", AGENT,
         "Turns per agent query.", "histogram_quantile(0.9, sum by (le, agent) (rate(hevlayer_agent_turns_bucket[1h])))")
-        .conditional(NO_AGENTS).product(),
+        .conditional(AGENT_TURNS).product(),
     Entry::new("hevlayer_hybrid_text_queries_total", Counter, "query", "query", &["namespace", "store_kind", "status"],
         "Queries with a hybrid text leg.", "sum by (namespace) (rate(hevlayer_hybrid_text_queries_total[5m]))")
         .conditional(NO_ENHANCE).product(),

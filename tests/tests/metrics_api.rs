@@ -240,6 +240,35 @@ fn exercise_every_route_family(stack: &Stack) {
         (Method::GET, "/v2/license", Value::Null),
         (Method::GET, "/v2/metrics/catalog", Value::Null),
         (Method::GET, "/v2/metrics/query?query=up", Value::Null),
+        // A Layer-shaped page of a cursor query, a federated query and the agent of the stack.
+        (
+            Method::POST,
+            "/v2/namespaces/mx/query",
+            json!({"rank_by": ["id", "asc"], "top_k": 5, "cursor": null}),
+        ),
+        (
+            Method::POST,
+            "/v2/query",
+            json!({"namespaces": ["mx"], "rank_by": ["id", "asc"], "top_k": 5}),
+        ),
+        (
+            Method::POST,
+            "/v2/agents/helper/query",
+            json!({"query": "red", "top_k": 3}),
+        ),
+        (Method::GET, "/v2/namespaces/mx/capabilities", Value::Null),
+        (
+            Method::POST,
+            "/v2/namespaces/mx-init/init",
+            json!({"schema_version": 1}),
+        ),
+        (
+            Method::POST,
+            "/v2/namespaces/mx-init/import",
+            json!({"not": "arrow"}),
+        ),
+        (Method::GET, "/v2/cost", Value::Null),
+        (Method::GET, "/v2/cost/rate-card", Value::Null),
         (Method::GET, "/health", Value::Null),
         (Method::GET, "/no/such/route", Value::Null),
     ];
@@ -270,7 +299,14 @@ fn exercise_every_route_family(stack: &Stack) {
 
 #[test]
 fn metrics_and_the_catalog_agree() {
-    let stack = Stack::start();
+    // One agent (the built-in provider) so the agents route family has something to answer.
+    let stack = Stack::start_with(|c| {
+        c.agents = vec![layer_gateway::config::AgentConfig {
+            name: "helper".into(),
+            indices: vec!["mx".into()],
+            ..Default::default()
+        }]
+    });
     exercise_every_route_family(&stack);
     let cat = catalog(&stack);
     let s = scrape(&stack);

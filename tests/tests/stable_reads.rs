@@ -395,7 +395,7 @@ fn index_consistency_modes() {
             },
             IndexConfig {
                 name: "mode-eventual".into(),
-                consistency: IndexConsistency::Eventual,
+                consistency: IndexConsistency::EventualUncut,
                 ..Default::default()
             },
         ];

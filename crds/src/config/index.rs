@@ -77,28 +77,45 @@ pub struct IndexScan {
     pub threads: Option<u32>,
 }
 
-/// Per-namespace read consistency.
+/// Per-namespace read consistency, spelled as the `Index` CRD spells it: `eventual` (the
+/// default) is Layer's stable reads, `strong` forwards queries unchanged. `stable` (this file's
+/// earlier spelling of stable reads) is still accepted; `eventualUncut` is Layer's extra mode.
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
 pub enum IndexConsistency {
-    /// Stable reads: eventual upstream reads cut at the watermark while the index is updating.
+    /// Stable reads (`eventual`, alias `stable`): eventual upstream reads, cut at the watermark
+    /// while the index is updating.
     #[default]
+    #[serde(rename = "eventual", alias = "stable")]
     Stable,
     /// Stable reads off: queries are forwarded unchanged (upstream's default is strong).
+    #[serde(rename = "strong")]
     Strong,
-    /// Stable reads off, but queries are sent with eventual consistency and no predicate.
-    Eventual,
+    /// Stable reads off, but queries are sent with eventual consistency and no predicate
+    /// (`eventualUncut`; spelled `eventual` before the file took the CRD's words).
+    #[serde(rename = "eventualUncut")]
+    EventualUncut,
+}
+
+impl IndexConsistency {
+    /// The spelling the file and the CRD use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IndexConsistency::Stable => "eventual",
+            IndexConsistency::Strong => "strong",
+            IndexConsistency::EventualUncut => "eventualUncut",
+        }
+    }
 }
 
 impl std::str::FromStr for IndexConsistency {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
-            "stable" => Ok(IndexConsistency::Stable),
+            "eventual" | "stable" => Ok(IndexConsistency::Stable),
             "strong" => Ok(IndexConsistency::Strong),
-            "eventual" => Ok(IndexConsistency::Eventual),
+            "eventualUncut" => Ok(IndexConsistency::EventualUncut),
             other => Err(format!(
-                "unknown consistency mode {other:?} (stable, strong, eventual)"
+                "unknown consistency mode {other:?} (eventual, strong, eventualUncut; stable = eventual)"
             )),
         }
     }
@@ -119,13 +136,15 @@ mod tests {
         assert_eq!(i.namespace(), "products-v2");
     }
 
-    /// The env parser and the file parser agree on every mode's spelling.
+    /// The env parser and the file parser agree on every mode's spelling; the CRD's words
+    /// with the CRD's meanings (`eventual` = stable reads), `stable` as an alias.
     #[test]
     fn consistency_spellings_match_the_file_format() {
         for (s, want) in [
+            ("eventual", IndexConsistency::Stable),
             ("stable", IndexConsistency::Stable),
             ("strong", IndexConsistency::Strong),
-            ("eventual", IndexConsistency::Eventual),
+            ("eventualUncut", IndexConsistency::EventualUncut),
         ] {
             assert_eq!(s.parse::<IndexConsistency>(), Ok(want));
             assert_eq!(
@@ -133,6 +152,20 @@ mod tests {
                 want
             );
         }
-        assert!("Stable".parse::<IndexConsistency>().is_err());
+        for m in [
+            IndexConsistency::Stable,
+            IndexConsistency::Strong,
+            IndexConsistency::EventualUncut,
+        ] {
+            assert_eq!(m.as_str().parse::<IndexConsistency>(), Ok(m));
+        }
+        assert_eq!(IndexConsistency::default().as_str(), "eventual");
+        for bad in ["Stable", "Eventual", "eventual_uncut", ""] {
+            assert!(bad.parse::<IndexConsistency>().is_err(), "{bad}");
+            assert!(
+                serde_yaml_ng::from_str::<IndexConsistency>(bad).is_err(),
+                "{bad}"
+            );
+        }
     }
 }

@@ -35,7 +35,7 @@
 //!     populateMaxIds: 0           # LAYER_CACHE_POPULATE_MAX_IDS (write-path mirror, opt-in; 0 = off)
 //!     aerospike: {hosts: "a:3000", namespace: layer}  # AEROSPIKE_HOSTS; needs --features aerospike
 //!   consistency:
-//!     defaultMode: stable         # LAYER_DEFAULT_CONSISTENCY: stable | strong | eventual
+//!     defaultMode: eventual       # LAYER_DEFAULT_CONSISTENCY: eventual (stable reads; alias stable) | strong | eventualUncut
 //!     pollIntervalMs: 1000        # CONSISTENCY_POLL_INTERVAL_MS (cold and updating namespaces)
 //!     stablePollIntervalMs: 60000 # CONSISTENCY_STABLE_POLL_INTERVAL_MS (stable namespaces)
 //!     safetyMarginMs: 500         # CONSISTENCY_SAFETY_MARGIN_MS
@@ -103,7 +103,7 @@
 //! indexes:                        # the Index CRD's spec, one entry per namespace
 //!   - name: products
 //!     backend: {namespace: products}   # upstream namespace (default: name)
-//!     consistency: stable         # stable (default) | strong | eventual
+//!     consistency: eventual       # eventual (default: stable reads; alias stable) | strong | eventualUncut
 //!     shards: 1                   # scatter/gather buckets (1 = unsharded; unset = 0, read as 1)
 //!     scan: {threads: 8}          # max concurrent upstream legs per request (cap 32)
 //!     snapshot: {interval: 5m, retention: never}   # the defaults

@@ -317,7 +317,7 @@ fn sample(var: &str) -> Option<&'static str> {
         "LAYER_UPSTREAM_CONNECT_TIMEOUT_MS" => "750",
         "LAYER_UPSTREAM_REQUEST_TIMEOUT_MS" => "9000",
         "LAYER_AUTH_MODE" => "open",
-        "LAYER_DEFAULT_CONSISTENCY" => "eventual",
+        "LAYER_DEFAULT_CONSISTENCY" => "eventualUncut",
         "LAYER_CACHE_TIER" => "disabled",
         "LAYER_CACHE_DIR" => "/mnt/nvme/cache",
         "LAYER_CACHE_MAX_BYTES" => "2147483648",
