@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import json
 import os
 import re
 import statistics
@@ -59,6 +60,12 @@ def main() -> None:
              "--upstream-api-key", KEY, "--data-dir", tempfile.mkdtemp(prefix="bench-dash-")],
         )
         procs.append(gw)
+        # With a VictoriaMetrics from scripts/vm-server (LAYER_METRICS_URL=$LAYER_TEST_VM_URL and
+        # LAYER_TEST_VM_TARGETS), it scrapes this gateway, so the observe tab plots real series.
+        targets = os.environ.get("LAYER_TEST_VM_TARGETS")
+        if targets:
+            with open(os.path.join(targets, "bench-dashboard.json"), "w") as f:
+                json.dump([{"targets": [gw_url.removeprefix("http://")], "labels": {"run": "bench-dashboard"}}], f)
         env = dict(os.environ, LAYER_GATEWAY_API_KEY=KEY, LAYER_DASHBOARD_USER=USER, LAYER_DASHBOARD_PASSWORD=PASSWORD)
         dash, dash_url = start(
             "dashboard",
@@ -98,7 +105,8 @@ def main() -> None:
                 f"{os.cpu_count()}-core machine (debug builds, as the tests run them; other work was running). "
                 f"{N} namespaces seeded through the gateway in {seeded:.1f} s. Server time is the dashboard's own "
                 "`Server-Timing: render;dur` (gateway reads included); wall is the client-side GET; first paint is "
-                "Chromium's first-contentful-paint of a fresh navigation, load its load event end.\n\n"
+                "Chromium's first-contentful-paint of a fresh navigation, load its load event end. "
+                f"VictoriaMetrics behind the metrics proxy: {'yes (scraping the gateway)' if targets else 'no'}.\n\n"
                 "| view | server ms (median) | server ms (max) | wall ms (median) | first paint ms | load ms |\n"
                 "|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n"
             )
