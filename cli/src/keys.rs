@@ -10,17 +10,23 @@ use serde_json::{Value, json};
 use crate::client::{Api, ApiKey, Typed};
 use crate::context::{Ctx, out};
 use crate::error::{CliError, Result};
+use crate::manifest::valid_target;
 use crate::output::{self, Format, opt};
 
 #[derive(Subcommand, Debug)]
 pub enum KeysCmd {
     /// Mint a key; the token is printed once, alone on stdout (metadata on stderr)
     #[command(
-        after_help = "Examples:\n  layer keys mint cohort-reader --owner acme \\\n    --entitle vectorstore.prod-turbopuffer=read --namespaces 'cohort-*' \\\n    --claim warehouse.prod-snowflake='notes:cohort:*:read'\n  layer keys mint ops-admin --entitle layer=admin --expires-after 30d | pbcopy\n\n`-f key.yaml` (an ApiKey manifest) is not built yet."
+        after_help = "Examples:\n  layer keys mint cohort-reader --owner acme \\\n    --entitle vectorstore.prod-turbopuffer=read --namespaces 'cohort-*' \\\n    --claim warehouse.prod-snowflake='notes:cohort:*:read'\n  layer keys mint ops-admin --entitle layer=admin --expires-after 30d | pbcopy\n  layer keys mint -f key.yaml"
     )]
     Mint {
-        /// Key name
-        name: String,
+        /// Key name (with -f, overrides the manifest's metadata.name)
+        #[arg(required_unless_present = "file")]
+        name: Option<String>,
+        /// An ApiKey manifest (the one `kubectl apply` takes); `status` is ignored
+        #[arg(short = 'f', long = "file", value_name = "KEY.yaml",
+              conflicts_with_all = ["owner", "description", "entitle", "namespaces", "claim", "expires_after"])]
+        file: Option<std::path::PathBuf>,
         /// Owner recorded on the key
         #[arg(long)]
         owner: Option<String>,
@@ -37,9 +43,9 @@ pub enum KeysCmd {
         /// TARGET=STRING, repeatable: an opaque claim appended to that target's entitlement
         #[arg(long, value_name = "TARGET=STRING")]
         claim: Vec<String>,
-        /// A duration (e.g. 30d, 12h) or `never`
-        #[arg(long, default_value = "365d", value_name = "DURATION")]
-        expires_after: String,
+        /// A duration (e.g. 30d, 12h) or `never` [default: 365d]
+        #[arg(long, value_name = "DURATION")]
+        expires_after: Option<String>,
     },
     /// List keys (metadata only: never tokens or hashes)
     #[command(after_help = "Examples:\n  layer keys ls\n  layer keys ls --include-revoked -o json")]
@@ -57,13 +63,6 @@ pub enum KeysCmd {
     /// Delete a key's record for good
     #[command(after_help = "Example:\n  layer keys rm cohort-reader")]
     Rm { key: String },
-}
-
-fn valid_target(t: &str) -> bool {
-    t == "layer"
-        || ["vectorstore.", "warehouse."]
-            .iter()
-            .any(|p| t.strip_prefix(p).is_some_and(|rest| !rest.is_empty()))
 }
 
 /// Builds the `entitlements` map from `--entitle`, `--namespaces` and `--claim`.
@@ -213,6 +212,17 @@ pub async fn run(ctx: &Ctx, cmd: KeysCmd) -> Result<()> {
     // Flags are checked before anything is resolved or sent.
     let mint_body = match &cmd {
         KeysCmd::Mint {
+            file: Some(file),
+            name,
+            ..
+        } => {
+            let text = std::fs::read_to_string(file)
+                .map_err(|e| CliError::failure(format!("{}: {e}", file.display())))?;
+            let body = crate::manifest::mint_body(&text, name.as_deref())
+                .map_err(|e| CliError::failure(format!("{}: {e}", file.display())))?;
+            Some(body)
+        }
+        KeysCmd::Mint {
             name,
             owner,
             description,
@@ -220,11 +230,12 @@ pub async fn run(ctx: &Ctx, cmd: KeysCmd) -> Result<()> {
             namespaces,
             claim,
             expires_after,
+            ..
         } => {
             let mut body = json!({
                 "name": name,
                 "entitlements": entitlements(entitle, namespaces.as_deref(), claim)?,
-                "expiresAfter": expires_after,
+                "expiresAfter": expires_after.as_deref().unwrap_or("365d"),
             });
             if let Some(o) = owner {
                 body["owner"] = json!(o);

@@ -8,6 +8,7 @@ mod context;
 mod env_cmd;
 mod error;
 mod keys;
+mod manifest;
 mod output;
 mod reads;
 
@@ -22,7 +23,7 @@ use crate::output::Format;
 macro_rules! not_built {
     () => {
         "Not built yet (later slices): the TUI (bare `layer` / `layer browse`), `layer run -f`, \
-`layer dev`, `keys mint -f key.yaml`, shell completions and the man page. `layer ask` is out of \
+`layer dev`, shell completions and the man page. `layer ask` is out of \
 scope: it needs a docs digest Layer does not ship."
     };
 }
@@ -114,7 +115,7 @@ enum Cmd {
     },
     /// API keys: mint, list, inspect, revoke, delete (needs a `layer` admin key)
     #[command(
-        after_help = "Examples:\n  layer keys mint cohort-reader --owner acme --entitle vectorstore.prod-turbopuffer=read \\\n    --namespaces 'cohort-*' --claim warehouse.prod-snowflake='notes:cohort:*:read'\n  layer keys ls\n  layer keys get cohort-reader\n  layer keys revoke cohort-reader\n  layer keys rm cohort-reader\n\n`keys mint -f key.yaml` is not built yet."
+        after_help = "Examples:\n  layer keys mint cohort-reader --owner acme --entitle vectorstore.prod-turbopuffer=read \\\n    --namespaces 'cohort-*' --claim warehouse.prod-snowflake='notes:cohort:*:read'\n  layer keys ls\n  layer keys get cohort-reader\n  layer keys revoke cohort-reader\n  layer keys rm cohort-reader\n  layer keys mint -f key.yaml"
     )]
     Keys {
         #[command(subcommand)]

@@ -1,8 +1,8 @@
 //! The built `layer` binary against a real gateway + emulator (and the test PostgreSQL for the
 //! key routes), with a temporary HOME: environments and their file modes, masked keys, index
 //! list/get on a namespace written through the gateway, pipelines and UDFs with their status
-//! fan-out, keys mint → ls → get → revoke → rm (the token alone on stdout), the resolution order
-//! seen from outside, and the exit codes (0 ok, 1 failure, 2 usage).
+//! fan-out, keys mint → ls → get → revoke → rm (the token alone on stdout) and `mint -f key.yaml`,
+//! the resolution order seen from outside, and the exit codes (0 ok, 1 failure, 2 usage).
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -403,6 +403,57 @@ fn keys_pipelines_and_udfs() {
     layer(&h, &["keys", "rm", "cli-reader"], &vars).ok();
     let r = layer(&h, &["keys", "get", &id], &vars);
     assert_eq!(r.code, 1, "{}", r.stdout);
+
+    // mint -f: the ApiKey manifest kubectl applies; a bad one names the field, nothing minted.
+    let manifest = h.join("key.yaml");
+    std::fs::write(
+        &manifest,
+        "apiVersion: hevlayer.com/v1alpha1\nkind: ApiKey\nmetadata:\n  name: cli-from-file\nspec:\n  owner: ops\n  entitlements:\n    layer:\n      scopes: [admin]\n  expiresAfter: never\nstatus:\n  phase: Active\n",
+    )
+    .unwrap();
+    let m = layer(
+        &h,
+        &["keys", "mint", "-f", manifest.to_str().unwrap()],
+        &vars,
+    )
+    .ok();
+    assert!(
+        m.stdout.trim_end().starts_with("hvl_") && m.stdout.lines().count() == 1,
+        "{}",
+        m.stdout
+    );
+    let got = layer(&h, &["keys", "get", "cli-from-file", "-o", "json"], &vars)
+        .ok()
+        .json();
+    assert_eq!(got["owner"], "ops");
+    assert_eq!(got["entitlements"]["layer"]["scopes"], json!(["admin"]));
+    std::fs::write(&manifest, "kind: ApiKey\nmetadata: {name: cli-bad}\nspec: {entitlements: {layer: {scopes: [root]}}}\n").unwrap();
+    let r = layer(
+        &h,
+        &["keys", "mint", "-f", manifest.to_str().unwrap()],
+        &vars,
+    );
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("spec.entitlements.layer.scopes[0]"),
+        "{}",
+        r.stderr
+    );
+    let r = layer(
+        &h,
+        &[
+            "keys",
+            "mint",
+            "-f",
+            manifest.to_str().unwrap(),
+            "--entitle",
+            "layer=read",
+        ],
+        &vars,
+    );
+    assert_eq!(r.code, 2, "-f with flags is a usage error: {}", r.stderr);
+    let names = layer(&h, &["keys", "ls", "-o", "names"], &vars).ok();
+    assert!(!names.stdout.contains("cli-bad"), "{}", names.stdout);
 
     // Pipelines: one registered, no worker yet.
     let r = stack.gw(
