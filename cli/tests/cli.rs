@@ -510,4 +510,38 @@ fn keys_pipelines_and_udfs() {
         "{}",
         get.stdout
     );
+    // --watch on a UDF whose filter matches no row: the queue is empty, so it prints one status
+    // line and returns 0.
+    let r = stack.gw(
+        http::Method::POST,
+        "/v2/udfs",
+        json!({"id": "cli-udf-empty", "spec": {"worker": {}, "target_namespaces": ["cli-one"], "inputs": ["id"], "filter": ["id", "Eq", "no-such-row"]}}).to_string(),
+    );
+    assert!(r.status.is_success(), "{}", r.text());
+    let w = layer(
+        &h,
+        &[
+            "udf",
+            "get",
+            "cli-udf-empty",
+            "--watch",
+            "--interval",
+            "0.2",
+        ],
+        &vars,
+    )
+    .ok();
+    assert_eq!(w.stdout.lines().count(), 1, "{}", w.stdout);
+    assert!(
+        w.stdout
+            .starts_with("pending=0 processing=0 failed=0 sweeps="),
+        "{}",
+        w.stdout
+    );
+    let r = layer(
+        &h,
+        &["udf", "get", "cli-udf-empty", "--watch", "--interval", "0"],
+        &vars,
+    );
+    assert_eq!(r.code, 2, "{}", r.stderr);
 }
