@@ -1,0 +1,179 @@
+//! `layer`: operate Layer from a terminal. Named environments in `~/.hevlayer/config.toml`;
+//! index, pipeline and UDF state and API keys through the gateway API. Exit codes: 0 ok,
+//! 1 failure, 2 usage.
+
+mod client;
+mod config;
+mod context;
+mod env_cmd;
+mod error;
+mod keys;
+mod manifest;
+mod output;
+mod reads;
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::context::Ctx;
+use crate::output::Format;
+
+macro_rules! not_built {
+    () => {
+        "Not built yet (later slices): the TUI (bare `layer` / `layer browse`), `layer run -f`, \
+`layer dev`, shell completions and the man page. `layer ask` is out of \
+scope: it needs a docs digest Layer does not ship."
+    };
+}
+
+const NOT_BUILT: &str = not_built!();
+
+const ROOT_AFTER: &str = concat!(
+    "Settings resolve in this order: flags (--base-url, --api-key, --context, --kube-namespace); \
+LAYER_BASE_URL / LAYER_API_KEY (or HEVLAYER_BASE_URL / HEVLAYER_API_KEY); the environment named \
+by --env or LAYER_ENV; the active environment in ~/.hevlayer/config.toml; the built-in base URL.
+
+Examples:
+  layer env add local --base-url http://localhost:8080 --api-key \"$KEY\"
+  layer env use local
+  layer index list -o names
+  layer keys mint reader --entitle layer=read | pbcopy
+
+",
+    not_built!()
+);
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "layer",
+    version,
+    about = "Operate Layer from the terminal: environments, indexes, pipelines, UDFs, API keys",
+    after_help = ROOT_AFTER
+)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+}
+
+#[derive(Args, Debug)]
+struct Global {
+    /// Gateway base URL [env: LAYER_BASE_URL, HEVLAYER_BASE_URL] [default: https://aws-us-east-1.hevlayer.com]
+    #[arg(long, global = true, value_name = "URL")]
+    base_url: Option<String>,
+    /// API key sent as the bearer [env: LAYER_API_KEY, HEVLAYER_API_KEY]
+    #[arg(long, global = true, value_name = "KEY")]
+    api_key: Option<String>,
+    /// Use this config environment for one invocation [env: LAYER_ENV]
+    #[arg(long = "env", global = true, value_name = "NAME")]
+    env: Option<String>,
+    /// Kubeconfig context (used by `run`, not built yet; stored by `env add`)
+    #[arg(long, global = true, value_name = "CONTEXT")]
+    context: Option<String>,
+    /// Kubernetes namespace (used by `run`, not built yet; stored by `env add`)
+    #[arg(long, global = true, value_name = "NAMESPACE")]
+    kube_namespace: Option<String>,
+    /// Output format of reads
+    #[arg(short = 'o', long, global = true, value_enum, default_value_t = Format::Table)]
+    output: Format,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Named environments in ~/.hevlayer/config.toml
+    #[command(
+        after_help = "Examples:\n  layer env add partner --base-url https://aws-us-east-1.hevlayer.com \\\n    --api-key \"$LAYER_API_KEY\" --kube-context partner-cluster --kube-namespace hevlayer\n  layer env use partner\n  layer env ls\n  layer env show partner -o json\n  layer env rm partner"
+    )]
+    Env {
+        #[command(subcommand)]
+        cmd: env_cmd::EnvCmd,
+    },
+    /// Indexes (namespaces): list, inspect, delete
+    #[command(
+        after_help = "Examples:\n  layer index list\n  layer index get shop-products\n  layer index get shop-products -o json\n  layer index delete old-index --yes"
+    )]
+    Index {
+        #[command(subcommand)]
+        cmd: reads::IndexCmd,
+    },
+    /// Pipelines and their queue depth
+    #[command(after_help = "Examples:\n  layer pipeline list\n  layer pipeline get product-images")]
+    Pipeline {
+        #[command(subcommand)]
+        cmd: reads::PipelineCmd,
+    },
+    /// UDFs (Functions) and their queues
+    #[command(
+        after_help = "Examples:\n  layer udf list\n  layer udf get product-tags --watch\n\n`layer run -f function.yaml` (apply, register, discover, wait) is not built yet."
+    )]
+    Udf {
+        #[command(subcommand)]
+        cmd: reads::UdfCmd,
+    },
+    /// API keys: mint, list, inspect, revoke, delete (needs a `layer` admin key)
+    #[command(
+        after_help = "Examples:\n  layer keys mint cohort-reader --owner acme --entitle vectorstore.prod-turbopuffer=read \\\n    --namespaces 'cohort-*' --claim warehouse.prod-snowflake='notes:cohort:*:read'\n  layer keys ls\n  layer keys get cohort-reader\n  layer keys revoke cohort-reader\n  layer keys rm cohort-reader\n  layer keys mint -f key.yaml"
+    )]
+    Keys {
+        #[command(subcommand)]
+        cmd: keys::KeysCmd,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(e.exit_code().clamp(0, 255) as u8);
+        }
+    };
+    let Some(cmd) = cli.cmd else {
+        // Bare `layer`: the TUI on a TTY is not built yet; usage, exit 2 either way.
+        let mut c = <Cli as clap::CommandFactory>::command();
+        let _ = c.print_help();
+        if std::io::stdout().is_terminal() {
+            eprintln!("\n{NOT_BUILT}");
+        }
+        return ExitCode::from(2);
+    };
+    let ctx = Ctx {
+        format: cli.global.output,
+        flags: config::Flags {
+            base_url: cli.global.base_url,
+            api_key: cli.global.api_key,
+            env: cli.global.env,
+            context: cli.global.context,
+            kube_namespace: cli.global.kube_namespace,
+        },
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = rt.block_on(async {
+        match cmd {
+            Cmd::Env { cmd } => env_cmd::run(&ctx, cmd),
+            Cmd::Index { cmd } => reads::index(&ctx, cmd).await,
+            Cmd::Pipeline { cmd } => reads::pipeline(&ctx, cmd).await,
+            Cmd::Udf { cmd } => reads::udf(&ctx, cmd).await,
+            Cmd::Keys { cmd } => keys::run(&ctx, cmd).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", e.message);
+            ExitCode::from(e.code)
+        }
+    }
+}
