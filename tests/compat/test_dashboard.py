@@ -186,7 +186,13 @@ def test_views_render_live_data_and_pause_resume_round_trips(dashboard, browser,
         browser.find_element(By.ID, f"{verb}-{udf}").click()
         assert browser.find_element(By.TAG_NAME, "h1").text.startswith("Confirm")
         browser.find_element(By.ID, "confirm").click()
-        assert browser.current_url.rstrip("/").endswith("/udfs")
+        # The click starts the POST and its 303 to /udfs; wait for that navigation to finish.
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        try:
+            WebDriverWait(browser, 15).until(lambda d: d.current_url.rstrip("/").endswith("/udfs"))
+        except Exception:
+            pytest.fail(f"{verb} did not return to /udfs: {browser.current_url} {browser.find_element(By.TAG_NAME, 'main').text}")
 
         async def state():
             async with AsyncHevlayer(api_key=API_KEY, base_url=pipelines.api_url) as c:
