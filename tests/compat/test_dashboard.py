@@ -20,6 +20,9 @@ import base64
 import json
 import os
 import subprocess
+import time
+import uuid
+from urllib.parse import urlparse
 
 import httpx
 import pytest
@@ -207,27 +210,45 @@ def test_views_render_live_data_and_pause_resume_round_trips(dashboard, browser,
 def test_observe_plots_points_from_the_metrics_proxy(dashboard, browser, layer):
     from selenium.webdriver.common.by import By
 
-    if not os.environ.get("LAYER_TEST_VM_URL"):
+    vm, targets = os.environ.get("LAYER_TEST_VM_URL"), os.environ.get("LAYER_TEST_VM_TARGETS")
+    if not vm or not targets:
         if os.environ.get("CI") == "true":
             pytest.fail("LAYER_TEST_VM_URL is unset under CI: scripts/test starts VictoriaMetrics")
         pytest.skip("no VictoriaMetrics (LAYER_TEST_VM_URL unset)")
-    # Traffic for the request families, then a chart with points (VictoriaMetrics scrapes the
-    # gateway every few seconds: wait for the first samples).
-    ns = fresh("dash-observe")
-    httpx.post(
-        f"{layer.api_url}/v2/namespaces/{ns}",
-        headers={"Authorization": f"Bearer {API_KEY}"},
-        json={"upsert_rows": [{"id": 1, "a": 1}]},
-    ).raise_for_status()
-    import time
-
-    deadline = time.monotonic() + 60
-    while True:
-        browser.get(dashboard.url + "/observe")
-        points = [p for p in browser.find_elements(By.CSS_SELECTOR, "polyline.series") if p.get_attribute("points")]
-        if points:
-            break
-        assert time.monotonic() < deadline, "no chart ever had points"
-        time.sleep(2)
-    browser.save_screenshot(os.path.join(shots_dir(), "observe-points.png"))
-    assert len(points[0].get_attribute("points").split()) >= 1
+    # VictoriaMetrics scrapes this session's gateway (a target labelled with this run), so the
+    # points plotted come from the gateway the test drives, not from earlier suites' gateways.
+    run = f"dash{uuid.uuid4().hex[:10]}"
+    target = os.path.join(targets, f"{run}.json")
+    with open(target + ".tmp", "w") as f:
+        json.dump([{"targets": [urlparse(layer.api_url).netloc], "labels": {"run": run}}], f)
+    os.rename(target + ".tmp", target)
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    try:
+        ns = fresh("dash-observe")
+        httpx.post(
+            f"{layer.api_url}/v2/namespaces/{ns}", headers=headers, json={"upsert_rows": [{"id": 1, "a": 1}]}
+        ).raise_for_status()
+        deadline = time.monotonic() + 60
+        while True:
+            # The gateway's own request counter, from this run's scrapes, through the gateway.
+            r = httpx.get(
+                f"{layer.api_url}/v2/metrics/api/v1/query",
+                headers=headers,
+                params={"query": f'sum(layer_requests_total{{run="{run}"}})'},
+            )
+            if r.status_code == 200 and r.json()["data"]["result"]:
+                break
+            assert time.monotonic() < deadline, f"VictoriaMetrics never scraped the gateway: {r.text}"
+            time.sleep(1)
+        # Rates need two samples in their window: poll the tab until its charts have points.
+        while True:
+            browser.get(dashboard.url + "/observe?family=query")
+            points = [p for p in browser.find_elements(By.CSS_SELECTOR, "polyline.series") if p.get_attribute("points")]
+            if points:
+                break
+            assert time.monotonic() < deadline, "the observe tab never plotted a point"
+            time.sleep(2)
+        browser.save_screenshot(os.path.join(shots_dir(), "observe-points.png"))
+        assert len(points[0].get_attribute("points").split()) >= 1
+    finally:
+        os.remove(target)
