@@ -329,19 +329,6 @@ impl Cost {
     }
 }
 
-/// `s` percent-encoded for a query string.
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
 /// Every namespace of one store with its `approx_logical_bytes` and `approx_row_count`.
 async fn read_sizes(
     up: &crate::core::upstream::Upstream,
@@ -351,7 +338,10 @@ async fn read_sizes(
     let mut cursor: Option<String> = None;
     loop {
         let path = match &cursor {
-            Some(c) => format!("/v1/namespaces?page_size=1000&cursor={}", encode(c)),
+            Some(c) => format!(
+                "/v1/namespaces?page_size=1000&cursor={}",
+                crate::core::params::encode_query_component(c)
+            ),
             None => "/v1/namespaces?page_size=1000".to_string(),
         };
         let r = up
