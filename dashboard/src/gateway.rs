@@ -118,17 +118,28 @@ fn ok((status, bytes): (StatusCode, Bytes)) -> Result<Value, GatewayError> {
     value.map_err(|e| GatewayError::Json(e.to_string()))
 }
 
-/// Percent-encodes a query-string value.
+/// Everything but RFC 3986's unreserved characters is escaped.
+const ESCAPED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// Percent-encodes a query-string value or a path segment.
 pub fn encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    percent_encoding::utf8_percent_encode(s, ESCAPED).to_string()
+}
+
+/// Decodes a percent-encoded path segment (invalid escapes are kept as they are).
+pub fn decode_segment(s: &str) -> String {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+/// Decodes a query-string value (`+` is a space).
+pub fn decode_query(s: &str) -> String {
+    decode_segment(&s.replace('+', " "))
 }
 
 #[cfg(test)]
@@ -139,5 +150,9 @@ mod tests {
             super::encode("sum(rate(x{a=\"b\"}[5m]))"),
             "sum%28rate%28x%7Ba%3D%22b%22%7D%5B5m%5D%29%29"
         );
+        assert_eq!(super::decode_query("query%20path+x"), "query path x");
+        assert_eq!(super::decode_query("bad%zz"), "bad%zz");
+        assert_eq!(super::decode_query("end%4"), "end%4");
+        assert_eq!(super::decode_segment("a%2Fb+c"), "a/b+c");
     }
 }

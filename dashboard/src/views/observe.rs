@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use super::{Ctx, failed, plot};
-use crate::gateway::encode;
+use crate::gateway::{decode_query, encode};
 use crate::html::{banner, esc};
 
 pub async fn render(ctx: &Ctx, query: &str) -> String {
@@ -26,7 +26,7 @@ pub async fn render(ctx: &Ctx, query: &str) -> String {
     let wanted = query
         .split('&')
         .find_map(|kv| kv.strip_prefix("family="))
-        .map(decode);
+        .map(decode_query);
     let chosen = wanted
         .filter(|f| families.contains_key(f))
         .or_else(|| families.keys().next().cloned())
@@ -58,39 +58,4 @@ pub async fn render(ctx: &Ctx, query: &str) -> String {
         out += &plot(ctx, expr, expr).await;
     }
     out
-}
-
-/// Decodes a percent-encoded query value (`+` is a space).
-fn decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => match s
-                .get(i + 1..i + 3)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-            {
-                Some(b) => {
-                    out.push(b);
-                    i += 2;
-                }
-                None => out.push(b'%'),
-            },
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn decodes_query_values() {
-        assert_eq!(super::decode("query%20path+x"), "query path x");
-        assert_eq!(super::decode("bad%zz"), "bad%zz");
-        assert_eq!(super::decode("end%4"), "end%4");
-    }
 }
