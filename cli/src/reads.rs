@@ -304,37 +304,45 @@ async fn fan_out(api: &Api, ids: Vec<String>, udf: bool) -> Vec<Option<Typed<Que
     out
 }
 
+/// One id per line (`-o names`).
+fn names(ids: &[String]) -> String {
+    ids.iter().map(|id| format!("{id}\n")).collect()
+}
+
+/// The raw listing with each entry of `key` given its raw status (`null` when unreadable):
+/// `-o json` of a list that fans out to the status route.
+fn with_statuses(raw: &Value, key: &str, statuses: &[Option<Typed<QueueStatus>>]) -> Value {
+    let mut raw = raw.clone();
+    if let Some(a) = raw.get_mut(key).and_then(Value::as_array_mut) {
+        for (entry, s) in a.iter_mut().zip(statuses) {
+            if let Some(o) = entry.as_object_mut() {
+                o.insert(
+                    "status".into(),
+                    s.as_ref().map_or(Value::Null, |s| s.raw.clone()),
+                );
+            }
+        }
+    }
+    raw
+}
+
 /// Runs a `pipeline` subcommand.
 pub async fn pipeline(ctx: &Ctx, cmd: PipelineCmd) -> Result<()> {
     let api = ctx.api()?;
     let list = api.list_pipelines().await?;
     match cmd {
         PipelineCmd::List => {
+            let ids: Vec<String> = list.value.pipelines.iter().map(|p| p.id.clone()).collect();
             if ctx.format == Format::Names {
-                return out(&list
-                    .value
-                    .pipelines
-                    .iter()
-                    .map(|p| format!("{}\n", p.id))
-                    .collect::<String>());
+                return out(&names(&ids));
             }
-            let ids = list.value.pipelines.iter().map(|p| p.id.clone()).collect();
             let statuses = fan_out(&api, ids, false).await;
             match ctx.format {
-                Format::Json => {
-                    let mut raw = list.raw.clone();
-                    if let Some(a) = raw.get_mut("pipelines").and_then(Value::as_array_mut) {
-                        for (p, s) in a.iter_mut().zip(&statuses) {
-                            if let Some(o) = p.as_object_mut() {
-                                o.insert(
-                                    "status".into(),
-                                    s.as_ref().map_or(Value::Null, |s| s.raw.clone()),
-                                );
-                            }
-                        }
-                    }
-                    out(&output::json(&raw))
-                }
+                Format::Json => out(&output::json(&with_statuses(
+                    &list.raw,
+                    "pipelines",
+                    &statuses,
+                ))),
                 _ => {
                     let rows: Vec<Vec<String>> = list
                         .value
@@ -410,31 +418,13 @@ pub async fn udf(ctx: &Ctx, cmd: UdfCmd) -> Result<()> {
     match cmd {
         UdfCmd::List => {
             let list = api.list_udfs().await?;
+            let ids: Vec<String> = list.value.udfs.iter().map(|u| u.id.clone()).collect();
             if ctx.format == Format::Names {
-                return out(&list
-                    .value
-                    .udfs
-                    .iter()
-                    .map(|u| format!("{}\n", u.id))
-                    .collect::<String>());
+                return out(&names(&ids));
             }
-            let ids = list.value.udfs.iter().map(|u| u.id.clone()).collect();
             let statuses = fan_out(&api, ids, true).await;
             match ctx.format {
-                Format::Json => {
-                    let mut raw = list.raw.clone();
-                    if let Some(a) = raw.get_mut("udfs").and_then(Value::as_array_mut) {
-                        for (u, s) in a.iter_mut().zip(&statuses) {
-                            if let Some(o) = u.as_object_mut() {
-                                o.insert(
-                                    "status".into(),
-                                    s.as_ref().map_or(Value::Null, |s| s.raw.clone()),
-                                );
-                            }
-                        }
-                    }
-                    out(&output::json(&raw))
-                }
+                Format::Json => out(&output::json(&with_statuses(&list.raw, "udfs", &statuses))),
                 _ => {
                     let rows: Vec<Vec<String>> = list
                         .value
