@@ -238,11 +238,14 @@ pub(super) async fn serve(
         } else {
             q.merge.clone()
         };
+        // Built field by field: `..q.clone()` would copy the caller's body only to drop it.
         let leg = UpstreamQuery {
             body,
+            shape: q.shape,
             merge,
+            echo: q.echo.clone(),
+            threads: q.threads,
             cursor: None,
-            ..q.clone()
         };
         execute(ctx, ns, path_and_query, headers, &leg, cut, forced).await
     };

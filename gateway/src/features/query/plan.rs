@@ -140,14 +140,12 @@ pub async fn serve(
         plan = pending.resolve(&centroids)?;
     }
     // A native Turbopuffer body (no Layer key) keeps upstream's semantics and bytes: it does not
-    // page (a Layer key, even `"cursor": null`, asks for pages).
+    // page (a Layer key, even `"cursor": null`, asks for pages). One compare of the bodies.
     let native = matches!(&plan, QueryPlan::Upstream(q) if q.body == body.as_ref());
     let q = match plan {
         // The planner returns a native body byte for byte: keep upstream's response shape then
         // (no `rows` added to aggregation answers, which Turbopuffer clients expect).
-        QueryPlan::Upstream(q)
-            if q.body == body.as_ref() && q.echo.hybrid.is_none() && q.echo.routing.is_none() =>
-        {
+        QueryPlan::Upstream(q) if native && q.echo.hybrid.is_none() && q.echo.routing.is_none() => {
             let shape = match q.shape {
                 UpstreamShape::Single => UpstreamShape::MultiQuery,
                 other => other,
