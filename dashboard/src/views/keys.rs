@@ -23,24 +23,8 @@ pub async fn render(ctx: &Ctx) -> String {
             keys.iter()
                 .map(|k| {
                     let layer = &k["entitlements"]["layer"];
-                    let scopes = layer["scopes"]
-                        .as_array()
-                        .map(|s| {
-                            s.iter()
-                                .filter_map(Value::as_str)
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        })
-                        .unwrap_or_default();
-                    let namespaces = layer["namespaces"]
-                        .as_array()
-                        .map(|s| {
-                            s.iter()
-                                .filter_map(Value::as_str)
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        })
-                        .unwrap_or_else(|| "all".into());
+                    let scopes = joined(&layer["scopes"]).unwrap_or_default();
+                    let namespaces = joined(&layer["namespaces"]).unwrap_or_else(|| "all".into());
                     vec![
                         text(&k["name"]),
                         text(&k["keyId"]),
@@ -68,4 +52,14 @@ pub async fn render(ctx: &Ctx) -> String {
         ],
         &rows,
     )
+}
+
+/// The strings of a JSON array, comma-joined; `None` when it is not an array.
+fn joined(v: &Value) -> Option<String> {
+    v.as_array().map(|a| {
+        a.iter()
+            .filter_map(Value::as_str)
+            .collect::<Vec<_>>()
+            .join(", ")
+    })
 }
