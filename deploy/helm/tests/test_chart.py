@@ -43,6 +43,8 @@ CUSTOM_KINDS = {
     ("hevlayer.com/v1alpha1", "InfraRules"),
     ("keda.sh/v1alpha1", "ScaledObject"),
     ("monitoring.coreos.com/v1", "ServiceMonitor"),
+    ("karpenter.sh/v1", "NodePool"),
+    ("karpenter.k8s.aws/v1", "EC2NodeClass"),
 }
 
 # The values the chart requires (install.md's "required" column); everything else is default.
@@ -126,6 +128,14 @@ VALUE_SETS = {
     "operator-namespaced": merge(
         REQUIRED,
         {"operator": {"enabled": True, "image": "ecr/layer-operator:0.1.0", "watchNamespace": "team-a"}},
+    ),
+    # Karpenter capacity as Terraform's helm values turn it on, plus the dedicated NVMe pool.
+    "karpenter-on": merge(
+        REQUIRED,
+        {
+            "workerKarpenter": {"enabled": True, "clusterName": "layer", "instanceProfile": "layer-karpenter-node"},
+            "documentCache": {"nodeRole": "document-cache", "karpenter": {"enabled": True}},
+        },
     ),
     "everything-on": merge(
         merge(REQUIRED, KEYS_MODE),
@@ -308,7 +318,7 @@ def test_blank_basic_auth_fails_to_render(auth):
         ({"gateway": {"cache": {"tier": "aerospike"}}, "documentCache": {"enabled": False}}, "needs documentCache.enabled"),
         ({"operator": {"enabled": True}}, "operator.image is required"),
         ({"search": {"enabled": True}}, "search.enabled: this chart does not render it"),
-        ({"workerKarpenter": {"enabled": True}}, "workerKarpenter.enabled"),
+        ({"workerKarpenter": {"enabled": True}}, "workerKarpenter.clusterName is required"),
         (
             {"vectorStore": {"inboundAuth": {"mode": "keys", "keys": [{"name": "w", "scopes": ["read"]}]}}},
             "needs apiKey, or secretRef.name",
@@ -717,3 +727,70 @@ def test_secrets_stay_out_of_configmaps_and_pod_specs(rendered):
     assert layer_yaml(docs)["gateway"]["license"] == {"file": "/etc/layer/license/license"}
     mounts = {m["name"]: m for m in container(one(docs, "Deployment", "layer-gateway"), "gateway")["volumeMounts"]}
     assert mounts["license"]["mountPath"] == "/etc/layer/license"
+
+
+def tolerates(tolerations, taint) -> bool:
+    for t in tolerations:
+        if t.get("key") != taint["key"] or t.get("effect", taint["effect"]) != taint["effect"]:
+            continue
+        if t.get("operator", "Equal") == "Exists" or t.get("value") == taint.get("value"):
+            return True
+    return False
+
+
+def test_karpenter_pools_are_off_by_default(rendered):
+    for name in VALUE_SETS:
+        if name != "karpenter-on":
+            assert not find(rendered[name], "NodePool") and not find(rendered[name], "EC2NodeClass"), name
+
+
+def test_karpenter_pools_match_the_stock_compute_pools(rendered):
+    """Every stock InfraRules pool lands on a rendered NodePool: its nodeSelector is a subset of the
+    pool's node labels and its tolerations cover every taint of that pool."""
+    docs = rendered["karpenter-on"]
+    pools = {p["metadata"]["name"]: p for p in find(docs, "NodePool")}
+    classes = {c["metadata"]["name"]: c for c in find(docs, "EC2NodeClass")}
+    assert set(pools) == {"worker-cpu", "worker-gpu", "layer-document-cache"}
+    for p in pools.values():
+        ref = p["spec"]["template"]["spec"]["nodeClassRef"]
+        assert ref["kind"] == "EC2NodeClass" and ref["group"] == "karpenter.k8s.aws" and ref["name"] in classes
+    for c in classes.values():
+        assert c["spec"]["instanceProfile"] == "layer-karpenter-node"
+        assert c["spec"]["subnetSelectorTerms"] == [{"tags": {"karpenter.sh/discovery": "layer"}}]
+        assert c["spec"]["securityGroupSelectorTerms"] == [{"tags": {"karpenter.sh/discovery": "layer"}}]
+        assert c["spec"]["amiSelectorTerms"][0]["ssmParameter"].startswith("/aws/service/eks/optimized-ami/")
+    infra = one(docs, "InfraRules", "default")
+    for cp in infra["spec"]["computePools"]:
+        matches = [
+            p
+            for p in pools.values()
+            if cp["nodeSelector"].items() <= p["spec"]["template"]["metadata"]["labels"].items()
+        ]
+        assert len(matches) == 1, cp["name"]
+        taints = matches[0]["spec"]["template"]["spec"].get("taints", [])
+        assert taints, matches[0]["metadata"]["name"]
+        for taint in taints:
+            assert tolerates(cp["tolerations"], taint), (cp["name"], taint)
+    gpu = pools["worker-gpu"]["spec"]["template"]["spec"]
+    assert {"key": "nvidia.com/gpu", "effect": "NoSchedule"} in gpu["taints"]
+    assert gpu["requirements"][0] == {"key": "node.kubernetes.io/instance-type", "operator": "In", "values": ["g5.xlarge"]}
+    assert classes["worker-gpu"]["spec"]["amiSelectorTerms"][0]["ssmParameter"].endswith("/nvidia/recommended/image_id")
+    # The document cache's NVMe pool: instance store as RAID0, labelled with documentCache.nodeRole,
+    # which is what the document cache StatefulSet selects.
+    assert classes["layer-document-cache"]["spec"]["instanceStorePolicy"] == "RAID0"
+    labels = pools["layer-document-cache"]["spec"]["template"]["metadata"]["labels"]
+    sts = one(docs, "StatefulSet", "layer-document-cache")
+    assert sts["spec"]["template"]["spec"]["nodeSelector"].items() <= labels.items()
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"workerKarpenter": {"enabled": True, "instanceProfile": "p"}}, "workerKarpenter.clusterName is required"),
+        ({"workerKarpenter": {"enabled": True, "clusterName": "c"}}, "workerKarpenter.instanceProfile is required"),
+        ({"documentCache": {"karpenter": {"enabled": True}}}, "documentCache.karpenter.clusterName"),
+    ],
+)
+def test_karpenter_needs_its_cluster_and_instance_profile(values, message):
+    with pytest.raises(Exception, match=re.escape(message)):
+        render_raw(merge(REQUIRED, values))

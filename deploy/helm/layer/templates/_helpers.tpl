@@ -139,7 +139,7 @@ rendering objects that crash-loop.
 {{- if not (has $v.gateway.cache.tier (list "nvme" "aerospike" "disabled")) -}}{{ fail "gateway.cache.tier must be nvme, aerospike or disabled" }}{{- end -}}
 {{- if and (eq $v.gateway.cache.tier "aerospike") (not $v.documentCache.enabled) -}}{{ fail "gateway.cache.tier=aerospike needs documentCache.enabled=true" }}{{- end -}}
 {{- if and $v.metrics.enabled (not $v.metrics.embedded) (not $v.metrics.externalEndpoint) -}}{{ fail "metrics.embedded=false needs metrics.externalEndpoint" }}{{- end -}}
-{{- range $name := list "gateway.lattice" "gateway.localClip" "search" "workerKarpenter" "documentCache.karpenter" -}}
+{{- range $name := list "gateway.lattice" "gateway.localClip" "search" -}}
   {{- $node := $v -}}{{- range splitList "." $name -}}{{- $node = index $node . -}}{{- end -}}
   {{- if $node.enabled -}}{{ fail (printf "%s.enabled: this chart does not render it (Layer has no such component yet); leave it false" $name) }}{{- end -}}
 {{- end -}}
