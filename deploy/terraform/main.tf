@@ -32,19 +32,5 @@ locals {
   oidc_issuer_host  = trimprefix(local.oidc_issuer, "https://")
   oidc_provider_arn = var.create_cluster ? try(aws_iam_openid_connect_provider.eks[0].arn, "") : "arn:${local.partition}:iam::${local.account_id}:oidc-provider/${local.oidc_issuer_host}"
 
-  # The chart's fullname (templates/_helpers.tpl "layer.fullname"): the release name when it
-  # contains the chart name, else <release>-layer; the VictoriaMetrics backup runs as <fullname>-metrics
-  # with the gateway's role.
-  chart_fullname          = trimsuffix(substr(strcontains(var.helm_release_name, "layer") ? var.helm_release_name : "${var.helm_release_name}-layer", 0, 50), "-")
-  metrics_service_account = "${local.chart_fullname}-metrics"
-
-  # system:serviceaccount:<namespace>:<name> of each role's pods.
-  gateway_subjects = [
-    "system:serviceaccount:${var.kubernetes_namespace}:${var.gateway_service_account}",
-    "system:serviceaccount:${var.kubernetes_namespace}:${local.metrics_service_account}",
-  ]
-  operator_subjects  = ["system:serviceaccount:${var.kubernetes_namespace}:${var.operator_service_account}"]
-  dashboard_subjects = ["system:serviceaccount:${var.kubernetes_namespace}:${var.dashboard_service_account}"]
-
   node_role_label = "layer.hev.dev/node-role"
 }

@@ -169,7 +169,7 @@ variable "system_node_role" {
 }
 
 variable "system_node_taint" {
-  description = "Taint the system nodes layer.hev.dev/node-role=<system_node_role>:NoSchedule (the helm values then carry the matching gateway.tolerations). Off by default: cluster add-ons and the chart's bundled PostgreSQL and VictoriaMetrics share the node and do not tolerate it."
+  description = "Taint the system nodes layer.hev.dev/node-role=<system_node_role>:NoSchedule (the helm values then carry the matching gateway.tolerations). Off by default: cluster add-ons, the document cache and the chart's bundled PostgreSQL and VictoriaMetrics share the node and the chart gives only the gateway tolerations."
   type        = bool
   default     = false
 }
