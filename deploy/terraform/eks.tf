@@ -27,14 +27,7 @@ resource "aws_security_group" "cluster" {
   description = "Extra rules of the ${var.name} EKS control plane"
   vpc_id      = aws_vpc.this[0].id
   tags        = merge({ Name = "${var.name}-eks-cluster" }, local.discovery_tags)
-
-  egress {
-    description = "Control plane to the nodes and AWS APIs"
-    from_port   = 0
-    to_port     = 0
-    protocol    = "-1"
-    cidr_blocks = ["0.0.0.0/0"]
-  }
+  # No rules: the control plane talks to the nodes through the cluster security group EKS manages.
 }
 
 resource "aws_cloudwatch_log_group" "cluster" {
@@ -134,7 +127,7 @@ resource "aws_launch_template" "system" {
   metadata_options {
     http_endpoint               = "enabled"
     http_tokens                 = "required"
-    http_put_response_hop_limit = 2
+    http_put_response_hop_limit = 1 # pods use IRSA, never the node's instance role
   }
 
   # AL2023's nodeadm builds a RAID0 of the instance-store NVMe drives and mounts it at

@@ -9,6 +9,19 @@ resource "aws_kms_key" "data" {
   description             = "${var.name}: the snapshot/history bucket and the cluster's Secrets"
   enable_key_rotation     = true
   deletion_window_in_days = 30
+
+  # The account administers the key (the default key policy, written out); the bucket, ECR, EKS and
+  # EFS use it through their callers' IAM permissions.
+  policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [{
+      Sid       = "AccountAdministers"
+      Effect    = "Allow"
+      Principal = { AWS = "arn:${local.partition}:iam::${local.account_id}:root" }
+      Action    = "kms:*"
+      Resource  = "*"
+    }]
+  })
 }
 
 resource "aws_kms_alias" "data" {
