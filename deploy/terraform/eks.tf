@@ -85,7 +85,7 @@ resource "aws_iam_openid_connect_provider" "eks" {
 
 # --- Nodes ----------------------------------------------------------------------------------------
 
-# One node role for the system node group and Karpenter's nodes.
+# The system node group's role (Karpenter's nodes have their own: karpenter.tf).
 resource "aws_iam_role" "node" {
   count = var.create_cluster ? 1 : 0
   name  = "${var.name}-node"

@@ -10,17 +10,44 @@ locals {
   karpenter_service_account = "karpenter"
 }
 
+# Karpenter's nodes get a role of their own: EKS already holds an access entry for the managed
+# node group's role, and a second entry for the same role would be refused.
+resource "aws_iam_role" "karpenter_node" {
+  count = local.karpenter ? 1 : 0
+  name  = "${var.name}-karpenter-node"
+  assume_role_policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [{
+      Effect    = "Allow"
+      Action    = "sts:AssumeRole"
+      Principal = { Service = "ec2.amazonaws.com" }
+    }]
+  })
+}
+
+resource "aws_iam_role_policy_attachment" "karpenter_node" {
+  for_each = local.karpenter ? toset([
+    "AmazonEKSWorkerNodePolicy",
+    "AmazonEKS_CNI_Policy",
+    "AmazonEC2ContainerRegistryReadOnly",
+    "AmazonSSMManagedInstanceCore",
+  ]) : toset([])
+  role       = aws_iam_role.karpenter_node[0].name
+  policy_arn = "arn:${local.partition}:iam::aws:policy/${each.value}"
+}
+
+# The chart's EC2NodeClasses name this profile (workerKarpenter.instanceProfile).
 resource "aws_iam_instance_profile" "karpenter_node" {
   count = local.karpenter ? 1 : 0
   name  = "${var.name}-karpenter-node"
-  role  = aws_iam_role.node[0].name
+  role  = aws_iam_role.karpenter_node[0].name
 }
 
-# Nodes Karpenter launches join with the node role (the managed node group's entry is implicit).
+# Nodes Karpenter launches join the cluster with that role.
 resource "aws_eks_access_entry" "karpenter_node" {
   count         = local.karpenter ? 1 : 0
   cluster_name  = aws_eks_cluster.this[0].name
-  principal_arn = aws_iam_role.node[0].arn
+  principal_arn = aws_iam_role.karpenter_node[0].arn
   type          = "EC2_LINUX"
 }
 
@@ -145,7 +172,7 @@ data "aws_iam_policy_document" "karpenter_controller" {
   statement {
     sid       = "PassNodeRole"
     actions   = ["iam:PassRole"]
-    resources = [aws_iam_role.node[0].arn]
+    resources = [aws_iam_role.karpenter_node[0].arn]
     condition {
       test     = "StringEquals"
       variable = "iam:PassedToService"

@@ -116,9 +116,9 @@ variable "existing_cluster_name" {
 }
 
 variable "kubernetes_version" {
-  description = "EKS Kubernetes version of a fresh cluster."
+  description = "EKS Kubernetes version of a fresh cluster. The chart's Karpenter pools boot the EKS-optimized AMI of the version in their amiSsmParameter (1.35): keep the two equal (a kubelet must not be newer than its control plane)."
   type        = string
-  default     = "1.33"
+  default     = "1.35"
 }
 
 variable "vpc_cidr" {
@@ -187,9 +187,9 @@ variable "karpenter_enabled" {
 }
 
 variable "karpenter_version" {
-  description = "Karpenter Helm chart version."
+  description = "Karpenter Helm chart version (Kubernetes 1.35 needs 1.9 or later; the chart's NodePools/EC2NodeClasses are tested against this release's CRDs)."
   type        = string
-  default     = "1.6.0"
+  default     = "1.14.1"
 }
 
 variable "lb_controller_enabled" {

@@ -738,6 +738,55 @@ def tolerates(tolerations, taint) -> bool:
     return False
 
 
+KARPENTER_CRDS = HERE / "karpenter-crds"
+
+
+def karpenter_schemas() -> dict:
+    """openAPIV3Schema per (apiVersion, kind) of Karpenter's released CRDs (karpenter-crds/)."""
+    out = {}
+    for f in sorted(KARPENTER_CRDS.glob("*.yaml")):
+        for crd in yaml.safe_load_all(f.read_text()):
+            if crd and crd.get("kind") == "CustomResourceDefinition":
+                for v in crd["spec"]["versions"]:
+                    out[(f"{crd['spec']['group']}/{v['name']}", crd["spec"]["names"]["kind"])] = v["schema"]["openAPIV3Schema"]
+    return out
+
+
+def unknown_fields(obj, schema, path="") -> list[str]:
+    """Fields the schema does not declare (the API server would prune them silently)."""
+    if schema.get("x-kubernetes-preserve-unknown-fields"):
+        return []
+    out = []
+    if isinstance(obj, dict):
+        props = schema.get("properties")
+        extra = schema.get("additionalProperties")
+        for k, v in obj.items():
+            if props is not None and k in props:
+                out += unknown_fields(v, props[k], f"{path}.{k}")
+            elif isinstance(extra, dict):
+                out += unknown_fields(v, extra, f"{path}.{k}")
+            elif props is not None or extra is False:
+                out.append(f"{path}.{k}")
+    elif isinstance(obj, list) and isinstance(schema.get("items"), dict):
+        for i, v in enumerate(obj):
+            out += unknown_fields(v, schema["items"], f"{path}[{i}]")
+    return out
+
+
+def test_karpenter_objects_match_karpenters_released_crds(rendered):
+    schemas = karpenter_schemas()
+    assert set(schemas) == {("karpenter.sh/v1", "NodePool"), ("karpenter.k8s.aws/v1", "EC2NodeClass")}
+    docs = [d for d in rendered["karpenter-on"] if d["kind"] in ("NodePool", "EC2NodeClass")]
+    assert len(docs) == 6
+    for d in docs:
+        schema = schemas[(d["apiVersion"], d["kind"])]
+        jsonschema.validate(d["spec"], schema["properties"]["spec"])
+        assert not unknown_fields(d["spec"], schema["properties"]["spec"], "spec"), d["metadata"]["name"]
+    # The strict walk is no blanket pass: a misspelt field is reported.
+    ec2 = schemas[("karpenter.k8s.aws/v1", "EC2NodeClass")]["properties"]["spec"]
+    assert unknown_fields({"amiSelectorTerms": [{"ssmParameterz": "x"}]}, ec2, "spec") == ["spec.amiSelectorTerms[0].ssmParameterz"]
+
+
 def test_karpenter_pools_are_off_by_default(rendered):
     for name in VALUE_SETS:
         if name != "karpenter-on":

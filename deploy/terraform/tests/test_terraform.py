@@ -502,6 +502,51 @@ def test_discovery_tags_match_the_chart_selectors(cfg):
     assert "local.discovery_tags" in str(cfg.resources[("aws_subnet", "private")]["tags"])
 
 
+def test_cluster_version_matches_the_charts_node_images(cfg):
+    """The chart's Karpenter pools boot the EKS-optimized AMI named by amiSsmParameter; its
+    Kubernetes version must be the control plane's (a kubelet newer than its API server is not
+    supported)."""
+    version = cfg.default("kubernetes_version")
+    v = chart_values()
+    params = [
+        v["workerKarpenter"]["amiSsmParameter"],
+        v["workerKarpenter"]["gpu"]["amiSsmParameter"],
+        v["documentCache"]["karpenter"]["amiSsmParameter"],
+    ]
+    for p in params:
+        assert f"/optimized-ami/{version}/" in p, (version, p)
+
+
+def test_karpenter_release_is_the_one_whose_crds_the_chart_is_tested_against(cfg):
+    version = cfg.default("karpenter_version")
+    crds = sorted((TF.parent / "helm" / "tests" / "karpenter-crds").glob("*.yaml"))
+    assert crds
+    for f in crds:
+        assert f"aws/karpenter-provider-aws v{version} " in f.read_text().splitlines()[0], f.name
+
+
+def test_karpenter_nodes_have_their_own_role_and_access_entry(cfg):
+    r = cfg.resources
+    # EKS keeps an access entry for the managed node group's role; Karpenter's nodes need another.
+    assert r[("aws_eks_node_group", "system")]["node_role_arn"] == "${aws_iam_role.node[0].arn}"
+    assert r[("aws_eks_access_entry", "karpenter_node")]["principal_arn"] == "${aws_iam_role.karpenter_node[0].arn}"
+    assert r[("aws_eks_access_entry", "karpenter_node")]["type"] == "EC2_LINUX"
+    assert r[("aws_iam_instance_profile", "karpenter_node")]["role"] == "${aws_iam_role.karpenter_node[0].name}"
+    pass_role = [
+        st
+        for st in cfg.data[("aws_iam_policy_document", "karpenter_controller")]["statement"]
+        if st.get("sid") == "PassNodeRole"
+    ]
+    assert pass_role and pass_role[0]["resources"] == ["${aws_iam_role.karpenter_node[0].arn}"]
+    # The controller's IRSA subject is the service account its Helm release runs as.
+    trust = first(cfg.data[("aws_iam_policy_document", "karpenter_trust")]["statement"])
+    sub = [c for c in trust["condition"] if c["variable"].endswith(":sub")][0]
+    assert sub["values"] == ["system:serviceaccount:${local.karpenter_namespace}:${local.karpenter_service_account}"]
+    release = r[("helm_release", "karpenter")]
+    assert release["namespace"] == "${local.karpenter_namespace}"
+    assert "name = local.karpenter_service_account" in re.sub(r"\s+", " ", str(release["values"]))
+
+
 # --- checkov ----------------------------------------------------------------------------------------
 
 
