@@ -5,9 +5,10 @@ terraform {
   required_version = ">= 1.5.0"
 
   required_providers {
+    # tests/test_aws_schema.py checks every aws_* block against 6.25.0's schema.
     aws = {
       source  = "hashicorp/aws"
-      version = ">= 5.80.0, < 7.0.0"
+      version = ">= 6.0.0, < 7.0.0"
     }
     # Installs Karpenter and the AWS Load Balancer Controller into a fresh cluster (create_cluster).
     helm = {
