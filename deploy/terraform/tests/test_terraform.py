@@ -2,10 +2,11 @@
 static checks (checkov), and its Helm values evaluated by terraform itself and fed to the real
 chart (helm-python-sdk).
 
-The AWS, Helm and TLS providers cannot be installed here (no route to the Terraform registry), so
-`terraform validate`/`plan` do not run: the files that compute the Helm values and the service
-account names (helm_values.tf, service_accounts.tf) read only variables and one local of resource
-attributes, so `terraform console` evaluates them offline with stand-in attributes, per scenario.
+The files that compute the Helm values and the service account names (helm_values.tf,
+service_accounts.tf) read only variables and one local of resource attributes, so `terraform
+console` evaluates them with stand-in attributes, per scenario, without any provider.
+`terraform validate` and the mocked plans are in test_terraform_cli.py; the provider schema check
+in test_aws_schema.py.
 """
 
 from __future__ import annotations
