@@ -121,6 +121,28 @@ run "fresh_cluster_defaults" {
     error_message = "the gateway role is bound to the chart's gateway and metrics service accounts"
   }
   assert {
+    condition = alltrue([
+      for role, subjects in {
+        gateway   = ["system:serviceaccount:layer:layer", "system:serviceaccount:layer:layer-metrics"]
+        operator  = ["system:serviceaccount:layer:layer-operator"]
+        dashboard = ["system:serviceaccount:layer:layer-dashboard"]
+        } : one([
+          for c in data.aws_iam_policy_document.irsa_trust[role].statement[0].condition :
+          c.values if c.variable == "oidc.eks.us-east-1.amazonaws.com/id/FRESH:sub" && c.test == "StringEquals"
+      ]) == tolist(subjects)
+    ])
+    error_message = "each IRSA trust policy names exactly its service accounts, for the fresh cluster's issuer"
+  }
+  assert {
+    condition = alltrue([
+      one(aws_s3_bucket_server_side_encryption_configuration.data.rule).apply_server_side_encryption_by_default[0].sse_algorithm == "aws:kms",
+      aws_s3_bucket_public_access_block.data.block_public_acls, aws_s3_bucket_public_access_block.data.block_public_policy,
+      aws_s3_bucket_public_access_block.data.ignore_public_acls, aws_s3_bucket_public_access_block.data.restrict_public_buckets,
+      one(aws_s3_bucket_versioning.data.versioning_configuration).status == "Enabled",
+    ])
+    error_message = "the bucket is private, SSE-KMS encrypted and versioned"
+  }
+  assert {
     condition = yamldecode(output.helm_values_yaml) == {
       s3              = { bucket = "layer-123456789012-us-east-1", region = "us-east-1" }
       serviceAccount  = { roleArn = "arn:aws:iam::123456789012:role/mocked" }
