@@ -41,7 +41,7 @@ struct State {
     seen: Vec<Seen>,
 }
 
-/// The server; it stops accepting when dropped (threads end with their connections).
+/// The server (its accept thread lives as long as the test process).
 pub struct FakeApiServer {
     pub addr: SocketAddr,
     shared: Arc<(Mutex<State>, Condvar)>,
