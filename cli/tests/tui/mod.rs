@@ -2,7 +2,8 @@
 //! against a running gateway + emulator, driven with `send-keys` and read with `capture-pane`.
 //! It shows a namespace the test wrote, picks up one written after it started (auto-refresh),
 //! opens a detail view, switches views (a failing view shows the gateway's error) and exits with
-//! status 0 on `q`. Screen content is polled with a generous deadline; nothing is timed.
+//! status 0 on `q`; on a gateway with the queue database, the functions, pipelines and keys views
+//! and their details. Screen content is polled with a generous deadline; nothing is timed.
 //! Without tmux the test is skipped, except under `CI=true`, where it fails.
 
 use std::path::{Path, PathBuf};
@@ -120,12 +121,13 @@ fn add_env(home: &Path, gw: &str) {
     }
 }
 
-/// Starts `layer` (bare: a TTY makes it the TUI) in a detached 120x40 session with only HOME,
+/// Starts `layer` (bare: a TTY makes it the TUI) in a detached 120x40 session on a socket named
+/// for `tag` (tests run in parallel) with only HOME,
 /// TERM and PATH in its environment; the pane stays after the process exits so its exit status
 /// can be read.
-fn start(home: &Path) -> Tmux {
+fn start(home: &Path, tag: &str) -> Tmux {
     let tmux = Tmux {
-        socket: format!("layer-tui-{}", std::process::id()),
+        socket: format!("layer-tui-{tag}-{}", std::process::id()),
     };
     let bin = PathBuf::from(env!("CARGO_BIN_EXE_layer"));
     let home_var = format!("HOME={}", home.display());
@@ -153,6 +155,25 @@ fn start(home: &Path) -> Tmux {
     tmux
 }
 
+/// Presses `q` on a list and waits for the process to exit with status 0.
+fn quit(tmux: &Tmux) {
+    tmux.keys(&["q"]);
+    let start = Instant::now();
+    loop {
+        let (dead, status) = tmux.pane_state();
+        if dead == "1" {
+            assert_eq!(status, "0", "exit status; screen:\n{}", tmux.screen());
+            return;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "layer still running after q; screen:\n{}",
+            tmux.screen()
+        );
+        layer_e2e::pause(Duration::from_millis(200));
+    }
+}
+
 #[test]
 fn tui_shows_live_data_switches_views_and_quits() {
     if !have_tmux() {
@@ -171,7 +192,7 @@ fn tui_shows_live_data_switches_views_and_quits() {
         json!({"upsert_rows": [{"id": "a", "text": "hello"}, {"id": "b", "text": "world"}]}),
     );
     add_env(&h, &gw);
-    let tmux = start(&h);
+    let tmux = start(&h, "live");
 
     // The indexes view with the namespace the test wrote, read through the active env.
     let s = tmux.wait("the indexes view with tui-live-docs", |s| {
@@ -213,24 +234,82 @@ fn tui_shows_live_data_switches_views_and_quits() {
     // Back to indexes from anywhere, then q quits with status 0 and restores the screen.
     tmux.keys(&["i"]);
     tmux.wait("the indexes view", |s| s.contains("tui-live-docs"));
-    tmux.keys(&["q"]);
-    let start = Instant::now();
-    loop {
-        let (dead, status) = tmux.pane_state();
-        if dead == "1" {
-            assert_eq!(status, "0", "exit status; screen:\n{}", tmux.screen());
-            break;
-        }
-        assert!(
-            start.elapsed() < DEADLINE,
-            "layer still running after q; screen:\n{}",
-            tmux.screen()
-        );
-        layer_e2e::pause(Duration::from_millis(200));
-    }
+    quit(&tmux);
     let s = tmux.screen();
     assert!(
         !s.contains("[i] Indexes"),
         "the alternate screen is left on exit: {s}"
     );
+}
+
+/// Functions, pipelines and keys on a gateway with the queue database (skipped loudly without
+/// `LAYER_TEST_DATABASE_URL`, a failure under CI): each list shows what the test registered, and
+/// each detail view opens.
+#[test]
+fn tui_functions_pipelines_and_keys_views() {
+    if !have_tmux() {
+        return;
+    }
+    let Some((db, schema)) = layer_e2e::test_database("cli_tui") else {
+        return;
+    };
+    let stack = Stack::start_with(layer_e2e::pipelines::with_db(&db, &schema));
+    let gw = stack.gateway_url.clone();
+    stack.write(
+        "tui-docs",
+        json!({"upsert_rows": [{"id": "a", "text": "hello"}]}),
+    );
+    for (path, body) in [
+        (
+            "/v2/pipelines",
+            json!({"id": "tui-pipe", "target_namespace": "tui-vectors"}),
+        ),
+        (
+            "/v2/udfs",
+            json!({"id": "tui-udf", "spec": {"version": "v7", "worker": {"batch_size": 8}, "target_namespaces": ["tui-docs"], "inputs": ["text"]}}),
+        ),
+        (
+            "/v2/keys",
+            json!({"name": "tui-reader", "owner": "acme", "entitlements": {"vectorstore.default": {"scopes": ["read"]}}, "expiresAfter": "30d"}),
+        ),
+    ] {
+        let r = stack.gw(http::Method::POST, path, body.to_string());
+        assert!(r.status.is_success(), "{path}: {}", r.text());
+    }
+    let h = super::home("cli-tui-db");
+    add_env(&h, &gw);
+    let tmux = start(&h, "db");
+    tmux.wait("the indexes view", |s| s.contains("tui-docs"));
+
+    tmux.keys(&["f"]);
+    tmux.wait("the functions view", |s| {
+        s.contains("Functions (1)") && s.contains("tui-udf")
+    });
+    tmux.keys(&["Enter"]);
+    tmux.wait("the function detail", |s| {
+        s.contains("Function tui-udf") && s.contains("discovery sweeps") && s.contains("v7")
+    });
+    tmux.keys(&["Escape", "p"]);
+    tmux.wait("the pipelines view", |s| {
+        s.contains("Pipelines (1)") && s.contains("tui-pipe") && s.contains("tui-vectors")
+    });
+    tmux.keys(&["Enter"]);
+    tmux.wait("the pipeline detail", |s| {
+        s.contains("Pipeline tui-pipe")
+            && s.contains("target namespace")
+            && s.contains("distance metric")
+    });
+    tmux.keys(&["k"]);
+    tmux.wait("the keys view", |s| {
+        s.contains("tui-reader") && s.contains("acme") && s.contains("in 29d")
+    });
+    tmux.keys(&["End", "Enter"]);
+    let s = tmux.wait("a key detail", |s| {
+        s.contains("Entitlements") && s.contains("expires after")
+    });
+    assert!(!s.contains("hvl_"), "no token in the key views: {s}");
+    // q backs out of the detail view, then quits.
+    tmux.keys(&["q"]);
+    tmux.wait("the keys list again", |s| s.contains(" Keys ("));
+    quit(&tmux);
 }
