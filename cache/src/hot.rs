@@ -52,7 +52,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use hashbrown::{HashSet, HashTable};
 
-pub use invalidations::{Invalidations, TierUpdate};
+pub use invalidations::{Invalidations, ReadMark, TierUpdate, TierWrite};
 
 use crate::Set;
 

@@ -53,7 +53,9 @@ pub mod aerospike;
 pub use coalesce::SharedCoalescer;
 pub use error::CacheError;
 pub use health::{CacheState, Health, HealthCell};
-pub use hot::{HotCache, HotCacheConfig, HotStats, Invalidations, Policy, TierUpdate};
+pub use hot::{
+    HotCache, HotCacheConfig, HotStats, Invalidations, Policy, ReadMark, TierUpdate, TierWrite,
+};
 pub use key::{MAX_ID_LEN, MAX_NAMESPACE_LEN, Set, render_u64_id};
 pub use nvme::{NvmeConfig, NvmeStats, NvmeTier, StartMode};
 pub use tier::{DisabledTier, FaultyTier, ScanCursor, ScanPage, Tier, TierFuture, scan_all};

@@ -11,6 +11,7 @@ mod keys;
 mod manifest;
 mod output;
 mod reads;
+mod tui;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -22,13 +23,11 @@ use crate::output::Format;
 
 macro_rules! not_built {
     () => {
-        "Not built yet (later slices): the TUI (bare `layer` / `layer browse`), `layer run -f`, \
+        "Not built yet (later slices): `layer run -f`, \
 `layer dev`, shell completions and the man page. `layer ask` is out of \
 scope: it needs a docs digest Layer does not ship."
     };
 }
-
-const NOT_BUILT: &str = not_built!();
 
 const ROOT_AFTER: &str = concat!(
     "Settings resolve in this order: flags (--base-url, --api-key, --context, --kube-namespace); \
@@ -40,6 +39,7 @@ Examples:
   layer env use local
   layer index list -o names
   layer keys mint reader --entitle layer=read | pbcopy
+  layer             (on a terminal: the read-only TUI, also `layer browse`)
 
 ",
     not_built!()
@@ -121,6 +121,12 @@ enum Cmd {
         #[command(subcommand)]
         cmd: keys::KeysCmd,
     },
+    /// The read-only TUI (what bare `layer` opens on a terminal)
+    #[command(
+        after_help = "Keys: i/f/p/k/e switch to indexes, functions, pipelines, keys, environments; \
+enter opens a detail view; esc/q backs out (quits from a list); r re-reads now; ctrl-c quits.\n\nExample:\n  layer browse --env partner --interval 10"
+    )]
+    Browse(tui::BrowseArgs),
 }
 
 fn main() -> ExitCode {
@@ -131,14 +137,17 @@ fn main() -> ExitCode {
             return ExitCode::from(e.exit_code().clamp(0, 255) as u8);
         }
     };
-    let Some(cmd) = cli.cmd else {
-        // Bare `layer`: the TUI on a TTY is not built yet; usage, exit 2 either way.
-        let mut c = <Cli as clap::CommandFactory>::command();
-        let _ = c.print_help();
-        if std::io::stdout().is_terminal() {
-            eprintln!("\n{NOT_BUILT}");
+    let cmd = match cli.cmd {
+        Some(cmd) => cmd,
+        // Bare `layer`: the TUI on a terminal, else usage and exit 2.
+        None if std::io::stdin().is_terminal() && std::io::stdout().is_terminal() => {
+            Cmd::Browse(tui::BrowseArgs::default())
         }
-        return ExitCode::from(2);
+        None => {
+            let mut c = <Cli as clap::CommandFactory>::command();
+            let _ = c.print_help();
+            return ExitCode::from(2);
+        }
     };
     let ctx = Ctx {
         format: cli.global.output,
@@ -167,6 +176,7 @@ fn main() -> ExitCode {
             Cmd::Pipeline { cmd } => reads::pipeline(&ctx, cmd).await,
             Cmd::Udf { cmd } => reads::udf(&ctx, cmd).await,
             Cmd::Keys { cmd } => keys::run(&ctx, cmd).await,
+            Cmd::Browse(args) => tui::run(&ctx, args).await,
         }
     });
     match result {

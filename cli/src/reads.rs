@@ -247,7 +247,7 @@ async fn index_get(ctx: &Ctx, api: &Api, name: &str) -> Result<()> {
 }
 
 /// The dimension of the first `[N]f32`/`[N]f16` vector attribute in an upstream schema.
-fn vector_dim(schema: &serde_json::Map<String, Value>) -> Option<u64> {
+pub fn vector_dim(schema: &serde_json::Map<String, Value>) -> Option<u64> {
     schema.values().find_map(|v| {
         let t = v.get("type").and_then(Value::as_str).or(v.as_str())?;
         let rest = t.strip_prefix('[')?;
@@ -274,7 +274,7 @@ fn queue_cells(s: Option<&QueueStatus>) -> Vec<String> {
 }
 
 /// Status for each id, concurrently; a failed status call is `None` (rendered without counts).
-async fn fan_out(api: &Api, ids: Vec<String>, udf: bool) -> Vec<Option<Typed<QueueStatus>>> {
+pub async fn fan_out(api: &Api, ids: Vec<String>, udf: bool) -> Vec<Option<Typed<QueueStatus>>> {
     let n = ids.len();
     let mut set = tokio::task::JoinSet::new();
     for (i, id) in ids.into_iter().enumerate() {

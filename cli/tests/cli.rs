@@ -2,7 +2,8 @@
 //! key routes), with a temporary HOME: environments and their file modes, masked keys, index
 //! list/get on a namespace written through the gateway, pipelines and UDFs with their status
 //! fan-out, keys mint → ls → get → revoke → rm (the token alone on stdout) and `mint -f key.yaml`,
-//! the resolution order seen from outside, and the exit codes (0 ok, 1 failure, 2 usage).
+//! the resolution order seen from outside, and the exit codes (0 ok, 1 failure, 2 usage). The
+//! TUI under tmux is in [`tui`].
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -11,6 +12,8 @@ use std::process::{Command, Output, Stdio};
 use layer_e2e::pipelines::with_db;
 use layer_e2e::{Stack, UPSTREAM_KEY, test_database};
 use serde_json::{Value, json};
+
+mod tui;
 
 struct Run {
     code: i32,

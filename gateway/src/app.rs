@@ -20,6 +20,7 @@ use crate::features::{
     namespaces, ops::Ops, passthrough, pipelines::Pipelines, query::Query, scans::Scans,
     snapshots::Snapshots, stores::Stores, udfs::Udfs, warm::Warm,
 };
+use crate::sources::kubernetes::Kubernetes;
 use crate::sources::queue::QueueSource;
 use crate::sources::snapshot_store::SnapshotStore;
 use crate::sources::warmth::Warmth;
@@ -73,7 +74,8 @@ pub fn start_with_tier(
     let store = ObjectStore::open(&config, env).map_err(|e| StartError::Store(e.to_string()))?;
     let core = Arc::new(Core::new(config, auth, shards, watcher, cache, store));
     crate::sources::layouts::load_at_start(&core, env);
-    let app = App::build(core.clone())?;
+    let kubernetes = Kubernetes::new(core.clone(), env)?;
+    let app = App::build_with(core.clone(), kubernetes)?;
     let router = Router::new(app.routes()).map_err(StartError::Routes)?;
     runtime::start(
         core,
@@ -106,12 +108,22 @@ pub struct App {
     cost: Arc<Cost>,
     metrics: Arc<Metrics>,
     snapshot_store: Arc<SnapshotStore>,
+    kubernetes: Option<Arc<Kubernetes>>,
 }
 
 impl App {
     /// Builds the sources and the features, and connects what one feature offers another. Fails
     /// on a configuration a feature refuses (a malformed database URL).
     pub fn build(core: Arc<Core>) -> Result<App, ConfigError> {
+        Self::build_with(core, None)
+    }
+
+    /// [`App::build`] with the cluster watch (`gateway.kubernetes`), which feeds the indexes
+    /// and the key store.
+    pub fn build_with(
+        core: Arc<Core>,
+        kubernetes: Option<Arc<Kubernetes>>,
+    ) -> Result<App, ConfigError> {
         let snapshot_store = SnapshotStore::new(core.clone());
         let queue = QueueSource::new(core.clone())?;
         let warmth = Warmth::new(core.watcher.clone());
@@ -132,7 +144,11 @@ impl App {
         Ok(App {
             pipelines: Pipelines::new(core.clone(), queue.clone()),
             udfs: Udfs::new(core.clone(), queue.clone()),
-            keys: Keys::new(core.clone(), queue.clone()),
+            keys: Keys::new(
+                core.clone(),
+                queue.clone(),
+                kubernetes.as_ref().map(|k| k.keys()),
+            ),
             stores: Stores::new(core.clone(), queue),
             checkpoints: Checkpoints::new(core.clone(), snapshot_store.clone()),
             blobs: Blobs::new(core.clone()),
@@ -150,6 +166,7 @@ impl App {
             warm,
             history,
             snapshot_store,
+            kubernetes,
         })
     }
 
@@ -182,7 +199,7 @@ impl App {
 
     /// Work each feature runs on the control runtime.
     pub fn background(&self) -> Vec<Arc<dyn Background>> {
-        vec![
+        let mut all: Vec<Arc<dyn Background>> = vec![
             self.history.clone(),
             self.snapshots.clone(),
             self.pipelines.clone(),
@@ -190,7 +207,11 @@ impl App {
             self.keys.clone(),
             self.cost.clone(),
             self.import.clone(),
-        ]
+        ];
+        if let Some(k) = &self.kubernetes {
+            all.push(k.clone());
+        }
+        all
     }
 }
 

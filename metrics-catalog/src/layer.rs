@@ -5,9 +5,10 @@
 use crate::{Entry, Kind::*};
 
 const PIPELINE_DB: &str = "layer_pipeline_database_errors_total";
+const KUBE: &str = "only a gateway watching Kubernetes (gateway.kubernetes.enabled)";
 
 #[rustfmt::skip]
-pub(crate) static ENTRIES: [Entry; 38] = [
+pub(crate) static ENTRIES: [Entry; 42] = [
     // the gateway's request path
     Entry::new("layer_requests_total", Counter, "query", "gateway", &["route", "status"],
         "Requests served, by route (the route's operation name, never a raw path) and status.",
@@ -100,6 +101,18 @@ pub(crate) static ENTRIES: [Entry; 38] = [
         "Batches POSTed to push workers, by outcome (ok, timeout, error).", "sum by (outcome) (rate(layer_udf_push_batches_total[5m]))"),
     Entry::new("layer_udf_database_errors_total", Counter, "pipeline", "udf", &["code"],
         "UDF calls that failed on PostgreSQL.", "sum by (code) (rate(layer_udf_database_errors_total[5m]))"),
+    // the cluster watch (gateway.kubernetes)
+    Entry::new("layer_kubernetes_watch_events_total", Counter, "saturation", "gateway", &["kind", "event"],
+        "Kubernetes watch events, by kind (vectorstores, indexes, apikeys) and event (listed, added, modified, deleted, bookmark, error).",
+        "sum by (kind, event) (rate(layer_kubernetes_watch_events_total[5m]))").conditional(KUBE),
+    Entry::new("layer_kubernetes_watch_errors_total", Counter, "saturation", "gateway", &["kind", "reason"],
+        "Kubernetes watch failures, by reason (connect, status, decode, gone: a 410 that made it list again, store_ref, duplicate: a resource not applied).",
+        "sum by (kind, reason) (increase(layer_kubernetes_watch_errors_total[15m]))").conditional(KUBE),
+    Entry::new("layer_kubernetes_watch_last_sync_timestamp_seconds", Gauge, "saturation", "gateway", &["kind"],
+        "When the watch of a kind was last known current (a list or an event), Unix seconds.",
+        "time() - min by (kind) (layer_kubernetes_watch_last_sync_timestamp_seconds)").conditional(KUBE),
+    Entry::new("layer_kubernetes_watch_objects", Gauge, "saturation", "gateway", &["kind"],
+        "Resources the watch holds, by kind.", "max by (kind) (layer_kubernetes_watch_objects)").conditional(KUBE),
     // the metrics API itself
     Entry::new("layer_metrics_proxy_requests_total", Counter, "saturation", "gateway", &["endpoint", "outcome"],
         "PromQL calls forwarded to VictoriaMetrics, by endpoint (query, query_range) and outcome (ok, vm_error, unreachable, not_configured).",

@@ -5,9 +5,11 @@
 //! gateway sent upstream. [`history`] holds the helpers the two search-history suites share;
 //! [`process`] runs the real binaries as child processes (for a test that needs their stderr);
 //! [`proxy`] is a TCP link a test can cut and restore (an object store made unreachable);
-//! [`tier`] is a cache tier behind a link a test can cut and restore.
+//! [`tier`] is a cache tier behind a link a test can cut and restore; [`kube_api`] is a scripted
+//! Kubernetes API server (LIST and chunked WATCH) for the gateway's cluster watch.
 
 pub mod history;
+pub mod kube_api;
 pub mod pipelines;
 pub mod process;
 pub mod proxy;

@@ -7,6 +7,10 @@
 //! failures, the backends' default; warm again, with the reconnect generation bumped, at the
 //! next success). So `/health` turns `cold` only once the gateway's own traffic has failed, and
 //! `warm` again only once an operation of its own has gone through after [`RemoteTier::restore`].
+//!
+//! Puts and deletes can also be held ([`RemoteTier::hold`]): they wait, as on a slow link, until
+//! [`RemoteTier::release`], so a test can order the tier's operations against the gateway's
+//! answers without timing.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -27,6 +31,22 @@ pub struct RemoteTier {
     cut: Arc<AtomicBool>,
     health: Arc<HealthCell>,
     failed: Arc<AtomicU64>,
+    held: Arc<Held>,
+}
+
+/// Which writes to the tier wait for [`RemoteTier::release`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hold {
+    Puts,
+    Deletes,
+}
+
+#[derive(Default)]
+struct Held {
+    puts: tokio::sync::watch::Sender<bool>,
+    deletes: tokio::sync::watch::Sender<bool>,
+    /// Operations waiting on a hold right now.
+    waiting: AtomicU64,
 }
 
 impl RemoteTier {
@@ -36,7 +56,49 @@ impl RemoteTier {
             cut: Arc::default(),
             health: Arc::new(HealthCell::new(CacheState::Warm, ERROR_THRESHOLD)),
             failed: Arc::default(),
+            held: Arc::default(),
         }
+    }
+
+    /// From now on, operations of the kind wait (without failing) until [`Self::release`].
+    pub fn hold(&self, what: Hold) {
+        self.sender(what).send_replace(true);
+    }
+
+    /// Held operations of the kind proceed; new ones no longer wait.
+    pub fn release(&self, what: Hold) {
+        self.sender(what).send_replace(false);
+    }
+
+    /// Operations waiting on a hold now.
+    pub fn waiting(&self) -> u64 {
+        self.held.waiting.load(Ordering::SeqCst)
+    }
+
+    fn sender(&self, what: Hold) -> &tokio::sync::watch::Sender<bool> {
+        match what {
+            Hold::Puts => &self.held.puts,
+            Hold::Deletes => &self.held.deletes,
+        }
+    }
+
+    /// `op` once a hold of `what` (if any) is released.
+    fn held_call<T: Send + 'static>(
+        &self,
+        what: Hold,
+        op: impl FnOnce() -> TierFuture<T> + Send + 'static,
+    ) -> TierFuture<T> {
+        let mut gate = self.sender(what).subscribe();
+        if !*gate.borrow() {
+            return self.call(op);
+        }
+        let (this, held) = (self.clone(), self.held.clone());
+        held.waiting.fetch_add(1, Ordering::SeqCst);
+        Box::pin(async move {
+            let _ = gate.wait_for(|h| !*h).await;
+            held.waiting.fetch_sub(1, Ordering::SeqCst);
+            this.call(op).await
+        })
     }
 
     /// Every operation from now on fails.
@@ -81,13 +143,16 @@ impl Tier for RemoteTier {
         self.call(|| self.inner.get(set, ns, id))
     }
     fn put(&self, set: Set, ns: &str, id: &str, value: Bytes) -> TierFuture<()> {
-        self.call(|| self.inner.put(set, ns, id, value))
+        let (inner, ns, id) = (self.inner.clone(), ns.to_string(), id.to_string());
+        self.held_call(Hold::Puts, move || inner.put(set, &ns, &id, value))
     }
     fn delete(&self, set: Set, ns: &str, id: &str) -> TierFuture<()> {
-        self.call(|| self.inner.delete(set, ns, id))
+        let (inner, ns, id) = (self.inner.clone(), ns.to_string(), id.to_string());
+        self.held_call(Hold::Deletes, move || inner.delete(set, &ns, &id))
     }
     fn clear_namespace(&self, set: Set, ns: &str) -> TierFuture<()> {
-        self.call(|| self.inner.clear_namespace(set, ns))
+        let (inner, ns) = (self.inner.clone(), ns.to_string());
+        self.held_call(Hold::Deletes, move || inner.clear_namespace(set, &ns))
     }
     fn scan(
         &self,

@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::Method;
-use layer_cache::{FaultyTier, NvmeConfig, NvmeTier, Tier};
+use layer_cache::{FaultyTier, NvmeConfig, NvmeTier, Set, Tier};
+use layer_e2e::tier::{Hold, RemoteTier};
 use layer_e2e::{Stack, temp_dir};
 use serde_json::{Value, json};
 
@@ -350,4 +351,93 @@ fn a_write_at_the_defaults_is_one_upstream_request() {
     let (status, cache, doc) = fetch(&stack, "one-request", "3", "?include_attributes=v");
     assert_eq!((status, cache.as_deref()), (200, Some("miss")), "{doc}");
     assert_eq!(doc["attributes"]["v"], 3);
+}
+
+/// One shard over an NVMe tier behind a link whose puts and deletes the test can hold.
+fn stack_with_link() -> (Stack, RemoteTier) {
+    let nvme: Arc<dyn Tier> = Arc::new(
+        NvmeTier::open(NvmeConfig::new(temp_dir("held-nvme"), 16 << 20)).expect("nvme tier"),
+    );
+    let link = RemoteTier::new(nvme);
+    let tier: Arc<dyn Tier> = Arc::new(link.clone());
+    let stack = Stack::start_with_tier(|c| c.gateway.shards = 1, Some(tier));
+    (stack, link)
+}
+
+/// The tier's value for a document, read directly (not through the gateway).
+fn tier_title(link: &RemoteTier, ns: &str, id: &str) -> Option<String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let got = rt
+        .block_on(link.get(Set::Documents, ns, id))
+        .expect("tier get");
+    got.map(|b| {
+        let row: Value = serde_json::from_slice(&b).expect("cached row");
+        row["title"].as_str().unwrap_or_default().to_string()
+    })
+}
+
+fn eventually(what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting: {what}"
+        );
+        layer_e2e::pause(std::time::Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_fetch_after_a_write_is_fresh_while_the_writes_tier_deletes_are_still_in_flight() {
+    let (stack, link) = stack_with_link();
+    let ns = "held-deletes";
+    stack.write(ns, json!({"upsert_rows": [{"id": 7, "title": "old"}]}));
+    assert_eq!(fetch(&stack, ns, "7", "").2["attributes"]["title"], "old");
+    eventually("the fetch's backfill reaches the tier", || {
+        tier_title(&link, ns, "7").as_deref() == Some("old")
+    });
+
+    // The write's tier deletes wait: its answer comes first, as under load.
+    link.hold(Hold::Deletes);
+    stack.write(ns, json!({"upsert_rows": [{"id": 7, "title": "new"}]}));
+    assert_eq!(
+        tier_title(&link, ns, "7").as_deref(),
+        Some("old"),
+        "the window is open: the tier still holds the replaced row"
+    );
+    let (status, cache, body) = fetch(&stack, ns, "7", "");
+    assert_eq!(status, 200);
+    assert_eq!(body["attributes"]["title"], "new", "{body}");
+    assert_eq!(cache.as_deref(), Some("miss"), "read from origin");
+
+    link.release(Hold::Deletes);
+    eventually("the deletes land", || {
+        tier_title(&link, ns, "7").as_deref() != Some("old")
+    });
+    assert_eq!(fetch(&stack, ns, "7", "").2["attributes"]["title"], "new");
+}
+
+#[test]
+fn a_backfill_that_a_write_overtook_is_withdrawn_from_the_tier() {
+    let (stack, link) = stack_with_link();
+    let ns = "held-puts";
+    stack.write(ns, json!({"upsert_rows": [{"id": 7, "title": "old"}]}));
+    // The fetch reads the old row from origin; its copy into the tier waits.
+    link.hold(Hold::Puts);
+    assert_eq!(fetch(&stack, ns, "7", "").2["attributes"]["title"], "old");
+    eventually("the backfill's put is held", || link.waiting() > 0);
+    // A write replaces the row; its tier deletes run now, before the old copy lands.
+    stack.write(ns, json!({"upsert_rows": [{"id": 7, "title": "new"}]}));
+    let (_, cache, body) = fetch(&stack, ns, "7", "");
+    assert_eq!(body["attributes"]["title"], "new", "{body}");
+    assert_eq!(cache.as_deref(), Some("miss"));
+    // The old copy lands after the write's deletes: it must not stay.
+    link.release(Hold::Puts);
+    eventually("the overtaken copy is withdrawn", || {
+        link.waiting() == 0 && tier_title(&link, ns, "7").as_deref() != Some("old")
+    });
+    assert_eq!(fetch(&stack, ns, "7", "").2["attributes"]["title"], "new");
 }

@@ -165,6 +165,31 @@ pub const ENV_OVERRIDES: &[EnvOverride] = &[
         apply: |c, v| set(&mut c.gateway.metrics.timeout_ms, v),
     },
     EnvOverride {
+        var: "LAYER_KUBERNETES_WATCH",
+        doc: "gateway.kubernetes.enabled",
+        apply: |c, v| set(&mut c.gateway.kubernetes.enabled, v),
+    },
+    EnvOverride {
+        var: "LAYER_KUBERNETES_NAMESPACE",
+        doc: "gateway.kubernetes.namespace",
+        apply: |c, v| set_some(&mut c.gateway.kubernetes.namespace, v),
+    },
+    EnvOverride {
+        var: "LAYER_KUBERNETES_INDEX_NAMESPACE",
+        doc: "gateway.kubernetes.indexNamespace",
+        apply: |c, v| set_some(&mut c.gateway.kubernetes.index_namespace, v),
+    },
+    EnvOverride {
+        var: "LAYER_KUBERNETES_INDEXES",
+        doc: "gateway.kubernetes.indexes",
+        apply: |c, v| set(&mut c.gateway.kubernetes.indexes, v),
+    },
+    EnvOverride {
+        var: "LAYER_KUBERNETES_API_SERVER",
+        doc: "gateway.kubernetes.apiServer",
+        apply: |c, v| set_some(&mut c.gateway.kubernetes.api_server, v),
+    },
+    EnvOverride {
         var: "LAYER_TLS_CERT_FILE",
         doc: "gateway.tls.certFile",
         apply: |c, v| set_some(&mut c.gateway.tls.cert_file, v),

@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use super::{
-    CostConfig, HistoryConfig, IndexConsistency, ObjectStoreConfig, PipelineQueueConfig,
-    ScanConfig, SnapshotsConfig,
+    CostConfig, HistoryConfig, IndexConsistency, KubernetesConfig, ObjectStoreConfig,
+    PipelineQueueConfig, ScanConfig, SnapshotsConfig,
 };
 
 /// The data plane's own settings.
@@ -42,6 +42,7 @@ pub struct GatewayConfig {
     pub license: LicenseConfig,
     pub cost: CostConfig,
     pub metrics: MetricsConfig,
+    pub kubernetes: KubernetesConfig,
 }
 
 impl Default for GatewayConfig {
@@ -67,6 +68,7 @@ impl Default for GatewayConfig {
             license: LicenseConfig::default(),
             cost: CostConfig::default(),
             metrics: MetricsConfig::default(),
+            kubernetes: KubernetesConfig::default(),
         }
     }
 }

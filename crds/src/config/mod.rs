@@ -83,6 +83,17 @@
 //!   metrics:                      # the PromQL routes' VictoriaMetrics (unset: 503 metrics_not_configured)
 //!     victoriaMetricsUrl: http://127.0.0.1:8428  # LAYER_METRICS_URL
 //!     timeoutMs: 30000            # LAYER_METRICS_TIMEOUT_MS: past it, 504 metrics_timeout
+//!   kubernetes:                   # in a cluster: VectorStores, Indexes, ApiKeys read through a watch
+//!     enabled: false              # LAYER_KUBERNETES_WATCH
+//!     namespace: layer            # LAYER_KUBERNETES_NAMESPACE (unset = the service account's namespace)
+//!     indexNamespace: layer       # LAYER_KUBERNETES_INDEX_NAMESPACE (unset = namespace)
+//!     indexes: true               # LAYER_KUBERNETES_INDEXES: read Index resources
+//!     apiServer: https://10.0.0.1:443  # LAYER_KUBERNETES_API_SERVER (unset = KUBERNETES_SERVICE_HOST/PORT)
+//!     tokenFile: /var/run/secrets/kubernetes.io/serviceaccount/token  # re-read when it changes
+//!     caFile: /var/run/secrets/kubernetes.io/serviceaccount/ca.crt
+//!     backoffMs: 500              # first reconnect wait, doubling up to maxBackoffMs
+//!     maxBackoffMs: 30000
+//!     watchTimeoutSeconds: 290    # one watch request's life; it resumes from the last version
 //! vectorStore:                    # the VectorStore CRD's spec
 //!   kind: turbopuffer
 //!   endpoint:
@@ -153,6 +164,7 @@ mod env;
 mod features;
 mod gateway;
 mod index;
+mod kubernetes;
 mod redact;
 mod store;
 mod stores;
@@ -175,6 +187,7 @@ pub use index::{
     IndexBackend, IndexCache, IndexConfig, IndexConsistency, IndexMetadata, IndexScan,
     IndexSnapshot,
 };
+pub use kubernetes::{KubernetesConfig, SERVICE_ACCOUNT_DIR};
 pub use redact::{has_userinfo, redact_userinfo};
 pub use store::{
     AuthMode, Credential, DEFAULT_STORE, Endpoint, InboundAuth, KeyConfig, Scope, StoreKind,

@@ -569,9 +569,25 @@ def test_rbac_least_privilege(rendered):
     gw = one(docs, "Role", "layer-gateway-reader")
     assert gw["rules"] == [{"apiGroups": ["hevlayer.com"], "resources": ["vectorstores", "apikeys", "indexes"],
                             "verbs": ["get", "list", "watch"]}]
+    cm = layer_yaml(docs)["gateway"]["kubernetes"]
+    assert cm == {"enabled": True, "namespace": gw["metadata"]["namespace"],
+                  "indexNamespace": gw["metadata"]["namespace"], "indexes": True}
+    assert not find(docs, "Role", "layer-gateway-index-reader")
+    # Stores and keys are read in the release namespace; Index resources where they live.
     no_index = render(merge(REQUIRED, {"gateway": {"indexConfig": {"enabled": False}, "indexNamespace": "idx"}}))
     role = one(no_index, "Role", "layer-gateway-reader")
-    assert role["metadata"]["namespace"] == "idx" and "indexes" not in role["rules"][0]["resources"]
+    assert role["metadata"]["namespace"] == gw["metadata"]["namespace"]
+    assert role["rules"][0]["resources"] == ["vectorstores", "apikeys"]
+    assert not find(no_index, "Role", "layer-gateway-index-reader")
+    assert layer_yaml(no_index)["gateway"]["kubernetes"]["indexes"] is False
+    elsewhere = render(merge(REQUIRED, {"gateway": {"indexNamespace": "idx"}}))
+    assert one(elsewhere, "Role", "layer-gateway-reader")["rules"][0]["resources"] == ["vectorstores", "apikeys"]
+    idx = one(elsewhere, "Role", "layer-gateway-index-reader")
+    assert idx["metadata"]["namespace"] == "idx"
+    assert idx["rules"] == [{"apiGroups": ["hevlayer.com"], "resources": ["indexes"], "verbs": ["get", "list", "watch"]}]
+    binding = one(elsewhere, "RoleBinding", "layer-gateway-index-reader")
+    assert binding["metadata"]["namespace"] == "idx" and binding["subjects"][0]["name"] == "layer"
+    assert layer_yaml(elsewhere)["gateway"]["kubernetes"]["indexNamespace"] == "idx"
     for role in ("hevlayer-key-admin", "hevlayer-key-viewer"):
         cr = one(docs, "ClusterRole", role)
         assert not [k for k in cr["metadata"]["labels"] if "aggregate-to" in k]
@@ -682,6 +698,8 @@ def test_the_gateway_starts_with_the_rendered_config(rendered, value_set):
         cfg["gateway"]["objectStore"]["endpoint"] = offline
         for store in [cfg["vectorStore"], *cfg.get("vectorStores", [])]:
             store["endpoint"]["url"] = offline
+        # No pod: the watch gets an API server on the closed port (it retries in the background).
+        cfg["gateway"]["kubernetes"]["apiServer"] = offline
         if cfg["gateway"]["cache"]["tier"] == "aerospike":
             # The default build has no Aerospike backend; that tier is the chart's to name.
             cfg["gateway"]["cache"] = {"tier": "nvme"}

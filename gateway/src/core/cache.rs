@@ -10,14 +10,21 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use parking_lot::Mutex;
 
 use bytes::Bytes;
-use layer_cache::{CacheError, HotCache, HotCacheConfig, Invalidations, SharedCoalescer, Tier};
+use layer_cache::{
+    CacheError, HotCache, HotCacheConfig, Invalidations, ReadMark, SharedCoalescer, Tier,
+};
+
+/// A coalesced tier read of one document: where it started, and what it returned.
+pub type TierRead = (ReadMark, Result<Option<Bytes>, CacheError>);
 
 /// The node's cache tier: shared tier, invalidation record, miss coalescer.
 pub struct CacheTier {
     pub tier: Arc<dyn Tier>,
     pub invalidations: Arc<Invalidations>,
     pub hot_bytes: usize,
-    pub coalescer: SharedCoalescer<(String, String), Result<Option<Bytes>, CacheError>>,
+    /// Concurrent tier reads of one document share one read; each gets its result and where the
+    /// read started ([`Invalidations::read_mark`]), to judge whether it may be served.
+    pub coalescer: SharedCoalescer<(String, String), TierRead>,
     /// Ids the write path changed in the tier, for namespaces a warm is copying.
     pub touches: Arc<super::touches::Touches>,
     untrusted: Untrusted,

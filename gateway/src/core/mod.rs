@@ -20,6 +20,7 @@ pub mod error;
 pub mod federation;
 pub mod fields;
 pub mod http;
+pub mod indexes;
 pub mod jobs;
 pub mod labeled;
 pub mod layout;
@@ -42,13 +43,12 @@ pub mod upstream;
 pub mod usage;
 pub mod watcher;
 
-use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use auth::Auth;
 use cache::CacheTier;
-use config::{Config, IndexConfig};
+use config::Config;
 use error::GatewayError;
 use router::Router;
 use store::ObjectStore;
@@ -66,8 +66,8 @@ pub struct Core {
     pub watcher: Arc<Watcher>,
     /// The document cache: shared tier, invalidations, miss coalescer, per-shard hot caches.
     pub cache: Arc<CacheTier>,
-    /// Configured indexes by upstream namespace.
-    pub indexes: HashMap<String, IndexConfig>,
+    /// Indexes by upstream namespace: the file's, and the cluster's when a watch feeds them.
+    pub indexes: indexes::Indexes,
     /// The durable object store (history, clickstream, snapshot bodies).
     pub store: ObjectStore,
     /// Upstream usage (queries, bytes queried and written) every upstream client records.
@@ -93,11 +93,7 @@ impl Core {
             max_depth: config.gateway.max_json_depth,
             prevalidated: false,
         };
-        let indexes = config
-            .indexes
-            .iter()
-            .map(|i| (i.namespace().to_string(), i.clone()))
-            .collect();
+        let indexes = indexes::Indexes::new(&config.indexes);
         Core {
             config,
             auth,

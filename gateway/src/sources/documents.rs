@@ -15,8 +15,13 @@
 //! Freshness: a write through the gateway invalidates, before forwarding and again after
 //! upstream acknowledged it, every hot-cache entry of the namespace (on every shard) and the
 //! written ids in the shared tier (the whole namespace for `delete_by_filter` /
-//! `patch_by_filter`). A backfill is skipped when any invalidation happened while its origin read
-//! was in flight, so a read after a write never serves a stale document.
+//! `patch_by_filter`). The tier deletes run in the background, so they can land after the write
+//! was answered; and a copy of origin rows (a backfill, the write-path mirror, a warm page) read
+//! before a write can land in the tier after that write's deletes. Both are registered with the
+//! invalidation record while in flight ([`layer_cache::TierUpdate`], [`layer_cache::TierWrite`]),
+//! and a tier value read while either was in flight for its namespace is not served: the fetch
+//! reads origin instead (`unsettled_skip`). A copy that a write raced is withdrawn before its
+//! registration ends. So a read after a write's answer never serves a row older than the write.
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
@@ -49,17 +54,26 @@ pub async fn rows(
             continue;
         }
         let key = (ns.to_string(), id.clone());
-        let (tier, ns_owned, id_owned) = (cache.tier.clone(), ns.to_string(), id.clone());
-        let got = cache
+        let (tier, inv) = (cache.tier.clone(), &*cache.invalidations);
+        let (ns_owned, id_owned) = (ns.to_string(), id.clone());
+        let (mark, got) = cache
             .coalescer
             .get_or_load(key, move || async move {
-                tier.get(Set::Documents, &ns_owned, &id_owned).await
+                let mark = inv.read_mark(Set::Documents, &ns_owned);
+                (mark, tier.get(Set::Documents, &ns_owned, &id_owned).await)
             })
             .await;
         match got {
             // A failed invalidation left this namespace's tier entries unverified: read origin.
             Ok(Some(_)) if !cache.is_trusted(ns) => {
                 metrics::cache_event("untrusted_skip");
+                served = served.worst(Served::Miss);
+                pending.push(i);
+            }
+            // An invalidation or a copy of this namespace was in flight during the read: the
+            // value may predate a write already answered. Read origin.
+            Ok(Some(_)) if !cache.invalidations.settled_since(mark, Set::Documents, ns) => {
+                metrics::cache_event("unsettled_skip");
                 served = served.worst(Served::Miss);
                 pending.push(i);
             }
@@ -91,11 +105,14 @@ pub async fn rows(
     if pending.is_empty() {
         return Ok((out, served));
     }
-    let epoch = cache.invalidations.epoch();
+    let inv = &cache.invalidations;
+    let epoch = inv.epoch();
+    let ns_epoch = inv.namespace_epoch(Set::Documents, ns);
     let wanted: Vec<&String> = pending.iter().map(|&i| &ids[i]).collect();
     let found = origin(ctx, ns, &wanted).await?;
     // Backfill only if no write invalidated anything while the origin read was in flight.
-    let fresh = cache.invalidations.epoch() == epoch;
+    let fresh = inv.epoch() == epoch;
+    let mut backfill = Vec::new();
     for &i in &pending {
         let Some(row) = found
             .iter()
@@ -107,16 +124,49 @@ pub async fn rows(
         if fresh && let Ok(bytes) = serde_json::to_vec(&row) {
             let bytes = Bytes::from(bytes);
             cache.with_hot(|h| h.insert(Set::Documents, ns, &ids[i], bytes.clone()));
-            let put = cache.tier.put(Set::Documents, ns, &ids[i], bytes);
-            tokio::spawn(async move {
-                if put.await.is_err() {
-                    metrics::cache_event("backfill_failed");
-                }
-            });
+            backfill.push((ids[i].clone(), bytes));
         }
         out[i] = Some(row);
     }
+    if !backfill.is_empty() {
+        let copy = inv.tier_write(Set::Documents, ns);
+        let (cache, ns) = (cache.clone(), ns.to_string());
+        tokio::spawn(async move {
+            backfill_tier(&cache, &ns, backfill, ns_epoch).await;
+            drop(copy);
+        });
+    }
     Ok((out, served))
+}
+
+/// Writes a fetch's origin rows to the shared tier, then withdraws them if a write to the
+/// namespace started or landed since the origin read began (`ns_epoch`): the rows may predate
+/// it, and its tier deletes may have run before these puts. The caller holds a
+/// [`layer_cache::TierWrite`] throughout, so no fetch serves them meanwhile.
+async fn backfill_tier(
+    cache: &Arc<CacheTier>,
+    ns: &str,
+    rows: Vec<(String, Bytes)>,
+    ns_epoch: u64,
+) {
+    let mut put = Vec::with_capacity(rows.len());
+    for (id, bytes) in rows {
+        if cache
+            .tier
+            .put(Set::Documents, ns, &id, bytes)
+            .await
+            .is_err()
+        {
+            metrics::cache_event("backfill_failed");
+        } else {
+            put.push(id);
+        }
+    }
+    let inv = &cache.invalidations;
+    if inv.namespace_epoch(Set::Documents, ns) != ns_epoch || inv.pending(Set::Documents, ns) > 0 {
+        metrics::cache_event("backfill_withdrawn");
+        withdraw(cache, ns, &put).await;
+    }
 }
 
 /// Strong upstream read of the rows for `ids`; returns (wire id, row) pairs.
@@ -237,6 +287,8 @@ pub async fn populate(ctx: &ShardCtx, ns: &str, ids: &[String], max_ids: usize) 
         metrics::cache_event("populate_raced");
         return;
     }
+    // Registered until the rows are in the tier and checked (withdrawn if raced).
+    let _copy = inv.tier_write(Set::Documents, ns);
     let mut put = Vec::with_capacity(found.len());
     for (id, row) in found {
         let Ok(bytes) = serde_json::to_vec(&row) else {
@@ -264,9 +316,7 @@ pub async fn populate(ctx: &ShardCtx, ns: &str, ids: &[String], max_ids: usize) 
     {
         metrics::cache_event("populate_raced");
         inv.clear_namespace(Set::Documents, ns);
-        for id in &put {
-            let _ = cache.tier.delete(Set::Documents, ns, id).await;
-        }
+        withdraw(cache, ns, &put).await;
     }
 }
 
@@ -321,6 +371,19 @@ pub fn invalidate(ctx: &ShardCtx, ns: &str, t: &Touched) {
             distrust(&cache, &ns);
         }
     });
+}
+
+/// Removes copies a write raced from the tier; a failed removal distrusts the namespace (as a
+/// failed invalidation does) until a clear repairs it.
+async fn withdraw(cache: &Arc<CacheTier>, ns: &str, ids: &[String]) {
+    let mut failed = false;
+    for id in ids {
+        failed |= cache.tier.delete(Set::Documents, ns, id).await.is_err();
+    }
+    if failed {
+        metrics::cache_event("invalidate_failed");
+        distrust(cache, ns);
+    }
 }
 
 /// Records a failed tier invalidation of `ns` and, unless one runs already, starts the repair:

@@ -3,7 +3,8 @@
 //!
 //! Where to start: [`Keys::routes`]; [`entitlements`] checks what a key opens and turns it into
 //! a principal; [`token`] makes tokens (256 bits from the OS CSPRNG, `hvl_…`); [`store`] is the
-//! key store seam (PostgreSQL here, `ApiKey` resources in a cluster).
+//! key store seam (PostgreSQL here); [`cluster`] its Kubernetes backend (`ApiKey` resources read
+//! through the watch of `sources::kubernetes`, over PostgreSQL when configured).
 //!
 //! Managing keys needs `admin` on grants limited to no namespaces (an admin limited to `shop-*`
 //! could otherwise mint itself an unlimited key).
@@ -17,6 +18,7 @@
 //! request path. Tokens are never stored, logged, put in metrics labels or error bodies; the
 //! mint answer is the only place one appears.
 
+pub mod cluster;
 pub mod entitlements;
 pub mod store;
 pub mod token;
@@ -38,6 +40,7 @@ use crate::core::http::{Resp, json_response, now_ms};
 use crate::core::router::{Req, Route, handler};
 use crate::core::runtime::Background;
 use crate::core::{Control, Core, ShardCtx};
+use crate::sources::kubernetes::ClusterKeys;
 use crate::sources::queue::QueueSource;
 use store::{KeyStore, PgKeyStore};
 
@@ -59,11 +62,19 @@ pub struct Keys {
 }
 
 impl Keys {
-    /// The feature on the PostgreSQL store (when a database is configured).
-    pub fn new(core: Arc<Core>, queue: Arc<QueueSource>) -> Arc<Keys> {
-        let store: Option<Arc<dyn KeyStore>> = queue
+    /// The feature on the PostgreSQL store (when a database is configured) and, in a cluster,
+    /// the `ApiKey` resources the watch reads (`cluster`).
+    pub fn new(
+        core: Arc<Core>,
+        queue: Arc<QueueSource>,
+        cluster: Option<Arc<ClusterKeys>>,
+    ) -> Arc<Keys> {
+        let mut store: Option<Arc<dyn KeyStore>> = queue
             .configured()
             .then(|| Arc::new(PgKeyStore { queue }) as Arc<dyn KeyStore>);
+        if let Some(cluster) = cluster {
+            store = Some(Arc::new(cluster::ClusterKeyStore::new(cluster, store)));
+        }
         Arc::new(Keys {
             core,
             store,

@@ -241,6 +241,9 @@ async fn warm_page(
         })
         .collect();
     let tier = &warm.core.cache.tier;
+    // Until the page is written and its raced ids repaired, fetches do not serve this
+    // namespace's tier values (a row of this page may predate a write already answered).
+    let _copy = warm.core.cache.invalidations.tier_write(Set::Documents, ns);
     put_rows(tier, gate, ns, rows).await?;
     for attempt in 0..=RACE_RETRIES {
         racing = still_racing(touches, ns, since, racing);

@@ -65,15 +65,14 @@ impl SnapshotStore {
         self.core
             .indexes
             .get(ns)
-            .map(Policy::from_index)
+            .map(|i| Policy::from_index(&i))
             .unwrap_or_default()
     }
 
     /// Every namespace whose policy has facet fields (the automatic writer's work list).
     pub fn facet_namespaces(&self) -> Vec<(String, Policy)> {
-        let mut out: HashMap<String, Policy> = self
-            .core
-            .indexes
+        let indexes = self.core.indexes.snapshot();
+        let mut out: HashMap<String, Policy> = indexes
             .iter()
             .map(|(ns, i)| (ns.clone(), Policy::from_index(i)))
             .collect();

@@ -1,0 +1,230 @@
+//! The cluster's desired state, read through a watch: in a cluster
+//! (`gateway.kubernetes.enabled`) the gateway lists and watches `Index`, `ApiKey` and
+//! `VectorStore` resources (read-only RBAC: get, list, watch) and feeds what they say into the
+//! in-memory state the file feeds:
+//!
+//! - `Index` → [`crate::core::indexes::Indexes`] (policy, labels, shards, consistency, scan and
+//!   snapshot settings apply without a restart; new namespaces join the consistency watcher);
+//! - `ApiKey` → [`ClusterKeys`], the Kubernetes backend of the key store (`features/keys`):
+//!   `Active` keys authenticate, `Revoked`/`Expired`/deleted ones stop once the watch delivers
+//!   the change;
+//! - `VectorStore` → [`Kubernetes::stores`], the stores the cluster declares (entitlement
+//!   targets of keys).
+//!
+//! Where to start: [`Kubernetes::new`], then [`watch::Reflector`] (list, watch, bookmarks,
+//! relist on 410, reconnect with backoff) over [`client::ApiClient`] (in-cluster config, hyper +
+//! rustls, no kube crate). Metrics are in [`metrics`]. The gateway never writes a resource.
+//!
+//! Routing stays as it was at start: an `Index` whose `backend.storeRef` would send its
+//! namespace to another store than the gateway's routing does is not applied (a warning and
+//! `layer_kubernetes_watch_errors_total{reason="store_ref"}`); a restart picks it up.
+
+pub mod client;
+pub mod convert;
+pub mod metrics;
+pub mod watch;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use layer_queue::keys::StoredKey;
+use serde_json::Value;
+
+use crate::core::config::ConfigError;
+use crate::core::runtime::Background;
+use crate::core::{Control, Core};
+use client::ApiClient;
+use metrics::WatchMetrics;
+use watch::{Reflector, Sink};
+
+/// The `ApiKey` resources as stored keys, and a counter that moves on every change.
+#[derive(Default)]
+pub struct ClusterKeys {
+    keys: ArcSwap<Vec<StoredKey>>,
+    epoch: AtomicI64,
+}
+
+impl ClusterKeys {
+    /// Every key the cluster holds (revoked and expired ones too; `Pending` ones have no id yet
+    /// and are left out).
+    pub fn all(&self) -> Arc<Vec<StoredKey>> {
+        self.keys.load_full()
+    }
+
+    /// Moves on every change the watch delivers.
+    pub fn epoch(&self) -> i64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    /// Replaces the keys (the watch's sink; tests).
+    pub fn publish(&self, keys: Vec<StoredKey>) {
+        self.keys.store(Arc::new(keys));
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+/// The watch source.
+pub struct Kubernetes {
+    core: Arc<Core>,
+    client: Arc<ApiClient>,
+    namespace: String,
+    index_namespace: String,
+    metrics: Arc<WatchMetrics>,
+    keys: Arc<ClusterKeys>,
+    stores: ArcSwap<Vec<String>>,
+}
+
+impl Kubernetes {
+    /// The source when `gateway.kubernetes.enabled`, else `None`. Fails on a configuration it
+    /// cannot use (no API server, an unreadable CA bundle).
+    pub fn new(
+        core: Arc<Core>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Option<Arc<Kubernetes>>, ConfigError> {
+        let cfg = &core.config.gateway.kubernetes;
+        if !cfg.enabled {
+            return Ok(None);
+        }
+        let client = ApiClient::new(cfg, env).map_err(ConfigError::Invalid)?;
+        let namespace = cfg.namespace.clone().unwrap_or_else(client::pod_namespace);
+        let index_namespace = cfg
+            .index_namespace
+            .clone()
+            .unwrap_or_else(|| namespace.clone());
+        Ok(Some(Arc::new(Kubernetes {
+            client: Arc::new(client),
+            namespace,
+            index_namespace,
+            metrics: Arc::new(WatchMetrics::new()),
+            keys: Arc::default(),
+            stores: ArcSwap::from_pointee(Vec::new()),
+            core,
+        })))
+    }
+
+    /// The key store's Kubernetes backend.
+    pub fn keys(&self) -> Arc<ClusterKeys> {
+        self.keys.clone()
+    }
+
+    /// The names of the `VectorStore` resources the watch holds.
+    pub fn stores(&self) -> Arc<Vec<String>> {
+        self.stores.load_full()
+    }
+
+    fn reflector(&self, kind: &'static str, path: String, sink: Sink) -> Reflector {
+        let cfg = &self.core.config.gateway.kubernetes;
+        Reflector {
+            client: self.client.clone(),
+            kind,
+            path,
+            sink,
+            metrics: self.metrics.clone(),
+            backoff: Duration::from_millis(cfg.backoff_ms.max(1)),
+            max_backoff: Duration::from_millis(cfg.max_backoff_ms.max(cfg.backoff_ms.max(1))),
+            watch_timeout_seconds: cfg.watch_timeout_seconds.max(1),
+        }
+    }
+
+    fn on_keys(&self, objects: &BTreeMap<String, Value>) {
+        let keys = objects
+            .values()
+            .filter_map(|o| match convert::api_key(o) {
+                Ok(k) => k,
+                Err(e) => {
+                    self.metrics.error("apikeys", "decode");
+                    tracing::warn!(apikey = watch::name_of(o), error = %e, "ApiKey not applied");
+                    None
+                }
+            })
+            .collect();
+        self.keys.publish(keys);
+    }
+
+    fn on_indexes(&self, objects: &BTreeMap<String, Value>) {
+        let routing = self.core.auth.routing().clone();
+        let mut seen = std::collections::HashSet::new();
+        let mut indexes = Vec::new();
+        for o in objects.values() {
+            let index = match convert::index(o) {
+                Ok(i) => i,
+                Err(e) => {
+                    self.metrics.error("indexes", "decode");
+                    tracing::warn!(index = watch::name_of(o), error = %e, "Index not applied");
+                    continue;
+                }
+            };
+            let ns = index.namespace().to_string();
+            let wants = index
+                .backend
+                .store_ref
+                .as_deref()
+                .unwrap_or(&routing.default_store);
+            if routing.store_of(&ns) != wants {
+                self.metrics.error("indexes", "store_ref");
+                tracing::warn!(
+                    index = %index.name, namespace = %ns, store = wants,
+                    "Index routes its namespace to another store than the gateway started with; \
+                     not applied until a restart"
+                );
+                continue;
+            }
+            if !seen.insert(ns.clone()) {
+                self.metrics.error("indexes", "duplicate");
+                tracing::warn!(index = %index.name, namespace = %ns,
+                    "two Index resources resolve to one upstream namespace; the first by name wins");
+                continue;
+            }
+            indexes.push(index);
+        }
+        for ns in self.core.indexes.set_cluster(indexes) {
+            self.core.watcher.register(&ns);
+        }
+    }
+
+    fn on_stores(&self, objects: &BTreeMap<String, Value>) {
+        let names = objects.keys().cloned().collect();
+        self.stores.store(Arc::new(names));
+    }
+}
+
+/// `/apis/hevlayer.com/{version}/namespaces/{ns}/{plural}`.
+fn collection(version: &str, ns: &str, plural: &str) -> String {
+    let ns = crate::core::params::encode_query_component(ns);
+    format!("/apis/hevlayer.com/{version}/namespaces/{ns}/{plural}")
+}
+
+/// The three watches, on the control runtime.
+impl Background for Kubernetes {
+    fn start(self: Arc<Self>, control: &Control) {
+        tracing::info!(
+            api_server = self.client.base(),
+            namespace = %self.namespace,
+            index_namespace = %self.index_namespace,
+            "watching the cluster's VectorStores, Indexes and ApiKeys"
+        );
+        let me = self.clone();
+        let keys: Sink = Arc::new(move |o| me.on_keys(o));
+        let path = collection("v1alpha1", &self.namespace, "apikeys");
+        control
+            .handle
+            .spawn(self.reflector("apikeys", path, keys).run());
+        let me = self.clone();
+        let stores: Sink = Arc::new(move |o| me.on_stores(o));
+        let path = collection("v1alpha1", &self.namespace, "vectorstores");
+        control
+            .handle
+            .spawn(self.reflector("vectorstores", path, stores).run());
+        if self.core.config.gateway.kubernetes.indexes {
+            let me = self.clone();
+            let indexes: Sink = Arc::new(move |o| me.on_indexes(o));
+            let path = collection("v1", &self.index_namespace, "indexes");
+            control
+                .handle
+                .spawn(self.reflector("indexes", path, indexes).run());
+        }
+    }
+}
