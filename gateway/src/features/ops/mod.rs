@@ -57,8 +57,16 @@ impl Ops {
     }
 
     async fn metrics(self: Arc<Self>, _: Arc<ShardCtx>, _: Req) -> Result<Resp, GatewayError> {
-        self.cache_state_gauge();
-        let mut r = Response::new(Full::new(Bytes::from(metrics::render(self.core.shards))));
+        // The gauge families are process-wide: setting this gateway's cache states and rendering
+        // them is one step, so a second gateway in the process (the e2e suites start several)
+        // cannot replace them in between. Scrapes only; nothing awaits under the lock.
+        static SCRAPE: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
+        let text = {
+            let _one = SCRAPE.lock();
+            self.cache_state_gauge();
+            metrics::render(self.core.shards)
+        };
+        let mut r = Response::new(Full::new(Bytes::from(text)));
         r.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; version=0.0.4"),
