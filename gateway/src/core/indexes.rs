@@ -34,9 +34,15 @@ impl Indexes {
         }
     }
 
-    /// The index serving `ns`.
+    /// The index serving `ns` (a counted reference: for callers that keep it).
     pub fn get(&self, ns: &str) -> Option<Arc<IndexConfig>> {
         self.current.load().get(ns).cloned()
+    }
+
+    /// `f` of the index serving `ns`, borrowed: the request path's form (no reference count
+    /// moves, so no cache line all shards share is written).
+    pub fn with<R>(&self, ns: &str, f: impl FnOnce(Option<&IndexConfig>) -> R) -> R {
+        f(self.current.load().get(ns).map(|i| &**i))
     }
 
     /// Every index now.

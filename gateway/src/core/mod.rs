@@ -125,8 +125,8 @@ impl Core {
     /// Scatter/gather buckets of `ns` (1 = unsharded): the configured index's `shards`, else the
     /// count init set ([`layout::Layouts`]), else 1.
     pub fn shards_of(&self, ns: &str) -> u32 {
-        match self.indexes.get(ns) {
-            Some(i) => i.shards.max(1),
+        match self.indexes.with(ns, |i| i.map(|i| i.shards.max(1))) {
+            Some(shards) => shards,
             None => self.layouts.get(ns).map_or(1, |l| l.shard_count.max(1)),
         }
     }

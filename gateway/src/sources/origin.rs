@@ -125,7 +125,7 @@ where
 /// gateway default (`gateway.scan.defaultThreads`, 8), clamped to 1..=[`MAX_THREADS`].
 pub fn configured_threads(core: &Core, ns: &str, requested: Option<u32>) -> u32 {
     requested
-        .or_else(|| core.indexes.get(ns).and_then(|i| i.scan.threads))
+        .or_else(|| core.indexes.with(ns, |i| i.and_then(|i| i.scan.threads)))
         .unwrap_or(core.config.gateway.scan.default_threads)
         .clamp(1, MAX_THREADS)
 }

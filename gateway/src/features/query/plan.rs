@@ -81,9 +81,10 @@ pub async fn serve(
     body: Bytes,
 ) -> Result<Answer, GatewayError> {
     let shared = &ctx.core;
-    let index = shared.indexes.get(ns);
-    let mode = index.map_or(shared.config.gateway.consistency.default_mode, |i| {
-        i.consistency
+    let mode = shared.indexes.with(ns, |i| {
+        i.map_or(shared.config.gateway.consistency.default_mode, |i| {
+            i.consistency
+        })
     });
     let shards = shared.shards_of(ns);
     let threads = configured_threads(shared, ns, None);
