@@ -346,7 +346,8 @@ async fn start(args: &DevArgs, api_key: Option<String>, stack: &mut Stack) -> Re
             .arg(format!("-promscrape.config={}", scrape.display()))
             .arg("-loggerLevel=WARN")
             .stderr(log);
-            let p = spawn("victoria-metrics", &mut c)?;
+            let mut p = spawn("victoria-metrics", &mut c)?;
+            p.discard_stdout();
             let pid = p.pid;
             stack.procs.push(p);
             wait_listening("victoria-metrics", addr).await?;

@@ -100,6 +100,15 @@ impl Proc {
         }
     }
 
+    /// Reads and drops stdout in the background (a server that prints no listening line must
+    /// not block on a full pipe).
+    pub fn discard_stdout(&mut self) {
+        if let Some(stdout) = self.child.stdout.take() {
+            let mut lines = BufReader::new(stdout).lines();
+            tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        }
+    }
+
     /// The exit status, if the child has exited (it is reaped then).
     pub fn exited(&mut self) -> Option<ExitStatus> {
         self.child.try_wait().ok().flatten()

@@ -73,7 +73,7 @@ struct Counts {
 }
 
 impl Counts {
-    fn from(raw: &Value) -> Counts {
+    fn of(raw: &Value) -> Counts {
         let n = |k: &str| raw.get(k).and_then(Value::as_u64).unwrap_or(0);
         let d = raw.get("discovery");
         Counts {
@@ -167,7 +167,7 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> Result<()> {
         "udf {name} registered with {} (version {})",
         r.base_url, m.spec.version
     );
-    let before = Counts::from(&api.udf_status(&name).await?.raw);
+    let before = Counts::of(&api.udf_status(&name).await?.raw);
     let d = api
         .call(Method::POST, &format!("{path}/discover"), Some(&json!({})))
         .await?;
@@ -188,7 +188,7 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> Result<()> {
 
     // 3. Wait for the drain.
     let last = watch(&api, &name, before.sweeps, enqueued, args.interval).await?;
-    let c = Counts::from(&last);
+    let c = Counts::of(&last);
     if c.failed > 0 {
         let _ = finish(ctx.format, &name, &last, "drained with failures");
         return Err(CliError::failure(format!(
@@ -218,10 +218,7 @@ fn finish(format: Format, name: &str, status: &Value, state: &str) -> Result<()>
     match format {
         Format::Json => out(&output::json(status)),
         Format::Names => out(&format!("{name}\n")),
-        Format::Table => out(&format!(
-            "{name} {state}: {}\n",
-            Counts::from(status).line()
-        )),
+        Format::Table => out(&format!("{name} {state}: {}\n", Counts::of(status).line())),
     }
 }
 
@@ -229,7 +226,7 @@ fn finish(format: Format, name: &str, status: &Value, state: &str) -> Result<()>
 async fn discovered(api: &Api, name: &str, sweeps_before: u64, interval: f64) -> Result<Value> {
     loop {
         let status = api.udf_status(name).await?.raw;
-        let c = Counts::from(&status);
+        let c = Counts::of(&status);
         if c.sweeps > sweeps_before && !c.discovering {
             return Ok(status);
         }
@@ -270,7 +267,7 @@ async fn watch(
                 return Err(e);
             }
         };
-        let c = Counts::from(&status);
+        let c = Counts::of(&status);
         len = len.max(c.total());
         bar.set_length(len);
         bar.set_position(len.saturating_sub(c.pending + c.processing));
