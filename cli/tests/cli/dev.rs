@@ -202,4 +202,6 @@ fn dev_runs_the_stack_and_stops_it_on_sigint() {
         );
         assert!(log.contains("postgres stopped"), "{log}");
     }
+    // The PostgreSQL cluster and the stores are tens of MB: gone once the test passed.
+    let _ = std::fs::remove_dir_all(&h);
 }
