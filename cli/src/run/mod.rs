@@ -70,6 +70,7 @@ struct Counts {
     by_stage: Vec<(String, u64)>,
     sweeps: u64,
     discovering: bool,
+    paused: bool,
 }
 
 impl Counts {
@@ -97,6 +98,7 @@ impl Counts {
                 .and_then(|d| d.get("running"))
                 .and_then(Value::as_bool)
                 .unwrap_or(false),
+            paused: raw.get("paused").and_then(Value::as_bool).unwrap_or(false),
         }
     }
 
@@ -222,12 +224,20 @@ fn finish(format: Format, name: &str, status: &Value, state: &str) -> Result<()>
     }
 }
 
+/// A paused UDF neither discovers nor hands out work: waiting for it would never end.
+fn paused(name: &str) -> CliError {
+    CliError::failure(format!(
+        "udf {name} is paused (spec.paused): its queue cannot drain; resume it (POST \
+/v2/udfs/{name}/resume, or spec.paused: false) or run with --detach"
+    ))
+}
+
 /// Polls the status until the discovery sweep has completed (`--detach`).
 async fn discovered(api: &Api, name: &str, sweeps_before: u64, interval: f64) -> Result<Value> {
     loop {
         let status = api.udf_status(name).await?.raw;
         let c = Counts::of(&status);
-        if c.sweeps > sweeps_before && !c.discovering {
+        if c.paused || (c.sweeps > sweeps_before && !c.discovering) {
             return Ok(status);
         }
         tokio::time::sleep(Duration::from_secs_f64(interval)).await;
@@ -268,6 +278,10 @@ async fn watch(
             }
         };
         let c = Counts::of(&status);
+        if c.paused {
+            bar.abandon();
+            return Err(paused(name));
+        }
         len = len.max(c.total());
         bar.set_length(len);
         bar.set_position(len.saturating_sub(c.pending + c.processing));

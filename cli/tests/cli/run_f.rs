@@ -459,4 +459,22 @@ fn run_applies_registers_and_waits_for_the_drain() {
         "--detach with --rm is a usage error: {}",
         r.stderr
     );
+
+    // 5. A paused Function cannot drain: said at once, exit 1 (registered, paused).
+    let file = manifest(&h, "cli-tags-paused", None, WORKER);
+    let text = std::fs::read_to_string(&file).unwrap() + "\n  paused: true\n";
+    std::fs::write(&file, text).unwrap();
+    let r = layer(
+        &h,
+        &["run", "-f", &file, "--index", "cli-fn-rows", "--no-apply"],
+        &vars,
+    );
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("udf cli-tags-paused is paused"),
+        "{}",
+        r.stderr
+    );
+    let (s, v) = call(&stack, Method::GET, "/v2/udfs/cli-tags-paused", Value::Null);
+    assert_eq!((s, &v["udf"]["paused"]), (200, &json!(true)), "{v}");
 }
