@@ -28,7 +28,7 @@ pub const DEFAULT_KEY: &str = "tpuf_local_dev_key";
 pub struct DevArgs {
     /// Data directory (emulator/, gateway/, postgres/, victoria-metrics/ under it)
     /// [default: ~/.local/share/layer]
-    #[arg(long, env = "LAYER_DATA_DIR", value_name = "DIR")]
+    #[arg(long, env = "LAYER_DATA_DIR", value_parser = any_path, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
     /// The gateway's listen address (port 0: a free port)
     #[arg(long, env = "LAYER_LISTEN", default_value = "127.0.0.1:8080")]
@@ -52,23 +52,24 @@ pub struct DevArgs {
     #[arg(
         long,
         env = "LAYER_PG_BIN",
+        value_parser = any_path,
         default_value = "/usr/lib/postgresql/15/bin"
     )]
     pub pg_bin: PathBuf,
     /// PostgreSQL cluster directory [default: DATA_DIR/postgres]
-    #[arg(long, env = "LAYER_PG_DIR")]
+    #[arg(long, env = "LAYER_PG_DIR", value_parser = any_path)]
     pub pg_dir: Option<PathBuf>,
     /// The victoria-metrics binary [default: victoria-metrics on PATH]
-    #[arg(long, env = "LAYER_VM_BIN")]
+    #[arg(long, env = "LAYER_VM_BIN", value_parser = any_path)]
     pub vm_bin: Option<PathBuf>,
     /// The layer-gateway binary [default: next to `layer`, else on PATH]
-    #[arg(long, env = "LAYER_GATEWAY_BIN")]
+    #[arg(long, env = "LAYER_GATEWAY_BIN", value_parser = any_path)]
     pub gateway_bin: Option<PathBuf>,
     /// The turbopuffer-emulator binary [default: next to `layer`, else on PATH]
-    #[arg(long, env = "LAYER_EMULATOR_BIN")]
+    #[arg(long, env = "LAYER_EMULATOR_BIN", value_parser = any_path)]
     pub emulator_bin: Option<PathBuf>,
     /// The layer-dashboard binary [default: next to `layer`, else on PATH]
-    #[arg(long, env = "LAYER_DASHBOARD_BIN")]
+    #[arg(long, env = "LAYER_DASHBOARD_BIN", value_parser = any_path)]
     pub dashboard_bin: Option<PathBuf>,
     /// Dashboard basic-auth user
     #[arg(long, env = "LAYER_DASHBOARD_USER", default_value = "ops")]
@@ -85,6 +86,44 @@ pub struct DevArgs {
     /// Do not start the dashboard
     #[arg(long)]
     pub no_dashboard: bool,
+}
+
+/// A path, empty allowed (clap's own path parser refuses an empty value, and an empty variable
+/// must count as unset rather than fail: [`DevArgs::unset_empty`]).
+fn any_path(s: &str) -> std::result::Result<PathBuf, String> {
+    Ok(PathBuf::from(s))
+}
+
+impl DevArgs {
+    /// An empty variable counts as unset (as `${VAR:-default}` did in scripts/run).
+    fn unset_empty(&mut self) {
+        for (v, default) in [
+            (&mut self.listen, "127.0.0.1:8080"),
+            (&mut self.emulator_listen, "127.0.0.1:8090"),
+            (&mut self.dashboard_listen, "127.0.0.1:8081"),
+            (&mut self.vm_listen, "127.0.0.1:8428"),
+            (&mut self.dashboard_user, "ops"),
+        ] {
+            if v.trim().is_empty() {
+                *v = default.to_string();
+            }
+        }
+        if self.pg_bin.as_os_str().is_empty() {
+            self.pg_bin = PathBuf::from("/usr/lib/postgresql/15/bin");
+        }
+        for p in [
+            &mut self.data_dir,
+            &mut self.pg_dir,
+            &mut self.vm_bin,
+            &mut self.gateway_bin,
+            &mut self.emulator_bin,
+            &mut self.dashboard_bin,
+        ] {
+            if p.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+                *p = None;
+            }
+        }
+    }
 }
 
 /// `layer dev --help`'s examples.
@@ -146,7 +185,8 @@ impl Stack {
 }
 
 /// Runs `layer dev` until a signal (exit 0) or a component's own exit (exit 1).
-pub async fn run(args: DevArgs, api_key: Option<String>) -> Result<()> {
+pub async fn run(mut args: DevArgs, api_key: Option<String>) -> Result<()> {
+    args.unset_empty();
     // Registered first: a Ctrl-C during startup still stops what started.
     let mut sigint = signal(SignalKind::interrupt())
         .map_err(|e| CliError::failure(format!("SIGINT handler: {e}")))?;

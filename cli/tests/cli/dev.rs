@@ -67,6 +67,8 @@ fn dev_runs_the_stack_and_stops_it_on_sigint() {
         .env("LAYER_DASHBOARD_LISTEN", "127.0.0.1:0")
         .env("LAYER_VM_LISTEN", "127.0.0.1:0")
         .env("LAYER_API_KEY", "dev-test-bearer")
+        // Empty counts as unset (the cluster goes to DATA_DIR/postgres, asserted below).
+        .env("LAYER_PG_DIR", "")
         .env(
             "LAYER_GATEWAY_BIN",
             binary("LAYER_GATEWAY_BIN", "layer-gateway"),
@@ -134,7 +136,8 @@ fn dev_runs_the_stack_and_stops_it_on_sigint() {
     );
     assert!(lines.contains_key("dashboard"), "{lines:?}");
     if with_pg {
-        assert!(lines.contains_key("postgres"), "{lines:?}");
+        let pg = data.join("postgres/data").display().to_string();
+        assert!(lines["postgres"].contains(&pg), "{lines:?}");
     }
 
     // The gateway through the printed URL and bearer: a write, the listing, and (with the
