@@ -189,14 +189,7 @@ fn main() -> ExitCode {
             Cmd::Udf { cmd } => reads::udf(&ctx, cmd).await,
             Cmd::Keys { cmd } => keys::run(&ctx, cmd).await,
             Cmd::Run(args) => run::run(&ctx, args).await,
-            Cmd::Dev(args) => {
-                let key = ctx.flags.api_key.clone().or_else(|| {
-                    ["LAYER_API_KEY", "HEVLAYER_API_KEY"]
-                        .iter()
-                        .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
-                });
-                dev::run(args, key).await
-            }
+            Cmd::Dev(args) => dev::run(args, ctx.flags.api_key.clone()).await,
             Cmd::Completions(args) => {
                 docgen::completions(<Cli as clap::CommandFactory>::command(), &args)
             }

@@ -184,7 +184,9 @@ impl Stack {
     }
 }
 
-/// Runs `layer dev` until a signal (exit 0) or a component's own exit (exit 1).
+/// Runs `layer dev` until a signal (exit 0) or a component's own exit (exit 1). The bearer is
+/// `api_key` (`--api-key`), else `LAYER_API_KEY`/`HEVLAYER_API_KEY`, else [`DEFAULT_KEY`]; no
+/// config environment is consulted (a local stack has its own key).
 pub async fn run(mut args: DevArgs, api_key: Option<String>) -> Result<()> {
     args.unset_empty();
     // Registered first: a Ctrl-C during startup still stops what started.
@@ -233,7 +235,14 @@ pub async fn run(mut args: DevArgs, api_key: Option<String>) -> Result<()> {
 
 /// Starts every component, recording each in `stack` as soon as it runs.
 async fn start(args: &DevArgs, api_key: Option<String>, stack: &mut Stack) -> Result<()> {
-    let key = api_key.unwrap_or_else(|| DEFAULT_KEY.to_string());
+    let key = api_key
+        .filter(|k| !k.is_empty())
+        .or_else(|| {
+            ["LAYER_API_KEY", "HEVLAYER_API_KEY"]
+                .iter()
+                .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+        })
+        .unwrap_or_else(|| DEFAULT_KEY.to_string());
     let data = match &args.data_dir {
         Some(d) => d.clone(),
         None => match std::env::var_os("HOME").filter(|h| !h.is_empty()) {
