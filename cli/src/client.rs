@@ -241,6 +241,12 @@ impl Api {
         decode(&format!("{method} {path}"), reply.body)
     }
 
+    /// Any JSON call; the answer's body (for routes without a typed method: `layer run`'s
+    /// register, discover and delete).
+    pub async fn call(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Value> {
+        Ok(self.send(method, path, body).await?.body)
+    }
+
     /// `GET /v2/namespaces`, every page (following `x-layer-next-cursor` / `next_cursor`).
     /// The raw value is `{"namespaces": [...every page's rows]}`.
     pub async fn list_namespaces(

@@ -5,12 +5,15 @@
 mod client;
 mod config;
 mod context;
+mod dev;
+mod docgen;
 mod env_cmd;
 mod error;
 mod keys;
 mod manifest;
 mod output;
 mod reads;
+mod run;
 mod tui;
 
 use std::io::IsTerminal;
@@ -21,11 +24,9 @@ use clap::{Args, Parser, Subcommand};
 use crate::context::Ctx;
 use crate::output::Format;
 
-macro_rules! not_built {
+macro_rules! out_of_scope {
     () => {
-        "Not built yet (later slices): `layer run -f`, \
-`layer dev`, shell completions and the man page. `layer ask` is out of \
-scope: it needs a docs digest Layer does not ship."
+        "`layer ask` is out of scope: it needs a docs digest Layer does not ship."
     };
 }
 
@@ -40,9 +41,11 @@ Examples:
   layer index list -o names
   layer keys mint reader --entitle layer=read | pbcopy
   layer             (on a terminal: the read-only TUI, also `layer browse`)
+  layer run -f tag-products.yaml
+  layer completions bash > ~/.local/share/bash-completion/completions/layer
 
 ",
-    not_built!()
+    out_of_scope!()
 );
 
 #[derive(Parser, Debug)]
@@ -70,10 +73,10 @@ struct Global {
     /// Use this config environment for one invocation [env: LAYER_ENV]
     #[arg(long = "env", global = true, value_name = "NAME")]
     env: Option<String>,
-    /// Kubeconfig context (used by `run`, not built yet; stored by `env add`)
+    /// Kubeconfig context for `run` (stored per environment by `env add --kube-context`)
     #[arg(long, global = true, value_name = "CONTEXT")]
     context: Option<String>,
-    /// Kubernetes namespace (used by `run`, not built yet; stored by `env add`)
+    /// Kubernetes namespace of the Function CR `run` applies (stored by `env add`)
     #[arg(long, global = true, value_name = "NAMESPACE")]
     kube_namespace: Option<String>,
     /// Output format of reads
@@ -107,7 +110,7 @@ enum Cmd {
     },
     /// UDFs (Functions) and their queues
     #[command(
-        after_help = "Examples:\n  layer udf list\n  layer udf get product-tags --watch\n\n`layer run -f function.yaml` (apply, register, discover, wait) is not built yet."
+        after_help = "Examples:\n  layer udf list\n  layer udf get product-tags --watch\n\n`layer run -f function.yaml` applies, registers, discovers and waits."
     )]
     Udf {
         #[command(subcommand)]
@@ -127,6 +130,23 @@ enum Cmd {
 enter opens a detail view; esc/q backs out (quits from a list); r re-reads now; ctrl-c quits.\n\nExample:\n  layer browse --env partner --interval 10"
     )]
     Browse(tui::BrowseArgs),
+    /// Run a Function manifest: apply the CR, register the UDF, discover, wait for the drain
+    #[command(after_help = run::RUN_AFTER)]
+    Run(run::RunArgs),
+    /// Run the embedded stack (emulator, gateway, PostgreSQL, VictoriaMetrics, dashboard) in
+    /// the foreground until Ctrl-C
+    #[command(after_help = dev::DEV_AFTER)]
+    Dev(dev::DevArgs),
+    /// Print a shell completion script (bash, zsh, fish, powershell, elvish)
+    #[command(
+        after_help = "Examples:\n  layer completions bash > ~/.local/share/bash-completion/completions/layer\n  layer completions zsh > \"${fpath[1]}/_layer\"\n  layer completions fish > ~/.config/fish/completions/layer.fish"
+    )]
+    Completions(docgen::CompletionsArgs),
+    /// Print the layer(1) man page, or write every command's page with --dir
+    #[command(
+        after_help = "Examples:\n  layer man | man -l -\n  layer man --dir /usr/local/share/man/man1"
+    )]
+    Man(docgen::ManArgs),
 }
 
 fn main() -> ExitCode {
@@ -177,6 +197,12 @@ fn main() -> ExitCode {
             Cmd::Udf { cmd } => reads::udf(&ctx, cmd).await,
             Cmd::Keys { cmd } => keys::run(&ctx, cmd).await,
             Cmd::Browse(args) => tui::run(&ctx, args).await,
+            Cmd::Run(args) => run::run(&ctx, args).await,
+            Cmd::Dev(args) => dev::run(args, ctx.flags.api_key.clone()).await,
+            Cmd::Completions(args) => {
+                docgen::completions(<Cli as clap::CommandFactory>::command(), &args)
+            }
+            Cmd::Man(args) => docgen::man(<Cli as clap::CommandFactory>::command(), &args),
         }
     });
     match result {
