@@ -59,6 +59,9 @@ pub struct Keys {
     known: ArcSwap<HashMap<String, StoredKey>>,
     /// The store's change counter at the last load.
     epoch: std::sync::atomic::AtomicI64,
+    /// Loads run one at a time: a background load that read the keys before a mint must not
+    /// publish its older map after the mint's own reload did.
+    loading: tokio::sync::Mutex<()>,
 }
 
 impl Keys {
@@ -80,6 +83,7 @@ impl Keys {
             store,
             known: ArcSwap::from_pointee(HashMap::new()),
             epoch: std::sync::atomic::AtomicI64::new(-1),
+            loading: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -312,6 +316,7 @@ impl Keys {
         let Some(store) = &self.store else {
             return Ok(());
         };
+        let _one = self.loading.lock().await;
         use std::sync::atomic::Ordering;
         if !force && store.epoch().await? == self.epoch.load(Ordering::Acquire) {
             return Ok(());
