@@ -1,0 +1,430 @@
+//! The ApiKey, VectorStore, Index and Warehouse reconcilers and the Lease election against the
+//! scripted API server and a fake gateway/store: minting into a Secret, adopting an existing
+//! token, `EntitlementTargetMissing`, the store probe's three outcomes, Index validation,
+//! Warehouse checks and consumers, and acquire/renew/take-over/follow of the Lease.
+
+mod support;
+
+use std::sync::Arc;
+
+use crds::k8s::{ApiKey, Index, VectorStore, Warehouse};
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use serde_json::{Value, json};
+use support::*;
+
+const NS_PATH: &str = "/apis/hevlayer.com/v1alpha1/namespaces/layer";
+const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/layer/events";
+const SECRETS: &str = "/api/v1/namespaces/layer/secrets";
+
+fn b64(s: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+/// An API server for `obj` at `obj_path`, with `stores`, `warehouses` and `secrets`
+/// (name → data) and ApiKeys `keys` in namespace `layer`.
+fn cluster(
+    obj: Value,
+    obj_path: String,
+    stores: Vec<Value>,
+    warehouses: Vec<Value>,
+    secrets: Vec<(&'static str, Value)>,
+    keys: Vec<Value>,
+) -> impl Fn(&Seen) -> Reply {
+    move |s: &Seen| {
+        let p = s.path.as_str();
+        match s.method.as_str() {
+            "GET" if p == format!("{NS_PATH}/vectorstores") => list("VectorStore", stores.clone()),
+            "GET" if p == format!("{NS_PATH}/warehouses") => list("Warehouse", warehouses.clone()),
+            "GET" if p == format!("{NS_PATH}/pipelines") => list("Pipeline", vec![]),
+            "GET" if p == format!("{NS_PATH}/apikeys") => list("ApiKey", keys.clone()),
+            "GET" if p.ends_with("/namespaces/layer/indexes") => list("Index", vec![obj.clone()]),
+            "GET" if p.starts_with(SECRETS) => {
+                let name = p.rsplit('/').next().unwrap();
+                match secrets.iter().find(|(n, _)| *n == name) {
+                    Some((n, data)) => (
+                        200,
+                        json!({"apiVersion": "v1", "kind": "Secret",
+                               "metadata": {"name": n, "namespace": "layer"}, "data": data}),
+                    ),
+                    None => not_found(),
+                }
+            }
+            "PATCH" if p == format!("{obj_path}/status") => {
+                let mut o = obj.clone();
+                o["status"] = s.body["status"].clone();
+                (200, o)
+            }
+            "PATCH" if p == obj_path => (200, obj.clone()),
+            "PATCH" => (200, s.body.clone()),
+            "POST" if p == EVENTS => (201, s.body.clone()),
+            _ => not_found(),
+        }
+    }
+}
+
+fn apikey() -> ApiKey {
+    let mut k: ApiKey = stored("apikey.yaml");
+    k.status = None;
+    k.metadata.finalizers = Some(vec!["hevlayer.com/apikey-cleanup".into()]);
+    k
+}
+
+fn key_record() -> Value {
+    json!({"keyId": "0a1b2c3d", "name": "cohort-reader", "phase": "Active",
+           "lookupHash": "sha256:abcd", "createdAt": "2026-06-10T00:00:00Z",
+           "expiresAt": "2027-06-10T00:00:00Z", "expiresAfter": "365d", "entitlements": {}})
+}
+
+#[tokio::test]
+async fn an_apikey_is_minted_into_a_secret_and_its_status_mirrors_the_record() {
+    let k = apikey();
+    let path = format!("{NS_PATH}/apikeys/cohort-reader");
+    let store: VectorStore = fixture("vectorstore.yaml");
+    let mut store = serde_json::to_value(store).unwrap();
+    store["metadata"]["name"] = json!("prod-turbopuffer");
+    let (client, api) = api_server(cluster(
+        serde_json::to_value(&k).unwrap(),
+        path.clone(),
+        vec![store],
+        vec![],
+        vec![],
+        vec![],
+    ));
+    let (url, gw) = fake_http(|s| match (s.method.as_str(), s.path.as_str()) {
+        ("POST", "/v2/keys") => {
+            let mut r = key_record();
+            r["token"] = json!("hvl_secret_token");
+            (201, r)
+        }
+        _ => (404, json!({})),
+    })
+    .await;
+    layer_operator::apikey::reconcile_apikey(Arc::new(k), context(client, &url))
+        .await
+        .unwrap();
+    let mint = one(&gw, "POST", "/v2/keys");
+    assert_eq!(mint.authorization, "Bearer admin-token");
+    assert_eq!(mint.body["name"], "cohort-reader");
+    assert_eq!(mint.body["owner"], "acme");
+    assert_eq!(mint.body["expiresAfter"], "365d");
+    assert_eq!(
+        mint.body["entitlements"]["warehouse.prod-snowflake"]["claims"],
+        json!(["notes:cohort:*:read"])
+    );
+    // The token goes to the Secret (SSA, owned by the ApiKey), never to status.
+    let secret = one(&api, "PATCH", &format!("{SECRETS}/apikey-cohort-reader"));
+    assert_eq!(
+        secret.query.get("fieldManager").map(String::as_str),
+        Some("layer-operator")
+    );
+    assert_eq!(secret.body["data"]["token"], b64("hvl_secret_token"));
+    assert_eq!(
+        secret.body["metadata"]["ownerReferences"][0]["kind"],
+        "ApiKey"
+    );
+    let st = one(&api, "PATCH", &format!("{path}/status"));
+    let status = &st.body["status"];
+    assert!(!st.body.to_string().contains("hvl_secret_token"));
+    assert_eq!(status["keyId"], "0a1b2c3d");
+    assert_eq!(status["lookupHash"], "sha256:abcd");
+    assert_eq!(status["phase"], "Active");
+    assert_eq!(status["expiresAt"], "2027-06-10T00:00:00Z");
+    assert_eq!(status["secretRef"]["name"], "apikey-cohort-reader");
+    assert_eq!(status["observedGeneration"], 1);
+    let conds = status["conditions"].as_array().unwrap();
+    let missing = conds
+        .iter()
+        .find(|c| c["type"] == "EntitlementTargetMissing")
+        .unwrap();
+    assert_eq!(missing["status"], "True");
+    assert!(
+        missing["message"]
+            .as_str()
+            .unwrap()
+            .contains("warehouse.prod-snowflake")
+    );
+    assert_eq!(one(&api, "POST", EVENTS).body["reason"], "Active");
+}
+
+#[tokio::test]
+async fn an_apikey_adopts_the_token_its_secret_already_holds() {
+    let k = apikey();
+    let path = format!("{NS_PATH}/apikeys/cohort-reader");
+    let (client, api) = api_server(cluster(
+        serde_json::to_value(&k).unwrap(),
+        path.clone(),
+        vec![],
+        vec![],
+        vec![(
+            "apikey-cohort-reader",
+            json!({"token": b64("hvl_existing")}),
+        )],
+        vec![],
+    ));
+    let (url, gw) = fake_http(|s| match (s.method.as_str(), s.path.as_str()) {
+        ("POST", "/v2/keys/authenticate") if s.body["token"] == "hvl_existing" => (
+            200,
+            json!({"keyId": "0a1b2c3d", "name": "cohort-reader", "entitlements": {}}),
+        ),
+        ("GET", "/v2/keys/0a1b2c3d") => (200, key_record()),
+        _ => (500, json!({"error": "unexpected"})),
+    })
+    .await;
+    layer_operator::apikey::reconcile_apikey(Arc::new(k), context(client, &url))
+        .await
+        .unwrap();
+    assert_eq!(count(&gw, "POST", "/v2/keys"), 0, "no second key is minted");
+    assert_eq!(
+        one(&gw, "POST", "/v2/keys/authenticate").authorization,
+        "",
+        "unauthenticated"
+    );
+    assert_eq!(
+        count(&api, "PATCH", &format!("{SECRETS}/apikey-cohort-reader")),
+        0
+    );
+    let st = one(&api, "PATCH", &format!("{path}/status"));
+    assert_eq!(st.body["status"]["keyId"], "0a1b2c3d");
+    let missing = st.body["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "EntitlementTargetMissing")
+        .unwrap()
+        .clone();
+    assert_eq!(missing["status"], "True", "neither target exists here");
+}
+
+#[tokio::test]
+async fn deleting_an_apikey_deletes_the_gateway_key() {
+    let mut k = apikey();
+    k.status = Some(crds::k8s::ApiKeyStatus {
+        key_id: Some("0a1b2c3d".into()),
+        ..Default::default()
+    });
+    k.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        Timestamp::now(),
+    ));
+    let path = format!("{NS_PATH}/apikeys/cohort-reader");
+    let (client, api) = api_server(cluster(
+        serde_json::to_value(&k).unwrap(),
+        path.clone(),
+        vec![],
+        vec![],
+        vec![],
+        vec![],
+    ));
+    let (url, gw) = fake_http(|_| (200, json!({"status": "deleted"}))).await;
+    layer_operator::apikey::reconcile_apikey(Arc::new(k), context(client, &url))
+        .await
+        .unwrap();
+    assert_eq!(
+        requests(&gw).iter().map(Seen::line).collect::<Vec<_>>(),
+        ["DELETE /v2/keys/0a1b2c3d"]
+    );
+    assert!(
+        one(&api, "PATCH", &path)
+            .body
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|op| op["op"] == "remove")
+    );
+}
+
+async fn probe_store(secret_value: &str, endpoint: Option<String>) -> Value {
+    let (store_url, _) = fake_http(|s| {
+        if s.path == "/v1/namespaces" && s.authorization == "Bearer tpuf-key" {
+            (200, json!({"namespaces": []}))
+        } else {
+            (401, json!({"error": "unauthorized"}))
+        }
+    })
+    .await;
+    let mut vs: VectorStore = stored("vectorstore.yaml");
+    vs.spec.endpoint.as_mut().unwrap().url = endpoint.unwrap_or(store_url);
+    let path = format!("{NS_PATH}/vectorstores/turbopuffer-default");
+    let (client, api) = api_server(cluster(
+        serde_json::to_value(&vs).unwrap(),
+        path.clone(),
+        vec![],
+        vec![],
+        vec![("layer", json!({"turbopuffer-api-key": b64(secret_value)}))],
+        vec![],
+    ));
+    layer_operator::stores::reconcile_store(Arc::new(vs), context(client, "http://unused"))
+        .await
+        .unwrap();
+    one(&api, "PATCH", &format!("{path}/status")).body["status"].clone()
+}
+
+fn cond<'a>(status: &'a Value, t: &str) -> &'a Value {
+    status["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == t)
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_vectorstore_probe_reports_ready_credential_invalid_or_unreachable() {
+    let ok = probe_store("tpuf-key", None).await;
+    assert_eq!(ok["reachable"], true);
+    assert_eq!(cond(&ok, "Ready")["status"], "True");
+    let bad = probe_store("wrong", None).await;
+    assert_eq!(cond(&bad, "Ready")["status"], "False");
+    assert_eq!(cond(&bad, "CredentialInvalid")["status"], "True");
+    // A port nothing listens on (bound, then released).
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("http://{}", l.local_addr().unwrap());
+    drop(l);
+    let down = probe_store("tpuf-key", Some(dead)).await;
+    assert_eq!(down["reachable"], false);
+    assert_eq!(cond(&down, "Unreachable")["status"], "True");
+    assert_eq!(cond(&down, "Ready")["reason"], "Unreachable");
+}
+
+#[tokio::test]
+async fn an_index_naming_an_unknown_store_gets_a_condition_and_a_good_one_resolves() {
+    let idx: Index = stored("index.yaml");
+    let path = "/apis/hevlayer.com/v1/namespaces/layer/indexes/products".to_string();
+    let mut store: VectorStore = fixture("vectorstore.yaml");
+    store.status = Some(crds::k8s::VectorStoreStatus {
+        conditions: vec![layer_operator::conditions::condition(
+            "Ready", true, "Probed", "",
+        )],
+        ..Default::default()
+    });
+    let store = serde_json::to_value(store).unwrap();
+    for (stores, want) in [(vec![], "StoreNotFound"), (vec![store], "Resolved")] {
+        let (client, api) = api_server(cluster(
+            serde_json::to_value(&idx).unwrap(),
+            path.clone(),
+            stores,
+            vec![],
+            vec![],
+            vec![],
+        ));
+        layer_operator::stores::reconcile_index(
+            Arc::new(idx.clone()),
+            context(client, "http://unused"),
+        )
+        .await
+        .unwrap();
+        let st = one(&api, "PATCH", &format!("{path}/status")).body["status"].clone();
+        assert_eq!(cond(&st, "Ready")["reason"], want);
+        if want == "Resolved" {
+            assert_eq!(st["store"], "turbopuffer-default");
+            assert_eq!(st["namespace"], "products");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_warehouse_without_its_secret_fails_with_an_event_and_counts_consumers() {
+    let w: Warehouse = stored("warehouse.yaml");
+    let path = format!("{NS_PATH}/warehouses/prod-snowflake");
+    let mut k: ApiKey = fixture("apikey.yaml");
+    k.status = None;
+    let wv = serde_json::to_value(&w).unwrap();
+    let keys = vec![serde_json::to_value(&k).unwrap()];
+    let (client, api) = api_server(cluster(wv, path.clone(), vec![], vec![], vec![], keys));
+    layer_operator::warehouse::reconcile_warehouse(Arc::new(w), context(client, "http://unused"))
+        .await
+        .unwrap();
+    let st = one(&api, "PATCH", &format!("{path}/status")).body["status"].clone();
+    assert_eq!(st["phase"], "Failed");
+    assert!(
+        st["failureReason"]
+            .as_str()
+            .unwrap()
+            .contains("snowflake-rsa")
+    );
+    assert_eq!(st["consumers"]["apiKeys"], 1);
+    assert_eq!(st["consumers"]["pipelines"], 0);
+    let ev = one(&api, "POST", EVENTS);
+    assert_eq!(
+        (ev.body["type"].as_str(), ev.body["reason"].as_str()),
+        (Some("Warning"), Some("Failed"))
+    );
+}
+
+fn lease(holder: &str, renewed_ago: i64) -> Value {
+    serde_json::to_value(Lease {
+        metadata: kube::api::ObjectMeta {
+            name: Some("layer-operator".into()),
+            namespace: Some("layer".into()),
+            resource_version: Some("7".into()),
+            ..Default::default()
+        },
+        spec: Some(LeaseSpec {
+            holder_identity: Some(holder.into()),
+            lease_duration_seconds: Some(15),
+            renew_time: Some(MicroTime(
+                Timestamp::now() - SignedDuration::from_secs(renewed_ago),
+            )),
+            lease_transitions: Some(2),
+            ..Default::default()
+        }),
+    })
+    .unwrap()
+}
+
+async fn elect(current: Option<Value>, write_status: u16) -> (bool, Log) {
+    const LEASE: &str = "/apis/coordination.k8s.io/v1/namespaces/layer/leases";
+    let (client, log) = api_server(move |s| match (s.method.as_str(), s.path.as_str()) {
+        ("GET", p) if p == format!("{LEASE}/layer-operator") => match &current {
+            Some(l) => (200, l.clone()),
+            None => not_found(),
+        },
+        ("POST", LEASE) | ("PUT", _) if write_status == 200 => (200, s.body.clone()),
+        _ => (
+            409,
+            json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                   "reason": "Conflict", "code": 409, "message": "conflict"}),
+        ),
+    });
+    let e = layer_operator::leader::Elector::new(client, "layer", "layer-operator", "me", 15);
+    (e.step().await.unwrap(), log)
+}
+
+#[tokio::test]
+async fn the_lease_is_acquired_renewed_taken_over_and_followed() {
+    let (leads, log) = elect(None, 200).await;
+    assert!(leads);
+    let created = one(
+        &log,
+        "POST",
+        "/apis/coordination.k8s.io/v1/namespaces/layer/leases",
+    );
+    assert_eq!(created.body["spec"]["holderIdentity"], "me");
+    assert_eq!(created.body["spec"]["leaseDurationSeconds"], 15);
+
+    let (leads, log) = elect(Some(lease("other", 3)), 200).await;
+    assert!(!leads);
+    assert_eq!(requests(&log).len(), 1, "a follower only reads");
+
+    let (leads, log) = elect(Some(lease("other", 60)), 200).await;
+    assert!(leads);
+    let put = one(
+        &log,
+        "PUT",
+        "/apis/coordination.k8s.io/v1/namespaces/layer/leases/layer-operator",
+    );
+    assert_eq!(put.body["spec"]["holderIdentity"], "me");
+    assert_eq!(put.body["spec"]["leaseTransitions"], 3);
+    assert_eq!(
+        put.body["metadata"]["resourceVersion"], "7",
+        "optimistic concurrency"
+    );
+
+    let (leads, _) = elect(Some(lease("me", 3)), 200).await;
+    assert!(leads, "renewed");
+    // Lost the race for an expired Lease.
+    let (leads, _) = elect(Some(lease("other", 60)), 409).await;
+    assert!(!leads);
+}
