@@ -179,4 +179,27 @@ mod tests {
         ));
         assert!(text.contains("layer_operator_leader 1"));
     }
+
+    #[tokio::test]
+    async fn serves_healthz_and_metrics_and_404_elsewhere() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let m = Arc::new(Metrics::default());
+        m.reconciled("Index", Duration::from_millis(1), false);
+        tokio::spawn(serve(listener, m));
+        let get = |path: &'static str| async move {
+            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let req = format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+            s.write_all(req.as_bytes()).await.unwrap();
+            let mut out = String::new();
+            s.read_to_string(&mut out).await.unwrap();
+            out
+        };
+        assert!(get("/healthz").await.starts_with("HTTP/1.1 200"));
+        let metrics = get("/metrics").await;
+        assert!(metrics.starts_with("HTTP/1.1 200"));
+        assert!(metrics.contains("layer_operator_reconciles_total{kind=\"Index\"} 1"));
+        assert!(get("/nope").await.starts_with("HTTP/1.1 404"));
+    }
 }

@@ -409,3 +409,50 @@ async fn a_gateway_refusal_is_a_condition_and_an_outage_is_a_retry() {
             .contains("layer_operator_reconcile_errors_total{kind=\"Function\"} 1")
     );
 }
+
+/// The measurement (run by hand: `cargo test -p layer-operator --release --test
+/// workloads -- --ignored --nocapture measure`): 1,000 Functions reconciled one after another
+/// against the scripted API server and the fake gateway; prints the mean and worst reconcile
+/// (create → Deployment applied → status written), the process CPU time and peak RSS. It asserts
+/// only that every reconcile applied its Deployment, never a duration.
+#[tokio::test]
+#[ignore]
+async fn measure_a_thousand_functions() {
+    let infra: InfraRules = fixture("infrarules.yaml");
+    let base = function(true);
+    let (url, _) = gateway().await;
+    let objects = serde_json::to_value(&base).unwrap();
+    let (client, api) = api_server(cluster(
+        objects,
+        format!("{NS_PATH}/functions/tag-products"),
+        Some(infra),
+    ));
+    let ctx = context(client, &url);
+    let cpu = || {
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+        let f: Vec<&str> = stat.rsplit(')').next().unwrap().split_whitespace().collect();
+        (f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()) as f64 / 100.0
+    };
+    let cpu0 = cpu();
+    let start = std::time::Instant::now();
+    let mut worst = std::time::Duration::ZERO;
+    for i in 0..1000 {
+        let mut f = base.clone();
+        f.metadata.uid = Some(format!("uid-{i}"));
+        let t = std::time::Instant::now();
+        layer_operator::workload::reconcile_function(Arc::new(f), ctx.clone())
+            .await
+            .unwrap();
+        worst = worst.max(t.elapsed());
+    }
+    let total = start.elapsed();
+    assert_eq!(count(&api, "PATCH", DEPLOY), 1000);
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let hwm = status.lines().find(|l| l.starts_with("VmHWM")).unwrap_or("VmHWM: ?");
+    println!(
+        "1000 Function reconciles: total {:?}, mean {:?}, worst {worst:?}, CPU {:.2} s, {hwm}",
+        total,
+        total / 1000,
+        cpu() - cpu0
+    );
+}
