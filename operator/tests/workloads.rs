@@ -430,7 +430,12 @@ async fn measure_a_thousand_functions() {
     let ctx = context(client, &url);
     let cpu = || {
         let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
-        let f: Vec<&str> = stat.rsplit(')').next().unwrap().split_whitespace().collect();
+        let f: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .collect();
         (f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()) as f64 / 100.0
     };
     let cpu0 = cpu();
@@ -448,11 +453,60 @@ async fn measure_a_thousand_functions() {
     let total = start.elapsed();
     assert_eq!(count(&api, "PATCH", DEPLOY), 1000);
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let hwm = status.lines().find(|l| l.starts_with("VmHWM")).unwrap_or("VmHWM: ?");
+    let hwm = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM"))
+        .unwrap_or("VmHWM: ?");
     println!(
         "1000 Function reconciles: total {:?}, mean {:?}, worst {worst:?}, CPU {:.2} s, {hwm}",
         total,
         total / 1000,
         cpu() - cpu0
     );
+}
+
+/// The controller wiring of `run::controllers`: with the scripted server listing one Function
+/// (and nothing else), the Function controller's watch delivers it and the reconcile applies its
+/// Deployment. (Watches end at once here, so the watcher re-lists; the wait is bounded, not
+/// measured.)
+#[tokio::test]
+async fn the_controllers_reconcile_what_the_watch_lists() {
+    let mut f = function(true);
+    f.metadata.resource_version = Some("5".into());
+    let obj = serde_json::to_value(&f).unwrap();
+    let inner = cluster(
+        obj.clone(),
+        format!("{NS_PATH}/functions/tag-products"),
+        Some(fixture("infrarules.yaml")),
+    );
+    let (client, api) = api_server(move |s: &Seen| {
+        if s.method == "GET" && s.query.get("watch").map(String::as_str) == Some("true") {
+            return (200, Value::Null);
+        }
+        // The controllers watch every namespace: their lists are cluster-wide.
+        if s.method == "GET" && s.path == "/apis/hevlayer.com/v1alpha1/functions" {
+            return list("Function", vec![obj.clone()]);
+        }
+        let (status, body) = inner(s);
+        if s.method == "GET" && status == 404 && !s.path.contains("/namespaces/") {
+            // Every other kind's list (and the owned Deployments) is empty.
+            return list("Object", vec![]);
+        }
+        (status, body)
+    });
+    let (url, gw) = gateway().await;
+    let ctx = context(client, &url);
+    let task = tokio::spawn(layer_operator::run::controllers(ctx));
+    let mut waited = 0;
+    while count(&api, "PATCH", DEPLOY) == 0 {
+        assert!(
+            waited < 300,
+            "no Deployment applied: {:?}",
+            requests(&api).iter().map(Seen::line).collect::<Vec<_>>()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        waited += 1;
+    }
+    task.abort();
+    assert!(count(&gw, "PUT", "/v2/udfs/tag-products") >= 1);
 }

@@ -88,13 +88,17 @@ pub fn api_server(router: impl Fn(&Seen) -> Reply + Send + Sync + 'static) -> (k
             let s = seen(&parts, &bytes);
             let (status, reply) = router(&s);
             l.lock().unwrap().push(s);
+            // `null` answers with an empty body (a watch that ends at once).
+            let bytes = if reply.is_null() {
+                Vec::new()
+            } else {
+                serde_json::to_vec(&reply).unwrap()
+            };
             send.send_response(
                 http::Response::builder()
                     .status(status)
                     .header("content-type", "application/json")
-                    .body(kube::client::Body::from(
-                        serde_json::to_vec(&reply).unwrap(),
-                    ))
+                    .body(kube::client::Body::from(bytes))
                     .unwrap(),
             );
         }
