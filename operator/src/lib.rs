@@ -10,6 +10,7 @@
 //! | `VectorStore`, `Index` | [`stores`] | probes the store (`GET /v1/namespaces`); validates an Index against its store |
 //! | `ApiKey` | [`apikey`] | mints (or adopts) the token through `/v2/keys` into a Secret |
 //! | `Warehouse` | [`warehouse`] | status only (phase, consumers) |
+//! | `InfraRules` | [`infra`] | validates the one object named `default` (status `pools`, `Ready`) |
 //!
 //! The objects a reconcile applies are built by pure functions ([`workload::build`],
 //! [`workload::scaling`]) so they are unit-tested without a server; the reconcilers apply them
@@ -22,6 +23,7 @@ pub mod conditions;
 pub mod config;
 pub mod context;
 pub mod gateway;
+pub mod infra;
 pub mod leader;
 pub mod metrics;
 pub mod run;

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crds::k8s::{ApiKey, Function, Index, Pipeline, VectorStore, Warehouse};
+use crds::k8s::{ApiKey, Function, Index, InfraRules, Pipeline, VectorStore, Warehouse};
 use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::Api;
@@ -18,7 +18,7 @@ use crate::config::Config;
 use crate::context::Context;
 use crate::leader::Elector;
 use crate::metrics::{Metrics, serve};
-use crate::{Error, apikey, stores, warehouse, workload};
+use crate::{Error, apikey, infra, stores, warehouse, workload};
 
 /// Backoff after a failed reconcile.
 pub const ERROR_BACKOFF: Duration = Duration::from_secs(15);
@@ -72,7 +72,12 @@ pub async fn controllers(ctx: Arc<Context>) {
     let warehouses = Controller::new(api::<Warehouse>(c, &ns), wc.clone())
         .run(warehouse::reconcile_warehouse, error_policy, ctx.clone())
         .for_each(|r| drain("Warehouse", r));
+    // Cluster-scoped: watched whatever the watch namespace (the chart's ClusterRole allows it).
+    let infras = Controller::new(Api::<InfraRules>::all(c.clone()), wc.clone())
+        .run(infra::reconcile_infra, error_policy, ctx.clone())
+        .for_each(|r| drain("InfraRules", r));
     tokio::select! {
+        _ = infras => {}
         _ = pipelines => {}
         _ = functions => {}
         _ = vstores => {}

@@ -526,3 +526,19 @@ fn the_lease_is_created_renewed_taken_over_when_expired_and_otherwise_followed()
     );
     assert_eq!(decide(Some(&lease("", 1)), "me", now), Decision::TakeOver);
 }
+
+#[test]
+fn infrarules_must_be_named_default_with_unique_pools() {
+    use layer_operator::infra::validate;
+    let mut infra: InfraRules = fixture("infrarules.yaml");
+    let st = validate(&infra);
+    assert_eq!(st.pools, ["cpu", "cpu-large", "gpu"]);
+    assert_eq!(st.conditions[0].reason, "Validated");
+    infra
+        .spec
+        .compute_pools
+        .push(infra.spec.compute_pools[0].clone());
+    assert_eq!(validate(&infra).conditions[0].reason, "DuplicatePool");
+    infra.metadata.name = Some("other".into());
+    assert_eq!(validate(&infra).conditions[0].reason, "InvalidName");
+}

@@ -428,3 +428,25 @@ async fn the_lease_is_acquired_renewed_taken_over_and_followed() {
     let (leads, _) = elect(Some(lease("other", 60)), 409).await;
     assert!(!leads);
 }
+
+#[tokio::test]
+async fn infrarules_status_is_applied_on_the_cluster_scoped_subresource() {
+    let infra: crds::k8s::InfraRules = stored("infrarules.yaml");
+    let path = "/apis/hevlayer.com/v1alpha1/infrarules/default".to_string();
+    let obj = serde_json::to_value(&infra).unwrap();
+    let (client, api) = api_server(cluster(obj, path.clone(), vec![], vec![], vec![], vec![]));
+    layer_operator::infra::reconcile_infra(Arc::new(infra), context(client, "http://unused"))
+        .await
+        .unwrap();
+    let st = one(&api, "PATCH", &format!("{path}/status"));
+    assert_eq!(
+        st.query.get("fieldManager").map(String::as_str),
+        Some("layer-operator")
+    );
+    assert_eq!(
+        st.body["status"]["pools"],
+        json!(["cpu", "cpu-large", "gpu"])
+    );
+    assert_eq!(st.body["status"]["observedGeneration"], 1);
+    assert_eq!(cond(&st.body["status"], "Ready")["status"], "True");
+}
