@@ -17,6 +17,7 @@ use serde_json::json;
 use crate::config::{Config, Settings};
 use crate::gateway::Gateway;
 use crate::metrics::Metrics;
+use crate::probe::{NoDriver, WarehouseProbe};
 use crate::{FIELD_MANAGER, Result};
 
 /// The shared state of the controllers.
@@ -27,6 +28,8 @@ pub struct Context {
     pub gateway: Gateway,
     pub metrics: Arc<Metrics>,
     pub recorder: Recorder,
+    /// The Warehouse probe ([`NoDriver`] unless a driver is plugged in).
+    pub warehouse_probe: Arc<dyn WarehouseProbe>,
 }
 
 impl Context {
@@ -47,6 +50,7 @@ impl Context {
             gateway,
             metrics,
             recorder,
+            warehouse_probe: Arc::new(NoDriver),
         })
     }
 

@@ -26,6 +26,7 @@ pub mod gateway;
 pub mod infra;
 pub mod leader;
 pub mod metrics;
+pub mod probe;
 pub mod run;
 pub mod stores;
 pub mod warehouse;
@@ -47,6 +48,8 @@ pub enum Error {
     Gateway(#[from] gateway::GatewayError),
     #[error("finalizer: {0}")]
     Finalizer(String),
+    #[error("{0}")]
+    Blocked(String),
     #[error("serialization: {0}")]
     Json(#[from] serde_json::Error),
 }

@@ -542,3 +542,33 @@ fn infrarules_must_be_named_default_with_unique_pools() {
     infra.metadata.name = Some("other".into());
     assert_eq!(validate(&infra).conditions[0].reason, "InvalidName");
 }
+
+#[test]
+fn a_verified_warehouse_is_probed_again_after_verify_interval() {
+    use layer_operator::warehouse::{VERIFIED_SECRET_ANNOTATION, probe_due};
+    let mut w: Warehouse = fixture("warehouse.yaml");
+    w.metadata.generation = Some(1);
+    assert!(probe_due(&w, "10", 3600, 0), "never probed");
+    w.metadata.annotations =
+        Some([(VERIFIED_SECRET_ANNOTATION.to_string(), "10".to_string())].into());
+    w.status = Some(crds::k8s::WarehouseStatus {
+        observed_generation: Some(1),
+        phase: Some(crds::k8s::warehouse::WarehousePhase::Verified),
+        verified_at: Some("2026-06-10T00:00:00Z".into()),
+        ..Default::default()
+    });
+    let verified = chrono::DateTime::parse_from_rfc3339("2026-06-10T00:00:00Z")
+        .unwrap()
+        .timestamp();
+    assert!(!probe_due(&w, "10", 3600, verified + 3599));
+    assert!(
+        probe_due(&w, "10", 3600, verified + 3600),
+        "verifyInterval elapsed"
+    );
+    assert!(
+        probe_due(&w, "11", 3600, verified + 10),
+        "the Secret changed"
+    );
+    w.metadata.generation = Some(2);
+    assert!(probe_due(&w, "10", 3600, verified + 10), "the spec changed");
+}

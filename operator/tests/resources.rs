@@ -324,18 +324,83 @@ async fn an_index_naming_an_unknown_store_gets_a_condition_and_a_good_one_resolv
     }
 }
 
-#[tokio::test]
-async fn a_warehouse_without_its_secret_fails_with_an_event_and_counts_consumers() {
-    let w: Warehouse = stored("warehouse.yaml");
+/// A probe that answers `outcome` and counts its calls.
+struct FakeProbe(
+    layer_operator::probe::ProbeOutcome,
+    Arc<std::sync::atomic::AtomicUsize>,
+);
+
+impl layer_operator::probe::WarehouseProbe for FakeProbe {
+    fn probe<'a>(
+        &'a self,
+        _: &'a Warehouse,
+        secret: &'a k8s_openapi::api::core::v1::Secret,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = layer_operator::probe::ProbeOutcome> + Send + 'a>,
+    > {
+        assert!(
+            secret
+                .data
+                .as_ref()
+                .unwrap()
+                .contains_key("private-key.pem")
+        );
+        self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Box::pin(async move { self.0.clone() })
+    }
+}
+
+fn warehouse() -> Warehouse {
+    let mut w: Warehouse = stored("warehouse.yaml");
+    w.metadata.finalizers = Some(vec!["hevlayer.com/warehouse-consumers".into()]);
+    w
+}
+
+/// Reconciles `w` with a Secret `snowflake-rsa` at resourceVersion `secret_version` (none when
+/// `None`), one ApiKey entitled to it, and a probe answering `outcome`: (API log, probe calls).
+async fn reconcile_warehouse(
+    w: Warehouse,
+    secret_version: Option<&'static str>,
+    outcome: layer_operator::probe::ProbeOutcome,
+) -> (
+    Log,
+    usize,
+    Result<kube::runtime::controller::Action, layer_operator::Error>,
+) {
     let path = format!("{NS_PATH}/warehouses/prod-snowflake");
     let mut k: ApiKey = fixture("apikey.yaml");
     k.status = None;
-    let wv = serde_json::to_value(&w).unwrap();
     let keys = vec![serde_json::to_value(&k).unwrap()];
-    let (client, api) = api_server(cluster(wv, path.clone(), vec![], vec![], vec![], keys));
-    layer_operator::warehouse::reconcile_warehouse(Arc::new(w), context(client, "http://unused"))
-        .await
-        .unwrap();
+    let wv = serde_json::to_value(&w).unwrap();
+    let inner = cluster(wv, path, vec![], vec![], vec![], keys);
+    let (client, api) = api_server(move |s: &Seen| {
+        if s.method == "GET" && s.path == format!("{SECRETS}/snowflake-rsa") {
+            return match secret_version {
+                Some(v) => (
+                    200,
+                    json!({"apiVersion": "v1", "kind": "Secret",
+                           "metadata": {"name": "snowflake-rsa", "namespace": "layer", "resourceVersion": v},
+                           "data": {"private-key.pem": b64("-----BEGIN PRIVATE KEY-----")}}),
+                ),
+                None => not_found(),
+            };
+        }
+        inner(s)
+    });
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut ctx = bare_context(client, "http://unused");
+    ctx.warehouse_probe = Arc::new(FakeProbe(outcome, calls.clone()));
+    let r = layer_operator::warehouse::reconcile_warehouse(Arc::new(w), Arc::new(ctx)).await;
+    (api, calls.load(std::sync::atomic::Ordering::SeqCst), r)
+}
+
+#[tokio::test]
+async fn a_warehouse_without_its_secret_fails_with_an_event_and_counts_consumers() {
+    use layer_operator::probe::ProbeOutcome;
+    let (api, calls, r) = reconcile_warehouse(warehouse(), None, ProbeOutcome::Verified).await;
+    r.unwrap();
+    assert_eq!(calls, 0, "no probe without a credential");
+    let path = format!("{NS_PATH}/warehouses/prod-snowflake");
     let st = one(&api, "PATCH", &format!("{path}/status")).body["status"].clone();
     assert_eq!(st["phase"], "Failed");
     assert!(
@@ -350,6 +415,110 @@ async fn a_warehouse_without_its_secret_fails_with_an_event_and_counts_consumers
     assert_eq!(
         (ev.body["type"].as_str(), ev.body["reason"].as_str()),
         (Some("Warning"), Some("Failed"))
+    );
+}
+
+#[tokio::test]
+async fn a_warehouse_is_verified_by_the_probe_and_reverified_when_its_secret_changes() {
+    use layer_operator::probe::ProbeOutcome;
+    let path = format!("{NS_PATH}/warehouses/prod-snowflake");
+    let (api, calls, r) =
+        reconcile_warehouse(warehouse(), Some("10"), ProbeOutcome::Verified).await;
+    r.unwrap();
+    assert_eq!(calls, 1);
+    let st = one(&api, "PATCH", &format!("{path}/status")).body["status"].clone();
+    assert_eq!(st["phase"], "Verified");
+    assert!(st["verifiedAt"].is_string());
+    assert_eq!(one(&api, "POST", EVENTS).body["reason"], "Verified");
+    let note = one(&api, "PATCH", &path);
+    assert_eq!(note.content_type, "application/merge-patch+json");
+    assert_eq!(
+        note.body["metadata"]["annotations"]["hevlayer.com/verified-secret-version"],
+        "10"
+    );
+
+    // Verified just now with this Secret version: nothing is probed or written.
+    let mut w = warehouse();
+    w.status = Some(serde_json::from_value(st.clone()).unwrap());
+    w.metadata.annotations = Some(
+        [(
+            "hevlayer.com/verified-secret-version".to_string(),
+            "10".to_string(),
+        )]
+        .into(),
+    );
+    let (api2, calls, r) = reconcile_warehouse(w.clone(), Some("10"), ProbeOutcome::Verified).await;
+    r.unwrap();
+    assert_eq!(calls, 0);
+    assert_eq!(count(&api2, "PATCH", &format!("{path}/status")), 0);
+    // The Secret's content changed: probed again; a failure is loud.
+    let (api3, calls, r) = reconcile_warehouse(
+        w,
+        Some("11"),
+        ProbeOutcome::Failed("JWT token is invalid".into()),
+    )
+    .await;
+    r.unwrap();
+    assert_eq!(calls, 1);
+    let st = one(&api3, "PATCH", &format!("{path}/status")).body["status"].clone();
+    assert_eq!(st["phase"], "Failed");
+    assert_eq!(st["failureReason"], "JWT token is invalid");
+    assert_eq!(one(&api3, "POST", EVENTS).body["type"], "Warning");
+}
+
+#[tokio::test]
+async fn without_a_driver_a_warehouse_stays_pending() {
+    let (api, _, r) = reconcile_warehouse(
+        warehouse(),
+        Some("10"),
+        layer_operator::probe::ProbeOutcome::Unavailable("no driver".into()),
+    )
+    .await;
+    r.unwrap();
+    let st = one(
+        &api,
+        "PATCH",
+        &format!("{NS_PATH}/warehouses/prod-snowflake/status"),
+    )
+    .body["status"]
+        .clone();
+    assert_eq!(st["phase"], "Pending");
+    assert_eq!(cond(&st, "Ready")["reason"], "ProbeUnavailable");
+}
+
+#[tokio::test]
+async fn deleting_a_warehouse_with_consumers_is_blocked_unless_forced() {
+    use layer_operator::probe::ProbeOutcome;
+    let mut w = warehouse();
+    w.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        Timestamp::now(),
+    ));
+    let (api, _, r) = reconcile_warehouse(w.clone(), Some("10"), ProbeOutcome::Verified).await;
+    assert!(r.unwrap_err().to_string().contains("1 API keys"));
+    assert_eq!(one(&api, "POST", EVENTS).body["reason"], "DeletionBlocked");
+    assert_eq!(
+        count(
+            &api,
+            "PATCH",
+            &format!("{NS_PATH}/warehouses/prod-snowflake")
+        ),
+        0
+    );
+    w.metadata.annotations =
+        Some([("hevlayer.com/force-delete".to_string(), "true".to_string())].into());
+    let (api, _, r) = reconcile_warehouse(w, Some("10"), ProbeOutcome::Verified).await;
+    r.unwrap();
+    let fin = one(
+        &api,
+        "PATCH",
+        &format!("{NS_PATH}/warehouses/prod-snowflake"),
+    );
+    assert!(
+        fin.body
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|op| op["op"] == "remove")
     );
 }
 

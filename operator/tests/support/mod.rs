@@ -209,9 +209,14 @@ pub fn stored<T: DeserializeOwned + kube::Resource>(name: &str) -> T {
 
 /// A context on `client` whose gateway is `gateway_url`.
 pub fn context(client: kube::Client, gateway_url: &str) -> Arc<layer_operator::context::Context> {
+    Arc::new(bare_context(client, gateway_url))
+}
+
+/// The context before it is shared (to plug in a fake warehouse probe).
+pub fn bare_context(client: kube::Client, gateway_url: &str) -> layer_operator::context::Context {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut config = layer_operator::config::Config::for_tests(gateway_url);
     config.gateway_api_key = Some("admin-token".into());
     config.metrics_url = "http://metrics:8428".into();
-    Arc::new(layer_operator::context::Context::new(client, config, Arc::default()).unwrap())
+    layer_operator::context::Context::new(client, config, Arc::default()).unwrap()
 }
