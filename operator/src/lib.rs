@@ -9,7 +9,7 @@
 //! | `Pipeline`, `Function` | [`workload`] | a worker Deployment (and a KEDA `ScaledObject` for `mode: autoscale`); a Function is also registered with the gateway (`PUT /v2/udfs/{id}`) and discovered |
 //! | `VectorStore`, `Index` | [`stores`] | probes the store (`GET /v1/namespaces`); validates an Index against its store |
 //! | `ApiKey` | [`apikey`] | mints (or adopts) the token through `/v2/keys` into a Secret |
-//! | `Warehouse` | [`warehouse`] | status only (phase, consumers) |
+//! | `Warehouse` | [`warehouse`] | static checks, the driver's probe ([`probe`]), consumers, a deletion finalizer |
 //! | `InfraRules` | [`infra`] | validates the one object named `default` (status `pools`, `Ready`) |
 //!
 //! The objects a reconcile applies are built by pure functions ([`workload::build`],
