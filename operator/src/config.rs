@@ -77,6 +77,24 @@ pub struct Config {
     /// The leader Lease's name (the chart's RBAC names `layer-operator`).
     #[arg(long, default_value = "layer-operator")]
     pub lease_name: String,
+    /// Whether upstream namespaces are discovered into Indexes.
+    #[arg(long, env = "LAYER_DISCOVERY_ENABLED", default_value_t = true, action = clap::ArgAction::Set)]
+    pub discovery_enabled: bool,
+    /// Seconds between discovery sweeps.
+    #[arg(long, env = "LAYER_DISCOVERY_INTERVAL_SECONDS", default_value_t = 60)]
+    pub discovery_interval_seconds: u64,
+    /// Namespaces per listing page.
+    #[arg(long, env = "LAYER_DISCOVERY_PAGE_SIZE", default_value_t = 1000)]
+    pub discovery_page_size: u32,
+    /// Only upstream namespaces with this prefix are discovered.
+    #[arg(long, env = "LAYER_DISCOVERY_PREFIX", default_value = "")]
+    pub discovery_prefix: String,
+    /// Where discovered Indexes are created; blank = the operator's namespace.
+    #[arg(long, env = "LAYER_INDEX_NAMESPACE", default_value = "")]
+    pub index_namespace: String,
+    /// Whether an Index discovery created is deleted when its namespace is gone upstream.
+    #[arg(long, env = "LAYER_INDEX_GC_ENABLED", default_value_t = true, action = clap::ArgAction::Set)]
+    pub index_gc_enabled: bool,
     /// How long a Lease is held without renewal before another replica may take it.
     #[arg(long, default_value_t = 15)]
     pub lease_seconds: i32,
@@ -88,6 +106,15 @@ impl Config {
         let mut c = Config::parse_from(["layer-operator"]);
         c.gateway_url = gateway_url.into();
         c
+    }
+
+    /// Where discovered Indexes live.
+    pub fn index_namespace(&self) -> String {
+        if self.index_namespace.is_empty() {
+            self.pod_namespace.clone()
+        } else {
+            self.index_namespace.clone()
+        }
     }
 
     /// The fallback auth mode (unknown spellings mean the default, `deriveFromStore`).

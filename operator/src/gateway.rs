@@ -195,6 +195,33 @@ impl Gateway {
         )
     }
 
+    /// `GET /v1/namespaces` (one page): `{"namespaces": [{"id"}], "next_cursor"}`.
+    pub async fn list_namespaces(
+        &self,
+        prefix: &str,
+        page_size: u32,
+        cursor: Option<&str>,
+    ) -> Result<Value, GatewayError> {
+        let enc = |s: &str| {
+            s.bytes()
+                .map(|b| match b {
+                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                        (b as char).to_string()
+                    }
+                    _ => format!("%{b:02X}"),
+                })
+                .collect::<String>()
+        };
+        let mut path = format!("/v1/namespaces?page_size={page_size}");
+        if !prefix.is_empty() {
+            path.push_str(&format!("&prefix={}", enc(prefix)));
+        }
+        if let Some(c) = cursor {
+            path.push_str(&format!("&cursor={}", enc(c)));
+        }
+        self.admin(Method::GET, &path, None).await
+    }
+
     /// `POST /v2/keys`: the minted key, with its `token` (the only answer that carries it).
     pub async fn mint_key(&self, body: &Value) -> Result<Value, GatewayError> {
         self.admin(Method::POST, "/v2/keys", Some(body)).await

@@ -10,6 +10,7 @@
 //! | `VectorStore`, `Index` | [`stores`] | probes the store (`GET /v1/namespaces`); validates an Index against its store |
 //! | `ApiKey` | [`apikey`] | mints (or adopts) the token through `/v2/keys` into a Secret |
 //! | `Warehouse` | [`warehouse`] | static checks, the driver's probe ([`probe`]), consumers, a deletion finalizer |
+//! | (upstream namespaces) | [`discovery`] | an `Index` per undiscovered namespace; index GC of discovered ones gone upstream |
 //! | `InfraRules` | [`infra`] | validates the one object named `default` (status `pools`, `Ready`) |
 //!
 //! The objects a reconcile applies are built by pure functions ([`workload::build`],
@@ -22,6 +23,7 @@ pub mod apikey;
 pub mod conditions;
 pub mod config;
 pub mod context;
+pub mod discovery;
 pub mod gateway;
 pub mod infra;
 pub mod leader;

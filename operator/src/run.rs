@@ -18,7 +18,7 @@ use crate::config::Config;
 use crate::context::Context;
 use crate::leader::Elector;
 use crate::metrics::{Metrics, serve};
-use crate::{Error, apikey, infra, stores, warehouse, workload};
+use crate::{Error, apikey, discovery, infra, stores, warehouse, workload};
 
 /// Backoff after a failed reconcile.
 pub const ERROR_BACKOFF: Duration = Duration::from_secs(15);
@@ -76,7 +76,15 @@ pub async fn controllers(ctx: Arc<Context>) {
     let infras = Controller::new(Api::<InfraRules>::all(c.clone()), wc.clone())
         .run(infra::reconcile_infra, error_policy, ctx.clone())
         .for_each(|r| drain("InfraRules", r));
+    let discover = async {
+        if ctx.config.discovery_enabled {
+            discovery::run(ctx.clone()).await
+        } else {
+            std::future::pending().await
+        }
+    };
     tokio::select! {
+        _ = discover => {}
         _ = infras => {}
         _ = pipelines => {}
         _ = functions => {}

@@ -572,3 +572,39 @@ fn a_verified_warehouse_is_probed_again_after_verify_interval() {
     w.metadata.generation = Some(2);
     assert!(probe_due(&w, "10", 3600, verified + 10), "the spec changed");
 }
+
+#[test]
+fn discovery_creates_unclaimed_namespaces_and_gc_deletes_only_discovered_ones_gone_upstream() {
+    use layer_operator::discovery::{discovered_index, plan, valid_name};
+    let products: Index = fixture("index.yaml"); // claims "products"
+    let mut old = discovered_index("old-ns", "layer").unwrap();
+    old.metadata.name = Some("old-ns".into());
+    let mut mine: Index = fixture("index.yaml");
+    mine.metadata.name = Some("hand-written".into());
+    mine.spec.backend.as_mut().unwrap().namespace = Some("gone-too".into());
+    let upstream: Vec<String> = ["products", "orders", "Bad_Name", "orders"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let p = plan(
+        &upstream,
+        &[products.clone(), old.clone(), mine.clone()],
+        true,
+    );
+    assert_eq!(p.create, ["orders"]);
+    assert_eq!(
+        p.delete,
+        ["old-ns"],
+        "a hand-written Index is never deleted"
+    );
+    assert!(
+        plan(&upstream, &[products, old, mine], false)
+            .delete
+            .is_empty()
+    );
+    let idx = serde_json::to_value(discovered_index("orders", "layer").unwrap()).unwrap();
+    assert_eq!(idx["apiVersion"], "hevlayer.com/v1");
+    assert_eq!(idx["metadata"]["labels"]["hevlayer.com/discovered"], "true");
+    assert_eq!(idx["spec"]["backend"]["namespace"], "orders");
+    assert!(valid_name("a.b-c") && !valid_name("-a") && !valid_name("A") && !valid_name(""));
+}

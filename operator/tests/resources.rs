@@ -619,3 +619,57 @@ async fn infrarules_status_is_applied_on_the_cluster_scoped_subresource() {
     assert_eq!(st.body["status"]["observedGeneration"], 1);
     assert_eq!(cond(&st.body["status"], "Ready")["status"], "True");
 }
+
+#[tokio::test]
+async fn a_discovery_sweep_pages_through_the_gateway_creates_and_collects_indexes() {
+    let (url, gw) = fake_http(|s| match s.query.get("cursor").map(String::as_str) {
+        None => (
+            200,
+            json!({"namespaces": [{"id": "products"}, {"id": "orders"}], "next_cursor": "p2"}),
+        ),
+        Some("p2") => (
+            200,
+            json!({"namespaces": [{"id": "shop-reviews"}], "next_cursor": null}),
+        ),
+        _ => (400, json!({"error": "bad cursor"})),
+    })
+    .await;
+    let products: Index = fixture("index.yaml");
+    let gone = layer_operator::discovery::discovered_index("dropped", "layer").unwrap();
+    let listed = vec![
+        serde_json::to_value(&products).unwrap(),
+        serde_json::to_value(&gone).unwrap(),
+    ];
+    const INDEXES: &str = "/apis/hevlayer.com/v1/namespaces/layer/indexes";
+    let (client, api) = api_server(move |s| match (s.method.as_str(), s.path.as_str()) {
+        ("GET", INDEXES) => list("Index", listed.clone()),
+        ("POST", INDEXES) => (201, s.body.clone()),
+        ("DELETE", _) => (
+            200,
+            json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}),
+        ),
+        _ => not_found(),
+    });
+    let mut ctx = bare_context(client, &url);
+    ctx.config.pod_namespace = "layer".into();
+    let plan = layer_operator::discovery::sweep(&ctx).await.unwrap();
+    assert_eq!(plan.create, ["orders", "shop-reviews"]);
+    assert_eq!(plan.delete, ["dropped"]);
+    let pages: Vec<Seen> = requests(&gw);
+    assert_eq!(pages.len(), 2);
+    assert_eq!(pages[0].path, "/v1/namespaces");
+    assert_eq!(
+        pages[0].query.get("page_size").map(String::as_str),
+        Some("1000")
+    );
+    assert_eq!(pages[0].authorization, "Bearer admin-token");
+    let created: Vec<Value> = requests(&api)
+        .into_iter()
+        .filter(|s| s.method == "POST")
+        .map(|s| s.body)
+        .collect();
+    assert_eq!(created.len(), 2);
+    assert_eq!(created[0]["metadata"]["namespace"], "layer");
+    assert_eq!(created[1]["spec"]["backend"]["namespace"], "shop-reviews");
+    one(&api, "DELETE", &format!("{INDEXES}/dropped"));
+}
