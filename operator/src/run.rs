@@ -132,6 +132,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 tracing::info!("leading: starting controllers");
                 running = Some(tokio::spawn(controllers(ctx.clone())));
             }
+            (true, Some(h)) if h.is_finished() => {
+                tracing::warn!("controllers stopped: starting them again");
+                running = Some(tokio::spawn(controllers(ctx.clone())));
+            }
             (true, Some(h)) => running = Some(h),
             (false, Some(h)) => {
                 tracing::warn!("not leading: stopping controllers");
