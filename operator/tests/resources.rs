@@ -673,3 +673,45 @@ async fn a_discovery_sweep_pages_through_the_gateway_creates_and_collects_indexe
     assert_eq!(created[1]["spec"]["backend"]["namespace"], "shop-reviews");
     one(&api, "DELETE", &format!("{INDEXES}/dropped"));
 }
+
+#[tokio::test]
+async fn a_minted_apikey_is_refreshed_not_reminted_and_a_vanished_key_is_a_condition() {
+    let path = format!("{NS_PATH}/apikeys/cohort-reader");
+    let mut k = apikey();
+    let mut record = key_record();
+    record["lastSeenAt"] = json!("2026-07-01T00:00:00Z");
+    let status =
+        layer_operator::apikey::status_from_record(&record, "apikey-cohort-reader", vec![]);
+    k.status = Some(status);
+    for (answer, want_reason) in [(Some(record.clone()), "Active"), (None, "KeyNotFound")] {
+        let (client, api) = api_server(cluster(
+            serde_json::to_value(&k).unwrap(),
+            path.clone(),
+            vec![],
+            vec![],
+            vec![],
+            vec![],
+        ));
+        let (url, gw) = fake_http(
+            move |s| match (s.method.as_str(), s.path.as_str(), &answer) {
+                ("GET", "/v2/keys/0a1b2c3d", Some(r)) => (200, r.clone()),
+                _ => (404, json!({"error": "not found"})),
+            },
+        )
+        .await;
+        layer_operator::apikey::reconcile_apikey(Arc::new(k.clone()), context(client, &url))
+            .await
+            .unwrap();
+        assert_eq!(count(&gw, "POST", "/v2/keys"), 0, "never minted twice");
+        assert_eq!(
+            count(&api, "PATCH", &format!("{SECRETS}/apikey-cohort-reader")),
+            0
+        );
+        let st = one(&api, "PATCH", &format!("{path}/status")).body["status"].clone();
+        assert_eq!(cond(&st, "Ready")["reason"], want_reason);
+        assert_eq!(st["keyId"], "0a1b2c3d", "the key id is kept");
+        if want_reason == "Active" {
+            assert_eq!(st["lastSeenAt"], "2026-07-01T00:00:00Z");
+        }
+    }
+}
