@@ -1,6 +1,7 @@
 //! Wiring: the kube client, the `/metrics` + `/healthz` server, the leader election loop and,
 //! while leading, one `kube::runtime::Controller` per kind (Pipeline and Function also watch the
-//! Deployments they own, so a deleted or edited worker is put back).
+//! Deployments they own, so a deleted or edited worker is put back, and `InfraRules`, so a pool
+//! change reaches every workload at once).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,6 +11,7 @@ use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
@@ -52,12 +54,31 @@ pub async fn controllers(ctx: Arc<Context>) {
     let c = &ctx.client;
     let ns = ctx.config.watch_namespace.clone();
     let wc = watcher::Config::default();
-    let pipelines = Controller::new(api::<Pipeline>(c, &ns), wc.clone())
+    // A change of InfraRules (pools, ceilings) re-reconciles every workload at once.
+    let pipelines = Controller::new(api::<Pipeline>(c, &ns), wc.clone());
+    let every_pipeline = pipelines.store();
+    let pipelines = pipelines
         .owns(api::<Deployment>(c, &ns), wc.clone())
+        .watches(Api::<InfraRules>::all(c.clone()), wc.clone(), move |_| {
+            every_pipeline
+                .state()
+                .iter()
+                .map(|p| ObjectRef::from_obj(&**p))
+                .collect::<Vec<_>>()
+        })
         .run(workload::reconcile_pipeline, error_policy, ctx.clone())
         .for_each(|r| drain("Pipeline", r));
-    let functions = Controller::new(api::<Function>(c, &ns), wc.clone())
+    let functions = Controller::new(api::<Function>(c, &ns), wc.clone());
+    let every_function = functions.store();
+    let functions = functions
         .owns(api::<Deployment>(c, &ns), wc.clone())
+        .watches(Api::<InfraRules>::all(c.clone()), wc.clone(), move |_| {
+            every_function
+                .state()
+                .iter()
+                .map(|f| ObjectRef::from_obj(&**f))
+                .collect::<Vec<_>>()
+        })
         .run(workload::reconcile_function, error_policy, ctx.clone())
         .for_each(|r| drain("Function", r));
     let vstores = Controller::new(api::<VectorStore>(c, &ns), wc.clone())
