@@ -619,6 +619,10 @@ def test_operator(rendered):
     for k in ("vectorstores", "indexes", "pipelines", "functions", "apikeys", "warehouses", "agents", "infrarules"):
         assert k in kinds, k
     assert any(r["apiGroups"] == ["keda.sh"] for r in cr["rules"])
+    # What layer-operator creates besides Deployments: KEDA TriggerAuthentications (a Pipeline's
+    # status-route scaler) and the Service of a push-dispatch Function.
+    made = {res for r in cr["rules"] if "create" in r["verbs"] for res in r["resources"]}
+    assert {"deployments", "scaledobjects", "triggerauthentications", "services", "secrets"} <= made
     lease = one(docs, "Role", "layer-operator-leader")
     assert {"coordination.k8s.io"} == {g for r in lease["rules"] for g in r["apiGroups"]}
     assert not find(docs, "Role", "layer-operator")
