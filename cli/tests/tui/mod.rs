@@ -67,17 +67,22 @@ impl Tmux {
         }
     }
 
-    /// `(pane_dead, pane_dead_status)`.
-    fn pane_state(&self) -> (String, String) {
+    /// `(pane_dead, pane_dead_status, pane_dead_signal)`. tmux 3.3 can report the pane dead
+    /// before it has recorded the exit status (both empty then): callers poll again.
+    fn pane_state(&self) -> (String, String, String) {
         let s = self.ok(&[
             "display-message",
             "-p",
             "-t",
             "tui",
-            "#{pane_dead} #{pane_dead_status}",
+            "#{pane_dead}|#{pane_dead_status}|#{pane_dead_signal}",
         ]);
-        let mut it = s.split_whitespace().map(str::to_string);
-        (it.next().unwrap_or_default(), it.next().unwrap_or_default())
+        let mut it = s.trim().split('|').map(str::to_string);
+        (
+            it.next().unwrap_or_default(),
+            it.next().unwrap_or_default(),
+            it.next().unwrap_or_default(),
+        )
     }
 }
 
@@ -160,8 +165,9 @@ fn quit(tmux: &Tmux) {
     tmux.keys(&["q"]);
     let start = Instant::now();
     loop {
-        let (dead, status) = tmux.pane_state();
-        if dead == "1" {
+        let (dead, status, signal) = tmux.pane_state();
+        assert!(signal.is_empty(), "killed by signal {signal}");
+        if dead == "1" && !status.is_empty() {
             assert_eq!(status, "0", "exit status; screen:\n{}", tmux.screen());
             return;
         }
