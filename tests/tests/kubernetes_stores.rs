@@ -5,6 +5,8 @@
 //! - a `VectorStore` listed at start, its credential in a `Secret`, and an `Index` whose
 //!   `backend.storeRef` names it: writes and queries for that namespace reach the second
 //!   emulator (its data shows them), other namespaces stay on the file's store;
+//! - an `ApiKey` entitled to that store only (`vectorstore.second`) reads the routed namespace
+//!   and is refused on the others (the grant follows the live routes);
 //! - a MODIFIED store (its `secretRef` names another key) takes effect: a credential the second
 //!   emulator refuses fails the next requests, a good one serves again;
 //! - a store ADDED after start with an `Index` MODIFIED onto it routes without a restart;
@@ -23,6 +25,7 @@ use serde_json::{Value, json};
 const INDEXES: &str = "/apis/hevlayer.com/v1/namespaces/layer/indexes";
 const STORES: &str = "/apis/hevlayer.com/v1alpha1/namespaces/layer/vectorstores";
 const SECRETS: &str = "/api/v1/namespaces/layer/secrets";
+const KEYS: &str = "/apis/hevlayer.com/v1alpha1/namespaces/layer/apikeys";
 
 const SECOND_KEY: &str = "tpuf_second_1";
 const SECOND_KEY_ROTATED: &str = "tpuf_second_2";
@@ -169,6 +172,30 @@ fn vector_stores_route_their_indexes_namespaces_live() {
             .iter()
             .any(|s| s.target == format!("{SECRETS}/second-credential"))
     );
+
+    // A key entitled to the second store only: the live route decides which namespaces it opens.
+    api.apply(
+        KEYS,
+        json!({"metadata": {"name": "second-reader", "creationTimestamp": "2026-06-10T00:00:00Z"},
+            "spec": {"entitlements": {"vectorstore.second": {"scopes": ["read"], "namespaces": ["*"]}}},
+            "status": {"keyId": "id-second", "phase": "Active",
+                "lookupHash": layer_gateway::core::auth::lookup_hash("hvl_second_reader"),
+                "expiresAt": "2999-01-01T00:00:00Z"}}),
+    );
+    let with_key = |ns: &str| {
+        stack
+            .gw_with(
+                Method::POST,
+                &format!("/v2/namespaces/{ns}/query"),
+                &[("authorization", "Bearer hvl_second_reader")],
+                query_body(),
+            )
+            .status
+    };
+    eventually("the store's key reads its namespace", || {
+        with_key("products") == 200
+    });
+    assert_eq!(with_key("orders"), 403);
 
     // MODIFIED: a credential the store refuses fails the next requests; a good one serves.
     api.apply(STORES, store("second", &second.url(), "wrong"));

@@ -157,6 +157,10 @@ pub fn start(
     core.stores.set_file(file.clone(), options.clone());
     // With a cluster watch, every set follows the stores and routes it publishes.
     let live = g.kubernetes.enabled.then(|| core.stores.clone());
+    if let Some(l) = &live {
+        // Key grants limited to one store judge a namespace by the same routes.
+        core.auth.routing().follow(l.clone());
+    }
     let make_upstream = move || Upstreams::build(&file, &options, live.clone());
     // Fail fast on a bad upstream URL before any thread starts.
     let control_upstream = make_upstream()?;

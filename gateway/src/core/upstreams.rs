@@ -172,6 +172,15 @@ pub struct LiveStores {
     publish: Mutex<()>,
 }
 
+impl std::fmt::Debug for LiveStores {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveStores")
+            .field("generation", &self.generation())
+            .field("snapshot", &self.snapshot.load())
+            .finish()
+    }
+}
+
 impl Default for LiveStores {
     fn default() -> Self {
         LiveStores {
@@ -202,6 +211,11 @@ impl LiveStores {
     /// The snapshot serving now.
     pub fn current(&self) -> Arc<StoreSnapshot> {
         self.snapshot.load_full()
+    }
+
+    /// The snapshot serving now, without touching its reference count (the auth check's).
+    pub fn load(&self) -> arc_swap::Guard<Arc<StoreSnapshot>> {
+        self.snapshot.load()
     }
 
     /// Moves on every publish that changed something (0: the start-time set serves).

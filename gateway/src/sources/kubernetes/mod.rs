@@ -20,7 +20,8 @@
 //!
 //! The file's stores keep the connection they started with (a cluster `VectorStore` of the same
 //! name does not replace it); the file's default store stays the default. Key entitlements
-//! (`vectorstore.<name>`) still judge a namespace by the routing at start.
+//! (`vectorstore.<name>`) judge a namespace by the same live routes
+//! ([`crate::core::principal::Routing::follow`]).
 
 pub mod client;
 pub mod convert;
