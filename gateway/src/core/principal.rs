@@ -428,6 +428,23 @@ mod tests {
     }
 
     #[test]
+    fn a_followed_store_set_decides_once_it_published() {
+        use crate::core::upstreams::{LiveStores, StoreSnapshot};
+        let r = routing();
+        let live = Arc::new(LiveStores::default());
+        r.follow(live.clone());
+        // Nothing published yet: the start-time routes.
+        assert_eq!(r.store_of("orders"), "b");
+        assert_eq!(r.store_of("products"), "a");
+        let mut snap = StoreSnapshot::default();
+        snap.routes.insert("products".into(), "c".into());
+        assert!(live.publish(snap));
+        assert_eq!(r.store_of("products"), "c");
+        // `orders` has no published route any more: the default store.
+        assert_eq!(r.store_of("orders"), "a");
+    }
+
+    #[test]
     fn last_seen_is_reported_once_per_interval() {
         let p = Principal::admin("a", routing());
         assert!(p.due_seen(1_000_000, 300_000));

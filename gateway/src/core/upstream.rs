@@ -118,20 +118,7 @@ impl Upstream {
                 )));
             }
         };
-        let mut http = HttpConnector::new();
-        http.set_connect_timeout(Some(connect_timeout));
-        http.set_nodelay(true);
-        http.enforce_http(false);
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_webpki_roots()
-            .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(256)
-            .build(https);
+        let client = pooled_client(connect_timeout);
         let auth = match key {
             Some(k) => {
                 let mut v =
@@ -162,10 +149,17 @@ impl Upstream {
     /// request fails with 503 `store_unavailable`, nothing is sent.
     pub fn unavailable(store: &str) -> Upstream {
         let t = Duration::from_secs(1);
-        let mut u = Upstream::new("http://store-unavailable.invalid", None, t, t)
-            .expect("a constant, valid URL");
-        u.unavailable = Some(Arc::from(store));
-        u
+        Upstream {
+            client: pooled_client(t),
+            origin: "http://store-unavailable.invalid".into(),
+            prefix: String::new(),
+            auth: None,
+            caller_auth: false,
+            request_timeout: t,
+            meter: None,
+            inflight_gauge: None,
+            unavailable: Some(Arc::from(store)),
+        }
     }
 
     /// Whether this is the client of a store that is not configured.
@@ -293,6 +287,25 @@ impl Upstream {
             headers.insert(header::LOCATION, v);
         }
     }
+}
+
+/// A pooled client (keep-alive, HTTP/1.1 and HTTP/2, rustls for https).
+fn pooled_client(connect_timeout: Duration) -> Client<HttpsConnector<HttpConnector>, Full<Bytes>> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut http = HttpConnector::new();
+    http.set_connect_timeout(Some(connect_timeout));
+    http.set_nodelay(true);
+    http.enforce_http(false);
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_webpki_roots()
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(http);
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(256)
+        .build(https)
 }
 
 fn is_hop_by_hop(name: &HeaderName) -> bool {
