@@ -106,7 +106,7 @@ pub(crate) static ENTRIES: [Entry; 42] = [
         "Kubernetes watch events, by kind (vectorstores, indexes, apikeys) and event (listed, added, modified, deleted, bookmark, error).",
         "sum by (kind, event) (rate(layer_kubernetes_watch_events_total[5m]))").conditional(KUBE),
     Entry::new("layer_kubernetes_watch_errors_total", Counter, "saturation", "gateway", &["kind", "reason"],
-        "Kubernetes watch failures, by reason (connect, status, decode, gone: a 410 that made it list again, store_ref, duplicate: a resource not applied).",
+        "Kubernetes watch failures, by reason (connect, status, decode, gone: a 410 that made it list again, duplicate: a resource not applied, secret: a VectorStore credential Secret not readable).",
         "sum by (kind, reason) (increase(layer_kubernetes_watch_errors_total[15m]))").conditional(KUBE),
     Entry::new("layer_kubernetes_watch_last_sync_timestamp_seconds", Gauge, "saturation", "gateway", &["kind"],
         "When the watch of a kind was last known current (a list or an event), Unix seconds.",

@@ -8,7 +8,8 @@
 //! [`FakeApiServer::drop_watches`] cuts every open watch mid-stream, [`FakeApiServer::compact`]
 //! makes watches from older versions answer 410 (as a status, or as an `ERROR` event in the
 //! stream), and [`FakeApiServer::set_silently`] changes an object without an event, so only a
-//! new LIST can reveal it. It records each request's path and `Authorization` header.
+//! new LIST can reveal it. A `GET` of `<collection>/<name>` answers that one object (404 when
+//! absent), as a Secret read does. It records each request's path and `Authorization` header.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader, Write};
@@ -197,6 +198,30 @@ fn serve(conn: TcpStream, shared: &(Mutex<State>, Condvar)) {
         target: target.clone(),
         authorization,
     });
+    let one = path.rsplit_once('/').and_then(|(collection, name)| {
+        let objects = s.objects.get(collection)?;
+        (!s.objects.contains_key(path)).then(|| objects.get(name).cloned())
+    });
+    if let Some(found) = one
+        && params.get("watch") != Some(&"1")
+    {
+        drop(s);
+        let (status, body) = match found {
+            Some(o) => ("200 OK", o.to_string()),
+            None => (
+                "404 Not Found",
+                json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                    "message": "not found", "reason": "NotFound", "code": 404})
+                .to_string(),
+            ),
+        };
+        let _ = write!(
+            conn,
+            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        return;
+    }
     if params.get("watch") != Some(&"1") {
         let items: Vec<Value> = s
             .objects

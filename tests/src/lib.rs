@@ -164,6 +164,11 @@ pub struct Emulator {
 
 impl Emulator {
     pub fn start() -> Self {
+        Self::start_with_keys(&[UPSTREAM_KEY])
+    }
+
+    /// An emulator that accepts only `keys` as bearer.
+    pub fn start_with_keys(keys: &[&str]) -> Self {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -171,7 +176,7 @@ impl Emulator {
             .expect("emulator runtime");
         let running = rt
             .block_on(turbopuffer_emulator::start(turbopuffer_emulator::Config {
-                api_keys: vec![UPSTREAM_KEY.to_string()],
+                api_keys: keys.iter().map(|k| k.to_string()).collect(),
                 ..Default::default()
             }))
             .expect("emulator start");

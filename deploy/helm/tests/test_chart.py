@@ -563,12 +563,18 @@ def test_rbac_least_privilege(rendered):
                     assert "*" not in r["verbs"] and "*" not in r["resources"], (name, d["metadata"]["name"])
                     assert "*" not in r.get("apiGroups", []), (name, d["metadata"]["name"])
                     if "secrets" in r["resources"]:
-                        assert d["metadata"]["name"] == "layer-operator", (name, d["metadata"]["name"])
+                        # The operator manages Secrets; the gateway only GETs a store's
+                        # credential Secret by name (no list, no watch: it cannot enumerate them).
+                        if d["metadata"]["name"] == "layer-gateway-reader":
+                            assert r == {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}
+                        else:
+                            assert d["metadata"]["name"] == "layer-operator", (name, d["metadata"]["name"])
                 assert "aggregationRule" not in d
     docs = rendered["default"]
     gw = one(docs, "Role", "layer-gateway-reader")
     assert gw["rules"] == [{"apiGroups": ["hevlayer.com"], "resources": ["vectorstores", "apikeys", "indexes"],
-                            "verbs": ["get", "list", "watch"]}]
+                            "verbs": ["get", "list", "watch"]},
+                           {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]
     cm = layer_yaml(docs)["gateway"]["kubernetes"]
     assert cm == {"enabled": True, "namespace": gw["metadata"]["namespace"],
                   "indexNamespace": gw["metadata"]["namespace"], "indexes": True}

@@ -40,6 +40,7 @@ pub mod tier_runtime;
 pub mod tls;
 pub mod touches;
 pub mod upstream;
+pub mod upstreams;
 pub mod usage;
 pub mod watcher;
 
@@ -52,7 +53,7 @@ use config::Config;
 use error::GatewayError;
 use router::Router;
 use store::ObjectStore;
-use upstream::{Upstream, Upstreams};
+use upstream::{UpstreamRef, Upstreams};
 use watcher::Watcher;
 
 /// State shared by every shard, read without locks on the request path.
@@ -74,6 +75,9 @@ pub struct Core {
     pub usage: Arc<usage::Usage>,
     /// Namespace layouts set by init (shard counts of namespaces no index configures).
     pub layouts: layout::Layouts,
+    /// The stores and routes the watch publishes (unused without a cluster watch: the
+    /// start-time sets serve).
+    pub stores: Arc<upstreams::LiveStores>,
     /// The control runtime (background loops and jobs); set once at start.
     control: OnceLock<Control>,
 }
@@ -106,6 +110,7 @@ impl Core {
             store,
             usage: usage::Usage::new(http::now_ms()),
             layouts: layout::Layouts::default(),
+            stores: Arc::default(),
             control: OnceLock::new(),
         }
     }
@@ -143,7 +148,7 @@ pub struct Control {
 
 impl Control {
     /// The client of the store serving `ns`.
-    pub fn upstream(&self, ns: &str) -> &Upstream {
+    pub fn upstream(&self, ns: &str) -> UpstreamRef<'_> {
         self.upstreams.for_ns(ns)
     }
 }
@@ -168,7 +173,7 @@ impl ShardCtx {
     }
 
     /// The client of the store serving `ns`.
-    pub fn upstream(&self, ns: &str) -> &Upstream {
+    pub fn upstream(&self, ns: &str) -> UpstreamRef<'_> {
         self.upstreams.for_ns(ns)
     }
 }

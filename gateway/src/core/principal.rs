@@ -54,6 +54,8 @@ impl Surface {
 pub struct Routing {
     pub default_store: String,
     pub by_namespace: HashMap<String, String>,
+    /// In a cluster: the store set the watch publishes, whose routes win once it published.
+    pub live: std::sync::OnceLock<Arc<super::upstreams::LiveStores>>,
 }
 
 impl Routing {
@@ -65,14 +67,33 @@ impl Routing {
                 .iter()
                 .filter_map(|i| Some((i.namespace().to_string(), i.backend.store_ref.clone()?)))
                 .collect(),
+            live: std::sync::OnceLock::new(),
         })
     }
 
+    /// From now on, judge namespaces by the routes `live` publishes (a cluster watch).
+    pub fn follow(&self, live: Arc<super::upstreams::LiveStores>) {
+        let _ = self.live.set(live);
+    }
+
     /// The store serving `ns`.
-    pub fn store_of<'a>(&'a self, ns: &str) -> &'a str {
-        self.by_namespace
-            .get(ns)
-            .map_or(self.default_store.as_str(), String::as_str)
+    pub fn store_of<'a>(&'a self, ns: &str) -> std::borrow::Cow<'a, str> {
+        if let Some(live) = self.live.get()
+            && live.generation() > 0
+        {
+            let snap = live.load();
+            return std::borrow::Cow::Owned(
+                snap.routes
+                    .get(ns)
+                    .map_or(self.default_store.as_str(), String::as_str)
+                    .to_string(),
+            );
+        }
+        std::borrow::Cow::Borrowed(
+            self.by_namespace
+                .get(ns)
+                .map_or(self.default_store.as_str(), String::as_str),
+        )
     }
 }
 
@@ -217,10 +238,19 @@ impl Principal {
 
     /// The data-plane grants covering `ns`'s store.
     fn store_grants(&self, ns: &str) -> impl Iterator<Item = &Grant> {
-        let store = self.routing.store_of(ns);
+        // The store is looked up only when a grant is limited to one.
+        let store = self
+            .data
+            .iter()
+            .any(|g| g.store.is_some())
+            .then(|| self.routing.store_of(ns));
         self.data
             .iter()
-            .filter(move |g| g.store.as_deref().is_none_or(|s| s == store))
+            .filter(move |g| match (g.store.as_deref(), store.as_deref()) {
+                (None, _) => true,
+                (Some(s), Some(at)) => s == at,
+                (Some(_), None) => false,
+            })
             .map(|g| &g.grant)
     }
 
@@ -335,6 +365,7 @@ mod tests {
         Arc::new(Routing {
             default_store: "a".into(),
             by_namespace: [("orders".to_string(), "b".to_string())].into(),
+            live: Default::default(),
         })
     }
 
@@ -394,6 +425,23 @@ mod tests {
             assert_eq!(admin.check(Scope::Write, Surface::Data, Some(ns)), Ok(()));
         }
         assert_eq!(admin.check(Scope::Admin, Surface::Control, None), Ok(()));
+    }
+
+    #[test]
+    fn a_followed_store_set_decides_once_it_published() {
+        use crate::core::upstreams::{LiveStores, StoreSnapshot};
+        let r = routing();
+        let live = Arc::new(LiveStores::default());
+        r.follow(live.clone());
+        // Nothing published yet: the start-time routes.
+        assert_eq!(r.store_of("orders"), "b");
+        assert_eq!(r.store_of("products"), "a");
+        let mut snap = StoreSnapshot::default();
+        snap.routes.insert("products".into(), "c".into());
+        assert!(live.publish(snap));
+        assert_eq!(r.store_of("products"), "c");
+        // `orders` has no published route any more: the default store.
+        assert_eq!(r.store_of("orders"), "a");
     }
 
     #[test]

@@ -17,7 +17,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use super::router::Router;
-use super::upstream::{Upstream, Upstreams};
+use super::upstream::Upstreams;
+use super::upstreams::{ClientOptions, StoreEndpoint, StoreSnapshot};
 use super::{Control, Core, ShardCtx};
 
 /// A feature's work on the control runtime: loops started once the gateway runs, and what must
@@ -108,9 +109,6 @@ fn bind(addr: SocketAddr, reuse_port: bool) -> Result<StdListener, StartError> {
     Ok(socket.into())
 }
 
-/// What one store's client is built from: name, URL, credential, connect and request timeouts.
-type StoreClient = (Arc<str>, String, Option<String>, Duration, Duration);
-
 /// Starts the control runtime (watcher and `background`) and the shards (or the work-stealing
 /// runtime); returns once every listener is bound.
 pub fn start(
@@ -137,37 +135,33 @@ pub fn start(
         .iter()
         .filter_map(|i| Some((i.namespace().to_string(), i.backend.store_ref.clone()?)))
         .collect();
-    let stores: Vec<StoreClient> = core
+    let stores: Vec<StoreEndpoint> = core
         .config
         .stores()
         .enumerate()
-        .map(|(i, s)| {
-            let key = store_keys.get(i).cloned().flatten();
-            (
-                Arc::from(s.name.as_str()),
-                s.endpoint.url.clone(),
-                key,
-                Duration::from_millis(s.connect_timeout_ms),
-                Duration::from_millis(s.request_timeout_ms),
-            )
+        .map(|(i, s)| StoreEndpoint {
+            name: Arc::from(s.name.as_str()),
+            url: s.endpoint.url.clone(),
+            key: store_keys.get(i).cloned().flatten(),
+            connect: Duration::from_millis(s.connect_timeout_ms),
+            request: Duration::from_millis(s.request_timeout_ms),
         })
         .collect();
+    let file = StoreSnapshot { stores, routes };
     // Only an open gateway without a credential of its own relays the caller's bearer; a
     // `keys` gateway's bearers are Layer tokens, which must never reach the upstream.
-    let caller_auth = vs.inbound_auth.mode == super::config::AuthMode::Open;
-    let usage = core.usage.clone();
-    let make_upstream = move || -> Result<Upstreams, super::error::GatewayError> {
-        let mut clients = Vec::with_capacity(stores.len());
-        let ring = usage.ring();
-        for (name, url, key, connect, request) in &stores {
-            let up = Upstream::new(url, key.as_deref(), *connect, *request)?
-                .forward_caller_auth(caller_auth)
-                .metered(&usage, &ring)
-                .count_in_flight("layer_tpuf_inflight");
-            clients.push((name.clone(), up));
-        }
-        Ok(Upstreams::new(clients, &routes))
+    let options = ClientOptions {
+        caller_auth: vs.inbound_auth.mode == super::config::AuthMode::Open,
+        usage: core.usage.clone(),
     };
+    core.stores.set_file(file.clone(), options.clone());
+    // With a cluster watch, every set follows the stores and routes it publishes.
+    let live = g.kubernetes.enabled.then(|| core.stores.clone());
+    if let Some(l) = &live {
+        // Key grants limited to one store judge a namespace by the same routes.
+        core.auth.routing().follow(l.clone());
+    }
+    let make_upstream = move || Upstreams::build(&file, &options, live.clone());
     // Fail fast on a bad upstream URL before any thread starts.
     let control_upstream = make_upstream()?;
     let control = tokio::runtime::Builder::new_multi_thread()

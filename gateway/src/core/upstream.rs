@@ -7,7 +7,6 @@
 //! dropped unless [`Upstream::forward_caller_auth`] allows it (an `open` gateway without a
 //! credential); a base URL's `user:password@` is neither used nor repeated in an error.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,6 +21,7 @@ use hyper_util::rt::TokioExecutor;
 
 use super::error::GatewayError;
 use super::metrics;
+pub use super::upstreams::{UpstreamRef, Upstreams};
 use super::usage::{Ring, Usage, measure};
 
 /// Largest upstream response body relayed (query results are at most 10k rows).
@@ -50,6 +50,9 @@ pub struct Upstream {
     meter: Option<(Arc<Usage>, Arc<Ring>)>,
     /// The gauge of exchanges in flight this client moves (`layer_tpuf_inflight` for the store's).
     inflight_gauge: Option<&'static str>,
+    /// Set for a route to a store that is not configured: every request fails with 503
+    /// `store_unavailable` naming it ([`Upstream::unavailable`]).
+    unavailable: Option<Arc<str>>,
 }
 
 /// Moves a gauge up now and down when dropped (however the exchange ends, cancellation too).
@@ -115,20 +118,7 @@ impl Upstream {
                 )));
             }
         };
-        let mut http = HttpConnector::new();
-        http.set_connect_timeout(Some(connect_timeout));
-        http.set_nodelay(true);
-        http.enforce_http(false);
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_webpki_roots()
-            .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(256)
-            .build(https);
+        let client = pooled_client(connect_timeout);
         let auth = match key {
             Some(k) => {
                 let mut v =
@@ -151,7 +141,30 @@ impl Upstream {
             request_timeout,
             meter: None,
             inflight_gauge: None,
+            unavailable: None,
         })
+    }
+
+    /// The client of a store that is not configured (deleted, or never declared): every
+    /// request fails with 503 `store_unavailable`, nothing is sent.
+    pub fn unavailable(store: &str) -> Upstream {
+        let t = Duration::from_secs(1);
+        Upstream {
+            client: pooled_client(t),
+            origin: "http://store-unavailable.invalid".into(),
+            prefix: String::new(),
+            auth: None,
+            caller_auth: false,
+            request_timeout: t,
+            meter: None,
+            inflight_gauge: None,
+            unavailable: Some(Arc::from(store)),
+        }
+    }
+
+    /// Whether this is the client of a store that is not configured.
+    pub fn is_unavailable(&self) -> bool {
+        self.unavailable.is_some()
     }
 
     /// Whether, without a credential of its own, the client relays the caller's
@@ -186,6 +199,15 @@ impl Upstream {
         in_headers: &HeaderMap,
         body: Bytes,
     ) -> Result<UpstreamResponse, GatewayError> {
+        if let Some(store) = &self.unavailable {
+            return Err(GatewayError::Rejected {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                code: "store_unavailable",
+                message: format!(
+                    "the namespace is routed to vector store {store:?}, which is not configured"
+                ),
+            });
+        }
         let uri = format!("{}{}{}", self.origin, self.prefix, path_and_query);
         let req_bytes = body.len();
         let metered = self.meter.as_ref().map(|m| (m, method.clone()));
@@ -265,6 +287,25 @@ impl Upstream {
             headers.insert(header::LOCATION, v);
         }
     }
+}
+
+/// A pooled client (keep-alive, HTTP/1.1 and HTTP/2, rustls for https).
+fn pooled_client(connect_timeout: Duration) -> Client<HttpsConnector<HttpConnector>, Full<Bytes>> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut http = HttpConnector::new();
+    http.set_connect_timeout(Some(connect_timeout));
+    http.set_nodelay(true);
+    http.enforce_http(false);
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_webpki_roots()
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(http);
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(256)
+        .build(https)
 }
 
 fn is_hop_by_hop(name: &HeaderName) -> bool {
@@ -409,68 +450,5 @@ mod tests {
         assert!(is_hop_by_hop(&header::CONNECTION));
         assert!(is_hop_by_hop(&header::HOST));
         assert!(!is_hop_by_hop(&header::CONTENT_ENCODING));
-    }
-}
-
-/// One upstream client per store (a shard's, or the control runtime's, own pools) and the
-/// namespace → store routing of the indexes' `backend.storeRef`: [`Upstreams::for_ns`] is the
-/// client of the store serving a namespace, the default store's for namespaces no index routes.
-#[derive(Clone)]
-pub struct Upstreams {
-    /// By store, the default first.
-    clients: Vec<(Arc<str>, Upstream)>,
-    /// Namespaces routed to a store other than the default: the index into `clients`.
-    routes: Arc<HashMap<String, usize>>,
-}
-
-impl Upstreams {
-    /// `clients` by store name, the default store first; `routes` maps an upstream namespace to
-    /// its store's name.
-    pub fn new(clients: Vec<(Arc<str>, Upstream)>, routes: &HashMap<String, String>) -> Upstreams {
-        let at: HashMap<&str, usize> = clients
-            .iter()
-            .enumerate()
-            .map(|(i, (n, _))| (&**n, i))
-            .collect();
-        let routes = routes
-            .iter()
-            .filter_map(|(ns, store)| Some((ns.clone(), *at.get(store.as_str())?)))
-            .filter(|(_, i)| *i != 0)
-            .collect();
-        Upstreams {
-            clients,
-            routes: Arc::new(routes),
-        }
-    }
-
-    /// A single-store set (tests, tools).
-    pub fn single(upstream: Upstream) -> Upstreams {
-        Upstreams {
-            clients: vec![(Arc::from(crate::core::config::DEFAULT_STORE), upstream)],
-            routes: Arc::default(),
-        }
-    }
-
-    /// The client of the store serving `ns`.
-    pub fn for_ns(&self, ns: &str) -> &Upstream {
-        let i = if self.routes.is_empty() {
-            0
-        } else {
-            self.routes.get(ns).copied().unwrap_or(0)
-        };
-        &self.clients[i].1
-    }
-
-    /// The default store's client (routes that name no namespace: listings).
-    pub fn default_store(&self) -> &Upstream {
-        &self.clients[0].1
-    }
-
-    /// A store's client by name.
-    pub fn by_name(&self, name: &str) -> Option<&Upstream> {
-        self.clients
-            .iter()
-            .find(|(n, _)| &**n == name)
-            .map(|(_, u)| u)
     }
 }

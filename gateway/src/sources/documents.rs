@@ -192,7 +192,7 @@ async fn origin(
     // A missing namespace holds no documents; upstream's other 4xx verdicts (e.g. an invalid
     // namespace name) are relayed.
     let mut v = match super::origin::upstream_json(
-        ctx.upstream(ns),
+        &ctx.upstream(ns),
         "fetch_origin",
         Method::POST,
         &format!("/v2/namespaces/{ns}/query"),

@@ -310,7 +310,7 @@ impl Cost {
             let Some(up) = control.upstreams.by_name(&store.name) else {
                 continue;
             };
-            match read_sizes(up).await {
+            match read_sizes(&up).await {
                 Ok(sizes) => by_ns.extend(sizes),
                 Err(e) => error = Some(format!("store {}: {e}", store.name)),
             }

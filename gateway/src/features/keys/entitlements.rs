@@ -228,6 +228,7 @@ mod tests {
         let routing = Arc::new(Routing {
             default_store: "prod".into(),
             by_namespace: Default::default(),
+            live: Default::default(),
         });
         let ents = parse(Some(&json!({
             "vectorstore.prod": {"scopes": ["read"], "namespaces": ["cohort-*"]},

@@ -402,7 +402,8 @@ async fn create(
         stable::stamp_header(r.headers_mut(), answer.watermark);
         return Ok(r);
     }
-    let resolve::Resolved { plan, warm } = resolve::plan(scans, ctx.upstream(ns), ns, &req).await?;
+    let resolve::Resolved { plan, warm } =
+        resolve::plan(scans, &ctx.upstream(ns), ns, &req).await?;
     let spec = ScanSpec {
         mode: req.mode.as_str(),
         source: req.source.as_str(),

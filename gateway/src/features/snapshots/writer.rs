@@ -58,7 +58,7 @@ pub fn spawn(snaps: Arc<Snapshots>, control: &Control) {
             tick.tick().await;
             for (ns, policy) in snaps.store.facet_namespaces() {
                 let st = state.entry(ns.clone()).or_default();
-                step(&snaps, upstreams.for_ns(&ns), &ns, &policy, st).await;
+                step(&snaps, &upstreams.for_ns(&ns), &ns, &policy, st).await;
             }
         }
     });

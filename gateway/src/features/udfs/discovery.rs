@@ -91,7 +91,7 @@ pub async fn probe(ctx: &Arc<ShardCtx>, id: &str, spec: &Spec) -> Result<(), Gat
     for ns in &spec.target_namespaces {
         let body = json!({"rank_by": ["id", "asc"], "top_k": 1, "filters": filters,
                           "include_attributes": false});
-        match origin::query(ctx.upstream(ns), "udf_probe", ns, &body).await {
+        match origin::query(&ctx.upstream(ns), "udf_probe", ns, &body).await {
             Ok(_) => {}
             Err(GatewayError::Relay { status, body, .. }) => {
                 let text = String::from_utf8_lossy(&body);
@@ -199,8 +199,9 @@ async fn sweep_namespace(
             // The cut the enqueue rule compares completions with: the moment before the read.
             let cut = now_ms() as i64;
             let body = origin::page_body(&scan, shards, shard, after.as_ref(), page_size);
-            let rows =
-                origin::rows_of(origin::query(ctx.upstream(ns), "udf_discovery", ns, &body).await?);
+            let rows = origin::rows_of(
+                origin::query(&ctx.upstream(ns), "udf_discovery", ns, &body).await?,
+            );
             let full = rows.len() >= page_size;
             after = rows.last().and_then(|r| r.get("id")).cloned();
             let items: Vec<NewItem> = rows.iter().filter_map(|r| item(ns, r, spec)).collect();
@@ -237,7 +238,7 @@ async fn sweep_namespace(
 /// input is asked for, and upstream's answer decides).
 async fn schema_attributes(ctx: &Arc<ShardCtx>, ns: &str) -> Option<HashSet<String>> {
     let schema = origin::upstream_json(
-        ctx.upstream(ns),
+        &ctx.upstream(ns),
         "udf_schema",
         http::Method::GET,
         &format!("/v1/namespaces/{ns}/schema"),

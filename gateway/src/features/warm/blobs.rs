@@ -50,7 +50,7 @@ pub async fn run(
     };
     let mut refs = BTreeSet::new();
     let (mut scanned, mut invalid) = (0u64, 0u64);
-    origin::scan(ctx.upstream(ns), &spec, |page| {
+    origin::scan(&ctx.upstream(ns), &spec, |page| {
         for row in &page.rows {
             scanned += 1;
             if let Some(o) = row.as_object() {

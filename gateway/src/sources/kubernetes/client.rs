@@ -198,6 +198,19 @@ impl ApiClient {
         })
     }
 
+    /// One object (`GET` of its URL; a Secret's, for a store credential).
+    pub async fn object(&self, path: &str) -> Result<Value, ApiError> {
+        let body = self
+            .get(path)
+            .await?
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| ApiError::Transport(e.to_string()))?
+            .to_bytes();
+        serde_json::from_slice(&body).map_err(|e| ApiError::Decode(e.to_string()))
+    }
+
     /// Every object at `path` (a collection URL) and the list's resource version, following
     /// `continue` pages.
     pub async fn list(&self, path: &str) -> Result<(String, Vec<Value>), ApiError> {

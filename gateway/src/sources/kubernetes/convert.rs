@@ -1,6 +1,8 @@
 //! Resources to the gateway's own types: an `Index`'s spec is `layer.yaml`'s `indexes[]` entry
 //! (the CRD-only sections `blobs`, `embedding`, `search` and `metadata.annotations` are not the
-//! gateway's and are left out); an `ApiKey`'s spec and status are a stored key.
+//! gateway's and are left out); an `ApiKey`'s spec and status are a stored key; a
+//! `VectorStore`'s spec is a store's connection ([`ClusterStore`], its credential still a
+//! Secret reference).
 
 use layer_queue::keys::StoredKey;
 use serde_json::{Map, Value};
@@ -36,6 +38,83 @@ pub fn index(o: &Value) -> Result<IndexConfig, String> {
     }
     spec.insert("name".into(), Value::String(name.into()));
     serde_json::from_value(Value::Object(spec)).map_err(|e| e.to_string())
+}
+
+/// A `VectorStore` resource: its connection, the credential still a Secret reference.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClusterStore {
+    pub name: String,
+    pub url: String,
+    pub region: Option<String>,
+    /// `credential.secretRef`: the Secret's name and key (same namespace as the resource).
+    pub secret: Option<(String, String)>,
+    /// `spec.default` (informational: the file's `vectorStore` stays the default store).
+    pub default: bool,
+}
+
+/// A `VectorStore` resource as a store connection: `kind` must be `turbopuffer` (the other
+/// kinds are reserved), `endpoint.url` an `http(s)` URL.
+pub fn vector_store(o: &Value) -> Result<ClusterStore, String> {
+    let name = name_of(o);
+    if name.is_empty() {
+        return Err("no metadata.name".into());
+    }
+    let spec = o.get("spec").cloned().unwrap_or(Value::Null);
+    let text = |p: &str| spec.pointer(p).and_then(Value::as_str).map(String::from);
+    match text("/kind").as_deref() {
+        Some("turbopuffer") => {}
+        Some(other) => return Err(format!("store kind {other:?} is not implemented")),
+        None => return Err("no spec.kind".into()),
+    }
+    let url = text("/endpoint/url").ok_or("no spec.endpoint.url")?;
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err("spec.endpoint.url must be an http(s) URL".into());
+    }
+    let secret = match spec.pointer("/credential/secretRef") {
+        None | Some(Value::Null) => None,
+        Some(r) => {
+            let field = |k: &str| {
+                r.get(k)
+                    .and_then(Value::as_str)
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .ok_or(format!("spec.credential.secretRef.{k} is missing"))
+            };
+            Some((field("name")?, field("key")?))
+        }
+    };
+    Ok(ClusterStore {
+        name: name.to_string(),
+        url,
+        region: text("/endpoint/region"),
+        secret,
+        default: spec
+            .get("default")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+    })
+}
+
+/// The value under `key` of a `Secret` object (`data` is base64, `stringData` plain text).
+pub fn secret_value(secret: &Value, key: &str) -> Result<String, String> {
+    use base64::Engine;
+    if let Some(v) = secret
+        .pointer("/stringData")
+        .and_then(|d| d.get(key))
+        .and_then(Value::as_str)
+    {
+        return Ok(v.trim().to_string());
+    }
+    let encoded = secret
+        .pointer("/data")
+        .and_then(|d| d.get(key))
+        .and_then(Value::as_str)
+        .ok_or_else(|| format!("the Secret has no key {key:?}"))?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .map_err(|e| format!("key {key:?} is not base64: {e}"))?;
+    let text = String::from_utf8(bytes).map_err(|_| format!("key {key:?} is not UTF-8"))?;
+    Ok(text.trim().to_string())
 }
 
 /// An RFC 3339 time as epoch milliseconds.
@@ -127,6 +206,57 @@ mod tests {
             index(&json!({"metadata": {"name": "n"}, "spec": {"consistency": "sometimes"}}))
                 .is_err()
         );
+    }
+
+    #[test]
+    fn the_spec_pages_vector_store_example_reads_as_a_connection() {
+        let o = json!({"apiVersion": "hevlayer.com/v1alpha1", "kind": "VectorStore",
+            "metadata": {"name": "turbopuffer-default", "namespace": "layer"},
+            "spec": {"kind": "turbopuffer", "default": true,
+              "endpoint": {"url": "https://aws-us-east-1.turbopuffer.com", "region": "aws-us-east-1"},
+              "credential": {"secretRef": {"name": "layer", "key": "turbopuffer-api-key"}},
+              "inboundAuth": {"mode": "deriveFromStore"}}});
+        let s = vector_store(&o).unwrap();
+        assert_eq!(s.name, "turbopuffer-default");
+        assert_eq!(s.url, "https://aws-us-east-1.turbopuffer.com");
+        assert_eq!(s.region.as_deref(), Some("aws-us-east-1"));
+        assert_eq!(
+            s.secret,
+            Some(("layer".to_string(), "turbopuffer-api-key".to_string()))
+        );
+        assert!(s.default);
+        // No credential: an open store (an emulator).
+        let open = json!({"metadata": {"name": "e"},
+            "spec": {"kind": "turbopuffer", "endpoint": {"url": "http://127.0.0.1:9"}}});
+        assert_eq!(vector_store(&open).unwrap().secret, None);
+        for (spec, why) in [
+            (
+                json!({"kind": "pinecone", "endpoint": {"url": "http://x"}}),
+                "kind",
+            ),
+            (json!({"kind": "turbopuffer"}), "endpoint"),
+            (
+                json!({"kind": "turbopuffer", "endpoint": {"url": "ftp://x"}}),
+                "http",
+            ),
+            (
+                json!({"kind": "turbopuffer", "endpoint": {"url": "http://x"},
+                    "credential": {"secretRef": {"name": "layer"}}}),
+                "key",
+            ),
+        ] {
+            let err = vector_store(&json!({"metadata": {"name": "s"}, "spec": spec})).unwrap_err();
+            assert!(err.contains(why), "{err}");
+        }
+    }
+
+    #[test]
+    fn secret_values_decode() {
+        let s = json!({"data": {"k": "dHB1Zl9zZWNyZXQK"}, "stringData": {"p": "plain"}});
+        assert_eq!(secret_value(&s, "k").unwrap(), "tpuf_secret");
+        assert_eq!(secret_value(&s, "p").unwrap(), "plain");
+        assert!(secret_value(&s, "missing").is_err());
+        assert!(secret_value(&json!({"data": {"k": "***"}}), "k").is_err());
     }
 
     #[test]

@@ -9,19 +9,24 @@
 //!   `Active` keys authenticate, `Revoked`/`Expired`/deleted ones stop once the watch delivers
 //!   the change;
 //! - `VectorStore` → [`Kubernetes::stores`], the stores the cluster declares (entitlement
-//!   targets of keys).
+//!   targets of keys), and [`stores::ClusterStores`]: each becomes a usable upstream store (its
+//!   credential read from its `Secret`), published with the `Index` routes
+//!   (`backend.storeRef`) into [`crate::core::upstreams::LiveStores`], which every shard
+//!   follows without a restart.
 //!
 //! Where to start: [`Kubernetes::new`], then [`watch::Reflector`] (list, watch, bookmarks,
 //! relist on 410, reconnect with backoff) over [`client::ApiClient`] (in-cluster config, hyper +
 //! rustls, no kube crate). Metrics are in [`metrics`]. The gateway never writes a resource.
 //!
-//! Routing stays as it was at start: an `Index` whose `backend.storeRef` would send its
-//! namespace to another store than the gateway's routing does is not applied (a warning and
-//! `layer_kubernetes_watch_errors_total{reason="store_ref"}`); a restart picks it up.
+//! The file's stores keep the connection they started with (a cluster `VectorStore` of the same
+//! name does not replace it); the file's default store stays the default. Key entitlements
+//! (`vectorstore.<name>`) judge a namespace by the same live routes
+//! ([`crate::core::principal::Routing::follow`]).
 
 pub mod client;
 pub mod convert;
 pub mod metrics;
+pub mod stores;
 pub mod watch;
 
 use std::collections::BTreeMap;
@@ -75,6 +80,7 @@ pub struct Kubernetes {
     metrics: Arc<WatchMetrics>,
     keys: Arc<ClusterKeys>,
     stores: ArcSwap<Vec<String>>,
+    cluster_stores: Arc<stores::ClusterStores>,
 }
 
 impl Kubernetes {
@@ -94,13 +100,22 @@ impl Kubernetes {
             .index_namespace
             .clone()
             .unwrap_or_else(|| namespace.clone());
+        let client = Arc::new(client);
+        let metrics = Arc::new(WatchMetrics::new());
+        let cluster_stores = Arc::new(stores::ClusterStores::new(
+            core.stores.clone(),
+            client.clone(),
+            namespace.clone(),
+            metrics.clone(),
+        ));
         Ok(Some(Arc::new(Kubernetes {
-            client: Arc::new(client),
+            client,
             namespace,
             index_namespace,
-            metrics: Arc::new(WatchMetrics::new()),
+            metrics,
             keys: Arc::default(),
             stores: ArcSwap::from_pointee(Vec::new()),
+            cluster_stores,
             core,
         })))
     }
@@ -145,9 +160,10 @@ impl Kubernetes {
     }
 
     fn on_indexes(&self, objects: &BTreeMap<String, Value>) {
-        let routing = self.core.auth.routing().clone();
+        let default = &self.core.config.vector_store.name;
         let mut seen = std::collections::HashSet::new();
         let mut indexes = Vec::new();
+        let mut routes = std::collections::HashMap::new();
         for o in objects.values() {
             let index = match convert::index(o) {
                 Ok(i) => i,
@@ -158,36 +174,26 @@ impl Kubernetes {
                 }
             };
             let ns = index.namespace().to_string();
-            let wants = index
-                .backend
-                .store_ref
-                .as_deref()
-                .unwrap_or(&routing.default_store);
-            if routing.store_of(&ns) != wants {
-                self.metrics.error("indexes", "store_ref");
-                tracing::warn!(
-                    index = %index.name, namespace = %ns, store = wants,
-                    "Index routes its namespace to another store than the gateway started with; \
-                     not applied until a restart"
-                );
-                continue;
-            }
             if !seen.insert(ns.clone()) {
                 self.metrics.error("indexes", "duplicate");
                 tracing::warn!(index = %index.name, namespace = %ns,
                     "two Index resources resolve to one upstream namespace; the first by name wins");
                 continue;
             }
+            let store = index.backend.store_ref.as_deref().unwrap_or(default);
+            routes.insert(ns, store.to_string());
             indexes.push(index);
         }
         for ns in self.core.indexes.set_cluster(indexes) {
             self.core.watcher.register(&ns);
         }
+        self.cluster_stores.set_routes(routes);
     }
 
     fn on_stores(&self, objects: &BTreeMap<String, Value>) {
         let names = objects.keys().cloned().collect();
         self.stores.store(Arc::new(names));
+        self.cluster_stores.set_objects(objects);
     }
 }
 
@@ -212,6 +218,18 @@ impl Background for Kubernetes {
         control
             .handle
             .spawn(self.reflector("apikeys", path, keys).run());
+        // Secrets are read again every watch period (a rotated credential is picked up).
+        let refresh = Duration::from_secs(
+            self.core
+                .config
+                .gateway
+                .kubernetes
+                .watch_timeout_seconds
+                .max(1),
+        );
+        control
+            .handle
+            .spawn(self.cluster_stores.clone().run(refresh));
         let me = self.clone();
         let stores: Sink = Arc::new(move |o| me.on_stores(o));
         let path = collection("v1alpha1", &self.namespace, "vectorstores");
