@@ -58,7 +58,9 @@ pub use hot::{
 };
 pub use key::{MAX_ID_LEN, MAX_NAMESPACE_LEN, Set, render_u64_id};
 pub use nvme::{NvmeConfig, NvmeStats, NvmeTier, StartMode};
-pub use tier::{DisabledTier, FaultyTier, ScanCursor, ScanPage, Tier, TierFuture, scan_all};
+pub use tier::{
+    DisabledTier, FaultyTier, ScanCursor, ScanPage, Tier, TierFuture, delete_ids, scan_all,
+};
 
 #[cfg(feature = "aerospike")]
 pub use aerospike::{AerospikeConfig, AerospikeTier};

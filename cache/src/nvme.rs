@@ -23,7 +23,7 @@ mod uring;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::thread::JoinHandle;
 
@@ -110,6 +110,10 @@ pub struct NvmeStats {
     pub gets: u64,
     /// `put` requests stored.
     pub puts: u64,
+    /// Keys removed by `delete` / batch deletes (present or not).
+    pub deletes: u64,
+    /// Tombstones appended (deletes of keys with a live entry; absent keys need none).
+    pub tombstones: u64,
     /// Gets answered from the write buffer / chunks in flight.
     pub memory_reads: u64,
     /// Gets that needed a disk read.
@@ -147,6 +151,42 @@ struct Inner {
     max_value: usize,
     backend: &'static str,
     direct_io: bool,
+    /// Which namespaces may hold entries ([`MayHold`]).
+    may_hold: MayHold,
+}
+
+/// Which `(set, namespace)`s may hold entries: one flag per hash bucket, set before a put is
+/// sent to the tier thread (and for every namespace a recovery found entries of), never cleared. A delete for a
+/// namespace whose bucket is clear has nothing to remove: it is answered at once, without a
+/// message to the tier thread. That is the common case for writes: a write invalidates its ids
+/// before and after it is forwarded, and most written namespaces were never read through the
+/// cache. A put racing such a delete is ordered after it, as it would be had its message been
+/// sent second.
+struct MayHold(Box<[AtomicBool]>);
+
+impl MayHold {
+    const BUCKETS: usize = 4096;
+
+    fn new() -> Self {
+        MayHold((0..Self::BUCKETS).map(|_| AtomicBool::new(false)).collect())
+    }
+
+    fn bucket(&self, set: Set, ns: &str) -> &AtomicBool {
+        // FNV-1a: short keys, no allocation, stable.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ u64::from(set as u8);
+        for b in ns.bytes() {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        &self.0[(h % Self::BUCKETS as u64) as usize]
+    }
+
+    fn mark(&self, set: Set, ns: &str) {
+        self.bucket(set, ns).store(true, Ordering::SeqCst);
+    }
+
+    fn may_hold(&self, set: Set, ns: &str) -> bool {
+        self.bucket(set, ns).load(Ordering::SeqCst)
+    }
 }
 
 impl Drop for Inner {
@@ -173,7 +213,11 @@ impl NvmeTier {
             .spawn(
                 move || match Engine::open(&thread_cfg, Arc::clone(&thread_health)) {
                     Ok(engine) => {
-                        let info = (engine.backend_name(), engine.direct_io());
+                        let info = (
+                            engine.backend_name(),
+                            engine.direct_io(),
+                            engine.namespaces_held(),
+                        );
                         let _ = ready_tx.send(Ok(info));
                         engine.run(rx);
                     }
@@ -184,7 +228,7 @@ impl NvmeTier {
                 },
             )
             .map_err(|e| CacheError::io("spawn", &e))?;
-        let (backend, direct_io) = match ready_rx.recv() {
+        let (backend, direct_io, held) = match ready_rx.recv() {
             Ok(Ok(info)) => info,
             Ok(Err(e)) => {
                 let _ = thread.join();
@@ -198,6 +242,10 @@ impl NvmeTier {
             }
         };
         tracing::info!(dir = %cfg.dir.display(), backend, direct_io, "nvme cache tier started");
+        let may_hold = MayHold::new();
+        for (set, ns) in &held {
+            may_hold.mark(*set, ns);
+        }
         Ok(NvmeTier {
             inner: Arc::new(Inner {
                 tx: Some(tx),
@@ -207,6 +255,7 @@ impl NvmeTier {
                 max_value: cfg.max_value_bytes,
                 backend,
                 direct_io,
+                may_hold,
             }),
         })
     }
@@ -238,6 +287,12 @@ impl NvmeTier {
             Ok(()) => Box::pin(async move { rx.await.map_err(|_| CacheError::Cancelled) }),
             Err(e) => Box::pin(std::future::ready(Err(e))),
         }
+    }
+
+    /// Whether a delete in `(set, ns)` can be answered without the tier thread: nothing was
+    /// ever put there ([`MayHold`]). An injected failure is still consumed and reported.
+    fn nothing_to_delete(&self, set: Set, ns: &str) -> bool {
+        self.inner.fail_next.load(Ordering::SeqCst) == 0 && !self.inner.may_hold.may_hold(set, ns)
     }
 
     fn injected(&self) -> bool {
@@ -298,6 +353,9 @@ impl Tier for NvmeTier {
                 max: self.inner.max_value,
             });
         }
+        // Marked before the message is sent: a delete that finds the mark clear is ordered
+        // before this put.
+        self.inner.may_hold.mark(set, ns);
         self.call(|r| Request::Put(set, ns.into(), id.into(), value, r))
     }
 
@@ -305,7 +363,39 @@ impl Tier for NvmeTier {
         if let Err(e) = check_key(ns, id) {
             return fail(e);
         }
+        if self.nothing_to_delete(set, ns) {
+            return Box::pin(std::future::ready(Ok(())));
+        }
         self.call(|r| Request::Delete(set, ns.into(), id.into(), r))
+    }
+
+    /// One message to the tier thread for all of `ids` (a write's invalidation), not one each.
+    fn delete_batch(&self, set: Set, ns: &str, ids: &[String]) -> Option<TierFuture<()>> {
+        if self.nothing_to_delete(set, ns) {
+            return Some(Box::pin(std::future::ready(Ok(()))));
+        }
+        // A key the tier cannot hold is not in it: the others are still removed, and the
+        // batch reports the error (as one delete after another would).
+        let mut bad = None;
+        let ids = ids
+            .iter()
+            .filter(|id| match check_key(ns, id) {
+                Ok(()) => true,
+                Err(e) => {
+                    bad = Some(e);
+                    false
+                }
+            })
+            .map(|id| Box::<str>::from(id.as_str()))
+            .collect();
+        let sent = self.call(|r| Request::DeleteMany(set, ns.into(), ids, r));
+        Some(match bad {
+            None => sent,
+            Some(e) => Box::pin(async move {
+                let _ = sent.await;
+                Err(e)
+            }),
+        })
     }
 
     fn clear_namespace(&self, set: Set, ns: &str) -> TierFuture<()> {

@@ -74,6 +74,14 @@ pub trait Tier: Send + Sync {
     /// Removes one key (no error if absent).
     fn delete(&self, set: Set, ns: &str, id: &str) -> TierFuture<()>;
 
+    /// Removes several keys of one namespace as one operation, when this tier has such an
+    /// operation (`None`: it has not; [`delete_ids`] then removes them one by one). Fails if any
+    /// removal failed; every key is attempted either way. Tiers reached through a channel or a
+    /// network override it so a write's invalidation is one round trip, not one per id.
+    fn delete_batch(&self, _set: Set, _ns: &str, _ids: &[String]) -> Option<TierFuture<()>> {
+        None
+    }
+
     /// Makes every entry of `(set, ns)` unreachable. Conservative by design: the gateway calls it
     /// on delete_by_filter / patch_by_filter instead of working out which ids changed.
     fn clear_namespace(&self, set: Set, ns: &str) -> TierFuture<()>;
@@ -100,6 +108,29 @@ pub trait Tier: Send + Sync {
 
 fn ready<T: Send + 'static>(r: Result<T, CacheError>) -> TierFuture<T> {
     Box::pin(std::future::ready(r))
+}
+
+/// Removes `ids` of `(set, ns)`: one [`Tier::delete_batch`] where the tier has it, else one
+/// [`Tier::delete`] after another. Every id is attempted; the last failure is returned.
+pub async fn delete_ids(
+    tier: &dyn Tier,
+    set: Set,
+    ns: &str,
+    ids: &[String],
+) -> Result<(), CacheError> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    if let Some(batch) = tier.delete_batch(set, ns, ids) {
+        return batch.await;
+    }
+    let mut result = Ok(());
+    for id in ids {
+        if let Err(e) = tier.delete(set, ns, id).await {
+            result = Err(e);
+        }
+    }
+    result
 }
 
 /// Every live `(id, value)` of `(set, ns)`, by looping [`Tier::scan`] pages of `page` entries.
@@ -137,6 +168,9 @@ impl Tier for DisabledTier {
     }
     fn delete(&self, _: Set, _: &str, _: &str) -> TierFuture<()> {
         ready(Ok(()))
+    }
+    fn delete_batch(&self, _: Set, _: &str, _: &[String]) -> Option<TierFuture<()>> {
+        Some(ready(Ok(())))
     }
     fn clear_namespace(&self, _: Set, _: &str) -> TierFuture<()> {
         ready(Ok(()))
@@ -232,6 +266,15 @@ impl Tier for FaultyTier {
             return ready(Err(CacheError::Injected));
         }
         self.inner.delete(set, ns, id)
+    }
+    /// The inner tier's batch while no fault is armed; otherwise one delete after another, so
+    /// armed faults count (and fail) per id as before.
+    fn delete_batch(&self, set: Set, ns: &str, ids: &[String]) -> Option<TierFuture<()>> {
+        let k = &self.knobs;
+        if k.down.load(Ordering::SeqCst) || k.fail_next.load(Ordering::SeqCst) > 0 {
+            return None;
+        }
+        self.inner.delete_batch(set, ns, ids)
     }
     fn clear_namespace(&self, set: Set, ns: &str) -> TierFuture<()> {
         if self.should_fail() {

@@ -353,6 +353,61 @@ fn a_write_at_the_defaults_is_one_upstream_request() {
     assert_eq!(doc["attributes"]["v"], 3);
 }
 
+/// A write's tier invalidation (before and after it is forwarded) costs the NVMe tier nothing in
+/// a namespace it never stored (the common write: no message to its thread), and in one it
+/// holds, a tombstone only for the ids it holds; a fetch after the write is fresh either way.
+#[test]
+fn a_writes_invalidation_reaches_the_nvme_tier_only_where_it_holds_rows() {
+    let nvme = NvmeTier::open(NvmeConfig::new(temp_dir("batch-nvme"), 16 << 20)).expect("nvme");
+    let tier: Arc<dyn Tier> = Arc::new(nvme.clone());
+    // One shard, so the fetches share the shard's hot cache.
+    let stack = Stack::start_with_tier(|c| c.gateway.shards = 1, Some(tier));
+    let stats = || stack.http.block_on(nvme.stats()).expect("stats");
+
+    let rows: Vec<Value> = (0..16).map(|i| json!({"id": i, "v": i})).collect();
+    stack.write("never-read", json!({"upsert_rows": rows}));
+    stack.write("never-read", json!({"deletes": [1, 2]}));
+    assert_eq!(
+        stats().deletes,
+        0,
+        "no tier operation for a namespace it never stored"
+    );
+
+    stack.write(
+        "read",
+        json!({"upsert_rows": [{"id": "a", "t": "old"}, {"id": "b", "t": "b"}]}),
+    );
+    let (_, cache, doc) = fetch(&stack, "read", "a", "");
+    assert_eq!(
+        (cache.as_deref(), &doc["attributes"]["t"]),
+        (Some("miss"), &json!("old"))
+    );
+    eventually("a backfilled into the tier", || {
+        stack
+            .http
+            .block_on(nvme.get(Set::Documents, "read", "a"))
+            .ok()
+            .flatten()
+            .is_some()
+    });
+    let before = stats();
+    stack.write(
+        "read",
+        json!({"upsert_rows": [{"id": "a", "t": "new"}, {"id": "c", "t": "c"}]}),
+    );
+    let after = stats();
+    // Two batches of two ids (before and after the write); only `a` was held, once.
+    assert_eq!(
+        (
+            after.deletes - before.deletes,
+            after.tombstones - before.tombstones
+        ),
+        (4, 1)
+    );
+    let (status, _, doc) = fetch(&stack, "read", "a", "");
+    assert_eq!((status, &doc["attributes"]["t"]), (200, &json!("new")));
+}
+
 /// One shard over an NVMe tier behind a link whose puts and deletes the test can hold.
 fn stack_with_link() -> (Stack, RemoteTier) {
     let nvme: Arc<dyn Tier> = Arc::new(

@@ -54,6 +54,8 @@ pub(crate) enum Request {
     Get(Set, Box<str>, Box<str>, Reply<Option<Bytes>>),
     Put(Set, Box<str>, Box<str>, Bytes, Reply<()>),
     Delete(Set, Box<str>, Box<str>, Reply<()>),
+    /// Several deletes of one namespace (a write's invalidation), answered once.
+    DeleteMany(Set, Box<str>, Vec<Box<str>>, Reply<()>),
     Clear(Set, Box<str>, Reply<()>),
     /// One page of `(set, ns)`: ids after the given one, at most `limit` entries.
     Scan(
@@ -376,10 +378,15 @@ impl Engine {
                 let _ = reply.send(self.put(set, &ns, id, &value));
             }
             Request::Delete(set, ns, id, reply) => {
-                let slot = self.ns_slot(set, &ns);
-                let r = self.append(Kind::Delete, set, &ns, &id, &[]).map(|_| ());
-                self.ids[slot as usize].remove(&id);
-                self.index.remove(&(slot, id));
+                let _ = reply.send(self.delete(set, &ns, id));
+            }
+            Request::DeleteMany(set, ns, ids, reply) => {
+                let mut r = Ok(());
+                for id in ids {
+                    if let Err(e) = self.delete(set, &ns, id) {
+                        r = Err(e);
+                    }
+                }
                 let _ = reply.send(r);
             }
             Request::Clear(set, ns, reply) => {
@@ -408,6 +415,26 @@ impl Engine {
                 s.disk_bytes = self.disk_bytes();
                 let _ = reply.send(s);
             }
+        }
+    }
+
+    /// Removes one key. A tombstone is appended only when the key has a live entry: an absent
+    /// key has no record that recovery could bring back (its last put was already cancelled by
+    /// a tombstone or a namespace clear, both newer, or went with an evicted segment), so a write
+    /// to ids that were never cached costs no log bytes.
+    fn delete(&mut self, set: Set, ns: &str, id: Box<str>) -> Result<(), CacheError> {
+        self.stats.deletes += 1;
+        let Some(&slot) = self.namespaces.get(&(set, Box::<str>::from(ns))) else {
+            return Ok(());
+        };
+        self.ids[slot as usize].remove(&id);
+        let key = (slot, id);
+        match self.index.remove(&key) {
+            Some(loc) if loc.gen_ == self.gens[slot as usize] => {
+                self.stats.tombstones += 1;
+                self.append(Kind::Delete, set, ns, &key.1, &[]).map(|_| ())
+            }
+            _ => Ok(()),
         }
     }
 
@@ -721,6 +748,16 @@ impl Engine {
 
     pub(crate) fn direct_io(&self) -> bool {
         self.direct
+    }
+
+    /// The `(set, namespace)`s holding live entries (after a recovery).
+    pub(crate) fn namespaces_held(&self) -> Vec<(Set, Box<str>)> {
+        self.names
+            .iter()
+            .zip(&self.ids)
+            .filter(|(_, ids)| !ids.is_empty())
+            .map(|(name, _)| name.clone())
+            .collect()
     }
 }
 

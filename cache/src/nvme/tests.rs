@@ -331,3 +331,87 @@ fn direct_io_off_uses_buffered_io() {
         assert_eq!(get(&t, "ns", "a"), Some(v("a", 10)), "plain {plain}");
     });
 }
+
+/// A batch delete removes every named key in one request; only keys with a live entry cost a
+/// tombstone, and recovery agrees with memory afterwards (a deleted key stays gone, a key
+/// cleared then deleted stays gone, untouched keys come back).
+#[test]
+fn batch_deletes_write_tombstones_only_for_live_keys() {
+    both(|plain| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let t = NvmeTier::open(cfg(dir.path(), plain)).expect("open");
+            put(&t, "ns", "a", v("a", 10));
+            put(&t, "ns", "b", v("b", 10));
+            put(&t, "ns", "keep", v("k", 10));
+            put(&t, "cleared", "x", v("x", 10));
+            block_on(t.clear_namespace(Set::Documents, "cleared")).expect("clear");
+            let ids: Vec<String> = ["a", "b", "never", "a"].map(String::from).to_vec();
+            let batch = t
+                .delete_batch(Set::Documents, "ns", &ids)
+                .expect("the NVMe tier batches deletes");
+            block_on(batch).expect("batch delete");
+            // Never written: answered without the tier thread (not counted below).
+            block_on(t.delete(Set::Documents, "nowhere", "z")).expect("delete");
+            let nowhere = t
+                .delete_batch(Set::Documents, "nowhere", &ids)
+                .expect("batched");
+            block_on(nowhere).expect("batch delete");
+            // Cleared entry, absent key: nothing to cancel, no tombstone.
+            block_on(t.delete(Set::Documents, "cleared", "x")).expect("delete");
+            block_on(crate::delete_ids(
+                &t,
+                Set::Documents,
+                "ns",
+                &["never".into()],
+            ))
+            .expect("delete_ids");
+            assert_eq!(get(&t, "ns", "a"), None);
+            assert_eq!(get(&t, "ns", "b"), None);
+            assert_eq!(get(&t, "ns", "keep"), Some(v("k", 10)));
+            let s = block_on(t.stats()).expect("stats");
+            assert_eq!((s.deletes, s.tombstones), (6, 2), "{s:?}");
+        }
+        let mut c = cfg(dir.path(), plain);
+        c.start = StartMode::Recover;
+        let t = NvmeTier::open(c).expect("recover");
+        assert_eq!(get(&t, "ns", "a"), None);
+        assert_eq!(get(&t, "ns", "b"), None);
+        assert_eq!(get(&t, "cleared", "x"), None);
+        assert_eq!(get(&t, "ns", "keep"), Some(v("k", 10)));
+    });
+}
+
+/// A batch with a key the tier cannot hold still removes the others, and reports the error.
+#[test]
+fn batch_deletes_check_every_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let t = NvmeTier::open(cfg(dir.path(), true)).expect("open");
+    put(&t, "ns", "a", v("a", 10));
+    let ids = vec!["a".to_string(), "x".repeat(crate::MAX_ID_LEN + 1)];
+    let batch = t.delete_batch(Set::Documents, "ns", &ids).expect("batched");
+    assert!(block_on(batch).is_err());
+    assert_eq!(get(&t, "ns", "a"), None);
+}
+
+/// After a recovery the namespaces it found entries of may hold them, so their deletes reach
+/// the tier thread; others' do not.
+#[test]
+fn deletes_after_recovery_reach_the_thread() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let t = NvmeTier::open(cfg(dir.path(), true)).expect("open");
+        put(&t, "ns", "a", v("a", 10));
+    }
+    let mut c = cfg(dir.path(), true);
+    c.start = StartMode::Recover;
+    {
+        let t = NvmeTier::open(c.clone()).expect("recover");
+        block_on(t.delete(Set::Documents, "other", "a")).expect("delete");
+        block_on(t.delete(Set::Documents, "ns", "a")).expect("delete");
+        let s = block_on(t.stats()).expect("stats");
+        assert_eq!((s.deletes, s.tombstones), (1, 1));
+    }
+    let t = NvmeTier::open(c).expect("recover again");
+    assert_eq!(get(&t, "ns", "a"), None);
+}

@@ -85,6 +85,10 @@ impl Tier for TimedTier {
     fn delete(&self, set: Set, ns: &str, id: &str) -> TierFuture<()> {
         timed("delete", set, self.inner.delete(set, ns, id))
     }
+    fn delete_batch(&self, set: Set, ns: &str, ids: &[String]) -> Option<TierFuture<()>> {
+        let batch = self.inner.delete_batch(set, ns, ids)?;
+        Some(timed("delete", set, batch))
+    }
     fn clear_namespace(&self, set: Set, ns: &str) -> TierFuture<()> {
         timed("clear_namespace", set, self.inner.clear_namespace(set, ns))
     }

@@ -40,6 +40,9 @@ impl Tier for RuntimeTier {
     fn delete(&self, set: Set, ns: &str, id: &str) -> TierFuture<()> {
         self.inner.delete(set, ns, id)
     }
+    fn delete_batch(&self, set: Set, ns: &str, ids: &[String]) -> Option<TierFuture<()>> {
+        self.inner.delete_batch(set, ns, ids)
+    }
     fn clear_namespace(&self, set: Set, ns: &str) -> TierFuture<()> {
         self.inner.clear_namespace(set, ns)
     }

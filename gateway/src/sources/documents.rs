@@ -33,6 +33,8 @@ use crate::core::error::GatewayError;
 use crate::core::metrics;
 use std::sync::Arc;
 
+use std::future::Future;
+
 use crate::core::cache::CacheTier;
 use crate::core::record::Served;
 
@@ -320,18 +322,21 @@ pub async fn populate(ctx: &ShardCtx, ns: &str, ids: &[String], max_ids: usize) 
     }
 }
 
-/// A raw JSON id (`"a"`, `7`) as a wire id.
+/// A raw JSON id (`"a"`, `7`) of a validated body as a wire id (as [`wire_id`] reads it):
+/// decoded without building a JSON value.
 pub fn raw_id(raw: &str) -> Option<String> {
-    serde_json::from_str::<Value>(raw.trim())
-        .ok()
-        .as_ref()
-        .and_then(wire_id)
+    match scatter::IdRef::parse(raw.trim()).value() {
+        scatter::IdValue::Uint(n) => Some(layer_cache::render_u64_id(*n)),
+        scatter::IdValue::Str(s) => Some(s.clone().into_owned()),
+        scatter::IdValue::Other => None,
+    }
 }
 
 /// What a write touches, for invalidation.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Touched {
-    pub ids: Vec<String>,
+    /// Shared by the invalidation before the write and the one after (no copy per id).
+    pub ids: Arc<[String]>,
     /// Ids of upserted or patched rows: read back from origin into the cache once the write is
     /// acknowledged (the write-path mirror).
     pub populate: Vec<String>,
@@ -344,42 +349,59 @@ pub struct Touched {
 pub fn invalidate(ctx: &ShardCtx, ns: &str, t: &Touched) {
     let cache = &ctx.core.cache;
     cache.invalidations.clear_namespace(Set::Documents, ns);
-    let tier = cache.tier.clone();
-    let cache = ctx.core.cache.clone();
     // Registered until the tier deletes land: a warm job or the write-path mirror that wrote the
     // tier meanwhile sees it (pending / namespace epoch) and re-reads or withdraws its rows.
     let guard = cache.invalidations.tier_update(Set::Documents, ns);
-    let (ns, ids, whole) = (ns.to_string(), t.ids.clone(), t.whole_namespace);
-    tokio::spawn(async move {
-        let _guard = guard;
-        let failed = if whole {
-            tier.clear_namespace(Set::Documents, &ns).await.is_err()
-        } else {
-            let mut failed = false;
-            for id in &ids {
-                failed |= tier.delete(Set::Documents, &ns, id).await.is_err();
+    let (tier, ns, ids, whole) = (
+        cache.tier.clone(),
+        Arc::<str>::from(ns),
+        t.ids.clone(),
+        t.whole_namespace,
+    );
+    // The ids go in one batch where the tier has one (the NVMe tier: one message to its thread,
+    // none for a namespace it never stored, a tombstone only for ids it holds).
+    let mut deletes: std::pin::Pin<Box<dyn Future<Output = bool> + Send>> = {
+        let (ns, ids) = (ns.clone(), ids.clone());
+        Box::pin(async move {
+            if whole {
+                tier.clear_namespace(Set::Documents, &ns).await.is_err()
+            } else {
+                layer_cache::delete_ids(&*tier, Set::Documents, &ns, &ids)
+                    .await
+                    .is_err()
             }
-            failed
-        };
+        })
+    };
+    let landed = move |cache: &Arc<CacheTier>, failed: bool| {
         // Landed (or failed, and then the namespace is distrusted): a warm copying this
         // namespace re-reads whichever of these ids it wrote meanwhile.
-        cache
-            .touches
-            .record(&ns, (!whole).then_some(ids.as_slice()));
+        cache.touches.record(&ns, (!whole).then_some(&ids[..]));
         if failed {
             metrics::cache_event("invalidate_failed");
-            distrust(&cache, &ns);
+            distrust(cache, &ns);
         }
+        drop(guard);
+    };
+    // Answered at once (nothing to delete): finish here rather than in a task of its own.
+    // Polling once with a no-op waker is allowed: the task below polls it again with its own.
+    let mut poll = std::task::Context::from_waker(std::task::Waker::noop());
+    if let std::task::Poll::Ready(failed) = deletes.as_mut().poll(&mut poll) {
+        landed(cache, failed);
+        return;
+    }
+    let cache = cache.clone();
+    tokio::spawn(async move {
+        let failed = deletes.await;
+        landed(&cache, failed);
     });
 }
 
 /// Removes copies a write raced from the tier; a failed removal distrusts the namespace (as a
 /// failed invalidation does) until a clear repairs it.
 async fn withdraw(cache: &Arc<CacheTier>, ns: &str, ids: &[String]) {
-    let mut failed = false;
-    for id in ids {
-        failed |= cache.tier.delete(Set::Documents, ns, id).await.is_err();
-    }
+    let failed = layer_cache::delete_ids(&*cache.tier, Set::Documents, ns, ids)
+        .await
+        .is_err();
     if failed {
         metrics::cache_event("invalidate_failed");
         distrust(cache, ns);

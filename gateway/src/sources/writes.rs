@@ -70,9 +70,11 @@ impl PendingWrite {
         }
         // The stamper reads the ids on its walk; only a body forwarded unstamped (upstream will
         // refuse it) is read again for them.
+        // The ids to read back are collected only when the mirror is on.
+        let mirror = core.config.gateway.cache.populate_max_ids > 0;
         let (stamped, touched) = match scatter::stamp_write_touched(body, &opts, limits) {
-            Ok((stamped, ids)) => (Some(stamped), from_ids(&ids)),
-            Err(e) if e.upstream_would_reject() => (None, touched(body)),
+            Ok((stamped, ids)) => (Some(stamped), from_ids(&ids, mirror)),
+            Err(e) if e.upstream_would_reject() => (None, touched(body, mirror)),
             Err(e) => {
                 metrics::write_rejected(e.error_code());
                 return Err(e.into());
@@ -163,38 +165,41 @@ pub async fn write_own(
     Ok(up)
 }
 
-/// The ids the stamper read, decoded as the cache keys them; a row deleted in the same request
-/// is not read back.
-fn from_ids(ids: &scatter::TouchedIds<'_>) -> Touched {
-    let mut t = Touched {
+/// The ids the stamper read, decoded as the cache keys them; with `mirror`, also the ids to
+/// read back (a row deleted in the same request is not read back).
+fn from_ids(ids: &scatter::TouchedIds<'_>, mirror: bool) -> Touched {
+    let mut all: Vec<String> = Vec::with_capacity(ids.written.len() + ids.deleted.len());
+    all.extend(ids.written.iter().filter_map(|raw| raw_id(raw)));
+    let written = all.len();
+    all.extend(ids.deleted.iter().filter_map(|raw| raw_id(raw)));
+    let mut populate = Vec::new();
+    if mirror {
+        let gone: std::collections::HashSet<&String> = all[written..].iter().collect();
+        populate = all[..written]
+            .iter()
+            .filter(|id| !gone.contains(id))
+            .cloned()
+            .collect();
+    }
+    Touched {
+        ids: all.into(),
+        populate,
         whole_namespace: ids.whole_namespace,
-        ..Touched::default()
-    };
-    for raw in &ids.written {
-        if let Some(id) = raw_id(raw) {
-            t.populate.push(id.clone());
-            t.ids.push(id);
-        }
     }
-    if !ids.deleted.is_empty() {
-        let deleted: Vec<String> = ids.deleted.iter().filter_map(|raw| raw_id(raw)).collect();
-        let gone: std::collections::HashSet<&String> = deleted.iter().collect();
-        t.populate.retain(|id| !gone.contains(id));
-        t.ids.extend(deleted);
-    }
-    t
 }
 
 /// Reads the ids a (validated) write body touches, lazily: only the id fields are decoded, so a
 /// large write is not turned into a JSON tree a second time. An unreadable body counts as touching
 /// the whole namespace.
-fn touched(body: &[u8]) -> Touched {
+fn touched(body: &[u8], mirror: bool) -> Touched {
     let whole = Touched {
-        ids: Vec::new(),
+        ids: Arc::from([]),
         populate: Vec::new(),
         whole_namespace: true,
     };
-    let mut t = Touched::default();
+    let mut ids: Vec<String> = Vec::new();
+    let mut populate: Vec<String> = Vec::new();
+    let mut whole_namespace = false;
     let mut deleted: Vec<String> = Vec::new();
     for field in sonic_rs::to_object_iter(body) {
         let Ok((key, value)) = field else {
@@ -208,18 +213,18 @@ fn touched(body: &[u8]) -> Touched {
                     if let Ok(id) = sonic_rs::get(row.as_raw_str(), ["id"])
                         && let Some(id) = raw_id(id.as_raw_str())
                     {
-                        t.populate.push(id.clone());
-                        t.ids.push(id);
+                        populate.push(id.clone());
+                        ids.push(id);
                     }
                 }
             }
             "upsert_columns" | "patch_columns" => {
-                if let Ok(ids) = sonic_rs::get(raw, ["id"]) {
-                    for id in sonic_rs::to_array_iter(ids.as_raw_str()) {
+                if let Ok(column) = sonic_rs::get(raw, ["id"]) {
+                    for id in sonic_rs::to_array_iter(column.as_raw_str()) {
                         let Ok(id) = id else { return whole };
                         if let Some(id) = raw_id(id.as_raw_str()) {
-                            t.populate.push(id.clone());
-                            t.ids.push(id);
+                            populate.push(id.clone());
+                            ids.push(id);
                         }
                     }
                 }
@@ -229,7 +234,7 @@ fn touched(body: &[u8]) -> Touched {
                     let Ok(id) = id else { return whole };
                     if let Some(id) = raw_id(id.as_raw_str()) {
                         deleted.push(id.clone());
-                        t.ids.push(id);
+                        ids.push(id);
                     }
                 }
             }
@@ -237,17 +242,23 @@ fn touched(body: &[u8]) -> Touched {
             | "patch_by_filter"
             | "copy_from_namespace"
             | "branch_from_namespace" => {
-                t.whole_namespace |= raw.trim() != "null";
+                whole_namespace |= raw.trim() != "null";
             }
             _ => {}
         }
     }
     // A row deleted in the same request is not read back.
-    if !deleted.is_empty() {
+    if !mirror {
+        populate.clear();
+    } else if !deleted.is_empty() {
         let deleted: std::collections::HashSet<String> = deleted.into_iter().collect();
-        t.populate.retain(|id| !deleted.contains(id));
+        populate.retain(|id| !deleted.contains(id));
     }
-    t
+    Touched {
+        ids: ids.into(),
+        populate,
+        whole_namespace,
+    }
 }
 
 #[cfg(test)]
@@ -276,33 +287,74 @@ mod tests {
             let (_, ids) =
                 scatter::stamp_write_touched(&bytes, &scatter::StampOptions::new(7), &limits)
                     .unwrap_or_else(|e| panic!("{body}: {e}"));
-            let mut a = from_ids(&ids);
-            let mut b = touched(body.as_bytes());
-            a.ids.sort();
-            b.ids.sort();
-            assert_eq!(a, b, "{body}");
+            for mirror in [true, false] {
+                let mut a = from_ids(&ids, mirror);
+                let mut b = touched(body.as_bytes(), mirror);
+                let (mut x, mut y) = (a.ids.to_vec(), b.ids.to_vec());
+                x.sort();
+                y.sort();
+                (a.ids, b.ids) = (x.into(), y.into());
+                assert_eq!(a, b, "{body}");
+                if !mirror {
+                    assert!(a.populate.is_empty(), "{body}");
+                }
+            }
+        }
+    }
+
+    /// The id decoder reads ids as a JSON value would (`wire_id`), without building one.
+    #[test]
+    fn raw_ids_decode_as_json_values_do() {
+        for raw in [
+            "7",
+            "0",
+            "18446744073709551615",
+            "18446744073709551616",
+            "-1",
+            "1.0",
+            "1e3",
+            r#""a""#,
+            r#""a\u0062\n""#,
+            r#""""#,
+            " 12 ",
+            "null",
+            "true",
+            "[1]",
+            r#"{"id":1}"#,
+        ] {
+            let by_value = serde_json::from_str::<serde_json::Value>(raw.trim())
+                .ok()
+                .as_ref()
+                .and_then(crate::sources::documents::wire_id);
+            assert_eq!(raw_id(raw), by_value, "{raw}");
         }
     }
 
     #[test]
     fn touched_ids_cover_every_write_form() {
-        let t = touched(
-            br#"{"upsert_rows":[{"id":1},{"id":"a"}],"patch_columns":{"id":[2]},"deletes":[3]}"#,
-        );
-        assert_eq!(t.ids, vec!["1", "a", "2", "3"]);
+        let body =
+            br#"{"upsert_rows":[{"id":1},{"id":"a"}],"patch_columns":{"id":[2]},"deletes":[3]}"#;
+        let t = touched(body, true);
+        assert_eq!(*t.ids, ["1", "a", "2", "3"]);
         assert_eq!(t.populate, vec!["1", "a", "2"]);
         assert!(!t.whole_namespace);
-        let both = touched(br#"{"upsert_rows":[{"id":1},{"id":2}],"deletes":[2]}"#);
+        // Mirror off: the same ids are invalidated, none is kept for a read-back.
+        let off = touched(body, false);
+        assert_eq!((&*off.ids, off.populate.len()), (&*t.ids, 0));
+        let both = touched(
+            br#"{"upsert_rows":[{"id":1},{"id":2}],"deletes":[2]}"#,
+            true,
+        );
         assert_eq!(both.populate, vec!["1"]);
         assert_eq!(
-            touched(br#"{"deletes":["a\u0062"],"delete_by_filter":null}"#),
+            touched(br#"{"deletes":["a\u0062"],"delete_by_filter":null}"#, true),
             Touched {
-                ids: vec!["ab".into()],
+                ids: Arc::from(["ab".to_string()]),
                 populate: vec![],
                 whole_namespace: false
             }
         );
-        assert!(touched(b"{not json").whole_namespace);
-        assert!(touched(br#"{"delete_by_filter":["a","Eq",1]}"#).whole_namespace);
+        assert!(touched(b"{not json", true).whole_namespace);
+        assert!(touched(br#"{"delete_by_filter":["a","Eq",1]}"#, true).whole_namespace);
     }
 }
