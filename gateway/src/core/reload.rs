@@ -168,6 +168,75 @@ fn restart_only(a: &Config, b: &Config) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use parking_lot::Mutex;
+
+    fn index(name: &str, label: &str, store_ref: Option<&str>) -> IndexConfig {
+        let mut i = IndexConfig {
+            name: name.into(),
+            ..IndexConfig::default()
+        };
+        i.metadata.labels.insert("v".into(), label.into());
+        i.backend.store_ref = store_ref.map(Into::into);
+        i
+    }
+
+    fn label(core: &Core, ns: &str) -> Option<String> {
+        core.indexes.get(ns).map(|i| i.metadata.labels["v"].clone())
+    }
+
+    #[test]
+    fn a_reload_applies_valid_indexes_keeps_routing_and_refuses_a_bad_file_whole() {
+        let core = crate::core::test_core();
+        let started = core.config.clone();
+        let file = Arc::new(Mutex::new(started.clone()));
+        let f = file.clone();
+        let r = Reloader::new(
+            core.clone(),
+            started.clone(),
+            Box::new(move || Ok(f.lock().clone())),
+            Box::new(|_| None),
+        );
+        // a is new; b would route its namespace to a store added to the file (itself a change
+        // that needs a restart): not applied.
+        {
+            let mut f = file.lock();
+            let mut other = f.vector_store.clone();
+            other.name = "other".into();
+            f.vector_stores.push(other);
+            f.indexes = vec![index("a", "1", None), index("b", "1", Some("other"))];
+        }
+        let applied = r.reload().expect("valid");
+        assert_eq!(applied.indexes_changed, vec!["a"]);
+        assert_eq!(
+            applied.not_applied,
+            vec!["vectorStores", "indexes[b].backend.storeRef"]
+        );
+        assert_eq!(label(&core, "a").as_deref(), Some("1"));
+        assert!(core.indexes.get("b").is_none());
+        // Two indexes on one namespace: refused whole, a keeps its label.
+        file.lock().indexes = vec![index("a", "2", None), index("a", "3", None)];
+        assert!(r.reload().is_err());
+        assert_eq!(label(&core, "a").as_deref(), Some("1"));
+        // A loader error (an unparseable file) changes nothing either.
+        let failing = Reloader::new(
+            core.clone(),
+            started.clone(),
+            Box::new(|| Err(ConfigError::Invalid("bad".into()))),
+            Box::new(|_| None),
+        );
+        assert!(failing.reload().is_err());
+        assert_eq!(label(&core, "a").as_deref(), Some("1"));
+        // A restart-only section changes with the index: the index applies, the section is named.
+        {
+            let mut f = file.lock();
+            f.indexes = vec![index("a", "4", None)];
+            f.gateway.shards = 9;
+        }
+        let applied = r.reload().expect("valid");
+        assert_eq!(applied.not_applied, vec!["gateway", "vectorStores"]);
+        assert_eq!(label(&core, "a").as_deref(), Some("4"));
+        assert_eq!(core.config.gateway.shards, started.gateway.shards);
+    }
 
     #[test]
     fn only_changed_sections_other_than_indexes_are_named() {
