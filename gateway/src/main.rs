@@ -2,7 +2,8 @@
 //! [--config FILE] [--data-dir DIR] [--work-stealing]`
 //!
 //! Prints `layer-gateway listening on http://ADDR` once every shard is bound, then serves until
-//! SIGTERM or SIGINT, and drains in-flight requests before exiting.
+//! SIGTERM or SIGINT, and drains in-flight requests before exiting. SIGHUP re-reads the
+//! configuration and applies its `indexes` (see `core::reload`).
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -51,15 +52,44 @@ fn main() -> anyhow::Result<()> {
         .init();
     let args = Args::parse();
     let env = |k: &str| std::env::var(k).ok();
-    let mut cfg = layer_gateway::Config::load(args.config.as_deref(), &env)?;
+    let cfg = load(&args, &env)?;
+    let running = layer_gateway::start(cfg.clone(), &env)?;
+    // SIGHUP re-reads the file with the same path, environment and flags.
+    let reloader = layer_gateway::core::reload::Reloader::new(
+        running.core().clone(),
+        cfg,
+        Box::new(move || load(&args, &env)),
+        Box::new(env),
+    );
+    let signals = running.signals()?;
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "layer-gateway listening on http://{}", running.addr)?;
+        out.flush()?;
+    }
+    running.wait_for_signals(signals, || {
+        // The reloader logs and counts its own outcome; a refused file changes nothing.
+        let _ = reloader.reload();
+    })?;
+    tracing::info!("shutting down: draining in-flight requests");
+    running.shutdown();
+    Ok(())
+}
+
+/// The configuration: `--config` (if any), `LAYER_*` environment overrides, then the flags.
+fn load(
+    args: &Args,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<layer_gateway::Config, layer_gateway::config::ConfigError> {
+    let mut cfg = layer_gateway::Config::load(args.config.as_deref(), env)?;
     if let Some(l) = args.listen {
         cfg.gateway.listen = l;
     }
-    if let Some(u) = args.upstream_url {
-        cfg.vector_store.endpoint.url = u;
+    if let Some(u) = &args.upstream_url {
+        cfg.vector_store.endpoint.url = u.clone();
     }
-    if let Some(k) = args.upstream_api_key {
-        cfg.vector_store.credential.value = Some(k);
+    if let Some(k) = &args.upstream_api_key {
+        cfg.vector_store.credential.value = Some(k.clone());
     }
     if let Some(n) = args.shards {
         cfg.gateway.shards = n;
@@ -67,17 +97,8 @@ fn main() -> anyhow::Result<()> {
     if args.work_stealing {
         cfg.gateway.work_stealing = true;
     }
-    if let Some(d) = args.data_dir {
-        cfg.gateway.data_dir = d;
+    if let Some(d) = &args.data_dir {
+        cfg.gateway.data_dir = d.clone();
     }
-    let running = layer_gateway::start(cfg, &env)?;
-    {
-        let mut out = std::io::stdout().lock();
-        writeln!(out, "layer-gateway listening on http://{}", running.addr)?;
-        out.flush()?;
-    }
-    running.wait_for_signal()?;
-    tracing::info!("shutting down: draining in-flight requests");
-    running.shutdown();
-    Ok(())
+    Ok(cfg)
 }

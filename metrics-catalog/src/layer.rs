@@ -8,7 +8,7 @@ const PIPELINE_DB: &str = "layer_pipeline_database_errors_total";
 const KUBE: &str = "only a gateway watching Kubernetes (gateway.kubernetes.enabled)";
 
 #[rustfmt::skip]
-pub(crate) static ENTRIES: [Entry; 42] = [
+pub(crate) static ENTRIES: [Entry; 43] = [
     // the gateway's request path
     Entry::new("layer_requests_total", Counter, "query", "gateway", &["route", "status"],
         "Requests served, by route (the route's operation name, never a raw path) and status.",
@@ -113,6 +113,10 @@ pub(crate) static ENTRIES: [Entry; 42] = [
         "time() - min by (kind) (layer_kubernetes_watch_last_sync_timestamp_seconds)").conditional(KUBE),
     Entry::new("layer_kubernetes_watch_objects", Gauge, "saturation", "gateway", &["kind"],
         "Resources the watch holds, by kind.", "max by (kind) (layer_kubernetes_watch_objects)").conditional(KUBE),
+    // the configuration file re-read on SIGHUP (standalone mode)
+    Entry::new("layer_config_reloads_total", Counter, "saturation", "gateway", &["result"],
+        "layer.yaml reloads on SIGHUP, by result (applied: the indexes section published; invalid: the file did not read, parse or validate, and the previous configuration stays).",
+        "increase(layer_config_reloads_total{result=\"invalid\"}[1h])"),
     // the metrics API itself
     Entry::new("layer_metrics_proxy_requests_total", Counter, "saturation", "gateway", &["endpoint", "outcome"],
         "PromQL calls forwarded to VictoriaMetrics, by endpoint (query, query_range) and outcome (ok, vm_error, unreachable, not_configured).",

@@ -134,6 +134,23 @@ impl Server {
         server
     }
 
+    /// Sends `signal` (a `kill -s` name: `HUP`, `TERM`) to the process; panics when that fails.
+    pub fn signal(&self, signal: &str) {
+        let child = self.child.as_ref().expect("the server was stopped");
+        let sent = Command::new("kill")
+            .args(["-s", signal, &child.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(sent, "kill -s {signal} failed");
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
     /// Stops the process and returns everything it wrote, `(stdout, stderr)`. `graceful`
     /// sends SIGTERM first and asserts a clean exit within 20 s (then SIGKILL); otherwise
     /// SIGKILL at once.

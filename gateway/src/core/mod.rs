@@ -29,6 +29,7 @@ pub mod params;
 pub mod principal;
 pub mod proxy;
 pub mod record;
+pub mod reload;
 pub mod router;
 pub mod runtime;
 pub mod service;

@@ -64,6 +64,14 @@ pub struct Running {
     /// The control runtime: consistency watcher, background loops, signal handling.
     control: tokio::runtime::Runtime,
     background: Vec<Arc<dyn Background>>,
+    core: Arc<Core>,
+}
+
+/// The signals a running gateway handles, registered (see [`Running::signals`]).
+pub struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
 }
 
 impl Running {
@@ -75,6 +83,42 @@ impl Running {
             tokio::select! {
                 r = tokio::signal::ctrl_c() => r,
                 _ = term.recv() => Ok(()),
+            }
+        })
+    }
+
+    /// The shared state (the config reload publishes into it).
+    pub fn core(&self) -> &Arc<Core> {
+        &self.core
+    }
+
+    /// Registers SIGTERM, SIGINT and SIGHUP on the control runtime. Call it before announcing
+    /// the listener, so that no signal sent after the announcement meets the default action
+    /// (SIGHUP's terminates).
+    pub fn signals(&self) -> std::io::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let _rt = self.control.enter();
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    /// Blocks until SIGTERM or SIGINT; calls `on_hup` on each SIGHUP (on the control runtime's
+    /// thread, never a shard's).
+    pub fn wait_for_signals(
+        &self,
+        mut signals: Signals,
+        mut on_hup: impl FnMut(),
+    ) -> std::io::Result<()> {
+        self.control.block_on(async {
+            loop {
+                tokio::select! {
+                    _ = signals.term.recv() => return Ok(()),
+                    _ = signals.int.recv() => return Ok(()),
+                    _ = signals.hup.recv() => on_hup(),
+                }
             }
         })
     }
@@ -118,6 +162,7 @@ pub fn start(
     registrations: tokio::sync::mpsc::Receiver<super::watcher::Registration>,
     background: Vec<Arc<dyn Background>>,
 ) -> Result<Running, StartError> {
+    super::reload::describe();
     let g = &core.config.gateway;
     let vs = &core.config.vector_store;
     let first = bind(g.listen, !g.work_stealing)?;
@@ -225,6 +270,7 @@ pub fn start(
             threads,
             control,
             background,
+            core,
         });
     }
     let cores = core_affinity::get_core_ids().unwrap_or_default();
@@ -263,6 +309,7 @@ pub fn start(
         threads,
         control,
         background,
+        core,
     })
 }
 
