@@ -95,6 +95,15 @@ pub struct Config {
     /// Whether an Index discovery created is deleted when its namespace is gone upstream.
     #[arg(long, env = "LAYER_INDEX_GC_ENABLED", default_value_t = true, action = clap::ArgAction::Set)]
     pub index_gc_enabled: bool,
+    /// The document cache StatefulSet (and its `aerospike.conf` ConfigMap) the chart renders in
+    /// the operator's namespace; `InfraRules/default`'s `documentCache` policy is checked
+    /// against it.
+    #[arg(
+        long,
+        env = "LAYER_DOCUMENT_CACHE_NAME",
+        default_value = "layer-document-cache"
+    )]
+    pub document_cache_name: String,
     /// How long a Lease is held without renewal before another replica may take it.
     #[arg(long, default_value_t = 15)]
     pub lease_seconds: i32,

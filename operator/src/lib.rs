@@ -11,7 +11,7 @@
 //! | `ApiKey` | [`apikey`] | mints (or adopts) the token through `/v2/keys` into a Secret |
 //! | `Warehouse` | [`warehouse`] | static checks, the driver's probe ([`probe`]), consumers, a deletion finalizer |
 //! | (upstream namespaces) | [`discovery`] | an `Index` per undiscovered namespace; index GC of discovered ones gone upstream |
-//! | `InfraRules` | [`infra`] | validates the one object named `default` (status `pools`, `Ready`) |
+//! | `InfraRules` | [`infra`], [`doccache`] | validates the one object named `default` (status `pools`, `Ready`) and checks its `documentCache` policy against the chart's Aerospike StatefulSet (condition `DocumentCache`) |
 //!
 //! The objects a reconcile applies are built by pure functions ([`workload::build`],
 //! [`workload::scaling`]) so they are unit-tested without a server; the reconcilers apply them
@@ -24,6 +24,7 @@ pub mod conditions;
 pub mod config;
 pub mod context;
 pub mod discovery;
+pub mod doccache;
 pub mod gateway;
 pub mod infra;
 pub mod leader;

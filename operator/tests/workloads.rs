@@ -414,7 +414,9 @@ async fn a_gateway_refusal_is_a_condition_and_an_outage_is_a_retry() {
 /// workloads -- --ignored --nocapture measure`): 1,000 Functions reconciled one after another
 /// against the scripted API server and the fake gateway; prints the mean and worst reconcile
 /// (create → Deployment applied → status written), the process CPU time and peak RSS. It asserts
-/// only that every reconcile applied its Deployment, never a duration.
+/// only that every reconcile applied its Deployment, never a duration. Its peak RSS includes the
+/// test double's log of every request body; the committed RSS figure comes from
+/// `operator/examples/measure_functions.rs`, whose doubles keep nothing.
 #[tokio::test]
 #[ignore]
 async fn measure_a_thousand_functions() {

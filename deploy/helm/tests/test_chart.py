@@ -529,8 +529,12 @@ def test_aerospike_on_and_off(rendered):
     assert sts["spec"]["replicas"] == 1
     assert sts["spec"]["template"]["spec"]["nodeSelector"] == {"layer.hev.dev/node-role": "system"}
     assert sts["spec"]["volumeClaimTemplates"][0]["spec"]["storageClassName"] == "gp3"
-    init = sts["spec"]["template"]["spec"]["initContainers"][0]
-    assert init["command"][-1] == "rm -f /opt/aerospike/data/hevlayer.dat"  # storage.resetOnStart
+    # storage.resetOnStart: in the container's own start, so a liveness restart (stop-writes),
+    # which does not rerun init containers, also starts from an empty file.
+    assert "initContainers" not in sts["spec"]["template"]["spec"]
+    assert container(sts, "aerospike")["args"] == [
+        "sh", "-c", "rm -f /opt/aerospike/data/hevlayer.dat && exec asd --foreground "
+        "--config-file /etc/aerospike/aerospike.conf"]
     probe = container(sts, "aerospike")["livenessProbe"]["exec"]["command"][-1]
     assert "stop_writes=true" in probe  # autoRestartOnStopWrites
     conf = one(docs, "ConfigMap", "layer-document-cache")["data"]["aerospike.conf"]
@@ -547,7 +551,8 @@ def test_aerospike_on_and_off(rendered):
     plain = render(merge(REQUIRED, {"documentCache": {"autoRestartOnStopWrites": False,
                                                       "storage": {"resetOnStart": False}}}))
     sts = one(plain, "StatefulSet", "layer-document-cache")
-    assert "initContainers" not in sts["spec"]["template"]["spec"]
+    assert container(sts, "aerospike")["args"] == [
+        "asd", "--foreground", "--config-file", "/etc/aerospike/aerospike.conf"]
     assert "tcpSocket" in container(sts, "aerospike")["livenessProbe"]
 
 
@@ -630,7 +635,17 @@ def test_operator(rendered):
     made = {res for r in cr["rules"] if "create" in r["verbs"] for res in r["resources"]}
     assert {"deployments", "scaledobjects", "triggerauthentications", "services", "secrets"} <= made
     lease = one(docs, "Role", "layer-operator-leader")
-    assert {"coordination.k8s.io"} == {g for r in lease["rules"] for g in r["apiGroups"]}
+    assert {"coordination.k8s.io", "apps", ""} == {g for r in lease["rules"] for g in r["apiGroups"]}
+    # The document cache the operator checks InfraRules/default's policy against: named, read
+    # only, in the release namespace (also when the operator watches another namespace).
+    sts = one(docs, "StatefulSet", "layer-document-cache")
+    assert env["LAYER_DOCUMENT_CACHE_NAME"]["value"] == sts["metadata"]["name"]
+    reads = [r for r in lease["rules"] if r["apiGroups"] != ["coordination.k8s.io"]]
+    assert reads == [
+        {"apiGroups": ["apps"], "resources": ["statefulsets"], "resourceNames": ["layer-document-cache"], "verbs": ["get"]},
+        {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["layer-document-cache"], "verbs": ["get"]},
+    ]
+    assert lease["metadata"]["namespace"] == sts["metadata"]["namespace"]
     assert not find(docs, "Role", "layer-operator")
     scrape = yaml.safe_load(one(docs, "ConfigMap", "layer-metrics")["data"]["scrape.yaml"])
     assert [j["job_name"] for j in scrape["scrape_configs"]] == ["layer-gateway", "layer-operator", "layer-document-cache"]
