@@ -104,6 +104,10 @@ pub struct Config {
         default_value = "layer-document-cache"
     )]
     pub document_cache_name: String,
+    /// The Snowflake endpoint Warehouse probes reach; blank = `https://<account>.snowflakecomputing.com`
+    /// (set it for a private link).
+    #[arg(long, env = "LAYER_SNOWFLAKE_ENDPOINT", default_value = "")]
+    pub snowflake_endpoint: String,
     /// How long a Lease is held without renewal before another replica may take it.
     #[arg(long, default_value_t = 15)]
     pub lease_seconds: i32,

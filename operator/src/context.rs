@@ -17,7 +17,8 @@ use serde_json::json;
 use crate::config::{Config, Settings};
 use crate::gateway::Gateway;
 use crate::metrics::Metrics;
-use crate::probe::{NoDriver, WarehouseProbe};
+use crate::probe::WarehouseProbe;
+use crate::snowflake::SnowflakeProbe;
 use crate::{FIELD_MANAGER, Result};
 
 /// The shared state of the controllers.
@@ -28,7 +29,7 @@ pub struct Context {
     pub gateway: Gateway,
     pub metrics: Arc<Metrics>,
     pub recorder: Recorder,
-    /// The Warehouse probe ([`NoDriver`] unless a driver is plugged in).
+    /// The Warehouse probe: the Snowflake driver's ([`SnowflakeProbe`]); tests plug in fakes.
     pub warehouse_probe: Arc<dyn WarehouseProbe>,
 }
 
@@ -43,6 +44,9 @@ impl Context {
                 instance: Some(config.pod_name.clone()),
             },
         );
+        let warehouse_probe: Arc<dyn WarehouseProbe> = Arc::new(
+            SnowflakeProbe::new(Some(&config.snowflake_endpoint)).map_err(crate::Error::Blocked)?,
+        );
         Ok(Context {
             settings: Settings::from_config(&config),
             client,
@@ -50,7 +54,7 @@ impl Context {
             gateway,
             metrics,
             recorder,
-            warehouse_probe: Arc::new(NoDriver),
+            warehouse_probe,
         })
     }
 

@@ -9,7 +9,7 @@
 //! | `Pipeline`, `Function` | [`workload`] | a worker Deployment (and a KEDA `ScaledObject` for `mode: autoscale`); a Function is also registered with the gateway (`PUT /v2/udfs/{id}`) and discovered |
 //! | `VectorStore`, `Index` | [`stores`] | probes the store (`GET /v1/namespaces`); validates an Index against its store |
 //! | `ApiKey` | [`apikey`] | mints (or adopts) the token through `/v2/keys` into a Secret |
-//! | `Warehouse` | [`warehouse`] | static checks, the driver's probe ([`probe`]), consumers, a deletion finalizer |
+//! | `Warehouse` | [`warehouse`] | static checks, the driver's probe ([`probe`]; Snowflake: [`snowflake`]), consumers, a deletion finalizer |
 //! | (upstream namespaces) | [`discovery`] | an `Index` per undiscovered namespace; index GC of discovered ones gone upstream |
 //! | `InfraRules` | [`infra`], [`doccache`] | validates the one object named `default` (status `pools`, `Ready`) and checks its `documentCache` policy against the chart's Aerospike StatefulSet (condition `DocumentCache`) |
 //!
@@ -31,6 +31,7 @@ pub mod leader;
 pub mod metrics;
 pub mod probe;
 pub mod run;
+pub mod snowflake;
 pub mod stores;
 pub mod warehouse;
 pub mod workload;

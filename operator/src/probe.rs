@@ -1,7 +1,7 @@
 //! The Warehouse probe seam: a driver opens a session with the warehouse's credential and runs
-//! `SELECT 1` on its compute warehouse. This build has no Snowflake driver (none can be reached
-//! from here), so the default [`NoDriver`] reports [`ProbeOutcome::Unavailable`] and a Warehouse
-//! that passes the static checks stays `Pending`; tests plug in a fake.
+//! `SELECT 1` on its compute warehouse. The operator uses the Snowflake driver
+//! ([`crate::snowflake::SnowflakeProbe`]); tests plug in fakes; [`NoDriver`] is the probe of a
+//! kind without a driver (a Warehouse that passes the static checks stays `Pending`).
 
 use std::future::Future;
 use std::pin::Pin;
