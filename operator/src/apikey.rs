@@ -138,11 +138,7 @@ pub async fn reconcile_apikey(key: Arc<ApiKey>, ctx: Arc<Context>) -> Result<Act
                 }
             })
             .await
-            .map_err(|e| match e {
-                kube::runtime::finalizer::Error::ApplyFailed(e)
-                | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
-                other => Error::Finalizer(other.to_string()),
-            })
+            .map_err(Error::from)
         }),
     )
     .await

@@ -103,11 +103,7 @@ pub async fn reconcile_warehouse(w: Arc<Warehouse>, ctx: Arc<Context>) -> Result
                 }
             })
             .await
-            .map_err(|e| match e {
-                kube::runtime::finalizer::Error::ApplyFailed(e)
-                | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
-                other => Error::Finalizer(other.to_string()),
-            })
+            .map_err(Error::from)
         }),
     )
     .await

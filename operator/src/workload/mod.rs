@@ -224,11 +224,7 @@ pub async fn reconcile_function(f: Arc<Function>, ctx: Arc<Context>) -> Result<A
                 }
             })
             .await
-            .map_err(|e| match e {
-                kube::runtime::finalizer::Error::ApplyFailed(e)
-                | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
-                other => Error::Finalizer(other.to_string()),
-            })
+            .map_err(Error::from)
         }),
     )
     .await
