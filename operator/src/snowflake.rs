@@ -31,6 +31,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::probe::{ProbeOutcome, WarehouseProbe, parse_duration};
+use crate::stores::secret_value;
 
 type Https = hyper_rustls::HttpsConnector<HttpConnector>;
 
@@ -205,18 +206,6 @@ impl WarehouseProbe for SnowflakeProbe {
     ) -> Pin<Box<dyn Future<Output = ProbeOutcome> + Send + 'a>> {
         Box::pin(self.run(warehouse, secret))
     }
-}
-
-/// A Secret's value by key (`data`, else `stringData`), as text.
-fn secret_value(secret: &Secret, key: &str) -> Option<String> {
-    if let Some(v) = secret.data.as_ref().and_then(|d| d.get(key)) {
-        return String::from_utf8(v.0.clone()).ok();
-    }
-    secret
-        .string_data
-        .as_ref()
-        .and_then(|d| d.get(key))
-        .cloned()
 }
 
 /// Why a private key could not be used.

@@ -198,7 +198,7 @@ impl ApiClient {
         })
     }
 
-    /// One object (`GET` of its URL; a Secret's, for a store credential).
+    /// The JSON at `path` (`GET`): one object (a Secret, for a store credential) or a list page.
     pub async fn object(&self, path: &str) -> Result<Value, ApiError> {
         let body = self
             .get(path)
@@ -222,16 +222,7 @@ impl ApiClient {
                 q.push_str("&continue=");
                 q.push_str(&crate::core::params::encode_query_component(c));
             }
-            let body = self
-                .get(&q)
-                .await?
-                .into_body()
-                .collect()
-                .await
-                .map_err(|e| ApiError::Transport(e.to_string()))?
-                .to_bytes();
-            let mut v: Value =
-                serde_json::from_slice(&body).map_err(|e| ApiError::Decode(e.to_string()))?;
+            let mut v = self.object(&q).await?;
             let meta = v.get("metadata").cloned().unwrap_or(Value::Null);
             match v.get_mut("items").map(Value::take) {
                 Some(Value::Array(page)) => items.extend(page),
