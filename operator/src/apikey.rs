@@ -29,7 +29,7 @@ use serde_json::{Value, json};
 use crate::conditions::{condition, merge};
 use crate::context::Context;
 use crate::gateway::GatewayError;
-use crate::stores::secret_value;
+use crate::probe::secret_value;
 use crate::{Error, MANAGED_BY, Result};
 
 /// The finalizer an ApiKey carries while its gateway key exists.

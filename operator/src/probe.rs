@@ -47,6 +47,19 @@ impl WarehouseProbe for NoDriver {
     }
 }
 
+/// The value of `key` in a Secret (`data`, else `stringData`): store credentials, key tokens,
+/// warehouse keys.
+pub fn secret_value(secret: &Secret, key: &str) -> Option<String> {
+    if let Some(v) = secret.data.as_ref().and_then(|d| d.get(key)) {
+        return String::from_utf8(v.0.clone()).ok();
+    }
+    secret
+        .string_data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .cloned()
+}
+
 /// A duration as the CRDs write it (`30s`, `5m`, `1h`, `7d`), in seconds.
 pub fn parse_duration(s: &str) -> Option<u64> {
     let s = s.trim();

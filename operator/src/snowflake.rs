@@ -30,8 +30,7 @@ use ring::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::probe::{ProbeOutcome, WarehouseProbe, parse_duration};
-use crate::stores::secret_value;
+use crate::probe::{ProbeOutcome, WarehouseProbe, parse_duration, secret_value};
 
 type Https = hyper_rustls::HttpsConnector<HttpConnector>;
 

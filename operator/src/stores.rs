@@ -23,6 +23,7 @@ use crate::Result;
 use crate::conditions::{condition, is_true, merge};
 use crate::context::Context;
 use crate::gateway::Probe;
+use crate::probe::secret_value;
 
 /// How often a store is re-probed and an Index re-validated.
 pub const RECHECK: Duration = Duration::from_secs(300);
@@ -35,18 +36,6 @@ pub fn default_store(stores: &[VectorStore]) -> Option<&VectorStore> {
         ([], [only]) => Some(only),
         _ => None,
     }
-}
-
-/// The value of `key` in a Secret (`data`, else `stringData`).
-pub fn secret_value(secret: &Secret, key: &str) -> Option<String> {
-    if let Some(v) = secret.data.as_ref().and_then(|d| d.get(key)) {
-        return String::from_utf8(v.0.clone()).ok();
-    }
-    secret
-        .string_data
-        .as_ref()
-        .and_then(|d| d.get(key))
-        .cloned()
 }
 
 /// The store conditions of a probe outcome: `(reachable, conditions)`.

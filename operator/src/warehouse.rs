@@ -138,7 +138,7 @@ async fn apply_warehouse(w: Arc<Warehouse>, ctx: Arc<Context>) -> Result<Action>
                 .await?
             {
                 None => Some(format!("Secret {name:?} does not exist")),
-                Some(s) if crate::stores::secret_value(&s, "private-key.pem").is_none() => {
+                Some(s) if crate::probe::secret_value(&s, "private-key.pem").is_none() => {
                     Some(format!("Secret {name:?} has no private-key.pem"))
                 }
                 Some(s) => {
