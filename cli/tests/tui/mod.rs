@@ -19,6 +19,8 @@ const DEADLINE: Duration = Duration::from_secs(90);
 /// A tmux server on a socket of its own, killed on drop.
 struct Tmux {
     socket: String,
+    /// Where the wrapper shell writes `layer`'s exit status when it returns.
+    status_file: PathBuf,
 }
 
 impl Tmux {
@@ -66,24 +68,6 @@ impl Tmux {
             layer_e2e::pause(Duration::from_millis(200));
         }
     }
-
-    /// `(pane_dead, pane_dead_status, pane_dead_signal)`. tmux 3.3 can report the pane dead
-    /// before it has recorded the exit status (both empty then): callers poll again.
-    fn pane_state(&self) -> (String, String, String) {
-        let s = self.ok(&[
-            "display-message",
-            "-p",
-            "-t",
-            "tui",
-            "#{pane_dead}|#{pane_dead_status}|#{pane_dead_signal}",
-        ]);
-        let mut it = s.trim().split('|').map(str::to_string);
-        (
-            it.next().unwrap_or_default(),
-            it.next().unwrap_or_default(),
-            it.next().unwrap_or_default(),
-        )
-    }
 }
 
 impl Drop for Tmux {
@@ -127,12 +111,14 @@ fn add_env(home: &Path, gw: &str) {
 }
 
 /// Starts `layer` (bare: a TTY makes it the TUI) in a detached 120x40 session on a socket named
-/// for `tag` (tests run in parallel) with only HOME,
-/// TERM and PATH in its environment; the pane stays after the process exits so its exit status
-/// can be read.
+/// for `tag` (tests run in parallel) with only HOME, TERM and PATH in its environment. A wrapper
+/// shell writes its exit status to a file when it returns: the test reads the status from there,
+/// not from tmux's pane state (tmux 3.3 can show a pane dead with no status recorded yet).
 fn start(home: &Path, tag: &str) -> Tmux {
+    let socket = format!("layer-tui-{tag}-{}", std::process::id());
     let tmux = Tmux {
-        socket: format!("layer-tui-{tag}-{}", std::process::id()),
+        status_file: home.join(format!("{socket}.status")),
+        socket,
     };
     let bin = PathBuf::from(env!("CARGO_BIN_EXE_layer"));
     let home_var = format!("HOME={}", home.display());
@@ -150,14 +136,41 @@ fn start(home: &Path, tag: &str) -> Tmux {
         &home_var,
         "TERM=xterm-256color",
         "PATH=/usr/bin:/bin",
+        "sh",
+        "-c",
+        r#""$0"; echo $? > "$1.tmp" && mv "$1.tmp" "$1"; exec sleep 3600"#,
         bin.to_str().expect("utf-8 path"),
-        ";",
-        "set-option",
-        "-g",
-        "remain-on-exit",
-        "on",
+        tmux.status_file.to_str().expect("utf-8 path"),
     ]);
     tmux
+}
+
+/// What the kernel says about each `layer` process under the pane's shell: state, and each
+/// thread's name, wait channel and kernel stack (for a failure message).
+fn diagnose(tmux: &Tmux) -> String {
+    let shell = tmux.ok(&["display-message", "-p", "-t", "tui", "#{pane_pid}"]);
+    let shell = shell.trim();
+    let read = |p: String| std::fs::read_to_string(p).unwrap_or_else(|e| format!("({e})"));
+    let children = read(format!("/proc/{shell}/task/{shell}/children"));
+    let mut out = format!("pane shell {shell}, children [{}]\n", children.trim());
+    for pid in children.split_whitespace() {
+        out += &format!("pid {pid}: {}", read(format!("/proc/{pid}/stat")));
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            continue;
+        };
+        for t in tasks.flatten() {
+            let t = t.path();
+            let at = |f: &str| read(t.join(f).display().to_string());
+            out += &format!(
+                "  thread {} {} wchan={}\n{}",
+                t.display(),
+                at("comm").trim(),
+                at("wchan"),
+                at("stack")
+            );
+        }
+    }
+    out
 }
 
 /// Presses `q` on a list and waits for the process to exit with status 0.
@@ -165,16 +178,20 @@ fn quit(tmux: &Tmux) {
     tmux.keys(&["q"]);
     let start = Instant::now();
     loop {
-        let (dead, status, signal) = tmux.pane_state();
-        assert!(signal.is_empty(), "killed by signal {signal}");
-        if dead == "1" && !status.is_empty() {
-            assert_eq!(status, "0", "exit status; screen:\n{}", tmux.screen());
+        if let Ok(status) = std::fs::read_to_string(&tmux.status_file) {
+            assert_eq!(
+                status.trim(),
+                "0",
+                "exit status; screen:\n{}",
+                tmux.screen()
+            );
             return;
         }
         assert!(
             start.elapsed() < DEADLINE,
-            "layer still running after q; screen:\n{}",
-            tmux.screen()
+            "layer still running after q; screen:\n{}\n{}",
+            tmux.screen(),
+            diagnose(tmux)
         );
         layer_e2e::pause(Duration::from_millis(200));
     }
