@@ -9,6 +9,9 @@
 //!   snapshot store, the Auto policy, the warm watermark);
 //! - [`features`] are the routes, one module per feature.
 
+// The manifest only denies unsafe code (a bench needs it); the library and binary forbid it.
+#![forbid(unsafe_code)]
+
 pub mod app;
 pub mod core;
 pub mod features;

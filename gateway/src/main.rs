@@ -5,6 +5,9 @@
 //! SIGTERM or SIGINT, and drains in-flight requests before exiting. SIGHUP re-reads the
 //! configuration and applies its `indexes` (see `core::reload`).
 
+// The manifest only denies unsafe code (a bench needs it); the library and binary forbid it.
+#![forbid(unsafe_code)]
+
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -11,17 +11,22 @@
 //!    same scan checks every string escape (`\uXXXX` needs four hex digits, which sonic-rs's skip
 //!    does not check);
 //! 3. start with `{` ([`RewriteError::NotAnObject`]);
-//! 4. be valid JSON to the last byte: sonic-rs's `to_object_iter` validates every top-level value
-//!    (UTF-8, strings, escapes, numbers); we then check that only whitespace follows the closing `}`,
-//!    which the lazy iterator does not;
+//! 4. be valid JSON to the last byte: sonic-rs's serde deserializer reads the top-level object
+//!    with its strict skip of every value (UTF-8, strings, escapes, numbers); we then check that
+//!    only whitespace follows the closing `}`, which reading one value does not;
 //! 5. repeat no key in any object at any depth, comparing keys after unescaping, so
 //!    `"filt\u0065rs"` collides with `"filters"` ([`RewriteError::DuplicateKey`]).
 //!
-//! `parse_top` returns the validated top-level entries so the rewriters don't parse twice.
+//! `parse_top` returns the validated top-level entries so the rewriters don't parse twice. Keys
+//! are borrowed from the body unless they hold an escape ([`members`]; sonic-rs's lazy object
+//! iterator would copy every key into a `String`).
 
 use std::borrow::Cow;
 use std::collections::HashSet;
+use std::fmt;
 
+use serde::Deserialize;
+use serde::de::{Deserializer, MapAccess, Visitor};
 use sonic_rs::{LazyValue, to_object_iter};
 
 use crate::splice::span_of;
@@ -37,6 +42,71 @@ pub(crate) type Entry<'a> = (Cow<'a, str>, LazyValue<'a>);
 /// [`RewriteError::InvalidJson`] or [`RewriteError::DuplicateKey`].
 pub fn validate(body: &[u8], limits: &Limits) -> Result<(), RewriteError> {
     parse_top(body, limits).map(|_| ())
+}
+
+/// An object's members in document order, keys lent from the text where possible. sonic-rs's
+/// lazy object iterator copies every key into a `String`; its serde deserializer reads the same
+/// grammar with the same strict value skip and lends unescaped keys. That path is taken when the
+/// text is valid UTF-8 and holds no backslash at all: its lazy values are then always borrowed
+/// (an escaped value would come back as an owned copy, which span-based splicing cannot use),
+/// and its `as_str` of a value never sees invalid UTF-8. Any other text goes through the lazy
+/// iterator. Stops after the object's closing `}` (the caller checks what follows).
+pub(crate) fn members(text: &[u8]) -> Result<Vec<Entry<'_>>, sonic_rs::Error> {
+    match std::str::from_utf8(text) {
+        Ok(s) if !text.contains(&b'\\') => {
+            let mut de = sonic_rs::Deserializer::from_str(s);
+            Members::deserialize(&mut de).map(|m| m.0)
+        }
+        _ => to_object_iter(text).collect(),
+    }
+}
+
+struct Members<'a>(Vec<Entry<'a>>);
+
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object key")
+            }
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(s)))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(s.to_owned())))
+            }
+            fn visit_string<E>(self, s: String) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(s)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for Members<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Members<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members<'de>, A::Error> {
+                // Request bodies have a handful of top-level members: one allocation.
+                let mut out = Vec::with_capacity(8);
+                while let Some(Key(k)) = map.next_key()? {
+                    let v: LazyValue<'de> = map.next_value()?;
+                    out.push((k, v));
+                }
+                Ok(Members(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
 }
 
 /// Validates `body` and returns its top-level members in document order.
@@ -62,28 +132,24 @@ pub(crate) fn parse_top<'a>(
     }
     if limits.prevalidated {
         // Validated whole earlier in this request: only collect the top-level members.
-        return to_object_iter(body)
-            .map(|item| item.map_err(|e| json_error(&e, false)))
-            .collect();
+        return members(body).map_err(|e| json_error(&e, false));
     }
     check_depth(body, limits.effective_max_depth())?;
 
-    let mut entries: Vec<Entry<'a>> = Vec::new();
+    let entries = members(body).map_err(|e| json_error(&e, false))?;
     let mut keys = KeySet::default();
-    for item in to_object_iter(body) {
-        let (key, value) = item.map_err(|e| json_error(&e, false))?;
-        if keys.contains(&key) {
+    for (key, value) in &entries {
+        if keys.contains(key) {
             return Err(RewriteError::DuplicateKey {
-                key: key.into_owned(),
+                key: key.to_string(),
                 path: "the top-level object".into(),
             });
         }
-        check_value(value.clone()).map_err(|w| w.into_error(Seg::Key(&key)))?;
-        keys.insert(key.clone());
-        entries.push((key, value));
+        check_value(value.clone()).map_err(|w| w.into_error(Seg::Key(key.as_ref())))?;
+        keys.insert(Cow::Borrowed(key.as_ref()));
     }
 
-    // The lazy iterator stops at the closing `}` without looking further: check the tail.
+    // Reading the object stops at its closing `}` without looking further: check the tail.
     let end = match entries.last() {
         Some((_, last)) => span_of(body, last)?.end,
         None => open + 1,
@@ -225,12 +291,9 @@ fn check_value(value: LazyValue<'_>) -> Result<(), Walk> {
     let raw = value.as_raw_str().as_bytes();
     match raw.first() {
         Some(b'{') => {
-            let Some(iter) = value.into_object_iter() else {
-                return Ok(());
-            };
+            let entries = members(raw).map_err(|e| Walk::Json(json_error(&e, true)))?;
             let mut keys = KeySet::default();
-            for item in iter {
-                let (key, child) = item.map_err(|e| Walk::Json(json_error(&e, true)))?;
+            for (key, child) in entries {
                 if keys.contains(&key) {
                     return Err(Walk::Dup {
                         key: key.into_owned(),
@@ -487,5 +550,69 @@ mod tests {
             .map(|(k, v)| (k.as_ref(), v.as_raw_str()))
             .collect();
         assert_eq!(got, [("b", "1"), ("a", "[2]"), ("c", "\"x\"")]);
+    }
+
+    /// `members` (the serde path for backslash-free UTF-8) agrees with sonic-rs's lazy object
+    /// iterator on what it accepts and on every member's key and raw value, and lends keys.
+    fn same_as_lazy_iterator(text: &[u8]) {
+        let ours = members(text).map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.to_string(), v.as_raw_str().to_string()))
+                .collect::<Vec<_>>()
+        });
+        let theirs: Result<Vec<(String, String)>, sonic_rs::Error> = to_object_iter(text)
+            .map(|r| r.map(|(k, v)| (k.into_owned(), v.as_raw_str().to_string())))
+            .collect();
+        assert_eq!(
+            ours.is_ok(),
+            theirs.is_ok(),
+            "{:?}: {ours:?} vs {theirs:?}",
+            String::from_utf8_lossy(text)
+        );
+        if let (Ok(a), Ok(b)) = (ours, theirs) {
+            assert_eq!(a, b, "{:?}", String::from_utf8_lossy(text));
+        }
+    }
+
+    #[test]
+    fn members_match_the_lazy_iterator_and_borrow_keys() {
+        for text in [
+            &br#"{"filters":["id","Eq",42],"rank_by":["id","asc"],"top_k":1}"#[..],
+            br#" { "a" : { "b" : [1, {"c": null}] } , "d":"x" } trailing"#,
+            br#"{}"#,
+            br#"{"a":1,}"#,
+            br#"{"a" 1}"#,
+            br#"{"a":01}"#,
+            br#"{"a":1e}"#,
+            br#"{"a":tru}"#,
+            br#"{"a":"\u0041"}"#,
+            br#"{"a\"b":1}"#,
+            b"{\"a\":\"\xff\"}",
+            b"{\"\xc3\xa9\":\"\xc3\xa9\"}",
+            br#"{"a":[1,2"#,
+            br#"{"a":1"#,
+            br#"{"a":"unterminated}"#,
+            br#"{"a":1}{"b":2}"#,
+        ] {
+            same_as_lazy_iterator(text);
+        }
+        let body = br#"{"filters":["id","Eq",42],"top_k":1}"#;
+        let m = members(body).unwrap();
+        assert!(m.iter().all(|(k, _)| matches!(k, Cow::Borrowed(_))));
+        assert_eq!(
+            span_of(body, &m[1].1).map(|r| &body[r]),
+            Ok(&b"1"[..]),
+            "values are borrowed from the body"
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn members_agree_with_the_lazy_iterator_on_any_text(
+            text in "[{}\\[\\]\":,a-c0-9. tfnrue\\\\-]{0,40}"
+        ) {
+            same_as_lazy_iterator(text.as_bytes());
+            same_as_lazy_iterator(format!("{{{text}").as_bytes());
+        }
     }
 }

@@ -6,7 +6,7 @@ use std::io::Read;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use http::header::{self, HeaderValue};
+use http::header::{self, HeaderName, HeaderValue};
 use http::{HeaderMap, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -128,7 +128,7 @@ pub fn relay(up: UpstreamResponse, trace: Option<HeaderValue>) -> Resp {
     *resp.status_mut() = up.status;
     *resp.headers_mut() = up.headers;
     if let Some(t) = trace {
-        resp.headers_mut().entry("traceparent").or_insert(t);
+        resp.headers_mut().entry(TRACEPARENT).or_insert(t);
     }
     resp
 }
@@ -152,17 +152,34 @@ pub fn json_bytes(status: StatusCode, body: Bytes) -> Resp {
     r
 }
 
+/// The W3C trace context header. A constant name: inserting a custom name given as a string
+/// copies it on every call.
+pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+
 /// Adds a W3C `traceparent` when the caller sent none, so upstream logs and ours correlate.
 /// Returns the request's trace context.
 pub fn ensure_traceparent(headers: &mut HeaderMap) -> Option<HeaderValue> {
-    if let Some(t) = headers.get("traceparent") {
+    if let Some(t) = headers.get(TRACEPARENT) {
         return Some(t.clone());
     }
     let trace: u128 = rand::random::<u128>() | 1;
     let span: u64 = rand::random::<u64>() | 1;
-    let v = HeaderValue::from_str(&format!("00-{trace:032x}-{span:016x}-01")).ok()?;
-    headers.insert("traceparent", v.clone());
+    // `00-{trace:032x}-{span:016x}-01`, written in place: one allocation (the shared owner, so
+    // the clone below is a reference count, not a copy).
+    let mut text = *b"00-00000000000000000000000000000000-0000000000000000-01";
+    hex_into(&mut text[3..35], trace);
+    hex_into(&mut text[36..52], u128::from(span));
+    let v = HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(text)).ok()?;
+    headers.insert(TRACEPARENT, v.clone());
     Some(v)
+}
+
+/// Writes the low `4 * out.len()` bits of `n` as lowercase hex, most significant digit first.
+fn hex_into(out: &mut [u8], mut n: u128) {
+    for b in out.iter_mut().rev() {
+        *b = b"0123456789abcdef"[(n & 0xf) as usize];
+        n >>= 4;
+    }
 }
 
 /// Server time in epoch milliseconds (the write stamp).
@@ -183,6 +200,23 @@ mod tests {
         let t = h["traceparent"].to_str().unwrap().to_string();
         assert_eq!(t.len(), 55);
         assert_eq!(first, t.as_str());
+        let parts: Vec<&str> = t.split('-').collect();
+        assert_eq!(parts.len(), 4, "{t}");
+        assert_eq!((parts[0], parts[3]), ("00", "01"));
+        assert_eq!((parts[1].len(), parts[2].len()), (32, 16));
+        assert!(
+            parts[1..3].iter().all(|p| p
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())),
+            "{t}"
+        );
+        assert!(
+            u128::from_str_radix(parts[1], 16).unwrap() & 1 == 1,
+            "never all zero: {t}"
+        );
+        let mut buf = [0u8; 8];
+        hex_into(&mut buf, 0x0123_abcd);
+        assert_eq!(&buf, b"0123abcd");
         ensure_traceparent(&mut h);
         assert_eq!(h["traceparent"], t.as_str());
     }

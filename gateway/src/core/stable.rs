@@ -21,19 +21,20 @@
 //! `_hevlayer_*` attributes stay hidden (`scatter::hide_reserved`).
 
 use http::HeaderMap;
-use http::header::HeaderValue;
+use http::header::{HeaderName, HeaderValue};
 
 /// The watermark predicate for a cut.
 pub fn predicate(watermark: u64) -> Vec<u8> {
     format!("[\"{}\",\"Lte\",{watermark}]", scatter::UPSERTED_AT).into_bytes()
 }
 
+/// The response header carrying the watermark (a constant: a string name is copied per insert).
+const STABLE_AS_OF: HeaderName = HeaderName::from_static("x-layer-stable-as-of");
+
 /// Adds `x-layer-stable-as-of` to a response.
 pub fn stamp_header(headers: &mut HeaderMap, watermark: Option<u64>) {
-    if let Some(wm) = watermark
-        && let Ok(v) = HeaderValue::from_str(&wm.to_string())
-    {
-        headers.insert("x-layer-stable-as-of", v);
+    if let Some(wm) = watermark {
+        headers.insert(STABLE_AS_OF, HeaderValue::from(wm));
     }
 }
 

@@ -208,7 +208,12 @@ impl Upstream {
                 ),
             });
         }
-        let uri = format!("{}{}{}", self.origin, self.prefix, path_and_query);
+        // One allocation, sized once (`format!` grows its buffer step by step).
+        let mut uri =
+            String::with_capacity(self.origin.len() + self.prefix.len() + path_and_query.len());
+        uri.push_str(&self.origin);
+        uri.push_str(&self.prefix);
+        uri.push_str(path_and_query);
         let req_bytes = body.len();
         let metered = self.meter.as_ref().map(|m| (m, method.clone()));
         let mut req = Request::builder()

@@ -215,10 +215,8 @@ fn row_ids(rows: &LazyValue<'_>, out: &mut Vec<String>) {
         .flatten()
     {
         // `id` leads upstream rows, so this usually reads one key and skips the rest of the row.
-        let id = sonic_rs::to_object_iter(row.as_raw_str())
-            .flatten()
-            .find(|(k, _)| k == "id");
-        if let Some((_, id)) = id {
+        // A path lookup compares keys in place (the lazy object iterator would copy each key).
+        if let Ok(id) = sonic_rs::get(row.as_raw_str(), ["id"]) {
             out.push(id_text(id.as_raw_str()));
         }
     }
@@ -266,6 +264,15 @@ mod tests {
             })
         );
         assert_eq!(sum.top_result_ids, ["a", "7", "q\"uote"]);
+    }
+
+    #[test]
+    fn row_ids_match_keys_after_unescaping_and_skip_rows_without_an_id() {
+        let sum = s(
+            json!({"top_k": 3}),
+            r#"{"rows":[{"$dist":0.5,"i\u0064":9},{"title":"no id"},{"id":"b"}]}"#,
+        );
+        assert_eq!(sum.top_result_ids, ["9", "b"]);
     }
 
     #[test]
