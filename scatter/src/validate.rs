@@ -33,7 +33,7 @@ use crate::splice::span_of;
 use crate::{Limits, RewriteError};
 
 /// One validated top-level member: unescaped key and its lazily parsed value.
-pub(crate) type Entry<'a> = (Cow<'a, str>, LazyValue<'a>);
+pub type Entry<'a> = (Cow<'a, str>, LazyValue<'a>);
 
 /// Validates `body` as a whole (see the module docs for every rule).
 ///
@@ -51,7 +51,7 @@ pub fn validate(body: &[u8], limits: &Limits) -> Result<(), RewriteError> {
 /// (an escaped value would come back as an owned copy, which span-based splicing cannot use),
 /// and its `as_str` of a value never sees invalid UTF-8. Any other text goes through the lazy
 /// iterator. Stops after the object's closing `}` (the caller checks what follows).
-pub(crate) fn members(text: &[u8]) -> Result<Vec<Entry<'_>>, sonic_rs::Error> {
+pub fn members(text: &[u8]) -> Result<Vec<Entry<'_>>, sonic_rs::Error> {
     match std::str::from_utf8(text) {
         Ok(s) if !text.contains(&b'\\') => {
             let mut de = sonic_rs::Deserializer::from_str(s);

@@ -253,6 +253,66 @@ pub fn document(id: &str, row: &Value, include: Option<&[String]>) -> Value {
     json!({"id": id, "attributes": attrs})
 }
 
+/// [`document`] written straight from a cached row's JSON text, for the hot-hit path of a single
+/// fetch: the kept members are copied as they are stored (no value tree is built or
+/// re-serialized). `None` when the row is not one JSON object with distinct keys and nothing but
+/// whitespace after it, holds a backslash (escapes are left to serde_json's stricter reading), or
+/// has more members than this path compares keys for: the caller then takes the [`document`]
+/// path, which judges the row the same way it always has.
+pub fn document_bytes(id: &str, row: &[u8], include: Option<&[String]>) -> Option<Vec<u8>> {
+    /// Rows with more members go through [`document`] (the duplicate check here is quadratic).
+    const MAX_MEMBERS: usize = 64;
+    if row.contains(&b'\\') {
+        return None;
+    }
+    let members = scatter::validate::members(row).ok()?;
+    if members.len() > MAX_MEMBERS {
+        return None;
+    }
+    let ws = |b: &u8| b" \t\r\n".contains(b);
+    // Where the closing brace is looked for: after the last value, or after the opening brace.
+    let open = row.iter().position(|b| !ws(b))?;
+    let end = members.last().map_or(Some(open + 1), |(_, v)| {
+        let raw = v.as_raw_str();
+        (raw.as_ptr() as usize)
+            .checked_sub(row.as_ptr() as usize)
+            .map(|start| start + raw.len())
+    })?;
+    let tail = row.get(end..)?;
+    let closing = tail.iter().position(|b| !ws(b))?;
+    if tail[closing] != b'}' || !tail[closing + 1..].iter().all(ws) {
+        return None;
+    }
+    for (i, (k, _)) in members.iter().enumerate() {
+        if members[..i].iter().any(|(other, _)| other == k) {
+            return None;
+        }
+    }
+    let mut out = Vec::with_capacity(row.len() + id.len() + 32);
+    out.extend_from_slice(b"{\"id\":");
+    serde_json::to_writer(&mut out, id).ok()?;
+    out.extend_from_slice(b",\"attributes\":{");
+    let mut first = true;
+    for (k, v) in &members {
+        let keep = match include {
+            Some(list) => list.iter().any(|a| a == k),
+            None => !k.starts_with(scatter::RESERVED_PREFIX),
+        };
+        if !keep || k == "id" {
+            continue;
+        }
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        serde_json::to_writer(&mut out, k.as_ref()).ok()?;
+        out.push(b':');
+        out.extend_from_slice(v.as_raw_str().as_bytes());
+    }
+    out.extend_from_slice(b"}}");
+    Some(out)
+}
+
 /// The write-path mirror: reads the rows a write upserted or patched back from origin (a strong
 /// read, after upstream acknowledged the write) and stores them in this shard's hot cache and the
 /// shared tier, so the first fetch after a write is a hit. The origin read — not the write body —
@@ -452,5 +512,66 @@ mod tests {
             document("5", &row, Some(&named))["attributes"],
             json!({"_hevlayer_upserted_at": 1})
         );
+    }
+
+    /// The spliced hot-hit body says what [`document`] says, for every row it accepts.
+    fn same_as_document(id: &str, row: &str, include: Option<&[String]>) -> bool {
+        let Some(bytes) = document_bytes(id, row.as_bytes(), include) else {
+            return false;
+        };
+        let spliced: Value = serde_json::from_slice(&bytes).expect("valid JSON");
+        let tree = document(id, &serde_json::from_str(row).unwrap(), include);
+        assert_eq!(spliced, tree, "{row}");
+        // Same member order too (the tree keeps the row's order).
+        assert_eq!(spliced.to_string(), tree.to_string(), "{row}");
+        true
+    }
+
+    #[test]
+    fn document_bytes_matches_document() {
+        let include = ["title".to_string(), "id".to_string(), "missing".to_string()];
+        for row in [
+            r#"{"id":"a","title":"T","vector":[0.5,1e-3],"_hevlayer_upserted_at":17,"n":{"x":[1,{"y":null}]}}"#,
+            r#" { "title" : "spaced" , "price" : 12.50 } "#,
+            r#"{}"#,
+            r#"{"id":7}"#,
+            r#"{"é":"ü","big":18446744073709551615,"neg":-0.0,"t":true}"#,
+        ] {
+            assert!(same_as_document("a\"b", row, None), "{row}");
+            assert!(same_as_document("a", row, Some(&include)), "{row}");
+            assert!(same_as_document("a", row, Some(&[])), "{row}");
+        }
+        // Rows the splice leaves to the tree path.
+        for row in [
+            r#"{"a":1,"a":2}"#,
+            r#"{"a":"\u0041"}"#,
+            r#"{"a":1} x"#,
+            r#"{"a":1}}"#,
+            r#"[1,2]"#,
+            r#"{"a":"#,
+            "",
+        ] {
+            assert_eq!(document_bytes("a", row.as_bytes(), None), None, "{row}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn document_bytes_agrees_with_document_on_generated_rows(
+            members in proptest::collection::vec(
+                ("(id|_hevlayer_[a-z]{1,3}|[a-z]{1,6})", proptest::prelude::any::<i32>(), "[a-z ]{0,8}"),
+                0..12,
+            ),
+            include in proptest::option::of(proptest::collection::vec("[a-z]{1,6}", 0..4)),
+        ) {
+            let mut row = serde_json::Map::new();
+            for (k, n, text) in members {
+                let v = if n % 2 == 0 { json!(n) } else { json!({"t": text, "n": [n, null]}) };
+                row.insert(k, v);
+            }
+            let text = Value::Object(row).to_string();
+            let accepted = same_as_document("doc-1", &text, include.as_deref());
+            proptest::prop_assert!(accepted, "{}", text);
+        }
     }
 }

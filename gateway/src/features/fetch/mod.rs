@@ -5,17 +5,20 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use http::StatusCode;
-use http::header::HeaderValue;
+use http::header::{HeaderName, HeaderValue};
+use layer_cache::Set;
 use serde_json::{Value, json};
 
 use crate::core::ShardCtx;
 use crate::core::config::Scope;
 use crate::core::error::GatewayError;
-use crate::core::http::{Resp, decode_gzip, json_response};
+use crate::core::http::{Resp, decode_gzip, json_bytes, json_response};
+use crate::core::metrics;
 use crate::core::record::{FetchRecord, Recorder, Served};
 use crate::core::router::{Req, Route, handler};
-use crate::sources::documents::{document, rows, wire_id};
+use crate::sources::documents::{document, document_bytes, rows, wire_id};
 use http::Method;
 
 /// The fetch feature: its routes report fetches to `recorder`.
@@ -57,17 +60,14 @@ impl Fetch {
                 .map(str::to_string)
                 .collect()
         });
-        let (doc, served) = fetch_one(&ctx, ns, &id, include).await?;
+        let (body, served) = fetch_one(&ctx, ns, &id, include).await?;
         self.recorder.record_fetch(FetchRecord {
             ns,
             headers: &req.parts.headers,
             ids: std::slice::from_ref(&id),
             served,
         });
-        Ok(with_cache_header(
-            json_response(StatusCode::OK, &doc),
-            served,
-        ))
+        Ok(with_cache_header(json_bytes(StatusCode::OK, body), served))
     }
 
     async fn many(self: Arc<Self>, ctx: Arc<ShardCtx>, req: Req) -> Result<Resp, GatewayError> {
@@ -99,22 +99,42 @@ impl Fetch {
     }
 }
 
+/// `x-layer-cache` (a constant name: a string name is copied on every insert).
+const X_LAYER_CACHE: HeaderName = HeaderName::from_static("x-layer-cache");
+
 fn with_cache_header(mut r: Resp, served: Served) -> Resp {
     r.headers_mut()
-        .insert("x-layer-cache", HeaderValue::from_static(served.header()));
+        .insert(X_LAYER_CACHE, HeaderValue::from_static(served.header()));
     r
 }
 
-/// `GET /v2/namespaces/{ns}/documents/{id}`.
+/// `GET /v2/namespaces/{ns}/documents/{id}`: the response body. A hit in this shard's hot cache
+/// is written from the stored row's text ([`document_bytes`]); everything else goes through
+/// [`rows`] and [`document`].
 async fn fetch_one(
     ctx: &ShardCtx,
     ns: &str,
     id: &str,
     include: Option<Vec<String>>,
-) -> Result<(Value, Served), GatewayError> {
+) -> Result<(Bytes, Served), GatewayError> {
+    let hot = ctx
+        .core
+        .cache
+        .with_hot(|h| h.get(Set::Documents, ns, id))
+        .and_then(|row| document_bytes(id, &row, include.as_deref()));
+    if let Some(body) = hot {
+        metrics::cache_event("hot_hit");
+        return Ok((Bytes::from(body), Served::Hit));
+    }
     let (mut rows, served) = rows(ctx, ns, &[id.to_string()]).await?;
     match rows.pop().flatten() {
-        Some(row) => Ok((document(id, &row, include.as_deref()), served)),
+        Some(row) => {
+            let doc = document(id, &row, include.as_deref());
+            Ok((
+                Bytes::from(serde_json::to_vec(&doc).unwrap_or_default()),
+                served,
+            ))
+        }
         None => Err(GatewayError::NotFoundDocs {
             message: format!("document {id:?} was not found in namespace {ns:?}"),
             missing: vec![serde_json::to_string(id).unwrap_or_default()],
