@@ -10,7 +10,9 @@
 #
 # The gateway runs one shard on PROXY_CPU; the emulator and layer-loadgen share LOAD_CPU.
 # Writes bench/results/<YYYY-MM-DD>-gateway-features.md. Knobs: DURATION (10s), ROWS (10000),
-# DELAY_MS (50), SKIP_BUILD (0). Everything stays on 127.0.0.1 and is killed by PID on exit.
+# DELAY_MS (50), SKIP_BUILD (0), BASELINE_BIN (unset: with a layer-gateway path, a second hot
+# gateway of that build is warmed the same way and fetch-hot alternates between the two, twice
+# each, so a change is judged against its baseline in one run). Everything stays on 127.0.0.1 and is killed by PID on exit.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 DURATION=${DURATION:-10s}
@@ -38,6 +40,13 @@ HOT=$REPLY HOT_PID=${PIDS[-1]}
 start cold "$PROXY_CPU" LAYER_LOG=warn LAYER_CACHE_TIER=disabled LAYER_CACHE_HOT_BYTES_PER_SHARD=0 -- \
   "$BIN/layer-gateway" --listen 127.0.0.1:0 --upstream-url "http://$EMU" --upstream-api-key "$KEY" --shards 1 --data-dir "$TMP/cold"
 COLD=$REPLY COLD_PID=${PIDS[-1]}
+BASELINE_BIN=${BASELINE_BIN:-}
+if [[ -n $BASELINE_BIN ]]; then
+  [[ -x $BASELINE_BIN ]] || { log "BASELINE_BIN is not an executable: $BASELINE_BIN"; exit 1; }
+  start hot-baseline "$PROXY_CPU" LAYER_LOG=warn -- "$BASELINE_BIN" --listen 127.0.0.1:0 --upstream-url "http://$EMU" \
+    --upstream-api-key "$KEY" --shards 1 --data-dir "$TMP/hot-baseline" --config "$TMP/layer.yaml"
+  BASE=$REPLY BASE_PID=${PIDS[-1]}
+fi
 
 auth=(-H "Authorization: Bearer $KEY" -H "content-type: application/json")
 log "seeding $ROWS documents and the 8-shard index"
@@ -57,13 +66,21 @@ run() { # LABEL ADDR PID SCENARIO CONCURRENCY
     --var "api_key=$KEY" --concurrency "$5" --duration "$DURATION" --format json --out "$TMP/$1.json" >/dev/null 2>&1
   p1=$(ticks "$3")
   jq -r --arg l "$1" --argjson dp $((p1 - p0)) --argjson hz "$CLK_TCK" \
-    '[$l, (.throughput_rps | floor), (.latency_us.p50 / 1000), (.latency_us.p99 / 1000), (.latency_us.max / 1000),
+    '[$l, (.throughput_rps | floor), (.latency_us.p50 / 1000), (.latency_us.p99 / 1000), (.latency_us.p99_9 / 1000), (.latency_us.max / 1000),
       (($dp / $hz * 1e6) / ([.all_responses, 1] | max) | . * 10 | round / 10)] | @tsv' "$TMP/$1.json" >>"$RAW"
   log "$(tail -1 "$RAW")"
 }
 log "warming the hot cache"
-for id in $(seq 0 $((ROWS <= 2000 ? ROWS - 1 : 2000))); do curl -sf "${auth[@]}" "http://$HOT/v2/namespaces/bench-fetch/documents/$id" >/dev/null; done
+for id in $(seq 0 $((ROWS <= 2000 ? ROWS - 1 : 2000))); do
+  curl -sf "${auth[@]}" "http://$HOT/v2/namespaces/bench-fetch/documents/$id" >/dev/null
+  [[ -n $BASELINE_BIN ]] && curl -sf "${auth[@]}" "http://$BASE/v2/namespaces/bench-fetch/documents/$id" >/dev/null
+done
 run fetch-hot "$HOT" "$HOT_PID" fetch-zipf 64
+if [[ -n $BASELINE_BIN ]]; then
+  run fetch-hot-baseline "$BASE" "$BASE_PID" fetch-zipf 64
+  run fetch-hot-2 "$HOT" "$HOT_PID" fetch-zipf 64
+  run fetch-hot-baseline-2 "$BASE" "$BASE_PID" fetch-zipf 64
+fi
 run fetch-cold "$COLD" "$COLD_PID" fetch-zipf 64
 # Every query leg waits DELAY_MS upstream. The emulator models Turbopuffer's 16-query budget per
 # namespace; lift it here so the measurement is the gateway's fan-out, not upstream admission.
@@ -76,7 +93,7 @@ EMU_PID=$(pgrep -f "turbopuffer-emulator --listen 127.0.0.1:0 --api-key $KEY" | 
 p0=$(ticks "$EMU_PID")
 taskset -c "$LOAD_CPU" "$BIN/layer-loadgen" --scenario "$TMP/leg.yaml" --target "http://$EMU" --var "api_key=$KEY" \
   --concurrency 1 --duration "$DURATION" --format json --out "$TMP/leg.json" >/dev/null 2>&1
-jq -r '["one-leg-direct", (.throughput_rps | floor), (.latency_us.p50 / 1000), (.latency_us.p99 / 1000), (.latency_us.max / 1000), "-"] | @tsv' "$TMP/leg.json" >>"$RAW"
+jq -r '["one-leg-direct", (.throughput_rps | floor), (.latency_us.p50 / 1000), (.latency_us.p99 / 1000), (.latency_us.p99_9 / 1000), (.latency_us.max / 1000), "-"] | @tsv' "$TMP/leg.json" >>"$RAW"
 log "$(tail -1 "$RAW")"
 curl -sf "${auth[@]}" -X DELETE "http://$EMU/_emu/faults" >/dev/null
 log "seeding the hybrid-text namespace"
@@ -96,9 +113,11 @@ col() { awk -F'\t' -v l="$1" -v c="$2" '$1 == l {print $c}' "$RAW"; }
   echo "- fetch-hot: Zipf(1.0) ids, 64 connections, the first 2001 ids fetched once before. fetch-cold: the same with the cache disabled (every fetch is a strong origin read)."
   echo "- scatter-8: ANN top 10 over an 8-shard index, 1 connection, emulator query permits lifted, every upstream leg delayed ${DELAY_MS} ms by an emulator fault; the slowest leg is therefore >= ${DELAY_MS} ms."
   echo
-  echo "| run | req/s | p50 ms | p99 ms | max ms | gateway CPU µs/req |"
-  echo "|---|---:|---:|---:|---:|---:|"
-  while IFS=$'\t' read -r l r p50 p99 mx cpu; do echo "| $l | $r | $p50 | $p99 | $mx | $cpu |"; done <"$RAW"
+  [[ -n $BASELINE_BIN ]] && echo "- fetch-hot-baseline: \`$BASELINE_BIN\`, started and warmed like the hot gateway; runs alternate hot, baseline, hot, baseline."
+  echo
+  echo "| run | req/s | p50 ms | p99 ms | p99.9 ms | max ms | gateway CPU µs/req |"
+  echo "|---|---:|---:|---:|---:|---:|---:|"
+  while IFS=$'\t' read -r l r p50 p99 p999 mx cpu; do echo "| $l | $r | $p50 | $p99 | $p999 | $mx | $cpu |"; done <"$RAW"
   echo
   echo "scatter-8 p50 / one leg sent directly under the same delay (one-leg-direct p50): $(awk -v a="$(col scatter-8 3)" -v d="$(col one-leg-direct 3)" 'BEGIN {printf "%.3f", a / d}'); against the injected ${DELAY_MS} ms floor: $(awk -v a="$(col scatter-8 3)" -v d="$DELAY_MS" 'BEGIN {printf "%.3f", a / d}')."
   echo
