@@ -14,6 +14,13 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
+/// The binary's allocator. A request allocates dozens of small blocks on its shard and frees them
+/// there; mimalloc's thread-local free lists serve that pattern in fewer instructions than
+/// glibc's malloc (bench/results/2026-12-05-query-passthrough-allocs.md). Tests and benches that
+/// start the gateway in-process keep their own allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 // No `Debug` (clap does not need it): `upstream_api_key` is a secret.
 #[derive(Parser)]
 #[command(

@@ -191,3 +191,14 @@ fn responses_with_an_invalid_escape_are_502() {
     let v: serde_json::Value = serde_json::from_slice(&out).expect("valid JSON out");
     assert_eq!(v["rows"][0]["id"], "a\u{e9}\n");
 }
+
+#[test]
+fn rows_with_escaped_text_merge_across_legs() {
+    let a = br#"{"rows":[{"id":"a","$dist":0.5,"text":"say \"hi\"\nthen go"}]}"#.as_slice();
+    let b = br#"{"rows":[{"id":"b","$dist":0.25,"text":"plain"}]}"#.as_slice();
+    let spec = MergeSpec::rows(RowOrder::DistAsc, 4);
+    let out = merge_query_responses(&[a, b], &spec).expect("escaped rows merge");
+    let v: serde_json::Value = serde_json::from_slice(&out).expect("valid JSON out");
+    assert_eq!(v["rows"][0]["id"], "b");
+    assert_eq!(v["rows"][1]["text"], "say \"hi\"\nthen go");
+}

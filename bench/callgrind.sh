@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# bench/callgrind.sh — user-space instructions per request of layer-gateway builds, counted by
+# valgrind's callgrind: repeatable whatever else the machine is doing (wall-clock CPU per request
+# moves ±10% between runs on a shared VM; instruction counts do not).
+#
+#   bench/callgrind.sh [SCENARIO] [GATEWAY_BIN ...]
+#
+# SCENARIO is a file under bench/scenarios (default query-passthrough); each GATEWAY_BIN (default:
+# the release build of this tree) is started in turn under callgrind with one shard against one
+# emulator seeded with 10,000 rows, warmed, zeroed, then driven by layer-loadgen for DURATION
+# (20s) at CONCURRENCY (16). Prints instructions per request for each binary (kernel time is not
+# counted). Everything stays on 127.0.0.1 and is killed on exit.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+SCENARIO=${1:-query-passthrough}
+shift || true
+DURATION=${DURATION:-20s}
+CONCURRENCY=${CONCURRENCY:-16}
+source "$ROOT/bench/lib.sh"
+bench_setup callgrind
+command -v valgrind >/dev/null || { log "valgrind is not installed"; exit 1; }
+bench_build turbopuffer-emulator layer-gateway layer-loadgen
+BINS=("$@")
+[[ ${#BINS[@]} -gt 0 ]] || BINS=("$BIN/layer-gateway")
+
+start emulator 1 X=1 -- "$BIN/turbopuffer-emulator" --listen 127.0.0.1:0 --api-key "$KEY" --threads 1
+EMU=$REPLY
+NS=bench-passthrough
+auth=(-H "Authorization: Bearer $KEY" -H "content-type: application/json")
+for ((s = 0; s < 10000; s += 1000)); do
+  jq -cn --argjson s "$s" '{upsert_rows: [range($s; $s + 1000) | {id: ., vector: [range(16) as $d | ((. * 31 + $d) % 97) / 97]}], distance_metric: "cosine_distance"}' \
+    | curl -sf "${auth[@]}" --data-binary @- "http://$EMU/v2/namespaces/$NS" >/dev/null
+done
+
+for i in "${!BINS[@]}"; do
+  out=$TMP/callgrind.$i.out
+  # Callgrind runs the gateway ~50x slower: the start-up wait is longer than `start` allows.
+  LAYER_LOG=warn taskset -c 0 valgrind --tool=callgrind --dump-instr=no --callgrind-out-file="$out" \
+    "${BINS[$i]}" --listen 127.0.0.1:0 --upstream-url "http://$EMU" --upstream-api-key "$KEY" --shards 1 \
+    --data-dir "$TMP/gw.$i" >"$TMP/gw.$i.log" 2>"$TMP/gw.$i.err" &
+  pid=$!
+  PIDS+=("$pid")
+  for _ in $(seq 600); do grep -q "listening on" "$TMP/gw.$i.log" 2>/dev/null && break; sleep 0.1; done
+  GW=$(sed -n 's/.*listening on http:\/\/\([^ ]*\).*/\1/p' "$TMP/gw.$i.log" | head -1)
+  [[ -n $GW ]] || { log "gateway ${BINS[$i]} did not start: $(tail -3 "$TMP/gw.$i.err")"; exit 1; }
+  taskset -c 1 "$BIN/layer-loadgen" --scenario "$ROOT/bench/scenarios/$SCENARIO.yaml" --target "http://$GW" \
+    --var "api_key=$KEY" --var "ns=$NS" --concurrency "$CONCURRENCY" --duration 3s --format json --out "$TMP/warm.json" >/dev/null 2>&1
+  callgrind_control -z "$pid" >/dev/null
+  taskset -c 1 "$BIN/layer-loadgen" --scenario "$ROOT/bench/scenarios/$SCENARIO.yaml" --target "http://$GW" \
+    --var "api_key=$KEY" --var "ns=$NS" --concurrency "$CONCURRENCY" --duration "$DURATION" --format json --out "$TMP/run.$i.json" >/dev/null 2>&1
+  callgrind_control -d "$pid" >/dev/null
+  sleep 1
+  kill "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  n=$(jq '.all_responses' "$TMP/run.$i.json")
+  # The dump taken after the run is "$out.1" (the file written at exit holds the shutdown).
+  ir=$(awk '/^summary:/ {s += $2} END {print s}' "$out".1)
+  printf '%s\t%s requests\t%.1fk instructions/request\n' "${BINS[$i]}" "$n" "$(awk -v a="$ir" -v b="$n" 'BEGIN {print a / b / 1000}')"
+done
