@@ -5,12 +5,14 @@
 #   fetch-hot    GET /documents/{id}, Zipf ids, hot cache warmed first (no upstream round trip)
 #   fetch-cold   the same against a gateway with the cache tier disabled (every fetch is a
 #                strong origin read)
+#   fetch-tier   the same against a gateway whose hot cache (TIER_HOT_BYTES, 64 KiB) is far below
+#                the working set, so most hits are read from the NVMe cache tier
 #   scatter-8    ANN top 10 on an 8-shard index, every leg delayed DELAY_MS by an emulator fault:
 #                latency against the slowest leg (target <= 1.1x)
 #
 # The gateway runs one shard on PROXY_CPU; the emulator and layer-loadgen share LOAD_CPU.
 # Writes bench/results/<YYYY-MM-DD>-gateway-features.md. Knobs: DURATION (10s), ROWS (10000),
-# DELAY_MS (50), SKIP_BUILD (0), BASELINE_BIN (unset: with a layer-gateway path, a second hot
+# DELAY_MS (50), SKIP_BUILD (0), TIER_HOT_BYTES (65536), BASELINE_BIN (unset: with a layer-gateway path, a second hot
 # gateway of that build is warmed the same way and fetch-hot alternates between the two, twice
 # each, so a change is judged against its baseline in one run). Everything stays on 127.0.0.1 and is killed by PID on exit.
 set -euo pipefail
@@ -40,6 +42,12 @@ HOT=$REPLY HOT_PID=${PIDS[-1]}
 start cold "$PROXY_CPU" LAYER_LOG=warn LAYER_CACHE_TIER=disabled LAYER_CACHE_HOT_BYTES_PER_SHARD=0 -- \
   "$BIN/layer-gateway" --listen 127.0.0.1:0 --upstream-url "http://$EMU" --upstream-api-key "$KEY" --shards 1 --data-dir "$TMP/cold"
 COLD=$REPLY COLD_PID=${PIDS[-1]}
+# The NVMe-tier-hit gateway: the default tier (NVMe files under --data-dir), a hot cache that
+# holds a few hundred of the documents.
+TIER_HOT_BYTES=${TIER_HOT_BYTES:-65536}
+start tier "$PROXY_CPU" LAYER_LOG=warn LAYER_CACHE_HOT_BYTES_PER_SHARD="$TIER_HOT_BYTES" -- \
+  "$BIN/layer-gateway" --listen 127.0.0.1:0 --upstream-url "http://$EMU" --upstream-api-key "$KEY" --shards 1 --data-dir "$TMP/tier"
+TIER=$REPLY TIER_PID=${PIDS[-1]}
 BASELINE_BIN=${BASELINE_BIN:-}
 if [[ -n $BASELINE_BIN ]]; then
   [[ -x $BASELINE_BIN ]] || { log "BASELINE_BIN is not an executable: $BASELINE_BIN"; exit 1; }
@@ -82,6 +90,20 @@ if [[ -n $BASELINE_BIN ]]; then
   run fetch-hot-baseline-2 "$BASE" "$BASE_PID" fetch-zipf 64
 fi
 run fetch-cold "$COLD" "$COLD_PID" fetch-zipf 64
+# Fill the tier gateway's NVMe tier with every document (each miss backfills it), then measure.
+log "filling the NVMe tier of the tier gateway ($ROWS documents)"
+for ((id = 0; id < ROWS; id++)); do echo "url = \"http://$TIER/v2/namespaces/bench-fetch/documents/$id\""; done >"$TMP/tier-urls"
+curl -sf "${auth[@]}" --parallel --parallel-max 16 -K "$TMP/tier-urls" -o /dev/null
+# `event count` for hot hits, tier hits and misses (0 when the counter does not exist yet).
+tier_events() {
+  curl -sf "http://$TIER/metrics" | awk '
+    /^layer_document_cache_events_total\{event="(hot_hit|tier_hit|miss)"\}/ {
+      match($0, /event="[a-z_]+"/); n[substr($0, RSTART + 7, RLENGTH - 8)] = $2 }
+    END { printf "hot_hit %d\ntier_hit %d\nmiss %d\n", n["hot_hit"], n["tier_hit"], n["miss"] }'
+}
+TIER_BEFORE=$(tier_events)
+run fetch-tier "$TIER" "$TIER_PID" fetch-zipf 64
+TIER_AFTER=$(tier_events)
 # Every query leg waits DELAY_MS upstream. The emulator models Turbopuffer's 16-query budget per
 # namespace; lift it here so the measurement is the gateway's fan-out, not upstream admission.
 curl -sf "${auth[@]}" -d '{"query_permits":4096}' "http://$EMU/_emu/config" >/dev/null
@@ -111,6 +133,7 @@ col() { awk -F'\t' -v l="$1" -v c="$2" '$1 == l {print $c}' "$RAW"; }
   echo "- Machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(uname -r); load before: $(cut -d' ' -f1-3 /proc/loadavg)."
   echo "- One gateway shard on CPU$PROXY_CPU; the emulator and layer-loadgen on CPU$LOAD_CPU; $ROWS documents; closed loop for $DURATION."
   echo "- fetch-hot: Zipf(1.0) ids, 64 connections, the first 2001 ids fetched once before. fetch-cold: the same with the cache disabled (every fetch is a strong origin read)."
+  echo "- fetch-tier: the same against a gateway with a ${TIER_HOT_BYTES}-byte hot cache and the default NVMe tier, every document fetched once before (so the tier holds them all). Its cache events during the run (\`layer_document_cache_events_total\`, after − before): $(join <(echo "$TIER_BEFORE" | sort) <(echo "$TIER_AFTER" | sort) | awk '{printf "%s%s %d", sep, $1, $3 - $2; sep = ", "}')."
   echo "- scatter-8: ANN top 10 over an 8-shard index, 1 connection, emulator query permits lifted, every upstream leg delayed ${DELAY_MS} ms by an emulator fault; the slowest leg is therefore >= ${DELAY_MS} ms."
   echo
   [[ -n $BASELINE_BIN ]] && echo "- fetch-hot-baseline: \`$BASELINE_BIN\`, started and warmed like the hot gateway; runs alternate hot, baseline, hot, baseline."
