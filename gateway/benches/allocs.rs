@@ -373,34 +373,19 @@ fn main() {
         rows.push((name.to_string(), r.0, r.2, r.1, answer));
     };
 
-    let ans = bench.ok("POST", &qpath, point).len();
-    record(
-        "query stable",
-        bench.measure("query stable", n, idle, |_| {
-            bench.ok("POST", &qpath, point);
-        }),
-        ans,
-    );
-
     let big = r#"{"rank_by":["id","asc"],"top_k":100,"include_attributes":true}"#;
-    let ans = bench.ok("POST", &qpath, big).len();
-    record(
-        "query top_k 100",
-        bench.measure("query top_k 100", n, idle, |_| {
-            bench.ok("POST", &qpath, big);
-        }),
-        ans,
-    );
-
     let strong = r#"{"filters":["id","Eq",42],"rank_by":["id","asc"],"top_k":1,"include_attributes":["id"],"consistency":{"level":"strong"}}"#;
-    let ans = bench.ok("POST", &qpath, strong).len();
-    record(
-        "query strong",
-        bench.measure("query strong", n, idle, |_| {
-            bench.ok("POST", &qpath, strong);
-        }),
-        ans,
-    );
+    for (name, body) in [
+        ("query stable", point),
+        ("query top_k 100", big),
+        ("query strong", strong),
+    ] {
+        let ans = bench.ok("POST", &qpath, body).len();
+        let r = bench.measure(name, n, idle, |_| {
+            bench.ok("POST", &qpath, body);
+        });
+        record(name, r, ans);
+    }
 
     let fpath = |i: u64| format!("/v2/namespaces/{NS}/documents/{}", i % 50);
     for i in 0..50 {
