@@ -201,10 +201,11 @@ fn touched(body: &[u8], mirror: bool) -> Touched {
     let mut populate: Vec<String> = Vec::new();
     let mut whole_namespace = false;
     let mut deleted: Vec<String> = Vec::new();
-    for field in sonic_rs::to_object_iter(body) {
-        let Ok((key, value)) = field else {
-            return whole;
-        };
+    // Keys lent from the body (sonic-rs's lazy iterator would copy each).
+    let Ok(fields) = scatter::validate::members(body) else {
+        return whole;
+    };
+    for (key, value) in fields {
         let raw = value.as_raw_str();
         match key.as_ref() {
             "upsert_rows" | "patch_rows" => {

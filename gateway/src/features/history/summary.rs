@@ -67,8 +67,7 @@ pub fn summarize(request: &[u8], response: &[u8]) -> Summary {
     let mut query = summarize_body(request);
     let mut top_result_ids = Vec::new();
     let mut counts = Vec::new();
-    for item in sonic_rs::to_object_iter(response) {
-        let Ok((key, value)) = item else { break };
+    for (key, value) in members_until_error(response) {
         match &*key {
             "rows" => row_ids(&value, &mut top_result_ids),
             "results" => {
@@ -98,11 +97,20 @@ pub fn summarize(request: &[u8], response: &[u8]) -> Summary {
     }
 }
 
+/// An object's members up to the first malformed one (a body upstream rejected is still
+/// summarised as far as it reads). Keys are lent from the text when it reads whole.
+fn members_until_error(text: &[u8]) -> Vec<scatter::validate::Entry<'_>> {
+    scatter::validate::members(text).unwrap_or_else(|_| {
+        sonic_rs::to_object_iter(text)
+            .map_while(Result::ok)
+            .collect()
+    })
+}
+
 /// The summary of one query object (a single query or a multi-query leg).
 fn summarize_body(body: &[u8]) -> Map<String, Value> {
     let mut out = Map::new();
-    for item in sonic_rs::to_object_iter(body) {
-        let Ok((key, value)) = item else { break };
+    for (key, value) in members_until_error(body) {
         let summarized = match &*key {
             "rank_by" | "rerank_by" => expression(&value),
             "vector" => vector_shape(&value),
@@ -374,5 +382,17 @@ mod tests {
         ] {
             let _ = summarize(req, resp);
         }
+    }
+
+    #[test]
+    fn a_body_malformed_after_some_members_is_summarised_up_to_them() {
+        let sum = summarize(
+            br#"{"top_k":5,"filters":["a","Eq",1],"rank_by":["vector","ANN",[1,2"#,
+            br#"{"rows":[{"id":"x"}],"performance":{"oops"#,
+        );
+        assert_eq!(sum.query["top_k"], 5);
+        assert_eq!(sum.query["filters"], json!(["a", "Eq", 1]));
+        assert!(!sum.query.contains_key("rank_by"));
+        assert_eq!(sum.top_result_ids, ["x"]);
     }
 }
