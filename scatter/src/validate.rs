@@ -109,11 +109,12 @@ impl<'de> Deserialize<'de> for Members<'de> {
     }
 }
 
-/// Validates `body` and returns its top-level members in document order.
-pub(crate) fn parse_top<'a>(
-    body: &'a [u8],
-    limits: &Limits,
-) -> Result<Vec<Entry<'a>>, RewriteError> {
+/// Validates `body` (every rule in the module docs) and returns its top-level members in
+/// document order.
+///
+/// # Errors
+/// As [`validate`].
+pub fn parse_top<'a>(body: &'a [u8], limits: &Limits) -> Result<Vec<Entry<'a>>, RewriteError> {
     if body.len() > limits.max_body_bytes {
         return Err(RewriteError::Oversize {
             len: body.len(),
@@ -137,16 +138,22 @@ pub(crate) fn parse_top<'a>(
     check_depth(body, limits.effective_max_depth())?;
 
     let entries = members(body).map_err(|e| json_error(&e, false))?;
-    let mut keys = KeySet::default();
-    for (key, value) in &entries {
-        if keys.contains(key) {
+    // The members are already collected: a small object is checked for duplicates against the
+    // keys before each one (no allocation), a large one through a hash set.
+    let mut large: Option<HashSet<&str>> =
+        (entries.len() > KeySet::SMALL).then(|| HashSet::with_capacity(entries.len()));
+    for (i, (key, value)) in entries.iter().enumerate() {
+        let duplicate = match &mut large {
+            Some(seen) => !seen.insert(key.as_ref()),
+            None => entries[..i].iter().any(|(other, _)| other == key),
+        };
+        if duplicate {
             return Err(RewriteError::DuplicateKey {
                 key: key.to_string(),
                 path: "the top-level object".into(),
             });
         }
         check_value(value.clone()).map_err(|w| w.into_error(Seg::Key(key.as_ref())))?;
-        keys.insert(Cow::Borrowed(key.as_ref()));
     }
 
     // Reading the object stops at its closing `}` without looking further: check the tail.

@@ -255,39 +255,20 @@ pub fn document(id: &str, row: &Value, include: Option<&[String]>) -> Value {
 
 /// [`document`] written straight from a cached row's JSON text, for the hot-hit path of a single
 /// fetch: the kept members are copied as they are stored (no value tree is built or
-/// re-serialized). `None` when the row is not one JSON object with distinct keys and nothing but
-/// whitespace after it, holds a backslash (escapes are left to serde_json's stricter reading), or
-/// has more members than this path compares keys for: the caller then takes the [`document`]
-/// path, which judges the row the same way it always has.
-pub fn document_bytes(id: &str, row: &[u8], include: Option<&[String]>) -> Option<Vec<u8>> {
-    /// Rows with more members go through [`document`] (the duplicate check here is quadratic).
-    const MAX_MEMBERS: usize = 64;
+/// re-serialized). `None` when the row fails whole-body validation
+/// ([`scatter::validate::parse_top`]: one object, no duplicate key at any depth, nothing after
+/// it) or holds a backslash (escapes are left to serde_json's stricter reading): the caller then
+/// takes the [`document`] path, which judges the row the same way it always has.
+pub fn document_bytes(
+    id: &str,
+    row: &[u8],
+    include: Option<&[String]>,
+    limits: &scatter::Limits,
+) -> Option<Vec<u8>> {
     if row.contains(&b'\\') {
         return None;
     }
-    let members = scatter::validate::members(row).ok()?;
-    if members.len() > MAX_MEMBERS {
-        return None;
-    }
-    let ws = |b: &u8| b" \t\r\n".contains(b);
-    // Where the closing brace is looked for: after the last value, or after the opening brace.
-    let open = row.iter().position(|b| !ws(b))?;
-    let end = members.last().map_or(Some(open + 1), |(_, v)| {
-        let raw = v.as_raw_str();
-        (raw.as_ptr() as usize)
-            .checked_sub(row.as_ptr() as usize)
-            .map(|start| start + raw.len())
-    })?;
-    let tail = row.get(end..)?;
-    let closing = tail.iter().position(|b| !ws(b))?;
-    if tail[closing] != b'}' || !tail[closing + 1..].iter().all(ws) {
-        return None;
-    }
-    for (i, (k, _)) in members.iter().enumerate() {
-        if members[..i].iter().any(|(other, _)| other == k) {
-            return None;
-        }
-    }
+    let members = scatter::validate::parse_top(row, limits).ok()?;
     let mut out = Vec::with_capacity(row.len() + id.len() + 32);
     out.extend_from_slice(b"{\"id\":");
     serde_json::to_writer(&mut out, id).ok()?;
@@ -516,7 +497,8 @@ mod tests {
 
     /// The spliced hot-hit body says what [`document`] says, for every row it accepts.
     fn same_as_document(id: &str, row: &str, include: Option<&[String]>) -> bool {
-        let Some(bytes) = document_bytes(id, row.as_bytes(), include) else {
+        let Some(bytes) = document_bytes(id, row.as_bytes(), include, &scatter::Limits::default())
+        else {
             return false;
         };
         let spliced: Value = serde_json::from_slice(&bytes).expect("valid JSON");
@@ -551,7 +533,11 @@ mod tests {
             r#"{"a":"#,
             "",
         ] {
-            assert_eq!(document_bytes("a", row.as_bytes(), None), None, "{row}");
+            assert_eq!(
+                document_bytes("a", row.as_bytes(), None, &scatter::Limits::default()),
+                None,
+                "{row}"
+            );
         }
     }
 

@@ -121,7 +121,7 @@ async fn fetch_one(
         .core
         .cache
         .with_hot(|h| h.get(Set::Documents, ns, id))
-        .and_then(|row| document_bytes(id, &row, include.as_deref()));
+        .and_then(|row| document_bytes(id, &row, include.as_deref(), &ctx.core.limits));
     if let Some(body) = hot {
         metrics::cache_event("hot_hit");
         return Ok((Bytes::from(body), Served::Hit));
