@@ -30,6 +30,7 @@ pub mod infra;
 pub mod leader;
 pub mod metrics;
 pub mod probe;
+pub mod retry;
 pub mod run;
 pub mod snowflake;
 pub mod stores;

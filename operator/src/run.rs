@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use crds::k8s::{ApiKey, Function, Index, InfraRules, Pipeline, VectorStore, Warehouse};
 use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
@@ -20,13 +21,39 @@ use crate::config::Config;
 use crate::context::Context;
 use crate::leader::Elector;
 use crate::metrics::{Metrics, serve};
+use crate::retry::Retries;
 use crate::{Error, apikey, discovery, infra, stores, warehouse, workload};
 
-/// Backoff after a failed reconcile.
-pub const ERROR_BACKOFF: Duration = Duration::from_secs(15);
+/// The requeue of a failed reconcile: backoff per object ([`Retries`]).
+fn error_policy<K: Resource<DynamicType = ()>>(
+    retries: &Arc<Retries>,
+) -> impl Fn(Arc<K>, &Error, Arc<Context>) -> Action + use<K> {
+    let retries = retries.clone();
+    move |obj, _, _| Action::requeue(retries.failed(&*obj))
+}
 
-fn error_policy<K>(_: Arc<K>, _: &Error, _: Arc<Context>) -> Action {
-    Action::requeue(ERROR_BACKOFF)
+/// `reconcile`, with a success resetting the object's backoff.
+fn resetting<K, F, Fut>(
+    retries: &Arc<Retries>,
+    reconcile: F,
+) -> impl FnMut(Arc<K>, Arc<Context>) -> BoxFuture<'static, Result<Action, Error>> + use<K, F, Fut>
+where
+    K: Resource<DynamicType = ()> + Send + Sync + 'static,
+    F: Fn(Arc<K>, Arc<Context>) -> Fut,
+    Fut: Future<Output = Result<Action, Error>> + Send + 'static,
+{
+    let retries = retries.clone();
+    move |obj, ctx| {
+        let retries = retries.clone();
+        let done = reconcile(obj.clone(), ctx);
+        Box::pin(async move {
+            let r = done.await;
+            if r.is_ok() {
+                retries.succeeded(&*obj);
+            }
+            r
+        })
+    }
 }
 
 fn api<K>(client: &Client, ns: &str) -> Api<K>
@@ -54,6 +81,7 @@ pub async fn controllers(ctx: Arc<Context>) {
     let c = &ctx.client;
     let ns = ctx.config.watch_namespace.clone();
     let wc = watcher::Config::default();
+    let retries = Arc::new(Retries::default());
     // A change of InfraRules (pools, ceilings) re-reconciles every workload at once.
     let pipelines = Controller::new(api::<Pipeline>(c, &ns), wc.clone());
     let every_pipeline = pipelines.store();
@@ -66,7 +94,11 @@ pub async fn controllers(ctx: Arc<Context>) {
                 .map(|p| ObjectRef::from_obj(&**p))
                 .collect::<Vec<_>>()
         })
-        .run(workload::reconcile_pipeline, error_policy, ctx.clone())
+        .run(
+            resetting(&retries, workload::reconcile_pipeline),
+            error_policy(&retries),
+            ctx.clone(),
+        )
         .for_each(|r| drain("Pipeline", r));
     let functions = Controller::new(api::<Function>(c, &ns), wc.clone());
     let every_function = functions.store();
@@ -79,23 +111,47 @@ pub async fn controllers(ctx: Arc<Context>) {
                 .map(|f| ObjectRef::from_obj(&**f))
                 .collect::<Vec<_>>()
         })
-        .run(workload::reconcile_function, error_policy, ctx.clone())
+        .run(
+            resetting(&retries, workload::reconcile_function),
+            error_policy(&retries),
+            ctx.clone(),
+        )
         .for_each(|r| drain("Function", r));
     let vstores = Controller::new(api::<VectorStore>(c, &ns), wc.clone())
-        .run(stores::reconcile_store, error_policy, ctx.clone())
+        .run(
+            resetting(&retries, stores::reconcile_store),
+            error_policy(&retries),
+            ctx.clone(),
+        )
         .for_each(|r| drain("VectorStore", r));
     let indexes = Controller::new(api::<Index>(c, &ns), wc.clone())
-        .run(stores::reconcile_index, error_policy, ctx.clone())
+        .run(
+            resetting(&retries, stores::reconcile_index),
+            error_policy(&retries),
+            ctx.clone(),
+        )
         .for_each(|r| drain("Index", r));
     let keys = Controller::new(api::<ApiKey>(c, &ns), wc.clone())
-        .run(apikey::reconcile_apikey, error_policy, ctx.clone())
+        .run(
+            resetting(&retries, apikey::reconcile_apikey),
+            error_policy(&retries),
+            ctx.clone(),
+        )
         .for_each(|r| drain("ApiKey", r));
     let warehouses = Controller::new(api::<Warehouse>(c, &ns), wc.clone())
-        .run(warehouse::reconcile_warehouse, error_policy, ctx.clone())
+        .run(
+            resetting(&retries, warehouse::reconcile_warehouse),
+            error_policy(&retries),
+            ctx.clone(),
+        )
         .for_each(|r| drain("Warehouse", r));
     // Cluster-scoped: watched whatever the watch namespace (the chart's ClusterRole allows it).
     let infras = Controller::new(Api::<InfraRules>::all(c.clone()), wc.clone())
-        .run(infra::reconcile_infra, error_policy, ctx.clone())
+        .run(
+            resetting(&retries, infra::reconcile_infra),
+            error_policy(&retries),
+            ctx.clone(),
+        )
         .for_each(|r| drain("InfraRules", r));
     let discover = async {
         if ctx.config.discovery_enabled {
