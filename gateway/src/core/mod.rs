@@ -26,6 +26,7 @@ pub mod labeled;
 pub mod layout;
 pub mod metrics;
 pub mod params;
+pub mod pool;
 pub mod principal;
 pub mod proxy;
 pub mod record;

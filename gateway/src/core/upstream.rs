@@ -1,6 +1,7 @@
-//! The upstream client: one pooled hyper client per shard (keep-alive, HTTP/1.1 and HTTP/2,
-//! rustls for https), connect and request timeouts, the upstream credential, and the header
-//! rules of a transparent hop (hop-by-hop headers dropped, `Location` kept relative).
+//! The upstream client: one connection pool per shard and store ([`super::pool`]: kept-alive
+//! HTTP/1.1, rustls for https), connect and request timeouts, the upstream credential, and the
+//! header rules of a transparent hop (hop-by-hop headers dropped, `Host` set to the upstream's,
+//! `Location` kept relative).
 //!
 //! Secrets: the credential's header value is marked sensitive (its `Debug` is `Sensitive`, and
 //! HPACK never indexes it); the caller's `authorization` is replaced by the credential, or
@@ -14,13 +15,10 @@ use bytes::Bytes;
 use http::header::{self, HeaderName};
 use http::{HeaderMap, HeaderValue, Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 
 use super::error::GatewayError;
 use super::metrics;
+use super::pool::Pool;
 pub use super::upstreams::{UpstreamRef, Upstreams};
 use super::usage::{Ring, Usage, measure};
 
@@ -37,9 +35,12 @@ pub struct UpstreamResponse {
 /// A shard's connection pool to the upstream store.
 #[derive(Clone)]
 pub struct Upstream {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    /// The connections; `None` only for an unavailable store's client.
+    pool: Option<Arc<Pool>>,
     /// `scheme://authority`, used to make absolute `Location`s relative.
     origin: String,
+    /// The `Host` every request carries (the base URL's authority).
+    host: HeaderValue,
     /// Path prefix of the base URL (without trailing slash), prepended to every route.
     prefix: String,
     auth: Option<HeaderValue>,
@@ -118,7 +119,13 @@ impl Upstream {
                 )));
             }
         };
-        let client = pooled_client(connect_timeout);
+        let origin = format!("{scheme}://{authority}");
+        let origin_uri: Uri = origin
+            .parse()
+            .map_err(|e| GatewayError::Internal(format!("bad upstream url {shown:?}: {e}")))?;
+        let host = HeaderValue::from_str(&authority)
+            .map_err(|_| GatewayError::Internal(format!("bad upstream host in {shown:?}")))?;
+        let pool = Arc::new(Pool::new(origin_uri, connect_timeout));
         let auth = match key {
             Some(k) => {
                 let mut v =
@@ -133,8 +140,9 @@ impl Upstream {
             None => None,
         };
         Ok(Upstream {
-            client,
-            origin: format!("{scheme}://{authority}"),
+            pool: Some(pool),
+            origin,
+            host,
             prefix: uri.path().trim_end_matches('/').to_string(),
             auth,
             caller_auth: false,
@@ -150,8 +158,9 @@ impl Upstream {
     pub fn unavailable(store: &str) -> Upstream {
         let t = Duration::from_secs(1);
         Upstream {
-            client: pooled_client(t),
+            pool: None,
             origin: "http://store-unavailable.invalid".into(),
+            host: HeaderValue::from_static("store-unavailable.invalid"),
             prefix: String::new(),
             auth: None,
             caller_auth: false,
@@ -208,10 +217,13 @@ impl Upstream {
                 ),
             });
         }
-        // One allocation, sized once (`format!` grows its buffer step by step).
-        let mut uri =
-            String::with_capacity(self.origin.len() + self.prefix.len() + path_and_query.len());
-        uri.push_str(&self.origin);
+        let Some(pool) = self.pool.as_deref() else {
+            return Err(GatewayError::Internal(
+                "upstream client without connections".into(),
+            ));
+        };
+        // Origin-form (the connection is to the origin already); one allocation, sized once.
+        let mut uri = String::with_capacity(self.prefix.len() + path_and_query.len());
         uri.push_str(&self.prefix);
         uri.push_str(path_and_query);
         let req_bytes = body.len();
@@ -228,15 +240,16 @@ impl Upstream {
                 headers.append(name.clone(), value.clone());
             }
         }
+        headers.insert(header::HOST, self.host.clone());
         if let Some(a) = &self.auth {
             headers.insert(header::AUTHORIZATION, a.clone());
         }
         let started = Instant::now();
         let _in_flight = InFlight::start(self.inflight_gauge);
         let exchange = async {
-            let resp = self.client.request(req).await.map_err(|e| {
+            let (resp, lease) = pool.send(req).await.map_err(|e| {
                 metrics::upstream_error(route, "connect");
-                GatewayError::Upstream(error_chain(&e))
+                GatewayError::Upstream(e)
             })?;
             let (parts, body) = resp.into_parts();
             let body = Limited::new(body, MAX_RESPONSE)
@@ -246,6 +259,7 @@ impl Upstream {
                     metrics::upstream_error(route, "connect");
                     GatewayError::Upstream(format!("reading the upstream response: {e}"))
                 })?;
+            lease.release();
             Ok::<_, GatewayError>((parts, body.to_bytes()))
         };
         let (parts, body) = match tokio::time::timeout(self.request_timeout, exchange).await {
@@ -294,25 +308,6 @@ impl Upstream {
     }
 }
 
-/// A pooled client (keep-alive, HTTP/1.1 and HTTP/2, rustls for https).
-fn pooled_client(connect_timeout: Duration) -> Client<HttpsConnector<HttpConnector>, Full<Bytes>> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut http = HttpConnector::new();
-    http.set_connect_timeout(Some(connect_timeout));
-    http.set_nodelay(true);
-    http.enforce_http(false);
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_webpki_roots()
-        .https_or_http()
-        .enable_http1()
-        .enable_http2()
-        .wrap_connector(http);
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(90))
-        .pool_max_idle_per_host(256)
-        .build(https)
-}
-
 fn is_hop_by_hop(name: &HeaderName) -> bool {
     HOP_BY_HOP.contains(&name.as_str())
 }
@@ -321,17 +316,6 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
 fn host_port(a: &http::uri::Authority) -> String {
     let s = a.as_str();
     s.rsplit_once('@').map_or(s, |(_, host)| host).to_string()
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 #[cfg(test)]
@@ -384,8 +368,26 @@ mod tests {
         }
     }
 
+    /// A listener on 127.0.0.1 that records the first request head (lowercased), then answers
+    /// 200.
+    async fn recording_listener() -> (std::net::SocketAddr, tokio::task::JoinHandle<String>) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let seen = tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut buf = vec![0; 4096];
+            let n = s.read(&mut buf).await.unwrap();
+            s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                .await
+                .unwrap();
+            String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase()
+        });
+        (addr, seen)
+    }
+
     /// What `send` would put on the wire, without sending: the headers after its rules.
-    fn outgoing(u: &Upstream, caller: &str) -> Option<String> {
+    fn outgoing(make: impl Fn(&str) -> Upstream, caller: &str) -> Option<String> {
         let mut h = HeaderMap::new();
         h.insert(
             header::AUTHORIZATION,
@@ -396,26 +398,8 @@ mod tests {
             .enable_all()
             .build()
             .unwrap();
-        // A listener that records the request head, then answers 200.
-        let (addr, seen) = rt.block_on(async {
-            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let addr = l.local_addr().unwrap();
-            let seen = tokio::spawn(async move {
-                use tokio::io::{AsyncReadExt, AsyncWriteExt};
-                let (mut s, _) = l.accept().await.unwrap();
-                let mut buf = vec![0; 4096];
-                let n = s.read(&mut buf).await.unwrap();
-                s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
-                    .await
-                    .unwrap();
-                String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase()
-            });
-            (addr, seen)
-        });
-        let u = Upstream {
-            origin: format!("http://{addr}"),
-            ..u.clone()
-        };
+        let (addr, seen) = rt.block_on(recording_listener());
+        let u = make(&format!("http://{addr}"));
         rt.block_on(async {
             u.send("test", Method::GET, "/v1/namespaces", &h, Bytes::new())
                 .await
@@ -431,23 +415,50 @@ mod tests {
     #[test]
     fn the_caller_bearer_goes_upstream_only_when_allowed() {
         let t = Duration::from_secs(2);
-        let keyed = Upstream::new("http://127.0.0.1:9", Some("tpuf_k"), t, t).unwrap();
+        let keyed = |url: &str| Upstream::new(url, Some("tpuf_k"), t, t).unwrap();
+        let keyless = |url: &str| Upstream::new(url, None, t, t).unwrap();
         assert_eq!(
-            outgoing(&keyed, "Bearer hvl_c").as_deref(),
+            outgoing(keyed, "Bearer hvl_c").as_deref(),
             Some("bearer tpuf_k")
         );
-        let keyless = Upstream::new("http://127.0.0.1:9", None, t, t).unwrap();
-        assert_eq!(outgoing(&keyless, "Bearer hvl_c"), None);
-        let open = keyless.forward_caller_auth(true);
+        assert_eq!(outgoing(keyless, "Bearer hvl_c"), None);
+        let open = |url: &str| keyless(url).forward_caller_auth(true);
         assert_eq!(
-            outgoing(&open, "Bearer tpuf_c").as_deref(),
+            outgoing(open, "Bearer tpuf_c").as_deref(),
             Some("bearer tpuf_c")
         );
-        let keyed_open = keyed.forward_caller_auth(true);
+        let keyed_open = |url: &str| keyed(url).forward_caller_auth(true);
         assert_eq!(
-            outgoing(&keyed_open, "Bearer x").as_deref(),
+            outgoing(keyed_open, "Bearer x").as_deref(),
             Some("bearer tpuf_k")
         );
+    }
+
+    /// Requests go out in origin-form with the base URL's path prefix and its authority as
+    /// `Host` (the caller's `Host` is not relayed).
+    #[test]
+    fn requests_carry_the_prefix_and_the_upstream_host() {
+        let t = Duration::from_secs(2);
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("gateway.example"));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (addr, seen) = recording_listener().await;
+            let u = Upstream::new(&format!("http://{addr}/base/"), None, t, t).unwrap();
+            u.send("test", Method::GET, "/v1/namespaces?x=1", &h, Bytes::new())
+                .await
+                .unwrap();
+            let head = seen.await.unwrap();
+            assert!(
+                head.starts_with("get /base/v1/namespaces?x=1 http/1.1\r\n"),
+                "{head}"
+            );
+            let hosts: Vec<&str> = head.lines().filter(|l| l.starts_with("host: ")).collect();
+            assert_eq!(hosts, [format!("host: {addr}")], "{head}");
+        });
     }
 
     #[test]
