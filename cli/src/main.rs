@@ -147,6 +147,12 @@ enter opens a detail view; esc/q backs out (quits from a list); r re-reads now; 
         after_help = "Examples:\n  layer man | man -l -\n  layer man --dir /usr/local/share/man/man1"
     )]
     Man(docgen::ManArgs),
+    /// Not built (hidden): answers usage with the reason instead of "unrecognized subcommand"
+    #[command(hide = true)]
+    Ask {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        question: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -203,6 +209,7 @@ fn main() -> ExitCode {
                 docgen::completions(<Cli as clap::CommandFactory>::command(), &args)
             }
             Cmd::Man(args) => docgen::man(<Cli as clap::CommandFactory>::command(), &args),
+            Cmd::Ask { .. } => Err(error::CliError::usage(out_of_scope!())),
         }
     });
     match result {

@@ -273,6 +273,11 @@ fn environments_indexes_and_exit_codes() {
         "{}",
         r.stdout
     );
+    // `layer ask` itself says why it is not there (usage, exit 2), whatever follows it.
+    let r = layer(&h, &["ask", "how", "do", "I", "--warm", "an index?"], &[]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("out of scope"), "{}", r.stderr);
+    assert!(!r.stdout.contains("ask"), "{}", r.stdout);
 
     // index delete, then it is gone.
     layer(&h, &["index", "delete", "cli-docs", "--yes"], &[]).ok();
