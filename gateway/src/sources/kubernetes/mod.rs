@@ -38,6 +38,8 @@ use arc_swap::ArcSwap;
 use layer_queue::keys::StoredKey;
 use serde_json::Value;
 
+use crate::core::config::IndexConfig;
+
 use crate::core::config::ConfigError;
 use crate::core::runtime::Background;
 use crate::core::{Control, Core};
@@ -161,23 +163,22 @@ impl Kubernetes {
 
     fn on_indexes(&self, objects: &BTreeMap<String, Value>) {
         let default = &self.core.config.vector_store.name;
-        let mut seen = std::collections::HashSet::new();
         let mut indexes = Vec::new();
         let mut routes = std::collections::HashMap::new();
-        for o in objects.values() {
-            let index = match convert::index(o) {
+        for (index, applies) in in_force(objects) {
+            let index = match index {
                 Ok(i) => i,
-                Err(e) => {
+                Err((name, e)) => {
                     self.metrics.error("indexes", "decode");
-                    tracing::warn!(index = watch::name_of(o), error = %e, "Index not applied");
+                    tracing::warn!(index = name, error = %e, "Index not applied");
                     continue;
                 }
             };
             let ns = index.namespace().to_string();
-            if !seen.insert(ns.clone()) {
+            if !applies {
                 self.metrics.error("indexes", "duplicate");
                 tracing::warn!(index = %index.name, namespace = %ns,
-                    "two Index resources resolve to one upstream namespace; the first by name wins");
+                    "two Index resources resolve to one upstream namespace; the older one wins");
                 continue;
             }
             let store = index.backend.store_ref.as_deref().unwrap_or(default);
@@ -195,6 +196,41 @@ impl Kubernetes {
         self.stores.store(Arc::new(names));
         self.cluster_stores.set_objects(objects);
     }
+}
+
+/// An Index object decoded, or its name and why it could not be.
+type Decoded<'a> = Result<IndexConfig, (&'a str, String)>;
+
+/// Every Index object decoded, oldest first (`metadata.creationTimestamp`, then name), each
+/// with whether it applies: where several resolve to one upstream namespace only the oldest
+/// does, the Index the operator gives the namespace to (it marks the others `UpstreamConflict`).
+/// A decoding failure carries the object's name.
+fn in_force(objects: &BTreeMap<String, Value>) -> Vec<(Decoded<'_>, bool)> {
+    let mut decoded: Vec<(&str, &str, Decoded<'_>)> = objects
+        .values()
+        .map(|o| {
+            let created = o
+                .pointer("/metadata/creationTimestamp")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let name = watch::name_of(o);
+            (created, name, convert::index(o).map_err(|e| (name, e)))
+        })
+        .collect();
+    // RFC 3339 times in the API server's one format (UTC, whole seconds) sort as text; an
+    // object without one sorts first, as in the operator.
+    decoded.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    let mut seen = std::collections::HashSet::new();
+    decoded
+        .into_iter()
+        .map(|(_, _, index)| {
+            let applies = match &index {
+                Ok(i) => seen.insert(i.namespace().to_string()),
+                Err(_) => false,
+            };
+            (index, applies)
+        })
+        .collect()
 }
 
 /// `/apis/hevlayer.com/{version}/namespaces/{ns}/{plural}`.
@@ -244,5 +280,66 @@ impl Background for Kubernetes {
                 .handle
                 .spawn(self.reflector("indexes", path, indexes).run());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn index(name: &str, created: Option<&str>, upstream: &str) -> (String, Value) {
+        let mut meta = json!({"name": name, "namespace": "layer"});
+        if let Some(t) = created {
+            meta["creationTimestamp"] = json!(t);
+        }
+        let o = json!({"apiVersion": "hevlayer.com/v1", "kind": "Index", "metadata": meta,
+            "spec": {"backend": {"namespace": upstream}}});
+        (format!("layer/{name}"), o)
+    }
+
+    /// Of two Indexes resolving to one upstream namespace the older applies, whatever the
+    /// names' order (the operator's rule); distinct namespaces all apply; bad objects never do.
+    #[test]
+    fn the_oldest_index_of_an_upstream_namespace_applies() {
+        let objects: BTreeMap<String, Value> = [
+            index("a-newer", Some("2026-12-05T10:00:00Z"), "docs"),
+            index("b-older", Some("2026-12-01T10:00:00Z"), "docs"),
+            index("c-own", Some("2026-12-05T11:00:00Z"), "images"),
+            (
+                "layer/broken".into(),
+                json!({"metadata": {"name": "broken"}, "spec": 7}),
+            ),
+        ]
+        .into_iter()
+        .collect();
+        let picked: Vec<(String, bool)> = in_force(&objects)
+            .into_iter()
+            .map(|(i, applies)| match i {
+                Ok(i) => (i.name, applies),
+                Err((name, _)) => (name.to_string(), applies),
+            })
+            .collect();
+        assert_eq!(
+            picked,
+            [
+                ("broken".to_string(), false),
+                ("b-older".to_string(), true),
+                ("a-newer".to_string(), false),
+                ("c-own".to_string(), true),
+            ]
+        );
+        // Same creation time: the name decides.
+        let tie: BTreeMap<String, Value> = [
+            index("y", Some("2026-12-01T10:00:00Z"), "docs"),
+            index("x", Some("2026-12-01T10:00:00Z"), "docs"),
+        ]
+        .into_iter()
+        .collect();
+        let applies: Vec<bool> = in_force(&tie).into_iter().map(|(_, a)| a).collect();
+        assert_eq!(applies, [true, false]);
+        let first = in_force(&tie).into_iter().next().unwrap().0.unwrap();
+        assert_eq!(first.name, "x");
     }
 }
