@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# bench/cpu-split.sh — where a passthrough query's CPU goes: user vs kernel time per request of
+# layer-gateway (per thread: the shard, the control runtime) and of nginx, and with STRACE=1 the
+# system calls per request of each (strace -c on the running process; it slows the run, the
+# per-request counts stay meaningful).
+#
+#   bench/cpu-split.sh                 # GATEWAY_BIN defaults to the release build of this tree
+#
+# One emulator (10,000 rows) on CPU1, the proxy on CPU0, layer-loadgen on CPU1 running
+# bench/scenarios/query-passthrough.yaml at 64 connections: 3 s warm-up, then 8 s measured per
+# proxy. Everything on 127.0.0.1, killed on exit. Knobs: GATEWAY_BIN, STRACE, SKIP_BUILD.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+source "$ROOT/bench/lib.sh"
+bench_setup cpu-split
+bench_build turbopuffer-emulator layer-gateway layer-loadgen
+GATEWAY_BIN=${GATEWAY_BIN:-$BIN/layer-gateway}
+command -v nginx >/dev/null || { apt-get update -qq && apt-get install -y -qq nginx-light >/dev/null; }
+
+start emulator 1 X=1 -- "$BIN/turbopuffer-emulator" --listen 127.0.0.1:0 --api-key "$KEY" --threads 1
+EMU=$REPLY
+NS=bench-passthrough
+for ((s = 0; s < 10000; s += 1000)); do
+  jq -cn --argjson s "$s" '{upsert_rows: [range($s; $s + 1000) | {id: ., vector: [range(16) as $d | ((. * 31 + $d) % 97) / 97]}], distance_metric: "cosine_distance"}' \
+    | curl -sf -H "Authorization: Bearer $KEY" -H "content-type: application/json" --data-binary @- "http://$EMU/v2/namespaces/$NS" >/dev/null
+done
+start gateway 0 LAYER_LOG=warn -- "$GATEWAY_BIN" --listen 127.0.0.1:0 --upstream-url "http://$EMU" \
+  --upstream-api-key "$KEY" --shards 1 --data-dir "$TMP/gw"
+GW=$REPLY
+GW_PID=${PIDS[-1]}
+
+mkdir -p "$TMP/nginx/body" "$TMP/nginx/proxy" "$TMP/nginx/logs"
+# Started as root, nginx runs its worker as `nobody`, which must reach its temp directories.
+[[ $(id -u) != 0 ]] || chmod 711 "$TMP" "$TMP/nginx"
+NGINX_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+cat >"$TMP/nginx/nginx.conf" <<EOC
+worker_processes 1;
+pid $TMP/nginx/nginx.pid;
+error_log $TMP/nginx/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $TMP/nginx/body;
+  proxy_temp_path $TMP/nginx/proxy;
+  upstream emu { server $EMU; keepalive 256; }
+  server {
+    listen 127.0.0.1:$NGINX_PORT;
+    location / { proxy_pass http://emu; proxy_http_version 1.1; proxy_set_header Connection ""; }
+  }
+}
+EOC
+taskset -c 0 nginx -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" -g 'daemon off;' >"$TMP/nginx.out" 2>&1 &
+NGINX_MASTER=$!
+PIDS+=("$NGINX_MASTER")
+for _ in $(seq 50); do NGINX_WORKER=$(pgrep -P "$NGINX_MASTER" | head -1 || true); [[ -n $NGINX_WORKER ]] && break; sleep 0.1; done
+[[ -n $NGINX_WORKER ]] || { log "nginx did not start: $(cat "$TMP/nginx.out")"; exit 1; }
+
+load() { # ADDR DURATION OUT
+  taskset -c 1 "$BIN/layer-loadgen" --scenario "$ROOT/bench/scenarios/query-passthrough.yaml" --target "http://$1" \
+    --var "api_key=$KEY" --var "ns=$NS" --concurrency 64 --duration "$2" --format json --out "$3" >/dev/null 2>&1
+}
+# "name utime stime" per thread of the given processes (thread names with spaces joined by _).
+threads() { for p in "$@"; do for t in /proc/"$p"/task/*; do echo "$(tr ' ' _ <"$t/comm") $(awk '{print $14, $15}' "$t/stat")"; done; done; }
+
+echo "| proxy | thread | user µs/req | kernel µs/req |"
+echo "|---|---|---:|---:|"
+for target in gateway nginx; do
+  if [[ $target == gateway ]]; then addr=$GW; pids=("$GW_PID"); else addr=127.0.0.1:$NGINX_PORT; pids=("$NGINX_MASTER" "$NGINX_WORKER"); fi
+  load "$addr" 3s "$TMP/warm.json"
+  threads "${pids[@]}" >"$TMP/before"
+  load "$addr" 8s "$TMP/run.$target.json"
+  threads "${pids[@]}" >"$TMP/after"
+  n=$(jq '.all_responses' "$TMP/run.$target.json")
+  awk -v n="$n" -v hz="$CLK_TCK" -v proxy="$target" '
+    NR == FNR { u0[$1] += $2; s0[$1] += $3; next }
+    { u1[$1] += $2; s1[$1] += $3 }
+    END {
+      for (k in u1) { du = u1[k] - u0[k]; ds = s1[k] - s0[k]; U += du; S += ds
+        if (du + ds > 0) printf "| %s | %s | %.1f | %.1f |\n", proxy, k, du / hz * 1e6 / n, ds / hz * 1e6 / n }
+      printf "| %s | **all** (%d responses) | **%.1f** | **%.1f** |\n", proxy, n, U / hz * 1e6 / n, S / hz * 1e6 / n
+    }' "$TMP/before" "$TMP/after"
+done
+
+if [[ ${STRACE:-0} == 1 ]]; then
+  command -v strace >/dev/null || { apt-get install -y -qq strace >/dev/null; }
+  for target in gateway nginx; do
+    if [[ $target == gateway ]]; then addr=$GW; pid=$GW_PID; else addr=127.0.0.1:$NGINX_PORT; pid=$NGINX_WORKER; fi
+    (timeout -s INT 9 strace -c -f -p "$pid" -o "$TMP/strace.$target" >/dev/null 2>&1 || true) &
+    sp=$!
+    sleep 0.5
+    load "$addr" 8s "$TMP/strace-run.$target.json"
+    wait "$sp" || true
+    n=$(jq '.all_responses' "$TMP/strace-run.$target.json")
+    echo
+    echo "$target: system calls per request (strace -c, $n responses)"
+    awk -v n="$n" '$4 ~ /^[0-9]+$/ && $NF != "total" {printf "  %-14s %.3f\n", $NF, $4 / n}' "$TMP/strace.$target" | sort -k2 -nr | head -6
+  done
+fi
