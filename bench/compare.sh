@@ -21,6 +21,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# start_nginx (compare.sh keeps its own setup and cleanup; only that function is used).
+source "$ROOT/bench/lib.sh"
 SCENARIO=${1:-query-passthrough}
 SCENARIO_FILE=$ROOT/bench/scenarios/$SCENARIO.yaml
 CONCURRENCY=${CONCURRENCY:-64}
@@ -216,60 +218,7 @@ if [[ -n $BASELINE_BIN ]]; then
 fi
 
 # ---------------------------------------------------------------- nginx
-mkdir -p "$TMP/nginx/body" "$TMP/nginx/proxy" "$TMP/nginx/logs"
-# Started as root, nginx runs its worker as `nobody`, which must reach its temp directories.
-[[ $(id -u) != 0 ]] || chmod 711 "$TMP" "$TMP/nginx"
-NGINX_PID=
-for _ in 1 2 3 4 5 6 7 8 9 10; do
-  NGINX_PORT=$((20000 + RANDOM % 40000))
-  cat >"$TMP/nginx/nginx.conf" <<EOF
-worker_processes 1;
-pid $TMP/nginx/nginx.pid;
-error_log $TMP/nginx/logs/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $TMP/nginx/body;
-  proxy_temp_path $TMP/nginx/proxy;
-  client_max_body_size 64m;
-  keepalive_requests 1000000;
-  upstream emulator {
-    server $EMU_ADDR;
-    keepalive 256;
-    keepalive_requests 1000000;
-  }
-  server {
-    listen 127.0.0.1:$NGINX_PORT;
-    location / {
-      proxy_pass http://emulator;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-    }
-  }
-}
-EOF
-  taskset -c "$PROXY_CPU" nginx -p "$TMP/nginx" -e "$TMP/nginx/logs/error.log" \
-    -c "$TMP/nginx/nginx.conf" -g 'daemon off;' >"$TMP/nginx.out" 2>"$TMP/nginx.err" &
-  NGINX_PID=$!
-  ok=0
-  for _ in $(seq 1 50); do
-    if curl -s -o /dev/null "http://127.0.0.1:$NGINX_PORT/"; then
-      ok=1
-      break
-    fi
-    kill -0 "$NGINX_PID" 2>/dev/null || break
-    sleep 0.1
-  done
-  if ((ok)); then
-    PIDS+=("$NGINX_PID")
-    break
-  fi
-  kill -TERM "$NGINX_PID" 2>/dev/null || true
-  wait "$NGINX_PID" 2>/dev/null || true
-  NGINX_PID=
-done
-[[ -n $NGINX_PID ]] || die "nginx did not start: $(cat "$TMP/nginx.err" "$TMP/nginx/logs/error.log" 2>/dev/null)"
-NGINX_ADDR=127.0.0.1:$NGINX_PORT
+start_nginx "$PROXY_CPU" "$EMU_ADDR"
 log "nginx on $NGINX_ADDR (pid $NGINX_PID, CPU$PROXY_CPU)"
 
 # ---------------------------------------------------------------- smoke test: every path answers

@@ -29,31 +29,9 @@ start gateway 0 LAYER_LOG=warn -- "$GATEWAY_BIN" --listen 127.0.0.1:0 --upstream
 GW=$REPLY
 GW_PID=${PIDS[-1]}
 
-mkdir -p "$TMP/nginx/body" "$TMP/nginx/proxy" "$TMP/nginx/logs"
-# Started as root, nginx runs its worker as `nobody`, which must reach its temp directories.
-[[ $(id -u) != 0 ]] || chmod 711 "$TMP" "$TMP/nginx"
-NGINX_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-cat >"$TMP/nginx/nginx.conf" <<EOC
-worker_processes 1;
-pid $TMP/nginx/nginx.pid;
-error_log $TMP/nginx/logs/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $TMP/nginx/body;
-  proxy_temp_path $TMP/nginx/proxy;
-  upstream emu { server $EMU; keepalive 256; }
-  server {
-    listen 127.0.0.1:$NGINX_PORT;
-    location / { proxy_pass http://emu; proxy_http_version 1.1; proxy_set_header Connection ""; }
-  }
-}
-EOC
-taskset -c 0 nginx -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" -g 'daemon off;' >"$TMP/nginx.out" 2>&1 &
-NGINX_MASTER=$!
-PIDS+=("$NGINX_MASTER")
-for _ in $(seq 50); do NGINX_WORKER=$(pgrep -P "$NGINX_MASTER" | head -1 || true); [[ -n $NGINX_WORKER ]] && break; sleep 0.1; done
-[[ -n $NGINX_WORKER ]] || { log "nginx did not start: $(cat "$TMP/nginx.out")"; exit 1; }
+start_nginx 0 "$EMU"
+for _ in $(seq 50); do NGINX_WORKER=$(pgrep -P "$NGINX_PID" | head -1 || true); [[ -n $NGINX_WORKER ]] && break; sleep 0.1; done
+[[ -n $NGINX_WORKER ]] || { log "nginx has no worker"; exit 1; }
 
 load() { # ADDR DURATION OUT
   taskset -c 1 "$BIN/layer-loadgen" --scenario "$ROOT/bench/scenarios/query-passthrough.yaml" --target "http://$1" \
@@ -65,7 +43,7 @@ threads() { for p in "$@"; do for t in /proc/"$p"/task/*; do echo "$(tr ' ' _ <"
 echo "| proxy | thread | user µs/req | kernel µs/req |"
 echo "|---|---|---:|---:|"
 for target in gateway nginx; do
-  if [[ $target == gateway ]]; then addr=$GW; pids=("$GW_PID"); else addr=127.0.0.1:$NGINX_PORT; pids=("$NGINX_MASTER" "$NGINX_WORKER"); fi
+  if [[ $target == gateway ]]; then addr=$GW; pids=("$GW_PID"); else addr=$NGINX_ADDR; pids=("$NGINX_PID" "$NGINX_WORKER"); fi
   load "$addr" 3s "$TMP/warm.json"
   threads "${pids[@]}" >"$TMP/before"
   load "$addr" 8s "$TMP/run.$target.json"
@@ -84,7 +62,7 @@ done
 if [[ ${STRACE:-0} == 1 ]]; then
   command -v strace >/dev/null || { apt-get install -y -qq strace >/dev/null; }
   for target in gateway nginx; do
-    if [[ $target == gateway ]]; then addr=$GW; pid=$GW_PID; else addr=127.0.0.1:$NGINX_PORT; pid=$NGINX_WORKER; fi
+    if [[ $target == gateway ]]; then addr=$GW; pid=$GW_PID; else addr=$NGINX_ADDR; pid=$NGINX_WORKER; fi
     (timeout -s INT 9 strace -c -f -p "$pid" -o "$TMP/strace.$target" >/dev/null 2>&1 || true) &
     sp=$!
     sleep 0.5

@@ -9,6 +9,9 @@
 #   start NAME CPU ENV... -- ARGV...
 #                        runs ARGV pinned to CPU with ENV, waits until it prints
 #                        "listening on http://ADDR", leaves ADDR in REPLY (exits on failure)
+#   start_nginx CPU UPSTREAM
+#                        nginx (one worker on CPU, upstream keep-alive, access log off) in front
+#                        of UPSTREAM; sets NGINX_PID and NGINX_ADDR (exits on failure)
 #   ticks PID            user+sys CPU ticks of a process so far (divide by CLK_TCK)
 #   bench_postgres       the PostgreSQL LAYER_TEST_DATABASE_URL names, or a throwaway one started
 #                        with scripts/pg-server (fsync off) and stopped when the script exits
@@ -58,6 +61,66 @@ start() {
   done
   REPLY=$(sed -n 's/.*listening on http:\/\/\([^ ]*\).*/\1/p' "$TMP/$name.out" | head -1)
   [[ -n $REPLY ]] || { log "$name did not start: $(cat "$TMP/$name.err")"; exit 1; }
+}
+
+# start_nginx CPU UPSTREAM: nginx with one worker on CPU, proxying to UPSTREAM (host:port) with
+# upstream keep-alive, access log off; sets NGINX_PID (the master) and NGINX_ADDR.
+start_nginx() {
+  local cpu=$1 upstream=$2 ok
+  mkdir -p "$TMP/nginx/body" "$TMP/nginx/proxy" "$TMP/nginx/logs"
+  # Started as root, nginx runs its worker as `nobody`, which must reach its temp directories.
+  [[ $(id -u) != 0 ]] || chmod 711 "$TMP" "$TMP/nginx"
+  NGINX_PID=
+  for _ in 1 2 3 4 5 6 7 8 9 10; do
+    NGINX_PORT=$((20000 + RANDOM % 40000))
+    cat >"$TMP/nginx/nginx.conf" <<EOF
+worker_processes 1;
+pid $TMP/nginx/nginx.pid;
+error_log $TMP/nginx/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $TMP/nginx/body;
+  proxy_temp_path $TMP/nginx/proxy;
+  client_max_body_size 64m;
+  keepalive_requests 1000000;
+  upstream emulator {
+    server $upstream;
+    keepalive 256;
+    keepalive_requests 1000000;
+  }
+  server {
+    listen 127.0.0.1:$NGINX_PORT;
+    location / {
+      proxy_pass http://emulator;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+EOF
+    taskset -c "$cpu" nginx -p "$TMP/nginx" -e "$TMP/nginx/logs/error.log" \
+      -c "$TMP/nginx/nginx.conf" -g 'daemon off;' >"$TMP/nginx.out" 2>"$TMP/nginx.err" &
+    NGINX_PID=$!
+    ok=0
+    for _ in $(seq 1 50); do
+      if curl -s -o /dev/null "http://127.0.0.1:$NGINX_PORT/"; then
+        ok=1
+        break
+      fi
+      kill -0 "$NGINX_PID" 2>/dev/null || break
+      sleep 0.1
+    done
+    if ((ok)); then
+      PIDS+=("$NGINX_PID")
+      break
+    fi
+    kill -TERM "$NGINX_PID" 2>/dev/null || true
+    wait "$NGINX_PID" 2>/dev/null || true
+    NGINX_PID=
+  done
+  [[ -n $NGINX_PID ]] || { log "nginx did not start: $(cat "$TMP/nginx.err" "$TMP/nginx/logs/error.log" 2>/dev/null)"; exit 1; }
+  NGINX_ADDR=127.0.0.1:$NGINX_PORT
 }
 
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
