@@ -53,6 +53,51 @@ fn prompt(label: &str) -> Result<String> {
     Ok(line.trim().to_string())
 }
 
+/// Reads a secret from the terminal without echoing it (raw mode: Enter ends it, Backspace
+/// erases, Esc or Ctrl-C cancels); the terminal is restored however it ends.
+fn prompt_secret(label: &str) -> Result<String> {
+    use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
+    use ratatui::crossterm::terminal;
+
+    /// Leaves raw mode when dropped.
+    struct Restore;
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let _ = terminal::disable_raw_mode();
+        }
+    }
+
+    let term = |e: std::io::Error| CliError::failure(format!("terminal: {e}"));
+    eprint!("{label} (not shown): ");
+    let _ = std::io::stderr().flush();
+    terminal::enable_raw_mode().map_err(term)?;
+    let restore = Restore;
+    let mut secret = String::new();
+    let outcome = loop {
+        let Event::Key(k) = event::read().map_err(term)? else {
+            continue;
+        };
+        if k.kind == KeyEventKind::Release {
+            continue;
+        }
+        match k.code {
+            KeyCode::Enter => break Ok(()),
+            KeyCode::Esc => break Err(CliError::failure("cancelled")),
+            KeyCode::Char('c') if k.modifiers.contains(KeyModifiers::CONTROL) => {
+                break Err(CliError::failure("cancelled"));
+            }
+            KeyCode::Backspace => {
+                secret.pop();
+            }
+            KeyCode::Char(c) => secret.push(c),
+            _ => {}
+        }
+    };
+    drop(restore);
+    eprintln!();
+    outcome.map(|()| secret.trim().to_string())
+}
+
 fn entry_json(name: &str, e: &EnvEntry, active: bool) -> Value {
     json!({
         "name": name,
@@ -90,7 +135,7 @@ pub fn run(ctx: &Ctx, cmd: EnvCmd) -> Result<()> {
                     base_url = Some(prompt("Base URL")?).filter(|s| !s.is_empty());
                 }
                 if api_key.is_none() {
-                    api_key = Some(prompt("API key")?).filter(|s| !s.is_empty());
+                    api_key = Some(prompt_secret("API key")?).filter(|s| !s.is_empty());
                 }
             }
             let Some(base_url) = base_url else {

@@ -115,6 +115,11 @@ fn add_env(home: &Path, gw: &str) {
 /// shell writes its exit status to a file when it returns: the test reads the status from there,
 /// not from tmux's pane state (tmux 3.3 can show a pane dead with no status recorded yet).
 fn start(home: &Path, tag: &str) -> Tmux {
+    start_with(home, tag, &[])
+}
+
+/// [`start`] with arguments for `layer`.
+fn start_with(home: &Path, tag: &str, args: &[&str]) -> Tmux {
     let socket = format!("layer-tui-{tag}-{}", std::process::id());
     let tmux = Tmux {
         status_file: home.join(format!("{socket}.status")),
@@ -138,10 +143,13 @@ fn start(home: &Path, tag: &str) -> Tmux {
         "PATH=/usr/bin:/bin",
         "sh",
         "-c",
-        r#""$0"; echo $? > "$1.tmp" && mv "$1.tmp" "$1"; exec sleep 3600"#,
+        r#"status=$1; shift; "$0" "$@"; echo $? > "$status.tmp" && mv "$status.tmp" "$status"; exec sleep 3600"#,
         bin.to_str().expect("utf-8 path"),
         tmux.status_file.to_str().expect("utf-8 path"),
-    ]);
+    ]
+    .into_iter()
+    .chain(args.iter().copied())
+    .collect::<Vec<_>>());
     tmux
 }
 
@@ -176,6 +184,11 @@ fn diagnose(tmux: &Tmux) -> String {
 /// Presses `q` on a list and waits for the process to exit with status 0.
 fn quit(tmux: &Tmux) {
     tmux.keys(&["q"]);
+    exited(tmux);
+}
+
+/// Waits for `layer` to return and asserts its exit status is 0.
+fn exited(tmux: &Tmux) {
     let start = Instant::now();
     loop {
         if let Ok(status) = std::fs::read_to_string(&tmux.status_file) {
@@ -335,4 +348,29 @@ fn tui_functions_pipelines_and_keys_views() {
     tmux.keys(&["q"]);
     tmux.wait("the keys list again", |s| s.contains(" Keys ("));
     quit(&tmux);
+}
+
+/// `env add` on a terminal prompts for what the flags did not give, and the API key is read
+/// without echo: it never shows on the screen, yet lands in the config file.
+#[test]
+fn env_add_prompts_on_a_terminal_and_hides_the_key() {
+    if !have_tmux() {
+        return;
+    }
+    let h = super::home("cli-env-tty");
+    let tmux = start_with(&h, "env", &["env", "add", "tty"]);
+    tmux.wait("the base URL prompt", |s| s.contains("Base URL:"));
+    tmux.keys(&["-l", "http://127.0.0.1:9"]);
+    tmux.keys(&["Enter"]);
+    tmux.wait("the API key prompt", |s| s.contains("API key (not shown):"));
+    tmux.keys(&["-l", "hvl_TYPED_SECRET_0123"]);
+    tmux.keys(&["BSpace"]);
+    tmux.keys(&["-l", "4"]);
+    tmux.keys(&["Enter"]);
+    exited(&tmux);
+    let screen = tmux.screen();
+    assert!(!screen.contains("TYPED_SECRET"), "{screen}");
+    let config = std::fs::read_to_string(h.join(".hevlayer/config.toml")).expect("config");
+    assert!(config.contains("hvl_TYPED_SECRET_0124"), "{config}");
+    assert!(config.contains("http://127.0.0.1:9"), "{config}");
 }
