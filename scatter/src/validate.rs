@@ -138,16 +138,9 @@ pub fn parse_top<'a>(body: &'a [u8], limits: &Limits) -> Result<Vec<Entry<'a>>, 
     check_depth(body, limits.effective_max_depth())?;
 
     let entries = members(body).map_err(|e| json_error(&e, false))?;
-    // The members are already collected: a small object is checked for duplicates against the
-    // keys before each one (no allocation), a large one through a hash set.
-    let mut large: Option<HashSet<&str>> =
-        (entries.len() > KeySet::SMALL).then(|| HashSet::with_capacity(entries.len()));
+    let mut repeats = Repeats::new(entries.len());
     for (i, (key, value)) in entries.iter().enumerate() {
-        let duplicate = match &mut large {
-            Some(seen) => !seen.insert(key.as_ref()),
-            None => entries[..i].iter().any(|(other, _)| other == key),
-        };
-        if duplicate {
+        if repeats.at(&entries, i) {
             return Err(RewriteError::DuplicateKey {
                 key: key.to_string(),
                 path: "the top-level object".into(),
@@ -299,16 +292,15 @@ fn check_value(value: LazyValue<'_>) -> Result<(), Walk> {
     match raw.first() {
         Some(b'{') => {
             let entries = members(raw).map_err(|e| Walk::Json(json_error(&e, true)))?;
-            let mut keys = KeySet::default();
-            for (key, child) in entries {
-                if keys.contains(&key) {
+            let mut repeats = Repeats::new(entries.len());
+            for (i, (key, child)) in entries.iter().enumerate() {
+                if repeats.at(&entries, i) {
                     return Err(Walk::Dup {
-                        key: key.into_owned(),
+                        key: key.to_string(),
                         rev_path: Vec::new(),
                     });
                 }
-                check_value(child).map_err(|w| w.push(Seg::Key(&key)))?;
-                keys.insert(key);
+                check_value(child.clone()).map_err(|w| w.push(Seg::Key(key)))?;
             }
             Ok(())
         }
@@ -328,32 +320,29 @@ fn check_value(value: LazyValue<'_>) -> Result<(), Walk> {
     }
 }
 
-/// Keys seen so far in one object: a linear scan while small, a hash set once large.
-#[derive(Default)]
-struct KeySet<'a> {
-    small: Vec<Cow<'a, str>>,
-    large: Option<HashSet<Cow<'a, str>>>,
+/// The duplicate check of one object's collected members, in document order: each key is
+/// compared with the keys before it while the object is small (no allocation), and looked up in
+/// a hash set filled as the walk goes once it is large.
+struct Repeats<'e> {
+    large: Option<HashSet<&'e str>>,
 }
 
-impl<'a> KeySet<'a> {
+impl<'e> Repeats<'e> {
     const SMALL: usize = 16;
 
-    fn contains(&self, key: &str) -> bool {
-        match &self.large {
-            Some(set) => set.contains(key),
-            None => self.small.iter().any(|k| k == key),
+    fn new(len: usize) -> Self {
+        Repeats {
+            large: (len > Self::SMALL).then(|| HashSet::with_capacity(len)),
         }
     }
 
-    fn insert(&mut self, key: Cow<'a, str>) {
-        if let Some(set) = &mut self.large {
-            set.insert(key);
-        } else if self.small.len() < Self::SMALL {
-            self.small.push(key);
-        } else {
-            let mut set: HashSet<Cow<'a, str>> = self.small.drain(..).collect();
-            set.insert(key);
-            self.large = Some(set);
+    /// Whether the key of `entries[i]` repeats one of `entries[..i]` (call for every `i` in
+    /// order).
+    fn at(&mut self, entries: &'e [Entry<'_>], i: usize) -> bool {
+        let key = entries[i].0.as_ref();
+        match &mut self.large {
+            Some(seen) => !seen.insert(key),
+            None => entries[..i].iter().any(|(other, _)| other == key),
         }
     }
 }
@@ -454,6 +443,17 @@ mod tests {
             check(&body),
             Err(RewriteError::DuplicateKey { .. })
         ));
+        // The same object nested: the walk below the top level uses the same check.
+        let nested = format!("{{\"a\":1,\"outer\":{body}}}");
+        match check(&nested) {
+            Err(RewriteError::DuplicateKey { key, path }) => {
+                assert_eq!(key, "k3");
+                assert!(path.contains("outer"), "{path}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let distinct = body.replace("\"k3\":0}", "\"k40\":0}");
+        assert_eq!(check(&format!("{{\"outer\":{distinct}}}")), Ok(()));
     }
 
     #[test]

@@ -252,6 +252,19 @@ impl GatewayError {
     }
 }
 
+/// An error and its sources as one line, `: `-separated (what an upstream or SDK failure says
+/// in a 502's message or a log line).
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
 impl From<scatter::RewriteError> for GatewayError {
     fn from(e: scatter::RewriteError) -> Self {
         GatewayError::Rejected {

@@ -32,6 +32,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use parking_lot::Mutex;
 use tower_service::Service;
 
+use super::error::chain;
+
 /// An idle connection unused for longer than this is closed instead of reused.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
@@ -112,14 +114,14 @@ impl Pool {
                 Err(mut e) => match e.take_message() {
                     // Never written: the connection closed under it. Try another.
                     Some(back) => req = back,
-                    None => return Err(error_chain(&e.into_error())),
+                    None => return Err(chain(&e.into_error())),
                 },
             }
         }
         let mut tx = self.connect().await?;
         match tx.try_send_request(req).await {
             Ok(resp) => Ok((resp, Lease { pool: self, tx })),
-            Err(e) => Err(error_chain(&e.into_error())),
+            Err(e) => Err(chain(&e.into_error())),
         }
     }
 
@@ -150,11 +152,11 @@ impl Pool {
             connector.call(self.origin.clone()).await
         }
         .await
-        .map_err(|e| format!("connecting to the upstream: {}", error_chain(&*e)))?;
+        .map_err(|e| format!("connecting to the upstream: {}", chain(&*e)))?;
         let (tx, conn) = http1::Builder::new()
             .handshake(io)
             .await
-            .map_err(|e| format!("connecting to the upstream: {}", error_chain(&e)))?;
+            .map_err(|e| format!("connecting to the upstream: {}", chain(&e)))?;
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "upstream connection ended");
@@ -162,18 +164,6 @@ impl Pool {
         });
         Ok(tx)
     }
-}
-
-/// An error and its sources, `: `-separated.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 #[cfg(test)]
@@ -187,13 +177,6 @@ mod tests {
     use tokio::net::TcpListener;
 
     use super::*;
-
-    fn rt() -> tokio::runtime::Runtime {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-    }
 
     fn pool(addr: std::net::SocketAddr) -> Pool {
         let origin = format!("http://{addr}").parse().unwrap();
@@ -261,70 +244,62 @@ mod tests {
         .await
     }
 
-    #[test]
-    fn a_released_connection_is_reused() {
-        rt().block_on(async {
-            let (addr, accepted) = keep_alive_server().await;
-            let p = pool(addr);
-            for _ in 0..5 {
-                assert_eq!(exchange(&p, addr, true).await.unwrap(), "ok");
-            }
-            assert_eq!(accepted.load(Ordering::SeqCst), 1);
-            assert_eq!(p.idle(), 1);
-        });
+    #[tokio::test]
+    async fn a_released_connection_is_reused() {
+        let (addr, accepted) = keep_alive_server().await;
+        let p = pool(addr);
+        for _ in 0..5 {
+            assert_eq!(exchange(&p, addr, true).await.unwrap(), "ok");
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+        assert_eq!(p.idle(), 1);
     }
 
-    #[test]
-    fn a_response_not_read_to_its_end_closes_its_connection() {
-        rt().block_on(async {
-            let (addr, accepted) = keep_alive_server().await;
-            let p = pool(addr);
-            let (_resp, lease) = p.send(get(addr)).await.unwrap();
-            drop(lease);
-            assert_eq!(p.idle(), 0);
-            assert_eq!(exchange(&p, addr, true).await.unwrap(), "ok");
-            assert_eq!(accepted.load(Ordering::SeqCst), 2);
-        });
+    #[tokio::test]
+    async fn a_response_not_read_to_its_end_closes_its_connection() {
+        let (addr, accepted) = keep_alive_server().await;
+        let p = pool(addr);
+        let (_resp, lease) = p.send(get(addr)).await.unwrap();
+        drop(lease);
+        assert_eq!(p.idle(), 0);
+        assert_eq!(exchange(&p, addr, true).await.unwrap(), "ok");
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
     }
 
     /// An upstream that closes a kept-alive connection while it is idle: the next request goes
     /// out on a new connection, without an error.
-    #[test]
-    fn an_upstream_closing_idle_connections_costs_no_error() {
-        rt().block_on(async {
-            let (addr, accepted) = server(|mut s| async move {
-                let mut buf = vec![0; 4096];
-                let _ = s.read(&mut buf).await.unwrap();
-                s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-                    .await
-                    .unwrap();
-                // Kept alive by the response's terms, then closed by the server.
-                drop(s);
-            })
-            .await;
-            let p = pool(addr);
-            for i in 1..=3 {
-                assert_eq!(exchange(&p, addr, true).await.unwrap(), "ok");
-                // Let the server's close reach the client before the next request (setup, not
-                // a timing assertion: the test is that the next request does not fail).
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                assert_eq!(accepted.load(Ordering::SeqCst), i);
-            }
-        });
+    #[tokio::test]
+    async fn an_upstream_closing_idle_connections_costs_no_error() {
+        let (addr, accepted) = server(|mut s| async move {
+            let mut buf = vec![0; 4096];
+            let _ = s.read(&mut buf).await.unwrap();
+            s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                .await
+                .unwrap();
+            // Kept alive by the response's terms, then closed by the server.
+            drop(s);
+        })
+        .await;
+        let p = pool(addr);
+        for i in 1..=3 {
+            assert_eq!(exchange(&p, addr, true).await.unwrap(), "ok");
+            // Let the server's close reach the client before the next request (setup, not
+            // a timing assertion: the test is that the next request does not fail).
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            assert_eq!(accepted.load(Ordering::SeqCst), i);
+        }
     }
 
-    #[test]
-    fn a_refused_connection_is_a_one_line_error() {
-        rt().block_on(async {
-            // Bound and dropped: nothing listens there now.
-            let addr = TcpListener::bind("127.0.0.1:0")
-                .await
-                .unwrap()
-                .local_addr()
-                .unwrap();
-            let err = exchange(&pool(addr), addr, true).await.unwrap_err();
-            assert!(err.starts_with("connecting to the upstream: "), "{err}");
-            assert!(!err.contains('\n'), "{err}");
-        });
+    #[tokio::test]
+    async fn a_refused_connection_is_a_one_line_error() {
+        // Bound and dropped: nothing listens there now.
+        let addr = TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let err = exchange(&pool(addr), addr, true).await.unwrap_err();
+        assert!(err.starts_with("connecting to the upstream: "), "{err}");
+        assert!(!err.contains('\n'), "{err}");
     }
 }

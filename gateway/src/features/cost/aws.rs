@@ -108,16 +108,7 @@ pub async fn read(client: &Client, cfg: &CostConfig) -> Result<Vec<AwsDay>, Stri
             .set_next_page_token(token.take())
             .send()
             .await
-            .map_err(|e| {
-                let mut s = e.to_string();
-                let mut cur = std::error::Error::source(&e);
-                while let Some(c) = cur {
-                    s.push_str(": ");
-                    s.push_str(&c.to_string());
-                    cur = c.source();
-                }
-                s
-            })?;
+            .map_err(|e| crate::core::error::chain(&e))?;
         for r in out.results_by_time() {
             let Some(p) = r.time_period() else { continue };
             let (Some(start_ms), Some(end_ms)) = (day_ms(p.start()), day_ms(p.end())) else {
