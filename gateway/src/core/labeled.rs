@@ -77,11 +77,59 @@ impl Kind {
     }
 }
 
+/// [`BUCKETS`] in nanoseconds, for recording without floating point.
+const BOUNDS_NS: [u64; BUCKETS.len()] = {
+    let mut ns = [0u64; BUCKETS.len()];
+    let mut i = 0;
+    while i < BUCKETS.len() {
+        // Exact for these bounds (whole numbers of nanoseconds).
+        ns[i] = (BUCKETS[i] * 1e9) as u64;
+        i += 1;
+    }
+    ns
+};
+
+/// A latency histogram over [`BUCKETS`]: one counter per bucket (not cumulative; the render
+/// adds them up), one for the values above the last bound, and the exact sum. ~140 bytes, so a
+/// series costs nothing to create or to copy at a scrape.
 #[derive(Clone, Default)]
-struct Hist {
-    buckets: [u64; BUCKETS.len()],
-    count: u64,
-    sum: f64,
+pub(super) struct Hist {
+    /// `counts[i]`: values in `(BUCKETS[i - 1], BUCKETS[i]]`; the last slot: above every bound.
+    counts: [u64; BUCKETS.len() + 1],
+    sum_ns: u64,
+}
+
+impl Hist {
+    /// Counts one value.
+    pub(super) fn record(&mut self, d: Duration) {
+        let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        let i = BOUNDS_NS.partition_point(|b| *b < ns);
+        if let Some(slot) = self.counts.get_mut(i) {
+            *slot += 1;
+        }
+        self.sum_ns = self.sum_ns.saturating_add(ns);
+    }
+
+    /// Adds another thread's counts.
+    pub(super) fn merge(&mut self, o: &Hist) {
+        for (a, b) in self.counts.iter_mut().zip(o.counts) {
+            *a += b;
+        }
+        self.sum_ns = self.sum_ns.saturating_add(o.sum_ns);
+    }
+
+    /// The `_bucket` (cumulative, then `+Inf`), `_sum` (seconds) and `_count` lines of one series.
+    pub(super) fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let mut below = 0u64;
+        for (n, b) in self.counts.iter().zip(BUCKETS) {
+            below += n;
+            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{b}\"}} {below}");
+        }
+        let total: u64 = self.counts.iter().sum();
+        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {total}");
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {}", self.sum_ns as f64 / 1e9);
+        let _ = writeln!(out, "{name}_count{{{labels}}} {total}");
+    }
 }
 
 #[derive(Default)]
@@ -123,16 +171,11 @@ pub fn count(metric: &'static str, labels: String, n: u64) {
 
 /// Records one duration in a histogram.
 pub fn observe(metric: &'static str, labels: String, d: Duration) {
-    let secs = d.as_secs_f64();
-    let mut r = registry();
-    let h = r.hists.entry((metric, labels)).or_default();
-    for (slot, bound) in h.buckets.iter_mut().zip(BUCKETS) {
-        if secs <= *bound {
-            *slot += 1;
-        }
-    }
-    h.count += 1;
-    h.sum += secs;
+    registry()
+        .hists
+        .entry((metric, labels))
+        .or_default()
+        .record(d);
 }
 
 /// Replaces every series of a gauge with `values` (label set → value): series not listed are
@@ -188,12 +231,7 @@ pub fn render() -> String {
             }
             Kind::Histogram => {
                 for ((_, l), h) in r.hists.iter().filter(|((m, _), _)| of(m)) {
-                    for (n, b) in h.buckets.iter().zip(BUCKETS) {
-                        let _ = writeln!(out, "{metric}_bucket{{{l},le=\"{b}\"}} {n}");
-                    }
-                    let _ = writeln!(out, "{metric}_bucket{{{l},le=\"+Inf\"}} {}", h.count);
-                    let _ = writeln!(out, "{metric}_sum{{{l}}} {}", h.sum);
-                    let _ = writeln!(out, "{metric}_count{{{l}}} {}", h.count);
+                    h.render(&mut out, metric, l);
                 }
             }
         }
@@ -204,6 +242,31 @@ pub fn render() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn histogram_buckets_are_inclusive_cumulative_and_merge() {
+        let mut a = Hist::default();
+        // On a bound (le is "less than or equal"), between two bounds, above the last one.
+        a.record(Duration::from_micros(500));
+        a.record(Duration::from_micros(501));
+        a.record(Duration::from_secs(31));
+        let mut b = Hist::default();
+        b.record(Duration::from_nanos(1));
+        a.merge(&b);
+        let mut out = String::new();
+        a.render(&mut out, "t", "r=\"x\"");
+        for line in [
+            "t_bucket{r=\"x\",le=\"0.0005\"} 2",
+            "t_bucket{r=\"x\",le=\"0.001\"} 3",
+            "t_bucket{r=\"x\",le=\"10\"} 3",
+            "t_bucket{r=\"x\",le=\"30\"} 3",
+            "t_bucket{r=\"x\",le=\"+Inf\"} 4",
+            "t_sum{r=\"x\"} 31.001001001",
+            "t_count{r=\"x\"} 4",
+        ] {
+            assert!(out.lines().any(|l| l == line), "{line} missing from\n{out}");
+        }
+    }
 
     #[test]
     fn series_render_with_escaped_labels_and_go_when_forgotten() {

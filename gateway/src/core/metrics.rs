@@ -1,5 +1,6 @@
-//! Prometheus metrics: each thread records into its own [`ShardMetrics`] (hdrhistogram
-//! histograms and counters); `GET /metrics` merges every thread's copy at scrape time.
+//! Prometheus metrics: each thread records into its own [`ShardMetrics`] (fixed-bucket latency
+//! histograms, [`super::labeled::Hist`], and counters); `GET /metrics` merges every thread's copy
+//! at scrape time.
 //!
 //! A thread's metrics sit behind a mutex that only that thread and the scraper ever take, so on
 //! the request path the lock is always uncontended (one atomic swap); nothing is shared between
@@ -45,36 +46,7 @@ use std::time::Duration;
 
 use std::sync::Mutex;
 
-use hdrhistogram::Histogram;
-
-use super::labeled::{BUCKETS, escape};
-
-/// A latency series: an HDR histogram in microseconds plus the exact sum.
-#[derive(Clone)]
-struct Series {
-    hist: Histogram<u64>,
-    sum_us: u64,
-}
-
-impl Series {
-    fn new() -> Self {
-        // 1 µs .. 10 min at 3 significant figures: constant, valid bounds.
-        let hist = Histogram::new_with_bounds(1, 600_000_000, 3)
-            .expect("constant histogram bounds are valid");
-        Series { hist, sum_us: 0 }
-    }
-
-    fn record(&mut self, d: Duration) {
-        let us = (d.as_micros() as u64).clamp(1, 600_000_000);
-        let _ = self.hist.record(us);
-        self.sum_us += us;
-    }
-
-    fn merge(&mut self, other: &Series) {
-        let _ = self.hist.add(&other.hist);
-        self.sum_us += other.sum_us;
-    }
-}
+use super::labeled::{Hist as Series, escape};
 
 /// Distinct `namespace` label values of each per-namespace latency family per thread.
 pub const MAX_QUERY_NAMESPACES: usize = 256;
@@ -107,25 +79,19 @@ impl ShardMetrics {
             *self.requests.entry(*k).or_default() += v;
         }
         for (k, v) in &o.request_latency {
-            self.request_latency
-                .entry(k)
-                .or_insert_with(Series::new)
-                .merge(v);
+            self.request_latency.entry(k).or_default().merge(v);
         }
         for (metric, by_ns) in &o.query_latency {
             let mine_ns = self.query_latency.entry(metric).or_default();
             for (ns, by_status) in by_ns {
                 let mine = mine_ns.entry(ns.clone()).or_default();
                 for (status, v) in by_status {
-                    mine.entry(*status).or_insert_with(Series::new).merge(v);
+                    mine.entry(*status).or_default().merge(v);
                 }
             }
         }
         for (k, v) in &o.upstream_latency {
-            self.upstream_latency
-                .entry(k)
-                .or_insert_with(Series::new)
-                .merge(v);
+            self.upstream_latency.entry(k).or_default().merge(v);
         }
         for (k, v) in &o.upstream_errors {
             *self.upstream_errors.entry(*k).or_default() += v;
@@ -242,14 +208,10 @@ pub fn request_finished(
     with_local(|m| {
         m.in_flight -= 1;
         *m.requests.entry((route, status)).or_default() += 1;
-        m.request_latency
-            .entry(route)
-            .or_insert_with(Series::new)
-            .record(elapsed);
+        m.request_latency.entry(route).or_default().record(elapsed);
         // Rejected requests (401/403) never name a namespace: an unauthenticated caller must not
         // be able to mint label values. Past MAX_QUERY_NAMESPACES per thread and family, the
-        // rest share one `_other` series, so memory stays bounded (each series is an HDR
-        // histogram).
+        // rest share one `_other` series, so label values stay bounded.
         if let Some((metric, ns)) = latency.filter(|_| !matches!(status, 401 | 403)) {
             let by_ns = m.query_latency.entry(metric).or_default();
             let ns = if by_ns.contains_key(ns) || by_ns.len() < MAX_QUERY_NAMESPACES {
@@ -261,22 +223,14 @@ pub fn request_finished(
                 Some(s) => s,
                 None => by_ns.entry(ns.to_string()).or_default(),
             };
-            by_status
-                .entry(status)
-                .or_insert_with(Series::new)
-                .record(elapsed);
+            by_status.entry(status).or_default().record(elapsed);
         }
     });
 }
 
 /// An upstream exchange took `elapsed`.
 pub fn upstream(route: &'static str, elapsed: Duration) {
-    with_local(|m| {
-        m.upstream_latency
-            .entry(route)
-            .or_insert_with(Series::new)
-            .record(elapsed)
-    });
+    with_local(|m| m.upstream_latency.entry(route).or_default().record(elapsed));
 }
 
 /// An upstream exchange failed without a response.
@@ -436,14 +390,7 @@ fn header(out: &mut String, name: &str, kind: &str) {
 }
 
 fn histogram(out: &mut String, name: &str, labels: &str, s: &Series) {
-    for b in BUCKETS {
-        let n = s.hist.count_between(0, (b * 1e6) as u64);
-        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{b}\"}} {n}");
-    }
-    let total = s.hist.len();
-    let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {total}");
-    let _ = writeln!(out, "{name}_sum{{{labels}}} {}", s.sum_us as f64 / 1e6);
-    let _ = writeln!(out, "{name}_count{{{labels}}} {total}");
+    s.render(out, name, labels);
 }
 
 #[cfg(test)]
