@@ -7,7 +7,9 @@
 //! reconnect, not an error); a slot whose request fails or times out drops the connection.
 //!
 //! Closed loop: each slot sends, reads the whole response, and sends again, until the window
-//! closes. Open loop: slots take tickets from a shared counter; ticket `i` is sent at
+//! closes. With a `fanout` of N, a slot holds N connections and each of its requests is N sent
+//! at once (one per connection, `${leg}` = 0..N-1); it is booked as one request whose latency
+//! is the slowest of the N, whose status is the highest, and whose bytes are their sum. Open loop: slots take tickets from a shared counter; ticket `i` is sent at
 //! `t0 + i/rate` and its latency is measured from that scheduled instant (see
 //! [`crate::schedule`]). Tokio's timer has millisecond granularity, so at high rates requests
 //! leave in small bursts; the `send_lag` histogram reports how late they actually left, and that
@@ -115,8 +117,13 @@ impl Factory {
 
     /// One request and its body length; `None` only if a rendering is invalid, which
     /// [`Plan::compile`] already rules out.
-    fn build(&self, seq: u64, rng: &mut SplitMix64) -> Option<(Request<Full<Bytes>>, u64)> {
-        let (uri, headers, body) = self.parts(seq, rng)?;
+    fn build(
+        &self,
+        seq: u64,
+        leg: u64,
+        rng: &mut SplitMix64,
+    ) -> Option<(Request<Full<Bytes>>, u64)> {
+        let (uri, headers, body) = self.parts(seq, leg, rng)?;
         let len = body.len() as u64;
         let mut req = Request::new(Full::new(body));
         *req.method_mut() = self.plan.method.clone();
@@ -125,12 +132,13 @@ impl Factory {
         Some((req, len))
     }
 
-    fn parts(&self, seq: u64, rng: &mut SplitMix64) -> Option<(Uri, HeaderMap, Bytes)> {
+    fn parts(&self, seq: u64, leg: u64, rng: &mut SplitMix64) -> Option<(Uri, HeaderMap, Bytes)> {
         Some(match &self.fixed {
             Some(f) => (f.uri.clone(), self.base_headers.clone(), f.body.clone()),
             None => {
                 let mut ctx = RenderCtx {
                     seq,
+                    leg,
                     rng,
                     zipf: self.plan.zipf.as_deref(),
                 };
@@ -265,13 +273,86 @@ async fn closed_slot(sh: Arc<Shared>, id: u64, mut slot: Option<Conn>) -> Stats 
         }
         let measured = window.is_measured(at);
         let seq = sh.next.fetch_add(1, Ordering::Relaxed);
-        let Some((req, body_len)) = sh.factory.build(seq, &mut rng) else {
+        let Some((req, body_len)) = sh.factory.build(seq, 0, &mut rng) else {
             st.errors.io += 1;
             break;
         };
         let o = send_one(&sh, &mut slot, req, &mut st).await;
         account(&mut st, &o, measured, start.elapsed(), body_len);
         if let Outcome::Connect = o {
+            tokio::time::sleep(CONNECT_BACKOFF).await;
+        }
+    }
+    st
+}
+
+/// A closed-loop slot with `fanout` connections: every iteration sends one request per
+/// connection at once and books them as one (see the module docs).
+async fn fanout_slot(sh: Arc<Shared>, id: u64, conns: Vec<Conn>) -> Stats {
+    let mut st = Stats::default();
+    let mut rng = SplitMix64::new(sh.seed, id);
+    let window = sh.plan.window;
+    let n = conns.len() as u64;
+    let mut slots: Vec<Option<Conn>> = conns.into_iter().map(Some).collect();
+    loop {
+        let start = Instant::now();
+        let at = start.saturating_duration_since(sh.t0);
+        if !window.is_open(at) {
+            break;
+        }
+        let measured = window.is_measured(at);
+        let seq = sh.next.fetch_add(n, Ordering::Relaxed);
+        let mut legs = tokio::task::JoinSet::new();
+        let mut body_len = 0;
+        for (leg, mut slot) in (0..n).zip(slots.drain(..)) {
+            let Some((req, len)) = sh.factory.build(seq + leg, leg, &mut rng) else {
+                st.errors.io += 1;
+                return st;
+            };
+            body_len += len;
+            let sh = sh.clone();
+            legs.spawn(async move {
+                let mut leg_st = Stats::default();
+                let o = send_one(&sh, &mut slot, req, &mut leg_st).await;
+                (leg, slot, o, leg_st)
+            });
+        }
+        let mut done = Vec::with_capacity(n as usize);
+        while let Some(r) = legs.join_next().await {
+            match r {
+                Ok(r) => done.push(r),
+                // A panicked leg task loses its connection; the next iteration reconnects.
+                Err(_) => st.errors.io += 1,
+            }
+        }
+        let latency = start.elapsed();
+        done.sort_by_key(|d| d.0);
+        let mut outcome = Outcome::Response {
+            status: 0,
+            bytes: 0,
+        };
+        for (_, slot, o, leg_st) in done {
+            st.reconnects += leg_st.reconnects;
+            slots.push(slot);
+            outcome = match (outcome, o) {
+                (
+                    Outcome::Response { status, bytes },
+                    Outcome::Response {
+                        status: s,
+                        bytes: b,
+                    },
+                ) => Outcome::Response {
+                    status: status.max(s),
+                    bytes: bytes + b,
+                },
+                (Outcome::Response { .. }, failed) => failed,
+                (failed, _) => failed,
+            };
+        }
+        slots.resize_with(n as usize, || None);
+        let connect_failed = matches!(outcome, Outcome::Connect);
+        account(&mut st, &outcome, measured, latency, body_len);
+        if connect_failed {
             tokio::time::sleep(CONNECT_BACKOFF).await;
         }
     }
@@ -299,7 +380,7 @@ async fn open_slot(sh: Arc<Shared>, id: u64, mut slot: Option<Conn>) -> Stats {
         if measured {
             st.record_lag(Instant::now().saturating_duration_since(due));
         }
-        let Some((req, body_len)) = sh.factory.build(i, &mut rng) else {
+        let Some((req, body_len)) = sh.factory.build(i, 0, &mut rng) else {
             st.errors.io += 1;
             break;
         };
@@ -317,7 +398,7 @@ async fn open_slot(sh: Arc<Shared>, id: u64, mut slot: Option<Conn>) -> Stats {
 /// Must be called inside a tokio runtime with the time and I/O drivers enabled.
 pub async fn run(plan: Arc<Plan>, target: &Target, seed: u64) -> Result<(Stats, Duration), String> {
     let wall = Instant::now();
-    let n = plan.mode.connections();
+    let n = plan.mode.connections() * plan.fanout;
     let mut conns = Vec::with_capacity(n);
     for i in 0..n {
         let c = connect(target.addr).await.map_err(|e| {
@@ -337,12 +418,15 @@ pub async fn run(plan: Arc<Plan>, target: &Target, seed: u64) -> Result<(Stats, 
         next: AtomicU64::new(0),
     });
     let mut tasks = Vec::with_capacity(n);
-    for (id, c) in conns.into_iter().enumerate() {
+    let mut conns = conns.into_iter();
+    for id in 0..plan.mode.connections() {
         let sh = sh.clone();
         let id = id as u64;
-        tasks.push(match plan.mode {
-            Mode::Closed { .. } => tokio::spawn(closed_slot(sh, id, Some(c))),
-            Mode::Open { .. } => tokio::spawn(open_slot(sh, id, Some(c))),
+        let mut group: Vec<Conn> = conns.by_ref().take(plan.fanout).collect();
+        tasks.push(match (plan.mode, group.len()) {
+            (Mode::Closed { .. }, 1) => tokio::spawn(closed_slot(sh, id, group.pop())),
+            (Mode::Closed { .. }, _) => tokio::spawn(fanout_slot(sh, id, group)),
+            (Mode::Open { .. }, _) => tokio::spawn(open_slot(sh, id, group.pop())),
         });
     }
     let mut total = Stats::default();
@@ -360,7 +444,7 @@ pub fn describe_first_request(plan: Arc<Plan>, target: &Target, seed: u64) -> St
         Err(e) => return format!("error: {e}"),
     };
     let mut rng = SplitMix64::new(seed, 0);
-    let Some((uri, headers, body)) = factory.parts(0, &mut rng) else {
+    let Some((uri, headers, body)) = factory.parts(0, 0, &mut rng) else {
         return "error: the request does not render".into();
     };
     let mut out = format!("{} {uri} HTTP/1.1\n", factory.plan.method);

@@ -44,6 +44,13 @@ async fn server(close: bool) -> (Target, Arc<Mutex<Seen>>) {
                             .map(|h| h.to_str().unwrap_or("").to_string())
                             .unwrap_or_default();
                         let body = req.into_body().collect().await.unwrap().to_bytes();
+                        // A body that is a bare number N is answered after N x 20 ms.
+                        if let Some(n) = std::str::from_utf8(&body)
+                            .ok()
+                            .and_then(|b| b.parse::<u64>().ok())
+                        {
+                            tokio::time::sleep(Duration::from_millis(20 * n)).await;
+                        }
                         {
                             let mut s = s4.lock().unwrap();
                             s.requests += 1;
@@ -152,6 +159,45 @@ async fn dynamic_bodies_render_per_request() {
         assert!((100..110).contains(&v[0]), "{b}");
         assert_eq!(v[1], i as u64, "{b}");
     }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn fanout_books_each_group_as_one_request_timed_by_its_slowest_leg() {
+    let (target, seen) = server(false).await;
+    // Leg k is answered after k x 20 ms: a group takes at least 40 ms.
+    let p = plan(
+        "path: /q\nmethod: POST\nbody: '${leg}'\nduration: 300ms\nconcurrency: 2\nfanout: 3\n",
+    );
+    let (st, wall) = run(p.clone(), &target, 1).await.unwrap();
+    let r = Report::new(&p, &target.to_string(), &st, wall);
+    assert!(r.requests >= 2, "{r:?}");
+    assert_eq!(r.ok, r.requests);
+    assert_eq!(r.errors.total(), 0);
+    assert!(r.latency_us.p50 >= 40_000, "{r:?}");
+    assert_eq!(r.bytes_in, 3 * 2 * r.requests);
+    let s = seen.lock().unwrap();
+    assert_eq!(s.connections, 6);
+    assert_eq!(s.requests, 3 * r.all_responses);
+    let mut legs: Vec<&str> = s.bodies.iter().map(String::as_str).collect();
+    legs.sort_unstable();
+    legs.dedup();
+    assert_eq!(legs, ["0", "1", "2"]);
+}
+
+#[test]
+fn fanout_needs_the_closed_loop_and_a_sane_size() {
+    let compile = |y: &str| {
+        Plan::compile(
+            ScenarioFile::parse(y, false).unwrap(),
+            &Overrides::default(),
+        )
+    };
+    let err = compile("path: /q\nduration: 1s\nrate: 10\nfanout: 2\n").unwrap_err();
+    assert!(err.contains("closed loop"), "{err}");
+    let err = compile("path: /q\nduration: 1s\nconcurrency: 1\nfanout: 0\n").unwrap_err();
+    assert!(err.contains("fanout must be"), "{err}");
+    let err = compile("path: /q\nduration: 1s\nconcurrency: 1\nvars: {leg: 1}\n").unwrap_err();
+    assert!(err.contains("built in"), "{err}");
 }
 
 #[tokio::test(flavor = "current_thread")]

@@ -175,6 +175,8 @@ pub struct Report {
     pub rate: Option<f64>,
     /// Connections opened.
     pub connections: usize,
+    /// Requests sent together per booked request (1: no fan-out).
+    pub fanout: usize,
     /// Warm-up, seconds.
     pub warmup_s: f64,
     /// Measured duration, seconds.
@@ -236,7 +238,8 @@ impl Report {
             mode,
             concurrency,
             rate,
-            connections: plan.mode.connections(),
+            connections: plan.mode.connections() * plan.fanout,
+            fanout: plan.fanout,
             warmup_s: warmup.as_secs_f64(),
             duration_s: duration.as_secs_f64(),
             requests,
@@ -272,6 +275,10 @@ impl Report {
         let mut o = String::new();
         let _ = writeln!(o, "scenario   {}  →  {}", self.scenario, self.target);
         let shape = match (self.concurrency, self.rate) {
+            (Some(c), _) if self.fanout > 1 => format!(
+                "closed loop, {c} x {} connections (each request a fan-out of {})",
+                self.fanout, self.fanout
+            ),
             (Some(c), _) => format!("closed loop, {c} connections"),
             (_, Some(r)) => format!("open loop, {r} req/s over {} connections", self.connections),
             _ => String::new(),

@@ -19,6 +19,9 @@
 //! # rate: 5000                     # … or open loop at 5000 req/s,
 //! # connections: 64                #     over this many connections (default 64)
 //! timeout: 10s                     # per request, default 10 s
+//! # fanout: 8                      # closed loop only: each request is 8 sent at once, on
+//! #                                #   8 connections, `${leg}` = 0..7; its latency is the
+//! #                                #   slowest one's (a scatter's "slowest leg", measured)
 //! expect_status: [200]             # default: any 2xx
 //! ```
 //!
@@ -182,6 +185,9 @@ pub struct ScenarioFile {
     /// Open loop: connections (default 64).
     #[serde(default)]
     pub connections: Option<usize>,
+    /// Closed loop: requests sent together per iteration (default 1).
+    #[serde(default)]
+    pub fanout: Option<usize>,
     /// Per-request timeout (default 10 s).
     #[serde(default)]
     pub timeout: Option<DurationSpec>,
@@ -285,7 +291,12 @@ pub struct Plan {
     pub timeout: Duration,
     /// Success statuses; empty = any 2xx.
     pub expect_status: Vec<u16>,
+    /// Requests sent together per closed-loop iteration, each on its own connection (1: none).
+    pub fanout: usize,
 }
+
+/// Largest `fanout`.
+pub const MAX_FANOUT: usize = 64;
 
 impl Plan {
     /// Validates the file plus overrides.
@@ -362,6 +373,18 @@ impl Plan {
         }
 
         let mode = resolve_mode(&file, ov)?;
+        let fanout = file.fanout.unwrap_or(1);
+        if !(1..=MAX_FANOUT).contains(&fanout) {
+            return Err(format!("fanout must be 1..={MAX_FANOUT}, got {fanout}"));
+        }
+        if fanout > 1 && !matches!(mode, Mode::Closed { .. }) {
+            return Err("fanout needs the closed loop (`concurrency`), not `rate`".into());
+        }
+        if mode.connections() * fanout > MAX_CONNECTIONS {
+            return Err(format!(
+                "concurrency x fanout opens more than {MAX_CONNECTIONS} connections"
+            ));
+        }
         for s in &file.expect_status {
             if !(100..=599).contains(s) {
                 return Err(format!("expect_status: {s} is not an HTTP status"));
@@ -378,6 +401,7 @@ impl Plan {
             window: Window { warmup, duration },
             timeout,
             expect_status: file.expect_status,
+            fanout,
         };
         plan.check_renders()?;
         Ok(plan)
@@ -387,6 +411,7 @@ impl Plan {
     fn check_renders(&self) -> Result<(), String> {
         let mut rng = SplitMix64::new(0, 0);
         let mut ctx = RenderCtx {
+            leg: u64::MAX,
             seq: u64::MAX,
             rng: &mut rng,
             zipf: self.zipf.as_deref(),

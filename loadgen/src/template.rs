@@ -9,6 +9,8 @@
 //!   * `${zipf}`: a Zipf-distributed id; **every occurrence draws independently** (so
 //!     `["id","In",[${zipf},${zipf}]]` asks for two ids). Needs a `zipf:` block in the scenario.
 //!   * `${seq}`: the request's sequence number (0-based, shared by all occurrences in one request).
+//!   * `${leg}`: the request's place in its fan-out group (`0..fanout`, see
+//!     [`crate::scenario`]); always 0 without `fanout`.
 //! * Every other name must be defined in the scenario's `vars:` or with `--var name=value`; an
 //!   undefined name is an error when the scenario is loaded, not at run time.
 //!
@@ -27,6 +29,8 @@ pub enum Dynamic {
     Zipf,
     /// The request sequence number.
     Seq,
+    /// The request's place in its fan-out group.
+    Leg,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +61,8 @@ impl std::error::Error for TemplateError {}
 pub struct RenderCtx<'a> {
     /// The request's sequence number.
     pub seq: u64,
+    /// The request's place in its fan-out group (0 without fan-out).
+    pub leg: u64,
     /// The worker's generator.
     pub rng: &'a mut SplitMix64,
     /// The scenario's Zipf sampler, if it has one.
@@ -71,7 +77,7 @@ pub fn is_valid_name(name: &str) -> bool {
 }
 
 /// Names that cannot be set as variables.
-pub const RESERVED: [&str; 2] = ["zipf", "seq"];
+pub const RESERVED: [&str; 3] = ["zipf", "seq", "leg"];
 
 impl Template {
     /// Compiles `src`, substituting `vars`. `zipf_enabled` says whether `${zipf}` is allowed.
@@ -106,14 +112,14 @@ impl Template {
                             "`${zipf}` is used but the scenario has no `zipf:` block".into(),
                         ));
                     }
-                    "zipf" | "seq" => {
+                    "zipf" | "seq" | "leg" => {
                         if !lit.is_empty() {
                             segs.push(Seg::Lit(std::mem::take(&mut lit)));
                         }
-                        segs.push(Seg::Dyn(if name == "zipf" {
-                            Dynamic::Zipf
-                        } else {
-                            Dynamic::Seq
+                        segs.push(Seg::Dyn(match name {
+                            "zipf" => Dynamic::Zipf,
+                            "seq" => Dynamic::Seq,
+                            _ => Dynamic::Leg,
                         }));
                     }
                     _ => {
@@ -157,6 +163,7 @@ impl Template {
             match seg {
                 Seg::Lit(l) => out.extend_from_slice(l),
                 Seg::Dyn(Dynamic::Seq) => push_u64(out, ctx.seq),
+                Seg::Dyn(Dynamic::Leg) => push_u64(out, ctx.leg),
                 Seg::Dyn(Dynamic::Zipf) => {
                     // `compile` refuses `${zipf}` without a sampler; 0 is a harmless fallback.
                     let v = ctx.zipf.map_or(0, |z| z.sample(ctx.rng));
@@ -201,6 +208,7 @@ mod tests {
     fn render(t: &Template, seq: u64, zipf: Option<&Zipf>) -> String {
         let mut rng = SplitMix64::new(1, 2);
         let mut ctx = RenderCtx {
+            leg: 0,
             seq,
             rng: &mut rng,
             zipf,
