@@ -4,15 +4,18 @@
 //!
 //! - [`ensure_rows`] — hevlayer's `QueryResponse.rows` is required; upstream omits it on
 //!   aggregation-only queries. Adds `"rows":[]` as the first member when absent; otherwise the
-//!   body is returned byte-for-byte.
+//!   body is returned byte-for-byte, borrowed (no copy of the answer).
 //! - [`finish_response`] — what the gateway calls on every successful query response (after the
 //!   gather, on sharded namespaces). For [`UpstreamShape::Single`] it is [`ensure_rows`] plus
 //!   the echo blocks appended as the last members; for [`UpstreamShape::Expansion`] the fused
 //!   `{"results":[{"rows":[...]}],"billing":..,"performance":..}` becomes
 //!   `{"rows":[...],"billing":..,"performance":..,"hybrid":..,"routing":..}` (the entry's and
 //!   the root's members copied verbatim); [`UpstreamShape::MultiQuery`] bodies are returned
-//!   unchanged (native multi-query responses stay upstream-shaped).
+//!   unchanged (native multi-query responses stay upstream-shaped). An unchanged body comes back
+//!   borrowed, so the gateway relays the upstream buffer it already holds.
 //! - [`deferral_body`] — `{"rows":[],"routing":{...,"executed":false}}`.
+
+use std::borrow::Cow;
 
 use sonic_rs::to_object_iter;
 
@@ -154,10 +157,10 @@ pub enum UpstreamShape {
 ///
 /// # Errors
 /// 502 when the body is not a JSON object.
-pub fn ensure_rows(body: &[u8]) -> Result<Vec<u8>, QueryError> {
+pub fn ensure_rows(body: &[u8]) -> Result<Cow<'_, [u8]>, QueryError> {
     let (has_rows, empty) = scan(body)?;
     if has_rows {
-        return Ok(body.to_vec());
+        return Ok(Cow::Borrowed(body));
     }
     let open = body
         .iter()
@@ -171,7 +174,7 @@ pub fn ensure_rows(body: &[u8]) -> Result<Vec<u8>, QueryError> {
         b"\"rows\":[],"
     });
     out.extend_from_slice(body.get(open + 1..).unwrap_or_default());
-    Ok(out)
+    Ok(Cow::Owned(out))
 }
 
 /// Whether the top-level object has `rows`, and whether it is empty.
@@ -181,8 +184,10 @@ fn scan(body: &[u8]) -> Result<(bool, bool), QueryError> {
     if body.iter().find(|b| !b" \t\r\n".contains(b)) != Some(&b'{') {
         return Err(QueryError::upstream("response is not a JSON object"));
     }
-    for item in to_object_iter(body) {
-        let (key, _) = item.map_err(|_| QueryError::upstream("response is not valid JSON"))?;
+    // Keys lent from the text (`to_object_iter` would copy each into a `String`).
+    let members = crate::validate::members(body)
+        .map_err(|_| QueryError::upstream("response is not valid JSON"))?;
+    for (key, _) in &members {
         empty = false;
         if key == "rows" {
             has_rows = true;
@@ -195,13 +200,13 @@ fn scan(body: &[u8]) -> Result<(bool, bool), QueryError> {
 ///
 /// # Errors
 /// 502 when the body is not a JSON object, or an expansion response has no single result.
-pub fn finish_response(
-    body: &[u8],
+pub fn finish_response<'a>(
+    body: &'a [u8],
     shape: UpstreamShape,
     echo: &Echo,
-) -> Result<Vec<u8>, QueryError> {
+) -> Result<Cow<'a, [u8]>, QueryError> {
     let single = match shape {
-        UpstreamShape::MultiQuery => return Ok(body.to_vec()),
+        UpstreamShape::MultiQuery => return Ok(Cow::Borrowed(body)),
         UpstreamShape::Single => ensure_rows(body)?,
         UpstreamShape::Expansion => unwrap_fused(body)?,
     };
@@ -224,12 +229,12 @@ pub fn finish_response(
         out.extend_from_slice(r.to_json().as_bytes());
     }
     out.extend_from_slice(single.get(close..).unwrap_or_default());
-    Ok(out)
+    Ok(Cow::Owned(out))
 }
 
 /// `{"results":[E],"billing":B,...}` → `{<members of E>,"billing":B,...}` with `rows` ensured;
 /// an already single-shaped (merged) body just gets `rows` ensured.
-fn unwrap_fused(body: &[u8]) -> Result<Vec<u8>, QueryError> {
+fn unwrap_fused(body: &[u8]) -> Result<Cow<'_, [u8]>, QueryError> {
     let mut results = None;
     let mut rest: Vec<(String, String)> = Vec::new();
     for item in to_object_iter(body) {
@@ -273,7 +278,7 @@ fn unwrap_fused(body: &[u8]) -> Result<Vec<u8>, QueryError> {
         push_member(&mut out, &mut first, key, value);
     }
     out.push(b'}');
-    Ok(out)
+    Ok(Cow::Owned(out))
 }
 
 fn push_member(out: &mut Vec<u8>, first: &mut bool, key: &str, raw: &str) {
@@ -296,8 +301,8 @@ pub fn deferral_body(routing: &RoutingEcho) -> Vec<u8> {
 mod tests {
     use super::*;
 
-    fn s(b: Vec<u8>) -> String {
-        String::from_utf8(b).unwrap()
+    fn s(b: Cow<'_, [u8]>) -> String {
+        String::from_utf8(b.into_owned()).unwrap()
     }
 
     #[test]
@@ -308,7 +313,8 @@ mod tests {
         );
         assert_eq!(s(ensure_rows(b" { } ").unwrap()), r#" {"rows":[] } "#);
         let body = br#"{"rows":[{"id":1}],"billing":{}}"#;
-        assert_eq!(ensure_rows(body).unwrap(), body.to_vec());
+        // Unchanged: the same bytes, borrowed rather than copied.
+        assert!(matches!(ensure_rows(body).unwrap(), Cow::Borrowed(b) if b == body));
         assert!(ensure_rows(b"[1]").is_err());
         assert!(ensure_rows(b"{\"a\":").is_err());
     }
@@ -365,7 +371,7 @@ mod tests {
             executed: false,
         };
         assert_eq!(
-            s(deferral_body(&r)),
+            s(Cow::Owned(deferral_body(&r))),
             r#"{"rows":[],"routing":{"route":"semantic","policy":"v1","tokens":8,"executed":false}}"#
         );
     }

@@ -17,6 +17,7 @@
 //! A body upstream would reject by itself (bad JSON, wrong shapes) is forwarded untouched so the
 //! caller gets upstream's own error.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -57,7 +58,7 @@ impl Answer {
         }
     }
 
-    pub(super) fn json(body: Vec<u8>, watermark: Option<u64>) -> Self {
+    pub(super) fn json(body: impl Into<Bytes>, watermark: Option<u64>) -> Self {
         let mut headers = HeaderMap::new();
         headers.insert(
             header::CONTENT_TYPE,
@@ -66,7 +67,7 @@ impl Answer {
         Answer {
             status: StatusCode::OK,
             headers,
-            body: Bytes::from(body),
+            body: body.into(),
             watermark,
         }
     }
@@ -234,7 +235,11 @@ pub(super) async fn execute(
         if !up.status.is_success() {
             return Ok(Answer::relayed(up, watermark));
         }
-        let body = scatter::respond::finish_response(&up.body, q.shape, &q.echo)?;
+        // An answer the gateway leaves as it is relays upstream's buffer (no copy).
+        let body = match scatter::respond::finish_response(&up.body, q.shape, &q.echo)? {
+            Cow::Borrowed(_) => up.body.clone(),
+            Cow::Owned(b) => Bytes::from(b),
+        };
         return Ok(Answer::json(body, watermark));
     }
     gather(
@@ -319,8 +324,11 @@ async fn gather(
             scatter::merge_multi_query_responses(&bodies, &specs)?
         }
     };
-    let body = scatter::respond::finish_response(&merged, q.shape, &q.echo)?;
-    Ok(Answer::json(body, watermark))
+    let changed = match scatter::respond::finish_response(&merged, q.shape, &q.echo)? {
+        Cow::Owned(b) => Some(b),
+        Cow::Borrowed(_) => None,
+    };
+    Ok(Answer::json(changed.unwrap_or(merged), watermark))
 }
 
 async fn send(
