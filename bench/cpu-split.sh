@@ -8,7 +8,9 @@
 #
 # One emulator (10,000 rows) on CPU1, the proxy on CPU0, layer-loadgen on CPU1 running
 # bench/scenarios/query-passthrough.yaml at 64 connections: 3 s warm-up, then 8 s measured per
-# proxy. Everything on 127.0.0.1, killed on exit. Knobs: GATEWAY_BIN, STRACE, SKIP_BUILD.
+# proxy. Everything on 127.0.0.1, killed on exit. Knobs: GATEWAY_BIN, STRACE, SKIP_BUILD, PERF
+# (1: also a perf profile of the gateway during its measured run, self time by thread and
+# function, PERF_TOP lines).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 source "$ROOT/bench/lib.sh"
@@ -46,8 +48,15 @@ for target in gateway nginx; do
   if [[ $target == gateway ]]; then addr=$GW; pids=("$GW_PID"); else addr=$NGINX_ADDR; pids=("$NGINX_PID" "$NGINX_WORKER"); fi
   load "$addr" 3s "$TMP/warm.json"
   threads "${pids[@]}" >"$TMP/before"
+  if [[ $target == gateway && ${PERF:-0} == 1 ]]; then
+    # A sampled wall-clock profile of the gateway's threads during 6 s of the measured run
+    # (perf's default cycles event; a VM without PMU access falls back to cpu-clock).
+    (sleep 1; perf record -q -F 2999 -g -p "$GW_PID" -o "$TMP/perf.data" -- sleep 6 >/dev/null 2>&1 || true) &
+    PERF_JOB=$!
+  fi
   load "$addr" 8s "$TMP/run.$target.json"
   threads "${pids[@]}" >"$TMP/after"
+  [[ -n ${PERF_JOB:-} ]] && { wait "$PERF_JOB"; PERF_JOB=; }
   n=$(jq '.all_responses' "$TMP/run.$target.json")
   awk -v n="$n" -v hz="$CLK_TCK" -v proxy="$target" '
     NR == FNR { u0[$1] += $2; s0[$1] += $3; next }
@@ -73,4 +82,13 @@ if [[ ${STRACE:-0} == 1 ]]; then
     echo "$target: system calls per request (strace -c, $n responses)"
     awk -v n="$n" '$4 ~ /^[0-9]+$/ && $NF != "total" {printf "  %-14s %.3f\n", $NF, $4 / n}' "$TMP/strace.$target" | sort -k2 -nr | head -6
   done
+fi
+if [[ ${PERF:-0} == 1 && -s $TMP/perf.data ]]; then
+  echo
+  echo "Self time by thread and function (perf, the gateway's measured run; top ${PERF_TOP:-40}):"
+  echo
+  echo '```'
+  perf report -i "$TMP/perf.data" --no-children --sort comm,sym --stdio 2>/dev/null \
+    | grep -E '^ +[0-9]' | head -"${PERF_TOP:-40}" | cut -c1-160
+  echo '```'
 fi

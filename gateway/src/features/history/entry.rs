@@ -12,7 +12,7 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::value::RawValue;
 
 /// The widest time range one stored batch may cover. Part of the storage format: readers rely on
 /// it, so changing it means old objects may be read with the wrong bound.
@@ -80,9 +80,40 @@ pub struct SearchEntry {
     pub raw_query: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stable_as_of: Option<u64>,
-    pub query: Map<String, Value>,
+    pub query: QuerySummary,
     pub top_result_ids: Vec<String>,
     pub tags: Vec<String>,
+}
+
+/// A search entry's `query` summary: a JSON object's text, kept and written verbatim (built by
+/// [`super::summary`] straight from the request's members, so no value tree is built per query
+/// or freed when the entry leaves the recent window).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct QuerySummary(Box<RawValue>);
+
+impl QuerySummary {
+    /// `text` when it is JSON, as the summary builder always writes it; `{}` otherwise (the
+    /// check keeps a stored line parseable whatever a member's text held).
+    pub fn checked(text: String) -> Self {
+        RawValue::from_string(text).map_or_else(|_| Self::empty(), QuerySummary)
+    }
+
+    /// `{}`.
+    pub fn empty() -> Self {
+        QuerySummary(RawValue::from_string("{}".to_owned()).expect("`{}` is JSON"))
+    }
+
+    /// The JSON text.
+    pub fn get(&self) -> &str {
+        self.0.get()
+    }
+}
+
+impl PartialEq for QuerySummary {
+    fn eq(&self, other: &Self) -> bool {
+        self.get() == other.get()
+    }
 }
 
 /// One fetched document carrying a search's trace context (hevlayer `ClickstreamEvent`).
@@ -300,7 +331,7 @@ mod tests {
             trace_id: None,
             raw_query: None,
             stable_as_of: None,
-            query: Map::new(),
+            query: QuerySummary::empty(),
             top_result_ids: vec!["a".into()],
             tags: vec![],
         };

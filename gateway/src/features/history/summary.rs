@@ -11,11 +11,16 @@
 //!
 //! This runs on the control runtime, never on a shard. Bodies are walked lazily (sonic-rs skips
 //! what it does not need), so a large response costs a scan for the row ids, not a full parse.
+//! The summary is written as JSON text straight from the members' raw text (kept members are
+//! copied as the caller wrote them), with no value tree built and none to free when the entry
+//! leaves the recent window; the finished text is checked once ([`QuerySummary`]).
 
+use std::fmt::Write as _;
 use std::io::Read;
 
-use serde_json::{Map, Value, json};
 use sonic_rs::LazyValue;
+
+use super::entry::QuerySummary;
 
 /// Members copied verbatim (when no larger than [`MAX_VERBATIM_BYTES`]).
 const VERBATIM: &[&str] = &[
@@ -43,9 +48,9 @@ const MAX_LEGS: usize = 16;
 const MAX_INFLATED_BYTES: u64 = 64 << 20;
 
 /// The `query` summary and the served ids of one query.
-#[derive(Debug, Default, PartialEq)]
+#[derive(Debug, PartialEq)]
 pub struct Summary {
-    pub query: Map<String, Value>,
+    pub query: QuerySummary,
     pub top_result_ids: Vec<String>,
 }
 
@@ -64,9 +69,10 @@ pub fn summarize(request: &[u8], response: &[u8]) -> Summary {
     } else {
         request
     };
-    let mut query = summarize_body(request);
+    let mut query = Object::new();
+    let multi = summarize_body(request, &mut query);
     let mut top_result_ids = Vec::new();
-    let mut counts = Vec::new();
+    let mut counts: Vec<usize> = Vec::new();
     for (key, value) in members_until_error(response) {
         match &*key {
             "rows" => row_ids(&value, &mut top_result_ids),
@@ -81,19 +87,71 @@ pub fn summarize(request: &[u8], response: &[u8]) -> Summary {
             }
             // The echo blocks: the expansion that ran and the routing decision.
             "hybrid" | "routing" => {
-                if let Some(v) = parse_small(&value) {
-                    query.insert(key.into_owned(), v);
+                let raw = value.as_raw_str().trim();
+                if raw.len() <= MAX_VERBATIM_BYTES {
+                    query.member(&key).push_str(raw);
                 }
             }
             _ => {}
         }
     }
-    if query.contains_key("queries") || !counts.is_empty() {
-        query.insert("result_counts".into(), json!(counts));
+    if multi || !counts.is_empty() {
+        let out = query.member("result_counts");
+        out.push('[');
+        for (i, n) in counts.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            let _ = write!(out, "{n}");
+        }
+        out.push(']');
     }
     Summary {
-        query,
+        query: QuerySummary::checked(query.finish()),
         top_result_ids,
+    }
+}
+
+/// A JSON object written member by member.
+struct Object {
+    text: String,
+    empty: bool,
+}
+
+impl Object {
+    fn new() -> Self {
+        Object {
+            text: String::with_capacity(256),
+            empty: true,
+        }
+    }
+
+    /// Starts a member: writes its key (escaped) and returns the text to write its value into.
+    fn member(&mut self, key: &str) -> &mut String {
+        self.text.push(if self.empty { '{' } else { ',' });
+        self.empty = false;
+        push_json_str(&mut self.text, key);
+        self.text.push(':');
+        &mut self.text
+    }
+
+    fn finish(mut self) -> String {
+        if self.empty {
+            self.text.push('{');
+        }
+        self.text.push('}');
+        self.text
+    }
+}
+
+/// `s` as a JSON string.
+fn push_json_str(out: &mut String, s: &str) {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+    } else {
+        out.push_str(&serde_json::Value::from(s).to_string());
     }
 }
 
@@ -107,110 +165,128 @@ fn members_until_error(text: &[u8]) -> Vec<scatter::validate::Entry<'_>> {
     })
 }
 
-/// The summary of one query object (a single query or a multi-query leg).
-fn summarize_body(body: &[u8]) -> Map<String, Value> {
-    let mut out = Map::new();
+/// Writes the summary of one query object (a single query or a multi-query leg) into `out`;
+/// `true` when it has `queries` (a multi-query).
+fn summarize_body(body: &[u8], out: &mut Object) -> bool {
+    let mut multi = false;
     for (key, value) in members_until_error(body) {
-        let summarized = match &*key {
-            "rank_by" | "rerank_by" => expression(&value),
-            "vector" => vector_shape(&value),
-            "nearest_to_id" => seeds(&value),
-            "filters" => small_or_size(&value),
-            "cursor" => Value::Bool(true),
-            "queries" => Value::Array(
-                value
-                    .into_array_iter()
-                    .into_iter()
-                    .flatten()
-                    .flatten()
-                    .take(MAX_LEGS)
-                    .map(|leg| Value::Object(summarize_body(leg.as_raw_str().as_bytes())))
-                    .collect(),
-            ),
-            k if VERBATIM.contains(&k) => small_or_size(&value),
-            _ => continue,
-        };
-        out.insert(key.into_owned(), summarized);
+        match &*key {
+            "rank_by" | "rerank_by" => expression(&value, out.member(&key)),
+            "vector" => vector_shape(&value, out.member(&key)),
+            "nearest_to_id" => seeds(&value, out.member(&key)),
+            "filters" => small_or_size(&value, out.member(&key)),
+            "cursor" => out.member(&key).push_str("true"),
+            "queries" => {
+                multi = true;
+                let text = out.member(&key);
+                text.push('[');
+                let legs = value.into_array_iter().into_iter().flatten().flatten();
+                for (i, leg) in legs.take(MAX_LEGS).enumerate() {
+                    if i > 0 {
+                        text.push(',');
+                    }
+                    let mut one = Object::new();
+                    summarize_body(leg.as_raw_str().as_bytes(), &mut one);
+                    text.push_str(&one.finish());
+                }
+                text.push(']');
+            }
+            k if VERBATIM.contains(&k) => small_or_size(&value, out.member(&key)),
+            _ => {}
+        }
     }
-    out
+    multi
 }
 
 /// A ranking expression with every vector replaced by its shape: `[attr, "ANN", V]` and an
 /// options object's `vector` (Auto's forced re-issue) become `{"dims": n}`; everything else (the
 /// HybridText / Auto input, BM25 text, attribute orderings, Sum/Max combinations) is kept.
-fn expression(v: &LazyValue<'_>) -> Value {
+fn expression(v: &LazyValue<'_>, out: &mut String) {
     if let Some(iter) = v.clone().into_array_iter() {
         let items: Vec<LazyValue<'_>> = iter.flatten().collect();
         let is_ann = items.len() == 3 && items[1].as_raw_str().trim() == "\"ANN\"";
-        return Value::Array(
-            items
-                .iter()
-                .enumerate()
-                .map(|(i, item)| {
-                    if is_ann && i == 2 {
-                        vector_shape(item)
-                    } else {
-                        expression(item)
-                    }
-                })
-                .collect(),
-        );
+        out.push('[');
+        for (i, item) in items.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            if is_ann && i == 2 {
+                vector_shape(item, out);
+            } else {
+                expression(item, out);
+            }
+        }
+        out.push(']');
+        return;
     }
     if let Some(iter) = v.clone().into_object_iter() {
-        return Value::Object(
-            iter.flatten()
-                .map(|(k, item)| {
-                    let value = if k == "vector" {
-                        vector_shape(&item)
-                    } else {
-                        expression(&item)
-                    };
-                    (k.into_owned(), value)
-                })
-                .collect(),
-        );
+        out.push('{');
+        for (i, (k, item)) in iter.flatten().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            push_json_str(out, &k);
+            out.push(':');
+            if k == "vector" {
+                vector_shape(&item, out);
+            } else {
+                expression(&item, out);
+            }
+        }
+        out.push('}');
+        return;
     }
-    serde_json::from_str(v.as_raw_str()).unwrap_or(Value::Null)
+    out.push_str(v.as_raw_str().trim());
 }
 
 /// `{"dims": n}` for a vector of numbers; `{"encoding": "base64", "chars": n}` for a base64 one.
-fn vector_shape(v: &LazyValue<'_>) -> Value {
+fn vector_shape(v: &LazyValue<'_>, out: &mut String) {
     let raw = v.as_raw_str().trim();
     if raw.starts_with('"') {
-        return json!({"encoding": "base64", "chars": raw.len().saturating_sub(2)});
+        let _ = write!(
+            out,
+            r#"{{"encoding":"base64","chars":{}}}"#,
+            raw.len().saturating_sub(2)
+        );
+        return;
     }
     match v.clone().into_array_iter() {
-        Some(iter) => json!({"dims": iter.count()}),
-        None => json!({"bytes": raw.len()}),
+        Some(iter) => {
+            let _ = write!(out, r#"{{"dims":{}}}"#, iter.count());
+        }
+        None => {
+            let _ = write!(out, r#"{{"bytes":{}}}"#, raw.len());
+        }
     }
 }
 
 /// `nearest_to_id` seeds: the ids (at most [`MAX_SEEDS`]) and how many there were.
-fn seeds(v: &LazyValue<'_>) -> Value {
+fn seeds(v: &LazyValue<'_>, out: &mut String) {
     let Some(iter) = v.clone().into_array_iter() else {
-        return small_or_size(v);
+        return small_or_size(v, out);
     };
-    let mut ids = Vec::new();
+    out.push_str(r#"{"ids":["#);
     let mut count = 0usize;
     for item in iter.flatten() {
-        if ids.len() < MAX_SEEDS {
-            ids.push(id_text(item.as_raw_str()));
+        if count < MAX_SEEDS {
+            if count > 0 {
+                out.push(',');
+            }
+            push_json_str(out, &id_text(item.as_raw_str()));
         }
         count += 1;
     }
-    json!({"ids": ids, "count": count})
+    let _ = write!(out, r#"],"count":{count}}}"#);
 }
 
-fn parse_small(v: &LazyValue<'_>) -> Option<Value> {
-    let raw = v.as_raw_str();
-    if raw.len() > MAX_VERBATIM_BYTES {
-        return None;
+/// The member's own text when small, else `{"bytes": n}`.
+fn small_or_size(v: &LazyValue<'_>, out: &mut String) {
+    let raw = v.as_raw_str().trim();
+    if raw.len() <= MAX_VERBATIM_BYTES {
+        out.push_str(raw);
+    } else {
+        let _ = write!(out, r#"{{"bytes":{}}}"#, raw.len());
     }
-    serde_json::from_str(raw).ok()
-}
-
-fn small_or_size(v: &LazyValue<'_>) -> Value {
-    parse_small(v).unwrap_or_else(|| json!({"bytes": v.as_raw_str().len()}))
 }
 
 /// Appends the `id` of every row, in order.
@@ -245,8 +321,15 @@ fn id_text(raw: &str) -> String {
 mod tests {
     use super::*;
 
+    use serde_json::{Value, json};
+
     fn s(request: Value, response: &str) -> Summary {
         summarize(request.to_string().as_bytes(), response.as_bytes())
+    }
+
+    /// The summary as a value, for comparisons.
+    fn q(sum: &Summary) -> Value {
+        serde_json::from_str(sum.query.get()).expect("a summary is JSON")
     }
 
     #[test]
@@ -263,7 +346,7 @@ mod tests {
             r#"{"rows":[{"id":"a","$dist":0.1},{"id":7,"title":"x"},{"$dist":1,"id":"q\"uote"}]}"#,
         );
         assert_eq!(
-            Value::Object(sum.query),
+            q(&sum),
             json!({
                 "vector": {"dims": 3},
                 "top_k": 10,
@@ -289,11 +372,11 @@ mod tests {
             json!({"rank_by": ["vector", "ANN", [1.0, 0.0, 0.5, 0.5]], "top_k": 2}),
             r#"{"rows":[]}"#,
         );
-        assert_eq!(sum.query["rank_by"], json!(["vector", "ANN", {"dims": 4}]));
+        assert_eq!(q(&sum)["rank_by"], json!(["vector", "ANN", {"dims": 4}]));
         assert!(sum.top_result_ids.is_empty());
         let sum = s(json!({"vector": "AACAPwAAAEA="}), r#"{"rows":[]}"#);
         assert_eq!(
-            sum.query["vector"],
+            q(&sum)["vector"],
             json!({"encoding": "base64", "chars": 12})
         );
     }
@@ -305,10 +388,10 @@ mod tests {
             r#"{"rows":[{"id":"t-1","$score":0.02}],"hybrid":{"tokens":["conection","timout"],"tokens_dropped":0,"fuzziness":"auto","rank_constant":60,"legs":3,"per_leg_limit":50}}"#,
         );
         assert_eq!(
-            sum.query["rank_by"],
+            q(&sum)["rank_by"],
             json!(["content", "HybridText", "conection timout"])
         );
-        assert_eq!(sum.query["hybrid"]["legs"], 3);
+        assert_eq!(q(&sum)["hybrid"]["legs"], 3);
         assert_eq!(sum.top_result_ids, ["t-1"]);
 
         let sum = s(
@@ -316,11 +399,11 @@ mod tests {
             r#"{"rows":[{"id":"d"}],"routing":{"route":"semantic","policy":"forced","tokens":4,"executed":true}}"#,
         );
         assert_eq!(
-            sum.query["rank_by"],
+            q(&sum)["rank_by"],
             json!(["content", "Auto", "why do pods restart", {"route": "semantic", "vector": {"dims": 2}}])
         );
         assert_eq!(
-            sum.query["routing"],
+            q(&sum)["routing"],
             json!({"route": "semantic", "policy": "forced", "tokens": 4, "executed": true})
         );
     }
@@ -332,11 +415,11 @@ mod tests {
             r#"{"rows":[]}"#,
         );
         assert_eq!(
-            sum.query["rank_by"],
+            q(&sum)["rank_by"],
             json!(["Sum", [["title", "BM25", "a b"], ["body", "BM25", "c"]]])
         );
         assert_eq!(
-            sum.query["nearest_to_id"],
+            q(&sum)["nearest_to_id"],
             json!({"ids": ["x", "5"], "count": 2})
         );
     }
@@ -351,13 +434,13 @@ mod tests {
             r#"{"results":[{"rows":[{"id":"a"},{"id":"b"}]},{"rows":[{"id":"c"}]}],"billing":{}}"#,
         );
         assert_eq!(
-            sum.query["queries"],
+            q(&sum)["queries"],
             json!([
                 {"rank_by": ["vector", "ANN", {"dims": 2}], "top_k": 2},
                 {"rank_by": ["title", "BM25", "earbuds"], "top_k": 1}
             ])
         );
-        assert_eq!(sum.query["result_counts"], json!([2, 1]));
+        assert_eq!(q(&sum)["result_counts"], json!([2, 1]));
         assert_eq!(sum.top_result_ids, ["a", "b", "c"]);
     }
 
@@ -368,8 +451,27 @@ mod tests {
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         std::io::Write::write_all(&mut gz, body.to_string().as_bytes()).unwrap();
         let sum = summarize(&gz.finish().unwrap(), br#"{"rows":[]}"#);
-        assert_eq!(sum.query["top_k"], 1);
-        assert!(sum.query["filters"]["bytes"].as_u64().unwrap() > MAX_VERBATIM_BYTES as u64);
+        assert_eq!(q(&sum)["top_k"], 1);
+        assert!(q(&sum)["filters"]["bytes"].as_u64().unwrap() > MAX_VERBATIM_BYTES as u64);
+    }
+
+    #[test]
+    fn members_keep_their_values_whatever_the_spacing_and_escapes() {
+        let sum = summarize(
+            br#"{ "top_k" : 3 , "rank_by": ["c", "Auto", "q \"x\"", {"ro\u0075te": "semantic", "vector": [1, 2]}],
+                "filters" : ["t", "Eq", "a\nb"] }"#,
+            br#"{"rows":[]}"#,
+        );
+        assert_eq!(
+            q(&sum),
+            json!({
+                "top_k": 3,
+                "rank_by": ["c", "Auto", "q \"x\"", {"route": "semantic", "vector": {"dims": 2}}],
+                "filters": ["t", "Eq", "a\nb"]
+            })
+        );
+        // Nothing kept: an empty object.
+        assert_eq!(summarize(b"{}", b"{}").query.get(), "{}");
     }
 
     #[test]
@@ -380,7 +482,8 @@ mod tests {
             (b"{\"rank_by\":", b"{\"rows\":[{\"id\""),
             (b"\x1f\x8bnot gzip", b"null"),
         ] {
-            let _ = summarize(req, resp);
+            // Whatever came in, the summary is a JSON object.
+            assert!(q(&summarize(req, resp)).is_object());
         }
     }
 
@@ -390,9 +493,9 @@ mod tests {
             br#"{"top_k":5,"filters":["a","Eq",1],"rank_by":["vector","ANN",[1,2"#,
             br#"{"rows":[{"id":"x"}],"performance":{"oops"#,
         );
-        assert_eq!(sum.query["top_k"], 5);
-        assert_eq!(sum.query["filters"], json!(["a", "Eq", 1]));
-        assert!(!sum.query.contains_key("rank_by"));
+        assert_eq!(q(&sum)["top_k"], 5);
+        assert_eq!(q(&sum)["filters"], json!(["a", "Eq", 1]));
+        assert!(q(&sum).get("rank_by").is_none());
         assert_eq!(sum.top_result_ids, ["x"]);
     }
 }

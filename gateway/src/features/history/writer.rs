@@ -535,7 +535,8 @@ mod tests {
             Some("4bf92f3577b34da6a3ce929d0e0e4736")
         );
         assert_eq!(e.stable_as_of, Some(5));
-        assert_eq!(e.query["vector"], serde_json::json!({"dims": 2}));
+        let query: serde_json::Value = serde_json::from_str(e.query.get()).unwrap();
+        assert_eq!(query["vector"], serde_json::json!({"dims": 2}));
         assert_eq!(windowed, 5);
     }
 
