@@ -10,7 +10,8 @@
 # bench/scenarios/query-passthrough.yaml at 64 connections: 3 s warm-up, then 8 s measured per
 # proxy. Everything on 127.0.0.1, killed on exit. Knobs: GATEWAY_BIN, STRACE, SKIP_BUILD, PERF
 # (1: also a perf profile of the gateway during its measured run, self time by thread and
-# function, PERF_TOP lines).
+# function, PERF_TOP lines; sampling slows the gateway, so that run's CPU table is not comparable
+# with runs without it; in a VM without PMU access kernel samples pile up on irq-restore paths).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 source "$ROOT/bench/lib.sh"
