@@ -261,17 +261,19 @@ fn account(st: &mut Stats, o: &Outcome, measured: bool, latency: Duration, body_
     }
 }
 
+/// The start of a closed-loop iteration and whether it falls in the measured window; `None`
+/// once the window has closed.
+fn turn(sh: &Shared) -> Option<(Instant, bool)> {
+    let start = Instant::now();
+    let at = start.saturating_duration_since(sh.t0);
+    let window = sh.plan.window;
+    window.is_open(at).then(|| (start, window.is_measured(at)))
+}
+
 async fn closed_slot(sh: Arc<Shared>, id: u64, mut slot: Option<Conn>) -> Stats {
     let mut st = Stats::default();
     let mut rng = SplitMix64::new(sh.seed, id);
-    let window = sh.plan.window;
-    loop {
-        let start = Instant::now();
-        let at = start.saturating_duration_since(sh.t0);
-        if !window.is_open(at) {
-            break;
-        }
-        let measured = window.is_measured(at);
+    while let Some((start, measured)) = turn(&sh) {
         let seq = sh.next.fetch_add(1, Ordering::Relaxed);
         let Some((req, body_len)) = sh.factory.build(seq, 0, &mut rng) else {
             st.errors.io += 1;
@@ -291,16 +293,9 @@ async fn closed_slot(sh: Arc<Shared>, id: u64, mut slot: Option<Conn>) -> Stats 
 async fn fanout_slot(sh: Arc<Shared>, id: u64, conns: Vec<Conn>) -> Stats {
     let mut st = Stats::default();
     let mut rng = SplitMix64::new(sh.seed, id);
-    let window = sh.plan.window;
     let n = conns.len() as u64;
     let mut slots: Vec<Option<Conn>> = conns.into_iter().map(Some).collect();
-    loop {
-        let start = Instant::now();
-        let at = start.saturating_duration_since(sh.t0);
-        if !window.is_open(at) {
-            break;
-        }
-        let measured = window.is_measured(at);
+    while let Some((start, measured)) = turn(&sh) {
         let seq = sh.next.fetch_add(n, Ordering::Relaxed);
         let mut legs = tokio::task::JoinSet::new();
         let mut body_len = 0;
