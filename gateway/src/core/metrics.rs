@@ -46,7 +46,7 @@ use std::time::Duration;
 
 use std::sync::Mutex;
 
-use super::labeled::{Hist as Series, escape};
+use super::labeled::{Hist, escape};
 
 /// Distinct `namespace` label values of each per-namespace latency family per thread.
 pub const MAX_QUERY_NAMESPACES: usize = 256;
@@ -57,11 +57,11 @@ pub const OTHER_NAMESPACE: &str = "_other";
 #[derive(Clone, Default)]
 pub struct ShardMetrics {
     requests: BTreeMap<(&'static str, u16), u64>,
-    request_latency: BTreeMap<&'static str, Series>,
+    request_latency: BTreeMap<&'static str, Hist>,
     /// metric → namespace → status → latency; nested so the hit path looks up by `&str` without
     /// allocating.
-    query_latency: BTreeMap<&'static str, BTreeMap<String, BTreeMap<u16, Series>>>,
-    upstream_latency: BTreeMap<&'static str, Series>,
+    query_latency: BTreeMap<&'static str, BTreeMap<String, BTreeMap<u16, Hist>>>,
+    upstream_latency: BTreeMap<&'static str, Hist>,
     upstream_errors: BTreeMap<(&'static str, &'static str), u64>,
     write_rejections: BTreeMap<&'static str, u64>,
     watcher_events: BTreeMap<&'static str, u64>,
@@ -285,11 +285,10 @@ pub fn render(shards: usize) -> String {
     }
     header(&mut out, "layer_request_duration_seconds", "histogram");
     for (route, s) in &all.request_latency {
-        histogram(
+        s.render(
             &mut out,
             "layer_request_duration_seconds",
             &format!("route=\"{route}\""),
-            s,
         );
     }
     let families = latency_families()
@@ -301,22 +300,20 @@ pub fn render(shards: usize) -> String {
         header(&mut out, metric, "histogram");
         for (ns, by_status) in all.query_latency.get(metric).unwrap_or(&empty) {
             for (status, s) in by_status {
-                histogram(
+                s.render(
                     &mut out,
                     metric,
                     &format!("namespace=\"{}\",status=\"{status}\"", escape(ns)),
-                    s,
                 );
             }
         }
     }
     header(&mut out, "layer_upstream_duration_seconds", "histogram");
     for (route, s) in &all.upstream_latency {
-        histogram(
+        s.render(
             &mut out,
             "layer_upstream_duration_seconds",
             &format!("route=\"{route}\""),
-            s,
         );
     }
     header(&mut out, "layer_upstream_errors_total", "counter");
@@ -387,10 +384,6 @@ pub fn render(shards: usize) -> String {
 fn header(out: &mut String, name: &str, kind: &str) {
     let help = super::labeled::help_text(metrics_catalog::help(name));
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-}
-
-fn histogram(out: &mut String, name: &str, labels: &str, s: &Series) {
-    s.render(out, name, labels);
 }
 
 #[cfg(test)]
