@@ -69,7 +69,8 @@ pub fn summarize(request: &[u8], response: &[u8]) -> Summary {
     } else {
         request
     };
-    let mut query = Object::new();
+    let mut text = String::with_capacity(256);
+    let mut query = Object::new(&mut text);
     let multi = summarize_body(request, &mut query);
     let mut top_result_ids = Vec::new();
     let mut counts: Vec<usize> = Vec::new();
@@ -106,52 +107,51 @@ pub fn summarize(request: &[u8], response: &[u8]) -> Summary {
         }
         out.push(']');
     }
+    query.finish();
     Summary {
-        query: QuerySummary::checked(query.finish()),
+        query: QuerySummary::checked(text),
         top_result_ids,
     }
 }
 
-/// A JSON object written member by member.
-struct Object {
-    text: String,
+/// A JSON object written member by member at the end of `text`.
+struct Object<'t> {
+    text: &'t mut String,
     empty: bool,
 }
 
-impl Object {
-    fn new() -> Self {
-        Object {
-            text: String::with_capacity(256),
-            empty: true,
-        }
+impl<'t> Object<'t> {
+    fn new(text: &'t mut String) -> Self {
+        Object { text, empty: true }
     }
 
     /// Starts a member: writes its key (escaped) and returns the text to write its value into.
     fn member(&mut self, key: &str) -> &mut String {
         self.text.push(if self.empty { '{' } else { ',' });
         self.empty = false;
-        push_json_str(&mut self.text, key);
+        push_json_str(self.text, key);
         self.text.push(':');
-        &mut self.text
+        self.text
     }
 
-    fn finish(mut self) -> String {
+    /// Closes the object (`{}` when it has no member).
+    fn finish(self) {
         if self.empty {
             self.text.push('{');
         }
         self.text.push('}');
-        self.text
     }
 }
 
-/// `s` as a JSON string.
+/// `s` as a JSON string: copied between quotes when nothing in it needs escaping (every key this
+/// module writes), else through scatter's encoder.
 fn push_json_str(out: &mut String, s: &str) {
     if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
         out.push('"');
         out.push_str(s);
         out.push('"');
     } else {
-        out.push_str(&serde_json::Value::from(s).to_string());
+        out.push_str(&scatter::page::json_str(s));
     }
 }
 
@@ -185,9 +185,9 @@ fn summarize_body(body: &[u8], out: &mut Object) -> bool {
                     if i > 0 {
                         text.push(',');
                     }
-                    let mut one = Object::new();
+                    let mut one = Object::new(text);
                     summarize_body(leg.as_raw_str().as_bytes(), &mut one);
-                    text.push_str(&one.finish());
+                    one.finish();
                 }
                 text.push(']');
             }
@@ -272,7 +272,13 @@ fn seeds(v: &LazyValue<'_>, out: &mut String) {
             if count > 0 {
                 out.push(',');
             }
-            push_json_str(out, &id_text(item.as_raw_str()));
+            // A string id is already JSON; a number is recorded as its text, quoted.
+            let raw = item.as_raw_str().trim();
+            if raw.starts_with('"') {
+                out.push_str(raw);
+            } else {
+                push_json_str(out, raw);
+            }
         }
         count += 1;
     }
@@ -458,16 +464,17 @@ mod tests {
     #[test]
     fn members_keep_their_values_whatever_the_spacing_and_escapes() {
         let sum = summarize(
-            br#"{ "top_k" : 3 , "rank_by": ["c", "Auto", "q \"x\"", {"ro\u0075te": "semantic", "vector": [1, 2]}],
-                "filters" : ["t", "Eq", "a\nb"] }"#,
+            br#"{ "top_k" : 3 , "rank_by": ["c", "Auto", "q \"x\"", {"ro\u0075te": "semantic", "vector": [1, 2], "a\"b": 1}],
+                "filters" : ["t", "Eq", "a\nb"], "nearest_to_id": ["x\u0041", 5] }"#,
             br#"{"rows":[]}"#,
         );
         assert_eq!(
             q(&sum),
             json!({
                 "top_k": 3,
-                "rank_by": ["c", "Auto", "q \"x\"", {"route": "semantic", "vector": {"dims": 2}}],
-                "filters": ["t", "Eq", "a\nb"]
+                "rank_by": ["c", "Auto", "q \"x\"", {"route": "semantic", "vector": {"dims": 2}, "a\"b": 1}],
+                "filters": ["t", "Eq", "a\nb"],
+                "nearest_to_id": {"ids": ["xA", "5"], "count": 2}
             })
         );
         // Nothing kept: an empty object.
