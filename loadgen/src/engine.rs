@@ -9,8 +9,9 @@
 //! Closed loop: each slot sends, reads the whole response, and sends again, until the window
 //! closes. With a `fanout` of N, a slot holds N connections and each of its requests is N sent
 //! at once (one per connection, `${leg}` = 0..N-1); it is booked as one request whose latency
-//! is the slowest of the N, whose status is the highest, and whose bytes are their sum. Open loop: slots take tickets from a shared counter; ticket `i` is sent at
-//! `t0 + i/rate` and its latency is measured from that scheduled instant (see
+//! is the slowest of the N, whose status is the highest, and whose bytes are their sum (any
+//! failed member fails it). Open loop: slots take tickets from a shared counter; ticket `i` is
+//! sent at `t0 + i/rate` and its latency is measured from that scheduled instant (see
 //! [`crate::schedule`]). Tokio's timer has millisecond granularity, so at high rates requests
 //! leave in small bursts; the `send_lag` histogram reports how late they actually left, and that
 //! lateness is part of the measured latency, never hidden.
@@ -313,11 +314,13 @@ async fn fanout_slot(sh: Arc<Shared>, id: u64, conns: Vec<Conn>) -> Stats {
             });
         }
         let mut done = Vec::with_capacity(n as usize);
+        let mut lost = false;
         while let Some(r) = legs.join_next().await {
             match r {
                 Ok(r) => done.push(r),
-                // A panicked leg task loses its connection; the next iteration reconnects.
-                Err(_) => st.errors.io += 1,
+                // A panicked leg task fails the group and loses its connection (the next
+                // iteration reconnects).
+                Err(_) => lost = true,
             }
         }
         let latency = start.elapsed();
@@ -345,6 +348,9 @@ async fn fanout_slot(sh: Arc<Shared>, id: u64, conns: Vec<Conn>) -> Stats {
             };
         }
         slots.resize_with(n as usize, || None);
+        if lost {
+            outcome = Outcome::Io;
+        }
         let connect_failed = matches!(outcome, Outcome::Connect);
         account(&mut st, &outcome, measured, latency, body_len);
         if connect_failed {

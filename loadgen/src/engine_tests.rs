@@ -184,6 +184,19 @@ async fn fanout_books_each_group_as_one_request_timed_by_its_slowest_leg() {
     assert_eq!(legs, ["0", "1", "2"]);
 }
 
+#[tokio::test(flavor = "current_thread")]
+async fn a_failed_member_fails_its_fanout_group() {
+    let (target, _seen) = server(false).await;
+    // Leg 2 is answered after 40 ms, past the 30 ms timeout: every group fails with it.
+    let p = plan(
+        "path: /q\nmethod: POST\nbody: '${leg}'\nduration: 200ms\nconcurrency: 1\nfanout: 3\ntimeout: 30ms\n",
+    );
+    let (st, wall) = run(p.clone(), &target, 1).await.unwrap();
+    let r = Report::new(&p, &target.to_string(), &st, wall);
+    assert_eq!(r.requests, 0, "{r:?}");
+    assert!(r.errors.timeout > 0, "{r:?}");
+}
+
 #[test]
 fn fanout_needs_the_closed_loop_and_a_sane_size() {
     let compile = |y: &str| {
