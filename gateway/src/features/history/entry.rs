@@ -81,27 +81,41 @@ pub struct SearchEntry {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stable_as_of: Option<u64>,
     pub query: QuerySummary,
-    pub top_result_ids: Vec<String>,
+    pub top_result_ids: ResultIds,
     pub tags: Vec<String>,
 }
 
-/// A search entry's `query` summary: a JSON object's text, kept and written verbatim (built by
-/// [`super::summary`] straight from the request's members, so no value tree is built per query
-/// or freed when the entry leaves the recent window).
+/// JSON text kept and written verbatim: a search entry's `query` summary (an object, built by
+/// [`super::summary`] straight from the request's members) and its `top_result_ids` (an array
+/// of strings, written from the answer's row ids). No value tree and no `String` per id is built
+/// per query or freed when the entry leaves the recent window.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct QuerySummary(Box<RawValue>);
+pub struct JsonText(Box<RawValue>);
 
-impl QuerySummary {
+/// A search entry's `query` summary: a JSON object's text.
+pub type QuerySummary = JsonText;
+
+/// A search entry's `top_result_ids`: a JSON array of strings, in rank order.
+pub type ResultIds = JsonText;
+
+impl JsonText {
     /// `text` when it is JSON, as the summary builder always writes it; `{}` otherwise (the
     /// check keeps a stored line parseable whatever a member's text held).
-    pub fn checked(text: String) -> Self {
-        RawValue::from_string(text).map_or_else(|_| Self::empty(), QuerySummary)
+    pub fn object(text: String) -> Self {
+        Self::checked_or(text, "{}")
     }
 
-    /// `{}`.
-    pub fn empty() -> Self {
-        QuerySummary(RawValue::from_string("{}".to_owned()).expect("`{}` is JSON"))
+    /// `text` when it is JSON, as the summary builder always writes it; `[]` otherwise.
+    pub fn array(text: String) -> Self {
+        Self::checked_or(text, "[]")
+    }
+
+    fn checked_or(text: String, fallback: &str) -> Self {
+        RawValue::from_string(text).map_or_else(
+            |_| JsonText(RawValue::from_string(fallback.to_owned()).expect("fallback is JSON")),
+            JsonText,
+        )
     }
 
     /// The JSON text.
@@ -110,7 +124,7 @@ impl QuerySummary {
     }
 }
 
-impl PartialEq for QuerySummary {
+impl PartialEq for JsonText {
     fn eq(&self, other: &Self) -> bool {
         self.get() == other.get()
     }
@@ -331,8 +345,8 @@ mod tests {
             trace_id: None,
             raw_query: None,
             stable_as_of: None,
-            query: QuerySummary::empty(),
-            top_result_ids: vec!["a".into()],
+            query: QuerySummary::object("{}".into()),
+            top_result_ids: ResultIds::array(r#"["a"]"#.into()),
             tags: vec![],
         };
         let text = serde_json::to_string(&e).unwrap();

@@ -20,7 +20,7 @@ use std::io::Read;
 
 use sonic_rs::LazyValue;
 
-use super::entry::QuerySummary;
+use super::entry::{QuerySummary, ResultIds};
 
 /// Members copied verbatim (when no larger than [`MAX_VERBATIM_BYTES`]).
 const VERBATIM: &[&str] = &[
@@ -51,7 +51,7 @@ const MAX_INFLATED_BYTES: u64 = 64 << 20;
 #[derive(Debug, PartialEq)]
 pub struct Summary {
     pub query: QuerySummary,
-    pub top_result_ids: Vec<String>,
+    pub top_result_ids: ResultIds,
 }
 
 /// Summarises a served query: `request` is the caller's body (gzip is undone here), `response`
@@ -72,18 +72,18 @@ pub fn summarize(request: &[u8], response: &[u8]) -> Summary {
     let mut text = String::with_capacity(256);
     let mut query = Object::new(&mut text);
     let multi = summarize_body(request, &mut query);
-    let mut top_result_ids = Vec::new();
+    let mut ids = Ids::new();
     let mut counts: Vec<usize> = Vec::new();
     for (key, value) in members_until_error(response) {
         match &*key {
-            "rows" => row_ids(&value, &mut top_result_ids),
+            "rows" => ids.rows(&value),
             "results" => {
                 for result in value.into_array_iter().into_iter().flatten().flatten() {
-                    let before = top_result_ids.len();
+                    let before = ids.count;
                     if let Ok(rows) = sonic_rs::get(result.as_raw_str(), ["rows"]) {
-                        row_ids(&rows, &mut top_result_ids);
+                        ids.rows(&rows);
                     }
-                    counts.push(top_result_ids.len() - before);
+                    counts.push(ids.count - before);
                 }
             }
             // The echo blocks: the expansion that ran and the routing decision.
@@ -109,8 +109,8 @@ pub fn summarize(request: &[u8], response: &[u8]) -> Summary {
     }
     query.finish();
     Summary {
-        query: QuerySummary::checked(text),
-        top_result_ids,
+        query: QuerySummary::object(text),
+        top_result_ids: ids.finish(),
     }
 }
 
@@ -295,31 +295,66 @@ fn small_or_size(v: &LazyValue<'_>, out: &mut String) {
     }
 }
 
-/// Appends the `id` of every row, in order.
-fn row_ids(rows: &LazyValue<'_>, out: &mut Vec<String>) {
-    for row in rows
-        .clone()
-        .into_array_iter()
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        // `id` leads upstream rows, so this usually reads one key and skips the rest of the row.
-        // A path lookup compares keys in place (the lazy object iterator would copy each key).
-        if let Ok(id) = sonic_rs::get(row.as_raw_str(), ["id"]) {
-            out.push(id_text(id.as_raw_str()));
+/// The served ids, written as a JSON array of strings while the answer's rows are walked (one
+/// growing text, not a `String` per row).
+struct Ids {
+    text: String,
+    count: usize,
+}
+
+impl Ids {
+    fn new() -> Self {
+        Ids {
+            text: String::from("["),
+            count: 0,
         }
+    }
+
+    /// Appends the `id` of every row, in order.
+    fn rows(&mut self, rows: &LazyValue<'_>) {
+        for row in rows
+            .clone()
+            .into_array_iter()
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            // `id` leads upstream rows, so this usually reads one key and skips the rest of the
+            // row. A path lookup compares keys in place (the lazy object iterator copies keys).
+            if let Ok(id) = sonic_rs::get(row.as_raw_str(), ["id"]) {
+                if self.count > 0 {
+                    self.text.push(',');
+                }
+                self.count += 1;
+                push_id(&mut self.text, id.as_raw_str());
+            }
+        }
+    }
+
+    fn finish(mut self) -> ResultIds {
+        self.text.push(']');
+        ResultIds::array(self.text)
     }
 }
 
-/// A document id as the string the clients use: string ids unescaped, numeric (u64) ids as
-/// their decimal text, anything else as its JSON text.
-fn id_text(raw: &str) -> String {
+/// A document id as the string the clients use, written as JSON: a string id as it stands (its
+/// value unchanged), a numeric (u64) id as its decimal text quoted, anything else as its JSON
+/// text quoted.
+fn push_id(out: &mut String, raw: &str) {
     let raw = raw.trim();
     if raw.starts_with('"') {
-        serde_json::from_str::<String>(raw).unwrap_or_else(|_| raw.to_string())
+        // Plain ids are copied as written; one with escapes or control bytes is decoded and
+        // written again, so a malformed one cannot break the entry's line.
+        if raw.len() >= 2 && raw.bytes().all(|b| b >= 0x20 && b != b'\\') && raw.ends_with('"') {
+            out.push_str(raw);
+        } else {
+            match serde_json::from_str::<String>(raw) {
+                Ok(id) => push_json_str(out, &id),
+                Err(_) => push_json_str(out, raw),
+            }
+        }
     } else {
-        raw.to_string()
+        push_json_str(out, raw);
     }
 }
 
@@ -336,6 +371,11 @@ mod tests {
     /// The summary as a value, for comparisons.
     fn q(sum: &Summary) -> Value {
         serde_json::from_str(sum.query.get()).expect("a summary is JSON")
+    }
+
+    /// The served ids, read back from the entry's array text.
+    fn ids(sum: &Summary) -> Vec<String> {
+        serde_json::from_str(sum.top_result_ids.get()).expect("the ids are a JSON string array")
     }
 
     #[test]
@@ -360,7 +400,7 @@ mod tests {
                 "include_attributes": ["title"]
             })
         );
-        assert_eq!(sum.top_result_ids, ["a", "7", "q\"uote"]);
+        assert_eq!(ids(&sum), ["a", "7", "q\"uote"]);
     }
 
     #[test]
@@ -369,7 +409,7 @@ mod tests {
             json!({"top_k": 3}),
             r#"{"rows":[{"$dist":0.5,"i\u0064":9},{"title":"no id"},{"id":"b"}]}"#,
         );
-        assert_eq!(sum.top_result_ids, ["9", "b"]);
+        assert_eq!(ids(&sum), ["9", "b"]);
     }
 
     #[test]
@@ -379,7 +419,7 @@ mod tests {
             r#"{"rows":[]}"#,
         );
         assert_eq!(q(&sum)["rank_by"], json!(["vector", "ANN", {"dims": 4}]));
-        assert!(sum.top_result_ids.is_empty());
+        assert!(ids(&sum).is_empty());
         let sum = s(json!({"vector": "AACAPwAAAEA="}), r#"{"rows":[]}"#);
         assert_eq!(
             q(&sum)["vector"],
@@ -398,7 +438,7 @@ mod tests {
             json!(["content", "HybridText", "conection timout"])
         );
         assert_eq!(q(&sum)["hybrid"]["legs"], 3);
-        assert_eq!(sum.top_result_ids, ["t-1"]);
+        assert_eq!(ids(&sum), ["t-1"]);
 
         let sum = s(
             json!({"rank_by": ["content", "Auto", "why do pods restart", {"route": "semantic", "vector": [0.5, 0.5]}]}),
@@ -447,7 +487,7 @@ mod tests {
             ])
         );
         assert_eq!(q(&sum)["result_counts"], json!([2, 1]));
-        assert_eq!(sum.top_result_ids, ["a", "b", "c"]);
+        assert_eq!(ids(&sum), ["a", "b", "c"]);
     }
 
     #[test]
@@ -489,9 +529,40 @@ mod tests {
             (b"{\"rank_by\":", b"{\"rows\":[{\"id\""),
             (b"\x1f\x8bnot gzip", b"null"),
         ] {
-            // Whatever came in, the summary is a JSON object.
-            assert!(q(&summarize(req, resp)).is_object());
+            // Whatever came in, the summary is a JSON object and the ids a string array.
+            let sum = summarize(req, resp);
+            assert!(q(&sum).is_object());
+            ids(&sum);
         }
+    }
+
+    #[test]
+    fn ids_with_escapes_numbers_and_other_values_read_back_as_strings() {
+        let sum = s(
+            json!({"top_k": 5}),
+            concat!(
+                r#"{"rows":[{"id":"plain"},{"id":"tab\tand\u00e9"},{"id":18446744073709551615},"#,
+                r#"{"id":"café"},{"id":{"k":1}}]}"#
+            ),
+        );
+        assert_eq!(
+            ids(&sum),
+            [
+                "plain",
+                "tab\tand\u{e9}",
+                "18446744073709551615",
+                "caf\u{e9}",
+                r#"{"k":1}"#
+            ]
+        );
+        // Ids without escapes are copied as written; one with escapes is written again.
+        assert!(
+            sum.top_result_ids
+                .get()
+                .starts_with(r#"["plain","tab\tandé","18446744073709551615","café""#),
+            "{}",
+            sum.top_result_ids.get()
+        );
     }
 
     #[test]
@@ -503,6 +574,6 @@ mod tests {
         assert_eq!(q(&sum)["top_k"], 5);
         assert_eq!(q(&sum)["filters"], json!(["a", "Eq", 1]));
         assert!(q(&sum).get("rank_by").is_none());
-        assert_eq!(sum.top_result_ids, ["x"]);
+        assert_eq!(ids(&sum), ["x"]);
     }
 }

@@ -515,9 +515,12 @@ mod tests {
             query(T + MAX_BATCH_SPAN_NANOS + 3_000, "e"),
         ];
         let (objects, windowed) = run(msgs, 2).await;
-        let shape: Vec<Vec<&str>> = objects
+        let first_id = |e: &SearchEntry| {
+            serde_json::from_str::<Vec<String>>(e.top_result_ids.get()).unwrap()[0].clone()
+        };
+        let shape: Vec<Vec<String>> = objects
             .iter()
-            .map(|(_, es)| es.iter().map(|e| e.top_result_ids[0].as_str()).collect())
+            .map(|(_, es)| es.iter().map(first_id).collect())
             .collect();
         assert_eq!(shape, [vec!["a", "b"], vec!["c"], vec!["d", "e"]]);
         let stamps: Vec<u64> = objects
