@@ -101,12 +101,22 @@ struct OwnWrites {
     acked: u64,
 }
 
-/// One namespace's published state.
+/// What every query reads, on a cache line of its own: the poll loop and writes write the rest
+/// of [`NsWatch`] (and the `Arc`'s counts), and those writes must not evict this line from the
+/// shards' caches.
 #[derive(Debug, Default)]
-pub struct NsWatch {
+#[repr(align(64))]
+struct Cut {
     status: AtomicU8,
     /// Epoch ms; 0 = no watermark yet.
     watermark: AtomicU64,
+}
+
+/// One namespace's published state. Queries only read it, through a borrow from the published
+/// map ([`Watcher::snapshot`]): no reference count is taken per query.
+#[derive(Debug, Default)]
+pub struct NsWatch {
+    cut: Cut,
     /// Epoch ms of the last completed poll that saw `up-to-date`.
     stable_observed_ms: AtomicU64,
     next_due_ms: AtomicU64,
@@ -130,22 +140,26 @@ struct PollStart {
 impl NsWatch {
     /// Status and watermark, read once (the "one consistency cut" a request uses).
     pub fn snapshot(&self) -> (Status, Option<u64>) {
-        let wm = self.watermark.load(Ordering::Acquire);
+        let wm = self.cut.watermark.load(Ordering::Acquire);
         (self.status(), (wm > 0).then_some(wm))
     }
 
     fn status(&self) -> Status {
-        Status::from_u8(self.status.load(Ordering::Acquire))
+        Status::from_u8(self.cut.status.load(Ordering::Acquire))
     }
 
-    /// Marks a stable namespace updating and re-arms the fast tier.
+    /// Marks a stable namespace updating and re-arms the fast tier. The status is read first:
+    /// a namespace already updating (the common case under writes) leaves the queries' line
+    /// untouched (a compare-exchange takes the line exclusive even when it fails).
     fn mark_updating(&self) {
-        let _ = self.status.compare_exchange(
-            Status::Stable as u8,
-            Status::Updating as u8,
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        );
+        if self.status() == Status::Stable {
+            let _ = self.cut.status.compare_exchange(
+                Status::Stable as u8,
+                Status::Updating as u8,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            );
+        }
         self.rearm.store(true, Ordering::Release);
     }
 
@@ -190,7 +204,7 @@ impl NsWatch {
                 if let Some(cap) = p.cap {
                     cut = cut.min(cap);
                 }
-                let wm = self.watermark.fetch_max(cut, Ordering::AcqRel).max(cut);
+                let wm = self.cut.watermark.fetch_max(cut, Ordering::AcqRel).max(cut);
                 self.stable_observed_ms.store(now_ms(), Ordering::Release);
                 // A write noted during the poll re-armed the namespace: it is above the cut.
                 let covered = wm >= own.acked
@@ -201,11 +215,11 @@ impl NsWatch {
                 } else {
                     Status::Updating
                 };
-                self.status.store(status as u8, Ordering::Release);
+                self.cut.status.store(status as u8, Ordering::Release);
                 covered
             }
             Some(s) => {
-                self.status.store(s as u8, Ordering::Release);
+                self.cut.status.store(s as u8, Ordering::Release);
                 false
             }
             None => self.status() == Status::Stable,
@@ -267,9 +281,21 @@ impl Watcher {
         )
     }
 
-    /// A namespace's state, if registered.
+    /// A namespace's state, if registered (a counted reference: for holders, such as a write
+    /// in flight; a read uses [`Watcher::read`]).
     pub fn get(&self, ns: &str) -> Option<Arc<NsWatch>> {
         self.map.load().get(ns).cloned()
+    }
+
+    /// `f` of a namespace's state, if registered, borrowed from the published map: no reference
+    /// count is written, so the shards' reads share the state's cache lines.
+    fn read<T>(&self, ns: &str, f: impl FnOnce(&NsWatch) -> T) -> Option<T> {
+        self.map.load().get(ns).map(|w| f(w))
+    }
+
+    /// Whether a namespace is registered (published).
+    fn registered(&self, ns: &str) -> bool {
+        self.map.load().contains_key(ns)
     }
 
     /// A namespace's state, registered or pending.
@@ -283,8 +309,8 @@ impl Watcher {
 
     /// Status and watermark for a namespace (`Unknown`, `None` when unregistered).
     pub fn snapshot(&self, ns: &str) -> (Status, Option<u64>) {
-        self.get(ns)
-            .map_or((Status::Unknown, None), |w| w.snapshot())
+        self.read(ns, NsWatch::snapshot)
+            .unwrap_or((Status::Unknown, None))
     }
 
     /// Called by the write path before it stamps: takes the write's stamp, recorded as in flight
@@ -316,7 +342,7 @@ impl Watcher {
         let Some(w) = self.lookup(ns) else { return };
         w.last_write_ms.fetch_max(stamp, Ordering::AcqRel);
         w.mark_updating();
-        if self.get(ns).is_none() && self.tx.try_send(ns.to_string()).is_err() {
+        if !self.registered(ns) && self.tx.try_send(ns.to_string()).is_err() {
             metrics::watcher_event("registration_dropped");
         }
     }
@@ -327,7 +353,7 @@ impl Watcher {
         let Some(w) = self.lookup(ns) else { return };
         let mut own = w.own.lock();
         own.acked = own.acked.max(stamp);
-        if w.watermark.load(Ordering::Acquire) < stamp {
+        if w.cut.watermark.load(Ordering::Acquire) < stamp {
             w.mark_updating();
         }
     }
@@ -342,13 +368,13 @@ impl Watcher {
 
     /// The stamp of the last write seen through this gateway for `ns` (0 = none since start).
     pub fn last_write_ms(&self, ns: &str) -> u64 {
-        self.get(ns)
-            .map_or(0, |w| w.last_write_ms.load(Ordering::Acquire))
+        self.read(ns, |w| w.last_write_ms.load(Ordering::Acquire))
+            .unwrap_or(0)
     }
 
     /// Registers a namespace directly (configured indexes, snapshot policies).
     pub fn register(&self, ns: &str) {
-        if self.get(ns).is_some() {
+        if self.registered(ns) {
             return;
         }
         let mut pending = self.pending.lock();
@@ -507,6 +533,20 @@ mod tests {
     const MARGIN: u64 = 500;
 
     #[test]
+    fn the_queries_cut_has_a_cache_line_of_its_own() {
+        assert_eq!(std::mem::size_of::<Cut>(), 64);
+        assert_eq!(std::mem::align_of::<NsWatch>(), 64);
+        assert_eq!(std::mem::offset_of!(NsWatch, cut) % 64, 0);
+        // A registered namespace's state is read without taking a reference.
+        let (w, _rx) = Watcher::new(ConsistencyConfig::default());
+        w.register("a");
+        let held = w.get("a").unwrap();
+        assert_eq!(w.snapshot("a"), (Status::Unknown, None));
+        assert_eq!(w.last_write_ms("a"), 0);
+        assert_eq!(Arc::strong_count(&held), 2, "the map's and `held`");
+    }
+
+    #[test]
     fn statuses_parse() {
         assert_eq!(
             index_status(br#"{"index":{"status":"up-to-date"}}"#),
@@ -564,8 +604,8 @@ mod tests {
             Arc::ptr_eq(&ns, &w.get("a").unwrap()),
             "one NsWatch per namespace"
         );
-        ns.status.store(Status::Stable as u8, Ordering::Release);
-        ns.watermark.store(stamp + 100, Ordering::Release);
+        ns.cut.status.store(Status::Stable as u8, Ordering::Release);
+        ns.cut.watermark.store(stamp + 100, Ordering::Release);
         let next = w.begin_write("a");
         w.note_write("a", next.stamp());
         assert_eq!(w.snapshot("a"), (Status::Updating, Some(stamp + 100)));
