@@ -53,14 +53,19 @@ pub type MintedMap = HashMap<[u8; 16], (TokenHash, Arc<Principal>)>;
 
 /// The published auth policy: configured keys (fixed at start) and minted keys (republished by
 /// the key store's loop, read lock-free).
+///
+/// Each shard admits through its own copy ([`Auth::shard_copy`]): a request takes a counted
+/// reference to its principal, and with one principal for all traffic (the default modes) a
+/// shared one would have every core write the same reference count per request. Minted keys'
+/// principals stay shared (one map, republished by the key store).
 pub struct Auth {
     mode: AuthMode,
     keys: HashMap<TokenHash, Arc<Principal>>,
-    minted: ArcSwap<MintedMap>,
+    minted: Arc<ArcSwap<MintedMap>>,
     open: Arc<Principal>,
     routing: Arc<Routing>,
     /// Where minted keys' uses are reported (`lastSeenAt`); set by the keys feature.
-    seen: OnceLock<tokio::sync::mpsc::Sender<String>>,
+    seen: Arc<OnceLock<tokio::sync::mpsc::Sender<String>>>,
 }
 
 impl Auth {
@@ -144,11 +149,29 @@ impl Auth {
         Ok(Auth {
             mode: ia.mode,
             keys,
-            minted: ArcSwap::from_pointee(HashMap::new()),
+            minted: Arc::new(ArcSwap::from_pointee(HashMap::new())),
             open: Arc::new(Principal::admin("open", routing.clone())),
             routing,
-            seen: OnceLock::new(),
+            seen: Arc::default(),
         })
+    }
+
+    /// A copy for one shard: the configured principals copied (their reference counts are the
+    /// shard's own), the minted map and the report channel shared with `self` (so keys minted
+    /// or a channel set later reach every copy).
+    pub fn shard_copy(&self) -> Auth {
+        Auth {
+            mode: self.mode,
+            keys: self
+                .keys
+                .iter()
+                .map(|(h, p)| (*h, Arc::new(p.copy())))
+                .collect(),
+            minted: self.minted.clone(),
+            open: Arc::new(self.open.copy()),
+            routing: self.routing.clone(),
+            seen: self.seen.clone(),
+        }
     }
 
     /// Which store serves which namespace.
@@ -284,6 +307,47 @@ mod tests {
             },
         ];
         c
+    }
+
+    #[test]
+    fn a_shard_copy_admits_alike_with_its_own_principals_and_sees_keys_minted_later() {
+        let env = |k: &str| (k == "ADMIN_TOKEN").then(|| "a".to_string());
+        let auth = Auth::from_config(&keys_config(), &env).unwrap();
+        let copy = auth.shard_copy();
+        let read = |a: &Auth, token: &str, ns: &str| {
+            a.admit(&headers(token), Some(Scope::Read), Surface::Data, Some(ns))
+        };
+        for (token, ns) in [
+            ("r", "shop-1"),
+            ("r", "orders"),
+            ("a", "orders"),
+            ("x", "shop-1"),
+        ] {
+            let (shared, own) = (read(&auth, token, ns), read(&copy, token, ns));
+            assert_eq!(
+                shared
+                    .as_ref()
+                    .map(|p| p.name.clone())
+                    .map_err(|e| e.to_string()),
+                own.as_ref()
+                    .map(|p| p.name.clone())
+                    .map_err(|e| e.to_string()),
+                "{token} on {ns}"
+            );
+            if let (Ok(shared), Ok(own)) = (shared, own) {
+                // Equal principals, not the same allocation: no reference count is shared.
+                assert!(!Arc::ptr_eq(&shared, &own));
+            }
+        }
+        // A key minted after the copy was made is admitted by the copy too.
+        let h = hash_token("hvl_later");
+        let mut half = [0u8; 16];
+        half.copy_from_slice(&h[..16]);
+        let minted =
+            Principal::configured("later", &[Scope::Read], &[], None, auth.routing().clone())
+                .unwrap();
+        auth.publish_minted(HashMap::from([(half, (h, Arc::new(minted)))]));
+        assert_eq!(read(&copy, "hvl_later", "orders").unwrap().name, "later");
     }
 
     #[test]

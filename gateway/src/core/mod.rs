@@ -159,6 +159,8 @@ impl Control {
 /// router, and the shard's own count of requests in flight (only this shard's thread writes it).
 pub struct ShardCtx {
     pub core: Arc<Core>,
+    /// The shard's copy of the auth policy ([`Auth::shard_copy`]): requests admit through it.
+    pub auth: Auth,
     pub upstreams: Upstreams,
     pub router: Arc<Router>,
     pub in_flight: std::sync::atomic::AtomicUsize,
@@ -167,6 +169,7 @@ pub struct ShardCtx {
 impl ShardCtx {
     pub fn new(core: Arc<Core>, upstreams: Upstreams, router: Arc<Router>) -> ShardCtx {
         ShardCtx {
+            auth: core.auth.shard_copy(),
             core,
             upstreams,
             router,

@@ -106,7 +106,7 @@ pub(crate) fn bit(s: Scope) -> u8 {
 }
 
 /// Scopes and namespace globs.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Grant {
     scopes: u8,
     /// `None` = every namespace.
@@ -153,7 +153,7 @@ impl Grant {
 }
 
 /// A data-plane grant on one store, or (`store: None`) on every store.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct StoreGrant {
     pub store: Option<String>,
     pub grant: Grant,
@@ -212,6 +212,19 @@ impl Principal {
             routing,
             expires_at_ms: None,
             last_seen_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// An equal principal in a new allocation (a shard's own copy: [`super::auth::Auth::shard_copy`]).
+    pub fn copy(&self) -> Principal {
+        Principal {
+            name: self.name.clone(),
+            key_id: self.key_id.clone(),
+            control: self.control.clone(),
+            data: self.data.clone(),
+            routing: self.routing.clone(),
+            expires_at_ms: self.expires_at_ms,
+            last_seen_ms: AtomicU64::new(self.last_seen_ms.load(Ordering::Relaxed)),
         }
     }
 

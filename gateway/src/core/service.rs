@@ -135,7 +135,6 @@ async fn serve(
         return Err((e, Some(body)));
     }
     let principal = match ctx
-        .core
         .auth
         .admit(&parts.headers, route.scope, route.surface, ns)
     {
