@@ -34,13 +34,32 @@ const STABLE_AS_OF: HeaderName = HeaderName::from_static("x-layer-stable-as-of")
 /// Adds `x-layer-stable-as-of` to a response.
 pub fn stamp_header(headers: &mut HeaderMap, watermark: Option<u64>) {
     if let Some(wm) = watermark {
-        headers.insert(STABLE_AS_OF, HeaderValue::from(wm));
+        // Written on the stack and copied once (`HeaderValue::from(u64)` allocates twice).
+        let mut buf = [0u8; 20];
+        let mut rest = &mut buf[..];
+        let _ = std::io::Write::write_fmt(&mut rest, format_args!("{wm}"));
+        let len = 20 - rest.len();
+        if let Ok(v) = HeaderValue::from_bytes(&buf[..len]) {
+            headers.insert(STABLE_AS_OF, v);
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_header_carries_the_watermark_in_decimal() {
+        for wm in [0, 7, 1_764_892_800_123, u64::MAX] {
+            let mut h = HeaderMap::new();
+            stamp_header(&mut h, Some(wm));
+            assert_eq!(h[STABLE_AS_OF], wm.to_string().as_str());
+        }
+        let mut h = HeaderMap::new();
+        stamp_header(&mut h, None);
+        assert!(h.is_empty());
+    }
 
     #[test]
     fn predicate_bytes() {

@@ -278,11 +278,10 @@ impl Upstream {
         {
             ring.record(super::http::now_ms(), &t);
         }
-        let mut headers = HeaderMap::with_capacity(parts.headers.len());
-        for (name, value) in &parts.headers {
-            if !is_hop_by_hop(name) {
-                headers.append(name.clone(), value.clone());
-            }
+        // Upstream's map, with the hop-by-hop fields taken out (not copied into a new map).
+        let mut headers = parts.headers;
+        for name in HOP_BY_HOP {
+            headers.remove(*name);
         }
         self.relativize_location(&mut headers);
         Ok(UpstreamResponse {
@@ -378,9 +377,12 @@ mod tests {
             let (mut s, _) = l.accept().await.unwrap();
             let mut buf = vec![0; 4096];
             let n = s.read(&mut buf).await.unwrap();
-            s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
-                .await
-                .unwrap();
+            s.write_all(
+                b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nkeep-alive: timeout=5\r\n\
+                  trailer: x-t\r\nx-upstream: kept\r\n\r\n",
+            )
+            .await
+            .unwrap();
             String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase()
         });
         (addr, seen)
@@ -448,9 +450,15 @@ mod tests {
         rt.block_on(async {
             let (addr, seen) = recording_listener().await;
             let u = Upstream::new(&format!("http://{addr}/base/"), None, t, t).unwrap();
-            u.send("test", Method::GET, "/v1/namespaces?x=1", &h, Bytes::new())
+            let resp = u
+                .send("test", Method::GET, "/v1/namespaces?x=1", &h, Bytes::new())
                 .await
                 .unwrap();
+            // The answer keeps upstream's own fields and loses the hop-by-hop ones.
+            assert_eq!(resp.headers["x-upstream"], "kept");
+            for gone in ["keep-alive", "trailer", "content-length"] {
+                assert!(!resp.headers.contains_key(gone), "{gone}");
+            }
             let head = seen.await.unwrap();
             assert!(
                 head.starts_with("get /base/v1/namespaces?x=1 http/1.1\r\n"),
