@@ -58,6 +58,7 @@ pub mod filter;
 pub mod filter_eval;
 pub mod hybrid;
 pub mod layer_query;
+pub mod leading;
 pub mod merge;
 pub mod order;
 pub mod page;

@@ -35,14 +35,16 @@
 //! Other top-level keys are dropped.
 //!
 //! Parsing is lazy: a borrowed serde struct with `rows: Vec<LazyValue>` (validates every row
-//! once), then each row is scanned only until its id and sort key are found.
+//! once), then each row is scanned only until its id and sort key are found, in place while its
+//! leading members are plain scalars (`merge/rows.rs`).
 //!
 //! # Cost (measured)
 //!
 //! `benches/merge.rs`, 8 responses of 50.5 KB (75 rows of `id`, `$dist` and 10 attributes)
 //! merged to the top 20 by `$dist`: **~430 µs** (criterion mean 431 µs, 420–445 µs), bench
 //! profile, default target features, 2-core shared AMD EPYC dev VM (runtime.md's 143–180 µs for
-//! 4 × 50 KB used `-C target-cpu=native`); 291–305 µs since the release profile uses fat LTO.
+//! 4 × 50 KB used `-C target-cpu=native`); 291–305 µs since the release profile uses fat LTO;
+//! **~246 µs** since the sort keys are read in place (325–329 µs before it, in the same session).
 
 use std::borrow::Cow;
 use std::cmp::Ordering;
@@ -51,11 +53,14 @@ use std::collections::HashMap;
 use serde::Deserialize;
 use sonic_rs::LazyValue;
 
-use crate::order::{Direction, OrdVal, RowOrder, cmp_ids, cmp_num, order_of_rank_by};
+use crate::order::{OrdVal, RowOrder, order_of_rank_by};
 use crate::shard::json_string;
 use crate::splice::is_null;
 use crate::validate::parse_top;
-use crate::{IdRef, IdValue, Limits, QueryError};
+use crate::{Limits, QueryError};
+
+mod rows;
+use rows::write_rows;
 
 /// How to merge the responses of one query's legs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -354,168 +359,6 @@ fn performance_policy(key: &str) -> Combine {
         k if k.ends_with("_ms") => Combine::Max,
         _ => Combine::Sum,
     }
-}
-
-// ---- rows ----
-
-struct Cand<'a> {
-    part: usize,
-    pos: usize,
-    row: &'a str,
-    id: IdValue<'a>,
-    id_raw: &'a str,
-    num: Option<f64>,
-    attrs: Vec<OrdVal<'a>>,
-}
-
-fn write_rows(parts: &[Resp<'_>], spec: &MergeSpec, out: &mut Vec<u8>) -> Result<(), QueryError> {
-    let attr_keys: &[(String, Direction)] = match &spec.order {
-        RowOrder::Attributes(keys) => keys,
-        _ => &[],
-    };
-    let mut cands = Vec::new();
-    for (pi, part) in parts.iter().enumerate() {
-        for (pos, row) in part.rows.iter().flatten().enumerate() {
-            cands.push(candidate(pi, pos, raw(row)?, &spec.order, attr_keys)?);
-        }
-    }
-    if parts.len() > 1 {
-        let cmp = |a: &Cand<'_>, b: &Cand<'_>| compare(a, b, &spec.order, attr_keys);
-        if cands.len() > spec.top_k {
-            // Partial selection, then a sort of the survivors only.
-            cands.select_nth_unstable_by(spec.top_k, cmp);
-            cands.truncate(spec.top_k);
-        }
-        cands.sort_unstable_by(cmp);
-    } else {
-        cands.truncate(spec.top_k);
-    }
-    out.push(b'[');
-    for (i, c) in cands.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        if spec.strip.is_empty() {
-            out.extend_from_slice(c.row.as_bytes());
-        } else {
-            write_stripped(c.row, &spec.strip, out)?;
-        }
-    }
-    out.push(b']');
-    Ok(())
-}
-
-fn candidate<'a>(
-    part: usize,
-    pos: usize,
-    row: &'a str,
-    order: &RowOrder,
-    attr_keys: &[(String, Direction)],
-) -> Result<Cand<'a>, QueryError> {
-    let mut c = Cand {
-        part,
-        pos,
-        row,
-        id: IdValue::Other,
-        id_raw: "",
-        num: None,
-        attrs: vec![OrdVal::Null; attr_keys.len()],
-    };
-    let mut dist = None;
-    let mut score = None;
-    let mut found_attrs = 0usize;
-    let wanted_attrs = attr_keys.iter().filter(|(a, _)| a != "id").count();
-    let iter = sonic_rs::to_object_iter(row);
-    for item in iter {
-        // Stop as soon as the keys are known: `id` and `$dist` usually lead the row, and the
-        // attributes behind them are never looked at (most of the merge's cost otherwise).
-        let have_num = match order {
-            RowOrder::DistAsc => dist.is_some(),
-            RowOrder::ScoreDesc => dist.is_some() || score.is_some(),
-            RowOrder::Attributes(_) => true,
-        };
-        if !c.id_raw.is_empty() && have_num && found_attrs == wanted_attrs {
-            break;
-        }
-        let (key, value) =
-            item.map_err(|_| QueryError::upstream("a row is not a valid JSON object"))?;
-        let text = raw(&value)?;
-        match key.as_ref() {
-            "id" => {
-                c.id_raw = text;
-                c.id = IdRef::parse(text).value().clone();
-            }
-            "$dist" => dist = text.parse::<f64>().ok(),
-            "$score" => score = text.parse::<f64>().ok(),
-            k => {
-                if let Some(i) = attr_keys.iter().position(|(a, _)| a == k)
-                    && let Some(slot) = c.attrs.get_mut(i)
-                {
-                    *slot = OrdVal::from_raw(text);
-                    found_attrs += 1;
-                }
-            }
-        }
-    }
-    if let Some(i) = attr_keys.iter().position(|(a, _)| a == "id")
-        && let Some(slot) = c.attrs.get_mut(i)
-    {
-        *slot = OrdVal::from_raw(c.id_raw);
-    }
-    c.num = match order {
-        RowOrder::DistAsc => dist,
-        RowOrder::ScoreDesc => score.or(dist),
-        RowOrder::Attributes(_) => None,
-    };
-    Ok(c)
-}
-
-fn compare(a: &Cand<'_>, b: &Cand<'_>, order: &RowOrder, keys: &[(String, Direction)]) -> Ordering {
-    let primary = match order {
-        RowOrder::DistAsc => cmp_num(a.num, b.num, false),
-        RowOrder::ScoreDesc => cmp_num(a.num, b.num, true),
-        RowOrder::Attributes(_) => {
-            let mut ord = Ordering::Equal;
-            for (i, (_, dir)) in keys.iter().enumerate() {
-                let (Some(x), Some(y)) = (a.attrs.get(i), b.attrs.get(i)) else {
-                    break;
-                };
-                ord = x.cmp_total(y);
-                if *dir == Direction::Desc {
-                    ord = ord.reverse();
-                }
-                if ord != Ordering::Equal {
-                    break;
-                }
-            }
-            ord
-        }
-    };
-    primary
-        .then_with(|| cmp_ids(&a.id, a.id_raw, &b.id, b.id_raw))
-        // Same id twice (cannot happen across disjoint shards): keep input order, for determinism.
-        .then_with(|| (a.part, a.pos).cmp(&(b.part, b.pos)))
-}
-
-fn write_stripped(row: &str, strip: &[String], out: &mut Vec<u8>) -> Result<(), QueryError> {
-    out.push(b'{');
-    let mut first = true;
-    for item in sonic_rs::to_object_iter(row) {
-        let (key, value) =
-            item.map_err(|_| QueryError::upstream("a row is not a valid JSON object"))?;
-        if strip.iter().any(|s| s == key.as_ref()) {
-            continue;
-        }
-        if !first {
-            out.push(b',');
-        }
-        first = false;
-        out.extend_from_slice(json_string(&key).as_bytes());
-        out.push(b':');
-        out.extend_from_slice(raw(&value)?.as_bytes());
-    }
-    out.push(b'}');
-    Ok(())
 }
 
 // ---- numbers and objects ----

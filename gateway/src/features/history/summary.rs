@@ -18,6 +18,7 @@
 use std::fmt::Write as _;
 use std::io::Read;
 
+use scatter::leading::{Scan, leading_scalars};
 use sonic_rs::LazyValue;
 
 use super::entry::{QuerySummary, ResultIds};
@@ -319,15 +320,35 @@ impl Ids {
             .flatten()
             .flatten()
         {
-            // `id` leads upstream rows, so this usually reads one key and skips the rest of the
-            // row. A path lookup compares keys in place (the lazy object iterator copies keys).
-            if let Ok(id) = sonic_rs::get(row.as_raw_str(), ["id"]) {
-                if self.count > 0 {
-                    self.text.push(',');
+            // `id` leads upstream rows: read in place while the members in front of it are
+            // plain scalars; otherwise a path lookup (which copies the row into a padded buffer,
+            // so it is only the fallback).
+            let raw = row.as_raw_str();
+            let mut found = None;
+            let scan = leading_scalars(raw, |key, value| {
+                if key == "id" {
+                    found = Some(value);
                 }
-                self.count += 1;
-                push_id(&mut self.text, id.as_raw_str());
+                found.is_none()
+            });
+            let looked_up;
+            let id = match (scan, found) {
+                (Scan::Stopped, Some(id)) => id,
+                (Scan::Fallback, _) => match sonic_rs::get(raw, ["id"]) {
+                    Ok(v) => {
+                        looked_up = v;
+                        looked_up.as_raw_str()
+                    }
+                    Err(_) => continue,
+                },
+                // The row ended without an `id`.
+                _ => continue,
+            };
+            if self.count > 0 {
+                self.text.push(',');
             }
+            self.count += 1;
+            push_id(&mut self.text, id);
         }
     }
 
@@ -407,9 +428,9 @@ mod tests {
     fn row_ids_match_keys_after_unescaping_and_skip_rows_without_an_id() {
         let sum = s(
             json!({"top_k": 3}),
-            r#"{"rows":[{"$dist":0.5,"i\u0064":9},{"title":"no id"},{"id":"b"}]}"#,
+            r#"{"rows":[{"$dist":0.5,"i\u0064":9},{"title":"no id"},{"id":"b"},{"v":[1],"id":"n"}]}"#,
         );
-        assert_eq!(ids(&sum), ["9", "b"]);
+        assert_eq!(ids(&sum), ["9", "b", "n"]);
     }
 
     #[test]
