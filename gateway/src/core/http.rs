@@ -32,20 +32,50 @@ pub async fn read_body(
             hyper::body::Body::size_hint(&body).lower()
         )));
     }
-    let read = Limited::new(body, limit).collect();
+    let read = collect_bytes(Limited::new(body, limit));
     match tokio::time::timeout(timeout, read).await {
         Err(_) => Err(GatewayError::RequestTimeout(format!(
             "the request body was not received within {} ms",
             timeout.as_millis()
         ))),
-        Ok(r) => Ok(r
-            .map_err(|e| {
-                GatewayError::PayloadTooLarge(format!(
-                    "request body rejected (limit {limit} bytes): {e}"
-                ))
-            })?
-            .to_bytes()),
+        Ok(r) => r.map_err(|e| {
+            GatewayError::PayloadTooLarge(format!(
+                "request body rejected (limit {limit} bytes): {e}"
+            ))
+        }),
     }
+}
+
+/// A whole body's bytes. A body that arrives in one frame (the usual case for a request or an
+/// upstream answer of a few KB) is returned as that frame, with no buffer list and no copy; more
+/// frames are copied into one buffer sized from the body's declared length. Trailers are
+/// dropped.
+pub async fn collect_bytes<B>(mut body: B) -> Result<Bytes, B::Error>
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+{
+    let mut first: Option<Bytes> = None;
+    let mut joined: Option<bytes::BytesMut> = None;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame?.into_data() else {
+            continue;
+        };
+        if data.is_empty() {
+            continue;
+        }
+        match (&mut joined, first.take()) {
+            (Some(buf), _) => buf.extend_from_slice(&data),
+            (None, None) => first = Some(data),
+            (None, Some(head)) => {
+                let declared = usize::try_from(body.size_hint().lower()).unwrap_or(0);
+                let mut buf = bytes::BytesMut::with_capacity(head.len() + data.len() + declared);
+                buf.extend_from_slice(&head);
+                buf.extend_from_slice(&data);
+                joined = Some(buf);
+            }
+        }
+    }
+    Ok(joined.map_or_else(|| first.unwrap_or_default(), bytes::BytesMut::freeze))
 }
 
 /// Parses the JSON body of a Layer route (scan and snapshot jobs, batch fetch, snapshot
@@ -192,6 +222,44 @@ pub fn now_ms() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    type Part = Result<hyper::body::Frame<Bytes>, std::io::Error>;
+
+    /// A body of these frames (`Err` for a failing frame).
+    fn frames(
+        parts: Vec<Part>,
+    ) -> http_body_util::StreamBody<futures_util::stream::Iter<std::vec::IntoIter<Part>>> {
+        http_body_util::StreamBody::new(futures_util::stream::iter(parts))
+    }
+
+    #[tokio::test]
+    async fn a_body_is_collected_whole_and_one_frame_is_not_copied() {
+        use hyper::body::Frame;
+        let one = Bytes::from_static(b"{\"rows\":[]}");
+        let got = collect_bytes(frames(vec![Ok(Frame::data(one.clone()))]))
+            .await
+            .unwrap();
+        assert_eq!(got.as_ptr(), one.as_ptr(), "the frame itself");
+        let mut trailers = HeaderMap::new();
+        trailers.insert("x-t", HeaderValue::from_static("1"));
+        let got = collect_bytes(frames(vec![
+            Ok(Frame::data(Bytes::from_static(b"ab"))),
+            Ok(Frame::data(Bytes::new())),
+            Ok(Frame::data(Bytes::from_static(b"cd"))),
+            Ok(Frame::data(Bytes::from_static(b"e"))),
+            Ok(Frame::trailers(trailers)),
+        ]))
+        .await
+        .unwrap();
+        assert_eq!(got, "abcde");
+        assert!(collect_bytes(frames(vec![])).await.unwrap().is_empty());
+        let failed = collect_bytes(frames(vec![
+            Ok(Frame::data(Bytes::from_static(b"ab"))),
+            Err(std::io::Error::other("reset")),
+        ]))
+        .await;
+        assert!(failed.is_err());
+    }
 
     #[test]
     fn traceparent_is_generated_once() {

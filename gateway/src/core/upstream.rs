@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::header::{self, HeaderName};
 use http::{HeaderMap, HeaderValue, Method, Request, StatusCode, Uri};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{Full, Limited};
 
 use super::error::GatewayError;
 use super::metrics;
@@ -252,15 +252,14 @@ impl Upstream {
                 GatewayError::Upstream(e)
             })?;
             let (parts, body) = resp.into_parts();
-            let body = Limited::new(body, MAX_RESPONSE)
-                .collect()
+            let body = super::http::collect_bytes(Limited::new(body, MAX_RESPONSE))
                 .await
                 .map_err(|e| {
                     metrics::upstream_error(route, "connect");
                     GatewayError::Upstream(format!("reading the upstream response: {e}"))
                 })?;
             lease.release();
-            Ok::<_, GatewayError>((parts, body.to_bytes()))
+            Ok::<_, GatewayError>((parts, body))
         };
         let (parts, body) = match tokio::time::timeout(self.request_timeout, exchange).await {
             Ok(r) => r?,
