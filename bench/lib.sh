@@ -63,10 +63,18 @@ start() {
   [[ -n $REPLY ]] || { log "$name did not start: $(cat "$TMP/$name.err")"; exit 1; }
 }
 
-# start_nginx CPU UPSTREAM: nginx with one worker on CPU, proxying to UPSTREAM (host:port) with
-# upstream keep-alive, access log off; sets NGINX_PID (the master) and NGINX_ADDR.
+# start_nginx CPU UPSTREAM [ANSWER]: nginx with one worker on CPU, proxying to UPSTREAM
+# (host:port) with upstream keep-alive, access log off; sets NGINX_PID (the master) and
+# NGINX_ADDR. With ANSWER (a JSON text without single quotes), nginx is a trivial upstream
+# instead: every request gets 200 and ANSWER (UPSTREAM is not used).
 start_nginx() {
-  local cpu=$1 upstream=$2 ok
+  local cpu=$1 upstream=$2 answer=${3:-} ok serve
+  if [[ -n $answer ]]; then
+    serve="default_type application/json; return 200 '$answer';"
+    upstream=127.0.0.1:9 # unused: the upstream block needs a server
+  else
+    serve='proxy_pass http://emulator; proxy_http_version 1.1; proxy_set_header Connection "";'
+  fi
   mkdir -p "$TMP/nginx/body" "$TMP/nginx/proxy" "$TMP/nginx/logs"
   # Started as root, nginx runs its worker as `nobody`, which must reach its temp directories.
   [[ $(id -u) != 0 ]] || chmod 711 "$TMP" "$TMP/nginx"
@@ -91,11 +99,7 @@ http {
   }
   server {
     listen 127.0.0.1:$NGINX_PORT;
-    location / {
-      proxy_pass http://emulator;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-    }
+    location / { $serve }
   }
 }
 EOF

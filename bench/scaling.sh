@@ -27,31 +27,8 @@ RATE=${RATE:-6000} CONNS=${CONNS:-64} DURATION=${DURATION:-8s} ROUNDS=${ROUNDS:-
 command -v nginx >/dev/null || { apt-get update -qq && apt-get install -y -qq nginx-light >/dev/null; }
 
 # The trivial upstream: every request gets the answer the emulator gives the scenario's query.
-mkdir -p "$TMP/up/logs" "$TMP/up/body"
-[[ $(id -u) != 0 ]] || chmod 711 "$TMP" "$TMP/up"
-UP_PORT=$((20000 + RANDOM % 40000))
-cat >"$TMP/up/nginx.conf" <<EOF
-worker_processes 1;
-pid $TMP/up/nginx.pid;
-error_log $TMP/up/logs/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $TMP/up/body;
-  keepalive_requests 1000000;
-  server {
-    listen 127.0.0.1:$UP_PORT;
-    location / {
-      default_type application/json;
-      return 200 '{"rows":[{"id":4242}],"billing":{"billable_logical_bytes_queried":256000000,"billable_logical_bytes_returned":24},"performance":{"approx_namespace_size":10000,"cache_hit_ratio":1.0,"cache_temperature":"hot","exhaustive_search_count":0,"query_execution_ms":0,"server_total_ms":0}}';
-    }
-  }
-}
-EOF
-nginx -p "$TMP/up" -c "$TMP/up/nginx.conf" -g 'daemon off;' >"$TMP/up.out" 2>"$TMP/up.err" &
-PIDS+=($!)
-for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$UP_PORT/" && break; sleep 0.1; done
-curl -sf -o /dev/null "http://127.0.0.1:$UP_PORT/" || { log "the upstream did not start: $(cat "$TMP/up.err")"; exit 1; }
+start_nginx 0,1 - '{"rows":[{"id":4242}],"billing":{"billable_logical_bytes_queried":256000000,"billable_logical_bytes_returned":24},"performance":{"approx_namespace_size":10000,"cache_hit_ratio":1.0,"cache_temperature":"hot","exhaustive_search_count":0,"query_execution_ms":0,"server_total_ms":0}}'
+UP=$NGINX_ADDR
 
 # "name utime stime" per thread of a process (thread names with spaces joined by _).
 threads() { for t in /proc/"$1"/task/*; do echo "$(tr ' ' _ <"$t/comm") $(awk '{print $14, $15}' "$t/stat")"; done; }
@@ -60,7 +37,7 @@ threads() { for t in /proc/"$1"/task/*; do echo "$(tr ' ' _ <"$t/comm") $(awk '{
 run() {
   local shards=$1 cpus=$2
   start "gw$shards" "$cpus" LAYER_LOG=warn -- "$GATEWAY_BIN" --listen 127.0.0.1:0 \
-    --upstream-url "http://127.0.0.1:$UP_PORT" --upstream-api-key "$KEY" --shards "$shards" \
+    --upstream-url "http://$UP" --upstream-api-key "$KEY" --shards "$shards" \
     --data-dir "$TMP/gw$shards.$RANDOM"
   local addr=$REPLY pid=${PIDS[-1]}
   load() {
