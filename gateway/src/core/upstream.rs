@@ -278,9 +278,14 @@ impl Upstream {
             ring.record(super::http::now_ms(), &t);
         }
         // Upstream's map, with the hop-by-hop fields taken out (not copied into a new map).
+        // `content-length` is always there and removed by its constant (no name parsing); the
+        // other names are looked up only when one is present (a scan of a few keys).
         let mut headers = parts.headers;
-        for name in HOP_BY_HOP {
-            headers.remove(*name);
+        headers.remove(header::CONTENT_LENGTH);
+        if headers.keys().any(is_hop_by_hop) {
+            for name in HOP_BY_HOP {
+                headers.remove(*name);
+            }
         }
         self.relativize_location(&mut headers);
         Ok(UpstreamResponse {
