@@ -33,16 +33,16 @@ UP=$NGINX_ADDR
 # "name utime stime" per thread of a process (thread names with spaces joined by _).
 threads() { for t in /proc/"$1"/task/*; do echo "$(tr ' ' _ <"$t/comm") $(awk '{print $14, $15}' "$t/stat")"; done; }
 
-# run SHARDS CPUS: one measured run; prints a table row.
+# run SHARDS CPUS RATE: one measured run; prints a table row.
 run() {
-  local shards=$1 cpus=$2
+  local shards=$1 cpus=$2 rate=$3
   start "gw$shards" "$cpus" LAYER_LOG=warn -- "$GATEWAY_BIN" --listen 127.0.0.1:0 \
     --upstream-url "http://$UP" --upstream-api-key "$KEY" --shards "$shards" \
     --data-dir "$TMP/gw$shards.$RANDOM"
   local addr=$REPLY pid=${PIDS[-1]}
   load() {
     "$BIN/layer-loadgen" --scenario "$ROOT/bench/scenarios/query-passthrough.yaml" \
-      --target "http://$addr" --var "api_key=$KEY" --var "ns=bench-scaling" --rate "$RATE" \
+      --target "http://$addr" --var "api_key=$KEY" --var "ns=bench-scaling" --rate "$rate" \
       --connections "$CONNS" --warmup 0s --duration "$1" --format json --out "$2" >/dev/null 2>&1 \
       || { log "the load run failed (unexpected statuses or errors): $(head -c 600 "$2")"; exit 1; }
   }
@@ -55,23 +55,28 @@ run() {
   jq -r '[.all_responses, .throughput_rps, .latency_us.p50, .latency_us.p99] | @tsv' "$TMP/run.json" \
     >"$TMP/lat"
   read -r n rps p50 p99 <"$TMP/lat"
-  awk -v n="$n" -v hz="$CLK_TCK" -v shards="$shards" -v rps="$rps" -v p50="$p50" -v p99="$p99" '
+  awk -v n="$n" -v hz="$CLK_TCK" -v shards="$shards" -v rate="$rate" -v rps="$rps" -v p50="$p50" -v p99="$p99" '
     NR == FNR { c0[$1] += $2 + $3; next }
     { c1[$1] += $2 + $3 }
     END {
       for (k in c1) { d = c1[k] - c0[k]; all += d
         if (k ~ /^layer-shard/) { shard += d; per[k] = d } }
       s = ""; for (k in per) s = s (s == "" ? "" : " / ") sprintf("%.0f%%", 100 * per[k] / shard)
-      printf "| %d | %.0f | %.2f | %.2f | %.1f | %.1f | %s |\n", shards, rps, p50 / 1000, p99 / 1000,
+      printf "| %d | %d | %.0f | %.2f | %.2f | %.1f | %.1f | %s |\n", shards, rate, rps, p50 / 1000, p99 / 1000,
         shard / hz * 1e6 / n, all / hz * 1e6 / n, s
     }' "$TMP/before" "$TMP/after"
 }
 
-echo "| shards | req/s | p50 ms | p99 ms | shard threads, CPU µs/req | whole gateway, CPU µs/req | shards' shares of the shard CPU |"
-echo "|---:|---:|---:|---:|---:|---:|---|"
+# One shard at the whole rate, two shards at the whole rate (each serves half), and one shard at
+# half the rate: the same load per shard as with two. CPU per request falls as a shard's load
+# rises (more events per wake-up), so the fair comparison for two shards is the half-rate row.
+HALF=$((RATE / 2))
+echo "| shards | offered req/s | req/s | p50 ms | p99 ms | shard threads, CPU µs/req | whole gateway, CPU µs/req | shards' shares of the shard CPU |"
+echo "|---:|---:|---:|---:|---:|---:|---:|---|"
 for ((r = 0; r < ROUNDS; r++)); do
-  if ((r % 2 == 0)); then run 1 0; run 2 0,1; else run 2 0,1; run 1 0; fi
+  if ((r % 2 == 0)); then run 1 0 "$RATE"; run 2 0,1 "$RATE"; run 1 0 "$HALF"
+  else run 1 0 "$HALF"; run 2 0,1 "$RATE"; run 1 0 "$RATE"; fi
 done
 echo
-echo "Open loop at $RATE req/s over $CONNS connections, $DURATION measured per run after 3 s of warm-up;"
+echo "Open loop over $CONNS connections, $DURATION measured per run after 3 s of warm-up;"
 echo "one shard pinned to CPU0, two to CPU0 and CPU1; nginx (fixed answer) and layer-loadgen unpinned."
