@@ -9,9 +9,10 @@
 #   start NAME CPU ENV... -- ARGV...
 #                        runs ARGV pinned to CPU with ENV, waits until it prints
 #                        "listening on http://ADDR", leaves ADDR in REPLY (exits on failure)
-#   start_nginx CPU UPSTREAM
+#   start_nginx CPU UPSTREAM [ANSWER]
 #                        nginx (one worker on CPU, upstream keep-alive, access log off) in front
-#                        of UPSTREAM; sets NGINX_PID and NGINX_ADDR (exits on failure)
+#                        of UPSTREAM, or answering every request with ANSWER; sets NGINX_PID and
+#                        NGINX_ADDR (exits on failure)
 #   ticks PID            user+sys CPU ticks of a process so far (divide by CLK_TCK)
 #   bench_postgres       the PostgreSQL LAYER_TEST_DATABASE_URL names, or a throwaway one started
 #                        with scripts/pg-server (fsync off) and stopped when the script exits
@@ -65,8 +66,9 @@ start() {
 
 # start_nginx CPU UPSTREAM [ANSWER]: nginx with one worker on CPU, proxying to UPSTREAM
 # (host:port) with upstream keep-alive, access log off; sets NGINX_PID (the master) and
-# NGINX_ADDR. With ANSWER (a JSON text without single quotes), nginx is a trivial upstream
-# instead: every request gets 200 and ANSWER (UPSTREAM is not used).
+# NGINX_ADDR. With ANSWER, nginx is a trivial upstream instead: every request gets 200 and ANSWER
+# (UPSTREAM is not used). ANSWER goes into a single-quoted nginx string, which expands `$name`
+# and backslash escapes: it must hold no `'`, `$` or `\`.
 start_nginx() {
   local cpu=$1 upstream=$2 answer=${3:-} ok serve
   if [[ -n $answer ]]; then

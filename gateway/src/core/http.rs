@@ -48,8 +48,8 @@ pub async fn read_body(
 
 /// A whole body's bytes. A body that arrives in one frame (the usual case for a request or an
 /// upstream answer of a few KB) is returned as that frame, with no buffer list and no copy; more
-/// frames are copied into one buffer sized from the body's declared length. Trailers are
-/// dropped.
+/// frames are copied into one buffer sized from the body's declared length (up to 1 MiB; it
+/// grows past that as data arrives). Trailers are dropped.
 pub async fn collect_bytes<B>(mut body: B) -> Result<Bytes, B::Error>
 where
     B: hyper::body::Body<Data = Bytes> + Unpin,
@@ -67,7 +67,11 @@ where
             (Some(buf), _) => buf.extend_from_slice(&data),
             (None, None) => first = Some(data),
             (None, Some(head)) => {
-                let declared = usize::try_from(body.size_hint().lower()).unwrap_or(0);
+                // The declared length sizes the buffer up to 1 MiB: a sender that declares much
+                // and sends little does not get a large buffer reserved for it.
+                let declared = usize::try_from(body.size_hint().lower())
+                    .unwrap_or(0)
+                    .min(1 << 20);
                 let mut buf = bytes::BytesMut::with_capacity(head.len() + data.len() + declared);
                 buf.extend_from_slice(&head);
                 buf.extend_from_slice(&data);
