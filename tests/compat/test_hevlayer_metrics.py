@@ -127,7 +127,9 @@ def test_promql_methods_against_victoria_metrics(layer):
                     assert time.monotonic() < deadline, resp.model_dump()
                     await asyncio.sleep(0.25)
                 assert _value(await c.query_metrics_api_v1(query=promql, timeout="10s")) == 5.0
-                now = int(time.time())
+                # Rounded up: the sample the instant query just read may be from this very
+                # second, and a range ending before it would hold nothing.
+                now = int(time.time()) + 1
                 for method in (c.query_metrics_range, c.query_metrics_range_api_v1):
                     resp = await method(query=promql, start=str(now - 120), end=str(now), step="1")
                     assert resp.model_dump()["data"]["resultType"] == "matrix"

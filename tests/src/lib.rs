@@ -116,6 +116,7 @@ impl Http {
         headers: &[(&str, &str)],
         body: impl Into<Bytes>,
     ) -> Reply {
+        let what = format!("{method} {url}");
         let mut req = Request::builder().method(method).uri(url);
         for (k, v) in headers {
             req = req.header(*k, *v);
@@ -124,8 +125,8 @@ impl Http {
         self.rt.block_on(async {
             let resp = tokio::time::timeout(Duration::from_secs(30), self.client.request(req))
                 .await
-                .expect("timed out")
-                .expect("request failed");
+                .unwrap_or_else(|_| panic!("{what}: timed out"))
+                .unwrap_or_else(|e| panic!("{what}: request failed: {e:?}"));
             let (parts, body) = resp.into_parts();
             let body = body.collect().await.expect("body").to_bytes();
             Reply {
