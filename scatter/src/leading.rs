@@ -78,13 +78,10 @@ pub fn leading_scalars<'a>(text: &'a str, mut visit: impl FnMut(&'a str, &'a str
     }
 }
 
-/// The index of the first non-whitespace byte at or after `i`.
+/// The index of the first non-whitespace byte at or after `i`, if the text goes on.
 fn skip_ws(b: &[u8], i: usize) -> Option<usize> {
-    let n = b
-        .get(i..)?
-        .iter()
-        .position(|c| !matches!(c, b' ' | b'\t' | b'\n' | b'\r'))?;
-    Some(i + n)
+    let at = crate::validate::skip_ws(b, i);
+    (at < b.len()).then_some(at)
 }
 
 /// The end of the scalar starting at `b[i]`; `None` for a container or anything unexpected.
