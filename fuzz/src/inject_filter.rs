@@ -28,7 +28,6 @@ pub fn run(data: &[u8]) {
     let limits = Limits {
         max_body_bytes: 1 << 20,
         max_depth: 32,
-        prevalidated: false,
     };
     if let Err(msg) = check_inject(body, predicate.as_bytes(), &limits) {
         panic!("{msg}");

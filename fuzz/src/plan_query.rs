@@ -5,20 +5,21 @@
 //! The first byte picks the context (shard count, threads, known vector dimensionality); the rest
 //! is the body. Checked:
 //! - never a panic; planning is deterministic; a body that fails whole-body validation is
-//!   refused, and a body that passes plans the same with `Limits::prevalidated` (the gateway's
-//!   second passes skip validation, so the two must agree);
+//!   refused, and a body that passes plans the same through `plan_validated` (the gateway's
+//!   path when `hide_reserved` validated the body first: only the top level is walked again);
 //! - an upstream body is one JSON object that validates (no duplicate key); a single-shaped
 //!   translation carries no Layer-only key (`vector`, `nearest_to_id`, `include_leg_breakdown`,
 //!   `cursor`, `as_of`, `between`), and a body without them and without an expansion is sent
 //!   byte for byte;
 //! - a deferral is `{"rows":[], "routing":{..., "executed": false}}`;
 //! - `nearest_to_id` resolves with centroids to a plan that needs none, and refuses a wrong count;
-//! - on the upstream body, the stable read and the shard legs succeed or fail the same with and
-//!   without `prevalidated`, and what they produce validates (one leg per shard).
+//! - on the upstream body (a `Validated` the planner spliced: later passes trust it), the stable
+//!   read and the shard legs walk only its top level, so what the planner and they produce must
+//!   validate whole (one leg per shard): this is the check that makes that trust sound.
 
-use scatter::layer_query::{QueryContext, QueryPlan, UpstreamQuery, plan_query};
+use scatter::layer_query::{QueryContext, QueryPlan, UpstreamQuery, plan_query, plan_validated};
 use scatter::respond::{Echo, UpstreamShape};
-use scatter::{Limits, QueryError, plan_shards, plan_stable_read, validate};
+use scatter::{Limits, QueryError, Validated, plan_shards, plan_stable_read, validate};
 
 const LAYER_ONLY: [&str; 6] = [
     "vector",
@@ -34,7 +35,6 @@ fn limits() -> Limits {
     Limits {
         max_body_bytes: 1 << 20,
         max_depth: 32,
-        prevalidated: false,
     }
 }
 
@@ -43,7 +43,6 @@ fn relaxed() -> Limits {
     Limits {
         max_body_bytes: usize::MAX,
         max_depth: 48,
-        prevalidated: false,
     }
 }
 
@@ -83,34 +82,22 @@ fn check_upstream(input: &[u8], q: &UpstreamQuery, ctx: &QueryContext) {
             .is_some_and(|o| !o.iter().any(|(k, _)| LAYER_ONLY.contains(&k.as_str())));
         if layer_free && q.echo == Echo::default() {
             assert_eq!(
-                q.body, input,
+                q.body.as_bytes(),
+                input,
                 "a body without Layer keys must be sent as is"
             );
         }
     }
-    let l = ctx.limits;
-    let stable = plan_stable_read(&q.body, Some(WATERMARK), &l);
-    assert_eq!(
-        stable,
-        plan_stable_read(&q.body, Some(WATERMARK), &l.prevalidated()),
-        "stable read with and without prevalidated"
-    );
-    let Ok(stable) = stable else {
+    let Ok(stable) = plan_stable_read(&q.body, Some(WATERMARK)) else {
         return;
     };
     object(&stable.body, "the stable-read body");
-    if ctx.shards > 1 {
-        let legs = plan_shards(&stable.body, ctx.shards, Some(WATERMARK), &l);
-        assert_eq!(
-            legs,
-            plan_shards(&stable.body, ctx.shards, Some(WATERMARK), &l.prevalidated()),
-            "shard legs with and without prevalidated"
-        );
-        if let Ok(plan) = legs {
-            assert_eq!(plan.legs.len(), ctx.shards as usize);
-            for leg in &plan.legs {
-                object(leg, "a shard leg");
-            }
+    if ctx.shards > 1
+        && let Ok(plan) = plan_shards(&stable.body, ctx.shards, Some(WATERMARK))
+    {
+        assert_eq!(plan.legs.len(), ctx.shards as usize);
+        for leg in &plan.legs {
+            object(leg, "a shard leg");
         }
     }
 }
@@ -164,16 +151,12 @@ pub fn run(data: &[u8]) {
     };
     let plan = plan_query(body, &ctx);
     assert_eq!(plan, plan_query(body, &ctx), "planning is deterministic");
-    if validate(body, &ctx.limits).is_ok() {
-        let pre = QueryContext {
-            limits: ctx.limits.prevalidated(),
-            ..ctx.clone()
-        };
-        let again = plan_query(body, &pre);
+    if let Ok(valid) = Validated::check(body, &ctx.limits) {
+        let again = plan_validated(&valid, &ctx);
         assert_eq!(
             comparable(&plan),
             comparable(&again),
-            "prevalidated planning differs: {plan:?} vs {again:?}"
+            "planning a validated body differs: {plan:?} vs {again:?}"
         );
     } else {
         assert!(plan.is_err(), "an invalid body was planned: {plan:?}");

@@ -22,7 +22,6 @@ pub fn run(data: &[u8]) {
     let limits = Limits {
         max_body_bytes: 1 << 20,
         max_depth: 32,
-        prevalidated: false,
     };
     if let Err(msg) = check_stamp(data, &StampOptions::new(1_700_000_000_000), &limits) {
         panic!("{msg}");

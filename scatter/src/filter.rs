@@ -16,8 +16,9 @@
 use sonic_rs::LazyValue;
 
 use crate::splice::{Splice, is_null, span_of};
-use crate::validate::{json_error, parse_top};
-use crate::{Limits, RewriteError};
+use crate::validate::json_error;
+use crate::validated::Input;
+use crate::{Limits, RewriteError, Validated};
 
 /// ANDs `predicate` (raw JSON, e.g. `["_hevlayer_upserted_at","Lte",123]`) into a query body's
 /// `filters`, or into every sub-query's `filters` for a multi-query body.
@@ -30,8 +31,24 @@ pub fn inject_filter(
     predicate: &[u8],
     limits: &Limits,
 ) -> Result<Vec<u8>, RewriteError> {
+    inject_into(Input::Unchecked(body, *limits), predicate)
+}
+
+/// [`inject_filter`] on a validated body: the result is one too.
+///
+/// # Errors
+/// As [`inject_filter`], less the body's validation.
+pub fn inject_filter_validated<B: AsRef<[u8]>>(
+    body: &Validated<B>,
+    predicate: &[u8],
+) -> Result<Validated, RewriteError> {
+    inject_into(Input::of(body), predicate).map(Validated::spliced)
+}
+
+fn inject_into(input: Input<'_>, predicate: &[u8]) -> Result<Vec<u8>, RewriteError> {
     check_predicate(predicate)?;
-    let entries = parse_top(body, limits)?;
+    let body = input.bytes();
+    let entries = input.members()?;
     let mut splice = Splice::new(body);
     let pred = splice.piece(predicate);
     let mut inj = Injector {
@@ -82,7 +99,7 @@ pub fn inject_filter(
 
 /// The predicate comes from the gateway, but a bad one would corrupt every body it touches, so
 /// it must parse as exactly one JSON value.
-fn check_predicate(predicate: &[u8]) -> Result<(), RewriteError> {
+pub(crate) fn check_predicate(predicate: &[u8]) -> Result<(), RewriteError> {
     sonic_rs::from_slice::<sonic_rs::Value>(predicate)
         .map(|_| ())
         .map_err(|e| RewriteError::InvalidPredicate {

@@ -50,23 +50,25 @@ use crate::route::{
 use crate::shard::json_string;
 use crate::splice::{Splice, is_null, span_of};
 use crate::tokens::{tokenize, tokenize_capped};
-use crate::validate::{json_error, parse_top};
-use crate::{Expansion, Limits, MergeSpec, QueryError};
+use crate::validate::json_error;
+use crate::validated::Input;
+use crate::{Expansion, Limits, MergeSpec, QueryError, Validated};
 
 /// The gather spec of a body. Only sharded namespaces gather; an unsharded plan's spec is never
 /// read, so it is not derived (it costs a full parse of the body: ~20% of a passthrough query's
 /// gateway instructions).
-fn merge_spec(body: &[u8], ctx: &QueryContext) -> Result<MergeSpec, QueryError> {
+fn merge_spec(body: Validated<&[u8]>, ctx: &QueryContext) -> Result<MergeSpec, QueryError> {
     if ctx.shards <= 1 {
         return Ok(MergeSpec::rows(crate::RowOrder::DistAsc, 0));
     }
-    MergeSpec::for_body(body, &ctx.limits)
+    MergeSpec::for_body(&body)
 }
 
 /// Namespace facts and gateway settings the planner needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueryContext {
-    /// Body limits for validation.
+    /// Body limits for validation ([`plan_query`]; [`plan_validated`] takes a body checked
+    /// before).
     pub limits: Limits,
     /// The vector attribute ANN legs rank by (`"vector"`).
     pub vector_attribute: &'static str,
@@ -102,8 +104,9 @@ pub enum Merge {
 /// A query ready to send upstream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamQuery {
-    /// The upstream body (no watermark, no shard filter yet).
-    pub body: Vec<u8>,
+    /// The upstream body (no watermark, no shard filter yet), spliced from the validated
+    /// request.
+    pub body: Validated,
     /// What the response will look like.
     pub shape: UpstreamShape,
     /// How to merge shard responses.
@@ -145,7 +148,7 @@ pub struct CentroidRequest {
 /// A plan waiting for centroids (the `nearest_to_id` hook).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingCentroids {
-    body: Vec<u8>,
+    body: Validated,
     ctx: QueryContext,
     requests: Vec<CentroidRequest>,
 }
@@ -174,16 +177,28 @@ impl PendingCentroids {
             let parts: Vec<String> = c.iter().map(f32::to_string).collect();
             texts.push(format!("[{}]", parts.join(",")));
         }
-        plan(&self.body, &self.ctx, Some(&texts))
+        plan(Input::of(&self.body), &self.ctx, Some(&texts))
     }
 }
 
-/// Plans a query body (see the module docs).
+/// Plans a query body (see the module docs), validating it whole under `ctx.limits` first.
 ///
 /// # Errors
 /// Any validation error of the body and every Layer 422.
 pub fn plan_query(body: &[u8], ctx: &QueryContext) -> Result<QueryPlan, QueryError> {
-    plan(body, ctx, None)
+    plan(Input::Unchecked(body, ctx.limits), ctx, None)
+}
+
+/// [`plan_query`] for a body validated before (by [`crate::hide_reserved`], say): only its top
+/// level is walked.
+///
+/// # Errors
+/// Every Layer 422.
+pub fn plan_validated<B: AsRef<[u8]>>(
+    body: &Validated<B>,
+    ctx: &QueryContext,
+) -> Result<QueryPlan, QueryError> {
+    plan(Input::of(body), ctx, None)
 }
 
 /// Resolved centroid texts, or the requests being collected.
@@ -195,11 +210,12 @@ enum Centroids<'c> {
 type Field<'a> = (Cow<'a, str>, LazyValue<'a>);
 
 fn plan(
-    body: &[u8],
+    input: Input<'_>,
     ctx: &QueryContext,
     centroids: Option<&[String]>,
 ) -> Result<QueryPlan, QueryError> {
-    let entries = parse_top(body, &ctx.limits)?;
+    let entries = input.members()?;
+    let body = input.bytes();
     let mut cents = match centroids {
         Some(c) => Centroids::Use(c.iter()),
         None => Centroids::Collect(Vec::new()),
@@ -212,7 +228,7 @@ fn plan(
     match cents {
         Centroids::Collect(requests) if !requests.is_empty() => {
             Ok(QueryPlan::NeedsCentroids(PendingCentroids {
-                body: body.to_vec(),
+                body: Validated::spliced(body.to_vec()),
                 ctx: ctx.clone(),
                 requests,
             }))
@@ -240,11 +256,11 @@ fn plan_single(
         return plan_expansion(&expr, entries, ctx);
     }
     let cursor = get(entries, "cursor").map(|c| raw_of(c).to_owned());
-    let out = match translate(entries, ctx, cents, None)? {
+    let out = Validated::spliced(match translate(entries, ctx, cents, None)? {
         Some(out) => out,
         None => body.to_vec(),
-    };
-    let merge = merge_spec(&out, ctx)?;
+    });
+    let merge = merge_spec(out.as_slice(), ctx)?;
     Ok(QueryPlan::Upstream(UpstreamQuery {
         body: out,
         shape: UpstreamShape::Single,
@@ -451,7 +467,7 @@ fn plan_expansion(
             routing,
         };
         QueryPlan::Upstream(UpstreamQuery {
-            body,
+            body: Validated::spliced(body),
             shape: UpstreamShape::Expansion,
             merge: Merge::Single(MergeSpec::rows(RowOrder::ScoreDesc, usize_of(top_k))),
             echo,
@@ -519,7 +535,7 @@ fn plan_expansion(
                     }
                     out.push(b'}');
                     Ok(QueryPlan::Upstream(UpstreamQuery {
-                        body: out,
+                        body: Validated::spliced(out),
                         shape: UpstreamShape::Single,
                         merge: Merge::Single(MergeSpec::rows(RowOrder::DistAsc, usize_of(top_k))),
                         echo: Echo {
@@ -592,7 +608,7 @@ fn plan_multi(
             })
             .unwrap_or(10);
         return Ok(QueryPlan::Upstream(UpstreamQuery {
-            body: body.to_vec(),
+            body: Validated::spliced(body.to_vec()),
             shape: UpstreamShape::MultiQuery,
             merge: Merge::PerLeg(vec![MergeSpec::rows(RowOrder::ScoreDesc, usize_of(limit))]),
             echo: Echo::default(),
@@ -615,15 +631,18 @@ fn plan_multi(
         let span = span_of(body, item)?;
         match translate(fields, ctx, cents, Some(i))? {
             Some(text) => {
-                specs.push(merge_spec(&text, ctx)?);
+                specs.push(merge_spec(Validated::spliced(text.as_slice()), ctx)?);
                 let piece = splice.piece(&text);
                 splice.replace_piece(span, piece);
             }
-            None => specs.push(merge_spec(body.get(span).unwrap_or_default(), ctx)?),
+            None => {
+                let item = body.get(span).unwrap_or_default();
+                specs.push(merge_spec(Validated::spliced(item), ctx)?);
+            }
         }
     }
     Ok(QueryPlan::Upstream(UpstreamQuery {
-        body: splice.finish()?,
+        body: Validated::spliced(splice.finish()?),
         shape: UpstreamShape::MultiQuery,
         merge: Merge::PerLeg(specs),
         echo: Echo::default(),

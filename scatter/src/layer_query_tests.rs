@@ -31,7 +31,7 @@ fn err(body: &str) -> QueryError {
 fn native_query_is_byte_for_byte() {
     let body = r#"{"rank_by":["vector","ANN",[0.10,0.2]],"top_k":10,"include_attributes":["t"]}"#;
     let u = upstream(body, &ctx());
-    assert_eq!(u.body, body.as_bytes());
+    assert_eq!(u.body.as_bytes(), body.as_bytes());
     assert_eq!(u.shape, UpstreamShape::Single);
     // The gather spec is derived only where a gather happens (sharded namespaces).
     let sharded = QueryContext { shards: 4, ..ctx() };
@@ -48,7 +48,7 @@ fn layer_vector_becomes_ann_and_layer_keys_are_stripped() {
         &ctx(),
     );
     assert_eq!(
-        String::from_utf8(u.body).unwrap(),
+        String::from_utf8(u.body.into_inner()).unwrap(),
         r#"{"rank_by":["vector","ANN",[0.10,-1]],"top_k":10,"filters":["a","Eq",1]}"#
     );
     assert_eq!(u.cursor.as_deref(), Some("\"abc\""));
@@ -71,7 +71,7 @@ fn nearest_to_id_goes_through_the_centroid_hook() {
         panic!("expected upstream");
     };
     assert_eq!(
-        String::from_utf8(u.body).unwrap(),
+        String::from_utf8(u.body.into_inner()).unwrap(),
         r#"{"rank_by":["vector","ANN",[0.5,0.25]],"top_k":10}"#
     );
     assert_eq!(
@@ -134,7 +134,7 @@ fn single_query_422s() {
     );
     // Aggregation-only queries need no ranking; null Layer keys are dropped.
     let u = upstream(r#"{"aggregate_by":{"n":["Count"]},"vector":null}"#, &ctx());
-    assert_eq!(u.body, br#"{"aggregate_by":{"n":["Count"]}}"#);
+    assert_eq!(u.body.as_bytes(), br#"{"aggregate_by":{"n":["Count"]}}"#);
 }
 
 const HYBRID: &str = r#"{"rank_by":["content","HybridText","Conection timout kubernets"],"top_k":10,"filters":["tenant","Eq","t-42"],"include_attributes":["content","title"],"include_leg_breakdown":false,"consistency":{"level":"eventual"}}"#;
@@ -154,7 +154,7 @@ fn hybrid_text_expands_into_one_fused_multi_query() {
         fuzzy("timout", 6, 1),
         fuzzy("kubernets", 9, 2)
     );
-    assert_eq!(String::from_utf8(u.body).unwrap(), expect);
+    assert_eq!(String::from_utf8(u.body.into_inner()).unwrap(), expect);
     assert_eq!(u.shape, UpstreamShape::Expansion);
     let h = u.echo.hybrid.unwrap();
     assert_eq!(
@@ -295,7 +295,7 @@ fn auto_routes_and_defers() {
         panic!()
     };
     assert_eq!(
-        String::from_utf8(u.body).unwrap(),
+        String::from_utf8(u.body.into_inner()).unwrap(),
         r#"{"rank_by":["vector","ANN",[0.0012,-0.043]],"top_k":10,"filters":["tenant","Eq","t-42"]}"#
     );
     assert_eq!(u.shape, UpstreamShape::Single);
@@ -393,7 +393,7 @@ fn auto_422s() {
 fn multi_query_validation_and_translation() {
     let fused = r#"{"queries":[{"rank_by":["vector","ANN",[0.1]],"top_k":20,"cursor":"x"}],"rerank_by":["RRF"],"limit":5}"#;
     let u = upstream(fused, &ctx());
-    assert_eq!(u.body, fused.as_bytes());
+    assert_eq!(u.body.as_bytes(), fused.as_bytes());
     assert_eq!(
         u.merge,
         Merge::PerLeg(vec![MergeSpec::rows(RowOrder::ScoreDesc, 5)])
@@ -418,7 +418,7 @@ fn multi_query_validation_and_translation() {
     );
     let u = upstream(&body, &ctx());
     assert_eq!(
-        String::from_utf8(u.body).unwrap(),
+        String::from_utf8(u.body.into_inner()).unwrap(),
         format!(
             r#"{{"queries":[{leg}, {{"rank_by":["vector","ANN",[1,2]],"top_k":3}}],"consistency":{{"level":"strong"}}}}"#
         )

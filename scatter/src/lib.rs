@@ -8,7 +8,8 @@
 //!
 //! Modules, in the order a request meets them:
 //! - [`mod@validate`]: whole-body validation. Size cap (413), top level must be an object, valid JSON
-//!   to the last byte, no duplicate key at any depth, nesting capped.
+//!   to the last byte, no duplicate key at any depth, nesting capped. A body that passed is a
+//!   [`Validated`]: later passes over it (and over what is spliced from it) walk its top level only.
 //! - [`mod@write`]: [`stamp_write`] for `POST /v2/namespaces/{ns}` bodies. Rejects reserved
 //!   `_hevlayer_*` attributes and bodies without a write operation, and stamps
 //!   `_hevlayer_upserted_at` (optionally `_hevlayer_shard`) into every row-producing operation.
@@ -34,8 +35,8 @@
 //!   **194 µs**, of which `validate` is 149 µs (depth pre-scan 33 µs, sonic-rs strict iteration
 //!   71 µs, duplicate-key walk 46 µs).
 //! - a stable read's two planning passes on that query (`plan_query`, then `plan_stable_read`):
-//!   15.8 µs validating the body twice, 10.7 µs with the second pass on
-//!   [`Limits::prevalidated`] (walk the top level only) — the gateway validates once per request.
+//!   15.8 µs validating the body twice, 10.7 µs with the second pass on a [`Validated`] body
+//!   (walk the top level only) — the gateway validates once per request.
 //!
 //! # Stack use
 //!
@@ -73,6 +74,7 @@ mod splice;
 pub mod stable;
 pub mod tokens;
 pub mod validate;
+mod validated;
 pub mod values;
 pub mod write;
 
@@ -80,6 +82,7 @@ pub use error::RewriteError;
 pub use filter::inject_filter;
 pub use layer_query::{
     CentroidRequest, Merge, PendingCentroids, QueryContext, QueryPlan, UpstreamQuery, plan_query,
+    plan_validated,
 };
 pub use merge::{MergeSpec, merge_multi_query_responses, merge_query_responses};
 pub use order::{Direction, RowOrder};
@@ -92,9 +95,10 @@ pub use respond::{
 pub use shard::{ShardPlan, plan_shards, shard_of, shard_of_ref};
 pub use stable::{StablePlan, plan_stable_read};
 pub use validate::validate;
+pub use validated::Validated;
 pub use write::{
-    IdRef, IdValue, StampOptions, TouchedIds, stamp_write, stamp_write_bytes, stamp_write_touched,
-    stamp_write_with,
+    IdRef, IdValue, StampOptions, TouchedIds, stamp_validated_touched, stamp_write,
+    stamp_write_bytes, stamp_write_touched, stamp_write_with,
 };
 
 /// The reserved attribute prefix. Callers may never set an attribute whose name starts with it.
@@ -120,11 +124,6 @@ pub struct Limits {
     /// Deepest accepted nesting of arrays and objects, counting the top-level object as 1;
     /// clamped to [`MAX_DEPTH_CEILING`].
     pub max_depth: usize,
-    /// The body was already validated whole under these limits (or spliced by this crate from
-    /// such a body), so rewriters only walk its top-level members instead of validating it again.
-    /// A request's first pass validates; the later passes of the same request set this (see
-    /// [`Limits::prevalidated`]). Never set it for bytes that did not come from such a pass.
-    pub prevalidated: bool,
 }
 
 impl Default for Limits {
@@ -132,7 +131,6 @@ impl Default for Limits {
         Self {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             max_depth: DEFAULT_MAX_DEPTH,
-            prevalidated: false,
         }
     }
 }
@@ -142,14 +140,5 @@ impl Limits {
     #[must_use]
     pub fn effective_max_depth(&self) -> usize {
         self.max_depth.min(MAX_DEPTH_CEILING)
-    }
-
-    /// These limits for a body that already passed whole-body validation under them.
-    #[must_use]
-    pub fn prevalidated(self) -> Self {
-        Limits {
-            prevalidated: true,
-            ..self
-        }
     }
 }

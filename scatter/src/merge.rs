@@ -56,8 +56,7 @@ use sonic_rs::LazyValue;
 use crate::order::{OrdVal, RowOrder, order_of_rank_by};
 use crate::shard::json_string;
 use crate::splice::is_null;
-use crate::validate::parse_top;
-use crate::{Limits, QueryError};
+use crate::{QueryError, Validated};
 
 mod rows;
 use rows::write_rows;
@@ -99,9 +98,9 @@ impl MergeSpec {
     /// group keys from `group_by` (strings, or the output name of `{name: [...]}` entries).
     ///
     /// # Errors
-    /// Any validation error of the body.
-    pub fn for_body(body: &[u8], limits: &Limits) -> Result<Self, QueryError> {
-        let entries = parse_top(body, limits)?;
+    /// A top level that cannot be read (not for a body that passed validation).
+    pub fn for_body<B: AsRef<[u8]>>(body: &Validated<B>) -> Result<Self, QueryError> {
+        let entries = body.members()?;
         let get = |key: &str| {
             entries
                 .iter()

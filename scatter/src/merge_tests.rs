@@ -103,18 +103,17 @@ fn aggregations_and_groups() {
 
 #[test]
 fn spec_from_body() {
-    let s = MergeSpec::for_body(
+    let valid = |body: &'static [u8]| Validated::check(body, &crate::Limits::default()).unwrap();
+    let s = MergeSpec::for_body(&valid(
         br#"{"aggregate_by":{"n":["Count"]},"group_by":["color",{"tag":["ForEachUnique","tags"]}],"top_k":100}"#,
-        &Limits::default(),
-    )
+    ))
     .unwrap();
     assert_eq!(s.aggregate_labels, ["n"]);
     assert_eq!(s.group_keys, ["color", "tag"]);
     assert_eq!(s.group_limit, Some(100));
-    let s = MergeSpec::for_body(
+    let s = MergeSpec::for_body(&valid(
         br#"{"rank_by":["v","ANN",[1]],"limit":{"total":7}}"#,
-        &Limits::default(),
-    )
+    ))
     .unwrap();
     assert_eq!(
         (s.order, s.top_k, s.group_limit),

@@ -11,10 +11,9 @@
 //! filter that continues after a row, the stable cut and the cursor token itself are the
 //! gateway's (`features/query/cursor.rs`); this module only rewrites bytes.
 
-use crate::filter::inject_filter;
+use crate::filter::{check_predicate, inject_filter_validated};
 use crate::splice::{Splice, is_null, raw_trimmed, span_of};
-use crate::validate::parse_top;
-use crate::{Limits, RewriteError};
+use crate::{RewriteError, Validated};
 
 /// Turbopuffer's largest `top_k`.
 pub const MAX_TOP_K: u32 = 10_000;
@@ -45,9 +44,9 @@ pub enum Pageable {
 /// Decides whether `body` (an upstream query body, Layer keys already translated) can page.
 ///
 /// # Errors
-/// A body that fails validation.
-pub fn paging_of(body: &[u8], limits: &Limits) -> Result<Pageable, RewriteError> {
-    let entries = parse_top(body, limits)?;
+/// A top level that cannot be read (not for a body that passed validation).
+pub fn paging_of<B: AsRef<[u8]>>(body: &Validated<B>) -> Result<Pageable, RewriteError> {
+    let entries = body.members()?;
     let get = |key: &str| {
         entries
             .iter()
@@ -133,25 +132,27 @@ fn excluded(list: Option<&str>, attr: &str) -> bool {
 /// JSON) ANDed into `filters`. Every other byte is copied.
 ///
 /// # Errors
-/// A body that fails validation, or a `filter` that is not one JSON value.
-pub fn page_body(
-    body: &[u8],
+/// A `rank_by` or a `filter` that is not one JSON value.
+pub fn page_body<B: AsRef<[u8]>>(
+    body: &Validated<B>,
     paging: &Paging,
     top_k: u32,
     rank_by: Option<&str>,
     filter: Option<&[u8]>,
-    limits: &Limits,
-) -> Result<Vec<u8>, RewriteError> {
+) -> Result<Validated, RewriteError> {
+    if let Some(r) = rank_by {
+        check_predicate(r.as_bytes())?;
+    }
     let filtered;
-    let body = match filter {
+    let valid = match filter {
         Some(f) => {
-            filtered = inject_filter(body, f, limits)?;
+            filtered = inject_filter_validated(body, f)?;
             filtered.as_slice()
         }
-        None => body,
+        None => body.as_slice(),
     };
-    let limits = limits.prevalidated();
-    let entries = parse_top(body, &limits)?;
+    let body = valid.as_bytes();
+    let entries = valid.members()?;
     let mut splice = Splice::new(body);
     let mut insert = String::new();
     let set = |key: &str, value: String, splice: &mut Splice<'_>, insert: &mut String| {
@@ -203,7 +204,7 @@ pub fn page_body(
         }
         splice.insert(open, insert.as_bytes());
     }
-    splice.finish()
+    splice.finish().map(Validated::spliced)
 }
 
 /// A JSON string literal.
@@ -214,9 +215,14 @@ pub fn json_str(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Limits;
+
+    fn valid(body: &[u8]) -> Validated<&[u8]> {
+        Validated::check(body, &Limits::default()).unwrap()
+    }
 
     fn paging(body: &str) -> Pageable {
-        paging_of(body.as_bytes(), &Limits::default()).unwrap()
+        paging_of(&valid(body.as_bytes())).unwrap()
     }
 
     #[test]
@@ -258,17 +264,16 @@ mod tests {
 
     #[test]
     fn page_body_splices_count_projection_rank_and_filter() {
-        let body = br#"{"rank_by":["n","asc"],"top_k":3,"filters":["k","Eq",1]}"#;
-        let Pageable::Yes(p) = paging_of(body, &Limits::default()).unwrap() else {
+        let body = valid(br#"{"rank_by":["n","asc"],"top_k":3,"filters":["k","Eq",1]}"#);
+        let Pageable::Yes(p) = paging_of(&body).unwrap() else {
             panic!()
         };
         let out = page_body(
-            body,
+            &body,
             &p,
             4,
             Some(r#"["id","asc"]"#),
             Some(br#"["n","Gt",2]"#),
-            &Limits::default(),
         )
         .unwrap();
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
@@ -280,12 +285,16 @@ mod tests {
             serde_json::json!(["And", [["k", "Eq", 1], ["n", "Gt", 2]]])
         );
         // A numeric `limit` is the count; an existing projection list is extended.
-        let body = br#"{"rank_by":["n","desc"],"limit":7,"include_attributes":["a"]}"#;
-        let Pageable::Yes(p) = paging_of(body, &Limits::default()).unwrap() else {
+        let body = valid(br#"{"rank_by":["n","desc"],"limit":7,"include_attributes":["a"]}"#);
+        let Pageable::Yes(p) = paging_of(&body).unwrap() else {
             panic!()
         };
         assert_eq!(p.top_k, 7);
-        let out = page_body(body, &p, 8, None, None, &Limits::default()).unwrap();
+        // What a page splices is JSON a later pass can trust: it validates again.
+        assert!(Validated::check(out.as_bytes(), &Limits::default()).is_ok());
+        assert!(page_body(&body, &p, 8, Some(r#"["id","#), None).is_err());
+        assert!(page_body(&body, &p, 8, None, Some(b"]")).is_err());
+        let out = page_body(&body, &p, 8, None, None).unwrap();
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["limit"], 8);
         assert!(v.get("top_k").is_none());

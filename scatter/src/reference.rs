@@ -264,7 +264,6 @@ fn compare(
             let relaxed = Limits {
                 max_body_bytes: usize::MAX,
                 max_depth: limits.effective_max_depth() + 2,
-                prevalidated: false,
             };
             crate::validate(&out, &relaxed)
                 .map_err(|e| format!("splicer output does not validate: {e}"))?;

@@ -11,23 +11,36 @@
 //! - an explicit list in `include_attributes` is left alone: naming a reserved attribute is an
 //!   explicit request, and reading it is allowed.
 //!
-//! Single queries and every sub-query of a multi-query are handled. Returns `None` when nothing
-//! needed changing.
+//! Single queries and every sub-query of a multi-query are handled. The body is validated whole
+//! on the way, and comes back as a [`Validated`] (the same bytes when nothing needed changing).
 
 use sonic_rs::LazyValue;
 
 use crate::splice::{Splice, is_null, raw_trimmed, span_of};
 use crate::validate::{json_error, parse_top};
-use crate::{Limits, RewriteError, SHARD, UPSERTED_AT};
+use crate::{Limits, RewriteError, SHARD, UPSERTED_AT, Validated};
 
 /// The reserved attributes hidden from wildcard projections.
 const HIDDEN: [&str; 2] = [UPSERTED_AT, SHARD];
 
-/// Rewrites projections so reserved attributes stay hidden; `None` when the body needs no change.
+/// Validates `body` whole and rewrites its projections so reserved attributes stay hidden; the
+/// body itself when it needs no change.
 ///
 /// # Errors
 /// Any validation error of the body; [`RewriteError::Malformed`] for a non-array `queries`.
-pub fn hide_reserved(body: &[u8], limits: &Limits) -> Result<Option<Vec<u8>>, RewriteError> {
+pub fn hide_reserved<B>(body: B, limits: &Limits) -> Result<Validated<B>, RewriteError>
+where
+    B: AsRef<[u8]> + From<Vec<u8>>,
+{
+    let hidden = hide(body.as_ref(), limits)?;
+    Ok(match hidden {
+        Some(rewritten) => Validated::spliced(B::from(rewritten)),
+        None => Validated::spliced(body),
+    })
+}
+
+/// The rewritten body, or `None` when it needs no change.
+fn hide(body: &[u8], limits: &Limits) -> Result<Option<Vec<u8>>, RewriteError> {
     let entries = parse_top(body, limits)?;
     let mut splice = Splice::new(body);
     let queries = entries.iter().find(|(k, v)| k == "queries" && !is_null(v));
@@ -135,9 +148,16 @@ mod tests {
     use super::*;
 
     fn hide(body: &str) -> Option<String> {
-        hide_reserved(body.as_bytes(), &Limits::default())
-            .unwrap()
-            .map(|b| String::from_utf8(b).unwrap())
+        let out = hide_reserved(body.as_bytes().to_vec(), &Limits::default()).unwrap();
+        let out = String::from_utf8(out.into_inner()).unwrap();
+        (out != body).then_some(out)
+    }
+
+    #[test]
+    fn invalid_bodies_are_refused() {
+        let limits = Limits::default();
+        assert!(hide_reserved(br#"{"a":{"b":1,"b":2}}"#.to_vec(), &limits).is_err());
+        assert!(hide_reserved(b"{} {}".to_vec(), &limits).is_err());
     }
 
     #[test]

@@ -18,7 +18,7 @@
 //!
 //! # Scatter
 //!
-//! [`plan_shards`] validates the body once and renders `shards` bodies. Body `i` has
+//! [`plan_shards`] walks the validated body's top level once and renders `shards` bodies. Body `i` has
 //! `["_hevlayer_shard","Eq",i]` (and the watermark predicate, when given) ANDed into `filters`:
 //!
 //! - existing `filters` `F`: `["And",[F,<watermark>,["_hevlayer_shard","Eq",i]]]` (`F` verbatim);
@@ -42,8 +42,8 @@ use xxhash_rust::xxh64::xxh64;
 
 use crate::order::{RowOrder, order_of_rank_by};
 use crate::splice::{is_null, raw_trimmed, span_of};
-use crate::validate::{json_error, parse_top, skip_ws};
-use crate::{IdRef, IdValue, Limits, QueryError, SHARD};
+use crate::validate::{json_error, skip_ws};
+use crate::{IdRef, IdValue, QueryError, SHARD, Validated};
 
 /// The xxh64 seed used for shard hashing.
 pub const SHARD_SEED: u64 = 0;
@@ -89,15 +89,15 @@ pub struct ShardPlan {
 /// Renders one body per shard (see the module docs).
 ///
 /// # Errors
-/// Any validation error of the body; 422 when `queries` is not an array of objects or a
+/// 422 when `queries` is not an array of objects or a
 /// single query has a non-null `offset`; 500 ([`crate::RewriteError::InvalidPredicate`]) when
 /// `watermark` is not one JSON value.
-pub fn plan_shards(
-    body: &[u8],
+pub fn plan_shards<B: AsRef<[u8]>>(
+    valid: &Validated<B>,
     shards: u32,
     watermark: Option<&[u8]>,
-    limits: &Limits,
 ) -> Result<ShardPlan, QueryError> {
+    let body = valid.as_bytes();
     if let Some(w) = watermark
         && sonic_rs::from_slice::<sonic_rs::Value>(w).is_err()
     {
@@ -106,7 +106,7 @@ pub fn plan_shards(
         }
         .into());
     }
-    let entries = parse_top(body, limits)?;
+    let entries = valid.members()?;
     let mut edits: Vec<Edit> = Vec::new();
     let mut strip = Vec::new();
     let queries = entries.iter().find(|(k, v)| k == "queries" && !is_null(v));

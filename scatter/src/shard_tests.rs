@@ -5,11 +5,17 @@
 use serde_json::{Value, json};
 
 use super::*;
+use crate::Limits;
+
+/// A body checked as the gateway checks a request's.
+fn valid(body: &str) -> Validated<&[u8]> {
+    Validated::check(body.as_bytes(), &Limits::default()).unwrap()
+}
 
 const WM: &[u8] = br#"["_hevlayer_upserted_at","Lte",42]"#;
 
 fn legs(body: &str, shards: u32, wm: Option<&[u8]>) -> Vec<Value> {
-    plan_shards(body.as_bytes(), shards, wm, &Limits::default())
+    plan_shards(&valid(body), shards, wm)
         .unwrap()
         .legs
         .iter()
@@ -94,7 +100,7 @@ fn single_query_gets_shard_and_watermark() {
 #[test]
 fn untouched_bytes_are_verbatim() {
     let body = r#"{"rank_by":["v","ANN",[0.10,1e-3]], "filters" : ["id","Eq",18446744073709551615], "top_k":10}"#;
-    let plan = plan_shards(body.as_bytes(), 2, None, &Limits::default()).unwrap();
+    let plan = plan_shards(&valid(body), 2, None).unwrap();
     assert_eq!(
         String::from_utf8(plan.legs[1].clone()).unwrap(),
         r#"{"rank_by":["v","ANN",[0.10,1e-3]], "filters" : ["And",[["id","Eq",18446744073709551615],["_hevlayer_shard","Eq",1]]], "top_k":10}"#
@@ -127,7 +133,7 @@ fn multi_query_every_leg() {
 
 #[test]
 fn attribute_order_keys_are_requested_and_reported() {
-    let plan = |body: &str| plan_shards(body.as_bytes(), 2, None, &Limits::default()).unwrap();
+    let plan = |body: &str| plan_shards(&valid(body), 2, None).unwrap();
     let p = plan(r#"{"rank_by":["price","desc"],"top_k":3}"#);
     assert_eq!(p.strip, ["price"]);
     let v: Value = serde_json::from_slice(&p.legs[0]).unwrap();
@@ -156,11 +162,10 @@ fn attribute_order_keys_are_requested_and_reported() {
 
 #[test]
 fn rejects_what_cannot_scatter() {
-    let err = |body: &str, wm: Option<&[u8]>| {
-        plan_shards(body.as_bytes(), 2, wm, &Limits::default()).unwrap_err()
-    };
+    let err = |body: &str, wm: Option<&[u8]>| plan_shards(&valid(body), 2, wm).unwrap_err();
     assert_eq!(err(r#"{"top_k":1,"offset":5}"#, None).status_code(), 422);
     assert_eq!(err(r#"{"queries":[1]}"#, None).status_code(), 422);
-    assert_eq!(err(r#"{"a":1,"a":2}"#, None).status_code(), 422);
+    // A repeated key never gets this far: the check refuses the body.
+    assert!(Validated::check(br#"{"a":1,"a":2}"#.as_slice(), &Limits::default()).is_err());
     assert_eq!(err("{}", Some(b"[1")).status_code(), 500);
 }

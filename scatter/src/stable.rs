@@ -14,30 +14,32 @@
 use sonic_rs::LazyValue;
 
 use crate::splice::{Splice, is_null, raw_trimmed, span_of};
-use crate::validate::{json_error, parse_top, skip_ws};
-use crate::{Limits, RewriteError};
+use crate::validate::{json_error, skip_ws};
+use crate::{RewriteError, Validated};
 
 /// The outcome of planning a stable read.
 #[derive(Debug, PartialEq, Eq)]
 pub struct StablePlan {
     /// The body to send upstream.
-    pub body: Vec<u8>,
+    pub body: Validated,
     /// The caller asked for a strong read: the body is unchanged and no predicate was added.
     pub caller_strong: bool,
     /// The predicate was injected.
     pub injected: bool,
 }
 
-/// Plans a stable read of `body` with the optional watermark `predicate` (raw JSON filter).
+/// Plans a stable read of `body` (validated: this walks its top level only) with the optional
+/// watermark `predicate` (raw JSON filter).
 ///
 /// # Errors
-/// Any validation error of the body or the predicate (see [`crate::inject_filter`]).
-pub fn plan_stable_read(
-    body: &[u8],
+/// An invalid predicate, or a `queries` that is not an array of objects (see
+/// [`crate::inject_filter`]).
+pub fn plan_stable_read<B: AsRef<[u8]>>(
+    valid: &Validated<B>,
     predicate: Option<&[u8]>,
-    limits: &Limits,
 ) -> Result<StablePlan, RewriteError> {
-    let entries = parse_top(body, limits)?;
+    let body = valid.as_bytes();
+    let entries = valid.members()?;
     let consistency = entries
         .iter()
         .find(|(k, _)| k == "consistency")
@@ -45,14 +47,14 @@ pub fn plan_stable_read(
     match consistency.map(level_of).transpose()? {
         Some(Some(Level::Strong)) => {
             return Ok(StablePlan {
-                body: body.to_vec(),
+                body: Validated::spliced(body.to_vec()),
                 caller_strong: true,
                 injected: false,
             });
         }
         Some(Some(Level::Eventual)) | Some(Some(Level::Other)) => {
             // Already eventual (kept verbatim) or a shape upstream will reject: no consistency edit.
-            let (body, injected) = inject(body, predicate, limits)?;
+            let (body, injected) = inject(valid.as_slice(), predicate)?;
             return Ok(StablePlan {
                 body,
                 caller_strong: false,
@@ -79,8 +81,11 @@ pub fn plan_stable_read(
             splice.insert(open + 1, piece);
         }
     }
-    let eventual = splice.finish()?;
-    let (body, injected) = inject(&eventual, predicate, limits)?;
+    let eventual = Validated::spliced(splice.finish()?);
+    let (body, injected) = match predicate {
+        Some(p) => (crate::filter::inject_filter_validated(&eventual, p)?, true),
+        None => (eventual, false),
+    };
     Ok(StablePlan {
         body,
         caller_strong: false,
@@ -89,13 +94,12 @@ pub fn plan_stable_read(
 }
 
 fn inject(
-    body: &[u8],
+    body: Validated<&[u8]>,
     predicate: Option<&[u8]>,
-    limits: &Limits,
-) -> Result<(Vec<u8>, bool), RewriteError> {
+) -> Result<(Validated, bool), RewriteError> {
     match predicate {
-        Some(p) => Ok((crate::inject_filter(body, p, limits)?, true)),
-        None => Ok((body.to_vec(), false)),
+        Some(p) => Ok((crate::filter::inject_filter_validated(&body, p)?, true)),
+        None => Ok((Validated::spliced(body.to_vec()), false)),
     }
 }
 
@@ -130,13 +134,15 @@ fn level_of(v: &LazyValue<'_>) -> Result<Option<Level>, RewriteError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Limits;
 
     const PRED: &[u8] = br#"["_hevlayer_upserted_at","Lte",42]"#;
 
     fn plan(body: &str, pred: Option<&[u8]>) -> (String, bool, bool) {
-        let p = plan_stable_read(body.as_bytes(), pred, &Limits::default()).unwrap();
+        let body = Validated::check(body.as_bytes(), &Limits::default()).unwrap();
+        let p = plan_stable_read(&body, pred).unwrap();
         (
-            String::from_utf8(p.body).unwrap(),
+            String::from_utf8(p.body.into_inner()).unwrap(),
             p.caller_strong,
             p.injected,
         )
@@ -194,8 +200,11 @@ mod tests {
     }
 
     #[test]
-    fn invalid_bodies_are_rejected() {
-        assert!(plan_stable_read(br#"{"a":1,"a":2}"#, None, &Limits::default()).is_err());
-        assert!(plan_stable_read(b"[1]", None, &Limits::default()).is_err());
+    fn bad_predicates_and_queries_are_rejected() {
+        let body = Validated::check(br#"{"top_k":1}"#.as_slice(), &Limits::default()).unwrap();
+        assert!(plan_stable_read(&body, Some(b"[1,")).is_err());
+        let multi = br#"{"queries":{"top_k":1}}"#.as_slice();
+        let multi = Validated::check(multi, &Limits::default()).unwrap();
+        assert!(plan_stable_read(&multi, Some(PRED)).is_err());
     }
 }

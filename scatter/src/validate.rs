@@ -121,20 +121,7 @@ pub fn parse_top<'a>(body: &'a [u8], limits: &Limits) -> Result<Vec<Entry<'a>>, 
             max: limits.max_body_bytes,
         });
     }
-    let open = skip_ws(body, 0);
-    match body.get(open) {
-        Some(b'{') => {}
-        None => {
-            return Err(RewriteError::InvalidJson {
-                message: "empty request body".into(),
-            });
-        }
-        Some(_) => return Err(RewriteError::NotAnObject),
-    }
-    if limits.prevalidated {
-        // Validated whole earlier in this request: only collect the top-level members.
-        return members(body).map_err(|e| json_error(&e, false));
-    }
+    let open = object_start(body)?;
     check_depth(body, limits.effective_max_depth())?;
 
     let entries = members(body).map_err(|e| json_error(&e, false))?;
@@ -167,6 +154,25 @@ pub fn parse_top<'a>(body: &'a [u8], limits: &Limits) -> Result<Vec<Entry<'a>>, 
         });
     }
     Ok(entries)
+}
+
+/// The top-level members of a body validated whole before ([`crate::Validated`]): only the top
+/// level is walked.
+pub(crate) fn top_members(body: &[u8]) -> Result<Vec<Entry<'_>>, RewriteError> {
+    object_start(body)?;
+    members(body).map_err(|e| json_error(&e, false))
+}
+
+/// Where the top-level object opens: 422 for an empty body or one that is not an object.
+fn object_start(body: &[u8]) -> Result<usize, RewriteError> {
+    let open = skip_ws(body, 0);
+    match body.get(open) {
+        Some(b'{') => Ok(open),
+        None => Err(RewriteError::InvalidJson {
+            message: "empty request body".into(),
+        }),
+        Some(_) => Err(RewriteError::NotAnObject),
+    }
 }
 
 /// Index of the first non-whitespace byte at or after `from` (JSON whitespace only).
@@ -363,23 +369,6 @@ pub(crate) fn json_error(e: &sonic_rs::Error, nested: bool) -> RewriteError {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn prevalidated_limits_only_walk_the_top_level() {
-        // A nested duplicate key fails whole validation; a prevalidated pass does not repeat it.
-        let body = br#"{"filters":{"a":1,"a":2},"top_k":3}"#;
-        let limits = Limits::default();
-        assert!(validate(body, &limits).is_err());
-        let entries = parse_top(body, &limits.prevalidated()).expect("top level");
-        let keys: Vec<&str> = entries.iter().map(|(k, _)| k.as_ref()).collect();
-        assert_eq!(keys, ["filters", "top_k"]);
-        // The size cap still holds.
-        let tiny = Limits {
-            max_body_bytes: 4,
-            ..Limits::default()
-        };
-        assert!(parse_top(body, &tiny.prevalidated()).is_err());
-    }
 
     fn check(body: &str) -> Result<(), RewriteError> {
         validate(body.as_bytes(), &Limits::default())

@@ -36,8 +36,9 @@ use bytes::Bytes;
 use sonic_rs::LazyValue;
 
 use crate::splice::{Splice, is_null, span_of};
-use crate::validate::{json_error, parse_top};
-use crate::{Limits, RESERVED_PREFIX, RewriteError};
+use crate::validate::json_error;
+use crate::validated::Input;
+use crate::{Limits, RESERVED_PREFIX, RewriteError, Validated};
 
 /// A row's `id`, as handed to the shard function.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,7 +149,7 @@ pub fn stamp_write_with(
     opts: &StampOptions<'_>,
     limits: &Limits,
 ) -> Result<Vec<u8>, RewriteError> {
-    plan(body, opts, limits)?.0.finish()
+    plan(Input::Unchecked(body, *limits), opts)?.0.finish()
 }
 
 /// The ids a write touches, as their raw JSON text borrowed from the body: read while stamping,
@@ -174,7 +175,27 @@ pub fn stamp_write_touched<'a>(
     opts: &StampOptions<'_>,
     limits: &Limits,
 ) -> Result<(Bytes, TouchedIds<'a>), RewriteError> {
-    let (splice, touched) = plan(body, opts, limits)?;
+    stamp_touched(body, Input::Unchecked(body, *limits), opts)
+}
+
+/// [`stamp_write_touched`] for a body validated before, or built by a serializer
+/// ([`Validated::serialized`]): only its top level is walked.
+///
+/// # Errors
+/// As [`stamp_write_with`], less the body's validation.
+pub fn stamp_validated_touched<'a>(
+    body: &'a Validated<Bytes>,
+    opts: &StampOptions<'_>,
+) -> Result<(Bytes, TouchedIds<'a>), RewriteError> {
+    stamp_touched(body.get_ref(), Input::of(body), opts)
+}
+
+fn stamp_touched<'a>(
+    body: &'a Bytes,
+    input: Input<'a>,
+    opts: &StampOptions<'_>,
+) -> Result<(Bytes, TouchedIds<'a>), RewriteError> {
+    let (splice, touched) = plan(input, opts)?;
     if splice.is_empty() {
         return Ok((body.clone(), touched));
     }
@@ -191,7 +212,7 @@ pub fn stamp_write_bytes(
     opts: &StampOptions<'_>,
     limits: &Limits,
 ) -> Result<Bytes, RewriteError> {
-    let (splice, _) = plan(body, opts, limits)?;
+    let (splice, _) = plan(Input::Unchecked(body, *limits), opts)?;
     if splice.is_empty() {
         return Ok(body.clone());
     }
@@ -199,11 +220,11 @@ pub fn stamp_write_bytes(
 }
 
 fn plan<'a>(
-    body: &'a [u8],
+    input: Input<'a>,
     opts: &StampOptions<'_>,
-    limits: &Limits,
 ) -> Result<(Splice<'a>, TouchedIds<'a>), RewriteError> {
-    let entries = parse_top(body, limits)?;
+    let body = input.bytes();
+    let entries = input.members()?;
     let mut st = Stamper::new(body, opts);
     let mut any_op = false;
     for (key, value) in &entries {

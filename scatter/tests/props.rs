@@ -7,10 +7,11 @@ use std::collections::BTreeMap;
 
 use common::{J, Rng, add_duplicate, filter, query_body, render, write_body};
 use proptest::prelude::*;
+use scatter::layer_query::{QueryContext, QueryPlan, plan_query, plan_validated};
 use scatter::reference::{check_inject, check_stamp};
 use scatter::{
-    IdRef, IdValue, Limits, RewriteError, StampOptions, inject_filter, stamp_write,
-    stamp_write_with, validate,
+    IdRef, IdValue, Limits, RewriteError, StampOptions, Validated, inject_filter, plan_shards,
+    plan_stable_read, stamp_write, stamp_write_with, validate,
 };
 use serde_json::value::RawValue;
 
@@ -287,6 +288,49 @@ proptest! {
         prop_assert!(is_dup(stamp_write(text.as_bytes(), NOW, &limits)), "stamp_write");
         let injected = inject_filter(text.as_bytes(), b"[\"a\",\"Eq\",1]", &limits);
         prop_assert!(is_dup(injected), "inject_filter");
+    }
+
+    /// The gateway's query passes validate a body once and then trust what is spliced from it
+    /// (`Validated`): planning a checked body gives the plan `plan_query` gives, and every body
+    /// made after the check (the plan's, the stable read's, each shard leg) validates whole.
+    #[test]
+    fn bodies_spliced_from_a_validated_query_validate(
+        body in query_body(),
+        seed in any::<u64>(),
+        shards in 1u32..5,
+        mutated in any::<bool>(),
+    ) {
+        let mut rng = Rng(seed);
+        let mut bytes = render(&body, &mut rng).into_bytes();
+        if mutated {
+            mutate(&mut bytes, &mut rng);
+        }
+        let ctx = QueryContext { shards, ..QueryContext::default() };
+        let plan = plan_query(&bytes, &ctx);
+        let Ok(valid) = Validated::check(bytes.as_slice(), &ctx.limits) else {
+            prop_assert!(plan.is_err(), "an invalid body was planned");
+            return Ok(());
+        };
+        prop_assert_eq!(&plan, &plan_validated(&valid, &ctx));
+        let Ok(QueryPlan::Upstream(q)) = plan else {
+            return Ok(());
+        };
+        // Splices nest a few levels deeper than the limit the input was checked under.
+        let relaxed = Limits { max_depth: ctx.limits.max_depth + 8, ..Limits::default() };
+        prop_assert!(validate(&q.body, &relaxed).is_ok(), "the plan's body");
+        let pred = br#"["_hevlayer_upserted_at","Lte",12]"#;
+        for p in [None, Some(pred.as_slice())] {
+            let Ok(stable) = plan_stable_read(&q.body, p) else {
+                continue;
+            };
+            prop_assert!(validate(&stable.body, &relaxed).is_ok(), "the stable read's body");
+            if let Ok(legs) = plan_shards(&stable.body, shards, None) {
+                prop_assert_eq!(legs.legs.len(), shards as usize);
+                for leg in &legs.legs {
+                    prop_assert!(validate(leg, &relaxed).is_ok(), "a shard leg");
+                }
+            }
+        }
     }
 
     #[test]

@@ -97,7 +97,6 @@ impl Core {
         let limits = scatter::Limits {
             max_body_bytes: config.gateway.max_body_bytes,
             max_depth: config.gateway.max_json_depth,
-            prevalidated: false,
         };
         let indexes = indexes::Indexes::new(&config.indexes);
         Core {

@@ -45,16 +45,14 @@ impl PendingWrite {
         ns: &str,
         body: &Bytes,
     ) -> Result<(Option<Bytes>, PendingWrite), GatewayError> {
-        Self::begin_with(ctx, ns, body, &ctx.core.limits, &[])
+        Self::begin_with(ctx, ns, Source::Caller(body), &[])
     }
 
-    /// [`PendingWrite::begin`] with the limits to validate by (`prevalidated` for a body the
-    /// gateway built from one it validated whole).
+    /// [`PendingWrite::begin`] for a caller's body or one the gateway built.
     fn begin_with(
         ctx: &ShardCtx,
         ns: &str,
-        body: &Bytes,
-        limits: &scatter::Limits,
+        source: Source<'_>,
         own_reserved: &[&str],
     ) -> Result<(Option<Bytes>, PendingWrite), GatewayError> {
         let core = &ctx.core;
@@ -72,7 +70,17 @@ impl PendingWrite {
         // refuse it) is read again for them.
         // The ids to read back are collected only when the mirror is on.
         let mirror = core.config.gateway.cache.populate_max_ids > 0;
-        let (stamped, touched) = match scatter::stamp_write_touched(body, &opts, limits) {
+        let (body, stamping) = match source {
+            Source::Caller(body) => (
+                body,
+                scatter::stamp_write_touched(body, &opts, &core.limits),
+            ),
+            Source::Built(valid) => (
+                valid.get_ref(),
+                scatter::stamp_validated_touched(valid, &opts),
+            ),
+        };
+        let (stamped, touched) = match stamping {
             Ok((stamped, ids)) => (Some(stamped), from_ids(&ids, mirror)),
             Err(e) if e.upstream_would_reject() => (None, touched(body, mirror)),
             Err(e) => {
@@ -117,17 +125,17 @@ impl PendingWrite {
 /// One write Layer makes on a caller's behalf (`POST /v2/namespaces/{ns}` with `body`, a JSON
 /// write the gateway built): stamped, in flight, invalidated and acknowledged like a caller's
 /// write through the passthrough route. Upstream's answer is returned whatever its status;
-/// network failures are 502/504 errors. `route` labels the upstream metrics. `prevalidated`: the
-/// gateway built `body` from bytes it validated whole (no duplicate key can occur in it), so the
-/// stamper walks only its top level; never set it for bytes a caller sent.
+/// network failures are 502/504 errors. `route` labels the upstream metrics. The body is a
+/// [`scatter::Validated`] the gateway built ([`scatter::Validated::serialized`] where it is
+/// made), so the stamper walks only its top level; a caller's bytes go through
+/// [`PendingWrite::begin`], which validates them whole.
 pub async fn write(
     ctx: &Arc<ShardCtx>,
     route: &'static str,
     ns: &str,
-    body: Bytes,
-    prevalidated: bool,
+    body: scatter::Validated<Bytes>,
 ) -> Result<UpstreamResponse, GatewayError> {
-    write_own(ctx, route, ns, body, prevalidated, &[]).await
+    write_own(ctx, route, ns, body, &[]).await
 }
 
 /// [`write`] for a body that also sets some of the gateway's own reserved attributes (a UDF
@@ -136,16 +144,10 @@ pub async fn write_own(
     ctx: &Arc<ShardCtx>,
     route: &'static str,
     ns: &str,
-    body: Bytes,
-    prevalidated: bool,
+    body: scatter::Validated<Bytes>,
     own_reserved: &[&str],
 ) -> Result<UpstreamResponse, GatewayError> {
-    let limits = if prevalidated {
-        ctx.core.limits.prevalidated()
-    } else {
-        ctx.core.limits
-    };
-    let (stamped, pending) = PendingWrite::begin_with(ctx, ns, &body, &limits, own_reserved)?;
+    let (stamped, pending) = PendingWrite::begin_with(ctx, ns, Source::Built(&body), own_reserved)?;
     let mut headers = HeaderMap::new();
     headers.insert(
         header::CONTENT_TYPE,
@@ -158,11 +160,18 @@ pub async fn write_own(
             Method::POST,
             &format!("/v2/namespaces/{ns}"),
             &headers,
-            stamped.unwrap_or(body),
+            stamped.unwrap_or_else(|| body.into_inner()),
         )
         .await?;
     pending.answered(ctx, ns, up.status.is_success());
     Ok(up)
+}
+
+/// Where a write body comes from: a caller (validated whole by the stamper) or the gateway.
+#[derive(Clone, Copy)]
+enum Source<'a> {
+    Caller(&'a Bytes),
+    Built(&'a scatter::Validated<Bytes>),
 }
 
 /// The ids the stamper read, decoded as the cache keys them; with `mirror`, also the ids to
@@ -273,7 +282,6 @@ mod tests {
         let limits = scatter::Limits {
             max_body_bytes: 1 << 20,
             max_depth: 64,
-            prevalidated: false,
         };
         for body in [
             r#"{"upsert_rows":[{"id":1},{"id":"a"}],"patch_columns":{"id":[2],"x":[1]},"deletes":[3]}"#,

@@ -260,9 +260,9 @@ async fn write_batch(
             step = len.div_ceil(2);
             continue;
         }
-        let body = Bytes::copy_from_slice(scratch);
-        // Built from a checked schema: unique column names, no reserved ones.
-        let up = write(ctx, "import", ns, body, true)
+        // Encoded here from a checked schema: unique column names, no reserved ones.
+        let body = scatter::Validated::serialized(Bytes::copy_from_slice(scratch));
+        let up = write(ctx, "import", ns, body)
             .await
             .map_err(|e| failed(e, p))?;
         if !up.status.is_success() {

@@ -275,8 +275,10 @@ fn take_batch(items: &mut Vec<Item>, max_bytes: usize) -> Vec<Item> {
     items.drain(..n).collect()
 }
 
-/// `{"upsert_rows":[<parts joined by commas>],"distance_metric":<metric>}`.
-pub fn upsert_body(parts: &[&[u8]], distance_metric: &str) -> Bytes {
+/// `{"upsert_rows":[<parts joined by commas>],"distance_metric":<metric>}`. Each part is a
+/// call's rows, spliced from a body validated whole (`vectors.rs`), whose keys cannot repeat
+/// (`id` and `vector` are refused among the attributes): the join is valid by construction.
+pub fn upsert_body(parts: &[&[u8]], distance_metric: &str) -> scatter::Validated<Bytes> {
     let len: usize = parts.iter().map(|p| p.len() + 1).sum();
     let mut out = Vec::with_capacity(len + 64 + distance_metric.len());
     out.extend_from_slice(br#"{"upsert_rows":["#);
@@ -293,19 +295,18 @@ pub fn upsert_body(parts: &[&[u8]], distance_metric: &str) -> Bytes {
             .as_bytes(),
     );
     out.push(b'}');
-    Bytes::from(out)
+    scatter::Validated::serialized(Bytes::from(out))
 }
 
 async fn send(
     ctx: &Arc<ShardCtx>,
     lane: &Lane,
-    body: Bytes,
+    body: scatter::Validated<Bytes>,
     batched: usize,
 ) -> Result<Answer, GatewayError> {
     metrics::vector_write(&lane.pipeline_id);
-    // Built from bodies validated whole (no key can repeat: `id` and `vector` are refused among
-    // the attributes), so the stamper walks only its top level.
-    let up = writes::write(ctx, "pipeline_vectors", &lane.namespace, body, true).await?;
+    // Built by `upsert_body`: the stamper walks only its top level.
+    let up = writes::write(ctx, "pipeline_vectors", &lane.namespace, body).await?;
     Ok(Answer {
         status: up.status,
         headers: up.headers,

@@ -274,7 +274,6 @@ mod tests {
         let limits = scatter::Limits {
             max_body_bytes: 1 << 20,
             max_depth: 64,
-            prevalidated: false,
         };
         let parse = |v: &Value| parse(v.to_string().as_bytes(), &limits);
         let (stored, ids) = parse(&ok).unwrap();

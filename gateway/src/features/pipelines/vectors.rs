@@ -256,7 +256,6 @@ mod tests {
         scatter::Limits {
             max_body_bytes: 1 << 20,
             max_depth: 64,
-            prevalidated: false,
         }
     }
 

@@ -202,8 +202,7 @@ pub(super) async fn serve(
     q: &UpstreamQuery,
     cut: Cut,
 ) -> Result<Option<Answer>, GatewayError> {
-    let limits = ctx.core.limits.prevalidated();
-    let paging = match paging_of(&q.body, &limits)? {
+    let paging = match paging_of(&q.body)? {
         Pageable::Yes(p) => p,
         Pageable::No(why) => {
             return match q.cursor {
@@ -232,9 +231,9 @@ pub(super) async fn serve(
     let k = paging.top_k as usize;
     let asked = (paging.top_k + 1).min(MAX_TOP_K) as usize;
 
-    let run = |body: Vec<u8>| async move {
+    let run = |body: scatter::Validated| async move {
         let merge = if ctx.core.shards_of(ns) > 1 {
-            Merge::Single(MergeSpec::for_body(&body, &limits)?)
+            Merge::Single(MergeSpec::for_body(&body)?)
         } else {
             q.merge.clone()
         };
@@ -257,7 +256,6 @@ pub(super) async fn serve(
         asked as u32,
         None,
         filter.as_deref().map(str::as_bytes),
-        &limits,
     )?;
     let first = run(body).await?;
     if !first.status.is_success() {
@@ -291,7 +289,6 @@ pub(super) async fn serve(
                 ask,
                 Some(r#"["id","asc"]"#),
                 Some(filter.to_string().as_bytes()),
-                &limits,
             )?;
             let second = run(body).await?;
             if !second.status.is_success() {

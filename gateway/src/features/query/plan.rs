@@ -99,29 +99,30 @@ pub async fn serve(
     // A body without `_attributes` (and no escapes that could spell it) has no projection to
     // rewrite: skip that parse.
     let may_project = memfind(&body, b"_attributes") || body.contains(&b'\\');
-    let hidden = if may_project {
-        scatter::hide_reserved(&body, &shared.limits)
-    } else {
-        Ok(None)
-    };
-    let body = match hidden {
-        Ok(Some(b)) => Bytes::from(b),
-        Ok(None) => body,
-        Err(e) => {
-            return upstream_judges(ctx, ns, path_and_query, headers, body, watermark, e).await;
-        }
-    };
-    // Validate the body whole once per request: `hide_reserved` did when it ran, else
-    // `plan_query` does; every later pass (stable read, shard legs) gets bodies this request
-    // already validated or spliced from them, and only walks their top level.
-    let once = shared.limits.prevalidated();
     let qctx = QueryContext {
-        limits: if may_project { once } else { shared.limits },
+        limits: shared.limits,
         shards,
         threads,
         ..QueryContext::default()
     };
-    let mut plan = match scatter::layer_query::plan_query(&body, &qctx) {
+    // The body is validated whole once per request: by `hide_reserved` when it runs, else by
+    // `plan_query`. Every later pass (stable read, pages, shard legs) gets the plan's
+    // `Validated` body, or one spliced from it, and only walks its top level.
+    let (body, planned) = if may_project {
+        match scatter::hide_reserved(body.clone(), &shared.limits) {
+            Ok(valid) => {
+                let planned = scatter::layer_query::plan_validated(&valid, &qctx);
+                (valid.into_inner(), planned)
+            }
+            Err(e) => {
+                return upstream_judges(ctx, ns, path_and_query, headers, body, watermark, e).await;
+            }
+        }
+    } else {
+        let planned = scatter::layer_query::plan_query(&body, &qctx);
+        (body, planned)
+    };
+    let mut plan = match planned {
         Ok(p) => p,
         Err(QueryError::Rewrite(e)) => {
             return upstream_judges(ctx, ns, path_and_query, headers, body, watermark, e).await;
@@ -143,7 +144,7 @@ pub async fn serve(
     }
     // A native Turbopuffer body (no Layer key) keeps upstream's semantics and bytes: it does not
     // page (a Layer key, even `"cursor": null`, asks for pages). One compare of the bodies.
-    let native = matches!(&plan, QueryPlan::Upstream(q) if q.body == body.as_ref());
+    let native = matches!(&plan, QueryPlan::Upstream(q) if q.body.as_bytes() == body.as_ref());
     let q = match plan {
         // The planner returns a native body byte for byte: keep upstream's response shape then
         // (no `rows` added to aggregation answers, which Turbopuffer clients expect).
@@ -205,7 +206,6 @@ pub(super) async fn execute(
     let shared = &ctx.core;
     let shards = shared.shards_of(ns);
     let threads = configured_threads(shared, ns, None);
-    let once = shared.limits.prevalidated();
     let pred = match (mode, status, watermark, forced) {
         (IndexConsistency::Strong, ..) => None,
         (_, _, _, Some(cut)) => Some(predicate(cut)),
@@ -215,12 +215,13 @@ pub(super) async fn execute(
     let (legs_body, caller_strong, injected) = if mode == IndexConsistency::Strong {
         (q.body.clone(), true, false)
     } else {
-        let p = scatter::plan_stable_read(&q.body, pred.as_deref(), &once)?;
+        let p = scatter::plan_stable_read(&q.body, pred.as_deref())?;
         (p.body, p.caller_strong, p.injected)
     };
 
     if shards <= 1 {
-        let mut up = send(ctx, ns, path_and_query, headers, Bytes::from(legs_body)).await?;
+        let legs_body = Bytes::from(legs_body.into_inner());
+        let mut up = send(ctx, ns, path_and_query, headers, legs_body).await?;
         if up.status == StatusCode::TOO_MANY_REQUESTS
             && mode == IndexConsistency::Stable
             && !injected
@@ -229,8 +230,9 @@ pub(super) async fn execute(
         {
             // Write-storm backpressure: the predicate bounds what upstream must scan.
             metrics::watcher_event("retry_429");
-            let forced = scatter::plan_stable_read(&q.body, Some(&predicate(wm)), &once)?;
-            up = send(ctx, ns, path_and_query, headers, Bytes::from(forced.body)).await?;
+            let forced = scatter::plan_stable_read(&q.body, Some(&predicate(wm)))?;
+            let forced = Bytes::from(forced.body.into_inner());
+            up = send(ctx, ns, path_and_query, headers, forced).await?;
         }
         if !up.status.is_success() {
             return Ok(Answer::relayed(up, watermark));
@@ -264,14 +266,13 @@ async fn gather(
     path_and_query: &str,
     headers: &HeaderMap,
     q: &UpstreamQuery,
-    body: Vec<u8>,
+    body: scatter::Validated,
     shards: u32,
     threads: u32,
     watermark: Option<u64>,
 ) -> Result<Answer, GatewayError> {
-    // The watermark is already in `body` (one cut for every leg), validated earlier in the request.
-    let limits = ctx.core.limits.prevalidated();
-    let plan = scatter::plan_shards(&body, shards, None, &limits)?;
+    // The watermark is already in `body` (one cut for every leg).
+    let plan = scatter::plan_shards(&body, shards, None)?;
     let permits = Arc::new(Semaphore::new(threads.clamp(1, MAX_THREADS) as usize));
     let mut set = tokio::task::JoinSet::new();
     for (i, leg) in plan.legs.into_iter().enumerate() {

@@ -231,7 +231,7 @@ async fn apply(
         let body = patch_body(rows, &marker, &stale, &version);
         let own = [marker.as_str(), stale.as_str()];
         async move {
-            let up = writes::write_own(ctx, "udf_complete", ns, body, true, &own).await?;
+            let up = writes::write_own(ctx, "udf_complete", ns, body, &own).await?;
             if up.status.is_success() {
                 Ok(())
             } else if up.status.is_client_error() {
@@ -276,7 +276,13 @@ async fn apply(
 
 /// One namespace's write: `patch_columns` when every row sets the same attributes, else
 /// `patch_rows`; each row also gets the version marker and a cleared `stale_after`.
-fn patch_body(rows: &[(String, Value, &Done)], marker: &str, stale: &str, version: &str) -> Bytes {
+/// Serialized by serde_json from a map: one object, no key twice.
+fn patch_body(
+    rows: &[(String, Value, &Done)],
+    marker: &str,
+    stale: &str,
+    version: &str,
+) -> scatter::Validated<Bytes> {
     let same = rows.windows(2).all(|w| {
         w[0].2.attributes.len() == w[1].2.attributes.len()
             && w[0]
@@ -319,7 +325,7 @@ fn patch_body(rows: &[(String, Value, &Done)], marker: &str, stale: &str, versio
             .collect();
         json!({ "patch_rows": patch })
     };
-    Bytes::from(body.to_string())
+    scatter::Validated::serialized(Bytes::from(body.to_string()))
 }
 
 /// An `items/fail` body: transient and permanent item keys.
