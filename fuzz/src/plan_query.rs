@@ -149,9 +149,10 @@ pub fn run(data: &[u8]) {
         threads: u32::from(pick >> 4) % 5,
         ..QueryContext::default()
     };
-    let plan = plan_query(body, &ctx);
-    assert_eq!(plan, plan_query(body, &ctx), "planning is deterministic");
-    if let Ok(valid) = Validated::check(body, &ctx.limits) {
+    let owned = bytes::Bytes::copy_from_slice(body);
+    let plan = plan_query(&owned, &ctx);
+    assert_eq!(plan, plan_query(&owned, &ctx), "planning is deterministic");
+    if let Ok(valid) = Validated::check(owned, &ctx.limits) {
         let again = plan_validated(&valid, &ctx);
         assert_eq!(
             comparable(&plan),

@@ -71,6 +71,7 @@ fn bench(c: &mut Criterion) {
     // the second either checks its output whole again (what a flag-free pipeline would need) or
     // takes the plan's `Validated` body and walks its top level only (what the gateway does).
     let qctx = scatter::QueryContext::default();
+    let query = bytes::Bytes::from(query);
     let mut g = c.benchmark_group("query_plan_then_stable_read_1.7KB");
     for (name, again) in [("validate_twice", true), ("validate_once", false)] {
         g.bench_function(name, |b| {

@@ -36,6 +36,7 @@
 
 use std::borrow::Cow;
 
+use bytes::Bytes;
 use sonic_rs::LazyValue;
 
 use crate::hybrid::{
@@ -105,8 +106,8 @@ pub enum Merge {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamQuery {
     /// The upstream body (no watermark, no shard filter yet), spliced from the validated
-    /// request.
-    pub body: Validated,
+    /// request, or the request's own buffer when it is sent as it is.
+    pub body: Validated<Bytes>,
     /// What the response will look like.
     pub shape: UpstreamShape,
     /// How to merge shard responses.
@@ -148,7 +149,7 @@ pub struct CentroidRequest {
 /// A plan waiting for centroids (the `nearest_to_id` hook).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingCentroids {
-    body: Validated,
+    body: Validated<Bytes>,
     ctx: QueryContext,
     requests: Vec<CentroidRequest>,
 }
@@ -177,16 +178,17 @@ impl PendingCentroids {
             let parts: Vec<String> = c.iter().map(f32::to_string).collect();
             texts.push(format!("[{}]", parts.join(",")));
         }
-        plan(Input::of(&self.body), &self.ctx, Some(&texts))
+        plan(self.body.get_ref(), true, &self.ctx, Some(&texts))
     }
 }
 
-/// Plans a query body (see the module docs), validating it whole under `ctx.limits` first.
+/// Plans a query body (see the module docs), validating it whole under `ctx.limits` first. A
+/// body sent as it is shares `body`'s buffer (no copy).
 ///
 /// # Errors
 /// Any validation error of the body and every Layer 422.
-pub fn plan_query(body: &[u8], ctx: &QueryContext) -> Result<QueryPlan, QueryError> {
-    plan(Input::Unchecked(body, ctx.limits), ctx, None)
+pub fn plan_query(body: &Bytes, ctx: &QueryContext) -> Result<QueryPlan, QueryError> {
+    plan(body, false, ctx, None)
 }
 
 /// [`plan_query`] for a body validated before (by [`crate::hide_reserved`], say): only its top
@@ -194,11 +196,11 @@ pub fn plan_query(body: &[u8], ctx: &QueryContext) -> Result<QueryPlan, QueryErr
 ///
 /// # Errors
 /// Every Layer 422.
-pub fn plan_validated<B: AsRef<[u8]>>(
-    body: &Validated<B>,
+pub fn plan_validated(
+    body: &Validated<Bytes>,
     ctx: &QueryContext,
 ) -> Result<QueryPlan, QueryError> {
-    plan(Input::of(body), ctx, None)
+    plan(body.get_ref(), true, ctx, None)
 }
 
 /// Resolved centroid texts, or the requests being collected.
@@ -209,13 +211,19 @@ enum Centroids<'c> {
 
 type Field<'a> = (Cow<'a, str>, LazyValue<'a>);
 
+/// `checked`: `body` was validated whole before (only its top level is walked).
 fn plan(
-    input: Input<'_>,
+    body: &Bytes,
+    checked: bool,
     ctx: &QueryContext,
     centroids: Option<&[String]>,
 ) -> Result<QueryPlan, QueryError> {
+    let input = if checked {
+        Input::Checked(body)
+    } else {
+        Input::Unchecked(body, ctx.limits)
+    };
     let entries = input.members()?;
-    let body = input.bytes();
     let mut cents = match centroids {
         Some(c) => Centroids::Use(c.iter()),
         None => Centroids::Collect(Vec::new()),
@@ -228,7 +236,7 @@ fn plan(
     match cents {
         Centroids::Collect(requests) if !requests.is_empty() => {
             Ok(QueryPlan::NeedsCentroids(PendingCentroids {
-                body: Validated::spliced(body.to_vec()),
+                body: Validated::spliced(body.clone()),
                 ctx: ctx.clone(),
                 requests,
             }))
@@ -245,7 +253,7 @@ fn get<'e, 'a>(entries: &'e [Field<'a>], key: &str) -> Option<&'e LazyValue<'a>>
 }
 
 fn plan_single(
-    body: &[u8],
+    body: &Bytes,
     entries: &[Field<'_>],
     ctx: &QueryContext,
     cents: &mut Centroids<'_>,
@@ -257,8 +265,8 @@ fn plan_single(
     }
     let cursor = get(entries, "cursor").map(|c| raw_of(c).to_owned());
     let out = Validated::spliced(match translate(entries, ctx, cents, None)? {
-        Some(out) => out,
-        None => body.to_vec(),
+        Some(out) => Bytes::from(out),
+        None => body.clone(),
     });
     let merge = merge_spec(out.as_slice(), ctx)?;
     Ok(QueryPlan::Upstream(UpstreamQuery {
@@ -467,7 +475,7 @@ fn plan_expansion(
             routing,
         };
         QueryPlan::Upstream(UpstreamQuery {
-            body: Validated::spliced(body),
+            body: Validated::spliced(Bytes::from(body)),
             shape: UpstreamShape::Expansion,
             merge: Merge::Single(MergeSpec::rows(RowOrder::ScoreDesc, usize_of(top_k))),
             echo,
@@ -535,7 +543,7 @@ fn plan_expansion(
                     }
                     out.push(b'}');
                     Ok(QueryPlan::Upstream(UpstreamQuery {
-                        body: Validated::spliced(out),
+                        body: Validated::spliced(Bytes::from(out)),
                         shape: UpstreamShape::Single,
                         merge: Merge::Single(MergeSpec::rows(RowOrder::DistAsc, usize_of(top_k))),
                         echo: Echo {
@@ -561,7 +569,7 @@ fn usize_of(n: u64) -> usize {
 }
 
 fn plan_multi(
-    body: &[u8],
+    body: &Bytes,
     entries: &[Field<'_>],
     ctx: &QueryContext,
     cents: &mut Centroids<'_>,
@@ -608,7 +616,7 @@ fn plan_multi(
             })
             .unwrap_or(10);
         return Ok(QueryPlan::Upstream(UpstreamQuery {
-            body: Validated::spliced(body.to_vec()),
+            body: Validated::spliced(body.clone()),
             shape: UpstreamShape::MultiQuery,
             merge: Merge::PerLeg(vec![MergeSpec::rows(RowOrder::ScoreDesc, usize_of(limit))]),
             echo: Echo::default(),
@@ -642,7 +650,7 @@ fn plan_multi(
         }
     }
     Ok(QueryPlan::Upstream(UpstreamQuery {
-        body: Validated::spliced(splice.finish()?),
+        body: Validated::spliced(Bytes::from(splice.finish()?)),
         shape: UpstreamShape::MultiQuery,
         merge: Merge::PerLeg(specs),
         echo: Echo::default(),

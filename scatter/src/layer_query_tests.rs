@@ -5,13 +5,14 @@
 use serde_json::{Value, json};
 
 use super::*;
+use bytes::Bytes;
 
 fn ctx() -> QueryContext {
     QueryContext::default()
 }
 
 fn upstream(body: &str, ctx: &QueryContext) -> UpstreamQuery {
-    match plan_query(body.as_bytes(), ctx).unwrap() {
+    match plan_query(&Bytes::copy_from_slice(body.as_bytes()), ctx).unwrap() {
         QueryPlan::Upstream(u) => u,
         other => panic!("expected an upstream plan, got {other:?}"),
     }
@@ -22,7 +23,7 @@ fn json_of(b: &[u8]) -> Value {
 }
 
 fn err(body: &str) -> QueryError {
-    let e = plan_query(body.as_bytes(), &ctx()).unwrap_err();
+    let e = plan_query(&Bytes::copy_from_slice(body.as_bytes()), &ctx()).unwrap_err();
     assert_eq!(e.status_code(), 422, "{body}: {e}");
     e
 }
@@ -48,7 +49,7 @@ fn layer_vector_becomes_ann_and_layer_keys_are_stripped() {
         &ctx(),
     );
     assert_eq!(
-        String::from_utf8(u.body.into_inner()).unwrap(),
+        String::from_utf8(u.body.into_inner().to_vec()).unwrap(),
         r#"{"rank_by":["vector","ANN",[0.10,-1]],"top_k":10,"filters":["a","Eq",1]}"#
     );
     assert_eq!(u.cursor.as_deref(), Some("\"abc\""));
@@ -57,7 +58,9 @@ fn layer_vector_becomes_ann_and_layer_keys_are_stripped() {
 #[test]
 fn nearest_to_id_goes_through_the_centroid_hook() {
     let body = r#"{"nearest_to_id":["asin-1",7],"top_k":10}"#;
-    let QueryPlan::NeedsCentroids(p) = plan_query(body.as_bytes(), &ctx()).unwrap() else {
+    let QueryPlan::NeedsCentroids(p) =
+        plan_query(&Bytes::copy_from_slice(body.as_bytes()), &ctx()).unwrap()
+    else {
         panic!("expected NeedsCentroids");
     };
     assert_eq!(
@@ -71,7 +74,7 @@ fn nearest_to_id_goes_through_the_centroid_hook() {
         panic!("expected upstream");
     };
     assert_eq!(
-        String::from_utf8(u.body.into_inner()).unwrap(),
+        String::from_utf8(u.body.into_inner().to_vec()).unwrap(),
         r#"{"rank_by":["vector","ANN",[0.5,0.25]],"top_k":10}"#
     );
     assert_eq!(
@@ -126,7 +129,7 @@ fn single_query_422s() {
         ..ctx()
     };
     assert_eq!(
-        plan_query(br#"{"vector":[1,2],"top_k":1}"#, &c).unwrap_err(),
+        plan_query(&Bytes::from_static(br#"{"vector":[1,2],"top_k":1}"#), &c).unwrap_err(),
         QueryError::VectorDimensions {
             expected: 3,
             got: 2
@@ -154,7 +157,10 @@ fn hybrid_text_expands_into_one_fused_multi_query() {
         fuzzy("timout", 6, 1),
         fuzzy("kubernets", 9, 2)
     );
-    assert_eq!(String::from_utf8(u.body.into_inner()).unwrap(), expect);
+    assert_eq!(
+        String::from_utf8(u.body.into_inner().to_vec()).unwrap(),
+        expect
+    );
     assert_eq!(u.shape, UpstreamShape::Expansion);
     let h = u.echo.hybrid.unwrap();
     assert_eq!(
@@ -258,7 +264,7 @@ fn auto(input: &str, opts: &str) -> Result<QueryPlan, QueryError> {
     let body = format!(
         r#"{{"rank_by":["content","Auto","{input}"{opts}],"top_k":10,"filters":["tenant","Eq","t-42"]}}"#
     );
-    plan_query(body.as_bytes(), &ctx())
+    plan_query(&Bytes::copy_from_slice(body.as_bytes()), &ctx())
 }
 
 #[test]
@@ -295,7 +301,7 @@ fn auto_routes_and_defers() {
         panic!()
     };
     assert_eq!(
-        String::from_utf8(u.body.into_inner()).unwrap(),
+        String::from_utf8(u.body.into_inner().to_vec()).unwrap(),
         r#"{"rank_by":["vector","ANN",[0.0012,-0.043]],"top_k":10,"filters":["tenant","Eq","t-42"]}"#
     );
     assert_eq!(u.shape, UpstreamShape::Single);
@@ -358,7 +364,7 @@ fn auto_422s() {
     let body =
         r#"{"rank_by":["c","Auto","pods",{"route":"semantic","vector":[1,2,3]}],"top_k":10}"#;
     assert_eq!(
-        plan_query(body.as_bytes(), &c).unwrap_err(),
+        plan_query(&Bytes::copy_from_slice(body.as_bytes()), &c).unwrap_err(),
         QueryError::VectorDimensions {
             expected: 2,
             got: 3
@@ -418,7 +424,7 @@ fn multi_query_validation_and_translation() {
     );
     let u = upstream(&body, &ctx());
     assert_eq!(
-        String::from_utf8(u.body.into_inner()).unwrap(),
+        String::from_utf8(u.body.into_inner().to_vec()).unwrap(),
         format!(
             r#"{{"queries":[{leg}, {{"rank_by":["vector","ANN",[1,2]],"top_k":3}}],"consistency":{{"level":"strong"}}}}"#
         )
@@ -430,7 +436,9 @@ fn multi_query_validation_and_translation() {
     assert_eq!(specs[1].order, RowOrder::DistAsc);
     // nearest_to_id in a leg goes through the hook with its leg index.
     let body = format!(r#"{{"queries":[{leg},{{"nearest_to_id":["a"],"top_k":3}}]}}"#);
-    let QueryPlan::NeedsCentroids(p) = plan_query(body.as_bytes(), &ctx()).unwrap() else {
+    let QueryPlan::NeedsCentroids(p) =
+        plan_query(&Bytes::copy_from_slice(body.as_bytes()), &ctx()).unwrap()
+    else {
         panic!()
     };
     assert_eq!(p.requests()[0].leg, Some(1));

@@ -11,6 +11,7 @@
 //!
 //! Both edits are splices: every other byte of the body is copied verbatim.
 
+use bytes::Bytes;
 use sonic_rs::LazyValue;
 
 use crate::splice::{Splice, is_null, raw_trimmed, span_of};
@@ -20,8 +21,8 @@ use crate::{RewriteError, Validated};
 /// The outcome of planning a stable read.
 #[derive(Debug, PartialEq, Eq)]
 pub struct StablePlan {
-    /// The body to send upstream.
-    pub body: Validated,
+    /// The body to send upstream (the input's own buffer when it needed no edit).
+    pub body: Validated<Bytes>,
     /// The caller asked for a strong read: the body is unchanged and no predicate was added.
     pub caller_strong: bool,
     /// The predicate was injected.
@@ -34,8 +35,8 @@ pub struct StablePlan {
 /// # Errors
 /// An invalid predicate, or a `queries` that is not an array of objects (see
 /// [`crate::inject_filter`]).
-pub fn plan_stable_read<B: AsRef<[u8]>>(
-    valid: &Validated<B>,
+pub fn plan_stable_read(
+    valid: &Validated<Bytes>,
     predicate: Option<&[u8]>,
 ) -> Result<StablePlan, RewriteError> {
     let body = valid.as_bytes();
@@ -47,14 +48,17 @@ pub fn plan_stable_read<B: AsRef<[u8]>>(
     match consistency.map(level_of).transpose()? {
         Some(Some(Level::Strong)) => {
             return Ok(StablePlan {
-                body: Validated::spliced(body.to_vec()),
+                body: valid.clone(),
                 caller_strong: true,
                 injected: false,
             });
         }
         Some(Some(Level::Eventual)) | Some(Some(Level::Other)) => {
             // Already eventual (kept verbatim) or a shape upstream will reject: no consistency edit.
-            let (body, injected) = inject(valid.as_slice(), predicate)?;
+            let (body, injected) = match predicate {
+                Some(p) => (inject(valid, p)?, true),
+                None => (valid.clone(), false),
+            };
             return Ok(StablePlan {
                 body,
                 caller_strong: false,
@@ -83,8 +87,8 @@ pub fn plan_stable_read<B: AsRef<[u8]>>(
     }
     let eventual = Validated::spliced(splice.finish()?);
     let (body, injected) = match predicate {
-        Some(p) => (crate::filter::inject_filter_validated(&eventual, p)?, true),
-        None => (eventual, false),
+        Some(p) => (inject(&eventual, p)?, true),
+        None => (eventual.convert(), false),
     };
     Ok(StablePlan {
         body,
@@ -93,14 +97,11 @@ pub fn plan_stable_read<B: AsRef<[u8]>>(
     })
 }
 
-fn inject(
-    body: Validated<&[u8]>,
-    predicate: Option<&[u8]>,
-) -> Result<(Validated, bool), RewriteError> {
-    match predicate {
-        Some(p) => Ok((crate::filter::inject_filter_validated(&body, p)?, true)),
-        None => Ok((Validated::spliced(body.to_vec()), false)),
-    }
+fn inject<B: AsRef<[u8]>>(
+    body: &Validated<B>,
+    predicate: &[u8],
+) -> Result<Validated<Bytes>, RewriteError> {
+    crate::filter::inject_filter_validated(body, predicate).map(Validated::convert)
 }
 
 enum Level {
@@ -139,10 +140,11 @@ mod tests {
     const PRED: &[u8] = br#"["_hevlayer_upserted_at","Lte",42]"#;
 
     fn plan(body: &str, pred: Option<&[u8]>) -> (String, bool, bool) {
-        let body = Validated::check(body.as_bytes(), &Limits::default()).unwrap();
+        let body = Bytes::copy_from_slice(body.as_bytes());
+        let body = Validated::check(body, &Limits::default()).unwrap();
         let p = plan_stable_read(&body, pred).unwrap();
         (
-            String::from_utf8(p.body.into_inner()).unwrap(),
+            String::from_utf8(p.body.into_inner().to_vec()).unwrap(),
             p.caller_strong,
             p.injected,
         )
@@ -201,10 +203,10 @@ mod tests {
 
     #[test]
     fn bad_predicates_and_queries_are_rejected() {
-        let body = Validated::check(br#"{"top_k":1}"#.as_slice(), &Limits::default()).unwrap();
+        let valid = |b: &'static [u8]| Validated::check(Bytes::from_static(b), &Limits::default());
+        let body = valid(br#"{"top_k":1}"#).unwrap();
         assert!(plan_stable_read(&body, Some(b"[1,")).is_err());
-        let multi = br#"{"queries":{"top_k":1}}"#.as_slice();
-        let multi = Validated::check(multi, &Limits::default()).unwrap();
+        let multi = valid(br#"{"queries":{"top_k":1}}"#).unwrap();
         assert!(plan_stable_read(&multi, Some(PRED)).is_err());
     }
 }

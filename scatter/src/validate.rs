@@ -27,6 +27,7 @@ use std::fmt;
 
 use serde::Deserialize;
 use serde::de::{Deserializer, MapAccess, Visitor};
+use smallvec::SmallVec;
 use sonic_rs::{LazyValue, to_object_iter};
 
 use crate::splice::span_of;
@@ -34,6 +35,11 @@ use crate::{Limits, RewriteError};
 
 /// One validated top-level member: unescaped key and its lazily parsed value.
 pub type Entry<'a> = (Cow<'a, str>, LazyValue<'a>);
+
+/// An object's members in document order. Request bodies have a handful of top-level members:
+/// up to eight are held inline, so reading a body's top level does not allocate (each pass over
+/// a query did, once per pass).
+pub type Entries<'a> = SmallVec<[Entry<'a>; 8]>;
 
 /// Validates `body` as a whole (see the module docs for every rule).
 ///
@@ -51,7 +57,7 @@ pub fn validate(body: &[u8], limits: &Limits) -> Result<(), RewriteError> {
 /// (an escaped value would come back as an owned copy, which span-based splicing cannot use),
 /// and its `as_str` of a value never sees invalid UTF-8. Any other text goes through the lazy
 /// iterator. Stops after the object's closing `}` (the caller checks what follows).
-pub fn members(text: &[u8]) -> Result<Vec<Entry<'_>>, sonic_rs::Error> {
+pub fn members(text: &[u8]) -> Result<Entries<'_>, sonic_rs::Error> {
     match std::str::from_utf8(text) {
         Ok(s) if !text.contains(&b'\\') => {
             let mut de = sonic_rs::Deserializer::from_str(s);
@@ -61,7 +67,7 @@ pub fn members(text: &[u8]) -> Result<Vec<Entry<'_>>, sonic_rs::Error> {
     }
 }
 
-struct Members<'a>(Vec<Entry<'a>>);
+struct Members<'a>(Entries<'a>);
 
 struct Key<'a>(Cow<'a, str>);
 
@@ -96,8 +102,7 @@ impl<'de> Deserialize<'de> for Members<'de> {
                 f.write_str("a JSON object")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members<'de>, A::Error> {
-                // Request bodies have a handful of top-level members: one allocation.
-                let mut out = Vec::with_capacity(8);
+                let mut out = Entries::new();
                 while let Some(Key(k)) = map.next_key()? {
                     let v: LazyValue<'de> = map.next_value()?;
                     out.push((k, v));
@@ -114,7 +119,7 @@ impl<'de> Deserialize<'de> for Members<'de> {
 ///
 /// # Errors
 /// As [`validate`].
-pub fn parse_top<'a>(body: &'a [u8], limits: &Limits) -> Result<Vec<Entry<'a>>, RewriteError> {
+pub fn parse_top<'a>(body: &'a [u8], limits: &Limits) -> Result<Entries<'a>, RewriteError> {
     if body.len() > limits.max_body_bytes {
         return Err(RewriteError::Oversize {
             len: body.len(),
@@ -158,7 +163,7 @@ pub fn parse_top<'a>(body: &'a [u8], limits: &Limits) -> Result<Vec<Entry<'a>>, 
 
 /// The top-level members of a body validated whole before ([`crate::Validated`]): only the top
 /// level is walked.
-pub(crate) fn top_members(body: &[u8]) -> Result<Vec<Entry<'_>>, RewriteError> {
+pub(crate) fn top_members(body: &[u8]) -> Result<Entries<'_>, RewriteError> {
     object_start(body)?;
     members(body).map_err(|e| json_error(&e, false))
 }

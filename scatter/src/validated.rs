@@ -19,7 +19,7 @@
 
 use std::ops::Deref;
 
-use crate::validate::{Entry, parse_top, top_members};
+use crate::validate::{Entries, parse_top, top_members};
 use crate::{Limits, RewriteError};
 
 /// JSON text that is one object, valid to its last byte, with no key repeated at any depth and
@@ -85,7 +85,7 @@ impl<B: AsRef<[u8]>> Validated<B> {
     }
 
     /// The top-level members in document order, without validating again.
-    pub(crate) fn members(&self) -> Result<Vec<Entry<'_>>, RewriteError> {
+    pub(crate) fn members(&self) -> Result<Entries<'_>, RewriteError> {
         top_members(self.0.as_ref())
     }
 }
@@ -125,7 +125,7 @@ impl<'a> Input<'a> {
     }
 
     /// The top-level members, validating first when unchecked.
-    pub(crate) fn members(self) -> Result<Vec<Entry<'a>>, RewriteError> {
+    pub(crate) fn members(self) -> Result<Entries<'a>, RewriteError> {
         match self {
             Input::Unchecked(body, limits) => parse_top(body, &limits),
             Input::Checked(body) => top_members(body),

@@ -158,7 +158,7 @@ fn push_json_str(out: &mut String, s: &str) {
 
 /// An object's members up to the first malformed one (a body upstream rejected is still
 /// summarised as far as it reads). Keys are lent from the text when it reads whole.
-fn members_until_error(text: &[u8]) -> Vec<scatter::validate::Entry<'_>> {
+fn members_until_error(text: &[u8]) -> scatter::validate::Entries<'_> {
     scatter::validate::members(text).unwrap_or_else(|_| {
         sonic_rs::to_object_iter(text)
             .map_while(Result::ok)

@@ -232,6 +232,7 @@ pub(super) async fn serve(
     let asked = (paging.top_k + 1).min(MAX_TOP_K) as usize;
 
     let run = |body: scatter::Validated| async move {
+        let body: scatter::Validated<bytes::Bytes> = body.convert();
         let merge = if ctx.core.shards_of(ns) > 1 {
             Merge::Single(MergeSpec::for_body(&body)?)
         } else {

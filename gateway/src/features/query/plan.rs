@@ -220,8 +220,7 @@ pub(super) async fn execute(
     };
 
     if shards <= 1 {
-        let legs_body = Bytes::from(legs_body.into_inner());
-        let mut up = send(ctx, ns, path_and_query, headers, legs_body).await?;
+        let mut up = send(ctx, ns, path_and_query, headers, legs_body.into_inner()).await?;
         if up.status == StatusCode::TOO_MANY_REQUESTS
             && mode == IndexConsistency::Stable
             && !injected
@@ -231,8 +230,7 @@ pub(super) async fn execute(
             // Write-storm backpressure: the predicate bounds what upstream must scan.
             metrics::watcher_event("retry_429");
             let forced = scatter::plan_stable_read(&q.body, Some(&predicate(wm)))?;
-            let forced = Bytes::from(forced.body.into_inner());
-            up = send(ctx, ns, path_and_query, headers, forced).await?;
+            up = send(ctx, ns, path_and_query, headers, forced.body.into_inner()).await?;
         }
         if !up.status.is_success() {
             return Ok(Answer::relayed(up, watermark));
@@ -266,7 +264,7 @@ async fn gather(
     path_and_query: &str,
     headers: &HeaderMap,
     q: &UpstreamQuery,
-    body: scatter::Validated,
+    body: scatter::Validated<Bytes>,
     shards: u32,
     threads: u32,
     watermark: Option<u64>,
