@@ -101,7 +101,8 @@ pub(crate) fn parse_expr<'a>(rank_by: &LazyValue<'a>) -> Result<Option<Expr<'a>>
     let Some(iter) = rank_by.clone().into_array_iter() else {
         return Ok(None);
     };
-    let mut items = Vec::new();
+    // At most five are read (more is an error): held inline, no allocation per query.
+    let mut items: smallvec::SmallVec<[LazyValue<'a>; 5]> = smallvec::SmallVec::new();
     for item in iter {
         items.push(item.map_err(|e| json_error(&e, true))?);
         if items.len() > 4 {

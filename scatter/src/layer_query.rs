@@ -331,12 +331,12 @@ fn translate(
     if !has_rank && vector.is_none() && nearest.is_none() && get(fields, "aggregate_by").is_none() {
         return Err(QueryError::NoRanking);
     }
-    let attr = json_string(ctx.vector_attribute);
+    let attr = || json_string(ctx.vector_attribute);
     let rank_by = match (vector, nearest) {
         (Some(v), _) => {
             let raw = raw_of(v);
             check_vector(raw, "vector", ctx.vector_dims)?;
-            Some(format!("[{attr},\"ANN\",{raw}]"))
+            Some(format!("[{},\"ANN\",{raw}]", attr()))
         }
         (None, Some(_)) => match cents {
             Centroids::Collect(requests) => {
@@ -345,7 +345,7 @@ fn translate(
             }
             Centroids::Use(texts) => {
                 let text = texts.next().ok_or(QueryError::BadCentroid)?;
-                Some(format!("[{attr},\"ANN\",{text}]"))
+                Some(format!("[{},\"ANN\",{text}]", attr()))
             }
         },
         (None, None) => None,

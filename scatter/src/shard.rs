@@ -99,7 +99,7 @@ pub fn plan_shards<B: AsRef<[u8]>>(
 ) -> Result<ShardPlan, QueryError> {
     let body = valid.as_bytes();
     if let Some(w) = watermark
-        && sonic_rs::from_slice::<sonic_rs::Value>(w).is_err()
+        && crate::filter::check_predicate(w).is_err()
     {
         return Err(crate::RewriteError::InvalidPredicate {
             message: "watermark predicate is not one JSON value".into(),

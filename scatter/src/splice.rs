@@ -7,6 +7,7 @@
 
 use std::ops::Range;
 
+use smallvec::SmallVec;
 use sonic_rs::LazyValue;
 
 use crate::RewriteError;
@@ -48,20 +49,24 @@ struct Edit {
     piece: Range<usize>,
 }
 
+/// The pieces' bytes. A query's pieces (a predicate and its wrappers) fit inline, so a
+/// request's splice allocates only its output; a write's stamps spill over to the heap.
+pub(crate) type Arena = SmallVec<[u8; 192]>;
+
 /// Accumulates edits against `src`; [`Splice::finish`] materialises the output.
 #[derive(Debug)]
 pub(crate) struct Splice<'a> {
     src: &'a [u8],
-    edits: Vec<Edit>,
-    arena: Vec<u8>,
+    edits: SmallVec<[Edit; 4]>,
+    arena: Arena,
 }
 
 impl<'a> Splice<'a> {
     pub(crate) fn new(src: &'a [u8]) -> Self {
         Self {
             src,
-            edits: Vec::new(),
-            arena: Vec::new(),
+            edits: SmallVec::new(),
+            arena: Arena::new(),
         }
     }
 
@@ -73,7 +78,7 @@ impl<'a> Splice<'a> {
     }
 
     /// Direct access to the arena, for building a piece in place; pair with [`Splice::mark`].
-    pub(crate) fn arena(&mut self) -> &mut Vec<u8> {
+    pub(crate) fn arena(&mut self) -> &mut Arena {
         &mut self.arena
     }
 

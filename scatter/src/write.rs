@@ -33,6 +33,7 @@
 use std::borrow::Cow;
 
 use bytes::Bytes;
+use smallvec::SmallVec;
 use sonic_rs::LazyValue;
 
 use crate::splice::{Splice, is_null, span_of};
@@ -283,7 +284,7 @@ fn reserved(key: &str, own: &[&str]) -> Result<(), RewriteError> {
 }
 
 /// Appends the decimal text of `n` (no allocation).
-fn push_u64(buf: &mut Vec<u8>, mut n: u64) {
+fn push_u64<const N: usize>(buf: &mut SmallVec<[u8; N]>, mut n: u64) {
     let mut digits = [0u8; 20];
     let mut i = digits.len();
     loop {

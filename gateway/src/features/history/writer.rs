@@ -146,7 +146,9 @@ pub struct Writer {
     pub queued_bytes: Arc<AtomicUsize>,
     pub flush_every: Duration,
     pub max_batch: usize,
-    batches: HashMap<(Feed, String), Batch>,
+    /// Open batches by feed ([`slot`]) and namespace: looked up by `&str`, so an append does not
+    /// allocate a key.
+    batches: [HashMap<String, Batch>; 2],
     last_nanos: u64,
     puts: Arc<Semaphore>,
     held: Arc<parking_lot::Mutex<Held>>,
@@ -169,7 +171,7 @@ impl Writer {
             queued_bytes,
             flush_every: flush_every.max(Duration::from_millis(1)),
             max_batch: max_batch.max(1),
-            batches: HashMap::new(),
+            batches: Default::default(),
             last_nanos: 0,
             puts: Arc::new(Semaphore::new(MAX_PUTS as usize)),
             held: Arc::default(),
@@ -220,11 +222,11 @@ impl Writer {
         match msg {
             Msg::Query(q) => {
                 let nanos = self.stamp(q.nanos);
-                let ns = q.ns.clone();
                 let entry = Arc::new(search_entry(*q, nanos));
                 // Into the window first: appending may wait for a write slot.
-                self.search.push(&ns, entry.clone());
-                self.append(Feed::SearchHistory, &ns, &*entry, nanos).await;
+                self.search.push(&entry.namespace, entry.clone());
+                self.append(Feed::SearchHistory, &entry.namespace, &*entry, nanos)
+                    .await;
             }
             Msg::Fetch(f) => {
                 let Some(trace_id) = trace_id_of(f.traceparent.as_bytes()) else {
@@ -266,19 +268,22 @@ impl Writer {
     }
 
     async fn append<T: serde::Serialize>(&mut self, feed: Feed, ns: &str, record: &T, nanos: u64) {
-        let key = (feed, ns.to_string());
-        if let Some(b) = self.batches.get(&key)
+        if let Some(b) = self.batches[slot(feed)].get(ns)
             && nanos.saturating_sub(b.oldest) > MAX_BATCH_SPAN_NANOS
         {
-            self.flush(key.clone()).await;
+            self.flush((feed, ns.to_string())).await;
         }
-        let batch = self.batches.entry(key.clone()).or_insert_with(|| Batch {
-            body: Vec::with_capacity(16 << 10),
-            count: 0,
-            oldest: nanos,
-            newest: nanos,
-            opened: Instant::now(),
-        });
+        let batches = &mut self.batches[slot(feed)];
+        let batch = match batches.get_mut(ns) {
+            Some(b) => b,
+            None => batches.entry(ns.to_string()).or_insert_with(|| Batch {
+                body: Vec::with_capacity(16 << 10),
+                count: 0,
+                oldest: nanos,
+                newest: nanos,
+                opened: Instant::now(),
+            }),
+        };
         if serde_json::to_writer(&mut batch.body, record).is_err() {
             return;
         }
@@ -286,26 +291,32 @@ impl Writer {
         batch.count += 1;
         batch.newest = nanos;
         if batch.count >= self.max_batch {
-            self.flush(key).await;
+            self.flush((feed, ns.to_string())).await;
         }
     }
 
+    /// The open batches' keys, `due` ones only or all.
+    fn keys(&self, due_only: bool) -> Vec<(Feed, String)> {
+        let mut keys = Vec::new();
+        for feed in [Feed::SearchHistory, Feed::Clickstream] {
+            for (ns, b) in &self.batches[slot(feed)] {
+                if !due_only || b.opened.elapsed() >= self.flush_every {
+                    keys.push((feed, ns.clone()));
+                }
+            }
+        }
+        keys
+    }
+
     async fn flush_due(&mut self) {
-        let due: Vec<(Feed, String)> = self
-            .batches
-            .iter()
-            .filter(|(_, b)| b.opened.elapsed() >= self.flush_every)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in due {
+        for key in self.keys(true) {
             self.flush(key).await;
         }
     }
 
     /// Writes every open batch and every held one, and waits until every write finished.
     async fn flush_all(&mut self) {
-        let keys: Vec<(Feed, String)> = self.batches.keys().cloned().collect();
-        for key in keys {
+        for key in self.keys(false) {
             self.flush(key).await;
         }
         self.retry_held(true).await;
@@ -317,10 +328,10 @@ impl Writer {
 
     /// Starts writing one batch (waits for a write slot first).
     async fn flush(&mut self, key: (Feed, String)) {
-        let Some(batch) = self.batches.remove(&key) else {
+        let (feed, ns) = key;
+        let Some(batch) = self.batches[slot(feed)].remove(&ns) else {
             return;
         };
-        let (feed, ns) = key;
         self.put(Closed {
             feed,
             ns,
@@ -430,6 +441,14 @@ fn give_up(b: &Closed) {
 }
 
 /// Builds a search-history entry from a served query.
+/// The index of `feed`'s open batches.
+fn slot(feed: Feed) -> usize {
+    match feed {
+        Feed::SearchHistory => 0,
+        Feed::Clickstream => 1,
+    }
+}
+
 fn search_entry(q: QueryEvent, nanos: u64) -> SearchEntry {
     let summary = summarize(&q.request, &q.response);
     SearchEntry {
