@@ -58,16 +58,30 @@ pub fn validate(body: &[u8], limits: &Limits) -> Result<(), RewriteError> {
 /// and its `as_str` of a value never sees invalid UTF-8. Any other text goes through the lazy
 /// iterator. Stops after the object's closing `}` (the caller checks what follows).
 pub fn members(text: &[u8]) -> Result<Entries<'_>, sonic_rs::Error> {
+    let mut out = Entries::new();
+    members_into(text, &mut out)?;
+    Ok(out)
+}
+
+/// [`members`] into `out`, filled in place: the members held inline are not copied through
+/// the deserializer's return values.
+fn members_into<'a>(text: &'a [u8], out: &mut Entries<'a>) -> Result<(), sonic_rs::Error> {
     match std::str::from_utf8(text) {
         Ok(s) if !text.contains(&b'\\') => {
             let mut de = sonic_rs::Deserializer::from_str(s);
-            Members::deserialize(&mut de).map(|m| m.0)
+            serde::Deserializer::deserialize_map(&mut de, Fill(out))
         }
-        _ => to_object_iter(text).collect(),
+        _ => {
+            for member in to_object_iter(text) {
+                out.push(member?);
+            }
+            Ok(())
+        }
     }
 }
 
-struct Members<'a>(Entries<'a>);
+/// Pushes an object's members onto the entries it holds.
+struct Fill<'x, 'a>(&'x mut Entries<'a>);
 
 struct Key<'a>(Cow<'a, str>);
 
@@ -93,24 +107,17 @@ impl<'de> Deserialize<'de> for Key<'de> {
     }
 }
 
-impl<'de> Deserialize<'de> for Members<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Members<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members<'de>, A::Error> {
-                let mut out = Entries::new();
-                while let Some(Key(k)) = map.next_key()? {
-                    let v: LazyValue<'de> = map.next_value()?;
-                    out.push((k, v));
-                }
-                Ok(Members(out))
-            }
+impl<'de> Visitor<'de> for Fill<'_, 'de> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(Key(k)) = map.next_key()? {
+            let v: LazyValue<'de> = map.next_value()?;
+            self.0.push((k, v));
         }
-        d.deserialize_map(V)
+        Ok(())
     }
 }
 
@@ -129,7 +136,8 @@ pub fn parse_top<'a>(body: &'a [u8], limits: &Limits) -> Result<Entries<'a>, Rew
     let open = object_start(body)?;
     check_depth(body, limits.effective_max_depth())?;
 
-    let entries = members(body).map_err(|e| json_error(&e, false))?;
+    let mut entries = Entries::new();
+    members_into(body, &mut entries).map_err(|e| json_error(&e, false))?;
     let mut repeats = Repeats::new(entries.len());
     for (i, (key, value)) in entries.iter().enumerate() {
         if repeats.at(&entries, i) {
@@ -165,7 +173,9 @@ pub fn parse_top<'a>(body: &'a [u8], limits: &Limits) -> Result<Entries<'a>, Rew
 /// level is walked.
 pub(crate) fn top_members(body: &[u8]) -> Result<Entries<'_>, RewriteError> {
     object_start(body)?;
-    members(body).map_err(|e| json_error(&e, false))
+    let mut entries = Entries::new();
+    members_into(body, &mut entries).map_err(|e| json_error(&e, false))?;
+    Ok(entries)
 }
 
 /// Where the top-level object opens: 422 for an empty body or one that is not an object.

@@ -23,9 +23,51 @@
 use http::HeaderMap;
 use http::header::{HeaderName, HeaderValue};
 
-/// The watermark predicate for a cut.
-pub fn predicate(watermark: u64) -> Vec<u8> {
-    format!("[\"{}\",\"Lte\",{watermark}]", scatter::UPSERTED_AT).into_bytes()
+/// The watermark predicate for a cut, `["_hevlayer_upserted_at","Lte",<watermark>]`, written on
+/// the stack (it is made for every stable read of an updating namespace).
+pub fn predicate(watermark: u64) -> Predicate {
+    let mut p = Predicate {
+        buf: [0; PREDICATE_MAX],
+        len: 0,
+    };
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    let mut n = watermark;
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for part in [
+        b"[\"".as_slice(),
+        scatter::UPSERTED_AT.as_bytes(),
+        b"\",\"Lte\",",
+        &digits[i..],
+        b"]",
+    ] {
+        p.buf[p.len..p.len + part.len()].copy_from_slice(part);
+        p.len += part.len();
+    }
+    p
+}
+
+/// The longest predicate: the attribute, the quoting and operator (11 bytes) and 20 digits.
+const PREDICATE_MAX: usize = scatter::UPSERTED_AT.len() + 11 + 20;
+
+/// A watermark predicate's JSON text ([`predicate`]); reads as bytes.
+pub struct Predicate {
+    buf: [u8; PREDICATE_MAX],
+    len: usize,
+}
+
+impl std::ops::Deref for Predicate {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
 }
 
 /// The response header carrying the watermark (a constant: a string name is copied per insert).
@@ -63,9 +105,9 @@ mod tests {
 
     #[test]
     fn predicate_bytes() {
-        assert_eq!(
-            predicate(42),
-            br#"["_hevlayer_upserted_at","Lte",42]"#.to_vec()
-        );
+        assert_eq!(&*predicate(42), br#"["_hevlayer_upserted_at","Lte",42]"#);
+        assert_eq!(&*predicate(0), br#"["_hevlayer_upserted_at","Lte",0]"#);
+        let max = format!(r#"["_hevlayer_upserted_at","Lte",{}]"#, u64::MAX);
+        assert_eq!(&*predicate(u64::MAX), max.as_bytes());
     }
 }

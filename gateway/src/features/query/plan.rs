@@ -229,7 +229,7 @@ pub(super) async fn execute(
         {
             // Write-storm backpressure: the predicate bounds what upstream must scan.
             metrics::watcher_event("retry_429");
-            let forced = scatter::plan_stable_read(&q.body, Some(&predicate(wm)))?;
+            let forced = scatter::plan_stable_read(&q.body, Some(&*predicate(wm)))?;
             up = send(ctx, ns, path_and_query, headers, forced.body.into_inner()).await?;
         }
         if !up.status.is_success() {
