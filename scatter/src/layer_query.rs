@@ -372,6 +372,9 @@ fn translate(
                 _ => continue,
             },
             k if layer_only(k) => continue,
+            // A null `rank_by` beside `vector` / `nearest_to_id`: the ANN ranking replaces it
+            // (copying it too would repeat the key).
+            "rank_by" if rank_by.is_some() => continue,
             _ => raw_of(v),
         };
         push(&mut out, &mut first, k, raw);

@@ -53,6 +53,15 @@ fn layer_vector_becomes_ann_and_layer_keys_are_stripped() {
         r#"{"rank_by":["vector","ANN",[0.10,-1]],"top_k":10,"filters":["a","Eq",1]}"#
     );
     assert_eq!(u.cursor.as_deref(), Some("\"abc\""));
+    // A null `rank_by` beside `vector` is replaced, not repeated (sharded or not).
+    for shards in [1, 4] {
+        let c = QueryContext { shards, ..ctx() };
+        let u = upstream(r#"{"rank_by":null,"vector":[1,2],"top_k":3}"#, &c);
+        assert_eq!(
+            u.body.as_bytes(),
+            br#"{"rank_by":["vector","ANN",[1,2]],"top_k":3}"#
+        );
+    }
 }
 
 #[test]

@@ -155,8 +155,9 @@ pub fn page_body<B: AsRef<[u8]>>(
     let entries = valid.members()?;
     let mut splice = Splice::new(body);
     let mut insert = String::new();
+    // A member is replaced even when it is `null`: inserting beside it would repeat the key.
     let set = |key: &str, value: String, splice: &mut Splice<'_>, insert: &mut String| {
-        match entries.iter().find(|(k, v)| k == key && !is_null(v)) {
+        match entries.iter().find(|(k, _)| k == key) {
             Some((_, v)) => {
                 let range = span_of(body, v)?;
                 let piece = splice.piece(value.as_bytes());
@@ -295,6 +296,16 @@ mod tests {
         assert!(page_body(&body, &p, 8, Some(r#"["id","#), None).is_err());
         assert!(page_body(&body, &p, 8, None, Some(b"]")).is_err());
         let out = page_body(&body, &p, 8, None, None).unwrap();
+        // A null projection is replaced, not repeated.
+        let nulls = valid(br#"{"rank_by":["n","asc"],"top_k":2,"include_attributes":null}"#);
+        let Pageable::Yes(np) = paging_of(&nulls).unwrap() else {
+            panic!()
+        };
+        let paged = page_body(&nulls, &np, 3, None, None).unwrap();
+        assert_eq!(
+            paged.as_bytes(),
+            br#"{"rank_by":["n","asc"],"top_k":3,"include_attributes":["n"]}"#
+        );
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["limit"], 8);
         assert!(v.get("top_k").is_none());

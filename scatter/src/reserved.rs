@@ -79,17 +79,31 @@ fn hide(body: &[u8], limits: &Limits) -> Result<Option<Vec<u8>>, RewriteError> {
 }
 
 /// Edits one query object's projection fields.
+///
+/// With both `include_attributes: true` and an `exclude_attributes` member, the exclusion is
+/// extended (a `null` one becomes the reserved list) and the inclusion left alone: replacing it
+/// as well would write the key twice.
 fn rewrite<'a, 'b>(
     body: &'a [u8],
     splice: &mut Splice<'a>,
-    fields: impl Iterator<Item = (&'b str, &'b LazyValue<'a>)>,
+    fields: impl Iterator<Item = (&'b str, &'b LazyValue<'a>)> + Clone,
 ) -> Result<(), RewriteError>
 where
     'a: 'b,
 {
+    let has_exclude = fields.clone().any(|(k, _)| k == "exclude_attributes");
+    let include_all = fields
+        .clone()
+        .any(|(k, v)| k == "include_attributes" && raw_trimmed(v) == "true");
     for (key, value) in fields {
         match key {
-            "include_attributes" if raw_trimmed(value) == "true" => {
+            "exclude_attributes" if include_all && is_null(value) => {
+                let vr = span_of(body, value)?;
+                let piece = format!("[{}]", quoted_list());
+                let p = splice.piece(piece.as_bytes());
+                splice.replace_piece(vr, p);
+            }
+            "include_attributes" if raw_trimmed(value) == "true" && !has_exclude => {
                 // Replace the whole `"include_attributes":true` member (key through value).
                 let vr = span_of(body, value)?;
                 let key_start = member_start(body, vr.start).ok_or(RewriteError::Internal {
@@ -191,6 +205,21 @@ mod tests {
             None
         );
         assert_eq!(hide(r#"{"exclude_attributes":"x"}"#), None);
+    }
+
+    #[test]
+    fn an_inclusion_beside_an_exclusion_extends_the_exclusion_only() {
+        let list = r#""_hevlayer_upserted_at","_hevlayer_shard""#;
+        assert_eq!(
+            hide(r#"{"include_attributes":true,"exclude_attributes":["a"]}"#).unwrap(),
+            format!(r#"{{"include_attributes":true,"exclude_attributes":["a",{list}]}}"#)
+        );
+        assert_eq!(
+            hide(r#"{"exclude_attributes":null,"include_attributes":true}"#).unwrap(),
+            format!(r#"{{"exclude_attributes":[{list}],"include_attributes":true}}"#)
+        );
+        // Without an inclusion, a null exclusion is left as it is.
+        assert_eq!(hide(r#"{"exclude_attributes":null}"#), None);
     }
 
     #[test]

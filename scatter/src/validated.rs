@@ -8,8 +8,10 @@
 //!
 //! Three things make one: [`Validated::check`]; this crate's own rewriters, which return what
 //! they spliced from a validated body (pieces they write are JSON by construction, and
-//! gateway-supplied pieces such as a predicate are checked to be one JSON value first; the fuzz
-//! target `plan_query` and the property tests validate every such output again); and
+//! gateway-supplied pieces such as a predicate are checked to be one JSON value first; such a
+//! piece must not repeat a key itself, which the gateway's predicates, built from fixed text or
+//! a serializer's map, never do; the fuzz target `plan_query` and the property tests validate
+//! every such output again); and
 //! [`Validated::serialized`], for bytes a program wrote itself with a serializer, named at the
 //! place they are built (never for bytes received).
 //!

@@ -284,8 +284,12 @@ fn reserved(key: &str, own: &[&str]) -> Result<(), RewriteError> {
 }
 
 /// Appends the decimal text of `n` (no allocation).
-fn push_u64<const N: usize>(buf: &mut SmallVec<[u8; N]>, mut n: u64) {
-    let mut digits = [0u8; 20];
+fn push_u64<const N: usize>(buf: &mut SmallVec<[u8; N]>, n: u64) {
+    buf.extend_from_slice(decimal(n, &mut [0; 20]));
+}
+
+/// The decimal text of `n`, written at the end of `digits` (no allocation, no formatter).
+pub fn decimal(mut n: u64, digits: &mut [u8; 20]) -> &[u8] {
     let mut i = digits.len();
     loop {
         i -= 1;
@@ -295,7 +299,7 @@ fn push_u64<const N: usize>(buf: &mut SmallVec<[u8; N]>, mut n: u64) {
             break;
         }
     }
-    buf.extend_from_slice(&digits[i..]);
+    &digits[i..]
 }
 
 struct Stamper<'a, 'o> {

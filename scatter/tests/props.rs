@@ -8,10 +8,11 @@ use std::collections::BTreeMap;
 use common::{J, Rng, add_duplicate, filter, query_body, render, write_body};
 use proptest::prelude::*;
 use scatter::layer_query::{QueryContext, QueryPlan, plan_query, plan_validated};
+use scatter::page::{Pageable, page_body, paging_of};
 use scatter::reference::{check_inject, check_stamp};
 use scatter::{
-    IdRef, IdValue, Limits, RewriteError, StampOptions, Validated, inject_filter, plan_shards,
-    plan_stable_read, stamp_write, stamp_write_with, validate,
+    IdRef, IdValue, Limits, RewriteError, StampOptions, Validated, hide_reserved, inject_filter,
+    plan_shards, plan_stable_read, stamp_write, stamp_write_with, validate,
 };
 use serde_json::value::RawValue;
 
@@ -302,11 +303,32 @@ proptest! {
     ) {
         let mut rng = Rng(seed);
         let mut bytes = render(&body, &mut rng).into_bytes();
+        // Layer keys and nulls beside the keys they replace: translation, projection hiding
+        // and paging rewrite these, and must not repeat a key.
+        let extra: &[u8] = match seed % 6 {
+            0 => br#""rank_by":null,"vector":[0.5,1],"#,
+            1 => br#""include_attributes":true,"exclude_attributes":null,"#,
+            2 => br#""include_attributes":null,"cursor":null,"#,
+            3 => br#""nearest_to_id":["a"],"rank_by":null,"#,
+            _ => b"",
+        };
+        if let Some(open) = bytes.iter().position(|&b| b == b'{') {
+            bytes.splice(open + 1..open + 1, extra.iter().copied());
+        }
         if mutated {
             mutate(&mut bytes, &mut rng);
         }
         let ctx = QueryContext { shards, ..QueryContext::default() };
         let bytes = bytes::Bytes::from(bytes);
+        // Splices nest a few levels deeper than the limit the input was checked under.
+        let relaxed = Limits { max_depth: ctx.limits.max_depth + 8, ..Limits::default() };
+        // The gateway's path for a body naming a projection: hidden, then planned as checked.
+        if let Ok(hidden) = hide_reserved(bytes.clone(), &ctx.limits) {
+            prop_assert!(validate(&hidden, &relaxed).is_ok(), "the hidden projection");
+            if let Ok(QueryPlan::Upstream(q)) = plan_validated(&hidden, &ctx) {
+                prop_assert!(validate(&q.body, &relaxed).is_ok(), "the hidden plan's body");
+            }
+        }
         let plan = plan_query(&bytes, &ctx);
         let Ok(valid) = Validated::check(bytes, &ctx.limits) else {
             prop_assert!(plan.is_err(), "an invalid body was planned");
@@ -316,9 +338,12 @@ proptest! {
         let Ok(QueryPlan::Upstream(q)) = plan else {
             return Ok(());
         };
-        // Splices nest a few levels deeper than the limit the input was checked under.
-        let relaxed = Limits { max_depth: ctx.limits.max_depth + 8, ..Limits::default() };
         prop_assert!(validate(&q.body, &relaxed).is_ok(), "the plan's body");
+        if let Ok(Pageable::Yes(p)) = paging_of(&q.body) {
+            let page = page_body(&q.body, &p, 3, Some(r#"["id","asc"]"#), Some(b"[\"n\",\"Gt\",1]"));
+            let page = page.map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert!(validate(&page, &relaxed).is_ok(), "a page's body");
+        }
         let pred = br#"["_hevlayer_upserted_at","Lte",12]"#;
         for p in [None, Some(pred.as_slice())] {
             let Ok(stable) = plan_stable_read(&q.body, p) else {

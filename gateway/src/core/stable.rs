@@ -31,21 +31,11 @@ pub fn predicate(watermark: u64) -> Predicate {
         len: 0,
     };
     let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    let mut n = watermark;
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
     for part in [
         b"[\"".as_slice(),
         scatter::UPSERTED_AT.as_bytes(),
         b"\",\"Lte\",",
-        &digits[i..],
+        scatter::write::decimal(watermark, &mut digits),
         b"]",
     ] {
         p.buf[p.len..p.len + part.len()].copy_from_slice(part);
@@ -77,11 +67,7 @@ const STABLE_AS_OF: HeaderName = HeaderName::from_static("x-layer-stable-as-of")
 pub fn stamp_header(headers: &mut HeaderMap, watermark: Option<u64>) {
     if let Some(wm) = watermark {
         // Written on the stack and copied once (`HeaderValue::from(u64)` allocates twice).
-        let mut buf = [0u8; 20];
-        let mut rest = &mut buf[..];
-        let _ = std::io::Write::write_fmt(&mut rest, format_args!("{wm}"));
-        let len = 20 - rest.len();
-        if let Ok(v) = HeaderValue::from_bytes(&buf[..len]) {
+        if let Ok(v) = HeaderValue::from_bytes(scatter::write::decimal(wm, &mut [0; 20])) {
             headers.insert(STABLE_AS_OF, v);
         }
     }

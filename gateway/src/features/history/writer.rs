@@ -440,7 +440,6 @@ fn give_up(b: &Closed) {
     }
 }
 
-/// Builds a search-history entry from a served query.
 /// The index of `feed`'s open batches.
 fn slot(feed: Feed) -> usize {
     match feed {
@@ -449,6 +448,7 @@ fn slot(feed: Feed) -> usize {
     }
 }
 
+/// Builds a search-history entry from a served query.
 fn search_entry(q: QueryEvent, nanos: u64) -> SearchEntry {
     let summary = summarize(&q.request, &q.response);
     SearchEntry {
