@@ -240,43 +240,55 @@ done
 log "smoke test passed on every path (${TARGETS[*]})"
 PREDICATE_SEEN=n/a
 if [[ $UPDATING == 1 ]]; then
-  # A namespace kept updating. The seed went straight to the emulator, so the gateway first
-  # writes a row of its own (the namespace then carries its stamp attribute) and waits until it
-  # holds a watermark (an up-to-date poll; responses then carry x-layer-stable-as-of). Then the
-  # emulator's indexer is paused for the namespace and one more row is written through the
-  # gateway: the namespace holds unindexed writes throughout and the gateway splices its
-  # stable-read predicate into every query (checked below).
+  # A namespace kept updating. The seed went straight to the emulator, so each gateway build
+  # (the baseline too: a gateway holds a watermark only for writes it stamped itself, and
+  # without one it sends no predicate) first writes a row of its own (the namespace then carries
+  # its stamp attribute) and waits until it holds a watermark (an up-to-date poll; responses then
+  # carry x-layer-stable-as-of). Then the emulator's indexer is paused for the namespace and one
+  # more row is written through each gateway: the namespace holds unindexed writes throughout and
+  # every gateway splices its stable-read predicate into every query (checked below, per build).
+  GWS=("$GW_ADDR")
+  [[ -z $BASE_ADDR ]] || GWS+=("$BASE_ADDR")
   row() { echo "{\"upsert_rows\":[{\"id\":$1,\"vector\":[$(seq -s, 1 "$DIMS" | sed 's/[0-9]\+/0.5/g')]}]}"; }
-  curl -sf -X POST "http://$GW_ADDR/v2/namespaces/$NS" -H "Authorization: Bearer $KEY" \
-    -H 'Content-Type: application/json' --data-binary "$(row "$((ROWS + 1))")" >/dev/null \
-    || die "the stamped write through the gateway failed"
   q='{"filters":["id","Eq",1],"rank_by":["id","asc"],"top_k":1,"include_attributes":["id"]}'
-  for _ in $(seq 1 150); do
-    curl -sf -D - -o /dev/null -X POST "http://$GW_ADDR/v2/namespaces/$NS/query" -H "Authorization: Bearer $KEY" \
-      -H 'Content-Type: application/json' --data-binary "$q" | grep -qi '^x-layer-stable-as-of' && break
-    sleep 0.2
+  next_id=$((ROWS + 1))
+  for gw in "${GWS[@]}"; do
+    curl -sf -X POST "http://$gw/v2/namespaces/$NS" -H "Authorization: Bearer $KEY" \
+      -H 'Content-Type: application/json' --data-binary "$(row "$next_id")" >/dev/null \
+      || die "the stamped write through $gw failed"
+    next_id=$((next_id + 1))
+    for _ in $(seq 1 150); do
+      curl -sf -D - -o /dev/null -X POST "http://$gw/v2/namespaces/$NS/query" -H "Authorization: Bearer $KEY" \
+        -H 'Content-Type: application/json' --data-binary "$q" | grep -qi '^x-layer-stable-as-of' && break
+      sleep 0.2
+    done
   done
   curl -sf -X POST "http://$EMU_ADDR/_emu/indexer" -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' \
     --data-binary "{\"namespace\":\"$NS\",\"paused\":true}" >/dev/null || die "pausing the indexer failed"
-  curl -sf -X POST "http://$GW_ADDR/v2/namespaces/$NS" -H "Authorization: Bearer $KEY" \
-    -H 'Content-Type: application/json' \
-    --data-binary "$(row "$ROWS")" >/dev/null \
-    || die "the unindexed write through the gateway failed"
-  # Wait (up to ~60 s) for the predicate to show in what the emulator receives from the gateway.
-  PREDICATE_SEEN=no
-  for _ in $(seq 1 150); do
-    curl -sf -X DELETE -H "Authorization: Bearer $KEY" "http://$EMU_ADDR/_emu/requests" >/dev/null
-    "$LOADGEN" --scenario "$SCENARIO_FILE" --target "http://$GW_ADDR" --var "ns=$NS" \
-      --var "api_key=$KEY" --concurrency 1 --warmup 0s --duration 100ms --format json \
-      --out "$TMP/predicate.json" 2>/dev/null || true
-    if curl -sf -H "Authorization: Bearer $KEY" "http://$EMU_ADDR/_emu/requests?limit=20" | grep -q '_hevlayer_upserted_at'; then
-      PREDICATE_SEEN=yes
-      break
-    fi
-    sleep 0.2
+  for gw in "${GWS[@]}"; do
+    curl -sf -X POST "http://$gw/v2/namespaces/$NS" -H "Authorization: Bearer $KEY" \
+      -H 'Content-Type: application/json' \
+      --data-binary "$(row "$next_id")" >/dev/null \
+      || die "the unindexed write through $gw failed"
+    next_id=$((next_id + 1))
   done
-  [[ $PREDICATE_SEEN == yes ]] || die "UPDATING=1 but the gateway's queries carry no stable-read predicate"
-  log "the gateway splices the stable-read predicate (seen in the emulator's request log)"
+  # Wait (up to ~60 s per build) for the predicate to show in what the emulator receives from it.
+  for gw in "${GWS[@]}"; do
+    PREDICATE_SEEN=no
+    for _ in $(seq 1 150); do
+      curl -sf -X DELETE -H "Authorization: Bearer $KEY" "http://$EMU_ADDR/_emu/requests" >/dev/null
+      "$LOADGEN" --scenario "$SCENARIO_FILE" --target "http://$gw" --var "ns=$NS" \
+        --var "api_key=$KEY" --concurrency 1 --warmup 0s --duration 100ms --format json \
+        --out "$TMP/predicate.json" 2>/dev/null || true
+      if curl -sf -H "Authorization: Bearer $KEY" "http://$EMU_ADDR/_emu/requests?limit=20" | grep -q '_hevlayer_upserted_at'; then
+        PREDICATE_SEEN=yes
+        break
+      fi
+      sleep 0.2
+    done
+    [[ $PREDICATE_SEEN == yes ]] || die "UPDATING=1 but the queries through $gw carry no stable-read predicate"
+  done
+  log "every gateway build splices the stable-read predicate (seen in the emulator's request log)"
 fi
 
 # ---------------------------------------------------------------- quiet machine?
@@ -444,7 +456,7 @@ mkdir -p "$(dirname "$OUT")"
   echo "## Setup"
   echo
   echo "- Scenario \`bench/scenarios/$SCENARIO.yaml\`, namespace \`$NS\` seeded with $ROWS rows of $DIMS-dim vectors (cosine distance) through the emulator's HTTP API."
-  [[ $UPDATING != 1 ]] || echo "- \`UPDATING=1\`: after one row written through the gateway and a watermark held, the emulator's indexer is paused for \`$NS\` and one more row written through the gateway before the runs, so the namespace holds unindexed writes throughout and the gateway splices its stable-read predicate into every query (checked in the emulator's request log: $PREDICATE_SEEN)."
+  [[ $UPDATING != 1 ]] || echo "- \`UPDATING=1\`: after one row written through each gateway build (the baseline too) and a watermark held by each, the emulator's indexer is paused for \`$NS\` and one more row written through each before the runs, so the namespace holds unindexed writes throughout and the gateway splices its stable-read predicate into every query (checked in the emulator's request log for each gateway build, the baseline included: $PREDICATE_SEEN)."
   echo "- \`turbopuffer-emulator --threads 1\` and \`layer-loadgen\` pinned to CPU$LOAD_CPU; the proxy (\`layer-gateway --shards 1\`, or nginx with one worker, \`proxy_pass\`, upstream \`keepalive 256\`, \`proxy_http_version 1.1\`, access log off) pinned to CPU$PROXY_CPU. In the direct runs CPU$PROXY_CPU is idle."
   [[ -z $BASELINE_BIN ]] || echo "- \`baseline\` is another layer-gateway build, \`$BASELINE_BIN\`, started exactly like \`gateway\`${BASELINE_ENV:+ but with \`$BASELINE_ENV\`} and measured in the same rounds."
   echo "- Closed loop, $CONCURRENCY keep-alive connections, $WARMUP warm-up then $DURATION measured, $ROUNDS interleaved rounds (order rotated each round). Everything on 127.0.0.1."
