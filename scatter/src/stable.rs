@@ -11,12 +11,10 @@
 //!
 //! Both edits are splices: every other byte of the body is copied verbatim.
 
-use std::ops::Range;
-
 use bytes::Bytes;
 use sonic_rs::LazyValue;
 
-use crate::splice::{is_null, raw_trimmed, span_of};
+use crate::splice::{Splice, is_null, raw_trimmed, span_of};
 use crate::validate::{json_error, skip_ws};
 use crate::{RewriteError, Validated};
 
@@ -69,20 +67,25 @@ pub fn plan_stable_read(
         }
         Some(None) | None => {}
     }
-    // Absent or null consistency: force eventual, then inject. One edit: written directly into
-    // an exactly sized buffer (a general splice would allocate its piece arena and edit list).
-    let eventual = match consistency {
-        Some(v) => replace(body, span_of(body, v)?, br#"{"level":"eventual"}"#),
+    // Absent or null consistency: force eventual, then inject.
+    let mut splice = Splice::new(body);
+    match consistency {
+        Some(v) => {
+            let range = span_of(body, v)?;
+            let piece = splice.piece(br#"{"level":"eventual"}"#);
+            splice.replace_piece(range, piece);
+        }
         None => {
-            let at = skip_ws(body, 0) + 1;
+            let open = skip_ws(body, 0);
             let piece: &[u8] = if entries.is_empty() {
                 br#""consistency":{"level":"eventual"}"#
             } else {
                 br#""consistency":{"level":"eventual"},"#
             };
-            replace(body, at..at, piece)
+            splice.insert(open + 1, piece);
         }
-    };
+    }
+    let eventual = splice.finish()?;
     let eventual = Validated::spliced(eventual);
     let (body, injected) = match predicate {
         Some(p) => (inject(&eventual, p)?, true),
@@ -100,15 +103,6 @@ fn inject<B: AsRef<[u8]>>(
     predicate: &[u8],
 ) -> Result<Validated<Bytes>, RewriteError> {
     crate::filter::inject_filter_validated(body, predicate).map(Validated::convert)
-}
-
-/// `body` with `range` replaced by `piece`.
-fn replace(body: &[u8], range: Range<usize>, piece: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(body.len() - range.len() + piece.len());
-    out.extend_from_slice(&body[..range.start]);
-    out.extend_from_slice(piece);
-    out.extend_from_slice(&body[range.end..]);
-    out
 }
 
 enum Level {

@@ -180,14 +180,22 @@ pub fn stamp_write_touched<'a>(
 }
 
 /// [`stamp_write_touched`] for a body validated before, or built by a serializer
-/// ([`Validated::serialized`]): only its top level is walked.
+/// ([`Validated::serialized`]): only its top level is walked, and only the size cap of
+/// `limits` applies.
 ///
 /// # Errors
-/// As [`stamp_write_with`], less the body's validation.
+/// As [`stamp_write_with`], less the body's validation ([`RewriteError::Oversize`] still).
 pub fn stamp_validated_touched<'a>(
     body: &'a Validated<Bytes>,
     opts: &StampOptions<'_>,
+    limits: &Limits,
 ) -> Result<(Bytes, TouchedIds<'a>), RewriteError> {
+    if body.len() > limits.max_body_bytes {
+        return Err(RewriteError::Oversize {
+            len: body.len(),
+            max: limits.max_body_bytes,
+        });
+    }
     stamp_touched(body.get_ref(), Input::of(body), opts)
 }
 

@@ -241,3 +241,24 @@ fn stale_after_markers_are_caller_settable() {
         );
     }
 }
+
+#[test]
+fn a_validated_write_stamps_like_a_checked_one_and_keeps_the_size_cap() {
+    let body = Bytes::from_static(br#"{"upsert_rows":[{"id":1},{"id":"a"}],"deletes":[2]}"#);
+    let opts = StampOptions::new(7);
+    let limits = Limits::default();
+    let checked = stamp_write_touched(&body, &opts, &limits).unwrap();
+    let valid = Validated::serialized(body.clone());
+    let trusted = stamp_validated_touched(&valid, &opts, &limits).unwrap();
+    assert_eq!(trusted.0, checked.0);
+    assert_eq!(trusted.1.written, checked.1.written);
+    assert_eq!(trusted.1.deleted, checked.1.deleted);
+    let tiny = Limits {
+        max_body_bytes: body.len() - 1,
+        ..Limits::default()
+    };
+    assert!(matches!(
+        stamp_validated_touched(&valid, &opts, &tiny),
+        Err(RewriteError::Oversize { .. })
+    ));
+}

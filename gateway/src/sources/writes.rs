@@ -75,17 +75,9 @@ impl PendingWrite {
                 body,
                 scatter::stamp_write_touched(body, &opts, &core.limits),
             ),
-            // Built bodies are valid by construction, but the size cap holds for them too.
-            Source::Built(valid) if valid.len() > core.limits.max_body_bytes => {
-                let e = scatter::RewriteError::Oversize {
-                    len: valid.len(),
-                    max: core.limits.max_body_bytes,
-                };
-                (valid.get_ref(), Err(e))
-            }
             Source::Built(valid) => (
                 valid.get_ref(),
-                scatter::stamp_validated_touched(valid, &opts),
+                scatter::stamp_validated_touched(valid, &opts, &core.limits),
             ),
         };
         let (stamped, touched) = match stamping {
