@@ -16,7 +16,7 @@
 use sonic_rs::LazyValue;
 
 use crate::splice::{Splice, is_null, span_of};
-use crate::validate::json_error;
+use crate::validate::{Entries, json_error};
 use crate::validated::Input;
 use crate::{Limits, RewriteError, Validated};
 
@@ -46,10 +46,26 @@ pub fn inject_filter_validated<B: AsRef<[u8]>>(
 }
 
 fn inject_into(input: Input<'_>, predicate: &[u8]) -> Result<Vec<u8>, RewriteError> {
-    check_predicate(predicate)?;
     let body = input.bytes();
     let entries = input.members()?;
     let mut splice = Splice::new(body);
+    add_injection(&mut splice, body, &entries, predicate, entries.is_empty())?;
+    splice.finish()
+}
+
+/// Records the edits that AND `predicate` into `body` (whose top-level members are `entries`) in
+/// `splice`, beside other edits: the stable read adds its consistency edit to the same splice,
+/// so a body gets one output buffer for both. An absent root `filters` is inserted just past the
+/// root's `{`, before any insertion added there later; `root_empty` says whether the root has no
+/// other member once every edit is applied (then it is written without a trailing comma).
+pub(crate) fn add_injection<'a>(
+    splice: &mut Splice<'a>,
+    body: &'a [u8],
+    entries: &Entries<'a>,
+    predicate: &[u8],
+    root_empty: bool,
+) -> Result<(), RewriteError> {
+    check_predicate(predicate)?;
     let pred = splice.piece(predicate);
     let mut inj = Injector {
         body,
@@ -91,10 +107,10 @@ fn inject_into(input: Input<'_>, predicate: &[u8]) -> Result<Vec<u8>, RewriteErr
                 .iter()
                 .position(|&b| b == b'{')
                 .ok_or(RewriteError::NotAnObject)?;
-            inj.inject_at(open + 1, entries.is_empty(), filters)?;
+            inj.inject_at(open + 1, root_empty, filters)?;
         }
     }
-    inj.splice.finish()
+    Ok(())
 }
 
 /// The predicate comes from the gateway, but a bad one would corrupt every body it touches, so
@@ -112,9 +128,9 @@ pub(crate) fn check_predicate(predicate: &[u8]) -> Result<(), RewriteError> {
     })
 }
 
-struct Injector<'a> {
+struct Injector<'s, 'a> {
     body: &'a [u8],
-    splice: Splice<'a>,
+    splice: &'s mut Splice<'a>,
     pred: std::ops::Range<usize>,
     /// `["And",[` — goes before the old filter.
     wrap_open: std::ops::Range<usize>,
@@ -125,7 +141,7 @@ struct Injector<'a> {
     absent_comma: std::ops::Range<usize>,
 }
 
-impl<'a> Injector<'a> {
+impl<'a> Injector<'_, 'a> {
     /// Builds the shared pieces once; every sub-query references them.
     fn prepare(&mut self, predicate: &[u8]) {
         self.wrap_open = self.splice.piece(b"[\"And\",[");

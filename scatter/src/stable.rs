@@ -67,8 +67,15 @@ pub fn plan_stable_read(
         }
         Some(None) | None => {}
     }
-    // Absent or null consistency: force eventual, then inject.
+    // Absent or null consistency: force eventual and inject the predicate, in one splice (one
+    // output buffer). The injection's edits go first: an absent root `filters` and an absent
+    // `consistency` are both inserted just past the `{`, in that order (as the two passes this
+    // replaced wrote them).
     let mut splice = Splice::new(body);
+    if let Some(p) = predicate {
+        // The root is never empty here: `consistency` is in it or about to be.
+        crate::filter::add_injection(&mut splice, body, &entries, p, false)?;
+    }
     match consistency {
         Some(v) => {
             let range = span_of(body, v)?;
@@ -85,16 +92,10 @@ pub fn plan_stable_read(
             splice.insert(open + 1, piece);
         }
     }
-    let eventual = splice.finish()?;
-    let eventual = Validated::spliced(eventual);
-    let (body, injected) = match predicate {
-        Some(p) => (inject(&eventual, p)?, true),
-        None => (eventual.convert(), false),
-    };
     Ok(StablePlan {
-        body,
+        body: Validated::spliced(Bytes::from(splice.finish()?)),
         caller_strong: false,
-        injected,
+        injected: predicate.is_some(),
     })
 }
 
@@ -177,6 +178,35 @@ mod tests {
         assert_eq!(
             plan("{}", None).0,
             r#"{"consistency":{"level":"eventual"}}"#
+        );
+    }
+
+    #[test]
+    fn one_splice_writes_what_the_consistency_edit_then_the_injection_wrote() {
+        // The stable read used to write the consistency edit, then inject the predicate into
+        // that output (two buffers); it now records both in one splice. Same bytes.
+        for body in [
+            "{}",
+            "{ }",
+            r#"{"top_k":1}"#,
+            r#" { "consistency" : null , "top_k":1}"#,
+            r#"{"filters":null,"consistency":null}"#,
+            r#"{"rank_by":["id","asc"],"filters":["a","Eq",1],"top_k":1}"#,
+            r#"{"queries":[{"top_k":1},{},{"filters":["x","Eq","y"]}],"consistency":null}"#,
+            r#"{"queries":[{"filters":null}]}"#,
+        ] {
+            let (eventual, ..) = plan(body, None);
+            let two_steps =
+                crate::filter::inject_filter(eventual.as_bytes(), PRED, &Limits::default())
+                    .unwrap();
+            let (one, strong, injected) = plan(body, Some(PRED));
+            assert_eq!(one.as_bytes(), &two_steps[..], "{body}");
+            assert!(!strong && injected);
+            assert!(Validated::check(Bytes::from(one), &Limits::default()).is_ok());
+        }
+        assert_eq!(
+            plan("{}", Some(PRED)).0,
+            r#"{"filters":["_hevlayer_upserted_at","Lte",42],"consistency":{"level":"eventual"}}"#
         );
     }
 

@@ -350,6 +350,14 @@ proptest! {
                 continue;
             };
             prop_assert!(validate(&stable.body, &relaxed).is_ok(), "the stable read's body");
+            // One splice writes what the two passes it replaced wrote: the consistency edit,
+            // then the predicate injected into that output.
+            if let (Some(p), Ok(eventual)) = (p, plan_stable_read(&q.body, None))
+                && !stable.caller_strong
+            {
+                let two_passes = inject_filter(&eventual.body, p, &relaxed).ok();
+                prop_assert_eq!(two_passes.as_deref(), Some(&stable.body[..]));
+            }
             if let Ok(legs) = plan_shards(&stable.body, shards, None) {
                 prop_assert_eq!(legs.legs.len(), shards as usize);
                 for leg in &legs.legs {

@@ -377,17 +377,20 @@ fn sub_query() -> impl Strategy<Value = J> {
         })
 }
 
-/// A query body: single (`filters` present, null or absent) or multi-query (`queries`).
+/// A query body: single (`filters` present, null or absent; `consistency` eventual, null or
+/// absent) or multi-query (`queries`).
 pub fn query_body() -> impl Strategy<Value = J> {
     prop_oneof![
-        sub_query().prop_map(|q| {
+        (sub_query(), 0u8..3).prop_map(|(q, consistency)| {
             let J::Obj(mut fields) = q else {
                 unreachable!()
             };
-            fields.push((
-                "consistency".to_owned(),
-                J::Obj(vec![("level".to_owned(), J::Str("eventual".to_owned()))]),
-            ));
+            let level = J::Obj(vec![("level".to_owned(), J::Str("eventual".to_owned()))]);
+            match consistency {
+                0 => fields.push(("consistency".to_owned(), level)),
+                1 => fields.push(("consistency".to_owned(), J::Null)),
+                _ => {}
+            }
             J::Obj(fields)
         }),
         (
