@@ -20,6 +20,8 @@
 //! (`include_attributes: true`, `exclude_attributes`) are rewritten so the gateway's own
 //! `_hevlayer_*` attributes stay hidden (`scatter::hide_reserved`).
 
+use std::cell::RefCell;
+
 use http::HeaderMap;
 use http::header::{HeaderName, HeaderValue};
 
@@ -63,14 +65,40 @@ impl std::ops::Deref for Predicate {
 /// The response header carrying the watermark (a constant: a string name is copied per insert).
 const STABLE_AS_OF: HeaderName = HeaderName::from_static("x-layer-stable-as-of");
 
+/// Header values of recent watermarks, per thread, by a hash of the watermark: a watermark
+/// changes only when a write is indexed, so most answers reuse its value (a reference count on
+/// this thread's own buffer) instead of allocating one.
+const AS_OF_SLOTS: usize = 8;
+
+thread_local! {
+    static AS_OF: RefCell<[Option<(u64, HeaderValue)>; AS_OF_SLOTS]> =
+        const { RefCell::new([const { None }; AS_OF_SLOTS]) };
+}
+
 /// Adds `x-layer-stable-as-of` to a response.
 pub fn stamp_header(headers: &mut HeaderMap, watermark: Option<u64>) {
-    if let Some(wm) = watermark {
-        // Written on the stack and copied once (`HeaderValue::from(u64)` allocates twice).
-        if let Ok(v) = HeaderValue::from_bytes(scatter::write::decimal(wm, &mut [0; 20])) {
-            headers.insert(STABLE_AS_OF, v);
-        }
+    if let Some(wm) = watermark
+        && let Some(v) = as_of_value(wm)
+    {
+        headers.insert(STABLE_AS_OF, v);
     }
+}
+
+/// The header value of `wm` in decimal, from this thread's slots when it was written lately.
+fn as_of_value(wm: u64) -> Option<HeaderValue> {
+    let slot = (wm.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 61) as usize % AS_OF_SLOTS;
+    AS_OF.with(|slots| {
+        let mut slots = slots.borrow_mut();
+        if let Some((cached, v)) = &slots[slot]
+            && *cached == wm
+        {
+            return Some(v.clone());
+        }
+        // Written on the stack and copied once (`HeaderValue::from(u64)` allocates twice).
+        let v = HeaderValue::from_bytes(scatter::write::decimal(wm, &mut [0; 20])).ok()?;
+        slots[slot] = Some((wm, v.clone()));
+        Some(v)
+    })
 }
 
 #[cfg(test)]
@@ -87,6 +115,15 @@ mod tests {
         let mut h = HeaderMap::new();
         stamp_header(&mut h, None);
         assert!(h.is_empty());
+        // The thread's slots: repeated and colliding watermarks (more than there are slots)
+        // still read back their own value.
+        for round in 0..3 {
+            for wm in (0..40u64).map(|i| 1_764_892_800_000 + i * 977) {
+                let mut h = HeaderMap::new();
+                stamp_header(&mut h, Some(wm));
+                assert_eq!(h[STABLE_AS_OF], wm.to_string().as_str(), "round {round}");
+            }
+        }
     }
 
     #[test]

@@ -9,9 +9,12 @@
 //! reader knows every entry in it lies in `[name - MAX_BATCH_SPAN_NANOS, name]`; that is what lets
 //! the listing skip objects and stop early even when several gateways write the same prefix.
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use std::fmt::Write as _;
+
+use chrono::{DateTime, Datelike, Timelike, Utc};
+use compact_str::CompactString;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::value::RawValue;
 
 /// The widest time range one stored batch may cover. Part of the storage format: readers rely on
@@ -69,13 +72,15 @@ impl Feed {
 }
 
 /// One served query (hevlayer `SearchHistoryEntry`; every required field is always present).
+/// The short text fields are held inline (a timestamp and most namespaces fit in 24 bytes, a
+/// trace id in its 32 digits): one entry is written per query.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SearchEntry {
-    pub timestamp: String,
+    pub timestamp: CompactString,
     pub timestamp_nanos: u64,
-    pub namespace: String,
+    pub namespace: CompactString,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub trace_id: Option<String>,
+    pub trace_id: Option<TraceId>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub raw_query: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -102,17 +107,18 @@ pub type ResultIds = JsonText;
 impl JsonText {
     /// `text` when it is JSON, as the summary builder always writes it; `{}` otherwise (the
     /// check keeps a stored line parseable whatever a member's text held).
-    pub fn object(text: String) -> Self {
+    pub fn object(text: &str) -> Self {
         Self::checked_or(text, "{}")
     }
 
     /// `text` when it is JSON, as the summary builder always writes it; `[]` otherwise.
-    pub fn array(text: String) -> Self {
+    pub fn array(text: &str) -> Self {
         Self::checked_or(text, "[]")
     }
 
-    fn checked_or(text: String, fallback: &str) -> Self {
-        RawValue::from_string(text).map_or_else(
+    /// Copies `text` once, into an exactly sized buffer (so boxing it does not reallocate).
+    fn checked_or(text: &str, fallback: &str) -> Self {
+        RawValue::from_string(text.to_owned()).map_or_else(
             |_| JsonText(RawValue::from_string(fallback.to_owned()).expect("fallback is JSON")),
             JsonText,
         )
@@ -133,10 +139,10 @@ impl PartialEq for JsonText {
 /// One fetched document carrying a search's trace context (hevlayer `ClickstreamEvent`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ClickEvent {
-    pub timestamp: String,
+    pub timestamp: CompactString,
     pub timestamp_nanos: u64,
-    pub trace_id: String,
-    pub namespace: String,
+    pub trace_id: TraceId,
+    pub namespace: CompactString,
     pub doc_id: String,
     pub tags: Vec<String>,
     /// `fetch` (single or batch document fetch).
@@ -164,10 +170,10 @@ impl Record for SearchEntry {
         &self.tags
     }
     fn trace_id(&self) -> Option<&str> {
-        self.trace_id.as_deref()
+        self.trace_id.as_ref().map(TraceId::as_str)
     }
     fn discriminator(&self) -> &str {
-        self.trace_id.as_deref().unwrap_or_default()
+        self.trace_id.as_ref().map_or("", TraceId::as_str)
     }
 }
 
@@ -180,7 +186,7 @@ impl Record for ClickEvent {
         &self.tags
     }
     fn trace_id(&self) -> Option<&str> {
-        Some(&self.trace_id)
+        Some(self.trace_id.as_str())
     }
     fn discriminator(&self) -> &str {
         &self.doc_id
@@ -198,9 +204,23 @@ fn datetime(nanos: u64) -> DateTime<Utc> {
     DateTime::from_timestamp_nanos(i64::try_from(nanos).unwrap_or(i64::MAX))
 }
 
-/// `2026-05-22T08:00:00.000Z`: the documented `timestamp` spelling (RFC 3339, milliseconds, UTC).
-pub fn rfc3339(nanos: u64) -> String {
-    datetime(nanos).to_rfc3339_opts(SecondsFormat::Millis, true)
+/// `2026-05-22T08:00:00.000Z`: the documented `timestamp` spelling (RFC 3339, milliseconds, UTC),
+/// written inline (24 bytes; chrono's formatter allocates).
+pub fn rfc3339(nanos: u64) -> CompactString {
+    let t = datetime(nanos);
+    let mut s = CompactString::const_new("");
+    let _ = write!(
+        s,
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        t.year(),
+        t.month(),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.timestamp_subsec_millis(),
+    );
+    s
 }
 
 /// The `YYYY-MM-DD` (UTC) directory of a timestamp.
@@ -223,10 +243,66 @@ pub fn parse_rfc3339(s: &str) -> Option<u64> {
     Some(u64::try_from(n).unwrap_or(0))
 }
 
+/// A record's trace id: the 32 lowercase hex digits a `traceparent` carries, held inline; any
+/// other text (a record another writer stored) on the heap. Compares, orders and serializes as
+/// its text.
+#[derive(Clone)]
+pub enum TraceId {
+    Hex([u8; 32]),
+    Other(Box<str>),
+}
+
+impl TraceId {
+    pub fn as_str(&self) -> &str {
+        match self {
+            // Always ASCII: only `trace_id_of` and `From<&str>` make one, from text.
+            TraceId::Hex(b) => std::str::from_utf8(b).unwrap_or_default(),
+            TraceId::Other(s) => s,
+        }
+    }
+}
+
+impl From<&str> for TraceId {
+    fn from(s: &str) -> Self {
+        match <[u8; 32]>::try_from(s.as_bytes()) {
+            Ok(b) if b.iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')) => TraceId::Hex(b),
+            _ => TraceId::Other(s.into()),
+        }
+    }
+}
+
+impl PartialEq for TraceId {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl std::fmt::Debug for TraceId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl Serialize for TraceId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for TraceId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Ok(match TraceId::from(s.as_str()) {
+            TraceId::Other(_) => TraceId::Other(s.into_boxed_str()),
+            hex => hex,
+        })
+    }
+}
+
 /// The 32-hex trace-id part of a W3C `traceparent` (`00-<trace-id>-<parent-id>-<flags>`),
 /// lowercased. `None` when the header is not a traceparent or the id is all zeros (invalid per
 /// the W3C spec).
-pub fn trace_id_of(traceparent: &[u8]) -> Option<String> {
+pub fn trace_id_of(traceparent: &[u8]) -> Option<TraceId> {
     let s = std::str::from_utf8(traceparent).ok()?.trim();
     let mut parts = s.split('-');
     let version = parts.next()?;
@@ -237,7 +313,9 @@ pub fn trace_id_of(traceparent: &[u8]) -> Option<String> {
         && parent.len() == 16
         && trace.bytes().all(|b| b.is_ascii_hexdigit())
         && trace.bytes().any(|b| b != b'0');
-    ok.then(|| trace.to_ascii_lowercase())
+    let mut hex = <[u8; 32]>::try_from(trace.as_bytes()).ok()?;
+    hex.make_ascii_lowercase();
+    ok.then_some(TraceId::Hex(hex))
 }
 
 /// The object key of a batch whose newest entry is `max_nanos`.
@@ -278,6 +356,16 @@ mod tests {
     fn timestamps_render_as_documented() {
         let n = 1_747_900_800_123_456_789;
         assert_eq!(rfc3339(n), "2025-05-22T08:00:00.123Z");
+        // The inline writer spells every time as chrono's RFC 3339 formatter does, from the
+        // epoch to the last representable nanosecond.
+        let mut t = 0u64;
+        while t < u64::MAX / 2 {
+            let chrono = datetime(t).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+            assert_eq!(rfc3339(t), chrono, "{t}");
+            t = t * 3 + 7_919_000_017;
+        }
+        let last = datetime(u64::MAX).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        assert_eq!(rfc3339(u64::MAX), last);
         assert_eq!(date_dir(n), "2025-05-22");
         assert_eq!(
             parse_rfc3339("2025-05-22T08:00:00.123456789Z"),
@@ -292,9 +380,32 @@ mod tests {
     }
 
     #[test]
+    fn trace_ids_read_back_as_their_text() {
+        let hex = "4bf92f3577b34da6a3ce929d0e0e4736";
+        assert!(matches!(TraceId::from(hex), TraceId::Hex(_)));
+        for other in ["t1", "4BF92F3577B34DA6A3CE929D0E0E4736", "", "ü"] {
+            assert!(matches!(TraceId::from(other), TraceId::Other(_)), "{other}");
+        }
+        for text in [hex, "t1", "4BF92F3577B34DA6A3CE929D0E0E4736", ""] {
+            let id = TraceId::from(text);
+            assert_eq!(id.as_str(), text);
+            let json = serde_json::to_string(&id).unwrap();
+            assert_eq!(json, serde_json::to_string(text).unwrap());
+            let back: TraceId = serde_json::from_str(&json).unwrap();
+            assert_eq!(back, id);
+            assert_eq!(back.as_str(), text);
+        }
+        // The parsed form and the text form of one id are equal.
+        let parsed = trace_id_of(b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+        assert_eq!(parsed, Some(TraceId::Other(hex.into())));
+    }
+
+    #[test]
     fn trace_ids_come_from_the_traceparent() {
         assert_eq!(
-            trace_id_of(b"00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01").as_deref(),
+            trace_id_of(b"00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01")
+                .as_ref()
+                .map(TraceId::as_str),
             Some("4bf92f3577b34da6a3ce929d0e0e4736")
         );
         assert_eq!(
@@ -345,8 +456,8 @@ mod tests {
             trace_id: None,
             raw_query: None,
             stable_as_of: None,
-            query: QuerySummary::object("{}".into()),
-            top_result_ids: ResultIds::array(r#"["a"]"#.into()),
+            query: QuerySummary::object("{}"),
+            top_result_ids: ResultIds::array(r#"["a"]"#),
             tags: vec![],
         };
         let text = serde_json::to_string(&e).unwrap();

@@ -186,7 +186,7 @@ impl Recorder for History {
         }
         let event = QueryEvent {
             nanos: now_nanos(),
-            ns: r.ns.to_string(),
+            ns: r.ns.into(),
             raw_query: r.search.raw_query.clone(),
             tags: r.search.tags.clone(),
             traceparent: r.trace.cloned(),
@@ -194,7 +194,7 @@ impl Recorder for History {
             response: r.response.clone(),
             watermark: r.watermark,
         };
-        if !self.offer(Msg::Query(Box::new(event))) {
+        if !self.offer(Msg::Query(event)) {
             metrics::feature_event(Feed::SearchHistory.metric(), "outcome", "dropped", 1);
         }
     }
@@ -210,7 +210,7 @@ impl Recorder for History {
         }
         let event = FetchEvent {
             nanos: now_nanos(),
-            ns: r.ns.to_string(),
+            ns: r.ns.into(),
             traceparent: traceparent.clone(),
             tags: r
                 .headers
@@ -396,7 +396,7 @@ mod tests {
             ObjectStore::from_inner(Arc::new(object_store::memory::InMemory::new()), "memory");
         let h = History::unshared(&Config::default(), store);
         let event = |size: usize| {
-            Msg::Query(Box::new(QueryEvent {
+            Msg::Query(QueryEvent {
                 nanos: 1,
                 ns: "ns".into(),
                 raw_query: None,
@@ -405,7 +405,7 @@ mod tests {
                 request: Bytes::new(),
                 response: Bytes::from(vec![b' '; size]),
                 watermark: None,
-            }))
+            })
         };
         assert!(h.offer(event(QUEUE_BYTES_BUDGET / 2)));
         assert!(!h.offer(event(QUEUE_BYTES_BUDGET / 2 + 1)));

@@ -19,6 +19,7 @@ use std::fmt::Write as _;
 use std::io::Read;
 
 use scatter::leading::{Scan, leading_scalars};
+use smallvec::SmallVec;
 use sonic_rs::LazyValue;
 
 use super::entry::{QuerySummary, ResultIds};
@@ -55,9 +56,18 @@ pub struct Summary {
     pub top_result_ids: ResultIds,
 }
 
+/// Text buffers a summary is written into, kept by the caller across queries: each of the two
+/// finished texts is then copied once, exactly sized (a fresh `String` per text grew and was
+/// shrunk, three to four allocations per query).
+#[derive(Default)]
+pub struct Scratch {
+    query: String,
+    ids: String,
+}
+
 /// Summarises a served query: `request` is the caller's body (gzip is undone here), `response`
 /// the body the gateway answered with.
-pub fn summarize(request: &[u8], response: &[u8]) -> Summary {
+pub fn summarize(request: &[u8], response: &[u8], scratch: &mut Scratch) -> Summary {
     let inflated;
     let request = if request.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
@@ -70,10 +80,11 @@ pub fn summarize(request: &[u8], response: &[u8]) -> Summary {
     } else {
         request
     };
-    let mut text = String::with_capacity(256);
-    let mut query = Object::new(&mut text);
+    let Scratch { query: text, ids } = scratch;
+    text.clear();
+    let mut query = Object::new(text);
     let multi = summarize_body(request, &mut query);
-    let mut ids = Ids::new();
+    let mut ids = Ids::new(ids);
     let mut counts: Vec<usize> = Vec::new();
     for (key, value) in members_until_error(response) {
         match &*key {
@@ -204,7 +215,8 @@ fn summarize_body(body: &[u8], out: &mut Object) -> bool {
 /// HybridText / Auto input, BM25 text, attribute orderings, Sum/Max combinations) is kept.
 fn expression(v: &LazyValue<'_>, out: &mut String) {
     if let Some(iter) = v.clone().into_array_iter() {
-        let items: Vec<LazyValue<'_>> = iter.flatten().collect();
+        // Inline: most expressions are a few items (`[attr, "ANN", v]`, `[attr, "asc"]`).
+        let items: SmallVec<[LazyValue<'_>; 4]> = iter.flatten().collect();
         let is_ann = items.len() == 3 && items[1].as_raw_str().trim() == "\"ANN\"";
         out.push('[');
         for (i, item) in items.iter().enumerate() {
@@ -298,17 +310,16 @@ fn small_or_size(v: &LazyValue<'_>, out: &mut String) {
 
 /// The served ids, written as a JSON array of strings while the answer's rows are walked (one
 /// growing text, not a `String` per row).
-struct Ids {
-    text: String,
+struct Ids<'t> {
+    text: &'t mut String,
     count: usize,
 }
 
-impl Ids {
-    fn new() -> Self {
-        Ids {
-            text: String::from("["),
-            count: 0,
-        }
+impl<'t> Ids<'t> {
+    fn new(text: &'t mut String) -> Self {
+        text.clear();
+        text.push('[');
+        Ids { text, count: 0 }
     }
 
     /// Appends the `id` of every row, in order.
@@ -348,11 +359,11 @@ impl Ids {
                 self.text.push(',');
             }
             self.count += 1;
-            push_id(&mut self.text, id);
+            push_id(self.text, id);
         }
     }
 
-    fn finish(mut self) -> ResultIds {
+    fn finish(self) -> ResultIds {
         self.text.push(']');
         ResultIds::array(self.text)
     }
@@ -386,7 +397,15 @@ mod tests {
     use serde_json::{Value, json};
 
     fn s(request: Value, response: &str) -> Summary {
-        summarize(request.to_string().as_bytes(), response.as_bytes())
+        summarize(
+            request.to_string().as_bytes(),
+            response.as_bytes(),
+            &mut Scratch::default(),
+        )
+    }
+
+    fn raw(request: &[u8], response: &[u8]) -> Summary {
+        summarize(request, response, &mut Scratch::default())
     }
 
     /// The summary as a value, for comparisons.
@@ -517,14 +536,14 @@ mod tests {
         let body = json!({"filters": ["id", "In", ids], "top_k": 1});
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         std::io::Write::write_all(&mut gz, body.to_string().as_bytes()).unwrap();
-        let sum = summarize(&gz.finish().unwrap(), br#"{"rows":[]}"#);
+        let sum = raw(&gz.finish().unwrap(), br#"{"rows":[]}"#);
         assert_eq!(q(&sum)["top_k"], 1);
         assert!(q(&sum)["filters"]["bytes"].as_u64().unwrap() > MAX_VERBATIM_BYTES as u64);
     }
 
     #[test]
     fn members_keep_their_values_whatever_the_spacing_and_escapes() {
-        let sum = summarize(
+        let sum = raw(
             br#"{ "top_k" : 3 , "rank_by": ["c", "Auto", "q \"x\"", {"ro\u0075te": "semantic", "vector": [1, 2], "a\"b": 1}],
                 "filters" : ["t", "Eq", "a\nb"], "nearest_to_id": ["x\u0041", 5] }"#,
             br#"{"rows":[]}"#,
@@ -539,7 +558,33 @@ mod tests {
             })
         );
         // Nothing kept: an empty object.
-        assert_eq!(summarize(b"{}", b"{}").query.get(), "{}");
+        assert_eq!(raw(b"{}", b"{}").query.get(), "{}");
+    }
+
+    #[test]
+    fn a_reused_scratch_summarises_like_a_fresh_one() {
+        let cases: [(&[u8], &[u8]); 4] = [
+            (
+                br#"{"rank_by":["v","ANN",[1,2,3]],"top_k":10,"filters":["a","Eq",1]}"#,
+                br#"{"rows":[{"id":"a"},{"id":"b"},{"id":3}]}"#,
+            ),
+            (b"{}", b"{}"),
+            (
+                br#"{"queries":[{"top_k":1},{"top_k":2}]}"#,
+                br#"{"results":[{"rows":[{"id":"x"}]},{"rows":[]}]}"#,
+            ),
+            (br#"{"top_k":1}"#, br#"{"rows":[{"id":"z"}]}"#),
+        ];
+        let mut scratch = Scratch::default();
+        for round in 0..2 {
+            for (req, resp) in cases {
+                assert_eq!(
+                    summarize(req, resp, &mut scratch),
+                    raw(req, resp),
+                    "round {round}"
+                );
+            }
+        }
     }
 
     #[test]
@@ -551,7 +596,7 @@ mod tests {
             (b"\x1f\x8bnot gzip", b"null"),
         ] {
             // Whatever came in, the summary is a JSON object and the ids a string array.
-            let sum = summarize(req, resp);
+            let sum = raw(req, resp);
             assert!(q(&sum).is_object());
             ids(&sum);
         }
@@ -588,7 +633,7 @@ mod tests {
 
     #[test]
     fn a_body_malformed_after_some_members_is_summarised_up_to_them() {
-        let sum = summarize(
+        let sum = raw(
             br#"{"top_k":5,"filters":["a","Eq",1],"rank_by":["vector","ANN",[1,2"#,
             br#"{"rows":[{"id":"x"}],"performance":{"oops"#,
         );

@@ -28,13 +28,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use compact_str::CompactString;
 use http::HeaderValue;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::entry::{
     ClickEvent, Feed, MAX_BATCH_SPAN_NANOS, SearchEntry, object_key, rfc3339, trace_id_of,
 };
-use super::summary::summarize;
+use super::summary::{Scratch, summarize};
 use super::window::Window;
 use crate::core::metrics;
 use crate::core::store::ObjectStore;
@@ -62,10 +63,11 @@ pub const RETRY_FIRST_PAUSE: Duration = Duration::from_millis(500);
 /// Longest pause between retries while the store keeps failing.
 pub const RETRY_MAX_PAUSE: Duration = Duration::from_secs(10);
 
-/// What shards send the writer.
+/// What shards send the writer. A query's event travels in the queue's own slot (not boxed):
+/// the queue's blocks are reused, so a query hands it over without allocating.
 #[derive(Debug)]
 pub enum Msg {
-    Query(Box<QueryEvent>),
+    Query(QueryEvent),
     Fetch(Box<FetchEvent>),
     /// Answered once every message sent before it is in the recent window.
     Sync(oneshot::Sender<()>),
@@ -77,7 +79,7 @@ pub enum Msg {
 #[derive(Debug)]
 pub struct QueryEvent {
     pub nanos: u64,
-    pub ns: String,
+    pub ns: CompactString,
     pub raw_query: Option<String>,
     pub tags: Vec<String>,
     pub traceparent: Option<HeaderValue>,
@@ -90,7 +92,7 @@ pub struct QueryEvent {
 #[derive(Debug)]
 pub struct FetchEvent {
     pub nanos: u64,
-    pub ns: String,
+    pub ns: CompactString,
     pub traceparent: HeaderValue,
     pub tags: Vec<HeaderValue>,
     pub ids: Vec<String>,
@@ -153,6 +155,8 @@ pub struct Writer {
     puts: Arc<Semaphore>,
     held: Arc<parking_lot::Mutex<Held>>,
     next_retry: Instant,
+    /// The summaries' text buffers, reused entry after entry.
+    scratch: Scratch,
 }
 
 impl Writer {
@@ -176,6 +180,7 @@ impl Writer {
             puts: Arc::new(Semaphore::new(MAX_PUTS as usize)),
             held: Arc::default(),
             next_retry: Instant::now(),
+            scratch: Scratch::default(),
         }
     }
 
@@ -222,7 +227,7 @@ impl Writer {
         match msg {
             Msg::Query(q) => {
                 let nanos = self.stamp(q.nanos);
-                let entry = Arc::new(search_entry(*q, nanos));
+                let entry = Arc::new(search_entry(q, nanos, &mut self.scratch));
                 // Into the window first: appending may wait for a write slot.
                 self.search.push(&entry.namespace, entry.clone());
                 self.append(Feed::SearchHistory, &entry.namespace, &*entry, nanos)
@@ -449,8 +454,8 @@ fn slot(feed: Feed) -> usize {
 }
 
 /// Builds a search-history entry from a served query.
-fn search_entry(q: QueryEvent, nanos: u64) -> SearchEntry {
-    let summary = summarize(&q.request, &q.response);
+fn search_entry(q: QueryEvent, nanos: u64, scratch: &mut Scratch) -> SearchEntry {
+    let summary = summarize(&q.request, &q.response, scratch);
     SearchEntry {
         timestamp: rfc3339(nanos),
         timestamp_nanos: nanos,
@@ -466,13 +471,13 @@ fn search_entry(q: QueryEvent, nanos: u64) -> SearchEntry {
 
 #[cfg(test)]
 mod tests {
-    use super::super::entry::key_nanos;
+    use super::super::entry::{TraceId, key_nanos};
     use super::*;
 
     const T: u64 = 1_747_900_800_000_000_000;
 
     fn query(nanos: u64, id: &str) -> Msg {
-        Msg::Query(Box::new(QueryEvent {
+        Msg::Query(QueryEvent {
             nanos,
             ns: "ns".into(),
             raw_query: None,
@@ -483,7 +488,7 @@ mod tests {
             request: Bytes::from_static(br#"{"vector":[1,2],"top_k":1}"#),
             response: Bytes::from(format!(r#"{{"rows":[{{"id":"{id}"}}]}}"#)),
             watermark: Some(5),
-        }))
+        })
     }
 
     /// Runs a writer over `msgs`, flushes, and returns the stored objects (key, lines).
@@ -553,7 +558,7 @@ mod tests {
         }
         let e = &objects[0].1[0];
         assert_eq!(
-            e.trace_id.as_deref(),
+            e.trace_id.as_ref().map(TraceId::as_str),
             Some("4bf92f3577b34da6a3ce929d0e0e4736")
         );
         assert_eq!(e.stable_as_of, Some(5));
