@@ -16,7 +16,7 @@
 use sonic_rs::LazyValue;
 
 use crate::splice::{Splice, is_null, span_of};
-use crate::validate::{Entries, json_error};
+use crate::validate::{Entries, json_error, object_members};
 use crate::validated::Input;
 use crate::{Limits, RewriteError, Validated};
 
@@ -86,19 +86,12 @@ pub(crate) fn add_injection<'a>(
             })?;
             for (i, sub) in subs.enumerate() {
                 let sub = sub.map_err(|e| json_error(&e, true))?;
-                let fields = sub.clone().into_object_iter().ok_or_else(|| {
+                let fields = object_members(body, &sub)?.ok_or_else(|| {
                     RewriteError::malformed(format!("`queries[{i}]` must be a query object"))
                 })?;
-                let mut filters = None;
-                let mut empty = true;
-                for field in fields {
-                    let (key, v) = field.map_err(|e| json_error(&e, true))?;
-                    empty = false;
-                    if key == "filters" {
-                        filters = Some(v);
-                    }
-                }
-                inj.inject(&sub, empty, filters.as_ref())?;
+                let empty = fields.is_empty();
+                let filters = fields.into_iter().find(|(k, _)| k == "filters");
+                inj.inject(&sub, empty, filters.as_ref().map(|(_, v)| v))?;
             }
         }
         None => {

@@ -118,13 +118,15 @@ fn level_of(v: &LazyValue<'_>) -> Result<Option<Level>, RewriteError> {
     if is_null(v) {
         return Ok(None);
     }
-    let Some(fields) = v.clone().into_object_iter() else {
+    let raw = raw_trimmed(v);
+    if !raw.starts_with('{') {
         return Ok(Some(Level::Other));
-    };
-    for field in fields {
-        let (key, value) = field.map_err(|e| json_error(&e, true))?;
+    }
+    // Read in place (sonic-rs's lazy object iterator copies the value into a padded buffer).
+    let fields = crate::validate::members(raw.as_bytes()).map_err(|e| json_error(&e, true))?;
+    for (key, value) in &fields {
         if key == "level" {
-            return Ok(Some(match raw_trimmed(&value) {
+            return Ok(Some(match raw_trimmed(value) {
                 "\"strong\"" => Level::Strong,
                 "\"eventual\"" => Level::Eventual,
                 _ => Level::Other,

@@ -368,6 +368,25 @@ impl<'e> Repeats<'e> {
     }
 }
 
+/// The members of `value`, an object inside `body`, read in place ([`members`]: keys lent, up to
+/// eight members inline); `None` when `value` is not an object. sonic-rs's lazy object iterator
+/// copies the object into a padded buffer and every key into a `String`: two allocations and
+/// one per key, for every row of a write.
+pub(crate) fn object_members<'a>(
+    body: &'a [u8],
+    value: &LazyValue<'_>,
+) -> Result<Option<Entries<'a>>, RewriteError> {
+    let text = body
+        .get(span_of(body, value)?)
+        .ok_or(RewriteError::Internal {
+            message: "member outside the body",
+        })?;
+    if text.first() != Some(&b'{') {
+        return Ok(None);
+    }
+    members(text).map(Some).map_err(|e| json_error(&e, true))
+}
+
 /// Turns a sonic-rs error into [`RewriteError::InvalidJson`], keeping only the first line (the
 /// rest is a multi-line excerpt of the input).
 pub(crate) fn json_error(e: &sonic_rs::Error, nested: bool) -> RewriteError {
@@ -583,6 +602,27 @@ mod tests {
         if let (Ok(a), Ok(b)) = (ours, theirs) {
             assert_eq!(a, b, "{:?}", String::from_utf8_lossy(text));
         }
+    }
+
+    #[test]
+    fn an_inner_objects_members_are_read_in_place() {
+        let body = br#"{"upsert_rows":[{"id":1,"a\u0062":[1,{"x":2}]} ,7,[],{}],"n":null}"#;
+        let top = members(body).unwrap();
+        let rows: Vec<_> = top[0]
+            .1
+            .clone()
+            .into_array_iter()
+            .unwrap()
+            .flatten()
+            .collect();
+        let first = object_members(body, &rows[0]).unwrap().unwrap();
+        let keys: Vec<&str> = first.iter().map(|(k, _)| &**k).collect();
+        assert_eq!(keys, ["id", "ab"]);
+        assert_eq!(first[1].1.as_raw_str(), r#"[1,{"x":2}]"#);
+        assert!(object_members(body, &rows[1]).unwrap().is_none());
+        assert!(object_members(body, &rows[2]).unwrap().is_none());
+        assert!(object_members(body, &rows[3]).unwrap().unwrap().is_empty());
+        assert!(object_members(body, &top[1].1).unwrap().is_none());
     }
 
     #[test]

@@ -37,7 +37,7 @@ use smallvec::SmallVec;
 use sonic_rs::LazyValue;
 
 use crate::splice::{Splice, is_null, span_of};
-use crate::validate::json_error;
+use crate::validate::{json_error, object_members};
 use crate::validated::Input;
 use crate::{Limits, RESERVED_PREFIX, RewriteError, Validated};
 
@@ -381,18 +381,14 @@ impl<'a, 'o> Stamper<'a, 'o> {
         })?;
         for (i, row) in rows.enumerate() {
             let row = row.map_err(|e| json_error(&e, true))?;
-            let fields = row
-                .clone()
-                .into_object_iter()
+            let fields = object_members(self.body, &row)?
                 .ok_or_else(|| RewriteError::malformed(format!("`{op}[{i}]` must be an object")))?;
-            let mut empty = true;
+            let empty = fields.is_empty();
             let mut id_raw: Option<&'a str> = None;
-            for field in fields {
-                let (key, v) = field.map_err(|e| json_error(&e, true))?;
-                empty = false;
-                reserved(&key, self.opts.own_reserved)?;
+            for (key, v) in &fields {
+                reserved(key, self.opts.own_reserved)?;
                 if key == "id" {
-                    id_raw = Some(raw_of(self.body, &v)?);
+                    id_raw = Some(raw_of(self.body, v)?);
                 }
             }
             if let Some(raw) = id_raw {
@@ -410,12 +406,11 @@ impl<'a, 'o> Stamper<'a, 'o> {
     }
 
     fn columns(&mut self, op: &str, value: &LazyValue<'a>) -> Result<(), RewriteError> {
-        let fields = value.clone().into_object_iter().ok_or_else(|| {
+        let fields = object_members(self.body, value)?.ok_or_else(|| {
             RewriteError::malformed(format!("`{op}` must be an object of attribute columns"))
         })?;
         let mut id_column = None;
-        for field in fields {
-            let (key, v) = field.map_err(|e| json_error(&e, true))?;
+        for (key, v) in fields {
             reserved(&key, self.opts.own_reserved)?;
             if key == "id" {
                 id_column = Some(v);
@@ -464,29 +459,24 @@ impl<'a, 'o> Stamper<'a, 'o> {
     }
 
     fn patch_by_filter(&mut self, value: &LazyValue<'a>) -> Result<(), RewriteError> {
-        let fields = value.clone().into_object_iter().ok_or_else(|| {
+        let fields = object_members(self.body, value)?.ok_or_else(|| {
             RewriteError::malformed(
                 "`patch_by_filter` must be an object with `filters` and `patch`",
             )
         })?;
-        let mut patch = None;
-        for field in fields {
-            let (key, v) = field.map_err(|e| json_error(&e, true))?;
-            if key == "patch" {
-                patch = Some(v);
-            }
-        }
+        let patch = fields
+            .into_iter()
+            .find(|(key, _)| key == "patch")
+            .map(|(_, v)| v);
         let patch = patch
             .ok_or_else(|| RewriteError::malformed("`patch_by_filter` has no `patch` object"))?;
         self.touched.whole_namespace = true;
-        let attrs = patch.clone().into_object_iter().ok_or_else(|| {
+        let attrs = object_members(self.body, &patch)?.ok_or_else(|| {
             RewriteError::malformed("`patch_by_filter.patch` must be an object of attributes")
         })?;
-        let mut empty = true;
-        for field in attrs {
-            let (key, _) = field.map_err(|e| json_error(&e, true))?;
-            empty = false;
-            reserved(&key, self.opts.own_reserved)?;
+        let empty = attrs.is_empty();
+        for (key, _) in &attrs {
+            reserved(key, self.opts.own_reserved)?;
         }
         self.stamp_object(&patch, empty, None)
     }
@@ -510,12 +500,11 @@ impl<'a, 'o> Stamper<'a, 'o> {
     }
 
     fn schema(&mut self, value: &LazyValue<'a>) -> Result<(), RewriteError> {
-        let fields = value.clone().into_object_iter().ok_or_else(|| {
+        let fields = object_members(self.body, value)?.ok_or_else(|| {
             RewriteError::malformed("`schema` must be an object of attribute schemas")
         })?;
-        for field in fields {
-            let (key, _) = field.map_err(|e| json_error(&e, true))?;
-            reserved(&key, self.opts.own_reserved)?;
+        for (key, _) in &fields {
+            reserved(key, self.opts.own_reserved)?;
         }
         Ok(())
     }
