@@ -9,8 +9,6 @@
 //! reader knows every entry in it lies in `[name - MAX_BATCH_SPAN_NANOS, name]`; that is what lets
 //! the listing skip objects and stop early even when several gateways write the same prefix.
 
-use std::fmt::Write as _;
-
 use chrono::{DateTime, Datelike, Timelike, Utc};
 use compact_str::CompactString;
 use serde::de::DeserializeOwned;
@@ -205,22 +203,28 @@ fn datetime(nanos: u64) -> DateTime<Utc> {
 }
 
 /// `2026-05-22T08:00:00.000Z`: the documented `timestamp` spelling (RFC 3339, milliseconds, UTC),
-/// written inline (24 bytes; chrono's formatter allocates).
+/// its digits written in place and held inline (24 bytes; chrono's formatter allocates, and
+/// `write!` with padded arguments costs several times these few divisions).
 pub fn rfc3339(nanos: u64) -> CompactString {
     let t = datetime(nanos);
-    let mut s = CompactString::const_new("");
-    let _ = write!(
-        s,
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        t.year(),
-        t.month(),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.timestamp_subsec_millis(),
-    );
-    s
+    let mut text = *b"0000-00-00T00:00:00.000Z";
+    // Years 1970 to 2554: always four digits.
+    digits(&mut text[0..4], t.year().unsigned_abs());
+    digits(&mut text[5..7], t.month());
+    digits(&mut text[8..10], t.day());
+    digits(&mut text[11..13], t.hour());
+    digits(&mut text[14..16], t.minute());
+    digits(&mut text[17..19], t.second());
+    digits(&mut text[20..23], t.timestamp_subsec_millis());
+    CompactString::from(std::str::from_utf8(&text).unwrap_or_default())
+}
+
+/// Writes the low `out.len()` decimal digits of `n`, zero-padded.
+fn digits(out: &mut [u8], mut n: u32) {
+    for d in out.iter_mut().rev() {
+        *d = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
 }
 
 /// The `YYYY-MM-DD` (UTC) directory of a timestamp.
@@ -303,19 +307,27 @@ impl<'de> Deserialize<'de> for TraceId {
 /// lowercased. `None` when the header is not a traceparent or the id is all zeros (invalid per
 /// the W3C spec).
 pub fn trace_id_of(traceparent: &[u8]) -> Option<TraceId> {
-    let s = std::str::from_utf8(traceparent).ok()?.trim();
-    let mut parts = s.split('-');
-    let version = parts.next()?;
-    let trace = parts.next()?;
-    let parent = parts.next()?;
-    let ok = version.len() == 2
-        && trace.len() == 32
-        && parent.len() == 16
-        && trace.bytes().all(|b| b.is_ascii_hexdigit())
-        && trace.bytes().any(|b| b != b'0');
-    let mut hex = <[u8; 32]>::try_from(trace.as_bytes()).ok()?;
-    hex.make_ascii_lowercase();
-    ok.then_some(TraceId::Hex(hex))
+    let s = std::str::from_utf8(traceparent).ok()?.trim().as_bytes();
+    // `vv-<32 hex>-<16 hex>-...`: the version and the parent id are checked by length.
+    let (version, rest) = s.split_at_checked(2)?;
+    let rest = rest.strip_prefix(b"-")?;
+    let (trace, rest) = rest.split_at_checked(32)?;
+    let rest = rest.strip_prefix(b"-")?;
+    let parent_len = rest.iter().position(|&b| b == b'-').unwrap_or(rest.len());
+    if version.contains(&b'-') || parent_len != 16 {
+        return None;
+    }
+    // One pass without branches (it vectorises): lowercase, check every digit, and see one
+    // that is not zero.
+    let mut hex = [0u8; 32];
+    let (mut bad, mut nonzero) = (false, false);
+    for (out, &b) in hex.iter_mut().zip(trace) {
+        let b = b.to_ascii_lowercase();
+        bad |= !(b.wrapping_sub(b'0') < 10 || b.wrapping_sub(b'a') < 6);
+        nonzero |= b != b'0';
+        *out = b;
+    }
+    (nonzero && !bad).then_some(TraceId::Hex(hex))
 }
 
 /// The object key of a batch whose newest entry is `max_nanos`.
@@ -418,6 +430,31 @@ mod tests {
             None
         );
         assert_eq!(trace_id_of(b"\xff"), None);
+        let id = |t: &[u8]| trace_id_of(t).map(|t| t.as_str().to_owned());
+        let hex = Some("4bf92f3577b34da6a3ce929d0e0e4736".to_owned());
+        assert_eq!(
+            id(b" 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01 "),
+            hex
+        );
+        assert_eq!(
+            id(b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7"),
+            hex
+        );
+        assert_eq!(
+            id(b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x"),
+            hex
+        );
+        for bad in [
+            &b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b-01"[..],
+            b"00-4bf92f3577b34da6a3ce929d0e0e4736",
+            b"00-4bf92f3577b34da6a3ce929d0e0e4736-",
+            b"0-4bf92f3577b34da6a3ce929d0e0e47360-00f067aa0ba902b7-01",
+            b"000-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
+            b"00-4bf92f3577b34da6a3ce929d0e0e47g6-00f067aa0ba902b7-01",
+            b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-\xff",
+        ] {
+            assert_eq!(id(bad), None, "{}", String::from_utf8_lossy(bad));
+        }
     }
 
     #[test]
