@@ -46,6 +46,7 @@ pub fn inject_filter_validated<B: AsRef<[u8]>>(
 }
 
 fn inject_into(input: Input<'_>, predicate: &[u8]) -> Result<Vec<u8>, RewriteError> {
+    check_predicate(predicate)?;
     let body = input.bytes();
     let entries = input.members()?;
     let mut splice = Splice::new(body);
@@ -58,6 +59,8 @@ fn inject_into(input: Input<'_>, predicate: &[u8]) -> Result<Vec<u8>, RewriteErr
 /// so a body gets one output buffer for both. An absent root `filters` is inserted just past the
 /// root's `{`, before any insertion added there later; `root_empty` says whether the root has no
 /// other member once every edit is applied (then it is written without a trailing comma).
+/// `predicate` must have passed [`check_predicate`] (callers check it before reading the body,
+/// so a bad predicate is the error whatever the body).
 pub(crate) fn add_injection<'a>(
     splice: &mut Splice<'a>,
     body: &'a [u8],
@@ -65,7 +68,6 @@ pub(crate) fn add_injection<'a>(
     predicate: &[u8],
     root_empty: bool,
 ) -> Result<(), RewriteError> {
-    check_predicate(predicate)?;
     let pred = splice.piece(predicate);
     let mut inj = Injector {
         body,
@@ -287,10 +289,13 @@ mod tests {
             b"[\"\xff\"]",
             b"{\"a\" 1}",
         ] {
-            assert!(matches!(
-                inject_filter(b"{}", pred, &Limits::default()),
-                Err(RewriteError::InvalidPredicate { .. })
-            ));
+            // Whatever the body: the predicate is checked before the body is read.
+            for body in [&b"{}"[..], b"[]", b"{\"queries\":5}"] {
+                assert!(matches!(
+                    inject_filter(body, pred, &Limits::default()),
+                    Err(RewriteError::InvalidPredicate { .. })
+                ));
+            }
         }
     }
 

@@ -73,6 +73,7 @@ pub fn plan_stable_read(
     // replaced wrote them).
     let mut splice = Splice::new(body);
     if let Some(p) = predicate {
+        crate::filter::check_predicate(p)?;
         // The root is never empty here: `consistency` is in it or about to be.
         crate::filter::add_injection(&mut splice, body, &entries, p, false)?;
     }
@@ -122,7 +123,8 @@ fn level_of(v: &LazyValue<'_>) -> Result<Option<Level>, RewriteError> {
     if !raw.starts_with('{') {
         return Ok(Some(Level::Other));
     }
-    // Read in place (sonic-rs's lazy object iterator copies the value into a padded buffer).
+    // Read in place, keys lent (sonic-rs's lazy object iterator allocates a key buffer and a
+    // `String` per key).
     let fields = crate::validate::members(raw.as_bytes()).map_err(|e| json_error(&e, true))?;
     for (key, value) in &fields {
         if key == "level" {

@@ -370,8 +370,8 @@ impl<'e> Repeats<'e> {
 
 /// The members of `value`, an object inside `body`, read in place ([`members`]: keys lent, up to
 /// eight members inline); `None` when `value` is not an object. sonic-rs's lazy object iterator
-/// copies the object into a padded buffer and every key into a `String`: two allocations and
-/// one per key, for every row of a write.
+/// allocates a key buffer and copies every key into a `String`: one allocation plus one per key,
+/// for every row of a write.
 pub(crate) fn object_members<'a>(
     body: &'a [u8],
     value: &LazyValue<'_>,
@@ -619,6 +619,19 @@ mod tests {
         let keys: Vec<&str> = first.iter().map(|(k, _)| &**k).collect();
         assert_eq!(keys, ["id", "ab"]);
         assert_eq!(first[1].1.as_raw_str(), r#"[1,{"x":2}]"#);
+        // The values lie in the body itself: the writers splice at their offsets.
+        let text = br#"{"upsert_rows":[{"id":7,"v":[1,2]}]}"#;
+        let text_top = members(text).unwrap();
+        let text_rows: Vec<_> = text_top[0]
+            .1
+            .clone()
+            .into_array_iter()
+            .unwrap()
+            .flatten()
+            .collect();
+        let row = object_members(text, &text_rows[0]).unwrap().unwrap();
+        assert_eq!(span_of(text, &row[0].1).unwrap(), 22..23);
+        assert_eq!(span_of(text, &row[1].1).unwrap(), 28..33);
         assert!(object_members(body, &rows[1]).unwrap().is_none());
         assert!(object_members(body, &rows[2]).unwrap().is_none());
         assert!(object_members(body, &rows[3]).unwrap().unwrap().is_empty());

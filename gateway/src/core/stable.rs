@@ -66,8 +66,9 @@ impl std::ops::Deref for Predicate {
 const STABLE_AS_OF: HeaderName = HeaderName::from_static("x-layer-stable-as-of");
 
 /// Header values of recent watermarks, per thread, by a hash of the watermark: a watermark
-/// changes only when a write is indexed, so most answers reuse its value (a reference count on
-/// this thread's own buffer) instead of allocating one.
+/// changes only when a write is indexed, so most answers reuse its value (an atomic reference
+/// count on a buffer only this thread's answers hold; the first reuse allocates once to share
+/// it) instead of allocating one.
 const AS_OF_SLOTS: usize = 8;
 
 thread_local! {

@@ -208,7 +208,7 @@ fn datetime(nanos: u64) -> DateTime<Utc> {
 pub fn rfc3339(nanos: u64) -> CompactString {
     let t = datetime(nanos);
     let mut text = *b"0000-00-00T00:00:00.000Z";
-    // Years 1970 to 2554: always four digits.
+    // Years 1970 to 2262 (`datetime` caps at `i64::MAX` nanoseconds): always four digits.
     digits(&mut text[0..4], t.year().unsigned_abs());
     digits(&mut text[5..7], t.month());
     digits(&mut text[8..10], t.day());
@@ -248,30 +248,32 @@ pub fn parse_rfc3339(s: &str) -> Option<u64> {
 }
 
 /// A record's trace id: the 32 lowercase hex digits a `traceparent` carries, held inline; any
-/// other text (a record another writer stored) on the heap. Compares, orders and serializes as
-/// its text.
+/// other text (a record another writer stored) on the heap. Compares and serializes as its text.
 #[derive(Clone)]
-pub enum TraceId {
+pub struct TraceId(TraceText);
+
+#[derive(Clone)]
+enum TraceText {
+    /// Lowercase hex digits: only [`trace_id_of`] and `From<&str>` make one, after checking.
     Hex([u8; 32]),
     Other(Box<str>),
 }
 
 impl TraceId {
     pub fn as_str(&self) -> &str {
-        match self {
-            // Always ASCII: only `trace_id_of` and `From<&str>` make one, from text.
-            TraceId::Hex(b) => std::str::from_utf8(b).unwrap_or_default(),
-            TraceId::Other(s) => s,
+        match &self.0 {
+            TraceText::Hex(b) => std::str::from_utf8(b).unwrap_or_default(),
+            TraceText::Other(s) => s,
         }
     }
 }
 
 impl From<&str> for TraceId {
     fn from(s: &str) -> Self {
-        match <[u8; 32]>::try_from(s.as_bytes()) {
-            Ok(b) if b.iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')) => TraceId::Hex(b),
-            _ => TraceId::Other(s.into()),
-        }
+        TraceId(match <[u8; 32]>::try_from(s.as_bytes()) {
+            Ok(b) if b.iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')) => TraceText::Hex(b),
+            _ => TraceText::Other(s.into()),
+        })
     }
 }
 
@@ -297,7 +299,7 @@ impl<'de> Deserialize<'de> for TraceId {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
         Ok(match TraceId::from(s.as_str()) {
-            TraceId::Other(_) => TraceId::Other(s.into_boxed_str()),
+            TraceId(TraceText::Other(_)) => TraceId(TraceText::Other(s.into_boxed_str())),
             hex => hex,
         })
     }
@@ -327,7 +329,7 @@ pub fn trace_id_of(traceparent: &[u8]) -> Option<TraceId> {
         nonzero |= b != b'0';
         *out = b;
     }
-    (nonzero && !bad).then_some(TraceId::Hex(hex))
+    (nonzero && !bad).then_some(TraceId(TraceText::Hex(hex)))
 }
 
 /// The object key of a batch whose newest entry is `max_nanos`.
@@ -394,9 +396,12 @@ mod tests {
     #[test]
     fn trace_ids_read_back_as_their_text() {
         let hex = "4bf92f3577b34da6a3ce929d0e0e4736";
-        assert!(matches!(TraceId::from(hex), TraceId::Hex(_)));
+        assert!(matches!(TraceId::from(hex).0, TraceText::Hex(_)));
         for other in ["t1", "4BF92F3577B34DA6A3CE929D0E0E4736", "", "ü"] {
-            assert!(matches!(TraceId::from(other), TraceId::Other(_)), "{other}");
+            assert!(
+                matches!(TraceId::from(other).0, TraceText::Other(_)),
+                "{other}"
+            );
         }
         for text in [hex, "t1", "4BF92F3577B34DA6A3CE929D0E0E4736", ""] {
             let id = TraceId::from(text);
@@ -409,7 +414,7 @@ mod tests {
         }
         // The parsed form and the text form of one id are equal.
         let parsed = trace_id_of(b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
-        assert_eq!(parsed, Some(TraceId::Other(hex.into())));
+        assert_eq!(parsed, Some(TraceId(TraceText::Other(hex.into()))));
     }
 
     #[test]

@@ -481,4 +481,26 @@ mod tests {
         assert!(centroid(vec![vec![1.0], vec![1.0, 2.0]]).is_err());
         assert!(centroid(vec![]).is_err());
     }
+
+    #[test]
+    fn an_answer_in_upstreams_map_carries_only_its_own_headers() {
+        let mut upstream = HeaderMap::new();
+        for (k, v) in [
+            ("content-type", "text/plain"),
+            ("x-upstream", "1"),
+            ("set-cookie", "a=1"),
+            ("set-cookie", "b=2"),
+        ] {
+            upstream.append(
+                header::HeaderName::from_static(k),
+                HeaderValue::from_static(v),
+            );
+        }
+        let a = Answer::json_in(upstream, Bytes::from_static(b"{}"), Some(3));
+        let fresh = Answer::json(Bytes::from_static(b"{}"), Some(3));
+        assert_eq!(a.headers, fresh.headers);
+        assert_eq!(a.headers.len(), 1);
+        assert_eq!(a.headers[header::CONTENT_TYPE], "application/json");
+        assert_eq!((a.status, a.watermark), (StatusCode::OK, Some(3)));
+    }
 }
