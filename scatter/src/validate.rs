@@ -604,38 +604,33 @@ mod tests {
         }
     }
 
+    /// The items of the first top-level member (an array) of `body`.
+    fn first_items(body: &[u8]) -> Vec<LazyValue<'_>> {
+        let top = members(body).unwrap();
+        let items = top[0].1.clone().into_array_iter().unwrap();
+        items.flatten().collect()
+    }
+
     #[test]
     fn an_inner_objects_members_are_read_in_place() {
         let body = br#"{"upsert_rows":[{"id":1,"a\u0062":[1,{"x":2}]} ,7,[],{}],"n":null}"#;
-        let top = members(body).unwrap();
-        let rows: Vec<_> = top[0]
-            .1
-            .clone()
-            .into_array_iter()
-            .unwrap()
-            .flatten()
-            .collect();
+        let rows = first_items(body);
         let first = object_members(body, &rows[0]).unwrap().unwrap();
         let keys: Vec<&str> = first.iter().map(|(k, _)| &**k).collect();
         assert_eq!(keys, ["id", "ab"]);
         assert_eq!(first[1].1.as_raw_str(), r#"[1,{"x":2}]"#);
-        // The values lie in the body itself: the writers splice at their offsets.
-        let text = br#"{"upsert_rows":[{"id":7,"v":[1,2]}]}"#;
-        let text_top = members(text).unwrap();
-        let text_rows: Vec<_> = text_top[0]
-            .1
-            .clone()
-            .into_array_iter()
-            .unwrap()
-            .flatten()
-            .collect();
-        let row = object_members(text, &text_rows[0]).unwrap().unwrap();
-        assert_eq!(span_of(text, &row[0].1).unwrap(), 22..23);
-        assert_eq!(span_of(text, &row[1].1).unwrap(), 28..33);
         assert!(object_members(body, &rows[1]).unwrap().is_none());
         assert!(object_members(body, &rows[2]).unwrap().is_none());
         assert!(object_members(body, &rows[3]).unwrap().unwrap().is_empty());
+        let top = members(body).unwrap();
         assert!(object_members(body, &top[1].1).unwrap().is_none());
+        // The values lie in the body itself: the writers splice at their offsets.
+        let text = br#"{"upsert_rows":[{"id":7,"v":[1,2]}]}"#;
+        let row = object_members(text, &first_items(text)[0])
+            .unwrap()
+            .unwrap();
+        assert_eq!(span_of(text, &row[0].1).unwrap(), 22..23);
+        assert_eq!(span_of(text, &row[1].1).unwrap(), 28..33);
     }
 
     #[test]
