@@ -15,7 +15,7 @@ use bytes::Bytes;
 use sonic_rs::LazyValue;
 
 use crate::splice::{Splice, is_null, raw_trimmed, span_of};
-use crate::validate::{json_error, skip_ws};
+use crate::validate::{object_members, skip_ws};
 use crate::{RewriteError, Validated};
 
 /// The outcome of planning a stable read.
@@ -45,7 +45,7 @@ pub fn plan_stable_read(
         .iter()
         .find(|(k, _)| k == "consistency")
         .map(|(_, v)| v);
-    match consistency.map(level_of).transpose()? {
+    match consistency.map(|v| level_of(body, v)).transpose()? {
         Some(Some(Level::Strong)) => {
             return Ok(StablePlan {
                 body: valid.clone(),
@@ -115,17 +115,13 @@ enum Level {
 
 /// `None` for a `null` consistency; the level for an object with a string `level`; `Other` for
 /// every other shape.
-fn level_of(v: &LazyValue<'_>) -> Result<Option<Level>, RewriteError> {
+fn level_of(body: &[u8], v: &LazyValue<'_>) -> Result<Option<Level>, RewriteError> {
     if is_null(v) {
         return Ok(None);
     }
-    let raw = raw_trimmed(v);
-    if !raw.starts_with('{') {
+    let Some(fields) = object_members(body, v)? else {
         return Ok(Some(Level::Other));
-    }
-    // Read in place, keys lent (sonic-rs's lazy object iterator allocates a key buffer and a
-    // `String` per key).
-    let fields = crate::validate::members(raw.as_bytes()).map_err(|e| json_error(&e, true))?;
+    };
     for (key, value) in &fields {
         if key == "level" {
             return Ok(Some(match raw_trimmed(value) {

@@ -268,12 +268,17 @@ impl TraceId {
     }
 }
 
+/// `s` as 32 lowercase hex digits, when it is that.
+fn lower_hex(s: &str) -> Option<[u8; 32]> {
+    let b = <[u8; 32]>::try_from(s.as_bytes()).ok()?;
+    b.iter()
+        .all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
+        .then_some(b)
+}
+
 impl From<&str> for TraceId {
     fn from(s: &str) -> Self {
-        TraceId(match <[u8; 32]>::try_from(s.as_bytes()) {
-            Ok(b) if b.iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')) => TraceText::Hex(b),
-            _ => TraceText::Other(s.into()),
-        })
+        TraceId(lower_hex(s).map_or_else(|| TraceText::Other(s.into()), TraceText::Hex))
     }
 }
 
@@ -298,10 +303,10 @@ impl Serialize for TraceId {
 impl<'de> Deserialize<'de> for TraceId {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        Ok(match TraceId::from(s.as_str()) {
-            TraceId(TraceText::Other(_)) => TraceId(TraceText::Other(s.into_boxed_str())),
-            hex => hex,
-        })
+        Ok(TraceId(lower_hex(&s).map_or_else(
+            || TraceText::Other(s.into_boxed_str()),
+            TraceText::Hex,
+        )))
     }
 }
 

@@ -397,11 +397,7 @@ mod tests {
     use serde_json::{Value, json};
 
     fn s(request: Value, response: &str) -> Summary {
-        summarize(
-            request.to_string().as_bytes(),
-            response.as_bytes(),
-            &mut Scratch::default(),
-        )
+        raw(request.to_string().as_bytes(), response.as_bytes())
     }
 
     fn raw(request: &[u8], response: &[u8]) -> Summary {
