@@ -39,6 +39,7 @@ pub mod store;
 pub mod tier_metrics;
 #[cfg(feature = "aerospike")]
 pub mod tier_runtime;
+pub mod timer_anchor;
 pub mod tls;
 pub mod touches;
 pub mod upstream;

@@ -336,6 +336,11 @@ async fn serve(
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(Duration::from_millis(server.header_read_timeout_ms));
     builder.http2().timer(hyper_util::rt::TokioTimer::new());
+    // hyper arms a header timer per request; without an armed timer of the shard's own, arming
+    // it can cost a system call (see `timer_anchor`).
+    let anchor = super::timer_anchor::spawn(super::timer_anchor::period(Duration::from_millis(
+        server.header_read_timeout_ms,
+    )));
     let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     loop {
         tokio::select! {
@@ -413,6 +418,7 @@ async fn serve(
         () = graceful.shutdown() => {}
         () = tokio::time::sleep(drain) => tracing::warn!("drain deadline reached with requests still in flight"),
     }
+    anchor.abort();
 }
 
 /// Whether the client sent at least one byte (or closed) within `limit`; counted as a header
