@@ -19,6 +19,7 @@ pub mod config;
 pub mod error;
 pub mod federation;
 pub mod fields;
+pub mod h1;
 pub mod http;
 pub mod indexes;
 pub mod jobs;

@@ -2,19 +2,18 @@
 //! [`super::upstream::Upstream`] sends through. Start at [`Pool::send`].
 //!
 //! Each shard builds its own clients, so a pool is used from one thread: its lock is never
-//! contended (it is there because clients are `Send`), and each connection's driver task runs on
-//! the runtime that opened it. Against hyper-util's legacy pooled client this drops the pool-key
-//! hashing, the checkout futures and channels and the per-request boxing that were a large share
-//! of the gateway's instructions per query (`bench/results/2026-12-05-upstream-pool.md`).
+//! contended (it is there because clients are `Send`). An exchange runs in the request's own
+//! task: [`super::h1`] writes the request and reads the answer whole, with no connection task,
+//! channel or oneshot between them.
 //!
-//! Checkout takes the most recently released idle connection (few connections stay warm), drops
-//! those idle for longer than [`IDLE_TIMEOUT`] or closed by the upstream, and waits until the
-//! one it takes is ready. A request the upstream never saw — the connection closed between
-//! checkout and the write, which hyper reports by handing the request back — goes out again on
-//! another connection, so an upstream closing idle keep-alive connections costs no error. A
-//! request that was written and then failed is an error: it may have been applied. A connection
-//! goes back to the pool only once its response was read to the end ([`Lease::release`]); one
-//! dropped before (a timeout, an error, a cancelled request) is closed.
+//! Checkout takes the most recently released idle connection (few connections stay warm) and
+//! drops those idle for longer than [`IDLE_TIMEOUT`], closed by the upstream or holding bytes
+//! nobody asked for (checked without waiting). A request the upstream never saw — the connection
+//! failed the first write — goes out again on another connection, so an upstream closing idle
+//! keep-alive connections costs no error. A request that was written and then failed is an
+//! error: it may have been applied. A connection goes back to the pool only when its answer was
+//! read whole and kept it alive; one whose exchange was dropped before (a timeout, a cancelled
+//! request) is closed.
 //!
 //! Only HTTP/1.1 is offered (ALPN `http/1.1` over TLS): per-shard pools of short exchanges gain
 //! nothing from multiplexing, and one protocol keeps this module small.
@@ -22,17 +21,16 @@
 use std::future::poll_fn;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http::{Request, Response, Uri};
-use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper::client::conn::http1;
-use hyper_rustls::HttpsConnector;
+use http::{Method, Uri};
+use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
 use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioIo;
 use parking_lot::Mutex;
+use tokio::net::TcpStream;
 use tower_service::Service;
 
 use super::error::chain;
+use super::h1::{self, Answer, Conn};
 
 /// An idle connection unused for longer than this is closed instead of reused.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
@@ -40,10 +38,10 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// Idle connections kept per pool; a connection released beyond it is closed.
 pub const MAX_IDLE: usize = 256;
 
-type Sender = http1::SendRequest<Full<Bytes>>;
+type Io = TokioIo<MaybeHttpsStream<TokioIo<TcpStream>>>;
 
 struct Idle {
-    tx: Sender,
+    conn: Conn<Io>,
     since: Instant,
 }
 
@@ -53,28 +51,6 @@ pub struct Pool {
     origin: Uri,
     /// Most recently released last.
     idle: Mutex<Vec<Idle>>,
-}
-
-/// The connection a response is read from; [`Lease::release`] once the body is read whole.
-pub struct Lease<'a> {
-    pool: &'a Pool,
-    tx: Sender,
-}
-
-impl Lease<'_> {
-    /// Returns the connection to the pool (the response was read to its end).
-    pub fn release(self) {
-        if self.tx.is_closed() {
-            return;
-        }
-        let mut idle = self.pool.idle.lock();
-        if idle.len() < MAX_IDLE {
-            idle.push(Idle {
-                tx: self.tx,
-                since: Instant::now(),
-            });
-        }
-    }
 }
 
 impl Pool {
@@ -98,31 +74,38 @@ impl Pool {
         }
     }
 
-    /// Sends `req` (origin-form URI, `Host` set) on an idle connection or a new one. The
-    /// response's body is still to be read; release the lease after reading it whole.
+    /// Sends `head` (in origin form with `Host`: see [`h1::write_head`]), then `body`, for
+    /// `method` on an idle connection or a new one, and reads the answer whole; its body may be
+    /// at most `max` bytes.
     ///
     /// # Errors
-    /// The failure as one line (its error chain): connecting, or the exchange after the request
-    /// was written.
+    /// The failure as one line: connecting (`connecting to the upstream: …`), or the exchange
+    /// after the request was written.
     pub async fn send(
         &self,
-        mut req: Request<Full<Bytes>>,
-    ) -> Result<(Response<Incoming>, Lease<'_>), String> {
-        while let Some(mut tx) = self.checkout().await {
-            match tx.try_send_request(req).await {
-                Ok(resp) => return Ok((resp, Lease { pool: self, tx })),
-                Err(mut e) => match e.take_message() {
-                    // Never written: the connection closed under it. Try another.
-                    Some(back) => req = back,
-                    None => return Err(chain(&e.into_error())),
-                },
+        head: &[u8],
+        body: &[u8],
+        method: &Method,
+        max: usize,
+    ) -> Result<Answer, String> {
+        while let Some(mut conn) = self.checkout() {
+            match conn.exchange(head, body, method, max).await {
+                Ok(answer) => {
+                    self.release(conn);
+                    return Ok(answer);
+                }
+                // Never written: the connection closed under it. Try another.
+                Err(h1::Error::Unsent(_)) => {}
+                Err(e) => return Err(e.to_string()),
             }
         }
-        let mut tx = self.connect().await?;
-        match tx.try_send_request(req).await {
-            Ok(resp) => Ok((resp, Lease { pool: self, tx })),
-            Err(e) => Err(chain(&e.into_error())),
-        }
+        let mut conn = self.connect().await?;
+        let answer = conn
+            .exchange(head, body, method, max)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.release(conn);
+        Ok(answer)
     }
 
     /// Idle connections held now.
@@ -130,22 +113,31 @@ impl Pool {
         self.idle.lock().len()
     }
 
-    /// The most recently released usable connection, ready for a request.
-    async fn checkout(&self) -> Option<Sender> {
+    /// Keeps a connection whose answer left it reusable.
+    fn release(&self, conn: Conn<Io>) {
+        if !conn.kept_alive() {
+            return;
+        }
+        let mut idle = self.idle.lock();
+        if idle.len() < MAX_IDLE {
+            idle.push(Idle {
+                conn,
+                since: Instant::now(),
+            });
+        }
+    }
+
+    /// The most recently released usable connection.
+    fn checkout(&self) -> Option<Conn<Io>> {
         loop {
-            let Idle { mut tx, since } = self.idle.lock().pop()?;
-            if since.elapsed() > IDLE_TIMEOUT || tx.is_closed() {
-                continue;
-            }
-            // Released only after its response ended, so it is ready or about to be; a
-            // connection that closed meanwhile answers with an error.
-            if tx.ready().await.is_ok() {
-                return Some(tx);
+            let Idle { mut conn, since } = self.idle.lock().pop()?;
+            if since.elapsed() <= IDLE_TIMEOUT && conn.usable() {
+                return Some(conn);
             }
         }
     }
 
-    async fn connect(&self) -> Result<Sender, String> {
+    async fn connect(&self) -> Result<Conn<Io>, String> {
         let mut connector = self.connector.clone();
         let io = async {
             poll_fn(|cx| connector.poll_ready(cx)).await?;
@@ -153,16 +145,7 @@ impl Pool {
         }
         .await
         .map_err(|e| format!("connecting to the upstream: {}", chain(&*e)))?;
-        let (tx, conn) = http1::Builder::new()
-            .handshake(io)
-            .await
-            .map_err(|e| format!("connecting to the upstream: {}", chain(&e)))?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "upstream connection ended");
-            }
-        });
-        Ok(tx)
+        Ok(Conn::new(TokioIo::new(io)))
     }
 }
 
@@ -171,8 +154,9 @@ mod tests {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    use http_body_util::BodyExt;
-    use hyper_util::rt::TokioIo;
+    use bytes::Bytes;
+    use http::{HeaderMap, Response};
+    use http_body_util::Full;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
 
@@ -183,30 +167,13 @@ mod tests {
         Pool::new(origin, Duration::from_secs(2))
     }
 
-    fn get(addr: std::net::SocketAddr) -> Request<Full<Bytes>> {
-        Request::builder()
-            .uri("/ping")
-            .header(http::header::HOST, addr.to_string())
-            .body(Full::new(Bytes::new()))
-            .unwrap()
-    }
-
-    /// Sends one request and reads its body; releases the connection when `release`.
-    async fn exchange(
-        p: &Pool,
-        addr: std::net::SocketAddr,
-        release: bool,
-    ) -> Result<Bytes, String> {
-        let (resp, lease) = p.send(get(addr)).await?;
-        let body = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| e.to_string())?;
-        if release {
-            lease.release();
-        }
-        Ok(body.to_bytes())
+    /// One `GET /ping` and its answer's body.
+    async fn exchange(p: &Pool, addr: std::net::SocketAddr) -> Result<Bytes, String> {
+        let mut fields = HeaderMap::new();
+        fields.insert(http::header::HOST, addr.to_string().parse().unwrap());
+        let mut head = Vec::new();
+        h1::write_head(&mut head, &Method::GET, "", "/ping", &fields, 0).unwrap();
+        Ok(p.send(&head, &[], &Method::GET, 1 << 20).await?.body)
     }
 
     /// Accepts connections on 127.0.0.1, counting them, and serves each with `serve` on a task.
@@ -229,10 +196,11 @@ mod tests {
         (addr, accepted)
     }
 
-    /// A keep-alive HTTP/1.1 server (hyper's) answering `ok`.
-    async fn keep_alive_server() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
-        server(|s| async move {
-            let svc = hyper::service::service_fn(|_req| async {
+    /// A keep-alive HTTP/1.1 server (hyper's) answering `ok`, after `delay`.
+    async fn keep_alive_server(delay: Duration) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+        server(move |s| async move {
+            let svc = hyper::service::service_fn(move |_req| async move {
+                tokio::time::sleep(delay).await;
                 Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from_static(
                     b"ok",
                 ))))
@@ -245,24 +213,25 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_released_connection_is_reused() {
-        let (addr, accepted) = keep_alive_server().await;
+    async fn a_kept_alive_connection_is_reused() {
+        let (addr, accepted) = keep_alive_server(Duration::ZERO).await;
         let p = pool(addr);
         for _ in 0..5 {
-            assert_eq!(exchange(&p, addr, true).await.unwrap(), "ok");
+            assert_eq!(exchange(&p, addr).await.unwrap(), "ok");
         }
         assert_eq!(accepted.load(Ordering::SeqCst), 1);
         assert_eq!(p.idle(), 1);
     }
 
     #[tokio::test]
-    async fn a_response_not_read_to_its_end_closes_its_connection() {
-        let (addr, accepted) = keep_alive_server().await;
+    async fn an_exchange_dropped_before_its_answer_closes_its_connection() {
+        let (addr, accepted) = keep_alive_server(Duration::from_millis(300)).await;
         let p = pool(addr);
-        let (_resp, lease) = p.send(get(addr)).await.unwrap();
-        drop(lease);
+        // A request timeout, as the upstream client applies one.
+        let cut = tokio::time::timeout(Duration::from_millis(20), exchange(&p, addr)).await;
+        assert!(cut.is_err());
         assert_eq!(p.idle(), 0);
-        assert_eq!(exchange(&p, addr, true).await.unwrap(), "ok");
+        assert_eq!(exchange(&p, addr).await.unwrap(), "ok");
         assert_eq!(accepted.load(Ordering::SeqCst), 2);
     }
 
@@ -282,12 +251,31 @@ mod tests {
         .await;
         let p = pool(addr);
         for i in 1..=3 {
-            assert_eq!(exchange(&p, addr, true).await.unwrap(), "ok");
+            assert_eq!(exchange(&p, addr).await.unwrap(), "ok");
             // Let the server's close reach the client before the next request (setup, not
             // a timing assertion: the test is that the next request does not fail).
             tokio::time::sleep(Duration::from_millis(50)).await;
             assert_eq!(accepted.load(Ordering::SeqCst), i);
         }
+    }
+
+    /// An answer that ends its connection (`Connection: close`) is not pooled.
+    #[tokio::test]
+    async fn a_closing_answer_is_not_pooled() {
+        let (addr, accepted) = server(|mut s| async move {
+            let mut buf = vec![0; 4096];
+            let _ = s.read(&mut buf).await.unwrap();
+            let _ = s
+                .write_all(b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 2\r\n\r\nok")
+                .await;
+            let _ = s.read(&mut buf).await;
+        })
+        .await;
+        let p = pool(addr);
+        assert_eq!(exchange(&p, addr).await.unwrap(), "ok");
+        assert_eq!(p.idle(), 0);
+        assert_eq!(exchange(&p, addr).await.unwrap(), "ok");
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test]
@@ -298,7 +286,7 @@ mod tests {
             .unwrap()
             .local_addr()
             .unwrap();
-        let err = exchange(&pool(addr), addr, true).await.unwrap_err();
+        let err = exchange(&pool(addr), addr).await.unwrap_err();
         assert!(err.starts_with("connecting to the upstream: "), "{err}");
         assert!(!err.contains('\n'), "{err}");
     }

@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{self, HeaderName};
-use http::{HeaderMap, HeaderValue, Method, Request, StatusCode, Uri};
-use http_body_util::{Full, Limited};
+use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 
 use super::error::GatewayError;
+use super::h1;
 use super::metrics;
 use super::pool::Pool;
 pub use super::upstreams::{UpstreamRef, Upstreams};
@@ -24,6 +24,21 @@ use super::usage::{Ring, Usage, measure};
 
 /// Largest upstream response body relayed (query results are at most 10k rows).
 const MAX_RESPONSE: usize = 512 << 20;
+
+/// Room in a request's buffer for its request line's fixed parts, `host`, the credential and
+/// `content-length`, beyond the caller's fields.
+const HEAD_ROOM: usize = 256;
+
+/// Largest request body copied behind its head to go out in one write.
+const INLINE_BODY: usize = 64 << 10;
+
+/// The bytes the caller's fields take in a head (`name: value\r\n` each).
+fn header_bytes(headers: &HeaderMap) -> usize {
+    headers
+        .iter()
+        .map(|(n, v)| n.as_str().len() + v.len() + 4)
+        .sum()
+}
 
 /// An upstream response, fully read.
 pub struct UpstreamResponse {
@@ -222,46 +237,54 @@ impl Upstream {
                 "upstream client without connections".into(),
             ));
         };
-        // Origin-form (the connection is to the origin already); one allocation, sized once.
-        let mut uri = String::with_capacity(self.prefix.len() + path_and_query.len());
-        uri.push_str(&self.prefix);
-        uri.push_str(path_and_query);
         let req_bytes = body.len();
         let metered = self.meter.as_ref().map(|m| (m, method.clone()));
-        let mut req = Request::builder()
-            .method(method)
-            .uri(uri)
-            .body(Full::new(body))
-            .map_err(|e| GatewayError::Internal(e.to_string()))?;
-        let headers = req.headers_mut();
-        for (name, value) in in_headers {
-            let relayed_auth = self.auth.is_none() && self.caller_auth;
-            if !is_hop_by_hop(name) && (name != header::AUTHORIZATION || relayed_auth) {
-                headers.append(name.clone(), value.clone());
-            }
-        }
-        headers.insert(header::HOST, self.host.clone());
-        if let Some(a) = &self.auth {
-            headers.insert(header::AUTHORIZATION, a.clone());
-        }
+        // The head in origin form (the connection is to the origin already) with the caller's
+        // end-to-end fields, sized once.
+        let relayed_auth = self.auth.is_none() && self.caller_auth;
+        let fields = in_headers
+            .iter()
+            .filter(|(name, _)| {
+                !is_hop_by_hop(name) && (*name != header::AUTHORIZATION || relayed_auth)
+            })
+            .chain(std::iter::once((&header::HOST, &self.host)))
+            .chain(self.auth.iter().map(|a| (&header::AUTHORIZATION, a)));
+        // A body up to INLINE_BODY bytes is copied behind the head (one write); a larger one
+        // is written from its own buffer after it.
+        let inline = body.len() <= INLINE_BODY;
+        let mut request = Vec::with_capacity(
+            HEAD_ROOM
+                + self.prefix.len()
+                + path_and_query.len()
+                + header_bytes(in_headers)
+                + if inline { body.len() } else { 0 },
+        );
+        h1::write_head(
+            &mut request,
+            &method,
+            &self.prefix,
+            path_and_query,
+            fields,
+            body.len(),
+        )
+        .map_err(|e| GatewayError::Internal(e.to_string()))?;
+        let rest: &[u8] = if inline {
+            request.extend_from_slice(&body);
+            &[]
+        } else {
+            &body
+        };
         let started = Instant::now();
         let _in_flight = InFlight::start(self.inflight_gauge);
         let exchange = async {
-            let (resp, lease) = pool.send(req).await.map_err(|e| {
-                metrics::upstream_error(route, "connect");
-                GatewayError::Upstream(e)
-            })?;
-            let (parts, body) = resp.into_parts();
-            let body = super::http::collect_bytes(Limited::new(body, MAX_RESPONSE))
+            pool.send(&request, rest, &method, MAX_RESPONSE)
                 .await
                 .map_err(|e| {
                     metrics::upstream_error(route, "connect");
-                    GatewayError::Upstream(format!("reading the upstream response: {e}"))
-                })?;
-            lease.release();
-            Ok::<_, GatewayError>((parts, body))
+                    GatewayError::Upstream(e)
+                })
         };
-        let (parts, body) = match tokio::time::timeout(self.request_timeout, exchange).await {
+        let answer = match tokio::time::timeout(self.request_timeout, exchange).await {
             Ok(r) => r?,
             Err(_) => {
                 metrics::upstream_error(route, "timeout");
@@ -271,8 +294,13 @@ impl Upstream {
             }
         };
         metrics::upstream(route, started.elapsed());
+        let h1::Answer {
+            status,
+            mut headers,
+            body,
+        } = answer;
         if let Some(((usage, ring), method)) = metered
-            && parts.status.is_success()
+            && status.is_success()
             && let Some(t) = measure(usage, &method, path_and_query, req_bytes, body.len())
         {
             ring.record(super::http::now_ms(), &t);
@@ -280,7 +308,6 @@ impl Upstream {
         // Upstream's map, with the hop-by-hop fields taken out (not copied into a new map).
         // `content-length` is always there and removed by its constant (no name parsing); the
         // other names are looked up only when one is present (a scan of a few keys).
-        let mut headers = parts.headers;
         headers.remove(header::CONTENT_LENGTH);
         if headers.keys().any(is_hop_by_hop) {
             for name in HOP_BY_HOP {
@@ -289,7 +316,7 @@ impl Upstream {
         }
         self.relativize_location(&mut headers);
         Ok(UpstreamResponse {
-            status: parts.status,
+            status,
             headers,
             body,
         })

@@ -1,0 +1,468 @@
+//! The upstream side of HTTP/1.1, written for the one exchange the gateway makes: a request
+//! whose head and body are known whole, answered by one response read whole. [`super::pool`]
+//! holds the connections; start at [`Conn::exchange`].
+//!
+//! Why not hyper's client connection: it runs each connection as its own task and reaches it
+//! through a dispatch channel and a response oneshot, so every exchange was two task wake-ups,
+//! two channel hand-offs, a request `HeaderMap` and a URI built only to be encoded again. About a
+//! quarter of a passthrough query's instructions went there (`bench/callgrind.sh`). Here the
+//! request's task writes the head and body in one `write` and parses the answer itself.
+//!
+//! What it reads (RFC 9112): a status line and headers (`httparse`, at most [`MAX_HEADERS`]
+//! fields and [`MAX_HEAD`] bytes); interim `1xx` answers are skipped; the body is framed by
+//! `Transfer-Encoding: chunked` (extensions ignored, trailers read and dropped), by
+//! `Content-Length` (several different values are an error), or by the connection's close;
+//! `HEAD` answers and `204`/`304` have none. A connection is kept only when the answer was
+//! HTTP/1.1, not `Connection: close`, framed by length or chunks, and read to its end with
+//! nothing after it.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::header::{self, HeaderName};
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+
+/// Most header fields an answer may carry.
+pub const MAX_HEADERS: usize = 100;
+
+/// Largest answer head (status line and fields).
+pub const MAX_HEAD: usize = 64 << 10;
+
+/// How much a read asks for at least.
+const READ_CHUNK: usize = 8 << 10;
+
+/// Most buffer reserved ahead of a body from its `Content-Length`.
+const RESERVE_AT_MOST: usize = 16 << 20;
+
+/// An answer, read whole.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+/// Why an exchange failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Nothing of the request was written: it may be sent again elsewhere.
+    #[error("the connection closed before the request was written: {0}")]
+    Unsent(io::Error),
+    #[error("writing the request: {0}")]
+    Write(io::Error),
+    #[error("reading the upstream response: {0}")]
+    Read(io::Error),
+    #[error("reading the upstream response: the connection closed before the response ended")]
+    Closed,
+    #[error("reading the upstream response: {0}")]
+    Malformed(&'static str),
+    #[error("reading the upstream response: length limit exceeded")]
+    TooLarge,
+}
+
+/// One connection: the stream and its read buffer.
+pub struct Conn<S> {
+    io: S,
+    buf: BytesMut,
+    /// Whether the connection may carry another exchange.
+    reusable: bool,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
+    pub fn new(io: S) -> Self {
+        Conn {
+            io,
+            buf: BytesMut::new(),
+            reusable: true,
+        }
+    }
+
+    /// Whether the last answer left the connection open for another exchange: kept alive,
+    /// read whole, nothing after it.
+    pub fn kept_alive(&self) -> bool {
+        self.reusable && self.buf.is_empty()
+    }
+
+    /// [`Conn::kept_alive`], and the peer has neither closed the connection nor sent anything
+    /// since (checked without waiting).
+    pub fn usable(&mut self) -> bool {
+        if !self.kept_alive() {
+            return false;
+        }
+        let mut byte = [0u8; 1];
+        let mut rb = ReadBuf::new(&mut byte);
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        // Pending: open and quiet. Anything else (end of stream, unsolicited bytes, an error)
+        // makes it unusable.
+        matches!(
+            Pin::new(&mut self.io).poll_read(&mut cx, &mut rb),
+            Poll::Pending
+        )
+    }
+
+    /// Writes a request, `head` (see [`write_head`]) then `body` (empty when the head
+    /// already ends with it), and reads the answer to `method`, whose body may be at most
+    /// `max` bytes. A failure of the very first write is [`Error::Unsent`].
+    pub async fn exchange(
+        &mut self,
+        head: &[u8],
+        body: &[u8],
+        method: &Method,
+        max: usize,
+    ) -> Result<Answer, Error> {
+        self.reusable = false;
+        self.write(head, true).await?;
+        self.write(body, false).await?;
+        self.io.flush().await.map_err(Error::Write)?;
+        let answer = self.read_answer(method, max).await?;
+        Ok(answer)
+    }
+
+    /// Writes `data` whole; `first`: nothing of the request was written before.
+    async fn write(&mut self, mut data: &[u8], mut first: bool) -> Result<(), Error> {
+        while !data.is_empty() {
+            match self.io.write(data).await {
+                Ok(0) => {
+                    let e = io::Error::from(io::ErrorKind::WriteZero);
+                    return Err(if first {
+                        Error::Unsent(e)
+                    } else {
+                        Error::Write(e)
+                    });
+                }
+                Ok(n) => data = &data[n..],
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    return Err(if first {
+                        Error::Unsent(e)
+                    } else {
+                        Error::Write(e)
+                    });
+                }
+            }
+            first = false;
+        }
+        Ok(())
+    }
+
+    /// Reads more into the buffer; `false` at the end of the stream.
+    async fn fill(&mut self) -> Result<bool, Error> {
+        self.buf.reserve(READ_CHUNK);
+        let n = self.io.read_buf(&mut self.buf).await.map_err(Error::Read)?;
+        Ok(n > 0)
+    }
+
+    async fn read_answer(&mut self, method: &Method, max: usize) -> Result<Answer, Error> {
+        let (status, headers, close) = loop {
+            let parsed = parse_head(&mut self.buf)?;
+            match parsed {
+                Some(h) if h.status.is_informational() => {
+                    if h.status == StatusCode::SWITCHING_PROTOCOLS {
+                        return Err(Error::Malformed("an unrequested protocol switch"));
+                    }
+                }
+                Some(h) => break (h.status, h.headers, h.close),
+                None => {
+                    if self.buf.len() > MAX_HEAD {
+                        return Err(Error::Malformed("the response head is too large"));
+                    }
+                    if !self.fill().await? {
+                        return Err(Error::Closed);
+                    }
+                }
+            }
+        };
+        let framing = framing(method, status, &headers)?;
+        let body = match framing {
+            Framing::Empty => Bytes::new(),
+            Framing::Length(n) => {
+                if n > max as u64 {
+                    return Err(Error::TooLarge);
+                }
+                let n = n as usize;
+                if self.buf.len() < n {
+                    // Up front for the usual answer; a very large one grows as it arrives.
+                    self.buf.reserve((n - self.buf.len()).min(RESERVE_AT_MOST));
+                }
+                while self.buf.len() < n {
+                    if !self.fill().await? {
+                        return Err(Error::Closed);
+                    }
+                }
+                self.buf.split_to(n).freeze()
+            }
+            Framing::Chunked => self.read_chunked(max).await?,
+            Framing::UntilClose => {
+                while self.fill().await? {
+                    if self.buf.len() > max {
+                        return Err(Error::TooLarge);
+                    }
+                }
+                self.buf.split().freeze()
+            }
+        };
+        self.reusable = !close && framing != Framing::UntilClose && self.buf.is_empty();
+        Ok(Answer {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    /// A chunked body, its chunks joined; trailers are read and dropped.
+    async fn read_chunked(&mut self, max: usize) -> Result<Bytes, Error> {
+        let mut body = BytesMut::new();
+        loop {
+            let line = self.line().await?;
+            let size = chunk_size(&line)?;
+            if size == 0 {
+                // Trailer fields up to the empty line.
+                while !self.line().await?.is_empty() {}
+                return Ok(body.freeze());
+            }
+            if body.len() as u64 + size > max as u64 {
+                return Err(Error::TooLarge);
+            }
+            let size = size as usize;
+            while self.buf.len() < size + 2 {
+                if !self.fill().await? {
+                    return Err(Error::Closed);
+                }
+            }
+            body.extend_from_slice(&self.buf[..size]);
+            if &self.buf[size..size + 2] != b"\r\n" {
+                return Err(Error::Malformed("a chunk without its CRLF"));
+            }
+            self.buf.advance(size + 2);
+        }
+    }
+
+    /// One CRLF-terminated line of the chunked framing, without its CRLF.
+    async fn line(&mut self) -> Result<BytesMut, Error> {
+        loop {
+            if let Some(i) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                let line = self.buf.split_to(i);
+                self.buf.advance(2);
+                return Ok(line);
+            }
+            if self.buf.len() > MAX_HEAD {
+                return Err(Error::Malformed("a chunk line is too long"));
+            }
+            if !self.fill().await? {
+                return Err(Error::Closed);
+            }
+        }
+    }
+}
+
+/// A chunk-size line's size (hex digits, then optional `;extensions`).
+fn chunk_size(line: &[u8]) -> Result<u64, Error> {
+    let digits = line
+        .split(|b| *b == b';')
+        .next()
+        .unwrap_or_default()
+        .trim_ascii();
+    if digits.is_empty() || digits.len() > 15 {
+        return Err(Error::Malformed("a bad chunk size"));
+    }
+    let mut n = 0u64;
+    for d in digits {
+        let v = (*d as char)
+            .to_digit(16)
+            .ok_or(Error::Malformed("a bad chunk size"))?;
+        n = n * 16 + u64::from(v);
+    }
+    Ok(n)
+}
+
+/// A parsed answer head.
+struct Head {
+    status: StatusCode,
+    headers: HeaderMap,
+    /// The connection closes after this answer (`Connection: close`, or HTTP/1.0).
+    close: bool,
+}
+
+/// Parses the head at the start of `buf` and takes it out; `None` when it is not all there yet.
+fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, Error> {
+    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut fields);
+    let len = match resp.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(Error::Malformed("too many header fields"));
+        }
+        Err(_) => return Err(Error::Malformed("not an HTTP/1.x response head")),
+    };
+    let status = resp
+        .code
+        .and_then(|c| StatusCode::from_u16(c).ok())
+        .ok_or(Error::Malformed("a bad status code"))?;
+    let version = resp.version;
+    let mut close = version != Some(1);
+    // Field values become slices of the head (reference counts, not copies): their offsets
+    // are noted while the parser borrows the buffer.
+    let base = buf.as_ptr() as usize;
+    let mut found: smallvec::SmallVec<[(HeaderName, usize, usize); 16]> = smallvec::SmallVec::new();
+    for f in resp.headers.iter() {
+        let name = HeaderName::from_bytes(f.name.as_bytes())
+            .map_err(|_| Error::Malformed("a bad header name"))?;
+        let start = f.value.as_ptr() as usize - base;
+        found.push((name, start, start + f.value.len()));
+    }
+    let head = buf.split_to(len).freeze();
+    let mut headers = HeaderMap::with_capacity(found.len());
+    for (name, start, end) in found {
+        let value = HeaderValue::from_maybe_shared(head.slice(start..end))
+            .map_err(|_| Error::Malformed("a bad header value"))?;
+        if name == header::CONNECTION {
+            let v = value.as_bytes();
+            if has_token(v, b"close") {
+                close = true;
+            } else if has_token(v, b"keep-alive") && version == Some(0) {
+                close = false;
+            }
+        }
+        headers.append(name, value);
+    }
+    Ok(Some(Head {
+        status,
+        headers,
+        close,
+    }))
+}
+
+/// Whether a comma-separated field value holds `token` (ASCII case-insensitive).
+fn has_token(value: &[u8], token: &[u8]) -> bool {
+    value
+        .split(|b| *b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+}
+
+/// How an answer's body is delimited.
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+enum Framing {
+    Empty,
+    Length(u64),
+    Chunked,
+    UntilClose,
+}
+
+fn framing(method: &Method, status: StatusCode, headers: &HeaderMap) -> Result<Framing, Error> {
+    if method == Method::HEAD
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+    {
+        return Ok(Framing::Empty);
+    }
+    if let Some(last) = headers
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .next_back()
+    {
+        let codings = last.as_bytes();
+        let chunked = codings
+            .rsplit(|b| *b == b',')
+            .next()
+            .is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+        return Ok(if chunked {
+            Framing::Chunked
+        } else {
+            Framing::UntilClose
+        });
+    }
+    let mut length = None;
+    for v in headers.get_all(header::CONTENT_LENGTH) {
+        for part in v.as_bytes().split(|b| *b == b',') {
+            let n = std::str::from_utf8(part.trim_ascii())
+                .ok()
+                .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|s| s.parse::<u64>().ok())
+                .ok_or(Error::Malformed("a bad content-length"))?;
+            if length.is_some_and(|l| l != n) {
+                return Err(Error::Malformed("conflicting content-lengths"));
+            }
+            length = Some(n);
+        }
+    }
+    Ok(length.map_or(Framing::UntilClose, Framing::Length))
+}
+
+/// A request target that cannot go on a request line.
+#[derive(Debug, thiserror::Error)]
+#[error("the upstream request target {0:?} holds a space or a control character")]
+pub struct BadTarget(pub String);
+
+/// Writes a request head for `method` on `prefix` + `path` (origin form) with `fields`, then
+/// the `content-length` of a `body_len`-byte body, into `out`. Fields named `content-length`
+/// or `transfer-encoding` must not be among `fields` (the body is always sent whole).
+///
+/// # Errors
+/// [`BadTarget`] when the target holds a space, a control character or DEL (a path built from a
+/// decoded name could otherwise end the request line early); nothing is written then. Field
+/// names and values are valid by their types.
+pub fn write_head<'a>(
+    out: &mut Vec<u8>,
+    method: &Method,
+    prefix: &str,
+    path: &str,
+    fields: impl IntoIterator<Item = (&'a HeaderName, &'a HeaderValue)>,
+    body_len: usize,
+) -> Result<(), BadTarget> {
+    let bad = |b: &u8| *b <= b' ' || *b == 0x7f;
+    if prefix.bytes().chain(path.bytes()).any(|b| bad(&b)) {
+        return Err(BadTarget(format!("{prefix}{path}")));
+    }
+    out.extend_from_slice(method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(prefix.as_bytes());
+    out.extend_from_slice(path.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    for (name, value) in fields {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    // Like hyper: a length for any body, and for the methods that carry one even when empty.
+    if body_len > 0 || !matches!(*method, Method::GET | Method::HEAD | Method::DELETE) {
+        out.extend_from_slice(b"content-length: ");
+        out.extend_from_slice(decimal(body_len).as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    Ok(())
+}
+
+/// `n` in decimal, without allocating.
+struct Digits {
+    buf: [u8; 20],
+    start: usize,
+}
+
+impl Digits {
+    fn as_bytes(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+}
+
+fn decimal(mut n: usize) -> Digits {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    Digits { buf, start: i }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,317 @@
+//! The codec against scripted peers (`tokio::io::duplex`): framings, interim answers, split
+//! reads, limits and malformed answers; and the request head it writes.
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+
+use super::*;
+
+const MAX: usize = 1 << 20;
+
+/// A connection whose peer answers the first request with `answer`, written `piece` bytes at a
+/// time, then keeps its end open (`close`: closes it). Returns the request the peer read.
+async fn scripted(
+    answer: &'static [u8],
+    piece: usize,
+    close: bool,
+) -> (Conn<DuplexStream>, tokio::task::JoinHandle<Vec<u8>>) {
+    let (client, mut server) = tokio::io::duplex(1 << 16);
+    let peer = tokio::spawn(async move {
+        let request = read_request(&mut server).await;
+        for part in answer.chunks(piece) {
+            server.write_all(part).await.unwrap();
+            tokio::task::yield_now().await;
+        }
+        if close {
+            drop(server);
+        } else {
+            // Held open until the test ends.
+            std::mem::forget(server);
+        }
+        request
+    });
+    (Conn::new(client), peer)
+}
+
+/// Reads one whole request (head and `content-length` body) from `peer`.
+async fn read_request(peer: &mut DuplexStream) -> Vec<u8> {
+    let mut request = Vec::new();
+    loop {
+        let mut fields = [httparse::EMPTY_HEADER; 16];
+        let mut parsed = httparse::Request::new(&mut fields);
+        if let Ok(httparse::Status::Complete(head)) = parsed.parse(&request) {
+            let length = parsed
+                .headers
+                .iter()
+                .find(|f| f.name.eq_ignore_ascii_case("content-length"))
+                .map_or(0, |f| {
+                    std::str::from_utf8(f.value).unwrap().parse().unwrap()
+                });
+            if request.len() >= head + length {
+                return request;
+            }
+        }
+        let mut chunk = [0u8; 4096];
+        let n = peer.read(&mut chunk).await.unwrap();
+        if n == 0 {
+            return request;
+        }
+        request.extend_from_slice(&chunk[..n]);
+    }
+}
+
+fn get() -> Vec<u8> {
+    b"GET /x HTTP/1.1\r\nhost: u\r\n\r\n".to_vec()
+}
+
+async fn one(answer: &'static [u8], piece: usize, close: bool) -> (Result<Answer, Error>, bool) {
+    let (mut c, _peer) = scripted(answer, piece, close).await;
+    let r = c.exchange(&get(), &[], &Method::GET, MAX).await;
+    let reusable = c.usable();
+    (r, reusable)
+}
+
+#[tokio::test]
+async fn a_content_length_body_is_read_and_the_connection_kept() {
+    for piece in [1, 7, 4096] {
+        let (r, reusable) = one(
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 11\r\n\r\n{\"rows\":[]}",
+            piece,
+            false,
+        )
+        .await;
+        let a = r.unwrap();
+        assert_eq!(a.status, StatusCode::OK);
+        assert_eq!(a.headers["content-type"], "application/json");
+        assert_eq!(a.body, "{\"rows\":[]}");
+        assert!(reusable, "piece {piece}");
+    }
+}
+
+#[tokio::test]
+async fn a_chunked_body_is_joined_with_extensions_and_trailers_dropped() {
+    for piece in [1, 5, 4096] {
+        let (r, reusable) = one(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4;ext=1\r\nWiki\r\n5\r\npedia\r\nE\r\n in\r\n\r\nchunks.\r\n0\r\nx-trailer: t\r\n\r\n",
+            piece,
+            false,
+        )
+        .await;
+        assert_eq!(r.unwrap().body, "Wikipedia in\r\n\r\nchunks.");
+        assert!(reusable, "piece {piece}");
+    }
+}
+
+#[tokio::test]
+async fn a_body_without_length_runs_to_the_close_and_ends_the_connection() {
+    let (r, reusable) = one(b"HTTP/1.1 200 OK\r\n\r\nall of it", 3, true).await;
+    assert_eq!(r.unwrap().body, "all of it");
+    assert!(!reusable);
+}
+
+#[tokio::test]
+async fn connection_close_and_http_1_0_are_not_reused() {
+    let (r, reusable) = one(
+        b"HTTP/1.1 200 OK\r\nConnection: Close\r\ncontent-length: 2\r\n\r\nok",
+        64,
+        false,
+    )
+    .await;
+    assert_eq!(r.unwrap().body, "ok");
+    assert!(!reusable);
+    let (r, reusable) = one(b"HTTP/1.0 200 OK\r\ncontent-length: 2\r\n\r\nok", 64, false).await;
+    assert_eq!(r.unwrap().body, "ok");
+    assert!(!reusable);
+    let (r, reusable) = one(
+        b"HTTP/1.0 200 OK\r\nconnection: keep-alive\r\ncontent-length: 2\r\n\r\nok",
+        64,
+        false,
+    )
+    .await;
+    assert_eq!(r.unwrap().body, "ok");
+    assert!(reusable);
+}
+
+#[tokio::test]
+async fn interim_answers_are_skipped() {
+    let (r, _) = one(
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\nHTTP/1.1 201 Created\r\ncontent-length: 0\r\n\r\n",
+        2,
+        false,
+    )
+    .await;
+    let a = r.unwrap();
+    assert_eq!(a.status, StatusCode::CREATED);
+    assert!(a.headers.get("link").is_none());
+}
+
+#[tokio::test]
+async fn head_204_and_304_answers_have_no_body() {
+    for answer in [
+        &b"HTTP/1.1 204 No Content\r\n\r\n"[..],
+        b"HTTP/1.1 304 Not Modified\r\ncontent-length: 10\r\n\r\n",
+    ] {
+        let answer: &'static [u8] = answer;
+        let (r, reusable) = one(answer, 64, false).await;
+        assert!(r.unwrap().body.is_empty());
+        assert!(reusable);
+    }
+    let (mut c, _peer) =
+        scripted(b"HTTP/1.1 200 OK\r\ncontent-length: 99\r\n\r\n", 64, false).await;
+    let a = c
+        .exchange(b"HEAD / HTTP/1.1\r\n\r\n", &[], &Method::HEAD, MAX)
+        .await
+        .unwrap();
+    assert!(a.body.is_empty());
+    assert_eq!(a.headers["content-length"], "99");
+    assert!(c.usable());
+}
+
+#[tokio::test]
+async fn limits_and_malformed_answers_are_errors() {
+    let cases: [(&'static [u8], &str); 8] = [
+        (b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nab", "closed"),
+        (b"HTTP/1.1 200 OK\r\ncontent-le", "closed"),
+        (b"", "closed"),
+        (b"SMTP ready\r\n\r\n", "not an HTTP"),
+        (
+            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-length: 3\r\n\r\nab",
+            "conflicting",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\ncontent-length: -1\r\n\r\n",
+            "bad content-length",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n",
+            "bad chunk size",
+        ),
+        (
+            b"HTTP/1.1 101 Switching Protocols\r\n\r\n",
+            "protocol switch",
+        ),
+    ];
+    for (answer, expect) in cases {
+        let (r, reusable) = one(answer, 64, true).await;
+        let e = r.unwrap_err().to_string();
+        assert!(
+            e.contains(expect),
+            "{e} for {:?}",
+            String::from_utf8_lossy(answer)
+        );
+        assert!(!reusable);
+    }
+    let (mut c, _peer) = scripted(
+        b"HTTP/1.1 200 OK\r\ncontent-length: 11\r\n\r\n{\"rows\":[]}",
+        64,
+        false,
+    )
+    .await;
+    let e = c.exchange(&get(), &[], &Method::GET, 10).await.unwrap_err();
+    assert!(matches!(e, Error::TooLarge), "{e}");
+    let (mut c, _peer) = scripted(
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n6\r\nabcdef\r\n6\r\nghijkl\r\n0\r\n\r\n",
+        64,
+        false,
+    )
+    .await;
+    let e = c.exchange(&get(), &[], &Method::GET, 10).await.unwrap_err();
+    assert!(matches!(e, Error::TooLarge), "{e}");
+}
+
+#[tokio::test]
+async fn bytes_after_the_answer_or_a_closed_peer_make_the_connection_unusable() {
+    let (r, reusable) = one(
+        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokEXTRA",
+        64,
+        false,
+    )
+    .await;
+    assert_eq!(r.unwrap().body, "ok");
+    assert!(!reusable);
+    let (mut c, peer) = scripted(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok", 64, true).await;
+    c.exchange(&get(), &[], &Method::GET, MAX).await.unwrap();
+    peer.await.unwrap();
+    assert!(!c.usable(), "the peer closed after answering");
+}
+
+#[tokio::test]
+async fn a_request_to_a_closed_peer_is_unsent() {
+    let (client, server) = tokio::io::duplex(64);
+    drop(server);
+    let mut c = Conn::new(client);
+    let e = c
+        .exchange(&get(), &[], &Method::GET, MAX)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Unsent(_)), "{e}");
+}
+
+#[tokio::test]
+async fn the_request_goes_out_as_written() {
+    let (mut c, peer) = scripted(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n", 64, false).await;
+    let mut headers = HeaderMap::new();
+    headers.insert("content-type", HeaderValue::from_static("application/json"));
+    headers.append("x-tag", HeaderValue::from_static("a"));
+    headers.append("x-tag", HeaderValue::from_static("b"));
+    let mut req = Vec::new();
+    write_head(&mut req, &Method::POST, "/base", "/v2/q?x=1", &headers, 2).unwrap();
+    c.exchange(&req, b"{}", &Method::POST, MAX).await.unwrap();
+    assert_eq!(
+        String::from_utf8(peer.await.unwrap()).unwrap(),
+        "POST /base/v2/q?x=1 HTTP/1.1\r\ncontent-type: application/json\r\nx-tag: a\r\nx-tag: b\r\ncontent-length: 2\r\n\r\n{}"
+    );
+}
+
+#[test]
+fn lengths_are_written_for_bodies_and_for_methods_that_carry_one() {
+    let head = |m: Method, n: usize| {
+        let mut out = Vec::new();
+        write_head(&mut out, &m, "", "/", &HeaderMap::new(), n).unwrap();
+        String::from_utf8(out).unwrap()
+    };
+    assert_eq!(head(Method::GET, 0), "GET / HTTP/1.1\r\n\r\n");
+    assert_eq!(head(Method::DELETE, 0), "DELETE / HTTP/1.1\r\n\r\n");
+    assert_eq!(
+        head(Method::POST, 0),
+        "POST / HTTP/1.1\r\ncontent-length: 0\r\n\r\n"
+    );
+    assert_eq!(
+        head(Method::GET, 1234567),
+        "GET / HTTP/1.1\r\ncontent-length: 1234567\r\n\r\n"
+    );
+}
+
+#[test]
+fn chunk_sizes() {
+    assert_eq!(chunk_size(b"1a").unwrap(), 26);
+    assert_eq!(chunk_size(b"FF ; name=value").unwrap(), 255);
+    assert_eq!(chunk_size(b"0").unwrap(), 0);
+    for bad in [&b""[..], b"g", b";x", b"1000000000000000"] {
+        assert!(
+            chunk_size(bad).is_err(),
+            "{:?}",
+            String::from_utf8_lossy(bad)
+        );
+    }
+}
+
+#[test]
+fn a_target_that_would_break_the_request_line_is_refused() {
+    for path in ["/v2/namespaces/a\r\nx: y/query", "/a b", "/a\u{7f}", "/\t"] {
+        let mut out = Vec::new();
+        let e = write_head(&mut out, &Method::GET, "", path, &HeaderMap::new(), 0).unwrap_err();
+        assert_eq!(e.0, path);
+        assert!(out.is_empty());
+    }
+    let mut out = Vec::new();
+    write_head(
+        &mut out,
+        &Method::GET,
+        "/base",
+        "/v2/namespaces/caf%C3%A9?x=%20",
+        &HeaderMap::new(),
+        0,
+    )
+    .unwrap();
+    assert!(out.starts_with(b"GET /base/v2/namespaces/caf%C3%A9?x=%20 HTTP/1.1\r\n"));
+}
