@@ -14,11 +14,14 @@
 //! - [`path_decode`]: percent-decoding and the query-string parser against straightforward
 //!   decoders;
 //! - [`route_match`]: the gateway's real route table against a naive matcher, and the namespace
-//!   check on the matched segment.
+//!   check on the matched segment;
+//! - [`h1_answer`]: the upstream client's HTTP/1.1 answer reading, split-invariant and framed
+//!   as its fields say.
 //!
 //! [`TARGETS`] lists them by name (the names of the binaries and of `corpus/<target>/`).
 
 pub mod filter_eval;
+pub mod h1_answer;
 pub mod history_params;
 pub mod inject_filter;
 pub mod input;
@@ -41,4 +44,5 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("history_params", history_params::run),
     ("path_decode", path_decode::run),
     ("route_match", route_match::run),
+    ("h1_answer", h1_answer::run),
 ];

@@ -42,6 +42,11 @@ const TOKENS: &[&[u8]] = &[
     b"..",
     b"\xff",
     b"\xc3\xa9",
+    b"\r\n",
+    b"HTTP/1.1 ",
+    b"content-length: ",
+    b"transfer-encoding: chunked",
+    b"connection: close",
 ];
 
 /// xorshift64*: a fixed sequence, so a failure reproduces.
@@ -162,5 +167,6 @@ replay_tests!(
     filter_eval,
     history_params,
     path_decode,
-    route_match
+    route_match,
+    h1_answer
 );

@@ -5,6 +5,7 @@
 use crate::app::App;
 use crate::core::router::Router;
 
+pub use crate::core::h1::Conn as H1Conn;
 pub use crate::core::params::{
     decode_path_segment, decode_query_component, encode_query_component, parse_query,
 };
@@ -20,4 +21,13 @@ pub use crate::features::history::params::{DEFAULT_LIMIT, ListQuery, MAX_LIMIT};
 pub fn router() -> Router {
     let app = App::build(crate::core::test_core()).expect("the test core's config is valid");
     Router::new(app.routes()).expect("no overlapping routes")
+}
+
+/// The head of a bodiless request for `method` on `/`, as the upstream client writes it.
+#[must_use]
+pub fn h1_request_head(method: &http::Method) -> Vec<u8> {
+    let mut head = Vec::new();
+    crate::core::h1::write_head(&mut head, method, "", "/", &http::HeaderMap::new(), 0)
+        .expect("a valid target");
+    head
 }

@@ -25,11 +25,14 @@ use http::header::{self, HeaderName};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
-/// Most header fields an answer may carry.
+/// Most header fields an answer may carry (hyper's client allowed as many).
 pub const MAX_HEADERS: usize = 100;
 
-/// Largest answer head (status line and fields).
-pub const MAX_HEAD: usize = 64 << 10;
+/// Largest answer head (status line and fields): hyper's client's read buffer bound.
+pub const MAX_HEAD: usize = 400 << 10;
+
+/// A read buffer grown past this (a large head) is dropped after its answer, not pooled.
+const KEEP_BUFFER: usize = 64 << 10;
 
 /// How much a read asks for at least.
 const READ_CHUNK: usize = 8 << 10;
@@ -115,10 +118,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     ) -> Result<Answer, Error> {
         self.reusable = false;
         self.write(head, true).await?;
-        self.write(body, false).await?;
-        self.io.flush().await.map_err(Error::Write)?;
-        let answer = self.read_answer(method, max).await?;
-        Ok(answer)
+        let written = match self.write(body, false).await {
+            Ok(()) => self.io.flush().await.map_err(Error::Write),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = written {
+            // An upstream may answer before it read the whole body (a 413, a 401) and close:
+            // that answer, when it arrived, is the outcome, not the failed write.
+            return match self.read_answer(method, max).await {
+                Ok(answer) => {
+                    self.reusable = false;
+                    Ok(answer)
+                }
+                Err(_) => Err(e),
+            };
+        }
+        self.read_answer(method, max).await
     }
 
     /// Writes `data` whole; `first`: nothing of the request was written before.
@@ -183,33 +198,59 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                     return Err(Error::TooLarge);
                 }
                 let n = n as usize;
-                if self.buf.len() < n {
-                    // Up front for the usual answer; a very large one grows as it arrives.
-                    self.buf.reserve((n - self.buf.len()).min(RESERVE_AT_MOST));
+                if self.buf.len() >= n {
+                    // The usual answer: already read with its head.
+                    self.buf.split_to(n).freeze()
+                } else {
+                    // A larger one goes into a buffer of its own (reserved up front up to a
+                    // bound), so the connection's read buffer stays small while it is pooled.
+                    let mut body = BytesMut::with_capacity(n.min(RESERVE_AT_MOST));
+                    body.extend_from_slice(&self.buf.split());
+                    self.read_exactly(&mut body, n).await?;
+                    body.freeze()
                 }
-                while self.buf.len() < n {
-                    if !self.fill().await? {
-                        return Err(Error::Closed);
-                    }
-                }
-                self.buf.split_to(n).freeze()
             }
             Framing::Chunked => self.read_chunked(max).await?,
             Framing::UntilClose => {
-                while self.fill().await? {
-                    if self.buf.len() > max {
+                let mut body = self.buf.split();
+                loop {
+                    body.reserve(READ_CHUNK);
+                    if self.io.read_buf(&mut body).await.map_err(Error::Read)? == 0 {
+                        break;
+                    }
+                    if body.len() > max {
                         return Err(Error::TooLarge);
                     }
                 }
-                self.buf.split().freeze()
+                body.freeze()
             }
         };
+        if self.buf.capacity() > KEEP_BUFFER {
+            self.buf = BytesMut::new();
+        }
         self.reusable = !close && framing != Framing::UntilClose && self.buf.is_empty();
         Ok(Answer {
             status,
             headers,
             body,
         })
+    }
+
+    /// Reads from the stream into `body` until it holds `n` bytes, never past them.
+    async fn read_exactly(&mut self, body: &mut BytesMut, n: usize) -> Result<(), Error> {
+        while body.len() < n {
+            let want = n - body.len();
+            body.reserve(want.min(RESERVE_AT_MOST));
+            let got = (&mut self.io)
+                .take(want as u64)
+                .read_buf(body)
+                .await
+                .map_err(Error::Read)?;
+            if got == 0 {
+                return Err(Error::Closed);
+            }
+        }
+        Ok(())
     }
 
     /// A chunked body, its chunks joined; trailers are read and dropped.
@@ -227,16 +268,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 return Err(Error::TooLarge);
             }
             let size = size as usize;
-            while self.buf.len() < size + 2 {
+            // The chunk's bytes go straight into the body: the buffered part copied, the
+            // rest read into it (the read buffer never holds a whole large chunk).
+            let end = body.len() + size;
+            let buffered = size.min(self.buf.len());
+            body.extend_from_slice(&self.buf.split_to(buffered));
+            self.read_exactly(&mut body, end).await?;
+            while self.buf.len() < 2 {
                 if !self.fill().await? {
                     return Err(Error::Closed);
                 }
             }
-            body.extend_from_slice(&self.buf[..size]);
-            if &self.buf[size..size + 2] != b"\r\n" {
+            if &self.buf[..2] != b"\r\n" {
                 return Err(Error::Malformed("a chunk without its CRLF"));
             }
-            self.buf.advance(size + 2);
+            self.buf.advance(2);
         }
     }
 
@@ -303,7 +349,6 @@ fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, Error> {
         .and_then(|c| StatusCode::from_u16(c).ok())
         .ok_or(Error::Malformed("a bad status code"))?;
     let version = resp.version;
-    let mut close = version != Some(1);
     // Field values become slices of the head (reference counts, not copies): their offsets
     // are noted while the parser borrows the buffer.
     let base = buf.as_ptr() as usize;
@@ -316,19 +361,21 @@ fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, Error> {
     }
     let head = buf.split_to(len).freeze();
     let mut headers = HeaderMap::with_capacity(found.len());
+    let (mut said_close, mut said_keep_alive) = (false, false);
     for (name, start, end) in found {
         let value = HeaderValue::from_maybe_shared(head.slice(start..end))
             .map_err(|_| Error::Malformed("a bad header value"))?;
         if name == header::CONNECTION {
-            let v = value.as_bytes();
-            if has_token(v, b"close") {
-                close = true;
-            } else if has_token(v, b"keep-alive") && version == Some(0) {
-                close = false;
-            }
+            said_close |= has_token(value.as_bytes(), b"close");
+            said_keep_alive |= has_token(value.as_bytes(), b"keep-alive");
         }
         headers.append(name, value);
     }
+    // Kept alive: HTTP/1.1 unless it says close, HTTP/1.0 only when it says keep-alive. An
+    // answer framed both ways, or chunked over HTTP/1.0, ends its connection (RFC 9112 §6.1, §6.3).
+    let both = headers.contains_key(header::TRANSFER_ENCODING)
+        && (headers.contains_key(header::CONTENT_LENGTH) || version != Some(1));
+    let close = said_close || both || (version != Some(1) && !said_keep_alive);
     Ok(Some(Head {
         status,
         headers,
@@ -428,8 +475,9 @@ pub fn write_head<'a>(
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    // Like hyper: a length for any body, and for the methods that carry one even when empty.
-    if body_len > 0 || !matches!(*method, Method::GET | Method::HEAD | Method::DELETE) {
+    // Like hyper's client: a length for a body, none for an empty one (a request without
+    // `Content-Length` or `Transfer-Encoding` has no body).
+    if body_len > 0 {
         out.extend_from_slice(b"content-length: ");
         out.extend_from_slice(decimal(body_len).as_bytes());
         out.extend_from_slice(b"\r\n");

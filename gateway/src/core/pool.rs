@@ -8,7 +8,9 @@
 //!
 //! Checkout takes the most recently released idle connection (few connections stay warm) and
 //! drops those idle for longer than [`IDLE_TIMEOUT`], closed by the upstream or holding bytes
-//! nobody asked for (checked without waiting). A request the upstream never saw — the connection
+//! nobody asked for (checked without waiting); each release closes the oldest ones past that
+//! age. (A pool that gets no traffic at all keeps its idle connections until the next
+//! release: hyper's connection tasks closed them when the upstream did.) A request the upstream never saw — the connection
 //! failed the first write — goes out again on another connection, so an upstream closing idle
 //! keep-alive connections costs no error. A request that was written and then failed is an
 //! error: it may have been applied. A connection goes back to the pool only when its answer was
@@ -113,17 +115,22 @@ impl Pool {
         self.idle.lock().len()
     }
 
-    /// Keeps a connection whose answer left it reusable.
+    /// Keeps a connection whose answer left it reusable, and closes the oldest idle ones past
+    /// [`IDLE_TIMEOUT`] (checkout only ever looks at the newest, so without this a burst's
+    /// extra connections would stay open below them, closed by the upstream or not).
     fn release(&self, conn: Conn<Io>) {
         if !conn.kept_alive() {
             return;
         }
+        let now = Instant::now();
         let mut idle = self.idle.lock();
+        let stale = idle
+            .iter()
+            .take_while(|i| now.duration_since(i.since) > IDLE_TIMEOUT)
+            .count();
+        idle.drain(..stale);
         if idle.len() < MAX_IDLE {
-            idle.push(Idle {
-                conn,
-                since: Instant::now(),
-            });
+            idle.push(Idle { conn, since: now });
         }
     }
 

@@ -263,7 +263,7 @@ async fn the_request_goes_out_as_written() {
 }
 
 #[test]
-fn lengths_are_written_for_bodies_and_for_methods_that_carry_one() {
+fn lengths_are_written_for_bodies_only() {
     let head = |m: Method, n: usize| {
         let mut out = Vec::new();
         write_head(&mut out, &m, "", "/", &HeaderMap::new(), n).unwrap();
@@ -271,10 +271,7 @@ fn lengths_are_written_for_bodies_and_for_methods_that_carry_one() {
     };
     assert_eq!(head(Method::GET, 0), "GET / HTTP/1.1\r\n\r\n");
     assert_eq!(head(Method::DELETE, 0), "DELETE / HTTP/1.1\r\n\r\n");
-    assert_eq!(
-        head(Method::POST, 0),
-        "POST / HTTP/1.1\r\ncontent-length: 0\r\n\r\n"
-    );
+    assert_eq!(head(Method::POST, 0), "POST / HTTP/1.1\r\n\r\n");
     assert_eq!(
         head(Method::GET, 1234567),
         "GET / HTTP/1.1\r\ncontent-length: 1234567\r\n\r\n"
@@ -314,4 +311,86 @@ fn a_target_that_would_break_the_request_line_is_refused() {
     )
     .unwrap();
     assert!(out.starts_with(b"GET /base/v2/namespaces/caf%C3%A9?x=%20 HTTP/1.1\r\n"));
+}
+
+#[tokio::test]
+async fn a_large_body_is_read_into_its_own_buffer() {
+    static ANSWER: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    let answer = ANSWER.get_or_init(|| {
+        let body = vec![b'x'; 300_000];
+        let mut a =
+            format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len()).into_bytes();
+        a.extend_from_slice(&body);
+        a
+    });
+    let (mut c, _peer) = scripted(answer, 1000, false).await;
+    let a = c.exchange(&get(), &[], &Method::GET, MAX).await.unwrap();
+    assert_eq!(a.body.len(), 300_000);
+    assert!(a.body.iter().all(|b| *b == b'x'));
+    assert!(c.usable());
+    assert!(c.buf.capacity() <= KEEP_BUFFER, "{}", c.buf.capacity());
+}
+
+#[tokio::test]
+async fn a_large_chunk_is_read_into_the_body() {
+    static ANSWER: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    let answer = ANSWER.get_or_init(|| {
+        let mut a = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();
+        a.extend_from_slice(format!("{:x}\r\n", 200_000).as_bytes());
+        a.extend_from_slice(&vec![b'y'; 200_000]);
+        a.extend_from_slice(b"\r\n3\r\nend\r\n0\r\n\r\n");
+        a
+    });
+    let (mut c, _peer) = scripted(answer, 777, false).await;
+    let a = c.exchange(&get(), &[], &Method::GET, MAX).await.unwrap();
+    assert_eq!(a.body.len(), 200_003);
+    assert!(a.body.ends_with(b"yend"));
+    assert!(c.usable());
+    assert!(c.buf.capacity() <= KEEP_BUFFER, "{}", c.buf.capacity());
+}
+
+#[tokio::test]
+async fn answers_framed_both_ways_or_saying_close_end_their_connection() {
+    for answer in [
+        &b"HTTP/1.0 200 OK\r\nconnection: close\r\nconnection: keep-alive\r\ncontent-length: 2\r\n\r\nok"[..],
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-length: 2\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+        b"HTTP/1.0 200 OK\r\nconnection: keep-alive\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+    ] {
+        let answer: &'static [u8] = answer;
+        let (r, reusable) = one(answer, 64, false).await;
+        assert_eq!(r.unwrap().body, "ok");
+        assert!(!reusable, "{:?}", String::from_utf8_lossy(answer));
+    }
+}
+
+/// An upstream that answers before reading the whole body and closes (a 413 to a large
+/// write): the answer is the outcome, not the failed write.
+#[tokio::test]
+async fn an_answer_sent_before_the_body_was_read_is_returned() {
+    let (client, mut server) = tokio::io::duplex(1 << 10);
+    tokio::spawn(async move {
+        let mut head = [0u8; 64];
+        let _ = server.read(&mut head).await;
+        server
+            .write_all(b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 4\r\n\r\nbig!")
+            .await
+            .unwrap();
+        drop(server);
+    });
+    let mut c = Conn::new(client);
+    let body = vec![b'z'; 1 << 20];
+    let mut head = Vec::new();
+    write_head(
+        &mut head,
+        &Method::POST,
+        "",
+        "/w",
+        &HeaderMap::new(),
+        body.len(),
+    )
+    .unwrap();
+    let a = c.exchange(&head, &body, &Method::POST, MAX).await.unwrap();
+    assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(a.body, "big!");
+    assert!(!c.kept_alive());
 }
