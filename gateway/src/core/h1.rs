@@ -479,37 +479,11 @@ pub fn write_head<'a>(
     // `Content-Length` or `Transfer-Encoding` has no body).
     if body_len > 0 {
         out.extend_from_slice(b"content-length: ");
-        out.extend_from_slice(decimal(body_len).as_bytes());
+        out.extend_from_slice(scatter::write::decimal(body_len as u64, &mut [0; 20]));
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"\r\n");
     Ok(())
-}
-
-/// `n` in decimal, without allocating.
-struct Digits {
-    buf: [u8; 20],
-    start: usize,
-}
-
-impl Digits {
-    fn as_bytes(&self) -> &[u8] {
-        &self.buf[self.start..]
-    }
-}
-
-fn decimal(mut n: usize) -> Digits {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    Digits { buf, start: i }
 }
 
 #[cfg(test)]
