@@ -205,7 +205,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                     // A larger one goes into a buffer of its own (reserved up front up to a
                     // bound), so the connection's read buffer stays small while it is pooled.
                     let mut body = BytesMut::with_capacity(n.min(RESERVE_AT_MOST));
-                    body.extend_from_slice(&self.buf.split());
+                    body.extend_from_slice(&self.buf);
+                    self.buf.clear();
                     self.read_exactly(&mut body, n).await?;
                     body.freeze()
                 }
@@ -272,7 +273,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             // rest read into it (the read buffer never holds a whole large chunk).
             let end = body.len() + size;
             let buffered = size.min(self.buf.len());
-            body.extend_from_slice(&self.buf.split_to(buffered));
+            body.extend_from_slice(&self.buf[..buffered]);
+            self.buf.advance(buffered);
             self.read_exactly(&mut body, end).await?;
             while self.buf.len() < 2 {
                 if !self.fill().await? {
