@@ -16,7 +16,8 @@
 //! - [`route_match`]: the gateway's real route table against a naive matcher, and the namespace
 //!   check on the matched segment;
 //! - [`h1_answer`]: the upstream client's HTTP/1.1 answer reading, split-invariant and framed
-//!   as its fields say.
+//!   as its fields say;
+//! - [`raw_walk`]: the in-place JSON walks (`scatter::raw`) against sonic-rs and serde_json.
 //!
 //! [`TARGETS`] lists them by name (the names of the binaries and of `corpus/<target>/`).
 
@@ -28,6 +29,7 @@ pub mod input;
 pub mod merge;
 pub mod path_decode;
 pub mod plan_query;
+pub mod raw_walk;
 pub mod route_match;
 pub mod stamp_write;
 
@@ -45,4 +47,5 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("path_decode", path_decode::run),
     ("route_match", route_match::run),
     ("h1_answer", h1_answer::run),
+    ("raw_walk", raw_walk::run),
 ];

@@ -168,5 +168,6 @@ replay_tests!(
     history_params,
     path_decode,
     route_match,
-    h1_answer
+    h1_answer,
+    raw_walk
 );

@@ -13,10 +13,8 @@
 //!
 //! The old filter is never re-serialised: the wrapper is two insertions around its bytes.
 
-use sonic_rs::LazyValue;
-
-use crate::splice::{Splice, is_null, span_of};
-use crate::validate::{Entries, json_error, object_members};
+use crate::raw;
+use crate::splice::{Splice, span_in};
 use crate::validated::Input;
 use crate::{Limits, RewriteError, Validated};
 
@@ -48,13 +46,68 @@ pub fn inject_filter_validated<B: AsRef<[u8]>>(
 fn inject_into(input: Input<'_>, predicate: &[u8]) -> Result<Vec<u8>, RewriteError> {
     check_predicate(predicate)?;
     let body = input.bytes();
-    let entries = input.members()?;
+    if let Input::Unchecked(..) = input {
+        input.members()?;
+    }
+    let root = Root::read(text_of(body)?)?;
     let mut splice = Splice::new(body);
-    add_injection(&mut splice, body, &entries, predicate, entries.is_empty())?;
+    add_injection(&mut splice, body, &root, predicate, root.empty)?;
     splice.finish()
 }
 
-/// Records the edits that AND `predicate` into `body` (whose top-level members are `entries`) in
+/// A validated body's text (valid UTF-8 by validation; the check is the standard library's fast
+/// scan).
+pub(crate) fn text_of(body: &[u8]) -> Result<&str, RewriteError> {
+    std::str::from_utf8(body).map_err(|_| RewriteError::Internal {
+        message: "a validated body is not UTF-8",
+    })
+}
+
+/// The root members of a validated query body that filter injection and the stable read look
+/// at, as raw text inside the body, read in one walk without a parser ([`crate::raw`]).
+pub(crate) struct Root<'a> {
+    pub queries: Option<&'a str>,
+    pub filters: Option<&'a str>,
+    pub consistency: Option<&'a str>,
+    /// The root has no member.
+    pub empty: bool,
+}
+
+impl<'a> Root<'a> {
+    /// Reads `text`, which must have been validated whole: a walk that does not read every
+    /// member is an internal error, never a body with a member unseen.
+    pub(crate) fn read(text: &'a str) -> Result<Self, RewriteError> {
+        let mut root = Root {
+            queries: None,
+            filters: None,
+            consistency: None,
+            empty: true,
+        };
+        let mut walk = raw::members(text);
+        for (key, value) in walk.by_ref() {
+            root.empty = false;
+            let slot = match &*key {
+                "queries" => &mut root.queries,
+                "filters" => &mut root.filters,
+                "consistency" => &mut root.consistency,
+                _ => continue,
+            };
+            slot.get_or_insert(value);
+        }
+        if !walk.ended_whole() {
+            return Err(unread());
+        }
+        Ok(root)
+    }
+}
+
+fn unread() -> RewriteError {
+    RewriteError::Internal {
+        message: "a validated body did not read whole",
+    }
+}
+
+/// Records the edits that AND `predicate` into `body` (whose root members are `root`) in
 /// `splice`, beside other edits: the stable read adds its consistency edit to the same splice,
 /// so a body gets one output buffer for both. An absent root `filters` is inserted just past the
 /// root's `{`, before any insertion added there later; `root_empty` says whether the root has no
@@ -64,7 +117,7 @@ fn inject_into(input: Input<'_>, predicate: &[u8]) -> Result<Vec<u8>, RewriteErr
 pub(crate) fn add_injection<'a>(
     splice: &mut Splice<'a>,
     body: &'a [u8],
-    entries: &Entries<'a>,
+    root: &Root<'a>,
     predicate: &[u8],
     root_empty: bool,
 ) -> Result<(), RewriteError> {
@@ -80,24 +133,41 @@ pub(crate) fn add_injection<'a>(
     };
     inj.prepare(predicate);
 
-    let queries = entries.iter().find(|(k, v)| k == "queries" && !is_null(v));
-    match queries {
-        Some((_, queries)) => {
-            let subs = queries.clone().into_array_iter().ok_or_else(|| {
-                RewriteError::malformed("`queries` must be an array of query objects")
-            })?;
-            for (i, sub) in subs.enumerate() {
-                let sub = sub.map_err(|e| json_error(&e, true))?;
-                let fields = object_members(body, &sub)?.ok_or_else(|| {
-                    RewriteError::malformed(format!("`queries[{i}]` must be a query object"))
-                })?;
-                let empty = fields.is_empty();
-                let filters = fields.into_iter().find(|(k, _)| k == "filters");
-                inj.inject(&sub, empty, filters.as_ref().map(|(_, v)| v))?;
+    match root.queries.filter(|q| *q != "null") {
+        Some(queries) => {
+            if !queries.starts_with('[') {
+                return Err(RewriteError::malformed(
+                    "`queries` must be an array of query objects",
+                ));
+            }
+            let mut subs = raw::items(queries);
+            for (i, sub) in subs.by_ref().enumerate() {
+                if !sub.starts_with('{') {
+                    return Err(RewriteError::malformed(format!(
+                        "`queries[{i}]` must be a query object"
+                    )));
+                }
+                let mut fields = raw::members(sub);
+                let mut empty = true;
+                let mut filters = None;
+                for (key, value) in fields.by_ref() {
+                    empty = false;
+                    if key == "filters" {
+                        filters.get_or_insert(value);
+                    }
+                }
+                if !fields.ended_whole() {
+                    return Err(unread());
+                }
+                let at = span_in(body, sub)?.start + 1;
+                inj.inject_at(at, empty, filters)?;
+            }
+            if !subs.ended_whole() {
+                return Err(unread());
             }
         }
         None => {
-            let filters = entries.iter().find(|(k, _)| k == "filters").map(|(_, v)| v);
+            let filters = root.filters;
             let open = body
                 .iter()
                 .position(|&b| b == b'{')
@@ -109,8 +179,21 @@ pub(crate) fn add_injection<'a>(
 }
 
 /// The predicate comes from the gateway, but a bad one would corrupt every body it touches, so
-/// it must parse as exactly one JSON value.
+/// it must parse as exactly one JSON value. Checked in place ([`raw::is_value`]: no parser is
+/// set up per request); only a predicate that fails is parsed again, for sonic-rs's message.
 pub(crate) fn check_predicate(predicate: &[u8]) -> Result<(), RewriteError> {
+    if std::str::from_utf8(predicate).is_ok_and(raw::is_value) {
+        return Ok(());
+    }
+    check_predicate_slow(predicate)?;
+    // sonic-rs took what the walk refused (nesting past the validator's ceiling, say).
+    Err(RewriteError::InvalidPredicate {
+        message: "not one JSON value".into(),
+    })
+}
+
+/// The check with sonic-rs's strict skip and the escape scan, for their error messages.
+fn check_predicate_slow(predicate: &[u8]) -> Result<(), RewriteError> {
     // Validated without building a tree (sonic-rs's strict skip, which does not check `\u`
     // digits: those are checked by the escape scan).
     sonic_rs::from_slice::<serde::de::IgnoredAny>(predicate).map_err(|e| {
@@ -155,32 +238,21 @@ impl<'a> Injector<'_, 'a> {
         self.absent_comma = self.splice.mark(start);
     }
 
-    /// Injects into the object `object` (a sub-query).
-    fn inject(
-        &mut self,
-        object: &LazyValue<'a>,
-        empty: bool,
-        filters: Option<&LazyValue<'a>>,
-    ) -> Result<(), RewriteError> {
-        let at = span_of(self.body, object)?.start + 1;
-        self.inject_at(at, empty, filters)
-    }
-
     /// `after_open` is the offset just past the object's `{`.
     fn inject_at(
         &mut self,
         after_open: usize,
         empty: bool,
-        filters: Option<&LazyValue<'a>>,
+        filters: Option<&'a str>,
     ) -> Result<(), RewriteError> {
         match filters {
-            Some(old) if !is_null(old) => {
-                let span = span_of(self.body, old)?;
+            Some(old) if old != "null" => {
+                let span = span_in(self.body, old)?;
                 self.splice.insert_piece(span.start, self.wrap_open.clone());
                 self.splice.insert_piece(span.end, self.wrap_close.clone());
             }
             Some(null) => {
-                let span = span_of(self.body, null)?;
+                let span = span_in(self.body, null)?;
                 self.splice.replace_piece(span, self.pred.clone());
             }
             None => {

@@ -15,6 +15,9 @@
 //!   `_hevlayer_upserted_at` (optionally `_hevlayer_shard`) into every row-producing operation.
 //! - [`mod@filter`]: [`inject_filter`] for query bodies. ANDs a gateway predicate into `filters`, or
 //!   into every sub-query of a multi-query body.
+//! - [`mod@raw`]: an object's members and an array's items read in place as text spans, each
+//!   value checked, with no parser set up per body: the stable read, filter injection and search
+//!   history's summaries read bodies with it.
 //! - Query expansion and scatter/gather (planning and merging only; I/O stays in the gateway):
 //!   [`mod@layer_query`] ([`plan_query`]: Layer shapes, `HybridText` via [`mod@hybrid`],
 //!   `Auto` via [`mod@route`], multi-query rules), [`mod@tokens`] (the tokenizer policy),
@@ -64,6 +67,7 @@ pub mod merge;
 pub mod order;
 pub mod page;
 mod query_error;
+pub mod raw;
 #[cfg(any(test, feature = "reference"))]
 pub mod reference;
 pub mod reserved;

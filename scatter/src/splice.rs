@@ -21,7 +21,13 @@ use crate::RewriteError;
 /// The range is trimmed of trailing whitespace: sonic-rs's raw text of a number inside an array
 /// can include the whitespace that follows it (`[1 ]` yields `"1 "`).
 pub(crate) fn span_of(body: &[u8], value: &LazyValue<'_>) -> Result<Range<usize>, RewriteError> {
-    let raw = raw_trimmed(value).as_bytes();
+    span_in(body, raw_trimmed(value))
+}
+
+/// Where `raw`, a slice of `body`'s text ([`crate::raw`] hands those out), sits in `body`: the
+/// same checked pointer difference as [`span_of`].
+pub(crate) fn span_in(body: &[u8], raw: &str) -> Result<Range<usize>, RewriteError> {
+    let raw = raw.as_bytes();
     let start = (raw.as_ptr() as usize).wrapping_sub(body.as_ptr() as usize);
     let end = start.checked_add(raw.len());
     match end {

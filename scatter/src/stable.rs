@@ -12,10 +12,11 @@
 //! Both edits are splices: every other byte of the body is copied verbatim.
 
 use bytes::Bytes;
-use sonic_rs::LazyValue;
 
-use crate::splice::{Splice, is_null, raw_trimmed, span_of};
-use crate::validate::{object_members, skip_ws};
+use crate::filter::{Root, text_of};
+use crate::raw;
+use crate::splice::{Splice, span_in};
+use crate::validate::skip_ws;
 use crate::{RewriteError, Validated};
 
 /// The outcome of planning a stable read.
@@ -40,12 +41,10 @@ pub fn plan_stable_read(
     predicate: Option<&[u8]>,
 ) -> Result<StablePlan, RewriteError> {
     let body = valid.as_bytes();
-    let entries = valid.members()?;
-    let consistency = entries
-        .iter()
-        .find(|(k, _)| k == "consistency")
-        .map(|(_, v)| v);
-    match consistency.map(|v| level_of(body, v)).transpose()? {
+    // The root read in place, in one walk (no parser is set up for a stable read).
+    let root = Root::read(text_of(body)?)?;
+    let consistency = root.consistency;
+    match consistency.map(level_of) {
         Some(Some(Level::Strong)) => {
             return Ok(StablePlan {
                 body: valid.clone(),
@@ -75,17 +74,17 @@ pub fn plan_stable_read(
     if let Some(p) = predicate {
         crate::filter::check_predicate(p)?;
         // The root is never empty here: `consistency` is in it or about to be.
-        crate::filter::add_injection(&mut splice, body, &entries, p, false)?;
+        crate::filter::add_injection(&mut splice, body, &root, p, false)?;
     }
     match consistency {
         Some(v) => {
-            let range = span_of(body, v)?;
+            let range = span_in(body, v)?;
             let piece = splice.piece(br#"{"level":"eventual"}"#);
             splice.replace_piece(range, piece);
         }
         None => {
             let open = skip_ws(body, 0);
-            let piece: &[u8] = if entries.is_empty() {
+            let piece: &[u8] = if root.empty {
                 br#""consistency":{"level":"eventual"}"#
             } else {
                 br#""consistency":{"level":"eventual"},"#
@@ -115,23 +114,20 @@ enum Level {
 
 /// `None` for a `null` consistency; the level for an object with a string `level`; `Other` for
 /// every other shape.
-fn level_of(body: &[u8], v: &LazyValue<'_>) -> Result<Option<Level>, RewriteError> {
-    if is_null(v) {
-        return Ok(None);
+fn level_of(v: &str) -> Option<Level> {
+    if v == "null" {
+        return None;
     }
-    let Some(fields) = object_members(body, v)? else {
-        return Ok(Some(Level::Other));
-    };
-    for (key, value) in &fields {
+    for (key, value) in raw::members(v) {
         if key == "level" {
-            return Ok(Some(match raw_trimmed(value) {
+            return Some(match value {
                 "\"strong\"" => Level::Strong,
                 "\"eventual\"" => Level::Eventual,
                 _ => Level::Other,
-            }));
+            });
         }
     }
-    Ok(Some(Level::Other))
+    Some(Level::Other)
 }
 
 #[cfg(test)]

@@ -9,8 +9,9 @@
 //! in, so the entry carries the routing decision. Multi-query bodies get one summary per leg
 //! under `queries` and the served ids of every leg, leg after leg, split by `result_counts`.
 //!
-//! This runs on the control runtime, never on a shard. Bodies are walked lazily (sonic-rs skips
-//! what it does not need), so a large response costs a scan for the row ids, not a full parse.
+//! This runs on the control runtime, never on a shard. Bodies are walked in place
+//! ([`scatter::raw`]: members and items as raw text, each checked, no parser set up per body), so
+//! a large response costs a scan for the row ids, not a full parse.
 //! The summary is written as JSON text straight from the members' raw text (kept members are
 //! copied as the caller wrote them), with no value tree built and none to free when the entry
 //! leaves the recent window; the finished text is checked once ([`QuerySummary`]).
@@ -19,8 +20,8 @@ use std::fmt::Write as _;
 use std::io::Read;
 
 use scatter::leading::{Scan, leading_scalars};
+use scatter::raw;
 use smallvec::SmallVec;
-use sonic_rs::LazyValue;
 
 use super::entry::{QuerySummary, ResultIds};
 
@@ -88,22 +89,19 @@ pub fn summarize(request: &[u8], response: &[u8], scratch: &mut Scratch) -> Summ
     let mut counts: Vec<usize> = Vec::new();
     for (key, value) in members_until_error(response) {
         match &*key {
-            "rows" => ids.rows(&value),
+            "rows" => ids.rows(value),
             "results" => {
-                for result in value.into_array_iter().into_iter().flatten().flatten() {
+                for result in raw::items(value) {
                     let before = ids.count;
-                    if let Ok(rows) = sonic_rs::get(result.as_raw_str(), ["rows"]) {
-                        ids.rows(&rows);
+                    if let Some((_, rows)) = raw::members(result).find(|(k, _)| k == "rows") {
+                        ids.rows(rows);
                     }
                     counts.push(ids.count - before);
                 }
             }
             // The echo blocks: the expansion that ran and the routing decision.
-            "hybrid" | "routing" => {
-                let raw = value.as_raw_str().trim();
-                if raw.len() <= MAX_VERBATIM_BYTES {
-                    query.member(&key).push_str(raw);
-                }
+            "hybrid" | "routing" if value.len() <= MAX_VERBATIM_BYTES => {
+                query.member(&key).push_str(value);
             }
             _ => {}
         }
@@ -168,13 +166,14 @@ fn push_json_str(out: &mut String, s: &str) {
 }
 
 /// An object's members up to the first malformed one (a body upstream rejected is still
-/// summarised as far as it reads). Keys are lent from the text when it reads whole.
-fn members_until_error(text: &[u8]) -> scatter::validate::Entries<'_> {
-    scatter::validate::members(text).unwrap_or_else(|_| {
-        sonic_rs::to_object_iter(text)
-            .map_while(Result::ok)
-            .collect()
-    })
+/// summarised as far as it reads; text past invalid UTF-8 is not read).
+fn members_until_error(text: &[u8]) -> raw::Members<'_> {
+    let text = match std::str::from_utf8(text) {
+        Ok(t) => t,
+        // The prefix up to `valid_up_to` is UTF-8 by definition.
+        Err(e) => std::str::from_utf8(&text[..e.valid_up_to()]).unwrap_or_default(),
+    };
+    raw::members(text)
 }
 
 /// Writes the summary of one query object (a single query or a multi-query leg) into `out`;
@@ -183,27 +182,26 @@ fn summarize_body(body: &[u8], out: &mut Object) -> bool {
     let mut multi = false;
     for (key, value) in members_until_error(body) {
         match &*key {
-            "rank_by" | "rerank_by" => expression(&value, out.member(&key)),
-            "vector" => vector_shape(&value, out.member(&key)),
-            "nearest_to_id" => seeds(&value, out.member(&key)),
-            "filters" => small_or_size(&value, out.member(&key)),
+            "rank_by" | "rerank_by" => expression(value, out.member(&key)),
+            "vector" => vector_shape(value, out.member(&key)),
+            "nearest_to_id" => seeds(value, out.member(&key)),
+            "filters" => small_or_size(value, out.member(&key)),
             "cursor" => out.member(&key).push_str("true"),
             "queries" => {
                 multi = true;
                 let text = out.member(&key);
                 text.push('[');
-                let legs = value.into_array_iter().into_iter().flatten().flatten();
-                for (i, leg) in legs.take(MAX_LEGS).enumerate() {
+                for (i, leg) in raw::items(value).take(MAX_LEGS).enumerate() {
                     if i > 0 {
                         text.push(',');
                     }
                     let mut one = Object::new(text);
-                    summarize_body(leg.as_raw_str().as_bytes(), &mut one);
+                    summarize_body(leg.as_bytes(), &mut one);
                     one.finish();
                 }
                 text.push(']');
             }
-            k if VERBATIM.contains(&k) => small_or_size(&value, out.member(&key)),
+            k if VERBATIM.contains(&k) => small_or_size(value, out.member(&key)),
             _ => {}
         }
     }
@@ -213,11 +211,11 @@ fn summarize_body(body: &[u8], out: &mut Object) -> bool {
 /// A ranking expression with every vector replaced by its shape: `[attr, "ANN", V]` and an
 /// options object's `vector` (Auto's forced re-issue) become `{"dims": n}`; everything else (the
 /// HybridText / Auto input, BM25 text, attribute orderings, Sum/Max combinations) is kept.
-fn expression(v: &LazyValue<'_>, out: &mut String) {
-    if let Some(iter) = v.clone().into_array_iter() {
+fn expression(v: &str, out: &mut String) {
+    if v.starts_with('[') {
         // Inline: most expressions are a few items (`[attr, "ANN", v]`, `[attr, "asc"]`).
-        let items: SmallVec<[LazyValue<'_>; 4]> = iter.flatten().collect();
-        let is_ann = items.len() == 3 && items[1].as_raw_str().trim() == "\"ANN\"";
+        let items: SmallVec<[&str; 4]> = raw::items(v).collect();
+        let is_ann = items.len() == 3 && items[1] == "\"ANN\"";
         out.push('[');
         for (i, item) in items.iter().enumerate() {
             if i > 0 {
@@ -232,29 +230,28 @@ fn expression(v: &LazyValue<'_>, out: &mut String) {
         out.push(']');
         return;
     }
-    if let Some(iter) = v.clone().into_object_iter() {
+    if v.starts_with('{') {
         out.push('{');
-        for (i, (k, item)) in iter.flatten().enumerate() {
+        for (i, (k, item)) in raw::members(v).enumerate() {
             if i > 0 {
                 out.push(',');
             }
             push_json_str(out, &k);
             out.push(':');
             if k == "vector" {
-                vector_shape(&item, out);
+                vector_shape(item, out);
             } else {
-                expression(&item, out);
+                expression(item, out);
             }
         }
         out.push('}');
         return;
     }
-    out.push_str(v.as_raw_str().trim());
+    out.push_str(v);
 }
 
 /// `{"dims": n}` for a vector of numbers; `{"encoding": "base64", "chars": n}` for a base64 one.
-fn vector_shape(v: &LazyValue<'_>, out: &mut String) {
-    let raw = v.as_raw_str().trim();
+fn vector_shape(raw: &str, out: &mut String) {
     if raw.starts_with('"') {
         let _ = write!(
             out,
@@ -263,30 +260,26 @@ fn vector_shape(v: &LazyValue<'_>, out: &mut String) {
         );
         return;
     }
-    match v.clone().into_array_iter() {
-        Some(iter) => {
-            let _ = write!(out, r#"{{"dims":{}}}"#, iter.count());
-        }
-        None => {
-            let _ = write!(out, r#"{{"bytes":{}}}"#, raw.len());
-        }
+    if raw.starts_with('[') {
+        let _ = write!(out, r#"{{"dims":{}}}"#, raw::items(raw).count());
+    } else {
+        let _ = write!(out, r#"{{"bytes":{}}}"#, raw.len());
     }
 }
 
 /// `nearest_to_id` seeds: the ids (at most [`MAX_SEEDS`]) and how many there were.
-fn seeds(v: &LazyValue<'_>, out: &mut String) {
-    let Some(iter) = v.clone().into_array_iter() else {
+fn seeds(v: &str, out: &mut String) {
+    if !v.starts_with('[') {
         return small_or_size(v, out);
-    };
+    }
     out.push_str(r#"{"ids":["#);
     let mut count = 0usize;
-    for item in iter.flatten() {
+    for raw in raw::items(v) {
         if count < MAX_SEEDS {
             if count > 0 {
                 out.push(',');
             }
             // A string id is already JSON; a number is recorded as its text, quoted.
-            let raw = item.as_raw_str().trim();
             if raw.starts_with('"') {
                 out.push_str(raw);
             } else {
@@ -299,8 +292,7 @@ fn seeds(v: &LazyValue<'_>, out: &mut String) {
 }
 
 /// The member's own text when small, else `{"bytes": n}`.
-fn small_or_size(v: &LazyValue<'_>, out: &mut String) {
-    let raw = v.as_raw_str().trim();
+fn small_or_size(raw: &str, out: &mut String) {
     if raw.len() <= MAX_VERBATIM_BYTES {
         out.push_str(raw);
     } else {
@@ -323,18 +315,10 @@ impl<'t> Ids<'t> {
     }
 
     /// Appends the `id` of every row, in order.
-    fn rows(&mut self, rows: &LazyValue<'_>) {
-        for row in rows
-            .clone()
-            .into_array_iter()
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
+    fn rows(&mut self, rows: &str) {
+        for raw in raw::items(rows) {
             // `id` leads upstream rows: read in place while the members in front of it are
-            // plain scalars; otherwise a path lookup (which copies the row into a padded buffer,
-            // so it is only the fallback).
-            let raw = row.as_raw_str();
+            // plain scalars; otherwise the row's members are walked.
             let mut found = None;
             let scan = leading_scalars(raw, |key, value| {
                 if key == "id" {
@@ -342,15 +326,11 @@ impl<'t> Ids<'t> {
                 }
                 found.is_none()
             });
-            let looked_up;
             let id = match (scan, found) {
                 (Scan::Stopped, Some(id)) => id,
-                (Scan::Fallback, _) => match sonic_rs::get(raw, ["id"]) {
-                    Ok(v) => {
-                        looked_up = v;
-                        looked_up.as_raw_str()
-                    }
-                    Err(_) => continue,
+                (Scan::Fallback, _) => match raw::members(raw).find(|(k, _)| k == "id") {
+                    Some((_, id)) => id,
+                    None => continue,
                 },
                 // The row ended without an `id`.
                 _ => continue,

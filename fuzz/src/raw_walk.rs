@@ -1,0 +1,62 @@
+//! The in-place JSON walks (`scatter::raw`) on arbitrary bytes, against sonic-rs's lazy
+//! iterators: never a panic; an object's members and an array's items, up to the first one that
+//! does not read, are exactly sonic-rs's (keys unescaped, values as written); `is_value` agrees
+//! with serde_json reading one raw value to the end. Inputs with 100 or more brackets are skipped
+//! (serde_json stops at 128 levels, the walks at 256, sonic-rs nowhere). sonic-rs's skip does not
+//! check the digits of a `\u` escape: on text with a `\u` not followed by four hex digits the
+//! walks may stop before sonic-rs does, so only the members both read are compared there.
+
+use scatter::raw;
+
+/// The target (module docs).
+pub fn run(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let opens = data.iter().filter(|&&b| b == b'[' || b == b'{').count();
+    if opens >= 100 {
+        return;
+    }
+    let lenient = loose_unicode_escape(data);
+    let ours: Vec<(String, &str)> = raw::members(text)
+        .map(|(k, v)| (k.into_owned(), v))
+        .collect();
+    let sonic: Vec<(String, String)> = sonic_rs::to_object_iter(text)
+        .map_while(Result::ok)
+        .map(|(k, v)| (k.into_owned(), v.as_raw_str().to_owned()))
+        .collect();
+    assert!(
+        (ours.len() == sonic.len() || (lenient && ours.len() < sonic.len()))
+            && ours
+                .iter()
+                .zip(&sonic)
+                .all(|(a, b)| a.0 == b.0 && a.1 == b.1),
+        "members differ on {text:?}: {ours:?} against sonic-rs's {sonic:?}"
+    );
+    let ours: Vec<&str> = raw::items(text).collect();
+    let sonic: Vec<String> = sonic_rs::to_array_iter(text)
+        .map_while(Result::ok)
+        .map(|v| v.as_raw_str().to_owned())
+        .collect();
+    assert!(
+        (ours.len() == sonic.len() || (lenient && ours.len() < sonic.len()))
+            && ours.iter().zip(&sonic).all(|(a, b)| a == b),
+        "items differ on {text:?}: {ours:?} against sonic-rs's {sonic:?}"
+    );
+    let serde = serde_json::from_str::<&serde_json::value::RawValue>(text).is_ok();
+    assert_eq!(
+        raw::is_value(text),
+        serde,
+        "is_value disagrees with serde_json on {text:?}"
+    );
+}
+
+/// A `\u` that four hex digits do not follow (sonic-rs reads past it; JSON does not).
+fn loose_unicode_escape(data: &[u8]) -> bool {
+    data.windows(2).enumerate().any(|(i, w)| {
+        w == b"\\u"
+            && !data
+                .get(i + 2..i + 6)
+                .is_some_and(|d| d.iter().all(u8::is_ascii_hexdigit))
+    })
+}

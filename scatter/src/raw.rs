@@ -1,0 +1,542 @@
+//! Reading JSON text in place: an object's members and an array's items as raw text spans,
+//! without a parser, a padded copy or an allocation. Start at [`members`] and [`items`].
+//!
+//! sonic-rs costs a few hundred nanoseconds to set up each parse, whatever the text's size,
+//! and search history reads two small bodies per served query (the request and the answer). Here
+//! a walk costs a few instructions per byte. Unlike [`crate::leading`], which trusts text a parser
+//! already accepted, this reads text nobody checked (an upstream answer): every value is checked
+//! as a strict parser would check it (string escapes and control bytes, the number grammar, the
+//! three literals, nesting up to [`MAX_DEPTH`]), and a walk ends at the first error, after the
+//! members or items that read whole. Duplicate keys are not looked for.
+
+use std::borrow::Cow;
+
+/// Deepest nesting a value may have (deeper ends the walk: the check recurses once per level).
+/// The validator's own ceiling: a body [`crate::Validated`] always reads whole.
+pub const MAX_DEPTH: usize = crate::MAX_DEPTH_CEILING;
+
+/// The members of the JSON object `text`, in order, as `(key, value text)`: keys unescaped
+/// (lent from the text unless they hold an escape), values exactly as written. Ends at the
+/// object's end or at the first member that does not read whole; yields nothing when `text` is
+/// not an object.
+pub fn members(text: &str) -> Members<'_> {
+    Members {
+        walk: Walk::open(text, b'{'),
+    }
+}
+
+/// The items of the JSON array `text`, in order, each exactly as written. Ends at the array's end
+/// or at the first item that does not read whole; yields nothing when `text` is not an array.
+pub fn items(text: &str) -> Items<'_> {
+    Items {
+        walk: Walk::open(text, b'['),
+    }
+}
+
+/// Whether `text` is exactly one JSON value (whitespace around it allowed), checked as the walks
+/// check values.
+pub fn is_value(text: &str) -> bool {
+    let b = text.as_bytes();
+    value_end(b, skip_ws(b, 0)).is_some_and(|end| skip_ws(b, end) == b.len())
+}
+
+/// See [`members`].
+pub struct Members<'a> {
+    walk: Walk<'a>,
+}
+
+/// See [`items`].
+pub struct Items<'a> {
+    walk: Walk<'a>,
+}
+
+impl Members<'_> {
+    /// The walk met the object's closing `}` after its last member: every member was read. (A
+    /// walk stopped early by its caller has not.)
+    pub fn ended_whole(&self) -> bool {
+        self.walk.whole
+    }
+}
+
+impl Items<'_> {
+    /// The walk met the array's closing `]` after its last item: every item was read.
+    pub fn ended_whole(&self) -> bool {
+        self.walk.whole
+    }
+}
+
+impl<'a> Iterator for Members<'a> {
+    type Item = (Cow<'a, str>, &'a str);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let w = &mut self.walk;
+        let at = w.entry(b'}')?;
+        let b = w.text.as_bytes();
+        let Some((key_end, escaped)) = (b[at] == b'"').then(|| string_scan(b, at)).flatten() else {
+            return w.stop();
+        };
+        let raw_key = &w.text[at..key_end];
+        let key = if escaped {
+            match sonic_rs::from_str::<String>(raw_key) {
+                Ok(k) => Cow::Owned(k),
+                Err(_) => return w.stop(),
+            }
+        } else {
+            Cow::Borrowed(&raw_key[1..raw_key.len() - 1])
+        };
+        let colon = skip_ws(b, key_end);
+        if b.get(colon) != Some(&b':') {
+            return w.stop();
+        }
+        let value = w.value(colon + 1, b'}')?;
+        Some((key, value))
+    }
+}
+
+impl<'a> Iterator for Items<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        let at = self.walk.entry(b']')?;
+        self.walk.value(at, b']')
+    }
+}
+
+/// The position of a walk over one container's entries.
+struct Walk<'a> {
+    text: &'a str,
+    /// Where the next entry (or the container's end) is looked for; `None` once the walk ended.
+    at: Option<usize>,
+    first: bool,
+    /// The container's end was met where an entry or the end could be.
+    whole: bool,
+}
+
+impl<'a> Walk<'a> {
+    fn open(text: &'a str, open: u8) -> Self {
+        let b = text.as_bytes();
+        let start = skip_ws(b, 0);
+        Walk {
+            text,
+            at: (b.get(start) == Some(&open)).then_some(start + 1),
+            first: true,
+            whole: false,
+        }
+    }
+
+    /// Where the next entry starts; `None` (and the walk over) at the container's `close` or
+    /// anything else that is not an entry.
+    fn entry(&mut self, close: u8) -> Option<usize> {
+        let b = self.text.as_bytes();
+        let mut at = skip_ws(b, self.at?);
+        if !self.first {
+            // The entry before was followed by `,` (checked when it was read).
+            at = skip_ws(b, at + 1);
+        }
+        match b.get(at) {
+            Some(&c) if c == close && self.first => {
+                self.whole = true;
+                self.stop()
+            }
+            Some(_) => {
+                self.first = false;
+                Some(at)
+            }
+            None => self.stop(),
+        }
+    }
+
+    /// The value starting at or after `from`, when it reads whole; the walk goes on only when a
+    /// `,` follows it, and ended whole when the container's `close` does.
+    fn value(&mut self, from: usize, close: u8) -> Option<&'a str> {
+        let b = self.text.as_bytes();
+        let start = skip_ws(b, from);
+        let Some(end) = value_end(b, start) else {
+            return self.stop();
+        };
+        // The walk goes on past a `,`; at the container's end, or anything else, the value is
+        // still read whole (as a parser's iterator yields it before failing on what follows).
+        let next = skip_ws(b, end);
+        self.at = (b.get(next) == Some(&b',')).then_some(next);
+        self.whole = b.get(next) == Some(&close);
+        Some(&self.text[start..end])
+    }
+
+    fn stop<T>(&mut self) -> Option<T> {
+        self.at = None;
+        None
+    }
+}
+
+/// The index of the first non-whitespace byte at or after `i` (JSON whitespace only).
+#[inline]
+fn skip_ws(b: &[u8], i: usize) -> usize {
+    crate::validate::skip_ws(b, i)
+}
+
+/// The end of the JSON value starting at `b[i]`, checked whole; `None` when it does not read.
+/// Containers are walked in one loop (no recursion), their kinds kept one bit per level.
+fn value_end(b: &[u8], i: usize) -> Option<usize> {
+    /// What the walk expects next inside the innermost open container.
+    enum Next {
+        /// A value (after `[`, after a key's `:`, or an array's `,`).
+        Value,
+        /// An object's key (after `{` or an object's `,`).
+        Key,
+        /// `,` or the container's end, after a value.
+        After,
+    }
+    // Bit `d` set: the container open at depth `d` is an object.
+    let mut objects = [0u64; MAX_DEPTH / 64];
+    let is_object =
+        |objects: &[u64; MAX_DEPTH / 64], d: usize| objects[d / 64] >> (d % 64) & 1 == 1;
+    let mut depth = 0usize;
+    let mut j = i;
+    let mut next = Next::Value;
+    loop {
+        match next {
+            Next::Value => match *b.get(j)? {
+                b'"' => {
+                    j = string_end(b, j)?;
+                    next = Next::After;
+                }
+                b'-' | b'0'..=b'9' => {
+                    j = number_end(b, j)?;
+                    next = Next::After;
+                }
+                c @ (b'{' | b'[') => {
+                    if depth == MAX_DEPTH {
+                        return None;
+                    }
+                    let object = c == b'{';
+                    let (word, bit) = (depth / 64, 1u64 << (depth % 64));
+                    objects[word] = if object {
+                        objects[word] | bit
+                    } else {
+                        objects[word] & !bit
+                    };
+                    depth += 1;
+                    j = skip_ws(b, j + 1);
+                    let close = if object { b'}' } else { b']' };
+                    if b.get(j) == Some(&close) {
+                        depth -= 1;
+                        j += 1;
+                        next = Next::After;
+                    } else {
+                        next = if object { Next::Key } else { Next::Value };
+                    }
+                }
+                c => {
+                    let lit: &[u8] = match c {
+                        b't' => b"true",
+                        b'f' => b"false",
+                        b'n' => b"null",
+                        _ => return None,
+                    };
+                    if !b[j..].starts_with(lit) {
+                        return None;
+                    }
+                    j += lit.len();
+                    next = Next::After;
+                }
+            },
+            Next::Key => {
+                if b.get(j) != Some(&b'"') {
+                    return None;
+                }
+                j = skip_ws(b, string_end(b, j)?);
+                if b.get(j) != Some(&b':') {
+                    return None;
+                }
+                j = skip_ws(b, j + 1);
+                next = Next::Value;
+            }
+            Next::After => {
+                if depth == 0 {
+                    return Some(j);
+                }
+                j = skip_ws(b, j);
+                let object = is_object(&objects, depth - 1);
+                match *b.get(j)? {
+                    b',' => {
+                        j = skip_ws(b, j + 1);
+                        next = if object { Next::Key } else { Next::Value };
+                    }
+                    b'}' if object => {
+                        depth -= 1;
+                        j += 1;
+                    }
+                    b']' if !object => {
+                        depth -= 1;
+                        j += 1;
+                    }
+                    _ => return None,
+                }
+            }
+        }
+    }
+}
+
+/// The end of the string opening at `b[i]`: escapes must be JSON's, control bytes escaped.
+#[inline]
+fn string_end(b: &[u8], i: usize) -> Option<usize> {
+    string_scan(b, i).map(|(end, _)| end)
+}
+
+/// [`string_end`], and whether the string holds an escape. Plain text is skipped eight bytes at
+/// a time.
+fn string_scan(b: &[u8], i: usize) -> Option<(usize, bool)> {
+    let mut j = i + 1;
+    let mut escaped = false;
+    loop {
+        while let Some(word) = b.get(j..j + 8).and_then(|w| <[u8; 8]>::try_from(w).ok()) {
+            let stops = string_stops(u64::from_le_bytes(word));
+            if stops != 0 {
+                // The lowest flagged byte is exact (the trick's false positives only sit above
+                // a true one).
+                j += (stops.trailing_zeros() / 8) as usize;
+                break;
+            }
+            j += 8;
+        }
+        match *b.get(j)? {
+            b'"' => return Some((j + 1, escaped)),
+            b'\\' => {
+                escaped = true;
+                match *b.get(j + 1)? {
+                    b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => j += 2,
+                    b'u' if b.get(j + 2..j + 6)?.iter().all(u8::is_ascii_hexdigit) => j += 6,
+                    _ => return None,
+                }
+            }
+            0x00..=0x1f => return None,
+            _ => j += 1,
+        }
+    }
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// The high bit set in every byte of `w` (eight bytes, little-endian) that a string cannot hold
+/// as it is: `"`, `\` or a control byte below 0x20 (plus, possibly, bytes above a real one).
+fn string_stops(w: u64) -> u64 {
+    let zero = |v: u64| v.wrapping_sub(ONES) & !v;
+    let quote = zero(w ^ (ONES * u64::from(b'"')));
+    let backslash = zero(w ^ (ONES * u64::from(b'\\')));
+    let control = w.wrapping_sub(ONES * 0x20) & !w;
+    (quote | backslash | control) & HIGHS
+}
+
+/// The end of the number starting at `b[i]`: `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`.
+fn number_end(b: &[u8], i: usize) -> Option<usize> {
+    let digits = |from: usize| b[from..].iter().take_while(|c| c.is_ascii_digit()).count();
+    let mut j = i + usize::from(b[i] == b'-');
+    match b.get(j)? {
+        // A leading zero is the whole integer part (`01` is no number at all, for sonic-rs too).
+        b'0' if !b.get(j + 1).is_some_and(u8::is_ascii_digit) => j += 1,
+        b'1'..=b'9' => j += digits(j),
+        _ => return None,
+    }
+    if b.get(j) == Some(&b'.') {
+        let n = digits(j + 1);
+        if n == 0 {
+            return None;
+        }
+        j += 1 + n;
+    }
+    if let Some(b'e' | b'E') = b.get(j) {
+        j += 1;
+        if let Some(b'+' | b'-') = b.get(j) {
+            j += 1;
+        }
+        let n = digits(j);
+        if n == 0 {
+            return None;
+        }
+        j += n;
+    }
+    Some(j)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all(text: &str) -> Vec<(String, &str)> {
+        members(text).map(|(k, v)| (k.into_owned(), v)).collect()
+    }
+
+    #[test]
+    fn members_and_items_read_as_written() {
+        assert_eq!(
+            all(r#" { "a" : [1, {"b":null}] ,"c\u0064":"x\"y", "e":-0.5e+3,"f":{} } "#),
+            vec![
+                ("a".to_string(), r#"[1, {"b":null}]"#),
+                ("cd".to_string(), r#""x\"y""#),
+                ("e".to_string(), "-0.5e+3"),
+                ("f".to_string(), "{}"),
+            ]
+        );
+        assert_eq!(
+            items(r#"[ 1 ,"two",[3], {"four":4}, true ]"#).collect::<Vec<_>>(),
+            vec!["1", r#""two""#, "[3]", r#"{"four":4}"#, "true"]
+        );
+        assert!(all("{}").is_empty());
+        assert_eq!(items(" [ ] ").count(), 0);
+        assert!(all("[1]").is_empty(), "an array has no members");
+        assert_eq!(items(r#"{"a":1}"#).count(), 0, "an object has no items");
+    }
+
+    #[test]
+    fn the_walk_ends_at_the_first_member_that_does_not_read() {
+        for (text, read) in [
+            (r#"{"a":1,"b":tru,"c":3}"#, 1),
+            (r#"{"a":1,"b":01}"#, 1),
+            (r#"{"a":1,"b":-01,"c":3}"#, 1),
+            // A value is read as far as it goes; what follows it ends the walk (as a parser's
+            // iterator yields a member before failing on what follows it).
+            (r#"{"a":1,"b":truex,"c":3}"#, 2),
+            (r#"{"a":1,"b":1x,"c":3}"#, 2),
+            (r#"{"a":1,"b":1.5.3,"c":3}"#, 2),
+            (r#"{"a":1,"b":1e5e,"c":3}"#, 2),
+            (r#"{"a":1,"b":-,"c":3}"#, 1),
+            (r#"{"a":1,"b":"x"y,"c":3}"#, 2),
+            (r#"{"a":1,"b":[1]],"c":3}"#, 2),
+            (r#"{"a":1,"b":1.}"#, 1),
+            (r#"{"a":1,"b":"\x"}"#, 1),
+            ("{\"a\":1,\"b\":\"\u{1}\"}", 1),
+            (r#"{"a":1,"b":[1,]}"#, 1),
+            (r#"{"a":1,"b":{"c"}}"#, 1),
+            (r#"{"a":1,"b":2"#, 2),
+            (r#"{"a":1 "b":2}"#, 1),
+            (r#"{"a":1,}"#, 1),
+            (r#"{,"a":1}"#, 0),
+            (r#"{"a":1,"b":[1,2}"#, 1),
+            (r#"{"a":"\u12"}"#, 0),
+        ] {
+            assert_eq!(all(text).len(), read, "{text}");
+            let sonic = sonic_rs::to_object_iter(text).map_while(Result::ok).count();
+            assert_eq!(sonic, read, "sonic-rs reads {text} the same");
+        }
+    }
+
+    #[test]
+    fn nesting_deeper_than_the_cap_ends_the_walk() {
+        let deep = |n: usize| format!(r#"{{"a":1,"b":{}{}}}"#, "[".repeat(n), "]".repeat(n));
+        assert_eq!(all(&deep(MAX_DEPTH)).len(), 2);
+        assert_eq!(all(&deep(MAX_DEPTH + 1)).len(), 1);
+        // Far deeper than any stack would take recursing without the cap.
+        assert_eq!(all(&deep(1 << 20)).len(), 1);
+    }
+}
+
+#[cfg(test)]
+mod agree {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::Value;
+
+    fn json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(Value::from),
+            any::<String>().prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 32, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::vec((any::<String>(), inner), 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// sonic-rs's members of `text` up to its first error, as `(key, raw value)`.
+    fn sonic(text: &str) -> Vec<(String, String)> {
+        sonic_rs::to_object_iter(text)
+            .map_while(Result::ok)
+            .map(|(k, v)| (k.into_owned(), v.as_raw_str().to_owned()))
+            .collect()
+    }
+
+    fn ours(text: &str) -> Vec<(String, String)> {
+        members(text)
+            .map(|(k, v)| (k.into_owned(), v.to_owned()))
+            .collect()
+    }
+
+    /// [`string_end`] one byte at a time.
+    fn string_end_bytewise(b: &[u8], i: usize) -> Option<usize> {
+        let mut j = i + 1;
+        loop {
+            match *b.get(j)? {
+                b'"' => return Some(j + 1),
+                b'\\' => match *b.get(j + 1)? {
+                    b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => j += 2,
+                    b'u' if b.get(j + 2..j + 6)?.iter().all(u8::is_ascii_hexdigit) => j += 6,
+                    _ => return None,
+                },
+                0x00..=0x1f => return None,
+                _ => j += 1,
+            }
+        }
+    }
+
+    proptest! {
+        /// The word-at-a-time skip finds the same end as a byte-by-byte one, on text dense in
+        /// quotes, backslashes, control and non-ASCII bytes.
+        #[test]
+        fn strings_end_where_a_bytewise_walk_ends(
+            parts in prop::collection::vec(prop_oneof![
+                Just("\"".to_string()), Just("\\".to_string()), Just("\\u00e9".to_string()),
+                Just("\u{1f}".to_string()), Just("\u{7f}".to_string()), Just("é".to_string()),
+                Just("\u{10ffff}".to_string()), "[a-z ]{0,12}",
+            ], 0..12),
+        ) {
+            let text = format!("\"{}", parts.concat());
+            prop_assert_eq!(string_end(text.as_bytes(), 0), string_end_bytewise(text.as_bytes(), 0), "{:?}", text);
+        }
+
+        /// Any object, compact or pretty: the members are sonic-rs's, each value exactly as
+        /// written.
+        #[test]
+        fn objects_read_as_sonic_reads_them(
+            m in prop::collection::vec((any::<String>(), json()), 0..8),
+            pretty in any::<bool>(),
+        ) {
+            let v = Value::Object(m.into_iter().collect());
+            let text = if pretty { serde_json::to_string_pretty(&v) } else { serde_json::to_string(&v) }.unwrap();
+            prop_assert_eq!(ours(&text), sonic(&text));
+            if let Value::Object(map) = &v {
+                prop_assert_eq!(ours(&text).len(), map.len());
+            }
+        }
+
+        /// Any object with one byte changed, dropped or cut short: the walk never panics, and
+        /// every member it reads is the one sonic-rs reads at that place.
+        #[test]
+        fn damaged_text_reads_a_prefix(
+            m in prop::collection::vec((any::<String>(), json()), 1..6),
+            at in any::<prop::sample::Index>(),
+            byte in any::<u8>(),
+            how in 0..3u8,
+        ) {
+            let text = serde_json::to_string(&Value::Object(m.into_iter().collect())).unwrap();
+            let mut bytes = text.into_bytes();
+            let i = at.index(bytes.len());
+            match how {
+                0 => bytes[i] = byte,
+                1 => { bytes.remove(i); }
+                _ => bytes.truncate(i),
+            }
+            let Ok(text) = String::from_utf8(bytes) else { return Ok(()) };
+            let (a, b) = (ours(&text), sonic(&text));
+            prop_assert_eq!(a, b, "{}", text);
+        }
+    }
+}
