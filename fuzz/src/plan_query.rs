@@ -19,7 +19,9 @@
 
 use scatter::layer_query::{QueryContext, QueryPlan, UpstreamQuery, plan_query, plan_validated};
 use scatter::respond::{Echo, UpstreamShape};
-use scatter::{Limits, QueryError, Validated, plan_shards, plan_stable_read, validate};
+use scatter::{
+    Limits, QueryError, RewriteError, Validated, plan_shards, plan_stable_read, validate,
+};
 
 const LAYER_ONLY: [&str; 6] = [
     "vector",
@@ -88,8 +90,14 @@ fn check_upstream(input: &[u8], q: &UpstreamQuery, ctx: &QueryContext) {
             );
         }
     }
-    let Ok(stable) = plan_stable_read(&q.body, Some(WATERMARK)) else {
-        return;
+    let stable = match plan_stable_read(&q.body, Some(WATERMARK)) {
+        Ok(stable) => stable,
+        // An internal error is a disagreement inside the gateway (a planned body the stable
+        // read could not walk whole, say), never the caller's mistake.
+        Err(RewriteError::Internal { message }) => {
+            panic!("the stable read failed on a planned body: {message}")
+        }
+        Err(_) => return,
     };
     object(&stable.body, "the stable-read body");
     if ctx.shards > 1

@@ -2,7 +2,7 @@
 //! iterators: never a panic; an object's members and an array's items, up to the first one that
 //! does not read, are exactly sonic-rs's (keys unescaped, values as written); `is_value` agrees
 //! with serde_json reading one raw value to the end. Inputs with 100 or more brackets are skipped
-//! (serde_json stops at 128 levels, the walks at 256, sonic-rs nowhere). sonic-rs's skip does not
+//! (serde_json stops at 128 levels, the walks at 320, sonic-rs nowhere). sonic-rs's skip does not
 //! check the digits of a `\u` escape: on text with a `\u` not followed by four hex digits the
 //! walks may stop before sonic-rs does, so only the members both read are compared there.
 

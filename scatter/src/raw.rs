@@ -11,9 +11,14 @@
 
 use std::borrow::Cow;
 
-/// Deepest nesting a value may have (deeper ends the walk: the check recurses once per level).
-/// The validator's own ceiling: a body [`crate::Validated`] always reads whole.
-pub const MAX_DEPTH: usize = crate::MAX_DEPTH_CEILING;
+/// Deepest nesting a value may have (deeper ends the walk). The validator's ceiling plus
+/// headroom: a body spliced from a validated one may nest a few levels deeper than validation
+/// allowed (an expansion moves `filters` into `queries: [{...}]`, a page wraps it in
+/// `["And", [...]]`), and every [`crate::Validated`] body must read whole.
+pub const MAX_DEPTH: usize = crate::MAX_DEPTH_CEILING + 64;
+
+/// Words of the walk's bit stack (one bit per open container).
+const DEPTH_WORDS: usize = MAX_DEPTH.div_ceil(64);
 
 /// The members of the JSON object `text`, in order, as `(key, value text)`: keys unescaped
 /// (lent from the text unless they hold an escape), values exactly as written. Ends at the
@@ -187,9 +192,8 @@ fn value_end(b: &[u8], i: usize) -> Option<usize> {
         After,
     }
     // Bit `d` set: the container open at depth `d` is an object.
-    let mut objects = [0u64; MAX_DEPTH / 64];
-    let is_object =
-        |objects: &[u64; MAX_DEPTH / 64], d: usize| objects[d / 64] >> (d % 64) & 1 == 1;
+    let mut objects = [0u64; DEPTH_WORDS];
+    let is_object = |objects: &[u64; DEPTH_WORDS], d: usize| objects[d / 64] >> (d % 64) & 1 == 1;
     let mut depth = 0usize;
     let mut j = i;
     let mut next = Next::Value;

@@ -137,6 +137,22 @@ mod tests {
 
     const PRED: &[u8] = br#"["_hevlayer_upserted_at","Lte",42]"#;
 
+    /// A body validated at the deepest nesting allowed, then spliced a few levels deeper (as an
+    /// expansion or a page does), still reads whole: the predicate reaches its filters.
+    #[test]
+    fn a_spliced_body_past_the_depth_ceiling_still_reads_whole() {
+        let depth = crate::MAX_DEPTH_CEILING + 2;
+        let filters = format!("{}1{}", "[".repeat(depth), "]".repeat(depth));
+        let body = format!(r#"{{"queries":[{{"filters":{filters}}}],"top_k":1}}"#);
+        let valid = Validated::spliced(Bytes::from(body));
+        let p = plan_stable_read(&valid, Some(PRED)).unwrap();
+        let out = String::from_utf8(p.body.into_inner().to_vec()).unwrap();
+        assert!(out.contains(&format!(
+            r#"["And",[{filters},["_hevlayer_upserted_at","Lte",42]]]"#
+        )));
+        assert!(p.injected);
+    }
+
     fn plan(body: &str, pred: Option<&[u8]>) -> (String, bool, bool) {
         let body = Bytes::copy_from_slice(body.as_bytes());
         let body = Validated::check(body, &Limits::default()).unwrap();
