@@ -39,7 +39,8 @@ pub async fn handle(ctx: Arc<ShardCtx>, req: Request<Incoming>) -> Resp {
         Ok(slot) => slot,
         Err(e) => {
             metrics::feature_event("layer_overload_rejections_total", "reason", "in_flight", 1);
-            let resp = e.into_response();
+            // The body stays unread: hyper closes the connection after this answer.
+            let resp = closing(e.into_response(), !hyper::body::Body::is_end_stream(&body));
             metrics::request_finished(
                 "overloaded",
                 resp.status().as_u16(),
@@ -65,8 +66,11 @@ pub async fn handle(ctx: Arc<ShardCtx>, req: Request<Incoming>) -> Resp {
             let resp = match serve(&ctx, route, params, parts, body).await {
                 Ok(resp) => resp,
                 // Refused before the body was read: answered once the body is drained.
-                Err((e, Some(body))) => settle(body, e.into_response()).await,
-                Err((e, None)) => {
+                Err((e, Left::Unread(body))) => settle(body, e.into_response()).await,
+                // The body was refused part way (past the limit, too slow): the rest stays
+                // unread, so hyper closes the connection after this answer.
+                Err((e, Left::Abandoned)) => closing(e.into_response(), true),
+                Err((e, Left::Nothing)) => {
                     if matches!(e, GatewayError::CacheCold(_)) {
                         metrics::cache_cold(route.name, ns);
                     }
@@ -94,6 +98,28 @@ fn without_body(resp: Resp) -> Resp {
     Resp::from_parts(parts, Full::new(Bytes::new()))
 }
 
+/// What is left of a request's body when the request fails.
+enum Left {
+    /// Not read at all: read and dropped before the answer ([`settle`]).
+    Unread(Incoming),
+    /// Refused part way, or before it was read because it is too large to drain: the rest is
+    /// never read.
+    Abandoned,
+    /// Read whole, or handed to the handler.
+    Nothing,
+}
+
+/// `resp`, saying `connection: close` when `unread` request bytes remain: hyper closes such a
+/// connection after the answer, and an HTTP/1 client that was not told would send its next
+/// request on it and lose that request.
+fn closing(mut resp: Resp, unread: bool) -> Resp {
+    if unread {
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp
+}
+
 /// The most of an unread request body the gateway reads and drops so that the connection can
 /// serve the next request after an early refusal (a larger or slower body closes it instead).
 pub const DRAIN_BYTES: usize = 64 << 10;
@@ -105,18 +131,14 @@ const DRAIN_FOR: std::time::Duration = std::time::Duration::from_millis(1000);
 /// connection stays usable for the client's next request; when it cannot be, the answer says
 /// `connection: close` (an HTTP/1 client would otherwise reuse a connection the server closes
 /// and lose its next request).
-async fn settle(body: Incoming, mut resp: Resp) -> Resp {
+async fn settle(body: Incoming, resp: Resp) -> Resp {
     let small = hyper::body::Body::size_hint(&body).lower() <= DRAIN_BYTES as u64;
     let drained = small
         && matches!(
             tokio::time::timeout(DRAIN_FOR, Limited::new(body, DRAIN_BYTES).collect()).await,
             Ok(Ok(_))
         );
-    if !drained {
-        resp.headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    }
-    resp
+    closing(resp, !drained)
 }
 
 /// Serves a routed request. An error that came before the body was read hands the body back
@@ -127,32 +149,38 @@ async fn serve(
     params: super::router::Params,
     parts: http::request::Parts,
     body: Incoming,
-) -> Result<Resp, (GatewayError, Option<Incoming>)> {
+) -> Result<Resp, (GatewayError, Left)> {
     let ns = params.raw(parts.uri.path(), "ns");
     if let Some(ns) = ns
         && let Err(e) = check_namespace(ns)
     {
-        return Err((e, Some(body)));
+        return Err((e, Left::Unread(body)));
     }
     let principal = match ctx
         .auth
         .admit(&parts.headers, route.scope, route.surface, ns)
     {
         Ok(p) => p,
-        Err(e) => return Err((e, Some(body))),
+        Err(e) => return Err((e, Left::Unread(body))),
     };
     if route.streams_body {
         let req = Req::new(parts, Bytes::new(), principal, route.name, params)
             .with_stream(BodyExt::boxed(body));
-        return route.call(ctx.clone(), req).await.map_err(|e| (e, None));
+        return route
+            .call(ctx.clone(), req)
+            .await
+            .map_err(|e| (e, Left::Nothing));
     }
     let g = &ctx.core.config.gateway;
     let timeout = std::time::Duration::from_millis(g.server.body_read_timeout_ms);
     let body = read_body(body, g.max_body_bytes, timeout)
         .await
-        .map_err(|e| (e, None))?;
+        .map_err(|e| (e, Left::Abandoned))?;
     let req = Req::new(parts, body, principal, route.name, params);
-    route.call(ctx.clone(), req).await.map_err(|e| (e, None))
+    route
+        .call(ctx.clone(), req)
+        .await
+        .map_err(|e| (e, Left::Nothing))
 }
 
 /// A slot among the shard's requests in flight, released on drop.
