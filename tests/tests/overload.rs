@@ -118,6 +118,11 @@ fn a_body_sent_too_slowly_is_answered_408() {
     let (reply, _) = read_until_closed(&mut s, Duration::from_secs(45));
     assert!(reply.starts_with("HTTP/1.1 408"), "{reply}");
     assert!(reply.contains("request_timeout"), "{reply}");
+    // The rest of the body is never read: the answer says the connection closes.
+    assert!(
+        reply.to_ascii_lowercase().contains("connection: close"),
+        "{reply}"
+    );
     // Nothing was written.
     assert!(
         stack
@@ -211,6 +216,19 @@ fn requests_beyond_the_in_flight_bound_are_answered_503_overloaded() {
     let r = overloaded.expect("a request beyond the bound was refused");
     assert_eq!(r.json()["error"], "overloaded");
     assert_eq!(r.headers["retry-after"], "1");
+    assert!(
+        !r.headers.contains_key("connection"),
+        "a refused request without a body keeps its connection"
+    );
+    // A refused request with a body is answered with the body unread: hyper closes that
+    // connection, and the answer says so (a client would otherwise reuse it).
+    let r = stack.gw(
+        Method::POST,
+        "/v2/namespaces/inflight/query",
+        Bytes::from_static(br#"{"rank_by":["id","asc"],"top_k":1}"#),
+    );
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.headers["connection"], "close");
     for h in slow {
         let resp = stack
             .http
