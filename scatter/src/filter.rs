@@ -46,8 +46,8 @@ pub fn inject_filter_validated<B: AsRef<[u8]>>(
 fn inject_into(input: Input<'_>, predicate: &[u8]) -> Result<Vec<u8>, RewriteError> {
     check_predicate(predicate)?;
     let body = input.bytes();
-    if let Input::Unchecked(..) = input {
-        input.members()?;
+    if let Input::Unchecked(body, limits) = input {
+        crate::validate(body, &limits)?;
     }
     let root = Root::read(text_of(body)?)?;
     let mut splice = Splice::new(body);

@@ -139,26 +139,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     /// Writes `data` whole; `first`: nothing of the request was written before.
     async fn write(&mut self, mut data: &[u8], mut first: bool) -> Result<(), Error> {
         while !data.is_empty() {
-            match self.io.write(data).await {
-                Ok(0) => {
-                    let e = io::Error::from(io::ErrorKind::WriteZero);
-                    return Err(if first {
-                        Error::Unsent(e)
-                    } else {
-                        Error::Write(e)
-                    });
+            let e = match self.io.write(data).await {
+                Ok(0) => io::Error::from(io::ErrorKind::WriteZero),
+                Ok(n) => {
+                    data = &data[n..];
+                    first = false;
+                    continue;
                 }
-                Ok(n) => data = &data[n..],
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    return Err(if first {
-                        Error::Unsent(e)
-                    } else {
-                        Error::Write(e)
-                    });
-                }
-            }
-            first = false;
+                Err(e) => e,
+            };
+            return Err(if first {
+                Error::Unsent(e)
+            } else {
+                Error::Write(e)
+            });
         }
         Ok(())
     }
@@ -258,12 +253,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     async fn read_chunked(&mut self, max: usize) -> Result<Bytes, Error> {
         let mut body = BytesMut::new();
         loop {
-            let line = self.line().await?;
-            let size = chunk_size(&line)?;
+            let len = self.line().await?;
+            let size = chunk_size(&self.buf[..len]);
+            self.buf.advance(len + 2);
+            let size = size?;
             if size == 0 {
                 // Trailer fields up to the empty line.
-                while !self.line().await?.is_empty() {}
-                return Ok(body.freeze());
+                loop {
+                    let len = self.line().await?;
+                    self.buf.advance(len + 2);
+                    if len == 0 {
+                        return Ok(body.freeze());
+                    }
+                }
             }
             if body.len() as u64 + size > max as u64 {
                 return Err(Error::TooLarge);
@@ -288,13 +290,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         }
     }
 
-    /// One CRLF-terminated line of the chunked framing, without its CRLF.
-    async fn line(&mut self) -> Result<BytesMut, Error> {
+    /// Reads until the buffer starts with a whole CRLF-terminated line of the chunked framing;
+    /// its length without the CRLF (the caller reads it in place, then advances past it).
+    async fn line(&mut self) -> Result<usize, Error> {
         loop {
             if let Some(i) = self.buf.windows(2).position(|w| w == b"\r\n") {
-                let line = self.buf.split_to(i);
-                self.buf.advance(2);
-                return Ok(line);
+                return Ok(i);
             }
             if self.buf.len() > MAX_HEAD {
                 return Err(Error::Malformed("a chunk line is too long"));

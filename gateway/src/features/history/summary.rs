@@ -19,7 +19,6 @@
 use std::fmt::Write as _;
 use std::io::Read;
 
-use scatter::leading::{Scan, leading_scalars};
 use scatter::raw;
 use smallvec::SmallVec;
 
@@ -251,19 +250,19 @@ fn expression(v: &str, out: &mut String) {
 }
 
 /// `{"dims": n}` for a vector of numbers; `{"encoding": "base64", "chars": n}` for a base64 one.
-fn vector_shape(raw: &str, out: &mut String) {
-    if raw.starts_with('"') {
+fn vector_shape(v: &str, out: &mut String) {
+    if v.starts_with('"') {
         let _ = write!(
             out,
             r#"{{"encoding":"base64","chars":{}}}"#,
-            raw.len().saturating_sub(2)
+            v.len().saturating_sub(2)
         );
         return;
     }
-    if raw.starts_with('[') {
-        let _ = write!(out, r#"{{"dims":{}}}"#, raw::items(raw).count());
+    if v.starts_with('[') {
+        let _ = write!(out, r#"{{"dims":{}}}"#, raw::items(v).count());
     } else {
-        let _ = write!(out, r#"{{"bytes":{}}}"#, raw.len());
+        let _ = write!(out, r#"{{"bytes":{}}}"#, v.len());
     }
 }
 
@@ -274,16 +273,16 @@ fn seeds(v: &str, out: &mut String) {
     }
     out.push_str(r#"{"ids":["#);
     let mut count = 0usize;
-    for raw in raw::items(v) {
+    for item in raw::items(v) {
         if count < MAX_SEEDS {
             if count > 0 {
                 out.push(',');
             }
             // A string id is already JSON; a number is recorded as its text, quoted.
-            if raw.starts_with('"') {
-                out.push_str(raw);
+            if item.starts_with('"') {
+                out.push_str(item);
             } else {
-                push_json_str(out, raw);
+                push_json_str(out, item);
             }
         }
         count += 1;
@@ -292,11 +291,11 @@ fn seeds(v: &str, out: &mut String) {
 }
 
 /// The member's own text when small, else `{"bytes": n}`.
-fn small_or_size(raw: &str, out: &mut String) {
-    if raw.len() <= MAX_VERBATIM_BYTES {
-        out.push_str(raw);
+fn small_or_size(v: &str, out: &mut String) {
+    if v.len() <= MAX_VERBATIM_BYTES {
+        out.push_str(v);
     } else {
-        let _ = write!(out, r#"{{"bytes":{}}}"#, raw.len());
+        let _ = write!(out, r#"{{"bytes":{}}}"#, v.len());
     }
 }
 
@@ -316,24 +315,10 @@ impl<'t> Ids<'t> {
 
     /// Appends the `id` of every row, in order.
     fn rows(&mut self, rows: &str) {
-        for raw in raw::items(rows) {
-            // `id` leads upstream rows: read in place while the members in front of it are
-            // plain scalars; otherwise the row's members are walked.
-            let mut found = None;
-            let scan = leading_scalars(raw, |key, value| {
-                if key == "id" {
-                    found = Some(value);
-                }
-                found.is_none()
-            });
-            let id = match (scan, found) {
-                (Scan::Stopped, Some(id)) => id,
-                (Scan::Fallback, _) => match raw::members(raw).find(|(k, _)| k == "id") {
-                    Some((_, id)) => id,
-                    None => continue,
-                },
-                // The row ended without an `id`.
-                _ => continue,
+        for row in raw::items(rows) {
+            // `id` leads upstream rows: the walk stops at it.
+            let Some((_, id)) = raw::members(row).find(|(k, _)| k == "id") else {
+                continue;
             };
             if self.count > 0 {
                 self.text.push(',');
@@ -352,21 +337,20 @@ impl<'t> Ids<'t> {
 /// A document id as the string the clients use, written as JSON: a string id as it stands (its
 /// value unchanged), a numeric (u64) id as its decimal text quoted, anything else as its JSON
 /// text quoted.
-fn push_id(out: &mut String, raw: &str) {
-    let raw = raw.trim();
-    if raw.starts_with('"') {
+fn push_id(out: &mut String, id: &str) {
+    if id.starts_with('"') {
         // Plain ids are copied as written; one with escapes or control bytes is decoded and
         // written again, so a malformed one cannot break the entry's line.
-        if raw.len() >= 2 && raw.bytes().all(|b| b >= 0x20 && b != b'\\') && raw.ends_with('"') {
-            out.push_str(raw);
+        if id.len() >= 2 && id.bytes().all(|b| b >= 0x20 && b != b'\\') && id.ends_with('"') {
+            out.push_str(id);
         } else {
-            match serde_json::from_str::<String>(raw) {
+            match serde_json::from_str::<String>(id) {
                 Ok(id) => push_json_str(out, &id),
-                Err(_) => push_json_str(out, raw),
+                Err(_) => push_json_str(out, id),
             }
         }
     } else {
-        push_json_str(out, raw);
+        push_json_str(out, id);
     }
 }
 
