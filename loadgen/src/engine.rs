@@ -12,9 +12,12 @@
 //! is the slowest of the N, whose status is the highest, and whose bytes are their sum (any
 //! failed member fails it). Open loop: slots take tickets from a shared counter; ticket `i` is
 //! sent at `t0 + i/rate` and its latency is measured from that scheduled instant (see
-//! [`crate::schedule`]). Tokio's timer has millisecond granularity, so at high rates requests
-//! leave in small bursts; the `send_lag` histogram reports how late they actually left, and that
-//! lateness is part of the measured latency, never hidden.
+//! [`crate::schedule`]). With [`Pacing::Timer`] a slot waits on tokio's timer, which has
+//! millisecond granularity, so requests leave up to ~1 ms late and at high rates in small bursts;
+//! with [`Pacing::Spin`] one pacer task spins (yielding to the runtime) for the last
+//! [`SPIN_AHEAD`] before each instant and hands the ticket to a free slot, so requests leave
+//! within microseconds. Either way the `send_lag` histogram reports how late requests actually
+//! left, and that lateness is part of the measured latency, never hidden.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -27,11 +30,12 @@ use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::guard::{Target, is_loopback_addr};
 use crate::report::Stats;
-use crate::scenario::{Mode, Plan};
+use crate::scenario::{Mode, Pacing, Plan, SPIN_AHEAD};
 use crate::template::RenderCtx;
 use crate::zipf::SplitMix64;
 
@@ -360,7 +364,14 @@ async fn fanout_slot(sh: Arc<Shared>, id: u64, conns: Vec<Conn>) -> Stats {
     st
 }
 
-async fn open_slot(sh: Arc<Shared>, id: u64, mut slot: Option<Conn>) -> Stats {
+/// Where an open-loop slot gets its tickets: the shared counter (each slot waits for its own
+/// ticket's instant on the timer), or the spin pacer's queue (tickets arrive at their instant).
+enum Tickets {
+    Counter,
+    Paced(Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<u64>>>),
+}
+
+async fn open_slot(sh: Arc<Shared>, id: u64, mut slot: Option<Conn>, tickets: Tickets) -> Stats {
     let Mode::Open { schedule, .. } = sh.plan.mode else {
         return Stats::default();
     };
@@ -368,14 +379,20 @@ async fn open_slot(sh: Arc<Shared>, id: u64, mut slot: Option<Conn>) -> Stats {
     let mut rng = SplitMix64::new(sh.seed, id);
     let window = sh.plan.window;
     loop {
-        let i = sh.next.fetch_add(1, Ordering::Relaxed);
+        let i = match &tickets {
+            Tickets::Counter => sh.next.fetch_add(1, Ordering::Relaxed),
+            Tickets::Paced(queue) => match queue.lock().await.recv().await {
+                Some(i) => i,
+                None => break,
+            },
+        };
         let offset = schedule.offset(i);
         if !window.is_open(offset) {
             break;
         }
         let due = sh.t0 + offset;
-        if due > Instant::now() {
-            tokio::time::sleep_until(due.into()).await;
+        if let Tickets::Counter = tickets {
+            wait_until(due, Pacing::Timer).await;
         }
         let measured = window.is_measured(offset);
         if measured {
@@ -392,6 +409,49 @@ async fn open_slot(sh: Arc<Shared>, id: u64, mut slot: Option<Conn>) -> Stats {
         }
     }
     st
+}
+
+/// [`Pacing::Spin`]'s pacer: releases each ticket at its instant to whichever slot is free.
+/// One task spins, however many slots wait; when every slot is busy, released tickets queue
+/// and their latency (measured from the instant) includes that wait.
+async fn pace(sh: Arc<Shared>, release: mpsc::UnboundedSender<u64>) {
+    let Mode::Open { schedule, .. } = sh.plan.mode else {
+        return;
+    };
+    for i in 0.. {
+        let offset = schedule.offset(i);
+        if !sh.plan.window.is_open(offset) {
+            break;
+        }
+        wait_until(sh.t0 + offset, Pacing::Spin).await;
+        if release.send(i).is_err() {
+            break;
+        }
+    }
+}
+
+/// Returns at `due` (at once when it has passed): on the timer, or spinning for the last
+/// [`SPIN_AHEAD`] (see [`Pacing`]).
+async fn wait_until(due: Instant, pacing: Pacing) {
+    match pacing {
+        Pacing::Timer => {
+            if due > Instant::now() {
+                tokio::time::sleep_until(due.into()).await;
+            }
+        }
+        Pacing::Spin => {
+            if let Some(coarse) = due.checked_sub(SPIN_AHEAD)
+                && coarse > Instant::now()
+            {
+                tokio::time::sleep_until(coarse.into()).await;
+            }
+            // Each yield lets the runtime poll sockets (the slots' answers) before this task runs
+            // again, so spinning delays no answer by more than one pass.
+            while Instant::now() < due {
+                tokio::task::yield_now().await;
+            }
+        }
+    }
 }
 
 /// Connects every slot, runs the plan, and returns the merged stats and the wall time.
@@ -420,6 +480,17 @@ pub async fn run(plan: Arc<Plan>, target: &Target, seed: u64) -> Result<(Stats, 
     });
     let mut tasks = Vec::with_capacity(n);
     let mut conns = conns.into_iter();
+    let paced = match plan.mode {
+        Mode::Open {
+            pacing: Pacing::Spin,
+            ..
+        } => {
+            let (release, queue) = mpsc::unbounded_channel();
+            tokio::spawn(pace(sh.clone(), release));
+            Some(Arc::new(tokio::sync::Mutex::new(queue)))
+        }
+        _ => None,
+    };
     for id in 0..plan.mode.connections() {
         let sh = sh.clone();
         let id = id as u64;
@@ -427,7 +498,13 @@ pub async fn run(plan: Arc<Plan>, target: &Target, seed: u64) -> Result<(Stats, 
         tasks.push(match (plan.mode, group.len()) {
             (Mode::Closed { .. }, 1) => tokio::spawn(closed_slot(sh, id, group.pop())),
             (Mode::Closed { .. }, _) => tokio::spawn(fanout_slot(sh, id, group)),
-            (Mode::Open { .. }, _) => tokio::spawn(open_slot(sh, id, group.pop())),
+            (Mode::Open { .. }, _) => {
+                let tickets = match &paced {
+                    Some(queue) => Tickets::Paced(queue.clone()),
+                    None => Tickets::Counter,
+                };
+                tokio::spawn(open_slot(sh, id, group.pop(), tickets))
+            }
         });
     }
     let mut total = Stats::default();

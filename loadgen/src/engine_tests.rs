@@ -138,6 +138,36 @@ async fn open_loop_sends_exactly_the_schedule() {
 }
 
 #[tokio::test(flavor = "current_thread")]
+async fn spin_pacing_sends_exactly_the_schedule() {
+    let (target, seen) = server(false).await;
+    let r = report(
+        &target,
+        "path: /q\nwarmup: 100ms\nduration: 400ms\nrate: 200\nconnections: 3\npacing: spin\n",
+    )
+    .await;
+    assert_eq!(r.pacing, Some("spin"));
+    assert_eq!(r.scheduled, Some(80));
+    assert_eq!(r.requests, 80, "{r:?}");
+    assert_eq!(r.all_responses, 100);
+    assert_eq!(seen.lock().unwrap().requests, 100);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn no_pacing_returns_before_its_instant() {
+    // Both the timer's and the spin's path (a wait past SPIN_AHEAD sleeps first, a short one
+    // only spins), and an instant already passed.
+    for pacing in [Pacing::Timer, Pacing::Spin] {
+        for ahead in [Duration::ZERO, Duration::from_micros(300), SPIN_AHEAD * 2] {
+            let due = Instant::now() + ahead;
+            wait_until(due, pacing).await;
+            assert!(Instant::now() >= due, "{pacing:?} {ahead:?}");
+        }
+        let past = Instant::now();
+        wait_until(past, pacing).await;
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
 async fn reconnects_when_the_server_closes() {
     let (target, seen) = server(true).await;
     let r = report(&target, "path: /q\nduration: 200ms\nconcurrency: 2\n").await;

@@ -19,7 +19,7 @@ use clap::{Parser, ValueEnum};
 use layer_loadgen::engine;
 use layer_loadgen::guard::parse_target;
 use layer_loadgen::report::Report;
-use layer_loadgen::scenario::{Overrides, Plan, ScenarioFile, parse_duration};
+use layer_loadgen::scenario::{Overrides, Pacing, Plan, ScenarioFile, parse_duration};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Format {
@@ -54,6 +54,10 @@ struct Args {
     /// Open loop: connections carrying the rate (default: scenario, else 64).
     #[arg(long)]
     connections: Option<usize>,
+    /// Open loop: how sends wait for their instant (default: scenario, else timer); `spin` is
+    /// microsecond-exact and keeps the load generator's core busy.
+    #[arg(long, value_enum)]
+    pacing: Option<Pacing>,
     /// Measured duration, e.g. 10s (overrides the scenario; at most 1h).
     #[arg(long, short, value_parser = parse_duration)]
     duration: Option<Duration>,
@@ -110,6 +114,7 @@ fn real_main(args: Args) -> Result<ExitCode, String> {
         rate: args.rate,
         concurrency: args.concurrency,
         connections: args.connections,
+        pacing: args.pacing,
         warmup: args.warmup,
         duration: args.duration,
         timeout: args.timeout,

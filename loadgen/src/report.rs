@@ -173,6 +173,8 @@ pub struct Report {
     pub concurrency: Option<usize>,
     /// Open loop: offered requests per second.
     pub rate: Option<f64>,
+    /// Open loop: `timer` or `spin` (see [`crate::scenario::Pacing`]).
+    pub pacing: Option<&'static str>,
     /// Connections opened.
     pub connections: usize,
     /// Requests sent together per booked request (1: no fan-out).
@@ -222,12 +224,15 @@ impl Report {
             .filter(|(k, _)| plan.is_expected(**k))
             .map(|(_, v)| v)
             .sum();
-        let (mode, concurrency, rate, lag, scheduled) = match plan.mode {
-            Mode::Closed { concurrency } => ("closed", Some(concurrency), None, None, None),
-            Mode::Open { schedule, .. } => (
+        let (mode, concurrency, rate, pacing, lag, scheduled) = match plan.mode {
+            Mode::Closed { concurrency } => ("closed", Some(concurrency), None, None, None, None),
+            Mode::Open {
+                schedule, pacing, ..
+            } => (
                 "open",
                 None,
                 Some(schedule.rate()),
+                Some(pacing.name()),
                 Some(Percentiles::of(&s.send_lag)),
                 Some(schedule.counts(&plan.window).1),
             ),
@@ -238,6 +243,7 @@ impl Report {
             mode,
             concurrency,
             rate,
+            pacing,
             connections: plan.mode.connections() * plan.fanout,
             fanout: plan.fanout,
             warmup_s: warmup.as_secs_f64(),
@@ -280,7 +286,11 @@ impl Report {
                 self.fanout, self.fanout
             ),
             (Some(c), _) => format!("closed loop, {c} connections"),
-            (_, Some(r)) => format!("open loop, {r} req/s over {} connections", self.connections),
+            (_, Some(r)) => format!(
+                "open loop, {r} req/s over {} connections ({} pacing)",
+                self.connections,
+                self.pacing.unwrap_or("timer")
+            ),
             _ => String::new(),
         };
         let _ = writeln!(

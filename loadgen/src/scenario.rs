@@ -18,6 +18,7 @@
 //! concurrency: 64                  # closed loop …
 //! # rate: 5000                     # … or open loop at 5000 req/s,
 //! # connections: 64                #     over this many connections (default 64)
+//! # pacing: spin                   #     `timer` (default) or `spin`: see [`Pacing`]
 //! timeout: 10s                     # per request, default 10 s
 //! # fanout: 8                      # closed loop only: each request is 8 sent at once, on
 //! #                                #   8 connections, `${leg}` = 0..7; its latency is the
@@ -185,6 +186,9 @@ pub struct ScenarioFile {
     /// Open loop: connections (default 64).
     #[serde(default)]
     pub connections: Option<usize>,
+    /// Open loop: how sends are timed (default `timer`).
+    #[serde(default)]
+    pub pacing: Option<Pacing>,
     /// Closed loop: requests sent together per iteration (default 1).
     #[serde(default)]
     pub fanout: Option<usize>,
@@ -233,6 +237,8 @@ pub struct Overrides {
     pub concurrency: Option<usize>,
     /// `--connections`.
     pub connections: Option<usize>,
+    /// `--pacing`.
+    pub pacing: Option<Pacing>,
     /// `--warmup`.
     pub warmup: Option<Duration>,
     /// `--duration`.
@@ -255,7 +261,42 @@ pub enum Mode {
         schedule: OpenSchedule,
         /// Connections available to carry it.
         connections: usize,
+        /// How sends are timed.
+        pacing: Pacing,
     },
+}
+
+/// How an open loop waits for a request's scheduled instant.
+///
+/// Latency is measured from the scheduled instant either way, so a late send is never hidden;
+/// the choice is how much of the measured latency is the load generator's own lateness.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Pacing {
+    /// tokio's timer, which fires on millisecond ticks: a request leaves up to ~1 ms after its
+    /// instant (the report's send lag), and that lag is part of its latency. Costs no CPU
+    /// while waiting.
+    #[default]
+    Timer,
+    /// The timer until [`SPIN_AHEAD`] before the instant, then yielding to the runtime in a loop
+    /// until it arrives: sends leave within microseconds of their schedule, so the latency is
+    /// the server's. Keeps the load generator's core busy for the whole run: give it a core of
+    /// its own, or its spinning slows whatever shares it.
+    Spin,
+}
+
+/// How long before its instant a [`Pacing::Spin`] send stops sleeping on the timer (which can
+/// fire up to a millisecond late) and starts spinning.
+pub const SPIN_AHEAD: Duration = Duration::from_millis(2);
+
+impl Pacing {
+    /// The name used in scenario files and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Pacing::Timer => "timer",
+            Pacing::Spin => "spin",
+        }
+    }
 }
 
 impl Mode {
@@ -472,9 +513,10 @@ fn resolve_mode(file: &ScenarioFile, ov: &Overrides) -> Result<Mode, String> {
         Ok(Mode::Open {
             schedule: OpenSchedule::new(rate)?,
             connections: check_conns(connections, "connections")?,
+            pacing: ov.pacing.or(file.pacing).unwrap_or_default(),
         })
     };
-    match (ov.rate, ov.concurrency) {
+    let mode = match (ov.rate, ov.concurrency) {
         (Some(_), Some(_)) => Err("give either --rate or --concurrency, not both".into()),
         (Some(r), None) => open(r),
         (None, Some(c)) => Ok(Mode::Closed {
@@ -489,6 +531,9 @@ fn resolve_mode(file: &ScenarioFile, ov: &Overrides) -> Result<Mode, String> {
                 if file.connections.is_some() {
                     return Err("`connections` applies to open loop (`rate`) only".into());
                 }
+                if file.pacing.is_some() {
+                    return Err("`pacing` applies to open loop (`rate`) only".into());
+                }
                 Ok(Mode::Closed {
                     concurrency: check_conns(c, "concurrency")?,
                 })
@@ -499,7 +544,11 @@ fn resolve_mode(file: &ScenarioFile, ov: &Overrides) -> Result<Mode, String> {
                     .into(),
             ),
         },
+    }?;
+    if ov.pacing.is_some() && matches!(mode, Mode::Closed { .. }) {
+        return Err("--pacing applies to open loop (--rate) only".into());
     }
+    Ok(mode)
 }
 
 #[cfg(test)]

@@ -65,9 +65,11 @@ fn parses_json_open_loop_with_zipf() {
         Mode::Open {
             schedule,
             connections,
+            pacing,
         } => {
             assert_eq!(schedule.rate(), 2500.5);
             assert_eq!(connections, 8);
+            assert_eq!(pacing, Pacing::Timer);
         }
         m => panic!("{m:?}"),
     }
@@ -226,4 +228,50 @@ fn bench_scenarios_in_the_repository_compile() {
         "expected the bench scenarios in {}",
         dir.display()
     );
+}
+
+#[test]
+fn pacing_is_open_loop_only_and_the_command_line_wins() {
+    let open = "path: /q\nduration: 1s\nrate: 100\npacing: spin\n";
+    let p = compile(open, false, &Overrides::default()).unwrap();
+    assert!(matches!(
+        p.mode,
+        Mode::Open {
+            pacing: Pacing::Spin,
+            ..
+        }
+    ));
+    let ov = Overrides {
+        pacing: Some(Pacing::Timer),
+        ..Overrides::default()
+    };
+    let p = compile(open, false, &ov).unwrap();
+    assert!(matches!(
+        p.mode,
+        Mode::Open {
+            pacing: Pacing::Timer,
+            ..
+        }
+    ));
+    let err = compile(
+        "path: /q\nduration: 1s\nconcurrency: 2\npacing: spin\n",
+        false,
+        &Overrides::default(),
+    )
+    .unwrap_err();
+    assert!(err.contains("`pacing` applies to open loop"), "{err}");
+    let ov = Overrides {
+        concurrency: Some(2),
+        pacing: Some(Pacing::Spin),
+        ..Overrides::default()
+    };
+    let err = compile(open, false, &ov).unwrap_err();
+    assert!(err.contains("--pacing applies to open loop"), "{err}");
+    let err = compile(
+        "path: /q\nduration: 1s\nrate: 100\npacing: busy\n",
+        false,
+        &Overrides::default(),
+    )
+    .unwrap_err();
+    assert!(err.contains("busy"), "{err}");
 }
