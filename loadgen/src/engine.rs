@@ -413,21 +413,29 @@ async fn open_slot(sh: Arc<Shared>, id: u64, mut slot: Option<Conn>, tickets: Ti
 
 /// [`Pacing::Spin`]'s pacer: releases each ticket at its instant to whichever slot is free.
 /// One task spins, however many slots wait; when every slot is busy, released tickets queue
-/// and their latency (measured from the instant) includes that wait.
-async fn pace(sh: Arc<Shared>, release: mpsc::UnboundedSender<u64>) {
+/// and their latency (measured from the instant) includes that wait. Its stats hold only how
+/// late it released the measured tickets.
+async fn pace(sh: Arc<Shared>, release: mpsc::UnboundedSender<u64>) -> Stats {
+    let mut st = Stats::default();
     let Mode::Open { schedule, .. } = sh.plan.mode else {
-        return;
+        return st;
     };
+    let window = sh.plan.window;
     for i in 0.. {
         let offset = schedule.offset(i);
-        if !sh.plan.window.is_open(offset) {
+        if !window.is_open(offset) {
             break;
         }
-        wait_until(sh.t0 + offset, Pacing::Spin).await;
+        let due = sh.t0 + offset;
+        wait_until(due, Pacing::Spin).await;
+        if window.is_measured(offset) {
+            st.record_release_lag(Instant::now().saturating_duration_since(due));
+        }
         if release.send(i).is_err() {
             break;
         }
     }
+    st
 }
 
 /// Returns at `due` (at once when it has passed): on the timer, or spinning for the last
@@ -486,7 +494,7 @@ pub async fn run(plan: Arc<Plan>, target: &Target, seed: u64) -> Result<(Stats, 
             ..
         } => {
             let (release, queue) = mpsc::unbounded_channel();
-            tokio::spawn(pace(sh.clone(), release));
+            tasks.push(tokio::spawn(pace(sh.clone(), release)));
             Some(Arc::new(tokio::sync::Mutex::new(queue)))
         }
         _ => None,

@@ -131,6 +131,7 @@ async fn open_loop_sends_exactly_the_schedule() {
     assert_eq!(r.all_responses, 100);
     assert_eq!(seen.lock().unwrap().requests, 100);
     assert!(r.send_lag_us.is_some());
+    assert!(r.release_lag_us.is_none(), "{r:?}");
     assert!(
         r.throughput_rps > 190.0 && r.throughput_rps < 210.0,
         "{r:?}"
@@ -146,6 +147,8 @@ async fn spin_pacing_sends_exactly_the_schedule() {
     )
     .await;
     assert_eq!(r.pacing, Some("spin"));
+    // The pacer's lateness is booked once per measured ticket.
+    assert_eq!(r.release_lag_us.map(|l| l.count), Some(80), "{r:?}");
     assert_eq!(r.scheduled, Some(80));
     assert_eq!(r.requests, 80, "{r:?}");
     assert_eq!(r.all_responses, 100);

@@ -48,6 +48,9 @@ pub struct Stats {
     pub latency: Histogram<u64>,
     /// Open loop only: actual send time minus scheduled time, µs.
     pub send_lag: Histogram<u64>,
+    /// Spin pacing only: when the pacer released a ticket minus its scheduled time, µs: the
+    /// load generator's own lateness. The rest of a send lag is the wait for a free connection.
+    pub release_lag: Histogram<u64>,
     /// Measured responses by status.
     pub status: BTreeMap<u16, u64>,
     /// Measured transport errors.
@@ -67,6 +70,7 @@ impl Default for Stats {
         Stats {
             latency: histogram(),
             send_lag: histogram(),
+            release_lag: histogram(),
             status: BTreeMap::new(),
             errors: Errors::default(),
             all_responses: 0,
@@ -88,6 +92,11 @@ impl Stats {
         self.send_lag.saturating_record(micros(d));
     }
 
+    /// Records how late the spin pacer released a ticket.
+    pub fn record_release_lag(&mut self, d: Duration) {
+        self.release_lag.saturating_record(micros(d));
+    }
+
     /// Adds another task's stats.
     pub fn merge(&mut self, o: &Stats) {
         // Same bounds on both sides, so `add` cannot fail; saturate defensively anyway.
@@ -97,10 +106,14 @@ impl Stats {
                     .saturating_record_n(v.value_iterated_to(), v.count_at_value());
             }
         }
-        if self.send_lag.add(&o.send_lag).is_err() {
-            for v in o.send_lag.iter_recorded() {
-                self.send_lag
-                    .saturating_record_n(v.value_iterated_to(), v.count_at_value());
+        for (into, from) in [
+            (&mut self.send_lag, &o.send_lag),
+            (&mut self.release_lag, &o.release_lag),
+        ] {
+            if into.add(from).is_err() {
+                for v in from.iter_recorded() {
+                    into.saturating_record_n(v.value_iterated_to(), v.count_at_value());
+                }
             }
         }
         for (k, v) in &o.status {
@@ -201,6 +214,9 @@ pub struct Report {
     pub latency_us: Percentiles,
     /// Open loop: how late requests left relative to their schedule, µs.
     pub send_lag_us: Option<Percentiles>,
+    /// Spin pacing: how late the pacer released tickets, µs (the generator's own lateness;
+    /// the rest of `send_lag_us` is waiting for a free connection).
+    pub release_lag_us: Option<Percentiles>,
     /// Open loop: requests the schedule measured (responses + errors should equal it).
     pub scheduled: Option<u64>,
     /// Response body bytes (measured).
@@ -257,6 +273,7 @@ impl Report {
             all_responses: s.all_responses,
             latency_us: Percentiles::of(&s.latency),
             send_lag_us: lag,
+            release_lag_us: (!s.release_lag.is_empty()).then(|| Percentiles::of(&s.release_lag)),
             scheduled,
             bytes_in: s.bytes_in,
             bytes_out: s.bytes_out,
@@ -324,6 +341,9 @@ impl Report {
         let _ = writeln!(o, "latency    {}", fmt_pct(&self.latency_us));
         if let Some(l) = &self.send_lag_us {
             let _ = writeln!(o, "send lag   {}", fmt_pct(l));
+        }
+        if let Some(l) = &self.release_lag_us {
+            let _ = writeln!(o, "paced      {} (the pacer's own lateness)", fmt_pct(l));
         }
         let _ = writeln!(
             o,
