@@ -6,7 +6,7 @@
 # every latency is the schedule's) or `spin-R` (`--pacing spin`: sends leave within microseconds of
 # their instant, so the latency is the gateway's; the load generator's core is busy throughout).
 # Two gateways: `hot` (every fetch a hot-cache hit) and `tier` (a 64 KiB hot cache over the default
-# NVMe tier holding every document, so most fetches are tier hits). ROWS overrides the row list
+# NVMe tier holding every document, so most fetches are tier hits). RUNS overrides the row list
 # (`gateway:mode ...`); TIER_IO_CPU moves the tier gateway's NVMe I/O thread to that CPU (to see
 # what sharing the shard's core costs). Prints a table; SKIP_BUILD=1 reuses the release binaries.
 # 127.0.0.1 only.
@@ -38,29 +38,29 @@ done
 for id in $(seq 0 9999); do printf 'url = "http://%s/v2/namespaces/bench-fetch/documents/%s"\noutput = "/dev/null"\n' "$HOT" "$id"; done >"$TMP/urls"
 for id in $(seq 0 9999); do printf 'url = "http://%s/v2/namespaces/bench-fetch/documents/%s"\noutput = "/dev/null"\n' "$TIER" "$id"; done >>"$TMP/urls"
 curl -sf "${auth[@]}" --parallel --parallel-max 16 -K "$TMP/urls"
-ROWS=${ROWS:-hot:closed-64 hot:closed-16 hot:timer-60000 hot:spin-30000 hot:spin-60000 hot:spin-90000 hot:spin-120000 tier:closed-64 tier:closed-16 tier:spin-30000 tier:spin-50000 hot:closed-64}
-printf 'gateway\tmode\treq/s\tp50\tp99\tp99.9\tmax\tsend lag p99.9\tpacer lag p99.9\tgateway CPU %%\tloadgen CPU %%\n'
-for row in $ROWS; do
+RUNS=${RUNS:-hot:closed-64 hot:closed-16 hot:timer-60000 hot:spin-30000 hot:spin-60000 hot:spin-90000 hot:spin-120000 tier:closed-64 tier:closed-16 tier:spin-30000 tier:spin-50000 hot:closed-64}
+printf 'gateway\tmode\treq/s\tp50\tp99\tp99.9\tmax\tsend lag p99.9\tpacer lag p99.9\terrors\tgateway CPU %%\tloadgen CPU %%\n'
+for row in $RUNS; do
   gateway=${row%%:*} mode=${row#*:}
   case $gateway in
     hot) addr=$HOT pid=$HOT_PID ;;
     tier) addr=$TIER pid=$TIER_PID ;;
-    *) log "unknown gateway in ROWS: $row"; exit 1 ;;
+    *) log "unknown gateway in RUNS: $row"; exit 1 ;;
   esac
   case $mode in
     closed-*) args=(--concurrency "${mode#closed-}") ;;
     timer-*) args=(--rate "${mode#timer-}" --connections 64 --pacing timer) ;;
     spin-*) args=(--rate "${mode#spin-}" --connections 64 --pacing spin) ;;
-    *) log "unknown mode in ROWS: $row"; exit 1 ;;
+    *) log "unknown mode in RUNS: $row"; exit 1 ;;
   esac
   g0=$(ticks "$pid"); t0=$(date +%s.%N)
   /usr/bin/time -f "%U %S" -o "$TMP/lg.time" taskset -c 1 "$BIN/layer-loadgen" --scenario "$ROOT/bench/scenarios/fetch-zipf.yaml" --target "http://$addr" \
-    --var "api_key=$KEY" "${args[@]}" --duration 10s --format json --out "$TMP/r.json" >/dev/null 2>&1
+    --var "api_key=$KEY" "${args[@]}" --duration 10s --allow-errors --format json --out "$TMP/r.json" >/dev/null 2>&1
   g1=$(ticks "$pid"); t1=$(date +%s.%N)
   wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN {print b - a}')
   lg=$(awk -v w="$wall" '{printf "%.0f", ($1 + $2) / w * 100}' "$TMP/lg.time")
   gw=$(awk -v d=$((g1 - g0)) -v hz="$CLK_TCK" -v w="$wall" 'BEGIN {printf "%.0f", d / hz / w * 100}')
-  jq -r --arg gwn "$gateway" --arg m "$mode" --arg g "$gw" --arg l "$lg" '[$gwn, $m, (.throughput_rps | floor), (.latency_us.p50 / 1000), (.latency_us.p99 / 1000), (.latency_us.p99_9 / 1000), (.latency_us.max / 1000), (if .send_lag_us then (.send_lag_us.p99_9 / 1000) else "-" end), (if .release_lag_us then (.release_lag_us.p99_9 / 1000) else "-" end), $g, $l] | @tsv' "$TMP/r.json"
+  jq -r --arg gwn "$gateway" --arg m "$mode" --arg g "$gw" --arg l "$lg" '[$gwn, $m, (.throughput_rps | floor), (.latency_us.p50 / 1000), (.latency_us.p99 / 1000), (.latency_us.p99_9 / 1000), (.latency_us.max / 1000), (if .send_lag_us then (.send_lag_us.p99_9 / 1000) else "-" end), (if .release_lag_us then (.release_lag_us.p99_9 / 1000) else "-" end), (.errors.connect + .errors.io + .errors.timeout + .unexpected_status), $g, $l] | @tsv' "$TMP/r.json"
 done
 for g in hot tier; do
   addr=$HOT; [[ $g == tier ]] && addr=$TIER

@@ -84,10 +84,10 @@ run() { # LABEL ADDR PID SCENARIO CONCURRENCY
 # the load generator's core) inside a "hot" measurement.
 log "warming the hot cache ($ROWS documents)"
 for id in $(seq 0 $((ROWS - 1))); do
-  echo "url = \"http://$HOT/v2/namespaces/bench-fetch/documents/$id\""
-  [[ -n $BASELINE_BIN ]] && echo "url = \"http://$BASE/v2/namespaces/bench-fetch/documents/$id\""
+  printf 'url = "http://%s/v2/namespaces/bench-fetch/documents/%s"\noutput = "/dev/null"\n' "$HOT" "$id"
+  [[ -n $BASELINE_BIN ]] && printf 'url = "http://%s/v2/namespaces/bench-fetch/documents/%s"\noutput = "/dev/null"\n' "$BASE" "$id"
 done >"$TMP/hot-urls"
-curl -sf "${auth[@]}" --parallel --parallel-max 16 -K "$TMP/hot-urls" -o /dev/null
+curl -sf "${auth[@]}" --parallel --parallel-max 16 -K "$TMP/hot-urls"
 run fetch-hot "$HOT" "$HOT_PID" fetch-zipf 64
 if [[ -n $BASELINE_BIN ]]; then
   run fetch-hot-baseline "$BASE" "$BASE_PID" fetch-zipf 64
@@ -97,8 +97,8 @@ fi
 run fetch-cold "$COLD" "$COLD_PID" fetch-zipf 64
 # Fill the tier gateway's NVMe tier with every document (each miss backfills it), then measure.
 log "filling the NVMe tier of the tier gateway ($ROWS documents)"
-for ((id = 0; id < ROWS; id++)); do echo "url = \"http://$TIER/v2/namespaces/bench-fetch/documents/$id\""; done >"$TMP/tier-urls"
-curl -sf "${auth[@]}" --parallel --parallel-max 16 -K "$TMP/tier-urls" -o /dev/null
+for ((id = 0; id < ROWS; id++)); do printf 'url = "http://%s/v2/namespaces/bench-fetch/documents/%s"\noutput = "/dev/null"\n' "$TIER" "$id"; done >"$TMP/tier-urls"
+curl -sf "${auth[@]}" --parallel --parallel-max 16 -K "$TMP/tier-urls"
 # `event count` for hot hits, tier hits and misses (0 when the counter does not exist yet).
 tier_events() {
   curl -sf "http://$TIER/metrics" | awk '

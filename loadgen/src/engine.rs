@@ -15,8 +15,8 @@
 //! [`crate::schedule`]). With [`Pacing::Timer`] a slot waits on tokio's timer, which has
 //! millisecond granularity, so requests leave up to ~1 ms late and at high rates in small bursts;
 //! with [`Pacing::Spin`] one pacer task spins (yielding to the runtime) for the last
-//! [`SPIN_AHEAD`] before each instant and hands the ticket to a free slot, so requests leave
-//! within microseconds. Either way the `send_lag` histogram reports how late requests actually
+//! [`SPIN_AHEAD`] before each instant and releases the ticket to a free slot (a semaphore
+//! permit), so requests leave within microseconds. Either way the `send_lag` histogram reports how late requests actually
 //! left, and that lateness is part of the measured latency, never hidden.
 
 use std::net::SocketAddr;
@@ -30,7 +30,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
 use crate::guard::{Target, is_loopback_addr};
@@ -364,11 +364,15 @@ async fn fanout_slot(sh: Arc<Shared>, id: u64, conns: Vec<Conn>) -> Stats {
     st
 }
 
-/// Where an open-loop slot gets its tickets: the shared counter (each slot waits for its own
-/// ticket's instant on the timer), or the spin pacer's queue (tickets arrive at their instant).
+/// Where an open-loop slot gets its tickets: the shared counter, each slot then waiting for its
+/// own ticket's instant on the timer; or, with the spin pacer, a permit per released ticket
+/// (the semaphore hands a permit straight to the longest-waiting slot), after which the slot
+/// claims the next ticket from the same counter. Claims never outrun releases, so a claimed
+/// ticket's instant has always passed.
+#[derive(Clone)]
 enum Tickets {
     Counter,
-    Paced(Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<u64>>>),
+    Paced(Arc<Semaphore>),
 }
 
 async fn open_slot(sh: Arc<Shared>, id: u64, mut slot: Option<Conn>, tickets: Tickets) -> Stats {
@@ -379,13 +383,13 @@ async fn open_slot(sh: Arc<Shared>, id: u64, mut slot: Option<Conn>, tickets: Ti
     let mut rng = SplitMix64::new(sh.seed, id);
     let window = sh.plan.window;
     loop {
-        let i = match &tickets {
-            Tickets::Counter => sh.next.fetch_add(1, Ordering::Relaxed),
-            Tickets::Paced(queue) => match queue.lock().await.recv().await {
-                Some(i) => i,
-                None => break,
-            },
-        };
+        if let Tickets::Paced(released) = &tickets {
+            match released.acquire().await {
+                Ok(permit) => permit.forget(),
+                Err(_) => break,
+            }
+        }
+        let i = sh.next.fetch_add(1, Ordering::Relaxed);
         let offset = schedule.offset(i);
         if !window.is_open(offset) {
             break;
@@ -412,12 +416,18 @@ async fn open_slot(sh: Arc<Shared>, id: u64, mut slot: Option<Conn>, tickets: Ti
 }
 
 /// [`Pacing::Spin`]'s pacer: releases each ticket at its instant to whichever slot is free.
-/// One task spins, however many slots wait; when every slot is busy, released tickets queue
-/// and their latency (measured from the instant) includes that wait. Its stats hold only how
-/// late it released the measured tickets.
-async fn pace(sh: Arc<Shared>, release: mpsc::UnboundedSender<u64>) -> Stats {
+/// One task spins, however many slots wait; when every slot is busy, released tickets wait (a
+/// permit count, no memory per ticket) and their latency, measured from the instant, includes
+/// that wait. After the last ticket it releases one more per slot: each claims a ticket past the
+/// window and stops. Its stats hold only how late it released the measured tickets.
+async fn pace(sh: Arc<Shared>, released: Arc<Semaphore>) -> Stats {
     let mut st = Stats::default();
-    let Mode::Open { schedule, .. } = sh.plan.mode else {
+    let Mode::Open {
+        schedule,
+        connections,
+        ..
+    } = sh.plan.mode
+    else {
         return st;
     };
     let window = sh.plan.window;
@@ -431,10 +441,12 @@ async fn pace(sh: Arc<Shared>, release: mpsc::UnboundedSender<u64>) -> Stats {
         if window.is_measured(offset) {
             st.record_release_lag(Instant::now().saturating_duration_since(due));
         }
-        if release.send(i).is_err() {
-            break;
-        }
+        released.add_permits(1);
+        // A pacer behind its schedule waits for nothing above; this lets the slots it released
+        // run before it catches up.
+        tokio::task::coop::consume_budget().await;
     }
+    released.add_permits(connections);
     st
 }
 
@@ -488,16 +500,16 @@ pub async fn run(plan: Arc<Plan>, target: &Target, seed: u64) -> Result<(Stats, 
     });
     let mut tasks = Vec::with_capacity(n);
     let mut conns = conns.into_iter();
-    let paced = match plan.mode {
+    let tickets = match plan.mode {
         Mode::Open {
             pacing: Pacing::Spin,
             ..
         } => {
-            let (release, queue) = mpsc::unbounded_channel();
-            tasks.push(tokio::spawn(pace(sh.clone(), release)));
-            Some(Arc::new(tokio::sync::Mutex::new(queue)))
+            let released = Arc::new(Semaphore::new(0));
+            tasks.push(tokio::spawn(pace(sh.clone(), released.clone())));
+            Tickets::Paced(released)
         }
-        _ => None,
+        _ => Tickets::Counter,
     };
     for id in 0..plan.mode.connections() {
         let sh = sh.clone();
@@ -506,13 +518,7 @@ pub async fn run(plan: Arc<Plan>, target: &Target, seed: u64) -> Result<(Stats, 
         tasks.push(match (plan.mode, group.len()) {
             (Mode::Closed { .. }, 1) => tokio::spawn(closed_slot(sh, id, group.pop())),
             (Mode::Closed { .. }, _) => tokio::spawn(fanout_slot(sh, id, group)),
-            (Mode::Open { .. }, _) => {
-                let tickets = match &paced {
-                    Some(queue) => Tickets::Paced(queue.clone()),
-                    None => Tickets::Counter,
-                };
-                tokio::spawn(open_slot(sh, id, group.pop(), tickets))
-            }
+            (Mode::Open { .. }, _) => tokio::spawn(open_slot(sh, id, group.pop(), tickets.clone())),
         });
     }
     let mut total = Stats::default();

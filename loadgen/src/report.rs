@@ -49,7 +49,8 @@ pub struct Stats {
     /// Open loop only: actual send time minus scheduled time, µs.
     pub send_lag: Histogram<u64>,
     /// Spin pacing only: when the pacer released a ticket minus its scheduled time, µs: the
-    /// load generator's own lateness. The rest of a send lag is the wait for a free connection.
+    /// pacer's own lateness. The rest of a send lag is the wait for a free connection and for
+    /// the load generator to run the slot that takes the ticket.
     pub release_lag: Histogram<u64>,
     /// Measured responses by status.
     pub status: BTreeMap<u16, u64>,
@@ -214,8 +215,8 @@ pub struct Report {
     pub latency_us: Percentiles,
     /// Open loop: how late requests left relative to their schedule, µs.
     pub send_lag_us: Option<Percentiles>,
-    /// Spin pacing: how late the pacer released tickets, µs (the generator's own lateness;
-    /// the rest of `send_lag_us` is waiting for a free connection).
+    /// Spin pacing: how late the pacer released tickets, µs (the rest of `send_lag_us` is
+    /// waiting for a free connection and for the load generator to run the slot).
     pub release_lag_us: Option<Percentiles>,
     /// Open loop: requests the schedule measured (responses + errors should equal it).
     pub scheduled: Option<u64>,
