@@ -8,7 +8,8 @@
 # Two gateways: `hot` (every fetch a hot-cache hit) and `tier` (a 64 KiB hot cache over the default
 # NVMe tier holding every document, so most fetches are tier hits). RUNS overrides the row list
 # (`gateway:mode ...`); TIER_IO_CPU moves the tier gateway's NVMe I/O thread to that CPU (to see
-# what sharing the shard's core costs). Prints a table; SKIP_BUILD=1 reuses the release binaries.
+# what sharing the shard's core costs); GATEWAY_BIN runs another layer-gateway build. Prints a table;
+# SKIP_BUILD=1 reuses the release binaries.
 # 127.0.0.1 only.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -17,10 +18,11 @@ bench_setup tails
 bench_build turbopuffer-emulator layer-gateway layer-loadgen
 start emulator 1 X=1 -- "$BIN/turbopuffer-emulator" --listen 127.0.0.1:0 --api-key "$KEY" --threads 1
 EMU=$REPLY
-start hot 0 LAYER_LOG=warn -- "$BIN/layer-gateway" --listen 127.0.0.1:0 --upstream-url "http://$EMU" --upstream-api-key "$KEY" --shards 1 --data-dir "$TMP/hot"
+GATEWAY_BIN=${GATEWAY_BIN:-$BIN/layer-gateway}
+start hot 0 LAYER_LOG=warn -- "$GATEWAY_BIN" --listen 127.0.0.1:0 --upstream-url "http://$EMU" --upstream-api-key "$KEY" --shards 1 --data-dir "$TMP/hot"
 HOT=$REPLY HOT_PID=${PIDS[-1]}
 start tier 0 LAYER_LOG=warn LAYER_CACHE_HOT_BYTES_PER_SHARD=65536 -- \
-  "$BIN/layer-gateway" --listen 127.0.0.1:0 --upstream-url "http://$EMU" --upstream-api-key "$KEY" --shards 1 --data-dir "$TMP/tier"
+  "$GATEWAY_BIN" --listen 127.0.0.1:0 --upstream-url "http://$EMU" --upstream-api-key "$KEY" --shards 1 --data-dir "$TMP/tier"
 TIER=$REPLY TIER_PID=${PIDS[-1]}
 if [[ -n ${TIER_IO_CPU:-} ]]; then
   for task in /proc/"$TIER_PID"/task/*; do

@@ -5,7 +5,8 @@
 //! in-memory index (`(set, namespace, id)` → segment, offset, length), the segment files and the
 //! io_uring. Answers come back through `futures-channel` oneshots, so the futures run on any
 //! executor. Start reading at [`NvmeTier::open`] and [`NvmeConfig`]; the on-disk format is in
-//! `nvme/record.rs`, the io_uring code (the crate's only `unsafe`) in `nvme/uring.rs`.
+//! `nvme/record.rs`, the io_uring code in `nvme/uring.rs`; the crate's only `unsafe` is there and in
+//! `nvme/sched.rs` (the thread's `SCHED_BATCH` policy, so waking it does not preempt a shard).
 //!
 //! Never blocks a shard: a full queue fails the call at once (`Unavailable`), which the gateway
 //! treats like any other cache error (serve from origin).
@@ -17,6 +18,7 @@ mod io;
 mod record;
 #[cfg(test)]
 mod scan_tests;
+mod sched;
 #[cfg(test)]
 mod tests;
 mod uring;
@@ -210,8 +212,11 @@ impl NvmeTier {
         let thread_cfg = cfg.clone();
         let thread = std::thread::Builder::new()
             .name("layer-nvme-cache".into())
-            .spawn(
-                move || match Engine::open(&thread_cfg, Arc::clone(&thread_health)) {
+            .spawn(move || {
+                if let Err(e) = sched::run_as_batch() {
+                    tracing::debug!(error = %e, "nvme cache: SCHED_BATCH refused, default policy kept");
+                }
+                match Engine::open(&thread_cfg, Arc::clone(&thread_health)) {
                     Ok(engine) => {
                         let info = (
                             engine.backend_name(),
@@ -225,8 +230,8 @@ impl NvmeTier {
                         thread_health.mark_cold();
                         let _ = ready_tx.send(Err(e));
                     }
-                },
-            )
+                }
+            })
             .map_err(|e| CacheError::io("spawn", &e))?;
         let (backend, direct_io, held) = match ready_rx.recv() {
             Ok(Ok(info)) => info,

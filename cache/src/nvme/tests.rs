@@ -50,6 +50,40 @@ fn io_uring_is_used_when_the_kernel_allows_it() {
     assert_eq!(forced.backend(), "plain");
 }
 
+/// Scheduling policies (`/proc/self/task/*/stat` field 41) of this process's threads named
+/// like the tier's I/O thread (the kernel keeps 15 bytes of a thread's name).
+fn io_thread_policies() -> Vec<u32> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").expect("/proc/self/task") {
+        let Ok(stat) = std::fs::read_to_string(task.expect("task").path().join("stat")) else {
+            continue; // the thread ended while listing
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        if &stat[open + 1..close] != "layer-nvme-cach" {
+            continue;
+        }
+        // Fields after the name start at field 3 (state): field 41 is the 39th of them.
+        let policy = stat[close + 1..]
+            .split_whitespace()
+            .nth(38)
+            .expect("policy field");
+        out.push(policy.parse().expect("policy number"));
+    }
+    out
+}
+
+#[test]
+fn the_io_thread_runs_as_sched_batch_so_waking_it_does_not_preempt_a_shard() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let _t = NvmeTier::open(cfg(dir.path(), false)).expect("open");
+    let policies = io_thread_policies();
+    assert!(!policies.is_empty(), "no layer-nvme-cache thread found");
+    // SCHED_BATCH is 3. Other tests' tiers may be open at the same time: every one must be.
+    assert!(policies.iter().all(|&p| p == 3), "{policies:?}");
+}
+
 #[test]
 fn put_get_delete_from_memory_and_disk() {
     both(|plain| {
