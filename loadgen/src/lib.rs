@@ -9,7 +9,8 @@
 //! * **open loop** (`rate: R`): requests are scheduled at a constant arrival rate, independent of
 //!   how fast responses come back, and latency is measured from the *scheduled* send time, so a
 //!   stalled server shows up as latency instead of silently lowering the offered load
-//!   (no coordinated omission). See [`schedule`].
+//!   (no coordinated omission). See [`schedule`]. Sends wait on tokio's millisecond timer, or
+//!   with `pacing: spin` leave within microseconds of their instant ([`scenario::Pacing`]).
 //!
 //! Results go into HDR histograms ([`report`]) and are printed as text or JSON. Targets are
 //! restricted to loopback addresses by [`guard`]; the crate depends on no other crate of this
