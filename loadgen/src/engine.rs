@@ -16,8 +16,9 @@
 //! millisecond granularity, so requests leave up to ~1 ms late and at high rates in small bursts;
 //! with [`Pacing::Spin`] one pacer task spins (yielding to the runtime) for the last
 //! [`SPIN_AHEAD`] before each instant and releases the ticket to a free slot (a semaphore
-//! permit), so requests leave within microseconds. Either way the `send_lag` histogram reports how late requests actually
-//! left, and that lateness is part of the measured latency, never hidden.
+//! permit), so requests leave within microseconds. Either way the `send_lag` histogram reports
+//! how late requests actually left, and that lateness is part of the measured latency, never
+//! hidden.
 
 use std::net::SocketAddr;
 use std::sync::Arc;

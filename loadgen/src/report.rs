@@ -12,7 +12,7 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use crate::scenario::{Mode, Plan};
+use crate::scenario::{Mode, Pacing, Plan};
 use crate::schedule::Window;
 
 /// Highest trackable latency, in microseconds (1 h).
@@ -249,7 +249,7 @@ impl Report {
                 "open",
                 None,
                 Some(schedule.rate()),
-                Some(pacing.name()),
+                Some(pacing),
                 Some(Percentiles::of(&s.send_lag)),
                 Some(schedule.counts(&plan.window).1),
             ),
@@ -260,7 +260,7 @@ impl Report {
             mode,
             concurrency,
             rate,
-            pacing,
+            pacing: pacing.map(Pacing::name),
             connections: plan.mode.connections() * plan.fanout,
             fanout: plan.fanout,
             warmup_s: warmup.as_secs_f64(),
@@ -274,7 +274,7 @@ impl Report {
             all_responses: s.all_responses,
             latency_us: Percentiles::of(&s.latency),
             send_lag_us: lag,
-            release_lag_us: (!s.release_lag.is_empty()).then(|| Percentiles::of(&s.release_lag)),
+            release_lag_us: (pacing == Some(Pacing::Spin)).then(|| Percentiles::of(&s.release_lag)),
             scheduled,
             bytes_in: s.bytes_in,
             bytes_out: s.bytes_out,

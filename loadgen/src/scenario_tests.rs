@@ -232,45 +232,30 @@ fn bench_scenarios_in_the_repository_compile() {
 
 #[test]
 fn pacing_is_open_loop_only_and_the_command_line_wins() {
+    // The open loop's pacing, or the error that refused the scenario.
+    let pacing = |text: &str, pacing: Option<Pacing>, concurrency: Option<usize>| {
+        let ov = Overrides {
+            pacing,
+            concurrency,
+            ..Overrides::default()
+        };
+        compile(text, false, &ov).map(|p| match p.mode {
+            Mode::Open { pacing, .. } => pacing,
+            m => panic!("{m:?}"),
+        })
+    };
     let open = "path: /q\nduration: 1s\nrate: 100\npacing: spin\n";
-    let p = compile(open, false, &Overrides::default()).unwrap();
-    assert!(matches!(
-        p.mode,
-        Mode::Open {
-            pacing: Pacing::Spin,
-            ..
-        }
-    ));
-    let ov = Overrides {
-        pacing: Some(Pacing::Timer),
-        ..Overrides::default()
-    };
-    let p = compile(open, false, &ov).unwrap();
-    assert!(matches!(
-        p.mode,
-        Mode::Open {
-            pacing: Pacing::Timer,
-            ..
-        }
-    ));
-    let err = compile(
-        "path: /q\nduration: 1s\nconcurrency: 2\npacing: spin\n",
-        false,
-        &Overrides::default(),
-    )
-    .unwrap_err();
+    assert_eq!(pacing(open, None, None), Ok(Pacing::Spin));
+    assert_eq!(pacing(open, Some(Pacing::Timer), None), Ok(Pacing::Timer));
+    let closed = "path: /q\nduration: 1s\nconcurrency: 2\npacing: spin\n";
+    let err = pacing(closed, None, None).unwrap_err();
     assert!(err.contains("`pacing` applies to open loop"), "{err}");
-    let ov = Overrides {
-        concurrency: Some(2),
-        pacing: Some(Pacing::Spin),
-        ..Overrides::default()
-    };
-    let err = compile(open, false, &ov).unwrap_err();
+    let err = pacing(open, Some(Pacing::Spin), Some(2)).unwrap_err();
     assert!(err.contains("--pacing applies to open loop"), "{err}");
-    let err = compile(
+    let err = pacing(
         "path: /q\nduration: 1s\nrate: 100\npacing: busy\n",
-        false,
-        &Overrides::default(),
+        None,
+        None,
     )
     .unwrap_err();
     assert!(err.contains("busy"), "{err}");

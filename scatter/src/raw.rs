@@ -6,10 +6,10 @@
 //! members. A walk has no set-up: about 100 instructions per token (2.0k for a 90-byte point
 //! query, against ~2.9k through sonic-rs; `bench/results/2026-12-05-raw-walks.md`). Unlike
 //! [`crate::leading`], which trusts text a parser already accepted, this also reads text nobody
-//! checked (an upstream answer): every value is checked
-//! as a strict parser would check it (string escapes and control bytes, the number grammar, the
-//! three literals, nesting up to [`MAX_DEPTH`]), and a walk ends at the first error, after the
-//! members or items that read whole. Duplicate keys are not looked for.
+//! checked (an upstream answer): every value is checked as a strict parser would check it
+//! (string escapes and control bytes, the number grammar, the three literals, nesting up to
+//! [`MAX_DEPTH`]), and a walk ends at the first error, after the members or items that read
+//! whole. Duplicate keys are not looked for.
 
 use std::borrow::Cow;
 
