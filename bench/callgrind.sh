@@ -10,7 +10,8 @@
 # emulator seeded with 10,000 rows, warmed, zeroed, then driven by layer-loadgen for DURATION
 # (20s) at CONCURRENCY (16). Prints instructions per request for each binary (kernel time is not
 # counted). KEEP_DUMPS=DIR copies each build's dump there (read it with
-# `callgrind_annotate --inclusive=yes FILE`). Everything stays on 127.0.0.1 and is killed on exit.
+# `callgrind_annotate --inclusive=yes FILE`), with the measured request count beside it
+# (`.requests`); bench/profile.sh turns both into instructions per request by area. Everything stays on 127.0.0.1 and is killed on exit.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SCENARIO=${1:-query-passthrough}
@@ -56,6 +57,10 @@ for i in "${!BINS[@]}"; do
   n=$(jq '.all_responses' "$TMP/run.$i.json")
   # The dump taken after the run is "$out.1" (the file written at exit holds the shutdown).
   ir=$(awk '/^summary:/ {s += $2} END {print s}' "$out".1)
-  [[ -n ${KEEP_DUMPS:-} ]] && mkdir -p "$KEEP_DUMPS" && cp "$out".1 "$KEEP_DUMPS/$i.$(basename "${BINS[$i]}").callgrind"
+  if [[ -n ${KEEP_DUMPS:-} ]]; then
+    mkdir -p "$KEEP_DUMPS"
+    cp "$out".1 "$KEEP_DUMPS/$i.$(basename "${BINS[$i]}").callgrind"
+    echo "$n" >"$KEEP_DUMPS/$i.$(basename "${BINS[$i]}").requests"
+  fi
   printf '%s\t%s requests\t%.1fk instructions/request\n' "${BINS[$i]}" "$n" "$(awk -v a="$ir" -v b="$n" 'BEGIN {print a / b / 1000}')"
 done
