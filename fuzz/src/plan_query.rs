@@ -6,7 +6,8 @@
 //! is the body. Checked:
 //! - never a panic; planning is deterministic; a body that fails whole-body validation is
 //!   refused, and a body that passes plans the same through `plan_validated` (the gateway's
-//!   path when `hide_reserved` validated the body first: only the top level is walked again);
+//!   path when `hide_reserved` validated the body first: only the top level is walked again),
+//!   and `hide_and_plan` (both in one read of the top level) gives what the two calls give;
 //! - an upstream body is one JSON object that validates (no duplicate key); a single-shaped
 //!   translation carries no Layer-only key (`vector`, `nearest_to_id`, `include_leg_breakdown`,
 //!   `cursor`, `as_of`, `between`), and a body without them and without an expansion is sent
@@ -17,10 +18,13 @@
 //!   read and the shard legs walk only its top level, so what the planner and they produce must
 //!   validate whole (one leg per shard): this is the check that makes that trust sound.
 
-use scatter::layer_query::{QueryContext, QueryPlan, UpstreamQuery, plan_query, plan_validated};
+use scatter::layer_query::{
+    QueryContext, QueryPlan, UpstreamQuery, hide_and_plan, plan_query, plan_validated,
+};
 use scatter::respond::{Echo, UpstreamShape};
 use scatter::{
-    Limits, QueryError, RewriteError, Validated, plan_shards, plan_stable_read, validate,
+    Limits, QueryError, RewriteError, Validated, hide_reserved, plan_shards, plan_stable_read,
+    validate,
 };
 
 const LAYER_ONLY: [&str; 6] = [
@@ -160,7 +164,7 @@ pub fn run(data: &[u8]) {
     let owned = bytes::Bytes::copy_from_slice(body);
     let plan = plan_query(&owned, &ctx);
     assert_eq!(plan, plan_query(&owned, &ctx), "planning is deterministic");
-    if let Ok(valid) = Validated::check(owned, &ctx.limits) {
+    if let Ok(valid) = Validated::check(owned.clone(), &ctx.limits) {
         let again = plan_validated(&valid, &ctx);
         assert_eq!(
             comparable(&plan),
@@ -170,6 +174,15 @@ pub fn run(data: &[u8]) {
     } else {
         assert!(plan.is_err(), "an invalid body was planned: {plan:?}");
     }
+    let two_steps = hide_reserved(owned.clone(), &ctx.limits).map(|hidden| {
+        let planned = plan_validated(&hidden, &ctx);
+        (hidden.into_inner(), planned)
+    });
+    assert_eq!(
+        hide_and_plan(owned.clone(), &ctx),
+        two_steps,
+        "hide_and_plan differs from hide_reserved then plan_validated"
+    );
     if let Ok(plan) = plan {
         check_plan(body, plan, &ctx, dims.unwrap_or(2));
     }

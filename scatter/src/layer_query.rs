@@ -44,6 +44,7 @@ use crate::hybrid::{
 };
 use crate::merge::limit_of;
 use crate::order::{RowOrder, raw_of};
+use crate::reserved::Hidden;
 use crate::respond::{Echo, Route, RoutingEcho, UpstreamShape, deferral_body};
 use crate::route::{
     FUSED_MAX_TOKENS, POLICY_FORCED, POLICY_V1, check_vector, parse_auto_options, route_v1,
@@ -53,7 +54,7 @@ use crate::splice::{Splice, is_null, span_of};
 use crate::tokens::{tokenize, tokenize_capped};
 use crate::validate::json_error;
 use crate::validated::Input;
-use crate::{Expansion, Limits, MergeSpec, QueryError, Validated};
+use crate::{Expansion, Limits, MergeSpec, QueryError, RewriteError, Validated};
 
 /// The gather spec of a body. Only sharded namespaces gather; an unsharded plan's spec is never
 /// read, so it is not derived (it costs a full parse of the body: ~20% of a passthrough query's
@@ -203,6 +204,29 @@ pub fn plan_validated(
     plan(body.get_ref(), true, ctx, None)
 }
 
+/// [`crate::hide_reserved`], then [`plan_validated`] on its result, reading the body's top level
+/// once: when no projection needs a rewrite (the common case), the planner starts from the
+/// members the validation read. Returns the body to send (the caller's, or the rewritten one)
+/// and its plan.
+///
+/// # Errors
+/// The outer error is `hide_reserved`'s (any validation error of the body); the plan's own
+/// result is the inner one, as [`plan_validated`] gives it.
+pub fn hide_and_plan(
+    body: Bytes,
+    ctx: &QueryContext,
+) -> Result<(Bytes, Result<QueryPlan, QueryError>), RewriteError> {
+    let planned = match crate::reserved::hide(&body, &ctx.limits)? {
+        Hidden::Rewritten(out) => {
+            let valid = Validated::spliced(Bytes::from(out));
+            let planned = plan_validated(&valid, ctx);
+            return Ok((valid.into_inner(), planned));
+        }
+        Hidden::Unchanged(entries) => plan_entries(&body, &entries, ctx, None),
+    };
+    Ok((body, planned))
+}
+
 /// Resolved centroid texts, or the requests being collected.
 enum Centroids<'c> {
     Collect(Vec<CentroidRequest>),
@@ -224,14 +248,24 @@ fn plan(
         Input::Unchecked(body, ctx.limits)
     };
     let entries = input.members()?;
+    plan_entries(body, &entries, ctx, centroids)
+}
+
+/// [`plan`] from `body`'s top-level members, read (and validated whole) by the caller.
+fn plan_entries(
+    body: &Bytes,
+    entries: &[Field<'_>],
+    ctx: &QueryContext,
+    centroids: Option<&[String]>,
+) -> Result<QueryPlan, QueryError> {
     let mut cents = match centroids {
         Some(c) => Centroids::Use(c.iter()),
         None => Centroids::Collect(Vec::new()),
     };
-    let planned = if get(&entries, "queries").is_some() {
-        plan_multi(body, &entries, ctx, &mut cents)?
+    let planned = if get(entries, "queries").is_some() {
+        plan_multi(body, entries, ctx, &mut cents)?
     } else {
-        plan_single(body, &entries, ctx, &mut cents)?
+        plan_single(body, entries, ctx, &mut cents)?
     };
     match cents {
         Centroids::Collect(requests) if !requests.is_empty() => {

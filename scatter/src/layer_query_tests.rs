@@ -459,3 +459,61 @@ fn multi_query_validation_and_translation() {
         json!(["vector", "ANN", [1]])
     );
 }
+
+#[test]
+fn hide_and_plan_is_hide_reserved_then_plan_validated() {
+    let ctx = ctx();
+    for body in [
+        // Nothing to hide: planned from the members the validation read.
+        r#"{"rank_by":["id","asc"],"top_k":3,"include_attributes":["id"]}"#,
+        r#"{"vector":[1,2],"top_k":3,"include_attributes":["title"],"cursor":null}"#,
+        // Rewritten projections (single and multi-query): planned from the new body.
+        r#"{"rank_by":["id","asc"],"top_k":3,"include_attributes":true}"#,
+        r#"{"queries":[{"rank_by":["id","asc"],"top_k":1,"exclude_attributes":["a"]},{"vector":[1,2],"top_k":2}]}"#,
+        // A plan error stays the plan's; a validation error is the outer one.
+        r#"{"vector":[1,2],"nearest_to_id":["a"],"top_k":3,"include_attributes":true}"#,
+        r#"{"top_k":3,"include_attributes":true,"top_k":4}"#,
+        r#"{"top_k":3,"include_attributes":true"#,
+    ] {
+        let bytes = Bytes::from(body);
+        let two_steps = crate::hide_reserved(bytes.clone(), &ctx.limits).map(|hidden| {
+            let planned = plan_validated(&hidden, &ctx);
+            (hidden.into_inner(), planned)
+        });
+        assert_eq!(hide_and_plan(bytes, &ctx), two_steps, "{body}");
+    }
+    let conflict = r#"{"vector":[1,2],"nearest_to_id":["a"],"top_k":3,"include_attributes":true}"#;
+    assert!(matches!(
+        hide_and_plan(Bytes::from(conflict), &ctx),
+        Ok((_, Err(QueryError::VectorAndNearestToId)))
+    ));
+    let duplicate = r#"{"top_k":3,"include_attributes":true,"top_k":4}"#;
+    assert!(matches!(
+        hide_and_plan(Bytes::from(duplicate), &ctx),
+        Err(RewriteError::DuplicateKey { .. })
+    ));
+    // The unchanged body is the caller's buffer, not a copy.
+    let bytes =
+        Bytes::from_static(br#"{"rank_by":["id","asc"],"top_k":3,"include_attributes":["id"]}"#);
+    let (sent, planned) = hide_and_plan(bytes.clone(), &ctx).unwrap();
+    assert_eq!(sent.as_ptr(), bytes.as_ptr());
+    let Ok(QueryPlan::Upstream(q)) = planned else {
+        panic!("a native query plans upstream");
+    };
+    assert_eq!(q.body.as_bytes(), bytes.as_ref());
+    // A rewritten projection is what is sent and what is planned.
+    let (sent, planned) = hide_and_plan(
+        Bytes::from_static(br#"{"rank_by":["id","asc"],"top_k":3,"include_attributes":true}"#),
+        &ctx,
+    )
+    .unwrap();
+    assert!(
+        std::str::from_utf8(&sent)
+            .unwrap()
+            .contains("exclude_attributes")
+    );
+    let Ok(QueryPlan::Upstream(q)) = planned else {
+        panic!("a native query plans upstream");
+    };
+    assert_eq!(q.body.as_bytes(), sent.as_ref());
+}

@@ -85,8 +85,8 @@ pub mod write;
 pub use error::RewriteError;
 pub use filter::inject_filter;
 pub use layer_query::{
-    CentroidRequest, Merge, PendingCentroids, QueryContext, QueryPlan, UpstreamQuery, plan_query,
-    plan_validated,
+    CentroidRequest, Merge, PendingCentroids, QueryContext, QueryPlan, UpstreamQuery,
+    hide_and_plan, plan_query, plan_validated,
 };
 pub use merge::{MergeSpec, merge_multi_query_responses, merge_query_responses};
 pub use order::{Direction, RowOrder};

@@ -17,7 +17,7 @@
 use sonic_rs::LazyValue;
 
 use crate::splice::{Splice, is_null, raw_trimmed, span_of};
-use crate::validate::{json_error, parse_top};
+use crate::validate::{Entries, json_error, parse_top};
 use crate::{Limits, RewriteError, SHARD, UPSERTED_AT, Validated};
 
 /// The reserved attributes hidden from wildcard projections.
@@ -32,15 +32,27 @@ pub fn hide_reserved<B>(body: B, limits: &Limits) -> Result<Validated<B>, Rewrit
 where
     B: AsRef<[u8]> + From<Vec<u8>>,
 {
-    let hidden = hide(body.as_ref(), limits)?;
-    Ok(match hidden {
+    let rewritten = match hide(body.as_ref(), limits)? {
+        Hidden::Rewritten(rewritten) => Some(rewritten),
+        Hidden::Unchanged(_) => None,
+    };
+    Ok(match rewritten {
         Some(rewritten) => Validated::spliced(B::from(rewritten)),
         None => Validated::spliced(body),
     })
 }
 
-/// The rewritten body, or `None` when it needs no change.
-fn hide(body: &[u8], limits: &Limits) -> Result<Option<Vec<u8>>, RewriteError> {
+/// What [`hide`] made of a body (validated whole either way).
+pub(crate) enum Hidden<'a> {
+    /// The body with its projections rewritten.
+    Rewritten(Vec<u8>),
+    /// The body needs no change: its top-level members as its validation read them, so a
+    /// planner can start from them instead of reading the top level again.
+    Unchanged(Entries<'a>),
+}
+
+/// Validates `body` whole and rewrites its projections when they would show reserved attributes.
+pub(crate) fn hide<'a>(body: &'a [u8], limits: &Limits) -> Result<Hidden<'a>, RewriteError> {
     let entries = parse_top(body, limits)?;
     let mut splice = Splice::new(body);
     let queries = entries.iter().find(|(k, v)| k == "queries" && !is_null(v));
@@ -73,9 +85,9 @@ fn hide(body: &[u8], limits: &Limits) -> Result<Option<Vec<u8>>, RewriteError> {
         )?,
     }
     if splice.is_empty() {
-        return Ok(None);
+        return Ok(Hidden::Unchanged(entries));
     }
-    splice.finish().map(Some)
+    splice.finish().map(Hidden::Rewritten)
 }
 
 /// Edits one query object's projection fields.

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use common::{J, Rng, add_duplicate, filter, query_body, render, write_body};
 use proptest::prelude::*;
-use scatter::layer_query::{QueryContext, QueryPlan, plan_query, plan_validated};
+use scatter::layer_query::{QueryContext, QueryPlan, hide_and_plan, plan_query, plan_validated};
 use scatter::page::{Pageable, page_body, paging_of};
 use scatter::reference::{check_inject, check_stamp};
 use scatter::{
@@ -322,7 +322,13 @@ proptest! {
         let bytes = bytes::Bytes::from(bytes);
         // Splices nest a few levels deeper than the limit the input was checked under.
         let relaxed = Limits { max_depth: ctx.limits.max_depth + 8, ..Limits::default() };
-        // The gateway's path for a body naming a projection: hidden, then planned as checked.
+        // The gateway's path for a body naming a projection: hidden, then planned as checked,
+        // in one call that reads the top level once; the same as the two calls it replaces.
+        let two_steps = hide_reserved(bytes.clone(), &ctx.limits).map(|hidden| {
+            let planned = plan_validated(&hidden, &ctx);
+            (hidden.into_inner(), planned)
+        });
+        prop_assert_eq!(hide_and_plan(bytes.clone(), &ctx), two_steps);
         if let Ok(hidden) = hide_reserved(bytes.clone(), &ctx.limits) {
             prop_assert!(validate(&hidden, &relaxed).is_ok(), "the hidden projection");
             if let Ok(QueryPlan::Upstream(q)) = plan_validated(&hidden, &ctx) {

@@ -2,7 +2,8 @@
 //! text, Auto routing and `nearest_to_id`. Start at [`serve`].
 //!
 //! Pipeline, per request:
-//! 1. decode, then hide reserved attributes from wildcard projections (`scatter::hide_reserved`);
+//! 1. decode, then hide reserved attributes from wildcard projections (`scatter::hide_and_plan`:
+//!    `hide_reserved`, then step 2 from the top-level members its validation read);
 //! 2. plan (`scatter::plan_query`): Layer single-query shape → upstream body, HybridText and Auto
 //!    → one fused multi-query (or a deferral answered here), multi-query validation, and
 //!    `nearest_to_id` → centroids resolved from origin by strong reads, then planned again;
@@ -115,11 +116,10 @@ pub async fn serve(
     // `plan_query`. Every later pass (stable read, pages, shard legs) gets the plan's
     // `Validated` body, or one spliced from it, and only walks its top level.
     let (body, planned) = if may_project {
-        match scatter::hide_reserved(body.clone(), &shared.limits) {
-            Ok(valid) => {
-                let planned = scatter::layer_query::plan_validated(&valid, &qctx);
-                (valid.into_inner(), planned)
-            }
+        // One read of the top level for both: the planner starts from the members the
+        // validation read when no projection needed a rewrite.
+        match scatter::layer_query::hide_and_plan(body.clone(), &qctx) {
+            Ok(hidden_and_planned) => hidden_and_planned,
             Err(e) => {
                 return upstream_judges(ctx, ns, path_and_query, headers, body, watermark, e).await;
             }
