@@ -43,6 +43,10 @@ where
 }
 
 /// What [`hide`] made of a body (validated whole either way).
+#[expect(
+    clippy::large_enum_variant,
+    reason = "returned once per query and taken apart at once; boxing the members would cost the allocation reading them inline avoids"
+)]
 pub(crate) enum Hidden<'a> {
     /// The body with its projections rewritten.
     Rewritten(Vec<u8>),
