@@ -3,13 +3,14 @@
 //! that a minted key cost the same as a configured one on the query path within noise; this
 //! measures the one place they differ. `cargo bench -p layer-gateway --bench admit`.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::HeaderMap;
 use layer_gateway::Config;
-use layer_gateway::core::auth::{Auth, Grant, Principal, StoreGrant, Surface, hash_token};
+use layer_gateway::core::auth::{
+    Auth, Grant, MintedMap, Principal, StoreGrant, Surface, hash_token,
+};
 use layer_gateway::core::config::Scope;
 
 fn headers(token: &str) -> HeaderMap {
@@ -26,7 +27,7 @@ fn bench(c: &mut Criterion) {
     cfg.vector_store.credential.value = Some("tpuf_configured_key".into());
     let auth = Auth::from_config(&cfg, &|_| None).unwrap();
     // 1,000 minted keys, one of them used.
-    let mut map = HashMap::new();
+    let mut map = MintedMap::default();
     for i in 0..1000 {
         let token = format!("hvl_minted_token_{i:04}");
         let h = hash_token(&token);

@@ -11,6 +11,7 @@
 //! on which plane ([`super::router`]).
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, OnceLock};
 
 use arc_swap::ArcSwap;
@@ -47,9 +48,34 @@ fn same(a: &TokenHash, b: &TokenHash) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// Hashes map keys that are SHA-256 digests of tokens (or a prefix of one). Their bytes are
+/// already uniform, and nobody can choose them without a preimage, so a keyed hash (std's
+/// SipHash: ~800 instructions per admitted request, `bench/results/2026-12-06-digest-hasher.md`)
+/// buys no protection: this folds the bytes eight at a time.
+#[derive(Clone, Copy, Default)]
+pub struct DigestHasher(u64);
+
+impl Hasher for DigestHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word))
+                .wrapping_mul(0x517c_c1b7_2722_0a95);
+        }
+    }
+}
+
+/// A map keyed by token digests ([`DigestHasher`]).
+pub type DigestMap<K, V> = HashMap<K, V, BuildHasherDefault<DigestHasher>>;
+
 /// Minted keys as the request path sees them: by the first half of the token's hash, with the
 /// whole hash to compare in constant time.
-pub type MintedMap = HashMap<[u8; 16], (TokenHash, Arc<Principal>)>;
+pub type MintedMap = DigestMap<[u8; 16], (TokenHash, Arc<Principal>)>;
 
 /// The published auth policy: configured keys (fixed at start) and minted keys (republished by
 /// the key store's loop, read lock-free).
@@ -60,7 +86,7 @@ pub type MintedMap = HashMap<[u8; 16], (TokenHash, Arc<Principal>)>;
 /// principals stay shared (one map, republished by the key store).
 pub struct Auth {
     mode: AuthMode,
-    keys: HashMap<TokenHash, Arc<Principal>>,
+    keys: DigestMap<TokenHash, Arc<Principal>>,
     minted: Arc<ArcSwap<MintedMap>>,
     open: Arc<Principal>,
     routing: Arc<Routing>,
@@ -76,7 +102,7 @@ impl Auth {
     ) -> Result<Auth, ConfigError> {
         let ia = &cfg.vector_store.inbound_auth;
         let routing = Routing::from_config(cfg);
-        let mut keys = HashMap::new();
+        let mut keys = DigestMap::default();
         match ia.mode {
             AuthMode::DeriveFromStore => {
                 // The default store's credential is admin; another store's opens that store.
@@ -149,7 +175,7 @@ impl Auth {
         Ok(Auth {
             mode: ia.mode,
             keys,
-            minted: Arc::new(ArcSwap::from_pointee(HashMap::new())),
+            minted: Arc::new(ArcSwap::from_pointee(MintedMap::default())),
             open: Arc::new(Principal::admin("open", routing.clone())),
             routing,
             seen: Arc::default(),
@@ -275,6 +301,22 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_digest_hasher_reads_every_byte_of_a_key() {
+        let hash = |key: &TokenHash| {
+            let mut h = DigestHasher::default();
+            std::hash::Hash::hash(key, &mut h);
+            h.finish()
+        };
+        let key = hash_token("tpuf_configured_key");
+        for i in 0..key.len() {
+            let mut other = key;
+            other[i] ^= 1;
+            assert_ne!(hash(&key), hash(&other), "byte {i} did not reach the hash");
+        }
+        assert_eq!(hash(&key), hash(&hash_token("tpuf_configured_key")));
+    }
     use crate::core::config::KeyConfig;
     use http::HeaderValue;
 
@@ -346,7 +388,7 @@ mod tests {
         let minted =
             Principal::configured("later", &[Scope::Read], &[], None, auth.routing().clone())
                 .unwrap();
-        auth.publish_minted(HashMap::from([(half, (h, Arc::new(minted)))]));
+        auth.publish_minted(MintedMap::from_iter([(half, (h, Arc::new(minted)))]));
         assert_eq!(read(&copy, "hvl_later", "orders").unwrap().name, "later");
     }
 

@@ -323,7 +323,7 @@ impl Keys {
         }
         let (epoch, keys) = store.live().await?;
         let routing = self.core.auth.routing().clone();
-        let mut map: MintedMap = HashMap::with_capacity(keys.len());
+        let mut map = MintedMap::with_capacity_and_hasher(keys.len(), Default::default());
         let mut known = HashMap::with_capacity(keys.len());
         let old = self.core.auth.minted_snapshot();
         for k in keys {
