@@ -11,7 +11,8 @@
 # (20s) at CONCURRENCY (16). Prints instructions per request for each binary (kernel time is not
 # counted). KEEP_DUMPS=DIR copies each build's dump there (read it with
 # `callgrind_annotate --inclusive=yes FILE`), with the measured request count beside it
-# (`.requests`); bench/profile.sh turns both into instructions per request by area. Everything stays on 127.0.0.1 and is killed on exit.
+# (`.requests`); bench/profile.sh turns both into instructions per request by area. Everything
+# stays on 127.0.0.1 and is killed on exit.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SCENARIO=${1:-query-passthrough}

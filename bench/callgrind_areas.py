@@ -74,7 +74,6 @@ AREAS: list[tuple[str, re.Pattern[str]]] = [
 ]
 
 NAME = re.compile(r"^(c?fn)=\((\d+)\)(?: (.*))?$")
-POS = r"(?:[+-]?\d+|\*)"
 
 
 def area_of(name: str) -> str | None:

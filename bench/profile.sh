@@ -31,8 +31,7 @@ shopt -s nullglob
 dumps=("$DUMPS"/*.callgrind)
 [[ ${#dumps[@]} -gt 0 ]] || { echo "profile.sh: callgrind.sh left no dump in $DUMPS" >&2; exit 1; }
 for dump in "${dumps[@]}"; do
-  echo
-  echo "### ${dump##*/} ($(cat "${dump%.callgrind}.requests") requests)"
-  echo
-  python3 "$ROOT/bench/callgrind_areas.py" "$dump" "$(cat "${dump%.callgrind}.requests")" --top "$TOP"
+  requests=$(<"${dump%.callgrind}.requests")
+  printf '\n### %s (%s requests)\n\n' "${dump##*/}" "$requests"
+  python3 "$ROOT/bench/callgrind_areas.py" "$dump" "$requests" --top "$TOP"
 done

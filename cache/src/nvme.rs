@@ -5,8 +5,9 @@
 //! in-memory index (`(set, namespace, id)` → segment, offset, length), the segment files and the
 //! io_uring. Answers come back through `futures-channel` oneshots, so the futures run on any
 //! executor. Start reading at [`NvmeTier::open`] and [`NvmeConfig`]; the on-disk format is in
-//! `nvme/record.rs`, the io_uring code in `nvme/uring.rs`; the crate's only `unsafe` is there and in
-//! `nvme/sched.rs` (the thread's `SCHED_BATCH` policy, so waking it does not preempt a shard).
+//! `nvme/record.rs`, the io_uring code in `nvme/uring.rs`; the crate's only `unsafe` is there
+//! and in `nvme/sched.rs` (the thread's `SCHED_BATCH` policy, so waking it does not preempt a
+//! shard).
 //!
 //! Never blocks a shard: a full queue fails the call at once (`Unavailable`), which the gateway
 //! treats like any other cache error (serve from origin).

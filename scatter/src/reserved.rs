@@ -36,16 +36,13 @@ where
         Hidden::Rewritten(rewritten) => Some(rewritten),
         Hidden::Unchanged(_) => None,
     };
-    Ok(match rewritten {
-        Some(rewritten) => Validated::spliced(B::from(rewritten)),
-        None => Validated::spliced(body),
-    })
+    Ok(Validated::spliced(rewritten.map_or(body, B::from)))
 }
 
 /// What [`hide`] made of a body (validated whole either way).
 #[expect(
     clippy::large_enum_variant,
-    reason = "returned once per query and taken apart at once; boxing the members would cost the allocation reading them inline avoids"
+    reason = "taken apart at once; boxing the members would add the allocation they avoid"
 )]
 pub(crate) enum Hidden<'a> {
     /// The body with its projections rewritten.

@@ -6,11 +6,12 @@
 //! `SCHED_BATCH` a woken thread waits until its core's thread blocks or the next scheduler tick,
 //! and then takes every request queued meanwhile in one turn: one switch per batch instead of
 //! per request. Measured (`bench/fetch-tails.sh`, one shard and the I/O thread on one core, 38%
-//! tier hits): 75.5k against 51.8k req/s at 64 connections, p99 2.67 against 3.63 ms; at 20k
-//! req/s open loop, p99 0.39 against 0.46 ms (`bench/results/2026-12-05-nvme-batch-policy.md`).
+//! tier hits, two alternated pairs): 73.6–74.1k against 54.7–57.5k req/s at 64 connections,
+//! p50 0.36 against 0.87–0.93 ms, p99 2.82–2.84 against 3.23–3.43 ms
+//! (`bench/results/2026-12-05-nvme-batch-policy.md`).
 //!
-//! This is the crate's only `unsafe` outside `uring.rs`: one FFI call. A thread that cannot
-//! change its policy (a seccomp filter, a non-Linux kernel) keeps the default one.
+//! This is the crate's only `unsafe` outside `uring.rs`: one FFI call. A thread that may not
+//! change its policy (a seccomp filter) keeps the default one.
 #![allow(unsafe_code)]
 
 use std::io;

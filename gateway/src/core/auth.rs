@@ -11,7 +11,6 @@
 //! on which plane ([`super::router`]).
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, OnceLock};
 
 use arc_swap::ArcSwap;
@@ -48,30 +47,11 @@ fn same(a: &TokenHash, b: &TokenHash) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Hashes map keys that are SHA-256 digests of tokens (or a prefix of one). Their bytes are
-/// already uniform, and nobody can choose them without a preimage, so a keyed hash (std's
-/// SipHash: ~800 instructions per admitted request, `bench/results/2026-12-06-digest-hasher.md`)
-/// buys no protection: this folds the bytes eight at a time.
-#[derive(Clone, Copy, Default)]
-pub struct DigestHasher(u64);
-
-impl Hasher for DigestHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word))
-                .wrapping_mul(0x517c_c1b7_2722_0a95);
-        }
-    }
-}
-
-/// A map keyed by token digests ([`DigestHasher`]).
-pub type DigestMap<K, V> = HashMap<K, V, BuildHasherDefault<DigestHasher>>;
+/// A map keyed by token digests (SHA-256, or a prefix of one). Their bytes are already uniform,
+/// and nobody can choose them without a preimage, so std's keyed SipHash (~800 instructions per
+/// admitted request, `bench/results/2026-12-06-digest-hasher.md`) protects nothing here:
+/// foldhash's fast hasher, as the hot cache uses, does the job.
+pub type DigestMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// Minted keys as the request path sees them: by the first half of the token's hash, with the
 /// whole hash to compare in constant time.
@@ -301,22 +281,6 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_digest_hasher_reads_every_byte_of_a_key() {
-        let hash = |key: &TokenHash| {
-            let mut h = DigestHasher::default();
-            std::hash::Hash::hash(key, &mut h);
-            h.finish()
-        };
-        let key = hash_token("tpuf_configured_key");
-        for i in 0..key.len() {
-            let mut other = key;
-            other[i] ^= 1;
-            assert_ne!(hash(&key), hash(&other), "byte {i} did not reach the hash");
-        }
-        assert_eq!(hash(&key), hash(&hash_token("tpuf_configured_key")));
-    }
     use crate::core::config::KeyConfig;
     use http::HeaderValue;
 

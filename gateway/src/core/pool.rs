@@ -13,9 +13,9 @@
 //! release: hyper's connection tasks closed them when the upstream did.) A request the upstream
 //! never saw — the connection failed the first write — goes out again on another connection, so
 //! an upstream closing idle keep-alive connections costs no error. A request that was written
-//! and then failed is an error: it may have been applied. A connection goes back to the pool only when its answer was
-//! read whole and kept it alive; one whose exchange was dropped before (a timeout, a cancelled
-//! request) is closed.
+//! and then failed is an error: it may have been applied. A connection goes back to the pool
+//! only when its answer was read whole and kept it alive; one whose exchange was dropped before
+//! (a timeout, a cancelled request) is closed.
 //!
 //! Only HTTP/1.1 is offered (ALPN `http/1.1` over TLS): per-shard pools of short exchanges gain
 //! nothing from multiplexing, and one protocol keeps this module small.
