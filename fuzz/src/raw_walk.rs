@@ -1,10 +1,12 @@
 //! The in-place JSON walks (`scatter::raw`) on arbitrary bytes, against sonic-rs's lazy
 //! iterators: never a panic; an object's members and an array's items, up to the first one that
 //! does not read, are exactly sonic-rs's (keys unescaped, values as written); `is_value` agrees
-//! with serde_json reading one raw value to the end. Inputs with 100 or more brackets are skipped
-//! (serde_json stops at 128 levels, the walks at 320, sonic-rs nowhere). sonic-rs's skip does not
-//! check the digits of a `\u` escape: on text with a `\u` not followed by four hex digits the
-//! walks may stop before sonic-rs does, so only the members both read are compared there.
+//! with serde_json reading one raw value to the end; a walk that descends into every array
+//! (`Members::next_descending`) reads the same members and hands over each array's items.
+//! Inputs with 100 or more brackets are skipped (serde_json stops at 128 levels, the walks at
+//! 320, sonic-rs nowhere). sonic-rs's skip does not check the digits of a `\u` escape: on text
+//! with a `\u` not followed by four hex digits the walks may stop before sonic-rs does, so only
+//! the members both read are compared there.
 
 use scatter::raw;
 
@@ -32,6 +34,30 @@ pub fn run(data: &[u8]) {
                 .zip(&sonic)
                 .all(|(a, b)| a.0 == b.0 && a.1 == b.1),
         "members differ on {text:?}: {ours:?} against sonic-rs's {sonic:?}"
+    );
+    // Descending into every array reads the same members, handing over each array's items.
+    let mut walk = raw::members(text);
+    let mut descended = 0;
+    loop {
+        let mut seen = Vec::new();
+        let Some((k, v)) = walk.next_descending(|_| true, |item| seen.push(item)) else {
+            break;
+        };
+        let expected: Vec<&str> = if v.starts_with('[') {
+            raw::items(v).collect()
+        } else {
+            Vec::new()
+        };
+        assert!(
+            ours.get(descended) == Some(&(k.into_owned(), v)) && seen == expected,
+            "a descending walk differs at member {descended} of {text:?}"
+        );
+        descended += 1;
+    }
+    assert_eq!(
+        descended,
+        ours.len(),
+        "a descending walk read {descended} members of {text:?}"
     );
     let ours: Vec<&str> = raw::items(text).collect();
     let sonic: Vec<String> = sonic_rs::to_array_iter(text)

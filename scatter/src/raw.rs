@@ -44,7 +44,7 @@ pub fn items(text: &str) -> Items<'_> {
 /// check values.
 pub fn is_value(text: &str) -> bool {
     let b = text.as_bytes();
-    value_end(b, skip_ws(b, 0)).is_some_and(|end| skip_ws(b, end) == b.len())
+    value_end(b, skip_ws(b, 0), MAX_DEPTH).is_some_and(|end| skip_ws(b, end) == b.len())
 }
 
 /// See [`members`].
@@ -72,10 +72,29 @@ impl Items<'_> {
     }
 }
 
-impl<'a> Iterator for Members<'a> {
-    type Item = (Cow<'a, str>, &'a str);
+impl<'a> Members<'a> {
+    /// The next member, as [`Iterator::next`] yields it; but when `descend(key)` and the value is
+    /// an array, its items are read one by one and each is handed to `item` as the walk passes
+    /// it, instead of the array being skipped whole first and read again by the caller (one
+    /// read of a long `rows` array, not two). The items are handed over before the array is
+    /// known to read whole: when it does not, the walk ends and this returns `None` after some
+    /// `item` calls, and the caller drops what they gave it.
+    pub fn next_descending(
+        &mut self,
+        descend: impl FnOnce(&str) -> bool,
+        mut item: impl FnMut(&'a str),
+    ) -> Option<(Cow<'a, str>, &'a str)> {
+        let (key, from) = self.key()?;
+        let value = if descend(&key) {
+            self.walk.array_value(from, b'}', &mut item)?
+        } else {
+            self.walk.value(from, b'}')?
+        };
+        Some((key, value))
+    }
 
-    fn next(&mut self) -> Option<Self::Item> {
+    /// The next member's key, and where its value starts.
+    fn key(&mut self) -> Option<(Cow<'a, str>, usize)> {
         let w = &mut self.walk;
         let at = w.entry(b'}')?;
         let b = w.text.as_bytes();
@@ -95,7 +114,16 @@ impl<'a> Iterator for Members<'a> {
         if b.get(colon) != Some(&b':') {
             return w.stop();
         }
-        let value = w.value(colon + 1, b'}')?;
+        Some((key, colon + 1))
+    }
+}
+
+impl<'a> Iterator for Members<'a> {
+    type Item = (Cow<'a, str>, &'a str);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let (key, from) = self.key()?;
+        let value = self.walk.value(from, b'}')?;
         Some((key, value))
     }
 }
@@ -117,6 +145,11 @@ struct Walk<'a> {
     first: bool,
     /// The container's end was met where an entry or the end could be.
     whole: bool,
+    /// Just past the container's closing bracket, once `whole`.
+    end: usize,
+    /// How deep each entry's value may nest: [`MAX_DEPTH`], less the containers this one is
+    /// inside of (so a walk that descends into a value checks it as skipping it would).
+    depth: usize,
 }
 
 impl<'a> Walk<'a> {
@@ -128,6 +161,8 @@ impl<'a> Walk<'a> {
             at: (b.get(start) == Some(&open)).then_some(start + 1),
             first: true,
             whole: false,
+            end: 0,
+            depth: MAX_DEPTH,
         }
     }
 
@@ -143,6 +178,7 @@ impl<'a> Walk<'a> {
         match b.get(at) {
             Some(&c) if c == close && self.first => {
                 self.whole = true;
+                self.end = at + 1;
                 self.stop()
             }
             Some(_) => {
@@ -158,14 +194,55 @@ impl<'a> Walk<'a> {
     fn value(&mut self, from: usize, close: u8) -> Option<&'a str> {
         let b = self.text.as_bytes();
         let start = skip_ws(b, from);
-        let Some(end) = value_end(b, start) else {
+        let Some(end) = value_end(b, start, self.depth) else {
             return self.stop();
         };
-        // The walk goes on past a `,`; at the container's end, or anything else, the value is
-        // still read whole (as a parser's iterator yields it before failing on what follows).
+        self.after(start, end, close)
+    }
+
+    /// [`Walk::value`] for a value that is an array, its items handed to `item` as they are
+    /// read (any other value is read as [`Walk::value`] reads it).
+    fn array_value(
+        &mut self,
+        from: usize,
+        close: u8,
+        item: &mut impl FnMut(&'a str),
+    ) -> Option<&'a str> {
+        let b = self.text.as_bytes();
+        let start = skip_ws(b, from);
+        if b.get(start) != Some(&b'[') || self.depth == 0 {
+            return self.value(from, close);
+        }
+        let mut items = Walk {
+            text: self.text,
+            at: Some(start + 1),
+            first: true,
+            whole: false,
+            end: 0,
+            depth: self.depth - 1,
+        };
+        while let Some(at) = items.entry(b']') {
+            if let Some(v) = items.value(at, b']') {
+                item(v);
+            }
+        }
+        if !items.whole {
+            return self.stop();
+        }
+        self.after(start, items.end, close)
+    }
+
+    /// Ends reading the value at `start..end`: the walk goes on past a `,`; at the container's
+    /// end, or anything else, the value is still read whole (as a parser's iterator yields it
+    /// before failing on what follows).
+    fn after(&mut self, start: usize, end: usize, close: u8) -> Option<&'a str> {
+        let b = self.text.as_bytes();
         let next = skip_ws(b, end);
         self.at = (b.get(next) == Some(&b',')).then_some(next);
         self.whole = b.get(next) == Some(&close);
+        if self.whole {
+            self.end = next + 1;
+        }
         Some(&self.text[start..end])
     }
 
@@ -181,9 +258,10 @@ fn skip_ws(b: &[u8], i: usize) -> usize {
     crate::validate::skip_ws(b, i)
 }
 
-/// The end of the JSON value starting at `b[i]`, checked whole; `None` when it does not read.
-/// Containers are walked in one loop (no recursion), their kinds kept one bit per level.
-fn value_end(b: &[u8], i: usize) -> Option<usize> {
+/// The end of the JSON value starting at `b[i]`, checked whole and nesting at most `max_depth`
+/// containers deep; `None` when it does not read. Containers are walked in one loop (no
+/// recursion), their kinds kept one bit per level.
+fn value_end(b: &[u8], i: usize, max_depth: usize) -> Option<usize> {
     /// What the walk expects next inside the innermost open container.
     enum Next {
         /// A value (after `[`, after a key's `:`, or an array's `,`).
@@ -211,7 +289,7 @@ fn value_end(b: &[u8], i: usize) -> Option<usize> {
                     next = Next::After;
                 }
                 c @ (b'{' | b'[') => {
-                    if depth == MAX_DEPTH {
+                    if depth == max_depth {
                         return None;
                     }
                     let object = c == b'{';
@@ -427,11 +505,57 @@ mod tests {
         }
     }
 
+    /// Every member read with [`Members::next_descending`], descending into each array, with
+    /// the items each handed over.
+    fn descended(text: &str) -> Vec<(String, &str, Vec<&str>)> {
+        let mut walk = members(text);
+        let mut out = Vec::new();
+        loop {
+            let mut seen = Vec::new();
+            let Some((k, v)) = walk.next_descending(|k| k != "skip", |item| seen.push(item)) else {
+                return out;
+            };
+            out.push((k.into_owned(), v, seen));
+        }
+    }
+
+    #[test]
+    fn a_descending_walk_hands_over_an_arrays_items_and_reads_on() {
+        let text = r#"{"rows": [ {"id":1}, "x" ,[] ] , "skip":[1], "n":2, "e":[ ]}"#;
+        assert_eq!(
+            descended(text),
+            vec![
+                (
+                    "rows".into(),
+                    r#"[ {"id":1}, "x" ,[] ]"#,
+                    vec![r#"{"id":1}"#, r#""x""#, "[]"]
+                ),
+                ("skip".into(), "[1]", vec![]),
+                ("n".into(), "2", vec![]),
+                ("e".into(), "[ ]", vec![]),
+            ]
+        );
+        let mut walk = members(text);
+        assert!(walk.next_descending(|_| true, |_| {}).is_some());
+        assert!(!walk.ended_whole());
+        while walk.next_descending(|_| true, |_| {}).is_some() {}
+        assert!(walk.ended_whole(), "the walk goes on to the object's end");
+        // An array that does not read whole ends the walk after handing over what read.
+        let mut seen = Vec::new();
+        let mut walk = members(r#"{"rows":[1,2,}"#);
+        assert!(walk.next_descending(|_| true, |i| seen.push(i)).is_none());
+        assert_eq!(seen, ["1", "2"]);
+        assert!(walk.next().is_none());
+    }
+
     #[test]
     fn nesting_deeper_than_the_cap_ends_the_walk() {
         let deep = |n: usize| format!(r#"{{"a":1,"b":{}{}}}"#, "[".repeat(n), "]".repeat(n));
         assert_eq!(all(&deep(MAX_DEPTH)).len(), 2);
         assert_eq!(all(&deep(MAX_DEPTH + 1)).len(), 1);
+        // Descending into the array checks its items as skipping it checks it.
+        assert_eq!(descended(&deep(MAX_DEPTH)).len(), 2);
+        assert_eq!(descended(&deep(MAX_DEPTH + 1)).len(), 1);
         // Far deeper than any stack would take recursing without the cap.
         assert_eq!(all(&deep(1 << 20)).len(), 1);
     }
@@ -476,6 +600,27 @@ mod agree {
             .collect()
     }
 
+    /// The members as [`Members::next_descending`] reads them, descending into every array,
+    /// each with the items it handed over; checks that an array's items are [`items`]'s of it.
+    fn descending(text: &str) -> Vec<(String, String)> {
+        let mut walk = members(text);
+        let mut out = Vec::new();
+        loop {
+            let mut seen = Vec::new();
+            let Some((k, v)) = walk.next_descending(|_| true, |item| seen.push(item)) else {
+                break;
+            };
+            let expected: Vec<&str> = if v.starts_with('[') {
+                items(v).collect()
+            } else {
+                Vec::new()
+            };
+            assert_eq!(seen, expected, "items of {v:?}");
+            out.push((k.into_owned(), v.to_owned()));
+        }
+        out
+    }
+
     /// [`string_end`] one byte at a time.
     fn string_end_bytewise(b: &[u8], i: usize) -> Option<usize> {
         let mut j = i + 1;
@@ -518,6 +663,7 @@ mod agree {
             let v = Value::Object(m.into_iter().collect());
             let text = if pretty { serde_json::to_string_pretty(&v) } else { serde_json::to_string(&v) }.unwrap();
             prop_assert_eq!(ours(&text), sonic(&text));
+            prop_assert_eq!(descending(&text), ours(&text));
             if let Value::Object(map) = &v {
                 prop_assert_eq!(ours(&text).len(), map.len());
             }
@@ -542,6 +688,7 @@ mod agree {
             }
             let Ok(text) = String::from_utf8(bytes) else { return Ok(()) };
             let (a, b) = (ours(&text), sonic(&text));
+            prop_assert_eq!(descending(&text), a.clone(), "{}", text);
             prop_assert_eq!(a, b, "{}", text);
         }
     }

@@ -16,6 +16,7 @@
 //! copied as the caller wrote them), with no value tree built and none to free when the entry
 //! leaves the recent window; the finished text is checked once ([`QuerySummary`]).
 
+use std::cell::Cell;
 use std::fmt::Write as _;
 use std::io::Read;
 
@@ -86,23 +87,38 @@ pub fn summarize(request: &[u8], response: &[u8], scratch: &mut Scratch) -> Summ
     let multi = summarize_body(request, &mut query);
     let mut ids = Ids::new(ids);
     let mut counts: Vec<usize> = Vec::new();
-    for (key, value) in members_until_error(response) {
-        match &*key {
-            "rows" => ids.rows(value),
-            "results" => {
-                for result in raw::items(value) {
-                    let before = ids.count;
-                    if let Some((_, rows)) = raw::members(result).find(|(k, _)| k == "rows") {
-                        ids.rows(rows);
-                    }
-                    counts.push(ids.count - before);
+    let mut members = members_until_error(response);
+    loop {
+        // `rows` and `results` are read as the walk passes them (one read of the rows, not a
+        // skip and then a second walk); what an array that does not read whole handed over is
+        // dropped, as if the walk had stopped before it.
+        let mark = (ids.text.len(), ids.count, counts.len());
+        let in_results = Cell::new(false);
+        let member = members.next_descending(
+            |key| {
+                in_results.set(key == "results");
+                key == "rows" || in_results.get()
+            },
+            |item| {
+                if !in_results.get() {
+                    return ids.row(item);
                 }
-            }
-            // The echo blocks: the expansion that ran and the routing decision.
-            "hybrid" | "routing" if value.len() <= MAX_VERBATIM_BYTES => {
-                query.member(&key).push_str(value);
-            }
-            _ => {}
+                let before = ids.count;
+                if let Some((_, rows)) = raw::members(item).find(|(k, _)| k == "rows") {
+                    ids.rows(rows);
+                }
+                counts.push(ids.count - before);
+            },
+        );
+        let Some((key, value)) = member else {
+            ids.text.truncate(mark.0);
+            ids.count = mark.1;
+            counts.truncate(mark.2);
+            break;
+        };
+        // The echo blocks: the expansion that ran and the routing decision.
+        if (key == "hybrid" || key == "routing") && value.len() <= MAX_VERBATIM_BYTES {
+            query.member(&key).push_str(value);
         }
     }
     if multi || !counts.is_empty() {
@@ -316,16 +332,21 @@ impl<'t> Ids<'t> {
     /// Appends the `id` of every row, in order.
     fn rows(&mut self, rows: &str) {
         for row in raw::items(rows) {
-            // `id` leads upstream rows: the walk stops at it.
-            let Some((_, id)) = raw::members(row).find(|(k, _)| k == "id") else {
-                continue;
-            };
-            if self.count > 0 {
-                self.text.push(',');
-            }
-            self.count += 1;
-            push_id(self.text, id);
+            self.row(row);
         }
+    }
+
+    /// Appends the `id` of one row (nothing when it has none).
+    fn row(&mut self, row: &str) {
+        // `id` leads upstream rows: the walk stops at it.
+        let Some((_, id)) = raw::members(row).find(|(k, _)| k == "id") else {
+            return;
+        };
+        if self.count > 0 {
+            self.text.push(',');
+        }
+        self.count += 1;
+        push_id(self.text, id);
     }
 
     fn finish(self) -> ResultIds {
@@ -601,5 +622,31 @@ mod tests {
         assert_eq!(q(&sum)["filters"], json!(["a", "Eq", 1]));
         assert!(q(&sum).get("rank_by").is_none());
         assert_eq!(ids(&sum), ["x"]);
+    }
+
+    #[test]
+    fn rows_that_do_not_read_whole_give_no_ids() {
+        // The rows are read as the walk passes them: what a cut or broken array handed over is
+        // dropped, as when the array was skipped whole first and failed there.
+        for resp in [
+            &br#"{"rows":[{"id":"a"},{"id":"b"}"#[..],
+            br#"{"rows":[{"id":"a"},{"id":"b"},]}"#,
+            br#"{"rows":[{"id":"a"}],"results":[{"rows":[{"id":"b"}]},{"rows":[{"id":"c"}]"#,
+        ] {
+            let sum = raw(br#"{"top_k":2}"#, resp);
+            let kept: &[&str] = if resp.starts_with(br#"{"rows":[{"id":"a"}],"#) {
+                &["a"]
+            } else {
+                &[]
+            };
+            assert_eq!(ids(&sum), kept, "{}", String::from_utf8_lossy(resp));
+            assert!(q(&sum).get("result_counts").is_none());
+        }
+        let sum = raw(
+            br#"{"top_k":2}"#,
+            br#"{"results":[{"rows":[{"id":"b"}]},{"rows":[{"id":"c"}]}],"rows":[1,"#,
+        );
+        assert_eq!(ids(&sum), ["b", "c"]);
+        assert_eq!(q(&sum)["result_counts"], json!([1, 1]));
     }
 }
