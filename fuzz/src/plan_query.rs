@@ -21,10 +21,10 @@
 use scatter::layer_query::{
     QueryContext, QueryPlan, UpstreamQuery, hide_and_plan, plan_query, plan_validated,
 };
+use scatter::reference::hide_then_plan;
 use scatter::respond::{Echo, UpstreamShape};
 use scatter::{
-    Limits, QueryError, RewriteError, Validated, hide_reserved, plan_shards, plan_stable_read,
-    validate,
+    Limits, QueryError, RewriteError, Validated, plan_shards, plan_stable_read, validate,
 };
 
 const LAYER_ONLY: [&str; 6] = [
@@ -174,13 +174,9 @@ pub fn run(data: &[u8]) {
     } else {
         assert!(plan.is_err(), "an invalid body was planned: {plan:?}");
     }
-    let two_steps = hide_reserved(owned.clone(), &ctx.limits).map(|hidden| {
-        let planned = plan_validated(&hidden, &ctx);
-        (hidden.into_inner(), planned)
-    });
     assert_eq!(
         hide_and_plan(owned.clone(), &ctx),
-        two_steps,
+        hide_then_plan(owned.clone(), &ctx),
         "hide_and_plan differs from hide_reserved then plan_validated"
     );
     if let Ok(plan) = plan {

@@ -476,10 +476,7 @@ fn hide_and_plan_is_hide_reserved_then_plan_validated() {
         r#"{"top_k":3,"include_attributes":true"#,
     ] {
         let bytes = Bytes::from(body);
-        let two_steps = crate::hide_reserved(bytes.clone(), &ctx.limits).map(|hidden| {
-            let planned = plan_validated(&hidden, &ctx);
-            (hidden.into_inner(), planned)
-        });
+        let two_steps = crate::reference::hide_then_plan(bytes.clone(), &ctx);
         assert_eq!(hide_and_plan(bytes, &ctx), two_steps, "{body}");
     }
     let conflict = r#"{"vector":[1,2],"nearest_to_id":["a"],"top_k":3,"include_attributes":true}"#;

@@ -122,9 +122,7 @@ impl<'a> Iterator for Members<'a> {
     type Item = (Cow<'a, str>, &'a str);
 
     fn next(&mut self) -> Option<Self::Item> {
-        let (key, from) = self.key()?;
-        let value = self.walk.value(from, b'}')?;
-        Some((key, value))
+        self.next_descending(|_| false, |_| {})
     }
 }
 
@@ -505,14 +503,17 @@ mod tests {
         }
     }
 
-    /// Every member read with [`Members::next_descending`], descending into each array, with
-    /// the items each handed over.
-    fn descended(text: &str) -> Vec<(String, &str, Vec<&str>)> {
+    /// Every member read with [`Members::next_descending`], descending where `descend(key)`,
+    /// with the items each handed over.
+    pub(super) fn descended(
+        text: &str,
+        descend: impl Fn(&str) -> bool,
+    ) -> Vec<(String, &str, Vec<&str>)> {
         let mut walk = members(text);
         let mut out = Vec::new();
         loop {
             let mut seen = Vec::new();
-            let Some((k, v)) = walk.next_descending(|k| k != "skip", |item| seen.push(item)) else {
+            let Some((k, v)) = walk.next_descending(&descend, |item| seen.push(item)) else {
                 return out;
             };
             out.push((k.into_owned(), v, seen));
@@ -523,7 +524,7 @@ mod tests {
     fn a_descending_walk_hands_over_an_arrays_items_and_reads_on() {
         let text = r#"{"rows": [ {"id":1}, "x" ,[] ] , "skip":[1], "n":2, "e":[ ]}"#;
         assert_eq!(
-            descended(text),
+            descended(text, |k| k != "skip"),
             vec![
                 (
                     "rows".into(),
@@ -554,8 +555,8 @@ mod tests {
         assert_eq!(all(&deep(MAX_DEPTH)).len(), 2);
         assert_eq!(all(&deep(MAX_DEPTH + 1)).len(), 1);
         // Descending into the array checks its items as skipping it checks it.
-        assert_eq!(descended(&deep(MAX_DEPTH)).len(), 2);
-        assert_eq!(descended(&deep(MAX_DEPTH + 1)).len(), 1);
+        assert_eq!(descended(&deep(MAX_DEPTH), |_| true).len(), 2);
+        assert_eq!(descended(&deep(MAX_DEPTH + 1), |_| true).len(), 1);
         // Far deeper than any stack would take recursing without the cap.
         assert_eq!(all(&deep(1 << 20)).len(), 1);
     }
@@ -600,25 +601,21 @@ mod agree {
             .collect()
     }
 
-    /// The members as [`Members::next_descending`] reads them, descending into every array,
-    /// each with the items it handed over; checks that an array's items are [`items`]'s of it.
+    /// The members as [`Members::next_descending`] reads them, descending into every array;
+    /// checks that an array's items are [`items`]'s of it.
     fn descending(text: &str) -> Vec<(String, String)> {
-        let mut walk = members(text);
-        let mut out = Vec::new();
-        loop {
-            let mut seen = Vec::new();
-            let Some((k, v)) = walk.next_descending(|_| true, |item| seen.push(item)) else {
-                break;
-            };
-            let expected: Vec<&str> = if v.starts_with('[') {
-                items(v).collect()
-            } else {
-                Vec::new()
-            };
-            assert_eq!(seen, expected, "items of {v:?}");
-            out.push((k.into_owned(), v.to_owned()));
-        }
-        out
+        super::tests::descended(text, |_| true)
+            .into_iter()
+            .map(|(k, v, seen)| {
+                let expected: Vec<&str> = if v.starts_with('[') {
+                    items(v).collect()
+                } else {
+                    Vec::new()
+                };
+                assert_eq!(seen, expected, "items of {v:?}");
+                (k, v.to_owned())
+            })
+            .collect()
     }
 
     /// [`string_end`] one byte at a time.

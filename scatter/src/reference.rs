@@ -6,12 +6,34 @@
 //! return (order-sensitively, see [`same_order`]). Whole-body validation (duplicate keys, depth,
 //! size) is not reproduced: serde_json silently keeps the last duplicate, so this is only
 //! meaningful on bodies the splicer's validation accepted. Never used on the request path.
+//!
+//! [`hide_then_plan`] is the two-call path that [`crate::hide_and_plan`] fuses, kept as its
+//! reference.
 
+use bytes::Bytes;
 use serde_json::{Map, Value};
 
+use crate::layer_query::{QueryContext, QueryPlan, plan_validated};
+
 use crate::{
-    IdRef, IdValue, Limits, RESERVED_PREFIX, RewriteError, SHARD, StampOptions, UPSERTED_AT,
+    IdRef, IdValue, Limits, QueryError, RESERVED_PREFIX, RewriteError, SHARD, StampOptions,
+    UPSERTED_AT, hide_reserved,
 };
+
+/// Reference for [`crate::hide_and_plan`]: [`hide_reserved`], then [`plan_validated`] on what it
+/// returns (each reading the body's top level).
+///
+/// # Errors
+/// `hide_reserved`'s; the plan's own result is the inner one.
+pub fn hide_then_plan(
+    body: Bytes,
+    ctx: &QueryContext,
+) -> Result<(Bytes, Result<QueryPlan, QueryError>), RewriteError> {
+    hide_reserved(body, &ctx.limits).map(|hidden| {
+        let planned = plan_validated(&hidden, ctx);
+        (hidden.into_inner(), planned)
+    })
+}
 
 /// Parses a body with serde_json; the top level must be an object.
 ///
