@@ -63,6 +63,90 @@ pub(crate) fn text_of(body: &[u8]) -> Result<&str, RewriteError> {
     })
 }
 
+/// Where a planned body's root members `queries`, `filters` and `consistency` are, noted by the
+/// planner from the top-level read it made anyway, so that [`crate::plan_stable_read`] need not
+/// walk the body again ([`crate::UpstreamQuery::root`]).
+///
+/// A hint holds the body's buffer (a reference count) and is used only for that very buffer:
+/// the same pointer and length, which a live `Bytes` never shares with other contents. A body
+/// replaced after planning (the query's fields are public) gets no use of a stale hint: the
+/// stable read walks it as before. A hint carries no meaning of the plan, so any two compare
+/// equal.
+#[derive(Clone, Debug, Default)]
+pub struct RootHint(Option<Spans>);
+
+/// The places as `u32` offsets (a plan is moved a few times per query; a body past 4 GiB gets
+/// no hint).
+#[derive(Clone, Debug)]
+struct Spans {
+    of: bytes::Bytes,
+    queries: Option<(u32, u32)>,
+    filters: Option<(u32, u32)>,
+    consistency: Option<(u32, u32)>,
+    empty: bool,
+}
+
+impl PartialEq for RootHint {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for RootHint {}
+
+impl RootHint {
+    /// The hint for `body` from its top-level members as the planner read them (`span` gives a
+    /// member value's place in `body`): the first member of each name, as [`Root::read`] takes.
+    pub(crate) fn of<'v, V: 'v>(
+        body: &bytes::Bytes,
+        members: impl IntoIterator<Item = (&'v str, &'v V)>,
+        span: impl Fn(&V) -> Result<std::ops::Range<usize>, RewriteError>,
+    ) -> Result<RootHint, RewriteError> {
+        let mut s = Spans {
+            of: body.clone(),
+            queries: None,
+            filters: None,
+            consistency: None,
+            empty: true,
+        };
+        for (key, value) in members {
+            s.empty = false;
+            let slot = match key {
+                "queries" => &mut s.queries,
+                "filters" => &mut s.filters,
+                "consistency" => &mut s.consistency,
+                _ => continue,
+            };
+            if slot.is_none() {
+                let r = span(value)?;
+                match (u32::try_from(r.start), u32::try_from(r.end)) {
+                    (Ok(start), Ok(end)) => *slot = Some((start, end)),
+                    _ => return Ok(RootHint::default()),
+                }
+            }
+        }
+        Ok(RootHint(Some(s)))
+    }
+
+    /// The root of `text` from the hint, when the hint is for that very buffer.
+    pub(crate) fn root<'a>(&self, text: &'a str) -> Option<Root<'a>> {
+        let s = self.0.as_ref()?;
+        if s.of.as_ptr() != text.as_ptr() || s.of.len() != text.len() {
+            return None;
+        }
+        let at = |r: Option<(u32, u32)>| match r {
+            Some((start, end)) => text.get(start as usize..end as usize).map(Some),
+            None => Some(None),
+        };
+        Some(Root {
+            queries: at(s.queries)?,
+            filters: at(s.filters)?,
+            consistency: at(s.consistency)?,
+            empty: s.empty,
+        })
+    }
+}
+
 /// The root members of a validated query body that filter injection and the stable read look
 /// at, as raw text inside the body, read in one walk without a parser ([`crate::raw`]).
 pub(crate) struct Root<'a> {

@@ -39,6 +39,7 @@ use std::borrow::Cow;
 use bytes::Bytes;
 use sonic_rs::LazyValue;
 
+use crate::filter::RootHint;
 use crate::hybrid::{
     ExpansionBody, Members, default_per_leg_limit, parse_expr, parse_options, write_expansion,
 };
@@ -120,10 +121,31 @@ pub struct UpstreamQuery {
     pub threads: Option<u32>,
     /// The caller's `cursor` (raw JSON), stripped from the body.
     pub cursor: Option<String>,
+    /// Where `body`'s root members are, when the planner read them from this very buffer (the
+    /// request's own, sent as it is); default when unknown. Only a speed-up: see [`RootHint`].
+    pub root: RootHint,
+}
+
+impl UpstreamQuery {
+    /// [`crate::plan_stable_read`] of this query's body, with the planner's [`RootHint`] (used
+    /// only while `body` is still the buffer it was noted for).
+    ///
+    /// # Errors
+    /// As [`crate::plan_stable_read`].
+    pub fn plan_stable_read(
+        &self,
+        predicate: Option<&[u8]>,
+    ) -> Result<crate::StablePlan, RewriteError> {
+        crate::stable::plan_hinted(&self.body, &self.root, predicate)
+    }
 }
 
 /// The planner's decision.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one plan per query, moved a few times: boxing the usual variant would add an allocation to every query"
+)]
 pub enum QueryPlan {
     /// Send upstream.
     Upstream(UpstreamQuery),
@@ -298,10 +320,16 @@ fn plan_single(
         return plan_expansion(&expr, entries, ctx);
     }
     let cursor = get(entries, "cursor").map(|c| raw_of(c).to_owned());
-    let out = Validated::spliced(match translate(entries, ctx, cents, None)? {
-        Some(out) => Bytes::from(out),
-        None => body.clone(),
-    });
+    // Sent as it is: the members just read say where the stable read's root members are.
+    let (out, root) = match translate(entries, ctx, cents, None)? {
+        Some(out) => (Bytes::from(out), RootHint::default()),
+        None => {
+            let members = entries.iter().map(|(k, v)| (&**k, v));
+            let root = RootHint::of(body, members, |v| span_of(body, v))?;
+            (body.clone(), root)
+        }
+    };
+    let out = Validated::spliced(out);
     let merge = merge_spec(out.as_slice(), ctx)?;
     Ok(QueryPlan::Upstream(UpstreamQuery {
         body: out,
@@ -310,6 +338,7 @@ fn plan_single(
         echo: Echo::default(),
         threads: None,
         cursor,
+        root,
     }))
 }
 
@@ -518,6 +547,7 @@ fn plan_expansion(
             echo,
             threads,
             cursor: None,
+            root: RootHint::default(),
         })
     };
     match op {
@@ -589,6 +619,7 @@ fn plan_expansion(
                         },
                         threads: None,
                         cursor: None,
+                        root: RootHint::default(),
                     }))
                 }
                 (Route::Fused, Some(ann)) => {
@@ -659,6 +690,7 @@ fn plan_multi(
             echo: Echo::default(),
             threads: None,
             cursor: None,
+            root: RootHint::default(),
         }));
     }
     if !(2..=16).contains(&legs.len()) {
@@ -693,6 +725,7 @@ fn plan_multi(
         echo: Echo::default(),
         threads: None,
         cursor: None,
+        root: RootHint::default(),
     }))
 }
 

@@ -13,7 +13,7 @@
 
 use bytes::Bytes;
 
-use crate::filter::{Root, text_of};
+use crate::filter::{Root, RootHint, text_of};
 use crate::raw;
 use crate::splice::{Splice, span_in};
 use crate::validate::skip_ws;
@@ -40,9 +40,24 @@ pub fn plan_stable_read(
     valid: &Validated<Bytes>,
     predicate: Option<&[u8]>,
 ) -> Result<StablePlan, RewriteError> {
+    plan_hinted(valid, &RootHint::default(), predicate)
+}
+
+/// [`plan_stable_read`] with the planner's note of where the root members are
+/// ([`crate::UpstreamQuery::plan_stable_read`]); a hint for another buffer is not used.
+pub(crate) fn plan_hinted(
+    valid: &Validated<Bytes>,
+    hint: &RootHint,
+    predicate: Option<&[u8]>,
+) -> Result<StablePlan, RewriteError> {
     let body = valid.as_bytes();
-    // The root read in place, in one walk (no parser is set up for a stable read).
-    let root = Root::read(text_of(body)?)?;
+    // The root from the planner's hint, else read in place, in one walk (no parser is set up
+    // for a stable read).
+    let text = text_of(body)?;
+    let root = match hint.root(text) {
+        Some(root) => root,
+        None => Root::read(text)?,
+    };
     let consistency = root.consistency;
     match consistency.map(level_of) {
         Some(Some(Level::Strong)) => {
@@ -136,6 +151,38 @@ mod tests {
     use crate::Limits;
 
     const PRED: &[u8] = br#"["_hevlayer_upserted_at","Lte",42]"#;
+
+    /// The planner's root hint serves the buffer it was noted for, and only that one: a query
+    /// whose body is replaced by another of the same length, its members elsewhere, is read
+    /// by a walk (the hint's places would splice the predicate into the wrong bytes).
+    #[test]
+    fn a_root_hint_is_used_only_for_its_own_buffer() {
+        let ctx = crate::QueryContext::default();
+        let a = Bytes::from_static(br#"{"filters":["a","Eq",1],"rank_by":["id","asc"],"top_k":1}"#);
+        let Ok(crate::QueryPlan::Upstream(q)) = crate::plan_query(&a, &ctx) else {
+            panic!("planned");
+        };
+        assert_eq!(q.body.as_bytes().as_ptr(), a.as_ptr(), "sent as it is");
+        for p in [None, Some(PRED)] {
+            assert_eq!(q.plan_stable_read(p), plan_stable_read(&q.body, p));
+        }
+        let b = br#"{"rank_by":["id","asc"],"top_k":1,"filters":["a","Eq",2]}"#;
+        assert_eq!(a.len(), b.len());
+        let b = Validated::check(Bytes::from_static(b), &Limits::default()).unwrap();
+        let replaced = crate::UpstreamQuery {
+            body: b.clone(),
+            ..q
+        };
+        let p = replaced.plan_stable_read(Some(PRED)).unwrap();
+        assert_eq!(p, plan_stable_read(&b, Some(PRED)).unwrap());
+        assert!(
+            p.body.as_bytes().ends_with(
+                br#""filters":["And",[["a","Eq",2],["_hevlayer_upserted_at","Lte",42]]]}"#
+            ),
+            "{}",
+            String::from_utf8_lossy(p.body.as_bytes())
+        );
+    }
 
     /// A body validated at the deepest nesting allowed, then spliced a few levels deeper (as an
     /// expansion or a page does), still reads whole: the predicate reaches its filters.

@@ -349,6 +349,8 @@ proptest! {
         let pred = br#"["_hevlayer_upserted_at","Lte",12]"#;
         for p in [None, Some(pred.as_slice())] {
             let planned = plan_stable_read(&q.body, p);
+            // The planner's note of the root members gives what a walk of the body gives.
+            prop_assert_eq!(&q.plan_stable_read(p), &planned);
             // One splice writes what the two passes it replaced wrote: the consistency edit,
             // then the predicate injected into that output (a failure on either side is a
             // difference too).

@@ -289,8 +289,43 @@ mod tests {
         let mut buf = [0u8; 8];
         hex_into(&mut buf, 0x0123_abcd);
         assert_eq!(&buf, b"0123abcd");
+        for n in [
+            0,
+            1,
+            0xfeed_f00d,
+            u128::from(u64::MAX),
+            u128::MAX,
+            0x1234 << 100,
+        ] {
+            let mut buf = [0u8; 32];
+            hex_into(&mut buf, n);
+            assert_eq!(buf, *format!("{n:032x}").as_bytes());
+            let mut buf = [0u8; 16];
+            hex_into(&mut buf, n);
+            assert_eq!(buf, *format!("{:016x}", n as u64).as_bytes());
+        }
         ensure_traceparent(&mut h);
         assert_eq!(h["traceparent"], t.as_str());
+    }
+
+    /// Generated trace ids do not repeat, within a thread or across threads.
+    #[test]
+    fn generated_trace_ids_are_distinct() {
+        let ids = || {
+            (0..200)
+                .map(|_| {
+                    let mut h = HeaderMap::new();
+                    ensure_traceparent(&mut h).unwrap().to_str().unwrap()[3..35].to_string()
+                })
+                .collect::<Vec<_>>()
+        };
+        let mut all = ids();
+        all.extend(std::thread::spawn(ids).join().unwrap());
+        all.extend(std::thread::spawn(ids).join().unwrap());
+        let n = all.len();
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), n);
     }
 
     #[test]

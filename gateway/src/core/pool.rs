@@ -40,7 +40,11 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// Idle connections kept per pool; a connection released beyond it is closed.
 pub const MAX_IDLE: usize = 256;
 
-type Io = TokioIo<MaybeHttpsStream<TokioIo<TcpStream>>>;
+/// A connection's stream, boxed: `MaybeHttpsStream` holds a rustls connection inline (~1.1 KB
+/// even for plain TCP), and every future on the upstream path holds a [`Conn`] or two, so
+/// unboxed it made each of them ~2.3 KB larger and every move of a request's future copy that
+/// (`bench/results/2026-12-06-future-sizes.md`). One allocation per connection, not per request.
+type Io = Box<TokioIo<MaybeHttpsStream<TokioIo<TcpStream>>>>;
 
 struct Idle {
     conn: Conn<Io>,
@@ -101,7 +105,9 @@ impl Pool {
                 Err(e) => return Err(e.to_string()),
             }
         }
-        let mut conn = self.connect().await?;
+        // Boxed: connecting is rare on a warm pool, and its future would otherwise sit inline
+        // in this one (and so in every request's).
+        let mut conn = Box::pin(self.connect()).await?;
         let answer = conn
             .exchange(head, body, method, max)
             .await
@@ -152,7 +158,7 @@ impl Pool {
         }
         .await
         .map_err(|e| format!("connecting to the upstream: {}", chain(&*e)))?;
-        Ok(Conn::new(TokioIo::new(io)))
+        Ok(Conn::new(Box::new(TokioIo::new(io))))
     }
 }
 

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use crate::core::ShardCtx;
 use crate::core::config::Scope;
 use crate::core::error::GatewayError;
-use crate::core::http::{Resp, decode_gzip, json_bytes, json_response};
+use crate::core::http::{Resp, TRACEPARENT, decode_gzip, json_bytes, json_response};
 use crate::core::metrics;
 use crate::core::record::{FetchRecord, Recorder, Served};
 use crate::core::router::{Req, Route, handler};
@@ -75,7 +75,7 @@ impl Fetch {
         let limit = ctx.core.config.gateway.max_body_bytes;
         let raw = decode_gzip(&req.parts.headers, req.body.clone(), limit)?;
         let (page, served) = fetch_many(&ctx, ns, &raw).await?;
-        if req.parts.headers.contains_key("traceparent") {
+        if req.parts.headers.contains_key(TRACEPARENT) {
             let ids: Vec<String> = page
                 .get("documents")
                 .and_then(Value::as_array)

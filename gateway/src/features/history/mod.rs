@@ -47,9 +47,9 @@ use http::Method;
 
 use crate::core::config::{Config, Scope};
 use crate::core::error::GatewayError;
-use crate::core::http::{Resp, json_response};
+use crate::core::http::{Resp, TRACEPARENT, json_response};
 use crate::core::metrics;
-use crate::core::record::{FetchRecord, QueryRecord, Recorder, Served};
+use crate::core::record::{FetchRecord, QueryRecord, Recorder, Served, TAGS};
 use crate::core::router::{Req, Route, handler};
 use crate::core::runtime::Background;
 use crate::core::store::ObjectStore;
@@ -202,7 +202,7 @@ impl Recorder for History {
     /// Records fetches that carry a search's trace context (`traceparent`) as clickstream
     /// events, one per returned document; `served_from` is `cache` on a hit, `origin` otherwise.
     fn record_fetch(&self, r: FetchRecord<'_>) {
-        let Some(traceparent) = r.headers.get("traceparent") else {
+        let Some(traceparent) = r.headers.get(TRACEPARENT) else {
             return;
         };
         if r.ids.is_empty() {
@@ -212,12 +212,7 @@ impl Recorder for History {
             nanos: now_nanos(),
             ns: r.ns.into(),
             traceparent: traceparent.clone(),
-            tags: r
-                .headers
-                .get_all("x-hevlayer-tags")
-                .iter()
-                .cloned()
-                .collect(),
+            tags: r.headers.get_all(TAGS).iter().cloned().collect(),
             ids: r.ids.to_vec(),
             served_from: match r.served {
                 Served::Hit => "cache",

@@ -246,6 +246,7 @@ pub(super) async fn serve(
             echo: q.echo.clone(),
             threads: q.threads,
             cursor: None,
+            root: scatter::filter::RootHint::default(),
         };
         execute(ctx, ns, path_and_query, headers, &leg, cut, forced).await
     };

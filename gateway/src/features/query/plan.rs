@@ -112,6 +112,10 @@ pub async fn serve(
         threads,
         ..QueryContext::default()
     };
+    // The rare paths below (upstream judging a body the planner refuses, nearest-to-id
+    // centroids, pages) are awaited boxed: inline, their futures would make this one, and so
+    // every query's, kilobytes larger, copied whole on each move
+    // (`bench/results/2026-12-06-future-sizes.md`).
     // The body is validated whole once per request: by `hide_reserved` when it runs, else by
     // `plan_query`. Every later pass (stable read, pages, shard legs) gets the plan's
     // `Validated` body, or one spliced from it, and only walks its top level.
@@ -120,9 +124,8 @@ pub async fn serve(
         // validation read when no projection needed a rewrite.
         match scatter::layer_query::hide_and_plan(body.clone(), &qctx) {
             Ok(hidden_and_planned) => hidden_and_planned,
-            Err(e) => {
-                return upstream_judges(ctx, ns, path_and_query, headers, body, watermark, e).await;
-            }
+            // Judged by upstream below, as a body the planner refuses.
+            Err(e) => (body, Err(QueryError::Rewrite(e))),
         }
     } else {
         let planned = scatter::layer_query::plan_query(&body, &qctx);
@@ -131,12 +134,21 @@ pub async fn serve(
     let mut plan = match planned {
         Ok(p) => p,
         Err(QueryError::Rewrite(e)) => {
-            return upstream_judges(ctx, ns, path_and_query, headers, body, watermark, e).await;
+            return Box::pin(upstream_judges(
+                ctx,
+                ns,
+                path_and_query,
+                headers,
+                body,
+                watermark,
+                e,
+            ))
+            .await;
         }
         // Layer's own rules (2–16 legs, ...) bind Layer-shaped requests; a native Turbopuffer
         // body keeps upstream's semantics, so upstream judges it.
         Err(e) if e.status_code() == 422 && !layer_features(&body) => {
-            let up = send(ctx, ns, path_and_query, headers, body).await?;
+            let up = Box::pin(send(ctx, ns, path_and_query, headers, body)).await?;
             return Ok(Answer::relayed(up, watermark));
         }
         Err(e) => return Err(e.into()),
@@ -144,7 +156,7 @@ pub async fn serve(
     if let QueryPlan::NeedsCentroids(pending) = plan {
         let mut centroids = Vec::with_capacity(pending.requests().len());
         for req in pending.requests() {
-            centroids.push(resolve_centroid(ctx, ns, &req.ids).await?);
+            centroids.push(Box::pin(resolve_centroid(ctx, ns, &req.ids)).await?);
         }
         plan = pending.resolve(&centroids)?;
     }
@@ -170,14 +182,14 @@ pub async fn serve(
         QueryPlan::Upstream(q) => q,
     };
     if (q.cursor.is_some() || (!native && cursor::may_page(&q.body)))
-        && let Some(a) = cursor::serve(
+        && let Some(a) = Box::pin(cursor::serve(
             ctx,
             ns,
             path_and_query,
             headers,
             &q,
             (mode, status, watermark),
-        )
+        ))
         .await?
     {
         return Ok(a);
@@ -221,7 +233,7 @@ pub(super) async fn execute(
     let (legs_body, caller_strong, injected) = if mode == IndexConsistency::Strong {
         (q.body.clone(), true, false)
     } else {
-        let p = scatter::plan_stable_read(&q.body, pred.as_deref())?;
+        let p = q.plan_stable_read(pred.as_deref())?;
         (p.body, p.caller_strong, p.injected)
     };
 
@@ -235,7 +247,7 @@ pub(super) async fn execute(
         {
             // Write-storm backpressure: the predicate bounds what upstream must scan.
             metrics::watcher_event("retry_429");
-            let forced = scatter::plan_stable_read(&q.body, Some(&*predicate(wm)))?;
+            let forced = q.plan_stable_read(Some(&*predicate(wm)))?;
             up = send(ctx, ns, path_and_query, headers, forced.body.into_inner()).await?;
         }
         if !up.status.is_success() {
