@@ -112,10 +112,10 @@ pub async fn serve(
         threads,
         ..QueryContext::default()
     };
-    // The rare paths below (upstream judging a body the planner refuses, nearest-to-id
-    // centroids, pages) are awaited boxed: inline, their futures would make this one, and so
-    // every query's, kilobytes larger, copied whole on each move
-    // (`bench/results/2026-12-06-future-sizes.md`).
+    // The paths below that a plain query does not take (upstream judging a body the planner
+    // refuses, nearest-to-id centroids, a rewritten body that may page) are awaited boxed: one
+    // allocation when taken; inline, their futures would make this one, and so every query's,
+    // kilobytes larger, copied whole on each move (`bench/results/2026-12-06-future-sizes.md`).
     // The body is validated whole once per request: by `hide_reserved` when it runs, else by
     // `plan_query`. Every later pass (stable read, pages, shard legs) gets the plan's
     // `Validated` body, or one spliced from it, and only walks its top level.
