@@ -94,13 +94,14 @@ fn check_upstream(input: &[u8], q: &UpstreamQuery, ctx: &QueryContext) {
             );
         }
     }
+    let walked = plan_stable_read(&q.body, Some(WATERMARK));
     // The planner's note of where the root members are gives what a walk of the body gives.
     assert_eq!(
-        format!("{:?}", q.plan_stable_read(Some(WATERMARK))),
-        format!("{:?}", plan_stable_read(&q.body, Some(WATERMARK))),
+        q.plan_stable_read(Some(WATERMARK)),
+        walked,
         "the stable read with the planner's root hint differs from one without"
     );
-    let stable = match plan_stable_read(&q.body, Some(WATERMARK)) {
+    let stable = match walked {
         Ok(stable) => stable,
         // An internal error is a disagreement inside the gateway (a planned body the stable
         // read could not walk whole, say), never the caller's mistake.
