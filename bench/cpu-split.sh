@@ -40,11 +40,17 @@ load() { # ADDR DURATION OUT
   taskset -c 1 "$BIN/layer-loadgen" --scenario "$ROOT/bench/scenarios/query-passthrough.yaml" --target "http://$1" \
     --var "api_key=$KEY" --var "ns=$NS" --concurrency 64 --duration "$2" --format json --out "$3" >/dev/null 2>&1
 }
-# "name utime stime" per thread of the given processes (thread names with spaces joined by _).
-threads() { for p in "$@"; do for t in /proc/"$p"/task/*; do echo "$(tr ' ' _ <"$t/comm") $(awk '{print $14, $15}' "$t/stat")"; done; done; }
+# "name utime stime voluntary involuntary" per thread of the given processes (thread names with
+# spaces joined by _; the last two are context switches: a thread that went to sleep waiting, one
+# the scheduler took the CPU from).
+threads() {
+  for p in "$@"; do for t in /proc/"$p"/task/*; do
+    echo "$(tr ' ' _ <"$t/comm") $(awk '{print $14, $15}' "$t/stat") $(awk '/^(non)?voluntary_ctxt_switches/ {printf "%s ", $2}' "$t/status")"
+  done; done
+}
 
-echo "| proxy | thread | user µs/req | kernel µs/req |"
-echo "|---|---|---:|---:|"
+echo "| proxy | thread | user µs/req | kernel µs/req | sleeps/req | preempted/req |"
+echo "|---|---|---:|---:|---:|---:|"
 for target in gateway nginx; do
   if [[ $target == gateway ]]; then addr=$GW; pids=("$GW_PID"); else addr=$NGINX_ADDR; pids=("$NGINX_PID" "$NGINX_WORKER"); fi
   load "$addr" 3s "$TMP/warm.json"
@@ -60,12 +66,13 @@ for target in gateway nginx; do
   [[ -n ${PERF_JOB:-} ]] && { wait "$PERF_JOB"; PERF_JOB=; }
   n=$(jq '.all_responses' "$TMP/run.$target.json")
   awk -v n="$n" -v hz="$CLK_TCK" -v proxy="$target" '
-    NR == FNR { u0[$1] += $2; s0[$1] += $3; next }
-    { u1[$1] += $2; s1[$1] += $3 }
+    NR == FNR { u0[$1] += $2; s0[$1] += $3; v0[$1] += $4; i0[$1] += $5; next }
+    { u1[$1] += $2; s1[$1] += $3; v1[$1] += $4; i1[$1] += $5 }
     END {
-      for (k in u1) { du = u1[k] - u0[k]; ds = s1[k] - s0[k]; U += du; S += ds
-        if (du + ds > 0) printf "| %s | %s | %.1f | %.1f |\n", proxy, k, du / hz * 1e6 / n, ds / hz * 1e6 / n }
-      printf "| %s | **all** (%d responses) | **%.1f** | **%.1f** |\n", proxy, n, U / hz * 1e6 / n, S / hz * 1e6 / n
+      for (k in u1) { du = u1[k] - u0[k]; ds = s1[k] - s0[k]; dv = v1[k] - v0[k]; di = i1[k] - i0[k]
+        U += du; S += ds; V += dv; I += di
+        if (du + ds > 0) printf "| %s | %s | %.1f | %.1f | %.3f | %.3f |\n", proxy, k, du / hz * 1e6 / n, ds / hz * 1e6 / n, dv / n, di / n }
+      printf "| %s | **all** (%d responses) | **%.1f** | **%.1f** | **%.3f** | **%.3f** |\n", proxy, n, U / hz * 1e6 / n, S / hz * 1e6 / n, V / n, I / n
     }' "$TMP/before" "$TMP/after"
 done
 

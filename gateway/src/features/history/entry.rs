@@ -88,13 +88,79 @@ pub struct SearchEntry {
     pub tags: Vec<String>,
 }
 
+impl SearchEntry {
+    /// The entry as one JSON object (its stored line, without the newline), appended to `out`:
+    /// the JSON its `Serialize` gives, written without serde, so the summary's texts go in as
+    /// they are instead of being parsed again (a unit test and a property test compare the two).
+    pub fn write_json(&self, out: &mut String) {
+        out.push_str("{\"timestamp\":");
+        push_json_str(out, &self.timestamp);
+        out.push_str(",\"timestamp_nanos\":");
+        push_u64(out, self.timestamp_nanos);
+        out.push_str(",\"namespace\":");
+        push_json_str(out, &self.namespace);
+        if let Some(t) = &self.trace_id {
+            out.push_str(",\"trace_id\":");
+            push_json_str(out, t.as_str());
+        }
+        if let Some(q) = &self.raw_query {
+            out.push_str(",\"raw_query\":");
+            push_json_str(out, q);
+        }
+        if let Some(w) = self.stable_as_of {
+            out.push_str(",\"stable_as_of\":");
+            push_u64(out, w);
+        }
+        out.push_str(",\"query\":");
+        out.push_str(self.query.get());
+        out.push_str(",\"top_result_ids\":");
+        out.push_str(self.top_result_ids.get());
+        out.push_str(",\"tags\":[");
+        for (i, tag) in self.tags.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            push_json_str(out, tag);
+        }
+        out.push_str("]}");
+    }
+}
+
+/// `n` in decimal (`write!` costs its formatter's machinery, ~350 instructions per number).
+fn push_u64(out: &mut String, n: u64) {
+    let mut digits = [0; 20];
+    out.push_str(std::str::from_utf8(scatter::write::decimal(n, &mut digits)).unwrap_or_default());
+}
+
+/// `s` as a JSON string: copied between quotes when nothing in it needs escaping (every key the
+/// summary writes, most namespaces and ids), else through scatter's encoder.
+pub fn push_json_str(out: &mut String, s: &str) {
+    // One pass without branches (it vectorises; a short-circuiting `all` went byte by byte).
+    let plain = !s.bytes().fold(false, |bad, b| {
+        bad | (b < 0x20) | (b == b'"') | (b == b'\\')
+    });
+    if plain {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+    } else {
+        out.push_str(&scatter::page::json_str(s));
+    }
+}
+
 /// JSON text kept and written verbatim: a search entry's `query` summary (an object, built by
 /// [`super::summary`] straight from the request's members) and its `top_result_ids` (an array
 /// of strings, written from the answer's row ids). No value tree and no `String` per id is built
 /// per query or freed when the entry leaves the recent window.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct JsonText(Box<RawValue>);
+///
+/// The text is JSON by construction: the summary builder copies only values that a checking walk
+/// read whole ([`scatter::raw`] checks every value as a strict parser would) and writes every key
+/// and id through [`push_json_str`]. Debug builds (every test) check each text as it is made; the
+/// property tests in [`super::summary`] check that any body pair gives JSON. Serializing through
+/// serde (the list routes, a few entries per call) checks it again; a stored line is written by
+/// [`SearchEntry::write_json`] without a second parse.
+#[derive(Clone, Debug)]
+pub struct JsonText(Box<str>);
 
 /// A search entry's `query` summary: a JSON object's text.
 pub type QuerySummary = JsonText;
@@ -103,28 +169,33 @@ pub type QuerySummary = JsonText;
 pub type ResultIds = JsonText;
 
 impl JsonText {
-    /// `text` when it is JSON, as the summary builder always writes it; `{}` otherwise (the
-    /// check keeps a stored line parseable whatever a member's text held).
-    pub fn object(text: &str) -> Self {
-        Self::checked_or(text, "{}")
-    }
-
-    /// `text` when it is JSON, as the summary builder always writes it; `[]` otherwise.
-    pub fn array(text: &str) -> Self {
-        Self::checked_or(text, "[]")
-    }
-
-    /// Copies `text` once, into an exactly sized buffer (so boxing it does not reallocate).
-    fn checked_or(text: &str, fallback: &str) -> Self {
-        RawValue::from_string(text.to_owned()).map_or_else(
-            |_| JsonText(RawValue::from_string(fallback.to_owned()).expect("fallback is JSON")),
-            JsonText,
-        )
+    /// Text the summary builder wrote (JSON by construction, see the type), copied once into an
+    /// exactly sized buffer.
+    pub fn built(text: &str) -> Self {
+        debug_assert!(
+            serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok(),
+            "the summary builder wrote text that is not JSON: {text}"
+        );
+        JsonText(text.into())
     }
 
     /// The JSON text.
     pub fn get(&self) -> &str {
-        self.0.get()
+        &self.0
+    }
+}
+
+impl Serialize for JsonText {
+    /// As the JSON it holds (serde_json writes a raw value verbatim, `to_value` parses it).
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let raw: &RawValue = serde_json::from_str(&self.0).map_err(serde::ser::Error::custom)?;
+        raw.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for JsonText {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Box::<RawValue>::deserialize(d).map(|raw| JsonText(raw.into()))
     }
 }
 
@@ -157,6 +228,9 @@ pub trait Record: Clone + Serialize + DeserializeOwned + Send + Sync + 'static {
     fn trace_id(&self) -> Option<&str>;
     /// Tells two records with the same timestamp apart (gateways stamp independently).
     fn discriminator(&self) -> &str;
+    /// Appends the record's stored line (its JSON and a newline) to `body`; `false` (nothing
+    /// appended) when it cannot be written. `scratch` is a buffer to reuse.
+    fn write_line(&self, body: &mut Vec<u8>, scratch: &mut String) -> bool;
 }
 
 impl Record for SearchEntry {
@@ -173,6 +247,13 @@ impl Record for SearchEntry {
     fn discriminator(&self) -> &str {
         self.trace_id.as_ref().map_or("", TraceId::as_str)
     }
+    fn write_line(&self, body: &mut Vec<u8>, scratch: &mut String) -> bool {
+        scratch.clear();
+        self.write_json(scratch);
+        body.extend_from_slice(scratch.as_bytes());
+        body.push(b'\n');
+        true
+    }
 }
 
 impl Record for ClickEvent {
@@ -188,6 +269,16 @@ impl Record for ClickEvent {
     }
     fn discriminator(&self) -> &str {
         &self.doc_id
+    }
+    /// Through serde: a click is written per fetched document that carries a trace context.
+    fn write_line(&self, body: &mut Vec<u8>, _: &mut String) -> bool {
+        let len = body.len();
+        if serde_json::to_writer(&mut *body, self).is_err() {
+            body.truncate(len);
+            return false;
+        }
+        body.push(b'\n');
+        true
     }
 }
 
@@ -494,24 +585,97 @@ mod tests {
         assert!(!is_date_dir("2025_05_22"));
     }
 
-    #[test]
-    fn optional_fields_are_omitted_and_big_nanos_survive() {
-        let e = SearchEntry {
+    fn entry(
+        trace_id: Option<&str>,
+        raw_query: Option<&str>,
+        stable_as_of: Option<u64>,
+    ) -> SearchEntry {
+        SearchEntry {
             timestamp: rfc3339(1_747_900_800_000_000_001),
             timestamp_nanos: 1_747_900_800_000_000_001,
             namespace: "ns".into(),
-            trace_id: None,
-            raw_query: None,
-            stable_as_of: None,
-            query: QuerySummary::object("{}"),
-            top_result_ids: ResultIds::array(r#"["a"]"#),
+            trace_id: trace_id.map(TraceId::from),
+            raw_query: raw_query.map(str::to_string),
+            stable_as_of,
+            query: QuerySummary::built(r#"{"top_k":10,"rank_by":["v","ANN",{"dims":3}]}"#),
+            top_result_ids: ResultIds::built(r#"["a","b\"c"]"#),
             tags: vec![],
-        };
+        }
+    }
+
+    /// The stored line, written by hand, read back through serde.
+    fn written(e: &SearchEntry) -> SearchEntry {
+        let mut line = String::new();
+        e.write_json(&mut line);
+        assert!(!line.contains('\n'), "one line: {line}");
+        serde_json::from_str(&line).unwrap_or_else(|err| panic!("{err}: {line}"))
+    }
+
+    #[test]
+    fn optional_fields_are_omitted_and_big_nanos_survive() {
+        let e = entry(None, None, None);
         let text = serde_json::to_string(&e).unwrap();
-        assert!(!text.contains("trace_id") && !text.contains("raw_query"));
-        assert!(!text.contains("stable_as_of"));
-        assert!(text.contains("\"timestamp_nanos\":1747900800000000001"));
+        let mut line = String::new();
+        e.write_json(&mut line);
+        for t in [&text, &line] {
+            assert!(!t.contains("trace_id") && !t.contains("raw_query"));
+            assert!(!t.contains("stable_as_of"));
+            assert!(t.contains("\"timestamp_nanos\":1747900800000000001"));
+        }
         let back: SearchEntry = serde_json::from_str(&text).unwrap();
         assert_eq!(back, e);
+        assert_eq!(written(&e), e);
+    }
+
+    #[test]
+    fn a_written_line_is_what_serde_writes() {
+        let mut e = entry(
+            Some("4bf92f3577b34da6a3ce929d0e0e4736"),
+            Some("q=\"shoes\"\n\u{7}\\ caf\u{e9}"),
+            Some(u64::MAX),
+        );
+        e.namespace = "n\u{1}s".into();
+        e.tags = vec!["a".into(), "t\tab".into(), String::new()];
+        let mut line = String::new();
+        e.write_json(&mut line);
+        assert_eq!(line, serde_json::to_string(&e).unwrap());
+        assert_eq!(written(&e), e);
+        // An entry read back from a line another writer stored (any trace id text) as well.
+        assert_eq!(
+            written(&entry(Some("not hex"), None, Some(0))).trace_id,
+            Some(TraceId::from("not hex"))
+        );
+    }
+
+    #[test]
+    fn serializing_an_entry_through_serde_keeps_the_summary_as_json() {
+        let e = entry(None, None, None);
+        let v = serde_json::to_value(&e).unwrap();
+        assert_eq!(v["query"]["rank_by"][2]["dims"], 3);
+        assert_eq!(v["top_result_ids"], serde_json::json!(["a", "b\"c"]));
+    }
+
+    proptest::proptest! {
+        /// Any strings in the entry's text fields: the hand-written line reads back as the entry,
+        /// and is the very text serde writes.
+        #[test]
+        fn written_lines_read_back_as_the_entry(
+            ns in ".{0,12}",
+            trace in proptest::option::of(".{0,40}"),
+            raw_query in proptest::option::of(".{0,40}"),
+            stable_as_of in proptest::option::of(proptest::num::u64::ANY),
+            nanos in proptest::num::u64::ANY,
+            tags in proptest::collection::vec(".{0,10}", 0..4),
+        ) {
+            let mut e = entry(trace.as_deref(), raw_query.as_deref(), stable_as_of);
+            e.namespace = ns.as_str().into();
+            e.timestamp_nanos = nanos;
+            e.timestamp = rfc3339(nanos);
+            e.tags = tags;
+            let mut line = String::new();
+            e.write_json(&mut line);
+            proptest::prop_assert_eq!(&line, &serde_json::to_string(&e).unwrap());
+            proptest::prop_assert_eq!(written(&e), e);
+        }
     }
 }

@@ -14,7 +14,7 @@
 //! a large response costs a scan for the row ids, not a full parse.
 //! The summary is written as JSON text straight from the members' raw text (kept members are
 //! copied as the caller wrote them), with no value tree built and none to free when the entry
-//! leaves the recent window; the finished text is checked once ([`QuerySummary`]).
+//! leaves the recent window; the finished text is JSON by construction ([`QuerySummary`]).
 
 use std::cell::Cell;
 use std::fmt::Write as _;
@@ -23,7 +23,7 @@ use std::io::Read;
 use scatter::raw;
 use smallvec::SmallVec;
 
-use super::entry::{QuerySummary, ResultIds};
+use super::entry::{QuerySummary, ResultIds, push_json_str};
 
 /// Members copied verbatim (when no larger than [`MAX_VERBATIM_BYTES`]).
 const VERBATIM: &[&str] = &[
@@ -134,7 +134,7 @@ pub fn summarize(request: &[u8], response: &[u8], scratch: &mut Scratch) -> Summ
     }
     query.finish();
     Summary {
-        query: QuerySummary::object(text),
+        query: QuerySummary::built(text),
         top_result_ids: ids.finish(),
     }
 }
@@ -165,18 +165,6 @@ impl<'t> Object<'t> {
             self.text.push('{');
         }
         self.text.push('}');
-    }
-}
-
-/// `s` as a JSON string: copied between quotes when nothing in it needs escaping (every key this
-/// module writes), else through scatter's encoder.
-fn push_json_str(out: &mut String, s: &str) {
-    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
-        out.push('"');
-        out.push_str(s);
-        out.push('"');
-    } else {
-        out.push_str(&scatter::page::json_str(s));
     }
 }
 
@@ -351,7 +339,7 @@ impl<'t> Ids<'t> {
 
     fn finish(self) -> ResultIds {
         self.text.push(']');
-        ResultIds::array(self.text)
+        ResultIds::built(self.text)
     }
 }
 
@@ -648,5 +636,74 @@ mod tests {
         );
         assert_eq!(ids(&sum), ["b", "c"]);
         assert_eq!(q(&sum)["result_counts"], json!([1, 1]));
+    }
+
+    /// JSON of any shape, with the keys the summary looks for (and an escaped one) among others.
+    fn json_value() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            (-1e300f64..1e300).prop_map(Value::from),
+            ".{0,8}".prop_map(Value::from),
+            Just(json!("ANN")),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            let key = prop_oneof![
+                proptest::sample::select(vec![
+                    "rank_by",
+                    "rerank_by",
+                    "vector",
+                    "nearest_to_id",
+                    "filters",
+                    "cursor",
+                    "queries",
+                    "top_k",
+                    "include_attributes",
+                    "rows",
+                    "results",
+                    "id",
+                    "hybrid",
+                    "routing",
+                    "a\"b\\c\u{1}",
+                ])
+                .prop_map(str::to_string),
+                ".{0,6}",
+            ];
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                proptest::collection::vec((key, inner), 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// A body: JSON text, that text cut anywhere, or any bytes.
+    fn body() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        use proptest::prelude::*;
+        prop_oneof![
+            json_value().prop_map(|v| v.to_string().into_bytes()),
+            (json_value(), any::<proptest::sample::Index>()).prop_map(|(v, cut)| {
+                let mut b = v.to_string().into_bytes();
+                b.truncate(cut.index(b.len() + 1));
+                b
+            }),
+            proptest::collection::vec(any::<u8>(), 0..64),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Whatever the bodies hold, the summary is a JSON object and the served ids a JSON array
+        /// of strings: the texts go to storage unchecked ([`QuerySummary`]), so this is the check
+        /// that holds the builder to it (release builds of the tests included, where
+        /// `JsonText::built` does not check).
+        #[test]
+        fn any_bodies_give_a_json_summary(request in body(), response in body()) {
+            let sum = raw(&request, &response);
+            proptest::prop_assert!(q(&sum).is_object());
+            ids(&sum);
+        }
     }
 }

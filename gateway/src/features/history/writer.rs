@@ -33,7 +33,7 @@ use http::HeaderValue;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::entry::{
-    ClickEvent, Feed, MAX_BATCH_SPAN_NANOS, SearchEntry, object_key, rfc3339, trace_id_of,
+    ClickEvent, Feed, MAX_BATCH_SPAN_NANOS, Record, SearchEntry, object_key, rfc3339, trace_id_of,
 };
 use super::summary::{Scratch, summarize};
 use super::window::Window;
@@ -42,6 +42,12 @@ use crate::core::store::ObjectStore;
 
 /// Object writes in flight at once.
 pub const MAX_PUTS: u32 = 4;
+
+/// Bytes the first batch's body starts with.
+const FIRST_BATCH_BYTES: usize = 16 << 10;
+
+/// The most a batch's body starts with, whatever the last batch's size.
+const MAX_BATCH_START_BYTES: usize = 8 << 20;
 
 /// Pause between drains of the queue (see [`Writer::run`]); also the longest a record waits
 /// before it reaches the recent window.
@@ -149,8 +155,15 @@ pub struct Writer {
     pub flush_every: Duration,
     pub max_batch: usize,
     /// Open batches by feed ([`slot`]) and namespace: looked up by `&str`, so an append does not
-    /// allocate a key.
-    batches: [HashMap<String, Batch>; 2],
+    /// allocate a key. Hashed with foldhash: std's SipHash of the namespace cost ~200
+    /// instructions per lookup, two lookups per record; the map holds only the namespaces written
+    /// in the last flush interval, by authenticated callers.
+    batches: [HashMap<String, Batch, foldhash::quality::RandomState>; 2],
+    /// Bytes a new batch's body starts with, by feed: the last written batch's size (at least
+    /// [`FIRST_BATCH_BYTES`]), so a batch does not grow by doubling and copying every time.
+    capacity: [usize; 2],
+    /// A record's line is written here first (reused record after record).
+    line: String,
     last_nanos: u64,
     puts: Arc<Semaphore>,
     held: Arc<parking_lot::Mutex<Held>>,
@@ -176,6 +189,8 @@ impl Writer {
             flush_every: flush_every.max(Duration::from_millis(1)),
             max_batch: max_batch.max(1),
             batches: Default::default(),
+            capacity: [FIRST_BATCH_BYTES; 2],
+            line: String::new(),
             last_nanos: 0,
             puts: Arc::new(Semaphore::new(MAX_PUTS as usize)),
             held: Arc::default(),
@@ -230,8 +245,7 @@ impl Writer {
                 let entry = Arc::new(search_entry(q, nanos, &mut self.scratch));
                 // Into the window first: appending may wait for a write slot.
                 self.search.push(&entry.namespace, entry.clone());
-                self.append(Feed::SearchHistory, &entry.namespace, &*entry, nanos)
-                    .await;
+                self.append(&entry.namespace, &*entry, nanos).await;
             }
             Msg::Fetch(f) => {
                 let Some(trace_id) = trace_id_of(f.traceparent.as_bytes()) else {
@@ -251,7 +265,7 @@ impl Writer {
                         served_from: f.served_from.into(),
                     });
                     self.clicks.push(&f.ns, event.clone());
-                    self.append(Feed::Clickstream, &f.ns, &*event, nanos).await;
+                    self.append(&f.ns, &*event, nanos).await;
                 }
             }
             Msg::Sync(done) => {
@@ -272,27 +286,28 @@ impl Writer {
         n
     }
 
-    async fn append<T: serde::Serialize>(&mut self, feed: Feed, ns: &str, record: &T, nanos: u64) {
+    async fn append<T: Record>(&mut self, ns: &str, record: &T, nanos: u64) {
+        let feed = T::FEED;
         if let Some(b) = self.batches[slot(feed)].get(ns)
             && nanos.saturating_sub(b.oldest) > MAX_BATCH_SPAN_NANOS
         {
             self.flush((feed, ns.to_string())).await;
         }
+        let capacity = self.capacity[slot(feed)];
         let batches = &mut self.batches[slot(feed)];
         let batch = match batches.get_mut(ns) {
             Some(b) => b,
             None => batches.entry(ns.to_string()).or_insert_with(|| Batch {
-                body: Vec::with_capacity(16 << 10),
+                body: Vec::with_capacity(capacity),
                 count: 0,
                 oldest: nanos,
                 newest: nanos,
                 opened: Instant::now(),
             }),
         };
-        if serde_json::to_writer(&mut batch.body, record).is_err() {
+        if !record.write_line(&mut batch.body, &mut self.line) {
             return;
         }
-        batch.body.push(b'\n');
         batch.count += 1;
         batch.newest = nanos;
         if batch.count >= self.max_batch {
@@ -337,6 +352,10 @@ impl Writer {
         let Some(batch) = self.batches[slot(feed)].remove(&ns) else {
             return;
         };
+        self.capacity[slot(feed)] = batch
+            .body
+            .len()
+            .clamp(FIRST_BATCH_BYTES, MAX_BATCH_START_BYTES);
         self.put(Closed {
             feed,
             ns,
