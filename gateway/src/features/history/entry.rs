@@ -169,13 +169,22 @@ pub type QuerySummary = JsonText;
 pub type ResultIds = JsonText;
 
 impl JsonText {
-    /// Text the summary builder wrote (JSON by construction, see the type), copied once into an
-    /// exactly sized buffer.
-    pub fn built(text: &str) -> Self {
+    /// Text the summary builder wrote (JSON by construction, see the type; not checked in a
+    /// release build), copied once into an exactly sized buffer. Line breaks become spaces: a
+    /// member copied as the caller wrote it may be spread over lines (JSON allows a line break
+    /// only between tokens, never raw inside a string), and a stored record must be one line.
+    pub(super) fn built(text: &str) -> Self {
         debug_assert!(
             serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok(),
             "the summary builder wrote text that is not JSON: {text}"
         );
+        // One pass without branches (it vectorises); the copy is made only when needed.
+        let broken = text
+            .bytes()
+            .fold(false, |any, b| any | (b == b'\n') | (b == b'\r'));
+        if broken {
+            return JsonText(text.replace(['\n', '\r'], " ").into_boxed_str());
+        }
         JsonText(text.into())
     }
 
@@ -648,6 +657,21 @@ mod tests {
     }
 
     #[test]
+    fn line_breaks_between_tokens_become_spaces() {
+        let text = "{\"filters\":[\"t\",\n \"Eq\",\r\n\"a\\nb\"]}";
+        let q = QuerySummary::built(text);
+        assert_eq!(q.get(), "{\"filters\":[\"t\",  \"Eq\",  \"a\\nb\"]}");
+        let (a, b): (serde_json::Value, serde_json::Value) = (
+            serde_json::from_str(text).unwrap(),
+            serde_json::from_str(q.get()).unwrap(),
+        );
+        assert_eq!(a, b);
+        let mut e = entry(None, None, None);
+        e.query = q;
+        assert_eq!(written(&e), e);
+    }
+
+    #[test]
     fn serializing_an_entry_through_serde_keeps_the_summary_as_json() {
         let e = entry(None, None, None);
         let v = serde_json::to_value(&e).unwrap();
@@ -666,8 +690,15 @@ mod tests {
             stable_as_of in proptest::option::of(proptest::num::u64::ANY),
             nanos in proptest::num::u64::ANY,
             tags in proptest::collection::vec(".{0,10}", 0..4),
+            texts in proptest::sample::select(vec![
+                ("{}", "[]"),
+                (r#"{"top_k":10,"rank_by":["v","ANN",{"dims":3}]}"#, r#"["a","b\"c"]"#),
+                ("{\"filters\":[\"t\",\n \"Eq\",\r\n\"a\\nb\"]}", r#"["\u00e9\t"]"#),
+            ]),
         ) {
             let mut e = entry(trace.as_deref(), raw_query.as_deref(), stable_as_of);
+            e.query = QuerySummary::built(texts.0);
+            e.top_result_ids = ResultIds::built(texts.1);
             e.namespace = ns.as_str().into();
             e.timestamp_nanos = nanos;
             e.timestamp = rfc3339(nanos);

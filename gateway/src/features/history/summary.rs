@@ -685,6 +685,15 @@ mod tests {
         use proptest::prelude::*;
         prop_oneof![
             json_value().prop_map(|v| v.to_string().into_bytes()),
+            // Members past the verbatim limit (recorded by size) and echo blocks.
+            (json_value(), 4000..4200usize).prop_map(|(v, n)| {
+                let big = "x".repeat(n);
+                json!({"filters": ["a", "Eq", big], "hybrid": [big], "routing": v, "rows": [{"id": "a"}]})
+                    .to_string()
+                    .into_bytes()
+            }),
+            // Members spread over lines, copied as written.
+            json_value().prop_map(|v| serde_json::to_string_pretty(&v).unwrap().replace('\n', "\r\n").into_bytes()),
             (json_value(), any::<proptest::sample::Index>()).prop_map(|(v, cut)| {
                 let mut b = v.to_string().into_bytes();
                 b.truncate(cut.index(b.len() + 1));
@@ -696,14 +705,18 @@ mod tests {
 
     proptest::proptest! {
         /// Whatever the bodies hold, the summary is a JSON object and the served ids a JSON array
-        /// of strings: the texts go to storage unchecked ([`QuerySummary`]), so this is the check
-        /// that holds the builder to it (release builds of the tests included, where
-        /// `JsonText::built` does not check).
+        /// of strings, each on one line: the texts go to storage unchecked ([`QuerySummary`]), so
+        /// this is the check that holds the builder to it (also in a release build of the tests,
+        /// where `JsonText::built` does not check).
         #[test]
         fn any_bodies_give_a_json_summary(request in body(), response in body()) {
             let sum = raw(&request, &response);
             proptest::prop_assert!(q(&sum).is_object());
             ids(&sum);
+            // On one line: a stored record is one line.
+            for text in [sum.query.get(), sum.top_result_ids.get()] {
+                proptest::prop_assert!(!text.contains(['\n', '\r']), "{}", text);
+            }
         }
     }
 }

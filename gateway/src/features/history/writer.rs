@@ -46,7 +46,7 @@ pub const MAX_PUTS: u32 = 4;
 /// Bytes the first batch's body starts with.
 const FIRST_BATCH_BYTES: usize = 16 << 10;
 
-/// The most a batch's body starts with, whatever the last batch's size.
+/// The most a batch's body starts with, whatever its namespace's last full batch's size.
 const MAX_BATCH_START_BYTES: usize = 8 << 20;
 
 /// Pause between drains of the queue (see [`Writer::run`]); also the longest a record waits
@@ -159,9 +159,11 @@ pub struct Writer {
     /// instructions per lookup, two lookups per record; the map holds only the namespaces written
     /// in the last flush interval, by authenticated callers.
     batches: [HashMap<String, Batch, foldhash::quality::RandomState>; 2],
-    /// Bytes a new batch's body starts with, by feed: the last written batch's size (at least
-    /// [`FIRST_BATCH_BYTES`]), so a batch does not grow by doubling and copying every time.
-    capacity: [usize; 2],
+    /// By feed, the namespace whose batch was last written because it was full, and that
+    /// batch's size: that namespace's next batch starts at it, so a busy namespace's batch does
+    /// not grow by doubling and copying every time. One namespace per feed: every other batch
+    /// starts at [`FIRST_BATCH_BYTES`], so what is reserved does not grow with the namespaces.
+    full: [(String, usize); 2],
     /// A record's line is written here first (reused record after record).
     line: String,
     last_nanos: u64,
@@ -189,7 +191,7 @@ impl Writer {
             flush_every: flush_every.max(Duration::from_millis(1)),
             max_batch: max_batch.max(1),
             batches: Default::default(),
-            capacity: [FIRST_BATCH_BYTES; 2],
+            full: Default::default(),
             line: String::new(),
             last_nanos: 0,
             puts: Arc::new(Semaphore::new(MAX_PUTS as usize)),
@@ -293,7 +295,10 @@ impl Writer {
         {
             self.flush((feed, ns.to_string())).await;
         }
-        let capacity = self.capacity[slot(feed)];
+        let capacity = match &self.full[slot(feed)] {
+            (full_ns, len) if full_ns == ns => *len,
+            _ => FIRST_BATCH_BYTES,
+        };
         let batches = &mut self.batches[slot(feed)];
         let batch = match batches.get_mut(ns) {
             Some(b) => b,
@@ -311,6 +316,15 @@ impl Writer {
         batch.count += 1;
         batch.newest = nanos;
         if batch.count >= self.max_batch {
+            let len = batch
+                .body
+                .len()
+                .clamp(FIRST_BATCH_BYTES, MAX_BATCH_START_BYTES);
+            let full = &mut self.full[slot(feed)];
+            if full.0 != ns {
+                full.0 = ns.to_string();
+            }
+            full.1 = len;
             self.flush((feed, ns.to_string())).await;
         }
     }
@@ -352,10 +366,6 @@ impl Writer {
         let Some(batch) = self.batches[slot(feed)].remove(&ns) else {
             return;
         };
-        self.capacity[slot(feed)] = batch
-            .body
-            .len()
-            .clamp(FIRST_BATCH_BYTES, MAX_BATCH_START_BYTES);
         self.put(Closed {
             feed,
             ns,
@@ -544,6 +554,41 @@ mod tests {
             out.push((o.key, lines));
         }
         (out, search.len())
+    }
+
+    #[tokio::test]
+    async fn only_the_namespace_whose_batch_filled_starts_its_next_one_at_that_size() {
+        let store =
+            ObjectStore::from_inner(Arc::new(object_store::memory::InMemory::new()), "memory");
+        let mut w = Writer::new(
+            store,
+            Arc::new(Window::new(100)),
+            Arc::new(Window::new(100)),
+            Arc::new(AtomicUsize::new(0)),
+            Duration::from_secs(600),
+            3,
+        );
+        // ~10 KB of served ids per entry: a full batch of 3 is past the first batch's size.
+        let rows: Vec<String> = (0..100)
+            .map(|i| format!(r#"{{"id":"{i:0>96}"}}"#))
+            .collect();
+        let big = |nanos: u64, ns: &str| {
+            let Msg::Query(mut q) = query(nanos, "x") else {
+                unreachable!()
+            };
+            q.ns = ns.into();
+            q.response = Bytes::from(format!(r#"{{"rows":[{}]}}"#, rows.join(",")));
+            Msg::Query(q)
+        };
+        for n in 0..3 {
+            w.handle(big(T + n, "ns")).await;
+        }
+        assert!(w.batches[0].is_empty(), "the full batch was written");
+        w.handle(big(T + 3, "ns")).await;
+        w.handle(big(T + 4, "other")).await;
+        let start = |ns: &str| w.batches[0][ns].body.capacity();
+        assert!(start("ns") >= 30_000, "{}", start("ns"));
+        assert!(start("other") < 30_000, "{}", start("other"));
     }
 
     #[tokio::test]
