@@ -58,13 +58,23 @@ fn batches_fill_objects_and_survive_a_restart() {
         let ns = "restart";
         seed(&stack, ns);
         let mut traces = Vec::new();
+        let filters = json!(["title", "In", ["alpha", "beta", "gamma"]]);
+        let body = json!({"vector": [1.0, 0.0], "top_k": 1, "filters": filters});
         for i in 0..12 {
-            let r = query(
-                &stack,
-                ns,
-                &json!({"vector": [1.0, 0.0], "top_k": 1}),
+            // Every other body spread over lines, as a hand-written one may be: its `filters`
+            // go into the entry as written, and a stored entry must still be one line.
+            let text = if i % 2 == 1 {
+                serde_json::to_string_pretty(&body).unwrap()
+            } else {
+                body.to_string()
+            };
+            let r = stack.gw_with(
+                Method::POST,
+                &format!("/v2/namespaces/{ns}/query"),
                 &[("x-hevlayer-tags", &format!("i:{i}"))],
+                text,
             );
+            assert_eq!(r.status, 200, "{}", r.text());
             traces.push(trace_of(&r));
         }
         let store = backend.open();
@@ -102,6 +112,7 @@ fn batches_fill_objects_and_survive_a_restart() {
             listed, expected,
             "every entry, newest first, after the restart"
         );
+        assert!(all.iter().all(|e| e["query"]["filters"] == filters));
         for (key, _) in &stored {
             // search-history/{ns}/{YYYY-MM-DD}/{timestamp_nanos}.jsonl, named by its newest entry.
             let parts: Vec<&str> = key.split('/').collect();
