@@ -14,7 +14,7 @@ use super::ShardCtx;
 use super::auth::{Denied, Principal, Surface};
 use super::config::Scope;
 use super::error::GatewayError;
-use super::http::ensure_traceparent;
+use super::http::{TRACEPARENT, ensure_traceparent};
 
 /// What one namespace's Layer query answered: the finished (upstream-shaped, uncompressed) body
 /// and the stable cut it was served at.
@@ -159,8 +159,8 @@ pub fn leg_headers(from: &HeaderMap) -> HeaderMap {
     if let Some(a) = from.get(header::AUTHORIZATION) {
         h.insert(header::AUTHORIZATION, a.clone());
     }
-    if let Some(t) = from.get("traceparent") {
-        h.insert("traceparent", t.clone());
+    if let Some(t) = from.get(TRACEPARENT) {
+        h.insert(TRACEPARENT, t.clone());
     }
     ensure_traceparent(&mut h);
     h.insert(

@@ -117,7 +117,7 @@ fn filter_tags(joined: &str) -> Result<Vec<String>, GatewayError> {
         )
     })?;
     let mut headers = HeaderMap::new();
-    headers.insert("x-hevlayer-tags", value);
+    headers.insert(crate::core::record::TAGS, value);
     Ok(crate::core::record::search_context(&headers)?.tags)
 }
 
