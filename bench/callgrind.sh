@@ -9,7 +9,11 @@
 # the release build of this tree) is started in turn under callgrind with one shard against one
 # emulator seeded with 10,000 rows, warmed, zeroed, then driven by layer-loadgen for DURATION
 # (20s) at CONCURRENCY (16). Prints instructions per request for each binary (kernel time is not
-# counted). KEEP_DUMPS=DIR copies each build's dump there (read it with
+# counted). UPDATING=1 profiles P1's case, a namespace kept updating (as `bench/compare.sh` sets it
+# up): each build first writes a row and waits until it holds a watermark, then the emulator's
+# indexer is paused for the namespace and one more row is written through the build, so every
+# measured query carries the spliced stable-read predicate (checked in the emulator's request
+# log). KEEP_DUMPS=DIR copies each build's dump there (read it with
 # `callgrind_annotate --inclusive=yes FILE`), with the measured request count beside it
 # (`.requests`); bench/profile.sh turns both into instructions per request by area. Everything
 # stays on 127.0.0.1 and is killed on exit.
@@ -35,6 +39,40 @@ for ((s = 0; s < 10000; s += 1000)); do
     | curl -sf "${auth[@]}" --data-binary @- "http://$EMU/v2/namespaces/$NS" >/dev/null
 done
 
+# UPDATING=1: makes the gateway at $1 splice its stable-read predicate into every query of $NS
+# (build number $2 picks the rows it writes). Callgrind slows the gateway ~50x: the waits are long.
+keep_updating() {
+  local gw=$1 id=$((10000 + 2 * $2)) vec q
+  vec=$(seq -s, 1 16 | sed 's/[0-9]\+/0.5/g')
+  q='{"filters":["id","Eq",1],"rank_by":["id","asc"],"top_k":1,"include_attributes":["id"]}'
+  indexer() { curl -sf "${auth[@]}" --data-binary "{\"namespace\":\"$NS\",\"paused\":$1}" "http://$EMU/_emu/indexer" >/dev/null; }
+  indexer false || { log "resuming the emulator's indexer failed"; exit 1; }
+  curl -sf "${auth[@]}" --data-binary "{\"upsert_rows\":[{\"id\":$id,\"vector\":[$vec]}]}" "http://$gw/v2/namespaces/$NS" >/dev/null \
+    || { log "the stamped write through $gw failed"; exit 1; }
+  local held=no
+  for _ in $(seq 300); do
+    if curl -sf -D - -o /dev/null "${auth[@]}" --data-binary "$q" "http://$gw/v2/namespaces/$NS/query" | grep -qi '^x-layer-stable-as-of'; then
+      held=yes
+      break
+    fi
+    sleep 0.2
+  done
+  [[ $held == yes ]] || { log "gateway $gw never held a watermark"; exit 1; }
+  indexer true || { log "pausing the emulator's indexer failed"; exit 1; }
+  curl -sf "${auth[@]}" --data-binary "{\"upsert_rows\":[{\"id\":$((id + 1)),\"vector\":[$vec]}]}" "http://$gw/v2/namespaces/$NS" >/dev/null \
+    || { log "the unindexed write through $gw failed"; exit 1; }
+  for _ in $(seq 300); do
+    curl -sf -X DELETE -H "Authorization: Bearer $KEY" "http://$EMU/_emu/requests" >/dev/null
+    curl -sf -o /dev/null "${auth[@]}" --data-binary "$q" "http://$gw/v2/namespaces/$NS/query" || true
+    if curl -sf -H "Authorization: Bearer $KEY" "http://$EMU/_emu/requests?limit=20" | grep -q '_hevlayer_upserted_at'; then
+      return 0
+    fi
+    sleep 0.2
+  done
+  log "UPDATING=1 but the queries through $gw carry no stable-read predicate"
+  exit 1
+}
+
 for i in "${!BINS[@]}"; do
   out=$TMP/callgrind.$i.out
   # Callgrind runs the gateway ~50x slower: the start-up wait is longer than `start` allows.
@@ -46,6 +84,7 @@ for i in "${!BINS[@]}"; do
   for _ in $(seq 600); do grep -q "listening on" "$TMP/gw.$i.log" 2>/dev/null && break; sleep 0.1; done
   GW=$(sed -n 's/.*listening on http:\/\/\([^ ]*\).*/\1/p' "$TMP/gw.$i.log" | head -1)
   [[ -n $GW ]] || { log "gateway ${BINS[$i]} did not start: $(tail -3 "$TMP/gw.$i.err")"; exit 1; }
+  [[ ${UPDATING:-0} != 1 ]] || keep_updating "$GW" "$i"
   taskset -c 1 "$BIN/layer-loadgen" --scenario "$ROOT/bench/scenarios/$SCENARIO.yaml" --target "http://$GW" \
     --var "api_key=$KEY" --var "ns=$NS" --concurrency "$CONCURRENCY" --duration 3s --format json --out "$TMP/warm.json" >/dev/null 2>&1
   callgrind_control -z "$pid" >/dev/null

@@ -27,8 +27,14 @@ const DEPTH_WORDS: usize = MAX_DEPTH.div_ceil(64);
 /// object's end or at the first member that does not read whole; yields nothing when `text` is
 /// not an object.
 pub fn members(text: &str) -> Members<'_> {
+    members_within(text, MAX_DEPTH)
+}
+
+/// [`members`], each value nesting at most `max_depth` containers deep (a deeper one ends the
+/// walk); [`MAX_DEPTH`] is the most a walk allows.
+pub fn members_within(text: &str, max_depth: usize) -> Members<'_> {
     Members {
-        walk: Walk::open(text, b'{'),
+        walk: Walk::open(text, b'{', max_depth.min(MAX_DEPTH)),
     }
 }
 
@@ -36,7 +42,7 @@ pub fn members(text: &str) -> Members<'_> {
 /// or at the first item that does not read whole; yields nothing when `text` is not an array.
 pub fn items(text: &str) -> Items<'_> {
     Items {
-        walk: Walk::open(text, b'['),
+        walk: Walk::open(text, b'[', MAX_DEPTH),
     }
 }
 
@@ -62,6 +68,11 @@ impl Members<'_> {
     /// walk stopped early by its caller has not.)
     pub fn ended_whole(&self) -> bool {
         self.walk.whole
+    }
+
+    /// Just past the object's closing `}`, once the walk [ended whole](Self::ended_whole).
+    pub fn end(&self) -> Option<usize> {
+        self.walk.whole.then_some(self.walk.end)
     }
 }
 
@@ -151,7 +162,7 @@ struct Walk<'a> {
 }
 
 impl<'a> Walk<'a> {
-    fn open(text: &'a str, open: u8) -> Self {
+    fn open(text: &'a str, open: u8, depth: usize) -> Self {
         let b = text.as_bytes();
         let start = skip_ws(b, 0);
         Walk {
@@ -160,7 +171,7 @@ impl<'a> Walk<'a> {
             first: true,
             whole: false,
             end: 0,
-            depth: MAX_DEPTH,
+            depth,
         }
     }
 
@@ -252,8 +263,12 @@ impl<'a> Walk<'a> {
 
 /// The index of the first non-whitespace byte at or after `i` (JSON whitespace only).
 #[inline]
-fn skip_ws(b: &[u8], i: usize) -> usize {
-    crate::validate::skip_ws(b, i)
+pub(crate) fn skip_ws(b: &[u8], i: usize) -> usize {
+    let mut i = i;
+    while let Some(b' ' | b'\t' | b'\n' | b'\r') = b.get(i) {
+        i += 1;
+    }
+    i
 }
 
 /// The end of the JSON value starting at `b[i]`, checked whole and nesting at most `max_depth`

@@ -20,18 +20,28 @@
 //! `parse_top` returns the validated top-level entries so the rewriters don't parse twice. Keys
 //! are borrowed from the body unless they hold an escape ([`members`]; sonic-rs's lazy object
 //! iterator would copy every key into a `String`).
+//!
+//! Rules 2 and 4 are checked in one pass for most bodies: a body that is valid UTF-8, holds no
+//! backslash and is one object followed only by whitespace is read by [`crate::raw`]'s strict
+//! walk with the depth limit built in, and its members handed out as sonic-rs values over the
+//! same text, with no parser set-up. Any body that walk does not read whole takes the path above
+//! (the depth scan, then sonic-rs), so the walk decides nothing on its own: it accepts only what
+//! that path accepts, with the same members (`the_walk_accepts_what_sonic_rs_accepts`), and
+//! every error comes from that path.
 
 use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fmt;
 
 use serde::Deserialize;
+use serde::de::value::BorrowedStrDeserializer;
 use serde::de::{Deserializer, MapAccess, Visitor};
 use smallvec::SmallVec;
 use sonic_rs::{LazyValue, to_object_iter};
 
+pub(crate) use crate::raw::skip_ws;
 use crate::splice::span_of;
-use crate::{Limits, RewriteError};
+use crate::{Limits, RewriteError, raw};
 
 /// One validated top-level member: unescaped key and its lazily parsed value.
 pub type Entry<'a> = (Cow<'a, str>, LazyValue<'a>);
@@ -50,13 +60,18 @@ pub fn validate(body: &[u8], limits: &Limits) -> Result<(), RewriteError> {
     parse_top(body, limits).map(|_| ())
 }
 
-/// An object's members in document order, keys lent from the text where possible. sonic-rs's
-/// lazy object iterator copies every key into a `String`; its serde deserializer reads the same
-/// grammar with the same strict value skip and lends unescaped keys. That path is taken when the
-/// text is valid UTF-8 and holds no backslash at all: its lazy values are then always borrowed
-/// (an escaped value would come back as an owned copy, which span-based splicing cannot use),
-/// and its `as_str` of a value never sees invalid UTF-8. Any other text goes through the lazy
-/// iterator. Stops after the object's closing `}` (the caller checks what follows).
+/// An object's members in document order, keys lent from the text where possible. Stops after
+/// the object's closing `}` (the caller checks what follows).
+///
+/// Text that is valid UTF-8 and holds no backslash is read by [`crate::raw`]'s walk, which checks
+/// every value as strictly as sonic-rs's validating skip and costs no parser set-up (a few
+/// hundred instructions a member less on a small query). Its members come back as sonic-rs
+/// values over the same text (see [`lazy`]). Anything the walk does not read whole (an error,
+/// nesting past [`crate::raw::MAX_DEPTH`]) is read again by sonic-rs, so what is accepted and the
+/// errors are sonic-rs's: its serde deserializer for backslash-free UTF-8 (it lends keys, where
+/// its lazy object iterator copies each into a `String`), the lazy iterator for any other text
+/// (an escaped value must come back borrowed for span-based splicing, and `as_str` of a value
+/// must never see invalid UTF-8).
 pub fn members(text: &[u8]) -> Result<Entries<'_>, sonic_rs::Error> {
     let mut out = Entries::new();
     members_into(text, &mut out)?;
@@ -66,6 +81,15 @@ pub fn members(text: &[u8]) -> Result<Entries<'_>, sonic_rs::Error> {
 /// [`members`] into `out`, filled in place: the members held inline are not copied through
 /// the deserializer's return values.
 fn members_into<'a>(text: &'a [u8], out: &mut Entries<'a>) -> Result<(), sonic_rs::Error> {
+    if walk_members(text, raw::MAX_DEPTH, out).is_some() {
+        return Ok(());
+    }
+    out.clear();
+    sonic_members_into(text, out)
+}
+
+/// [`members_into`] by sonic-rs alone (also what the walk is tested against).
+fn sonic_members_into<'a>(text: &'a [u8], out: &mut Entries<'a>) -> Result<(), sonic_rs::Error> {
     match std::str::from_utf8(text) {
         Ok(s) if !text.contains(&b'\\') => {
             let mut de = sonic_rs::Deserializer::from_str(s);
@@ -78,6 +102,34 @@ fn members_into<'a>(text: &'a [u8], out: &mut Entries<'a>) -> Result<(), sonic_r
             Ok(())
         }
     }
+}
+
+/// The members of the object `text` by [`crate::raw`]'s walk, pushed onto `out`, when `text` is
+/// valid UTF-8, holds no backslash and reads whole with every value nesting at most
+/// `max_depth` containers deep: then where the object ends (just past its `}`). `None` otherwise,
+/// with `out` holding what was read before the walk ended (the caller clears it).
+fn walk_members<'a>(text: &'a [u8], max_depth: usize, out: &mut Entries<'a>) -> Option<usize> {
+    if text.contains(&b'\\') {
+        return None;
+    }
+    let text = std::str::from_utf8(text).ok()?;
+    let mut walk = raw::members_within(text, max_depth);
+    for (key, value) in walk.by_ref() {
+        out.push((key, lazy(value)?));
+    }
+    walk.end()
+}
+
+/// A sonic-rs value over `text`, one JSON value without a backslash that a strict walk read
+/// whole, made without parsing it again. sonic-rs's own deserializer makes its values this way:
+/// it hands a value's text, as written, to the value's visitor as a borrowed `str`, which the
+/// visitor takes as text holding no escape (text with an escape is handed over as an owned
+/// `str`). `lazy_values_are_sonic_rs_values` checks that the two agree.
+fn lazy(text: &str) -> Option<LazyValue<'_>> {
+    LazyValue::deserialize(BorrowedStrDeserializer::<serde::de::value::Error>::new(
+        text,
+    ))
+    .ok()
 }
 
 /// Pushes an object's members onto the entries it holds.
@@ -134,10 +186,42 @@ pub fn parse_top<'a>(body: &'a [u8], limits: &Limits) -> Result<Entries<'a>, Rew
         });
     }
     let open = object_start(body)?;
-    check_depth(body, limits.effective_max_depth())?;
+    let entries = read_top(body, limits.effective_max_depth())?;
+    check_top(body, open, entries)
+}
 
+/// The top-level members of `body`, an object nesting at most `max` deep (rules 2 and 4). One
+/// walk checks what the depth scan and sonic-rs check, for a body that is one object (itself
+/// one level of nesting) with only whitespace after it; any other body is read by
+/// [`sonic_read_top`], for the same members or the same error.
+fn read_top(body: &[u8], max: usize) -> Result<Entries<'_>, RewriteError> {
     let mut entries = Entries::new();
-    members_into(body, &mut entries).map_err(|e| json_error(&e, false))?;
+    let walked = max
+        .checked_sub(1)
+        .and_then(|inner| walk_members(body, inner, &mut entries))
+        .is_some_and(|end| skip_ws(body, end) == body.len());
+    if walked {
+        Ok(entries)
+    } else {
+        sonic_read_top(body, max)
+    }
+}
+
+/// [`read_top`] by the depth scan and sonic-rs alone.
+fn sonic_read_top(body: &[u8], max: usize) -> Result<Entries<'_>, RewriteError> {
+    check_depth(body, max)?;
+    let mut entries = Entries::new();
+    sonic_members_into(body, &mut entries).map_err(|e| json_error(&e, false))?;
+    Ok(entries)
+}
+
+/// The rest of [`parse_top`] (rules 4 and 5) over the members read from `body`, whose object
+/// opens at `open`.
+fn check_top<'a>(
+    body: &'a [u8],
+    open: usize,
+    entries: Entries<'a>,
+) -> Result<Entries<'a>, RewriteError> {
     let mut repeats = Repeats::new(entries.len());
     for (i, (key, value)) in entries.iter().enumerate() {
         if repeats.at(&entries, i) {
@@ -188,15 +272,6 @@ fn object_start(body: &[u8]) -> Result<usize, RewriteError> {
         }),
         Some(_) => Err(RewriteError::NotAnObject),
     }
-}
-
-/// Index of the first non-whitespace byte at or after `from` (JSON whitespace only).
-pub(crate) fn skip_ws(body: &[u8], from: usize) -> usize {
-    let mut i = from;
-    while let Some(b' ' | b'\t' | b'\n' | b'\r') = body.get(i) {
-        i += 1;
-    }
-    i
 }
 
 /// Rejects bodies whose arrays/objects nest deeper than `max`, and strings with an invalid
@@ -401,277 +476,5 @@ pub(crate) fn json_error(e: &sonic_rs::Error, nested: bool) -> RewriteError {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn check(body: &str) -> Result<(), RewriteError> {
-        validate(body.as_bytes(), &Limits::default())
-    }
-
-    #[test]
-    fn accepts_ordinary_bodies() {
-        for body in [
-            "{}",
-            " \n{ } \r\n\t",
-            r#"{"a":1,"b":[1,2,{"c":"d"}],"e":{"f":{"g":null}}}"#,
-            r#"{"id":18446744073709551615,"v":"zczMPc3MTD6amZk+","s":"\"}{]["}"#,
-            r#"{"a":{"x":1},"b":{"x":2}}"#,
-            r#"{"a":[{"x":1},{"x":1}]}"#,
-        ] {
-            assert_eq!(check(body), Ok(()), "{body}");
-        }
-    }
-
-    #[test]
-    fn rejects_duplicate_keys_at_any_depth() {
-        let cases = [
-            (
-                r#"{"filters":1,"filters":2}"#,
-                "filters",
-                "the top-level object",
-            ),
-            (
-                r#"{"filters":1,"filt\u0065rs":2}"#,
-                "filters",
-                "the top-level object",
-            ),
-            (r#"{"a":{"b":{"c":1,"c":2}}}"#, "c", "a.b"),
-            (
-                r#"{"upsert_rows":[{"id":1},{"id":2,"x":1,"x":2}]}"#,
-                "x",
-                "upsert_rows[1]",
-            ),
-            (r#"{"q":[[{"k":1,"k":1}]]}"#, "k", "q[0][0]"),
-        ];
-        for (body, key, path) in cases {
-            assert_eq!(
-                check(body),
-                Err(RewriteError::DuplicateKey {
-                    key: key.into(),
-                    path: path.into()
-                }),
-                "{body}"
-            );
-        }
-    }
-
-    #[test]
-    fn duplicate_detection_survives_large_objects() {
-        let mut body = String::from("{");
-        for i in 0..40 {
-            body.push_str(&format!("\"k{i}\":{i},"));
-        }
-        body.push_str("\"k3\":0}");
-        assert!(matches!(
-            check(&body),
-            Err(RewriteError::DuplicateKey { .. })
-        ));
-        // The same object nested: the walk below the top level uses the same check.
-        let nested = format!("{{\"a\":1,\"outer\":{body}}}");
-        match check(&nested) {
-            Err(RewriteError::DuplicateKey { key, path }) => {
-                assert_eq!(key, "k3");
-                assert!(path.contains("outer"), "{path}");
-            }
-            other => panic!("{other:?}"),
-        }
-        let distinct = body.replace("\"k3\":0}", "\"k40\":0}");
-        assert_eq!(check(&format!("{{\"outer\":{distinct}}}")), Ok(()));
-    }
-
-    #[test]
-    fn rejects_non_objects_and_garbage() {
-        assert_eq!(check("[1,2]"), Err(RewriteError::NotAnObject));
-        assert_eq!(check("\"x\""), Err(RewriteError::NotAnObject));
-        assert_eq!(check("\u{feff}{}"), Err(RewriteError::NotAnObject));
-        assert!(matches!(check(""), Err(RewriteError::InvalidJson { .. })));
-        assert!(matches!(check("  "), Err(RewriteError::InvalidJson { .. })));
-        for body in [
-            "{} x",
-            "{}}",
-            r#"{"a":1}{"a":2}"#,
-            r#"{"a":1"#,
-            r#"{"a":01}"#,
-            r#"{"a":[1,]}"#,
-            "{\"a\":\"\x01\"}",
-            r#"{"a":"\q"}"#,
-            r#"{"a":{"\ud800":1}}"#,
-            // Found by the `plan_query` fuzz target: sonic-rs alone takes `\u0"0e` as an escape.
-            r#"{"a":"x\u0"0e"}"#,
-            r#"{"a":["\u00zz"]}"#,
-            r#"{"a":"\u12"}"#,
-            r#"{"a\x":1}"#,
-            "{\"a\":1} \u{0}",
-        ] {
-            assert!(
-                matches!(check(body), Err(RewriteError::InvalidJson { .. })),
-                "{body}"
-            );
-        }
-        let bad_utf8 = b"{\"a\":\"\xff\"}";
-        assert!(matches!(
-            validate(bad_utf8, &Limits::default()),
-            Err(RewriteError::InvalidJson { .. })
-        ));
-    }
-
-    #[test]
-    fn error_message_is_one_line() {
-        let Err(RewriteError::InvalidJson { message }) = check(r#"{"a":tru}"#) else {
-            panic!("expected invalid json");
-        };
-        assert!(!message.contains('\n'), "{message}");
-        assert!(message.contains("line 1"), "{message}");
-    }
-
-    #[test]
-    fn depth_limit() {
-        let limits = Limits {
-            max_depth: 3,
-            ..Limits::default()
-        };
-        assert_eq!(validate(br#"{"a":[[1]]}"#, &limits), Ok(()));
-        assert_eq!(
-            validate(br#"{"a":[[[1]]]}"#, &limits),
-            Err(RewriteError::TooDeep { max: 3 })
-        );
-        // Brackets inside strings do not count.
-        assert_eq!(validate(br#"{"a":"[[[[[[\"[[["}"#, &limits), Ok(()));
-    }
-
-    #[test]
-    fn depth_bomb_is_rejected_without_recursing() {
-        let mut bomb = b"{\"a\":".to_vec();
-        bomb.extend(std::iter::repeat_n(b'[', 1_000_000));
-        assert_eq!(
-            validate(&bomb, &Limits::default()),
-            Err(RewriteError::TooDeep { max: 64 })
-        );
-        let limits = Limits {
-            max_depth: usize::MAX,
-            ..Limits::default()
-        };
-        assert_eq!(
-            validate(&bomb, &limits),
-            Err(RewriteError::TooDeep {
-                max: crate::MAX_DEPTH_CEILING
-            })
-        );
-    }
-
-    #[test]
-    fn oversize() {
-        let limits = Limits {
-            max_body_bytes: 7,
-            ..Limits::default()
-        };
-        assert_eq!(validate(b"{\"a\":1}", &limits), Ok(()));
-        assert_eq!(
-            validate(b"{\"ab\":1}", &limits),
-            Err(RewriteError::Oversize { len: 8, max: 7 })
-        );
-    }
-
-    #[test]
-    fn parse_top_keeps_document_order() {
-        let entries = parse_top(br#"{"b":1, "a" : [2], "c":"x"}"#, &Limits::default()).unwrap();
-        let got: Vec<(&str, &str)> = entries
-            .iter()
-            .map(|(k, v)| (k.as_ref(), v.as_raw_str()))
-            .collect();
-        assert_eq!(got, [("b", "1"), ("a", "[2]"), ("c", "\"x\"")]);
-    }
-
-    /// `members` (the serde path for backslash-free UTF-8) agrees with sonic-rs's lazy object
-    /// iterator on what it accepts and on every member's key and raw value, and lends keys.
-    fn same_as_lazy_iterator(text: &[u8]) {
-        let ours = members(text).map(|m| {
-            m.iter()
-                .map(|(k, v)| (k.to_string(), v.as_raw_str().to_string()))
-                .collect::<Vec<_>>()
-        });
-        let theirs: Result<Vec<(String, String)>, sonic_rs::Error> = to_object_iter(text)
-            .map(|r| r.map(|(k, v)| (k.into_owned(), v.as_raw_str().to_string())))
-            .collect();
-        assert_eq!(
-            ours.is_ok(),
-            theirs.is_ok(),
-            "{:?}: {ours:?} vs {theirs:?}",
-            String::from_utf8_lossy(text)
-        );
-        if let (Ok(a), Ok(b)) = (ours, theirs) {
-            assert_eq!(a, b, "{:?}", String::from_utf8_lossy(text));
-        }
-    }
-
-    /// The items of the first top-level member (an array) of `body`.
-    fn first_items(body: &[u8]) -> Vec<LazyValue<'_>> {
-        let top = members(body).unwrap();
-        let items = top[0].1.clone().into_array_iter().unwrap();
-        items.flatten().collect()
-    }
-
-    #[test]
-    fn an_inner_objects_members_are_read_in_place() {
-        let body = br#"{"upsert_rows":[{"id":1,"a\u0062":[1,{"x":2}]} ,7,[],{}],"n":null}"#;
-        let rows = first_items(body);
-        let first = object_members(body, &rows[0]).unwrap().unwrap();
-        let keys: Vec<&str> = first.iter().map(|(k, _)| &**k).collect();
-        assert_eq!(keys, ["id", "ab"]);
-        assert_eq!(first[1].1.as_raw_str(), r#"[1,{"x":2}]"#);
-        assert!(object_members(body, &rows[1]).unwrap().is_none());
-        assert!(object_members(body, &rows[2]).unwrap().is_none());
-        assert!(object_members(body, &rows[3]).unwrap().unwrap().is_empty());
-        let top = members(body).unwrap();
-        assert!(object_members(body, &top[1].1).unwrap().is_none());
-        // The values lie in the body itself: the writers splice at their offsets.
-        let text = br#"{"upsert_rows":[{"id":7,"v":[1,2]}]}"#;
-        let row = object_members(text, &first_items(text)[0])
-            .unwrap()
-            .unwrap();
-        assert_eq!(span_of(text, &row[0].1).unwrap(), 22..23);
-        assert_eq!(span_of(text, &row[1].1).unwrap(), 28..33);
-    }
-
-    #[test]
-    fn members_match_the_lazy_iterator_and_borrow_keys() {
-        for text in [
-            &br#"{"filters":["id","Eq",42],"rank_by":["id","asc"],"top_k":1}"#[..],
-            br#" { "a" : { "b" : [1, {"c": null}] } , "d":"x" } trailing"#,
-            br#"{}"#,
-            br#"{"a":1,}"#,
-            br#"{"a" 1}"#,
-            br#"{"a":01}"#,
-            br#"{"a":1e}"#,
-            br#"{"a":tru}"#,
-            br#"{"a":"\u0041"}"#,
-            br#"{"a\"b":1}"#,
-            b"{\"a\":\"\xff\"}",
-            b"{\"\xc3\xa9\":\"\xc3\xa9\"}",
-            br#"{"a":[1,2"#,
-            br#"{"a":1"#,
-            br#"{"a":"unterminated}"#,
-            br#"{"a":1}{"b":2}"#,
-        ] {
-            same_as_lazy_iterator(text);
-        }
-        let body = br#"{"filters":["id","Eq",42],"top_k":1}"#;
-        let m = members(body).unwrap();
-        assert!(m.iter().all(|(k, _)| matches!(k, Cow::Borrowed(_))));
-        assert_eq!(
-            span_of(body, &m[1].1).map(|r| &body[r]),
-            Ok(&b"1"[..]),
-            "values are borrowed from the body"
-        );
-    }
-
-    proptest::proptest! {
-        #[test]
-        fn members_agree_with_the_lazy_iterator_on_any_text(
-            text in "[{}\\[\\]\":,a-c0-9. tfnrue\\\\-]{0,40}"
-        ) {
-            same_as_lazy_iterator(text.as_bytes());
-            same_as_lazy_iterator(format!("{{{text}").as_bytes());
-        }
-    }
-}
+#[path = "validate_tests.rs"]
+mod tests;
