@@ -9,9 +9,14 @@
 //! checked (an upstream answer): every value is checked as a strict parser would check it
 //! (string escapes and control bytes, the number grammar, the three literals, nesting up to
 //! [`MAX_DEPTH`]), and a walk ends at the first error, after the members or items that read
-//! whole. Duplicate keys are not looked for.
+//! whole. Duplicate keys are not looked for, except by the validator's walk
+//! ([`members_unique_within`], keys compared in `raw/keys.rs`).
+
+mod keys;
 
 use std::borrow::Cow;
+
+use keys::{Ignore, Keys, Unique};
 
 /// Deepest nesting a value may have (deeper ends the walk). The validator's ceiling plus
 /// headroom: a body spliced from a validated one may nest a few levels deeper than validation
@@ -36,6 +41,15 @@ pub fn members_within(text: &str, max_depth: usize) -> Members<'_> {
     Members {
         walk: Walk::open(text, b'{', max_depth.min(MAX_DEPTH)),
     }
+}
+
+/// [`members_within`], and a value holding an object that repeats a key ends the walk too (the
+/// keys of the object walked are not compared: the caller has them). Keys are compared as
+/// written, so this tells repeated keys only in text without a backslash.
+pub(crate) fn members_unique_within(text: &str, max_depth: usize) -> Members<'_> {
+    let mut walk = Walk::open(text, b'{', max_depth.min(MAX_DEPTH));
+    walk.unique = true;
+    Members { walk }
 }
 
 /// The items of the JSON array `text`, in order, each exactly as written. Ends at the array's end
@@ -159,6 +173,8 @@ struct Walk<'a> {
     /// How deep each entry's value may nest: [`MAX_DEPTH`], less the containers this one is
     /// inside of (so a walk that descends into a value checks it as skipping it would).
     depth: usize,
+    /// Each value is also checked for objects repeating a key ([`members_unique_within`]).
+    unique: bool,
 }
 
 impl<'a> Walk<'a> {
@@ -172,6 +188,7 @@ impl<'a> Walk<'a> {
             whole: false,
             end: 0,
             depth,
+            unique: false,
         }
     }
 
@@ -203,7 +220,12 @@ impl<'a> Walk<'a> {
     fn value(&mut self, from: usize, close: u8) -> Option<&'a str> {
         let b = self.text.as_bytes();
         let start = skip_ws(b, from);
-        let Some(end) = value_end(b, start, self.depth) else {
+        let end = if self.unique {
+            value_end_with(b, start, self.depth, &mut Unique::default())
+        } else {
+            value_end(b, start, self.depth)
+        };
+        let Some(end) = end else {
             return self.stop();
         };
         self.after(start, end, close)
@@ -229,6 +251,7 @@ impl<'a> Walk<'a> {
             whole: false,
             end: 0,
             depth: self.depth - 1,
+            unique: self.unique,
         };
         while let Some(at) = items.entry(b']') {
             if let Some(v) = items.value(at, b']') {
@@ -275,6 +298,17 @@ pub(crate) fn skip_ws(b: &[u8], i: usize) -> usize {
 /// containers deep; `None` when it does not read. Containers are walked in one loop (no
 /// recursion), their kinds kept one bit per level.
 fn value_end(b: &[u8], i: usize, max_depth: usize) -> Option<usize> {
+    value_end_with(b, i, max_depth, &mut Ignore)
+}
+
+/// [`value_end`], telling `keys` of every object and key on the way (a key it refuses ends the
+/// walk).
+fn value_end_with<'t>(
+    b: &'t [u8],
+    i: usize,
+    max_depth: usize,
+    keys: &mut impl Keys<'t>,
+) -> Option<usize> {
     /// What the walk expects next inside the innermost open container.
     enum Next {
         /// A value (after `[`, after a key's `:`, or an array's `,`).
@@ -313,10 +347,16 @@ fn value_end(b: &[u8], i: usize, max_depth: usize) -> Option<usize> {
                         objects[word] & !bit
                     };
                     depth += 1;
+                    if object {
+                        keys.open();
+                    }
                     j = skip_ws(b, j + 1);
                     let close = if object { b'}' } else { b']' };
                     if b.get(j) == Some(&close) {
                         depth -= 1;
+                        if object {
+                            keys.close();
+                        }
                         j += 1;
                         next = Next::After;
                     } else {
@@ -341,7 +381,11 @@ fn value_end(b: &[u8], i: usize, max_depth: usize) -> Option<usize> {
                 if b.get(j) != Some(&b'"') {
                     return None;
                 }
-                j = skip_ws(b, string_end(b, j)?);
+                let key_end = string_end(b, j)?;
+                if !keys.key(&b[j + 1..key_end - 1]) {
+                    return None;
+                }
+                j = skip_ws(b, key_end);
                 if b.get(j) != Some(&b':') {
                     return None;
                 }
@@ -361,6 +405,7 @@ fn value_end(b: &[u8], i: usize, max_depth: usize) -> Option<usize> {
                     }
                     b'}' if object => {
                         depth -= 1;
+                        keys.close();
                         j += 1;
                     }
                     b']' if !object => {
@@ -650,6 +695,32 @@ mod agree {
         }
     }
 
+    /// Whether `text` holds a `\u` escape without four hex digits inside a string (found by
+    /// 20,000 runs of `damaged_text_reads_a_prefix`: a replaced or removed byte makes one).
+    /// sonic-rs's skip does not check the digits and reads on; the walk stops, as a strict
+    /// parser does.
+    fn bad_u_escape(text: &str) -> bool {
+        let b = text.as_bytes();
+        let (mut i, mut in_string) = (0, false);
+        while i < b.len() {
+            match b[i] {
+                b'"' => in_string = !in_string,
+                b'\\' if in_string => {
+                    let hex = b.get(i + 2..i + 6);
+                    if b.get(i + 1) == Some(&b'u')
+                        && !hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
+                    {
+                        return true;
+                    }
+                    i += 1;
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+        false
+    }
+
     proptest! {
         /// The word-at-a-time skip finds the same end as a byte-by-byte one, on text dense in
         /// quotes, backslashes, control and non-ASCII bytes.
@@ -701,7 +772,10 @@ mod agree {
             let Ok(text) = String::from_utf8(bytes) else { return Ok(()) };
             let (a, b) = (ours(&text), sonic(&text));
             prop_assert_eq!(descending(&text), a.clone(), "{}", text);
-            prop_assert_eq!(a, b, "{}", text);
+            // sonic-rs reads on past a damaged `\u` escape; the walk stops there.
+            if !bad_u_escape(&text) {
+                prop_assert_eq!(a, b, "{}", text);
+            }
         }
     }
 }

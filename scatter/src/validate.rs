@@ -21,10 +21,10 @@
 //! are borrowed from the body unless they hold an escape ([`members`]; sonic-rs's lazy object
 //! iterator would copy every key into a `String`).
 //!
-//! Rules 2 and 4 are checked in one pass for most bodies: a body that is valid UTF-8, holds no
-//! backslash and is one object followed only by whitespace is read by [`crate::raw`]'s strict
-//! walk with the depth limit built in, and its members handed out as sonic-rs values over the
-//! same text, with no parser set-up. Any body that walk does not read whole takes the path above
+//! Rules 2, 4 and 5 are checked in one pass for most bodies: a body that is valid UTF-8, holds
+//! no backslash and is one object followed only by whitespace is read by [`crate::raw`]'s strict
+//! walk with the depth limit and the repeated-key check built in, and its members handed out as
+//! sonic-rs values over the same text, with no parser set-up. Any body that walk does not read whole takes the path above
 //! (the depth scan, then sonic-rs), so the walk decides nothing on its own: it accepts only what
 //! that path accepts, with the same members (`the_walk_accepts_what_sonic_rs_accepts`), and
 //! every error comes from that path.
@@ -81,7 +81,7 @@ pub fn members(text: &[u8]) -> Result<Entries<'_>, sonic_rs::Error> {
 /// [`members`] into `out`, filled in place: the members held inline are not copied through
 /// the deserializer's return values.
 fn members_into<'a>(text: &'a [u8], out: &mut Entries<'a>) -> Result<(), sonic_rs::Error> {
-    if walk_members(text, raw::MAX_DEPTH, out).is_some() {
+    if walk_members(text, raw::MAX_DEPTH, false, out).is_some() {
         return Ok(());
     }
     out.clear();
@@ -106,14 +106,24 @@ fn sonic_members_into<'a>(text: &'a [u8], out: &mut Entries<'a>) -> Result<(), s
 
 /// The members of the object `text` by [`crate::raw`]'s walk, pushed onto `out`, when `text` is
 /// valid UTF-8, holds no backslash and reads whole with every value nesting at most
-/// `max_depth` containers deep: then where the object ends (just past its `}`). `None` otherwise,
-/// with `out` holding what was read before the walk ended (the caller clears it).
-fn walk_members<'a>(text: &'a [u8], max_depth: usize, out: &mut Entries<'a>) -> Option<usize> {
+/// `max_depth` containers deep (and, when `unique`, with no object inside a value repeating a
+/// key): then where the object ends (just past its `}`). `None` otherwise, with `out` holding
+/// what was read before the walk ended (the caller clears it).
+fn walk_members<'a>(
+    text: &'a [u8],
+    max_depth: usize,
+    unique: bool,
+    out: &mut Entries<'a>,
+) -> Option<usize> {
     if text.contains(&b'\\') {
         return None;
     }
     let text = std::str::from_utf8(text).ok()?;
-    let mut walk = raw::members_within(text, max_depth);
+    let mut walk = if unique {
+        raw::members_unique_within(text, max_depth)
+    } else {
+        raw::members_within(text, max_depth)
+    };
     for (key, value) in walk.by_ref() {
         out.push((key, lazy(value)?));
     }
@@ -186,24 +196,26 @@ pub fn parse_top<'a>(body: &'a [u8], limits: &Limits) -> Result<Entries<'a>, Rew
         });
     }
     let open = object_start(body)?;
-    let entries = read_top(body, limits.effective_max_depth())?;
-    check_top(body, open, entries)
+    let (entries, inside_unique) = read_top(body, limits.effective_max_depth())?;
+    check_top(body, open, entries, inside_unique)
 }
 
-/// The top-level members of `body`, an object nesting at most `max` deep (rules 2 and 4). One
-/// walk checks what the depth scan and sonic-rs check, for a body that is one object (itself
-/// one level of nesting) with only whitespace after it; any other body is read by
-/// [`sonic_read_top`], for the same members or the same error.
-fn read_top(body: &[u8], max: usize) -> Result<Entries<'_>, RewriteError> {
+/// The top-level members of `body`, an object nesting at most `max` deep (rules 2 and 4), and
+/// whether no object inside a member repeats a key (rule 5 below the top level). One walk
+/// checks all of that, what the depth scan and sonic-rs check, for a body that is one object
+/// (itself one level of nesting) with only whitespace after it; any other body, and any body
+/// with a repeated key inside, is read by [`sonic_read_top`], for the same members or the same
+/// error.
+fn read_top(body: &[u8], max: usize) -> Result<(Entries<'_>, bool), RewriteError> {
     let mut entries = Entries::new();
     let walked = max
         .checked_sub(1)
-        .and_then(|inner| walk_members(body, inner, &mut entries))
+        .and_then(|inner| walk_members(body, inner, true, &mut entries))
         .is_some_and(|end| skip_ws(body, end) == body.len());
     if walked {
-        Ok(entries)
+        Ok((entries, true))
     } else {
-        sonic_read_top(body, max)
+        Ok((sonic_read_top(body, max)?, false))
     }
 }
 
@@ -216,11 +228,13 @@ fn sonic_read_top(body: &[u8], max: usize) -> Result<Entries<'_>, RewriteError> 
 }
 
 /// The rest of [`parse_top`] (rules 4 and 5) over the members read from `body`, whose object
-/// opens at `open`.
+/// opens at `open`; the members' values are searched for repeated keys unless `inside_unique`
+/// says the read already found none.
 fn check_top<'a>(
     body: &'a [u8],
     open: usize,
     entries: Entries<'a>,
+    inside_unique: bool,
 ) -> Result<Entries<'a>, RewriteError> {
     let mut repeats = Repeats::new(entries.len());
     for (i, (key, value)) in entries.iter().enumerate() {
@@ -230,7 +244,9 @@ fn check_top<'a>(
                 path: "the top-level object".into(),
             });
         }
-        check_value(value.clone()).map_err(|w| w.into_error(Seg::Key(key.as_ref())))?;
+        if !inside_unique {
+            check_value(value.clone()).map_err(|w| w.into_error(Seg::Key(key.as_ref())))?;
+        }
     }
 
     // Reading the object stops at its closing `}` without looking further: check the tail.

@@ -340,6 +340,7 @@ fn parse_top_by_sonic<'a>(body: &'a [u8], limits: &Limits) -> Result<Entries<'a>
         body,
         open,
         sonic_read_top(body, limits.effective_max_depth())?,
+        false,
     )
 }
 
@@ -363,7 +364,7 @@ fn same_as_sonic(body: &[u8], max_depth: usize) {
     );
     // Nested objects are read by `members` the same way.
     let mut walked = Entries::new();
-    if walk_members(body, raw::MAX_DEPTH, &mut walked).is_some() {
+    if walk_members(body, raw::MAX_DEPTH, false, &mut walked).is_some() {
         let mut sonic = Entries::new();
         sonic_members_into(body, &mut sonic).expect("sonic-rs reads what the walk read");
         assert_eq!(
@@ -496,5 +497,28 @@ proptest::proptest! {
     ) {
         same_as_sonic(text.as_bytes(), depth);
         same_as_sonic(format!("{{{text}").as_bytes(), depth);
+    }
+}
+
+#[test]
+fn ordinary_bodies_are_read_in_one_walk() {
+    let one_walk = |body: &str| read_top(body.as_bytes(), 64).map(|(_, one)| one);
+    for body in [
+        r#"{"filters":["id","Eq",4242],"rank_by":["id","asc"],"top_k":1}"#,
+        r#"{"upsert_rows":[{"id":1,"vector":[0.1,-2e3]},{"id":2,"vector":[1,2]}],"distance_metric":"cosine_distance"}"#,
+        // An inner object's keys are its own: the same key after it, or in a sibling, is not a
+        // repeat.
+        r#"{"q":{"a":{"b":1},"b":2},"r":[{"x":1},{"x":2}]}"#,
+    ] {
+        assert_eq!(one_walk(body), Ok(true), "{body}");
+    }
+    // A repeat inside, an escape, or trailing text: read again by sonic-rs (which reads the
+    // members; the repeat and the tail are refused after).
+    for body in [
+        r#"{"q":{"a":1,"a":2}}"#,
+        r#"{"q":"\u0041"}"#,
+        r#"{"q":1} x"#,
+    ] {
+        assert_eq!(one_walk(body), Ok(false), "{body}");
     }
 }
