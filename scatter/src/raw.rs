@@ -170,8 +170,9 @@ struct Walk<'a> {
     whole: bool,
     /// Just past the container's closing bracket, once `whole`.
     end: usize,
-    /// How deep each entry's value may nest: [`MAX_DEPTH`], less the containers this one is
-    /// inside of (so a walk that descends into a value checks it as skipping it would).
+    /// How deep each entry's value may nest: the walk's limit (at most [`MAX_DEPTH`]), less the
+    /// containers this one is inside of (so a walk that descends into a value checks it as
+    /// skipping it would).
     depth: usize,
     /// Each value is also checked for objects repeating a key ([`members_unique_within`]).
     unique: bool,

@@ -6,10 +6,10 @@
 //!
 //! 1. be at most [`Limits::max_body_bytes`] long ([`RewriteError::Oversize`], 413);
 //! 2. nest arrays and objects at most [`Limits::effective_max_depth`] deep
-//!    ([`RewriteError::TooDeep`]). This is checked by a byte scan *before* sonic-rs runs, because
-//!    sonic-rs's validating skip recurses once per level and has no depth limit of its own. The
-//!    same scan checks every string escape (`\uXXXX` needs four hex digits, which sonic-rs's skip
-//!    does not check);
+//!    ([`RewriteError::TooDeep`]). On the sonic-rs path below this is checked by a byte scan
+//!    *before* sonic-rs runs, because sonic-rs's validating skip recurses once per level and has
+//!    no depth limit of its own. The same scan checks every string escape (`\uXXXX` needs four
+//!    hex digits, which sonic-rs's skip does not check);
 //! 3. start with `{` ([`RewriteError::NotAnObject`]);
 //! 4. be valid JSON to the last byte: sonic-rs's serde deserializer reads the top-level object
 //!    with its strict skip of every value (UTF-8, strings, escapes, numbers); we then check that
@@ -21,13 +21,14 @@
 //! are borrowed from the body unless they hold an escape ([`members`]; sonic-rs's lazy object
 //! iterator would copy every key into a `String`).
 //!
-//! Rules 2, 4 and 5 are checked in one pass for most bodies: a body that is valid UTF-8, holds
-//! no backslash and is one object followed only by whitespace is read by [`crate::raw`]'s strict
-//! walk with the depth limit and the repeated-key check built in, and its members handed out as
-//! sonic-rs values over the same text, with no parser set-up. Any body that walk does not read whole takes the path above
-//! (the depth scan, then sonic-rs), so the walk decides nothing on its own: it accepts only what
-//! that path accepts, with the same members (`the_walk_accepts_what_sonic_rs_accepts`), and
-//! every error comes from that path.
+//! Most bodies take one walk instead: a body that is valid UTF-8, holds no backslash and is one
+//! object followed only by whitespace is read by [`crate::raw`]'s strict walk, which checks
+//! rules 2 and 4 and, inside each member, rule 5 as it goes; its members are handed out as
+//! sonic-rs values over the same text, with no parser set-up, and only the top level's keys are
+//! compared afterwards. Any body the walk does not read whole takes the path above (the depth
+//! scan, then sonic-rs), so the walk decides nothing on its own: it accepts only what that path
+//! accepts, with the same members (the property tests in `validate_tests.rs` run both on
+//! JSON-like and arbitrary text), and every error comes from that path.
 
 use std::borrow::Cow;
 use std::collections::HashSet;
