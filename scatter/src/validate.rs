@@ -65,9 +65,9 @@ pub fn validate(body: &[u8], limits: &Limits) -> Result<(), RewriteError> {
 /// the object's closing `}` (the caller checks what follows).
 ///
 /// Text that is valid UTF-8 and holds no backslash is read by [`crate::raw`]'s walk, which checks
-/// every value as strictly as sonic-rs's validating skip and costs no parser set-up (a few
-/// hundred instructions a member less on a small query). Its members come back as sonic-rs
-/// values over the same text (see [`lazy`]). Anything the walk does not read whole (an error,
+/// every value as strictly as sonic-rs's validating skip and costs no parser set-up
+/// (`bench/results/2026-12-06-walk-validation.md`). Its members come back as sonic-rs values
+/// over the same text (see [`lazy`]). Anything the walk does not read whole (an error,
 /// nesting past [`crate::raw::MAX_DEPTH`]) is read again by sonic-rs, so what is accepted and the
 /// errors are sonic-rs's: its serde deserializer for backslash-free UTF-8 (it lends keys, where
 /// its lazy object iterator copies each into a `String`), the lazy iterator for any other text
