@@ -125,6 +125,57 @@ fn fetch_hits_misses_and_falls_through_on_cache_errors() {
 }
 
 #[test]
+fn a_single_fetch_from_the_tier_is_the_same_document_as_from_origin() {
+    // A hot cache of 0 bytes admits nothing, so every cached fetch is a tier hit: the knob is
+    // changed only to reach that path on every request (the default-sized hot cache is tested
+    // above and in `writes_through_the_gateway_populate_the_cache`).
+    let (stack, faulty) = stack_with_faulty_tier_and(|c| c.gateway.cache.hot_bytes_per_shard = 0);
+    stack.write(
+        "tiered",
+        json!({"upsert_rows": [
+            {"id": "plain", "title": "alpha", "n": 1, "tags": ["x", "y"]},
+            {"id": "escaped", "title": "line\none \"quoted\"", "n": 2},
+        ]}),
+    );
+    for (id, query, want) in [
+        (
+            "plain",
+            "",
+            json!({"id": "plain", "attributes": {"n": 1, "tags": ["x", "y"], "title": "alpha"}}),
+        ),
+        (
+            "plain",
+            "?include_attributes=title,n",
+            json!({"id": "plain", "attributes": {"n": 1, "title": "alpha"}}),
+        ),
+        // Text with escapes is written through the value tree instead of spliced.
+        (
+            "escaped",
+            "",
+            json!({"id": "escaped", "attributes": {"n": 2, "title": "line\none \"quoted\""}}),
+        ),
+    ] {
+        let (status, cache, from_origin) = fetch(&stack, "tiered", id, query);
+        assert_eq!(status, 200);
+        assert_eq!(from_origin, want, "{id}{query} from {cache:?}");
+        // The origin read's backfill reaches the tier in the background.
+        eventually("a fetch served from the cache", || {
+            fetch(&stack, "tiered", id, query).1.as_deref() == Some("hit")
+        });
+        let (status, cache, from_tier) = fetch(&stack, "tiered", id, query);
+        assert_eq!((status, cache.as_deref()), (200, Some("hit")));
+        assert_eq!(from_tier, want, "{id}{query} from the tier");
+        // The hit was the tier's: the same fetch with the tier failing is served from origin.
+        let injected = faulty.injected();
+        faulty.fail_next(1);
+        let (status, cache, from_origin) = fetch(&stack, "tiered", id, query);
+        assert_eq!((status, cache.as_deref()), (200, Some("miss-on-error")));
+        assert_eq!(faulty.injected(), injected + 1);
+        assert_eq!(from_origin, want);
+    }
+}
+
+#[test]
 fn writes_through_the_gateway_populate_the_cache() {
     let (stack, faulty) = stack_with_faulty_tier_and(|c| c.gateway.cache.populate_max_ids = 1000);
     stack.clear_requests();

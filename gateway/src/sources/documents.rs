@@ -1,6 +1,7 @@
 //! Documents by id, cache first: the lookup fetch, batch fetch and `nearest_to_id` share
-//! ([`rows`]), and the write-path invalidation and mirror that keep the cache fresh
-//! ([`invalidate`], [`populate`]). Start at [`rows`].
+//! ([`rows`]: each id from the cache by [`cached_row`], the rest from origin by [`from_origin`]),
+//! and the write-path invalidation and mirror that keep the cache fresh ([`invalidate`],
+//! [`populate`]). Start at [`rows`].
 //!
 //! Lookup order for a document: this shard's hot cache (thread-local, no locks) → the node's
 //! shared tier (NVMe or Aerospike; concurrent misses for one key coalesced) → origin, by a strong
@@ -45,68 +46,90 @@ pub async fn rows(
     ns: &str,
     ids: &[String],
 ) -> Result<(Vec<Option<Value>>, Served), GatewayError> {
-    let cache = &ctx.core.cache;
     let mut out: Vec<Option<Value>> = vec![None; ids.len()];
     let mut served = Served::Hit;
     let mut pending: Vec<usize> = Vec::new();
     for (i, id) in ids.iter().enumerate() {
-        if let Some(v) = cache.with_hot(|h| h.get(Set::Documents, ns, id)) {
-            metrics::cache_event("hot_hit");
-            out[i] = serde_json::from_slice(&v).ok();
-            continue;
+        match cached_row(ctx, ns, id).await {
+            Ok(v) => out[i] = serde_json::from_slice(&v).ok(),
+            Err(miss) => {
+                served = served.worst(miss);
+                pending.push(i);
+            }
         }
-        let key = (ns.to_string(), id.clone());
-        let (tier, inv) = (cache.tier.clone(), &*cache.invalidations);
-        let (ns_owned, id_owned) = (ns.to_string(), id.clone());
-        let (mark, got) = cache
-            .coalescer
-            .get_or_load(key, move || async move {
-                let mark = inv.read_mark(Set::Documents, &ns_owned);
-                (mark, tier.get(Set::Documents, &ns_owned, &id_owned).await)
+    }
+    if !pending.is_empty() {
+        for (i, row) in from_origin(ctx, ns, ids, &pending).await? {
+            out[i] = Some(row);
+        }
+    }
+    Ok((out, served))
+}
+
+/// One id from the cache: this shard's hot cache, then the shared tier. `Ok` is the stored row's
+/// JSON text (counted as `hot_hit` or `tier_hit`; a tier hit is copied into the hot cache);
+/// `Err` says that origin must be read and how the lookup is reported (`miss` or
+/// `miss-on-error`). A tier value that cannot be trusted (a failed invalidation of the
+/// namespace, or a write or copy in flight during the read) is a miss.
+pub async fn cached_row(ctx: &ShardCtx, ns: &str, id: &str) -> Result<Bytes, Served> {
+    let cache = &ctx.core.cache;
+    if let Some(v) = cache.with_hot(|h| h.get(Set::Documents, ns, id)) {
+        metrics::cache_event("hot_hit");
+        return Ok(v);
+    }
+    let key = (ns.to_string(), id.to_string());
+    let (tier, inv) = (cache.tier.clone(), &*cache.invalidations);
+    let (ns_owned, id_owned) = (ns.to_string(), id.to_string());
+    let (mark, got) = cache
+        .coalescer
+        .get_or_load(key, move || async move {
+            let mark = inv.read_mark(Set::Documents, &ns_owned);
+            (mark, tier.get(Set::Documents, &ns_owned, &id_owned).await)
+        })
+        .await;
+    match got {
+        // A failed invalidation left this namespace's tier entries unverified: read origin.
+        Ok(Some(_)) if !cache.is_trusted(ns) => {
+            metrics::cache_event("untrusted_skip");
+            Err(Served::Miss)
+        }
+        // An invalidation or a copy of this namespace was in flight during the read: the
+        // value may predate a write already answered. Read origin.
+        Ok(Some(_)) if !cache.invalidations.settled_since(mark, Set::Documents, ns) => {
+            metrics::cache_event("unsettled_skip");
+            Err(Served::Miss)
+        }
+        Ok(Some(v)) => {
+            metrics::cache_event("tier_hit");
+            cache.with_hot(|h| h.insert(Set::Documents, ns, id, v.clone()));
+            Ok(v)
+        }
+        Ok(None) => {
+            metrics::cache_event("miss");
+            Err(Served::Miss)
+        }
+        Err(e) => {
+            let disabled = matches!(e, CacheError::Disabled);
+            metrics::cache_event(if disabled { "disabled" } else { "error" });
+            Err(if disabled {
+                Served::Miss
+            } else {
+                Served::MissOnError
             })
-            .await;
-        match got {
-            // A failed invalidation left this namespace's tier entries unverified: read origin.
-            Ok(Some(_)) if !cache.is_trusted(ns) => {
-                metrics::cache_event("untrusted_skip");
-                served = served.worst(Served::Miss);
-                pending.push(i);
-            }
-            // An invalidation or a copy of this namespace was in flight during the read: the
-            // value may predate a write already answered. Read origin.
-            Ok(Some(_)) if !cache.invalidations.settled_since(mark, Set::Documents, ns) => {
-                metrics::cache_event("unsettled_skip");
-                served = served.worst(Served::Miss);
-                pending.push(i);
-            }
-            Ok(Some(v)) => {
-                metrics::cache_event("tier_hit");
-                cache.with_hot(|h| h.insert(Set::Documents, ns, id, v.clone()));
-                out[i] = serde_json::from_slice(&v).ok();
-            }
-            Ok(None) => {
-                metrics::cache_event("miss");
-                served = served.worst(Served::Miss);
-                pending.push(i);
-            }
-            Err(e) => {
-                metrics::cache_event(if matches!(e, CacheError::Disabled) {
-                    "disabled"
-                } else {
-                    "error"
-                });
-                served = served.worst(if matches!(e, CacheError::Disabled) {
-                    Served::Miss
-                } else {
-                    Served::MissOnError
-                });
-                pending.push(i);
-            }
         }
     }
-    if pending.is_empty() {
-        return Ok((out, served));
-    }
+}
+
+/// The rows of `ids[i]` for each `i` in `pending` (ids the cache did not answer), read from
+/// origin by one strong read and backfilled into the hot cache and, in the background, the
+/// shared tier. Returns `(i, row)` for the ids origin holds.
+pub async fn from_origin(
+    ctx: &ShardCtx,
+    ns: &str,
+    ids: &[String],
+    pending: &[usize],
+) -> Result<Vec<(usize, Value)>, GatewayError> {
+    let cache = &ctx.core.cache;
     let inv = &cache.invalidations;
     let epoch = inv.epoch();
     let ns_epoch = inv.namespace_epoch(Set::Documents, ns);
@@ -115,7 +138,8 @@ pub async fn rows(
     // Backfill only if no write invalidated anything while the origin read was in flight.
     let fresh = inv.epoch() == epoch;
     let mut backfill = Vec::new();
-    for &i in &pending {
+    let mut out = Vec::with_capacity(pending.len());
+    for &i in pending {
         let Some(row) = found
             .iter()
             .find(|(id, _)| *id == ids[i])
@@ -128,7 +152,7 @@ pub async fn rows(
             cache.with_hot(|h| h.insert(Set::Documents, ns, &ids[i], bytes.clone()));
             backfill.push((ids[i].clone(), bytes));
         }
-        out[i] = Some(row);
+        out.push((i, row));
     }
     if !backfill.is_empty() {
         let copy = inv.tier_write(Set::Documents, ns);
@@ -138,7 +162,7 @@ pub async fn rows(
             drop(copy);
         });
     }
-    Ok((out, served))
+    Ok(out)
 }
 
 /// Writes a fetch's origin rows to the shared tier, then withdraws them if a write to the

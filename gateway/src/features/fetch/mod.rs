@@ -8,17 +8,15 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::StatusCode;
 use http::header::{HeaderName, HeaderValue};
-use layer_cache::Set;
 use serde_json::{Value, json};
 
 use crate::core::ShardCtx;
 use crate::core::config::Scope;
 use crate::core::error::GatewayError;
 use crate::core::http::{Resp, TRACEPARENT, decode_gzip, json_bytes, json_response};
-use crate::core::metrics;
 use crate::core::record::{FetchRecord, Recorder, Served};
 use crate::core::router::{Req, Route, handler};
-use crate::sources::documents::{document, document_bytes, rows, wire_id};
+use crate::sources::documents::{cached_row, document, document_bytes, from_origin, rows, wire_id};
 use http::Method;
 
 /// The fetch feature: its routes report fetches to `recorder`.
@@ -108,37 +106,40 @@ fn with_cache_header(mut r: Resp, served: Served) -> Resp {
     r
 }
 
-/// `GET /v2/namespaces/{ns}/documents/{id}`: the response body. A hit in this shard's hot cache
-/// is written from the stored row's text ([`document_bytes`]); everything else goes through
-/// [`rows`] and [`document`].
+/// `GET /v2/namespaces/{ns}/documents/{id}`: the response body. A cached row (hot or tier hit,
+/// [`cached_row`]) is written from its stored text ([`document_bytes`]); a row that path refuses
+/// (an escape, or text that fails whole-body validation) and a row read from origin
+/// ([`from_origin`]) go through [`document`].
 async fn fetch_one(
     ctx: &ShardCtx,
     ns: &str,
     id: &str,
     include: Option<Vec<String>>,
 ) -> Result<(Bytes, Served), GatewayError> {
-    let hot = ctx
-        .core
-        .cache
-        .with_hot(|h| h.get(Set::Documents, ns, id))
-        .and_then(|row| document_bytes(id, &row, include.as_deref(), &ctx.core.limits));
-    if let Some(body) = hot {
-        metrics::cache_event("hot_hit");
-        return Ok((Bytes::from(body), Served::Hit));
-    }
-    let (mut rows, served) = rows(ctx, ns, &[id.to_string()]).await?;
-    match rows.pop().flatten() {
-        Some(row) => {
-            let doc = document(id, &row, include.as_deref());
-            Ok((
-                Bytes::from(serde_json::to_vec(&doc).unwrap_or_default()),
-                served,
-            ))
+    let not_found = || GatewayError::NotFoundDocs {
+        message: format!("document {id:?} was not found in namespace {ns:?}"),
+        missing: vec![serde_json::to_string(id).unwrap_or_default()],
+    };
+    let as_document = |row: &Value| {
+        Bytes::from(serde_json::to_vec(&document(id, row, include.as_deref())).unwrap_or_default())
+    };
+    let served = match cached_row(ctx, ns, id).await {
+        Ok(row) => {
+            if let Some(body) = document_bytes(id, &row, include.as_deref(), &ctx.core.limits) {
+                return Ok((Bytes::from(body), Served::Hit));
+            }
+            // Stored text that does not parse is no document, as it has always been.
+            return match serde_json::from_slice::<Value>(&row) {
+                Ok(row) => Ok((as_document(&row), Served::Hit)),
+                Err(_) => Err(not_found()),
+            };
         }
-        None => Err(GatewayError::NotFoundDocs {
-            message: format!("document {id:?} was not found in namespace {ns:?}"),
-            missing: vec![serde_json::to_string(id).unwrap_or_default()],
-        }),
+        Err(miss) => miss,
+    };
+    let ids = [id.to_string()];
+    match from_origin(ctx, ns, &ids, &[0]).await?.pop() {
+        Some((_, row)) => Ok((as_document(&row), served)),
+        None => Err(not_found()),
     }
 }
 
