@@ -1,6 +1,7 @@
 //! [`AlignedBuf`]: a heap buffer whose start address, length and file offset are 4 KiB aligned,
 //! as O_DIRECT requires. Built without `unsafe`: over-allocate by one alignment unit and use the
 //! aligned window (the `Vec` never grows, so the window never moves — io_uring relies on that).
+//! [`ReadBufs`] keeps the buffers of finished point reads for the next ones.
 
 use super::record::ALIGN;
 
@@ -40,6 +41,48 @@ impl AsRef<[u8]> for AlignedBuf {
     }
 }
 
+/// Buffers for point reads, reused: a read takes one and its completion gives it back, so a tier
+/// hit neither allocates nor zeroes a buffer. Reads larger than [`ReadBufs::SIZE`] get a buffer of
+/// their own. What a read's bytes are used for is copied out before the buffer comes back (a
+/// value must not pin a buffer many times its size in a hot cache that charges its length).
+#[derive(Debug, Default)]
+pub(crate) struct ReadBufs {
+    free: Vec<AlignedBuf>,
+}
+
+impl ReadBufs {
+    /// Size of a reused buffer: rows up to ~28 KiB fit.
+    pub(crate) const SIZE: usize = 32 << 10;
+    /// Buffers kept at most (1 MiB).
+    const KEEP: usize = 32;
+
+    /// A buffer for reading `len` bytes (its length is `len` rounded up to the alignment). Holds
+    /// whatever an earlier read left in it: only the bytes a read reports are to be used.
+    pub(crate) fn take(&mut self, len: usize) -> AlignedBuf {
+        let want = super::record::align_up(len.max(1));
+        if want > Self::SIZE {
+            return AlignedBuf::zeroed(want);
+        }
+        let mut buf = self
+            .free
+            .pop()
+            .unwrap_or_else(|| AlignedBuf::zeroed(Self::SIZE));
+        buf.len = want;
+        buf
+    }
+
+    /// Gives a finished read's buffer back (dropped when it is not a reusable size or enough are
+    /// kept).
+    pub(crate) fn give(&mut self, buf: AlignedBuf) {
+        // One of ours, made by `AlignedBuf::zeroed(SIZE)` (its window may be one unit longer
+        // when the allocation happened to start aligned).
+        let ours = buf.raw.len() == Self::SIZE + ALIGN;
+        if ours && self.free.len() < Self::KEEP {
+            self.free.push(buf);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -53,5 +96,45 @@ mod tests {
             assert!(b.len() >= n);
             assert!(b.as_slice().iter().all(|x| *x == 0));
         }
+    }
+
+    #[test]
+    fn read_buffers_are_reused_at_the_asked_length() {
+        let mut bufs = ReadBufs::default();
+        let mut a = bufs.take(100);
+        assert_eq!(a.len(), ALIGN);
+        a.as_mut_slice()[0] = 7;
+        let at = a.as_slice().as_ptr();
+        bufs.give(a);
+        let b = bufs.take(ALIGN + 1);
+        assert_eq!(b.as_slice().as_ptr(), at, "the same allocation again");
+        assert_eq!(b.len(), 2 * ALIGN);
+        assert_eq!(b.as_slice().as_ptr() as usize % ALIGN, 0);
+        assert_eq!(b.as_slice()[0], 7, "not zeroed again");
+        // Larger reads get their own buffer, which is not kept.
+        let big = bufs.take(ReadBufs::SIZE + 1);
+        assert_eq!(big.len(), ReadBufs::SIZE + ALIGN);
+        bufs.give(big);
+        bufs.give(b);
+        assert_eq!(bufs.free.len(), 1);
+        // Whether or not the allocation happened to start aligned.
+        for off in [0, 1] {
+            let raw = vec![0u8; ReadBufs::SIZE + ALIGN];
+            let off = if off == 0 {
+                0
+            } else {
+                raw.as_ptr().align_offset(ALIGN).max(1)
+            };
+            bufs.give(AlignedBuf {
+                raw,
+                off,
+                len: ALIGN,
+            });
+        }
+        assert_eq!(bufs.free.len(), 3);
+        for _ in 0..2 * ReadBufs::KEEP {
+            bufs.give(AlignedBuf::zeroed(ReadBufs::SIZE));
+        }
+        assert_eq!(bufs.free.len(), ReadBufs::KEEP);
     }
 }

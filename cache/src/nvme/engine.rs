@@ -35,7 +35,7 @@ use bytes::Bytes;
 use futures_channel::oneshot;
 use hashbrown::HashMap;
 
-use super::buf::AlignedBuf;
+use super::buf::{AlignedBuf, ReadBufs};
 use super::completion::Completion;
 use super::io::Io;
 use super::record::{self, ALIGN, Kind, Parsed, align_up};
@@ -139,6 +139,7 @@ pub(crate) struct Engine {
     ids: Vec<BTreeSet<Box<str>>>,
     /// Scan pages waiting for their disk reads (`scan.rs`).
     scans: scan::Pages,
+    read_bufs: ReadBufs,
     health: Arc<HealthCell>,
     stats: NvmeStats,
 }
@@ -175,6 +176,7 @@ impl Engine {
             names: Vec::new(),
             ids: Vec::new(),
             scans: scan::Pages::default(),
+            read_bufs: ReadBufs::default(),
             health,
         };
         let existing = list_segments(&cfg.dir).map_err(|e| CacheError::io("list", &e))?;
@@ -488,7 +490,7 @@ impl Engine {
         };
         let start = loc.off & !(ALIGN as u64 - 1);
         let rel = (loc.off - start) as usize;
-        let buf = AlignedBuf::zeroed(rel + loc.len as usize);
+        let buf = self.read_bufs.take(rel + loc.len as usize);
         let slot_idx = self.alloc(InFlight::Read {
             reply,
             key,
@@ -618,9 +620,12 @@ impl Engine {
                         let name = &self.names[key.0 as usize];
                         match c.buf {
                             Some(buf) => {
-                                verify(&buf.as_slice()[rel..need], name, &key.1).map(|(at, len)| {
-                                    Some(Bytes::from_owner(buf).slice(rel + at..rel + at + len))
-                                })
+                                let got = &buf.as_slice()[rel..need];
+                                let r = verify(got, name, &key.1).map(|(at, len)| {
+                                    Some(Bytes::copy_from_slice(&got[at..at + len]))
+                                });
+                                self.read_bufs.give(buf);
+                                r
                             }
                             None => Err(CacheError::Corrupt(
                                 "read completed without its buffer".into(),
