@@ -147,8 +147,7 @@ pub async fn from_origin(
         else {
             continue;
         };
-        if fresh && let Ok(bytes) = serde_json::to_vec(&row) {
-            let bytes = Bytes::from(bytes);
+        if fresh && let Some(bytes) = row_text(&row) {
             cache.with_hot(|h| h.insert(Set::Documents, ns, &ids[i], bytes.clone()));
             backfill.push((ids[i].clone(), bytes));
         }
@@ -163,6 +162,14 @@ pub async fn from_origin(
         });
     }
     Ok(out)
+}
+
+/// An origin row as the text the cache stores, in an allocation of exactly its length: the hot
+/// cache charges a value's length for the memory it holds, and `serde_json::to_vec` leaves up to
+/// twice the length allocated.
+fn row_text(row: &Value) -> Option<Bytes> {
+    let text = serde_json::to_vec(row).ok()?;
+    Some(Bytes::from(text.into_boxed_slice()))
 }
 
 /// Writes a fetch's origin rows to the shared tier, then withdraws them if a write to the
@@ -358,10 +365,9 @@ pub async fn populate(ctx: &ShardCtx, ns: &str, ids: &[String], max_ids: usize) 
     let _copy = inv.tier_write(Set::Documents, ns);
     let mut put = Vec::with_capacity(found.len());
     for (id, row) in found {
-        let Ok(bytes) = serde_json::to_vec(&row) else {
+        let Some(bytes) = row_text(&row) else {
             continue;
         };
-        let bytes = Bytes::from(bytes);
         cache.with_hot(|h| h.insert(Set::Documents, ns, &id, bytes.clone()));
         if cache
             .tier
@@ -503,6 +509,16 @@ fn distrust(cache: &Arc<CacheTier>, ns: &str) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn cached_row_text_owns_exactly_its_length() {
+        let row = serde_json::json!({"id": "a", "title": "x".repeat(300), "n": [1, 2, 3]});
+        let text = super::row_text(&row).expect("serializes");
+        assert_eq!(text, serde_json::to_vec(&row).unwrap());
+        let len = text.len();
+        let own = text.try_into_mut().expect("unshared");
+        assert_eq!(own.capacity(), len);
+    }
+
     use super::*;
 
     #[test]
