@@ -13,7 +13,10 @@
 # up): each build first writes a row and waits until it holds a watermark, then the emulator's
 # indexer is paused for the namespace and one more row is written through the build, so every
 # measured query carries the spliced stable-read predicate (checked in the emulator's request
-# log). KEEP_DUMPS=DIR copies each build's dump there (read it with
+# log). TIER=1 profiles tier hits (with SCENARIO fetch-zipf): the gateway's hot cache is cut to
+# 64 KiB over the default NVMe tier and every document is fetched once before the warm-up, as in
+# bench/fetch-tails.sh's tier gateway, and the tier's share of the measured fetches is printed.
+# KEEP_DUMPS=DIR copies each build's dump there (read it with
 # `callgrind_annotate --inclusive=yes FILE`), with the measured request count beside it
 # (`.requests`); bench/profile.sh turns both into instructions per request by area. Everything
 # stays on 127.0.0.1 and is killed on exit.
@@ -40,43 +43,33 @@ for ((s = 0; s < 10000; s += 1000)); do
 done
 
 # UPDATING=1: makes the gateway at $1 splice its stable-read predicate into every query of $NS
-# (build number $2 picks the rows it writes). Callgrind slows the gateway ~50x: the waits are long.
+# (build number $2 picks the rows it writes; bench/lib.sh says why each step is needed). Each build
+# in turn: the indexer resumed, a stamped row, the watermark, the indexer paused, one more row.
 keep_updating() {
-  local gw=$1 id=$((10000 + 2 * $2)) vec q
-  vec=$(seq -s, 1 16 | sed 's/[0-9]\+/0.5/g')
-  q='{"filters":["id","Eq",1],"rank_by":["id","asc"],"top_k":1,"include_attributes":["id"]}'
-  indexer() { curl -sf "${auth[@]}" --data-binary "{\"namespace\":\"$NS\",\"paused\":$1}" "http://$EMU/_emu/indexer" >/dev/null; }
-  indexer false || { log "resuming the emulator's indexer failed"; exit 1; }
-  curl -sf "${auth[@]}" --data-binary "{\"upsert_rows\":[{\"id\":$id,\"vector\":[$vec]}]}" "http://$gw/v2/namespaces/$NS" >/dev/null \
-    || { log "the stamped write through $gw failed"; exit 1; }
-  local held=no
-  for _ in $(seq 300); do
-    if curl -sf -D - -o /dev/null "${auth[@]}" --data-binary "$q" "http://$gw/v2/namespaces/$NS/query" | grep -qi '^x-layer-stable-as-of'; then
-      held=yes
-      break
-    fi
-    sleep 0.2
-  done
-  [[ $held == yes ]] || { log "gateway $gw never held a watermark"; exit 1; }
-  indexer true || { log "pausing the emulator's indexer failed"; exit 1; }
-  curl -sf "${auth[@]}" --data-binary "{\"upsert_rows\":[{\"id\":$((id + 1)),\"vector\":[$vec]}]}" "http://$gw/v2/namespaces/$NS" >/dev/null \
-    || { log "the unindexed write through $gw failed"; exit 1; }
-  for _ in $(seq 300); do
-    curl -sf -X DELETE -H "Authorization: Bearer $KEY" "http://$EMU/_emu/requests" >/dev/null
-    curl -sf -o /dev/null "${auth[@]}" --data-binary "$q" "http://$gw/v2/namespaces/$NS/query" || true
-    if curl -sf -H "Authorization: Bearer $KEY" "http://$EMU/_emu/requests?limit=20" | grep -q '_hevlayer_upserted_at'; then
-      return 0
-    fi
-    sleep 0.2
-  done
-  log "UPDATING=1 but the queries through $gw carry no stable-read predicate"
-  exit 1
+  local gw=$1 id=$((10000 + 2 * $2))
+  send_query() {
+    curl -sf -o /dev/null -X POST "http://$1/v2/namespaces/$NS/query" -H "Authorization: Bearer $KEY" \
+      -H 'Content-Type: application/json' --data-binary "$UPDATING_QUERY"
+  }
+  updating_indexer "$EMU" "$NS" false || { log "resuming the emulator's indexer failed"; exit 1; }
+  updating_write "$gw" "$NS" "$id" 16 || { log "the stamped write through $gw failed"; exit 1; }
+  updating_watermark "$gw" "$NS" || { log "gateway $gw never held a watermark"; exit 1; }
+  updating_indexer "$EMU" "$NS" true || { log "pausing the emulator's indexer failed"; exit 1; }
+  updating_write "$gw" "$NS" $((id + 1)) 16 || { log "the unindexed write through $gw failed"; exit 1; }
+  updating_seen "$EMU" send_query "$gw" || { log "UPDATING=1 but the queries through $gw carry no stable-read predicate"; exit 1; }
+}
+
+GW_ENV=(LAYER_LOG=warn)
+[[ ${TIER:-0} != 1 ]] || GW_ENV+=(LAYER_CACHE_HOT_BYTES_PER_SHARD=65536)
+# The gateway's count of one document-cache event so far.
+cache_events() {
+  { curl -sf "http://$1/metrics" || true; } | awk -v e="$2" '$1 == "layer_document_cache_events_total{event=\"" e "\"}" {print $2}'
 }
 
 for i in "${!BINS[@]}"; do
   out=$TMP/callgrind.$i.out
   # Callgrind runs the gateway ~50x slower: the start-up wait is longer than `start` allows.
-  LAYER_LOG=warn taskset -c 0 valgrind --tool=callgrind --dump-instr=no --callgrind-out-file="$out" \
+  env "${GW_ENV[@]}" taskset -c 0 valgrind --tool=callgrind --dump-instr=no --callgrind-out-file="$out" \
     "${BINS[$i]}" --listen 127.0.0.1:0 --upstream-url "http://$EMU" --upstream-api-key "$KEY" --shards 1 \
     --data-dir "$TMP/gw.$i" >"$TMP/gw.$i.log" 2>"$TMP/gw.$i.err" &
   pid=$!
@@ -85,12 +78,18 @@ for i in "${!BINS[@]}"; do
   GW=$(sed -n 's/.*listening on http:\/\/\([^ ]*\).*/\1/p' "$TMP/gw.$i.log" | head -1)
   [[ -n $GW ]] || { log "gateway ${BINS[$i]} did not start: $(tail -3 "$TMP/gw.$i.err")"; exit 1; }
   [[ ${UPDATING:-0} != 1 ]] || keep_updating "$GW" "$i"
+  if [[ ${TIER:-0} == 1 ]]; then
+    for id in $(seq 0 9999); do printf 'url = "http://%s/v2/namespaces/%s/documents/%s"\noutput = "/dev/null"\n' "$GW" "$NS" "$id"; done >"$TMP/urls"
+    curl -sf "${auth[@]}" --parallel --parallel-max 16 -K "$TMP/urls" 2>/dev/null || { log "fetching every document once through $GW failed"; exit 1; }
+  fi
   taskset -c 1 "$BIN/layer-loadgen" --scenario "$ROOT/bench/scenarios/$SCENARIO.yaml" --target "http://$GW" \
     --var "api_key=$KEY" --var "ns=$NS" --concurrency "$CONCURRENCY" --duration 3s --format json --out "$TMP/warm.json" >/dev/null 2>&1
   callgrind_control -z "$pid" >/dev/null
+  tier0=$(cache_events "$GW" tier_hit)
   taskset -c 1 "$BIN/layer-loadgen" --scenario "$ROOT/bench/scenarios/$SCENARIO.yaml" --target "http://$GW" \
     --var "api_key=$KEY" --var "ns=$NS" --concurrency "$CONCURRENCY" --duration "$DURATION" --format json --out "$TMP/run.$i.json" >/dev/null 2>&1
   callgrind_control -d "$pid" >/dev/null
+  tier=$(($(cache_events "$GW" tier_hit) - ${tier0:-0}))
   sleep 1
   kill "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
@@ -102,5 +101,6 @@ for i in "${!BINS[@]}"; do
     cp "$out".1 "$KEEP_DUMPS/$i.$(basename "${BINS[$i]}").callgrind"
     echo "$n" >"$KEEP_DUMPS/$i.$(basename "${BINS[$i]}").requests"
   fi
-  printf '%s\t%s requests\t%.1fk instructions/request\n' "${BINS[$i]}" "$n" "$(awk -v a="$ir" -v b="$n" 'BEGIN {print a / b / 1000}')"
+  printf '%s\t%s requests\t%.1fk instructions/request%s\n' "${BINS[$i]}" "$n" "$(awk -v a="$ir" -v b="$n" 'BEGIN {print a / b / 1000}')" \
+    "$([[ ${TIER:-0} != 1 ]] || echo " ($tier tier hits)")"
 done

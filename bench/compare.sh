@@ -240,54 +240,31 @@ done
 log "smoke test passed on every path (${TARGETS[*]})"
 PREDICATE_SEEN=n/a
 if [[ $UPDATING == 1 ]]; then
-  # A namespace kept updating. The seed went straight to the emulator, so each gateway build
-  # (the baseline too: a gateway holds a watermark only for writes it stamped itself, and
-  # without one it sends no predicate) first writes a row of its own (the namespace then carries
-  # its stamp attribute) and waits until it holds a watermark (an up-to-date poll; responses then
-  # carry x-layer-stable-as-of). Then the emulator's indexer is paused for the namespace and one
-  # more row is written through each gateway: the namespace holds unindexed writes throughout and
-  # every gateway splices its stable-read predicate into every query (checked below, per build).
+  # A namespace kept updating (bench/lib.sh says why each step is needed). The seed went straight
+  # to the emulator, so every gateway build, the baseline too, stamps a row of its own first.
   GWS=("$GW_ADDR")
   [[ -z $BASE_ADDR ]] || GWS+=("$BASE_ADDR")
-  row() { echo "{\"upsert_rows\":[{\"id\":$1,\"vector\":[$(seq -s, 1 "$DIMS" | sed 's/[0-9]\+/0.5/g')]}]}"; }
-  q='{"filters":["id","Eq",1],"rank_by":["id","asc"],"top_k":1,"include_attributes":["id"]}'
   next_id=$((ROWS + 1))
   for gw in "${GWS[@]}"; do
-    curl -sf -X POST "http://$gw/v2/namespaces/$NS" -H "Authorization: Bearer $KEY" \
-      -H 'Content-Type: application/json' --data-binary "$(row "$next_id")" >/dev/null \
-      || die "the stamped write through $gw failed"
+    updating_write "$gw" "$NS" "$next_id" "$DIMS" || die "the stamped write through $gw failed"
     next_id=$((next_id + 1))
-    for _ in $(seq 1 150); do
-      curl -sf -D - -o /dev/null -X POST "http://$gw/v2/namespaces/$NS/query" -H "Authorization: Bearer $KEY" \
-        -H 'Content-Type: application/json' --data-binary "$q" | grep -qi '^x-layer-stable-as-of' && break
-      sleep 0.2
-    done
+    updating_watermark "$gw" "$NS" || die "gateway $gw never held a watermark"
   done
-  curl -sf -X POST "http://$EMU_ADDR/_emu/indexer" -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' \
-    --data-binary "{\"namespace\":\"$NS\",\"paused\":true}" >/dev/null || die "pausing the indexer failed"
+  updating_indexer "$EMU_ADDR" "$NS" true || die "pausing the indexer failed"
   for gw in "${GWS[@]}"; do
-    curl -sf -X POST "http://$gw/v2/namespaces/$NS" -H "Authorization: Bearer $KEY" \
-      -H 'Content-Type: application/json' \
-      --data-binary "$(row "$next_id")" >/dev/null \
-      || die "the unindexed write through $gw failed"
+    updating_write "$gw" "$NS" "$next_id" "$DIMS" || die "the unindexed write through $gw failed"
     next_id=$((next_id + 1))
   done
-  # Wait (up to ~60 s per build) for the predicate to show in what the emulator receives from it.
+  # The predicate must show in what the emulator receives from each build's scenario queries.
+  send_scenario() {
+    "$LOADGEN" --scenario "$SCENARIO_FILE" --target "http://$1" --var "ns=$NS" \
+      --var "api_key=$KEY" --concurrency 1 --warmup 0s --duration 100ms --format json \
+      --out "$TMP/predicate.json" 2>/dev/null
+  }
   for gw in "${GWS[@]}"; do
-    PREDICATE_SEEN=no
-    for _ in $(seq 1 150); do
-      curl -sf -X DELETE -H "Authorization: Bearer $KEY" "http://$EMU_ADDR/_emu/requests" >/dev/null
-      "$LOADGEN" --scenario "$SCENARIO_FILE" --target "http://$gw" --var "ns=$NS" \
-        --var "api_key=$KEY" --concurrency 1 --warmup 0s --duration 100ms --format json \
-        --out "$TMP/predicate.json" 2>/dev/null || true
-      if curl -sf -H "Authorization: Bearer $KEY" "http://$EMU_ADDR/_emu/requests?limit=20" | grep -q '_hevlayer_upserted_at'; then
-        PREDICATE_SEEN=yes
-        break
-      fi
-      sleep 0.2
-    done
-    [[ $PREDICATE_SEEN == yes ]] || die "UPDATING=1 but the queries through $gw carry no stable-read predicate"
+    updating_seen "$EMU_ADDR" send_scenario "$gw" || die "UPDATING=1 but the queries through $gw carry no stable-read predicate"
   done
+  PREDICATE_SEEN=yes
   log "every gateway build splices the stable-read predicate (seen in the emulator's request log)"
 fi
 

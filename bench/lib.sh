@@ -17,6 +17,12 @@
 #   bench_postgres       the PostgreSQL LAYER_TEST_DATABASE_URL names, or a throwaway one started
 #                        with scripts/pg-server (fsync off) and stopped when the script exits
 #                        (standalone: sets its own EXIT trap, so call it without bench_setup)
+#   updating_write GW NS ID DIMS / updating_watermark GW NS / updating_indexer EMU NS true|false /
+#   updating_seen EMU CMD...
+#                        P1's namespace kept updating (below): a row through a gateway, the wait
+#                        for its watermark, the emulator's indexer paused or resumed, and the check
+#                        that queries sent by CMD carry the stable-read predicate (each returns 1
+#                        on failure)
 #
 # Everything listens on 127.0.0.1 and is killed by PID when the script exits.
 
@@ -145,4 +151,52 @@ bench_postgres() {
     [ -f "$LAYER_TEST_PG_DIR/data/postmaster.pid" ] || rm -rf "$LAYER_TEST_PG_DIR"
   }
   trap bench_stop_postgres EXIT
+}
+
+# A namespace kept updating, so that a gateway splices its stable-read predicate into every query
+# (issue 17's P1 case; `compare.sh` and `callgrind.sh` with UPDATING=1). A gateway holds a
+# watermark only for writes it stamped itself, and without one it sends no predicate: so each
+# gateway build first writes a row of its own (the namespace then carries the stamp attribute)
+# and waits for its watermark; then the emulator's indexer is paused for the namespace and one
+# more row is written through each build, so the namespace holds unindexed writes throughout.
+# KEY is the bearer (bench_setup).
+UPDATING_QUERY='{"filters":["id","Eq",1],"rank_by":["id","asc"],"top_k":1,"include_attributes":["id"]}'
+
+# updating_write GW NS ID DIMS: upserts row ID (a DIMS-dim vector) through the gateway at GW.
+updating_write() {
+  local vec
+  vec=$(seq -s, 1 "$4" | sed 's/[0-9]\+/0.5/g')
+  curl -sf -X POST "http://$1/v2/namespaces/$2" -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' \
+    --data-binary "{\"upsert_rows\":[{\"id\":$3,\"vector\":[$vec]}]}" >/dev/null
+}
+
+# updating_watermark GW NS: waits (up to 60 s: callgrind slows a gateway ~50x) until queries
+# through GW carry x-layer-stable-as-of, i.e. the gateway holds a watermark for NS.
+updating_watermark() {
+  for _ in $(seq 300); do
+    curl -sf -D - -o /dev/null -X POST "http://$1/v2/namespaces/$2/query" -H "Authorization: Bearer $KEY" \
+      -H 'Content-Type: application/json' --data-binary "$UPDATING_QUERY" | grep -qi '^x-layer-stable-as-of' && return 0
+    sleep 0.2
+  done
+  return 1
+}
+
+# updating_indexer EMU NS true|false: pauses or resumes the emulator's indexer for NS.
+updating_indexer() {
+  curl -sf -X POST "http://$1/_emu/indexer" -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' \
+    --data-binary "{\"namespace\":\"$2\",\"paused\":$3}" >/dev/null
+}
+
+# updating_seen EMU CMD...: runs CMD (which sends queries through one gateway) until the
+# emulator's request log shows the stable-read predicate in what it received (up to 60 s).
+updating_seen() {
+  local emu=$1
+  shift
+  for _ in $(seq 300); do
+    curl -sf -X DELETE -H "Authorization: Bearer $KEY" "http://$emu/_emu/requests" >/dev/null
+    "$@" || true
+    curl -sf -H "Authorization: Bearer $KEY" "http://$emu/_emu/requests?limit=20" | grep -q '_hevlayer_upserted_at' && return 0
+    sleep 0.2
+  done
+  return 1
 }
