@@ -15,7 +15,7 @@
 # measured query carries the spliced stable-read predicate (checked in the emulator's request
 # log). TIER=1 profiles tier hits (with SCENARIO fetch-zipf): the gateway's hot cache is cut to
 # 64 KiB over the default NVMe tier and every document is fetched once before the warm-up, as in
-# bench/fetch-tails.sh's tier gateway, and the tier's share of the measured fetches is printed.
+# bench/fetch-tails.sh's tier gateway, and how many measured fetches were tier hits is printed.
 # KEEP_DUMPS=DIR copies each build's dump there (read it with
 # `callgrind_annotate --inclusive=yes FILE`), with the measured request count beside it
 # (`.requests`); bench/profile.sh turns both into instructions per request by area. Everything
@@ -84,8 +84,9 @@ for i in "${!BINS[@]}"; do
   fi
   taskset -c 1 "$BIN/layer-loadgen" --scenario "$ROOT/bench/scenarios/$SCENARIO.yaml" --target "http://$GW" \
     --var "api_key=$KEY" --var "ns=$NS" --concurrency "$CONCURRENCY" --duration 3s --format json --out "$TMP/warm.json" >/dev/null 2>&1
-  callgrind_control -z "$pid" >/dev/null
+  # Read before the counters are zeroed and after the dump: rendering /metrics is not measured.
   tier0=$(cache_events "$GW" tier_hit)
+  callgrind_control -z "$pid" >/dev/null
   taskset -c 1 "$BIN/layer-loadgen" --scenario "$ROOT/bench/scenarios/$SCENARIO.yaml" --target "http://$GW" \
     --var "api_key=$KEY" --var "ns=$NS" --concurrency "$CONCURRENCY" --duration "$DURATION" --format json --out "$TMP/run.$i.json" >/dev/null 2>&1
   callgrind_control -d "$pid" >/dev/null

@@ -173,9 +173,12 @@ updating_write() {
 # updating_watermark GW NS: waits (up to 60 s: callgrind slows a gateway ~50x) until queries
 # through GW carry x-layer-stable-as-of, i.e. the gateway holds a watermark for NS.
 updating_watermark() {
+  local head
   for _ in $(seq 300); do
-    curl -sf -D - -o /dev/null -X POST "http://$1/v2/namespaces/$2/query" -H "Authorization: Bearer $KEY" \
-      -H 'Content-Type: application/json' --data-binary "$UPDATING_QUERY" | grep -qi '^x-layer-stable-as-of' && return 0
+    # Read whole before grep: `grep -q` quitting early must not fail curl under pipefail.
+    head=$(curl -sf -D - -o /dev/null -X POST "http://$1/v2/namespaces/$2/query" -H "Authorization: Bearer $KEY" \
+      -H 'Content-Type: application/json' --data-binary "$UPDATING_QUERY" || true)
+    grep -qi '^x-layer-stable-as-of' <<<"$head" && return 0
     sleep 0.2
   done
   return 1
@@ -190,12 +193,13 @@ updating_indexer() {
 # updating_seen EMU CMD...: runs CMD (which sends queries through one gateway) until the
 # emulator's request log shows the stable-read predicate in what it received (up to 60 s).
 updating_seen() {
-  local emu=$1
+  local emu=$1 seen
   shift
   for _ in $(seq 300); do
     curl -sf -X DELETE -H "Authorization: Bearer $KEY" "http://$emu/_emu/requests" >/dev/null
     "$@" || true
-    curl -sf -H "Authorization: Bearer $KEY" "http://$emu/_emu/requests?limit=20" | grep -q '_hevlayer_upserted_at' && return 0
+    seen=$(curl -sf -H "Authorization: Bearer $KEY" "http://$emu/_emu/requests?limit=20" || true)
+    grep -q '_hevlayer_upserted_at' <<<"$seen" && return 0
     sleep 0.2
   done
   return 1

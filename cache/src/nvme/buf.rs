@@ -41,32 +41,43 @@ impl AsRef<[u8]> for AlignedBuf {
     }
 }
 
-/// Buffers for point reads, reused: a read takes one and its completion gives it back, so a tier
-/// hit neither allocates nor zeroes a buffer. Reads larger than [`ReadBufs::SIZE`] get a buffer of
-/// their own. What a read's bytes are used for is copied out before the buffer comes back (a
-/// value must not pin a buffer many times its size in a hot cache that charges its length).
+/// Buffers for point reads, reused: a read takes one and a successful read's completion gives it
+/// back, so a tier hit does not allocate or zero a read buffer. Up to [`ReadBufs::KEEP`] buffers
+/// of [`ReadBufs::SIZE`] are made, once each; a read that finds none free (more reads in flight
+/// than that, or a buffer lost to a failed read, which is dropped), and a read larger than `SIZE`,
+/// gets a buffer of exactly its length as before. What a read's bytes are used for is copied out
+/// before the buffer comes back (a value must not pin a buffer many times its size in a hot
+/// cache that charges its length).
 #[derive(Debug, Default)]
 pub(crate) struct ReadBufs {
     free: Vec<AlignedBuf>,
+    /// Buffers of `SIZE` made so far.
+    made: usize,
 }
 
 impl ReadBufs {
     /// Size of a reused buffer: rows up to ~28 KiB fit.
     pub(crate) const SIZE: usize = 32 << 10;
-    /// Buffers kept at most (1 MiB).
-    const KEEP: usize = 32;
+    /// Buffers made and kept at most (36 KiB each with the alignment slack: 2.25 MiB): one read
+    /// in flight per connection at P2's 64 connections.
+    const KEEP: usize = 64;
 
-    /// A buffer for reading `len` bytes (its length is `len` rounded up to the alignment). Holds
-    /// whatever an earlier read left in it: only the bytes a read reports are to be used.
+    /// A buffer for reading `len` bytes (its length is `len` rounded up to the alignment). A
+    /// reused one holds whatever an earlier read left in it: only the bytes a read reports are to
+    /// be used.
     pub(crate) fn take(&mut self, len: usize) -> AlignedBuf {
         let want = super::record::align_up(len.max(1));
         if want > Self::SIZE {
             return AlignedBuf::zeroed(want);
         }
-        let mut buf = self
-            .free
-            .pop()
-            .unwrap_or_else(|| AlignedBuf::zeroed(Self::SIZE));
+        let mut buf = match self.free.pop() {
+            Some(buf) => buf,
+            None if self.made < Self::KEEP => {
+                self.made += 1;
+                AlignedBuf::zeroed(Self::SIZE)
+            }
+            None => return AlignedBuf::zeroed(want),
+        };
         buf.len = want;
         buf
     }
@@ -117,7 +128,7 @@ mod tests {
         bufs.give(big);
         bufs.give(b);
         assert_eq!(bufs.free.len(), 1);
-        // Whether or not the allocation happened to start aligned.
+        // Kept by the length of its allocation, whatever the window's offset.
         for off in [0, 1] {
             let raw = vec![0u8; ReadBufs::SIZE + ALIGN];
             let off = if off == 0 {
@@ -136,5 +147,22 @@ mod tests {
             bufs.give(AlignedBuf::zeroed(ReadBufs::SIZE));
         }
         assert_eq!(bufs.free.len(), ReadBufs::KEEP);
+    }
+
+    #[test]
+    fn at_most_keep_reusable_buffers_are_made() {
+        let mut bufs = ReadBufs::default();
+        let held: Vec<AlignedBuf> = (0..ReadBufs::KEEP).map(|_| bufs.take(100)).collect();
+        assert!(held.iter().all(|b| b.raw.len() == ReadBufs::SIZE + ALIGN));
+        // More reads in flight than that: a buffer of the read's own length, as before the pool.
+        let extra = bufs.take(100);
+        assert_eq!(extra.raw.len(), 2 * ALIGN);
+        bufs.give(extra);
+        assert!(bufs.free.is_empty(), "not kept");
+        for b in held {
+            bufs.give(b);
+        }
+        assert_eq!(bufs.free.len(), ReadBufs::KEEP);
+        assert_eq!(bufs.take(100).raw.len(), ReadBufs::SIZE + ALIGN);
     }
 }
