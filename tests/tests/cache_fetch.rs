@@ -177,6 +177,74 @@ fn a_single_fetch_from_the_tier_is_the_same_document_as_from_origin() {
 }
 
 #[test]
+fn a_batch_fetch_from_the_cache_is_the_same_as_from_origin() {
+    // A 0-byte hot cache, as above: every cached row is a tier hit.
+    let (stack, faulty) = stack_with_faulty_tier_and(|c| c.gateway.cache.hot_bytes_per_shard = 0);
+    stack.write(
+        "batch",
+        json!({"upsert_rows": [
+            {"id": "plain", "title": "alpha", "n": 1},
+            {"id": "escaped", "title": "tab\there", "n": 2},
+            {"id": "7", "title": "seven", "n": 3},
+        ]}),
+    );
+    let batch = |ids: Value, include: Value| {
+        let r = stack.gw(
+            Method::POST,
+            "/v2/namespaces/batch/documents",
+            json!({"ids": ids, "include_attributes": include}).to_string(),
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+        let cache = r
+            .headers
+            .get("x-layer-cache")
+            .map(|v| v.to_str().unwrap().to_string());
+        (cache, r.json())
+    };
+    let all = json!(["escaped", "plain", "7", "plain"]);
+    for include in [json!(null), json!(["title"])] {
+        let (cache, from_origin) = batch(all.clone(), include.clone());
+        let attrs = |title: &str, n: i64| {
+            if include.is_null() {
+                json!({"n": n, "title": title})
+            } else {
+                json!({"title": title})
+            }
+        };
+        assert_eq!(
+            from_origin,
+            json!({"documents": [
+                {"id": "escaped", "attributes": attrs("tab\there", 2)},
+                {"id": "plain", "attributes": attrs("alpha", 1)},
+                {"id": "7", "attributes": attrs("seven", 3)},
+                {"id": "plain", "attributes": attrs("alpha", 1)},
+            ], "missing": []}),
+            "from {cache:?}"
+        );
+        eventually("a batch served from the cache", || {
+            batch(all.clone(), include.clone()).0.as_deref() == Some("hit")
+        });
+        assert_eq!(
+            batch(all.clone(), include.clone()),
+            (Some("hit".into()), from_origin.clone())
+        );
+        // Absent ids are listed in request order, after a tier down or not.
+        let with_missing = json!(["nope", "plain", "gone", "7"]);
+        let (cache, mixed) = batch(with_missing.clone(), include.clone());
+        assert_eq!(cache.as_deref(), Some("miss"));
+        assert_eq!(mixed["missing"], json!(["nope", "gone"]));
+        assert_eq!(
+            mixed["documents"],
+            json!([from_origin["documents"][1], from_origin["documents"][2]])
+        );
+        faulty.set_down(true);
+        let down = batch(with_missing, include.clone());
+        faulty.set_down(false);
+        assert_eq!(down, (Some("miss-on-error".into()), mixed));
+    }
+}
+
+#[test]
 fn writes_through_the_gateway_populate_the_cache() {
     let (stack, faulty) = stack_with_faulty_tier_and(|c| c.gateway.cache.populate_max_ids = 1000);
     stack.clear_requests();

@@ -1,7 +1,7 @@
-//! Documents by id, cache first: the lookup fetch, batch fetch and `nearest_to_id` share
-//! ([`rows`]: each id from the cache by [`cached_row`], the rest from origin by [`from_origin`]),
-//! and the write-path invalidation and mirror that keep the cache fresh ([`invalidate`],
-//! [`populate`]). Start at [`rows`].
+//! Documents by id, cache first: each id from the cache by [`cached_row`], the rest from origin
+//! by [`from_origin`] (the fetch routes use the two; `nearest_to_id` takes rows as values from
+//! [`rows`]), and the write-path invalidation and mirror that keep the cache fresh
+//! ([`invalidate`], [`populate`]). Start at [`cached_row`].
 //!
 //! Lookup order for a document: this shard's hot cache (thread-local, no locks) → the node's
 //! shared tier (NVMe or Aerospike; concurrent misses for one key coalesced) → origin, by a strong

@@ -1,6 +1,8 @@
 //! Fetch by id: `GET /v2/namespaces/{ns}/documents/{id}` and the batch
 //! `POST /v2/namespaces/{ns}/documents` `{ids, include_attributes?}`, cache first
-//! ([`crate::sources::documents::rows`]), with `x-layer-cache: hit | miss | miss-on-error`.
+//! ([`crate::sources::documents::cached_row`], then one origin read for the rest), with
+//! `x-layer-cache: hit | miss | miss-on-error`. Cached rows are written from their stored text;
+//! start at [`fetch_one`] and [`fetch_many`].
 //! Fetches that carry a search's `traceparent` are reported to the [`Recorder`] (clickstream).
 
 use std::sync::Arc;
@@ -8,15 +10,15 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::StatusCode;
 use http::header::{HeaderName, HeaderValue};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::core::ShardCtx;
 use crate::core::config::Scope;
 use crate::core::error::GatewayError;
-use crate::core::http::{Resp, TRACEPARENT, decode_gzip, json_bytes, json_response};
+use crate::core::http::{Resp, TRACEPARENT, decode_gzip, json_bytes};
 use crate::core::record::{FetchRecord, Recorder, Served};
 use crate::core::router::{Req, Route, handler};
-use crate::sources::documents::{cached_row, document, document_bytes, from_origin, rows, wire_id};
+use crate::sources::documents::{cached_row, document, document_bytes, from_origin, wire_id};
 use http::Method;
 
 /// The fetch feature: its routes report fetches to `recorder`.
@@ -72,28 +74,16 @@ impl Fetch {
         let ns = req.ns();
         let limit = ctx.core.config.gateway.max_body_bytes;
         let raw = decode_gzip(&req.parts.headers, req.body.clone(), limit)?;
-        let (page, served) = fetch_many(&ctx, ns, &raw).await?;
+        let (body, found, served) = fetch_many(&ctx, ns, &raw).await?;
         if req.parts.headers.contains_key(TRACEPARENT) {
-            let ids: Vec<String> = page
-                .get("documents")
-                .and_then(Value::as_array)
-                .map(|docs| {
-                    docs.iter()
-                        .filter_map(|d| d.get("id").and_then(Value::as_str).map(str::to_string))
-                        .collect()
-                })
-                .unwrap_or_default();
             self.recorder.record_fetch(FetchRecord {
                 ns,
                 headers: &req.parts.headers,
-                ids: &ids,
+                ids: &found,
                 served,
             });
         }
-        Ok(with_cache_header(
-            json_response(StatusCode::OK, &page),
-            served,
-        ))
+        Ok(with_cache_header(json_bytes(StatusCode::OK, body), served))
     }
 }
 
@@ -106,50 +96,64 @@ fn with_cache_header(mut r: Resp, served: Served) -> Resp {
     r
 }
 
-/// `GET /v2/namespaces/{ns}/documents/{id}`: the response body. A cached row (hot or tier hit,
-/// [`cached_row`]) is written from its stored text ([`document_bytes`]); a row that path refuses
-/// (an escape, or text that fails whole-body validation) and a row read from origin
-/// ([`from_origin`]) go through [`document`].
+/// A cached row (hot or tier hit, [`cached_row`]) as a document's JSON text: written from the
+/// stored text ([`document_bytes`]), or through the value tree ([`document`]) for a row that path
+/// refuses (an escape, or text that fails whole-body validation). `None` for stored text that
+/// does not parse: no document, as it has always been.
+fn cached_document(
+    ctx: &ShardCtx,
+    id: &str,
+    row: &[u8],
+    include: Option<&[String]>,
+) -> Option<Vec<u8>> {
+    document_bytes(id, row, include, &ctx.core.limits).or_else(|| {
+        let row: Value = serde_json::from_slice(row).ok()?;
+        serde_json::to_vec(&document(id, &row, include)).ok()
+    })
+}
+
+/// A row read from origin ([`from_origin`]) as a document's JSON text.
+fn origin_document(id: &str, row: &Value, include: Option<&[String]>) -> Vec<u8> {
+    serde_json::to_vec(&document(id, row, include)).unwrap_or_default()
+}
+
+/// `GET /v2/namespaces/{ns}/documents/{id}`: the response body.
 async fn fetch_one(
     ctx: &ShardCtx,
     ns: &str,
     id: &str,
     include: Option<Vec<String>>,
 ) -> Result<(Bytes, Served), GatewayError> {
+    let include = include.as_deref();
     let not_found = || GatewayError::NotFoundDocs {
         message: format!("document {id:?} was not found in namespace {ns:?}"),
         missing: vec![serde_json::to_string(id).unwrap_or_default()],
     };
-    let as_document = |row: &Value| {
-        Bytes::from(serde_json::to_vec(&document(id, row, include.as_deref())).unwrap_or_default())
-    };
     let served = match cached_row(ctx, ns, id).await {
         Ok(row) => {
-            if let Some(body) = document_bytes(id, &row, include.as_deref(), &ctx.core.limits) {
-                return Ok((Bytes::from(body), Served::Hit));
-            }
-            // Stored text that does not parse is no document, as it has always been.
-            return match serde_json::from_slice::<Value>(&row) {
-                Ok(row) => Ok((as_document(&row), Served::Hit)),
-                Err(_) => Err(not_found()),
+            return match cached_document(ctx, id, &row, include) {
+                Some(body) => Ok((Bytes::from(body), Served::Hit)),
+                None => Err(not_found()),
             };
         }
         Err(miss) => miss,
     };
     let ids = [id.to_string()];
     match from_origin(ctx, ns, &ids, &[0]).await?.pop() {
-        Some((_, row)) => Ok((as_document(&row), served)),
+        Some((_, row)) => Ok((Bytes::from(origin_document(id, &row, include)), served)),
         None => Err(not_found()),
     }
 }
 
-/// `POST /v2/namespaces/{ns}/documents` `{ids, include_attributes?}`: documents in request order,
-/// absent ids in `missing`.
+/// `POST /v2/namespaces/{ns}/documents` `{ids, include_attributes?}`: the response body
+/// (`{documents, missing}`: documents in request order, absent ids in `missing`), the ids found,
+/// and how they were served. Cached rows are written as in [`fetch_one`]; the ids the cache did
+/// not answer are read from origin in one read.
 async fn fetch_many(
     ctx: &ShardCtx,
     ns: &str,
     body: &[u8],
-) -> Result<(Value, Served), GatewayError> {
+) -> Result<(Bytes, Vec<String>, Served), GatewayError> {
     let req: Value = crate::core::http::json_body(body, &ctx.core.limits)?;
     let ids: Vec<String> = match req.get("ids") {
         Some(Value::Array(a)) => a
@@ -185,14 +189,50 @@ async fn fetch_many(
             ));
         }
     };
-    let (rows, served) = rows(ctx, ns, &ids).await?;
-    let mut documents = Vec::new();
-    let mut missing = Vec::new();
-    for (id, row) in ids.iter().zip(rows) {
-        match row {
-            Some(r) => documents.push(document(id, &r, include.as_deref())),
-            None => missing.push(Value::String(id.clone())),
+    let include = include.as_deref();
+    let mut served = Served::Hit;
+    let mut docs: Vec<Option<Vec<u8>>> = Vec::with_capacity(ids.len());
+    let mut pending = Vec::new();
+    for (i, id) in ids.iter().enumerate() {
+        match cached_row(ctx, ns, id).await {
+            Ok(row) => docs.push(cached_document(ctx, id, &row, include)),
+            Err(miss) => {
+                served = served.worst(miss);
+                pending.push(i);
+                docs.push(None);
+            }
         }
     }
-    Ok((json!({"documents": documents, "missing": missing}), served))
+    if !pending.is_empty() {
+        for (i, row) in from_origin(ctx, ns, &ids, &pending).await? {
+            docs[i] = Some(origin_document(&ids[i], &row, include));
+        }
+    }
+    let size: usize = docs.iter().flatten().map(|d| d.len() + 1).sum();
+    let mut out = Vec::with_capacity(size + 32);
+    out.extend_from_slice(b"{\"documents\":[");
+    let mut found = Vec::new();
+    for (id, doc) in ids.iter().zip(&docs) {
+        if let Some(doc) = doc {
+            if !found.is_empty() {
+                out.push(b',');
+            }
+            out.extend_from_slice(doc);
+            found.push(id.clone());
+        }
+    }
+    out.extend_from_slice(b"],\"missing\":[");
+    let mut first = true;
+    for (id, doc) in ids.iter().zip(&docs) {
+        if doc.is_none() {
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            // Writing a string into a `Vec` cannot fail.
+            let _ = serde_json::to_writer(&mut out, id);
+        }
+    }
+    out.extend_from_slice(b"]}");
+    Ok((Bytes::from(out), found, served))
 }
