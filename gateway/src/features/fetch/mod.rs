@@ -74,8 +74,9 @@ impl Fetch {
         let ns = req.ns();
         let limit = ctx.core.config.gateway.max_body_bytes;
         let raw = decode_gzip(&req.parts.headers, req.body.clone(), limit)?;
-        let (body, found, served) = fetch_many(&ctx, ns, &raw).await?;
-        if req.parts.headers.contains_key(TRACEPARENT) {
+        let record = req.parts.headers.contains_key(TRACEPARENT);
+        let (body, found, served) = fetch_many(&ctx, ns, &raw, record).await?;
+        if record {
             self.recorder.record_fetch(FetchRecord {
                 ns,
                 headers: &req.parts.headers,
@@ -146,13 +147,14 @@ async fn fetch_one(
 }
 
 /// `POST /v2/namespaces/{ns}/documents` `{ids, include_attributes?}`: the response body
-/// (`{documents, missing}`: documents in request order, absent ids in `missing`), the ids found,
-/// and how they were served. Cached rows are written as in [`fetch_one`]; the ids the cache did
+/// (`{documents, missing}`: documents in request order, absent ids in `missing`), the ids found
+/// (listed only when `record`: the clickstream wants them), and how they were served. Cached rows are written as in [`fetch_one`]; the ids the cache did
 /// not answer are read from origin in one read.
 async fn fetch_many(
     ctx: &ShardCtx,
     ns: &str,
     body: &[u8],
+    record: bool,
 ) -> Result<(Bytes, Vec<String>, Served), GatewayError> {
     let req: Value = crate::core::http::json_body(body, &ctx.core.limits)?;
     let ids: Vec<String> = match req.get("ids") {
@@ -212,17 +214,21 @@ async fn fetch_many(
     let mut out = Vec::with_capacity(size + 32);
     out.extend_from_slice(b"{\"documents\":[");
     let mut found = Vec::new();
+    let mut first = true;
     for (id, doc) in ids.iter().zip(&docs) {
         if let Some(doc) = doc {
-            if !found.is_empty() {
+            if !first {
                 out.push(b',');
             }
+            first = false;
             out.extend_from_slice(doc);
-            found.push(id.clone());
+            if record {
+                found.push(id.clone());
+            }
         }
     }
     out.extend_from_slice(b"],\"missing\":[");
-    let mut first = true;
+    first = true;
     for (id, doc) in ids.iter().zip(&docs) {
         if doc.is_none() {
             if !first {
