@@ -1,7 +1,8 @@
-//! Documents by id, cache first: each id from the cache by [`cached_row`], the rest from origin
-//! by [`from_origin`] (the fetch routes use the two; `nearest_to_id` takes rows as values from
-//! [`rows`]), and the write-path invalidation and mirror that keep the cache fresh
-//! ([`invalidate`], [`populate`]). Start at [`cached_row`].
+//! Documents by id, cache first: [`lookup`] takes each id from the cache ([`cached_row`]) and
+//! the rest from origin in one read ([`from_origin`]), and hands each row to the caller's
+//! conversion (the fetch routes write documents from the stored text; `nearest_to_id` takes
+//! values from [`rows`]); and the write-path invalidation and mirror that keep the cache fresh
+//! ([`invalidate`], [`populate`]). Start at [`lookup`].
 //!
 //! Lookup order for a document: this shard's hot cache (thread-local, no locks) → the node's
 //! shared tier (NVMe or Aerospike; concurrent misses for one key coalesced) → origin, by a strong
@@ -46,21 +47,44 @@ pub async fn rows(
     ns: &str,
     ids: &[String],
 ) -> Result<(Vec<Option<Value>>, Served), GatewayError> {
-    let mut out: Vec<Option<Value>> = vec![None; ids.len()];
+    lookup(
+        ctx,
+        ns,
+        ids,
+        |_, text| serde_json::from_slice(text).ok(),
+        |_, row| row,
+    )
+    .await
+}
+
+/// Documents for `ids` (wire ids) in request order, cache first, and how they were served. Each
+/// id the cache answers ([`cached_row`]) becomes `cached(id, stored text)` (`None`: no document,
+/// e.g. text that does not parse); the rest are read from origin in one read ([`from_origin`])
+/// and become `origin(id, row)`; `None` where origin holds no such row.
+pub async fn lookup<T>(
+    ctx: &ShardCtx,
+    ns: &str,
+    ids: &[impl AsRef<str>],
+    cached: impl Fn(&str, &[u8]) -> Option<T>,
+    origin: impl Fn(&str, Value) -> T,
+) -> Result<(Vec<Option<T>>, Served), GatewayError> {
+    let mut out: Vec<Option<T>> = Vec::with_capacity(ids.len());
     let mut served = Served::Hit;
     let mut pending: Vec<usize> = Vec::new();
     for (i, id) in ids.iter().enumerate() {
+        let id = id.as_ref();
         match cached_row(ctx, ns, id).await {
-            Ok(v) => out[i] = serde_json::from_slice(&v).ok(),
+            Ok(text) => out.push(cached(id, &text)),
             Err(miss) => {
                 served = served.worst(miss);
                 pending.push(i);
+                out.push(None);
             }
         }
     }
     if !pending.is_empty() {
         for (i, row) in from_origin(ctx, ns, ids, &pending).await? {
-            out[i] = Some(row);
+            out[i] = Some(origin(ids[i].as_ref(), row));
         }
     }
     Ok((out, served))
@@ -71,7 +95,7 @@ pub async fn rows(
 /// `Err` says that origin must be read and how the lookup is reported (`miss` or
 /// `miss-on-error`). A tier value that cannot be trusted (a failed invalidation of the
 /// namespace, or a write or copy in flight during the read) is a miss.
-pub async fn cached_row(ctx: &ShardCtx, ns: &str, id: &str) -> Result<Bytes, Served> {
+async fn cached_row(ctx: &ShardCtx, ns: &str, id: &str) -> Result<Bytes, Served> {
     let cache = &ctx.core.cache;
     if let Some(v) = cache.with_hot(|h| h.get(Set::Documents, ns, id)) {
         metrics::cache_event("hot_hit");
@@ -123,33 +147,34 @@ pub async fn cached_row(ctx: &ShardCtx, ns: &str, id: &str) -> Result<Bytes, Ser
 /// The rows of `ids[i]` for each `i` in `pending` (ids the cache did not answer), read from
 /// origin by one strong read and backfilled into the hot cache and, in the background, the
 /// shared tier. Returns `(i, row)` for the ids origin holds.
-pub async fn from_origin(
+async fn from_origin(
     ctx: &ShardCtx,
     ns: &str,
-    ids: &[String],
+    ids: &[impl AsRef<str>],
     pending: &[usize],
 ) -> Result<Vec<(usize, Value)>, GatewayError> {
     let cache = &ctx.core.cache;
     let inv = &cache.invalidations;
     let epoch = inv.epoch();
     let ns_epoch = inv.namespace_epoch(Set::Documents, ns);
-    let wanted: Vec<&String> = pending.iter().map(|&i| &ids[i]).collect();
+    let wanted: Vec<&str> = pending.iter().map(|&i| ids[i].as_ref()).collect();
     let found = origin(ctx, ns, &wanted).await?;
     // Backfill only if no write invalidated anything while the origin read was in flight.
     let fresh = inv.epoch() == epoch;
     let mut backfill = Vec::new();
     let mut out = Vec::with_capacity(pending.len());
     for &i in pending {
+        let id = ids[i].as_ref();
         let Some(row) = found
             .iter()
-            .find(|(id, _)| *id == ids[i])
+            .find(|(found, _)| found == id)
             .map(|(_, r)| r.clone())
         else {
             continue;
         };
         if fresh && let Some(bytes) = row_text(&row) {
-            cache.with_hot(|h| h.insert(Set::Documents, ns, &ids[i], bytes.clone()));
-            backfill.push((ids[i].clone(), bytes));
+            cache.with_hot(|h| h.insert(Set::Documents, ns, id, bytes.clone()));
+            backfill.push((id.to_string(), bytes));
         }
         out.push((i, row));
     }
@@ -206,11 +231,11 @@ async fn backfill_tier(
 async fn origin(
     ctx: &ShardCtx,
     ns: &str,
-    ids: &[&String],
+    ids: &[&str],
 ) -> Result<Vec<(String, Value)>, GatewayError> {
     let mut filter_ids: Vec<Value> = Vec::with_capacity(ids.len() * 2);
     for id in ids {
-        filter_ids.push(Value::String((*id).clone()));
+        filter_ids.push(Value::String((*id).to_string()));
         if let Ok(n) = id.parse::<u64>() {
             filter_ids.push(Value::from(n));
         }
@@ -349,7 +374,7 @@ pub async fn populate(ctx: &ShardCtx, ns: &str, ids: &[String], max_ids: usize) 
     }
     let epoch = inv.epoch();
     let ns_epoch = inv.namespace_epoch(Set::Documents, ns);
-    let wanted: Vec<&String> = ids.iter().collect();
+    let wanted: Vec<&str> = ids.iter().map(String::as_str).collect();
     let found = match origin(ctx, ns, &wanted).await {
         Ok(f) => f,
         Err(_) => {

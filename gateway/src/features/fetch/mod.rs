@@ -1,6 +1,6 @@
 //! Fetch by id: `GET /v2/namespaces/{ns}/documents/{id}` and the batch
 //! `POST /v2/namespaces/{ns}/documents` `{ids, include_attributes?}`, cache first
-//! ([`crate::sources::documents::cached_row`], then one origin read for the rest), with
+//! ([`crate::sources::documents::lookup`]: the cache, then one origin read for the rest), with
 //! `x-layer-cache: hit | miss | miss-on-error`. Cached rows are written from their stored text;
 //! start at [`fetch_one`] and [`fetch_many`].
 //! Fetches that carry a search's `traceparent` are reported to the [`Recorder`] (clickstream).
@@ -18,7 +18,7 @@ use crate::core::error::GatewayError;
 use crate::core::http::{Resp, TRACEPARENT, decode_gzip, json_bytes};
 use crate::core::record::{FetchRecord, Recorder, Served};
 use crate::core::router::{Req, Route, handler};
-use crate::sources::documents::{cached_row, document, document_bytes, from_origin, wire_id};
+use crate::sources::documents::{document, document_bytes, lookup, wire_id};
 use http::Method;
 
 /// The fetch feature: its routes report fetches to `recorder`.
@@ -97,10 +97,10 @@ fn with_cache_header(mut r: Resp, served: Served) -> Resp {
     r
 }
 
-/// A cached row (hot or tier hit, [`cached_row`]) as a document's JSON text: written from the
-/// stored text ([`document_bytes`]), or through the value tree ([`document`]) for a row that path
-/// refuses (an escape, or text that fails whole-body validation). `None` for stored text that
-/// does not parse: no document, as it has always been.
+/// A cached row as a document's JSON text: written from the stored text ([`document_bytes`]), or
+/// through the value tree ([`document`]) for a row that path refuses (an escape, or text that
+/// fails whole-body validation). `None` for stored text that does not parse: no document, as it
+/// has always been.
 fn cached_document(
     ctx: &ShardCtx,
     id: &str,
@@ -113,9 +113,22 @@ fn cached_document(
     })
 }
 
-/// A row read from origin ([`from_origin`]) as a document's JSON text.
-fn origin_document(id: &str, row: &Value, include: Option<&[String]>) -> Vec<u8> {
-    serde_json::to_vec(&document(id, row, include)).unwrap_or_default()
+/// Documents for `ids` as JSON text, in request order ([`lookup`]: cached rows written by
+/// [`cached_document`], origin rows through [`document`]), and how they were served.
+async fn documents(
+    ctx: &ShardCtx,
+    ns: &str,
+    ids: &[impl AsRef<str>],
+    include: Option<&[String]>,
+) -> Result<(Vec<Option<Vec<u8>>>, Served), GatewayError> {
+    lookup(
+        ctx,
+        ns,
+        ids,
+        |id, row| cached_document(ctx, id, row, include),
+        |id, row| serde_json::to_vec(&document(id, &row, include)).unwrap_or_default(),
+    )
+    .await
 }
 
 /// `GET /v2/namespaces/{ns}/documents/{id}`: the response body.
@@ -125,31 +138,20 @@ async fn fetch_one(
     id: &str,
     include: Option<Vec<String>>,
 ) -> Result<(Bytes, Served), GatewayError> {
-    let include = include.as_deref();
-    let not_found = || GatewayError::NotFoundDocs {
-        message: format!("document {id:?} was not found in namespace {ns:?}"),
-        missing: vec![serde_json::to_string(id).unwrap_or_default()],
-    };
-    let served = match cached_row(ctx, ns, id).await {
-        Ok(row) => {
-            return match cached_document(ctx, id, &row, include) {
-                Some(body) => Ok((Bytes::from(body), Served::Hit)),
-                None => Err(not_found()),
-            };
-        }
-        Err(miss) => miss,
-    };
-    let ids = [id.to_string()];
-    match from_origin(ctx, ns, &ids, &[0]).await?.pop() {
-        Some((_, row)) => Ok((Bytes::from(origin_document(id, &row, include)), served)),
-        None => Err(not_found()),
+    let (mut docs, served) = documents(ctx, ns, &[id], include.as_deref()).await?;
+    match docs.pop().flatten() {
+        Some(body) => Ok((Bytes::from(body), served)),
+        None => Err(GatewayError::NotFoundDocs {
+            message: format!("document {id:?} was not found in namespace {ns:?}"),
+            missing: vec![serde_json::to_string(id).unwrap_or_default()],
+        }),
     }
 }
 
 /// `POST /v2/namespaces/{ns}/documents` `{ids, include_attributes?}`: the response body
 /// (`{documents, missing}`: documents in request order, absent ids in `missing`), the ids found
-/// (listed only when `record`: the clickstream wants them), and how they were served. Cached rows are written as in [`fetch_one`]; the ids the cache did
-/// not answer are read from origin in one read.
+/// (listed only when `record`: the clickstream wants them), and how they were served. The
+/// documents come from [`documents`], as a single fetch's does; the page joins their text.
 async fn fetch_many(
     ctx: &ShardCtx,
     ns: &str,
@@ -191,25 +193,7 @@ async fn fetch_many(
             ));
         }
     };
-    let include = include.as_deref();
-    let mut served = Served::Hit;
-    let mut docs: Vec<Option<Vec<u8>>> = Vec::with_capacity(ids.len());
-    let mut pending = Vec::new();
-    for (i, id) in ids.iter().enumerate() {
-        match cached_row(ctx, ns, id).await {
-            Ok(row) => docs.push(cached_document(ctx, id, &row, include)),
-            Err(miss) => {
-                served = served.worst(miss);
-                pending.push(i);
-                docs.push(None);
-            }
-        }
-    }
-    if !pending.is_empty() {
-        for (i, row) in from_origin(ctx, ns, &ids, &pending).await? {
-            docs[i] = Some(origin_document(&ids[i], &row, include));
-        }
-    }
+    let (docs, served) = documents(ctx, ns, &ids, include.as_deref()).await?;
     let size: usize = docs.iter().flatten().map(|d| d.len() + 1).sum();
     let mut out = Vec::with_capacity(size + 32);
     out.extend_from_slice(b"{\"documents\":[");
