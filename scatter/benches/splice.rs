@@ -3,6 +3,8 @@
 //! (~1.7 KB), and a query's two planning passes validating the body once vs twice. The DOM side is `scatter::reference` (parse to `serde_json::Value`, edit, serialise),
 //! the implementation the splicer is property-tested against.
 //!
+//! `parse_top` alone on a stored row and a write of full-precision vectors.
+//!
 //! Run: `cargo bench -p scatter --bench splice -- --warm-up-time 1 --measurement-time 3`.
 
 use std::hint::black_box;
@@ -33,6 +35,30 @@ fn query_body() -> Vec<u8> {
         v.join(",")
     )
     .into_bytes()
+}
+
+/// A vector of `dims` numbers as clients and `jq` print them: up to 17 significant digits.
+fn vector(seed: usize, dims: usize) -> String {
+    let v: Vec<String> = (0..dims)
+        .map(|d| (((seed * 31 + d) % 97) as f64 / 97.0).to_string())
+        .collect();
+    format!("[{}]", v.join(","))
+}
+
+/// A stored row as a hot fetch reads it (16-dim vector), and a write of 16 such rows (P5's body).
+fn rows() -> (Vec<u8>, Vec<u8>) {
+    let row = |i: usize| {
+        format!(
+            r#"{{"id":{i},"vector":{},"title":"document number {i}","price":{}.5}}"#,
+            vector(i, 16),
+            i % 500
+        )
+    };
+    let write = format!(
+        r#"{{"upsert_rows":[{}],"distance_metric":"cosine_distance"}}"#,
+        (0..16).map(row).collect::<Vec<_>>().join(",")
+    );
+    (row(7).into_bytes(), write.into_bytes())
 }
 
 fn bench(c: &mut Criterion) {
@@ -89,6 +115,16 @@ fn bench(c: &mut Criterion) {
             })
         });
     }
+    g.finish();
+    // Validation alone, as a hot fetch (before splicing the stored row) and a write read it.
+    let (row, write) = rows();
+    let mut g = c.benchmark_group("parse_top");
+    g.bench_function("row_16dim", |b| {
+        b.iter(|| black_box(scatter::validate::parse_top(&row, &limits).unwrap().len()))
+    });
+    g.bench_function("write_16x16dim", |b| {
+        b.iter(|| black_box(scatter::validate::parse_top(&write, &limits).unwrap().len()))
+    });
     g.finish();
 }
 

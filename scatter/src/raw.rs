@@ -473,7 +473,7 @@ fn string_stops(w: u64) -> u64 {
 
 /// The end of the number starting at `b[i]`: `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`.
 fn number_end(b: &[u8], i: usize) -> Option<usize> {
-    let digits = |from: usize| b[from..].iter().take_while(|c| c.is_ascii_digit()).count();
+    let digits = |from: usize| digits(b, from);
     let mut j = i + usize::from(b[i] == b'-');
     match b.get(j)? {
         // A leading zero is the whole integer part (`01` is no number at all, for sonic-rs too).
@@ -502,281 +502,38 @@ fn number_end(b: &[u8], i: usize) -> Option<usize> {
     Some(j)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn all(text: &str) -> Vec<(String, &str)> {
-        members(text).map(|(k, v)| (k.into_owned(), v)).collect()
-    }
-
-    #[test]
-    fn members_and_items_read_as_written() {
-        assert_eq!(
-            all(r#" { "a" : [1, {"b":null}] ,"c\u0064":"x\"y", "e":-0.5e+3,"f":{} } "#),
-            vec![
-                ("a".to_string(), r#"[1, {"b":null}]"#),
-                ("cd".to_string(), r#""x\"y""#),
-                ("e".to_string(), "-0.5e+3"),
-                ("f".to_string(), "{}"),
-            ]
-        );
-        assert_eq!(
-            items(r#"[ 1 ,"two",[3], {"four":4}, true ]"#).collect::<Vec<_>>(),
-            vec!["1", r#""two""#, "[3]", r#"{"four":4}"#, "true"]
-        );
-        assert!(all("{}").is_empty());
-        assert_eq!(items(" [ ] ").count(), 0);
-        assert!(all("[1]").is_empty(), "an array has no members");
-        assert_eq!(items(r#"{"a":1}"#).count(), 0, "an object has no items");
-    }
-
-    #[test]
-    fn the_walk_ends_at_the_first_member_that_does_not_read() {
-        for (text, read) in [
-            (r#"{"a":1,"b":tru,"c":3}"#, 1),
-            (r#"{"a":1,"b":01}"#, 1),
-            (r#"{"a":1,"b":-01,"c":3}"#, 1),
-            // A value is read as far as it goes; what follows it ends the walk (as a parser's
-            // iterator yields a member before failing on what follows it).
-            (r#"{"a":1,"b":truex,"c":3}"#, 2),
-            (r#"{"a":1,"b":1x,"c":3}"#, 2),
-            (r#"{"a":1,"b":1.5.3,"c":3}"#, 2),
-            (r#"{"a":1,"b":1e5e,"c":3}"#, 2),
-            (r#"{"a":1,"b":-,"c":3}"#, 1),
-            (r#"{"a":1,"b":"x"y,"c":3}"#, 2),
-            (r#"{"a":1,"b":[1]],"c":3}"#, 2),
-            (r#"{"a":1,"b":1.}"#, 1),
-            (r#"{"a":1,"b":"\x"}"#, 1),
-            ("{\"a\":1,\"b\":\"\u{1}\"}", 1),
-            (r#"{"a":1,"b":[1,]}"#, 1),
-            (r#"{"a":1,"b":{"c"}}"#, 1),
-            (r#"{"a":1,"b":2"#, 2),
-            (r#"{"a":1 "b":2}"#, 1),
-            (r#"{"a":1,}"#, 1),
-            (r#"{,"a":1}"#, 0),
-            (r#"{"a":1,"b":[1,2}"#, 1),
-            (r#"{"a":"\u12"}"#, 0),
-        ] {
-            assert_eq!(all(text).len(), read, "{text}");
-            let sonic = sonic_rs::to_object_iter(text).map_while(Result::ok).count();
-            assert_eq!(sonic, read, "sonic-rs reads {text} the same");
+/// How many ASCII digits start at `b[from]`, eight bytes at a time (a vector's numbers are
+/// mostly fraction digits: 16–17 of them as clients print a float), the rest bytewise.
+fn digits(b: &[u8], from: usize) -> usize {
+    let mut n = 0;
+    while let Some(word) = b
+        .get(from + n..from + n + 8)
+        .and_then(|w| <[u8; 8]>::try_from(w).ok())
+    {
+        let stops = non_digits(u64::from_le_bytes(word));
+        if stops != 0 {
+            // The lowest flagged byte is exact, as in `string_stops`.
+            return n + (stops.trailing_zeros() / 8) as usize;
         }
+        n += 8;
     }
+    n + b[from + n..]
+        .iter()
+        .take_while(|c| c.is_ascii_digit())
+        .count()
+}
 
-    /// Every member read with [`Members::next_descending`], descending where `descend(key)`,
-    /// with the items each handed over.
-    pub(super) fn descended(
-        text: &str,
-        descend: impl Fn(&str) -> bool,
-    ) -> Vec<(String, &str, Vec<&str>)> {
-        let mut walk = members(text);
-        let mut out = Vec::new();
-        loop {
-            let mut seen = Vec::new();
-            let Some((k, v)) = walk.next_descending(&descend, |item| seen.push(item)) else {
-                return out;
-            };
-            out.push((k.into_owned(), v, seen));
-        }
-    }
-
-    #[test]
-    fn a_descending_walk_hands_over_an_arrays_items_and_reads_on() {
-        let text = r#"{"rows": [ {"id":1}, "x" ,[] ] , "skip":[1], "n":2, "e":[ ]}"#;
-        assert_eq!(
-            descended(text, |k| k != "skip"),
-            vec![
-                (
-                    "rows".into(),
-                    r#"[ {"id":1}, "x" ,[] ]"#,
-                    vec![r#"{"id":1}"#, r#""x""#, "[]"]
-                ),
-                ("skip".into(), "[1]", vec![]),
-                ("n".into(), "2", vec![]),
-                ("e".into(), "[ ]", vec![]),
-            ]
-        );
-        let mut walk = members(text);
-        assert!(walk.next_descending(|_| true, |_| {}).is_some());
-        assert!(!walk.ended_whole());
-        while walk.next_descending(|_| true, |_| {}).is_some() {}
-        assert!(walk.ended_whole(), "the walk goes on to the object's end");
-        // An array that does not read whole ends the walk after handing over what read.
-        let mut seen = Vec::new();
-        let mut walk = members(r#"{"rows":[1,2,}"#);
-        assert!(walk.next_descending(|_| true, |i| seen.push(i)).is_none());
-        assert_eq!(seen, ["1", "2"]);
-        assert!(walk.next().is_none());
-    }
-
-    #[test]
-    fn nesting_deeper_than_the_cap_ends_the_walk() {
-        let deep = |n: usize| format!(r#"{{"a":1,"b":{}{}}}"#, "[".repeat(n), "]".repeat(n));
-        assert_eq!(all(&deep(MAX_DEPTH)).len(), 2);
-        assert_eq!(all(&deep(MAX_DEPTH + 1)).len(), 1);
-        // Descending into the array checks its items as skipping it checks it.
-        assert_eq!(descended(&deep(MAX_DEPTH), |_| true).len(), 2);
-        assert_eq!(descended(&deep(MAX_DEPTH + 1), |_| true).len(), 1);
-        // Far deeper than any stack would take recursing without the cap.
-        assert_eq!(all(&deep(1 << 20)).len(), 1);
-    }
+/// The high bit set in every byte of `w` (eight bytes, little-endian) that is not an ASCII
+/// digit (plus, possibly, bytes above a real one). After `^ '0'` a digit is 0–9, and adding
+/// 0x76 sets the high bit of exactly the bytes from 10 to 0x7f without a carry; the bytes from
+/// 0x80 have it already, and only they can carry into the byte above.
+fn non_digits(w: u64) -> u64 {
+    let x = w ^ (ONES * u64::from(b'0'));
+    (x.wrapping_add(ONES * 0x76) | x) & HIGHS
 }
 
 #[cfg(test)]
-mod agree {
-    use super::*;
-    use proptest::prelude::*;
-    use serde_json::Value;
+mod tests;
 
-    fn json() -> impl Strategy<Value = Value> {
-        let leaf = prop_oneof![
-            Just(Value::Null),
-            any::<bool>().prop_map(Value::Bool),
-            any::<i64>().prop_map(Value::from),
-            any::<f64>()
-                .prop_filter("finite", |f| f.is_finite())
-                .prop_map(Value::from),
-            any::<String>().prop_map(Value::String),
-        ];
-        leaf.prop_recursive(4, 32, 6, |inner| {
-            prop_oneof![
-                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
-                prop::collection::vec((any::<String>(), inner), 0..6)
-                    .prop_map(|m| Value::Object(m.into_iter().collect())),
-            ]
-        })
-    }
-
-    /// sonic-rs's members of `text` up to its first error, as `(key, raw value)`.
-    fn sonic(text: &str) -> Vec<(String, String)> {
-        sonic_rs::to_object_iter(text)
-            .map_while(Result::ok)
-            .map(|(k, v)| (k.into_owned(), v.as_raw_str().to_owned()))
-            .collect()
-    }
-
-    fn ours(text: &str) -> Vec<(String, String)> {
-        members(text)
-            .map(|(k, v)| (k.into_owned(), v.to_owned()))
-            .collect()
-    }
-
-    /// The members as [`Members::next_descending`] reads them, descending into every array;
-    /// checks that an array's items are [`items`]'s of it.
-    fn descending(text: &str) -> Vec<(String, String)> {
-        super::tests::descended(text, |_| true)
-            .into_iter()
-            .map(|(k, v, seen)| {
-                let expected: Vec<&str> = if v.starts_with('[') {
-                    items(v).collect()
-                } else {
-                    Vec::new()
-                };
-                assert_eq!(seen, expected, "items of {v:?}");
-                (k, v.to_owned())
-            })
-            .collect()
-    }
-
-    /// [`string_end`] one byte at a time.
-    fn string_end_bytewise(b: &[u8], i: usize) -> Option<usize> {
-        let mut j = i + 1;
-        loop {
-            match *b.get(j)? {
-                b'"' => return Some(j + 1),
-                b'\\' => match *b.get(j + 1)? {
-                    b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => j += 2,
-                    b'u' if b.get(j + 2..j + 6)?.iter().all(u8::is_ascii_hexdigit) => j += 6,
-                    _ => return None,
-                },
-                0x00..=0x1f => return None,
-                _ => j += 1,
-            }
-        }
-    }
-
-    /// Whether `text` holds a `\u` escape without four hex digits inside a string (found by
-    /// 20,000 runs of `damaged_text_reads_a_prefix`: a replaced or removed byte makes one).
-    /// sonic-rs's skip does not check the digits and reads on; the walk stops, as a strict
-    /// parser does.
-    fn bad_u_escape(text: &str) -> bool {
-        let b = text.as_bytes();
-        let (mut i, mut in_string) = (0, false);
-        while i < b.len() {
-            match b[i] {
-                b'"' => in_string = !in_string,
-                b'\\' if in_string => {
-                    let hex = b.get(i + 2..i + 6);
-                    if b.get(i + 1) == Some(&b'u')
-                        && !hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
-                    {
-                        return true;
-                    }
-                    i += 1;
-                }
-                _ => {}
-            }
-            i += 1;
-        }
-        false
-    }
-
-    proptest! {
-        /// The word-at-a-time skip finds the same end as a byte-by-byte one, on text dense in
-        /// quotes, backslashes, control and non-ASCII bytes.
-        #[test]
-        fn strings_end_where_a_bytewise_walk_ends(
-            parts in prop::collection::vec(prop_oneof![
-                Just("\"".to_string()), Just("\\".to_string()), Just("\\u00e9".to_string()),
-                Just("\u{1f}".to_string()), Just("\u{7f}".to_string()), Just("é".to_string()),
-                Just("\u{10ffff}".to_string()), "[a-z ]{0,12}",
-            ], 0..12),
-        ) {
-            let text = format!("\"{}", parts.concat());
-            prop_assert_eq!(string_end(text.as_bytes(), 0), string_end_bytewise(text.as_bytes(), 0), "{:?}", text);
-        }
-
-        /// Any object, compact or pretty: the members are sonic-rs's, each value exactly as
-        /// written.
-        #[test]
-        fn objects_read_as_sonic_reads_them(
-            m in prop::collection::vec((any::<String>(), json()), 0..8),
-            pretty in any::<bool>(),
-        ) {
-            let v = Value::Object(m.into_iter().collect());
-            let text = if pretty { serde_json::to_string_pretty(&v) } else { serde_json::to_string(&v) }.unwrap();
-            prop_assert_eq!(ours(&text), sonic(&text));
-            prop_assert_eq!(descending(&text), ours(&text));
-            if let Value::Object(map) = &v {
-                prop_assert_eq!(ours(&text).len(), map.len());
-            }
-        }
-
-        /// Any object with one byte changed, dropped or cut short: the walk never panics, and
-        /// every member it reads is the one sonic-rs reads at that place.
-        #[test]
-        fn damaged_text_reads_a_prefix(
-            m in prop::collection::vec((any::<String>(), json()), 1..6),
-            at in any::<prop::sample::Index>(),
-            byte in any::<u8>(),
-            how in 0..3u8,
-        ) {
-            let text = serde_json::to_string(&Value::Object(m.into_iter().collect())).unwrap();
-            let mut bytes = text.into_bytes();
-            let i = at.index(bytes.len());
-            match how {
-                0 => bytes[i] = byte,
-                1 => { bytes.remove(i); }
-                _ => bytes.truncate(i),
-            }
-            let Ok(text) = String::from_utf8(bytes) else { return Ok(()) };
-            let (a, b) = (ours(&text), sonic(&text));
-            prop_assert_eq!(descending(&text), a.clone(), "{}", text);
-            // sonic-rs reads on past a damaged `\u` escape; the walk stops there.
-            if !bad_u_escape(&text) {
-                prop_assert_eq!(a, b, "{}", text);
-            }
-        }
-    }
-}
+#[cfg(test)]
+mod agree;

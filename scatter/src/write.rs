@@ -36,7 +36,8 @@ use bytes::Bytes;
 use smallvec::SmallVec;
 use sonic_rs::LazyValue;
 
-use crate::splice::{Splice, is_null, span_of};
+use crate::raw::{self, skip_ws};
+use crate::splice::{Splice, is_null, span_in, span_of};
 use crate::validate::{json_error, object_members};
 use crate::validated::Input;
 use crate::{Limits, RESERVED_PREFIX, RewriteError, Validated};
@@ -349,6 +350,13 @@ impl<'a, 'o> Stamper<'a, 'o> {
         id: Option<&IdRef<'_>>,
     ) -> Result<(), RewriteError> {
         let at = span_of(self.body, object)?.start + 1;
+        self.stamp_at(at, empty, id);
+        Ok(())
+    }
+
+    /// Inserts the stamp at `at`, just inside an object's `{` (`empty`: the object has no
+    /// member, so no comma follows the stamp).
+    fn stamp_at(&mut self, at: usize, empty: bool, id: Option<&IdRef<'_>>) {
         match (self.opts.shard, id) {
             (Some(shard), Some(id)) => {
                 let start = self.splice.arena().len();
@@ -372,25 +380,45 @@ impl<'a, 'o> Stamper<'a, 'o> {
                 self.splice.insert_piece(at, piece);
             }
         }
-        Ok(())
     }
 
+    /// Stamps every row of `upsert_rows` / `patch_rows` and notes its id, in one walk of the
+    /// array: each row's members are read where they lie (the body was validated whole before,
+    /// by [`Input::members`] or by whoever made the [`Validated`] body), instead of sonic-rs
+    /// skipping each row to find its end and a second walk reading its members.
     fn rows(&mut self, op: &str, value: &LazyValue<'a>) -> Result<(), RewriteError> {
-        let rows = value.clone().into_array_iter().ok_or_else(|| {
-            RewriteError::malformed(format!("`{op}` must be an array of row objects"))
-        })?;
-        for (i, row) in rows.enumerate() {
-            let row = row.map_err(|e| json_error(&e, true))?;
-            let fields = object_members(self.body, &row)?
-                .ok_or_else(|| RewriteError::malformed(format!("`{op}[{i}]` must be an object")))?;
-            let empty = fields.is_empty();
+        let text = raw_of(self.body, value)?;
+        let b = text.as_bytes();
+        if b.first() != Some(&b'[') {
+            return Err(RewriteError::malformed(format!(
+                "`{op}` must be an array of row objects"
+            )));
+        }
+        let unread = || RewriteError::Internal {
+            message: "a validated row did not read whole",
+        };
+        let mut at = skip_ws(b, 1);
+        if b.get(at) == Some(&b']') {
+            return Ok(());
+        }
+        for i in 0.. {
+            let rest = &text[at..];
+            if !rest.starts_with('{') {
+                return Err(RewriteError::malformed(format!(
+                    "`{op}[{i}]` must be an object"
+                )));
+            }
+            let mut fields = raw::members(rest);
+            let mut empty = true;
             let mut id_raw: Option<&'a str> = None;
-            for (key, v) in &fields {
-                reserved(key, self.opts.own_reserved)?;
+            for (key, v) in fields.by_ref() {
+                empty = false;
+                reserved(&key, self.opts.own_reserved)?;
                 if key == "id" {
-                    id_raw = Some(raw_of(self.body, v)?);
+                    id_raw = Some(v);
                 }
             }
+            let end = at + fields.end().ok_or_else(unread)?;
             if let Some(raw) = id_raw {
                 self.touched.written.push(raw);
             }
@@ -400,7 +428,14 @@ impl<'a, 'o> Stamper<'a, 'o> {
                     "`{op}[{i}]` has no `id` (needed to assign a shard)"
                 )));
             }
-            self.stamp_object(&row, empty, id.as_ref())?;
+            let row = span_in(self.body, &text[at..end])?;
+            self.stamp_at(row.start + 1, empty, id.as_ref());
+            at = skip_ws(b, end);
+            match b.get(at) {
+                Some(b',') => at = skip_ws(b, at + 1),
+                Some(b']') => break,
+                _ => return Err(unread()),
+            }
         }
         Ok(())
     }
@@ -516,7 +551,7 @@ fn raw_of<'a>(body: &'a [u8], value: &LazyValue<'_>) -> Result<&'a str, RewriteE
     body.get(span)
         .and_then(|b| std::str::from_utf8(b).ok())
         .ok_or(RewriteError::Internal {
-            message: "id is not valid UTF-8",
+            message: "a value is not valid UTF-8",
         })
 }
 

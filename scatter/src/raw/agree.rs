@@ -1,0 +1,178 @@
+//! Property tests: the walks against sonic-rs and against byte-by-byte reading.
+
+use super::*;
+use proptest::prelude::*;
+use serde_json::Value;
+
+fn json() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(Value::from),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(Value::from),
+        any::<String>().prop_map(Value::String),
+    ];
+    leaf.prop_recursive(4, 32, 6, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+            prop::collection::vec((any::<String>(), inner), 0..6)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+/// sonic-rs's members of `text` up to its first error, as `(key, raw value)`.
+fn sonic(text: &str) -> Vec<(String, String)> {
+    sonic_rs::to_object_iter(text)
+        .map_while(Result::ok)
+        .map(|(k, v)| (k.into_owned(), v.as_raw_str().to_owned()))
+        .collect()
+}
+
+fn ours(text: &str) -> Vec<(String, String)> {
+    members(text)
+        .map(|(k, v)| (k.into_owned(), v.to_owned()))
+        .collect()
+}
+
+/// The members as [`Members::next_descending`] reads them, descending into every array;
+/// checks that an array's items are [`items`]'s of it.
+fn descending(text: &str) -> Vec<(String, String)> {
+    super::tests::descended(text, |_| true)
+        .into_iter()
+        .map(|(k, v, seen)| {
+            let expected: Vec<&str> = if v.starts_with('[') {
+                items(v).collect()
+            } else {
+                Vec::new()
+            };
+            assert_eq!(seen, expected, "items of {v:?}");
+            (k, v.to_owned())
+        })
+        .collect()
+}
+
+/// [`string_end`] one byte at a time.
+fn string_end_bytewise(b: &[u8], i: usize) -> Option<usize> {
+    let mut j = i + 1;
+    loop {
+        match *b.get(j)? {
+            b'"' => return Some(j + 1),
+            b'\\' => match *b.get(j + 1)? {
+                b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => j += 2,
+                b'u' if b.get(j + 2..j + 6)?.iter().all(u8::is_ascii_hexdigit) => j += 6,
+                _ => return None,
+            },
+            0x00..=0x1f => return None,
+            _ => j += 1,
+        }
+    }
+}
+
+/// Every byte value at every place of a word among digits: the word-at-a-time count is
+/// the bytewise one, with any bytes after it and a tail shorter than a word.
+#[test]
+fn digits_are_counted_as_bytewise() {
+    let bytewise =
+        |b: &[u8], from: usize| b[from..].iter().take_while(|c| c.is_ascii_digit()).count();
+    for byte in 0..=255u8 {
+        for at in 0..19 {
+            for after in [b'7', b'"', 0xff] {
+                let mut b = vec![b'5'; 19];
+                b[at] = byte;
+                b.push(after);
+                for from in 0..3 {
+                    assert_eq!(digits(&b, from), bytewise(&b, from), "{b:?} from {from}");
+                }
+            }
+        }
+    }
+    assert_eq!(digits(b"", 0), 0);
+    assert_eq!(digits(b"12345678901234567890", 0), 20);
+}
+
+/// Whether `text` holds a `\u` escape without four hex digits inside a string (found by
+/// 20,000 runs of `damaged_text_reads_a_prefix`: a replaced or removed byte makes one).
+/// sonic-rs's skip does not check the digits and reads on; the walk stops, as a strict
+/// parser does.
+fn bad_u_escape(text: &str) -> bool {
+    let b = text.as_bytes();
+    let (mut i, mut in_string) = (0, false);
+    while i < b.len() {
+        match b[i] {
+            b'"' => in_string = !in_string,
+            b'\\' if in_string => {
+                let hex = b.get(i + 2..i + 6);
+                if b.get(i + 1) == Some(&b'u')
+                    && !hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
+                {
+                    return true;
+                }
+                i += 1;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    false
+}
+
+proptest! {
+    /// The word-at-a-time skip finds the same end as a byte-by-byte one, on text dense in
+    /// quotes, backslashes, control and non-ASCII bytes.
+    #[test]
+    fn strings_end_where_a_bytewise_walk_ends(
+        parts in prop::collection::vec(prop_oneof![
+            Just("\"".to_string()), Just("\\".to_string()), Just("\\u00e9".to_string()),
+            Just("\u{1f}".to_string()), Just("\u{7f}".to_string()), Just("é".to_string()),
+            Just("\u{10ffff}".to_string()), "[a-z ]{0,12}",
+        ], 0..12),
+    ) {
+        let text = format!("\"{}", parts.concat());
+        prop_assert_eq!(string_end(text.as_bytes(), 0), string_end_bytewise(text.as_bytes(), 0), "{:?}", text);
+    }
+
+    /// Any object, compact or pretty: the members are sonic-rs's, each value exactly as
+    /// written.
+    #[test]
+    fn objects_read_as_sonic_reads_them(
+        m in prop::collection::vec((any::<String>(), json()), 0..8),
+        pretty in any::<bool>(),
+    ) {
+        let v = Value::Object(m.into_iter().collect());
+        let text = if pretty { serde_json::to_string_pretty(&v) } else { serde_json::to_string(&v) }.unwrap();
+        prop_assert_eq!(ours(&text), sonic(&text));
+        prop_assert_eq!(descending(&text), ours(&text));
+        if let Value::Object(map) = &v {
+            prop_assert_eq!(ours(&text).len(), map.len());
+        }
+    }
+
+    /// Any object with one byte changed, dropped or cut short: the walk never panics, and
+    /// every member it reads is the one sonic-rs reads at that place.
+    #[test]
+    fn damaged_text_reads_a_prefix(
+        m in prop::collection::vec((any::<String>(), json()), 1..6),
+        at in any::<prop::sample::Index>(),
+        byte in any::<u8>(),
+        how in 0..3u8,
+    ) {
+        let text = serde_json::to_string(&Value::Object(m.into_iter().collect())).unwrap();
+        let mut bytes = text.into_bytes();
+        let i = at.index(bytes.len());
+        match how {
+            0 => bytes[i] = byte,
+            1 => { bytes.remove(i); }
+            _ => bytes.truncate(i),
+        }
+        let Ok(text) = String::from_utf8(bytes) else { return Ok(()) };
+        let (a, b) = (ours(&text), sonic(&text));
+        prop_assert_eq!(descending(&text), a.clone(), "{}", text);
+        // sonic-rs reads on past a damaged `\u` escape; the walk stops there.
+        if !bad_u_escape(&text) {
+            prop_assert_eq!(a, b, "{}", text);
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! Unit tests of the walks: members, items, numbers, strings, depth.
+
+use super::*;
+
+fn all(text: &str) -> Vec<(String, &str)> {
+    members(text).map(|(k, v)| (k.into_owned(), v)).collect()
+}
+
+#[test]
+fn members_and_items_read_as_written() {
+    assert_eq!(
+        all(r#" { "a" : [1, {"b":null}] ,"c\u0064":"x\"y", "e":-0.5e+3,"f":{} } "#),
+        vec![
+            ("a".to_string(), r#"[1, {"b":null}]"#),
+            ("cd".to_string(), r#""x\"y""#),
+            ("e".to_string(), "-0.5e+3"),
+            ("f".to_string(), "{}"),
+        ]
+    );
+    assert_eq!(
+        items(r#"[ 1 ,"two",[3], {"four":4}, true ]"#).collect::<Vec<_>>(),
+        vec!["1", r#""two""#, "[3]", r#"{"four":4}"#, "true"]
+    );
+    assert!(all("{}").is_empty());
+    assert_eq!(items(" [ ] ").count(), 0);
+    assert!(all("[1]").is_empty(), "an array has no members");
+    assert_eq!(items(r#"{"a":1}"#).count(), 0, "an object has no items");
+}
+
+#[test]
+fn the_walk_ends_at_the_first_member_that_does_not_read() {
+    for (text, read) in [
+        (r#"{"a":1,"b":tru,"c":3}"#, 1),
+        (r#"{"a":1,"b":01}"#, 1),
+        (r#"{"a":1,"b":-01,"c":3}"#, 1),
+        // A value is read as far as it goes; what follows it ends the walk (as a parser's
+        // iterator yields a member before failing on what follows it).
+        (r#"{"a":1,"b":truex,"c":3}"#, 2),
+        (r#"{"a":1,"b":1x,"c":3}"#, 2),
+        (r#"{"a":1,"b":1.5.3,"c":3}"#, 2),
+        (r#"{"a":1,"b":1e5e,"c":3}"#, 2),
+        (r#"{"a":1,"b":-,"c":3}"#, 1),
+        (r#"{"a":1,"b":"x"y,"c":3}"#, 2),
+        (r#"{"a":1,"b":[1]],"c":3}"#, 2),
+        (r#"{"a":1,"b":1.}"#, 1),
+        (r#"{"a":1,"b":"\x"}"#, 1),
+        ("{\"a\":1,\"b\":\"\u{1}\"}", 1),
+        (r#"{"a":1,"b":[1,]}"#, 1),
+        (r#"{"a":1,"b":{"c"}}"#, 1),
+        (r#"{"a":1,"b":2"#, 2),
+        (r#"{"a":1 "b":2}"#, 1),
+        (r#"{"a":1,}"#, 1),
+        (r#"{,"a":1}"#, 0),
+        (r#"{"a":1,"b":[1,2}"#, 1),
+        (r#"{"a":"\u12"}"#, 0),
+    ] {
+        assert_eq!(all(text).len(), read, "{text}");
+        let sonic = sonic_rs::to_object_iter(text).map_while(Result::ok).count();
+        assert_eq!(sonic, read, "sonic-rs reads {text} the same");
+    }
+}
+
+/// Every member read with [`Members::next_descending`], descending where `descend(key)`,
+/// with the items each handed over.
+pub(super) fn descended(
+    text: &str,
+    descend: impl Fn(&str) -> bool,
+) -> Vec<(String, &str, Vec<&str>)> {
+    let mut walk = members(text);
+    let mut out = Vec::new();
+    loop {
+        let mut seen = Vec::new();
+        let Some((k, v)) = walk.next_descending(&descend, |item| seen.push(item)) else {
+            return out;
+        };
+        out.push((k.into_owned(), v, seen));
+    }
+}
+
+#[test]
+fn a_descending_walk_hands_over_an_arrays_items_and_reads_on() {
+    let text = r#"{"rows": [ {"id":1}, "x" ,[] ] , "skip":[1], "n":2, "e":[ ]}"#;
+    assert_eq!(
+        descended(text, |k| k != "skip"),
+        vec![
+            (
+                "rows".into(),
+                r#"[ {"id":1}, "x" ,[] ]"#,
+                vec![r#"{"id":1}"#, r#""x""#, "[]"]
+            ),
+            ("skip".into(), "[1]", vec![]),
+            ("n".into(), "2", vec![]),
+            ("e".into(), "[ ]", vec![]),
+        ]
+    );
+    let mut walk = members(text);
+    assert!(walk.next_descending(|_| true, |_| {}).is_some());
+    assert!(!walk.ended_whole());
+    while walk.next_descending(|_| true, |_| {}).is_some() {}
+    assert!(walk.ended_whole(), "the walk goes on to the object's end");
+    // An array that does not read whole ends the walk after handing over what read.
+    let mut seen = Vec::new();
+    let mut walk = members(r#"{"rows":[1,2,}"#);
+    assert!(walk.next_descending(|_| true, |i| seen.push(i)).is_none());
+    assert_eq!(seen, ["1", "2"]);
+    assert!(walk.next().is_none());
+}
+
+#[test]
+fn nesting_deeper_than_the_cap_ends_the_walk() {
+    let deep = |n: usize| format!(r#"{{"a":1,"b":{}{}}}"#, "[".repeat(n), "]".repeat(n));
+    assert_eq!(all(&deep(MAX_DEPTH)).len(), 2);
+    assert_eq!(all(&deep(MAX_DEPTH + 1)).len(), 1);
+    // Descending into the array checks its items as skipping it checks it.
+    assert_eq!(descended(&deep(MAX_DEPTH), |_| true).len(), 2);
+    assert_eq!(descended(&deep(MAX_DEPTH + 1), |_| true).len(), 1);
+    // Far deeper than any stack would take recursing without the cap.
+    assert_eq!(all(&deep(1 << 20)).len(), 1);
+}
