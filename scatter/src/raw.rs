@@ -52,6 +52,17 @@ pub(crate) fn members_unique_within(text: &str, max_depth: usize) -> Members<'_>
     Members { walk }
 }
 
+/// [`members`] of text a strict walk or parser has already read whole (a [`crate::Validated`]
+/// body, or a part of one): each value is skipped by its structure alone (a string to its
+/// closing quote, a container to its matching bracket, eight bytes at a time, anything else to
+/// the next delimiter), without checking its numbers and literals again. On text nobody
+/// checked it never panics, but what it yields is unspecified.
+pub(crate) fn members_of_checked(text: &str) -> Members<'_> {
+    let mut walk = Walk::open(text, b'{', MAX_DEPTH);
+    walk.checked = true;
+    Members { walk }
+}
+
 /// The items of the JSON array `text`, in order, each exactly as written. Ends at the array's end
 /// or at the first item that does not read whole; yields nothing when `text` is not an array.
 pub fn items(text: &str) -> Items<'_> {
@@ -176,6 +187,8 @@ struct Walk<'a> {
     depth: usize,
     /// Each value is also checked for objects repeating a key ([`members_unique_within`]).
     unique: bool,
+    /// The text was read whole before: values are skipped, not checked ([`members_of_checked`]).
+    checked: bool,
 }
 
 impl<'a> Walk<'a> {
@@ -190,6 +203,7 @@ impl<'a> Walk<'a> {
             end: 0,
             depth,
             unique: false,
+            checked: false,
         }
     }
 
@@ -221,7 +235,9 @@ impl<'a> Walk<'a> {
     fn value(&mut self, from: usize, close: u8) -> Option<&'a str> {
         let b = self.text.as_bytes();
         let start = skip_ws(b, from);
-        let end = if self.unique {
+        let end = if self.checked {
+            skip_checked(b, start)
+        } else if self.unique {
             value_end_with(b, start, self.depth, &mut Unique::default())
         } else {
             value_end(b, start, self.depth)
@@ -253,6 +269,7 @@ impl<'a> Walk<'a> {
             end: 0,
             depth: self.depth - 1,
             unique: self.unique,
+            checked: self.checked,
         };
         while let Some(at) = items.entry(b']') {
             if let Some(v) = items.value(at, b']') {
@@ -424,6 +441,61 @@ fn value_end_with<'t>(
 #[inline]
 fn string_end(b: &[u8], i: usize) -> Option<usize> {
     string_scan(b, i).map(|(end, _)| end)
+}
+
+/// The end of the value starting at `b[i]` in text read whole before ([`members_of_checked`]),
+/// found by structure alone; `None` only where the text ends first.
+fn skip_checked(b: &[u8], i: usize) -> Option<usize> {
+    match *b.get(i)? {
+        b'"' => string_end(b, i),
+        b'{' | b'[' => {
+            let (mut depth, mut j) = (0usize, i);
+            loop {
+                while let Some(word) = b.get(j..j + 8).and_then(|w| <[u8; 8]>::try_from(w).ok()) {
+                    let stops = structure(u64::from_le_bytes(word));
+                    if stops != 0 {
+                        j += (stops.trailing_zeros() / 8) as usize;
+                        break;
+                    }
+                    j += 8;
+                }
+                match *b.get(j)? {
+                    b'"' => j = string_end(b, j)?,
+                    b'{' | b'[' => {
+                        depth += 1;
+                        j += 1;
+                    }
+                    b'}' | b']' => {
+                        depth -= 1;
+                        j += 1;
+                        if depth == 0 {
+                            return Some(j);
+                        }
+                    }
+                    _ => j += 1,
+                }
+            }
+        }
+        _ => {
+            let len = b[i..]
+                .iter()
+                .take_while(|c| !matches!(c, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r'))
+                .count();
+            Some(i + len)
+        }
+    }
+}
+
+/// The high bit set in every byte of `w` (eight bytes, little-endian) that gives a container
+/// its structure: `"`, `[`, `]`, `{` or `}` (plus, possibly, bytes above a real one). Clearing
+/// bit 5 makes `{` and `}` read as `[` and `]`.
+fn structure(w: u64) -> u64 {
+    let zero = |v: u64| v.wrapping_sub(ONES) & !v;
+    let folded = w & (ONES * 0xdf);
+    let quote = zero(w ^ (ONES * u64::from(b'"')));
+    let open = zero(folded ^ (ONES * u64::from(b'[')));
+    let close = zero(folded ^ (ONES * u64::from(b']')));
+    (quote | open | close) & HIGHS
 }
 
 /// [`string_end`], and whether the string holds an escape. Plain text is skipped eight bytes at

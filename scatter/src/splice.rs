@@ -15,7 +15,7 @@ use crate::RewriteError;
 /// Where a lazily parsed value sits in `body`, as a byte range.
 ///
 /// sonic-rs hands out sub-slices of the input it was given, so the offset is a pointer
-/// difference; it is checked (never trusted) so that a mismatch becomes
+/// difference; its bounds are checked (never trusted) so that a mismatch becomes
 /// [`RewriteError::Internal`] instead of a wrong splice.
 ///
 /// The range is trimmed of trailing whitespace: sonic-rs's raw text of a number inside an array

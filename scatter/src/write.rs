@@ -383,9 +383,10 @@ impl<'a, 'o> Stamper<'a, 'o> {
     }
 
     /// Stamps every row of `upsert_rows` / `patch_rows` and notes its id, in one walk of the
-    /// array: each row's members are read where they lie (the body was validated whole before,
-    /// by [`Input::members`] or by whoever made the [`Validated`] body), instead of sonic-rs
-    /// skipping each row to find its end and a second walk reading its members.
+    /// array: each row's members are read where they lie, their values skipped by structure
+    /// ([`raw::members_of_checked`]: the body was validated whole before, by
+    /// [`Input::members`] or by whoever made the [`Validated`] body), instead of sonic-rs
+    /// skipping each row to find its end and a second walk checking every value again.
     fn rows(&mut self, op: &str, value: &LazyValue<'a>) -> Result<(), RewriteError> {
         let text = raw_of(self.body, value)?;
         let b = text.as_bytes();
@@ -408,7 +409,7 @@ impl<'a, 'o> Stamper<'a, 'o> {
                     "`{op}[{i}]` must be an object"
                 )));
             }
-            let mut fields = raw::members(rest);
+            let mut fields = raw::members_of_checked(rest);
             let mut empty = true;
             let mut id_raw: Option<&'a str> = None;
             for (key, v) in fields.by_ref() {

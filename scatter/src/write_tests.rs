@@ -262,3 +262,45 @@ fn a_validated_write_stamps_like_a_checked_one_and_keeps_the_size_cap() {
         Err(RewriteError::Oversize { .. })
     ));
 }
+
+/// Rows read by structure (`raw::members_of_checked`): whitespace between and inside rows,
+/// values holding brackets and quotes in strings, nested containers, an id after them; and
+/// an escaped reserved key is still refused. The same through a validated body.
+#[test]
+fn rows_are_read_by_structure_with_the_same_stamps_ids_and_errors() {
+    let body = Bytes::from_static(
+        br#"{"upsert_rows":[ {} , { "v" : [[1,2],{"a":"]}[{\"x"}], "s":"{[", "id" : 7 } ,{"id":"b\u0041","n":-1.5e3}] }"#,
+    );
+    let opts = StampOptions::new(7);
+    let limits = Limits::default();
+    let (out, touched) = stamp_write_touched(&body, &opts, &limits).unwrap();
+    assert_eq!(
+        std::str::from_utf8(&out).unwrap(),
+        r#"{"upsert_rows":[ {"_hevlayer_upserted_at":7} , {"_hevlayer_upserted_at":7, "v" : [[1,2],{"a":"]}[{\"x"}], "s":"{[", "id" : 7 } ,{"_hevlayer_upserted_at":7,"id":"b\u0041","n":-1.5e3}] }"#
+    );
+    assert_eq!(touched.written, ["7", r#""b\u0041""#]);
+    let valid = Validated::serialized(body.clone());
+    let (trusted, ids) = stamp_validated_touched(&valid, &opts, &limits).unwrap();
+    assert_eq!((trusted, ids.written), (out, touched.written));
+    for bad in [
+        &br#"{"upsert_rows":[{"id":1,"x":[1]},{"\u005fhevlayer_x":1}]}"#[..],
+        br#"{"upsert_rows":[{"id":1},[1]]}"#,
+        br#"{"patch_rows":{"id":1}}"#,
+    ] {
+        let body = Bytes::from_static(bad);
+        let checked = stamp_write_touched(&body, &opts, &limits).unwrap_err();
+        let valid = Validated::serialized(body.clone());
+        let trusted = stamp_validated_touched(&valid, &opts, &limits);
+        assert_eq!(trusted.unwrap_err(), checked);
+    }
+    let err =
+        |b: &'static [u8]| stamp_write_touched(&Bytes::from_static(b), &opts, &limits).unwrap_err();
+    assert!(
+        matches!(err(br#"{"upsert_rows":[{"id":1,"x":[1]},{"\u005fhevlayer_x":1}]}"#), RewriteError::ReservedAttribute { attribute } if attribute == "_hevlayer_x")
+    );
+    assert!(
+        err(br#"{"upsert_rows":[{"id":1},[1]]}"#)
+            .to_string()
+            .contains("`upsert_rows[1]` must be an object")
+    );
+}

@@ -77,14 +77,17 @@ fn string_end_bytewise(b: &[u8], i: usize) -> Option<usize> {
 fn digits_are_counted_as_bytewise() {
     let bytewise =
         |b: &[u8], from: usize| b[from..].iter().take_while(|c| c.is_ascii_digit()).count();
-    for byte in 0..=255u8 {
-        for at in 0..19 {
-            for after in [b'7', b'"', 0xff] {
-                let mut b = vec![b'5'; 19];
-                b[at] = byte;
-                b.push(after);
-                for from in 0..3 {
-                    assert_eq!(digits(&b, from), bytewise(&b, from), "{b:?} from {from}");
+    // '9' around the odd byte: a carry out of a byte from 0x8a up would turn it into 0x80.
+    for fill in [b'0', b'5', b'9'] {
+        for byte in 0..=255u8 {
+            for at in 0..19 {
+                for after in [b'7', b'"', 0xff] {
+                    let mut b = vec![fill; 19];
+                    b[at] = byte;
+                    b.push(after);
+                    for from in 0..3 {
+                        assert_eq!(digits(&b, from), bytewise(&b, from), "{b:?} from {from}");
+                    }
                 }
             }
         }
@@ -147,6 +150,31 @@ proptest! {
         prop_assert_eq!(descending(&text), ours(&text));
         if let Value::Object(map) = &v {
             prop_assert_eq!(ours(&text).len(), map.len());
+        }
+    }
+
+    /// Any object, compact or pretty: read as text checked before, the members are the ones the
+    /// checking walk reads.
+    #[test]
+    fn checked_text_reads_as_the_walk_reads_it(
+        m in prop::collection::vec((any::<String>(), json()), 0..8),
+        pretty in any::<bool>(),
+    ) {
+        let v = Value::Object(m.into_iter().collect());
+        let text = if pretty { serde_json::to_string_pretty(&v) } else { serde_json::to_string(&v) }.unwrap();
+        let mut walk = members_of_checked(&text);
+        let read: Vec<(String, String)> = walk.by_ref().map(|(k, v)| (k.into_owned(), v.to_owned())).collect();
+        prop_assert_eq!(read, ours(&text));
+        prop_assert_eq!(walk.end(), Some(text.len()));
+    }
+
+    /// Text nobody checked, read as if it had been: no panic, and every value it hands out is
+    /// a slice of the text.
+    #[test]
+    fn unchecked_text_read_as_checked_never_panics(text in "[\\[\\]{}\",:a-z0-9 \\\\.-]{0,60}") {
+        let text = format!("{{{text}");
+        for (_, v) in members_of_checked(&text) {
+            prop_assert!(text.contains(v));
         }
     }
 

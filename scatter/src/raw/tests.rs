@@ -117,3 +117,29 @@ fn nesting_deeper_than_the_cap_ends_the_walk() {
     // Far deeper than any stack would take recursing without the cap.
     assert_eq!(all(&deep(1 << 20)).len(), 1);
 }
+
+/// Every byte value at every place of a word: the lowest byte `structure` flags is the first
+/// quote or bracket a bytewise reading finds.
+#[test]
+fn structure_flags_the_first_quote_or_bracket() {
+    let is_structure = |c: u8| matches!(c, b'"' | b'[' | b']' | b'{' | b'}');
+    for byte in 0..=255u8 {
+        for at in 0..8 {
+            for after in [b'x', b'{', 0xfb] {
+                let mut w = [b'5'; 8];
+                w[at] = byte;
+                if at < 7 {
+                    w[at + 1] = after;
+                }
+                let first = w.iter().position(|&c| is_structure(c)).unwrap_or(8);
+                let stops = structure(u64::from_le_bytes(w));
+                let found = if stops == 0 {
+                    8
+                } else {
+                    (stops.trailing_zeros() / 8) as usize
+                };
+                assert_eq!(found, first, "{w:?}");
+            }
+        }
+    }
+}
