@@ -143,3 +143,37 @@ fn structure_flags_the_first_quote_or_bracket() {
         }
     }
 }
+
+/// Vectors (numbers right after commas, read in one run) are checked as any other array: a
+/// damaged number anywhere in the run ends the value, and whitespace or another kind of value
+/// in the middle reads the long way to the same end.
+#[test]
+fn vectors_read_in_one_run_are_checked_number_by_number() {
+    for good in [
+        "[1,2,3]",
+        "[-0.1,0.25,1e-7,-2E+3,0]",
+        "[1, 2 ,3]",
+        "[1,\"a\",2,[3,4],{\"k\":5},6]",
+        "[[0.5,0.25],[1,2]]",
+        "{\"v\":[1,2],\"n\":3}",
+    ] {
+        assert!(is_value(good), "{good}");
+    }
+    for bad in [
+        "[1,2,-]",
+        "[1,2,01]",
+        "[1,2,1.]",
+        "[1,2,1e]",
+        "[1,2,3,]",
+        "[1,2,-x]",
+        "[1,2,3",
+        "[1,2,3}",
+        "{\"v\":[1,2,3],\"n\":0x}",
+    ] {
+        assert!(!is_value(bad), "{bad}");
+    }
+    assert_eq!(
+        all(r#"{"v":[0.1,-2,3e4],"id":7}"#),
+        [("v".into(), "[0.1,-2,3e4]"), ("id".into(), "7")]
+    );
+}
