@@ -31,6 +31,17 @@ fn sonic(text: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// An object of `members` and its text, compact or pretty.
+fn object_text(members: Vec<(String, Value)>, pretty: bool) -> (Value, String) {
+    let v = Value::Object(members.into_iter().collect());
+    let text = if pretty {
+        serde_json::to_string_pretty(&v)
+    } else {
+        serde_json::to_string(&v)
+    };
+    (v, text.unwrap())
+}
+
 fn ours(text: &str) -> Vec<(String, String)> {
     members(text)
         .map(|(k, v)| (k.into_owned(), v.to_owned()))
@@ -144,8 +155,7 @@ proptest! {
         m in prop::collection::vec((any::<String>(), json()), 0..8),
         pretty in any::<bool>(),
     ) {
-        let v = Value::Object(m.into_iter().collect());
-        let text = if pretty { serde_json::to_string_pretty(&v) } else { serde_json::to_string(&v) }.unwrap();
+        let (v, text) = object_text(m, pretty);
         prop_assert_eq!(ours(&text), sonic(&text));
         prop_assert_eq!(descending(&text), ours(&text));
         if let Value::Object(map) = &v {
@@ -160,8 +170,7 @@ proptest! {
         m in prop::collection::vec((any::<String>(), json()), 0..8),
         pretty in any::<bool>(),
     ) {
-        let v = Value::Object(m.into_iter().collect());
-        let text = if pretty { serde_json::to_string_pretty(&v) } else { serde_json::to_string(&v) }.unwrap();
+        let (_, text) = object_text(m, pretty);
         let mut walk = members_of_checked(&text);
         let read: Vec<(String, String)> = walk.by_ref().map(|(k, v)| (k.into_owned(), v.to_owned())).collect();
         prop_assert_eq!(read, ours(&text));
