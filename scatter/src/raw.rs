@@ -461,7 +461,7 @@ fn skip_checked(b: &[u8], i: usize) -> Option<usize> {
         b'{' | b'[' => {
             let (mut depth, mut j) = (0usize, i);
             loop {
-                j = skip_words(b, j, structure);
+                j = skip_words(b, j, structure).0;
                 match *b.get(j)? {
                     b'"' => j = string_end(b, j)?,
                     b'{' | b'[' => {
@@ -507,7 +507,7 @@ fn string_scan(b: &[u8], i: usize) -> Option<(usize, bool)> {
     let mut j = i + 1;
     let mut escaped = false;
     loop {
-        j = skip_words(b, j, string_stops);
+        j = skip_words(b, j, string_stops).0;
         match *b.get(j)? {
             b'"' => return Some((j + 1, escaped)),
             b'\\' => {
@@ -571,23 +571,26 @@ fn number_end(b: &[u8], i: usize) -> Option<usize> {
 /// How many ASCII digits start at `b[from]`, eight bytes at a time (a vector's numbers are
 /// mostly fraction digits: 16–17 of them as clients print a float), the rest bytewise.
 fn digits(b: &[u8], from: usize) -> usize {
-    let j = skip_words(b, from, non_digits);
-    j - from + b[j..].iter().take_while(|c| c.is_ascii_digit()).count()
+    match skip_words(b, from, non_digits) {
+        (j, true) => j - from,
+        (j, false) => j - from + b[j..].iter().take_while(|c| c.is_ascii_digit()).count(),
+    }
 }
 
 /// The first position from `j` on whose byte `stops` flags, read eight bytes at a time (the
-/// lowest flagged byte is exact: each test's false positives only sit above a true one); or,
-/// with no flag, where fewer than eight bytes are left, for the caller to read on bytewise.
+/// lowest flagged byte is exact: each test's false positives only sit above a true one), and
+/// `true`; or, with no flag, where fewer than eight bytes are left, and `false` (the caller
+/// reads on bytewise).
 #[inline]
-fn skip_words(b: &[u8], mut j: usize, stops: impl Fn(u64) -> u64) -> usize {
+fn skip_words(b: &[u8], mut j: usize, stops: impl Fn(u64) -> u64) -> (usize, bool) {
     while let Some(word) = b.get(j..j + 8).and_then(|w| <[u8; 8]>::try_from(w).ok()) {
         let flagged = stops(u64::from_le_bytes(word));
         if flagged != 0 {
-            return j + (flagged.trailing_zeros() / 8) as usize;
+            return (j + (flagged.trailing_zeros() / 8) as usize, true);
         }
         j += 8;
     }
-    j
+    (j, false)
 }
 
 /// The high bit set in every byte of `w` (eight bytes, little-endian) that is not an ASCII
