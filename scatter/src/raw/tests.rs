@@ -169,9 +169,16 @@ fn vectors_read_in_one_run_are_checked_number_by_number() {
         "[1,2,3",
         "[1,2,3}",
         "{\"v\":[1,2,3],\"n\":0x}",
+        // A number then `,2` inside an object (not an array): a member without a key.
+        "{\"a\":1,2}",
+        "[{\"a\":1,2}]",
+        "{\"a\":[{\"b\":1,2}]}",
+        // At the top, a number ends at the `,` (the walk's caller reads what follows).
+        "1,2",
     ] {
         assert!(!is_value(bad), "{bad}");
     }
+    assert_eq!(items("[1,2,3]").collect::<Vec<_>>(), ["1", "2", "3"]);
     assert_eq!(
         all(r#"{"v":[0.1,-2,3e4],"id":7}"#),
         [("v".into(), "[0.1,-2,3e4]"), ("id".into(), "7")]
