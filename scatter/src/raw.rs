@@ -10,7 +10,9 @@
 //! (string escapes and control bytes, the number grammar, the three literals, nesting up to
 //! [`MAX_DEPTH`]), and a walk ends at the first error, after the members or items that read
 //! whole. Duplicate keys are not looked for, except by the validator's walk
-//! ([`members_unique_within`], keys compared in `raw/keys.rs`).
+//! ([`members_unique_within`], keys compared in `raw/keys.rs`). One walk trusts its text
+//! instead: `members_of_checked`, for a body validated whole just before (a write's rows),
+//! skips values by their structure without checking them again.
 
 mod keys;
 
