@@ -541,16 +541,15 @@ fn string_stops(w: u64) -> u64 {
 
 /// The end of the number starting at `b[i]`: `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`.
 fn number_end(b: &[u8], i: usize) -> Option<usize> {
-    let digits = |from: usize| digits(b, from);
     let mut j = i + usize::from(b[i] == b'-');
     match b.get(j)? {
         // A leading zero is the whole integer part (`01` is no number at all, for sonic-rs too).
         b'0' if !b.get(j + 1).is_some_and(u8::is_ascii_digit) => j += 1,
-        b'1'..=b'9' => j += digits(j),
+        b'1'..=b'9' => j += digits(b, j),
         _ => return None,
     }
     if b.get(j) == Some(&b'.') {
-        let n = digits(j + 1);
+        let n = digits(b, j + 1);
         if n == 0 {
             return None;
         }
@@ -561,7 +560,7 @@ fn number_end(b: &[u8], i: usize) -> Option<usize> {
         if let Some(b'+' | b'-') = b.get(j) {
             j += 1;
         }
-        let n = digits(j);
+        let n = digits(b, j);
         if n == 0 {
             return None;
         }

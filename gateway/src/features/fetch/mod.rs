@@ -194,35 +194,37 @@ async fn fetch_many(
         }
     };
     let (docs, served) = documents(ctx, ns, &ids, include.as_deref()).await?;
+    // One pass: documents joined into the page, absent ids into their own list.
+    const HEAD: &[u8] = b"{\"documents\":[";
     let size: usize = docs.iter().flatten().map(|d| d.len() + 1).sum();
-    let mut out = Vec::with_capacity(size + 32);
-    out.extend_from_slice(b"{\"documents\":[");
-    let mut found = Vec::new();
-    let mut first = true;
+    let mut out = Vec::with_capacity(HEAD.len() + size + 16);
+    out.extend_from_slice(HEAD);
+    let (mut missing, mut found) = (Vec::new(), Vec::new());
     for (id, doc) in ids.iter().zip(&docs) {
-        if let Some(doc) = doc {
-            if !first {
-                out.push(b',');
+        match doc {
+            Some(doc) => {
+                if out.len() > HEAD.len() {
+                    out.push(b',');
+                }
+                out.extend_from_slice(doc);
+                if record {
+                    found.push(id.clone());
+                }
             }
-            first = false;
-            out.extend_from_slice(doc);
-            if record {
-                found.push(id.clone());
+            None => {
+                missing.push(if missing.is_empty() { b'[' } else { b',' });
+                // Writing a string into a `Vec` cannot fail.
+                let _ = serde_json::to_writer(&mut missing, id);
             }
         }
     }
-    out.extend_from_slice(b"],\"missing\":[");
-    first = true;
-    for (id, doc) in ids.iter().zip(&docs) {
-        if doc.is_none() {
-            if !first {
-                out.push(b',');
-            }
-            first = false;
-            // Writing a string into a `Vec` cannot fail.
-            let _ = serde_json::to_writer(&mut out, id);
-        }
+    out.extend_from_slice(b"],\"missing\":");
+    if missing.is_empty() {
+        out.extend_from_slice(b"[]");
+    } else {
+        out.extend_from_slice(&missing);
+        out.push(b']');
     }
-    out.extend_from_slice(b"]}");
+    out.push(b'}');
     Ok((Bytes::from(out), found, served))
 }
