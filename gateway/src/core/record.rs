@@ -43,6 +43,9 @@ pub struct QueryRecord<'a> {
     pub trace: Option<&'a HeaderValue>,
     /// The request body as received (possibly gzip; the recorder inflates it off the shard).
     pub request: &'a Bytes,
+    /// The gateway validated `request` whole (a v2 query the planner read): the recorder may
+    /// read it by its structure alone.
+    pub request_checked: bool,
     pub status: StatusCode,
     /// The answer, uncompressed.
     pub response: &'a Bytes,

@@ -177,6 +177,25 @@ proptest! {
         prop_assert_eq!(walk.end(), Some(text.len()));
     }
 
+    /// Any array, compact or pretty (vectors of numbers among them): read as text checked
+    /// before, the items are the checking walk's, and the count is theirs.
+    #[test]
+    fn checked_arrays_read_and_count_as_the_walk_reads_them(
+        items in prop_oneof![
+            prop::collection::vec(json(), 0..8),
+            prop::collection::vec(any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(Value::from), 0..40),
+        ],
+        pretty in any::<bool>(),
+    ) {
+        let v = Value::Array(items);
+        let text = if pretty { serde_json::to_string_pretty(&v) } else { serde_json::to_string(&v) }.unwrap();
+        let strict: Vec<&str> = super::items(&text).collect();
+        let read: Vec<&str> = items_of_checked(&text).collect();
+        prop_assert_eq!(&read, &strict);
+        prop_assert_eq!(count_items_of_checked(&text), strict.len(), "{}", text);
+        prop_assert_eq!(strict.len(), v.as_array().map_or(0, Vec::len));
+    }
+
     /// Text nobody checked, read as if it had been (brackets, quotes, escapes, whitespace and
     /// multi-byte characters, `\u{6c0}` holding the byte 0xdb): no panic, no hang, and where
     /// the strict walk reads the object whole, the same members.

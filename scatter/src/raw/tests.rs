@@ -184,3 +184,54 @@ fn vectors_read_in_one_run_are_checked_number_by_number() {
         [("v".into(), "[0.1,-2,3e4]"), ("id".into(), "7")]
     );
 }
+
+#[test]
+fn checked_arrays_are_counted_by_commas_only_when_flat() {
+    for (text, n) in [
+        ("[]", 0),
+        ("[ \n ]", 0),
+        (" [1]", 1),
+        ("[1,2,3]", 3),
+        ("[ -1.5e3 , 2 ,\n3 ]", 3),
+        // Strings and containers are walked: their commas are not items.
+        (r#"["a,b","c"]"#, 2),
+        ("[[1,2],[3,4],5]", 3),
+        (r#"[{"a":1,"b":2}]"#, 1),
+        ("[[]]", 1),
+        // Not an array.
+        (r#"{"a":1}"#, 0),
+        ("7", 0),
+        ("", 0),
+    ] {
+        assert_eq!(count_items_of_checked(text), n, "{text}");
+        assert_eq!(items_of_checked(text).count(), n, "{text}");
+    }
+}
+
+/// A plain run of any length with one byte of any value at any place (blocks and words both
+/// cross it): the skip stops exactly at the first quote or bracket, or where fewer than eight
+/// bytes are left with none before.
+#[test]
+fn long_plain_runs_stop_at_the_first_quote_or_bracket() {
+    let is_structure = |c: u8| matches!(c, b'"' | b'[' | b']' | b'{' | b'}');
+    for len in [0, 7, 8, 9, 39, 40, 41, 72, 100] {
+        for at in 0..len {
+            for byte in 0..=255u8 {
+                let mut text = vec![b'5'; len];
+                text[at] = byte;
+                for from in [0, 1, 3].into_iter().filter(|&f| f <= len) {
+                    let stop = structure_from(&text, from);
+                    let end = (from..len).find(|&i| is_structure(text[i])).unwrap_or(len);
+                    assert!(
+                        stop <= end,
+                        "past a stop: {len} {at} {byte} {from} -> {stop}"
+                    );
+                    assert!(
+                        stop == end || len - stop < 8,
+                        "{len} {at} {byte} {from} -> {stop}"
+                    );
+                }
+            }
+        }
+    }
+}

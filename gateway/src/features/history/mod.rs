@@ -191,6 +191,7 @@ impl Recorder for History {
             tags: r.search.tags.clone(),
             traceparent: r.trace.cloned(),
             request: r.request.clone(),
+            request_checked: r.request_checked,
             response: r.response.clone(),
             watermark: r.watermark,
         };
@@ -398,6 +399,7 @@ mod tests {
                 tags: vec![],
                 traceparent: None,
                 request: Bytes::new(),
+                request_checked: false,
                 response: Bytes::from(vec![b' '; size]),
                 watermark: None,
             })

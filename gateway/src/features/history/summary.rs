@@ -10,8 +10,12 @@
 //! under `queries` and the served ids of every leg, leg after leg, split by `result_counts`.
 //!
 //! This runs on the control runtime, never on a shard. Bodies are walked in place
-//! ([`scatter::raw`]: members and items as raw text, each checked, no parser set up per body), so
-//! a large response costs a scan for the row ids, not a full parse.
+//! ([`scatter::raw`]: members and items as raw text, no parser set up per body), so a large
+//! response costs a scan for the row ids, not a full parse. Text is checked once: the answer,
+//! and a request nobody validated (the v1 route, a body the planner refused), by the strict
+//! walk; a request the query planner validated whole, and every value a strict walk yielded
+//! (a vector, a row), is read again by its structure alone (`raw::*_of_checked`), so a
+//! 1536-dimension vector's numbers are not parsed a second and third time here.
 //! The summary is written as JSON text straight from the members' raw text (kept members are
 //! copied as the caller wrote them), with no value tree built and none to free when the entry
 //! leaves the recent window; the finished text is JSON by construction ([`QuerySummary`]).
@@ -67,10 +71,18 @@ pub struct Scratch {
 }
 
 /// Summarises a served query: `request` is the caller's body (gzip is undone here), `response`
-/// the body the gateway answered with.
-pub fn summarize(request: &[u8], response: &[u8], scratch: &mut Scratch) -> Summary {
+/// the body the gateway answered with. `request_checked`: the gateway validated `request` whole
+/// before serving it (then it is read by its structure; a gzip body is read strictly all the
+/// same, as its inflated text is capped here).
+pub fn summarize(
+    request: &[u8],
+    request_checked: bool,
+    response: &[u8],
+    scratch: &mut Scratch,
+) -> Summary {
     let inflated;
-    let request = if request.starts_with(&[0x1f, 0x8b]) {
+    let gzip = request.starts_with(&[0x1f, 0x8b]);
+    let request = if gzip {
         let mut out = Vec::new();
         let ok = flate2::read::GzDecoder::new(request)
             .take(MAX_INFLATED_BYTES)
@@ -84,10 +96,10 @@ pub fn summarize(request: &[u8], response: &[u8], scratch: &mut Scratch) -> Summ
     let Scratch { query: text, ids } = scratch;
     text.clear();
     let mut query = Object::new(text);
-    let multi = summarize_body(request, &mut query);
+    let multi = summarize_body(utf8_prefix(request), &mut query, request_checked && !gzip);
     let mut ids = Ids::new(ids);
     let mut counts: Vec<usize> = Vec::new();
-    let mut members = members_until_error(response);
+    let mut members = raw::members(utf8_prefix(response));
     loop {
         // `rows` and `results` are read as the walk passes them (one read of the rows, not a
         // skip and then a second walk); what an array that does not read whole handed over is
@@ -104,7 +116,8 @@ pub fn summarize(request: &[u8], response: &[u8], scratch: &mut Scratch) -> Summ
                     return ids.row(item);
                 }
                 let before = ids.count;
-                if let Some((_, rows)) = raw::members(item).find(|(k, _)| k == "rows") {
+                // A value the strict walk read whole.
+                if let Some((_, rows)) = raw::members_of_checked(item).find(|(k, _)| k == "rows") {
                     ids.rows(rows);
                 }
                 counts.push(ids.count - before);
@@ -168,22 +181,29 @@ impl<'t> Object<'t> {
     }
 }
 
-/// An object's members up to the first malformed one (a body upstream rejected is still
-/// summarised as far as it reads; text past invalid UTF-8 is not read).
-fn members_until_error(text: &[u8]) -> raw::Members<'_> {
-    let text = match std::str::from_utf8(text) {
+/// `text` up to its first byte that is not UTF-8 (a body upstream rejected is still summarised
+/// as far as it reads; text past invalid UTF-8 is not read).
+fn utf8_prefix(text: &[u8]) -> &str {
+    match std::str::from_utf8(text) {
         Ok(t) => t,
         // The prefix up to `valid_up_to` is UTF-8 by definition.
         Err(e) => std::str::from_utf8(&text[..e.valid_up_to()]).unwrap_or_default(),
-    };
-    raw::members(text)
+    }
 }
 
 /// Writes the summary of one query object (a single query or a multi-query leg) into `out`;
-/// `true` when it has `queries` (a multi-query).
-fn summarize_body(body: &[u8], out: &mut Object) -> bool {
+/// `true` when it has `queries` (a multi-query). `checked`: `body` was read whole before (a
+/// validated request, or a leg the strict walk yielded); else its members are read strictly, up
+/// to the first that does not read whole. Every value a member yields has then been read whole,
+/// so what is read inside it is read by structure.
+fn summarize_body(body: &str, out: &mut Object, checked: bool) -> bool {
     let mut multi = false;
-    for (key, value) in members_until_error(body) {
+    let members = if checked {
+        raw::members_of_checked(body)
+    } else {
+        raw::members(body)
+    };
+    for (key, value) in members {
         match &*key {
             "rank_by" | "rerank_by" => expression(value, out.member(&key)),
             "vector" => vector_shape(value, out.member(&key)),
@@ -194,12 +214,12 @@ fn summarize_body(body: &[u8], out: &mut Object) -> bool {
                 multi = true;
                 let text = out.member(&key);
                 text.push('[');
-                for (i, leg) in raw::items(value).take(MAX_LEGS).enumerate() {
+                for (i, leg) in raw::items_of_checked(value).take(MAX_LEGS).enumerate() {
                     if i > 0 {
                         text.push(',');
                     }
                     let mut one = Object::new(text);
-                    summarize_body(leg.as_bytes(), &mut one);
+                    summarize_body(leg, &mut one, true);
                     one.finish();
                 }
                 text.push(']');
@@ -217,7 +237,7 @@ fn summarize_body(body: &[u8], out: &mut Object) -> bool {
 fn expression(v: &str, out: &mut String) {
     if v.starts_with('[') {
         // Inline: most expressions are a few items (`[attr, "ANN", v]`, `[attr, "asc"]`).
-        let items: SmallVec<[&str; 4]> = raw::items(v).collect();
+        let items: SmallVec<[&str; 4]> = raw::items_of_checked(v).collect();
         let is_ann = items.len() == 3 && items[1] == "\"ANN\"";
         out.push('[');
         for (i, item) in items.iter().enumerate() {
@@ -235,7 +255,7 @@ fn expression(v: &str, out: &mut String) {
     }
     if v.starts_with('{') {
         out.push('{');
-        for (i, (k, item)) in raw::members(v).enumerate() {
+        for (i, (k, item)) in raw::members_of_checked(v).enumerate() {
             if i > 0 {
                 out.push(',');
             }
@@ -254,6 +274,8 @@ fn expression(v: &str, out: &mut String) {
 }
 
 /// `{"dims": n}` for a vector of numbers; `{"encoding": "base64", "chars": n}` for a base64 one.
+/// `v` is always text read whole before (a value a strict walk yielded, or part of a validated
+/// body), so its items are counted by structure.
 fn vector_shape(v: &str, out: &mut String) {
     if v.starts_with('"') {
         let _ = write!(
@@ -264,7 +286,7 @@ fn vector_shape(v: &str, out: &mut String) {
         return;
     }
     if v.starts_with('[') {
-        let _ = write!(out, r#"{{"dims":{}}}"#, raw::items(v).count());
+        let _ = write!(out, r#"{{"dims":{}}}"#, raw::count_items_of_checked(v));
     } else {
         let _ = write!(out, r#"{{"bytes":{}}}"#, v.len());
     }
@@ -277,7 +299,7 @@ fn seeds(v: &str, out: &mut String) {
     }
     out.push_str(r#"{"ids":["#);
     let mut count = 0usize;
-    for item in raw::items(v) {
+    for item in raw::items_of_checked(v) {
         if count < MAX_SEEDS {
             if count > 0 {
                 out.push(',');
@@ -317,17 +339,17 @@ impl<'t> Ids<'t> {
         Ids { text, count: 0 }
     }
 
-    /// Appends the `id` of every row, in order.
+    /// Appends the `id` of every row, in order (`rows` was read whole before).
     fn rows(&mut self, rows: &str) {
-        for row in raw::items(rows) {
+        for row in raw::items_of_checked(rows) {
             self.row(row);
         }
     }
 
-    /// Appends the `id` of one row (nothing when it has none).
+    /// Appends the `id` of one row (nothing when it has none; `row` was read whole before).
     fn row(&mut self, row: &str) {
         // `id` leads upstream rows: the walk stops at it.
-        let Some((_, id)) = raw::members(row).find(|(k, _)| k == "id") else {
+        let Some((_, id)) = raw::members_of_checked(row).find(|(k, _)| k == "id") else {
             return;
         };
         if self.count > 0 {
@@ -373,8 +395,15 @@ mod tests {
         raw(request.to_string().as_bytes(), response.as_bytes())
     }
 
+    /// The summary of a request nobody validated; a request that is JSON is also summarised as
+    /// one the planner validated (read by structure), which must say the same.
     fn raw(request: &[u8], response: &[u8]) -> Summary {
-        summarize(request, response, &mut Scratch::default())
+        let strict = summarize(request, false, response, &mut Scratch::default());
+        if serde_json::from_slice::<serde::de::IgnoredAny>(request).is_ok() {
+            let checked = summarize(request, true, response, &mut Scratch::default());
+            assert_eq!(checked, strict, "{}", String::from_utf8_lossy(request));
+        }
+        strict
     }
 
     /// The summary as a value, for comparisons.
@@ -548,7 +577,7 @@ mod tests {
         for round in 0..2 {
             for (req, resp) in cases {
                 assert_eq!(
-                    summarize(req, resp, &mut scratch),
+                    summarize(req, false, resp, &mut scratch),
                     raw(req, resp),
                     "round {round}"
                 );

@@ -90,6 +90,8 @@ pub struct QueryEvent {
     pub tags: Vec<String>,
     pub traceparent: Option<HeaderValue>,
     pub request: Bytes,
+    /// See [`crate::core::record::QueryRecord::request_checked`].
+    pub request_checked: bool,
     pub response: Bytes,
     pub watermark: Option<u64>,
 }
@@ -484,7 +486,7 @@ fn slot(feed: Feed) -> usize {
 
 /// Builds a search-history entry from a served query.
 fn search_entry(q: QueryEvent, nanos: u64, scratch: &mut Scratch) -> SearchEntry {
-    let summary = summarize(&q.request, &q.response, scratch);
+    let summary = summarize(&q.request, q.request_checked, &q.response, scratch);
     SearchEntry {
         timestamp: rfc3339(nanos),
         timestamp_nanos: nanos,
@@ -515,6 +517,7 @@ mod tests {
                 "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
             )),
             request: Bytes::from_static(br#"{"vector":[1,2],"top_k":1}"#),
+            request_checked: true,
             response: Bytes::from(format!(r#"{{"rows":[{{"id":"{id}"}}]}}"#)),
             watermark: Some(5),
         })

@@ -81,6 +81,7 @@ impl Query {
             search: &search,
             trace: trace.as_ref(),
             request: &req.body,
+            request_checked: a.request_checked,
             status: a.status,
             response: &a.body,
             watermark: a.watermark,
@@ -178,6 +179,8 @@ impl ProxyHooks for V1 {
                 search: &c.search,
                 trace: s.trace.as_ref(),
                 request: &s.req.body,
+                // Relayed as sent: nobody validated it.
+                request_checked: false,
                 status: up.status,
                 response: answer,
                 watermark: None,

@@ -47,6 +47,9 @@ pub struct Answer {
     pub headers: HeaderMap,
     pub body: Bytes,
     pub watermark: Option<u64>,
+    /// The request was validated whole before it was served (set by [`serve`]; `false` for a
+    /// body relayed for upstream to judge).
+    pub request_checked: bool,
 }
 
 impl Answer {
@@ -56,11 +59,21 @@ impl Answer {
             headers: up.headers,
             body: up.body,
             watermark,
+            request_checked: false,
         }
     }
 
     pub(super) fn json(body: impl Into<Bytes>, watermark: Option<u64>) -> Self {
         Self::json_in(HeaderMap::new(), body, watermark)
+    }
+
+    /// The answer to a request the planner validated whole (every path of [`serve`] past the
+    /// plan).
+    fn checked(self) -> Self {
+        Answer {
+            request_checked: true,
+            ..self
+        }
     }
 
     /// [`Answer::json`] in `headers`' storage: the map (upstream's, already allocated) is
@@ -76,6 +89,7 @@ impl Answer {
             headers,
             body: body.into(),
             watermark,
+            request_checked: false,
         }
     }
 }
@@ -173,7 +187,7 @@ pub async fn serve(
             };
             UpstreamQuery { shape, ..q }
         }
-        QueryPlan::Deferred { body, .. } => return Ok(Answer::json(body, watermark)),
+        QueryPlan::Deferred { body, .. } => return Ok(Answer::json(body, watermark).checked()),
         QueryPlan::NeedsCentroids(_) => {
             return Err(GatewayError::Internal(
                 "nearest_to_id resolved twice".into(),
@@ -192,7 +206,7 @@ pub async fn serve(
         ))
         .await?
     {
-        return Ok(a);
+        return Ok(a.checked());
     }
     execute(
         ctx,
@@ -204,6 +218,7 @@ pub async fn serve(
         None,
     )
     .await
+    .map(Answer::checked)
 }
 
 /// The consistency mode, the watcher's status and the watermark one request read once.
