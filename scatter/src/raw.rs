@@ -59,7 +59,7 @@ pub(crate) fn members_unique_within(text: &str, max_depth: usize) -> Members<'_>
 /// [`members`] of text a strict walk or parser has already read whole (a [`crate::Validated`]
 /// body, a value a strict walk yielded, or a part of either): each value is skipped by its
 /// structure alone (a string to its closing quote, a container to its matching bracket, eight
-/// bytes at a time, anything else to the next delimiter), without checking its numbers and
+/// or 32 bytes at a time, anything else to the next delimiter), without checking its numbers and
 /// literals again. On text nobody checked it never panics, but what it yields is unspecified.
 pub fn members_of_checked(text: &str) -> Members<'_> {
     let mut walk = Walk::open(text, b'{', MAX_DEPTH);
@@ -75,7 +75,8 @@ pub fn items_of_checked(text: &str) -> Items<'_> {
     Items { walk }
 }
 
-/// How many items the array `text` (read whole before, as for [`items_of_checked`]) has; 0 when
+/// How many items the array `text` (read whole before, as for [`items_of_checked`], and ending
+/// at the array's `]`, as a walk yields a value: commas after it would be counted) has; 0 when
 /// it is not an array. An array holding no string and no container (a vector of numbers) is
 /// counted by its commas, in one pass the compiler vectorises; any other is walked.
 pub fn count_items_of_checked(text: &str) -> usize {

@@ -44,7 +44,8 @@ pub struct QueryRecord<'a> {
     /// The request body as received (possibly gzip; the recorder inflates it off the shard).
     pub request: &'a Bytes,
     /// The gateway validated `request` whole (a v2 query the planner read): the recorder may
-    /// read it by its structure alone.
+    /// read it by its structure alone. For a gzip body it was the inflated text that was
+    /// validated; the recorder reads such a body strictly all the same.
     pub request_checked: bool,
     pub status: StatusCode,
     /// The answer, uncompressed.

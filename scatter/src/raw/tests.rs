@@ -206,6 +206,22 @@ fn checked_arrays_are_counted_by_commas_only_when_flat() {
         assert_eq!(count_items_of_checked(text), n, "{text}");
         assert_eq!(items_of_checked(text).count(), n, "{text}");
     }
+    // Past one 32-byte block: whole blocks are counted, and a string or container in any
+    // block (its commas not items) sends the count to the walk.
+    let numbers = (0..100)
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    assert_eq!(count_items_of_checked(&format!("[{numbers}]")), 100);
+    assert_eq!(
+        count_items_of_checked(&format!("[{numbers}, \"a,b\"]")),
+        101
+    );
+    assert_eq!(
+        count_items_of_checked(&format!("[\"a,b\", {numbers}]")),
+        101
+    );
+    assert_eq!(count_items_of_checked(&format!("[{numbers}, [1,2]]")), 101);
 }
 
 /// A plain run of any length with one byte of any value at any place (blocks and words both

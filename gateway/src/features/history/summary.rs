@@ -12,8 +12,8 @@
 //! This runs on the control runtime, never on a shard. Bodies are walked in place
 //! ([`scatter::raw`]: members and items as raw text, no parser set up per body), so a large
 //! response costs a scan for the row ids, not a full parse. Text is checked once: the answer,
-//! and a request nobody validated (the v1 route, a body the planner refused), by the strict
-//! walk; a request the query planner validated whole, and every value a strict walk yielded
+//! a request nobody validated (the v1 route, a body the planner refused) and a gzip request
+//! (its inflated text is capped here), by the strict walk; a request the query planner validated whole, and every value a strict walk yielded
 //! (a vector, a row), is read again by its structure alone (`raw::*_of_checked`), so a
 //! 1536-dimension vector's numbers are not parsed a second and third time here.
 //! The summary is written as JSON text straight from the members' raw text (kept members are
@@ -580,6 +580,40 @@ mod tests {
                     summarize(req, false, resp, &mut scratch),
                     raw(req, resp),
                     "round {round}"
+                );
+            }
+        }
+    }
+
+    /// A gzip body is read strictly even when the planner validated it: its inflated text is
+    /// capped here, so it may be cut short of what was validated (a cut `true` below).
+    #[test]
+    fn a_gzip_body_is_read_strictly_whatever_the_flag() {
+        use std::io::Write as _;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(br#"{"filters":["a","Eq",1],"top_k":tr"#)
+            .unwrap();
+        let body = gz.finish().unwrap();
+        let sum = summarize(&body, true, br#"{"rows":[]}"#, &mut Scratch::default());
+        assert_eq!(q(&sum), json!({"filters": ["a", "Eq", 1]}));
+    }
+
+    /// Vectors long enough for the 32-byte blocks, counted the same through a validated body
+    /// and an unchecked one, with and without whitespace.
+    #[test]
+    fn long_vectors_are_counted_by_blocks() {
+        for dims in [1, 31, 32, 33, 100, 1536] {
+            let v: Vec<f64> = (0..dims).map(|i| f64::from(i) / 7.0 - 3.0).collect();
+            let body = json!({"vector": v, "rank_by": ["v", "ANN", v]});
+            for text in [
+                body.to_string(),
+                serde_json::to_string_pretty(&body).unwrap(),
+            ] {
+                let sum = raw(text.as_bytes(), b"{}");
+                assert_eq!(
+                    q(&sum),
+                    json!({"vector": {"dims": dims}, "rank_by": ["v", "ANN", {"dims": dims}]}),
+                    "{dims}"
                 );
             }
         }
