@@ -3,7 +3,8 @@
 //! (~1.7 KB), and a query's two planning passes validating the body once vs twice. The DOM side is `scatter::reference` (parse to `serde_json::Value`, edit, serialise),
 //! the implementation the splicer is property-tested against.
 //!
-//! `parse_top` alone on a stored row and a write of full-precision vectors.
+//! `parse_top` alone on a stored row and a write of full-precision vectors; a query with a
+//! 1536-dimension vector validated, and planned with its stable read.
 //!
 //! Run: `cargo bench -p scatter --bench splice -- --warm-up-time 1 --measurement-time 3`.
 
@@ -124,6 +125,28 @@ fn bench(c: &mut Criterion) {
     });
     g.bench_function("write_16x16dim", |b| {
         b.iter(|| black_box(scatter::validate::parse_top(&write, &limits).unwrap().len()))
+    });
+    g.finish();
+    // A query with a 1536-dimension vector (a common embedding size), planned and given its
+    // stable-read predicate as the gateway's shard does: what a realistic ANN query costs the
+    // shard before it is sent.
+    let ann = bytes::Bytes::from(format!(
+        r#"{{"rank_by":["vector","ANN",{}],"top_k":10,"include_attributes":["id"]}}"#,
+        vector(3, 1536)
+    ));
+    let mut g = c.benchmark_group("ann_1536dim");
+    g.bench_function("parse_top", |b| {
+        b.iter(|| black_box(scatter::validate::parse_top(&ann, &limits).unwrap().len()))
+    });
+    g.bench_function("plan_then_stable_read", |b| {
+        b.iter(|| {
+            let plan = scatter::plan_query(&ann, &qctx).unwrap();
+            let scatter::QueryPlan::Upstream(q) = plan else {
+                unreachable!("a native query plans upstream")
+            };
+            // As the gateway asks it: with the planner's note of where the root members are.
+            black_box(q.plan_stable_read(Some(pred)).unwrap())
+        })
     });
     g.finish();
 }

@@ -98,14 +98,17 @@ pub(crate) struct Expr<'a> {
 
 /// Recognises `[attr, "HybridText" | "Auto", ...]`; `Ok(None)` for any other `rank_by`.
 pub(crate) fn parse_expr<'a>(rank_by: &LazyValue<'a>) -> Result<Option<Expr<'a>>, QueryError> {
-    let Some(iter) = rank_by.clone().into_array_iter() else {
+    let Some(mut iter) = rank_by.clone().into_array_iter() else {
         return Ok(None);
     };
-    // At most five are read (more is an error): held inline, no allocation per query.
+    // At most five are read (more is an error): held inline, no allocation per query. The
+    // operator (the second) is looked at first: any other expression's input, an ANN query's
+    // vector of thousands of numbers, is not skipped through again here (the body was
+    // validated whole before).
     let mut items: smallvec::SmallVec<[LazyValue<'a>; 5]> = smallvec::SmallVec::new();
-    for item in iter {
+    for item in iter.by_ref() {
         items.push(item.map_err(|e| json_error(&e, true))?);
-        if items.len() > 4 {
+        if items.len() == 2 {
             break;
         }
     }
@@ -114,6 +117,12 @@ pub(crate) fn parse_expr<'a>(rank_by: &LazyValue<'a>) -> Result<Option<Expr<'a>>
         Some("\"Auto\"") => Expansion::Auto,
         _ => return Ok(None),
     };
+    for item in iter {
+        items.push(item.map_err(|e| json_error(&e, true))?);
+        if items.len() > 4 {
+            break;
+        }
+    }
     let bad = |message: &str| QueryError::MalformedExpression {
         op,
         message: message.to_owned(),

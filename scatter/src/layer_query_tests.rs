@@ -259,6 +259,27 @@ fn hybrid_422s() {
         err(r#"{"rank_by":["c","HybridText"],"top_k":10}"#),
         QueryError::MalformedExpression { .. }
     ));
+    // The operator is read before the rest: five items are still too many for an expansion,
+    // and any other expression is not the planner's to judge, whatever its length.
+    assert!(matches!(
+        err(r#"{"rank_by":["c","HybridText","x",{},5],"top_k":10}"#),
+        QueryError::MalformedExpression { .. }
+    ));
+    assert!(matches!(
+        err(r#"{"rank_by":["c","Auto","x",{},5,6],"top_k":10}"#),
+        QueryError::MalformedExpression { .. }
+    ));
+    for rank_by in [
+        r#"["v","ANN",[1,2],{},5]"#,
+        r#"["c","BM25"]"#,
+        r#"["c","asc"]"#,
+        r#"["c"]"#,
+    ] {
+        let body = format!(r#"{{"rank_by":{rank_by},"top_k":10}}"#);
+        let u = upstream(&body, &ctx());
+        assert_eq!(u.body.as_bytes(), body.as_bytes(), "{rank_by}");
+        assert!(u.echo.hybrid.is_none(), "{rank_by}");
+    }
     assert!(matches!(
         err(r#"{"rank_by":["c","HybridText","xy"],"vector":[1],"top_k":10}"#),
         QueryError::RankingConflict { .. }
