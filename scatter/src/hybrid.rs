@@ -358,6 +358,24 @@ pub(crate) fn echo(
 mod tests {
     use super::*;
 
+    /// The operator is read before the rest: past a non-expansion operator nothing is read
+    /// (here the rest is not even JSON, so reading it would fail); past an expansion's, it is.
+    #[test]
+    fn only_an_expansions_items_are_read_past_the_operator() {
+        use serde::Deserialize as _;
+        let lazy = |text| {
+            LazyValue::deserialize(serde::de::value::BorrowedStrDeserializer::<
+                serde::de::value::Error,
+            >::new(text))
+            .unwrap()
+        };
+        assert!(matches!(
+            parse_expr(&lazy(r#"["v","ANN",[1,2}}}"#)),
+            Ok(None)
+        ));
+        assert!(parse_expr(&lazy(r#"["c","HybridText",[1,2}}}"#)).is_err());
+    }
+
     #[test]
     fn distances() {
         assert_eq!(requested_distance("pods", Fuzziness::Auto), 1);

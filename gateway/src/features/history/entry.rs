@@ -153,9 +153,10 @@ pub fn push_json_str(out: &mut String, s: &str) {
 /// of strings, written from the answer's row ids). No value tree and no `String` per id is built
 /// per query or freed when the entry leaves the recent window.
 ///
-/// The text is JSON by construction: the summary builder copies only values that a checking walk
-/// read whole ([`scatter::raw`] checks every value as a strict parser would) and writes every key
-/// and id through [`push_json_str`]. Debug builds (every test) check each text as it is made; the
+/// The text is JSON by construction: the summary builder copies only values that were checked
+/// whole before, by the query planner's validation of the request or by a strict walk
+/// ([`scatter::raw`] checks every value as a strict parser would), and writes every key and id
+/// through [`push_json_str`]. Debug builds (every test) check each text as it is made; the
 /// property tests in [`super::summary`] check that any body pair gives JSON. Serializing through
 /// serde (the list routes, a few entries per call) checks it again; a stored line is written by
 /// [`SearchEntry::write_json`] without a second parse.
