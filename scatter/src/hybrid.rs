@@ -98,7 +98,7 @@ pub(crate) struct Expr<'a> {
 
 /// Recognises `[attr, "HybridText" | "Auto", ...]`; `Ok(None)` for any other `rank_by`.
 pub(crate) fn parse_expr<'a>(rank_by: &LazyValue<'a>) -> Result<Option<Expr<'a>>, QueryError> {
-    let Some(mut iter) = rank_by.clone().into_array_iter() else {
+    let Some(iter) = rank_by.clone().into_array_iter() else {
         return Ok(None);
     };
     // At most five are read (more is an error): held inline, no allocation per query. The
@@ -106,23 +106,24 @@ pub(crate) fn parse_expr<'a>(rank_by: &LazyValue<'a>) -> Result<Option<Expr<'a>>
     // vector of thousands of numbers, is not skipped through again here (the body was
     // validated whole before).
     let mut items: smallvec::SmallVec<[LazyValue<'a>; 5]> = smallvec::SmallVec::new();
-    for item in iter.by_ref() {
-        items.push(item.map_err(|e| json_error(&e, true))?);
-        if items.len() == 2 {
-            break;
-        }
-    }
-    let op = match items.get(1).map(raw_trimmed) {
-        Some("\"HybridText\"") => Expansion::HybridText,
-        Some("\"Auto\"") => Expansion::Auto,
-        _ => return Ok(None),
-    };
+    let mut op = None;
     for item in iter {
         items.push(item.map_err(|e| json_error(&e, true))?);
+        if items.len() == 2 {
+            op = match raw_trimmed(&items[1]) {
+                "\"HybridText\"" => Some(Expansion::HybridText),
+                "\"Auto\"" => Some(Expansion::Auto),
+                _ => return Ok(None),
+            };
+        }
         if items.len() > 4 {
             break;
         }
     }
+    // Fewer than two items: no operator.
+    let Some(op) = op else {
+        return Ok(None);
+    };
     let bad = |message: &str| QueryError::MalformedExpression {
         op,
         message: message.to_owned(),

@@ -89,18 +89,17 @@ pub fn count_items_of_checked(text: &str) -> usize {
     // Blocks of a fixed size, each folded without a branch, so the compiler vectorises them
     // (a count over the whole slice did not). `]` is not looked for: the array's own end is in
     // `inside`.
-    let (mut commas, mut nested) = (0usize, 0u8);
+    let mut commas = 0usize;
     let mut blocks = inside.chunks_exact(PLAIN_BLOCK);
     for block in &mut blocks {
-        let (n, any) = flat_count(block);
-        commas += usize::from(n);
-        nested |= any;
+        let (n, nested) = flat_count(block);
         if nested != 0 {
             return items_of_checked(text).count();
         }
+        commas += usize::from(n);
     }
-    let (n, any) = flat_count(blocks.remainder());
-    if nested | any != 0 {
+    let (n, nested) = flat_count(blocks.remainder());
+    if nested != 0 {
         return items_of_checked(text).count();
     }
     if b.get(skip_ws(b, start + 1)) == Some(&b']') {
@@ -555,14 +554,11 @@ fn skip_checked(b: &[u8], i: usize) -> Option<usize> {
 /// `gateway/benches/history_summary.rs`).
 #[inline]
 fn structure_from(b: &[u8], j: usize) -> usize {
-    let Some(word) = b.get(j..j + 8).and_then(|w| <[u8; 8]>::try_from(w).ok()) else {
+    // The word skip over at most one word (the text cut after it).
+    let (mut j, found) = skip_words(b.get(..j + 8).unwrap_or(b), j, structure);
+    if found || j + 8 > b.len() {
         return j;
-    };
-    let flagged = structure(u64::from_le_bytes(word));
-    if flagged != 0 {
-        return j + (flagged.trailing_zeros() / 8) as usize;
     }
-    let mut j = j + 8;
     while let Some(block) = b
         .get(j..j + PLAIN_BLOCK)
         .and_then(|w| <&[u8; PLAIN_BLOCK]>::try_from(w).ok())

@@ -31,15 +31,21 @@ fn sonic(text: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// `v`'s text, compact or pretty.
+fn text_of(v: &Value, pretty: bool) -> String {
+    if pretty {
+        serde_json::to_string_pretty(v)
+    } else {
+        serde_json::to_string(v)
+    }
+    .unwrap()
+}
+
 /// An object of `members` and its text, compact or pretty.
 fn object_text(members: Vec<(String, Value)>, pretty: bool) -> (Value, String) {
     let v = Value::Object(members.into_iter().collect());
-    let text = if pretty {
-        serde_json::to_string_pretty(&v)
-    } else {
-        serde_json::to_string(&v)
-    };
-    (v, text.unwrap())
+    let text = text_of(&v, pretty);
+    (v, text)
 }
 
 fn ours(text: &str) -> Vec<(String, String)> {
@@ -188,7 +194,7 @@ proptest! {
         pretty in any::<bool>(),
     ) {
         let v = Value::Array(items);
-        let text = if pretty { serde_json::to_string_pretty(&v) } else { serde_json::to_string(&v) }.unwrap();
+        let text = text_of(&v, pretty);
         let strict: Vec<&str> = super::items(&text).collect();
         let read: Vec<&str> = items_of_checked(&text).collect();
         prop_assert_eq!(&read, &strict);

@@ -13,9 +13,10 @@
 //! ([`scatter::raw`]: members and items as raw text, no parser set up per body), so a large
 //! response costs a scan for the row ids, not a full parse. Text is checked once: the answer,
 //! a request nobody validated (the v1 route, a body the planner refused) and a gzip request
-//! (its inflated text is capped here), by the strict walk; a request the query planner validated whole, and every value a strict walk yielded
-//! (a vector, a row), is read again by its structure alone (`raw::*_of_checked`), so a
-//! 1536-dimension vector's numbers are not parsed a second and third time here.
+//! (its inflated text is capped here), by the strict walk; a request the query planner
+//! validated whole, and every value a strict walk yielded (a vector, a row), is read again by
+//! its structure alone (`raw::*_of_checked`), so a 1536-dimension vector's numbers are not
+//! parsed a second and third time here.
 //! The summary is written as JSON text straight from the members' raw text (kept members are
 //! copied as the caller wrote them), with no value tree built and none to free when the entry
 //! leaves the recent window; the finished text is JSON by construction ([`QuerySummary`]).
