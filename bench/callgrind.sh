@@ -16,6 +16,10 @@
 # log). TIER=1 profiles tier hits (with SCENARIO fetch-zipf): the gateway's hot cache is cut to
 # 64 KiB over the default NVMe tier and every document is fetched once before the warm-up, as in
 # bench/fetch-tails.sh's tier gateway, and how many measured fetches were tier hits is printed.
+# DIMS (16) sets the seeded rows' vector length, and the scenario's `${vector}` (a query vector of
+# that length, numbers printed as embedding clients print them: signs mixed, 17 significant
+# digits; `query-ann-vector` uses it); ROWS (10000) how many rows are seeded (the emulator answers
+# an ANN query by brute force, so a long vector wants fewer).
 # KEEP_DUMPS=DIR copies each build's dump there (read it with
 # `callgrind_annotate --inclusive=yes FILE`), with the measured request count beside it
 # (`.requests`); bench/profile.sh turns both into instructions per request by area. Everything
@@ -26,6 +30,8 @@ SCENARIO=${1:-query-passthrough}
 shift || true
 DURATION=${DURATION:-20s}
 CONCURRENCY=${CONCURRENCY:-16}
+DIMS=${DIMS:-16}
+ROWS=${ROWS:-10000}
 source "$ROOT/bench/lib.sh"
 bench_setup callgrind
 command -v valgrind >/dev/null || { log "valgrind is not installed"; exit 1; }
@@ -37,8 +43,9 @@ start emulator 1 X=1 -- "$BIN/turbopuffer-emulator" --listen 127.0.0.1:0 --api-k
 EMU=$REPLY
 NS=bench-passthrough
 auth=(-H "Authorization: Bearer $KEY" -H "content-type: application/json")
-for ((s = 0; s < 10000; s += 1000)); do
-  jq -cn --argjson s "$s" '{upsert_rows: [range($s; $s + 1000) | {id: ., vector: [range(16) as $d | ((. * 31 + $d) % 97) / 97]}], distance_metric: "cosine_distance"}' \
+for ((s = 0; s < ROWS; s += 1000)); do
+  jq -cn --argjson s "$s" --argjson n "$((ROWS - s < 1000 ? ROWS - s : 1000))" --argjson dims "$DIMS" \
+    '{upsert_rows: [range($s; $s + $n) | {id: ., vector: [range($dims) as $d | ((. * 31 + $d) % 97) / 97]}], distance_metric: "cosine_distance"}' \
     | curl -sf "${auth[@]}" --data-binary @- "http://$EMU/v2/namespaces/$NS" >/dev/null
 done
 
@@ -52,13 +59,14 @@ keep_updating() {
       -H 'Content-Type: application/json' --data-binary "$UPDATING_QUERY"
   }
   updating_indexer "$EMU" "$NS" false || { log "resuming the emulator's indexer failed"; exit 1; }
-  updating_write "$gw" "$NS" "$id" 16 || { log "the stamped write through $gw failed"; exit 1; }
+  updating_write "$gw" "$NS" "$id" "$DIMS" || { log "the stamped write through $gw failed"; exit 1; }
   updating_watermark "$gw" "$NS" || { log "gateway $gw never held a watermark"; exit 1; }
   updating_indexer "$EMU" "$NS" true || { log "pausing the emulator's indexer failed"; exit 1; }
-  updating_write "$gw" "$NS" $((id + 1)) 16 || { log "the unindexed write through $gw failed"; exit 1; }
+  updating_write "$gw" "$NS" $((id + 1)) "$DIMS" || { log "the unindexed write through $gw failed"; exit 1; }
   updating_seen "$EMU" send_query "$gw" || { log "UPDATING=1 but the queries through $gw carry no stable-read predicate"; exit 1; }
 }
 
+VECTOR=$(awk -v dims="$DIMS" 'BEGIN { srand(7); printf "["; for (d = 0; d < dims; d++) printf "%s%.17g", (d ? "," : ""), (rand() * 2 - 1) / sqrt(dims); printf "]" }')
 GW_ENV=(LAYER_LOG=warn)
 [[ ${TIER:-0} != 1 ]] || GW_ENV+=(LAYER_CACHE_HOT_BYTES_PER_SHARD=65536)
 # The gateway's count of one document-cache event so far.
@@ -83,12 +91,12 @@ for i in "${!BINS[@]}"; do
     curl -sf "${auth[@]}" --parallel --parallel-max 16 -K "$TMP/urls" 2>/dev/null || { log "fetching every document once through $GW failed"; exit 1; }
   fi
   taskset -c 1 "$BIN/layer-loadgen" --scenario "$ROOT/bench/scenarios/$SCENARIO.yaml" --target "http://$GW" \
-    --var "api_key=$KEY" --var "ns=$NS" --concurrency "$CONCURRENCY" --duration 3s --format json --out "$TMP/warm.json" >/dev/null 2>&1
+    --var "api_key=$KEY" --var "ns=$NS" --var "vector=$VECTOR" --concurrency "$CONCURRENCY" --duration 3s --format json --out "$TMP/warm.json" >/dev/null 2>&1
   # Read before the counters are zeroed and after the dump: rendering /metrics is not measured.
   tier0=$(cache_events "$GW" tier_hit)
   callgrind_control -z "$pid" >/dev/null
   taskset -c 1 "$BIN/layer-loadgen" --scenario "$ROOT/bench/scenarios/$SCENARIO.yaml" --target "http://$GW" \
-    --var "api_key=$KEY" --var "ns=$NS" --concurrency "$CONCURRENCY" --duration "$DURATION" --format json --out "$TMP/run.$i.json" >/dev/null 2>&1
+    --var "api_key=$KEY" --var "ns=$NS" --var "vector=$VECTOR" --concurrency "$CONCURRENCY" --duration "$DURATION" --format json --out "$TMP/run.$i.json" >/dev/null 2>&1
   callgrind_control -d "$pid" >/dev/null
   tier=$(($(cache_events "$GW" tier_hit) - ${tier0:-0}))
   sleep 1

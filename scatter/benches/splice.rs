@@ -4,7 +4,8 @@
 //! the implementation the splicer is property-tested against.
 //!
 //! `parse_top` alone on a stored row and a write of full-precision vectors; a query with a
-//! 1536-dimension vector validated, and planned with its stable read.
+//! 1536-dimension vector validated (its numbers as `k/97` prints them, and as an embedding
+//! model's `float32` values print), and planned with its stable read.
 //!
 //! Run: `cargo bench -p scatter --bench splice -- --warm-up-time 1 --measurement-time 3`.
 
@@ -42,6 +43,24 @@ fn query_body() -> Vec<u8> {
 fn vector(seed: usize, dims: usize) -> String {
     let v: Vec<String> = (0..dims)
         .map(|d| (((seed * 31 + d) % 97) as f64 / 97.0).to_string())
+        .collect();
+    format!("[{}]", v.join(","))
+}
+
+/// A vector as an embedding model's `float32` values print once widened to `f64` (what Python's
+/// and orjson's shortest round-trip form gives): signs mixed, magnitudes around 1/sqrt(dims),
+/// 16–18 significant digits, so every number's length varies.
+fn embedding(seed: u64, dims: usize) -> String {
+    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let v: Vec<String> = (0..dims)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let unit = (state >> 11) as f64 / (1u64 << 53) as f64;
+            let x = (unit - 0.5) * 4.0 / (dims as f64).sqrt();
+            f64::from(x as f32).to_string()
+        })
         .collect();
     format!("[{}]", v.join(","))
 }
@@ -137,6 +156,20 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("ann_1536dim");
     g.bench_function("parse_top", |b| {
         b.iter(|| black_box(scatter::validate::parse_top(&ann, &limits).unwrap().len()))
+    });
+    // The same query with an embedding's values (signs mixed, lengths varying).
+    let embedded = bytes::Bytes::from(format!(
+        r#"{{"rank_by":["vector","ANN",{}],"top_k":10,"include_attributes":["id"]}}"#,
+        embedding(3, 1536)
+    ));
+    g.bench_function("parse_top_embedding", |b| {
+        b.iter(|| {
+            black_box(
+                scatter::validate::parse_top(&embedded, &limits)
+                    .unwrap()
+                    .len(),
+            )
+        })
     });
     g.bench_function("plan_then_stable_read", |b| {
         b.iter(|| {

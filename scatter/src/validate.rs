@@ -92,7 +92,7 @@ fn members_into<'a>(text: &'a [u8], out: &mut Entries<'a>) -> Result<(), sonic_r
 /// [`members_into`] by sonic-rs alone (also what the walk is tested against).
 fn sonic_members_into<'a>(text: &'a [u8], out: &mut Entries<'a>) -> Result<(), sonic_rs::Error> {
     match std::str::from_utf8(text) {
-        Ok(s) if !text.contains(&b'\\') => {
+        Ok(s) if memchr::memchr(b'\\', text).is_none() => {
             let mut de = sonic_rs::Deserializer::from_str(s);
             serde::Deserializer::deserialize_map(&mut de, Fill(out))
         }
@@ -116,10 +116,10 @@ fn walk_members<'a>(
     unique: bool,
     out: &mut Entries<'a>,
 ) -> Option<usize> {
-    if text.contains(&b'\\') {
+    if memchr::memchr(b'\\', text).is_some() {
         return None;
     }
-    let text = std::str::from_utf8(text).ok()?;
+    let text = simdutf8::basic::from_utf8(text).ok()?;
     let mut walk = if unique {
         raw::members_unique_within(text, max_depth)
     } else {
@@ -335,7 +335,7 @@ fn check_depth(body: &[u8], max: usize) -> Result<(), RewriteError> {
 /// answers the gather copies into its own (found by the `merge` fuzz target: a `\u00li` in an
 /// aggregation group key came out as invalid JSON).
 pub(crate) fn check_escapes(body: &[u8]) -> Result<(), RewriteError> {
-    if !body.contains(&b'\\') {
+    if memchr::memchr(b'\\', body).is_none() {
         return Ok(());
     }
     check_depth(body, usize::MAX)
@@ -419,7 +419,7 @@ fn check_value(value: LazyValue<'_>) -> Result<(), Walk> {
         }
         // An array with no `{` anywhere inside holds no object, hence no key: skip it (this
         // keeps long vectors of floats cheap).
-        Some(b'[') if raw.contains(&b'{') => {
+        Some(b'[') if memchr::memchr(b'{', raw).is_some() => {
             let Some(iter) = value.into_array_iter() else {
                 return Ok(());
             };

@@ -321,7 +321,7 @@ pub fn document_bytes(
     include: Option<&[String]>,
     limits: &scatter::Limits,
 ) -> Option<Vec<u8>> {
-    if row.contains(&b'\\') {
+    if memchr::memchr(b'\\', row).is_some() {
         return None;
     }
     let members = scatter::validate::parse_top(row, limits).ok()?;

@@ -113,6 +113,44 @@ fn digits_are_counted_as_bytewise() {
     assert_eq!(digits(b"12345678901234567890", 0), 20);
 }
 
+/// The end of the number starting at `b[i]`, one byte at a time through the grammar's states.
+fn number_end_bytewise(b: &[u8], i: usize) -> Option<usize> {
+    let digit = |j: usize| b.get(j).is_some_and(u8::is_ascii_digit);
+    let run = |mut j: usize| {
+        while digit(j) {
+            j += 1;
+        }
+        j
+    };
+    let mut j = i;
+    if b.get(j) == Some(&b'-') {
+        j += 1;
+    }
+    j = match b.get(j)? {
+        b'0' if digit(j + 1) => return None,
+        b'0' => j + 1,
+        b'1'..=b'9' => run(j),
+        _ => return None,
+    };
+    if b.get(j) == Some(&b'.') {
+        if !digit(j + 1) {
+            return None;
+        }
+        j = run(j + 1);
+    }
+    if matches!(b.get(j), Some(b'e' | b'E')) {
+        j += 1;
+        if matches!(b.get(j), Some(b'+' | b'-')) {
+            j += 1;
+        }
+        if !digit(j) {
+            return None;
+        }
+        j = run(j);
+    }
+    Some(j)
+}
+
 /// Whether `text` holds a `\u` escape without four hex digits inside a string (found by
 /// 20,000 runs of `damaged_text_reads_a_prefix`: a replaced or removed byte makes one).
 /// sonic-rs's skip does not check the digits and reads on; the walk stops, as a strict
@@ -140,6 +178,24 @@ fn bad_u_escape(text: &str) -> bool {
 }
 
 proptest! {
+    /// Numbers read eight bytes at a time end where the grammar read byte by byte ends them,
+    /// from every place of text made of digit runs (up to 40 long, so runs end at and across
+    /// word edges and the text's end) and the bytes a number may hold or be followed by (bytes
+    /// from 0x80 up among them, which the digit test flags with a carry).
+    #[test]
+    fn numbers_end_where_the_bytewise_grammar_ends(
+        parts in prop::collection::vec(prop_oneof![
+            "[0-9]{0,40}".prop_map(String::into_bytes),
+            prop::sample::select(vec![&b"-"[..], b".", b"e", b"E", b"+", b",", b"]", b" ", b"0", b"\xff", b"\x8a"])
+                .prop_map(<[u8]>::to_vec),
+        ], 0..10),
+    ) {
+        let b = parts.concat();
+        for i in 0..b.len() {
+            prop_assert_eq!(number_end(&b, i), number_end_bytewise(&b, i), "{:?} from {}", String::from_utf8_lossy(&b), i);
+        }
+    }
+
     /// The word-at-a-time skip finds the same end as a byte-by-byte one, on text dense in
     /// quotes, backslashes, control and non-ASCII bytes.
     #[test]

@@ -45,7 +45,8 @@ pub const NEXT_CURSOR: &str = "x-layer-next-cursor";
 
 /// A cheap pre-check before any parse: only bodies naming `"asc"` or `"desc"` can page.
 pub(super) fn may_page(body: &[u8]) -> bool {
-    body.windows(5).any(|w| w == b"\"asc\"") || body.windows(6).any(|w| w == b"\"desc\"")
+    memchr::memmem::find(body, b"\"asc\"").is_some()
+        || memchr::memmem::find(body, b"\"desc\"").is_some()
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
