@@ -66,7 +66,7 @@ keep_updating() {
   updating_seen "$EMU" send_query "$gw" || { log "UPDATING=1 but the queries through $gw carry no stable-read predicate"; exit 1; }
 }
 
-VECTOR=$(awk -v dims="$DIMS" 'BEGIN { srand(7); printf "["; for (d = 0; d < dims; d++) printf "%s%.17g", (d ? "," : ""), (rand() * 2 - 1) / sqrt(dims); printf "]" }')
+VECTOR=$(query_vector "$DIMS")
 GW_ENV=(LAYER_LOG=warn)
 [[ ${TIER:-0} != 1 ]] || GW_ENV+=(LAYER_CACHE_HOT_BYTES_PER_SHARD=65536)
 # The gateway's count of one document-cache event so far.

@@ -16,8 +16,8 @@
 #
 # Writes bench/results/<YYYY-MM-DD>-<SCENARIO>.md. Knobs (environment): CONCURRENCY (64),
 # DURATION (10s), WARMUP (2s), ROUNDS (3), ROWS (10000), DIMS (16, must match the scenario's
-# vectors), BATCH (1000), PROXY_CPU (0), LOAD_CPU (1), BUSY_LIMIT (15 %), BUSY_WAIT (60 s),
-# SKIP_BUILD (0), OUT (result path), KEEP_TMP (0), BASELINE_BIN (unset), UPDATING (0; 1 = the
+# vectors; also the length of `${vector}`, see query_vector in bench/lib.sh), BATCH (1000),
+# PROXY_CPU (0), LOAD_CPU (1), BUSY_LIMIT (15 %), BUSY_WAIT (60 s), SKIP_BUILD (0), OUT (result path), KEEP_TMP (0), BASELINE_BIN (unset), UPDATING (0; 1 = the
 # namespace holds unindexed writes throughout, so the gateway splices its stable-read predicate
 # into every query). See bench/README.md.
 set -euo pipefail
@@ -149,6 +149,8 @@ if ! command -v nginx >/dev/null; then
 fi
 for t in taskset curl jq awk; do command -v "$t" >/dev/null || die "$t is required"; done
 LOADGEN=$BIN/layer-loadgen
+# The query vector of scenarios that take one (`${vector}`, query-ann-vector): DIMS numbers.
+VECTOR=$(query_vector "$DIMS")
 
 # wait_addr FILE PID NAME: REPLY = ADDR from the "NAME listening on http://ADDR" line.
 wait_addr() {
@@ -232,7 +234,7 @@ for t in "${TARGETS[@]}"; do
   nginx) addr=$NGINX_ADDR ;;
   baseline) addr=$BASE_ADDR ;;
   esac
-  "$LOADGEN" --scenario "$SCENARIO_FILE" --target "http://$addr" --var "ns=$NS" \
+  "$LOADGEN" --scenario "$SCENARIO_FILE" --target "http://$addr" --var "ns=$NS" --var "vector=$VECTOR" \
     --var "api_key=$KEY" --concurrency 1 --warmup 0s --duration 300ms --format json \
     --out "$TMP/smoke-$t.json" 2>"$TMP/smoke-$t.err" ||
     die "smoke test through $t failed: $(cat "$TMP/smoke-$t.err") $(jq -c .status "$TMP/smoke-$t.json" 2>/dev/null)"
@@ -257,7 +259,7 @@ if [[ $UPDATING == 1 ]]; then
   done
   # The predicate must show in what the emulator receives from each build's scenario queries.
   send_scenario() {
-    "$LOADGEN" --scenario "$SCENARIO_FILE" --target "http://$1" --var "ns=$NS" \
+    "$LOADGEN" --scenario "$SCENARIO_FILE" --target "http://$1" --var "ns=$NS" --var "vector=$VECTOR" \
       --var "api_key=$KEY" --concurrency 1 --warmup 0s --duration 100ms --format json \
       --out "$TMP/predicate.json" 2>/dev/null
   }
@@ -313,7 +315,7 @@ run_one() { # run_one ROUND TARGET
   b0=$BUSY tot0=$TOTAL s0=$STEAL
   ns0=$(date +%s%N)
   taskset -c "$LOAD_CPU" "$LOADGEN" --scenario "$SCENARIO_FILE" --target "http://$addr" \
-    --var "ns=$NS" --var "api_key=$KEY" --concurrency "$CONCURRENCY" --warmup "$WARMUP" \
+    --var "ns=$NS" --var "vector=$VECTOR" --var "api_key=$KEY" --concurrency "$CONCURRENCY" --warmup "$WARMUP" \
     --duration "$DURATION" --format json --out "$out" --allow-errors 2>"$TMP/run-$1-$2.err" || rc=$?
   ns1=$(date +%s%N)
   sys_ticks

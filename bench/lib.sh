@@ -17,6 +17,9 @@
 #   bench_postgres       the PostgreSQL LAYER_TEST_DATABASE_URL names, or a throwaway one started
 #                        with scripts/pg-server (fsync off) and stopped when the script exits
 #                        (standalone: sets its own EXIT trap, so call it without bench_setup)
+#   query_vector DIMS    a query vector of DIMS numbers as embedding clients print them (signs
+#                        mixed, 17 significant digits, magnitudes ~1/sqrt(DIMS)), the same every
+#                        run: what scenarios' `${vector}` takes (`query-ann-vector`)
 #   updating_write GW NS ID DIMS / updating_watermark GW NS / updating_indexer EMU NS true|false /
 #   updating_seen EMU CMD...
 #                        P1's namespace kept updating (below): a row through a gateway, the wait
@@ -25,6 +28,10 @@
 #                        on failure)
 #
 # Everything listens on 127.0.0.1 and is killed by PID when the script exits.
+
+query_vector() {
+  awk -v dims="$1" 'BEGIN { srand(7); printf "["; for (d = 0; d < dims; d++) printf "%s%.17g", (d ? "," : ""), (rand() * 2 - 1) / sqrt(dims); printf "]" }'
+}
 
 log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 
