@@ -7,7 +7,7 @@
 #
 # SCENARIO is a file under bench/scenarios (default query-passthrough); each GATEWAY_BIN (default:
 # the release build of this tree) is started in turn under callgrind with one shard against one
-# emulator seeded with 10,000 rows, warmed, zeroed, then driven by layer-loadgen for DURATION
+# emulator seeded with ROWS (10,000) rows, warmed, zeroed, then driven by layer-loadgen for DURATION
 # (20s) at CONCURRENCY (16). Prints instructions per request for each binary (kernel time is not
 # counted). UPDATING=1 profiles P1's case, a namespace kept updating (as `bench/compare.sh` sets it
 # up): each build first writes a row and waits until it holds a watermark, then the emulator's
@@ -53,7 +53,7 @@ done
 # (build number $2 picks the rows it writes; bench/lib.sh says why each step is needed). Each build
 # in turn: the indexer resumed, a stamped row, the watermark, the indexer paused, one more row.
 keep_updating() {
-  local gw=$1 id=$((10000 + 2 * $2))
+  local gw=$1 id=$((ROWS + 2 * $2))
   send_query() {
     curl -sf -o /dev/null -X POST "http://$1/v2/namespaces/$NS/query" -H "Authorization: Bearer $KEY" \
       -H 'Content-Type: application/json' --data-binary "$UPDATING_QUERY"
@@ -87,7 +87,7 @@ for i in "${!BINS[@]}"; do
   [[ -n $GW ]] || { log "gateway ${BINS[$i]} did not start: $(tail -3 "$TMP/gw.$i.err")"; exit 1; }
   [[ ${UPDATING:-0} != 1 ]] || keep_updating "$GW" "$i"
   if [[ ${TIER:-0} == 1 ]]; then
-    for id in $(seq 0 9999); do printf 'url = "http://%s/v2/namespaces/%s/documents/%s"\noutput = "/dev/null"\n' "$GW" "$NS" "$id"; done >"$TMP/urls"
+    for id in $(seq 0 $((ROWS - 1))); do printf 'url = "http://%s/v2/namespaces/%s/documents/%s"\noutput = "/dev/null"\n' "$GW" "$NS" "$id"; done >"$TMP/urls"
     curl -sf "${auth[@]}" --parallel --parallel-max 16 -K "$TMP/urls" 2>/dev/null || { log "fetching every document once through $GW failed"; exit 1; }
   fi
   taskset -c 1 "$BIN/layer-loadgen" --scenario "$ROOT/bench/scenarios/$SCENARIO.yaml" --target "http://$GW" \

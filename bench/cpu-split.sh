@@ -6,25 +6,32 @@
 #
 #   bench/cpu-split.sh                 # GATEWAY_BIN defaults to the release build of this tree
 #
-# One emulator (10,000 rows) on CPU1, the proxy on CPU0, layer-loadgen on CPU1 running
-# bench/scenarios/query-passthrough.yaml at 64 connections: 3 s warm-up, then 8 s measured per
+# One emulator (ROWS rows) on CPU1, the proxy on CPU0, layer-loadgen on CPU1 running
+# bench/scenarios/SCENARIO.yaml at 64 connections: 3 s warm-up, then 8 s measured per
 # proxy. Everything on 127.0.0.1, killed on exit. Knobs: GATEWAY_BIN, STRACE, SKIP_BUILD, PERF
 # (1: also a perf profile of the gateway during its measured run, self time by thread and
 # function, PERF_TOP lines; sampling slows the gateway, so that run's CPU table is not comparable
-# with runs without it; in a VM without PMU access kernel samples pile up on irq-restore paths).
+# with runs without it; in a VM without PMU access kernel samples pile up on irq-restore paths),
+# SCENARIO (query-passthrough), DIMS (16: the seeded vectors' length and the `${vector}` passed,
+# as bench/callgrind.sh does), ROWS (10000).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 source "$ROOT/bench/lib.sh"
 bench_setup cpu-split
 bench_build turbopuffer-emulator layer-gateway layer-loadgen
+SCENARIO=${SCENARIO:-query-passthrough}
+DIMS=${DIMS:-16}
+ROWS=${ROWS:-10000}
+VECTOR=$(query_vector "$DIMS")
 GATEWAY_BIN=${GATEWAY_BIN:-$BIN/layer-gateway}
 command -v nginx >/dev/null || { apt-get update -qq && apt-get install -y -qq nginx-light >/dev/null; }
 
 start emulator 1 X=1 -- "$BIN/turbopuffer-emulator" --listen 127.0.0.1:0 --api-key "$KEY" --threads 1
 EMU=$REPLY
 NS=bench-passthrough
-for ((s = 0; s < 10000; s += 1000)); do
-  jq -cn --argjson s "$s" '{upsert_rows: [range($s; $s + 1000) | {id: ., vector: [range(16) as $d | ((. * 31 + $d) % 97) / 97]}], distance_metric: "cosine_distance"}' \
+for ((s = 0; s < ROWS; s += 1000)); do
+  jq -cn --argjson s "$s" --argjson n "$((ROWS - s < 1000 ? ROWS - s : 1000))" --argjson dims "$DIMS" \
+    '{upsert_rows: [range($s; $s + $n) | {id: ., vector: [range($dims) as $d | ((. * 31 + $d) % 97) / 97]}], distance_metric: "cosine_distance"}' \
     | curl -sf -H "Authorization: Bearer $KEY" -H "content-type: application/json" --data-binary @- "http://$EMU/v2/namespaces/$NS" >/dev/null
 done
 start gateway 0 LAYER_LOG=warn -- "$GATEWAY_BIN" --listen 127.0.0.1:0 --upstream-url "http://$EMU" \
@@ -37,8 +44,8 @@ for _ in $(seq 50); do NGINX_WORKER=$(pgrep -P "$NGINX_PID" | head -1 || true); 
 [[ -n $NGINX_WORKER ]] || { log "nginx has no worker"; exit 1; }
 
 load() { # ADDR DURATION OUT
-  taskset -c 1 "$BIN/layer-loadgen" --scenario "$ROOT/bench/scenarios/query-passthrough.yaml" --target "http://$1" \
-    --var "api_key=$KEY" --var "ns=$NS" --concurrency 64 --duration "$2" --format json --out "$3" >/dev/null 2>&1
+  taskset -c 1 "$BIN/layer-loadgen" --scenario "$ROOT/bench/scenarios/$SCENARIO.yaml" --target "http://$1" \
+    --var "api_key=$KEY" --var "ns=$NS" --var "vector=$VECTOR" --concurrency 64 --duration "$2" --format json --out "$3" >/dev/null 2>&1
 }
 # "name utime stime voluntary involuntary" per thread of the given processes (thread names with
 # spaces joined by _; the last two are context switches: a thread that went to sleep waiting, one
@@ -97,6 +104,6 @@ if [[ ${PERF:-0} == 1 && -s $TMP/perf.data ]]; then
   echo
   echo '```'
   perf report -i "$TMP/perf.data" --no-children --sort comm,sym --stdio 2>/dev/null \
-    | grep -E '^ +[0-9]' | head -"${PERF_TOP:-40}" | cut -c1-160
+    | grep -E '^ +[0-9]' | head -"${PERF_TOP:-40}" | cut -c1-160 || true
   echo '```'
 fi

@@ -106,6 +106,9 @@ http {
   client_body_temp_path $TMP/nginx/body;
   proxy_temp_path $TMP/nginx/proxy;
   client_max_body_size 64m;
+  # Bodies up to 1 MiB stay in memory: the 8 KiB default writes a larger one to a temp file
+  # (a 1536-dimension query is ~33 KB), work the gateway does not do.
+  client_body_buffer_size 1m;
   keepalive_requests 1000000;
   upstream emulator {
     server $upstream;

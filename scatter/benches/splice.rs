@@ -49,7 +49,7 @@ fn vector(seed: usize, dims: usize) -> String {
 
 /// A vector as an embedding model's `float32` values print once widened to `f64` (what Python's
 /// and orjson's shortest round-trip form gives): signs mixed, magnitudes around 1/sqrt(dims),
-/// 16–18 significant digits, so every number's length varies.
+/// up to 17 significant digits, so every number's length varies.
 fn embedding(seed: u64, dims: usize) -> String {
     let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
     let v: Vec<String> = (0..dims)

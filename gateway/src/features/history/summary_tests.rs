@@ -379,12 +379,13 @@ fn body() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
     ]
 }
 
-/// Text with multi-byte characters, and bytes no UTF-8 text holds spliced in anywhere.
+/// Text with characters of two, three and four bytes, and bytes no UTF-8 text holds spliced in
+/// anywhere.
 fn utf8_mostly() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
     use proptest::prelude::*;
     prop::collection::vec(
         prop_oneof![
-            "[a-z\u{e9}\u{6c0}\u{10ffff} ,:{}]{0,40}".prop_map(String::into_bytes),
+            "[a-z\u{e9}\u{6c0}\u{20ac}\u{10ffff} ,:{}]{0,40}".prop_map(String::into_bytes),
             prop::collection::vec(any::<u8>(), 0..3),
         ],
         0..6,

@@ -435,7 +435,8 @@ pub async fn resolve_centroid(
 }
 
 /// Whether `needle` occurs in `hay`. A SIMD search: comparing every window, as this did before,
-/// took ~16 µs on the ~27 KB body of a 1536-dimension ANN query, about as long as validating it
+/// took ~16 µs on a 27 KB body of 1536 numbers (an ANN query's vector; clients print such a query
+/// in 27–34 KB), about as long as validating it
 /// (`bench/results/2026-12-06-simd-scans.md`).
 fn memfind(hay: &[u8], needle: &[u8]) -> bool {
     memchr::memmem::find(hay, needle).is_some()
