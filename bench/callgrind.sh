@@ -43,11 +43,7 @@ start emulator 1 X=1 -- "$BIN/turbopuffer-emulator" --listen 127.0.0.1:0 --api-k
 EMU=$REPLY
 NS=bench-passthrough
 auth=(-H "Authorization: Bearer $KEY" -H "content-type: application/json")
-for ((s = 0; s < ROWS; s += 1000)); do
-  jq -cn --argjson s "$s" --argjson n "$((ROWS - s < 1000 ? ROWS - s : 1000))" --argjson dims "$DIMS" \
-    '{upsert_rows: [range($s; $s + $n) | {id: ., vector: [range($dims) as $d | ((. * 31 + $d) % 97) / 97]}], distance_metric: "cosine_distance"}' \
-    | curl -sf "${auth[@]}" --data-binary @- "http://$EMU/v2/namespaces/$NS" >/dev/null
-done
+seed_vectors "$EMU" "$NS" "$ROWS" "$DIMS"
 
 # UPDATING=1: makes the gateway at $1 splice its stable-read predicate into every query of $NS
 # (build number $2 picks the rows it writes; bench/lib.sh says why each step is needed). Each build

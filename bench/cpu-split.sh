@@ -29,11 +29,7 @@ command -v nginx >/dev/null || { apt-get update -qq && apt-get install -y -qq ng
 start emulator 1 X=1 -- "$BIN/turbopuffer-emulator" --listen 127.0.0.1:0 --api-key "$KEY" --threads 1
 EMU=$REPLY
 NS=bench-passthrough
-for ((s = 0; s < ROWS; s += 1000)); do
-  jq -cn --argjson s "$s" --argjson n "$((ROWS - s < 1000 ? ROWS - s : 1000))" --argjson dims "$DIMS" \
-    '{upsert_rows: [range($s; $s + $n) | {id: ., vector: [range($dims) as $d | ((. * 31 + $d) % 97) / 97]}], distance_metric: "cosine_distance"}' \
-    | curl -sf -H "Authorization: Bearer $KEY" -H "content-type: application/json" --data-binary @- "http://$EMU/v2/namespaces/$NS" >/dev/null
-done
+seed_vectors "$EMU" "$NS" "$ROWS" "$DIMS"
 start gateway 0 LAYER_LOG=warn -- "$GATEWAY_BIN" --listen 127.0.0.1:0 --upstream-url "http://$EMU" \
   --upstream-api-key "$KEY" --shards 1 --data-dir "$TMP/gw"
 GW=$REPLY

@@ -17,6 +17,9 @@
 #   bench_postgres       the PostgreSQL LAYER_TEST_DATABASE_URL names, or a throwaway one started
 #                        with scripts/pg-server (fsync off) and stopped when the script exits
 #                        (standalone: sets its own EXIT trap, so call it without bench_setup)
+#   seed_vectors ADDR NS ROWS DIMS
+#                        upserts ROWS rows (ids 0..ROWS-1, DIMS-dim vectors, cosine distance) into
+#                        NS through ADDR, in batches of 1000 (exits on failure)
 #   query_vector DIMS    a query vector of DIMS numbers as embedding clients print them (signs
 #                        mixed, 17 significant digits, magnitudes ~1/sqrt(DIMS)), the same every
 #                        run: what scenarios' `${vector}` takes (`query-ann-vector`)
@@ -28,6 +31,16 @@
 #                        on failure)
 #
 # Everything listens on 127.0.0.1 and is killed by PID when the script exits.
+
+seed_vectors() {
+  local addr=$1 ns=$2 rows=$3 dims=$4 s
+  for ((s = 0; s < rows; s += 1000)); do
+    jq -cn --argjson s "$s" --argjson n "$rows" --argjson dims "$dims" \
+      '{upsert_rows: [range($s; [$s + 1000, $n] | min) | {id: ., vector: [range($dims) as $d | ((. * 31 + $d) % 97) / 97]}], distance_metric: "cosine_distance"}' \
+      | curl -sf -H "Authorization: Bearer $KEY" -H "content-type: application/json" --data-binary @- "http://$addr/v2/namespaces/$ns" >/dev/null ||
+      { log "seeding $ns through $addr failed"; exit 1; }
+  done
+}
 
 query_vector() {
   awk -v dims="$1" 'BEGIN { srand(7); printf "["; for (d = 0; d < dims; d++) printf "%s%.17g", (d ? "," : ""), (rand() * 2 - 1) / sqrt(dims); printf "]" }'

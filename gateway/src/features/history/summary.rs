@@ -185,12 +185,8 @@ impl<'t> Object<'t> {
 /// `text` up to its first byte that is not UTF-8 (a body upstream rejected is still summarised
 /// as far as it reads; text past invalid UTF-8 is not read).
 fn utf8_prefix(text: &[u8]) -> &str {
-    // One SIMD pass for the usual, valid text; the standard library's check finds where
-    // invalid text stops being UTF-8.
-    if let Ok(t) = simdutf8::basic::from_utf8(text) {
-        return t;
-    }
-    match std::str::from_utf8(text) {
+    // One SIMD pass, which also finds where invalid text stops being UTF-8.
+    match simdutf8::compat::from_utf8(text) {
         Ok(t) => t,
         // The prefix up to `valid_up_to` is UTF-8 by definition.
         Err(e) => std::str::from_utf8(&text[..e.valid_up_to()]).unwrap_or_default(),

@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use super::plan::{Answer, Cut, execute};
+use super::plan::{Answer, Cut, execute, memfind};
 use crate::core::ShardCtx;
 use crate::core::config::IndexConsistency;
 use crate::core::error::GatewayError;
@@ -45,8 +45,7 @@ pub const NEXT_CURSOR: &str = "x-layer-next-cursor";
 
 /// A cheap pre-check before any parse: only bodies naming `"asc"` or `"desc"` can page.
 pub(super) fn may_page(body: &[u8]) -> bool {
-    memchr::memmem::find(body, b"\"asc\"").is_some()
-        || memchr::memmem::find(body, b"\"desc\"").is_some()
+    memfind(body, b"\"asc\"") || memfind(body, b"\"desc\"")
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
