@@ -75,49 +75,33 @@ pub fn items_of_checked(text: &str) -> Items<'_> {
     Items { walk }
 }
 
-/// How many items the array `text` (read whole before, as for [`items_of_checked`], and ending
-/// at the array's `]`, as a walk yields a value: commas after it would be counted) has; 0 when
-/// it is not an array. An array holding no string and no container (a vector of numbers) is
-/// counted by its commas, in one pass the compiler vectorises; any other is walked.
+/// How many items the array `text` (read whole before, as for [`items_of_checked`]) has; 0 when
+/// it is not an array. An array holding no string and no array (a vector of numbers) is counted
+/// by its commas ([`flat_array`]: SIMD searches, no byte-by-byte reading); any other is walked.
 pub fn count_items_of_checked(text: &str) -> usize {
     let b = text.as_bytes();
     let start = skip_ws(b, 0);
     if b.get(start) != Some(&b'[') {
         return 0;
     }
-    let inside = &b[start + 1..];
-    // Blocks of a fixed size, each folded without a branch, so the compiler vectorises them
-    // (a count over the whole slice did not). `]` is not looked for: the array's own end is in
-    // `inside`.
-    let mut commas = 0usize;
-    let mut blocks = inside.chunks_exact(PLAIN_BLOCK);
-    for block in &mut blocks {
-        let (n, nested) = flat_count(block);
-        if nested != 0 {
-            return items_of_checked(text).count();
-        }
-        commas += usize::from(n);
+    match flat_array(b, start) {
+        Some((_, inside)) if skip_ws(inside, 0) == inside.len() => 0,
+        // Only `{}` can sit between its commas besides numbers and literals, so each comma
+        // separates two items.
+        Some((_, inside)) => memchr::memchr_iter(b',', inside).count() + 1,
+        None => items_of_checked(text).count(),
     }
-    let (n, nested) = flat_count(blocks.remainder());
-    if nested != 0 {
-        return items_of_checked(text).count();
-    }
-    if b.get(skip_ws(b, start + 1)) == Some(&b']') {
-        return 0;
-    }
-    commas + usize::from(n) + 1
 }
 
-/// The commas in `block` (at most [`PLAIN_BLOCK`] bytes), and non-zero when it holds a quote or
-/// an opening bracket.
-#[inline]
-fn flat_count(block: &[u8]) -> (u8, u8) {
-    block.iter().fold((0u8, 0u8), |(n, any), &c| {
-        (
-            n + u8::from(c == b','),
-            any | u8::from(c == b'"') | u8::from(c == b'[') | u8::from(c == b'{'),
-        )
-    })
+/// The array opening at `b[i]` in text read whole before, when it holds no string and no
+/// array: just past its `]`, and the text between its brackets. Found by one `memchr` search
+/// for `[`, `]` or `"` (SIMD, many bytes per instruction): when `]` comes first, it closes this
+/// array, as the only object without a string (its keys) is `{}`. `None` for any other array,
+/// or where the text ends first; never a panic, whatever the text.
+fn flat_array(b: &[u8], i: usize) -> Option<(usize, &[u8])> {
+    let inside = b.get(i + 1..)?;
+    let close = memchr::memchr3(b'[', b']', b'"', inside)?;
+    (inside[close] == b']').then(|| (i + 2 + close, &inside[..close]))
 }
 
 /// The items of the JSON array `text`, in order, each exactly as written. Ends at the array's end
@@ -521,6 +505,13 @@ fn skip_checked(b: &[u8], i: usize) -> Option<usize> {
                 j = structure_from(b, j);
                 match *b.get(j)? {
                     b'"' => j = string_end(b, j)?,
+                    // A vector: to its end in one search instead of a scan by structure.
+                    b'[' if let Some((end, _)) = flat_array(b, j) => {
+                        j = end;
+                        if depth == 0 {
+                            return Some(j);
+                        }
+                    }
                     b'{' | b'[' => {
                         depth += 1;
                         j += 1;

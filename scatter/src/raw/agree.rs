@@ -265,6 +265,38 @@ proptest! {
         prop_assert_eq!(strict.len(), v.as_array().map_or(0, Vec::len));
     }
 
+    /// Arrays of the items a vector search body holds and the ones that look like its
+    /// delimiters (`{}`, `[]`, strings holding `]`, `[` or `,`, nested vectors), with any
+    /// whitespace: read as checked text, each array ends where the checking walk ends it, alone
+    /// or inside an object, and is counted as that walk counts it.
+    #[test]
+    fn checked_vectors_end_and_count_as_the_walk_reads_them(
+        items in prop::collection::vec(
+            prop_oneof![
+                4 => any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(|f| Value::from(f).to_string()),
+                1 => Just("{}".to_string()),
+                1 => Just("{ }".to_string()),
+                1 => Just("[]".to_string()),
+                1 => Just(r#""a],[b""#.to_string()),
+                1 => Just("[1,[2]]".to_string()),
+                1 => Just(r#"{"k":[3]}"#.to_string()),
+                1 => Just("null".to_string()),
+            ],
+            0..24,
+        ),
+        space in "[ \t\n]{0,2}",
+    ) {
+        let text = format!("[{space}{}{space}]", items.join(&format!("{space},{space}")));
+        let b = text.as_bytes();
+        prop_assert_eq!(skip_checked(b, 0), value_end(b, 0, MAX_DEPTH), "{}", text);
+        prop_assert_eq!(skip_checked(b, 0), Some(text.len()));
+        prop_assert_eq!(count_items_of_checked(&text), items.len(), "{}", text);
+        let object = format!(r#"{{"v":{text},"w":{text}}}"#);
+        let read: Vec<(String, String)> =
+            members_of_checked(&object).map(|(k, v)| (k.into_owned(), v.to_owned())).collect();
+        prop_assert_eq!(read, ours(&object));
+    }
+
     /// Text nobody checked, read as if it had been (brackets, quotes, escapes, whitespace and
     /// multi-byte characters, `\u{6c0}` holding the byte 0xdb): no panic, no hang, and where
     /// the strict walk reads the object whole, the same members.
