@@ -17,6 +17,7 @@
 //! checking them again.
 
 mod keys;
+mod window;
 
 use std::borrow::Cow;
 
@@ -58,8 +59,9 @@ pub(crate) fn members_unique_within(text: &str, max_depth: usize) -> Members<'_>
 
 /// [`members`] of text a strict walk or parser has already read whole (a [`crate::Validated`]
 /// body, a value a strict walk yielded, or a part of either): each value is skipped by its
-/// structure alone (a string to its closing quote, a container to its matching bracket, eight
-/// or 32 bytes at a time, anything else to the next delimiter), without checking its numbers and
+/// structure alone (a string to its closing quote, a vector of numbers to its `]` by one SIMD
+/// search, any other container to its matching bracket eight or 32 bytes at a time, anything
+/// else to the next delimiter), without checking its numbers and
 /// literals again. On text nobody checked it never panics, but what it yields is unspecified.
 pub fn members_of_checked(text: &str) -> Members<'_> {
     let mut walk = Walk::open(text, b'{', MAX_DEPTH);
@@ -76,8 +78,8 @@ pub fn items_of_checked(text: &str) -> Items<'_> {
 }
 
 /// How many items the array `text` (read whole before, as for [`items_of_checked`]) has; 0 when
-/// it is not an array. An array holding no string and no array (a vector of numbers) is counted
-/// by its commas ([`flat_array`]: SIMD searches, no byte-by-byte reading); any other is walked.
+/// it is not an array. A vector of numbers ([`flat_array`]) is counted by its commas (SIMD
+/// searches, no byte-by-byte reading); any other array is walked.
 pub fn count_items_of_checked(text: &str) -> usize {
     let b = text.as_bytes();
     let start = skip_ws(b, 0);
@@ -85,21 +87,25 @@ pub fn count_items_of_checked(text: &str) -> usize {
         return 0;
     }
     match flat_array(b, start) {
-        Some((_, inside)) if skip_ws(inside, 0) == inside.len() => 0,
-        // Only `{}` can sit between its commas besides numbers and literals, so each comma
-        // separates two items.
+        // It starts with a number; only `{}` can sit between its commas besides numbers and
+        // literals, so each comma separates two items.
         Some((_, inside)) => memchr::memchr_iter(b',', inside).count() + 1,
         None => items_of_checked(text).count(),
     }
 }
 
-/// The array opening at `b[i]` in text read whole before, when it holds no string and no
-/// array: just past its `]`, and the text between its brackets. Found by one `memchr` search
-/// for `[`, `]` or `"` (SIMD, many bytes per instruction): when `]` comes first, it closes this
-/// array, as the only object without a string (its keys) is `{}`. `None` for any other array,
-/// or where the text ends first; never a panic, whatever the text.
+/// The array opening at `b[i]` in text read whole before, when its first item is a number and
+/// it holds no string and no array: just past its `]`, and the text between its brackets. Found
+/// by one `memchr` search for `[`, `]` or `"` (SIMD, many bytes per instruction): when `]` comes
+/// first, it closes this array, as the only object without a string (its keys) is `{}`. `None`
+/// for any other array (one that starts with anything else is not searched: a search costs a
+/// call even when it stops at once), or where the text ends first; never a panic, whatever the
+/// text.
 fn flat_array(b: &[u8], i: usize) -> Option<(usize, &[u8])> {
     let inside = b.get(i + 1..)?;
+    if !matches!(inside.get(skip_ws(inside, 0))?, b'-' | b'0'..=b'9') {
+        return None;
+    }
     let close = memchr::memchr3(b'[', b']', b'"', inside)?;
     (inside[close] == b']').then(|| (i + 2 + close, &inside[..close]))
 }
@@ -540,9 +546,9 @@ fn skip_checked(b: &[u8], i: usize) -> Option<usize> {
 /// The first position from `j` on whose byte is `"`, `[`, `]`, `{` or `}`, or near the text's end
 /// where fewer than eight bytes are left (the caller reads on bytewise). One word is tested
 /// first, as in text dense with keys and strings the next one is near; past it, a long plain
-/// run (a vector's numbers) is skipped [`PLAIN_BLOCK`] bytes at a time, each block tested in one
-/// pass the compiler vectorises (a 1536-dimension vector's skip took about half the time, see
-/// `gateway/benches/history_summary.rs`).
+/// run is skipped [`PLAIN_BLOCK`] bytes at a time, each block tested in one pass the compiler
+/// vectorises. (A vector of numbers does not come here: [`skip_checked`] ends it by
+/// [`flat_array`].)
 #[inline]
 fn structure_from(b: &[u8], j: usize) -> usize {
     // The word skip over at most one word (the text cut after it).
@@ -618,7 +624,22 @@ fn string_stops(w: u64) -> u64 {
 }
 
 /// The end of the number starting at `b[i]`: `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`.
+/// Every number of text read strictly (a body being validated, an upstream answer) ends here, so
+/// a wrong end would let invalid JSON through. Read in one 32-byte window by masks where 32 bytes
+/// are left ([`window::number_in_window`]: a vector's numbers, one SIMD compare for the digits),
+/// else, or when the window cannot tell, the long way, which decides.
+#[inline]
 fn number_end(b: &[u8], i: usize) -> Option<usize> {
+    if let Some(w) = b.get(i..i + window::WINDOW).and_then(|w| w.try_into().ok())
+        && let Some(len) = window::number_in_window(w)
+    {
+        return Some(i + len);
+    }
+    number_end_long(b, i)
+}
+
+/// [`number_end`] byte by byte, digits eight at a time.
+fn number_end_long(b: &[u8], i: usize) -> Option<usize> {
     let mut j = i + usize::from(b[i] == b'-');
     match b.get(j)? {
         // A leading zero is the whole integer part (`01` is no number at all, for sonic-rs too).
@@ -647,8 +668,8 @@ fn number_end(b: &[u8], i: usize) -> Option<usize> {
     Some(j)
 }
 
-/// How many ASCII digits start at `b[from]`, eight bytes at a time (a vector's numbers are
-/// mostly fraction digits: 16–17 of them as clients print a float), the rest bytewise.
+/// How many ASCII digits start at `b[from]`, eight bytes at a time, the rest bytewise (for the
+/// numbers the window does not read: near the text's end, or longer than it).
 fn digits(b: &[u8], from: usize) -> usize {
     match skip_words(b, from, non_digits) {
         (j, true) => j - from,

@@ -206,8 +206,8 @@ fn checked_arrays_are_counted_by_commas_only_when_flat() {
         assert_eq!(count_items_of_checked(text), n, "{text}");
         assert_eq!(items_of_checked(text).count(), n, "{text}");
     }
-    // Past one 32-byte block: whole blocks are counted, and a string or container in any
-    // block (its commas not items) sends the count to the walk.
+    // Long enough for the search to span many SIMD blocks; a string or an array anywhere (its
+    // commas not items) sends the count to the walk.
     let numbers = (0..100)
         .map(|i| i.to_string())
         .collect::<Vec<_>>()
