@@ -6,7 +6,7 @@
 //! through a dispatch channel and a response oneshot, so every exchange was two task wake-ups,
 //! two channel hand-offs, a request `HeaderMap` and a URI built only to be encoded again. About a
 //! quarter of a passthrough query's instructions went there (`bench/callgrind.sh`). Here the
-//! request's task writes the head and body in one `write` and parses the answer itself.
+//! request's task writes the head and body in one vectored `write` and parses the answer itself.
 //!
 //! What it reads (RFC 9112): a status line and headers (`httparse`, at most [`MAX_HEADERS`]
 //! fields and [`MAX_HEAD`] bytes); interim `1xx` answers are skipped; the body is framed by
@@ -16,7 +16,7 @@
 //! HTTP/1.1, not `Connection: close`, framed by length or chunks, and read to its end with
 //! nothing after it.
 
-use std::io;
+use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -117,9 +117,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         max: usize,
     ) -> Result<Answer, Error> {
         self.reusable = false;
-        self.write(head, true).await?;
-        let written = match self.write(body, false).await {
+        let written = match self
+            .write(&mut [IoSlice::new(head), IoSlice::new(body)])
+            .await
+        {
             Ok(()) => self.io.flush().await.map_err(Error::Write),
+            // Nothing went out: the caller may send it on another connection.
+            Err(e @ Error::Unsent(_)) => return Err(e),
             Err(e) => Err(e),
         };
         if let Err(e) = written {
@@ -136,13 +140,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         self.read_answer(method, max).await
     }
 
-    /// Writes `data` whole; `first`: nothing of the request was written before.
-    async fn write(&mut self, mut data: &[u8], mut first: bool) -> Result<(), Error> {
-        while !data.is_empty() {
-            let e = match self.io.write(data).await {
+    /// Writes `parts` whole, in order, by vectored writes (one system call when the socket
+    /// takes it all, and no part copied behind another). A failure before any byte went out is
+    /// [`Error::Unsent`].
+    async fn write(&mut self, parts: &mut [IoSlice<'_>]) -> Result<(), Error> {
+        let mut first = true;
+        let mut parts = parts;
+        // Drops empty parts at the front, so an empty request never writes.
+        IoSlice::advance_slices(&mut parts, 0);
+        while !parts.is_empty() {
+            let e = match self.io.write_vectored(parts).await {
                 Ok(0) => io::Error::from(io::ErrorKind::WriteZero),
                 Ok(n) => {
-                    data = &data[n..];
+                    IoSlice::advance_slices(&mut parts, n);
                     first = false;
                     continue;
                 }

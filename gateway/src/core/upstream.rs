@@ -29,9 +29,6 @@ const MAX_RESPONSE: usize = 512 << 20;
 /// `content-length`, beyond the caller's fields.
 const HEAD_ROOM: usize = 256;
 
-/// Largest request body copied behind its head to go out in one write.
-const INLINE_BODY: usize = 64 << 10;
-
 /// The bytes the caller's fields take in a head (`name: value\r\n` each).
 fn header_bytes(headers: &HeaderMap) -> usize {
     headers
@@ -249,18 +246,13 @@ impl Upstream {
             })
             .chain(std::iter::once((&header::HOST, &self.host)))
             .chain(self.auth.iter().map(|a| (&header::AUTHORIZATION, a)));
-        // A body up to INLINE_BODY bytes is copied behind the head (one write); a larger one
-        // is written from its own buffer after it.
-        let inline = body.len() <= INLINE_BODY;
-        let mut request = Vec::with_capacity(
-            HEAD_ROOM
-                + self.prefix.len()
-                + path_and_query.len()
-                + header_bytes(in_headers)
-                + if inline { body.len() } else { 0 },
+        // The head is built alone; the body goes out from its own buffer behind it, in the same
+        // vectored write (never copied behind the head).
+        let mut head = Vec::with_capacity(
+            HEAD_ROOM + self.prefix.len() + path_and_query.len() + header_bytes(in_headers),
         );
         h1::write_head(
-            &mut request,
+            &mut head,
             &method,
             &self.prefix,
             path_and_query,
@@ -268,16 +260,10 @@ impl Upstream {
             body.len(),
         )
         .map_err(|e| GatewayError::Internal(e.to_string()))?;
-        let rest: &[u8] = if inline {
-            request.extend_from_slice(&body);
-            &[]
-        } else {
-            &body
-        };
         let started = Instant::now();
         let _in_flight = InFlight::start(self.inflight_gauge);
         let exchange = async {
-            pool.send(&request, rest, &method, MAX_RESPONSE)
+            pool.send(&head, &body, &method, MAX_RESPONSE)
                 .await
                 .map_err(|e| {
                     metrics::upstream_error(route, "connect");

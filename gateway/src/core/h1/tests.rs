@@ -394,3 +394,106 @@ async fn an_answer_sent_before_the_body_was_read_is_returned() {
     assert_eq!(a.body, "big!");
     assert!(!c.kept_alive());
 }
+
+/// A peer that takes at most `cap` bytes per write, gathering from every slice of a vectored
+/// write as a socket does, and answers with `answer` once asked to read.
+struct ShortWrites {
+    cap: usize,
+    got: Vec<u8>,
+    writes: usize,
+    answer: &'static [u8],
+}
+
+impl tokio::io::AsyncWrite for ShortWrites {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_write_vectored(cx, &[IoSlice::new(buf)])
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.writes += 1;
+        let mut room = self.cap;
+        for b in bufs {
+            let n = b.len().min(room);
+            self.got.extend_from_slice(&b[..n]);
+            room -= n;
+        }
+        Poll::Ready(Ok(self.cap - room))
+    }
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl tokio::io::AsyncRead for ShortWrites {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let n = self.answer.len().min(buf.remaining());
+        buf.put_slice(&self.answer[..n]);
+        self.answer = &self.answer[n..];
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// Head and body leave in one vectored write when the socket takes them (not the head, then
+/// the body), and short writes resume exactly where the socket stopped, across the boundary
+/// between head and body, so the peer reads the request byte for byte.
+#[tokio::test]
+async fn head_and_body_leave_together_and_short_writes_resume_in_place() {
+    let mut head = Vec::new();
+    let body: Vec<u8> = (0..5000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    write_head(
+        &mut head,
+        &Method::POST,
+        "",
+        "/v2/namespaces/n/query",
+        &HeaderMap::new(),
+        body.len(),
+    )
+    .unwrap();
+    let whole = [head.as_slice(), body.as_slice()].concat();
+    for cap in [
+        1,
+        7,
+        head.len() - 1,
+        head.len(),
+        head.len() + 1,
+        4096,
+        whole.len(),
+    ] {
+        let mut c = Conn::new(ShortWrites {
+            cap,
+            got: Vec::new(),
+            writes: 0,
+            answer: b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
+        });
+        let a = c.exchange(&head, &body, &Method::POST, MAX).await.unwrap();
+        assert_eq!(a.body, "ok");
+        assert!(c.io.got == whole, "cap {cap}: the request arrived altered");
+        assert_eq!(c.io.writes, whole.len().div_ceil(cap), "cap {cap}");
+    }
+    // An empty body adds no write of its own.
+    let mut c = Conn::new(ShortWrites {
+        cap: 1 << 16,
+        got: Vec::new(),
+        writes: 0,
+        answer: b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n",
+    });
+    c.exchange(&get(), &[], &Method::GET, MAX).await.unwrap();
+    assert_eq!((c.io.got.as_slice(), c.io.writes), (get().as_slice(), 1));
+}
