@@ -101,6 +101,16 @@ fn check_upstream(input: &[u8], q: &UpstreamQuery, ctx: &QueryContext) {
         walked,
         "the stable read with the planner's root hint differs from one without"
     );
+    // The runs a vectored write sends are the planned body, byte for byte.
+    assert_eq!(
+        q.plan_stable_parts(Some(WATERMARK))
+            .map(|s| s.body.slices().concat()),
+        walked
+            .as_ref()
+            .map(|s| s.body.to_vec())
+            .map_err(Clone::clone),
+        "the stable read's runs differ from its body"
+    );
     let stable = match walked {
         Ok(stable) => stable,
         // An internal error is a disagreement inside the gateway (a planned body the stable

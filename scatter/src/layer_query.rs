@@ -138,6 +138,18 @@ impl UpstreamQuery {
     ) -> Result<crate::StablePlan, RewriteError> {
         crate::stable::plan_hinted(&self.body, &self.root, predicate)
     }
+
+    /// [`UpstreamQuery::plan_stable_read`] with a spliced body kept as runs over this query's
+    /// buffer (sent by a vectored write, it is never copied into one buffer).
+    ///
+    /// # Errors
+    /// As [`crate::plan_stable_read`].
+    pub fn plan_stable_parts(
+        &self,
+        predicate: Option<&[u8]>,
+    ) -> Result<crate::StableParts, RewriteError> {
+        crate::stable::parts_hinted(&self.body, &self.root, predicate)
+    }
 }
 
 /// The planner's decision.

@@ -97,7 +97,8 @@ pub use respond::{
     finish_response,
 };
 pub use shard::{ShardPlan, plan_shards, shard_of, shard_of_ref};
-pub use stable::{StablePlan, plan_stable_read};
+pub use splice::Spliced;
+pub use stable::{StableBody, StableParts, StablePlan, plan_stable_read};
 pub use validate::validate;
 pub use validated::Validated;
 pub use write::{

@@ -7,6 +7,7 @@
 
 use std::ops::Range;
 
+use bytes::Bytes;
 use smallvec::SmallVec;
 use sonic_rs::LazyValue;
 
@@ -123,19 +124,55 @@ impl<'a> Splice<'a> {
         self.edits.is_empty()
     }
 
-    /// Applies the edits, in offset order, into a buffer allocated once at its final size.
-    pub(crate) fn finish(mut self) -> Result<Vec<u8>, RewriteError> {
+    /// Puts the edits in offset order and returns the output's length.
+    fn sort_and_measure(&mut self) -> Result<usize, RewriteError> {
         // Callers add edits in document order already; the stable sort is a cheap safety net.
         self.edits.sort_by_key(|e| e.at);
-        let mut len = self.src.len();
-        for e in &self.edits {
-            len = len
-                .checked_add(e.piece.len())
+        self.edits.iter().try_fold(self.src.len(), |len, e| {
+            len.checked_add(e.piece.len())
                 .and_then(|l| l.checked_sub(e.remove))
                 .ok_or(RewriteError::Internal {
                     message: "splice length overflow",
-                })?;
+                })
+        })
+    }
+
+    /// The output as runs, in order: the source between edits and the edits' pieces (empty
+    /// runs left out), with the output's length. Sorts the edits and checks them.
+    fn runs(&mut self) -> Result<(Runs, usize), RewriteError> {
+        // The checks `finish` makes, in its order, with its errors.
+        let len = self.sort_and_measure()?;
+        let mut runs = Runs::new();
+        let mut cursor = 0usize;
+        for e in &self.edits {
+            if cursor > e.at
+                || e.at > self.src.len()
+                || e.piece.end > self.arena.len()
+                || e.piece.start > e.piece.end
+            {
+                return Err(RewriteError::Internal {
+                    message: "overlapping or out-of-range splice",
+                });
+            }
+            runs.push(Run::Source(cursor..e.at));
+            runs.push(Run::Piece(e.piece.clone()));
+            cursor = e.at + e.remove;
         }
+        if cursor > self.src.len() {
+            return Err(RewriteError::Internal {
+                message: "splice past the end of the body",
+            });
+        }
+        runs.push(Run::Source(cursor..self.src.len()));
+        runs.retain(|r| !r.range().is_empty());
+        Ok((runs, len))
+    }
+
+    /// Applies the edits, in offset order, into a buffer allocated once at its final size:
+    /// the bytes of [`Splice::into_spliced`]'s runs, copied as it goes (the runs are not
+    /// collected first: on a short body that bookkeeping cost more than the copy).
+    pub(crate) fn finish(mut self) -> Result<Vec<u8>, RewriteError> {
+        let len = self.sort_and_measure()?;
         let mut out = Vec::with_capacity(len);
         let mut cursor = 0usize;
         for e in &self.edits {
@@ -156,6 +193,92 @@ impl<'a> Splice<'a> {
         out.extend_from_slice(rest);
         debug_assert_eq!(out.len(), len);
         Ok(out)
+    }
+
+    /// The output without materialising it: the runs over `src` (the very buffer this splice
+    /// reads, shared) and the pieces. `src` must be the source this splice was made over.
+    pub(crate) fn into_spliced(mut self, src: &Bytes) -> Result<Spliced, RewriteError> {
+        if src.as_ptr() != self.src.as_ptr() || src.len() != self.src.len() {
+            return Err(RewriteError::Internal {
+                message: "splice kept over another buffer",
+            });
+        }
+        let (runs, len) = self.runs()?;
+        Ok(Spliced {
+            src: src.clone(),
+            arena: self.arena,
+            runs,
+            len,
+        })
+    }
+}
+
+/// One run of a splice's output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Run {
+    /// Bytes of the source.
+    Source(Range<usize>),
+    /// Bytes of the arena.
+    Piece(Range<usize>),
+}
+
+impl Run {
+    fn range(&self) -> &Range<usize> {
+        match self {
+            Run::Source(r) | Run::Piece(r) => r,
+        }
+    }
+
+    /// The run's bytes (its range was checked against both when the run was made).
+    fn of<'s>(&self, src: &'s [u8], arena: &'s [u8]) -> &'s [u8] {
+        match self {
+            Run::Source(r) => &src[r.clone()],
+            Run::Piece(r) => &arena[r.clone()],
+        }
+    }
+}
+
+/// A query's stable-read splice makes at most five runs (source, predicate, source,
+/// consistency, source).
+type Runs = SmallVec<[Run; 6]>;
+
+/// A splice's output kept as the runs it is made of, over the shared source buffer and the
+/// splice's pieces: what [`Splice::finish`] would copy into one buffer, written out run by run
+/// instead (a vectored write sends it without that copy).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Spliced {
+    src: Bytes,
+    arena: Arena,
+    runs: Runs,
+    len: usize,
+}
+
+impl Spliced {
+    /// The output's length in bytes.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the output is empty.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The output's runs, in order (none empty).
+    pub fn slices(&self) -> impl Iterator<Item = &[u8]> {
+        self.runs.iter().map(|r| r.of(&self.src, &self.arena))
+    }
+
+    /// The output in one buffer (what [`Splice::finish`] gives).
+    #[must_use]
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.len);
+        for s in self.slices() {
+            out.extend_from_slice(s);
+        }
+        out
     }
 }
 
@@ -192,5 +315,65 @@ mod tests {
         let mut s = Splice::new(b"abc");
         s.insert(10, b"x");
         assert!(matches!(s.finish(), Err(RewriteError::Internal { .. })));
+    }
+
+    /// The runs are what `finish` writes, none empty, over the shared source (not a copy);
+    /// they are refused over a buffer the splice was not made over, and bad edits are the
+    /// same errors as `finish`'s.
+    #[test]
+    fn runs_are_the_finished_output_over_the_shared_source() {
+        let src = Bytes::from_static(b"{\"a\":1,\"b\":2}");
+        let build = || {
+            let mut s = Splice::new(&src);
+            s.insert(1, b"\"c\":0,");
+            let p = s.piece(b"9");
+            s.replace_piece(5..6, p);
+            s.insert(src.len() - 1, b"");
+            s
+        };
+        let out = build().into_spliced(&src).unwrap();
+        assert_eq!(out.to_vec(), build().finish().unwrap());
+        assert_eq!(out.to_vec(), b"{\"c\":0,\"a\":9,\"b\":2}");
+        assert_eq!(out.len(), out.to_vec().len());
+        let slices: Vec<&[u8]> = out.slices().collect();
+        assert!(slices.iter().all(|s| !s.is_empty()), "{slices:?}");
+        assert_eq!(slices[0].as_ptr(), src.as_ptr(), "the source is not copied");
+        let other = Bytes::copy_from_slice(&src);
+        assert!(build().into_spliced(&other).is_err());
+        let mut bad = Splice::new(&src);
+        bad.insert(src.len() + 1, b"x");
+        assert!(matches!(
+            bad.into_spliced(&src),
+            Err(RewriteError::Internal { .. })
+        ));
+    }
+
+    proptest::proptest! {
+        /// Any edits, in any order, overlapping or out of range or not: the runs hold what
+        /// `finish` writes, none empty, or both refuse the splice.
+        #[test]
+        fn runs_and_finish_agree(
+            len in 0usize..40,
+            edits in proptest::collection::vec((0usize..48, 0usize..6, 0usize..5), 0..6),
+        ) {
+            let src = Bytes::from((0..len).map(|i| b'a' + (i % 26) as u8).collect::<Vec<u8>>());
+            let build = || {
+                let mut s = Splice::new(&src);
+                for (i, &(at, remove, piece)) in edits.iter().enumerate() {
+                    let p = s.piece(&vec![b'0' + i as u8; piece]);
+                    s.replace_piece(at..at + remove, p);
+                }
+                s
+            };
+            match (build().finish(), build().into_spliced(&src)) {
+                (Ok(whole), Ok(runs)) => {
+                    proptest::prop_assert_eq!(runs.len(), whole.len());
+                    proptest::prop_assert!(runs.slices().all(|r| !r.is_empty()));
+                    proptest::prop_assert_eq!(runs.to_vec(), whole);
+                }
+                (Err(a), Err(b)) => proptest::prop_assert_eq!(a, b),
+                (a, b) => proptest::prop_assert!(false, "finish {:?}, runs {:?}", a, b),
+            }
+        }
     }
 }

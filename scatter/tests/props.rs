@@ -351,6 +351,16 @@ proptest! {
             let planned = plan_stable_read(&q.body, p);
             // The planner's note of the root members gives what a walk of the body gives.
             prop_assert_eq!(&q.plan_stable_read(p), &planned);
+            // The runs a vectored write sends are the planned body, byte for byte.
+            let parts = q.plan_stable_parts(p).map(|s| {
+                let bytes = s.body.slices().concat();
+                (bytes, s.caller_strong, s.injected)
+            });
+            let whole = planned
+                .as_ref()
+                .map(|s| (s.body.to_vec(), s.caller_strong, s.injected))
+                .map_err(Clone::clone);
+            prop_assert_eq!(parts, whole);
             // One splice writes what the two passes it replaced wrote: the consistency edit,
             // then the predicate injected into that output (a failure on either side is a
             // difference too).

@@ -23,6 +23,7 @@ use std::task::{Context, Poll};
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{self, HeaderName};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use smallvec::SmallVec;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 /// Most header fields an answer may carry (hyper's client allowed as many).
@@ -106,21 +107,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         )
     }
 
-    /// Writes a request, `head` (see [`write_head`]) then `body` (empty when the head
-    /// already ends with it), and reads the answer to `method`, whose body may be at most
-    /// `max` bytes. A failure of the very first write is [`Error::Unsent`].
+    /// Writes a request, `head` (see [`write_head`]) then the body's `parts` in order (none
+    /// when the head already ends with it), and reads the answer to `method`, whose body may be
+    /// at most `max` bytes. A failure of the very first write is [`Error::Unsent`].
     pub async fn exchange(
         &mut self,
         head: &[u8],
-        body: &[u8],
+        parts: &[&[u8]],
         method: &Method,
         max: usize,
     ) -> Result<Answer, Error> {
         self.reusable = false;
-        let written = match self
-            .write(&mut [IoSlice::new(head), IoSlice::new(body)])
-            .await
-        {
+        let mut slices: SmallVec<[IoSlice<'_>; 8]> = SmallVec::with_capacity(parts.len() + 1);
+        slices.push(IoSlice::new(head));
+        slices.extend(parts.iter().map(|p| IoSlice::new(p)));
+        let written = match self.write(&mut slices).await {
             Ok(()) => self.io.flush().await.map_err(Error::Write),
             // Nothing went out: the caller may send it on another connection.
             Err(e @ Error::Unsent(_)) => return Err(e),
@@ -146,7 +147,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     async fn write(&mut self, parts: &mut [IoSlice<'_>]) -> Result<(), Error> {
         let mut first = true;
         let mut parts = parts;
-        // Drops empty parts at the front, so an empty request never writes.
+        // Drops empty parts at the front (an empty request never writes).
         IoSlice::advance_slices(&mut parts, 0);
         while !parts.is_empty() {
             let e = match self.io.write_vectored(parts).await {

@@ -92,7 +92,7 @@ impl Pool {
     pub async fn send(
         &self,
         head: &[u8],
-        body: &[u8],
+        body: &[&[u8]],
         method: &Method,
         max: usize,
     ) -> Result<Answer, String> {

@@ -220,6 +220,20 @@ impl Upstream {
         in_headers: &HeaderMap,
         body: Bytes,
     ) -> Result<UpstreamResponse, GatewayError> {
+        self.send_parts(route, method, path_and_query, in_headers, &[&body])
+            .await
+    }
+
+    /// [`Upstream::send`] of a body made of `parts`, in order (a spliced body's runs: sent by
+    /// one vectored write, never joined into one buffer).
+    pub async fn send_parts(
+        &self,
+        route: &'static str,
+        method: Method,
+        path_and_query: &str,
+        in_headers: &HeaderMap,
+        parts: &[&[u8]],
+    ) -> Result<UpstreamResponse, GatewayError> {
         if let Some(store) = &self.unavailable {
             return Err(GatewayError::Rejected {
                 status: StatusCode::SERVICE_UNAVAILABLE,
@@ -234,7 +248,7 @@ impl Upstream {
                 "upstream client without connections".into(),
             ));
         };
-        let req_bytes = body.len();
+        let req_bytes: usize = parts.iter().map(|p| p.len()).sum();
         let metered = self.meter.as_ref().map(|m| (m, method.clone()));
         // The head in origin form (the connection is to the origin already) with the caller's
         // end-to-end fields, sized once.
@@ -257,13 +271,13 @@ impl Upstream {
             &self.prefix,
             path_and_query,
             fields,
-            body.len(),
+            req_bytes,
         )
         .map_err(|e| GatewayError::Internal(e.to_string()))?;
         let started = Instant::now();
         let _in_flight = InFlight::start(self.inflight_gauge);
         let exchange = async {
-            pool.send(&head, &body, &method, MAX_RESPONSE)
+            pool.send(&head, parts, &method, MAX_RESPONSE)
                 .await
                 .map_err(|e| {
                     metrics::upstream_error(route, "connect");

@@ -255,7 +255,9 @@ async fn the_request_goes_out_as_written() {
     headers.append("x-tag", HeaderValue::from_static("b"));
     let mut req = Vec::new();
     write_head(&mut req, &Method::POST, "/base", "/v2/q?x=1", &headers, 2).unwrap();
-    c.exchange(&req, b"{}", &Method::POST, MAX).await.unwrap();
+    c.exchange(&req, &[b"{", b"}"], &Method::POST, MAX)
+        .await
+        .unwrap();
     assert_eq!(
         String::from_utf8(peer.await.unwrap()).unwrap(),
         "POST /base/v2/q?x=1 HTTP/1.1\r\ncontent-type: application/json\r\nx-tag: a\r\nx-tag: b\r\ncontent-length: 2\r\n\r\n{}"
@@ -389,7 +391,10 @@ async fn an_answer_sent_before_the_body_was_read_is_returned() {
         body.len(),
     )
     .unwrap();
-    let a = c.exchange(&head, &body, &Method::POST, MAX).await.unwrap();
+    let a = c
+        .exchange(&head, &[&body], &Method::POST, MAX)
+        .await
+        .unwrap();
     assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(a.body, "big!");
     assert!(!c.kept_alive());
@@ -450,9 +455,9 @@ impl tokio::io::AsyncRead for ShortWrites {
     }
 }
 
-/// Head and body leave in one vectored write when the socket takes them (not the head, then
-/// the body), and short writes resume exactly where the socket stopped, across the boundary
-/// between head and body, so the peer reads the request byte for byte.
+/// Head and body parts leave in one vectored write when the socket takes them (not the head,
+/// then each part), and short writes resume exactly where the socket stopped, across the
+/// boundaries between head and parts, so the peer reads the request byte for byte.
 #[tokio::test]
 async fn head_and_body_leave_together_and_short_writes_resume_in_place() {
     let mut head = Vec::new();
@@ -482,7 +487,10 @@ async fn head_and_body_leave_together_and_short_writes_resume_in_place() {
             writes: 0,
             answer: b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
         });
-        let a = c.exchange(&head, &body, &Method::POST, MAX).await.unwrap();
+        // The body in parts, as a spliced one is sent: an empty part between two others,
+        // one a byte long, and the rest.
+        let parts: [&[u8]; 4] = [&body[..1000], &[], &body[1000..1001], &body[1001..]];
+        let a = c.exchange(&head, &parts, &Method::POST, MAX).await.unwrap();
         assert_eq!(a.body, "ok");
         assert!(c.io.got == whole, "cap {cap}: the request arrived altered");
         assert_eq!(c.io.writes, whole.len().div_ceil(cap), "cap {cap}");

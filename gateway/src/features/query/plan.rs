@@ -26,7 +26,7 @@ use http::header::{self, HeaderValue};
 use http::{HeaderMap, Method, StatusCode};
 use scatter::layer_query::{Merge, QueryContext, QueryPlan, UpstreamQuery};
 use scatter::respond::UpstreamShape;
-use scatter::{QueryError, RewriteError};
+use scatter::{QueryError, RewriteError, StableBody};
 use serde_json::Value;
 use tokio::sync::Semaphore;
 
@@ -245,15 +245,26 @@ pub(super) async fn execute(
         (IndexConsistency::Stable, Status::Updating, Some(wm), None) => Some(predicate(wm)),
         _ => None,
     };
+    // A spliced body stays as runs over the caller's buffer: one shard sends them by a
+    // vectored write; a scatter's legs are cut from it whole.
     let (legs_body, caller_strong, injected) = if mode == IndexConsistency::Strong {
-        (q.body.clone(), true, false)
+        (StableBody::Whole(q.body.clone()), true, false)
     } else {
-        let p = q.plan_stable_read(pred.as_deref())?;
+        let p = q.plan_stable_parts(pred.as_deref())?;
         (p.body, p.caller_strong, p.injected)
     };
 
     if shards <= 1 {
-        let mut up = send(ctx, ns, path_and_query, headers, legs_body.into_inner()).await?;
+        let mut up = ctx
+            .upstream(ns)
+            .send_parts(
+                "query",
+                Method::POST,
+                path_and_query,
+                headers,
+                &legs_body.slices(),
+            )
+            .await?;
         if up.status == StatusCode::TOO_MANY_REQUESTS
             && mode == IndexConsistency::Stable
             && !injected
@@ -281,7 +292,7 @@ pub(super) async fn execute(
         path_and_query,
         headers,
         q,
-        legs_body,
+        legs_body.into_validated(),
         shards,
         q.threads.unwrap_or(threads),
         watermark,
