@@ -98,7 +98,9 @@ pub use respond::{
 };
 pub use shard::{ShardPlan, plan_shards, shard_of, shard_of_ref};
 pub use splice::Spliced;
-pub use stable::{StableBody, StableParts, StablePlan, plan_stable_read};
+pub use stable::{
+    KEEP_RUNS_FROM, StableBody, StableParts, StablePlan, plan_stable_parts, plan_stable_read,
+};
 pub use validate::validate;
 pub use validated::Validated;
 pub use write::{

@@ -238,9 +238,9 @@ impl Run {
     }
 }
 
-/// A query's stable-read splice makes at most five runs (source, predicate, source,
-/// consistency, source).
-type Runs = SmallVec<[Run; 6]>;
+/// A single query's stable-read splice makes at most seven runs (source, `["And",[`, the
+/// filters, `,predicate]]`, source, consistency, source); a multi-query's more.
+type Runs = SmallVec<[Run; 8]>;
 
 /// A splice's output kept as the runs it is made of, over the shared source buffer and the
 /// splice's pieces: what [`Splice::finish`] would copy into one buffer, written out run by run

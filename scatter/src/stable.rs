@@ -44,6 +44,18 @@ pub fn plan_stable_read(
     plan_hinted(valid, &RootHint::default(), predicate)
 }
 
+/// [`plan_stable_read`] with a spliced body of at least [`KEEP_RUNS_FROM`] bytes kept as runs
+/// over `valid`'s buffer ([`StableBody::Spliced`]).
+///
+/// # Errors
+/// As [`plan_stable_read`].
+pub fn plan_stable_parts(
+    valid: &Validated<Bytes>,
+    predicate: Option<&[u8]>,
+) -> Result<StableParts, RewriteError> {
+    parts_hinted(valid, &RootHint::default(), predicate)
+}
+
 /// From this many bytes on, a spliced body is kept as runs ([`StableBody::Spliced`]); below
 /// it, copying the body costs less than the runs' bookkeeping (a 90-byte point query cost ~0.4k
 /// more instructions kept as runs, a 33 KB ANN query ~33k fewer: `bench/profile.sh`).
@@ -65,7 +77,7 @@ pub enum StableBody {
 impl StableBody {
     /// The body's bytes, in order, as a few slices.
     #[must_use]
-    pub fn slices(&self) -> SmallVec<[&[u8]; 6]> {
+    pub fn slices(&self) -> SmallVec<[&[u8]; 8]> {
         match self {
             StableBody::Whole(b) => smallvec::smallvec![b.as_bytes()],
             StableBody::Spliced(s) => s.slices().collect(),
@@ -115,14 +127,26 @@ pub(crate) fn plan_hinted(
     hint: &RootHint,
     predicate: Option<&[u8]>,
 ) -> Result<StablePlan, RewriteError> {
-    parts_hinted(valid, hint, predicate).map(StableParts::into_plan)
+    planned(valid, hint, predicate, false).map(StableParts::into_plan)
 }
 
-/// [`plan_hinted`], the spliced body kept as runs.
+/// [`plan_hinted`], a long spliced body kept as runs.
 pub(crate) fn parts_hinted(
     valid: &Validated<Bytes>,
     hint: &RootHint,
     predicate: Option<&[u8]>,
+) -> Result<StableParts, RewriteError> {
+    planned(valid, hint, predicate, true)
+}
+
+/// The stable read; `keep_runs`: a spliced body of at least [`KEEP_RUNS_FROM`] bytes is kept as
+/// runs (else every body is written into one buffer by [`Splice::finish`], so the two ways
+/// can be held to each other).
+fn planned(
+    valid: &Validated<Bytes>,
+    hint: &RootHint,
+    predicate: Option<&[u8]>,
+    keep_runs: bool,
 ) -> Result<StableParts, RewriteError> {
     let body = valid.as_bytes();
     // The root from the planner's hint, else read in place, in one walk (no parser is set up
@@ -183,7 +207,7 @@ pub(crate) fn parts_hinted(
     }
     // A short body is copied into one buffer (cheaper than keeping its runs); a long one is
     // kept as runs over the caller's buffer.
-    let body = if body.len() < KEEP_RUNS_FROM {
+    let body = if !keep_runs || body.len() < KEEP_RUNS_FROM {
         StableBody::Whole(Validated::spliced(Bytes::from(splice.finish()?)))
     } else {
         StableBody::Spliced(Box::new(splice.into_spliced(valid.get_ref())?))

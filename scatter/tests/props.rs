@@ -11,8 +11,9 @@ use scatter::layer_query::{QueryContext, QueryPlan, hide_and_plan, plan_query, p
 use scatter::page::{Pageable, page_body, paging_of};
 use scatter::reference::{check_inject, check_stamp, hide_then_plan};
 use scatter::{
-    IdRef, IdValue, Limits, RewriteError, StampOptions, Validated, hide_reserved, inject_filter,
-    plan_shards, plan_stable_read, stamp_write, stamp_write_with, validate,
+    IdRef, IdValue, KEEP_RUNS_FROM, Limits, RewriteError, StampOptions, Validated, hide_reserved,
+    inject_filter, plan_shards, plan_stable_parts, plan_stable_read, stamp_write, stamp_write_with,
+    validate,
 };
 use serde_json::value::RawValue;
 
@@ -361,6 +362,20 @@ proptest! {
                 .map(|s| (s.body.to_vec(), s.caller_strong, s.injected))
                 .map_err(Clone::clone);
             prop_assert_eq!(parts, whole);
+            // The same body made long enough to be kept as runs: its runs are what the
+            // one-buffer splice writes for it.
+            if let Some(rest) = q.body.trim_ascii_start().strip_prefix(b"{") {
+                let pad = "x".repeat(KEEP_RUNS_FROM);
+                let comma = if rest.trim_ascii_start().starts_with(b"}") { "" } else { "," };
+                let long = [format!(r#"{{"pad":"{pad}"{comma}"#).as_bytes(), rest].concat();
+                let long = Validated::check(bytes::Bytes::from(long), &relaxed)
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                let runs = plan_stable_parts(&long, p)
+                    .map(|s| (s.body.slices().concat(), s.caller_strong, s.injected));
+                let copied = plan_stable_read(&long, p)
+                    .map(|s| (s.body.to_vec(), s.caller_strong, s.injected));
+                prop_assert_eq!(runs, copied);
+            }
             // One splice writes what the two passes it replaced wrote: the consistency edit,
             // then the predicate injected into that output (a failure on either side is a
             // difference too).

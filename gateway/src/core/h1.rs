@@ -109,7 +109,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
 
     /// Writes a request, `head` (see [`write_head`]) then the body's `parts` in order (none
     /// when the head already ends with it), and reads the answer to `method`, whose body may be
-    /// at most `max` bytes. A failure of the very first write is [`Error::Unsent`].
+    /// at most `max` bytes. A failure before any byte was written is [`Error::Unsent`].
     pub async fn exchange(
         &mut self,
         head: &[u8],
@@ -118,7 +118,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         max: usize,
     ) -> Result<Answer, Error> {
         self.reusable = false;
-        let mut slices: SmallVec<[IoSlice<'_>; 8]> = SmallVec::with_capacity(parts.len() + 1);
+        let mut slices: SmallVec<[IoSlice<'_>; 10]> = SmallVec::with_capacity(parts.len() + 1);
         slices.push(IoSlice::new(head));
         slices.extend(parts.iter().map(|p| IoSlice::new(p)));
         let written = match self.write(&mut slices).await {

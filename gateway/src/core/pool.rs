@@ -82,9 +82,9 @@ impl Pool {
         }
     }
 
-    /// Sends `head` (in origin form with `Host`: see [`h1::write_head`]), then `body`, for
-    /// `method` on an idle connection or a new one, and reads the answer whole; its body may be
-    /// at most `max` bytes.
+    /// Sends `head` (in origin form with `Host`: see [`h1::write_head`]), then the body's
+    /// parts, for `method` on an idle connection or a new one, and reads the answer whole; its
+    /// body may be at most `max` bytes.
     ///
     /// # Errors
     /// The failure as one line: connecting (`connecting to the upstream: …`), or the exchange

@@ -407,6 +407,8 @@ struct ShortWrites {
     got: Vec<u8>,
     writes: usize,
     answer: &'static [u8],
+    /// The write of this number (0 the first) fails, having taken nothing.
+    fail_at: Option<usize>,
 }
 
 impl tokio::io::AsyncWrite for ShortWrites {
@@ -423,6 +425,9 @@ impl tokio::io::AsyncWrite for ShortWrites {
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         self.writes += 1;
+        if self.fail_at == Some(self.writes - 1) {
+            return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+        }
         let mut room = self.cap;
         for b in bufs {
             let n = b.len().min(room);
@@ -486,6 +491,7 @@ async fn head_and_body_leave_together_and_short_writes_resume_in_place() {
             got: Vec::new(),
             writes: 0,
             answer: b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
+            fail_at: None,
         });
         // The body in parts, as a spliced one is sent: an empty part between two others,
         // one a byte long, and the rest.
@@ -501,7 +507,47 @@ async fn head_and_body_leave_together_and_short_writes_resume_in_place() {
         got: Vec::new(),
         writes: 0,
         answer: b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n",
+        fail_at: None,
     });
     c.exchange(&get(), &[], &Method::GET, MAX).await.unwrap();
     assert_eq!((c.io.got.as_slice(), c.io.writes), (get().as_slice(), 1));
+}
+
+/// A request is unsent only when no byte of it left: the pool sends an unsent request again
+/// on another connection, so a request failing after part of it went out must be a write
+/// error (sending it again could apply a write twice).
+#[tokio::test]
+async fn a_request_is_unsent_only_when_nothing_of_it_left() {
+    let body = [b'x'; 100];
+    let mut head = Vec::new();
+    write_head(
+        &mut head,
+        &Method::POST,
+        "",
+        "/w",
+        &HeaderMap::new(),
+        body.len(),
+    )
+    .unwrap();
+    for (fail_at, unsent) in [(0, true), (1, false), (3, false)] {
+        let mut c = Conn::new(ShortWrites {
+            cap: 40,
+            got: Vec::new(),
+            writes: 0,
+            // Nothing to read: the failed write is the outcome.
+            answer: b"",
+            fail_at: Some(fail_at),
+        });
+        let e = c
+            .exchange(&head, &[&body[..50], &body[50..]], &Method::POST, MAX)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            matches!(e, Error::Unsent(_)),
+            unsent,
+            "failing write {fail_at}: {e}"
+        );
+        assert!(matches!(e, Error::Unsent(_) | Error::Write(_)), "{e}");
+        assert!(!c.kept_alive());
+    }
 }

@@ -162,7 +162,7 @@ pub async fn serve(
         // Layer's own rules (2–16 legs, ...) bind Layer-shaped requests; a native Turbopuffer
         // body keeps upstream's semantics, so upstream judges it.
         Err(e) if e.status_code() == 422 && !layer_features(&body) => {
-            let up = Box::pin(send(ctx, ns, path_and_query, headers, body)).await?;
+            let up = Box::pin(send(ctx, ns, path_and_query, headers, &[&body])).await?;
             return Ok(Answer::relayed(up, watermark));
         }
         Err(e) => return Err(e.into()),
@@ -255,16 +255,7 @@ pub(super) async fn execute(
     };
 
     if shards <= 1 {
-        let mut up = ctx
-            .upstream(ns)
-            .send_parts(
-                "query",
-                Method::POST,
-                path_and_query,
-                headers,
-                &legs_body.slices(),
-            )
-            .await?;
+        let mut up = send(ctx, ns, path_and_query, headers, &legs_body.slices()).await?;
         if up.status == StatusCode::TOO_MANY_REQUESTS
             && mode == IndexConsistency::Stable
             && !injected
@@ -273,8 +264,8 @@ pub(super) async fn execute(
         {
             // Write-storm backpressure: the predicate bounds what upstream must scan.
             metrics::watcher_event("retry_429");
-            let forced = q.plan_stable_read(Some(&*predicate(wm)))?;
-            up = send(ctx, ns, path_and_query, headers, forced.body.into_inner()).await?;
+            let forced = q.plan_stable_parts(Some(&*predicate(wm)))?;
+            up = send(ctx, ns, path_and_query, headers, &forced.body.slices()).await?;
         }
         if !up.status.is_success() {
             return Ok(Answer::relayed(up, watermark));
@@ -379,10 +370,10 @@ async fn send(
     ns: &str,
     path_and_query: &str,
     headers: &HeaderMap,
-    body: Bytes,
+    parts: &[&[u8]],
 ) -> Result<UpstreamResponse, GatewayError> {
     ctx.upstream(ns)
-        .send("query", Method::POST, path_and_query, headers, body)
+        .send_parts("query", Method::POST, path_and_query, headers, parts)
         .await
 }
 
@@ -401,7 +392,7 @@ async fn upstream_judges(
         return Err(e.into());
     }
     Ok(Answer::relayed(
-        send(ctx, ns, path_and_query, headers, body).await?,
+        send(ctx, ns, path_and_query, headers, &[&body]).await?,
         watermark,
     ))
 }
