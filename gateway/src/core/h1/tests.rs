@@ -59,6 +59,13 @@ async fn read_request(peer: &mut DuplexStream) -> Vec<u8> {
     }
 }
 
+/// A `POST` head to `path` for a body of `len` bytes.
+fn post_head(path: &str, len: usize) -> Vec<u8> {
+    let mut head = Vec::new();
+    write_head(&mut head, &Method::POST, "", path, &HeaderMap::new(), len).unwrap();
+    head
+}
+
 fn get() -> Vec<u8> {
     b"GET /x HTTP/1.1\r\nhost: u\r\n\r\n".to_vec()
 }
@@ -381,16 +388,7 @@ async fn an_answer_sent_before_the_body_was_read_is_returned() {
     });
     let mut c = Conn::new(client);
     let body = vec![b'z'; 1 << 20];
-    let mut head = Vec::new();
-    write_head(
-        &mut head,
-        &Method::POST,
-        "",
-        "/w",
-        &HeaderMap::new(),
-        body.len(),
-    )
-    .unwrap();
+    let head = post_head("/w", body.len());
     let a = c
         .exchange(&head, &[&body], &Method::POST, MAX)
         .await
@@ -519,16 +517,7 @@ async fn head_and_body_leave_together_and_short_writes_resume_in_place() {
 #[tokio::test]
 async fn a_request_is_unsent_only_when_nothing_of_it_left() {
     let body = [b'x'; 100];
-    let mut head = Vec::new();
-    write_head(
-        &mut head,
-        &Method::POST,
-        "",
-        "/w",
-        &HeaderMap::new(),
-        body.len(),
-    )
-    .unwrap();
+    let head = post_head("/w", body.len());
     for (fail_at, unsent) in [(0, true), (1, false), (3, false)] {
         let mut c = Conn::new(ShortWrites {
             cap: 40,
