@@ -137,25 +137,19 @@ impl<'a> Splice<'a> {
         })
     }
 
-    /// The output as runs, in order: the source between edits and the edits' pieces (empty
-    /// runs left out), with the output's length. Sorts the edits and checks them.
-    fn runs(&mut self) -> Result<(Runs, usize), RewriteError> {
-        // The checks `finish` makes, in its order, with its errors.
-        let len = self.sort_and_measure()?;
-        let mut runs = Runs::new();
+    /// Calls `run` with the output's runs in order (empty ones too): the source between edits
+    /// and the edits' pieces, each edit checked on the way. The edits must be sorted
+    /// ([`Splice::sort_and_measure`]).
+    fn each_run(&self, mut run: impl FnMut(Run)) -> Result<(), RewriteError> {
         let mut cursor = 0usize;
         for e in &self.edits {
-            if cursor > e.at
-                || e.at > self.src.len()
-                || e.piece.end > self.arena.len()
-                || e.piece.start > e.piece.end
-            {
+            if cursor > e.at || e.at > self.src.len() || self.arena.get(e.piece.clone()).is_none() {
                 return Err(RewriteError::Internal {
                     message: "overlapping or out-of-range splice",
                 });
             }
-            runs.push(Run::Source(cursor..e.at));
-            runs.push(Run::Piece(e.piece.clone()));
+            run(Run::Source(cursor..e.at));
+            run(Run::Piece(e.piece.clone()));
             cursor = e.at + e.remove;
         }
         if cursor > self.src.len() {
@@ -163,34 +157,17 @@ impl<'a> Splice<'a> {
                 message: "splice past the end of the body",
             });
         }
-        runs.push(Run::Source(cursor..self.src.len()));
-        runs.retain(|r| !r.range().is_empty());
-        Ok((runs, len))
+        run(Run::Source(cursor..self.src.len()));
+        Ok(())
     }
 
-    /// Applies the edits, in offset order, into a buffer allocated once at its final size:
-    /// the bytes of [`Splice::into_spliced`]'s runs, copied as it goes (the runs are not
-    /// collected first: on a short body that bookkeeping cost more than the copy).
+    /// Applies the edits, in offset order, into a buffer allocated once at its final size,
+    /// copying each run as it comes (not collected first: on a short body that bookkeeping cost
+    /// more than the copy).
     pub(crate) fn finish(mut self) -> Result<Vec<u8>, RewriteError> {
         let len = self.sort_and_measure()?;
         let mut out = Vec::with_capacity(len);
-        let mut cursor = 0usize;
-        for e in &self.edits {
-            let (Some(keep), Some(piece)) =
-                (self.src.get(cursor..e.at), self.arena.get(e.piece.clone()))
-            else {
-                return Err(RewriteError::Internal {
-                    message: "overlapping or out-of-range splice",
-                });
-            };
-            out.extend_from_slice(keep);
-            out.extend_from_slice(piece);
-            cursor = e.at + e.remove;
-        }
-        let rest = self.src.get(cursor..).ok_or(RewriteError::Internal {
-            message: "splice past the end of the body",
-        })?;
-        out.extend_from_slice(rest);
+        self.each_run(|r| out.extend_from_slice(r.of(self.src, &self.arena)))?;
         debug_assert_eq!(out.len(), len);
         Ok(out)
     }
@@ -203,7 +180,13 @@ impl<'a> Splice<'a> {
                 message: "splice kept over another buffer",
             });
         }
-        let (runs, len) = self.runs()?;
+        let len = self.sort_and_measure()?;
+        let mut runs = Runs::new();
+        self.each_run(|r| {
+            if !r.range().is_empty() {
+                runs.push(r);
+            }
+        })?;
         Ok(Spliced {
             src: src.clone(),
             arena: self.arena,

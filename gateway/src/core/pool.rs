@@ -92,12 +92,12 @@ impl Pool {
     pub async fn send(
         &self,
         head: &[u8],
-        body: &[&[u8]],
+        parts: &[&[u8]],
         method: &Method,
         max: usize,
     ) -> Result<Answer, String> {
         while let Some(mut conn) = self.checkout() {
-            match conn.exchange(head, body, method, max).await {
+            match conn.exchange(head, parts, method, max).await {
                 Ok(answer) => {
                     self.release(conn);
                     return Ok(answer);
@@ -111,7 +111,7 @@ impl Pool {
         // in this one (and so in every request's).
         let mut conn = Box::pin(self.connect()).await?;
         let answer = conn
-            .exchange(head, body, method, max)
+            .exchange(head, parts, method, max)
             .await
             .map_err(|e| e.to_string())?;
         self.release(conn);
