@@ -84,7 +84,7 @@ pub struct ServerConfig {
     /// `overloaded` with `retry-after` instead of queueing.
     pub max_in_flight_per_shard: usize,
     /// Longest a client may take to send a request's headers; HTTP/1 also closes a keep-alive
-    /// connection idle this long (hyper times the wait for the next request's headers).
+    /// connection idle this long (the wait for the next request's headers is timed too).
     pub header_read_timeout_ms: u64,
     /// Longest a client may take to send a request's body (408 `request_timeout`).
     pub body_read_timeout_ms: u64,

@@ -18,11 +18,53 @@ use super::upstream::UpstreamResponse;
 /// Every response the gateway writes.
 pub type Resp = Response<Full<Bytes>>;
 
+/// A request's body as the service gets it: read whole with its head by the shard's own
+/// HTTP/1.1 server ([`super::h1_server`]; `None` once taken, or when there was none), or
+/// hyper's stream for every other request.
+#[derive(Debug)]
+pub enum RequestBody {
+    Buffered(Option<Bytes>),
+    Hyper(Incoming),
+}
+
+impl hyper::body::Body for RequestBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            RequestBody::Buffered(b) => {
+                std::task::Poll::Ready(b.take().map(|b| Ok(hyper::body::Frame::data(b))))
+            }
+            RequestBody::Hyper(body) => std::pin::Pin::new(body).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            RequestBody::Buffered(b) => b.is_none(),
+            RequestBody::Hyper(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        match self {
+            RequestBody::Buffered(b) => {
+                hyper::body::SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64))
+            }
+            RequestBody::Hyper(body) => body.size_hint(),
+        }
+    }
+}
+
 /// Reads a request body, refusing (413) anything larger than `limit` and (408) a body not
 /// received within `timeout`. A body whose declared `content-length` is past the limit is
 /// refused before any of it is read.
 pub async fn read_body(
-    body: Incoming,
+    body: RequestBody,
     limit: usize,
     timeout: std::time::Duration,
 ) -> Result<Bytes, GatewayError> {

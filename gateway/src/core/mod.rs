@@ -20,6 +20,7 @@ pub mod error;
 pub mod federation;
 pub mod fields;
 pub mod h1;
+pub mod h1_server;
 pub mod http;
 pub mod indexes;
 pub mod jobs;

@@ -1,5 +1,6 @@
 //! Threads and runtimes (ARCHITECTURE §2): one pinned tokio `current_thread` runtime per shard,
-//! each with its own `SO_REUSEPORT` listener, hyper HTTP/1.1 + h2c server and upstream pool; or,
+//! each with its own `SO_REUSEPORT` listener, HTTP/1.1 server ([`super::h1_server`], handing
+//! what it does not serve to hyper's HTTP/1.1 + h2c server) and upstream pool; or,
 //! with `workStealing`, one multi-thread runtime sharing a listener. Graceful shutdown: stop
 //! accepting, let in-flight requests finish until the drain deadline, then close.
 
@@ -11,11 +12,13 @@ use std::time::Duration;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use super::h1_server::{self, Outcome};
+use super::http::RequestBody;
 use super::router::Router;
 use super::upstream::Upstreams;
 use super::upstreams::{ClientOptions, StoreEndpoint, StoreSnapshot};
@@ -315,10 +318,13 @@ pub fn start(
 
 /// One accept loop: serves connections until shutdown, then drains.
 ///
-/// Slow and greedy clients are bounded here (`gateway.server`): a new connection must send its
-/// first byte and HTTP/1 headers must arrive within `headerReadTimeoutMs` (hyper also applies it
-/// to the wait for the next request on an idle keep-alive connection, so idle connections close
-/// after it too), and the shard holds at
+/// Each connection is served by [`connection`]: the shard's own HTTP/1.1 server, and hyper's
+/// for what it hands over.
+///
+/// Slow and greedy clients are bounded here (`gateway.server`): each request head must arrive
+/// within `headerReadTimeoutMs` (the wait for a new connection's first byte and for the next
+/// request on an idle keep-alive connection included, so idle connections close after it too;
+/// hyper applies it to the connections it serves), and the shard holds at
 /// most `maxConnectionsPerShard` connections: one beyond it gets a 503 with `retry-after` and is
 /// closed, so a flood of idle sockets cannot take the shard's memory or file descriptors.
 async fn serve(
@@ -357,37 +363,22 @@ async fn serve(
                         tokio::spawn(refuse(stream));
                         continue;
                     };
-                    let ctx = ctx.clone();
-                    let svc = service_fn(move |req| {
-                        let ctx = ctx.clone();
-                        async move { Ok::<_, std::convert::Infallible>(super::service::handle(ctx, req).await) }
-                    });
+                    let (ctx, builder, watcher, shutdown) =
+                        (ctx.clone(), builder.clone(), graceful.watcher(), shutdown.clone());
+                    let header_timeout = Duration::from_millis(server.header_read_timeout_ms);
                     let Some(tls) = &tls else {
-                        let (builder, watcher) = (builder.clone(), graceful.watcher());
-                        let first_byte = Duration::from_millis(server.header_read_timeout_ms);
                         tokio::spawn(async move {
                             let _slot = slot;
-                            // hyper's protocol sniffing (HTTP/1 or HTTP/2) reads the first bytes
-                            // before its header timer starts: a client that connects and never
-                            // sends would hold the connection forever.
-                            if !sends_within(&stream, first_byte).await {
-                                return;
-                            }
-                            let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
-                            if let Err(e) = watcher.watch(conn).await {
-                                tracing::debug!(error = %e, "connection ended with an error");
-                            }
+                            connection(stream, ctx, builder, watcher, header_timeout, shutdown).await;
                         });
                         continue;
                     };
                     // The handshake runs in the connection's task (a slow client must not hold
                     // the accept loop), bounded like a header read.
-                    let (acceptor, builder, watcher) =
-                        (tls.acceptor(), builder.clone(), graceful.watcher());
-                    let handshake = Duration::from_millis(server.header_read_timeout_ms);
+                    let acceptor = tls.acceptor();
                     tokio::spawn(async move {
                         let _slot = slot;
-                        let stream = match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
+                        let stream = match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
                             Ok(Ok(s)) => s,
                             Ok(Err(e)) => {
                                 tracing::debug!(error = %e, "TLS handshake failed");
@@ -398,10 +389,7 @@ async fn serve(
                                 return;
                             }
                         };
-                        let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
-                        if let Err(e) = watcher.watch(conn).await {
-                            tracing::debug!(error = %e, "connection ended with an error");
-                        }
+                        connection(stream, ctx, builder, watcher, header_timeout, shutdown).await;
                     });
                 }
                 Err(e) => {
@@ -414,28 +402,58 @@ async fn serve(
         }
     }
     drop(listener);
+    // hyper's connections finish through `graceful`; the shard's own HTTP/1.1 connections close
+    // once idle (they watch `shutdown`), and every connection holds a slot until it ends.
+    let drained = async {
+        graceful.shutdown().await;
+        while open.load(std::sync::atomic::Ordering::Relaxed) > 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
     tokio::select! {
-        () = graceful.shutdown() => {}
+        () = drained => {}
         () = tokio::time::sleep(drain) => tracing::warn!("drain deadline reached with requests still in flight"),
     }
     anchor.abort();
 }
 
-/// Whether the client sent at least one byte (or closed) within `limit`; counted as a header
-/// timeout when not.
-async fn sends_within(stream: &tokio::net::TcpStream, limit: Duration) -> bool {
-    let mut byte = [0u8; 1];
-    match tokio::time::timeout(limit, stream.peek(&mut byte)).await {
-        Ok(_) => true,
-        Err(_) => {
+/// Serves one accepted connection: the shard's own HTTP/1.1 server ([`super::h1_server`])
+/// first, and hyper's (HTTP/1 and h2c) for a connection it hands over, with the bytes it read.
+async fn connection<S>(
+    stream: S,
+    ctx: Arc<ShardCtx>,
+    builder: auto::Builder<TokioExecutor>,
+    watcher: Watcher,
+    header_timeout: Duration,
+    shutdown: watch::Receiver<bool>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = |req| super::service::handle(ctx.clone(), req);
+    let (stream, read) = match h1_server::serve(stream, service, header_timeout, shutdown).await {
+        Outcome::Closed => return,
+        Outcome::FirstHeadTimedOut => {
             super::metrics::feature_event(
                 "layer_overload_rejections_total",
                 "reason",
                 "header_timeout",
                 1,
             );
-            false
+            return;
         }
+        Outcome::Handover(stream, read) => (stream, read),
+    };
+    let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+        let ctx = ctx.clone();
+        async move {
+            let req = req.map(RequestBody::Hyper);
+            Ok::<_, std::convert::Infallible>(super::service::handle(ctx, req).await)
+        }
+    });
+    let io = TokioIo::new(h1_server::Prefixed::new(read, stream));
+    let conn = builder.serve_connection(io, svc).into_owned();
+    if let Err(e) = watcher.watch(conn).await {
+        tracing::debug!(error = %e, "connection ended with an error");
     }
 }
 

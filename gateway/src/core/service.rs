@@ -15,16 +15,15 @@ use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Request};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
 
 use super::ShardCtx;
 use super::error::GatewayError;
-use super::http::{Resp, read_body};
+use super::http::{RequestBody, Resp, read_body};
 use super::metrics;
 use super::router::{Req, Route};
 
 /// Serves one request. Never fails: every error becomes a response here.
-pub async fn handle(ctx: Arc<ShardCtx>, req: Request<Incoming>) -> Resp {
+pub async fn handle(ctx: Arc<ShardCtx>, req: Request<RequestBody>) -> Resp {
     let started = Instant::now();
     metrics::request_started();
     let (mut parts, body) = req.into_parts();
@@ -101,7 +100,7 @@ fn without_body(resp: Resp) -> Resp {
 /// What is left of a request's body when the request fails.
 enum Left {
     /// Not read at all: read and dropped before the answer ([`settle`]).
-    Unread(Incoming),
+    Unread(RequestBody),
     /// Refused part way, or before it was read because it is too large to drain: the rest is
     /// never read.
     Abandoned,
@@ -131,7 +130,7 @@ const DRAIN_FOR: std::time::Duration = std::time::Duration::from_millis(1000);
 /// connection stays usable for the client's next request; when it cannot be, the answer says
 /// `connection: close` (an HTTP/1 client would otherwise reuse a connection the server closes
 /// and lose its next request).
-async fn settle(body: Incoming, resp: Resp) -> Resp {
+async fn settle(body: RequestBody, resp: Resp) -> Resp {
     let small = hyper::body::Body::size_hint(&body).lower() <= DRAIN_BYTES as u64;
     let drained = small
         && matches!(
@@ -148,7 +147,7 @@ async fn serve(
     route: &Route,
     params: super::router::Params,
     parts: http::request::Parts,
-    body: Incoming,
+    body: RequestBody,
 ) -> Result<Resp, (GatewayError, Left)> {
     let ns = params.raw(parts.uri.path(), "ns");
     if let Some(ns) = ns
