@@ -19,8 +19,8 @@
 //!
 //! Kept from hyper's server: the header read timeout (`gateway.server.headerReadTimeoutMs`)
 //! bounds the wait for each request's head, the idle keep-alive wait included; a `date` field on
-//! every answer; `content-length` from the body's length unless the answer carries one (not on
-//! `1xx`, `204` or `304`, which send no body, nor does a `HEAD` answer); `connection: close` in either
+//! every answer; `content-length` from the body (a `HEAD` answer keeps the one it carries; `1xx`,
+//! `204` and `304` send no body and get none); `connection: close` in either
 //! direction closes the connection after the answer (and is said in the answer); requests
 //! pipelined on the connection are answered in order; on graceful shutdown an idle connection
 //! closes and a busy one closes after its answer, saying `connection: close`.
@@ -98,7 +98,10 @@ where
             Ok(r) => r,
             Err(Unbuilt(bytes)) => return Outcome::Handover(io, bytes),
         };
-        let resp = service(req).await;
+        let Some(resp) = answer(&mut io, &mut buf, service(req)).await else {
+            // The client went away: its handler is dropped (hyper's server did the same).
+            return Outcome::Closed;
+        };
         let close = close_asked || *shutdown.borrow() || says_close(resp.headers());
         out.clear();
         let body = encode(resp, is_head, close, &mut out);
@@ -111,6 +114,38 @@ where
             return Outcome::Closed;
         }
     }
+}
+
+/// Runs a request's handler while watching the connection, as hyper's server did: the end of
+/// the stream (or a read error) drops the handler and gives `None`; bytes that arrive meanwhile
+/// (a pipelined request) are kept for the next read. A handler done at its first poll never
+/// reads.
+async fn answer<S: AsyncRead + Unpin>(
+    io: &mut S,
+    buf: &mut BytesMut,
+    handler: impl Future<Output = Resp>,
+) -> Option<Resp> {
+    let mut handler = std::pin::pin!(handler);
+    let mut watching = true;
+    loop {
+        if watching && buf.capacity() - buf.len() < MIN_READ {
+            buf.reserve(READ_CHUNK);
+        }
+        tokio::select! {
+            biased;
+            resp = &mut handler => return Some(resp),
+            n = io.read_buf(buf), if watching => match n {
+                Ok(0) | Err(_) => return None,
+                Ok(_) => watching = false,
+            },
+        }
+    }
+}
+
+/// Whether `buf` holds no request yet: nothing, or only the line breaks some clients send after
+/// a body (the parser skips them before a request line).
+fn no_request_yet(buf: &[u8]) -> bool {
+    buf.iter().all(|b| matches!(b, b'\r' | b'\n'))
 }
 
 /// What one wait for a request gave.
@@ -148,7 +183,9 @@ async fn read_request<S: AsyncRead + Unpin>(
                     }
                 }
             }
-        } else if *shutdown.borrow() {
+        }
+        let idle = no_request_yet(buf);
+        if idle && *shutdown.borrow() {
             return Read::Closed;
         }
         // Room for a read: the buffer's rest while it has some (answered requests still share
@@ -156,7 +193,6 @@ async fn read_request<S: AsyncRead + Unpin>(
         if buf.capacity() - buf.len() < MIN_READ {
             buf.reserve(READ_CHUNK);
         }
-        let idle = buf.is_empty();
         tokio::select! {
             biased;
             n = io.read_buf(buf) => match n {
@@ -175,7 +211,9 @@ async fn read_request<S: AsyncRead + Unpin>(
 /// One read of what the socket already holds; `None` when it holds nothing.
 fn read_ready<S: AsyncRead + Unpin>(io: &mut S, buf: &mut BytesMut) -> Option<io::Result<usize>> {
     let mut cx = Context::from_waker(std::task::Waker::noop());
-    match std::pin::pin!(io.read_buf(buf)).poll(&mut cx) {
+    // Outside the task's scheduling budget: a budget run out would read as "nothing there yet"
+    // and hand the connection over for no reason.
+    match std::pin::pin!(tokio::task::unconstrained(io.read_buf(buf))).poll(&mut cx) {
         Poll::Pending => None,
         Poll::Ready(r) => Some(r),
     }
@@ -409,18 +447,24 @@ fn encode(resp: Resp, is_head: bool, close: bool, out: &mut Vec<u8>) -> Bytes {
         out.extend_from_slice(status.canonical_reason().unwrap_or("<none>").as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    // As hyper: the answer's own fields as they are, a length from the body unless one is
-    // there, and neither a length of its own nor a body for `1xx`, `204` and `304`.
+    // The body frames the answer: a `HEAD` answer keeps the length it was given (the body it
+    // stands for is not sent), `1xx`, `204` and `304` send none and get no length of their own,
+    // every other answer gets its body's length in place of any the service set. No answer is
+    // chunked (bodies are whole), so a `transfer-encoding` field never goes out.
     let bodiless = status.is_informational()
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED;
+    let own_length = !bodiless && !is_head;
     for (name, value) in &parts.headers {
+        if name == header::TRANSFER_ENCODING || (own_length && name == header::CONTENT_LENGTH) {
+            continue;
+        }
         out.extend_from_slice(name.as_str().as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    if !bodiless && !parts.headers.contains_key(header::CONTENT_LENGTH) {
+    if own_length {
         out.extend_from_slice(b"content-length: ");
         out.extend_from_slice(scatter::write::decimal(body.len() as u64, &mut [0; 20]));
         out.extend_from_slice(b"\r\n");

@@ -27,6 +27,16 @@ pub enum RequestBody {
     Hyper(Incoming),
 }
 
+impl RequestBody {
+    /// Whether some of the body may still be on the connection, unread.
+    pub fn unread_on_wire(&self) -> bool {
+        match self {
+            RequestBody::Buffered(_) => false,
+            RequestBody::Hyper(body) => !hyper::body::Body::is_end_stream(body),
+        }
+    }
+}
+
 impl hyper::body::Body for RequestBody {
     type Data = Bytes;
     type Error = hyper::Error;

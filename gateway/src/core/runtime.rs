@@ -336,12 +336,17 @@ async fn serve(
 ) {
     let server = ctx.core.config.gateway.server.clone();
     let graceful = GracefulShutdown::new();
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
+    let header_timeout = Duration::from_millis(server.header_read_timeout_ms);
+    let mut auto = auto::Builder::new(TokioExecutor::new());
+    auto.http1()
         .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(Duration::from_millis(server.header_read_timeout_ms));
-    builder.http2().timer(hyper_util::rt::TokioTimer::new());
+        .header_read_timeout(header_timeout);
+    auto.http2().timer(hyper_util::rt::TokioTimer::new());
+    let mut http1 = hyper::server::conn::http1::Builder::new();
+    http1
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    let builder = Builders { auto, http1 };
     // hyper arms a header timer per request; without an armed timer of the shard's own, arming
     // it can cost a system call (see `timer_anchor`).
     let anchor = super::timer_anchor::spawn(super::timer_anchor::period(Duration::from_millis(
@@ -365,7 +370,6 @@ async fn serve(
                     };
                     let (ctx, builder, watcher, shutdown) =
                         (ctx.clone(), builder.clone(), graceful.watcher(), shutdown.clone());
-                    let header_timeout = Duration::from_millis(server.header_read_timeout_ms);
                     let Some(tls) = &tls else {
                         tokio::spawn(async move {
                             let _slot = slot;
@@ -422,7 +426,7 @@ async fn serve(
 async fn connection<S>(
     stream: S,
     ctx: Arc<ShardCtx>,
-    builder: auto::Builder<TokioExecutor>,
+    builder: Builders,
     watcher: Watcher,
     header_timeout: Duration,
     shutdown: watch::Receiver<bool>,
@@ -450,11 +454,33 @@ async fn connection<S>(
             Ok::<_, std::convert::Infallible>(super::service::handle(ctx, req).await)
         }
     });
+    // HTTP/2's preface goes to the protocol-sniffing builder; anything else is HTTP/1.x, served
+    // by hyper's HTTP/1 connection directly: that one starts busy, so a graceful shutdown
+    // already under way still answers the request it was handed (the sniffing state would
+    // cancel it).
+    let h2 = read.starts_with(b"PRI ");
     let io = TokioIo::new(h1_server::Prefixed::new(read, stream));
-    let conn = builder.serve_connection(io, svc).into_owned();
-    if let Err(e) = watcher.watch(conn).await {
+    let ended = if h2 {
+        watcher
+            .watch(builder.auto.serve_connection(io, svc).into_owned())
+            .await
+    } else {
+        watcher
+            .watch(builder.http1.serve_connection(io, svc))
+            .await
+            .map_err(Into::into)
+    };
+    if let Err(e) = ended {
         tracing::debug!(error = %e, "connection ended with an error");
     }
+}
+
+/// hyper's servers, for the connections the shard's own HTTP/1.1 server hands over.
+#[derive(Clone)]
+struct Builders {
+    /// HTTP/1 or HTTP/2 by the first bytes (h2c with prior knowledge).
+    auto: auto::Builder<TokioExecutor>,
+    http1: hyper::server::conn::http1::Builder,
 }
 
 /// One of the shard's open connections, released on drop.

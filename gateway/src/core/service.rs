@@ -38,8 +38,9 @@ pub async fn handle(ctx: Arc<ShardCtx>, req: Request<RequestBody>) -> Resp {
         Ok(slot) => slot,
         Err(e) => {
             metrics::feature_event("layer_overload_rejections_total", "reason", "in_flight", 1);
-            // The body stays unread: hyper closes the connection after this answer.
-            let resp = closing(e.into_response(), !hyper::body::Body::is_end_stream(&body));
+            // A body still on the wire stays unread: hyper closes the connection after this
+            // answer. (One read with its head is off the wire already.)
+            let resp = closing(e.into_response(), body.unread_on_wire());
             metrics::request_finished(
                 "overloaded",
                 resp.status().as_u16(),

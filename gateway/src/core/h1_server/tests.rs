@@ -568,3 +568,148 @@ proptest! {
         prop_assert_eq!(answers(&written.lock().unwrap(), false).len(), requests.len());
     }
 }
+
+#[tokio::test]
+async fn a_client_gone_during_its_request_drops_the_handler() {
+    struct Dropped(Arc<Mutex<bool>>);
+    impl Drop for Dropped {
+        fn drop(&mut self) {
+            *self.0.lock().unwrap() = true;
+        }
+    }
+    // The request, then the end of the stream while the handler waits (on its upstream, say).
+    let (script, written, _) = Script::new(vec![Some(b"GET /slow HTTP/1.1\r\n\r\n")], false);
+    let dropped = Arc::new(Mutex::new(false));
+    let flag = dropped.clone();
+    let (_tx, rx) = watch::channel(false);
+    let outcome = serve(
+        script,
+        move |_req| {
+            let guard = Dropped(flag.clone());
+            async move {
+                let _guard = guard;
+                std::future::pending::<Resp>().await
+            }
+        },
+        header_timeout(),
+        rx,
+    )
+    .await;
+    assert!(matches!(outcome, Outcome::Closed));
+    assert!(*dropped.lock().unwrap(), "the handler was not dropped");
+    assert!(written.lock().unwrap().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn bytes_arriving_while_a_handler_runs_are_the_next_request() {
+    let (script, written, _) = Script::new(
+        vec![
+            Some(b"GET /a HTTP/1.1\r\n\r\n"),
+            Some(b"GET /b HTTP/1.1\r\n\r\n"),
+        ],
+        true,
+    );
+    let (_tx, rx) = watch::channel(false);
+    let outcome = serve(
+        script,
+        |req: Request<RequestBody>| async move {
+            // Waits, as on an upstream: the connection is read meanwhile.
+            for _ in 0..3 {
+                tokio::task::yield_now().await;
+            }
+            Response::new(Full::new(Bytes::from(req.uri().path().to_owned())))
+        },
+        header_timeout(),
+        rx,
+    )
+    .await;
+    assert!(matches!(outcome, Outcome::Closed));
+    let got = answers(&written.lock().unwrap(), false);
+    let bodies: Vec<&[u8]> = got.iter().map(|(_, _, b)| b.as_slice()).collect();
+    assert_eq!(bodies, [&b"/a"[..], b"/b"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_finishes_a_head_begun_and_closes_a_connection_idle_but_for_line_breaks() {
+    // Half a head when shutdown begins: the request is read whole and answered, then closed.
+    let (mut client, server) = tokio::io::duplex(1 << 16);
+    let (tx, rx) = watch::channel(false);
+    let task = tokio::spawn(serve(
+        server,
+        |_req| async { text("a") },
+        header_timeout(),
+        rx,
+    ));
+    client.write_all(b"GET / HT").await.unwrap();
+    tokio::task::yield_now().await;
+    tx.send(true).unwrap();
+    tokio::task::yield_now().await;
+    client.write_all(b"TP/1.1\r\n\r\n").await.unwrap();
+    assert!(matches!(task.await.unwrap(), Outcome::Closed));
+    let mut written = Vec::new();
+    client.read_to_end(&mut written).await.unwrap();
+    let got = answers(&written, false);
+    assert_eq!(got.len(), 1);
+    assert_eq!(field(&got[0].1, "connection"), Some("close"));
+    // A trailing line break after a request: idle, so closed as soon as shutdown begins.
+    let (mut client, server) = tokio::io::duplex(1 << 16);
+    let (tx, rx) = watch::channel(false);
+    let task = tokio::spawn(serve(
+        server,
+        |_req| async { text("a") },
+        header_timeout(),
+        rx,
+    ));
+    client
+        .write_all(b"GET / HTTP/1.1\r\n\r\n\r\n")
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        tokio::task::yield_now().await;
+    }
+    let started = tokio::time::Instant::now();
+    tx.send(true).unwrap();
+    assert!(matches!(task.await.unwrap(), Outcome::Closed));
+    assert_eq!(started.elapsed(), Duration::ZERO);
+}
+
+#[tokio::test]
+async fn the_body_frames_the_answer_whatever_length_the_service_set() {
+    // A wrong length and a `transfer-encoding` from the service never reach the client.
+    let (_, written, _) = serve_one(b"GET /x HTTP/1.1\r\n\r\nGET /y HTTP/1.1\r\n\r\n", || {
+        let mut r = text("abc");
+        r.headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(10));
+        r.headers_mut().insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        r
+    })
+    .await;
+    let got = answers(&written, false);
+    assert_eq!(got.len(), 2, "{:?}", String::from_utf8_lossy(&written));
+    for (_, fields, body) in got {
+        assert_eq!(body, b"abc");
+        assert_eq!(field(&fields, "content-length"), Some("3"));
+        assert_eq!(field(&fields, "transfer-encoding"), None);
+    }
+}
+
+#[tokio::test]
+async fn a_handed_over_connection_reads_what_was_read_first() {
+    let (script, _, _) = Script::new(vec![Some(b"def"), Some(b"gh")], false);
+    let mut io = Prefixed::new(Bytes::from_static(b"abc"), script);
+    let mut all = Vec::new();
+    io.read_to_end(&mut all).await.unwrap();
+    assert_eq!(all, b"abcdefgh");
+    // A read smaller than what was read first takes it in pieces.
+    let (script, _, _) = Script::new(vec![Some(b"de")], false);
+    let mut io = Prefixed::new(Bytes::from_static(b"abc"), script);
+    let mut two = [0u8; 2];
+    io.read_exact(&mut two).await.unwrap();
+    assert_eq!(&two, b"ab");
+    let mut rest = Vec::new();
+    io.read_to_end(&mut rest).await.unwrap();
+    assert_eq!(rest, b"cde");
+}
