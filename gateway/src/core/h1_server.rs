@@ -169,18 +169,19 @@ async fn read_request<S: AsyncRead + Unpin>(
                 Parse::Partial if buf.len() >= MAX_HEAD => return Read::Handover,
                 Parse::Partial => {}
                 Parse::Complete(head) => {
+                    // The body is on its way when not all here: take what the socket holds
+                    // now, without waiting (hyper times a slow body and answers it). The head's
+                    // offsets stay valid as the buffer grows.
                     let whole = head.len + head.body_len;
-                    if buf.len() >= whole {
-                        return Read::Head(head);
+                    buf.reserve(whole.saturating_sub(buf.len()));
+                    while buf.len() < whole {
+                        match read_ready(io, buf) {
+                            Some(Ok(0) | Err(_)) => return Read::Closed,
+                            Some(Ok(_)) => {}
+                            None => return Read::Handover,
+                        }
                     }
-                    // The body is on its way: take what the socket holds now, without waiting
-                    // (hyper times a slow body and answers it).
-                    buf.reserve(whole - buf.len());
-                    match read_ready(io, buf) {
-                        Some(Ok(0)) | Some(Err(_)) => return Read::Closed,
-                        Some(Ok(_)) => continue,
-                        None => return Read::Handover,
-                    }
+                    return Read::Head(head);
                 }
             }
         }
