@@ -10,12 +10,13 @@ Every function's own (self) instructions go to one area:
 - any other function (memcpy, httparse, `http` types, `bytes`, core library code shared by
   every area) is charged to the areas of its callers, in proportion to the instructions each
   caller's calls into it cost (callgrind's inclusive cost per call edge), and so on up the call
-  graph until a caller with an area is found. So `httparse` under hyper's server counts as the
-  hyper server and under the gateway's own upstream client as the upstream client.
+  graph until a caller with an area is found. So `httparse` under the HTTP server counts as the
+  HTTP server and under the gateway's own upstream client as the upstream client.
 - what reaches a thread's entry point without meeting a rule is `other`; the largest of those
   functions are listed with `--top`, so a missing rule is visible, not silently absorbed.
 
-The areas follow issue 17's list: JSON, allocator, hyper server, upstream client, routing and
+The areas follow issue 17's list: JSON, allocator, HTTP server (the shard's own HTTP/1.1 server,
+`core::h1_server`, and hyper's, which serves what it hands over), upstream client, routing and
 auth, metrics; plus the features on the query path (query validation and planning, search
 history, cache), the async runtime and the system-call wrappers (the user-space side of
 syscalls; the kernel's own time is not in a callgrind dump). JSON is also split by the area it
@@ -46,9 +47,9 @@ AREAS: list[tuple[str, re.Pattern[str]]] = [
     ),
     ("JSON", re.compile(r"(sonic_rs::|serde_json::|simd_json::|^<?scatter::(validate|raw|json|splice|text)|faststr::)")),
     (
-        "hyper server",
+        "HTTP server",
         re.compile(
-            r"(hyper::proto::h1::role::Server|hyper::server::|hyper_util::server::|hyper::proto::h1::dispatch::Server"
+            r"(layer_gateway::core::h1_server\b|hyper::proto::h1::role::Server|hyper::server::|hyper_util::server::|hyper::proto::h1::dispatch::Server"
             r"|hyper::proto::h1::(conn|dispatch|io|decode|encode)::|hyper::proto::h1::role::|hyper::body::|hyper::common::"
             r"|hyper::rt::|hyper_util::rt::|hyper::service::|hyper::upgrade::|hyper::headers::|hyper::proto::)"
         ),

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # bench/profile.sh [SCENARIO] [GATEWAY_BIN ...] — where a request's user-space instructions go,
-# by area: JSON, allocator, hyper server, upstream client, routing and auth, metrics, query
+# by area: JSON, allocator, HTTP server, upstream client, routing and auth, metrics, query
 # planning, search history, cache, async runtime, system-call wrappers.
 #
 # Runs bench/callgrind.sh (same scenario, builds, DURATION and CONCURRENCY; one shard against one

@@ -78,7 +78,7 @@ def test_self_costs_and_edges_are_parsed(dump):
 def test_shared_code_is_charged_to_its_callers_by_call_cost(dump):
     by_area, unattributed = ca.attribute(*ca.parse(str(dump)))
     assert by_area["upstream client"] == pytest.approx(50 + 300)
-    assert by_area["hyper server"] == pytest.approx(20 + 100)
+    assert by_area["HTTP server"] == pytest.approx(20 + 100)
     assert by_area["search history"] == pytest.approx(30)
     assert by_area["JSON"] == pytest.approx(90)
     # main has no area and no caller: it is reported, not hidden in an area.
