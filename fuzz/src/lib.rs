@@ -17,12 +17,15 @@
 //!   check on the matched segment;
 //! - [`h1_answer`]: the upstream client's HTTP/1.1 answer reading, split-invariant and framed
 //!   as its fields say;
+//! - [`h1_request`]: the gateway's HTTP/1.1 server codec against hyper's HTTP/1 server on the
+//!   same client bytes (every request it serves, hyper serves identically);
 //! - [`raw_walk`]: the in-place JSON walks (`scatter::raw`) against sonic-rs and serde_json.
 //!
 //! [`TARGETS`] lists them by name (the names of the binaries and of `corpus/<target>/`).
 
 pub mod filter_eval;
 pub mod h1_answer;
+pub mod h1_request;
 pub mod history_params;
 pub mod inject_filter;
 pub mod input;
@@ -47,5 +50,6 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("path_decode", path_decode::run),
     ("route_match", route_match::run),
     ("h1_answer", h1_answer::run),
+    ("h1_request", h1_request::run),
     ("raw_walk", raw_walk::run),
 ];

@@ -169,5 +169,6 @@ replay_tests!(
     path_decode,
     route_match,
     h1_answer,
+    h1_request,
     raw_walk
 );

@@ -6,6 +6,8 @@ use crate::app::App;
 use crate::core::router::Router;
 
 pub use crate::core::h1::Conn as H1Conn;
+pub use crate::core::h1_server::{Outcome as H1Outcome, serve as h1_serve};
+pub use crate::core::http::RequestBody;
 pub use crate::core::params::{
     decode_path_segment, decode_query_component, encode_query_component, parse_query,
 };
