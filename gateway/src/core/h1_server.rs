@@ -338,16 +338,21 @@ fn parse(buf: &[u8]) -> Parse {
     }
     // httparse's slices point into `buf`: their offsets locate them in the frozen head (all
     // within its first `len <= MAX_HEAD` bytes).
+    // (Checked all the same: a slice from anywhere else goes to hyper, it does not panic.)
     let base = buf.as_ptr() as usize;
     let at = |s: &[u8]| {
-        let start = s.as_ptr() as usize - base;
-        Span(start as u16, (start + s.len()) as u16)
+        let start = (s.as_ptr() as usize).checked_sub(base)?;
+        let end = start + s.len();
+        (end <= len).then_some(Span(start as u16, end as u16))
+    };
+    let Some(target) = at(target.as_bytes()) else {
+        return Parse::Unsupported;
     };
     let mut head = Head {
         len,
         body_len: 0,
         method,
-        target: at(target.as_bytes()),
+        target,
         fields: SmallVec::with_capacity(req.headers.len()),
         close: false,
     };
@@ -373,7 +378,10 @@ fn parse(buf: &[u8]) -> Parse {
                 }
             }
         }
-        head.fields.push((at(name), at(f.value)));
+        let (Some(name), Some(value)) = (at(name), at(f.value)) else {
+            return Parse::Unsupported;
+        };
+        head.fields.push((name, value));
     }
     head.body_len = length.unwrap_or(0);
     Parse::Complete(head)

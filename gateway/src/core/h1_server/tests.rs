@@ -629,10 +629,14 @@ async fn bytes_arriving_while_a_handler_runs_are_the_next_request() {
     assert_eq!(bodies, [&b"/a"[..], b"/b"]);
 }
 
-#[tokio::test(start_paused = true)]
-async fn shutdown_finishes_a_head_begun_and_closes_a_connection_idle_but_for_line_breaks() {
-    // Half a head when shutdown begins: the request is read whole and answered, then closed.
-    let (mut client, server) = tokio::io::duplex(1 << 16);
+/// A server answering `a` to every request on one end of a duplex: the client's end, the
+/// shutdown sender and the server's task.
+fn spawn_text_server() -> (
+    tokio::io::DuplexStream,
+    watch::Sender<bool>,
+    tokio::task::JoinHandle<Outcome<tokio::io::DuplexStream>>,
+) {
+    let (client, server) = tokio::io::duplex(1 << 16);
     let (tx, rx) = watch::channel(false);
     let task = tokio::spawn(serve(
         server,
@@ -640,6 +644,13 @@ async fn shutdown_finishes_a_head_begun_and_closes_a_connection_idle_but_for_lin
         header_timeout(),
         rx,
     ));
+    (client, tx, task)
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_finishes_a_head_begun_and_closes_a_connection_idle_but_for_line_breaks() {
+    // Half a head when shutdown begins: the request is read whole and answered, then closed.
+    let (mut client, tx, task) = spawn_text_server();
     client.write_all(b"GET / HT").await.unwrap();
     tokio::task::yield_now().await;
     tx.send(true).unwrap();
@@ -652,14 +663,7 @@ async fn shutdown_finishes_a_head_begun_and_closes_a_connection_idle_but_for_lin
     assert_eq!(got.len(), 1);
     assert_eq!(field(&got[0].1, "connection"), Some("close"));
     // A trailing line break after a request: idle, so closed as soon as shutdown begins.
-    let (mut client, server) = tokio::io::duplex(1 << 16);
-    let (tx, rx) = watch::channel(false);
-    let task = tokio::spawn(serve(
-        server,
-        |_req| async { text("a") },
-        header_timeout(),
-        rx,
-    ));
+    let (mut client, tx, task) = spawn_text_server();
     client
         .write_all(b"GET / HTTP/1.1\r\n\r\n\r\n")
         .await
