@@ -141,32 +141,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         self.read_answer(method, max).await
     }
 
-    /// Writes `parts` whole, in order, by vectored writes (one system call when the socket
-    /// takes it all, and no part copied behind another). A failure before any byte went out is
+    /// Writes `parts` whole (see [`write_parts`]). A failure before any byte went out is
     /// [`Error::Unsent`].
     async fn write(&mut self, parts: &mut [IoSlice<'_>]) -> Result<(), Error> {
-        let mut first = true;
-        let mut parts = parts;
-        // Drops empty parts at the front (an empty request never writes).
-        IoSlice::advance_slices(&mut parts, 0);
-        while !parts.is_empty() {
-            let e = match self.io.write_vectored(parts).await {
-                Ok(0) => io::Error::from(io::ErrorKind::WriteZero),
-                Ok(n) => {
-                    IoSlice::advance_slices(&mut parts, n);
-                    first = false;
-                    continue;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => e,
-            };
-            return Err(if first {
-                Error::Unsent(e)
-            } else {
+        write_parts(&mut self.io, parts).await.map_err(|(e, sent)| {
+            if sent {
                 Error::Write(e)
-            });
-        }
-        Ok(())
+            } else {
+                Error::Unsent(e)
+            }
+        })
     }
 
     /// Reads more into the buffer; `false` at the end of the stream.
@@ -397,8 +381,35 @@ fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, Error> {
     }))
 }
 
+/// Writes `parts` whole, in order, by vectored writes: one system call when the socket takes it
+/// all, and no part copied behind another; a short write resumes where it stopped. On failure,
+/// the error and whether any byte went out. (The server side writes its answers with it too.)
+pub async fn write_parts<S: AsyncWrite + Unpin>(
+    io: &mut S,
+    parts: &mut [IoSlice<'_>],
+) -> Result<(), (io::Error, bool)> {
+    let mut sent = false;
+    let mut parts = parts;
+    // Drops empty parts at the front (nothing to send never writes).
+    IoSlice::advance_slices(&mut parts, 0);
+    while !parts.is_empty() {
+        let e = match io.write_vectored(parts).await {
+            Ok(0) => io::Error::from(io::ErrorKind::WriteZero),
+            Ok(n) => {
+                IoSlice::advance_slices(&mut parts, n);
+                sent = true;
+                continue;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => e,
+        };
+        return Err((e, sent));
+    }
+    Ok(())
+}
+
 /// Whether a comma-separated field value holds `token` (ASCII case-insensitive).
-fn has_token(value: &[u8], token: &[u8]) -> bool {
+pub fn has_token(value: &[u8], token: &[u8]) -> bool {
     value
         .split(|b| *b == b',')
         .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))

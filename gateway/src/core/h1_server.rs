@@ -39,6 +39,7 @@ use smallvec::SmallVec;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::watch;
 
+use super::h1::{has_token, write_parts};
 use super::http::{RequestBody, Resp};
 
 /// Most header fields a request served here may carry (more: hyper's, which allows 100).
@@ -102,9 +103,10 @@ where
             // The client went away: its handler is dropped (hyper's server did the same).
             return Outcome::Closed;
         };
-        let close = close_asked || *shutdown.borrow() || says_close(resp.headers());
+        let said = says_close(resp.headers());
+        let close = said || close_asked || *shutdown.borrow();
         out.clear();
-        let body = encode(resp, is_head, close, &mut out);
+        let body = encode(resp, is_head, close && !said, &mut out);
         let mut parts = [IoSlice::new(&out), IoSlice::new(&body)];
         if write_parts(&mut io, &mut parts).await.is_err() || io.flush().await.is_err() {
             return Outcome::Closed;
@@ -128,8 +130,8 @@ async fn answer<S: AsyncRead + Unpin>(
     let mut handler = std::pin::pin!(handler);
     let mut watching = true;
     loop {
-        if watching && buf.capacity() - buf.len() < MIN_READ {
-            buf.reserve(READ_CHUNK);
+        if watching {
+            make_room(buf);
         }
         tokio::select! {
             biased;
@@ -139,6 +141,14 @@ async fn answer<S: AsyncRead + Unpin>(
                 Ok(_) => watching = false,
             },
         }
+    }
+}
+
+/// Room for a read: the buffer's rest while it has [`MIN_READ`] (answered requests still share
+/// its block), a new block when it runs low.
+fn make_room(buf: &mut BytesMut) {
+    if buf.capacity() - buf.len() < MIN_READ {
+        buf.reserve(READ_CHUNK);
     }
 }
 
@@ -189,11 +199,7 @@ async fn read_request<S: AsyncRead + Unpin>(
         if idle && *shutdown.borrow() {
             return Read::Closed;
         }
-        // Room for a read: the buffer's rest while it has some (answered requests still share
-        // its block), a new block when it runs low.
-        if buf.capacity() - buf.len() < MIN_READ {
-            buf.reserve(READ_CHUNK);
-        }
+        make_room(buf);
         tokio::select! {
             biased;
             n = io.read_buf(buf) => match n {
@@ -370,13 +376,10 @@ fn parse(buf: &[u8]) -> Parse {
             }
         }
         if named(&header::CONNECTION) {
-            for token in f.value.split(|b| *b == b',').map(<[u8]>::trim_ascii) {
-                if token.eq_ignore_ascii_case(b"close") {
-                    head.close = true;
-                } else if token.eq_ignore_ascii_case(b"upgrade") {
-                    return Parse::Unsupported;
-                }
+            if has_token(f.value, b"upgrade") {
+                return Parse::Unsupported;
             }
+            head.close |= has_token(f.value, b"close");
         }
         let (Some(name), Some(value)) = (at(name), at(f.value)) else {
             return Parse::Unsupported;
@@ -434,16 +437,16 @@ fn build(head: Head, buf: &mut BytesMut) -> Result<(Request<RequestBody>, bool),
 
 /// Whether `connection` holds `close`.
 fn says_close(headers: &HeaderMap) -> bool {
-    headers.get_all(header::CONNECTION).iter().any(|v| {
-        v.as_bytes()
-            .split(|b| *b == b',')
-            .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
-    })
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .any(|v| has_token(v.as_bytes(), b"close"))
 }
 
-/// Writes the answer's head into `out` as hyper's server would; returns the body to send
-/// after it (empty for a `HEAD` request and for statuses without one).
-fn encode(resp: Resp, is_head: bool, close: bool, out: &mut Vec<u8>) -> Bytes {
+/// Writes the answer's head into `out` as hyper's server would (`say_close`: add
+/// `connection: close`, which the answer does not say itself); returns the body to send after
+/// it (empty for a `HEAD` request and for statuses without one).
+fn encode(resp: Resp, is_head: bool, say_close: bool, out: &mut Vec<u8>) -> Bytes {
     let (parts, body) = resp.into_parts();
     let body = body.into_inner().unwrap_or_default();
     let status = parts.status;
@@ -478,7 +481,7 @@ fn encode(resp: Resp, is_head: bool, close: bool, out: &mut Vec<u8>) -> Bytes {
         out.extend_from_slice(scatter::write::decimal(body.len() as u64, &mut [0; 20]));
         out.extend_from_slice(b"\r\n");
     }
-    if close && !says_close(&parts.headers) {
+    if say_close {
         out.extend_from_slice(b"connection: close\r\n");
     }
     if !parts.headers.contains_key(header::DATE) {
@@ -492,24 +495,6 @@ fn encode(resp: Resp, is_head: bool, close: bool, out: &mut Vec<u8>) -> Bytes {
     } else {
         body
     }
-}
-
-/// Writes `parts` whole, in order, by vectored writes.
-async fn write_parts<S: AsyncWrite + Unpin>(
-    io: &mut S,
-    parts: &mut [IoSlice<'_>],
-) -> io::Result<()> {
-    let mut parts = parts;
-    IoSlice::advance_slices(&mut parts, 0);
-    while !parts.is_empty() {
-        match io.write_vectored(parts).await {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => IoSlice::advance_slices(&mut parts, n),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }
 
 /// The `date` field's value, formatted once a second per thread (as hyper caches it).

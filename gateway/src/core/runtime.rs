@@ -347,8 +347,8 @@ async fn serve(
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(header_timeout);
     let builder = Builders { auto, http1 };
-    // hyper arms a header timer per request; without an armed timer of the shard's own, arming
-    // it can cost a system call (see `timer_anchor`).
+    // Each request arms a header timer (the shard's codec or hyper's); without an armed timer
+    // of the shard's own, arming it can cost a system call (see `timer_anchor`).
     let anchor = super::timer_anchor::spawn(super::timer_anchor::period(Duration::from_millis(
         server.header_read_timeout_ms,
     )));

@@ -254,14 +254,7 @@ async fn a_body_still_on_its_way_goes_to_hyper_with_every_byte_read() {
         assert!(seen.is_empty() && written.lock().unwrap().is_empty());
         // What the connection still holds follows on (after the one `Pending`).
         let mut all = read.to_vec();
-        let mut prefixed = Prefixed::new(Bytes::new(), &mut rest);
-        loop {
-            let mut chunk = [0u8; 64];
-            match prefixed.read(&mut chunk).await.unwrap() {
-                0 => break,
-                n => all.extend_from_slice(&chunk[..n]),
-            }
-        }
+        rest.read_to_end(&mut all).await.unwrap();
         assert_eq!(all, request);
     }
 }
