@@ -85,13 +85,32 @@ where
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let mut out = Vec::with_capacity(512);
     let mut first = true;
+    // One timer for the connection, moved to each head's deadline. Moving a registered timer
+    // later only records the new deadline (the runtime re-files it when the old one comes due),
+    // where a timeout per head put an entry in the timer wheel and took it out again for every
+    // request (`bench/results/2026-12-07-timers.md`).
+    let mut head_timer = std::pin::pin!(tokio::time::sleep(header_timeout));
     loop {
+        if !first {
+            head_timer
+                .as_mut()
+                .reset(tokio::time::Instant::now() + header_timeout);
+        }
         let read = read_request(&mut io, &mut buf, &mut shutdown);
-        let head = match tokio::time::timeout(header_timeout, read).await {
-            Err(_) if first && buf.is_empty() => return Outcome::FirstHeadTimedOut,
-            Err(_) | Ok(Read::Closed) => return Outcome::Closed,
-            Ok(Read::Handover) => return Outcome::Handover(io, buf.freeze()),
-            Ok(Read::Head(head)) => head,
+        let head = tokio::select! {
+            biased;
+            read = read => read,
+            () = &mut head_timer => {
+                if first && buf.is_empty() {
+                    return Outcome::FirstHeadTimedOut;
+                }
+                return Outcome::Closed;
+            }
+        };
+        let head = match head {
+            Read::Closed => return Outcome::Closed,
+            Read::Handover => return Outcome::Handover(io, buf.freeze()),
+            Read::Head(head) => head,
         };
         first = false;
         let is_head = head.method == Method::HEAD;

@@ -23,6 +23,7 @@
 //! and its connection task; `bench/results/2026-12-06-upstream-h2.md`).
 
 use std::future::poll_fn;
+use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use http::{Method, Uri};
@@ -31,6 +32,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioIo;
 use parking_lot::Mutex;
 use tokio::net::TcpStream;
+use tokio::time::Sleep;
 use tower_service::Service;
 
 use super::error::chain;
@@ -48,9 +50,27 @@ pub const MAX_IDLE: usize = 256;
 /// (`bench/results/2026-12-06-future-sizes.md`). One allocation per connection, not per request.
 type Io = Box<TokioIo<MaybeHttpsStream<TokioIo<TcpStream>>>>;
 
+/// A connection's deadline timer: it stays with the connection, moved to each exchange's
+/// deadline. Moving a registered timer later only records the new deadline (the runtime re-files
+/// it when the old one comes due), where a timeout per request put an entry in the timer wheel
+/// and took it out again (`bench/results/2026-12-07-timers.md`). Boxed: it is pinned, and it
+/// moves in and out of the idle list.
+type Timer = Pin<Box<Sleep>>;
+
 struct Idle {
     conn: Conn<Io>,
+    timer: Timer,
     since: Instant,
+}
+
+/// Why [`Pool::send`] gave no answer.
+#[derive(Debug)]
+pub enum SendError {
+    /// The deadline passed first (connecting or exchanging); the connection is closed.
+    TimedOut,
+    /// The failure as one line: connecting (`connecting to the upstream: …`), or the exchange
+    /// after the request was written.
+    Failed(String),
 }
 
 /// Connections to one origin (`scheme://authority`).
@@ -84,37 +104,41 @@ impl Pool {
 
     /// Sends `head` (in origin form with `Host`: see [`h1::write_head`]), then the body's
     /// parts, for `method` on an idle connection or a new one, and reads the answer whole; its
-    /// body may be at most `max` bytes.
+    /// body may be at most `max` bytes. All of it, connecting included, by `deadline`.
     ///
     /// # Errors
-    /// The failure as one line: connecting (`connecting to the upstream: …`), or the exchange
-    /// after the request was written.
+    /// [`SendError::TimedOut`] when `deadline` came first; otherwise the failure as one line.
     pub async fn send(
         &self,
         head: &[u8],
         parts: &[&[u8]],
         method: &Method,
         max: usize,
-    ) -> Result<Answer, String> {
-        while let Some(mut conn) = self.checkout() {
-            match conn.exchange(head, parts, method, max).await {
+        deadline: tokio::time::Instant,
+    ) -> Result<Answer, SendError> {
+        while let Some((mut conn, mut timer)) = self.checkout() {
+            timer.as_mut().reset(deadline);
+            match exchange_by(&mut conn, &mut timer, head, parts, method, max).await? {
                 Ok(answer) => {
-                    self.release(conn);
+                    self.release(conn, timer);
                     return Ok(answer);
                 }
                 // Never written: the connection closed under it. Try another.
                 Err(h1::Error::Unsent(_)) => {}
-                Err(e) => return Err(e.to_string()),
+                Err(e) => return Err(SendError::Failed(e.to_string())),
             }
         }
         // Boxed: connecting is rare on a warm pool, and its future would otherwise sit inline
         // in this one (and so in every request's).
-        let mut conn = Box::pin(self.connect()).await?;
-        let answer = conn
-            .exchange(head, parts, method, max)
+        let mut conn = Box::pin(tokio::time::timeout_at(deadline, self.connect()))
             .await
-            .map_err(|e| e.to_string())?;
-        self.release(conn);
+            .map_err(|_| SendError::TimedOut)?
+            .map_err(SendError::Failed)?;
+        let mut timer = Box::pin(tokio::time::sleep_until(deadline));
+        let answer = exchange_by(&mut conn, &mut timer, head, parts, method, max)
+            .await?
+            .map_err(|e| SendError::Failed(e.to_string()))?;
+        self.release(conn, timer);
         Ok(answer)
     }
 
@@ -126,7 +150,7 @@ impl Pool {
     /// Keeps a connection whose answer left it reusable, and closes the oldest idle ones past
     /// [`IDLE_TIMEOUT`] (checkout only ever looks at the newest, so without this a burst's
     /// extra connections would stay open below them, closed by the upstream or not).
-    fn release(&self, conn: Conn<Io>) {
+    fn release(&self, conn: Conn<Io>, timer: Timer) {
         if !conn.kept_alive() {
             return;
         }
@@ -138,16 +162,24 @@ impl Pool {
             .count();
         idle.drain(..stale);
         if idle.len() < MAX_IDLE {
-            idle.push(Idle { conn, since: now });
+            idle.push(Idle {
+                conn,
+                timer,
+                since: now,
+            });
         }
     }
 
     /// The most recently released usable connection.
-    fn checkout(&self) -> Option<Conn<Io>> {
+    fn checkout(&self) -> Option<(Conn<Io>, Timer)> {
         loop {
-            let Idle { mut conn, since } = self.idle.lock().pop()?;
+            let Idle {
+                mut conn,
+                timer,
+                since,
+            } = self.idle.lock().pop()?;
             if since.elapsed() <= IDLE_TIMEOUT && conn.usable() {
-                return Some(conn);
+                return Some((conn, timer));
             }
         }
     }
@@ -161,6 +193,23 @@ impl Pool {
         .await
         .map_err(|e| format!("connecting to the upstream: {}", chain(&*e)))?;
         Ok(Conn::new(Box::new(TokioIo::new(io))))
+    }
+}
+
+/// One exchange on `conn`, unless `timer` fires first: then the exchange is dropped part way
+/// and the connection must be closed (the caller drops it).
+async fn exchange_by(
+    conn: &mut Conn<Io>,
+    timer: &mut Timer,
+    head: &[u8],
+    parts: &[&[u8]],
+    method: &Method,
+    max: usize,
+) -> Result<Result<Answer, h1::Error>, SendError> {
+    tokio::select! {
+        biased;
+        answer = conn.exchange(head, parts, method, max) => Ok(answer),
+        () = timer.as_mut() => Err(SendError::TimedOut),
     }
 }
 
@@ -182,13 +231,28 @@ mod tests {
         Pool::new(origin, Duration::from_secs(2))
     }
 
-    /// One `GET /ping` and its answer's body.
+    /// One `GET /ping` and its answer's body, within the upstream client's default request
+    /// timeout (30 s).
     async fn exchange(p: &Pool, addr: std::net::SocketAddr) -> Result<Bytes, String> {
+        exchange_within(p, addr, Duration::from_secs(30)).await
+    }
+
+    /// [`exchange`] with its deadline `within` from now; `Err("timed out")` when it passed.
+    async fn exchange_within(
+        p: &Pool,
+        addr: std::net::SocketAddr,
+        within: Duration,
+    ) -> Result<Bytes, String> {
         let mut fields = HeaderMap::new();
         fields.insert(http::header::HOST, addr.to_string().parse().unwrap());
         let mut head = Vec::new();
         h1::write_head(&mut head, &Method::GET, "", "/ping", &fields, 0).unwrap();
-        Ok(p.send(&head, &[], &Method::GET, 1 << 20).await?.body)
+        let deadline = tokio::time::Instant::now() + within;
+        match p.send(&head, &[], &Method::GET, 1 << 20, deadline).await {
+            Ok(answer) => Ok(answer.body),
+            Err(SendError::TimedOut) => Err("timed out".into()),
+            Err(SendError::Failed(e)) => Err(e),
+        }
     }
 
     /// Accepts connections on 127.0.0.1, counting them, and serves each with `serve` on a task.
@@ -213,18 +277,7 @@ mod tests {
 
     /// A keep-alive HTTP/1.1 server (hyper's) answering `ok`, after `delay`.
     async fn keep_alive_server(delay: Duration) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
-        server(move |s| async move {
-            let svc = hyper::service::service_fn(move |_req| async move {
-                tokio::time::sleep(delay).await;
-                Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from_static(
-                    b"ok",
-                ))))
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(s), svc)
-                .await;
-        })
-        .await
+        delays_server(vec![delay]).await
     }
 
     #[tokio::test]
@@ -236,6 +289,66 @@ mod tests {
         }
         assert_eq!(accepted.load(Ordering::SeqCst), 1);
         assert_eq!(p.idle(), 1);
+    }
+
+    /// A keep-alive HTTP/1.1 server (hyper's) answering its `n`th request (over all
+    /// connections) `ok` after `delays[n]` (the last delay for any later one).
+    async fn delays_server(delays: Vec<Duration>) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+        let delays: Arc<[Duration]> = delays.into();
+        let served = Arc::new(AtomicUsize::new(0));
+        server(move |s| {
+            let (delays, served) = (delays.clone(), served.clone());
+            async move {
+                let svc = hyper::service::service_fn(move |_req| {
+                    let delay = delays[served.fetch_add(1, Ordering::SeqCst).min(delays.len() - 1)];
+                    async move {
+                        tokio::time::sleep(delay).await;
+                        Ok::<_, std::convert::Infallible>(Response::new(Full::new(
+                            Bytes::from_static(b"ok"),
+                        )))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(s), svc)
+                    .await;
+            }
+        })
+        .await
+    }
+
+    /// A pooled connection keeps its timer, registered at its last exchange's deadline; an
+    /// exchange with an earlier deadline must still end there (the timer is filed again, not
+    /// only moved later), and the connection it cut is closed.
+    #[tokio::test]
+    async fn a_reused_connection_times_out_at_an_earlier_deadline() {
+        let (addr, accepted) = delays_server(vec![Duration::ZERO, Duration::from_secs(30)]).await;
+        let p = pool(addr);
+        assert_eq!(exchange(&p, addr).await.unwrap(), "ok");
+        assert_eq!(p.idle(), 1);
+        // The server holds this answer for 30 s; the deadline is 50 ms away.
+        let cut = exchange_within(&p, addr, Duration::from_millis(50)).await;
+        assert_eq!(cut.unwrap_err(), "timed out");
+        assert_eq!(p.idle(), 0);
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    }
+
+    /// The other way: a deadline moved later is only recorded; when the earlier one it
+    /// replaced comes due, the exchange goes on.
+    #[tokio::test]
+    async fn a_deadline_moved_later_does_not_fire_at_the_one_before() {
+        let (addr, accepted) =
+            delays_server(vec![Duration::ZERO, Duration::from_millis(400)]).await;
+        let p = pool(addr);
+        assert_eq!(
+            exchange_within(&p, addr, Duration::from_millis(100))
+                .await
+                .unwrap(),
+            "ok"
+        );
+        // Answered after 400 ms, past the first exchange's deadline, within this one's 30 s.
+        assert_eq!(exchange(&p, addr).await.unwrap(), "ok");
+        assert_eq!(p.idle(), 1);
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
     }
 
     #[tokio::test]

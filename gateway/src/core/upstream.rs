@@ -9,7 +9,7 @@
 //! credential); a base URL's `user:password@` is neither used nor repeated in an error.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{self, HeaderName};
@@ -18,7 +18,7 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use super::error::GatewayError;
 use super::h1;
 use super::metrics;
-use super::pool::Pool;
+use super::pool::{Pool, SendError};
 pub use super::upstreams::{UpstreamRef, Upstreams};
 use super::usage::{Ring, Usage, measure};
 
@@ -274,19 +274,19 @@ impl Upstream {
             req_bytes,
         )
         .map_err(|e| GatewayError::Internal(e.to_string()))?;
-        let started = Instant::now();
+        let started = tokio::time::Instant::now();
         let _in_flight = InFlight::start(self.inflight_gauge);
-        let exchange = async {
-            pool.send(&head, parts, &method, MAX_RESPONSE)
-                .await
-                .map_err(|e| {
-                    metrics::upstream_error(route, "connect");
-                    GatewayError::Upstream(e)
-                })
-        };
-        let answer = match tokio::time::timeout(self.request_timeout, exchange).await {
-            Ok(r) => r?,
-            Err(_) => {
+        let deadline = started + self.request_timeout;
+        let answer = match pool
+            .send(&head, parts, &method, MAX_RESPONSE, deadline)
+            .await
+        {
+            Ok(answer) => answer,
+            Err(SendError::Failed(e)) => {
+                metrics::upstream_error(route, "connect");
+                return Err(GatewayError::Upstream(e));
+            }
+            Err(SendError::TimedOut) => {
                 metrics::upstream_error(route, "timeout");
                 return Err(GatewayError::UpstreamTimeout(
                     self.request_timeout.as_millis() as u64,

@@ -497,6 +497,38 @@ async fn graceful_shutdown_closes_idle_connections_and_busy_ones_after_their_ans
 }
 
 /// The wait ended at the header read timeout (the timer wheel rounds up to its next tick).
+/// The wait for each head is timed from its own start: after a handler that took most of a
+/// timeout, or more than one (the connection's timer came due meanwhile), the idle wait for the
+/// next head still gets the whole of one (the timer is moved to each head's deadline, not set
+/// once).
+#[tokio::test(start_paused = true)]
+async fn each_wait_for_a_head_gets_the_whole_timeout_after_a_slow_handler() {
+    for slow in [header_timeout() * 2 / 3, header_timeout() * 2] {
+        let (script, written, _) = Script::new(vec![Some(b"GET / HTTP/1.1\r\n\r\n")], true);
+        let (_tx, rx) = watch::channel(false);
+        let answered = Arc::new(Mutex::new(None));
+        let at = answered.clone();
+        let outcome = serve(
+            script,
+            move |_req| {
+                let at = at.clone();
+                async move {
+                    tokio::time::sleep(slow).await;
+                    *at.lock().unwrap() = Some(tokio::time::Instant::now());
+                    text("a")
+                }
+            },
+            header_timeout(),
+            rx,
+        )
+        .await;
+        assert!(matches!(outcome, Outcome::Closed));
+        assert_eq!(answers(&written.lock().unwrap(), false).len(), 1);
+        let answered = answered.lock().unwrap().expect("the handler ran");
+        assert_timed_out(answered);
+    }
+}
+
 fn assert_timed_out(started: tokio::time::Instant) {
     let waited = started.elapsed();
     assert!(
