@@ -100,7 +100,9 @@ where
         let head = tokio::select! {
             biased;
             read = read => read,
-            () = &mut head_timer => {
+            // Checked even when the read spent the task's budget, as `tokio::time::timeout`
+            // does.
+            () = tokio::task::unconstrained(head_timer.as_mut()) => {
                 if first && buf.is_empty() {
                     return Outcome::FirstHeadTimedOut;
                 }

@@ -197,7 +197,10 @@ impl Pool {
 }
 
 /// One exchange on `conn`, unless `timer` fires first: then the exchange is dropped part way
-/// and the connection must be closed (the caller drops it).
+/// and the connection must be closed (the caller drops it). The timer is checked even when the
+/// exchange spent the task's budget (a long answer read in many reads), as
+/// `tokio::time::timeout` does: under `select!` alone it would not be, and such an answer could
+/// run past its deadline.
 async fn exchange_by(
     conn: &mut Conn<Io>,
     timer: &mut Timer,
@@ -209,7 +212,7 @@ async fn exchange_by(
     tokio::select! {
         biased;
         answer = conn.exchange(head, parts, method, max) => Ok(answer),
-        () = timer.as_mut() => Err(SendError::TimedOut),
+        () = tokio::task::unconstrained(timer.as_mut()) => Err(SendError::TimedOut),
     }
 }
 
@@ -321,12 +324,20 @@ mod tests {
     /// only moved later), and the connection it cut is closed.
     #[tokio::test]
     async fn a_reused_connection_times_out_at_an_earlier_deadline() {
-        let (addr, accepted) = delays_server(vec![Duration::ZERO, Duration::from_secs(30)]).await;
+        let (addr, accepted) = delays_server(vec![Duration::ZERO, Duration::from_secs(120)]).await;
         let p = pool(addr);
+        // The timer is now filed at this exchange's deadline, 30 s out.
         assert_eq!(exchange(&p, addr).await.unwrap(), "ok");
         assert_eq!(p.idle(), 1);
-        // The server holds this answer for 30 s; the deadline is 50 ms away.
-        let cut = exchange_within(&p, addr, Duration::from_millis(50)).await;
+        // The server holds this answer for 120 s; the deadline is 50 ms away. Ending at the
+        // 30 s the timer held would run past the outer 10 s bound (a bound, not a timing: the
+        // right answer comes at 50 ms).
+        let cut = tokio::time::timeout(
+            Duration::from_secs(10),
+            exchange_within(&p, addr, Duration::from_millis(50)),
+        )
+        .await
+        .expect("cut at the earlier deadline, not at the one the timer held");
         assert_eq!(cut.unwrap_err(), "timed out");
         assert_eq!(p.idle(), 0);
         assert_eq!(accepted.load(Ordering::SeqCst), 1);
@@ -337,15 +348,15 @@ mod tests {
     #[tokio::test]
     async fn a_deadline_moved_later_does_not_fire_at_the_one_before() {
         let (addr, accepted) =
-            delays_server(vec![Duration::ZERO, Duration::from_millis(400)]).await;
+            delays_server(vec![Duration::ZERO, Duration::from_millis(1500)]).await;
         let p = pool(addr);
         assert_eq!(
-            exchange_within(&p, addr, Duration::from_millis(100))
+            exchange_within(&p, addr, Duration::from_millis(500))
                 .await
                 .unwrap(),
             "ok"
         );
-        // Answered after 400 ms, past the first exchange's deadline, within this one's 30 s.
+        // Answered after 1.5 s, past the first exchange's deadline, within this one's 30 s.
         assert_eq!(exchange(&p, addr).await.unwrap(), "ok");
         assert_eq!(p.idle(), 1);
         assert_eq!(accepted.load(Ordering::SeqCst), 1);

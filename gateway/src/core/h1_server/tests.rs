@@ -496,7 +496,6 @@ async fn graceful_shutdown_closes_idle_connections_and_busy_ones_after_their_ans
     assert_eq!(field(&got[0].1, "connection"), Some("close"));
 }
 
-/// The wait ended at the header read timeout (the timer wheel rounds up to its next tick).
 /// The wait for each head is timed from its own start: after a handler that took most of a
 /// timeout, or more than one (the connection's timer came due meanwhile), the idle wait for the
 /// next head still gets the whole of one (the timer is moved to each head's deadline, not set
@@ -529,6 +528,7 @@ async fn each_wait_for_a_head_gets_the_whole_timeout_after_a_slow_handler() {
     }
 }
 
+/// The wait ended at the header read timeout (the timer wheel rounds up to its next tick).
 fn assert_timed_out(started: tokio::time::Instant) {
     let waited = started.elapsed();
     assert!(
