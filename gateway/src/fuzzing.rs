@@ -5,7 +5,7 @@
 use crate::app::App;
 use crate::core::router::Router;
 
-pub use crate::core::h1::Conn as H1Conn;
+pub use crate::core::h1::{AnswerFields as H1AnswerFields, Conn as H1Conn};
 pub use crate::core::h1_server::{Outcome as H1Outcome, serve as h1_serve};
 pub use crate::core::http::RequestBody;
 pub use crate::core::params::{

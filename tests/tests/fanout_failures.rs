@@ -68,12 +68,16 @@ fn one_failing_shard_leg_fails_the_query_with_its_error() {
     fault(
         &stack,
         json!({"route": "query", "namespace": ns, "status": 500, "count": 1,
-            "match_headers": {"x-test-fault": "one-leg"}}),
+            "match_headers": {"x-test-fault": "one-leg"}, "headers": {"x-leg-failed": "yes"}}),
     );
     let query = r#"{"rank_by":["id","asc"],"top_k":100,"include_attributes":["color"]}"#;
     let path = format!("/v2/namespaces/{ns}/query");
     let failed = stack.gw_with(Method::POST, &path, &[("x-test-fault", "one-leg")], query);
     assert_eq!(failed.status, 500, "{}", failed.text());
+    assert_eq!(
+        failed.headers["x-leg-failed"], "yes",
+        "the leg's own fields"
+    );
     assert!(
         failed.json().get("rows").is_none(),
         "no partial top-k: {}",

@@ -326,15 +326,17 @@ fn a_429_without_a_predicate_is_retried_once_with_it() {
     assert_eq!(forced[0], "_hevlayer_upserted_at");
     assert!(forced[2].as_u64().unwrap() >= wm);
 
-    // A persistent 429 is retried once, then relayed.
+    // A persistent 429 is retried once, then relayed with upstream's fields.
     emu(
         &stack,
         "/_emu/faults",
-        json!({"rules": [{"route": "query", "namespace": ns, "status": 429, "count": 5}]}),
+        json!({"rules": [{"route": "query", "namespace": ns, "status": 429, "count": 5,
+            "headers": {"retry-after-ms": "250"}}]}),
     );
     stack.clear_requests();
     let r = stack.gw(Method::POST, &format!("/v2/namespaces/{ns}/query"), ALL);
     assert_eq!(r.status, 429);
+    assert_eq!(r.headers["retry-after-ms"], "250");
     assert_eq!(upstream_queries(&stack).len(), 2);
 }
 

@@ -13,15 +13,18 @@
 //! `Transfer-Encoding: chunked` (extensions ignored, trailers read and dropped), by
 //! `Content-Length` (several different values are an error), or by the connection's close;
 //! `HEAD` answers and `204`/`304` have none. A connection is kept only when the answer was
-//! HTTP/1.1, not `Connection: close`, framed by length or chunks, and read to its end with
-//! nothing after it.
+//! HTTP/1.1 without `Connection: close` (or HTTP/1.0 with `Connection: keep-alive`), framed by
+//! length or by chunks but not both, and read to its end with nothing after it. The fields that
+//! frame the answer are read from the head in the one pass over it; the fields go into a header
+//! map only when the caller reads them ([`AnswerFields`]: the query route answers a success
+//! with its own fields, so it builds upstream's map only for a failed or interim answer).
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::header::{self, HeaderName};
+use http::header::HeaderName;
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use smallvec::SmallVec;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
@@ -109,13 +112,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
 
     /// Writes a request, `head` (see [`write_head`]) then the body's `parts` in order (none
     /// when the head already ends with it), and reads the answer to `method`, whose body may be
-    /// at most `max` bytes. A failure before any byte was written is [`Error::Unsent`].
+    /// at most `max` bytes, with the header `fields` asked for. A failure before any byte was
+    /// written is [`Error::Unsent`].
     pub async fn exchange(
         &mut self,
         head: &[u8],
         parts: &[&[u8]],
         method: &Method,
         max: usize,
+        fields: AnswerFields,
     ) -> Result<Answer, Error> {
         self.reusable = false;
         let mut slices: SmallVec<[IoSlice<'_>; 10]> = SmallVec::with_capacity(parts.len() + 1);
@@ -130,7 +135,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         if let Err(e) = written {
             // An upstream may answer before it read the whole body (a 413, a 401) and close:
             // that answer, when it arrived, is the outcome, not the failed write.
-            return match self.read_answer(method, max).await {
+            return match self.read_answer(method, max, fields).await {
                 Ok(answer) => {
                     self.reusable = false;
                     Ok(answer)
@@ -138,7 +143,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 Err(_) => Err(e),
             };
         }
-        self.read_answer(method, max).await
+        self.read_answer(method, max, fields).await
     }
 
     /// Writes `parts` whole (see [`write_parts`]). A failure before any byte went out is
@@ -160,16 +165,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         Ok(n > 0)
     }
 
-    async fn read_answer(&mut self, method: &Method, max: usize) -> Result<Answer, Error> {
-        let (status, headers, close) = loop {
-            let parsed = parse_head(&mut self.buf)?;
+    async fn read_answer(
+        &mut self,
+        method: &Method,
+        max: usize,
+        fields: AnswerFields,
+    ) -> Result<Answer, Error> {
+        let (status, headers, framed_by, close) = loop {
+            let parsed = parse_head(&mut self.buf, fields)?;
             match parsed {
                 Some(h) if h.status.is_informational() => {
                     if h.status == StatusCode::SWITCHING_PROTOCOLS {
                         return Err(Error::Malformed("an unrequested protocol switch"));
                     }
                 }
-                Some(h) => break (h.status, h.headers, h.close),
+                Some(h) => break (h.status, h.headers, h.framing, h.close),
                 None => {
                     if self.buf.len() > MAX_HEAD {
                         return Err(Error::Malformed("the response head is too large"));
@@ -180,7 +190,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 }
             }
         };
-        let framing = framing(method, status, &headers)?;
+        let framing = framing(method, status, &framed_by)?;
         let body = match framing {
             Framing::Empty => Bytes::new(),
             Framing::Length(n) => {
@@ -322,18 +332,81 @@ fn chunk_size(line: &[u8]) -> Result<u64, Error> {
     Ok(n)
 }
 
+/// Which of an answer's header fields the caller reads. The fields that frame the answer
+/// (`Content-Length`, `Transfer-Encoding`, `Connection`) are read from the head either way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AnswerFields {
+    /// Every field, in [`Answer::headers`].
+    All,
+    /// A failed answer's fields only (status outside `2xx`): a successful answer's map is left
+    /// empty, neither built nor dropped, for a caller that answers with fields of its own.
+    OnFailure,
+}
+
 /// A parsed answer head.
 struct Head {
     status: StatusCode,
     headers: HeaderMap,
-    /// The connection closes after this answer (`Connection: close`, or HTTP/1.0).
+    framing: FramingFields,
+    /// The connection closes after this answer (`Connection: close`, HTTP/1.0 without
+    /// `keep-alive`, or framed both by length and by chunks).
     close: bool,
 }
 
+/// What the fields that frame an answer said, read in the one pass over the head.
+struct FramingFields {
+    /// The last `Transfer-Encoding` field, and whether its last coding is `chunked`.
+    transfer_encoding: Option<bool>,
+    /// The `Content-Length` values, which must agree; the first bad or conflicting one's error
+    /// (reported only when the length frames the answer).
+    content_length: Result<Option<u64>, &'static str>,
+    has_content_length: bool,
+    said_close: bool,
+    said_keep_alive: bool,
+}
+
+impl FramingFields {
+    fn note(&mut self, name: &str, value: &[u8]) {
+        let name = name.as_bytes();
+        if name.eq_ignore_ascii_case(b"content-length") {
+            self.has_content_length = true;
+            if let Ok(length) = &mut self.content_length {
+                self.content_length = content_lengths(*length, value);
+            }
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            let chunked = value
+                .rsplit(|b| *b == b',')
+                .next()
+                .is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+            self.transfer_encoding = Some(chunked);
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            self.said_close |= has_token(value, b"close");
+            self.said_keep_alive |= has_token(value, b"keep-alive");
+        }
+    }
+}
+
+/// `length` so far with one `Content-Length` value's (a comma-separated list) added.
+fn content_lengths(mut length: Option<u64>, value: &[u8]) -> Result<Option<u64>, &'static str> {
+    for part in value.split(|b| *b == b',') {
+        let n = std::str::from_utf8(part.trim_ascii())
+            .ok()
+            .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|s| s.parse::<u64>().ok())
+            .ok_or("a bad content-length")?;
+        if length.is_some_and(|l| l != n) {
+            return Err("conflicting content-lengths");
+        }
+        length = Some(n);
+    }
+    Ok(length)
+}
+
 /// Parses the head at the start of `buf` and takes it out; `None` when it is not all there yet.
-fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, Error> {
-    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut resp = httparse::Response::new(&mut fields);
+/// The header map holds the fields `fields` asks for.
+fn parse_head(buf: &mut BytesMut, fields: AnswerFields) -> Result<Option<Head>, Error> {
+    let mut parsed = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut parsed);
     let len = match resp.parse(buf) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Ok(None),
@@ -347,36 +420,49 @@ fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, Error> {
         .and_then(|c| StatusCode::from_u16(c).ok())
         .ok_or(Error::Malformed("a bad status code"))?;
     let version = resp.version;
+    let keep = fields == AnswerFields::All || !status.is_success();
+    let mut framing = FramingFields {
+        transfer_encoding: None,
+        content_length: Ok(None),
+        has_content_length: false,
+        said_close: false,
+        said_keep_alive: false,
+    };
     // Field values become slices of the head (reference counts, not copies): their offsets
     // are noted while the parser borrows the buffer.
     let base = buf.as_ptr() as usize;
     let mut found: smallvec::SmallVec<[(HeaderName, usize, usize); 16]> = smallvec::SmallVec::new();
     for f in resp.headers.iter() {
-        let name = HeaderName::from_bytes(f.name.as_bytes())
-            .map_err(|_| Error::Malformed("a bad header name"))?;
-        let start = f.value.as_ptr() as usize - base;
-        found.push((name, start, start + f.value.len()));
-    }
-    let head = buf.split_to(len).freeze();
-    let mut headers = HeaderMap::with_capacity(found.len());
-    let (mut said_close, mut said_keep_alive) = (false, false);
-    for (name, start, end) in found {
-        let value = HeaderValue::from_maybe_shared(head.slice(start..end))
-            .map_err(|_| Error::Malformed("a bad header value"))?;
-        if name == header::CONNECTION {
-            said_close |= has_token(value.as_bytes(), b"close");
-            said_keep_alive |= has_token(value.as_bytes(), b"keep-alive");
+        framing.note(f.name, f.value);
+        if keep {
+            let name = HeaderName::from_bytes(f.name.as_bytes())
+                .map_err(|_| Error::Malformed("a bad header name"))?;
+            let start = f.value.as_ptr() as usize - base;
+            found.push((name, start, start + f.value.len()));
         }
-        headers.append(name, value);
     }
+    let headers = if keep {
+        let head = buf.split_to(len).freeze();
+        let mut headers = HeaderMap::with_capacity(found.len());
+        for (name, start, end) in found {
+            let value = HeaderValue::from_maybe_shared(head.slice(start..end))
+                .map_err(|_| Error::Malformed("a bad header value"))?;
+            headers.append(name, value);
+        }
+        headers
+    } else {
+        buf.advance(len);
+        HeaderMap::new()
+    };
     // Kept alive: HTTP/1.1 unless it says close, HTTP/1.0 only when it says keep-alive. An
     // answer framed both ways, or chunked over HTTP/1.0, ends its connection (RFC 9112 §6.1, §6.3).
-    let both = headers.contains_key(header::TRANSFER_ENCODING)
-        && (headers.contains_key(header::CONTENT_LENGTH) || version != Some(1));
-    let close = said_close || both || (version != Some(1) && !said_keep_alive);
+    let both =
+        framing.transfer_encoding.is_some() && (framing.has_content_length || version != Some(1));
+    let close = framing.said_close || both || (version != Some(1) && !framing.said_keep_alive);
     Ok(Some(Head {
         status,
         headers,
+        framing,
         close,
     }))
 }
@@ -424,44 +510,21 @@ enum Framing {
     UntilClose,
 }
 
-fn framing(method: &Method, status: StatusCode, headers: &HeaderMap) -> Result<Framing, Error> {
+fn framing(method: &Method, status: StatusCode, fields: &FramingFields) -> Result<Framing, Error> {
     if method == Method::HEAD
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED
     {
         return Ok(Framing::Empty);
     }
-    if let Some(last) = headers
-        .get_all(header::TRANSFER_ENCODING)
-        .iter()
-        .next_back()
-    {
-        let codings = last.as_bytes();
-        let chunked = codings
-            .rsplit(|b| *b == b',')
-            .next()
-            .is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-        return Ok(if chunked {
-            Framing::Chunked
-        } else {
-            Framing::UntilClose
-        });
+    match fields.transfer_encoding {
+        Some(true) => Ok(Framing::Chunked),
+        Some(false) => Ok(Framing::UntilClose),
+        None => match fields.content_length {
+            Ok(length) => Ok(length.map_or(Framing::UntilClose, Framing::Length)),
+            Err(e) => Err(Error::Malformed(e)),
+        },
     }
-    let mut length = None;
-    for v in headers.get_all(header::CONTENT_LENGTH) {
-        for part in v.as_bytes().split(|b| *b == b',') {
-            let n = std::str::from_utf8(part.trim_ascii())
-                .ok()
-                .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-                .and_then(|s| s.parse::<u64>().ok())
-                .ok_or(Error::Malformed("a bad content-length"))?;
-            if length.is_some_and(|l| l != n) {
-                return Err(Error::Malformed("conflicting content-lengths"));
-            }
-            length = Some(n);
-        }
-    }
-    Ok(length.map_or(Framing::UntilClose, Framing::Length))
 }
 
 /// A request target that cannot go on a request line.

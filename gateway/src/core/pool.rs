@@ -36,7 +36,7 @@ use tokio::time::Sleep;
 use tower_service::Service;
 
 use super::error::chain;
-use super::h1::{self, Answer, Conn};
+use super::h1::{self, Answer, AnswerFields, Conn};
 
 /// An idle connection unused for longer than this is closed instead of reused.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
@@ -104,7 +104,8 @@ impl Pool {
 
     /// Sends `head` (in origin form with `Host`: see [`h1::write_head`]), then the body's
     /// parts, for `method` on an idle connection or a new one, and reads the answer whole; its
-    /// body may be at most `max` bytes. All of it, connecting included, by `deadline`.
+    /// body may be at most `max` bytes, its header `fields` as asked. All of it, connecting
+    /// included, by `deadline`.
     ///
     /// # Errors
     /// [`SendError::TimedOut`] when `deadline` came first; otherwise the failure as one line.
@@ -114,11 +115,12 @@ impl Pool {
         parts: &[&[u8]],
         method: &Method,
         max: usize,
+        fields: AnswerFields,
         deadline: tokio::time::Instant,
     ) -> Result<Answer, SendError> {
         while let Some((mut conn, mut timer)) = self.checkout() {
             timer.as_mut().reset(deadline);
-            match exchange_by(&mut conn, &mut timer, head, parts, method, max).await? {
+            match exchange_by(&mut conn, &mut timer, head, parts, (method, max, fields)).await? {
                 Ok(answer) => {
                     self.release(conn, timer);
                     return Ok(answer);
@@ -135,7 +137,7 @@ impl Pool {
             .map_err(|_| SendError::TimedOut)?
             .map_err(SendError::Failed)?;
         let mut timer = Box::pin(tokio::time::sleep_until(deadline));
-        let answer = exchange_by(&mut conn, &mut timer, head, parts, method, max)
+        let answer = exchange_by(&mut conn, &mut timer, head, parts, (method, max, fields))
             .await?
             .map_err(|e| SendError::Failed(e.to_string()))?;
         self.release(conn, timer);
@@ -206,12 +208,11 @@ async fn exchange_by(
     timer: &mut Timer,
     head: &[u8],
     parts: &[&[u8]],
-    method: &Method,
-    max: usize,
+    (method, max, fields): (&Method, usize, AnswerFields),
 ) -> Result<Result<Answer, h1::Error>, SendError> {
     tokio::select! {
         biased;
-        answer = conn.exchange(head, parts, method, max) => Ok(answer),
+        answer = conn.exchange(head, parts, method, max, fields) => Ok(answer),
         () = tokio::task::unconstrained(timer.as_mut()) => Err(SendError::TimedOut),
     }
 }
@@ -251,7 +252,17 @@ mod tests {
         let mut head = Vec::new();
         h1::write_head(&mut head, &Method::GET, "", "/ping", &fields, 0).unwrap();
         let deadline = tokio::time::Instant::now() + within;
-        match p.send(&head, &[], &Method::GET, 1 << 20, deadline).await {
+        match p
+            .send(
+                &head,
+                &[],
+                &Method::GET,
+                1 << 20,
+                AnswerFields::All,
+                deadline,
+            )
+            .await
+        {
             Ok(answer) => Ok(answer.body),
             Err(SendError::TimedOut) => Err("timed out".into()),
             Err(SendError::Failed(e)) => Err(e),

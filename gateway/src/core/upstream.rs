@@ -17,6 +17,7 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 
 use super::error::GatewayError;
 use super::h1;
+pub use super::h1::AnswerFields;
 use super::metrics;
 use super::pool::{Pool, SendError};
 pub use super::upstreams::{UpstreamRef, Upstreams};
@@ -220,12 +221,21 @@ impl Upstream {
         in_headers: &HeaderMap,
         body: Bytes,
     ) -> Result<UpstreamResponse, GatewayError> {
-        self.send_parts(route, method, path_and_query, in_headers, &[&body])
-            .await
+        self.send_parts(
+            route,
+            method,
+            path_and_query,
+            in_headers,
+            &[&body],
+            AnswerFields::All,
+        )
+        .await
     }
 
     /// [`Upstream::send`] of a body made of `parts`, in order (a spliced body's runs: sent by
-    /// one vectored write, never joined into one buffer).
+    /// one vectored write, never joined into one buffer), read with the `answer_fields` asked
+    /// for: [`AnswerFields::OnFailure`] leaves a successful answer's map empty, for a
+    /// caller that answers with its own fields.
     pub async fn send_parts(
         &self,
         route: &'static str,
@@ -233,6 +243,7 @@ impl Upstream {
         path_and_query: &str,
         in_headers: &HeaderMap,
         parts: &[&[u8]],
+        answer_fields: AnswerFields,
     ) -> Result<UpstreamResponse, GatewayError> {
         if let Some(store) = &self.unavailable {
             return Err(GatewayError::Rejected {
@@ -278,7 +289,7 @@ impl Upstream {
         let _in_flight = InFlight::start(self.inflight_gauge);
         let deadline = started + self.request_timeout;
         let answer = match pool
-            .send(&head, parts, &method, MAX_RESPONSE, deadline)
+            .send(&head, parts, &method, MAX_RESPONSE, answer_fields, deadline)
             .await
         {
             Ok(answer) => answer,
@@ -306,15 +317,18 @@ impl Upstream {
             ring.record(super::http::now_ms(), &t);
         }
         // Upstream's map, with the hop-by-hop fields taken out (not copied into a new map).
-        // `content-length` is always there and removed by its constant (no name parsing); the
-        // other names are looked up only when one is present (a scan of a few keys).
-        headers.remove(header::CONTENT_LENGTH);
-        if headers.keys().any(is_hop_by_hop) {
-            for name in HOP_BY_HOP {
-                headers.remove(*name);
+        // `content-length` (on most answers) is removed by its constant (no name parsing); the
+        // other names are looked up only when one is present (a scan of a few keys). Nothing
+        // to do on a map left empty (see [`AnswerFields`]).
+        if !headers.is_empty() {
+            headers.remove(header::CONTENT_LENGTH);
+            if headers.keys().any(is_hop_by_hop) {
+                for name in HOP_BY_HOP {
+                    headers.remove(*name);
+                }
             }
+            self.relativize_location(&mut headers);
         }
-        self.relativize_location(&mut headers);
         Ok(UpstreamResponse {
             status,
             headers,

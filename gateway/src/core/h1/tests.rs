@@ -70,9 +70,38 @@ fn get() -> Vec<u8> {
     b"GET /x HTTP/1.1\r\nhost: u\r\n\r\n".to_vec()
 }
 
+/// One `GET` answered with `answer` (see [`scripted`]): the answer read with all its fields,
+/// and whether the connection stayed usable. Read again with [`AnswerFields::OnFailure`], the
+/// outcome must be the same (framing and reuse come from the head either way), the map left
+/// empty on a success.
 async fn one(answer: &'static [u8], piece: usize, close: bool) -> (Result<Answer, Error>, bool) {
+    let all = one_with(AnswerFields::All, answer, piece, close).await;
+    let lean = one_with(AnswerFields::OnFailure, answer, piece, close).await;
+    let shown = String::from_utf8_lossy(answer);
+    match (&all.0, &lean.0) {
+        (Ok(a), Ok(l)) => {
+            assert_eq!((a.status, &a.body), (l.status, &l.body), "{shown:?}");
+            if a.status.is_success() {
+                assert!(l.headers.is_empty(), "{shown:?}");
+            } else {
+                assert_eq!(a.headers, l.headers, "{shown:?}");
+            }
+        }
+        (Err(a), Err(l)) => assert_eq!(a.to_string(), l.to_string(), "{shown:?}"),
+        (a, l) => panic!("{a:?} read with all fields, {l:?} on failure only: {shown:?}"),
+    }
+    assert_eq!(all.1, lean.1, "reuse of {shown:?}");
+    all
+}
+
+async fn one_with(
+    fields: AnswerFields,
+    answer: &'static [u8],
+    piece: usize,
+    close: bool,
+) -> (Result<Answer, Error>, bool) {
     let (mut c, _peer) = scripted(answer, piece, close).await;
-    let r = c.exchange(&get(), &[], &Method::GET, MAX).await;
+    let r = c.exchange(&get(), &[], &Method::GET, MAX, fields).await;
     let reusable = c.usable();
     (r, reusable)
 }
@@ -92,6 +121,34 @@ async fn a_content_length_body_is_read_and_the_connection_kept() {
         assert_eq!(a.body, "{\"rows\":[]}");
         assert!(reusable, "piece {piece}");
     }
+}
+
+/// The query path reads a successful answer's body only (it answers with its own fields) and
+/// relays a failed one with upstream's fields.
+#[tokio::test]
+async fn on_failure_only_a_failed_answer_keeps_its_fields() {
+    let (r, reusable) = one_with(
+        AnswerFields::OnFailure,
+        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}",
+        64,
+        false,
+    )
+    .await;
+    let a = r.unwrap();
+    assert!(a.headers.is_empty(), "{:?}", a.headers);
+    assert_eq!(a.body, "{}");
+    assert!(reusable);
+    let (r, reusable) = one_with(
+        AnswerFields::OnFailure,
+        b"HTTP/1.1 429 Too Many Requests\r\nretry-after: 1\r\ncontent-length: 2\r\n\r\n{}",
+        64,
+        false,
+    )
+    .await;
+    let a = r.unwrap();
+    assert_eq!(a.headers["retry-after"], "1");
+    assert_eq!(a.headers["content-length"], "2");
+    assert!(reusable);
 }
 
 #[tokio::test]
@@ -165,7 +222,13 @@ async fn head_204_and_304_answers_have_no_body() {
     let (mut c, _peer) =
         scripted(b"HTTP/1.1 200 OK\r\ncontent-length: 99\r\n\r\n", 64, false).await;
     let a = c
-        .exchange(b"HEAD / HTTP/1.1\r\n\r\n", &[], &Method::HEAD, MAX)
+        .exchange(
+            b"HEAD / HTTP/1.1\r\n\r\n",
+            &[],
+            &Method::HEAD,
+            MAX,
+            AnswerFields::All,
+        )
         .await
         .unwrap();
     assert!(a.body.is_empty());
@@ -213,7 +276,10 @@ async fn limits_and_malformed_answers_are_errors() {
         false,
     )
     .await;
-    let e = c.exchange(&get(), &[], &Method::GET, 10).await.unwrap_err();
+    let e = c
+        .exchange(&get(), &[], &Method::GET, 10, AnswerFields::All)
+        .await
+        .unwrap_err();
     assert!(matches!(e, Error::TooLarge), "{e}");
     let (mut c, _peer) = scripted(
         b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n6\r\nabcdef\r\n6\r\nghijkl\r\n0\r\n\r\n",
@@ -221,8 +287,79 @@ async fn limits_and_malformed_answers_are_errors() {
         false,
     )
     .await;
-    let e = c.exchange(&get(), &[], &Method::GET, 10).await.unwrap_err();
+    let e = c
+        .exchange(&get(), &[], &Method::GET, 10, AnswerFields::All)
+        .await
+        .unwrap_err();
     assert!(matches!(e, Error::TooLarge), "{e}");
+}
+
+/// Framing fields in combination (each answer read in both [`AnswerFields`] modes by [`one`]):
+/// the last `Transfer-Encoding` decides, a `Content-Length` is judged only when it frames the
+/// answer, and of several bad lengths the first one's error is reported.
+#[tokio::test]
+async fn framing_fields_are_read_in_order_and_judged_only_when_they_frame() {
+    // The last transfer coding decides: `gzip` last is not chunked (read to the close).
+    let (r, reusable) = one(
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ntransfer-encoding: gzip\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+        64,
+        true,
+    )
+    .await;
+    assert_eq!(r.unwrap().body, "2\r\nok\r\n0\r\n\r\n");
+    assert!(!reusable);
+    let (r, reusable) = one(
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+        64,
+        false,
+    )
+    .await;
+    assert_eq!(r.unwrap().body, "ok");
+    assert!(reusable);
+    // A bad length under chunks does not frame the answer (but framed both ways, it closes).
+    let (r, reusable) = one(
+        b"HTTP/1.1 200 OK\r\ncontent-length: x\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+        64,
+        false,
+    )
+    .await;
+    assert_eq!(r.unwrap().body, "ok");
+    assert!(!reusable);
+    // Nor on an answer without a body.
+    let (r, reusable) = one(
+        b"HTTP/1.1 304 Not Modified\r\ncontent-length: x\r\n\r\n",
+        64,
+        false,
+    )
+    .await;
+    assert!(r.unwrap().body.is_empty());
+    assert!(reusable);
+    for fields in [AnswerFields::All, AnswerFields::OnFailure] {
+        let (mut c, _peer) =
+            scripted(b"HTTP/1.1 200 OK\r\ncontent-length: x\r\n\r\n", 64, false).await;
+        let a = c
+            .exchange(b"HEAD / HTTP/1.1\r\n\r\n", &[], &Method::HEAD, MAX, fields)
+            .await
+            .unwrap();
+        assert!(a.body.is_empty());
+        assert!(c.usable(), "{fields:?}");
+    }
+    // The first bad length's error, whichever kind.
+    for (answer, expect) in [
+        (
+            &b"HTTP/1.1 200 OK\r\ncontent-length: x\r\ncontent-length: 2, 3\r\n\r\nok"[..],
+            "a bad content-length",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-length: 3\r\ncontent-length: x\r\n\r\nok",
+            "conflicting content-lengths",
+        ),
+    ] {
+        let answer: &'static [u8] = answer;
+        let (r, _) = one(answer, 64, true).await;
+        let e = r.unwrap_err().to_string();
+        assert!(e.ends_with(expect), "{e}");
+    }
 }
 
 #[tokio::test]
@@ -236,7 +373,9 @@ async fn bytes_after_the_answer_or_a_closed_peer_make_the_connection_unusable() 
     assert_eq!(r.unwrap().body, "ok");
     assert!(!reusable);
     let (mut c, peer) = scripted(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok", 64, true).await;
-    c.exchange(&get(), &[], &Method::GET, MAX).await.unwrap();
+    c.exchange(&get(), &[], &Method::GET, MAX, AnswerFields::All)
+        .await
+        .unwrap();
     peer.await.unwrap();
     assert!(!c.usable(), "the peer closed after answering");
 }
@@ -247,7 +386,7 @@ async fn a_request_to_a_closed_peer_is_unsent() {
     drop(server);
     let mut c = Conn::new(client);
     let e = c
-        .exchange(&get(), &[], &Method::GET, MAX)
+        .exchange(&get(), &[], &Method::GET, MAX, AnswerFields::All)
         .await
         .unwrap_err();
     assert!(matches!(e, Error::Unsent(_)), "{e}");
@@ -262,7 +401,7 @@ async fn the_request_goes_out_as_written() {
     headers.append("x-tag", HeaderValue::from_static("b"));
     let mut req = Vec::new();
     write_head(&mut req, &Method::POST, "/base", "/v2/q?x=1", &headers, 2).unwrap();
-    c.exchange(&req, &[b"{", b"}"], &Method::POST, MAX)
+    c.exchange(&req, &[b"{", b"}"], &Method::POST, MAX, AnswerFields::All)
         .await
         .unwrap();
     assert_eq!(
@@ -333,7 +472,10 @@ async fn a_large_body_is_read_into_its_own_buffer() {
         a
     });
     let (mut c, _peer) = scripted(answer, 1000, false).await;
-    let a = c.exchange(&get(), &[], &Method::GET, MAX).await.unwrap();
+    let a = c
+        .exchange(&get(), &[], &Method::GET, MAX, AnswerFields::All)
+        .await
+        .unwrap();
     assert_eq!(a.body.len(), 300_000);
     assert!(a.body.iter().all(|b| *b == b'x'));
     assert!(c.usable());
@@ -351,7 +493,10 @@ async fn a_large_chunk_is_read_into_the_body() {
         a
     });
     let (mut c, _peer) = scripted(answer, 777, false).await;
-    let a = c.exchange(&get(), &[], &Method::GET, MAX).await.unwrap();
+    let a = c
+        .exchange(&get(), &[], &Method::GET, MAX, AnswerFields::All)
+        .await
+        .unwrap();
     assert_eq!(a.body.len(), 200_003);
     assert!(a.body.ends_with(b"yend"));
     assert!(c.usable());
@@ -390,7 +535,7 @@ async fn an_answer_sent_before_the_body_was_read_is_returned() {
     let body = vec![b'z'; 1 << 20];
     let head = post_head("/w", body.len());
     let a = c
-        .exchange(&head, &[&body], &Method::POST, MAX)
+        .exchange(&head, &[&body], &Method::POST, MAX, AnswerFields::All)
         .await
         .unwrap();
     assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE);
@@ -494,7 +639,10 @@ async fn head_and_body_leave_together_and_short_writes_resume_in_place() {
         // The body in parts, as a spliced one is sent: an empty part between two others,
         // one a byte long, and the rest.
         let parts: [&[u8]; 4] = [&body[..1000], &[], &body[1000..1001], &body[1001..]];
-        let a = c.exchange(&head, &parts, &Method::POST, MAX).await.unwrap();
+        let a = c
+            .exchange(&head, &parts, &Method::POST, MAX, AnswerFields::All)
+            .await
+            .unwrap();
         assert_eq!(a.body, "ok");
         assert!(c.io.got == whole, "cap {cap}: the request arrived altered");
         assert_eq!(c.io.writes, whole.len().div_ceil(cap), "cap {cap}");
@@ -507,7 +655,9 @@ async fn head_and_body_leave_together_and_short_writes_resume_in_place() {
         answer: b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n",
         fail_at: None,
     });
-    c.exchange(&get(), &[], &Method::GET, MAX).await.unwrap();
+    c.exchange(&get(), &[], &Method::GET, MAX, AnswerFields::All)
+        .await
+        .unwrap();
     assert_eq!((c.io.got.as_slice(), c.io.writes), (get().as_slice(), 1));
 }
 
@@ -528,7 +678,13 @@ async fn a_request_is_unsent_only_when_nothing_of_it_left() {
             fail_at: Some(fail_at),
         });
         let e = c
-            .exchange(&head, &[&body[..50], &body[50..]], &Method::POST, MAX)
+            .exchange(
+                &head,
+                &[&body[..50], &body[50..]],
+                &Method::POST,
+                MAX,
+                AnswerFields::All,
+            )
             .await
             .unwrap_err();
         assert_eq!(

@@ -37,7 +37,7 @@ use crate::core::error::GatewayError;
 use crate::core::http::decode_gzip;
 use crate::core::metrics;
 use crate::core::stable::predicate;
-use crate::core::upstream::UpstreamResponse;
+use crate::core::upstream::{AnswerFields, UpstreamResponse};
 use crate::core::watcher::Status;
 use crate::sources::origin::{MAX_THREADS, configured_threads};
 
@@ -63,23 +63,9 @@ impl Answer {
         }
     }
 
+    /// A `200` with a JSON body the gateway built or finished, and only its own fields.
     pub(super) fn json(body: impl Into<Bytes>, watermark: Option<u64>) -> Self {
-        Self::json_in(HeaderMap::new(), body, watermark)
-    }
-
-    /// The answer to a request the planner validated whole (every path of [`serve`] past the
-    /// plan).
-    fn checked(self) -> Self {
-        Answer {
-            request_checked: true,
-            ..self
-        }
-    }
-
-    /// [`Answer::json`] in `headers`' storage: the map (upstream's, already allocated) is
-    /// emptied and reused, where a new map allocates twice on its first insert.
-    fn json_in(mut headers: HeaderMap, body: impl Into<Bytes>, watermark: Option<u64>) -> Self {
-        headers.clear();
+        let mut headers = HeaderMap::new();
         headers.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
@@ -90,6 +76,15 @@ impl Answer {
             body: body.into(),
             watermark,
             request_checked: false,
+        }
+    }
+
+    /// The answer to a request the planner validated whole (every path of [`serve`] past the
+    /// plan).
+    fn checked(self) -> Self {
+        Answer {
+            request_checked: true,
+            ..self
         }
     }
 }
@@ -162,7 +157,15 @@ pub async fn serve(
         // Layer's own rules (2–16 legs, ...) bind Layer-shaped requests; a native Turbopuffer
         // body keeps upstream's semantics, so upstream judges it.
         Err(e) if e.status_code() == 422 && !layer_features(&body) => {
-            let up = Box::pin(send(ctx, ns, path_and_query, headers, &[&body])).await?;
+            let up = Box::pin(send(
+                ctx,
+                ns,
+                path_and_query,
+                headers,
+                &[&body],
+                AnswerFields::All,
+            ))
+            .await?;
             return Ok(Answer::relayed(up, watermark));
         }
         Err(e) => return Err(e.into()),
@@ -255,7 +258,18 @@ pub(super) async fn execute(
     };
 
     if shards <= 1 {
-        let mut up = send(ctx, ns, path_and_query, headers, &legs_body.slices()).await?;
+        // A successful answer is answered with the gateway's own fields (`Answer::json`):
+        // upstream's are read only when it failed, to relay them.
+        let fields = AnswerFields::OnFailure;
+        let mut up = send(
+            ctx,
+            ns,
+            path_and_query,
+            headers,
+            &legs_body.slices(),
+            fields,
+        )
+        .await?;
         if up.status == StatusCode::TOO_MANY_REQUESTS
             && mode == IndexConsistency::Stable
             && !injected
@@ -265,7 +279,15 @@ pub(super) async fn execute(
             // Write-storm backpressure: the predicate bounds what upstream must scan.
             metrics::watcher_event("retry_429");
             let forced = q.plan_stable_parts(Some(&*predicate(wm)))?;
-            up = send(ctx, ns, path_and_query, headers, &forced.body.slices()).await?;
+            up = send(
+                ctx,
+                ns,
+                path_and_query,
+                headers,
+                &forced.body.slices(),
+                fields,
+            )
+            .await?;
         }
         if !up.status.is_success() {
             return Ok(Answer::relayed(up, watermark));
@@ -275,7 +297,7 @@ pub(super) async fn execute(
             Cow::Borrowed(_) => up.body.clone(),
             Cow::Owned(b) => Bytes::from(b),
         };
-        return Ok(Answer::json_in(up.headers, body, watermark));
+        return Ok(Answer::json(body, watermark));
     }
     gather(
         ctx,
@@ -319,8 +341,16 @@ async fn gather(
             let _permit = permits.acquire_owned().await;
             (
                 i,
-                up.send("query_leg", Method::POST, &path, &headers, Bytes::from(leg))
-                    .await,
+                // A leg's fields are read only when it failed (its answer is then relayed).
+                up.send_parts(
+                    "query_leg",
+                    Method::POST,
+                    &path,
+                    &headers,
+                    &[&leg],
+                    AnswerFields::OnFailure,
+                )
+                .await,
             )
         });
     }
@@ -371,9 +401,17 @@ async fn send(
     path_and_query: &str,
     headers: &HeaderMap,
     parts: &[&[u8]],
+    fields: AnswerFields,
 ) -> Result<UpstreamResponse, GatewayError> {
     ctx.upstream(ns)
-        .send_parts("query", Method::POST, path_and_query, headers, parts)
+        .send_parts(
+            "query",
+            Method::POST,
+            path_and_query,
+            headers,
+            parts,
+            fields,
+        )
         .await
 }
 
@@ -392,7 +430,15 @@ async fn upstream_judges(
         return Err(e.into());
     }
     Ok(Answer::relayed(
-        send(ctx, ns, path_and_query, headers, &[&body]).await?,
+        send(
+            ctx,
+            ns,
+            path_and_query,
+            headers,
+            &[&body],
+            AnswerFields::All,
+        )
+        .await?,
         watermark,
     ))
 }
@@ -530,27 +576,5 @@ mod tests {
         );
         assert!(centroid(vec![vec![1.0], vec![1.0, 2.0]]).is_err());
         assert!(centroid(vec![]).is_err());
-    }
-
-    #[test]
-    fn an_answer_in_upstreams_map_carries_only_its_own_headers() {
-        let mut upstream = HeaderMap::new();
-        for (k, v) in [
-            ("content-type", "text/plain"),
-            ("x-upstream", "1"),
-            ("set-cookie", "a=1"),
-            ("set-cookie", "b=2"),
-        ] {
-            upstream.append(
-                header::HeaderName::from_static(k),
-                HeaderValue::from_static(v),
-            );
-        }
-        let a = Answer::json_in(upstream, Bytes::from_static(b"{}"), Some(3));
-        let fresh = Answer::json(Bytes::from_static(b"{}"), Some(3));
-        assert_eq!(a.headers, fresh.headers);
-        assert_eq!(a.headers.len(), 1);
-        assert_eq!(a.headers[header::CONTENT_TYPE], "application/json");
-        assert_eq!((a.status, a.watermark), (StatusCode::OK, Some(3)));
     }
 }
