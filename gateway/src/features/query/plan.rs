@@ -157,16 +157,15 @@ pub async fn serve(
         // Layer's own rules (2–16 legs, ...) bind Layer-shaped requests; a native Turbopuffer
         // body keeps upstream's semantics, so upstream judges it.
         Err(e) if e.status_code() == 422 && !layer_features(&body) => {
-            let up = Box::pin(send(
+            return Box::pin(relayed_as_sent(
                 ctx,
                 ns,
                 path_and_query,
                 headers,
-                &[&body],
-                AnswerFields::All,
+                &body,
+                watermark,
             ))
-            .await?;
-            return Ok(Answer::relayed(up, watermark));
+            .await;
         }
         Err(e) => return Err(e.into()),
     };
@@ -429,18 +428,20 @@ async fn upstream_judges(
     if !e.upstream_would_reject() {
         return Err(e.into());
     }
-    Ok(Answer::relayed(
-        send(
-            ctx,
-            ns,
-            path_and_query,
-            headers,
-            &[&body],
-            AnswerFields::All,
-        )
-        .await?,
-        watermark,
-    ))
+    relayed_as_sent(ctx, ns, path_and_query, headers, &body, watermark).await
+}
+
+/// Sends `body` as the caller sent it and relays upstream's answer as it came, fields and all.
+async fn relayed_as_sent(
+    ctx: &ShardCtx,
+    ns: &str,
+    path_and_query: &str,
+    headers: &HeaderMap,
+    body: &Bytes,
+    watermark: Option<u64>,
+) -> Result<Answer, GatewayError> {
+    let up = send(ctx, ns, path_and_query, headers, &[body], AnswerFields::All).await?;
+    Ok(Answer::relayed(up, watermark))
 }
 
 /// Resolves the unweighted centroid of the stored vectors of `ids` (raw JSON ids): document
