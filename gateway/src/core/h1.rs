@@ -354,13 +354,14 @@ struct Head {
 }
 
 /// What the fields that frame an answer said, read in the one pass over the head.
+#[derive(Default)]
 struct FramingFields {
     /// The last `Transfer-Encoding` field, and whether its last coding is `chunked`.
     transfer_encoding: Option<bool>,
-    /// The `Content-Length` values, which must agree; the first bad or conflicting one's error
-    /// (reported only when the length frames the answer).
-    content_length: Result<Option<u64>, &'static str>,
-    has_content_length: bool,
+    /// The `Content-Length` fields (`None` without one): their values, which must agree, or
+    /// the first bad or conflicting one's error (reported only when the length frames the
+    /// answer).
+    content_length: Option<Result<u64, &'static str>>,
     said_close: bool,
     said_keep_alive: bool,
 }
@@ -369,9 +370,9 @@ impl FramingFields {
     fn note(&mut self, name: &str, value: &[u8]) {
         let name = name.as_bytes();
         if name.eq_ignore_ascii_case(b"content-length") {
-            self.has_content_length = true;
-            if let Ok(length) = &mut self.content_length {
-                self.content_length = content_lengths(*length, value);
+            if !matches!(self.content_length, Some(Err(_))) {
+                let so_far = self.content_length.and_then(Result::ok);
+                self.content_length = Some(content_lengths(so_far, value));
             }
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             let chunked = value
@@ -386,8 +387,10 @@ impl FramingFields {
     }
 }
 
-/// `length` so far with one `Content-Length` value's (a comma-separated list) added.
-fn content_lengths(mut length: Option<u64>, value: &[u8]) -> Result<Option<u64>, &'static str> {
+/// The length `so_far` agreed with one `Content-Length` value's (a comma-separated list).
+fn content_lengths(so_far: Option<u64>, value: &[u8]) -> Result<u64, &'static str> {
+    let mut length = so_far;
+    // `split` yields at least one part, so a value that is not refused sets the length.
     for part in value.split(|b| *b == b',') {
         let n = std::str::from_utf8(part.trim_ascii())
             .ok()
@@ -399,7 +402,7 @@ fn content_lengths(mut length: Option<u64>, value: &[u8]) -> Result<Option<u64>,
         }
         length = Some(n);
     }
-    Ok(length)
+    length.ok_or("a bad content-length")
 }
 
 /// Parses the head at the start of `buf` and takes it out; `None` when it is not all there yet.
@@ -421,13 +424,7 @@ fn parse_head(buf: &mut BytesMut, fields: AnswerFields) -> Result<Option<Head>, 
         .ok_or(Error::Malformed("a bad status code"))?;
     let version = resp.version;
     let keep = fields == AnswerFields::All || !status.is_success();
-    let mut framing = FramingFields {
-        transfer_encoding: None,
-        content_length: Ok(None),
-        has_content_length: false,
-        said_close: false,
-        said_keep_alive: false,
-    };
+    let mut framing = FramingFields::default();
     // Field values become slices of the head (reference counts, not copies): their offsets
     // are noted while the parser borrows the buffer.
     let base = buf.as_ptr() as usize;
@@ -456,8 +453,8 @@ fn parse_head(buf: &mut BytesMut, fields: AnswerFields) -> Result<Option<Head>, 
     };
     // Kept alive: HTTP/1.1 unless it says close, HTTP/1.0 only when it says keep-alive. An
     // answer framed both ways, or chunked over HTTP/1.0, ends its connection (RFC 9112 §6.1, §6.3).
-    let both =
-        framing.transfer_encoding.is_some() && (framing.has_content_length || version != Some(1));
+    let both = framing.transfer_encoding.is_some()
+        && (framing.content_length.is_some() || version != Some(1));
     let close = framing.said_close || both || (version != Some(1) && !framing.said_keep_alive);
     Ok(Some(Head {
         status,
@@ -521,8 +518,9 @@ fn framing(method: &Method, status: StatusCode, fields: &FramingFields) -> Resul
         Some(true) => Ok(Framing::Chunked),
         Some(false) => Ok(Framing::UntilClose),
         None => match fields.content_length {
-            Ok(length) => Ok(length.map_or(Framing::UntilClose, Framing::Length)),
-            Err(e) => Err(Error::Malformed(e)),
+            None => Ok(Framing::UntilClose),
+            Some(Ok(n)) => Ok(Framing::Length(n)),
+            Some(Err(e)) => Err(Error::Malformed(e)),
         },
     }
 }

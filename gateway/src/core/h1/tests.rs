@@ -94,6 +94,7 @@ async fn one(answer: &'static [u8], piece: usize, close: bool) -> (Result<Answer
     all
 }
 
+/// [`one`] read with `fields` only.
 async fn one_with(
     fields: AnswerFields,
     answer: &'static [u8],
@@ -299,41 +300,43 @@ async fn limits_and_malformed_answers_are_errors() {
 /// answer, and of several bad lengths the first one's error is reported.
 #[tokio::test]
 async fn framing_fields_are_read_in_order_and_judged_only_when_they_frame() {
-    // The last transfer coding decides: `gzip` last is not chunked (read to the close).
-    let (r, reusable) = one(
-        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ntransfer-encoding: gzip\r\n\r\n2\r\nok\r\n0\r\n\r\n",
-        64,
-        true,
-    )
-    .await;
-    assert_eq!(r.unwrap().body, "2\r\nok\r\n0\r\n\r\n");
-    assert!(!reusable);
-    let (r, reusable) = one(
-        b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
-        64,
-        false,
-    )
-    .await;
-    assert_eq!(r.unwrap().body, "ok");
-    assert!(reusable);
-    // A bad length under chunks does not frame the answer (but framed both ways, it closes).
-    let (r, reusable) = one(
-        b"HTTP/1.1 200 OK\r\ncontent-length: x\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
-        64,
-        false,
-    )
-    .await;
-    assert_eq!(r.unwrap().body, "ok");
-    assert!(!reusable);
-    // Nor on an answer without a body.
-    let (r, reusable) = one(
-        b"HTTP/1.1 304 Not Modified\r\ncontent-length: x\r\n\r\n",
-        64,
-        false,
-    )
-    .await;
-    assert!(r.unwrap().body.is_empty());
-    assert!(reusable);
+    // (answer, peer closes after it, body read, connection reusable)
+    let cases: [(&'static [u8], bool, &str, bool); 4] = [
+        // The last transfer coding decides: `gzip` last is not chunked (read to the close).
+        (
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ntransfer-encoding: gzip\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+            true,
+            "2\r\nok\r\n0\r\n\r\n",
+            false,
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+            false,
+            "ok",
+            true,
+        ),
+        // A bad length under chunks does not frame the answer (but framed both ways, it
+        // closes).
+        (
+            b"HTTP/1.1 200 OK\r\ncontent-length: x\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+            false,
+            "ok",
+            false,
+        ),
+        // Nor on an answer without a body.
+        (
+            b"HTTP/1.1 304 Not Modified\r\ncontent-length: x\r\n\r\n",
+            false,
+            "",
+            true,
+        ),
+    ];
+    for (answer, close, body, kept) in cases {
+        let (r, reusable) = one(answer, 64, close).await;
+        let shown = String::from_utf8_lossy(answer);
+        assert_eq!(r.unwrap().body, body, "{shown:?}");
+        assert_eq!(reusable, kept, "{shown:?}");
+    }
     for fields in [AnswerFields::All, AnswerFields::OnFailure] {
         let (mut c, _peer) =
             scripted(b"HTTP/1.1 200 OK\r\ncontent-length: x\r\n\r\n", 64, false).await;
