@@ -3,7 +3,8 @@
 //! (~1.7 KB), and a query's two planning passes validating the body once vs twice. The DOM side is `scatter::reference` (parse to `serde_json::Value`, edit, serialise),
 //! the implementation the splicer is property-tested against.
 //!
-//! `parse_top` alone on a stored row and a write of full-precision vectors; a query with a
+//! `parse_top` alone on a stored row (and that row's members listed as a hot hit lists them,
+//! `Validated::plain_members`) and a write of full-precision vectors; a query with a
 //! 1536-dimension vector validated (its numbers as `k/97` prints them, and as an embedding
 //! model's `float32` values print), and planned with its stable read.
 //!
@@ -136,11 +137,16 @@ fn bench(c: &mut Criterion) {
         });
     }
     g.finish();
-    // Validation alone, as a hot fetch (before splicing the stored row) and a write read it.
+    // Validation alone, as a tier hit (before splicing the stored row) and a write read it; and
+    // a hot hit's listing of a row kept valid, which checks nothing again.
     let (row, write) = rows();
     let mut g = c.benchmark_group("parse_top");
     g.bench_function("row_16dim", |b| {
         b.iter(|| black_box(scatter::validate::parse_top(&row, &limits).unwrap().len()))
+    });
+    let kept = scatter::Validated::check(row.as_slice(), &limits).unwrap();
+    g.bench_function("row_16dim_plain_members", |b| {
+        b.iter(|| black_box(kept.plain_members().unwrap().count()))
     });
     g.bench_function("write_16x16dim", |b| {
         b.iter(|| black_box(scatter::validate::parse_top(&write, &limits).unwrap().len()))

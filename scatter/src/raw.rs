@@ -706,4 +706,4 @@ fn non_digits(w: u64) -> u64 {
 mod tests;
 
 #[cfg(test)]
-mod agree;
+pub(crate) mod agree;

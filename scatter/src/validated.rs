@@ -13,13 +13,21 @@
 //! a serializer's map, never do; the fuzz target `plan_query` and the property tests validate
 //! every such output again); and
 //! [`Validated::serialized`], for bytes a program wrote itself with a serializer, named at the
-//! place they are built (never for bytes received).
+//! place they are built (never for bytes received). [`Validated::kept`] re-attaches the proof to
+//! such bytes read back from the program's own store (the gateway's hot document cache).
+//!
+//! A backslash-free validated object's members can be listed without any check
+//! ([`Validated::plain_members`], a `memchr` scan of the structural bytes, `validated/plain.rs`).
 //!
 //! Start at [`Validated::check`]; the rewriters that take one are
 //! [`crate::layer_query::plan_validated`], [`crate::plan_stable_read`], [`crate::plan_shards`],
 //! [`crate::page::paging_of`], [`crate::page::page_body`] and [`crate::MergeSpec::for_body`].
 
+mod plain;
+
 use std::ops::Deref;
+
+pub use plain::PlainMembers;
 
 use crate::validate::{Entries, parse_top, top_members};
 use crate::{Limits, RewriteError};
@@ -54,6 +62,24 @@ impl<B: AsRef<[u8]>> Validated<B> {
     /// by construction. Never for bytes that came from a client or from upstream; check those.
     pub fn serialized(body: B) -> Self {
         Validated(body)
+    }
+
+    /// Bytes read back from the caller's own store, which it fills only with bytes that were
+    /// [checked](Self::check) or [serialized](Self::serialized) (a cache whose every insert is
+    /// one of those). Named at the place they are read; never for a store others write.
+    pub fn kept(body: B) -> Self {
+        Validated(body)
+    }
+
+    /// The top-level members as `(key, value)` text spans (the key without its quotes, the value
+    /// as written), found without checking anything again ([`PlainMembers`]); `None` when the
+    /// text holds a backslash anywhere (a key may then be escaped, and this does not decode).
+    #[must_use]
+    pub fn plain_members(&self) -> Option<PlainMembers<'_>> {
+        let text = self.0.as_ref();
+        memchr::memchr(b'\\', text)
+            .is_none()
+            .then(|| PlainMembers::new(text))
     }
 
     /// The container of the bytes.

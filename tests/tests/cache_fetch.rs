@@ -176,6 +176,50 @@ fn a_single_fetch_from_the_tier_is_the_same_document_as_from_origin() {
     }
 }
 
+/// A tier value is validated whole once, at its hit: one that passes is copied into the shard's
+/// hot cache (later hits read it without checking it again); one that fails (a repeated key) is
+/// served through the value tree, as always, and never copied into the hot cache. Default sizes.
+#[test]
+fn a_tier_value_that_fails_validation_is_served_as_before_and_never_kept_hot() {
+    let (stack, faulty) = stack_with_faulty_tier();
+    stack.write("judged", json!({"upsert_rows": [{"id": "seed", "n": 0}]}));
+    let put = |id: &str, text: &'static str| {
+        stack
+            .http
+            .block_on(faulty.put(
+                Set::Documents,
+                "judged",
+                id,
+                Bytes::from_static(text.as_bytes()),
+            ))
+            .expect("tier put");
+    };
+    put("valid", r#"{"id":"valid","title":"a","n":[1,{"m":"]"}]}"#);
+    put("repeated", r#"{"id":"repeated","title":"a","title":"b"}"#);
+    let valid = json!({"id": "valid", "attributes": {"title": "a", "n": [1, {"m": "]"}]}});
+    for (id, want) in [
+        ("valid", valid.clone()),
+        // serde_json keeps a repeated key's last value: what this fetch has always answered.
+        (
+            "repeated",
+            json!({"id": "repeated", "attributes": {"title": "b"}}),
+        ),
+    ] {
+        let (status, cache, doc) = fetch(&stack, "judged", id, "");
+        assert_eq!((status, cache.as_deref()), (200, Some("hit")), "{id}");
+        assert_eq!(doc, want, "{id}");
+    }
+    // With the tier down, only the row that passed is still a hit (from the hot cache); the
+    // other is read from origin, which never held it.
+    faulty.set_down(true);
+    let (status, cache, doc) = fetch(&stack, "judged", "valid", "");
+    assert_eq!((status, cache.as_deref()), (200, Some("hit")));
+    assert_eq!(doc, valid);
+    let (status, _, body) = fetch(&stack, "judged", "repeated", "");
+    faulty.set_down(false);
+    assert_eq!(status, 404, "{body}");
+}
+
 #[test]
 fn a_batch_fetch_from_the_cache_is_the_same_as_from_origin() {
     // A 0-byte hot cache, as above: every cached row is a tier hit.

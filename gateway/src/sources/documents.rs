@@ -11,7 +11,9 @@
 //! is served from origin with `x-layer-cache: miss-on-error`.
 //!
 //! Cached value: the full upstream row (`include_attributes: true`), so any projection can be
-//! served from it. Ids are strings on the wire; an id that parses as a u64 is looked up upstream
+//! served from it. This shard's hot cache holds only validated rows ([`CachedRow::Kept`]): every
+//! insert is an origin row this process serialized ([`row_text`]) or a tier value that passed
+//! whole-body validation at its hit, so a hot hit is read without checking it again. Ids are strings on the wire; an id that parses as a u64 is looked up upstream
 //! as both the number and the string, since the namespace's id type is not known here.
 //!
 //! Freshness: a write through the gateway invalidates, before forwarding and again after
@@ -28,6 +30,7 @@
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use layer_cache::{CacheError, Set};
+use scatter::Validated;
 use serde_json::{Map, Value, json};
 
 use crate::core::ShardCtx;
@@ -51,21 +54,42 @@ pub async fn rows(
         ctx,
         ns,
         ids,
-        |_, text| serde_json::from_slice(text).ok(),
+        |_, row| serde_json::from_slice(row.text()).ok(),
         |_, row| row,
     )
     .await
 }
 
+/// A row the cache answered: its stored JSON text, and whether it is known valid.
+#[derive(Clone, Debug)]
+pub enum CachedRow {
+    /// From this shard's hot cache, which holds only validated rows (see the module docs), or a
+    /// tier value that passed validation at this hit (and was copied into the hot cache).
+    Kept(Validated<Bytes>),
+    /// A tier value that failed whole-body validation: not copied into the hot cache; callers
+    /// judge it as they would any text (the fetch routes through a value tree).
+    Unchecked(Bytes),
+}
+
+impl CachedRow {
+    /// The stored text.
+    pub fn text(&self) -> &[u8] {
+        match self {
+            CachedRow::Kept(v) => v.as_bytes(),
+            CachedRow::Unchecked(b) => b,
+        }
+    }
+}
+
 /// Documents for `ids` (wire ids) in request order, cache first, and how they were served. Each
-/// id the cache answers ([`cached_row`]) becomes `cached(id, stored text)` (`None`: no document,
+/// id the cache answers ([`cached_row`]) becomes `cached(id, row)` (`None`: no document,
 /// e.g. text that does not parse); the rest are read from origin in one read ([`from_origin`])
 /// and become `origin(id, row)`; `None` where origin holds no such row.
 pub async fn lookup<T>(
     ctx: &ShardCtx,
     ns: &str,
     ids: &[impl AsRef<str>],
-    cached: impl Fn(&str, &[u8]) -> Option<T>,
+    cached: impl Fn(&str, &CachedRow) -> Option<T>,
     origin: impl Fn(&str, Value) -> T,
 ) -> Result<(Vec<Option<T>>, Served), GatewayError> {
     let mut out: Vec<Option<T>> = Vec::with_capacity(ids.len());
@@ -74,7 +98,7 @@ pub async fn lookup<T>(
     for (i, id) in ids.iter().enumerate() {
         let id = id.as_ref();
         match cached_row(ctx, ns, id).await {
-            Ok(text) => out.push(cached(id, &text)),
+            Ok(row) => out.push(cached(id, &row)),
             Err(miss) => {
                 served = served.worst(miss);
                 pending.push(i);
@@ -90,16 +114,18 @@ pub async fn lookup<T>(
     Ok((out, served))
 }
 
-/// One id from the cache: this shard's hot cache, then the shared tier. `Ok` is the stored row's
-/// JSON text (counted as `hot_hit` or `tier_hit`; a tier hit is copied into the hot cache);
+/// One id from the cache: this shard's hot cache, then the shared tier. `Ok` is the stored row
+/// (counted as `hot_hit` or `tier_hit`; a tier hit is validated whole here, once, and copied into
+/// the hot cache when it passes);
 /// `Err` says that origin must be read and how the lookup is reported (`miss` or
 /// `miss-on-error`). A tier value that cannot be trusted (a failed invalidation of the
 /// namespace, or a write or copy in flight during the read) is a miss.
-async fn cached_row(ctx: &ShardCtx, ns: &str, id: &str) -> Result<Bytes, Served> {
+async fn cached_row(ctx: &ShardCtx, ns: &str, id: &str) -> Result<CachedRow, Served> {
     let cache = &ctx.core.cache;
     if let Some(v) = cache.with_hot(|h| h.get(Set::Documents, ns, id)) {
         metrics::cache_event("hot_hit");
-        return Ok(v);
+        // Every hot insert is validated or serialized here (see the module docs).
+        return Ok(CachedRow::Kept(Validated::kept(v)));
     }
     let key = (ns.to_string(), id.to_string());
     let (tier, inv) = (cache.tier.clone(), &*cache.invalidations);
@@ -125,8 +151,13 @@ async fn cached_row(ctx: &ShardCtx, ns: &str, id: &str) -> Result<Bytes, Served>
         }
         Ok(Some(v)) => {
             metrics::cache_event("tier_hit");
-            cache.with_hot(|h| h.insert(Set::Documents, ns, id, v.clone()));
-            Ok(v)
+            match Validated::check(v.clone(), &ctx.core.limits) {
+                Ok(row) => {
+                    cache.with_hot(|h| h.insert(Set::Documents, ns, id, v));
+                    Ok(CachedRow::Kept(row))
+                }
+                Err(_) => Ok(CachedRow::Unchecked(v)),
+            }
         }
         Ok(None) => {
             metrics::cache_event("miss");
@@ -172,7 +203,7 @@ async fn from_origin(
         else {
             continue;
         };
-        if fresh && let Some(bytes) = row_text(&row) {
+        if fresh && let Some(bytes) = row_text(&row).map(Validated::into_inner) {
             cache.with_hot(|h| h.insert(Set::Documents, ns, id, bytes.clone()));
             backfill.push((id.to_string(), bytes));
         }
@@ -191,10 +222,11 @@ async fn from_origin(
 
 /// An origin row as the text the cache stores, in an allocation of exactly its length: the hot
 /// cache charges a value's length for the memory it holds, and `serde_json::to_vec` leaves up to
-/// twice the length allocated.
-fn row_text(row: &Value) -> Option<Bytes> {
+/// twice the length allocated. Serialized here, so valid by construction (the hot cache's
+/// invariant, see the module docs).
+fn row_text(row: &Value) -> Option<Validated<Bytes>> {
     let text = serde_json::to_vec(row).ok()?;
-    Some(Bytes::from(text.into_boxed_slice()))
+    Some(Validated::serialized(Bytes::from(text.into_boxed_slice())))
 }
 
 /// Writes a fetch's origin rows to the shared tier, then withdraws them if a write to the
@@ -309,42 +341,38 @@ pub fn document(id: &str, row: &Value, include: Option<&[String]>) -> Value {
     json!({"id": id, "attributes": attrs})
 }
 
-/// [`document`] written straight from a cached row's JSON text, for the hot-hit path of a single
-/// fetch: the kept members are copied as they are stored (no value tree is built or
-/// re-serialized). `None` when the row fails whole-body validation
-/// ([`scatter::validate::parse_top`]: one object, no duplicate key at any depth, nothing after
-/// it) or holds a backslash (escapes are left to serde_json's stricter reading): the caller then
-/// takes the [`document`] path, which judges the row the same way it always has.
+/// [`document`] written straight from a kept row's JSON text (a cache hit): the kept members are
+/// copied as they are stored, found by [`Validated::plain_members`] without checking the text
+/// again (no value tree is built or re-serialized). `None` when the row holds a backslash (a key
+/// may be escaped; serde_json's reading decodes it): the caller then takes the [`document`] path.
 pub fn document_bytes(
     id: &str,
-    row: &[u8],
+    row: Validated<&[u8]>,
     include: Option<&[String]>,
-    limits: &scatter::Limits,
 ) -> Option<Vec<u8>> {
-    if memchr::memchr(b'\\', row).is_some() {
-        return None;
-    }
-    let members = scatter::validate::parse_top(row, limits).ok()?;
+    let members = row.plain_members()?;
     let mut out = Vec::with_capacity(row.len() + id.len() + 32);
     out.extend_from_slice(b"{\"id\":");
     serde_json::to_writer(&mut out, id).ok()?;
     out.extend_from_slice(b",\"attributes\":{");
     let mut first = true;
-    for (k, v) in &members {
+    for (k, v) in members {
         let keep = match include {
-            Some(list) => list.iter().any(|a| a == k),
-            None => !k.starts_with(scatter::RESERVED_PREFIX),
+            Some(list) => list.iter().any(|a| a.as_bytes() == k),
+            None => !k.starts_with(scatter::RESERVED_PREFIX.as_bytes()),
         };
-        if !keep || k == "id" {
+        if !keep || k == b"id" {
             continue;
         }
         if !first {
             out.push(b',');
         }
         first = false;
-        serde_json::to_writer(&mut out, k.as_ref()).ok()?;
-        out.push(b':');
-        out.extend_from_slice(v.as_raw_str().as_bytes());
+        // A key of valid JSON without a backslash needs no escaping: it is written as stored.
+        out.push(b'"');
+        out.extend_from_slice(k);
+        out.extend_from_slice(b"\":");
+        out.extend_from_slice(v);
     }
     out.extend_from_slice(b"}}");
     Some(out)
@@ -390,7 +418,7 @@ pub async fn populate(ctx: &ShardCtx, ns: &str, ids: &[String], max_ids: usize) 
     let _copy = inv.tier_write(Set::Documents, ns);
     let mut put = Vec::with_capacity(found.len());
     for (id, row) in found {
-        let Some(bytes) = row_text(&row) else {
+        let Some(bytes) = row_text(&row).map(Validated::into_inner) else {
             continue;
         };
         cache.with_hot(|h| h.insert(Set::Documents, ns, &id, bytes.clone()));
@@ -537,7 +565,7 @@ mod tests {
     #[test]
     fn cached_row_text_owns_exactly_its_length() {
         let row = serde_json::json!({"id": "a", "title": "x".repeat(300), "n": [1, 2, 3]});
-        let text = super::row_text(&row).expect("serializes");
+        let text = super::row_text(&row).expect("serializes").into_inner();
         assert_eq!(text, serde_json::to_vec(&row).unwrap());
         let len = text.len();
         let own = text.try_into_mut().expect("unshared");
@@ -560,10 +588,13 @@ mod tests {
         );
     }
 
-    /// The spliced hot-hit body says what [`document`] says, for every row it accepts.
+    /// The spliced cache-hit body says what [`document`] says, for every row that validates and
+    /// that it accepts.
     fn same_as_document(id: &str, row: &str, include: Option<&[String]>) -> bool {
-        let Some(bytes) = document_bytes(id, row.as_bytes(), include, &scatter::Limits::default())
-        else {
+        let Ok(row_checked) = Validated::check(row.as_bytes(), &scatter::Limits::default()) else {
+            return false;
+        };
+        let Some(bytes) = document_bytes(id, row_checked, include) else {
             return false;
         };
         let spliced: Value = serde_json::from_slice(&bytes).expect("valid JSON");
@@ -588,7 +619,8 @@ mod tests {
             assert!(same_as_document("a", row, Some(&include)), "{row}");
             assert!(same_as_document("a", row, Some(&[])), "{row}");
         }
-        // Rows the splice leaves to the tree path.
+        // Rows the splice leaves to the tree path: they fail validation (so a tier hit is
+        // `Unchecked`), or hold an escape.
         for row in [
             r#"{"a":1,"a":2}"#,
             r#"{"a":"\u0041"}"#,
@@ -598,11 +630,7 @@ mod tests {
             r#"{"a":"#,
             "",
         ] {
-            assert_eq!(
-                document_bytes("a", row.as_bytes(), None, &scatter::Limits::default()),
-                None,
-                "{row}"
-            );
+            assert!(!same_as_document("a", row, None), "{row}");
         }
     }
 

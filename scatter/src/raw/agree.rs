@@ -5,6 +5,13 @@ use proptest::prelude::*;
 use serde_json::Value;
 
 fn json() -> impl Strategy<Value = Value> {
+    json_with(any::<String>())
+}
+
+/// Any JSON value up to four levels deep, its strings (keys too) drawn from `strings`.
+pub(crate) fn json_with(
+    strings: impl Strategy<Value = String> + Clone + 'static,
+) -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
@@ -12,12 +19,12 @@ fn json() -> impl Strategy<Value = Value> {
         any::<f64>()
             .prop_filter("finite", |f| f.is_finite())
             .prop_map(Value::from),
-        any::<String>().prop_map(Value::String),
+        strings.clone().prop_map(Value::String),
     ];
-    leaf.prop_recursive(4, 32, 6, |inner| {
+    leaf.prop_recursive(4, 32, 6, move |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
-            prop::collection::vec((any::<String>(), inner), 0..6)
+            prop::collection::vec((strings.clone(), inner), 0..6)
                 .prop_map(|m| Value::Object(m.into_iter().collect())),
         ]
     })

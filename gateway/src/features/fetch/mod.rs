@@ -18,7 +18,7 @@ use crate::core::error::GatewayError;
 use crate::core::http::{Resp, TRACEPARENT, decode_gzip, json_bytes};
 use crate::core::record::{FetchRecord, Recorder, Served};
 use crate::core::router::{Req, Route, handler};
-use crate::sources::documents::{document, document_bytes, lookup, wire_id};
+use crate::sources::documents::{CachedRow, document, document_bytes, lookup, wire_id};
 use http::Method;
 
 /// The fetch feature: its routes report fetches to `recorder`.
@@ -97,18 +97,17 @@ fn with_cache_header(mut r: Resp, served: Served) -> Resp {
     r
 }
 
-/// A cached row as a document's JSON text: written from the stored text ([`document_bytes`]), or
-/// through the value tree ([`document`]) for a row that path refuses (an escape, or text that
-/// fails whole-body validation). `None` for stored text that does not parse: no document, as it
-/// has always been.
-fn cached_document(
-    ctx: &ShardCtx,
-    id: &str,
-    row: &[u8],
-    include: Option<&[String]>,
-) -> Option<Vec<u8>> {
-    document_bytes(id, row, include, &ctx.core.limits).or_else(|| {
-        let row: Value = serde_json::from_slice(row).ok()?;
+/// A cached row as a document's JSON text: written from the stored text ([`document_bytes`]) when
+/// the row is kept valid, or through the value tree ([`document`]) for a row that path refuses
+/// (an escape) or a tier value that failed validation. `None` for stored text that does not
+/// parse: no document, as it has always been.
+fn cached_document(id: &str, row: &CachedRow, include: Option<&[String]>) -> Option<Vec<u8>> {
+    let spliced = match row {
+        CachedRow::Kept(v) => document_bytes(id, v.as_slice(), include),
+        CachedRow::Unchecked(_) => None,
+    };
+    spliced.or_else(|| {
+        let row: Value = serde_json::from_slice(row.text()).ok()?;
         serde_json::to_vec(&document(id, &row, include)).ok()
     })
 }
@@ -125,7 +124,7 @@ async fn documents(
         ctx,
         ns,
         ids,
-        |id, row| cached_document(ctx, id, row, include),
+        |id, row| cached_document(id, row, include),
         |id, row| serde_json::to_vec(&document(id, &row, include)).unwrap_or_default(),
     )
     .await

@@ -1,0 +1,200 @@
+//! [`PlainMembers`]: the top-level members of a [`super::Validated`] object without a backslash,
+//! found by a structural scan that checks nothing.
+//!
+//! The proof says the text is one valid object with no key repeated, so finding where each member
+//! starts and ends needs only the structural bytes: a string runs to the next `"` (there is no
+//! escape to skip), an array or object to the bracket that balances its own kind (the other kind
+//! nests properly inside it), and a number or literal to the first byte that ends a token. Those
+//! bytes are found with `memchr`'s vectorised search, so a long vector of numbers costs a few
+//! instructions per 32 bytes where the checking walk ([`crate::raw`]) reads every digit. Start at
+//! [`super::Validated::plain_members`].
+//!
+//! Text that is not valid (impossible through the type, unless a constructor's promise was
+//! broken) yields wrong spans or stops early; it never panics or reads out of bounds.
+
+use crate::raw::skip_ws;
+
+/// Iterator over `(key, value)` text spans of a validated, backslash-free object, in document
+/// order: the key without its quotes, the value exactly as written.
+#[derive(Clone, Debug)]
+pub struct PlainMembers<'a> {
+    text: &'a [u8],
+    /// Where the next member (or the closing brace) starts; `None` once finished.
+    at: Option<usize>,
+}
+
+impl<'a> PlainMembers<'a> {
+    /// The members of `text`, an object validated whole that holds no backslash.
+    pub(super) fn new(text: &'a [u8]) -> Self {
+        let open = skip_ws(text, 0);
+        let at = (text.get(open) == Some(&b'{')).then_some(open + 1);
+        PlainMembers { text, at }
+    }
+
+    /// The member starting at `at`: its key, its value and where the next one starts (`None`
+    /// after the last).
+    fn member(&self, at: usize) -> Option<(&'a [u8], &'a [u8], Option<usize>)> {
+        let t = self.text;
+        let key_open = skip_ws(t, at);
+        if t.get(key_open) != Some(&b'"') {
+            return None;
+        }
+        let key_start = key_open + 1;
+        let key_end = key_start + memchr::memchr(b'"', t.get(key_start..)?)?;
+        let colon = skip_ws(t, key_end + 1);
+        let start = skip_ws(t, colon + 1);
+        let end = value_end(t, start)?;
+        let after = skip_ws(t, end);
+        let next = (t.get(after) == Some(&b',')).then_some(after + 1);
+        Some((t.get(key_start..key_end)?, t.get(start..end)?, next))
+    }
+}
+
+impl<'a> Iterator for PlainMembers<'a> {
+    type Item = (&'a [u8], &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let at = self.at.take()?;
+        let (key, value, next) = self.member(at)?;
+        self.at = next;
+        Some((key, value))
+    }
+}
+
+/// The end (exclusive) of the value starting at `t[start]` in valid, backslash-free JSON.
+fn value_end(t: &[u8], start: usize) -> Option<usize> {
+    match *t.get(start)? {
+        b'"' => {
+            let from = start + 1;
+            Some(from + memchr::memchr(b'"', t.get(from..)?)? + 1)
+        }
+        open @ (b'[' | b'{') => {
+            let close = if open == b'[' { b']' } else { b'}' };
+            let mut depth = 1usize;
+            let mut i = start + 1;
+            loop {
+                let at = i + memchr::memchr3(open, close, b'"', t.get(i..)?)?;
+                i = at + 1;
+                match t[at] {
+                    b'"' => i += memchr::memchr(b'"', t.get(i..)?)? + 1,
+                    b if b == open => depth += 1,
+                    _ => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return Some(i);
+                        }
+                    }
+                }
+            }
+        }
+        _ => {
+            let rest = t.get(start..)?;
+            let len = rest
+                .iter()
+                .position(|b| matches!(b, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r'))
+                .unwrap_or(rest.len());
+            (len > 0).then_some(start + len)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use serde_json::Value;
+
+    use crate::raw::agree::json_with;
+    use crate::{Limits, Validated};
+
+    /// `(key, value)` spans as text.
+    fn plain(text: &str) -> Option<Vec<(String, String)>> {
+        let v = Validated::check(text.as_bytes(), &Limits::default()).expect("valid");
+        let members = v.plain_members()?;
+        Some(
+            members
+                .map(|(k, v)| {
+                    let s = |b: &[u8]| String::from_utf8(b.to_vec()).unwrap();
+                    (s(k), s(v))
+                })
+                .collect(),
+        )
+    }
+
+    /// The members the checking walk reads (`parse_top`), as `(key, raw value)`.
+    fn walked(text: &str) -> Vec<(String, String)> {
+        crate::validate::parse_top(text.as_bytes(), &Limits::default())
+            .expect("valid")
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.as_raw_str().to_string()))
+            .collect()
+    }
+
+    fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
+        p.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn spans_are_found_over_nesting_strings_and_whitespace() {
+        assert_eq!(plain("{}"), Some(vec![]));
+        assert_eq!(plain(" { } "), Some(vec![]));
+        let text = " {\n \"a\" : 1 ,\"b\":[1,[2,{\"x\":\"]\"}],\"[\"] ,\"c\":{\"d\":\"}\",\"e\":{}},\
+                    \"s\":\"{[,\",\"t\":true,\"n\":null,\"f\":-1.5e3\t} ";
+        let expected = pairs(&[
+            ("a", "1"),
+            ("b", r#"[1,[2,{"x":"]"}],"["]"#),
+            ("c", r#"{"d":"}","e":{}}"#),
+            ("s", r#""{[,""#),
+            ("t", "true"),
+            ("n", "null"),
+            ("f", "-1.5e3"),
+        ]);
+        assert_eq!(plain(text), Some(expected.clone()));
+        assert_eq!(walked(text), expected);
+    }
+
+    #[test]
+    fn a_backslash_anywhere_gives_none() {
+        assert_eq!(plain(r#"{"a":"x\"y"}"#), None);
+        assert_eq!(plain(r#"{"k\u0041":1}"#), None);
+        assert_eq!(plain(r#"{"a":["\\"]}"#), None);
+    }
+
+    proptest! {
+        /// Any object whose text has no backslash, compact or pretty, with strings dense in
+        /// brackets, braces, commas and colons: the spans are the checking walk's members.
+        #[test]
+        fn spans_are_the_walks_members(
+            m in prop::collection::vec(
+                ("[a-z\\[\\]{}:, é]{0,6}", json_with("[a-z\\[\\]{}:, é]{0,6}".prop_map(String::from))),
+                0..8,
+            ),
+            pretty in any::<bool>(),
+        ) {
+            let v = Value::Object(m.into_iter().collect());
+            let text = if pretty { serde_json::to_string_pretty(&v) } else { serde_json::to_string(&v) }.unwrap();
+            match plain(&text) {
+                Some(spans) => prop_assert_eq!(spans, walked(&text)),
+                None => prop_assert!(text.contains('\\'), "{}", text),
+            }
+        }
+
+        /// Any bytes at all (a broken promise): no panic, and no span outside the text.
+        #[test]
+        fn any_bytes_never_panic(
+            parts in prop::collection::vec(prop_oneof![
+                prop::sample::select(vec!["{", "}", "[", "]", "\"", ",", ":", " ", "1", "a", "\\"])
+                    .prop_map(String::from),
+                "[a-z0-9]{0,3}",
+            ], 0..24),
+        ) {
+            let text = parts.concat();
+            if let Some(members) = Validated::kept(text.as_bytes()).plain_members() {
+                for (k, v) in members.take(64) {
+                    prop_assert!(k.len() + v.len() <= text.len());
+                }
+            }
+        }
+    }
+}
