@@ -32,7 +32,8 @@
 //!     return Some(v); // x-layer-cache: hit
 //! }
 //! match tier.get(Set::Documents, ns, id).await {
-//!     Ok(Some(v)) => { hot.insert(Set::Documents, ns, id, v.clone()); Some(v) } // hit
+//!     // hit (the gateway first validates a row whole, and keeps only a valid one hot)
+//!     Ok(Some(v)) => { hot.insert(Set::Documents, ns, id, v.clone()); Some(v) }
 //!     Ok(None) => origin(id).await,  // miss: backfill hot + tier.put(..) best-effort
 //!     Err(_) => origin(id).await,    // miss-on-error
 //! }

@@ -7,6 +7,10 @@
 //! 320, sonic-rs nowhere). sonic-rs's skip does not check the digits of a `\u` escape: on text
 //! with a `\u` not followed by four hex digits the walks may stop before sonic-rs does, so only
 //! the members both read are compared there.
+//!
+//! Also the listing of a validated object that checks nothing (`Validated::plain_members`):
+//! on any bytes it never panics, and on an object that validates whole and holds no backslash it
+//! finds exactly the checking walk's members.
 
 use scatter::raw;
 
@@ -74,6 +78,33 @@ pub fn run(data: &[u8]) {
         raw::is_value(text),
         serde,
         "is_value disagrees with serde_json on {text:?}"
+    );
+    plain_listing(data);
+}
+
+/// `Validated::plain_members` against the checking walk (module docs).
+fn plain_listing(data: &[u8]) {
+    // Bytes that broke the promise: whatever the spans, no panic.
+    if let Some(members) = scatter::Validated::kept(data).plain_members() {
+        members.take(1024).for_each(drop);
+    }
+    let limits = scatter::Limits::default();
+    let Ok(checked) = scatter::Validated::check(data, &limits) else {
+        return;
+    };
+    let Some(plain) = checked.plain_members() else {
+        return;
+    };
+    let plain: Vec<(&[u8], &[u8])> = plain.collect();
+    let walked = scatter::validate::parse_top(data, &limits).expect("validated");
+    assert!(
+        plain.len() == walked.len()
+            && plain
+                .iter()
+                .zip(walked.iter())
+                .all(|(p, w)| p.0 == w.0.as_bytes() && p.1 == w.1.as_raw_str().as_bytes()),
+        "the plain listing differs from the checking walk on {:?}",
+        String::from_utf8_lossy(data)
     );
 }
 

@@ -102,7 +102,7 @@ pub use stable::{
     KEEP_RUNS_FROM, StableBody, StableParts, StablePlan, plan_stable_parts, plan_stable_read,
 };
 pub use validate::validate;
-pub use validated::Validated;
+pub use validated::{PlainMembers, Validated};
 pub use write::{
     IdRef, IdValue, StampOptions, TouchedIds, stamp_validated_touched, stamp_write,
     stamp_write_bytes, stamp_write_touched, stamp_write_with,

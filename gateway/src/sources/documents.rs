@@ -11,10 +11,15 @@
 //! is served from origin with `x-layer-cache: miss-on-error`.
 //!
 //! Cached value: the full upstream row (`include_attributes: true`), so any projection can be
-//! served from it. This shard's hot cache holds only validated rows ([`CachedRow::Kept`]): every
-//! insert is an origin row this process serialized ([`row_text`]) or a tier value that passed
-//! whole-body validation at its hit, so a hot hit is read without checking it again. Ids are strings on the wire; an id that parses as a u64 is looked up upstream
+//! served from it. Ids are strings on the wire; an id that parses as a u64 is looked up upstream
 //! as both the number and the string, since the namespace's id type is not known here.
+//!
+//! Validated once: this shard's hot cache holds only valid rows ([`CachedRow::Kept`]). Every
+//! insert is an origin row this process serialized ([`row_text`]) or a tier value that passed
+//! whole-body validation (under the gateway's body limits) at its hit, so a hot hit is read
+//! without checking it again. A tier value that fails (a repeated key, nesting past
+//! `maxJsonDepth`, or not a row at all, such as a warm job's sentinel) is handed on unchecked
+//! each time it is read and never kept hot.
 //!
 //! Freshness: a write through the gateway invalidates, before forwarding and again after
 //! upstream acknowledged it, every hot-cache entry of the namespace (on every shard) and the
@@ -124,7 +129,12 @@ async fn cached_row(ctx: &ShardCtx, ns: &str, id: &str) -> Result<CachedRow, Ser
     let cache = &ctx.core.cache;
     if let Some(v) = cache.with_hot(|h| h.get(Set::Documents, ns, id)) {
         metrics::cache_event("hot_hit");
-        // Every hot insert is validated or serialized here (see the module docs).
+        // Every hot insert is validated or serialized here (see the module docs). Tests check
+        // that the promise holds: a kept row is always one JSON object.
+        debug_assert!(
+            serde_json::from_slice::<Map<String, Value>>(&v).is_ok(),
+            "a hot-cache row that is not a JSON object"
+        );
         return Ok(CachedRow::Kept(Validated::kept(v)));
     }
     let key = (ns.to_string(), id.to_string());

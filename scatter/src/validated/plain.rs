@@ -129,6 +129,9 @@ mod tests {
             .collect()
     }
 
+    /// Keys and strings dense in the bytes that end or nest values elsewhere.
+    const STRINGS: &str = "[a-z\\[\\]{}:, é]{0,6}";
+
     fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
         p.iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -139,8 +142,10 @@ mod tests {
     fn spans_are_found_over_nesting_strings_and_whitespace() {
         assert_eq!(plain("{}"), Some(vec![]));
         assert_eq!(plain(" { } "), Some(vec![]));
-        let text = " {\n \"a\" : 1 ,\"b\":[1,[2,{\"x\":\"]\"}],\"[\"] ,\"c\":{\"d\":\"}\",\"e\":{}},\
-                    \"s\":\"{[,\",\"t\":true,\"n\":null,\"f\":-1.5e3\t} ";
+        let text = concat!(
+            " {\n \"a\" : 1 ,\"b\":[1,[2,{\"x\":\"]\"}],\"[\"] ,",
+            "\"c\":{\"d\":\"}\",\"e\":{}},\"s\":\"{[,\",\"t\":true,\"n\":null,\"f\":-1.5e3\t} ",
+        );
         let expected = pairs(&[
             ("a", "1"),
             ("b", r#"[1,[2,{"x":"]"}],"["]"#),
@@ -166,14 +171,16 @@ mod tests {
         /// brackets, braces, commas and colons: the spans are the checking walk's members.
         #[test]
         fn spans_are_the_walks_members(
-            m in prop::collection::vec(
-                ("[a-z\\[\\]{}:, é]{0,6}", json_with("[a-z\\[\\]{}:, é]{0,6}".prop_map(String::from))),
-                0..8,
-            ),
+            m in prop::collection::vec((STRINGS, json_with(STRINGS.prop_map(String::from))), 0..8),
             pretty in any::<bool>(),
         ) {
             let v = Value::Object(m.into_iter().collect());
-            let text = if pretty { serde_json::to_string_pretty(&v) } else { serde_json::to_string(&v) }.unwrap();
+            let text = if pretty {
+                serde_json::to_string_pretty(&v)
+            } else {
+                serde_json::to_string(&v)
+            }
+            .unwrap();
             match plain(&text) {
                 Some(spans) => prop_assert_eq!(spans, walked(&text)),
                 None => prop_assert!(text.contains('\\'), "{}", text),
