@@ -196,6 +196,8 @@ fn a_tier_value_that_fails_validation_is_served_as_before_and_never_kept_hot() {
     };
     put("valid", r#"{"id":"valid","title":"a","n":[1,{"m":"]"}]}"#);
     put("repeated", r#"{"id":"repeated","title":"a","title":"b"}"#);
+    let unchecked = || stack.metric(r#"layer_document_cache_events_total{event="tier_unchecked"}"#);
+    let unchecked_before = unchecked();
     let valid = json!({"id": "valid", "attributes": {"title": "a", "n": [1, {"m": "]"}]}});
     for (id, want) in [
         ("valid", valid.clone()),
@@ -209,6 +211,8 @@ fn a_tier_value_that_fails_validation_is_served_as_before_and_never_kept_hot() {
         assert_eq!((status, cache.as_deref()), (200, Some("hit")), "{id}");
         assert_eq!(doc, want, "{id}");
     }
+    // The repeated key's read was counted; the valid row's was not.
+    assert_eq!(unchecked() - unchecked_before, 1.0);
     // With the tier down, only the row that passed is still a hit (from the hot cache); the
     // other is read from origin, which never held it.
     faulty.set_down(true);

@@ -17,7 +17,7 @@
 //! | `layer_write_rejections_total` | counter | `reason` |
 //! | `layer_overload_rejections_total` | counter | `reason` (`connections`, `in_flight`: 503 `overloaded` answers) |
 //! | `layer_consistency_events_total` | counter | `event` (`poll_stable`, `poll_updating`, `poll_failed`, `poll_not_found`, `poll_unparseable`, `registration_dropped`, `retry_429`) |
-//! | `layer_document_cache_events_total` | counter | `event` (`hot_hit`, `tier_hit`, `miss`, `error`, `disabled`, `untrusted_skip`, `unsettled_skip`, `backfill_failed`, `backfill_withdrawn`, `invalidate_failed`, `populated`, `populate_failed`, `populate_raced`) |
+//! | `layer_document_cache_events_total` | counter | `event` (`hot_hit`, `tier_hit`, `miss`, `error`, `disabled`, `tier_unchecked`, `untrusted_skip`, `unsettled_skip`, `backfill_failed`, `backfill_withdrawn`, `invalidate_failed`, `populated`, `populate_failed`, `populate_raced`) |
 //! | `layer_cache_cold_responses_total` | counter | `route` (503 `cache_cold` answers, by route name: `create_scan`, `warm`, `hint_cache_warm`, `create_snapshot`); deprecated, kept for one release next to `hevlayer_cache_cold_responses_total{namespace,store_kind}` ([`cache_cold`]) |
 //! | `layer_scan_events_total` | counter | `event` (`count`, `job_created`, `job_completed`, `job_failed`) |
 //! | `layer_warm_events_total` | counter | `event` (`job_started`, `job_completed`, `job_failed`, `row_skipped`) |

@@ -166,7 +166,12 @@ async fn cached_row(ctx: &ShardCtx, ns: &str, id: &str) -> Result<CachedRow, Ser
                     cache.with_hot(|h| h.insert(Set::Documents, ns, id, v));
                     Ok(CachedRow::Kept(row))
                 }
-                Err(_) => Ok(CachedRow::Unchecked(v)),
+                // Counted as well as the hit: stored text that does not validate (a repeated key,
+                // deep nesting, corruption, a value that is not a row) shows up here.
+                Err(_) => {
+                    metrics::cache_event("tier_unchecked");
+                    Ok(CachedRow::Unchecked(v))
+                }
             }
         }
         Ok(None) => {
