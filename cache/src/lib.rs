@@ -60,7 +60,7 @@ pub use hot::{
 pub use key::{MAX_ID_LEN, MAX_NAMESPACE_LEN, Set, render_u64_id};
 pub use nvme::{NvmeConfig, NvmeStats, NvmeTier, StartMode};
 pub use tier::{
-    DisabledTier, FaultyTier, ScanCursor, ScanPage, Tier, TierFuture, delete_ids, scan_all,
+    DisabledTier, FaultyTier, ScanCursor, ScanPage, Stored, Tier, TierFuture, delete_ids, scan_all,
 };
 
 #[cfg(feature = "aerospike")]

@@ -35,7 +35,7 @@ use futures_channel::oneshot;
 
 use crate::key::check_key;
 use crate::tier::TierFuture;
-use crate::{CacheError, CacheState, Health, HealthCell, ScanCursor, ScanPage, Set, Tier};
+use crate::{CacheError, CacheState, Health, HealthCell, ScanCursor, ScanPage, Set, Stored, Tier};
 use engine::{Engine, Request};
 
 /// What to do with segment files found at start.
@@ -337,19 +337,9 @@ impl NvmeTier {
     }
 }
 
-fn fail<T: Send + 'static>(e: CacheError) -> TierFuture<T> {
-    Box::pin(std::future::ready(Err(e)))
-}
-
-impl Tier for NvmeTier {
-    fn get(&self, set: Set, ns: &str, id: &str) -> TierFuture<Option<Bytes>> {
-        if let Err(e) = check_key(ns, id) {
-            return fail(e);
-        }
-        self.call(|r| Request::Get(set, ns.into(), id.into(), r))
-    }
-
-    fn put(&self, set: Set, ns: &str, id: &str, value: Bytes) -> TierFuture<()> {
+impl NvmeTier {
+    /// [`Tier::put`] and [`Tier::put_vouched`].
+    fn store(&self, set: Set, ns: &str, id: &str, value: Bytes, vouched: bool) -> TierFuture<()> {
         if let Err(e) = check_key(ns, id) {
             return fail(e);
         }
@@ -362,7 +352,34 @@ impl Tier for NvmeTier {
         // Marked before the message is sent: a delete that finds the mark clear is ordered
         // before this put.
         self.inner.may_hold.mark(set, ns);
-        self.call(|r| Request::Put(set, ns.into(), id.into(), value, r))
+        self.call(|r| Request::Put(set, ns.into(), id.into(), value, vouched, r))
+    }
+}
+
+fn fail<T: Send + 'static>(e: CacheError) -> TierFuture<T> {
+    Box::pin(std::future::ready(Err(e)))
+}
+
+impl Tier for NvmeTier {
+    fn get(&self, set: Set, ns: &str, id: &str) -> TierFuture<Option<Bytes>> {
+        let got = self.get_stored(set, ns, id);
+        Box::pin(async move { got.await.map(|s| s.map(|s| s.value)) })
+    }
+
+    fn put(&self, set: Set, ns: &str, id: &str, value: Bytes) -> TierFuture<()> {
+        self.store(set, ns, id, value, false)
+    }
+
+    /// The mark is kept in the record's flags, under its checksum (`nvme/record.rs`).
+    fn put_vouched(&self, set: Set, ns: &str, id: &str, value: Bytes) -> TierFuture<()> {
+        self.store(set, ns, id, value, true)
+    }
+
+    fn get_stored(&self, set: Set, ns: &str, id: &str) -> TierFuture<Option<Stored>> {
+        if let Err(e) = check_key(ns, id) {
+            return fail(e);
+        }
+        self.call(|r| Request::Get(set, ns.into(), id.into(), r))
     }
 
     fn delete(&self, set: Set, ns: &str, id: &str) -> TierFuture<()> {

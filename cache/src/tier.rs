@@ -62,6 +62,25 @@ pub struct ScanPage {
     pub next: Option<ScanCursor>,
 }
 
+/// A value read back from a tier, with whether its writer vouched for it
+/// ([`Tier::put_vouched`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stored {
+    pub value: Bytes,
+    /// Stored by [`Tier::put_vouched`] into a tier that keeps the mark.
+    pub vouched: bool,
+}
+
+impl Stored {
+    /// A value no writer vouched for.
+    pub fn plain(value: Bytes) -> Stored {
+        Stored {
+            value,
+            vouched: false,
+        }
+    }
+}
+
 /// A cache tier shared by all shards of a node. Every error is soft: the caller serves from origin.
 pub trait Tier: Send + Sync {
     /// The value stored under `(set, ns, id)`; `Ok(None)` on a miss.
@@ -70,6 +89,23 @@ pub trait Tier: Send + Sync {
     /// Stores (or replaces) a value. Resolves once the tier accepted it (for the NVMe tier: in
     /// its write buffer, readable by later `get`s; not necessarily on disk yet).
     fn put(&self, set: Set, ns: &str, id: &str, value: Bytes) -> TierFuture<()>;
+
+    /// Stores a value its writer vouches for: one that passed the writer's own whole-value check
+    /// (or that the writer produced itself) before this call. [`Tier::get_stored`] hands the mark
+    /// back with the value, so a reader that trusts that writer can skip checking it again. A
+    /// tier that cannot keep the mark stores the value plainly (the default): reading it back says
+    /// `vouched: false` and the reader checks it, as it would any value.
+    fn put_vouched(&self, set: Set, ns: &str, id: &str, value: Bytes) -> TierFuture<()> {
+        self.put(set, ns, id, value)
+    }
+
+    /// [`Tier::get`] with the writer's mark: `vouched` is true only for a value stored by
+    /// [`Tier::put_vouched`] into a tier that keeps the mark (the NVMe tier, under its record's
+    /// checksum). The default reports every value unvouched.
+    fn get_stored(&self, set: Set, ns: &str, id: &str) -> TierFuture<Option<Stored>> {
+        let got = self.get(set, ns, id);
+        Box::pin(async move { got.await.map(|v| v.map(Stored::plain)) })
+    }
 
     /// Removes one key (no error if absent).
     fn delete(&self, set: Set, ns: &str, id: &str) -> TierFuture<()>;
@@ -260,6 +296,18 @@ impl Tier for FaultyTier {
             return ready(Err(CacheError::Injected));
         }
         self.inner.put(set, ns, id, value)
+    }
+    fn put_vouched(&self, set: Set, ns: &str, id: &str, value: Bytes) -> TierFuture<()> {
+        if self.should_fail() {
+            return ready(Err(CacheError::Injected));
+        }
+        self.inner.put_vouched(set, ns, id, value)
+    }
+    fn get_stored(&self, set: Set, ns: &str, id: &str) -> TierFuture<Option<Stored>> {
+        if self.should_fail() {
+            return ready(Err(CacheError::Injected));
+        }
+        self.inner.get_stored(set, ns, id)
     }
     fn delete(&self, set: Set, ns: &str, id: &str) -> TierFuture<()> {
         if self.should_fail() {

@@ -224,6 +224,55 @@ fn a_tier_value_that_fails_validation_is_served_as_before_and_never_kept_hot() {
     assert_eq!(status, 404, "{body}");
 }
 
+/// A fetch's origin rows go to the tier vouched for ([`layer_cache::Tier::put_vouched`]); a tier
+/// hit on a vouched value keeps it as it is (not validated again, not counted `tier_unchecked`)
+/// and copies it into the hot cache. The mark is believed because only the gateway's own
+/// serialized rows carry it, under the NVMe record's checksum: the test plants a value that
+/// would fail validation (a repeated key) to show that the check is skipped, not passed.
+#[test]
+fn rows_the_gateway_wrote_are_vouched_for_and_kept_without_a_second_check() {
+    let (stack, faulty) = stack_with_faulty_tier();
+    stack.write(
+        "vouched",
+        json!({"upsert_rows": [{"id": "a", "title": "alpha"}]}),
+    );
+    let (status, cache, _) = fetch(&stack, "vouched", "a", "");
+    assert_eq!((status, cache.as_deref()), (200, Some("miss")));
+    let stored = |id: &str| {
+        stack
+            .http
+            .block_on(faulty.get_stored(Set::Documents, "vouched", id))
+            .expect("tier read")
+    };
+    eventually("the backfill of a", || stored("a").is_some());
+    let a = stored("a").unwrap();
+    assert!(a.vouched);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&a.value).unwrap()["title"],
+        "alpha"
+    );
+
+    stack
+        .http
+        .block_on(faulty.put_vouched(
+            Set::Documents,
+            "vouched",
+            "planted",
+            Bytes::from_static(br#"{"id":"planted","title":"a","title":"b"}"#),
+        ))
+        .expect("tier put");
+    let unchecked = || stack.metric(r#"layer_document_cache_events_total{event="tier_unchecked"}"#);
+    let before = unchecked();
+    let (status, cache, _) = fetch(&stack, "vouched", "planted", "");
+    assert_eq!((status, cache.as_deref()), (200, Some("hit")));
+    assert_eq!(unchecked(), before);
+    // Kept hot: with the tier down it is still a hit.
+    faulty.set_down(true);
+    let (status, cache, _) = fetch(&stack, "vouched", "planted", "");
+    faulty.set_down(false);
+    assert_eq!((status, cache.as_deref()), (200, Some("hit")));
+}
+
 #[test]
 fn a_batch_fetch_from_the_cache_is_the_same_as_from_origin() {
     // A 0-byte hot cache, as above: every cached row is a tier hit.
@@ -349,6 +398,13 @@ fn writes_through_the_gateway_populate_the_cache() {
     let row: Value = serde_json::from_slice(&row).unwrap();
     assert_eq!(row["v"], "two");
     assert!(row["_hevlayer_upserted_at"].is_u64());
+    // Serialized by the gateway, so stored vouched for: a tier hit keeps it without checking.
+    let stored = stack
+        .http
+        .block_on(faulty.get_stored(Set::Documents, "mirror", "m2"))
+        .expect("tier get")
+        .expect("m2 populated in the tier");
+    assert!(stored.vouched);
     assert!(
         stack
             .http

@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::Method;
-use layer_cache::{FaultyTier, NvmeConfig, NvmeTier, Tier};
+use layer_cache::{FaultyTier, NvmeConfig, NvmeTier, Set, Tier};
 use layer_e2e::{Stack, UPSTREAM_KEY, now_ms, pause, temp_dir};
 use layer_gateway::config::IndexConfig;
+use layer_gateway::sources::cache_rows::WARM_MARKER_ID;
 use serde_json::{Value, json};
 
 const CATS: [&str; 4] = ["books", "toys", "food", "games"];
@@ -660,7 +661,7 @@ fn hint_cache_warm_passthrough_and_steps() {
 #[test]
 fn warm_pages_larger_than_the_tier_queue() {
     // One 10,000-row page is more puts than the NVMe tier queues (4,096): the warm must pace them.
-    let (stack, _) = stack(Vec::new(), false);
+    let (stack, faulty) = stack(Vec::new(), false);
     let ns = "warm-big-page";
     for chunk in (0..6000).collect::<Vec<u64>>().chunks(2000) {
         write(
@@ -676,6 +677,22 @@ fn warm_pages_larger_than_the_tier_queue() {
     assert_eq!(done["documents_scanned"], 6000);
     let c = count(&stack, ns, "cache", None);
     assert_eq!(c["count"], 6000, "{c}");
+    // The rows went in vouched for (serialized by the warm), so a fetch keeps them without
+    // validating them again; the completed-warm marker, not a row, went in plainly.
+    let stored = |id: &str| {
+        stack
+            .http
+            .block_on(faulty.get_stored(Set::Documents, ns, id))
+            .expect("tier read")
+            .expect("stored")
+    };
+    let warmed = stored("w00042");
+    assert!(warmed.vouched);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&warmed.value).unwrap()["n"],
+        42 % 13
+    );
+    assert!(!stored(WARM_MARKER_ID).vouched);
 }
 
 #[test]

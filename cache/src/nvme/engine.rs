@@ -38,9 +38,9 @@ use hashbrown::HashMap;
 use super::buf::{AlignedBuf, ReadBufs};
 use super::completion::Completion;
 use super::io::Io;
-use super::record::{self, ALIGN, Kind, Parsed, align_up};
+use super::record::{self, ALIGN, Kind, Value, align_up, verify};
 use super::{NvmeConfig, NvmeStats, StartMode};
-use crate::{CacheError, HealthCell, Set};
+use crate::{CacheError, HealthCell, Set, Stored};
 
 /// Quiet period after which a partly filled write buffer is written out.
 const IDLE_FLUSH: Duration = Duration::from_millis(100);
@@ -51,8 +51,9 @@ pub(crate) type Reply<T> = oneshot::Sender<Result<T, CacheError>>;
 
 /// A request from the front end ([`super::NvmeTier`]).
 pub(crate) enum Request {
-    Get(Set, Box<str>, Box<str>, Reply<Option<Bytes>>),
-    Put(Set, Box<str>, Box<str>, Bytes, Reply<()>),
+    Get(Set, Box<str>, Box<str>, Reply<Option<Stored>>),
+    /// The last field: the writer vouched for the value (`Tier::put_vouched`).
+    Put(Set, Box<str>, Box<str>, Bytes, bool, Reply<()>),
     Delete(Set, Box<str>, Box<str>, Reply<()>),
     /// Several deletes of one namespace (a write's invalidation), answered once.
     DeleteMany(Set, Box<str>, Vec<Box<str>>, Reply<()>),
@@ -99,7 +100,7 @@ struct PendingChunk {
 /// the operation's buffer and file meanwhile (a read's buffer comes back in its [`Completion`]).
 enum InFlight {
     Read {
-        reply: Reply<Option<Bytes>>,
+        reply: Reply<Option<Stored>>,
         key: (u32, Box<str>),
         loc: Loc,
         rel: usize,
@@ -376,8 +377,12 @@ impl Engine {
     fn handle(&mut self, req: Request) {
         match req {
             Request::Get(set, ns, id, reply) => self.get(set, ns, id, reply),
-            Request::Put(set, ns, id, value, reply) => {
-                let _ = reply.send(self.put(set, &ns, id, &value));
+            Request::Put(set, ns, id, value, vouched, reply) => {
+                let value = Value {
+                    bytes: &value,
+                    vouched,
+                };
+                let _ = reply.send(self.put(set, &ns, id, value));
             }
             Request::Delete(set, ns, id, reply) => {
                 let _ = reply.send(self.delete(set, &ns, id));
@@ -393,7 +398,9 @@ impl Engine {
             }
             Request::Clear(set, ns, reply) => {
                 let slot = self.ns_slot(set, &ns);
-                let r = self.append(Kind::Clear, set, &ns, "", &[]).map(|_| ());
+                let r = self
+                    .append(Kind::Clear, set, &ns, "", Value::plain(&[]))
+                    .map(|_| ());
                 // Bump even if the record could not be written: memory must not serve old data.
                 self.gens[slot as usize] += 1;
                 self.ids[slot as usize].clear();
@@ -434,13 +441,20 @@ impl Engine {
         match self.index.remove(&key) {
             Some(loc) if loc.gen_ == self.gens[slot as usize] => {
                 self.stats.tombstones += 1;
-                self.append(Kind::Delete, set, ns, &key.1, &[]).map(|_| ())
+                self.append(Kind::Delete, set, ns, &key.1, Value::plain(&[]))
+                    .map(|_| ())
             }
             _ => Ok(()),
         }
     }
 
-    fn put(&mut self, set: Set, ns: &str, id: Box<str>, value: &[u8]) -> Result<(), CacheError> {
+    fn put(
+        &mut self,
+        set: Set,
+        ns: &str,
+        id: Box<str>,
+        value: Value<'_>,
+    ) -> Result<(), CacheError> {
         let slot = self.ns_slot(set, ns);
         let (seg, off, len) = self.append(Kind::Put, set, ns, &id, value)?;
         let loc = Loc {
@@ -458,7 +472,7 @@ impl Engine {
         Ok(())
     }
 
-    fn get(&mut self, set: Set, ns: Box<str>, id: Box<str>, reply: Reply<Option<Bytes>>) {
+    fn get(&mut self, set: Set, ns: Box<str>, id: Box<str>, reply: Reply<Option<Stored>>) {
         self.stats.gets += 1;
         let Some(&slot) = self.namespaces.get(&(set, ns)) else {
             let _ = reply.send(Ok(None));
@@ -475,8 +489,7 @@ impl Engine {
             return;
         }
         let in_memory = self.memory_record(loc).map(|bytes| {
-            verify(bytes, &self.names[slot as usize], &key.1)
-                .map(|(at, len)| Bytes::copy_from_slice(&bytes[at..at + len]))
+            verify(bytes, &self.names[slot as usize], &key.1).map(|v| v.stored(bytes))
         });
         if let Some(r) = in_memory {
             self.stats.memory_reads += 1;
@@ -524,9 +537,9 @@ impl Engine {
         set: Set,
         ns: &str,
         id: &str,
-        value: &[u8],
+        value: Value<'_>,
     ) -> Result<(u64, u64, u32), CacheError> {
-        let len = record::record_len(ns, id, value.len());
+        let len = record::record_len(ns, id, value.bytes.len());
         let used = self.active_end + self.wlen as u64;
         if used > 0 && used + len as u64 > self.segment_bytes {
             self.flush_buffer();
@@ -621,9 +634,7 @@ impl Engine {
                         match c.buf {
                             Some(buf) => {
                                 let got = &buf.as_slice()[rel..need];
-                                let r = verify(got, name, &key.1).map(|(at, len)| {
-                                    Some(Bytes::copy_from_slice(&got[at..at + len]))
-                                });
+                                let r = verify(got, name, &key.1).map(|v| Some(v.stored(got)));
                                 self.read_bufs.give(buf);
                                 r
                             }
@@ -712,20 +723,6 @@ fn open_with_fallback(
         }
     }
     open(false).map_err(|e| CacheError::io("open", &e))
-}
-
-/// Checks a record read back for `id` and returns the value's (offset, length) within it.
-fn verify(bytes: &[u8], ns: &(Set, Box<str>), id: &str) -> Result<(usize, usize), CacheError> {
-    match record::parse(bytes) {
-        Parsed::Record(r)
-            if r.kind == Kind::Put && r.set == ns.0 && r.ns == &*ns.1 && r.id == id =>
-        {
-            Ok((r.value_at, r.value_len))
-        }
-        Parsed::Record(_) => Err(CacheError::Corrupt("record key mismatch".into())),
-        Parsed::Padding => Err(CacheError::Corrupt("record is zeroed".into())),
-        Parsed::Invalid(why) => Err(CacheError::Corrupt(why.into())),
-    }
 }
 
 /// Segment files in `dir` as (sequence, path), oldest first.

@@ -9,13 +9,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use parking_lot::Mutex;
 
-use bytes::Bytes;
 use layer_cache::{
-    CacheError, HotCache, HotCacheConfig, Invalidations, ReadMark, SharedCoalescer, Tier,
+    CacheError, HotCache, HotCacheConfig, Invalidations, ReadMark, SharedCoalescer, Stored, Tier,
 };
 
 /// A coalesced tier read of one document: where it started, and what it returned.
-pub type TierRead = (ReadMark, Result<Option<Bytes>, CacheError>);
+pub type TierRead = (ReadMark, Result<Option<Stored>, CacheError>);
 
 /// The node's cache tier: shared tier, invalidation record, miss coalescer.
 pub struct CacheTier {

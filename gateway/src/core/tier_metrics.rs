@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use layer_cache::{CacheError, Health, ScanCursor, ScanPage, Set, Tier, TierFuture};
+use layer_cache::{CacheError, Health, ScanCursor, ScanPage, Set, Stored, Tier, TierFuture};
 
 use super::labeled::{self, Kind, labels};
 use super::metrics;
@@ -81,6 +81,12 @@ impl Tier for TimedTier {
     }
     fn put(&self, set: Set, ns: &str, id: &str, value: Bytes) -> TierFuture<()> {
         timed("put", set, self.inner.put(set, ns, id, value))
+    }
+    fn put_vouched(&self, set: Set, ns: &str, id: &str, value: Bytes) -> TierFuture<()> {
+        timed("put", set, self.inner.put_vouched(set, ns, id, value))
+    }
+    fn get_stored(&self, set: Set, ns: &str, id: &str) -> TierFuture<Option<Stored>> {
+        timed("get", set, self.inner.get_stored(set, ns, id))
     }
     fn delete(&self, set: Set, ns: &str, id: &str) -> TierFuture<()> {
         timed("delete", set, self.inner.delete(set, ns, id))

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use layer_cache::{Health, ScanCursor, ScanPage, Set, Tier, TierFuture};
+use layer_cache::{Health, ScanCursor, ScanPage, Set, Stored, Tier, TierFuture};
 
 /// `inner`, kept alive together with `runtime`.
 pub struct RuntimeTier {
@@ -36,6 +36,12 @@ impl Tier for RuntimeTier {
     }
     fn put(&self, set: Set, ns: &str, id: &str, value: Bytes) -> TierFuture<()> {
         self.inner.put(set, ns, id, value)
+    }
+    fn put_vouched(&self, set: Set, ns: &str, id: &str, value: Bytes) -> TierFuture<()> {
+        self.inner.put_vouched(set, ns, id, value)
+    }
+    fn get_stored(&self, set: Set, ns: &str, id: &str) -> TierFuture<Option<Stored>> {
+        self.inner.get_stored(set, ns, id)
     }
     fn delete(&self, set: Set, ns: &str, id: &str) -> TierFuture<()> {
         self.inner.delete(set, ns, id)

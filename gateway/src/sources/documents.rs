@@ -15,11 +15,13 @@
 //! as both the number and the string, since the namespace's id type is not known here.
 //!
 //! Validated once: this shard's hot cache holds only valid rows ([`CachedRow::Kept`]). Every
-//! insert is an origin row this process serialized ([`row_text`]) or a tier value that passed
-//! whole-body validation (under the gateway's body limits) at its hit, so a hot hit is read
-//! without checking it again. A tier value that fails (a repeated key, nesting past
-//! `maxJsonDepth`, or not a row at all, such as a warm job's sentinel) is handed on unchecked
-//! each time it is read and never kept hot.
+//! insert is an origin row this process serialized ([`row_text`]), a tier value vouched for by
+//! the gateway that wrote it ([`put_row`]: serialized rows only; the NVMe tier keeps the mark
+//! under its record's checksum), or any other tier value that passed whole-body validation
+//! (under the gateway's body limits) at its hit. So a hot hit is read without checking it again,
+//! and a vouched tier hit is not checked either. A tier value that fails (a repeated key,
+//! nesting past `maxJsonDepth`, or not a row at all, such as a warm job's sentinel) is handed on
+//! unchecked each time it is read and never kept hot.
 //!
 //! Freshness: a write through the gateway invalidates, before forwarding and again after
 //! upstream acknowledged it, every hot-cache entry of the namespace (on every shard) and the
@@ -34,7 +36,7 @@
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
-use layer_cache::{CacheError, Set};
+use layer_cache::{CacheError, Set, Stored, Tier};
 use scatter::Validated;
 use serde_json::{Map, Value, json};
 
@@ -120,8 +122,8 @@ pub async fn lookup<T>(
 }
 
 /// One id from the cache: this shard's hot cache, then the shared tier. `Ok` is the stored row
-/// (counted as `hot_hit` or `tier_hit`; a tier hit is validated whole here, once, and copied into
-/// the hot cache when it passes);
+/// (counted as `hot_hit` or `tier_hit`; a tier hit is copied into the hot cache when it was
+/// vouched for ([`put_row`]) or, validated whole here, passes);
 /// `Err` says that origin must be read and how the lookup is reported (`miss` or
 /// `miss-on-error`). A tier value that cannot be trusted (a failed invalidation of the
 /// namespace, or a write or copy in flight during the read) is a miss.
@@ -144,7 +146,10 @@ async fn cached_row(ctx: &ShardCtx, ns: &str, id: &str) -> Result<CachedRow, Ser
         .coalescer
         .get_or_load(key, move || async move {
             let mark = inv.read_mark(Set::Documents, &ns_owned);
-            (mark, tier.get(Set::Documents, &ns_owned, &id_owned).await)
+            (
+                mark,
+                tier.get_stored(Set::Documents, &ns_owned, &id_owned).await,
+            )
         })
         .await;
     match got {
@@ -159,7 +164,17 @@ async fn cached_row(ctx: &ShardCtx, ns: &str, id: &str) -> Result<CachedRow, Ser
             metrics::cache_event("unsettled_skip");
             Err(Served::Miss)
         }
-        Ok(Some(v)) => {
+        // Vouched for by the gateway that wrote it ([`put_row`]), under the tier's checksum:
+        // kept as it is.
+        Ok(Some(Stored {
+            value,
+            vouched: true,
+        })) => {
+            metrics::cache_event("tier_hit");
+            cache.with_hot(|h| h.insert(Set::Documents, ns, id, value.clone()));
+            Ok(CachedRow::Kept(Validated::kept(value)))
+        }
+        Ok(Some(Stored { value: v, .. })) => {
             metrics::cache_event("tier_hit");
             match Validated::check(v.clone(), &ctx.core.limits) {
                 Ok(row) => {
@@ -218,9 +233,9 @@ async fn from_origin(
         else {
             continue;
         };
-        if fresh && let Some(bytes) = row_text(&row).map(Validated::into_inner) {
-            cache.with_hot(|h| h.insert(Set::Documents, ns, id, bytes.clone()));
-            backfill.push((id.to_string(), bytes));
+        if fresh && let Some(text) = row_text(&row) {
+            cache.with_hot(|h| h.insert(Set::Documents, ns, id, text.get_ref().clone()));
+            backfill.push((id.to_string(), text));
         }
         out.push((i, row));
     }
@@ -244,6 +259,19 @@ fn row_text(row: &Value) -> Option<Validated<Bytes>> {
     Some(Validated::serialized(Bytes::from(text.into_boxed_slice())))
 }
 
+/// Stores a row in the shared tier, vouched for ([`Tier::put_vouched`]): a tier that keeps the
+/// mark hands it back, and [`cached_row`] keeps such a row hot without validating it again. Only
+/// a row that carries its proof ([`Validated`]) is written this way; anything else the gateway
+/// stores under [`Set::Documents`] (a warm job's sentinel and marker) goes in plainly.
+pub fn put_row(
+    tier: &dyn Tier,
+    ns: &str,
+    id: &str,
+    row: Validated<Bytes>,
+) -> layer_cache::TierFuture<()> {
+    tier.put_vouched(Set::Documents, ns, id, row.into_inner())
+}
+
 /// Writes a fetch's origin rows to the shared tier, then withdraws them if a write to the
 /// namespace started or landed since the origin read began (`ns_epoch`): the rows may predate
 /// it, and its tier deletes may have run before these puts. The caller holds a
@@ -251,17 +279,12 @@ fn row_text(row: &Value) -> Option<Validated<Bytes>> {
 async fn backfill_tier(
     cache: &Arc<CacheTier>,
     ns: &str,
-    rows: Vec<(String, Bytes)>,
+    rows: Vec<(String, Validated<Bytes>)>,
     ns_epoch: u64,
 ) {
     let mut put = Vec::with_capacity(rows.len());
-    for (id, bytes) in rows {
-        if cache
-            .tier
-            .put(Set::Documents, ns, &id, bytes)
-            .await
-            .is_err()
-        {
+    for (id, text) in rows {
+        if put_row(&*cache.tier, ns, &id, text).await.is_err() {
             metrics::cache_event("backfill_failed");
         } else {
             put.push(id);
@@ -433,16 +456,11 @@ pub async fn populate(ctx: &ShardCtx, ns: &str, ids: &[String], max_ids: usize) 
     let _copy = inv.tier_write(Set::Documents, ns);
     let mut put = Vec::with_capacity(found.len());
     for (id, row) in found {
-        let Some(bytes) = row_text(&row).map(Validated::into_inner) else {
+        let Some(text) = row_text(&row) else {
             continue;
         };
-        cache.with_hot(|h| h.insert(Set::Documents, ns, &id, bytes.clone()));
-        if cache
-            .tier
-            .put(Set::Documents, ns, &id, bytes)
-            .await
-            .is_err()
-        {
+        cache.with_hot(|h| h.insert(Set::Documents, ns, &id, text.get_ref().clone()));
+        if put_row(&*cache.tier, ns, &id, text).await.is_err() {
             metrics::cache_event("populate_failed");
         } else {
             metrics::cache_event("populated");

@@ -105,9 +105,8 @@ impl Engine {
             };
             match self.memory_record(loc) {
                 Some(bytes) => match verify(bytes, &self.names[slot as usize], &id) {
-                    Ok((at, len)) => {
-                        let value = Bytes::copy_from_slice(&bytes[at..at + len]);
-                        page.entries[pos] = Some((id, value));
+                    Ok(v) => {
+                        page.entries[pos] = Some((id, v.stored(bytes).value));
                         self.stats.memory_reads += 1;
                     }
                     Err(_) => self.drop_entry(&(slot, id), loc),
@@ -183,9 +182,8 @@ impl Engine {
                         None
                     };
                     match checked {
-                        Some((at, len)) => {
-                            let value = Bytes::copy_from_slice(&data[rel + at..rel + at + len]);
-                            page.entries[m.pos] = Some((m.id, value));
+                        Some(v) => {
+                            page.entries[m.pos] = Some((m.id, v.stored(&data[rel..need]).value));
                         }
                         None => corrupt.push(((run.slot, m.id), m.loc)),
                     }

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use layer_cache::{Set, Tier};
+use scatter::Validated;
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
@@ -17,7 +18,7 @@ use crate::core::error::GatewayError;
 use crate::core::http::now_ms;
 use crate::core::upstream::Upstream;
 use crate::sources::cache_rows::{WARM_MARKER_ID, WARM_SENTINEL_ID};
-use crate::sources::documents::wire_id;
+use crate::sources::documents::{put_row, wire_id};
 use crate::sources::origin::{self, MAX_PAGE, OriginScan};
 
 /// Runs warm passes until one completes without a namespace clear wiping what it wrote (see the
@@ -341,25 +342,24 @@ async fn put_rows(
     ns: &str,
     rows: Vec<Value>,
 ) -> Result<(), GatewayError> {
-    let entries: Vec<(String, Bytes)> = rows
+    let entries: Vec<(String, Validated<Bytes>)> = rows
         .into_iter()
         .filter_map(|mut row| {
             let obj = row.as_object_mut()?;
             obj.remove("$dist");
             let id = wire_id(obj.get("id")?)?;
-            Some((id, Bytes::from(serde_json::to_vec(&row).ok()?)))
+            let text = Bytes::from(serde_json::to_vec(&row).ok()?);
+            Some((id, Validated::serialized(text)))
         })
         .collect();
     let mut entries = entries.into_iter();
     let mut puts = FuturesUnordered::new();
     loop {
         while puts.len() < TIER_IN_FLIGHT {
-            let Some((id, bytes)) = entries.next() else {
+            let Some((id, text)) = entries.next() else {
                 break;
             };
-            puts.push(gated(gate, move || {
-                tier.put(Set::Documents, ns, &id, bytes)
-            }));
+            puts.push(gated(gate, move || put_row(&**tier, ns, &id, text)));
         }
         let Some(r) = puts.next().await else {
             return Ok(());
