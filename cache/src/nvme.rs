@@ -326,12 +326,23 @@ impl NvmeTier {
         &self,
         make: impl FnOnce(engine::Reply<T>) -> Request,
     ) -> TierFuture<T> {
+        self.call_then(make, |answer| answer)
+    }
+
+    /// [`NvmeTier::call`] with the thread's answer mapped by `then` (in the same boxed future).
+    fn call_then<T: Send + 'static, U: Send + 'static>(
+        &self,
+        make: impl FnOnce(engine::Reply<T>) -> Request,
+        then: impl FnOnce(T) -> U + Send + 'static,
+    ) -> TierFuture<U> {
         if self.injected() {
             return Box::pin(std::future::ready(Err(CacheError::Injected)));
         }
         let (tx, rx) = oneshot::channel();
         match self.send(make(tx)) {
-            Ok(()) => Box::pin(async move { rx.await.unwrap_or(Err(CacheError::Cancelled)) }),
+            Ok(()) => {
+                Box::pin(async move { rx.await.unwrap_or(Err(CacheError::Cancelled)).map(then) })
+            }
             Err(e) => Box::pin(std::future::ready(Err(e))),
         }
     }
@@ -362,8 +373,13 @@ fn fail<T: Send + 'static>(e: CacheError) -> TierFuture<T> {
 
 impl Tier for NvmeTier {
     fn get(&self, set: Set, ns: &str, id: &str) -> TierFuture<Option<Bytes>> {
-        let got = self.get_stored(set, ns, id);
-        Box::pin(async move { got.await.map(|s| s.map(|s| s.value)) })
+        if let Err(e) = check_key(ns, id) {
+            return fail(e);
+        }
+        self.call_then(
+            |r| Request::Get(set, ns.into(), id.into(), r),
+            |got: Option<Stored>| got.map(|s| s.value),
+        )
     }
 
     fn put(&self, set: Set, ns: &str, id: &str, value: Bytes) -> TierFuture<()> {

@@ -66,7 +66,10 @@ impl<B: AsRef<[u8]>> Validated<B> {
 
     /// Bytes read back from the caller's own store, which it fills only with bytes that were
     /// [checked](Self::check) or [serialized](Self::serialized) (a cache whose every insert is
-    /// one of those). Named at the place they are read; never for a store others write.
+    /// one of those), or marked so by the program that wrote them (a store shared by the
+    /// program's processes, which keeps that mark under a checksum, such as the gateway's NVMe
+    /// tier, whose records may outlive the process that wrote them). Named at the place they are
+    /// read; never for a store others write.
     pub fn kept(body: B) -> Self {
         Validated(body)
     }

@@ -252,23 +252,25 @@ fn rows_the_gateway_wrote_are_vouched_for_and_kept_without_a_second_check() {
         "alpha"
     );
 
+    // Planted in a namespace of its own: the backfill above may still hold its namespace's
+    // copy registration for a moment after its put landed, and a tier read then is not served.
     stack
         .http
         .block_on(faulty.put_vouched(
             Set::Documents,
-            "vouched",
+            "planted",
             "planted",
             Bytes::from_static(br#"{"id":"planted","title":"a","title":"b"}"#),
         ))
         .expect("tier put");
     let unchecked = || stack.metric(r#"layer_document_cache_events_total{event="tier_unchecked"}"#);
     let before = unchecked();
-    let (status, cache, _) = fetch(&stack, "vouched", "planted", "");
+    let (status, cache, _) = fetch(&stack, "planted", "planted", "");
     assert_eq!((status, cache.as_deref()), (200, Some("hit")));
     assert_eq!(unchecked(), before);
     // Kept hot: with the tier down it is still a hit.
     faulty.set_down(true);
-    let (status, cache, _) = fetch(&stack, "vouched", "planted", "");
+    let (status, cache, _) = fetch(&stack, "planted", "planted", "");
     faulty.set_down(false);
     assert_eq!((status, cache.as_deref()), (200, Some("hit")));
 }

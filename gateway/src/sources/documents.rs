@@ -71,7 +71,8 @@ pub async fn rows(
 #[derive(Clone, Debug)]
 pub enum CachedRow {
     /// From this shard's hot cache, which holds only validated rows (see the module docs), or a
-    /// tier value that passed validation at this hit (and was copied into the hot cache).
+    /// tier value vouched for by the gateway that wrote it or that passed validation at this hit
+    /// (either way copied into the hot cache).
     Kept(Validated<Bytes>),
     /// A tier value that failed whole-body validation: not copied into the hot cache; callers
     /// judge it as they would any text (the fetch routes through a value tree).
