@@ -346,9 +346,7 @@ impl NvmeTier {
             Err(e) => Box::pin(std::future::ready(Err(e))),
         }
     }
-}
 
-impl NvmeTier {
     /// [`Tier::put`] and [`Tier::put_vouched`].
     fn store(&self, set: Set, ns: &str, id: &str, value: Bytes, vouched: bool) -> TierFuture<()> {
         if let Err(e) = check_key(ns, id) {

@@ -186,9 +186,14 @@ pub(crate) struct Verified {
 
 impl Verified {
     /// The value copied out of `record` (the bytes [`verify`] checked).
+    pub(crate) fn value(self, record: &[u8]) -> Bytes {
+        Bytes::copy_from_slice(&record[self.at..self.at + self.len])
+    }
+
+    /// [`Verified::value`] with the writer's mark.
     pub(crate) fn stored(self, record: &[u8]) -> Stored {
         Stored {
-            value: Bytes::copy_from_slice(&record[self.at..self.at + self.len]),
+            value: self.value(record),
             vouched: self.vouched,
         }
     }

@@ -165,19 +165,16 @@ async fn cached_row(ctx: &ShardCtx, ns: &str, id: &str) -> Result<CachedRow, Ser
             metrics::cache_event("unsettled_skip");
             Err(Served::Miss)
         }
-        // Vouched for by the gateway that wrote it ([`put_row`]), under the tier's checksum:
-        // kept as it is.
-        Ok(Some(Stored {
-            value,
-            vouched: true,
-        })) => {
+        Ok(Some(Stored { value: v, vouched })) => {
             metrics::cache_event("tier_hit");
-            cache.with_hot(|h| h.insert(Set::Documents, ns, id, value.clone()));
-            Ok(CachedRow::Kept(Validated::kept(value)))
-        }
-        Ok(Some(Stored { value: v, .. })) => {
-            metrics::cache_event("tier_hit");
-            match Validated::check(v.clone(), &ctx.core.limits) {
+            // A row vouched for by the gateway that wrote it ([`put_row`], under the tier's
+            // checksum) is kept as it is; any other value is validated whole, here, once.
+            let row = if vouched {
+                Ok(Validated::kept(v.clone()))
+            } else {
+                Validated::check(v.clone(), &ctx.core.limits)
+            };
+            match row {
                 Ok(row) => {
                     cache.with_hot(|h| h.insert(Set::Documents, ns, id, v));
                     Ok(CachedRow::Kept(row))
@@ -255,7 +252,7 @@ async fn from_origin(
 /// cache charges a value's length for the memory it holds, and `serde_json::to_vec` leaves up to
 /// twice the length allocated. Serialized here, so valid by construction (the hot cache's
 /// invariant, see the module docs).
-fn row_text(row: &Value) -> Option<Validated<Bytes>> {
+pub fn row_text(row: &Value) -> Option<Validated<Bytes>> {
     let text = serde_json::to_vec(row).ok()?;
     Some(Validated::serialized(Bytes::from(text.into_boxed_slice())))
 }

@@ -106,7 +106,7 @@ impl Engine {
             match self.memory_record(loc) {
                 Some(bytes) => match verify(bytes, &self.names[slot as usize], &id) {
                     Ok(v) => {
-                        page.entries[pos] = Some((id, v.stored(bytes).value));
+                        page.entries[pos] = Some((id, v.value(bytes)));
                         self.stats.memory_reads += 1;
                     }
                     Err(_) => self.drop_entry(&(slot, id), loc),
@@ -183,7 +183,7 @@ impl Engine {
                     };
                     match checked {
                         Some(v) => {
-                            page.entries[m.pos] = Some((m.id, v.stored(&data[rel..need]).value));
+                            page.entries[m.pos] = Some((m.id, v.value(&data[rel..need])));
                         }
                         None => corrupt.push(((run.slot, m.id), m.loc)),
                     }

@@ -18,7 +18,7 @@ use crate::core::error::GatewayError;
 use crate::core::http::now_ms;
 use crate::core::upstream::Upstream;
 use crate::sources::cache_rows::{WARM_MARKER_ID, WARM_SENTINEL_ID};
-use crate::sources::documents::{put_row, wire_id};
+use crate::sources::documents::{put_row, row_text, wire_id};
 use crate::sources::origin::{self, MAX_PAGE, OriginScan};
 
 /// Runs warm passes until one completes without a namespace clear wiping what it wrote (see the
@@ -348,8 +348,7 @@ async fn put_rows(
             let obj = row.as_object_mut()?;
             obj.remove("$dist");
             let id = wire_id(obj.get("id")?)?;
-            let text = Bytes::from(serde_json::to_vec(&row).ok()?);
-            Some((id, Validated::serialized(text)))
+            Some((id, row_text(&row)?))
         })
         .collect();
     let mut entries = entries.into_iter();
