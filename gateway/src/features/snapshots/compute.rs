@@ -69,6 +69,31 @@ pub async fn from_origin(
     Ok(SnapshotBody::new(ns, watermark_ms, rows, hist, skipped))
 }
 
+/// The body an unfiltered manual job records in the namespace's history, or `None` (stored by sha
+/// only). Merged with the latest body when both saw the same data ([`merge_same_data`]); else the
+/// new body as it is when it covers every configured field, since it can then stand as the latest
+/// view on its own, as an automatic body would (the case when there is no body yet, e.g. the
+/// object store was down when the writer tried, or when the data moved on). A body that covers
+/// only some configured fields over other data stays out, so the latest view never loses one; so
+/// does an empty body when there is no latest one (as for the writer, a namespace's first entry
+/// has rows).
+pub fn history_body(
+    configured: &[String],
+    latest: Option<&SnapshotBody>,
+    new: &SnapshotBody,
+    last_write_ms: u64,
+) -> Option<SnapshotBody> {
+    if let Some(merged) = merge_same_data(latest, new, last_write_ms) {
+        return Some(merged);
+    }
+    let has = |name: &str| {
+        new.fields.iter().any(|f| f.name == name)
+            || new.fields_skipped.iter().any(|f| f.name == name)
+    };
+    let first_and_empty = latest.is_none() && new.row_count == 0;
+    (!first_and_empty && configured.iter().all(|c| has(c))).then(|| new.clone())
+}
+
 /// Merges a freshly computed body into the latest one when both saw the same data — no write
 /// through this gateway after the latest body's cut (`last_write_ms`) and the same row count — so
 /// a manual single-field job does not hide the other configured fields from the latest view. The
@@ -110,4 +135,87 @@ pub fn merge_same_data(
         fields,
         skipped,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sources::snapshot_store::{FacetValue, FieldHistogram, SkippedField};
+
+    fn body(wm: u64, rows: u64, fields: &[&str], skipped: &[&str]) -> SnapshotBody {
+        let hist = |name: &&str| FieldHistogram {
+            name: name.to_string(),
+            values: vec![FacetValue {
+                v: "x".into(),
+                n: rows,
+            }],
+        };
+        let skip = |name: &&str| SkippedField {
+            name: name.to_string(),
+            reason: "too_many_values".into(),
+            distinct_observed: 9,
+            cap: 1,
+        };
+        SnapshotBody::new(
+            "ns",
+            wm,
+            rows,
+            fields.iter().map(hist).collect(),
+            skipped.iter().map(skip).collect(),
+        )
+    }
+
+    fn configured(names: &[&str]) -> Vec<String> {
+        names.iter().map(|n| n.to_string()).collect()
+    }
+
+    fn names(b: &SnapshotBody) -> Vec<&str> {
+        b.fields.iter().map(|f| f.name.as_str()).collect()
+    }
+
+    #[test]
+    fn a_body_over_the_latest_data_is_merged_with_it() {
+        let latest = body(10, 3, &["a", "b"], &[]);
+        let new = body(12, 3, &["b"], &[]);
+        let joined = history_body(&configured(&["a", "b"]), Some(&latest), &new, 9).unwrap();
+        assert_eq!(names(&joined), ["a", "b"]);
+        assert_eq!(joined.watermark_ms, 12);
+    }
+
+    #[test]
+    fn without_a_latest_body_a_body_covering_every_configured_field_joins() {
+        let new = body(12, 3, &["a"], &["b"]);
+        let joined = history_body(&configured(&["a", "b"]), None, &new, 9).unwrap();
+        assert_eq!(joined, new);
+        // Not as a namespace's first entry without rows.
+        let empty = body(12, 0, &["a", "b"], &[]);
+        assert_eq!(
+            history_body(&configured(&["a", "b"]), None, &empty, 9),
+            None
+        );
+        // Over data the latest body did not see, too.
+        let latest = body(10, 2, &["a", "b"], &[]);
+        assert_eq!(
+            history_body(&configured(&["a", "b"]), Some(&latest), &new, 11),
+            Some(new)
+        );
+    }
+
+    #[test]
+    fn a_body_missing_a_configured_field_stays_out_unless_it_can_be_merged() {
+        let new = body(12, 3, &["a"], &[]);
+        assert_eq!(history_body(&configured(&["a", "b"]), None, &new, 9), None);
+        // The latest body saw other data (a write after its cut): no merge.
+        let latest = body(10, 3, &["a", "b"], &[]);
+        assert_eq!(
+            history_body(&configured(&["a", "b"]), Some(&latest), &new, 11),
+            None
+        );
+        // A different row count: no merge.
+        let latest = body(10, 2, &["a", "b"], &[]);
+        assert_eq!(
+            history_body(&configured(&["a", "b"]), Some(&latest), &new, 9),
+            None
+        );
+    }
 }

@@ -419,14 +419,16 @@ async fn run_origin_job(
     };
     let store = snaps.store.objects();
     // A manual body joins the namespace's history only when the namespace has a snapshot policy
-    // (no policy: history and activity stay empty) and it is unfiltered and over the same data
-    // as the latest body, merged with it — so the latest view never loses a configured field.
-    // Otherwise it is stored by sha only.
-    let merged = if filtered || snaps.store.policy(ns).facet_fields.is_empty() {
+    // (no policy: history and activity stay empty) and it is unfiltered, merged with the latest
+    // body or covering every configured field ([`compute::history_body`]). Otherwise it is
+    // stored by sha only.
+    let configured = snaps.store.policy(ns).facet_fields;
+    let merged = if filtered || configured.is_empty() {
         None
     } else {
         let current = snaps.store.latest(ns).await.ok().flatten();
-        compute::merge_same_data(
+        compute::history_body(
+            &configured,
             current.as_deref(),
             &body,
             snaps.core.watcher.last_write_ms(ns),
