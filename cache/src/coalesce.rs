@@ -207,11 +207,10 @@ mod tests {
             })
             .collect();
         rt.block_on(async {
-            while c.in_flight() == 0 {
+            // Release the leader once the other seven wait on it.
+            while c.inner.lock().get(&5).map_or(0, Vec::len) < 7 {
                 tokio::task::yield_now().await;
             }
-            // Give the other tasks time to join before releasing the leader.
-            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
             let _ = tx.send(true);
             for h in handles {
                 assert_eq!(h.await.expect("task"), 55);

@@ -291,9 +291,11 @@ async fn transient_failures_back_off_then_fail() {
         .await
         .unwrap();
     q.stage_documents("u", &["x"]).await.unwrap();
+    // A backoff short enough to wait out in a test, long enough (0.5–1 s with its jitter) that
+    // the claim right after the failure report lands inside it on a loaded machine.
     let policy = RetryPolicy {
         max_attempts: 2,
-        initial_backoff: Duration::from_millis(200),
+        initial_backoff: Duration::from_secs(1),
         max_backoff: Duration::from_secs(3600),
     };
     q.claim("u", &Claim::new("w")).await.unwrap();
@@ -309,6 +311,7 @@ async fn transient_failures_back_off_then_fail() {
         .unwrap();
     assert_eq!(first.requeued, vec!["x".to_string()]);
     // Back in pending (status counts it there) but not claimable until the backoff has passed.
+    assert!(q.claim("u", &Claim::new("w")).await.unwrap().is_empty());
     let state = q.document("u", "x").await.unwrap();
     assert_eq!(
         (state.stage.as_str(), state.lease_owner.as_deref()),
@@ -316,8 +319,7 @@ async fn transient_failures_back_off_then_fail() {
     );
     assert!(state.lease_expires_at.is_some());
     assert_eq!(q.status("u").await.unwrap().pending_count, 1);
-    assert!(q.claim("u", &Claim::new("w")).await.unwrap().is_empty());
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
     let again = q.claim("u", &Claim::new("w")).await.unwrap();
     assert_eq!(again[0].attempts, 2);
     // The second failure uses up max_attempts: failed, with its reason.

@@ -196,6 +196,8 @@ fn a_tier_value_that_fails_validation_is_served_as_before_and_never_kept_hot() {
     };
     put("valid", r#"{"id":"valid","title":"a","n":[1,{"m":"]"}]}"#);
     put("repeated", r#"{"id":"repeated","title":"a","title":"b"}"#);
+    // The counter is the process's (other tests in this binary count into it too): it can only
+    // show that the repeated key's read was counted. Which row was kept hot is shown below.
     let unchecked = || stack.metric(r#"layer_document_cache_events_total{event="tier_unchecked"}"#);
     let unchecked_before = unchecked();
     let valid = json!({"id": "valid", "attributes": {"title": "a", "n": [1, {"m": "]"}]}});
@@ -211,8 +213,8 @@ fn a_tier_value_that_fails_validation_is_served_as_before_and_never_kept_hot() {
         assert_eq!((status, cache.as_deref()), (200, Some("hit")), "{id}");
         assert_eq!(doc, want, "{id}");
     }
-    // The repeated key's read was counted; the valid row's was not.
-    assert_eq!(unchecked() - unchecked_before, 1.0);
+    // The repeated key's read was counted.
+    assert!(unchecked() - unchecked_before >= 1.0);
     // With the tier down, only the row that passed is still a hit (from the hot cache); the
     // other is read from origin, which never held it.
     faulty.set_down(true);
@@ -225,8 +227,8 @@ fn a_tier_value_that_fails_validation_is_served_as_before_and_never_kept_hot() {
 }
 
 /// A fetch's origin rows go to the tier vouched for ([`layer_cache::Tier::put_vouched`]); a tier
-/// hit on a vouched value keeps it as it is (not validated again, not counted `tier_unchecked`)
-/// and copies it into the hot cache. The mark is believed because only the gateway's own
+/// hit on a vouched value keeps it as it is (not validated again) and copies it into the hot
+/// cache. The mark is believed because only the gateway's own
 /// serialized rows carry it, under the NVMe record's checksum: the test plants a value that
 /// would fail validation (a repeated key) to show that the check is skipped, not passed.
 #[test]
@@ -263,12 +265,11 @@ fn rows_the_gateway_wrote_are_vouched_for_and_kept_without_a_second_check() {
             Bytes::from_static(br#"{"id":"planted","title":"a","title":"b"}"#),
         ))
         .expect("tier put");
-    let unchecked = || stack.metric(r#"layer_document_cache_events_total{event="tier_unchecked"}"#);
-    let before = unchecked();
+    // (`tier_unchecked` is not compared: other tests in this binary count into the process's
+    // counter. A checked value would have failed and never been kept hot.)
     let (status, cache, _) = fetch(&stack, "planted", "planted", "");
     assert_eq!((status, cache.as_deref()), (200, Some("hit")));
-    assert_eq!(unchecked(), before);
-    // Kept hot: with the tier down it is still a hit.
+    // Kept hot, so not checked: with the tier down it is still a hit.
     faulty.set_down(true);
     let (status, cache, _) = fetch(&stack, "planted", "planted", "");
     faulty.set_down(false);
@@ -376,17 +377,20 @@ fn writes_through_the_gateway_populate_the_cache() {
         assert!(std::time::Instant::now() < deadline, "no read-back query");
         layer_e2e::pause(std::time::Duration::from_millis(10));
     }
-    // The read-back's rows reach the tier in the background: wait until m1 is there.
+    // The read-back's rows reach the tier in the background, one put after another: wait until
+    // both are there.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while stack
-        .http
-        .block_on(faulty.get(layer_cache::Set::Documents, "mirror", "m1"))
-        .ok()
-        .flatten()
-        .is_none()
-    {
-        assert!(std::time::Instant::now() < deadline, "m1 never mirrored");
-        layer_e2e::pause(std::time::Duration::from_millis(10));
+    for id in ["m1", "m2"] {
+        while stack
+            .http
+            .block_on(faulty.get(layer_cache::Set::Documents, "mirror", id))
+            .ok()
+            .flatten()
+            .is_none()
+        {
+            assert!(std::time::Instant::now() < deadline, "{id} never mirrored");
+            layer_e2e::pause(std::time::Duration::from_millis(10));
+        }
     }
     let (status, cache, doc) = fetch(&stack, "mirror", "m1", "?include_attributes=v");
     assert_eq!((status, cache.as_deref()), (200, Some("hit")));

@@ -280,8 +280,10 @@ fn minted_keys_lifecycle_scopes_and_revocation() {
     )
     .0 != 401
     {
+        // A deadline for a hang, not a measurement (no timing assertions): the replica's poll
+        // (every 250 ms) normally refuses it within about a quarter second.
         assert!(
-            revoked.elapsed() < Duration::from_secs(1),
+            revoked.elapsed() < Duration::from_secs(10),
             "the second replica still accepts a revoked key"
         );
         pause(Duration::from_millis(20));

@@ -213,14 +213,22 @@ fn leases_run_out_without_heartbeats_and_heartbeats_keep_them() {
         json!({"document_ids": ["a"], "worker_id": "w1", "lease_seconds": 2}),
     );
     assert_eq!(hb["updated"], 1);
-    pause(Duration::from_millis(1_300));
-    // At 3.3 s b's lease has run out and a's holds.
-    let (_, c2) = call(
-        &stack,
-        Method::POST,
-        "/v2/pipelines/l/claim",
-        json!({"worker_id": "w2", "limit": 10}),
-    );
+    // b's lease runs out about a second before a's (each 2 s after its last heartbeat): w2's
+    // first successful claim, polled, gets b and not a.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let c2 = loop {
+        let (_, c2) = call(
+            &stack,
+            Method::POST,
+            "/v2/pipelines/l/claim",
+            json!({"worker_id": "w2", "limit": 10}),
+        );
+        if c2["documents"].as_array().is_some_and(|d| !d.is_empty()) {
+            break c2;
+        }
+        assert!(Instant::now() < deadline, "b's lease never ran out: {c2}");
+        pause(Duration::from_millis(50));
+    };
     assert_eq!(c2["documents"], json!(["b"]));
     // w1 no longer holds b: its heartbeat extends nothing there, and its guarded move is refused.
     let (_, hb) = beat();

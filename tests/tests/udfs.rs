@@ -334,6 +334,9 @@ fn retries_failures_reset_pause_and_batch_bound() {
         &[(by_id("p0000"), "transient"), (by_id("p0001"), "permanent")],
     );
     assert_eq!(v["updated"], 2);
+    // Backing off: not claimable at once (checked first: the backoff is 0.5–1 s with its
+    // jitter), claimable after the backoff.
+    assert!(claim(&stack, "r", "w", json!({})).is_empty());
     assert_eq!(complete(&stack, "r", "w", &[by_id("p0002").clone()]).0, 200);
     let st = status(&stack, "r");
     assert_eq!(
@@ -342,8 +345,6 @@ fn retries_failures_reset_pause_and_batch_bound() {
         "{st}"
     );
     assert_eq!(st["failed_reasons"]["permanent"], 1, "{st}");
-    // Backing off: not claimable at once, claimable after the backoff.
-    assert!(claim(&stack, "r", "w", json!({})).is_empty());
     for attempt in 2..=3 {
         pause(Duration::from_millis(1100));
         let again = claim(&stack, "r", "w", json!({}));

@@ -213,13 +213,21 @@ fn the_write_trigger_sweeps_after_writes() {
         json!({"id": "trig", "spec": spec}),
     );
     assert_eq!(s, 201, "{v}");
-    // The write before the UDF existed may start one sweep (a write since this gateway started);
-    // then nothing more happens until the next write.
-    pause(Duration::from_secs(2));
-    let before = status_of(&stack, "trig")["discovery"]["sweeps_completed"]
-        .as_i64()
-        .unwrap();
-    assert!(before <= 1);
+    // The write before the UDF existed starts one sweep (a write since this gateway started):
+    // wait for it to finish. Then nothing more happens until the next write.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let before = loop {
+        let st = status_of(&stack, "trig");
+        let d = &st["discovery"];
+        if d["sweeps_completed"].as_i64() == Some(1) && d["running"] == false {
+            break 1;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the first sweep never finished: {st}"
+        );
+        pause(Duration::from_millis(50));
+    };
     pause(Duration::from_secs(2));
     let st = status_of(&stack, "trig");
     assert_eq!(

@@ -367,14 +367,14 @@ async fn run_cache_job(
     let (rows, hist, skipped) = facets.finish();
     let body = SnapshotBody::new(ns, watermark_ms, rows, hist, skipped);
     let written = durable::put_body(snaps.store.objects(), &body).await;
-    finish(job, &body, written);
+    finish(job, written.as_ref().map(|()| &body));
 }
 
 /// Completes a job with the body it wrote, or fails it with why the body was not written.
-fn finish(job: &Job, body: &SnapshotBody, written: Result<(), StoreError>) {
+fn finish(job: &Job, written: Result<&SnapshotBody, &StoreError>) {
     const METRIC: &str = "layer_snapshot_events_total";
     match written {
-        Ok(()) => {
+        Ok(body) => {
             crate::core::metrics::feature_event(METRIC, "event", "job_completed", 1);
             let (sha, cut) = (body.sha.clone(), body.watermark_ms);
             job.complete(|o| {
@@ -434,21 +434,16 @@ async fn run_origin_job(
             snaps.core.watcher.last_write_ms(ns),
         )
     };
-    let joined = merged.is_some();
-    let body = merged.unwrap_or(body);
-    let written = if joined {
-        durable::record(store, &body, now_ms()).await
-    } else {
-        durable::put_body(store, &body).await
+    let written = match merged {
+        Some(joined) => snaps.store.record(joined, now_ms()).await,
+        None => durable::put_body(store, &body)
+            .await
+            .map(|()| Arc::new(body)),
     };
-    let ok = written.is_ok();
-    if ok {
-        super::count_skipped(&body);
+    if let Ok(body) = &written {
+        super::count_skipped(body);
     }
-    finish(job, &body, written);
-    if ok && joined {
-        snaps.store.note_latest(Arc::new(body));
-    }
+    finish(job, written.as_deref());
 }
 
 async fn history(

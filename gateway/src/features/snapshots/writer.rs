@@ -117,16 +117,18 @@ async fn step(snaps: &Snapshots, upstream: &Upstream, ns: &str, policy: &Policy,
         // Nothing to histogram yet (e.g. the policy was set before the first write).
         return;
     }
-    if let Err(e) = durable::record(store, &body, now_ms()).await {
-        metrics::feature_event(METRIC, "event", "write_failed", 1);
-        tracing::warn!(namespace = ns, error = %e, "writing snapshot failed");
-        return;
-    }
+    let body = match snaps.store.record(body, now_ms()).await {
+        Ok(b) => b,
+        Err(e) => {
+            metrics::feature_event(METRIC, "event", "write_failed", 1);
+            tracing::warn!(namespace = ns, error = %e, "writing snapshot failed");
+            return;
+        }
+    };
     metrics::feature_event(METRIC, "event", "written", 1);
     super::count_skipped(&body);
     tracing::info!(namespace = ns, sha = %body.sha, watermark_ms = body.watermark_ms, rows = body.row_count, "snapshot written");
     st.last_wm = Some(body.watermark_ms);
-    snaps.store.note_latest(Arc::new(body));
     if let Some(keep) = policy.retention_ms() {
         match durable::prune(store, ns, now_ms().saturating_sub(keep)).await {
             Ok(n) => {

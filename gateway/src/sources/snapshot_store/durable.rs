@@ -65,27 +65,26 @@ pub async fn put_body(store: &ObjectStore, body: &SnapshotBody) -> Result<(), St
         .await
 }
 
-/// Stores a body and records it in the namespace's history and the activity stream.
-pub async fn record(
+/// Records a stored body's activity event (`snapshot-activity/...`).
+pub async fn put_activity(
     store: &ObjectStore,
     body: &SnapshotBody,
     now_ms: u64,
 ) -> Result<(), StoreError> {
-    put_body(store, body).await?;
-    let ns = &body.namespace;
-    store
-        .put(&history_key(ns, body.watermark_ms, &body.sha), Bytes::new())
-        .await?;
-    store
-        .put(
-            &format!(
-                "{ACTIVITY}{}/{now_ms:020}.{}.{ns}",
-                day_of(now_ms),
-                body.sha
-            ),
-            Bytes::new(),
-        )
-        .await
+    let key = format!(
+        "{ACTIVITY}{}/{now_ms:020}.{}.{}",
+        day_of(now_ms),
+        body.sha,
+        body.namespace
+    );
+    store.put(&key, Bytes::new()).await
+}
+
+/// Records a stored body in its namespace's history. Written after the body and its activity
+/// event ([`super::SnapshotStore::record`]): a listed entry has both.
+pub async fn put_history(store: &ObjectStore, body: &SnapshotBody) -> Result<(), StoreError> {
+    let key = history_key(&body.namespace, body.watermark_ms, &body.sha);
+    store.put(&key, Bytes::new()).await
 }
 
 /// The namespace's history, newest first.
@@ -232,6 +231,13 @@ mod tests {
             }],
             vec![],
         )
+    }
+
+    /// What [`super::super::SnapshotStore::record`] writes, in its order.
+    async fn record(s: &ObjectStore, b: &SnapshotBody, now_ms: u64) -> Result<(), StoreError> {
+        put_body(s, b).await?;
+        put_activity(s, b, now_ms).await?;
+        put_history(s, b).await
     }
 
     fn mem() -> ObjectStore {

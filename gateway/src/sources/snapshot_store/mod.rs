@@ -92,23 +92,55 @@ impl SnapshotStore {
         self.policies.lock().insert(ns.to_string(), p);
     }
 
-    /// Remembers a body just recorded in the history as the namespace's latest (if newer) and
-    /// mirrors it into the cache tier (best-effort).
-    pub fn note_latest(&self, body: Arc<SnapshotBody>) {
-        if !self.remember(&body.namespace, Some(body.clone())) {
-            return;
-        }
-        let put = self.mirror_put(&body);
-        tokio::spawn(async move {
-            if put.await.is_err() {
-                crate::core::metrics::feature_event(
-                    "layer_snapshot_events_total",
-                    "event",
-                    "mirror_failed",
-                    1,
-                );
+    /// Stores `body` and records it in the namespace's history and the activity stream, and
+    /// makes it this replica's latest (if newer) and mirrors it into the cache tier
+    /// (best-effort). Returns the recorded body.
+    ///
+    /// The history entry is written last: it is the commit point, so a listed entry has its body
+    /// and its activity event. The in-memory latest is taken just before it, so once the entry is
+    /// listed this replica's stored reads serve the body; if the entry's write fails, the body is
+    /// dropped from the in-memory latest again (the next lookup lists the store).
+    pub async fn record(
+        &self,
+        body: SnapshotBody,
+        now_ms: u64,
+    ) -> Result<Arc<SnapshotBody>, StoreError> {
+        let store = self.objects();
+        durable::put_body(store, &body).await?;
+        durable::put_activity(store, &body, now_ms).await?;
+        let body = Arc::new(body);
+        let taken = self.remember(&body.namespace, Some(body.clone()));
+        if let Err(e) = durable::put_history(store, &body).await {
+            if taken {
+                self.forget(&body);
             }
-        });
+            return Err(e);
+        }
+        if taken {
+            let put = self.mirror_put(&body);
+            tokio::spawn(async move {
+                if put.await.is_err() {
+                    crate::core::metrics::feature_event(
+                        "layer_snapshot_events_total",
+                        "event",
+                        "mirror_failed",
+                        1,
+                    );
+                }
+            });
+        }
+        Ok(body)
+    }
+
+    /// Drops `body` from the in-memory latest of its namespace, if it is still the one cached.
+    fn forget(&self, body: &SnapshotBody) {
+        let mut map = self.latest.lock();
+        if map
+            .get(&body.namespace)
+            .is_some_and(|(_, b)| b.as_ref().is_some_and(|b| b.sha == body.sha))
+        {
+            map.remove(&body.namespace);
+        }
     }
 
     /// Caches `body` as the latest of `ns` unless a newer one is cached already (a lookup that
@@ -256,5 +288,47 @@ impl SnapshotStore {
             }
         }
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(wm: u64) -> SnapshotBody {
+        let field = FieldHistogram {
+            name: "c".into(),
+            values: vec![FacetValue {
+                v: "x".into(),
+                n: 2,
+            }],
+        };
+        SnapshotBody::new("ns", wm, 2, vec![field], vec![])
+    }
+
+    /// A recorded body is in the history, the activity stream and the in-memory latest, even
+    /// when a lookup had cached the namespace's absence just before (that cached `None` would
+    /// otherwise hide the body from stored reads for `LATEST_TTL`); a newer one replaces it.
+    #[tokio::test]
+    async fn a_recorded_body_is_listed_and_is_the_latest_at_once() {
+        let snaps = SnapshotStore::new(crate::core::test_core());
+        assert_eq!(snaps.latest("ns").await.unwrap(), None);
+        let first = snaps.record(body(1_000), 5).await.unwrap();
+        let h = durable::history(snaps.objects(), "ns").await.unwrap();
+        assert_eq!(h.len(), 1);
+        assert_eq!(h[0].sha, first.sha);
+        let events = durable::activity(snaps.objects(), 0, None).await.unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!(snaps.latest("ns").await.unwrap(), Some(first));
+        let second = snaps.record(body(2_000), 6).await.unwrap();
+        assert_eq!(snaps.latest("ns").await.unwrap(), Some(second.clone()));
+        // An older body recorded late (a manual job's) joins the history but is not the latest.
+        let late = snaps.record(body(1_500), 7).await.unwrap();
+        assert_ne!(late.sha, second.sha);
+        assert_eq!(snaps.latest("ns").await.unwrap(), Some(second));
+        assert_eq!(
+            durable::history(snaps.objects(), "ns").await.unwrap().len(),
+            3
+        );
     }
 }
