@@ -499,16 +499,18 @@ async fn the_controllers_reconcile_what_the_watch_lists() {
     let (url, gw) = gateway().await;
     let ctx = context(client, &url);
     let task = tokio::spawn(layer_operator::run::controllers(ctx));
+    // The reconcile registers the Function with the gateway after it applies the Deployment
+    // (and the other objects): wait for both before stopping the controllers.
     let mut waited = 0;
-    while count(&api, "PATCH", DEPLOY) == 0 {
+    while count(&api, "PATCH", DEPLOY) == 0 || count(&gw, "PUT", "/v2/udfs/tag-products") == 0 {
         assert!(
             waited < 300,
-            "no Deployment applied: {:?}",
-            requests(&api).iter().map(Seen::line).collect::<Vec<_>>()
+            "no Deployment applied or no registration: {:?} {:?}",
+            requests(&api).iter().map(Seen::line).collect::<Vec<_>>(),
+            requests(&gw).iter().map(Seen::line).collect::<Vec<_>>()
         );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         waited += 1;
     }
     task.abort();
-    assert!(count(&gw, "PUT", "/v2/udfs/tag-products") >= 1);
 }

@@ -184,14 +184,21 @@ def test_views_render_live_data_and_pause_resume_round_trips(dashboard, browser,
             assert "not configured" in browser.page_source
 
     # Pause through the confirm step, then resume.
+    from selenium.webdriver.support.ui import WebDriverWait
+
     for verb, paused in (("pause", True), ("resume", False)):
         browser.get(base + "/udfs")
         browser.find_element(By.ID, f"{verb}-{udf}").click()
-        assert browser.find_element(By.TAG_NAME, "h1").text.startswith("Confirm")
+        # The link's navigation to the confirm page: wait for it (the old page's h1 may still be
+        # there for a moment).
+        try:
+            WebDriverWait(browser, 15).until(
+                lambda d: d.find_element(By.TAG_NAME, "h1").text.startswith("Confirm")
+            )
+        except Exception:
+            pytest.fail(f"{verb} did not show its confirm page: {browser.current_url}")
         browser.find_element(By.ID, "confirm").click()
         # The click starts the POST and its 303 to /udfs; wait for that navigation to finish.
-        from selenium.webdriver.support.ui import WebDriverWait
-
         try:
             WebDriverWait(browser, 15).until(lambda d: d.current_url.rstrip("/").endswith("/udfs"))
         except Exception:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any
 
 import httpx
@@ -103,7 +104,7 @@ def test_schema_explain_recall_and_delete(layer):
             assert got["vector"]["type"] == "[2]f32"
 
             # Let the emulator's indexer build the index before explaining.
-            await asyncio.sleep(0.2)
+            layer.emu.flush(ns)
             plan = await c.explain_turbopuffer_query(ns, {"rank_by": ["body", "BM25", "hello"], "top_k": 1})
             assert plan.plan_text and "Bm25" in plan.plan_text
 
@@ -173,9 +174,11 @@ def test_metadata_listing_and_stable_as_of_parse(layer):
     async def go():
         async with await _client(layer) as c:
             await c.write_namespace(ns, {"upsert_rows": [{"id": "x", "vector": [0.1, 0.9]}], "distance_metric": "cosine_distance"})
-            # The gateway's watcher observes the namespace stable within a few poll intervals.
+            # The gateway's watcher observes the namespace stable within a few poll intervals
+            # (about a second; 20 s is a deadline for a hang).
             meta = None
-            for _ in range(100):
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
                 meta = await c.get_namespace_metadata(ns)
                 if meta.layer and meta.layer.is_stable:
                     break
@@ -269,7 +272,8 @@ def test_fetch_document_and_documents(layer):
 
             async def until_hit(doc_id: str, title: str) -> list:
                 statuses = []
-                for _ in range(20):
+                deadline = time.monotonic() + 15
+                while time.monotonic() < deadline:
                     again = await c.fetch_document(ns, doc_id, include_attributes=["title"], with_perf=True)
                     assert again.data.id == doc_id and again.data.attributes == {"title": title}
                     statuses.append(again.perf.cache_status)

@@ -96,8 +96,13 @@ class HistoryGateway:
         self.url = self.server.url
 
     def stop(self) -> None:
-        """SIGTERM: the gateway drains and writes its open history batches."""
+        """SIGTERM: the gateway drains and writes its open history batches (given up to 30 s
+        before the kill that `_Server.stop` falls back to after 5)."""
         if self.server is not None:
+            proc = self.server.proc
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+                proc.wait(timeout=30)
             self.server.stop()
             self.server = None
 
@@ -290,6 +295,21 @@ def _listed(gateway: HistoryGateway, ns: str, tag: str) -> List[str]:
     return run(go())
 
 
+def _wait_written(gateway, n: int) -> None:
+    """Waits until this gateway process has written `n` search-history entries to the store."""
+    series = 'layer_search_history_events_total{outcome="written"}'
+    deadline = time.monotonic() + 30
+    while True:
+        text = httpx.get(f"{gateway.url}/metrics", timeout=10.0).text
+        written = sum(
+            float(line.split()[-1]) for line in text.splitlines() if line.startswith(series + " ")
+        )
+        if written >= n:
+            return
+        assert time.monotonic() < deadline, f"{written} of {n} entries written"
+        time.sleep(FLUSH_INTERVAL_MS / 1000)
+
+
 def test_history_survives_restarts(gateway):
     ns = fresh("restart")
     # Graceful stop: open batches are written on the way out.
@@ -299,9 +319,11 @@ def test_history_survives_restarts(gateway):
     gateway.start()
     assert _listed(gateway, ns, "run:graceful") == before
 
-    # A kill skips shutdown work: what the flush interval already wrote survives.
+    # A kill skips shutdown work: what the flush interval already wrote survives. Killed once
+    # this process (started after the graceful run) has written all three entries: the batch is
+    # due after the flush interval, and its write to the store can take longer on a busy machine.
     killed = _query_n(gateway, ns, 3, "run:killed")
-    time.sleep(FLUSH_INTERVAL_MS * 2 / 1000 + 0.5)
+    _wait_written(gateway, 3)
     gateway.kill()
     gateway.start()
     assert _listed(gateway, ns, "run:killed") == killed

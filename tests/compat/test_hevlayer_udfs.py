@@ -379,10 +379,12 @@ def test_transient_permanent_reset_pause_and_resume(udfs):
             )
             assert w.rows_upserted == 3
             udfs.wait_stable(ns)
-            # Two attempts with a 1 s backoff so a transient failure runs out of attempts within
+            # Two attempts with a 2 s backoff so a transient failure runs out of attempts within
             # the test; at the defaults (5 s doubling to 300 s, 8 attempts) that takes ten minutes.
+            # (2 s, jittered to 1-2 s: the "not claimable at once" check below must land inside it
+            # on a busy machine.)
             await create_tagger(
-                c, uid, ns, retry=UdfRetrySpec(max_attempts=2, initial_backoff_seconds=1, max_backoff_seconds=1)
+                c, uid, ns, retry=UdfRetrySpec(max_attempts=2, initial_backoff_seconds=2, max_backoff_seconds=2)
             )
             await swept(c, uid)
 
@@ -404,7 +406,7 @@ def test_transient_permanent_reset_pause_and_resume(udfs):
             assert (st.counts.get("indexed"), st.pending_count, st.failed_count) == (1, 1, 1), st
             assert extra(st, "failed_reasons") == {"permanent": 1}, st
 
-            # Backing off (0.5-1 s): not claimable at once.
+            # Backing off (1-2 s): not claimable at once.
             calls.clear()
             await work_once(udfs, flaky, uid)
             assert calls == []
@@ -418,9 +420,9 @@ def test_transient_permanent_reset_pause_and_resume(udfs):
             st = await c.get_udf_status(uid)
             assert (st.pending_count, st.processing_count, st.failed_count) == (0, 0, 2), st
             assert extra(st, "failed_reasons") == {"permanent": 1, "max_attempts": 1}, st
-            # No more retries.
+            # No more retries (past a whole backoff).
             calls.clear()
-            await asyncio.sleep(1.2)
+            await asyncio.sleep(2.2)
             await work_once(udfs, flaky, uid)
             assert calls == []
 
@@ -469,9 +471,10 @@ def test_a_worker_killed_mid_batch_is_completed_once_after_its_lease(udfs):
             await create_tagger(c, uid, ns)
             await swept(c, uid)
 
-            # The worker that dies: a 1 s lease (the claim's own `lease_seconds`) so it runs out
-            # within the test; the bundled worker's claims get the spec's default (120 s).
-            held = await c.claim_udf_items(uid, UdfClaimRequest(worker_id="w-killed", lease_seconds=1))
+            # The worker that dies: a 5 s lease (the claim's own `lease_seconds`) so it runs out
+            # within the test, yet holds through the checks below on a busy machine; the bundled
+            # worker's claims get the spec's default (120 s).
+            held = await c.claim_udf_items(uid, UdfClaimRequest(worker_id="w-killed", lease_seconds=5))
             assert isinstance(held, UdfClaimResponse) and held.worker_id == "w-killed"
             assert sorted(i.id for i in held.items) == ids
             assert all(list(i.input) == ["id", "title"] and i.namespace == ns for i in held.items)
