@@ -69,29 +69,30 @@ pub async fn from_origin(
     Ok(SnapshotBody::new(ns, watermark_ms, rows, hist, skipped))
 }
 
-/// The body an unfiltered manual job records in the namespace's history, or `None` (stored by sha
-/// only). Merged with the latest body when both saw the same data ([`merge_same_data`]); else the
-/// new body as it is when it covers every configured field, since it can then stand as the latest
-/// view on its own, as an automatic body would (the case when there is no body yet, e.g. the
-/// object store was down when the writer tried, or when the data moved on). A body that covers
-/// only some configured fields over other data stays out, so the latest view never loses one; so
-/// does an empty body when there is no latest one (as for the writer, a namespace's first entry
-/// has rows).
+/// Whether an unfiltered manual job's body joins the namespace's history, and the body to store:
+/// `(merged, true)` when both it and the latest body saw the same data ([`merge_same_data`]);
+/// else `(new, true)` when it covers every configured field, since it can then stand as the
+/// latest view on its own, as an automatic body would (the case when there is no body yet, e.g.
+/// the object store was down when the writer tried, or when the data moved on); else
+/// `(new, false)`, stored by sha only. A body that covers only some configured fields over other
+/// data stays out, so the latest view never loses one; so does an empty body when there is no
+/// latest one (as for the writer, a namespace's first entry has rows).
 pub fn history_body(
     configured: &[String],
     latest: Option<&SnapshotBody>,
-    new: &SnapshotBody,
+    new: SnapshotBody,
     last_write_ms: u64,
-) -> Option<SnapshotBody> {
-    if let Some(merged) = merge_same_data(latest, new, last_write_ms) {
-        return Some(merged);
+) -> (SnapshotBody, bool) {
+    if let Some(merged) = merge_same_data(latest, &new, last_write_ms) {
+        return (merged, true);
     }
     let has = |name: &str| {
         new.fields.iter().any(|f| f.name == name)
             || new.fields_skipped.iter().any(|f| f.name == name)
     };
     let first_and_empty = latest.is_none() && new.row_count == 0;
-    (!first_and_empty && configured.iter().all(|c| has(c))).then(|| new.clone())
+    let joins = !first_and_empty && configured.iter().all(|c| has(c));
+    (new, joins)
 }
 
 /// Merges a freshly computed body into the latest one when both saw the same data — no write
@@ -177,7 +178,8 @@ mod tests {
     fn a_body_over_the_latest_data_is_merged_with_it() {
         let latest = body(10, 3, &["a", "b"], &[]);
         let new = body(12, 3, &["b"], &[]);
-        let joined = history_body(&configured(&["a", "b"]), Some(&latest), &new, 9).unwrap();
+        let (joined, joins) = history_body(&configured(&["a", "b"]), Some(&latest), new, 9);
+        assert!(joins);
         assert_eq!(names(&joined), ["a", "b"]);
         assert_eq!(joined.watermark_ms, 12);
     }
@@ -185,37 +187,36 @@ mod tests {
     #[test]
     fn without_a_latest_body_a_body_covering_every_configured_field_joins() {
         let new = body(12, 3, &["a"], &["b"]);
-        let joined = history_body(&configured(&["a", "b"]), None, &new, 9).unwrap();
-        assert_eq!(joined, new);
+        let joins = |latest: Option<&SnapshotBody>, new: &SnapshotBody, last_write_ms| {
+            let (body, joins) =
+                history_body(&configured(&["a", "b"]), latest, new.clone(), last_write_ms);
+            assert_eq!(&body, new, "stored as it is");
+            joins
+        };
+        assert!(joins(None, &new, 9));
         // Not as a namespace's first entry without rows.
         let empty = body(12, 0, &["a", "b"], &[]);
-        assert_eq!(
-            history_body(&configured(&["a", "b"]), None, &empty, 9),
-            None
-        );
+        assert!(!joins(None, &empty, 9));
         // Over data the latest body did not see, too.
         let latest = body(10, 2, &["a", "b"], &[]);
-        assert_eq!(
-            history_body(&configured(&["a", "b"]), Some(&latest), &new, 11),
-            Some(new)
-        );
+        assert!(joins(Some(&latest), &new, 11));
     }
 
     #[test]
     fn a_body_missing_a_configured_field_stays_out_unless_it_can_be_merged() {
         let new = body(12, 3, &["a"], &[]);
-        assert_eq!(history_body(&configured(&["a", "b"]), None, &new, 9), None);
+        let joins = |latest: Option<&SnapshotBody>, last_write_ms| {
+            let (body, joins) =
+                history_body(&configured(&["a", "b"]), latest, new.clone(), last_write_ms);
+            assert_eq!(body, new, "stored as it is");
+            joins
+        };
+        assert!(!joins(None, 9));
         // The latest body saw other data (a write after its cut): no merge.
         let latest = body(10, 3, &["a", "b"], &[]);
-        assert_eq!(
-            history_body(&configured(&["a", "b"]), Some(&latest), &new, 11),
-            None
-        );
+        assert!(!joins(Some(&latest), 11));
         // A different row count: no merge.
         let latest = body(10, 2, &["a", "b"], &[]);
-        assert_eq!(
-            history_body(&configured(&["a", "b"]), Some(&latest), &new, 9),
-            None
-        );
+        assert!(!joins(Some(&latest), 9));
     }
 }

@@ -423,22 +423,19 @@ async fn run_origin_job(
     // body or covering every configured field ([`compute::history_body`]). Otherwise it is
     // stored by sha only.
     let configured = snaps.store.policy(ns).facet_fields;
-    let merged = if filtered || configured.is_empty() {
-        None
+    let (body, joins) = if filtered || configured.is_empty() {
+        (body, false)
     } else {
         let current = snaps.store.latest(ns).await.ok().flatten();
-        compute::history_body(
-            &configured,
-            current.as_deref(),
-            &body,
-            snaps.core.watcher.last_write_ms(ns),
-        )
+        let last_write_ms = snaps.core.watcher.last_write_ms(ns);
+        compute::history_body(&configured, current.as_deref(), body, last_write_ms)
     };
-    let written = match merged {
-        Some(joined) => snaps.store.record(joined, now_ms()).await,
-        None => durable::put_body(store, &body)
+    let written = if joins {
+        snaps.store.record(body, now_ms()).await
+    } else {
+        durable::put_body(store, &body)
             .await
-            .map(|()| Arc::new(body)),
+            .map(|()| Arc::new(body))
     };
     if let Ok(body) = &written {
         super::count_skipped(body);
