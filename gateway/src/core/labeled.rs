@@ -103,11 +103,20 @@ impl Hist {
     /// Counts one value.
     pub(super) fn record(&mut self, d: Duration) {
         let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
-        let i = BOUNDS_NS.partition_point(|b| *b < ns);
-        if let Some(slot) = self.counts.get_mut(i) {
+        if let Some(slot) = self.counts.get_mut(Hist::slot(ns)) {
             *slot += 1;
         }
         self.sum_ns = self.sum_ns.saturating_add(ns);
+    }
+
+    /// The slot of `counts` a value of `ns` nanoseconds falls in.
+    pub(super) fn slot(ns: u64) -> usize {
+        BOUNDS_NS.partition_point(|b| *b < ns)
+    }
+
+    /// A histogram with these counts (as [`Hist::record`] fills them) and sum.
+    pub(super) fn from_parts(counts: [u64; BUCKETS.len() + 1], sum_ns: u64) -> Hist {
+        Hist { counts, sum_ns }
     }
 
     /// Adds another thread's counts.

@@ -1,10 +1,12 @@
-//! Prometheus metrics: each thread records into its own [`ShardMetrics`] (fixed-bucket latency
-//! histograms, [`super::labeled::Hist`], and counters); `GET /metrics` merges every thread's copy
-//! at scrape time.
+//! Prometheus metrics: each thread records into its own series (fixed-bucket latency histograms
+//! and counters, [`cells`]); `GET /metrics` adds every thread's up at scrape time.
 //!
-//! A thread's metrics sit behind a mutex that only that thread and the scraper ever take, so on
-//! the request path the lock is always uncontended (one atomic swap); nothing is shared between
-//! shards. Names and labels:
+//! Start at [`request_finished`]. A thread looks its series up in its own index (a thread-local,
+//! no lock) and writes them with plain stores: nothing is shared between shards, and no lock is
+//! taken on the request path. The scrape reads the same values through the index each thread
+//! publishes ([`Published`]), whose mutex the thread takes only to add a series it has never
+//! recorded before; a scrape never waits for a shard, nor a shard for a scrape, once the
+//! series exist. Names and labels:
 //!
 //! | metric | kind | labels |
 //! |---|---|---|
@@ -39,6 +41,7 @@
 //! list of families (`GET /v2/metrics/catalog`); an end-to-end test checks that `/metrics` and
 //! the catalog agree.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::{Arc, OnceLock};
@@ -48,70 +51,116 @@ use std::sync::Mutex;
 
 use super::labeled::{Hist, escape};
 
+mod cells;
+
+use cells::{Counter, Gauge, LatencyCells};
+
 /// Distinct `namespace` label values of each per-namespace latency family per thread.
 pub const MAX_QUERY_NAMESPACES: usize = 256;
 /// The label the namespaces beyond [`MAX_QUERY_NAMESPACES`] share.
 pub const OTHER_NAMESPACE: &str = "_other";
 
-/// One thread's metrics.
-#[derive(Clone, Default)]
-pub struct ShardMetrics {
-    requests: BTreeMap<(&'static str, u16), u64>,
-    request_latency: BTreeMap<&'static str, Hist>,
+/// One thread's series by key (the values are [`cells`], which only that thread writes).
+///
+/// A thread keeps two copies of its index: its own, in the thread-local [`LOCAL`], where the
+/// request path looks a series up without any lock; and the published one, which the scrape
+/// reads. The thread takes the published one's mutex only to add a series it has never recorded
+/// before, so a scrape never stops a shard that records into the series it already has.
+#[derive(Default)]
+struct Index {
+    requests: BTreeMap<(&'static str, u16), Arc<Counter>>,
+    request_latency: BTreeMap<&'static str, Arc<LatencyCells>>,
     /// metric → namespace → status → latency; nested so the hit path looks up by `&str` without
     /// allocating.
+    query_latency: BTreeMap<&'static str, BTreeMap<String, BTreeMap<u16, Arc<LatencyCells>>>>,
+    upstream_latency: BTreeMap<&'static str, Arc<LatencyCells>>,
+    upstream_errors: BTreeMap<(&'static str, &'static str), Arc<Counter>>,
+    write_rejections: BTreeMap<&'static str, Arc<Counter>>,
+    watcher_events: BTreeMap<&'static str, Arc<Counter>>,
+    cache_events: BTreeMap<&'static str, Arc<Counter>>,
+    /// Counters of the Layer features (history, snapshots, scans, warm): (metric, label, value).
+    feature_events: BTreeMap<(&'static str, &'static str, &'static str), Arc<Counter>>,
+    /// Gauges of the Layer features, as this thread's share (summed over threads).
+    feature_gauges: BTreeMap<&'static str, Arc<Gauge>>,
+}
+
+/// What the scrape sees of one thread.
+#[derive(Default)]
+struct Published {
+    in_flight: Gauge,
+    index: Mutex<Index>,
+}
+
+/// A thread's own view: its private index and what it publishes.
+struct Local {
+    index: RefCell<Index>,
+    published: Arc<Published>,
+}
+
+/// The series `key` of the map `field` selects in `index`; a new one is published first.
+fn series<'a, K: Ord + Clone + 'a, V: Default + 'a>(
+    index: &'a mut Index,
+    published: &Mutex<Index>,
+    field: fn(&mut Index) -> &mut BTreeMap<K, Arc<V>>,
+    key: K,
+) -> &'a V {
+    field(index).entry(key).or_insert_with_key(|key| {
+        let v = Arc::<V>::default();
+        let mut shared = published.lock().unwrap_or_else(|e| e.into_inner());
+        field(&mut shared).insert(key.clone(), v.clone());
+        v
+    })
+}
+
+/// Every thread's counts added up, at a scrape.
+#[derive(Default)]
+struct Totals {
+    requests: BTreeMap<(&'static str, u16), u64>,
+    request_latency: BTreeMap<&'static str, Hist>,
     query_latency: BTreeMap<&'static str, BTreeMap<String, BTreeMap<u16, Hist>>>,
     upstream_latency: BTreeMap<&'static str, Hist>,
     upstream_errors: BTreeMap<(&'static str, &'static str), u64>,
     write_rejections: BTreeMap<&'static str, u64>,
     watcher_events: BTreeMap<&'static str, u64>,
     cache_events: BTreeMap<&'static str, u64>,
-    /// Counters of the Layer features (history, snapshots, scans, warm): (metric, label, value).
     feature_events: BTreeMap<(&'static str, &'static str, &'static str), u64>,
-    /// Gauges of the Layer features, as this thread's share (summed over threads).
     feature_gauges: BTreeMap<&'static str, i64>,
     in_flight: i64,
 }
 
-impl ShardMetrics {
-    fn merge(&mut self, o: &ShardMetrics) {
-        for (k, v) in &o.requests {
-            *self.requests.entry(*k).or_default() += v;
-        }
-        for (k, v) in &o.request_latency {
-            self.request_latency.entry(k).or_default().merge(v);
-        }
-        for (metric, by_ns) in &o.query_latency {
-            let mine_ns = self.query_latency.entry(metric).or_default();
-            for (ns, by_status) in by_ns {
-                let mine = mine_ns.entry(ns.clone()).or_default();
-                for (status, v) in by_status {
-                    mine.entry(*status).or_default().merge(v);
-                }
+impl Totals {
+    /// Adds one thread's published series.
+    fn add(&mut self, o: &Index) {
+        fn counts<K: Ord + Clone>(to: &mut BTreeMap<K, u64>, from: &BTreeMap<K, Arc<Counter>>) {
+            for (k, v) in from {
+                *to.entry(k.clone()).or_default() += v.get();
             }
         }
-        for (k, v) in &o.upstream_latency {
-            self.upstream_latency.entry(k).or_default().merge(v);
+        fn hists<K: Ord + Clone>(
+            to: &mut BTreeMap<K, Hist>,
+            from: &BTreeMap<K, Arc<LatencyCells>>,
+        ) {
+            for (k, v) in from {
+                to.entry(k.clone()).or_default().merge(&v.snapshot());
+            }
         }
-        for (k, v) in &o.upstream_errors {
-            *self.upstream_errors.entry(*k).or_default() += v;
+        counts(&mut self.requests, &o.requests);
+        hists(&mut self.request_latency, &o.request_latency);
+        for (metric, by_ns) in &o.query_latency {
+            let mine = self.query_latency.entry(metric).or_default();
+            for (ns, by_status) in by_ns {
+                hists(mine.entry(ns.clone()).or_default(), by_status);
+            }
         }
-        for (k, v) in &o.write_rejections {
-            *self.write_rejections.entry(k).or_default() += v;
-        }
-        for (k, v) in &o.cache_events {
-            *self.cache_events.entry(k).or_default() += v;
-        }
-        for (k, v) in &o.watcher_events {
-            *self.watcher_events.entry(k).or_default() += v;
-        }
-        for (k, v) in &o.feature_events {
-            *self.feature_events.entry(*k).or_default() += v;
-        }
+        hists(&mut self.upstream_latency, &o.upstream_latency);
+        counts(&mut self.upstream_errors, &o.upstream_errors);
+        counts(&mut self.write_rejections, &o.write_rejections);
+        counts(&mut self.cache_events, &o.cache_events);
+        counts(&mut self.watcher_events, &o.watcher_events);
+        counts(&mut self.feature_events, &o.feature_events);
         for (k, v) in &o.feature_gauges {
-            *self.feature_gauges.entry(k).or_default() += v;
+            *self.feature_gauges.entry(k).or_default() += v.get();
         }
-        self.in_flight += o.in_flight;
     }
 }
 
@@ -157,26 +206,38 @@ pub fn cache_cold(route: &'static str, namespace: Option<&str>) {
     super::labeled::count(CACHE_COLD, l, 1);
 }
 
-fn registry() -> &'static Mutex<Vec<Arc<Mutex<ShardMetrics>>>> {
-    static REGISTRY: OnceLock<Mutex<Vec<Arc<Mutex<ShardMetrics>>>>> = OnceLock::new();
+fn registry() -> &'static Mutex<Vec<Arc<Published>>> {
+    static REGISTRY: OnceLock<Mutex<Vec<Arc<Published>>>> = OnceLock::new();
     REGISTRY.get_or_init(|| Mutex::new(Vec::new()))
 }
 
 thread_local! {
-    static LOCAL: Arc<Mutex<ShardMetrics>> = {
-        let m = Arc::new(Mutex::new(ShardMetrics::default()));
-        registry().lock().unwrap_or_else(|e| e.into_inner()).push(m.clone());
-        m
+    static LOCAL: Local = {
+        let published = Arc::new(Published::default());
+        registry().lock().unwrap_or_else(|e| e.into_inner()).push(published.clone());
+        Local { index: RefCell::default(), published }
     };
 }
 
-fn with_local(f: impl FnOnce(&mut ShardMetrics)) {
-    LOCAL.with(|m| f(&mut m.lock().unwrap_or_else(|e| e.into_inner())));
+/// Records into one series of this thread: `field` selects the map, `key` the series.
+fn with_series<K: Ord + Clone, V: Default>(
+    field: fn(&mut Index) -> &mut BTreeMap<K, Arc<V>>,
+    key: K,
+    f: impl FnOnce(&V),
+) {
+    LOCAL.with(|l| {
+        f(series(
+            &mut l.index.borrow_mut(),
+            &l.published.index,
+            field,
+            key,
+        ))
+    });
 }
 
 /// A request started (in-flight gauge).
 pub fn request_started() {
-    with_local(|m| m.in_flight += 1);
+    LOCAL.with(|l| l.published.in_flight.add(1));
 }
 
 /// The per-namespace latency family of query routes.
@@ -205,75 +266,92 @@ pub fn request_finished(
     elapsed: Duration,
     latency: Option<(&'static str, &str)>,
 ) {
-    with_local(|m| {
-        m.in_flight -= 1;
-        *m.requests.entry((route, status)).or_default() += 1;
-        m.request_latency.entry(route).or_default().record(elapsed);
+    LOCAL.with(|l| {
+        l.published.in_flight.add(-1);
+        let index = &mut *l.index.borrow_mut();
+        let published = &l.published.index;
+        series(index, published, |i| &mut i.requests, (route, status)).add(1);
+        series(index, published, |i| &mut i.request_latency, route).record(elapsed);
         // Rejected requests (401/403) never name a namespace: an unauthenticated caller must not
         // be able to mint label values. Past MAX_QUERY_NAMESPACES per thread and family, the
         // rest share one `_other` series, so label values stay bounded.
         if let Some((metric, ns)) = latency.filter(|_| !matches!(status, 401 | 403)) {
-            let by_ns = m.query_latency.entry(metric).or_default();
+            let by_ns = index.query_latency.entry(metric).or_default();
             let ns = if by_ns.contains_key(ns) || by_ns.len() < MAX_QUERY_NAMESPACES {
                 ns
             } else {
                 OTHER_NAMESPACE
             };
-            let by_status = match by_ns.get_mut(ns) {
-                Some(s) => s,
-                None => by_ns.entry(ns.to_string()).or_default(),
-            };
-            by_status.entry(status).or_default().record(elapsed);
+            if let Some(cells) = by_ns.get(ns).and_then(|s| s.get(&status)) {
+                cells.record(elapsed);
+                return;
+            }
+            let cells = Arc::<LatencyCells>::default();
+            cells.record(elapsed);
+            let mut shared = published.lock().unwrap_or_else(|e| e.into_inner());
+            let shared_ns = shared.query_latency.entry(metric).or_default();
+            shared_ns
+                .entry(ns.to_string())
+                .or_default()
+                .insert(status, cells.clone());
+            by_ns
+                .entry(ns.to_string())
+                .or_default()
+                .insert(status, cells);
         }
     });
 }
 
 /// An upstream exchange took `elapsed`.
 pub fn upstream(route: &'static str, elapsed: Duration) {
-    with_local(|m| m.upstream_latency.entry(route).or_default().record(elapsed));
+    with_series(|i| &mut i.upstream_latency, route, |h| h.record(elapsed));
 }
 
 /// An upstream exchange failed without a response.
 pub fn upstream_error(route: &'static str, kind: &'static str) {
-    with_local(|m| *m.upstream_errors.entry((route, kind)).or_default() += 1);
+    with_series(|i| &mut i.upstream_errors, (route, kind), |c| c.add(1));
 }
 
 /// A write was rejected before forwarding.
 pub fn write_rejected(reason: &'static str) {
-    with_local(|m| *m.write_rejections.entry(reason).or_default() += 1);
+    with_series(|i| &mut i.write_rejections, reason, |c| c.add(1));
 }
 
 /// A document-cache event (`hot_hit`, `tier_hit`, `miss`, `error`, `disabled`,
 /// `backfill_failed`, `invalidate_failed`).
 pub fn cache_event(event: &'static str) {
-    with_local(|m| *m.cache_events.entry(event).or_default() += 1);
+    with_series(|i| &mut i.cache_events, event, |c| c.add(1));
 }
 
 /// A consistency-watcher or stable-read event.
 pub fn watcher_event(event: &'static str) {
-    with_local(|m| *m.watcher_events.entry(event).or_default() += 1);
+    with_series(|i| &mut i.watcher_events, event, |c| c.add(1));
 }
 
 /// Counts one event of a Layer feature: `metric{label="value"} += n`. Callable from any thread
 /// (shards, the control runtime, job tasks). The metric names are listed in the module docs.
 pub fn feature_event(metric: &'static str, label: &'static str, value: &'static str, n: u64) {
-    with_local(|m| *m.feature_events.entry((metric, label, value)).or_default() += n);
+    with_series(
+        |i| &mut i.feature_events,
+        (metric, label, value),
+        |c| c.add(n),
+    );
 }
 
 /// Moves a Layer feature's gauge by `delta` (callable from any thread: each thread keeps its
 /// share and the scrape sums them, so a rise on one thread and the fall on another cancel out).
 pub fn feature_gauge_add(metric: &'static str, delta: i64) {
-    with_local(|m| *m.feature_gauges.entry(metric).or_default() += delta);
+    with_series(|i| &mut i.feature_gauges, metric, |g| g.add(delta));
 }
 
 /// Renders every thread's metrics, merged, in the Prometheus text format.
 pub fn render(shards: usize) -> String {
-    let mut all = ShardMetrics::default();
-    let list: Vec<Arc<Mutex<ShardMetrics>>> =
-        registry().lock().unwrap_or_else(|e| e.into_inner()).clone();
-    for m in list {
-        let snapshot = m.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        all.merge(&snapshot);
+    let mut all = Totals::default();
+    let list: Vec<Arc<Published>> = registry().lock().unwrap_or_else(|e| e.into_inner()).clone();
+    for thread in list {
+        all.in_flight += thread.in_flight.get();
+        // Held while this thread's values are read: the thread takes it only to add a series.
+        all.add(&thread.index.lock().unwrap_or_else(|e| e.into_inner()));
     }
     let mut out = String::with_capacity(8192);
     header(&mut out, "layer_requests_total", "counter");
@@ -419,6 +497,61 @@ mod tests {
         );
         assert!(text.contains("layer_query_duration_seconds_bucket{namespace=\"ns-metrics-test\",status=\"200\",le=\"0.005\"} 1"));
         assert!(text.contains("layer_shards 2"));
+    }
+
+    #[test]
+    fn a_thread_records_while_a_scrape_holds_its_published_index() {
+        use std::sync::mpsc;
+        let (published_tx, published_rx) = mpsc::channel();
+        let (go_tx, go_rx) = mpsc::channel::<()>();
+        let (done_tx, done_rx) = mpsc::channel();
+        let recorder = std::thread::spawn(move || {
+            let once = |ms| {
+                request_started();
+                upstream("scrape-test", Duration::from_millis(ms));
+                cache_event("scrape_test_event");
+                request_finished(
+                    "scrape-test",
+                    200,
+                    Duration::from_millis(ms),
+                    Some((QUERY_LATENCY, "ns-scrape-test")),
+                );
+            };
+            // The first request creates (and publishes) this thread's series.
+            once(1);
+            published_tx
+                .send(LOCAL.with(|l| l.published.clone()))
+                .unwrap();
+            go_rx.recv().unwrap();
+            for _ in 0..999 {
+                once(2);
+            }
+            done_tx.send(()).unwrap();
+        });
+        let published = published_rx.recv().unwrap();
+        {
+            // What a scrape holds while it reads this thread: the recorder must not need it.
+            let _held = published.index.lock().unwrap();
+            go_tx.send(()).unwrap();
+            // A deadline for a hang (the recorder blocked on the lock), not a timing bound.
+            done_rx
+                .recv_timeout(Duration::from_secs(30))
+                .expect("the recorder waited for the scrape's lock");
+        }
+        recorder.join().unwrap();
+        let text = render(1);
+        for line in [
+            "layer_requests_total{route=\"scrape-test\",status=\"200\"} 1000",
+            "layer_query_duration_seconds_count{namespace=\"ns-scrape-test\",status=\"200\"} 1000",
+            "layer_upstream_duration_seconds_bucket{route=\"scrape-test\",le=\"0.001\"} 1",
+            "layer_upstream_duration_seconds_count{route=\"scrape-test\"} 1000",
+            "layer_document_cache_events_total{event=\"scrape_test_event\"} 1000",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line} missing from\n{text}"
+            );
+        }
     }
 
     #[test]
