@@ -5,8 +5,9 @@
 //! a plain load and store (no locked instruction): there is one writer. That is this module's
 //! rule, kept by [`super`]: a cell is written only through the thread-local it was created in;
 //! the scrape holds the same cells (through the thread's published index) and only reads them.
-//! All accesses are `Relaxed`: a scrape may see a histogram's count one sample ahead of its sum,
-//! as every Prometheus client allows.
+//! All accesses are `Relaxed`: a scrape reads a histogram's buckets and sum (and different
+//! series) at slightly different moments, so they may disagree by the samples recorded during
+//! the scrape, as every Prometheus client allows; each counter and bucket on its own only grows.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
