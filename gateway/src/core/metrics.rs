@@ -62,29 +62,36 @@ pub const MAX_QUERY_NAMESPACES: usize = 256;
 /// The label the namespaces beyond [`MAX_QUERY_NAMESPACES`] share.
 pub const OTHER_NAMESPACE: &str = "_other";
 
-/// One thread's series by key (the values are [`cells`], which only that thread writes).
+/// Every family's series by label values: `C` a counter, `H` a latency histogram, `G` a gauge.
+/// A thread's [`Index`] holds its cells; the scrape adds them up into [`Totals`].
+#[derive(Default)]
+struct Maps<C, H, G> {
+    requests: BTreeMap<(&'static str, u16), C>,
+    request_latency: BTreeMap<&'static str, H>,
+    /// metric → namespace → status → latency; nested so the hit path looks up by `&str` without
+    /// allocating.
+    query_latency: BTreeMap<&'static str, BTreeMap<String, BTreeMap<u16, H>>>,
+    upstream_latency: BTreeMap<&'static str, H>,
+    upstream_errors: BTreeMap<(&'static str, &'static str), C>,
+    write_rejections: BTreeMap<&'static str, C>,
+    watcher_events: BTreeMap<&'static str, C>,
+    cache_events: BTreeMap<&'static str, C>,
+    /// Counters of the Layer features (history, snapshots, scans, warm): (metric, label, value).
+    feature_events: BTreeMap<(&'static str, &'static str, &'static str), C>,
+    /// Gauges of the Layer features, as this thread's share (summed over threads).
+    feature_gauges: BTreeMap<&'static str, G>,
+}
+
+/// One thread's series (the values are [`cells`], which only that thread writes).
 ///
 /// A thread keeps two copies of its index: its own, in the thread-local [`LOCAL`], where the
 /// request path looks a series up without any lock; and the published one, which the scrape
 /// reads. The thread takes the published one's mutex only to add a series it has never recorded
 /// before, so a scrape never stops a shard that records into the series it already has.
-#[derive(Default)]
-struct Index {
-    requests: BTreeMap<(&'static str, u16), Arc<Counter>>,
-    request_latency: BTreeMap<&'static str, Arc<LatencyCells>>,
-    /// metric → namespace → status → latency; nested so the hit path looks up by `&str` without
-    /// allocating.
-    query_latency: BTreeMap<&'static str, BTreeMap<String, BTreeMap<u16, Arc<LatencyCells>>>>,
-    upstream_latency: BTreeMap<&'static str, Arc<LatencyCells>>,
-    upstream_errors: BTreeMap<(&'static str, &'static str), Arc<Counter>>,
-    write_rejections: BTreeMap<&'static str, Arc<Counter>>,
-    watcher_events: BTreeMap<&'static str, Arc<Counter>>,
-    cache_events: BTreeMap<&'static str, Arc<Counter>>,
-    /// Counters of the Layer features (history, snapshots, scans, warm): (metric, label, value).
-    feature_events: BTreeMap<(&'static str, &'static str, &'static str), Arc<Counter>>,
-    /// Gauges of the Layer features, as this thread's share (summed over threads).
-    feature_gauges: BTreeMap<&'static str, Arc<Gauge>>,
-}
+type Index = Maps<Arc<Counter>, Arc<LatencyCells>, Arc<Gauge>>;
+
+/// Every thread's counts added up, at a scrape.
+type Totals = Maps<u64, Hist, i64>;
 
 /// What the scrape sees of one thread.
 #[derive(Default)]
@@ -103,7 +110,7 @@ struct Local {
 fn series<'a, K: Ord + Clone + 'a, V: Default + 'a>(
     index: &'a mut Index,
     published: &Mutex<Index>,
-    field: fn(&mut Index) -> &mut BTreeMap<K, Arc<V>>,
+    field: impl Fn(&mut Index) -> &mut BTreeMap<K, Arc<V>>,
     key: K,
 ) -> &'a V {
     field(index).entry(key).or_insert_with_key(|key| {
@@ -114,20 +121,25 @@ fn series<'a, K: Ord + Clone + 'a, V: Default + 'a>(
     })
 }
 
-/// Every thread's counts added up, at a scrape.
-#[derive(Default)]
-struct Totals {
-    requests: BTreeMap<(&'static str, u16), u64>,
-    request_latency: BTreeMap<&'static str, Hist>,
-    query_latency: BTreeMap<&'static str, BTreeMap<String, BTreeMap<u16, Hist>>>,
-    upstream_latency: BTreeMap<&'static str, Hist>,
-    upstream_errors: BTreeMap<(&'static str, &'static str), u64>,
-    write_rejections: BTreeMap<&'static str, u64>,
-    watcher_events: BTreeMap<&'static str, u64>,
-    cache_events: BTreeMap<&'static str, u64>,
-    feature_events: BTreeMap<(&'static str, &'static str, &'static str), u64>,
-    feature_gauges: BTreeMap<&'static str, i64>,
-    in_flight: i64,
+/// The statuses of `ns` in the per-namespace latency family `metric` (created empty). Past
+/// [`MAX_QUERY_NAMESPACES`] namespaces of the family, a new one is counted as `_other`, so label
+/// values stay bounded. A known namespace costs two lookups.
+fn by_status<'i>(
+    index: &'i mut Index,
+    metric: &'static str,
+    ns: &str,
+) -> &'i mut BTreeMap<u16, Arc<LatencyCells>> {
+    let by_ns = index.query_latency.entry(metric).or_default();
+    let known = by_ns.contains_key(ns);
+    let ns = if known || by_ns.len() < MAX_QUERY_NAMESPACES {
+        ns
+    } else {
+        OTHER_NAMESPACE
+    };
+    if !known && !by_ns.contains_key(ns) {
+        by_ns.insert(ns.to_string(), BTreeMap::new());
+    }
+    by_ns.get_mut(ns).expect("present or inserted above")
 }
 
 impl Totals {
@@ -223,7 +235,7 @@ thread_local! {
 
 /// Records into one series of this thread: `field` selects the map, `key` the series.
 fn with_series<K: Ord + Clone, V: Default>(
-    field: fn(&mut Index) -> &mut BTreeMap<K, Arc<V>>,
+    field: impl Fn(&mut Index) -> &mut BTreeMap<K, Arc<V>>,
     key: K,
     f: impl FnOnce(&V),
 ) {
@@ -275,31 +287,9 @@ pub fn request_finished(
         series(index, published, |i| &mut i.requests, (route, status)).add(1);
         series(index, published, |i| &mut i.request_latency, route).record(elapsed);
         // Rejected requests (401/403) never name a namespace: an unauthenticated caller must not
-        // be able to mint label values. Past MAX_QUERY_NAMESPACES per thread and family, the
-        // rest share one `_other` series, so label values stay bounded.
+        // be able to mint label values (and the rest are bounded per thread, see `by_status`).
         if let Some((metric, ns)) = latency.filter(|_| !matches!(status, 401 | 403)) {
-            let by_ns = index.query_latency.entry(metric).or_default();
-            let ns = if by_ns.contains_key(ns) || by_ns.len() < MAX_QUERY_NAMESPACES {
-                ns
-            } else {
-                OTHER_NAMESPACE
-            };
-            if let Some(cells) = by_ns.get(ns).and_then(|s| s.get(&status)) {
-                cells.record(elapsed);
-                return;
-            }
-            let cells = Arc::<LatencyCells>::default();
-            cells.record(elapsed);
-            let mut shared = published.lock().unwrap_or_else(|e| e.into_inner());
-            let shared_ns = shared.query_latency.entry(metric).or_default();
-            shared_ns
-                .entry(ns.to_string())
-                .or_default()
-                .insert(status, cells.clone());
-            by_ns
-                .entry(ns.to_string())
-                .or_default()
-                .insert(status, cells);
+            series(index, published, |i| by_status(i, metric, ns), status).record(elapsed);
         }
     });
 }
@@ -349,9 +339,10 @@ pub fn feature_gauge_add(metric: &'static str, delta: i64) {
 /// Renders every thread's metrics, merged, in the Prometheus text format.
 pub fn render(shards: usize) -> String {
     let mut all = Totals::default();
+    let mut in_flight = 0;
     let list: Vec<Arc<Published>> = registry().lock().unwrap_or_else(|e| e.into_inner()).clone();
     for thread in list {
-        all.in_flight += thread.in_flight.get();
+        in_flight += thread.in_flight.get();
         // Held while this thread's values are read: the thread takes it only to add a series.
         all.add(&thread.index.lock().unwrap_or_else(|e| e.into_inner()));
     }
@@ -452,7 +443,7 @@ pub fn render(shards: usize) -> String {
         );
     }
     header(&mut out, "layer_in_flight_requests", "gauge");
-    let _ = writeln!(out, "layer_in_flight_requests {}", all.in_flight.max(0));
+    let _ = writeln!(out, "layer_in_flight_requests {}", in_flight.max(0));
     header(&mut out, "layer_shards", "gauge");
     let _ = writeln!(out, "layer_shards {shards}");
     super::labeled::describe(CACHE_COLD, super::labeled::Kind::Counter, "");
