@@ -120,7 +120,10 @@ where
             Ok(r) => r,
             Err(Unbuilt(bytes)) => return Outcome::Handover(io, bytes),
         };
-        let Some(resp) = answer(&mut io, &mut buf, service(req)).await else {
+        // Pinned here, in this loop's state, and lent to `answer`: handed over by value, the
+        // handler's future (kilobytes) was copied into `answer`'s state and again into its pin.
+        let handler = std::pin::pin!(service(req));
+        let Some(resp) = answer(&mut io, &mut buf, handler).await else {
             // The client went away: its handler is dropped (hyper's server did the same).
             return Outcome::Closed;
         };
@@ -146,9 +149,8 @@ where
 async fn answer<S: AsyncRead + Unpin>(
     io: &mut S,
     buf: &mut BytesMut,
-    handler: impl Future<Output = Resp>,
+    mut handler: std::pin::Pin<&mut impl Future<Output = Resp>>,
 ) -> Option<Resp> {
-    let mut handler = std::pin::pin!(handler);
     let mut watching = true;
     loop {
         if watching {

@@ -50,7 +50,13 @@ where
     F: Fn(Arc<S>, Arc<ShardCtx>, Req) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<Resp, GatewayError>> + Send + 'static,
 {
-    Arc::new(move |ctx, req| Box::pin(f(state.clone(), ctx, req)))
+    Arc::new(move |ctx, req| {
+        // The box is allocated first and the future written into it: `Box::pin(f(..))` built
+        // the future (kilobytes for the query route) on the stack and then copied it whole.
+        let slot = Box::<Fut>::new_uninit();
+        let boxed: Box<Fut> = Box::write(slot, f(state.clone(), ctx, req));
+        Box::into_pin(boxed)
+    })
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
