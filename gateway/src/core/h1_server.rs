@@ -142,10 +142,10 @@ where
     }
 }
 
-/// Runs a request's handler while watching the connection, as hyper's server did: the end of
-/// the stream (or a read error) drops the handler and gives `None`; bytes that arrive meanwhile
-/// (a pipelined request) are kept for the next read. A handler done at its first poll never
-/// reads.
+/// Runs a request's handler (pinned by the caller, which drops it) while watching the
+/// connection, as hyper's server did: the end of the stream (or a read error) stops polling it
+/// and gives `None`, and the caller returns, dropping it; bytes that arrive meanwhile (a
+/// pipelined request) are kept for the next read. A handler done at its first poll never reads.
 async fn answer<S: AsyncRead + Unpin>(
     io: &mut S,
     buf: &mut BytesMut,
