@@ -102,16 +102,17 @@ pub(super) struct Hist {
 impl Hist {
     /// Counts one value.
     pub(super) fn record(&mut self, d: Duration) {
-        let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
-        if let Some(slot) = self.counts.get_mut(Hist::slot(ns)) {
+        let (slot, ns) = Hist::place(d);
+        if let Some(slot) = self.counts.get_mut(slot) {
             *slot += 1;
         }
         self.sum_ns = self.sum_ns.saturating_add(ns);
     }
 
-    /// The slot of `counts` a value of `ns` nanoseconds falls in.
-    pub(super) fn slot(ns: u64) -> usize {
-        BOUNDS_NS.partition_point(|b| *b < ns)
+    /// Where a value goes: the slot of `counts` it falls in, and its nanoseconds (for the sum).
+    pub(super) fn place(d: Duration) -> (usize, u64) {
+        let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        (BOUNDS_NS.partition_point(|b| *b < ns), ns)
     }
 
     /// A histogram with these counts (as [`Hist::record`] fills them) and sum.

@@ -57,8 +57,8 @@ pub(super) struct LatencyCells {
 impl LatencyCells {
     /// Counts one value. Only the owning thread calls this (see the module docs).
     pub(super) fn record(&self, d: Duration) {
-        let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
-        if let Some(slot) = self.counts.get(Hist::slot(ns)) {
+        let (slot, ns) = Hist::place(d);
+        if let Some(slot) = self.counts.get(slot) {
             slot.store(slot.load(Relaxed).wrapping_add(1), Relaxed);
         }
         let sum = self.sum_ns.load(Relaxed);
