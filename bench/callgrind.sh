@@ -20,6 +20,10 @@
 # that length, numbers printed as embedding clients print them: signs mixed, 17 significant
 # digits; `query-ann-vector` uses it); ROWS (10000) how many rows are seeded (the emulator answers
 # an ANN query by brute force, so a long vector wants fewer).
+# NGINX=1 also counts nginx's instructions per request in the same scenario, for scale: one nginx
+# process (no master; `proxy_pass` with upstream keep-alive, as bench/compare.sh sets it up) under
+# callgrind in front of the same emulator, driven the same way (not with TIER=1: nginx has no
+# document cache). It is installed with apt-get when missing.
 # KEEP_DUMPS=DIR copies each build's dump there (read it with
 # `callgrind_annotate --inclusive=yes FILE`), with the measured request count beside it
 # (`.requests`); bench/profile.sh turns both into instructions per request by area. Everything
@@ -36,6 +40,10 @@ source "$ROOT/bench/lib.sh"
 bench_setup callgrind
 command -v valgrind >/dev/null || { log "valgrind is not installed"; exit 1; }
 bench_build turbopuffer-emulator layer-gateway layer-loadgen
+if [[ ${NGINX:-0} == 1 ]]; then
+  [[ ${TIER:-0} != 1 ]] || { log "NGINX=1 does not go with TIER=1: nginx has no document cache"; exit 1; }
+  command -v nginx >/dev/null || { apt-get update -qq && apt-get install -y -qq nginx-light >/dev/null; }
+fi
 BINS=("$@")
 [[ ${#BINS[@]} -gt 0 ]] || BINS=("$BIN/layer-gateway")
 
@@ -70,6 +78,30 @@ cache_events() {
   { curl -sf "http://$1/metrics" || true; } | awk -v e="$2" '$1 == "layer_document_cache_events_total{event=\"" e "\"}" {print $2}'
 }
 
+# drive ADDR DURATION OUT: the scenario's load on ADDR from CPU1, its summary in OUT.
+drive() {
+  taskset -c 1 "$BIN/layer-loadgen" --scenario "$ROOT/bench/scenarios/$SCENARIO.yaml" --target "http://$1" \
+    --var "api_key=$KEY" --var "ns=$NS" --var "vector=$VECTOR" --concurrency "$CONCURRENCY" --duration "$2" --format json --out "$3" >/dev/null 2>&1
+}
+
+# report PID OUT RUN_JSON LABEL DUMP_NAME SUFFIX: stops the process under callgrind and prints its
+# instructions per request of the run (keeping the dump as DUMP_NAME under KEEP_DUMPS).
+report() {
+  local pid=$1 out=$2 run=$3 label=$4 name=$5 suffix=$6 n ir
+  sleep 1
+  kill "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  n=$(jq '.all_responses' "$run")
+  # The dump taken after the run is "$out.1" (the file written at exit holds the shutdown).
+  ir=$(awk '/^summary:/ {s += $2} END {print s}' "$out".1)
+  if [[ -n ${KEEP_DUMPS:-} ]]; then
+    mkdir -p "$KEEP_DUMPS"
+    cp "$out".1 "$KEEP_DUMPS/$name.callgrind"
+    echo "$n" >"$KEEP_DUMPS/$name.requests"
+  fi
+  printf '%s\t%s requests\t%.1fk instructions/request%s\n' "$label" "$n" "$(awk -v a="$ir" -v b="$n" 'BEGIN {print a / b / 1000}')" "$suffix"
+}
+
 for i in "${!BINS[@]}"; do
   out=$TMP/callgrind.$i.out
   # Callgrind runs the gateway ~50x slower: the start-up wait is longer than `start` allows.
@@ -86,26 +118,27 @@ for i in "${!BINS[@]}"; do
     for id in $(seq 0 $((ROWS - 1))); do printf 'url = "http://%s/v2/namespaces/%s/documents/%s"\noutput = "/dev/null"\n' "$GW" "$NS" "$id"; done >"$TMP/urls"
     curl -sf "${auth[@]}" --parallel --parallel-max 16 -K "$TMP/urls" 2>/dev/null || { log "fetching every document once through $GW failed"; exit 1; }
   fi
-  taskset -c 1 "$BIN/layer-loadgen" --scenario "$ROOT/bench/scenarios/$SCENARIO.yaml" --target "http://$GW" \
-    --var "api_key=$KEY" --var "ns=$NS" --var "vector=$VECTOR" --concurrency "$CONCURRENCY" --duration 3s --format json --out "$TMP/warm.json" >/dev/null 2>&1
+  drive "$GW" 3s "$TMP/warm.json"
   # Read before the counters are zeroed and after the dump: rendering /metrics is not measured.
   tier0=$(cache_events "$GW" tier_hit)
   callgrind_control -z "$pid" >/dev/null
-  taskset -c 1 "$BIN/layer-loadgen" --scenario "$ROOT/bench/scenarios/$SCENARIO.yaml" --target "http://$GW" \
-    --var "api_key=$KEY" --var "ns=$NS" --var "vector=$VECTOR" --concurrency "$CONCURRENCY" --duration "$DURATION" --format json --out "$TMP/run.$i.json" >/dev/null 2>&1
+  drive "$GW" "$DURATION" "$TMP/run.$i.json"
   callgrind_control -d "$pid" >/dev/null
   tier=$(($(cache_events "$GW" tier_hit) - ${tier0:-0}))
-  sleep 1
-  kill "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-  n=$(jq '.all_responses' "$TMP/run.$i.json")
-  # The dump taken after the run is "$out.1" (the file written at exit holds the shutdown).
-  ir=$(awk '/^summary:/ {s += $2} END {print s}' "$out".1)
-  if [[ -n ${KEEP_DUMPS:-} ]]; then
-    mkdir -p "$KEEP_DUMPS"
-    cp "$out".1 "$KEEP_DUMPS/$i.$(basename "${BINS[$i]}").callgrind"
-    echo "$n" >"$KEEP_DUMPS/$i.$(basename "${BINS[$i]}").requests"
-  fi
-  printf '%s\t%s requests\t%.1fk instructions/request%s\n' "${BINS[$i]}" "$n" "$(awk -v a="$ir" -v b="$n" 'BEGIN {print a / b / 1000}')" \
+  report "$pid" "$out" "$TMP/run.$i.json" "${BINS[$i]}" "$i.$(basename "${BINS[$i]}")" \
     "$([[ ${TIER:-0} != 1 ]] || echo " ($tier tier hits)")"
 done
+
+if [[ ${NGINX:-0} == 1 ]]; then
+  i=${#BINS[@]}
+  out=$TMP/callgrind.$i.out
+  # The same wrapper as the gateway's; the wait for start-up is start_nginx's own.
+  NGINX_WRAP=(valgrind --tool=callgrind --dump-instr=no --callgrind-out-file="$out")
+  start_nginx 0 "$EMU"
+  unset NGINX_WRAP
+  drive "$NGINX_ADDR" 3s "$TMP/warm.json"
+  callgrind_control -z "$NGINX_PID" >/dev/null
+  drive "$NGINX_ADDR" "$DURATION" "$TMP/run.$i.json"
+  callgrind_control -d "$NGINX_PID" >/dev/null
+  report "$NGINX_PID" "$out" "$TMP/run.$i.json" "nginx $(nginx -v 2>&1 | sed 's/^nginx version: nginx\///')" "$i.nginx" ""
+fi

@@ -78,6 +78,8 @@ AREAS: list[tuple[str, re.Pattern[str]]] = [
         re.compile(r"^(__libc_|__GI___|epoll_wait|writev|__writev|recv|recvfrom|send|sendto|read|write|__vdso|clock_gettime|syscall)"),
     ),
     ("other gateway code", re.compile(r"layer_gateway::")),
+    # nginx, when bench/callgrind.sh profiles it for scale (NGINX=1): its named functions.
+    ("nginx", re.compile(r"^ngx_")),
 ]
 
 NAME = re.compile(r"^(c?fn)=\((\d+)\)(?: (.*))?$")

@@ -12,7 +12,8 @@
 #   start_nginx CPU UPSTREAM [ANSWER]
 #                        nginx (one worker on CPU, upstream keep-alive, access log off) in front
 #                        of UPSTREAM, or answering every request with ANSWER; sets NGINX_PID and
-#                        NGINX_ADDR (exits on failure)
+#                        NGINX_ADDR (exits on failure); with NGINX_WRAP (an array, e.g. valgrind
+#                        and its options) set, one process serving alone, run under that command
 #   ticks PID            user+sys CPU ticks of a process so far (divide by CLK_TCK)
 #   bench_postgres       the PostgreSQL LAYER_TEST_DATABASE_URL names, or a throwaway one started
 #                        with scripts/pg-server (fsync off) and stopped when the script exits
@@ -94,9 +95,15 @@ start() {
 # (host:port) with upstream keep-alive, access log off; sets NGINX_PID (the master) and
 # NGINX_ADDR. With ANSWER, nginx is a trivial upstream instead: every request gets 200 and ANSWER
 # (UPSTREAM is not used). ANSWER goes into a single-quoted nginx string, which expands `$name`
-# and backslash escapes: it must hold no `'`, `$` or `\`.
+# and backslash escapes: it must hold no `'`, `$` or `\`. With the array NGINX_WRAP set, nginx
+# runs as `NGINX_WRAP... nginx` without its master process (the one process serves, so a tool
+# such as callgrind sees the requests), and the start-up wait is 30 s instead of 5.
 start_nginx() {
-  local cpu=$1 upstream=$2 answer=${3:-} ok serve
+  local cpu=$1 upstream=$2 answer=${3:-} ok serve globals='daemon off;' waits=50
+  if [[ -n ${NGINX_WRAP+x} ]]; then
+    globals='daemon off; master_process off;'
+    waits=300
+  fi
   if [[ -n $answer ]]; then
     serve="default_type application/json; return 200 '$answer';"
     upstream=127.0.0.1:9 # unused: the upstream block needs a server
@@ -134,11 +141,11 @@ http {
   }
 }
 EOF
-    taskset -c "$cpu" nginx -p "$TMP/nginx" -e "$TMP/nginx/logs/error.log" \
-      -c "$TMP/nginx/nginx.conf" -g 'daemon off;' >"$TMP/nginx.out" 2>"$TMP/nginx.err" &
+    taskset -c "$cpu" ${NGINX_WRAP+"${NGINX_WRAP[@]}"} nginx -p "$TMP/nginx" -e "$TMP/nginx/logs/error.log" \
+      -c "$TMP/nginx/nginx.conf" -g "$globals" >"$TMP/nginx.out" 2>"$TMP/nginx.err" &
     NGINX_PID=$!
     ok=0
-    for _ in $(seq 1 50); do
+    for _ in $(seq 1 "$waits"); do
       if curl -s -o /dev/null "http://127.0.0.1:$NGINX_PORT/"; then
         ok=1
         break

@@ -13,6 +13,7 @@
 #
 #   bench/profile.sh                                   # query-passthrough, this tree's release build
 #   SKIP_BUILD=1 bench/profile.sh query-ann OLD NEW    # two builds side by side
+#   SKIP_BUILD=1 NGINX=1 bench/profile.sh              # and nginx's instructions, for scale
 #
 # Knobs: everything bench/callgrind.sh takes, plus TOP (15: the largest unattributed functions
 # listed under each table; a missing rule shows there) and DUMPS (keep the dumps in that

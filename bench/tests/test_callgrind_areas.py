@@ -115,3 +115,13 @@ def test_the_table_per_request(dump):
 def test_requests_must_be_positive(dump):
     r = subprocess.run([sys.executable, str(BENCH / "callgrind_areas.py"), str(dump), "0"], capture_output=True, text=True)
     assert r.returncode == 2 and "requests must be positive" in r.stderr
+
+
+def test_nginx_functions_are_their_own_area():
+    # NGINX=1 profiles nginx beside the gateway: its named functions are one area; the allocator
+    # rule still comes first, and no gateway function matches the nginx rule.
+    assert ca.area_of("ngx_http_parse_header_line") == "nginx"
+    assert ca.area_of("ngx_palloc") == "nginx"
+    assert ca.area_of("malloc") == "allocator"
+    assert ca.area_of("layer_gateway::core::h1_server::parse") == "HTTP server"
+    assert ca.area_of("layer_gateway::features::ngx_like::f") == "other gateway code"
