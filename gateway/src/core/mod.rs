@@ -134,8 +134,13 @@ impl Core {
     /// Scatter/gather buckets of `ns` (1 = unsharded): the configured index's `shards`, else the
     /// count init set ([`layout::Layouts`]), else 1.
     pub fn shards_of(&self, ns: &str) -> u32 {
-        match self.indexes.with(ns, |i| i.map(|i| i.shards.max(1))) {
-            Some(shards) => shards,
+        self.indexes.with(ns, |i| self.shards_given(ns, i))
+    }
+
+    /// [`Core::shards_of`] for a caller that holds `ns`'s index (or its absence) already.
+    pub fn shards_given(&self, ns: &str, index: Option<&config::IndexConfig>) -> u32 {
+        match index {
+            Some(i) => i.shards.max(1),
             None => self.layouts.get(ns).map_or(1, |l| l.shard_count.max(1)),
         }
     }

@@ -25,6 +25,7 @@ use http::{HeaderMap, Method};
 use serde_json::{Value, json};
 
 use crate::core::Core;
+use crate::core::config::IndexConfig;
 use crate::core::error::GatewayError;
 use crate::core::upstream::Upstream;
 
@@ -124,8 +125,20 @@ where
 /// Configured fan-out width: the request's `threads`, else the Index's `scan.threads`, else the
 /// gateway default (`gateway.scan.defaultThreads`, 8), clamped to 1..=[`MAX_THREADS`].
 pub fn configured_threads(core: &Core, ns: &str, requested: Option<u32>) -> u32 {
-    requested
-        .or_else(|| core.indexes.with(ns, |i| i.and_then(|i| i.scan.threads)))
+    clamp_threads(
+        core,
+        requested.or_else(|| core.indexes.with(ns, |i| i.and_then(|i| i.scan.threads))),
+    )
+}
+
+/// [`configured_threads`] without a requested width, for a caller that holds the namespace's
+/// index (or its absence) already.
+pub fn index_threads(core: &Core, index: Option<&IndexConfig>) -> u32 {
+    clamp_threads(core, index.and_then(|i| i.scan.threads))
+}
+
+fn clamp_threads(core: &Core, threads: Option<u32>) -> u32 {
+    threads
         .unwrap_or(core.config.gateway.scan.default_threads)
         .clamp(1, MAX_THREADS)
 }

@@ -211,7 +211,12 @@ pub(super) async fn serve(
             };
         }
     };
-    let (mode, status, watermark) = cut;
+    let Cut {
+        mode,
+        status,
+        watermark,
+        ..
+    } = cut;
     let fp = fingerprint(&q.body);
     let token = match q.cursor.as_deref() {
         Some(raw) => Some(decode(raw, &paging, &fp)?),

@@ -31,7 +31,6 @@ use serde_json::Value;
 use tokio::sync::Semaphore;
 
 use super::cursor;
-use crate::core::ShardCtx;
 use crate::core::config::IndexConsistency;
 use crate::core::error::GatewayError;
 use crate::core::http::decode_gzip;
@@ -39,7 +38,8 @@ use crate::core::metrics;
 use crate::core::stable::predicate;
 use crate::core::upstream::{AnswerFields, UpstreamResponse};
 use crate::core::watcher::Status;
-use crate::sources::origin::{MAX_THREADS, configured_threads};
+use crate::core::{Core, ShardCtx};
+use crate::sources::origin::{MAX_THREADS, index_threads};
 
 /// What the query route answers: an upstream-shaped response and the watermark to report.
 pub struct Answer {
@@ -98,15 +98,13 @@ pub async fn serve(
     body: Bytes,
 ) -> Result<Answer, GatewayError> {
     let shared = &ctx.core;
-    let mode = shared.indexes.with(ns, |i| {
-        i.map_or(shared.config.gateway.consistency.default_mode, |i| {
-            i.consistency
-        })
-    });
-    let shards = shared.shards_of(ns);
-    let threads = configured_threads(shared, ns, None);
-    // One read of the watcher: every leg of this request shares this cut.
-    let (status, watermark) = shared.watcher.snapshot(ns);
+    let cut = Cut::read(shared, ns);
+    let Cut {
+        watermark,
+        shards,
+        threads,
+        ..
+    } = cut;
 
     let body = decode_gzip(headers, body, shared.config.gateway.max_body_bytes)?;
     headers.remove(header::CONTENT_ENCODING);
@@ -198,33 +196,48 @@ pub async fn serve(
         QueryPlan::Upstream(q) => q,
     };
     if (q.cursor.is_some() || (!native && cursor::may_page(&q.body)))
-        && let Some(a) = Box::pin(cursor::serve(
-            ctx,
-            ns,
-            path_and_query,
-            headers,
-            &q,
-            (mode, status, watermark),
-        ))
-        .await?
+        && let Some(a) = Box::pin(cursor::serve(ctx, ns, path_and_query, headers, &q, cut)).await?
     {
         return Ok(a.checked());
     }
-    execute(
-        ctx,
-        ns,
-        path_and_query,
-        headers,
-        &q,
-        (mode, status, watermark),
-        None,
-    )
-    .await
-    .map(Answer::checked)
+    execute(ctx, ns, path_and_query, headers, &q, cut, None)
+        .await
+        .map(Answer::checked)
 }
 
-/// The consistency mode, the watcher's status and the watermark one request read once.
-pub(super) type Cut = (IndexConsistency, Status, Option<u64>);
+/// What one request reads once, so its plan, its pages and every leg agree: the namespace's
+/// consistency mode, the watcher's status and watermark, its shard count and its fan-out width.
+#[derive(Clone, Copy)]
+pub(super) struct Cut {
+    pub mode: IndexConsistency,
+    pub status: Status,
+    pub watermark: Option<u64>,
+    pub shards: u32,
+    pub threads: u32,
+}
+
+impl Cut {
+    /// One read of the namespace's index (or of its absence) and one of the watcher.
+    pub(super) fn read(shared: &Core, ns: &str) -> Cut {
+        let (mode, shards, threads) = shared.indexes.with(ns, |i| {
+            (
+                i.map_or(shared.config.gateway.consistency.default_mode, |i| {
+                    i.consistency
+                }),
+                shared.shards_given(ns, i),
+                index_threads(shared, i),
+            )
+        });
+        let (status, watermark) = shared.watcher.snapshot(ns);
+        Cut {
+            mode,
+            status,
+            watermark,
+            shards,
+            threads,
+        }
+    }
+}
 
 /// Runs a planned query: the stable read (or `forced`, a pagination cut that replaces the
 /// watermark predicate in the stable and eventual modes), one upstream request or the shard
@@ -235,12 +248,16 @@ pub(super) async fn execute(
     path_and_query: &str,
     headers: &HeaderMap,
     q: &UpstreamQuery,
-    (mode, status, watermark): Cut,
+    cut: Cut,
     forced: Option<u64>,
 ) -> Result<Answer, GatewayError> {
-    let shared = &ctx.core;
-    let shards = shared.shards_of(ns);
-    let threads = configured_threads(shared, ns, None);
+    let Cut {
+        mode,
+        status,
+        watermark,
+        shards,
+        threads,
+    } = cut;
     let pred = match (mode, status, watermark, forced) {
         (IndexConsistency::Strong, ..) => None,
         (_, _, _, Some(cut)) => Some(predicate(cut)),
@@ -567,6 +584,45 @@ mod tests {
             let every_window = hay.windows(11).any(|w| w == b"_attributes");
             proptest::prop_assert_eq!(memfind(&hay, b"_attributes"), every_window);
         }
+    }
+
+    #[test]
+    fn a_cut_reads_the_index_else_the_layout_else_the_defaults() {
+        use crate::core::config::IndexConfig;
+        use crate::core::layout::Layout;
+        let core = crate::core::test_core();
+        let defaults = (core.config.gateway.consistency.default_mode, 1, 8);
+        let c = Cut::read(&core, "plain");
+        assert_eq!((c.mode, c.shards, c.threads), defaults);
+        assert_eq!((c.status, c.watermark), (Status::Unknown, None));
+        // A layout set by init gives the shard count when no index names one.
+        let layout = Layout {
+            schema_version: 1,
+            shard_count: 4,
+            initialized_at_ms: 0,
+        };
+        core.layouts.insert("laid", layout);
+        assert_eq!(Cut::read(&core, "laid").shards, 4);
+        // An index decides all three, over the layout; its scan width is clamped.
+        let mut index = IndexConfig {
+            name: "laid".into(),
+            shards: 3,
+            consistency: IndexConsistency::Strong,
+            ..IndexConfig::default()
+        };
+        index.scan.threads = Some(MAX_THREADS + 1);
+        core.indexes.set_file(vec![index]);
+        let c = Cut::read(&core, "laid");
+        assert_eq!(
+            (c.mode, c.shards, c.threads),
+            (IndexConsistency::Strong, 3, MAX_THREADS)
+        );
+        // The same reads as the functions the other routes use.
+        assert_eq!(c.shards, core.shards_of("laid"));
+        assert_eq!(
+            c.threads,
+            crate::sources::origin::configured_threads(&core, "laid", None)
+        );
     }
 
     #[test]
