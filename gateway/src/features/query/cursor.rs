@@ -238,7 +238,7 @@ pub(super) async fn serve(
 
     let run = |body: scatter::Validated| async move {
         let body: scatter::Validated<bytes::Bytes> = body.convert();
-        let merge = if ctx.core.shards_of(ns) > 1 {
+        let merge = if cut.shards > 1 {
             Merge::Single(MergeSpec::for_body(&body)?)
         } else {
             q.merge.clone()
