@@ -2,7 +2,9 @@
 # bench/cpu-ab.sh — two gateway builds' CPU per request against nginx, in alternating rounds of
 # bench/cpu-split.sh, with medians. One cpu-split run moves by several µs per request from run to
 # run on a shared VM (nginx's own figure too), more than most changes are worth; this takes the
-# ratio within each run and the median over many.
+# ratio within each run and the median over many. Even those medians differ by up to ~7% between
+# two copies of one binary in a 7-round run (bench/results/2026-12-08-one-cut.md, A/A): check a
+# smaller difference with A and B swapped.
 #
 #   A=/work/bench-bins/gw-old B=/work/bench-bins/gw-new ROUNDS=7 bench/cpu-ab.sh
 #
